@@ -1,0 +1,28 @@
+//! # weir-connectors: where rows come from (and, later, where they go)
+//!
+//! Each connector implements [`weir_engine::source::ConnectorFactory`]: it takes the `WITH (…)`
+//! options it understands from a [`weir_engine::source::SourceSpec`] (anything left is an error
+//! naming the option) and returns a [`weir_engine::source::SourceProvider`] that opens one reader
+//! per pipeline. Transport is separate from format: [`json`] decodes bytes to Arrow for any
+//! transport.
+//!
+//! | connector | what | module |
+//! |---|---|---|
+//! | `datagen` (`generator = 'sensors'`) | deterministic IoT simulator with injected anomalies | [`datagen`] |
+//! | `file` | JSON lines from a file (replay, tests) | [`file`] |
+//!
+//! Kafka arrives with its own issue.
+
+pub mod datagen;
+pub mod file;
+pub mod json;
+mod schema;
+
+use std::sync::Arc;
+
+use weir_engine::source::ConnectorFactory;
+
+/// Every built-in connector.
+pub fn builtin_connectors() -> Vec<Arc<dyn ConnectorFactory>> {
+    vec![Arc::new(datagen::DatagenConnector), Arc::new(file::FileConnector)]
+}

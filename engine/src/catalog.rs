@@ -1,0 +1,191 @@
+//! The catalog of running objects: sources (definitions) and materialized views (their tables,
+//! pipelines and status), with the dependencies `DROP` must respect.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use datafusion::arrow::datatypes::SchemaRef;
+use parking_lot::{Mutex, RwLock};
+
+use crate::error::{EngineError, Result};
+use crate::fanout::Fanout;
+use crate::late_rows::LateRowLog;
+use crate::pipeline::{PipelineStatus, RunningPipeline};
+use crate::source::{SourceProvider, WatermarkSpec};
+use crate::view_table::ViewTable;
+
+/// A defined source.
+#[derive(Debug)]
+pub struct SourceEntry {
+    /// Name (normalised).
+    pub name: String,
+    /// The `CREATE SOURCE` statement.
+    pub sql: String,
+    /// Opens readers.
+    pub provider: Arc<dyn SourceProvider>,
+    /// Event time and watermark, if declared.
+    pub watermark: Option<WatermarkSpec>,
+    /// Idle partitions stop holding back time after this long.
+    pub idle_timeout: Duration,
+}
+
+impl SourceEntry {
+    /// Columns of the source.
+    pub fn schema(&self) -> SchemaRef {
+        self.provider.schema()
+    }
+}
+
+/// A running materialized view.
+#[derive(Debug)]
+pub struct ViewEntry {
+    /// Name (normalised).
+    pub name: String,
+    /// The `CREATE MATERIALIZED VIEW` statement.
+    pub sql: String,
+    /// The view's rows.
+    pub table: Arc<ViewTable>,
+    /// Applies results to `table` and feeds views reading this one.
+    pub fanout: Arc<Fanout>,
+    /// Sources and views this view reads.
+    pub inputs: Vec<String>,
+    /// True when the view shows provisional rows (open windows, updating aggregates).
+    pub updating: bool,
+    /// The pipeline, printed by EXPLAIN.
+    pub explain: String,
+    /// Pipeline status, shared with its tasks.
+    pub status: Arc<PipelineStatus>,
+    /// The pipeline's tasks; dropping them stops it.
+    pub pipeline: Mutex<Option<RunningPipeline>>,
+}
+
+/// Sources and views by name.
+#[derive(Debug, Default)]
+pub struct Catalog {
+    sources: RwLock<BTreeMap<String, Arc<SourceEntry>>>,
+    views: RwLock<BTreeMap<String, Arc<ViewEntry>>>,
+    /// Late rows of every view (`weir_late_rows`).
+    pub late_rows: Arc<LateRowLog>,
+}
+
+/// What a relation name refers to.
+#[derive(Debug, Clone)]
+pub enum Relation {
+    /// A source.
+    Source(Arc<SourceEntry>),
+    /// A materialized view.
+    View(Arc<ViewEntry>),
+}
+
+impl Catalog {
+    /// Looks a name up among sources and views.
+    pub fn relation(&self, name: &str) -> Option<Relation> {
+        if let Some(s) = self.sources.read().get(name) {
+            return Some(Relation::Source(Arc::clone(s)));
+        }
+        self.views.read().get(name).map(|v| Relation::View(Arc::clone(v)))
+    }
+
+    /// A source by name.
+    pub fn source(&self, name: &str) -> Option<Arc<SourceEntry>> {
+        self.sources.read().get(name).cloned()
+    }
+
+    /// A view by name.
+    pub fn view(&self, name: &str) -> Option<Arc<ViewEntry>> {
+        self.views.read().get(name).cloned()
+    }
+
+    /// All sources, by name.
+    pub fn sources(&self) -> Vec<Arc<SourceEntry>> {
+        self.sources.read().values().cloned().collect()
+    }
+
+    /// All views, by name.
+    pub fn views(&self) -> Vec<Arc<ViewEntry>> {
+        self.views.read().values().cloned().collect()
+    }
+
+    fn check_free(&self, name: &str) -> Result<()> {
+        if self.sources.read().contains_key(name) {
+            return Err(EngineError::AlreadyExists(format!("source \"{name}\" already exists")));
+        }
+        if self.views.read().contains_key(name) {
+            return Err(EngineError::AlreadyExists(format!(
+                "materialized view \"{name}\" already exists"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Errors if `name` is taken by a source or view.
+    pub fn ensure_name_free(&self, name: &str) -> Result<()> {
+        self.check_free(name)
+    }
+
+    /// Adds a source.
+    pub fn add_source(&self, entry: SourceEntry) -> Result<Arc<SourceEntry>> {
+        self.check_free(&entry.name)?;
+        let entry = Arc::new(entry);
+        self.sources.write().insert(entry.name.clone(), Arc::clone(&entry));
+        Ok(entry)
+    }
+
+    /// Adds a view.
+    pub fn add_view(&self, entry: Arc<ViewEntry>) -> Result<()> {
+        self.check_free(&entry.name)?;
+        self.views.write().insert(entry.name.clone(), entry);
+        Ok(())
+    }
+
+    /// Views that read `name` directly.
+    pub fn dependents(&self, name: &str) -> Vec<String> {
+        self.views
+            .read()
+            .values()
+            .filter(|v| v.inputs.iter().any(|i| i == name))
+            .map(|v| v.name.clone())
+            .collect()
+    }
+
+    /// The objects a DROP of `name` removes, dependents first; refuses without `cascade` when
+    /// other views read it.
+    pub fn drop_plan(&self, name: &str, cascade: bool) -> Result<Vec<String>> {
+        let direct = self.dependents(name);
+        if !direct.is_empty() && !cascade {
+            return Err(EngineError::DependentObjects(format!(
+                "cannot drop \"{name}\" because other objects depend on it: {} (use CASCADE to drop them too)",
+                direct.join(", ")
+            )));
+        }
+        let mut order = Vec::new();
+        self.collect_dependents(name, &mut order);
+        order.push(name.to_string());
+        Ok(order)
+    }
+
+    fn collect_dependents(&self, name: &str, order: &mut Vec<String>) {
+        for d in self.dependents(name) {
+            if !order.contains(&d) {
+                self.collect_dependents(&d, order);
+                if !order.contains(&d) {
+                    order.push(d);
+                }
+            }
+        }
+    }
+
+    /// Removes a source or view by name (its pipeline stops when the entry's last handle goes).
+    pub fn remove(&self, name: &str) -> Option<Relation> {
+        if let Some(s) = self.sources.write().remove(name) {
+            return Some(Relation::Source(s));
+        }
+        let view = self.views.write().remove(name)?;
+        if let Some(p) = view.pipeline.lock().take() {
+            drop(p);
+        }
+        self.late_rows.forget(name);
+        Some(Relation::View(view))
+    }
+}

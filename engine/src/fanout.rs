@@ -1,0 +1,79 @@
+//! A view's output stream, shared by the views that read it. A new reader is backfilled with the
+//! view's current rows and watermark under the same lock the writer holds while it applies and
+//! forwards a message, so it sees every row exactly once.
+
+use std::sync::Arc;
+
+use tokio::sync::{Mutex, mpsc};
+
+use crate::error::Result;
+use crate::message::{Message, Watermark};
+use crate::view_table::ViewTable;
+
+/// Bounded capacity of every pipeline channel: backpressure, never an unbounded queue.
+pub const CHANNEL_CAPACITY: usize = 16;
+
+#[derive(Debug, Default)]
+struct Inner {
+    /// Downstream pipelines reading this view.
+    subscribers: Vec<mpsc::Sender<Message>>,
+    /// Latest watermark forwarded, handed to new readers after their backfill.
+    watermark: Option<Watermark>,
+    /// The view's input ended; new readers get `End` after their backfill.
+    ended: bool,
+}
+
+/// Applies a view's messages to its table and forwards them to readers.
+#[derive(Debug)]
+pub struct Fanout {
+    table: Arc<ViewTable>,
+    inner: Mutex<Inner>,
+}
+
+impl Fanout {
+    /// A fanout writing into `table`.
+    pub fn new(table: Arc<ViewTable>) -> Self {
+        Self { table, inner: Mutex::new(Inner::default()) }
+    }
+
+    /// Applies `message` to the view and forwards it to every reader (waiting on full readers).
+    pub async fn publish(&self, message: Message) -> Result<()> {
+        let mut inner = self.inner.lock().await;
+        match &message {
+            Message::Data(batch) => self.table.append(batch.clone())?,
+            Message::Upsert(rows) => self.table.upsert(rows.clone())?,
+            Message::Finalize(rows) => self.table.finalize(rows.clone())?,
+            Message::Watermark(w) => inner.watermark = Some(*w),
+            Message::End => inner.ended = true,
+            Message::Barrier(_) => {}
+        }
+        if inner.subscribers.is_empty() {
+            return Ok(());
+        }
+        let mut alive = Vec::with_capacity(inner.subscribers.len());
+        for tx in inner.subscribers.drain(..) {
+            if tx.send(message.clone()).await.is_ok() {
+                alive.push(tx);
+            }
+        }
+        inner.subscribers = alive;
+        Ok(())
+    }
+
+    /// A new reader: the messages that replay the view's current state, then a live receiver.
+    pub async fn subscribe(&self) -> (Vec<Message>, mpsc::Receiver<Message>) {
+        let mut inner = self.inner.lock().await;
+        let mut backfill: Vec<Message> =
+            self.table.snapshot().into_iter().map(Message::Data).collect();
+        if let Some(w) = inner.watermark {
+            backfill.push(Message::Watermark(w));
+        }
+        let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
+        if inner.ended {
+            backfill.push(Message::End);
+        } else {
+            inner.subscribers.push(tx);
+        }
+        (backfill, rx)
+    }
+}

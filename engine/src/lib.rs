@@ -1,0 +1,51 @@
+//! # weir-engine: Weir's streaming runtime
+//!
+//! Everything between a source and a materialized view: the messages that flow, the operator
+//! trait, the pipeline runner, watermarks, window aggregation and the tables views live in.
+//! Nothing here knows SQL text, sockets or Kafka: the SQL layer (`weir-sql`) plans views into
+//! the pieces below, and connectors (`weir-connectors`) implement [`source::SourceProvider`].
+//!
+//! ```text
+//!  SourceProvider::open ─▶ Source reader task ─▶ stateless ─▶ window aggregate ─▶ stateless ─▶ writer
+//!   (one reader per view)  (watermarks from        (filters,     (GroupsAccumulators,   (HAVING,     (ViewTable +
+//!                           WATERMARK FOR expr)     projections,  state per open        projections) Fanout to views
+//!                                                   TUMBLE)       window)                             reading this one)
+//! ```
+//!
+//! Stages are tokio tasks joined by bounded channels ([`fanout::CHANNEL_CAPACITY`]); backpressure
+//! is a full channel. Control is in-band: [`message::Message`] carries data (`Data` appends,
+//! `Upsert`/`Finalize` for the provisional rows of open windows), `Watermark`, `Barrier` and `End`
+//! in one ordered stream.
+//!
+//! ## Extension points
+//! - [`operator::StreamOperator`]: one required method (`process_batch`), everything else is a
+//!   defaulted hook (`on_watermark`, `on_tick`, `on_barrier`, `on_end`, …).
+//! - [`source::SourceProvider`] / [`source::Source`]: connectors.
+//!
+//! ## Invariants
+//! - Work is vectorised: operators see whole Arrow batches and evaluate DataFusion
+//!   `PhysicalExpr`s and `GroupsAccumulator`s over them.
+//! - An operator's watermark is the minimum over its non-idle inputs
+//!   ([`watermark::WatermarkTracker`]) and never goes backwards.
+//! - No row is silently dropped: rows whose window already closed go to the late-row log
+//!   ([`late_rows::LateRowLog`], the `weir_late_rows` table) and are counted.
+//! - A view never shows a window twice: an open window's provisional rows are replaced by its
+//!   final rows under one lock ([`view_table::ViewTable::finalize`]).
+
+pub mod catalog;
+pub mod error;
+pub mod fanout;
+pub mod late_rows;
+pub mod message;
+pub mod operator;
+pub mod options;
+pub mod pipeline;
+pub mod source;
+pub mod stateless;
+pub mod time;
+pub mod view_table;
+pub mod watermark;
+pub mod window;
+pub mod window_agg;
+
+pub use error::{EngineError, ErrorKind, Result};

@@ -1,0 +1,71 @@
+//! What flows between the stages of a pipeline: data and control, in one ordered stream.
+//!
+//! Control travels in-band with the data, so an operator always sees a watermark after every row
+//! that preceded it at the source, and a barrier after every row of its epoch.
+
+use datafusion::arrow::record_batch::RecordBatch;
+
+/// Event time in nanoseconds since the Unix epoch (UTC).
+pub type EventTime = i64;
+
+/// A watermark: "no more rows with event time at or below this will be accepted as on time".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Watermark {
+    /// Event time (nanoseconds since the epoch) below which the input is complete.
+    EventTime(EventTime),
+    /// The input is idle: it has no data and must not hold back downstream time.
+    Idle,
+}
+
+impl Watermark {
+    /// The watermark that closes everything: sent when an input ends.
+    pub const MAX: Watermark = Watermark::EventTime(i64::MAX);
+}
+
+/// A checkpoint barrier (aligned across inputs before an operator snapshots its state).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CheckpointBarrier {
+    /// Checkpoint epoch, increasing.
+    pub epoch: u64,
+}
+
+/// The current rows of one state partition (for a window aggregate: one open window).
+#[derive(Debug, Clone)]
+pub struct PartitionRows {
+    /// Partition key: the window start in nanoseconds, or 0 for a non-windowed aggregate.
+    pub partition: i64,
+    /// All current rows of the partition.
+    pub rows: RecordBatch,
+}
+
+/// One item of a pipeline's stream.
+#[derive(Debug, Clone)]
+pub enum Message {
+    /// Rows appended to the stream (inserts; final results).
+    Data(RecordBatch),
+    /// Provisional rows: the rows of `partition` are now exactly these, replacing any earlier
+    /// `Upsert` of it (an open window's current values).
+    Upsert(PartitionRows),
+    /// The partition is final: its provisional rows are replaced by these, for good.
+    Finalize(PartitionRows),
+    /// Event-time progress.
+    Watermark(Watermark),
+    /// Checkpoint barrier.
+    Barrier(CheckpointBarrier),
+    /// The input ended; no message follows.
+    End,
+}
+
+impl Message {
+    /// A short name for logs and errors.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Message::Data(_) => "data",
+            Message::Upsert(_) => "upsert",
+            Message::Finalize(_) => "finalize",
+            Message::Watermark(_) => "watermark",
+            Message::Barrier(_) => "barrier",
+            Message::End => "end",
+        }
+    }
+}

@@ -1,0 +1,99 @@
+//! The operator trait: one required method, new capabilities as defaulted hooks.
+
+use std::time::Duration;
+
+use crate::error::{EngineError, Result};
+use crate::message::{CheckpointBarrier, Message, PartitionRows, Watermark};
+use datafusion::arrow::record_batch::RecordBatch;
+
+/// Where an operator puts what it produces; the runner forwards it downstream in order.
+#[derive(Debug, Default)]
+pub struct Collector {
+    out: Vec<Message>,
+}
+
+impl Collector {
+    /// Emit a message downstream.
+    pub fn push(&mut self, message: Message) {
+        self.out.push(message);
+    }
+
+    /// Emit appended rows (skipping empty batches).
+    pub fn data(&mut self, batch: RecordBatch) {
+        if batch.num_rows() > 0 {
+            self.out.push(Message::Data(batch));
+        }
+    }
+
+    /// Take everything emitted so far.
+    pub fn drain(&mut self) -> std::vec::Drain<'_, Message> {
+        self.out.drain(..)
+    }
+}
+
+/// A streaming operator. Operators are synchronous: their work is CPU-bound batch processing;
+/// the runner owns the channels and timers around them.
+pub trait StreamOperator: Send {
+    /// Name for logs, EXPLAIN and errors.
+    fn name(&self) -> String;
+
+    /// Process appended rows.
+    fn process_batch(&mut self, batch: RecordBatch, out: &mut Collector) -> Result<()>;
+
+    /// Process provisional rows of a partition. Operators that cannot consume updates refuse.
+    fn process_upsert(&mut self, rows: PartitionRows, out: &mut Collector) -> Result<()> {
+        let _ = (rows, out);
+        Err(EngineError::NotSupported(format!(
+            "{} cannot consume updating input",
+            self.name()
+        )))
+    }
+
+    /// Process final rows of a partition.
+    fn process_finalize(&mut self, rows: PartitionRows, out: &mut Collector) -> Result<()> {
+        let _ = (rows, out);
+        Err(EngineError::NotSupported(format!(
+            "{} cannot consume updating input",
+            self.name()
+        )))
+    }
+
+    /// Event time advanced. Returns the watermark to forward (None: hold it back).
+    fn on_watermark(&mut self, watermark: Watermark, out: &mut Collector) -> Result<Option<Watermark>> {
+        let _ = out;
+        Ok(Some(watermark))
+    }
+
+    /// A checkpoint barrier passed (state snapshots arrive with durable state).
+    fn on_barrier(&mut self, barrier: CheckpointBarrier) -> Result<()> {
+        let _ = barrier;
+        Ok(())
+    }
+
+    /// How often [`StreamOperator::on_tick`] should run, if at all.
+    fn tick_interval(&self) -> Option<Duration> {
+        None
+    }
+
+    /// Periodic wall-clock hook (e.g. refresh open windows).
+    fn on_tick(&mut self, out: &mut Collector) -> Result<()> {
+        let _ = out;
+        Ok(())
+    }
+
+    /// The input ended.
+    fn on_end(&mut self, out: &mut Collector) -> Result<()> {
+        let _ = out;
+        Ok(())
+    }
+
+    /// Approximate bytes of state held, for system tables.
+    fn state_size(&self) -> usize {
+        0
+    }
+
+    /// One line describing the operator for EXPLAIN.
+    fn describe(&self) -> String {
+        self.name()
+    }
+}

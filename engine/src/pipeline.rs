@@ -1,0 +1,238 @@
+//! Running a view's pipeline: an input task (a source reader, or another view's stream), one task
+//! per operator, and a writer task that applies results to the view, all joined by bounded
+//! channels carrying [`Message`]s in order.
+//!
+//! ```text
+//! input ──ch──▶ operator 1 ──ch──▶ … ──ch──▶ operator n ──ch──▶ writer (ViewTable + Fanout)
+//! ```
+//!
+//! Dropping a [`RunningPipeline`] aborts its tasks; an operator error stops the pipeline and is
+//! kept in its [`PipelineStatus`], and the view keeps serving the rows it has.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use parking_lot::Mutex;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tracing::{Instrument, info_span, warn};
+
+use crate::error::{EngineError, Result};
+use crate::fanout::{CHANNEL_CAPACITY, Fanout};
+use crate::message::Message;
+use crate::operator::{Collector, StreamOperator};
+use crate::source::{Source, SourceTaskConfig, spawn_source};
+
+/// Where a pipeline's rows come from.
+pub enum PipelineInput {
+    /// A fresh reader of a source.
+    Source {
+        /// Reader settings (watermarks, idleness).
+        config: SourceTaskConfig,
+        /// The reader.
+        reader: Box<dyn Source>,
+    },
+    /// Another view's stream: its current contents first, then live messages.
+    View {
+        /// Messages replaying the upstream view's state.
+        backfill: Vec<Message>,
+        /// Live messages.
+        live: mpsc::Receiver<Message>,
+    },
+}
+
+/// Lifecycle of a pipeline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PipelineState {
+    /// Processing input.
+    Running,
+    /// Its input ended and every result is in the view.
+    Finished,
+    /// It stopped on an error; the view keeps the rows it had.
+    Failed(String),
+}
+
+/// Shared, observable status of a pipeline.
+#[derive(Debug)]
+pub struct PipelineStatus {
+    state: Mutex<PipelineState>,
+    /// Rows read from the input.
+    pub rows_in: AtomicU64,
+}
+
+impl Default for PipelineStatus {
+    fn default() -> Self {
+        Self { state: Mutex::new(PipelineState::Running), rows_in: AtomicU64::new(0) }
+    }
+}
+
+impl PipelineStatus {
+    /// Current state.
+    pub fn state(&self) -> PipelineState {
+        self.state.lock().clone()
+    }
+
+    fn fail(&self, error: &EngineError) {
+        let mut s = self.state.lock();
+        if *s == PipelineState::Running {
+            *s = PipelineState::Failed(error.to_string());
+        }
+    }
+
+    fn finish(&self) {
+        let mut s = self.state.lock();
+        if *s == PipelineState::Running {
+            *s = PipelineState::Finished;
+        }
+    }
+}
+
+/// The tasks of a running pipeline; dropping it stops them.
+#[derive(Debug)]
+pub struct RunningPipeline {
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Drop for RunningPipeline {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// Starts a pipeline for `view`.
+pub fn spawn_pipeline(
+    view: &str,
+    input: PipelineInput,
+    operators: Vec<Box<dyn StreamOperator>>,
+    fanout: Arc<Fanout>,
+    status: Arc<PipelineStatus>,
+) -> RunningPipeline {
+    let mut tasks = Vec::with_capacity(operators.len() + 2);
+    let (input_tx, mut rx) = mpsc::channel::<Message>(CHANNEL_CAPACITY);
+    let counting_status = Arc::clone(&status);
+    match input {
+        PipelineInput::Source { config, reader } => {
+            let st = Arc::clone(&status);
+            tasks.push(spawn_source(config, reader, input_tx, move |e| st.fail(&e)));
+        }
+        PipelineInput::View { backfill, mut live } => {
+            tasks.push(tokio::spawn(async move {
+                for m in backfill {
+                    if input_tx.send(m).await.is_err() {
+                        return;
+                    }
+                }
+                while let Some(m) = live.recv().await {
+                    if input_tx.send(m).await.is_err() {
+                        return;
+                    }
+                }
+            }));
+        }
+    }
+    for (i, op) in operators.into_iter().enumerate() {
+        let (tx, next_rx) = mpsc::channel::<Message>(CHANNEL_CAPACITY);
+        let st = Arc::clone(&status);
+        let span = info_span!("operator", view = %view, index = i, name = %op.name());
+        let count_input = i == 0;
+        let counter = Arc::clone(&counting_status);
+        tasks.push(tokio::spawn(
+            async move {
+                if let Err(e) = run_operator(op, rx, tx, count_input.then_some(counter)).await {
+                    warn!(error = %e, "operator failed; pipeline stopped");
+                    st.fail(&e);
+                }
+            }
+            .instrument(span),
+        ));
+        rx = next_rx;
+    }
+    let span = info_span!("view_writer", view = %view);
+    tasks.push(tokio::spawn(
+        async move {
+            while let Some(m) = rx.recv().await {
+                let end = matches!(m, Message::End);
+                if let Err(e) = fanout.publish(m).await {
+                    warn!(error = %e, "writing the view failed; pipeline stopped");
+                    status.fail(&e);
+                    return;
+                }
+                if end {
+                    status.finish();
+                    return;
+                }
+            }
+        }
+        .instrument(span),
+    ));
+    RunningPipeline { tasks }
+}
+
+/// Runs one operator until its input ends or its output goes away.
+async fn run_operator(
+    mut op: Box<dyn StreamOperator>,
+    mut rx: mpsc::Receiver<Message>,
+    tx: mpsc::Sender<Message>,
+    input_counter: Option<Arc<PipelineStatus>>,
+) -> Result<()> {
+    let mut out = Collector::default();
+    let mut ticker = op.tick_interval().map(|period| {
+        let mut t = tokio::time::interval(period);
+        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        t
+    });
+    loop {
+        let message = match ticker.as_mut() {
+            Some(t) => tokio::select! {
+                m = rx.recv() => m,
+                _ = t.tick() => {
+                    op.on_tick(&mut out)?;
+                    if !forward(&mut out, &tx).await { return Ok(()) }
+                    continue;
+                }
+            },
+            None => rx.recv().await,
+        };
+        let Some(message) = message else { return Ok(()) };
+        let mut end = false;
+        match message {
+            Message::Data(batch) => {
+                if let Some(c) = &input_counter {
+                    c.rows_in.fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
+                }
+                op.process_batch(batch, &mut out)?
+            }
+            Message::Upsert(rows) => op.process_upsert(rows, &mut out)?,
+            Message::Finalize(rows) => op.process_finalize(rows, &mut out)?,
+            Message::Watermark(w) => {
+                if let Some(w) = op.on_watermark(w, &mut out)? {
+                    out.push(Message::Watermark(w));
+                }
+            }
+            Message::Barrier(b) => {
+                op.on_barrier(b)?;
+                out.push(Message::Barrier(b));
+            }
+            Message::End => {
+                op.on_end(&mut out)?;
+                out.push(Message::End);
+                end = true;
+            }
+        }
+        if !forward(&mut out, &tx).await || end {
+            return Ok(());
+        }
+    }
+}
+
+/// Sends everything collected downstream; false when downstream is gone.
+async fn forward(out: &mut Collector, tx: &mpsc::Sender<Message>) -> bool {
+    for m in out.drain() {
+        if tx.send(m).await.is_err() {
+            return false;
+        }
+    }
+    true
+}

@@ -1,0 +1,134 @@
+//! Stateless stages: filters, projections and window assignment, evaluated as DataFusion
+//! `PhysicalExpr`s over whole batches. Consecutive stateless plan nodes fuse into one operator.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{ArrayRef, AsArray, RecordBatch, RecordBatchOptions};
+use datafusion::arrow::compute::filter_record_batch;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::physical_expr::PhysicalExpr;
+
+use crate::error::{EngineError, Result};
+use crate::message::{Message, PartitionRows};
+use crate::operator::{Collector, StreamOperator};
+use crate::window::TumbleAssigner;
+
+/// One step of a stateless stage.
+#[derive(Debug, Clone)]
+pub enum Step {
+    /// Keep rows where the predicate is true.
+    Filter(Arc<dyn PhysicalExpr>),
+    /// Compute new columns; `schema` is the output schema.
+    Project {
+        /// One expression per output column.
+        exprs: Vec<Arc<dyn PhysicalExpr>>,
+        /// Output schema.
+        schema: SchemaRef,
+    },
+    /// Append `window_start` and `window_end` of the tumbling window each row falls in.
+    Tumble(TumbleAssigner),
+}
+
+impl Step {
+    /// Apply the step to a batch.
+    pub fn apply(&self, batch: &RecordBatch) -> Result<RecordBatch> {
+        match self {
+            Step::Filter(predicate) => {
+                let mask = predicate.evaluate(batch)?.into_array(batch.num_rows())?;
+                let mask = mask.as_boolean_opt().ok_or_else(|| {
+                    EngineError::Internal(format!("filter {predicate} did not return booleans"))
+                })?;
+                Ok(filter_record_batch(batch, mask)?)
+            }
+            Step::Project { exprs, schema } => {
+                let columns = exprs
+                    .iter()
+                    .map(|e| e.evaluate(batch)?.into_array(batch.num_rows()))
+                    .collect::<datafusion::error::Result<Vec<ArrayRef>>>()?;
+                let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
+                Ok(RecordBatch::try_new_with_options(
+                    Arc::clone(schema),
+                    columns,
+                    &options,
+                )?)
+            }
+            Step::Tumble(assigner) => assigner.assign(batch),
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Step::Filter(p) => format!("Filter: {p}"),
+            Step::Project { exprs, schema } => {
+                let mut s = String::from("Project: ");
+                for (i, (e, f)) in exprs.iter().zip(schema.fields()).enumerate() {
+                    if i > 0 {
+                        s.push_str(", ");
+                    }
+                    let _ = write!(s, "{e} AS {}", f.name());
+                }
+                s
+            }
+            Step::Tumble(t) => t.describe(),
+        }
+    }
+}
+
+/// A fused run of stateless steps.
+#[derive(Debug)]
+pub struct StatelessOperator {
+    steps: Vec<Step>,
+}
+
+impl StatelessOperator {
+    /// A stage applying `steps` in order.
+    pub fn new(steps: Vec<Step>) -> Self {
+        Self { steps }
+    }
+
+    /// Apply all steps to a batch.
+    pub fn apply(&self, batch: RecordBatch) -> Result<RecordBatch> {
+        let mut batch = batch;
+        for step in &self.steps {
+            if batch.num_rows() == 0 && !matches!(step, Step::Project { .. }) {
+                continue;
+            }
+            batch = step.apply(&batch)?;
+        }
+        Ok(batch)
+    }
+
+    /// The steps, for EXPLAIN.
+    pub fn steps(&self) -> &[Step] {
+        &self.steps
+    }
+}
+
+impl StreamOperator for StatelessOperator {
+    fn name(&self) -> String {
+        "stateless".to_string()
+    }
+
+    fn process_batch(&mut self, batch: RecordBatch, out: &mut Collector) -> Result<()> {
+        out.data(self.apply(batch)?);
+        Ok(())
+    }
+
+    // Upserts replace a whole partition, so mapping each row independently keeps them exact.
+    fn process_upsert(&mut self, rows: PartitionRows, out: &mut Collector) -> Result<()> {
+        let mapped = self.apply(rows.rows)?;
+        out.push(Message::Upsert(PartitionRows { partition: rows.partition, rows: mapped }));
+        Ok(())
+    }
+
+    fn process_finalize(&mut self, rows: PartitionRows, out: &mut Collector) -> Result<()> {
+        let mapped = self.apply(rows.rows)?;
+        out.push(Message::Finalize(PartitionRows { partition: rows.partition, rows: mapped }));
+        Ok(())
+    }
+
+    fn describe(&self) -> String {
+        self.steps.iter().map(Step::describe).collect::<Vec<_>>().join("\n  ")
+    }
+}

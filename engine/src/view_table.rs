@@ -1,0 +1,151 @@
+//! The rows of a materialized view, as a DataFusion table.
+//!
+//! Final rows are appended; provisional rows (open windows, updating aggregates) are kept per
+//! partition and replaced wholesale by each `Upsert`, then swapped for final rows by
+//! `Finalize`, under one lock so a query never sees a window twice or not at all.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::compute::concat_batches;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::datasource::TableType;
+use datafusion::datasource::memory::MemorySourceConfig;
+use datafusion::logical_expr::Expr;
+use datafusion::physical_plan::ExecutionPlan;
+use parking_lot::RwLock;
+
+use crate::error::Result;
+use crate::message::PartitionRows;
+
+/// Appended batches are compacted once this many pile up, so scans stay cheap.
+const COMPACT_AFTER_BATCHES: usize = 256;
+
+#[derive(Debug, Default)]
+struct Contents {
+    /// Final rows, in arrival order.
+    appended: Vec<RecordBatch>,
+    /// Rows in `appended` (kept to avoid summing on every stats query).
+    appended_rows: usize,
+    /// Current rows of open partitions, by partition key.
+    provisional: BTreeMap<i64, RecordBatch>,
+}
+
+/// A view's rows.
+#[derive(Debug)]
+pub struct ViewTable {
+    schema: SchemaRef,
+    contents: RwLock<Contents>,
+}
+
+impl ViewTable {
+    /// An empty view with `schema`.
+    pub fn new(schema: SchemaRef) -> Self {
+        Self { schema, contents: RwLock::new(Contents::default()) }
+    }
+
+    /// Appends final rows.
+    pub fn append(&self, batch: RecordBatch) -> Result<()> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        let batch = self.conform(batch)?;
+        let mut c = self.contents.write();
+        c.appended_rows += batch.num_rows();
+        c.appended.push(batch);
+        if c.appended.len() >= COMPACT_AFTER_BATCHES {
+            let merged = concat_batches(&self.schema, c.appended.iter())?;
+            c.appended = vec![merged];
+        }
+        Ok(())
+    }
+
+    /// Replaces the provisional rows of a partition.
+    pub fn upsert(&self, rows: PartitionRows) -> Result<()> {
+        let batch = self.conform(rows.rows)?;
+        self.contents.write().provisional.insert(rows.partition, batch);
+        Ok(())
+    }
+
+    /// Swaps a partition's provisional rows for its final rows.
+    pub fn finalize(&self, rows: PartitionRows) -> Result<()> {
+        let batch = self.conform(rows.rows)?;
+        let mut c = self.contents.write();
+        c.provisional.remove(&rows.partition);
+        if batch.num_rows() > 0 {
+            c.appended_rows += batch.num_rows();
+            c.appended.push(batch);
+        }
+        Ok(())
+    }
+
+    /// All current rows (final first, then provisional by partition).
+    pub fn snapshot(&self) -> Vec<RecordBatch> {
+        let c = self.contents.read();
+        c.appended.iter().chain(c.provisional.values()).cloned().collect()
+    }
+
+    /// (final rows, provisional rows, open partitions).
+    pub fn stats(&self) -> (usize, usize, usize) {
+        let c = self.contents.read();
+        let provisional = c.provisional.values().map(|b| b.num_rows()).sum();
+        (c.appended_rows, provisional, c.provisional.len())
+    }
+
+    /// Re-labels a batch with the view's schema (names and nullability come from the plan).
+    fn conform(&self, batch: RecordBatch) -> Result<RecordBatch> {
+        if batch.schema() == self.schema {
+            return Ok(batch);
+        }
+        Ok(RecordBatch::try_new(Arc::clone(&self.schema), batch.columns().to_vec())?)
+    }
+}
+
+#[async_trait]
+impl TableProvider for ViewTable {
+    fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.schema)
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
+        let batches = self.snapshot();
+        let plan = MemorySourceConfig::try_new_exec(&[batches], self.schema(), projection.cloned())?;
+        Ok(plan)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::Int64Array;
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+
+    fn batch(values: Vec<i64>) -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::Int64, false)]));
+        RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(values))]).unwrap()
+    }
+
+    #[test]
+    fn upsert_then_finalize_replaces() -> Result<()> {
+        let t = ViewTable::new(batch(vec![]).schema());
+        t.upsert(PartitionRows { partition: 1, rows: batch(vec![1, 2]) })?;
+        t.upsert(PartitionRows { partition: 1, rows: batch(vec![3]) })?;
+        assert_eq!(t.stats(), (0, 1, 1));
+        t.finalize(PartitionRows { partition: 1, rows: batch(vec![4, 5]) })?;
+        assert_eq!(t.stats(), (2, 0, 0));
+        Ok(())
+    }
+}

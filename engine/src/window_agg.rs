@@ -1,0 +1,423 @@
+//! The window aggregate: `GROUP BY window_start, window_end, keys…` over a tumbling window (or no
+//! window at all, for an updating `GROUP BY`), computed with DataFusion's `GroupsAccumulator`s.
+//!
+//! State is one [`GroupState`] per open window (keyed by window start): DataFusion's
+//! `GroupValues` interns the group keys of whole batches to dense group ids, and one
+//! `GroupsAccumulator` per aggregate updates all groups of a batch at once. A window's state is
+//! dropped when its final rows are emitted.
+//!
+//! Emission:
+//! - `OnUpdate` (the default): every `refresh` interval, each window that changed since its last
+//!   refresh is re-emitted as an `Upsert` of its current rows; when the watermark passes the
+//!   window's end, a `Finalize` replaces them with the final rows.
+//! - `OnWindowClose`: only final rows, as appended `Data`.
+//!
+//! Reading current values must not consume state, but `GroupsAccumulator::evaluate` and
+//! `state` both do. A refresh therefore takes the partial state out once, merges it into a fresh
+//! live accumulator (which continues) and into a second one that is evaluated for output. Cost is
+//! O(groups of changed windows) per refresh.
+//!
+//! Rows whose window is already closed are late: they are not folded into anything, but
+//! counted and kept in the late-row log (`weir_late_rows`).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, Int64Array, RecordBatch,
+};
+use datafusion::arrow::compute::{filter_record_batch, kernels::cmp::eq};
+use datafusion::arrow::datatypes::{Schema, SchemaRef};
+use datafusion::logical_expr::{EmitTo, GroupsAccumulator};
+use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
+use datafusion::physical_expr::{GroupsAccumulatorAdapter, PhysicalExpr};
+use datafusion::physical_plan::aggregates::group_values::{GroupValues, new_group_values};
+use datafusion::physical_plan::aggregates::order::GroupOrdering;
+
+use crate::error::{EngineError, Result};
+use crate::late_rows::LateRowLog;
+use crate::message::{Message, PartitionRows, Watermark};
+use crate::operator::{Collector, StreamOperator};
+use crate::time::{nanos_per_unit, timestamp_unit, timestamp_values};
+
+/// When a window aggregate emits rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EmitMode {
+    /// Open windows visible with current values, refreshed at this interval; final on close.
+    OnUpdate {
+        /// How often changed windows are re-emitted.
+        refresh: Duration,
+    },
+    /// Final rows only, once the watermark passes the window end.
+    OnWindowClose,
+}
+
+/// Which group column identifies the window.
+#[derive(Debug, Clone, Copy)]
+pub struct WindowKey {
+    /// Index of the group expression that is `window_start` or `window_end`.
+    pub group_index: usize,
+    /// True when that column is `window_end` (so start = end - size).
+    pub is_end: bool,
+    /// Window length in nanoseconds.
+    pub size_nanos: i64,
+}
+
+/// One aggregate with its optional `FILTER (WHERE …)`.
+#[derive(Debug, Clone)]
+pub struct AggregateCall {
+    /// DataFusion's physical aggregate.
+    pub function: Arc<AggregateFunctionExpr>,
+    /// Optional per-row filter.
+    pub filter: Option<Arc<dyn PhysicalExpr>>,
+}
+
+/// Everything needed to build a [`WindowAggregate`].
+#[derive(Debug, Clone)]
+pub struct WindowAggregateSpec {
+    /// Name of the view (for the late-row log).
+    pub view: String,
+    /// Group expressions over the input schema.
+    pub group_exprs: Vec<Arc<dyn PhysicalExpr>>,
+    /// Aggregates over the input schema.
+    pub aggregates: Vec<AggregateCall>,
+    /// Output schema: group columns, then aggregate columns.
+    pub output_schema: SchemaRef,
+    /// The window, or None for a non-windowed (updating) aggregate.
+    pub window: Option<WindowKey>,
+    /// Emission policy.
+    pub emit: EmitMode,
+}
+
+/// State of one open window.
+struct GroupState {
+    /// Interns group keys to dense ids.
+    group_values: Box<dyn GroupValues>,
+    /// One accumulator per aggregate, indexed by group id.
+    accumulators: Vec<Box<dyn GroupsAccumulator>>,
+    /// Changed since the last refresh.
+    dirty: bool,
+}
+
+/// The window aggregate operator.
+pub struct WindowAggregate {
+    spec: WindowAggregateSpec,
+    group_schema: SchemaRef,
+    /// Open windows by start (nanoseconds); one entry keyed 0 when there is no window.
+    windows: BTreeMap<i64, GroupState>,
+    /// Highest input watermark seen (nanoseconds); windows ending at or before it are closed.
+    watermark: Option<i64>,
+    late: Arc<LateRowLog>,
+    /// Reused buffer of group ids per row.
+    group_ids: Vec<usize>,
+}
+
+impl std::fmt::Debug for WindowAggregate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WindowAggregate").field("windows", &self.windows.len()).finish()
+    }
+}
+
+impl WindowAggregate {
+    /// Builds the operator.
+    pub fn try_new(spec: WindowAggregateSpec, late: Arc<LateRowLog>) -> Result<Self> {
+        let n_groups = spec.group_exprs.len();
+        if n_groups == 0 {
+            return Err(EngineError::Internal("window aggregate without group columns".into()));
+        }
+        let fields: Vec<_> = spec.output_schema.fields().iter().take(n_groups).cloned().collect();
+        let group_schema = Arc::new(Schema::new(fields));
+        Ok(Self {
+            spec,
+            group_schema,
+            windows: BTreeMap::new(),
+            watermark: None,
+            late,
+            group_ids: Vec::new(),
+        })
+    }
+
+    fn new_state(&self) -> Result<GroupState> {
+        Ok(GroupState {
+            group_values: new_group_values(Arc::clone(&self.group_schema), &GroupOrdering::None)?,
+            accumulators: self.new_accumulators()?,
+            dirty: true,
+        })
+    }
+
+    fn new_accumulators(&self) -> Result<Vec<Box<dyn GroupsAccumulator>>> {
+        self.spec.aggregates.iter().map(|a| new_accumulator(&a.function)).collect()
+    }
+
+    /// Window start (nanoseconds) of every row; nulls where the window column is null.
+    fn window_starts(&self, batch: &RecordBatch, window: WindowKey) -> Result<Int64Array> {
+        let expr = &self.spec.group_exprs[window.group_index];
+        let column = expr.evaluate(batch)?.into_array(batch.num_rows())?;
+        let unit = timestamp_unit(column.data_type(), "window_start")?;
+        let per = nanos_per_unit(unit);
+        let values = timestamp_values(&column)?;
+        let shift = if window.is_end { window.size_nanos } else { 0 };
+        Ok(values.unary(|v| v.saturating_mul(per).saturating_sub(shift)))
+    }
+
+    fn is_closed(&self, start: i64, window: WindowKey) -> bool {
+        self.watermark.is_some_and(|wm| start.saturating_add(window.size_nanos) <= wm)
+    }
+
+    /// Folds the rows of one window into its state.
+    fn accumulate(&mut self, start: i64, batch: &RecordBatch) -> Result<()> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        let keys = self
+            .spec
+            .group_exprs
+            .iter()
+            .map(|e| e.evaluate(batch)?.into_array(batch.num_rows()))
+            .collect::<datafusion::error::Result<Vec<ArrayRef>>>()?;
+        if !self.windows.contains_key(&start) {
+            let state = self.new_state()?;
+            self.windows.insert(start, state);
+        }
+        let state = self
+            .windows
+            .get_mut(&start)
+            .ok_or_else(|| EngineError::Internal("window state vanished".into()))?;
+        state.group_values.intern(&keys, &mut self.group_ids)?;
+        let total_groups = state.group_values.len();
+        for (call, acc) in self.spec.aggregates.iter().zip(state.accumulators.iter_mut()) {
+            let values = call
+                .function
+                .expressions()
+                .iter()
+                .map(|e| e.evaluate(batch)?.into_array(batch.num_rows()))
+                .collect::<datafusion::error::Result<Vec<ArrayRef>>>()?;
+            let filter = match &call.filter {
+                Some(f) => Some(f.evaluate(batch)?.into_array(batch.num_rows())?),
+                None => None,
+            };
+            let filter = filter.as_ref().and_then(|f| f.as_boolean_opt());
+            acc.update_batch(&values, &self.group_ids, filter, total_groups)?;
+        }
+        state.dirty = true;
+        Ok(())
+    }
+
+    fn record_late(&self, batch: &RecordBatch, reason: &'static str) -> Result<()> {
+        if batch.num_rows() > 0 {
+            self.late.record(&self.spec.view, batch, reason)?;
+        }
+        Ok(())
+    }
+
+    /// Final rows of a window, consuming its state.
+    fn final_rows(&self, mut state: GroupState) -> Result<RecordBatch> {
+        let mut columns = state.group_values.emit(EmitTo::All)?;
+        for acc in state.accumulators.iter_mut() {
+            columns.push(acc.evaluate(EmitTo::All)?);
+        }
+        Ok(RecordBatch::try_new(Arc::clone(&self.spec.output_schema), columns)?)
+    }
+
+    /// Current rows of a window without losing its state (see the module docs).
+    fn snapshot(&self, state: &mut GroupState) -> Result<RecordBatch> {
+        let keys = state.group_values.emit(EmitTo::All)?;
+        let n = keys.first().map_or(0, |k| k.len());
+        let ids: Vec<usize> = (0..n).collect();
+        let mut live = new_group_values(Arc::clone(&self.group_schema), &GroupOrdering::None)?;
+        let mut reinterned = Vec::with_capacity(n);
+        live.intern(&keys, &mut reinterned)?;
+        if reinterned != ids {
+            return Err(EngineError::Internal("re-interning changed group ids".into()));
+        }
+        let mut columns = keys;
+        let mut accumulators = Vec::with_capacity(state.accumulators.len());
+        for (call, acc) in self.spec.aggregates.iter().zip(state.accumulators.iter_mut()) {
+            let partial = acc.state(EmitTo::All)?;
+            let mut continued = new_accumulator(&call.function)?;
+            continued.merge_batch(&partial, &ids, n)?;
+            let mut reader = new_accumulator(&call.function)?;
+            reader.merge_batch(&partial, &ids, n)?;
+            columns.push(reader.evaluate(EmitTo::All)?);
+            accumulators.push(continued);
+        }
+        state.group_values = live;
+        state.accumulators = accumulators;
+        state.dirty = false;
+        Ok(RecordBatch::try_new(Arc::clone(&self.spec.output_schema), columns)?)
+    }
+
+    /// Emits final rows of every window in `closed`.
+    fn emit_closed(&self, closed: BTreeMap<i64, GroupState>, out: &mut Collector) -> Result<()> {
+        for (start, state) in closed {
+            let rows = self.final_rows(state)?;
+            match self.spec.emit {
+                EmitMode::OnWindowClose => out.data(rows),
+                EmitMode::OnUpdate { .. } => {
+                    out.push(Message::Finalize(PartitionRows { partition: start, rows }))
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A groups accumulator for `function`: its own when it has one, else DataFusion's adapter
+/// around per-group `Accumulator`s.
+fn new_accumulator(function: &Arc<AggregateFunctionExpr>) -> Result<Box<dyn GroupsAccumulator>> {
+    if function.groups_accumulator_supported() {
+        Ok(function.create_groups_accumulator()?)
+    } else {
+        let function = Arc::clone(function);
+        Ok(Box::new(GroupsAccumulatorAdapter::new(move || function.create_accumulator())))
+    }
+}
+
+impl StreamOperator for WindowAggregate {
+    fn name(&self) -> String {
+        match self.spec.window {
+            Some(_) => "window aggregate".into(),
+            None => "aggregate".into(),
+        }
+    }
+
+    fn process_batch(&mut self, batch: RecordBatch, _out: &mut Collector) -> Result<()> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        let Some(window) = self.spec.window else {
+            return self.accumulate(0, &batch);
+        };
+        let starts = self.window_starts(&batch, window)?;
+        if starts.null_count() > 0 {
+            let valid = BooleanArray::from(starts.iter().map(|s| Some(s.is_some())).collect::<Vec<_>>());
+            let nulls = datafusion::arrow::compute::not(&valid)?;
+            self.record_late(&filter_record_batch(&batch, &nulls)?, "event time is NULL")?;
+            let batch = filter_record_batch(&batch, &valid)?;
+            let starts = datafusion::arrow::compute::filter(&starts, &valid)?;
+            return self.process_windows(&batch, starts.as_primitive());
+        }
+        self.process_windows(&batch, &starts)
+    }
+
+    fn on_watermark(&mut self, watermark: Watermark, out: &mut Collector) -> Result<Option<Watermark>> {
+        let Watermark::EventTime(wm) = watermark else {
+            return Ok(Some(watermark));
+        };
+        if self.watermark.is_some_and(|w| w >= wm) {
+            return Ok(None);
+        }
+        self.watermark = Some(wm);
+        let Some(window) = self.spec.window else {
+            return Ok(Some(watermark));
+        };
+        // Windows with start + size <= wm are complete.
+        let first_open = wm.saturating_sub(window.size_nanos).saturating_add(1);
+        let open = self.windows.split_off(&first_open);
+        let closed = std::mem::replace(&mut self.windows, open);
+        self.emit_closed(closed, out)?;
+        // Rows emitted from now on belong to windows ending after wm, so they start after
+        // wm - size: that is the event time downstream can rely on for `window_start`.
+        Ok(Some(Watermark::EventTime(wm.saturating_sub(window.size_nanos))))
+    }
+
+    fn tick_interval(&self) -> Option<Duration> {
+        match self.spec.emit {
+            EmitMode::OnUpdate { refresh } => Some(refresh),
+            EmitMode::OnWindowClose => None,
+        }
+    }
+
+    fn on_tick(&mut self, out: &mut Collector) -> Result<()> {
+        if self.spec.emit == EmitMode::OnWindowClose {
+            return Ok(());
+        }
+        let dirty: Vec<i64> =
+            self.windows.iter().filter(|(_, s)| s.dirty).map(|(k, _)| *k).collect();
+        for start in dirty {
+            let Some(mut state) = self.windows.remove(&start) else { continue };
+            let rows = self.snapshot(&mut state);
+            self.windows.insert(start, state);
+            out.push(Message::Upsert(PartitionRows { partition: start, rows: rows? }));
+        }
+        Ok(())
+    }
+
+    fn on_end(&mut self, out: &mut Collector) -> Result<()> {
+        let all = std::mem::take(&mut self.windows);
+        self.emit_closed(all, out)
+    }
+
+    fn state_size(&self) -> usize {
+        self.windows
+            .values()
+            .map(|s| s.group_values.size() + s.accumulators.iter().map(|a| a.size()).sum::<usize>())
+            .sum()
+    }
+
+    fn describe(&self) -> String {
+        let aggs: Vec<String> =
+            self.spec.aggregates.iter().map(|a| a.function.name().to_string()).collect();
+        let keys: Vec<String> = self.spec.group_exprs.iter().map(|e| e.to_string()).collect();
+        let emit = match self.spec.emit {
+            EmitMode::OnUpdate { refresh } => format!("on update (refresh {}ms)", refresh.as_millis()),
+            EmitMode::OnWindowClose => "on window close".into(),
+        };
+        format!(
+            "{}: group by [{}] aggregates [{}] emit {emit}",
+            if self.spec.window.is_some() { "WindowAggregate" } else { "Aggregate (updating)" },
+            keys.join(", "),
+            aggs.join(", ")
+        )
+    }
+}
+
+impl WindowAggregate {
+    /// Splits a batch (no null windows) by window and folds each part in.
+    fn process_windows(&mut self, batch: &RecordBatch, starts: &Int64Array) -> Result<()> {
+        let Some(window) = self.spec.window else { return Ok(()) };
+        let (Some(min), Some(max)) =
+            (datafusion::arrow::compute::min(starts), datafusion::arrow::compute::max(starts))
+        else {
+            return Ok(());
+        };
+        if min == max {
+            // The common case: the whole batch falls in one window.
+            if self.is_closed(min, window) {
+                return self.record_late(batch, "window already closed");
+            }
+            return self.accumulate(min, batch);
+        }
+        let mut distinct: Vec<i64> = Vec::new();
+        for s in starts.values().iter() {
+            if !distinct.contains(s) {
+                distinct.push(*s);
+            }
+            if distinct.len() > 64 {
+                break;
+            }
+        }
+        if distinct.len() > 64 {
+            // Very spread batch: sort-based split keeps this linear-ish.
+            distinct = starts.values().to_vec();
+            distinct.sort_unstable();
+            distinct.dedup();
+        }
+        for start in distinct {
+            let mask = eq(starts, &Int64Array::new_scalar(start))?;
+            let part = filter_record_batch(batch, &mask)?;
+            if self.is_closed(start, window) {
+                self.record_late(&part, "window already closed")?;
+            } else {
+                self.accumulate(start, &part)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Total rows across batches, for counters.
+pub fn row_count(batches: &[RecordBatch]) -> u64 {
+    batches.iter().map(|b| b.num_rows() as u64).sum()
+}

@@ -1,0 +1,527 @@
+//! The database: one DataFusion `SessionContext` whose catalog holds Weir's sources, views and
+//! system tables, the running catalog, and the connectors. [`Session`]s execute statements
+//! against it.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use datafusion::arrow::array::{ArrayRef, BooleanArray, RecordBatch, StringArray, UInt64Array};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::common::DFSchema;
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::execution::context::{SQLOptions, SessionConfig, SessionContext};
+use datafusion::logical_expr::{DdlStatement, LogicalPlan};
+use datafusion::physical_plan::memory::MemoryStream;
+use datafusion::sql::parser::Statement as DfStatement;
+use datafusion::sql::sqlparser::ast::{ExprWithAlias, Statement};
+use tokio::sync::Mutex;
+use tracing::info;
+use weir_engine::catalog::{Catalog, Relation, SourceEntry, ViewEntry};
+use weir_engine::fanout::Fanout;
+use weir_engine::options::Options;
+use weir_engine::pipeline::{PipelineInput, PipelineState, PipelineStatus, spawn_pipeline};
+use weir_engine::source::{ConnectorFactory, FormatSpec, SourceSpec, SourceTaskConfig, WatermarkSpec};
+use weir_engine::late_rows::LateRowLog;
+use weir_engine::view_table::ViewTable;
+
+use crate::error::{Result, SqlError, SqlErrorKind};
+use crate::parser::{CreateSource, CreateView, ObjectKind, WeirStatement};
+use crate::planner::{PlanContext, PlannedInput, ViewPlan, plan_view};
+use crate::tables::{SourceTable, SystemTable, TumbleFunction};
+
+/// Default refresh of open windows in updating views.
+pub const DEFAULT_REFRESH: Duration = Duration::from_millis(100);
+/// Default `source.idle_timeout`.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What a statement returns.
+pub enum QueryResult {
+    /// Rows.
+    Rows {
+        /// Their schema.
+        schema: SchemaRef,
+        /// The rows, streamed.
+        stream: SendableRecordBatchStream,
+    },
+    /// A command tag (`CREATE SOURCE`, `SET`, …) with an optional row count.
+    Command {
+        /// The tag.
+        tag: String,
+        /// Rows affected, for tags that carry one.
+        rows: Option<usize>,
+    },
+}
+
+impl std::fmt::Debug for QueryResult {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            QueryResult::Rows { schema, .. } => write!(f, "Rows({schema:?})"),
+            QueryResult::Command { tag, .. } => write!(f, "Command({tag})"),
+        }
+    }
+}
+
+fn command(tag: &str) -> QueryResult {
+    QueryResult::Command { tag: tag.to_string(), rows: None }
+}
+
+/// Shared state of a Weir server.
+pub struct Database {
+    ctx: SessionContext,
+    catalog: Arc<Catalog>,
+    connectors: BTreeMap<&'static str, Arc<dyn ConnectorFactory>>,
+    refresh: Duration,
+    /// DDL runs one statement at a time, so name checks and registration cannot interleave.
+    ddl: Mutex<()>,
+}
+
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Database").finish_non_exhaustive()
+    }
+}
+
+impl Database {
+    /// A database with the built-in connectors.
+    pub fn new() -> Result<Arc<Self>> {
+        Self::with_connectors(weir_connectors::builtin_connectors(), DEFAULT_REFRESH)
+    }
+
+    /// A database with `connectors`, refreshing open windows every `refresh`.
+    pub fn with_connectors(
+        connectors: Vec<Arc<dyn ConnectorFactory>>,
+        refresh: Duration,
+    ) -> Result<Arc<Self>> {
+        let config = SessionConfig::new()
+            .with_information_schema(true)
+            .set_str("datafusion.sql_parser.dialect", "PostgreSQL")
+            .set_str("datafusion.execution.time_zone", "+00:00");
+        let ctx = SessionContext::new_with_config(config);
+        let catalog = Arc::new(Catalog::default());
+        // DataFusion 55 looks table functions up by the name as written, so register both
+        // spellings users write.
+        let tumble = Arc::new(TumbleFunction::new(Arc::clone(&catalog)));
+        ctx.register_udtf("tumble", Arc::clone(&tumble) as _);
+        ctx.register_udtf("TUMBLE", tumble);
+        weir_udf::register(&ctx);
+        let db = Self {
+            ctx,
+            catalog,
+            connectors: connectors.into_iter().map(|c| (c.name(), c)).collect(),
+            refresh,
+            ddl: Mutex::new(()),
+        };
+        db.register_system_tables()?;
+        Ok(Arc::new(db))
+    }
+
+    /// A new session.
+    pub fn session(self: &Arc<Self>) -> Session {
+        Session { db: Arc::clone(self) }
+    }
+
+    /// The running catalog.
+    pub fn catalog(&self) -> &Arc<Catalog> {
+        &self.catalog
+    }
+
+    /// DataFusion's context (for embedding and tests).
+    pub fn context(&self) -> &SessionContext {
+        &self.ctx
+    }
+
+    fn register_system_tables(&self) -> Result<()> {
+        let late = Arc::clone(&self.catalog.late_rows);
+        self.ctx.register_table(
+            "weir_late_rows",
+            Arc::new(SystemTable::new(LateRowLog::schema(), move || late.to_batch().map_err(|e| datafusion::error::DataFusionError::External(Box::new(e))))),
+        )?;
+        let catalog = Arc::clone(&self.catalog);
+        self.ctx.register_table(
+            "weir_sources",
+            Arc::new(SystemTable::new(sources_schema(), move || Ok(sources_batch(&catalog)?))),
+        )?;
+        let catalog = Arc::clone(&self.catalog);
+        self.ctx.register_table(
+            "weir_views",
+            Arc::new(SystemTable::new(views_schema(), move || Ok(views_batch(&catalog)?))),
+        )?;
+        Ok(())
+    }
+}
+
+fn sources_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("name", DataType::Utf8, false),
+        Field::new("connector", DataType::Utf8, false),
+        Field::new("columns", DataType::Utf8, false),
+        Field::new("watermark", DataType::Utf8, true),
+        Field::new("definition", DataType::Utf8, false),
+    ]))
+}
+
+fn sources_batch(catalog: &Catalog) -> datafusion::error::Result<RecordBatch> {
+    let sources = catalog.sources();
+    let columns = |s: &Arc<SourceEntry>| {
+        s.schema().fields().iter().map(|f| format!("{} {}", f.name(), f.data_type())).collect::<Vec<_>>().join(", ")
+    };
+    let arrays: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from_iter_values(sources.iter().map(|s| s.name.clone()))),
+        Arc::new(StringArray::from_iter_values(sources.iter().map(|s| s.provider.connector().to_string()))),
+        Arc::new(StringArray::from_iter_values(sources.iter().map(columns))),
+        Arc::new(StringArray::from_iter(sources.iter().map(|s| s.watermark.as_ref().map(|w| w.text.clone())))),
+        Arc::new(StringArray::from_iter_values(sources.iter().map(|s| s.sql.clone()))),
+    ];
+    Ok(RecordBatch::try_new(sources_schema(), arrays)?)
+}
+
+fn views_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("name", DataType::Utf8, false),
+        Field::new("status", DataType::Utf8, false),
+        Field::new("updating", DataType::Boolean, false),
+        Field::new("rows_in", DataType::UInt64, false),
+        Field::new("final_rows", DataType::UInt64, false),
+        Field::new("open_rows", DataType::UInt64, false),
+        Field::new("late_rows", DataType::UInt64, false),
+        Field::new("definition", DataType::Utf8, false),
+    ]))
+}
+
+fn views_batch(catalog: &Catalog) -> datafusion::error::Result<RecordBatch> {
+    let views = catalog.views();
+    let names: Vec<String> = views.iter().map(|v| v.name.clone()).collect();
+    let stats: Vec<(usize, usize, usize)> = views.iter().map(|v| v.table.stats()).collect();
+    let status = |v: &Arc<ViewEntry>| match v.status.state() {
+        PipelineState::Running => "running".to_string(),
+        PipelineState::Finished => "finished".to_string(),
+        PipelineState::Failed(e) => format!("failed: {e}"),
+    };
+    let arrays: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from_iter_values(names.iter().cloned())),
+        Arc::new(StringArray::from_iter_values(views.iter().map(status))),
+        Arc::new(BooleanArray::from(views.iter().map(|v| v.updating).collect::<Vec<_>>())),
+        Arc::new(UInt64Array::from_iter_values(
+            views.iter().map(|v| v.status.rows_in.load(std::sync::atomic::Ordering::Relaxed)),
+        )),
+        Arc::new(UInt64Array::from_iter_values(stats.iter().map(|s| s.0 as u64))),
+        Arc::new(UInt64Array::from_iter_values(stats.iter().map(|s| s.1 as u64))),
+        Arc::new(catalog.late_rows.counts_for(&names)),
+        Arc::new(StringArray::from_iter_values(views.iter().map(|v| v.sql.clone()))),
+    ];
+    Ok(RecordBatch::try_new(views_schema(), arrays)?)
+}
+
+fn rows(batch: RecordBatch) -> Result<QueryResult> {
+    let schema = batch.schema();
+    let stream = MemoryStream::try_new(vec![batch], Arc::clone(&schema), None)?;
+    Ok(QueryResult::Rows { schema, stream: Box::pin(stream) })
+}
+
+/// One client's session.
+#[derive(Debug, Clone)]
+pub struct Session {
+    db: Arc<Database>,
+}
+
+impl Session {
+    /// The database.
+    pub fn database(&self) -> &Arc<Database> {
+        &self.db
+    }
+
+    /// Parses and runs every statement in `sql`, stopping at the first error.
+    pub async fn execute_all(&self, sql: &str) -> Result<Vec<QueryResult>> {
+        let mut out = Vec::new();
+        for stmt in crate::parser::parse_statements(sql)? {
+            out.push(self.execute(&stmt).await?);
+        }
+        Ok(out)
+    }
+
+    /// Runs one statement.
+    pub async fn execute(&self, stmt: &WeirStatement) -> Result<QueryResult> {
+        match stmt {
+            WeirStatement::CreateSource(c) => self.create_source(c).await,
+            WeirStatement::CreateView(v) => self.create_view(v).await,
+            WeirStatement::ExplainView(v) => {
+                let plan = self.plan_view(v)?;
+                let schema = Arc::new(Schema::new(vec![Field::new("pipeline", DataType::Utf8, false)]));
+                let lines = StringArray::from_iter_values(plan.explain.lines().map(str::to_string));
+                rows(RecordBatch::try_new(schema, vec![Arc::new(lines)])?)
+            }
+            WeirStatement::ShowSources => {
+                self.run_sql("SELECT name, connector, columns, watermark FROM weir_sources ORDER BY name").await
+            }
+            WeirStatement::ShowViews => {
+                self.run_sql(
+                    "SELECT name, status, updating, rows_in, final_rows, open_rows, late_rows \
+                     FROM weir_views ORDER BY name",
+                )
+                .await
+            }
+            WeirStatement::Drop { kind, name, if_exists, cascade } => {
+                self.drop_object(*kind, name, *if_exists, *cascade).await
+            }
+            WeirStatement::Sql(statement) => self.execute_sql(statement).await,
+        }
+    }
+
+    async fn run_sql(&self, sql: &str) -> Result<QueryResult> {
+        let df = self.db.ctx.sql(sql).await?;
+        let schema = Arc::new(df.schema().as_arrow().clone());
+        Ok(QueryResult::Rows { schema, stream: df.execute_stream().await? })
+    }
+
+    /// Plans a DataFusion statement (queries, SET, SHOW, EXPLAIN …) and checks it is allowed.
+    pub async fn plan_statement(&self, statement: &Statement) -> Result<LogicalPlan> {
+        let state = self.db.ctx.state();
+        let plan = state.statement_to_plan(DfStatement::Statement(Box::new(statement.clone()))).await?;
+        SQLOptions::new()
+            .with_allow_ddl(false)
+            .with_allow_dml(false)
+            .with_allow_statements(true)
+            .verify_plan(&plan)
+            .map_err(|_| {
+                SqlError::new(
+                    SqlErrorKind::FeatureNotSupported,
+                    "Weir has no writable tables: define a SOURCE and MATERIALIZED VIEWs \
+                     (CREATE SOURCE …, CREATE MATERIALIZED VIEW …)",
+                )
+            })?;
+        Ok(plan)
+    }
+
+    /// Executes a planned statement.
+    pub async fn execute_plan(&self, plan: LogicalPlan) -> Result<QueryResult> {
+        let is_statement = matches!(plan, LogicalPlan::Statement(_));
+        let df = self.db.ctx.execute_logical_plan(plan).await?;
+        if is_statement {
+            df.collect().await?;
+            return Ok(command("SET"));
+        }
+        let schema = Arc::new(df.schema().as_arrow().clone());
+        Ok(QueryResult::Rows { schema, stream: df.execute_stream().await? })
+    }
+
+    async fn execute_sql(&self, statement: &Statement) -> Result<QueryResult> {
+        match statement {
+            Statement::StartTransaction { .. } => return Ok(command("BEGIN")),
+            Statement::Commit { .. } => return Ok(command("COMMIT")),
+            Statement::Rollback { .. } => return Ok(command("ROLLBACK")),
+            Statement::Set(_) => {
+                // Client settings DataFusion does not know (extra_float_digits, …) are accepted
+                // as no-ops; Weir's own session settings arrive with client compatibility.
+                return match self.plan_statement(statement).await {
+                    Ok(plan) => match self.execute_plan(plan).await {
+                        Ok(_) | Err(_) => Ok(command("SET")),
+                    },
+                    Err(_) => Ok(command("SET")),
+                };
+            }
+            _ => {}
+        }
+        let plan = self.plan_statement(statement).await?;
+        self.execute_plan(plan).await
+    }
+
+    /// The schema a statement's rows will have (None: it returns no rows).
+    pub async fn result_schema(&self, stmt: &WeirStatement) -> Result<Option<SchemaRef>> {
+        Ok(match stmt {
+            WeirStatement::ExplainView(_) => {
+                Some(Arc::new(Schema::new(vec![Field::new("pipeline", DataType::Utf8, false)])))
+            }
+            WeirStatement::ShowSources => {
+                let s = sources_schema();
+                Some(Arc::new(s.project(&[0, 1, 2, 3])?))
+            }
+            WeirStatement::ShowViews => {
+                let s = views_schema();
+                Some(Arc::new(s.project(&[0, 1, 2, 3, 4, 5, 6])?))
+            }
+            WeirStatement::Sql(statement) if matches!(statement.as_ref(), Statement::Query(_)) => {
+                let plan = self.plan_statement(statement).await?;
+                Some(Arc::new(plan.schema().as_arrow().clone()))
+            }
+            _ => None,
+        })
+    }
+
+    async fn create_source(&self, c: &CreateSource) -> Result<QueryResult> {
+        let _guard = self.db.ddl.lock().await;
+        if self.db.catalog.relation(&c.name).is_some() && c.if_not_exists {
+            return Ok(command("CREATE SOURCE"));
+        }
+        self.db.catalog.ensure_name_free(&c.name)?;
+        let state = self.db.ctx.state();
+        let columns = if c.columns.is_empty() {
+            None
+        } else {
+            let defs: Vec<String> = c.columns.iter().map(|d| d.to_string()).collect();
+            let sql = format!("CREATE TABLE weir_declared_columns ({})", defs.join(", "));
+            let plan = state.create_logical_plan(&sql).await?;
+            let LogicalPlan::Ddl(DdlStatement::CreateMemoryTable(table)) = plan else {
+                return Err(SqlError::new(SqlErrorKind::Internal, "could not plan the column list"));
+            };
+            Some(Arc::new(table.input.schema().as_arrow().clone()))
+        };
+        let mut options = Options::new(format!("source \"{}\"", c.name), c.options.clone())?;
+        let connector = options.take_required("connector")?;
+        let idle_timeout = options.take_duration("source.idle_timeout")?.unwrap_or(DEFAULT_IDLE_TIMEOUT);
+        let factory = self.db.connectors.get(connector.as_str()).ok_or_else(|| {
+            let known: Vec<&str> = self.db.connectors.keys().copied().collect();
+            SqlError::new(
+                SqlErrorKind::InvalidParameter,
+                format!("unknown connector '{connector}' (available: {})", known.join(", ")),
+            )
+        })?;
+        let mut spec = SourceSpec {
+            name: c.name.clone(),
+            columns,
+            options,
+            format: c.format.clone().map(|(format, encode)| FormatSpec { format, encode }),
+        };
+        let provider = factory.create_source(&mut spec)?;
+        spec.options.finish()?;
+        let schema = provider.schema();
+        let watermark = match &c.watermark {
+            None => None,
+            Some((column, expr)) => {
+                let field = schema.field_with_name(column).map_err(|_| {
+                    SqlError::new(
+                        SqlErrorKind::UndefinedColumn,
+                        format!("WATERMARK FOR \"{column}\": source \"{}\" has no such column", c.name),
+                    )
+                })?;
+                if !matches!(field.data_type(), DataType::Timestamp(..)) {
+                    return Err(SqlError::new(
+                        SqlErrorKind::InvalidParameter,
+                        format!("WATERMARK FOR \"{column}\": the column must be a TIMESTAMP or TIMESTAMPTZ, not {}", field.data_type()),
+                    ));
+                }
+                let df_schema = DFSchema::try_from(schema.as_ref().clone())?;
+                let logical = state.create_logical_expr_from_sql_expr(
+                    ExprWithAlias { expr: expr.clone(), alias: None },
+                    &df_schema,
+                )?;
+                let physical = state.create_physical_expr(logical, &df_schema)?;
+                if !matches!(physical.data_type(&schema)?, DataType::Timestamp(..)) {
+                    return Err(SqlError::new(
+                        SqlErrorKind::InvalidParameter,
+                        format!("the WATERMARK expression \"{expr}\" must produce a timestamp"),
+                    ));
+                }
+                Some(WatermarkSpec { column: column.clone(), expr: physical, text: expr.to_string() })
+            }
+        };
+        let entry = SourceEntry {
+            name: c.name.clone(),
+            sql: c.sql.clone(),
+            provider,
+            watermark,
+            idle_timeout,
+        };
+        self.db.catalog.add_source(entry)?;
+        self.db.ctx.register_table(c.name.as_str(), Arc::new(SourceTable::new(c.name.clone(), schema)))?;
+        info!(source = %c.name, connector = %connector, "source created");
+        Ok(command("CREATE SOURCE"))
+    }
+
+    fn plan_view(&self, v: &CreateView) -> Result<ViewPlan> {
+        // Planning is synchronous apart from table resolution; everything is registered already.
+        let state = self.db.ctx.state();
+        let statement = DfStatement::Statement(Box::new(Statement::Query(v.query.clone())));
+        let plan = futures::executor::block_on(state.statement_to_plan(statement))?;
+        let plan = state.optimize(&plan)?;
+        let options = Options::new(format!("materialized view \"{}\"", v.name), v.options.clone())?;
+        options.finish()?;
+        plan_view(
+            &plan,
+            &PlanContext {
+                view: &v.name,
+                state: &state,
+                catalog: &self.db.catalog,
+                emit_on_window_close: v.emit_on_window_close,
+                refresh: self.db.refresh,
+                late_rows: Arc::clone(&self.db.catalog.late_rows),
+            },
+        )
+    }
+
+    async fn create_view(&self, v: &CreateView) -> Result<QueryResult> {
+        let _guard = self.db.ddl.lock().await;
+        if self.db.catalog.relation(&v.name).is_some() && v.if_not_exists {
+            return Ok(command("CREATE MATERIALIZED VIEW"));
+        }
+        self.db.catalog.ensure_name_free(&v.name)?;
+        let plan = self.plan_view(v)?;
+        let table = Arc::new(ViewTable::new(Arc::clone(&plan.schema)));
+        let fanout = Arc::new(Fanout::new(Arc::clone(&table)));
+        let status = Arc::new(PipelineStatus::default());
+        let input = match &plan.input {
+            PlannedInput::Source(s) => PipelineInput::Source {
+                config: SourceTaskConfig {
+                    name: s.name.clone(),
+                    watermark: s.watermark.clone(),
+                    idle_timeout: s.idle_timeout,
+                },
+                reader: s.provider.open()?,
+            },
+            PlannedInput::View(upstream) => {
+                let (backfill, live) = upstream.fanout.subscribe().await;
+                PipelineInput::View { backfill, live }
+            }
+        };
+        let entry = Arc::new(ViewEntry {
+            name: v.name.clone(),
+            sql: v.sql.clone(),
+            table: Arc::clone(&table),
+            fanout: Arc::clone(&fanout),
+            inputs: vec![plan.input.name().to_string()],
+            updating: plan.updating,
+            explain: plan.explain.clone(),
+            status: Arc::clone(&status),
+            pipeline: parking_lot::Mutex::new(None),
+        });
+        self.db.catalog.add_view(Arc::clone(&entry))?;
+        if let Err(e) = self.db.ctx.register_table(v.name.as_str(), table) {
+            self.db.catalog.remove(&v.name);
+            return Err(e.into());
+        }
+        let running = spawn_pipeline(&v.name, input, plan.operators, fanout, status);
+        *entry.pipeline.lock() = Some(running);
+        info!(view = %v.name, "materialized view created");
+        Ok(command("CREATE MATERIALIZED VIEW"))
+    }
+
+    async fn drop_object(&self, kind: ObjectKind, name: &str, if_exists: bool, cascade: bool) -> Result<QueryResult> {
+        let _guard = self.db.ddl.lock().await;
+        let tag = match kind {
+            ObjectKind::Source => "DROP SOURCE",
+            ObjectKind::MaterializedView => "DROP MATERIALIZED VIEW",
+        };
+        let found = self.db.catalog.relation(name);
+        let matches_kind = matches!(
+            (&found, kind),
+            (Some(Relation::Source(_)), ObjectKind::Source) | (Some(Relation::View(_)), ObjectKind::MaterializedView)
+        );
+        if !matches_kind {
+            if found.is_some() {
+                let what = if kind == ObjectKind::Source { "a source" } else { "a materialized view" };
+                return Err(SqlError::new(SqlErrorKind::User, format!("\"{name}\" is not {what}")));
+            }
+            if if_exists {
+                return Ok(command(tag));
+            }
+            let what = if kind == ObjectKind::Source { "source" } else { "materialized view" };
+            return Err(SqlError::new(SqlErrorKind::UndefinedTable, format!("{what} \"{name}\" does not exist")));
+        }
+        for object in self.db.catalog.drop_plan(name, cascade)? {
+            self.db.catalog.remove(&object);
+            self.db.ctx.deregister_table(object.as_str())?;
+            info!(object = %object, "dropped");
+        }
+        Ok(command(tag))
+    }
+}

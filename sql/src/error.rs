@@ -1,0 +1,132 @@
+//! Errors of the SQL layer, each with a kind the wire layer maps to a SQLSTATE.
+
+use datafusion::common::SchemaError;
+use datafusion::error::DataFusionError;
+use weir_engine::{EngineError, ErrorKind as EngineKind};
+
+/// What kind of failure, for the wire layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SqlErrorKind {
+    /// The statement does not parse.
+    Syntax,
+    /// A table, view or source does not exist.
+    UndefinedTable,
+    /// A column does not exist.
+    UndefinedColumn,
+    /// A name is taken.
+    DuplicateObject,
+    /// Something is not supported (in a streaming view, or at all).
+    FeatureNotSupported,
+    /// Other objects depend on the one being dropped.
+    DependentObjects,
+    /// Invalid parameter or option value.
+    InvalidParameter,
+    /// Other user errors.
+    User,
+    /// Outside failures.
+    External,
+    /// Bugs.
+    Internal,
+}
+
+/// The SQL layer's error.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct SqlError {
+    kind: SqlErrorKind,
+    message: String,
+}
+
+impl SqlError {
+    /// An error of `kind`.
+    pub fn new(kind: SqlErrorKind, message: impl Into<String>) -> Self {
+        Self { kind, message: message.into() }
+    }
+
+    /// A syntax error.
+    pub fn syntax(message: impl Into<String>) -> Self {
+        Self::new(SqlErrorKind::Syntax, message)
+    }
+
+    /// Its kind.
+    pub fn kind(&self) -> SqlErrorKind {
+        self.kind
+    }
+
+    /// Its message.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl From<EngineError> for SqlError {
+    fn from(e: EngineError) -> Self {
+        match e {
+            EngineError::DataFusion(d) => d.into(),
+            other => {
+                let kind = match other.kind() {
+                    EngineKind::User => SqlErrorKind::InvalidParameter,
+                    EngineKind::AlreadyExists => SqlErrorKind::DuplicateObject,
+                    EngineKind::NotFound => SqlErrorKind::UndefinedTable,
+                    EngineKind::NotSupported => SqlErrorKind::FeatureNotSupported,
+                    EngineKind::DependentObjects => SqlErrorKind::DependentObjects,
+                    EngineKind::External => SqlErrorKind::External,
+                    EngineKind::Internal => SqlErrorKind::Internal,
+                };
+                Self::new(kind, other.to_string())
+            }
+        }
+    }
+}
+
+impl From<DataFusionError> for SqlError {
+    fn from(e: DataFusionError) -> Self {
+        let kind = datafusion_kind(&e);
+        let message = match &e {
+            DataFusionError::SQL(p, _) => p.to_string(),
+            _ => e.to_string(),
+        };
+        Self::new(kind, message)
+    }
+}
+
+impl From<datafusion::arrow::error::ArrowError> for SqlError {
+    fn from(e: datafusion::arrow::error::ArrowError) -> Self {
+        Self::new(SqlErrorKind::User, e.to_string())
+    }
+}
+
+impl From<datafusion::sql::sqlparser::tokenizer::TokenizerError> for SqlError {
+    fn from(e: datafusion::sql::sqlparser::tokenizer::TokenizerError) -> Self {
+        Self::syntax(e.to_string())
+    }
+}
+
+impl From<datafusion::sql::sqlparser::parser::ParserError> for SqlError {
+    fn from(e: datafusion::sql::sqlparser::parser::ParserError) -> Self {
+        Self::syntax(e.to_string())
+    }
+}
+
+fn datafusion_kind(e: &DataFusionError) -> SqlErrorKind {
+    match e {
+        DataFusionError::SQL(..) => SqlErrorKind::Syntax,
+        DataFusionError::SchemaError(s, _) => match s.as_ref() {
+            SchemaError::FieldNotFound { .. } => SqlErrorKind::UndefinedColumn,
+            _ => SqlErrorKind::User,
+        },
+        DataFusionError::Plan(m) if m.contains("not found") && m.contains("table") => {
+            SqlErrorKind::UndefinedTable
+        }
+        DataFusionError::NotImplemented(_) => SqlErrorKind::FeatureNotSupported,
+        DataFusionError::Internal(_) => SqlErrorKind::Internal,
+        DataFusionError::IoError(_) | DataFusionError::External(_) => SqlErrorKind::External,
+        DataFusionError::Context(_, inner) | DataFusionError::Diagnostic(_, inner) => {
+            datafusion_kind(inner)
+        }
+        _ => SqlErrorKind::User,
+    }
+}
+
+/// Result with [`SqlError`].
+pub type Result<T, E = SqlError> = std::result::Result<T, E>;

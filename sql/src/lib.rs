@@ -1,0 +1,27 @@
+//! # weir-sql: from SQL text to running pipelines
+//!
+//! ```text
+//! SQL text ─▶ parser (Weir DDL on sqlparser) ─▶ WeirStatement
+//!    CREATE SOURCE            ─▶ connector validates options ─▶ catalog + SourceTable
+//!    CREATE MATERIALIZED VIEW ─▶ DataFusion LogicalPlan (optimized) ─▶ stream planner
+//!                                ─▶ operators ─▶ spawn_pipeline ─▶ ViewTable (queryable)
+//!    anything else            ─▶ DataFusion over views and system tables
+//! ```
+//!
+//! - [`parser`]: `CREATE SOURCE`, `CREATE MATERIALIZED VIEW … [EMIT ON WINDOW CLOSE]`,
+//!   `EXPLAIN CREATE MATERIALIZED VIEW`, `SHOW SOURCES | MATERIALIZED VIEWS`, `DROP …`.
+//! - [`planner`]: the stream planner; refuses what it cannot run incrementally, naming it.
+//! - [`tables`]: `TUMBLE(…)`, sources as (unscannable) tables, system tables
+//!   (`weir_sources`, `weir_views`, `weir_late_rows`).
+//! - [`database`]: [`database::Database`] (shared) and [`database::Session`] (per client).
+//!
+//! Errors carry a [`error::SqlErrorKind`]; only the wire layer turns kinds into SQLSTATEs.
+
+pub mod database;
+pub mod error;
+pub mod parser;
+pub mod planner;
+pub mod tables;
+
+pub use database::{Database, QueryResult, Session};
+pub use error::{Result, SqlError, SqlErrorKind};

@@ -1,0 +1,368 @@
+//! The stream planner: turns DataFusion's optimized `LogicalPlan` of a view's query into a
+//! pipeline, or refuses with an error naming the construct it cannot run incrementally. It never
+//! falls back to re-running a batch query.
+//!
+//! Supported shape (bottom up):
+//!
+//! ```text
+//! TableScan(source | append-only view | TUMBLE(…))   → input (+ Tumble step)
+//! Filter / Projection / SubqueryAlias …               → stateless steps (fused)
+//! [Aggregate GROUP BY window_start|window_end, keys]  → window aggregate
+//!  or [Aggregate GROUP BY keys] without a window      → updating aggregate
+//! Filter / Projection / SubqueryAlias …               → stateless steps (HAVING, output)
+//! ```
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
+use datafusion::catalog::default_table_source::source_as_provider;
+use datafusion::common::{DFSchema, ScalarValue};
+use datafusion::execution::context::SessionState;
+use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
+use datafusion::logical_expr::{Expr, LogicalPlan};
+use datafusion::physical_expr::aggregate::LoweredAggregateBuilder;
+use datafusion::physical_expr::expressions::{Column, Literal};
+use datafusion::physical_expr::{PhysicalExpr, create_physical_expr};
+use weir_engine::catalog::{Catalog, SourceEntry, ViewEntry};
+use weir_engine::late_rows::LateRowLog;
+use weir_engine::operator::StreamOperator;
+use weir_engine::stateless::{StatelessOperator, Step};
+use weir_engine::view_table::ViewTable;
+use weir_engine::window::{TumbleSpec, WINDOW_END, WINDOW_START, WindowedTable, humanize_nanos};
+use weir_engine::window_agg::{AggregateCall, EmitMode, WindowAggregate, WindowAggregateSpec, WindowKey};
+
+use crate::error::{Result, SqlError, SqlErrorKind};
+use crate::tables::SourceTable;
+
+/// Where a view's rows come from.
+#[derive(Debug, Clone)]
+pub enum PlannedInput {
+    /// A source, read by a reader of the view's own.
+    Source(Arc<SourceEntry>),
+    /// Another (append-only) view.
+    View(Arc<ViewEntry>),
+}
+
+impl PlannedInput {
+    /// Name of the input.
+    pub fn name(&self) -> &str {
+        match self {
+            PlannedInput::Source(s) => &s.name,
+            PlannedInput::View(v) => &v.name,
+        }
+    }
+}
+
+/// A planned view, ready to run.
+pub struct ViewPlan {
+    /// The input.
+    pub input: PlannedInput,
+    /// Operators in order.
+    pub operators: Vec<Box<dyn StreamOperator>>,
+    /// True when the view shows provisional rows.
+    pub updating: bool,
+    /// Output schema.
+    pub schema: SchemaRef,
+    /// EXPLAIN text.
+    pub explain: String,
+}
+
+/// Settings the planner needs besides the plan.
+pub struct PlanContext<'a> {
+    /// View name.
+    pub view: &'a str,
+    /// DataFusion state (execution props, functions).
+    pub state: &'a SessionState,
+    /// Catalog of sources and views.
+    pub catalog: &'a Catalog,
+    /// `EMIT ON WINDOW CLOSE`.
+    pub emit_on_window_close: bool,
+    /// Refresh interval of open windows.
+    pub refresh: Duration,
+    /// Late-row log.
+    pub late_rows: Arc<LateRowLog>,
+}
+
+fn unsupported(what: impl Into<String>) -> SqlError {
+    SqlError::new(
+        SqlErrorKind::FeatureNotSupported,
+        format!("not supported in a streaming view: {}", what.into()),
+    )
+}
+
+/// A partly built pipeline.
+struct Stage {
+    input: PlannedInput,
+    operators: Vec<Box<dyn StreamOperator>>,
+    /// Stateless steps not yet fused into an operator.
+    pending: Vec<Step>,
+    /// The tumbling window applied, if any (until an aggregate consumes it).
+    window: Option<TumbleSpec>,
+    /// An aggregate has been planned.
+    aggregated: bool,
+    updating: bool,
+    explain: Vec<String>,
+}
+
+impl Stage {
+    fn flush(&mut self) {
+        if !self.pending.is_empty() {
+            let op = StatelessOperator::new(std::mem::take(&mut self.pending));
+            self.explain.push(format!("Stateless:\n    {}", op.describe().replace("\n  ", "\n    ")));
+            self.operators.push(Box::new(op));
+        }
+    }
+}
+
+/// Plans `plan` (already optimized) for view `ctx.view`.
+pub fn plan_view(plan: &LogicalPlan, ctx: &PlanContext<'_>) -> Result<ViewPlan> {
+    let mut stage = build(plan, ctx)?;
+    stage.flush();
+    if ctx.emit_on_window_close && stage.window.is_none() && !stage.aggregated {
+        return Err(unsupported(
+            "EMIT ON WINDOW CLOSE needs a windowed aggregate (GROUP BY window_start, … over TUMBLE)",
+        ));
+    }
+    let schema = Arc::new(plan.schema().as_arrow().clone());
+    let mut explain = format!("Pipeline of materialized view {}\n", ctx.view);
+    explain.push_str(&match &stage.input {
+        PlannedInput::Source(s) => format!(
+            "  Source: {} (connector {}){}\n",
+            s.name,
+            s.provider.connector(),
+            s.watermark.as_ref().map_or(String::new(), |w| format!(", watermark {}", w.text))
+        ),
+        PlannedInput::View(v) => format!("  View: {} (append-only)\n", v.name),
+    });
+    for line in &stage.explain {
+        explain.push_str("  ");
+        explain.push_str(line);
+        explain.push('\n');
+    }
+    explain.push_str(&format!(
+        "  Sink: view {} ({})",
+        ctx.view,
+        if stage.updating { "updating: open windows shown and refreshed" } else { "append-only" }
+    ));
+    Ok(ViewPlan {
+        input: stage.input,
+        operators: stage.operators,
+        updating: stage.updating,
+        schema,
+        explain,
+    })
+}
+
+fn physical(expr: &Expr, schema: &DFSchema, ctx: &PlanContext<'_>) -> Result<Arc<dyn PhysicalExpr>> {
+    Ok(create_physical_expr(expr, schema, ctx.state.execution_props(), &PhysicalPlanningContext::default())?)
+}
+
+fn build(plan: &LogicalPlan, ctx: &PlanContext<'_>) -> Result<Stage> {
+    match plan {
+        LogicalPlan::TableScan(scan) => {
+            let provider = source_as_provider(&scan.source)?;
+            let mut pending = Vec::new();
+            let mut window = None;
+            let input = if let Some(source) = provider.downcast_ref::<SourceTable>() {
+                let entry = ctx.catalog.source(&source.name).ok_or_else(|| {
+                    SqlError::new(SqlErrorKind::UndefinedTable, format!("source \"{}\" not found", source.name))
+                })?;
+                PlannedInput::Source(entry)
+            } else if let Some(table) = provider.downcast_ref::<ViewTable>() {
+                view_input(ctx, table)?
+            } else if let Some(windowed) = provider.downcast_ref::<WindowedTable>() {
+                let w = windowed.windowed();
+                let input = match ctx.catalog.relation(&w.input) {
+                    Some(weir_engine::catalog::Relation::Source(s)) => PlannedInput::Source(s),
+                    Some(weir_engine::catalog::Relation::View(v)) => view_input(ctx, v.table.as_ref())?,
+                    None => {
+                        return Err(SqlError::new(
+                            SqlErrorKind::UndefinedTable,
+                            format!("relation \"{}\" not found", w.input),
+                        ));
+                    }
+                };
+                window = Some(w.assigner.spec());
+                pending.push(Step::Tumble(w.assigner.clone()));
+                input
+            } else {
+                return Err(unsupported(format!(
+                    "reading \"{}\" (only sources, materialized views and TUMBLE(…) can feed a view)",
+                    scan.table_name
+                )));
+            };
+            if scan.fetch.is_some() {
+                return Err(unsupported("LIMIT"));
+            }
+            let table_schema = DFSchema::try_from_qualified_schema(scan.table_name.clone(), &provider.schema())?;
+            for f in &scan.filters {
+                pending.push(Step::Filter(physical(f, &table_schema, ctx)?));
+            }
+            if let Some(indices) = &scan.projection {
+                let full = provider.schema();
+                let exprs = indices
+                    .iter()
+                    .map(|&i| Arc::new(Column::new(full.field(i).name(), i)) as Arc<dyn PhysicalExpr>)
+                    .collect();
+                pending.push(Step::Project {
+                    exprs,
+                    schema: Arc::new(scan.projected_schema.as_arrow().clone()),
+                });
+            }
+            Ok(Stage {
+                input,
+                operators: Vec::new(),
+                pending,
+                window,
+                aggregated: false,
+                updating: false,
+                explain: Vec::new(),
+            })
+        }
+        LogicalPlan::Filter(filter) => {
+            let mut stage = build(&filter.input, ctx)?;
+            stage.pending.push(Step::Filter(physical(&filter.predicate, filter.input.schema(), ctx)?));
+            Ok(stage)
+        }
+        LogicalPlan::Projection(projection) => {
+            let mut stage = build(&projection.input, ctx)?;
+            let exprs = projection
+                .expr
+                .iter()
+                .map(|e| physical(e, projection.input.schema(), ctx))
+                .collect::<Result<Vec<_>>>()?;
+            stage.pending.push(Step::Project {
+                exprs,
+                schema: Arc::new(projection.schema.as_arrow().clone()),
+            });
+            Ok(stage)
+        }
+        LogicalPlan::SubqueryAlias(alias) => build(&alias.input, ctx),
+        LogicalPlan::Aggregate(aggregate) => plan_aggregate(aggregate, ctx),
+        LogicalPlan::Join(_) => Err(unsupported("JOIN (joins arrive in a later release)")),
+        LogicalPlan::Window(_) => Err(unsupported(
+            "window functions with OVER (incremental OVER arrives with the anomaly functions)",
+        )),
+        LogicalPlan::Sort(_) => Err(unsupported("ORDER BY (order the rows when you query the view)")),
+        LogicalPlan::Limit(_) => Err(unsupported("LIMIT (limit the rows when you query the view)")),
+        LogicalPlan::Distinct(_) => Err(unsupported("DISTINCT (use GROUP BY)")),
+        LogicalPlan::Union(_) => Err(unsupported("UNION")),
+        LogicalPlan::Values(_) | LogicalPlan::EmptyRelation(_) => {
+            Err(unsupported("a view must read a source or another materialized view"))
+        }
+        other => Err(unsupported(format!("{} in a view's query", node_name(other)))),
+    }
+}
+
+fn node_name(plan: &LogicalPlan) -> String {
+    let text = format!("{}", plan.display());
+    text.split(':').next().unwrap_or("this construct").trim().to_string()
+}
+
+fn view_input(ctx: &PlanContext<'_>, table: &ViewTable) -> Result<PlannedInput> {
+    let view = ctx
+        .catalog
+        .views()
+        .into_iter()
+        .find(|v| std::ptr::eq(v.table.as_ref(), table))
+        .ok_or_else(|| SqlError::new(SqlErrorKind::UndefinedTable, "materialized view not found"))?;
+    if view.updating {
+        return Err(unsupported(format!(
+            "reading \"{}\", which shows open windows or updating rows; create it WITH EMIT ON \
+             WINDOW CLOSE (or without an aggregate) to read it from another view",
+            view.name
+        )));
+    }
+    Ok(PlannedInput::View(view))
+}
+
+fn plan_aggregate(aggregate: &datafusion::logical_expr::Aggregate, ctx: &PlanContext<'_>) -> Result<Stage> {
+    let mut stage = build(&aggregate.input, ctx)?;
+    if stage.aggregated {
+        return Err(unsupported("an aggregate over an aggregate (e.g. COUNT(DISTINCT …) with other aggregates, or nested GROUP BY)"));
+    }
+    if aggregate.group_expr.iter().any(|e| matches!(e, Expr::GroupingSet(_))) {
+        return Err(unsupported("GROUPING SETS / ROLLUP / CUBE"));
+    }
+    stage.flush();
+    let input_schema = aggregate.input.schema();
+    let input_arrow = input_schema.as_arrow();
+    let mut group_exprs = aggregate
+        .group_expr
+        .iter()
+        .map(|e| physical(e, input_schema, ctx))
+        .collect::<Result<Vec<_>>>()?;
+    let agg_schema: SchemaRef = Arc::new(aggregate.schema.as_arrow().clone());
+    let window = match stage.window {
+        Some(spec) => {
+            let position = aggregate.group_expr.iter().position(|e| {
+                matches!(e, Expr::Column(c) if c.name == WINDOW_START || c.name == WINDOW_END)
+            });
+            let Some(group_index) = position else {
+                return Err(unsupported(
+                    "an aggregate over TUMBLE(…) must GROUP BY window_start or window_end",
+                ));
+            };
+            let is_end = matches!(&aggregate.group_expr[group_index], Expr::Column(c) if c.name == WINDOW_END);
+            Some(WindowKey { group_index, is_end, size_nanos: spec.size_nanos })
+        }
+        None => None,
+    };
+    let mut aggregates = Vec::with_capacity(aggregate.aggr_expr.len());
+    let planning = PhysicalPlanningContext::default();
+    for e in &aggregate.aggr_expr {
+        let lowered = LoweredAggregateBuilder::new(e, input_schema, input_arrow, ctx.state.execution_props(), &planning).build()?;
+        if !lowered.order_bys.is_empty() {
+            return Err(unsupported("ORDER BY inside an aggregate call"));
+        }
+        aggregates.push(AggregateCall { function: lowered.aggregate, filter: lowered.filter });
+    }
+    // A global aggregate (no GROUP BY) is grouped by a hidden constant, dropped afterwards.
+    let hidden_key = group_exprs.is_empty();
+    let output_schema = if hidden_key {
+        group_exprs.push(Arc::new(Literal::new(ScalarValue::Int8(Some(0)))));
+        let mut fields = vec![Arc::new(Field::new("__weir_all", datafusion::arrow::datatypes::DataType::Int8, false))];
+        fields.extend(agg_schema.fields().iter().cloned());
+        Arc::new(Schema::new(fields))
+    } else {
+        Arc::clone(&agg_schema)
+    };
+    let emit = if ctx.emit_on_window_close {
+        if window.is_none() {
+            return Err(unsupported(
+                "EMIT ON WINDOW CLOSE without a window (GROUP BY window_start over TUMBLE(…))",
+            ));
+        }
+        EmitMode::OnWindowClose
+    } else {
+        EmitMode::OnUpdate { refresh: ctx.refresh }
+    };
+    let operator = WindowAggregate::try_new(
+        WindowAggregateSpec {
+            view: ctx.view.to_string(),
+            group_exprs,
+            aggregates,
+            output_schema: Arc::clone(&output_schema),
+            window,
+            emit,
+        },
+        Arc::clone(&ctx.late_rows),
+    )?;
+    let mut line = operator.describe();
+    if let Some(spec) = stage.window {
+        line.push_str(&format!(" window {}", humanize_nanos(spec.size_nanos)));
+    }
+    stage.explain.push(line);
+    stage.operators.push(Box::new(operator));
+    if hidden_key {
+        let exprs = (1..output_schema.fields().len())
+            .map(|i| Arc::new(Column::new(output_schema.field(i).name(), i)) as Arc<dyn PhysicalExpr>)
+            .collect();
+        stage.pending.push(Step::Project { exprs, schema: agg_schema });
+    }
+    stage.window = None;
+    stage.aggregated = true;
+    stage.updating = emit != EmitMode::OnWindowClose;
+    Ok(stage)
+}

@@ -1,0 +1,182 @@
+//! Tables DataFusion sees besides views: sources (which are streams, read only by views), the
+//! `TUMBLE(...)` table function, and system tables computed when queried.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::catalog::{Session, TableFunctionArgs, TableFunctionImpl, TableProvider};
+use datafusion::common::ScalarValue;
+use datafusion::datasource::TableType;
+use datafusion::datasource::memory::MemorySourceConfig;
+use datafusion::error::{DataFusionError, Result as DfResult};
+use datafusion::logical_expr::Expr;
+use datafusion::physical_plan::ExecutionPlan;
+use weir_engine::catalog::{Catalog, Relation};
+use weir_engine::window::{TumbleAssigner, TumbleSpec, WindowedInput, WindowedTable};
+
+/// A source as a table: plannable (views read it), but not scannable ad hoc.
+#[derive(Debug)]
+pub struct SourceTable {
+    /// Source name.
+    pub name: String,
+    schema: SchemaRef,
+}
+
+impl SourceTable {
+    /// The table for source `name`.
+    pub fn new(name: String, schema: SchemaRef) -> Self {
+        Self { name, schema }
+    }
+}
+
+#[async_trait]
+impl TableProvider for SourceTable {
+    fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.schema)
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn Session,
+        _projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        Err(DataFusionError::Plan(format!(
+            "\"{}\" is a source, an unbounded stream: query it through a materialized view \
+             (CREATE MATERIALIZED VIEW … AS SELECT … FROM {})",
+            self.name, self.name
+        )))
+    }
+}
+
+/// A system table whose rows are computed at query time.
+pub struct SystemTable {
+    schema: SchemaRef,
+    rows: Box<dyn Fn() -> DfResult<RecordBatch> + Send + Sync>,
+}
+
+impl std::fmt::Debug for SystemTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SystemTable").field("schema", &self.schema).finish()
+    }
+}
+
+impl SystemTable {
+    /// A table of `schema` filled by `rows` on every scan.
+    pub fn new(
+        schema: SchemaRef,
+        rows: impl Fn() -> DfResult<RecordBatch> + Send + Sync + 'static,
+    ) -> Self {
+        Self { schema, rows: Box::new(rows) }
+    }
+}
+
+#[async_trait]
+impl TableProvider for SystemTable {
+    fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.schema)
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::View
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let batch = (self.rows)()?;
+        Ok(MemorySourceConfig::try_new_exec(&[vec![batch]], self.schema(), projection.cloned())?)
+    }
+}
+
+/// `TUMBLE(relation, time_column, size [, offset])`.
+#[derive(Debug)]
+pub struct TumbleFunction {
+    catalog: Arc<Catalog>,
+}
+
+impl TumbleFunction {
+    /// The function, resolving relations in `catalog`.
+    pub fn new(catalog: Arc<Catalog>) -> Self {
+        Self { catalog }
+    }
+}
+
+fn usage() -> DataFusionError {
+    DataFusionError::Plan(
+        "usage: TUMBLE(source_or_view, time_column, INTERVAL 'size' [, INTERVAL 'offset'])".into(),
+    )
+}
+
+fn column_name(expr: &Expr) -> DfResult<String> {
+    match expr {
+        Expr::Column(c) => Ok(c.name.clone()),
+        _ => Err(usage()),
+    }
+}
+
+/// An INTERVAL literal as nanoseconds (months are refused: they have no fixed length).
+fn interval_nanos(expr: &Expr) -> DfResult<i64> {
+    let value = match expr {
+        Expr::Literal(v, _) => v,
+        _ => return Err(usage()),
+    };
+    let nanos = match value {
+        ScalarValue::IntervalMonthDayNano(Some(v)) if v.months == 0 => {
+            i64::from(v.days) * 86_400_000_000_000 + v.nanoseconds
+        }
+        ScalarValue::IntervalDayTime(Some(v)) => {
+            i64::from(v.days) * 86_400_000_000_000 + i64::from(v.milliseconds) * 1_000_000
+        }
+        ScalarValue::IntervalMonthDayNano(Some(_)) | ScalarValue::IntervalYearMonth(_) => {
+            return Err(DataFusionError::Plan(
+                "TUMBLE: window sizes in months or years are not supported (use days)".into(),
+            ));
+        }
+        _ => return Err(usage()),
+    };
+    Ok(nanos)
+}
+
+impl TableFunctionImpl for TumbleFunction {
+    fn call_with_args(&self, args: TableFunctionArgs) -> DfResult<Arc<dyn TableProvider>> {
+        let exprs = args.exprs();
+        if !(3..=4).contains(&exprs.len()) {
+            return Err(usage());
+        }
+        let input = column_name(&exprs[0])?;
+        let time_column = column_name(&exprs[1])?;
+        let size_nanos = interval_nanos(&exprs[2])?;
+        let offset_nanos = match exprs.get(3) {
+            Some(e) => interval_nanos(e)?,
+            None => 0,
+        };
+        let input_schema = match self.catalog.relation(&input) {
+            Some(Relation::Source(s)) => s.schema(),
+            Some(Relation::View(v)) => datafusion::catalog::TableProvider::schema(v.table.as_ref()),
+            None => {
+                return Err(DataFusionError::Plan(format!(
+                    "TUMBLE: table \"{input}\" not found (no source or materialized view of that name)"
+                )));
+            }
+        };
+        let assigner = TumbleAssigner::try_new(
+            &input_schema,
+            &time_column,
+            TumbleSpec { size_nanos, offset_nanos },
+        )
+        .map_err(|e| DataFusionError::Plan(e.to_string()))?;
+        Ok(Arc::new(WindowedTable::new(WindowedInput { input, input_schema, assigner })))
+    }
+}

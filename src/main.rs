@@ -1,0 +1,30 @@
+//! `weir`: the Weir server binary. Flags, logging, and the server's lifetime; the protocol
+//! adapter lives in [`wire`], and everything else in the workspace crates (see `engine/src/lib.rs`
+//! for the architecture).
+
+mod cli;
+mod server;
+mod wire;
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    let cli = cli::Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log_level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the async runtime");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(server::run(cli.serve_options())) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "weir stopped");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

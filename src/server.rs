@@ -1,0 +1,122 @@
+//! The server's lifetime: open the database, run the demo script, accept clients until Ctrl-C or
+//! SIGTERM, then stop accepting and let open connections finish briefly.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tracing::{error, info, warn};
+use weir_sql::Database;
+
+use crate::cli::ServeArgs;
+use crate::wire::WireServer;
+
+/// The quickstart script compiled in, so the demo works from any directory.
+const QUICKSTART: &str = include_str!("../examples/quickstart.sql");
+
+/// Errors that stop the server.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// Could not bind the listen address.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The data directory is unusable.
+    #[error("data directory {path}: {source}")]
+    DataDir {
+        /// The directory.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The database could not start.
+    #[error("{0}")]
+    Sql(#[from] weir_sql::SqlError),
+    /// The demo script failed.
+    #[error("demo script: {0}")]
+    Demo(String),
+}
+
+/// Runs the server until a shutdown signal.
+pub async fn run(args: ServeArgs) -> Result<(), ServerError> {
+    std::fs::create_dir_all(&args.data_dir)
+        .map_err(|source| ServerError::DataDir { path: args.data_dir.clone(), source })?;
+    let db = Database::new()?;
+    if !args.no_demo {
+        let script = match &args.demo_script {
+            Some(path) => std::fs::read_to_string(path)
+                .map_err(|e| ServerError::Demo(format!("{}: {e}", path.display())))?,
+            None => QUICKSTART.to_string(),
+        };
+        db.session().execute_all(&script).await.map_err(|e| ServerError::Demo(e.to_string()))?;
+        info!(
+            sources = db.catalog().sources().len(),
+            views = db.catalog().views().len(),
+            "demo ready"
+        );
+    }
+    let listener = TcpListener::bind(args.listen)
+        .await
+        .map_err(|source| ServerError::Bind { addr: args.listen, source })?;
+    let local = listener.local_addr().unwrap_or(args.listen);
+    info!(address = %local, "weir is ready: psql -h {} -p {}", local.ip(), local.port());
+    let server = Arc::new(WireServer::new(Arc::clone(&db)));
+    let mut connections = tokio::task::JoinSet::new();
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((socket, peer)) => {
+                    let _ = socket.set_nodelay(true);
+                    let handlers = server.handlers();
+                    connections.spawn(async move {
+                        if let Err(e) = pgwire::tokio::process_socket(socket, None, handlers).await {
+                            warn!(peer = %peer, error = %e, "connection ended with an error");
+                        }
+                    });
+                }
+                Err(e) => {
+                    // Running out of file descriptors and the like: keep serving the others.
+                    error!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            _ = &mut shutdown => break,
+        }
+    }
+    info!(open = connections.len(), "shutting down");
+    let drain = async { while connections.join_next().await.is_some() {} };
+    if tokio::time::timeout(Duration::from_secs(2), drain).await.is_err() {
+        connections.abort_all();
+    }
+    info!("bye");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

@@ -1,0 +1,41 @@
+//! The one place SQLSTATEs exist: error kinds of the SQL layer mapped to PostgreSQL codes.
+
+use pgwire::error::{ErrorInfo, PgWireError};
+use weir_sql::{SqlError, SqlErrorKind};
+
+/// The SQLSTATE for an error kind.
+pub fn sqlstate(kind: SqlErrorKind) -> &'static str {
+    match kind {
+        SqlErrorKind::Syntax => "42601",
+        SqlErrorKind::UndefinedTable => "42P01",
+        SqlErrorKind::UndefinedColumn => "42703",
+        SqlErrorKind::DuplicateObject => "42P07",
+        SqlErrorKind::FeatureNotSupported => "0A000",
+        SqlErrorKind::DependentObjects => "2BP01",
+        SqlErrorKind::InvalidParameter => "22023",
+        SqlErrorKind::User => "42000",
+        SqlErrorKind::External => "58000",
+        SqlErrorKind::Internal => "XX000",
+    }
+}
+
+/// An `ErrorResponse` body for `error`.
+pub fn error_info(error: &SqlError) -> ErrorInfo {
+    ErrorInfo::new("ERROR".to_owned(), sqlstate(error.kind()).to_owned(), error.message().to_owned())
+}
+
+/// `error` as a pgwire error (sent to the client; the connection stays open).
+pub fn to_pgwire(error: &SqlError) -> PgWireError {
+    PgWireError::UserError(Box::new(error_info(error)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes() {
+        assert_eq!(sqlstate(SqlErrorKind::Syntax), "42601");
+        assert_eq!(sqlstate(SqlErrorKind::UndefinedTable), "42P01");
+    }
+}
