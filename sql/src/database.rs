@@ -248,7 +248,8 @@ impl Session {
             WeirStatement::ExplainView(v) => {
                 let plan = self.plan_view(v)?;
                 let schema = Arc::new(Schema::new(vec![Field::new("pipeline", DataType::Utf8, false)]));
-                let lines = StringArray::from_iter_values(plan.explain.lines().map(str::to_string));
+                let lines: Vec<&str> = plan.explain.lines().collect();
+                let lines = StringArray::from(lines);
                 rows(RecordBatch::try_new(schema, vec![Arc::new(lines)])?)
             }
             WeirStatement::ShowSources => {

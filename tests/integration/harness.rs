@@ -1,0 +1,128 @@
+//! Shared test plumbing: a running `weir` binary on a free loopback port, and value formatting
+//! that matches the server's text encoding.
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use datafusion::arrow::array::{Array, ArrayRef, AsArray};
+use datafusion::arrow::datatypes::{DataType, TimeUnit};
+use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+
+/// A `weir` server process, killed on drop.
+pub struct Server {
+    child: Child,
+    /// Port it listens on (127.0.0.1).
+    pub port: u16,
+}
+
+impl Server {
+    /// Starts the binary with `args` and waits until it accepts connections.
+    pub fn start(args: &[&str]) -> Server {
+        let port = free_port();
+        let data = tempfile::tempdir().expect("tempdir");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_weir"));
+        cmd.arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--data-dir")
+            .arg(data.path())
+            .args(args)
+            .env("WEIR_LOG_LEVEL", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        let child = cmd.spawn().expect("start weir");
+        std::mem::forget(data);
+        let server = Server { child, port };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "weir did not start listening on {port}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        server
+    }
+
+    /// A tokio-postgres connection string.
+    pub fn conninfo(&self) -> String {
+        format!("host=127.0.0.1 port={} user=weir dbname=weir", self.port)
+    }
+
+    /// Connects with tokio-postgres (no TLS).
+    pub async fn connect(&self) -> tokio_postgres::Client {
+        let (client, connection) =
+            tokio_postgres::connect(&self.conninfo(), tokio_postgres::NoTls).await.expect("connect");
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        client
+    }
+
+    /// Is the process still running?
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Sends SIGTERM and waits for a clean exit.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "weir did not stop after SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+}
+
+/// Formats one value the way the server's text protocol does.
+pub fn format_value(array: &ArrayRef, row: usize) -> String {
+    if array.is_null(row) {
+        return "NULL".into();
+    }
+    match array.data_type() {
+        DataType::Boolean => if array.as_boolean().value(row) { "t" } else { "f" }.into(),
+        DataType::Float64 => format_float(array.as_primitive::<datafusion::arrow::datatypes::Float64Type>().value(row)),
+        DataType::Timestamp(unit, tz) => {
+            let v = datafusion::arrow::compute::cast(array, &DataType::Timestamp(TimeUnit::Nanosecond, tz.clone()))
+                .expect("cast");
+            let nanos = v.as_primitive::<datafusion::arrow::datatypes::TimestampNanosecondType>().value(row);
+            let _ = unit;
+            let t = chrono::DateTime::from_timestamp_nanos(nanos);
+            if tz.is_some() {
+                t.format("%Y-%m-%d %H:%M:%S%.6f+00").to_string()
+            } else {
+                t.format("%Y-%m-%d %H:%M:%S%.6f").to_string()
+            }
+        }
+        _ => {
+            let options = FormatOptions::default();
+            let f = ArrayFormatter::try_new(array.as_ref(), &options).expect("formatter");
+            let s = f.value(row).to_string();
+            if s.is_empty() { "(empty)".into() } else { s }
+        }
+    }
+}
+
+/// Shortest round-trip form, as PostgreSQL prints float8.
+pub fn format_float(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".into()
+    } else if v.is_infinite() {
+        if v > 0.0 { "Infinity".into() } else { "-Infinity".into() }
+    } else {
+        format!("{v}")
+    }
+}
