@@ -1,0 +1,226 @@
+//! The oracle: for random streams (out-of-order, duplicate keys, rows far behind the watermark,
+//! NULL event times, random batch sizes), every windowed view after the final watermark equals
+//! DataFusion's batch `GROUP BY` of the rows that were on time, and every other row is accounted
+//! for in `weir_late_rows`.
+//!
+//! Which rows are late is modelled independently of the engine: the file source hands out
+//! batches of exactly `batch_size` rows and emits a watermark after each batch, so a row is late
+//! exactly when its window ended at or before `max(ts - delay)` over all earlier batches.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use datafusion::arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+use datafusion::prelude::SessionContext;
+use futures::TryStreamExt;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use weir_sql::{Database, QueryResult, Session};
+
+use crate::harness::format_value;
+
+const CASES: u64 = 200;
+
+struct Row {
+    key: String,
+    value: i64,
+    /// Event time in milliseconds; None for a row with no event time.
+    ts: Option<i64>,
+}
+
+struct Case {
+    rows: Vec<Row>,
+    window_ms: i64,
+    delay_ms: i64,
+    batch_size: usize,
+}
+
+fn generate(seed: u64) -> Case {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let n = rng.random_range(20..600);
+    let keys = rng.random_range(1..8);
+    let window_ms = [500, 1_000, 2_000, 5_000, 10_000][rng.random_range(0..5)];
+    let delay_ms = [0, 250, 1_000, 3_000][rng.random_range(0..4)];
+    let jitter_ms = rng.random_range(0..5_000);
+    let step_ms = rng.random_range(1..60);
+    let batch_size = [1, 2, 7, 16, 64, 1000][rng.random_range(0..6)];
+    let t0: i64 = 1_700_000_000_000 + rng.random_range(-100_000..100_000);
+    let mut rows: Vec<Row> = Vec::with_capacity(n);
+    for i in 0..n as i64 {
+        let base = t0 + i * step_ms;
+        let roll: f64 = rng.random();
+        let ts = if roll < 0.01 {
+            None
+        } else if roll < 0.06 {
+            // Far behind: usually in a window that already closed.
+            Some(base - jitter_ms - rng.random_range(0..4 * window_ms))
+        } else {
+            Some(base - rng.random_range(0..=jitter_ms))
+        };
+        let duplicate = i > 0 && rng.random::<f64>() < 0.05;
+        let (key, ts) = match (duplicate, rows.last()) {
+            (true, Some(prev)) => (prev.key.clone(), prev.ts),
+            _ => (format!("k{}", rng.random_range(0..keys)), ts),
+        };
+        rows.push(Row { key, value: rng.random_range(-100..100), ts });
+    }
+    Case { rows, window_ms, delay_ms, batch_size }
+}
+
+/// Splits rows into on-time and late, as the engine must.
+fn model_late(case: &Case) -> Vec<bool> {
+    let mut late = Vec::with_capacity(case.rows.len());
+    let mut watermark: Option<i64> = None;
+    for batch in case.rows.chunks(case.batch_size) {
+        for row in batch {
+            late.push(match row.ts {
+                None => true,
+                Some(ts) => {
+                    let end = ts.div_euclid(case.window_ms) * case.window_ms + case.window_ms;
+                    watermark.is_some_and(|wm| end <= wm)
+                }
+            });
+        }
+        if let Some(max) = batch.iter().filter_map(|r| r.ts).max() {
+            let candidate = max - case.delay_ms;
+            watermark = Some(watermark.map_or(candidate, |w| w.max(candidate)));
+        }
+    }
+    late
+}
+
+fn json_lines(case: &Case) -> String {
+    let mut out = String::new();
+    for r in &case.rows {
+        match r.ts {
+            Some(ts) => {
+                let t = chrono::DateTime::from_timestamp_millis(ts).expect("time");
+                let _ = writeln!(
+                    out,
+                    "{{\"k\":\"{}\",\"v\":{},\"ts\":\"{}\"}}",
+                    r.key,
+                    r.value,
+                    t.format("%Y-%m-%dT%H:%M:%S%.3fZ")
+                );
+            }
+            None => {
+                let _ = writeln!(out, "{{\"k\":\"{}\",\"v\":{},\"ts\":null}}", r.key, r.value);
+            }
+        }
+    }
+    out
+}
+
+async fn query_rows(session: &Session, sql: &str) -> Vec<String> {
+    let mut results = session.execute_all(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    let Some(QueryResult::Rows { stream, .. }) = results.pop() else { panic!("{sql}: no rows") };
+    let batches: Vec<RecordBatch> = stream.try_collect().await.expect("rows");
+    render(&batches)
+}
+
+fn render(batches: &[RecordBatch]) -> Vec<String> {
+    let mut out = Vec::new();
+    for b in batches {
+        for r in 0..b.num_rows() {
+            out.push(b.columns().iter().map(|c| format_value(c, r)).collect::<Vec<_>>().join(" | "));
+        }
+    }
+    out
+}
+
+/// DataFusion batch GROUP BY over the on-time rows, windows computed with `date_bin`.
+async fn batch_answer(case: &Case, late: &[bool]) -> Vec<String> {
+    let kept: Vec<&Row> = case.rows.iter().zip(late).filter(|(_, l)| !**l).map(|(r, _)| r).collect();
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("k", DataType::Utf8, false),
+        Field::new("v", DataType::Int64, false),
+        Field::new("ts", DataType::Timestamp(TimeUnit::Millisecond, Some("+00:00".into())), false),
+    ]));
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from_iter_values(kept.iter().map(|r| r.key.as_str()))),
+        Arc::new(Int64Array::from_iter_values(kept.iter().map(|r| r.value))),
+        Arc::new(
+            TimestampMillisecondArray::from_iter_values(kept.iter().filter_map(|r| r.ts)).with_timezone("+00:00"),
+        ),
+    ];
+    let ctx = SessionContext::new();
+    let batch = RecordBatch::try_new(Arc::clone(&schema), columns).expect("batch");
+    ctx.register_batch("t", batch).expect("register");
+    let sql = format!(
+        "SELECT k, arrow_cast(date_bin(INTERVAL '{w} milliseconds', ts, TIMESTAMP '1970-01-01T00:00:00Z'), 'Timestamp(Nanosecond, Some(\"+00:00\"))') AS ws, \
+         count(*) AS n, sum(v) AS s, min(v) AS mn, max(v) AS mx FROM t GROUP BY 1, 2 ORDER BY 1, 2",
+        w = case.window_ms
+    );
+    let batches = ctx.sql(&sql).await.expect("batch sql").collect().await.expect("batch rows");
+    render(&batches)
+}
+
+async fn wait_finished(session: &Session, views: &[String]) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let list = views.iter().map(|v| format!("'{v}'")).collect::<Vec<_>>().join(",");
+    let sql = format!("SELECT count(*) FROM weir_views WHERE name IN ({list}) AND status = 'finished'");
+    loop {
+        let rows = query_rows(session, &sql).await;
+        if rows == vec![views.len().to_string()] {
+            return;
+        }
+        let failed = query_rows(session, "SELECT name, status FROM weir_views WHERE status LIKE 'failed%'").await;
+        assert!(failed.is_empty(), "pipeline failed: {failed:?}");
+        assert!(Instant::now() < deadline, "views {views:?} did not finish");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streaming_equals_batch_after_final_watermark() {
+    let db = Database::new().expect("database");
+    let session = db.session();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut total_late = 0usize;
+    for seed in 0..CASES {
+        let case = generate(seed);
+        let late = model_late(&case);
+        let path = dir.path().join(format!("case{seed}.jsonl"));
+        std::fs::write(&path, json_lines(&case)).expect("write");
+        let (src, upd, eowc) = (format!("src{seed}"), format!("upd{seed}"), format!("eowc{seed}"));
+        let aggregate = format!(
+            "SELECT k, window_start, count(*) AS n, sum(v) AS s, min(v) AS mn, max(v) AS mx \
+             FROM TUMBLE({src}, ts, INTERVAL '{} milliseconds') GROUP BY k, window_start",
+            case.window_ms
+        );
+        let ddl = format!(
+            "CREATE SOURCE {src} (k TEXT, v BIGINT, ts TIMESTAMPTZ, WATERMARK FOR ts AS ts - INTERVAL '{d} milliseconds') \
+             WITH (connector = 'file', path = '{p}', batch_size = '{b}') FORMAT PLAIN ENCODE JSON; \
+             CREATE MATERIALIZED VIEW {upd} AS {aggregate}; \
+             CREATE MATERIALIZED VIEW {eowc} AS {aggregate} EMIT ON WINDOW CLOSE;",
+            d = case.delay_ms,
+            p = path.display(),
+            b = case.batch_size,
+        );
+        session.execute_all(&ddl).await.unwrap_or_else(|e| panic!("case {seed}: {e}"));
+        wait_finished(&session, &[upd.clone(), eowc.clone()]).await;
+
+        let expected = batch_answer(&case, &late).await;
+        for view in [&upd, &eowc] {
+            let got = query_rows(&session, &format!("SELECT * FROM {view} ORDER BY k, window_start")).await;
+            assert_eq!(got, expected, "case {seed}: view {view} differs from the batch GROUP BY");
+            let late_count = late.iter().filter(|l| **l).count();
+            let logged = query_rows(
+                &session,
+                &format!("SELECT count(*) FROM weir_late_rows WHERE view_name = '{view}'"),
+            )
+            .await;
+            assert_eq!(logged, vec![late_count.to_string()], "case {seed}: late rows of {view}");
+            let counted = query_rows(&session, &format!("SELECT late_rows FROM weir_views WHERE name = '{view}'")).await;
+            assert_eq!(counted, vec![late_count.to_string()], "case {seed}: late count of {view}");
+            let on_time: i64 = expected.iter().map(|r| r.split(" | ").nth(2).and_then(|n| n.parse::<i64>().ok()).unwrap_or(0)).sum();
+            assert_eq!(on_time as usize + late_count, case.rows.len(), "case {seed}: rows unaccounted for");
+        }
+        total_late += late.iter().filter(|l| **l).count();
+        session.execute_all(&format!("DROP SOURCE {src} CASCADE")).await.expect("drop");
+    }
+    // The generator must actually exercise lateness.
+    assert!(total_late > CASES as usize, "only {total_late} late rows in {CASES} cases");
+}
