@@ -140,12 +140,12 @@ impl Database {
         let catalog = Arc::clone(&self.catalog);
         self.ctx.register_table(
             "weir_sources",
-            Arc::new(SystemTable::new(sources_schema(), move || Ok(sources_batch(&catalog)?))),
+            Arc::new(SystemTable::new(sources_schema(), move || sources_batch(&catalog))),
         )?;
         let catalog = Arc::clone(&self.catalog);
         self.ctx.register_table(
             "weir_views",
-            Arc::new(SystemTable::new(views_schema(), move || Ok(views_batch(&catalog)?))),
+            Arc::new(SystemTable::new(views_schema(), move || views_batch(&catalog))),
         )?;
         Ok(())
     }

@@ -67,11 +67,11 @@ pub enum ObjectKind {
 #[derive(Debug, Clone)]
 pub enum WeirStatement {
     /// `CREATE SOURCE`.
-    CreateSource(CreateSource),
+    CreateSource(Box<CreateSource>),
     /// `CREATE MATERIALIZED VIEW`.
-    CreateView(CreateView),
+    CreateView(Box<CreateView>),
     /// `EXPLAIN CREATE MATERIALIZED VIEW`.
-    ExplainView(CreateView),
+    ExplainView(Box<CreateView>),
     /// `SHOW SOURCES`.
     ShowSources,
     /// `SHOW MATERIALIZED VIEWS`.
@@ -212,13 +212,13 @@ fn expect_word(parser: &mut Parser, word: &str) -> Result<()> {
 
 fn parse_one(parser: &mut Parser, emit_on_window_close: bool) -> Result<WeirStatement> {
     if consume_words(parser, &["CREATE", "SOURCE"]) {
-        return parse_create_source(parser).map(WeirStatement::CreateSource);
+        return parse_create_source(parser).map(|c| WeirStatement::CreateSource(Box::new(c)));
     }
     if consume_words(parser, &["CREATE", "MATERIALIZED", "VIEW"]) {
-        return parse_create_view(parser, emit_on_window_close).map(WeirStatement::CreateView);
+        return parse_create_view(parser, emit_on_window_close).map(|v| WeirStatement::CreateView(Box::new(v)));
     }
     if consume_words(parser, &["EXPLAIN", "CREATE", "MATERIALIZED", "VIEW"]) {
-        return parse_create_view(parser, emit_on_window_close).map(WeirStatement::ExplainView);
+        return parse_create_view(parser, emit_on_window_close).map(|v| WeirStatement::ExplainView(Box::new(v)));
     }
     if consume_words(parser, &["SHOW", "SOURCES"]) {
         return Ok(WeirStatement::ShowSources);

@@ -157,7 +157,8 @@ impl QueryParser for WeirQueryParser {
         let (plan, param_types, schema) = match &statement {
             WeirStatement::Sql(s) if matches!(s.as_ref(), datafusion::sql::sqlparser::ast::Statement::Query(_)) => {
                 let plan = self.session.plan_statement(s).await.map_err(|e| errors::to_pgwire(&e))?;
-                let types = plan.get_parameter_types().map_err(|e| errors::to_pgwire(&SqlError::from(e)))?;
+                let mut types = plan.get_parameter_types().map_err(|e| errors::to_pgwire(&SqlError::from(e)))?;
+                params::infer_from_casts(&plan, &mut types);
                 let mut ordered: Vec<(usize, Option<DataType>)> = types
                     .into_iter()
                     .filter_map(|(k, v)| k.trim_start_matches('$').parse::<usize>().ok().map(|i| (i, v)))

@@ -1,7 +1,11 @@
 //! Bind parameters to DataFusion values: text parameters are parsed by casting from text to the
 //! inferred type; binary ones are decoded by their PostgreSQL type.
 
+use std::collections::HashMap;
+
 use datafusion::arrow::datatypes::DataType;
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+use datafusion::logical_expr::{Expr, LogicalPlan};
 use datafusion::common::ScalarValue;
 use pgwire::api::Type;
 use pgwire::api::portal::Portal;
@@ -60,6 +64,24 @@ fn decode_binary(bytes: &[u8], target: &DataType, i: usize) -> PgWireResult<Scal
         _ => ScalarValue::Utf8(Some(String::from_utf8(bytes.to_vec()).map_err(|_| bad())?)),
     };
     value.cast_to(target).map_err(|e| invalid(format!("parameter ${}: {e}", i + 1)))
+}
+
+/// Fills in the type of placeholders DataFusion left untyped when the query casts them
+/// (`$1::BIGINT`), which is how many clients spell typed parameters.
+pub fn infer_from_casts(plan: &LogicalPlan, types: &mut HashMap<String, Option<DataType>>) {
+    let mut visit = |expr: &Expr| {
+        let _ = expr.apply(|e| {
+            if let Expr::Cast(cast) = e
+                && let Expr::Placeholder(p) = cast.expr.as_ref()
+                && types.get(&p.id).is_none_or(|t| t.is_none())
+            {
+                types.insert(p.id.clone(), Some(cast.field.data_type().clone()));
+            }
+            Ok(TreeNodeRecursion::Continue)
+        });
+        Ok(TreeNodeRecursion::Continue)
+    };
+    let _ = plan.apply_with_subqueries(|node| node.apply_expressions(&mut visit));
 }
 
 /// The PostgreSQL type announced for a parameter of `data_type`.

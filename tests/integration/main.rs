@@ -2,6 +2,9 @@
 //! in-process and over the wire, the streaming-vs-batch oracle, and end-to-end tests of the real
 //! `weir` binary with psql and tokio-postgres.
 
+// Test code: a failed expectation is a failed test.
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
 mod e2e;
 mod harness;
 mod oracle;
