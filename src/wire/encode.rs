@@ -15,9 +15,15 @@ pub fn fields(schema: &datafusion::arrow::datatypes::Schema, format: &Format) ->
 }
 
 /// A statement's result as a pgwire response.
-pub fn response(result: QueryResult, format: &Format) -> PgWireResult<Response> {
+///
+/// The query runs up to its first batch here, inside the part of the protocol exchange that a
+/// cancel request interrupts (pgwire races `do_query` against it); for aggregates that is nearly
+/// all of the work. Dropping the stream stops DataFusion's execution.
+pub async fn response(result: QueryResult, format: &Format) -> PgWireResult<Response> {
     match result {
-        QueryResult::Rows { schema, stream } => {
+        QueryResult::Rows { schema, mut stream } => {
+            let first = stream.next().await;
+            let stream = futures::stream::iter(first).chain(stream);
             let fields = Arc::new(fields(&schema, format)?);
             let row_fields = Arc::clone(&fields);
             let rows = stream

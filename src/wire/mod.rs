@@ -109,7 +109,7 @@ impl SimpleQueryHandler for WeirHandler {
         let mut responses = Vec::with_capacity(statements.len());
         for statement in &statements {
             match self.session.execute(statement).await {
-                Ok(result) => responses.push(encode::response(result, &Format::UnifiedText)?),
+                Ok(result) => responses.push(encode::response(result, &Format::UnifiedText).await?),
                 Err(e) => {
                     // Earlier statements' results are sent, then the error, as PostgreSQL does.
                     responses.push(Response::Error(Box::new(errors::error_info(&e))));
@@ -226,6 +226,6 @@ impl ExtendedQueryHandler for WeirHandler {
             None => self.session.execute(&prepared.statement).await,
         };
         let result = result.map_err(|e| errors::to_pgwire(&e))?;
-        encode::response(result, &portal.result_column_format)
+        encode::response(result, &portal.result_column_format).await
     }
 }

@@ -180,6 +180,21 @@ async fn bad_input_and_vanishing_clients_leave_the_server_serving() {
         tokio::time::sleep(Duration::from_millis(50)).await;
         query.abort();
     }
+    // Cancel requests stop a running query with 57014 and the connection goes on.
+    let c = server.connect().await;
+    let token = c.cancel_token();
+    let canceller = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        token.cancel_query(tokio_postgres::NoTls).await
+    });
+    let err = c
+        .simple_query("SELECT count(*) FROM generate_series(1, 20000000000)")
+        .await
+        .expect_err("the query should be cancelled");
+    assert_eq!(code(err), "57014");
+    canceller.await.expect("join").expect("cancel request");
+    assert_eq!(c.query_one("SELECT 7::BIGINT", &[]).await.expect("after cancel").get::<_, i64>(0), 7);
+
     // Clients that send garbage instead of the protocol.
     for garbage in [&b"GET / HTTP/1.1\r\n\r\n"[..], &[0u8, 0, 0, 3][..], &[0xffu8; 64][..]] {
         use tokio::io::AsyncWriteExt;
