@@ -304,19 +304,20 @@ impl Source for SensorReader {
                 batch_size
             }
             Some(rate) => {
-                let due = (self.created.elapsed().as_secs_f64() * rate) as u64;
+                // Release rows in batches of about 10 ms worth, not one wake-up per row: a
+                // thousand one-row batches a second would cost more than the rows themselves.
+                let min_rows = ((rate * 0.01).ceil() as u64).clamp(1, batch_size as u64);
                 let position = self.generator.position();
-                if due <= position {
-                    let wait = Duration::from_secs_f64((position + 1 - due) as f64 / rate);
+                let due = (self.created.elapsed().as_secs_f64() * rate) as u64;
+                if due < position + min_rows {
+                    let wait = Duration::from_secs_f64((position + min_rows - due) as f64 / rate);
                     tokio::time::sleep(wait.min(max_wait)).await;
-                    let due = (self.created.elapsed().as_secs_f64() * rate) as u64;
-                    if due <= position {
-                        return Ok(SourceEvent::Idle);
-                    }
-                    ((due - position) as usize).min(batch_size)
-                } else {
-                    ((due - position) as usize).min(batch_size)
                 }
+                let due = (self.created.elapsed().as_secs_f64() * rate) as u64;
+                if due <= position {
+                    return Ok(SourceEvent::Idle);
+                }
+                ((due - position) as usize).min(batch_size)
             }
         };
         let natural = self.generator.next_batch(n)?;

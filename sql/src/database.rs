@@ -246,7 +246,7 @@ impl Session {
             WeirStatement::CreateSource(c) => self.create_source(c).await,
             WeirStatement::CreateView(v) => self.create_view(v).await,
             WeirStatement::ExplainView(v) => {
-                let plan = self.plan_view(v)?;
+                let plan = self.plan_view(v).await?;
                 let schema = Arc::new(Schema::new(vec![Field::new("pipeline", DataType::Utf8, false)]));
                 let lines: Vec<&str> = plan.explain.lines().collect();
                 let lines = StringArray::from(lines);
@@ -429,11 +429,10 @@ impl Session {
         Ok(command("CREATE SOURCE"))
     }
 
-    fn plan_view(&self, v: &CreateView) -> Result<ViewPlan> {
-        // Planning is synchronous apart from table resolution; everything is registered already.
+    async fn plan_view(&self, v: &CreateView) -> Result<ViewPlan> {
         let state = self.db.ctx.state();
         let statement = DfStatement::Statement(Box::new(Statement::Query(v.query.clone())));
-        let plan = futures::executor::block_on(state.statement_to_plan(statement))?;
+        let plan = state.statement_to_plan(statement).await?;
         let plan = state.optimize(&plan)?;
         let options = Options::new(format!("materialized view \"{}\"", v.name), v.options.clone())?;
         options.finish()?;
@@ -456,7 +455,7 @@ impl Session {
             return Ok(command("CREATE MATERIALIZED VIEW"));
         }
         self.db.catalog.ensure_name_free(&v.name)?;
-        let plan = self.plan_view(v)?;
+        let plan = self.plan_view(v).await?;
         let table = Arc::new(ViewTable::new(Arc::clone(&plan.schema)));
         let fanout = Arc::new(Fanout::new(Arc::clone(&table)));
         let status = Arc::new(PipelineStatus::default());
