@@ -110,11 +110,6 @@ impl LateRowLog {
         Ok(RecordBatch::try_new(Self::schema(), columns)?)
     }
 
-    /// Per-view totals as (view, count) pairs.
-    pub fn totals(&self) -> Vec<(String, u64)> {
-        self.inner.lock().counts.iter().map(|(k, v)| (k.clone(), *v)).collect()
-    }
-
     /// Totals as an Arrow array aligned with `views`.
     pub fn counts_for(&self, views: &[String]) -> UInt64Array {
         let inner = self.inner.lock();

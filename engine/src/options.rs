@@ -75,8 +75,6 @@ impl Options {
         match self.values.keys().next() {
             None => Ok(()),
             Some(key) => {
-                let mut known: Vec<&String> = self.values.keys().collect();
-                known.truncate(5);
                 Err(EngineError::User(format!("unknown option \"{key}\" for {}", self.context)))
             }
         }

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion::arrow::array::{Array, RecordBatch};
+use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::datasource::TableType;
@@ -209,15 +209,10 @@ impl TableProvider for WindowedTable {
     }
 }
 
-/// Checks that `array` holds no nulls, for window columns that must be set.
-pub fn count_nulls(array: &dyn Array) -> usize {
-    array.null_count()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use datafusion::arrow::array::{ArrayRef, AsArray, TimestampMillisecondArray};
+    use datafusion::arrow::array::{Array, ArrayRef, AsArray, TimestampMillisecondArray};
     use datafusion::arrow::datatypes::TimestampMillisecondType;
 
     fn batch(values: Vec<Option<i64>>) -> RecordBatch {

@@ -416,8 +416,3 @@ impl WindowAggregate {
         Ok(())
     }
 }
-
-/// Total rows across batches, for counters.
-pub fn row_count(batches: &[RecordBatch]) -> u64 {
-    batches.iter().map(|b| b.num_rows() as u64).sum()
-}
