@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, BooleanArray, Int64Array, RecordBatch,
+    Array, ArrayRef, AsArray, Int64Array, RecordBatch,
 };
 use datafusion::arrow::compute::{filter_record_batch, kernels::cmp::eq};
 use datafusion::arrow::datatypes::{Schema, SchemaRef};
@@ -291,8 +291,8 @@ impl StreamOperator for WindowAggregate {
         };
         let starts = self.window_starts(&batch, window)?;
         if starts.null_count() > 0 {
-            let valid = BooleanArray::from(starts.iter().map(|s| Some(s.is_some())).collect::<Vec<_>>());
-            let nulls = datafusion::arrow::compute::not(&valid)?;
+            let valid = datafusion::arrow::compute::is_not_null(&starts)?;
+            let nulls = datafusion::arrow::compute::is_null(&starts)?;
             self.record_late(&filter_record_batch(&batch, &nulls)?, "event time is NULL")?;
             let batch = filter_record_batch(&batch, &valid)?;
             let starts = datafusion::arrow::compute::filter(&starts, &valid)?;
