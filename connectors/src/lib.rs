@@ -9,13 +9,16 @@
 //! | connector | what | module |
 //! |---|---|---|
 //! | `datagen` (`generator = 'sensors'`) | deterministic IoT simulator with injected anomalies | [`datagen`] |
-//! | `file` | JSON lines from a file (replay, tests) | [`file`] |
+//! | `file` | JSON or CSV lines from a file (replay, tests) | [`file`] |
+//! | `kafka` | a Kafka topic, every partition, offsets kept by Weir | [`kafka`] |
 //!
-//! Kafka arrives with its own issue.
+//! Formats ([`format`]: `ENCODE JSON`, `ENCODE CSV`) decode runs of records straight to Arrow and
+//! isolate bad records, which go to `weir_source_errors` instead of stopping the source.
 
 pub mod datagen;
 pub mod file;
-pub mod json;
+pub mod format;
+pub mod kafka;
 mod schema;
 
 use std::sync::Arc;
@@ -24,5 +27,5 @@ use weir_engine::source::ConnectorFactory;
 
 /// Every built-in connector.
 pub fn builtin_connectors() -> Vec<Arc<dyn ConnectorFactory>> {
-    vec![Arc::new(datagen::DatagenConnector), Arc::new(file::FileConnector)]
+    vec![Arc::new(datagen::DatagenConnector), Arc::new(file::FileConnector), Arc::new(kafka::KafkaConnector)]
 }

@@ -13,6 +13,8 @@ use crate::fanout::Fanout;
 use crate::late_rows::LateRowLog;
 use crate::pipeline::{PipelineStatus, RunningPipeline};
 use crate::source::{SourceProvider, WatermarkSpec};
+use crate::source_errors::{BadRecords, SourceErrorLog};
+use crate::source_metrics::{ReaderMetrics, SourceMetricsRegistry};
 use crate::view_table::ViewTable;
 
 /// A defined source.
@@ -28,6 +30,10 @@ pub struct SourceEntry {
     pub watermark: Option<WatermarkSpec>,
     /// Idle partitions stop holding back time after this long.
     pub idle_timeout: Duration,
+    /// Rows with event times further than this past the wall clock are rejected (None: no limit).
+    pub max_future: Option<Duration>,
+    /// Skip or fail on unreadable records.
+    pub bad_records: BadRecords,
 }
 
 impl SourceEntry {
@@ -56,6 +62,9 @@ pub struct ViewEntry {
     pub explain: String,
     /// Pipeline status, shared with its tasks.
     pub status: Arc<PipelineStatus>,
+    /// Figures of the view's source reader, when it reads a source (kept for the view's life so
+    /// `weir_source_partitions` still shows a finished bounded source).
+    pub reader_metrics: Option<Arc<ReaderMetrics>>,
     /// The pipeline's tasks; dropping them stops it.
     pub pipeline: Mutex<Option<RunningPipeline>>,
 }
@@ -67,6 +76,10 @@ pub struct Catalog {
     views: RwLock<BTreeMap<String, Arc<ViewEntry>>>,
     /// Late rows of every view (`weir_late_rows`).
     pub late_rows: Arc<LateRowLog>,
+    /// Unreadable records of every source (`weir_source_errors`).
+    pub source_errors: Arc<SourceErrorLog>,
+    /// Per-partition figures of every source reader (`weir_source_partitions`).
+    pub source_metrics: Arc<SourceMetricsRegistry>,
 }
 
 /// What a relation name refers to.
@@ -179,6 +192,7 @@ impl Catalog {
     /// Removes a source or view by name (its pipeline stops when the entry's last handle goes).
     pub fn remove(&self, name: &str) -> Option<Relation> {
         if let Some(s) = self.sources.write().remove(name) {
+            self.source_errors.forget(name);
             return Some(Relation::Source(s));
         }
         let view = self.views.write().remove(name)?;

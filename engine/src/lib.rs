@@ -28,7 +28,13 @@
 //! - An operator's watermark is the minimum over its non-idle inputs
 //!   ([`watermark::WatermarkTracker`]) and never goes backwards.
 //! - No row is silently dropped: rows whose window already closed go to the late-row log
-//!   ([`late_rows::LateRowLog`], the `weir_late_rows` table) and are counted.
+//!   ([`late_rows::LateRowLog`], the `weir_late_rows` table) and are counted; records a source
+//!   cannot read, and rows with an event time far in the future, go to the bad-record log
+//!   ([`source_errors::SourceErrorLog`], `weir_source_errors`).
+//! - A source's watermark is the minimum over its assigned partitions; a partition holds time
+//!   back from the moment it is assigned until it delivers rows or stays idle for
+//!   `source.idle_timeout`. Per-partition figures are in `weir_source_partitions`
+//!   ([`source_metrics::SourceMetricsRegistry`]).
 //! - A view never shows a window twice: an open window's provisional rows are replaced by its
 //!   final rows under one lock ([`view_table::ViewTable::finalize`]).
 
@@ -41,6 +47,8 @@ pub mod operator;
 pub mod options;
 pub mod pipeline;
 pub mod source;
+pub mod source_errors;
+pub mod source_metrics;
 pub mod stateless;
 pub mod time;
 pub mod view_table;

@@ -34,6 +34,14 @@ impl Options {
         self.values.remove(key)
     }
 
+    /// Takes every option whose key starts with `prefix`, returning keys without the prefix.
+    pub fn take_prefixed(&mut self, prefix: &str) -> Vec<(String, String)> {
+        let keys: Vec<String> = self.values.keys().filter(|k| k.starts_with(prefix)).cloned().collect();
+        keys.into_iter()
+            .filter_map(|k| self.values.remove(&k).map(|v| (k[prefix.len()..].to_string(), v)))
+            .collect()
+    }
+
     /// Takes a required string option.
     pub fn take_required(&mut self, key: &str) -> Result<String> {
         self.take(key).ok_or_else(|| {

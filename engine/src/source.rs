@@ -5,11 +5,14 @@
 //! its own [`Source`] reader (as every Flink job and RisingWave view has its own reader), so views
 //! are independent and deterministic for deterministic connectors.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::array::{Array, AsArray, Int64Array};
+use datafusion::arrow::compute::{self, kernels::cmp, prep_null_mask_filter};
+use datafusion::arrow::datatypes::{Int64Type, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::physical_expr::PhysicalExpr;
 use tokio::sync::mpsc;
@@ -17,8 +20,11 @@ use tracing::{debug, warn};
 
 use crate::error::{EngineError, Result};
 use crate::message::{Message, Watermark};
-use crate::time::max_nanos;
+use crate::source_errors::{BadRecord, BadRecords, SourceErrorLog};
+use crate::source_metrics::{ReaderMetrics, now_millis};
+use crate::time::{max_nanos, nanos_to_unit, timestamp_values};
 use crate::watermark::WatermarkTracker;
+use crate::window::humanize_nanos;
 
 /// What a source reader returns.
 #[derive(Debug)]
@@ -29,7 +35,14 @@ pub enum SourceEvent {
         partition: u32,
         /// The rows.
         batch: RecordBatch,
+        /// Each row's offset in its partition, for transports that have offsets (so a row
+        /// rejected later, e.g. for an event time far in the future, can be traced back).
+        offsets: Option<Int64Array>,
     },
+    /// These partitions are now assigned to the reader. Each holds the watermark back until it
+    /// delivers rows or stays idle for `source.idle_timeout`, so a partition that is slow to
+    /// deliver its first rows cannot have its rows declared late by the others.
+    Partitions(Vec<u32>),
     /// Nothing arrived within the wait; the source is alive.
     Idle,
     /// The source is exhausted (bounded sources only).
@@ -43,6 +56,41 @@ pub trait Source: Send {
     async fn next_event(&mut self, max_wait: Duration) -> Result<SourceEvent>;
 }
 
+/// What a reader is given when it is opened: who it reads for and where it reports.
+#[derive(Debug, Clone)]
+pub struct ReaderContext {
+    /// The source's name.
+    pub source: String,
+    /// The view this reader feeds.
+    pub view: String,
+    /// Per-partition figures (`weir_source_partitions`), shared with the pipeline.
+    pub metrics: Arc<ReaderMetrics>,
+    /// Where unreadable records go (`weir_source_errors`).
+    pub errors: Arc<SourceErrorLog>,
+    /// Skip (log) or fail on an unreadable record.
+    pub bad_records: BadRecords,
+}
+
+impl ReaderContext {
+    /// Deals with unreadable records: logs and counts them, or fails with the first one when
+    /// `bad_records = 'fail'`.
+    pub fn reject(&self, partition: Option<u32>, records: Vec<BadRecord>) -> Result<()> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        if self.bad_records == BadRecords::Fail {
+            let first = records.first().map(|r| r.describe(&self.source)).unwrap_or_default();
+            return Err(EngineError::User(format!("{first} (bad_records = 'fail')")));
+        }
+        if let Some(p) = partition {
+            self.metrics.update(p, |m| m.errors += records.len() as u64);
+        }
+        debug!(source = %self.source, count = records.len(), "bad records logged");
+        self.errors.record(&self.source, records);
+        Ok(())
+    }
+}
+
 /// A defined source: validates its options once, then opens readers for pipelines.
 pub trait SourceProvider: Send + Sync + std::fmt::Debug {
     /// Connector name (`datagen`, `file`, …).
@@ -50,7 +98,7 @@ pub trait SourceProvider: Send + Sync + std::fmt::Debug {
     /// The schema every reader produces.
     fn schema(&self) -> SchemaRef;
     /// Opens a new reader.
-    fn open(&self) -> Result<Box<dyn Source>>;
+    fn open(&self, context: ReaderContext) -> Result<Box<dyn Source>>;
 }
 
 /// The `WATERMARK FOR col AS expr` of a source.
@@ -67,12 +115,22 @@ pub struct WatermarkSpec {
 /// Runtime settings of a source reader task.
 #[derive(Debug, Clone)]
 pub struct SourceTaskConfig {
-    /// Source name, for logs.
-    pub name: String,
     /// How watermarks are derived, if the source has event time.
     pub watermark: Option<WatermarkSpec>,
     /// A partition with no data for this long stops holding back the watermark.
     pub idle_timeout: Duration,
+    /// Rows whose event time is further than this past the wall clock are rejected, so one bad
+    /// clock cannot close every window. None: no limit.
+    pub max_future: Option<Duration>,
+    /// The reader's context (name, metrics, error log).
+    pub context: ReaderContext,
+}
+
+/// Per-partition liveness as the source task sees it.
+#[derive(Debug, Clone, Copy)]
+struct PartitionClock {
+    last_data: Instant,
+    idle: bool,
 }
 
 /// Runs `source` until it ends or the pipeline goes away, sending data and watermarks to `tx`.
@@ -81,37 +139,63 @@ pub async fn run_source(
     mut source: Box<dyn Source>,
     tx: mpsc::Sender<Message>,
 ) -> Result<()> {
+    let ctx = &config.context;
     let mut tracker = WatermarkTracker::default();
-    let mut last_data = Instant::now();
+    let mut clocks: BTreeMap<u32, PartitionClock> = BTreeMap::new();
     let mut emitted: Option<Watermark> = None;
     let poll = config.idle_timeout.min(Duration::from_millis(200)).max(Duration::from_millis(10));
     loop {
         let event = source.next_event(poll).await?;
+        let now = Instant::now();
         match event {
-            SourceEvent::Data { partition, batch } => {
-                last_data = Instant::now();
+            SourceEvent::Data { partition, batch, offsets } => {
+                clocks.insert(partition, PartitionClock { last_data: now, idle: false });
+                let batch = match &config.watermark {
+                    Some(spec) => reject_future_rows(&config, spec, partition, batch, offsets)?,
+                    None => batch,
+                };
                 let candidate = match &config.watermark {
-                    Some(spec) => {
+                    Some(spec) if batch.num_rows() > 0 => {
                         let values = spec.expr.evaluate(&batch)?.into_array(batch.num_rows())?;
                         max_nanos(&values)?
                     }
-                    None => None,
+                    _ => None,
                 };
-                if batch.num_rows() > 0 && tx.send(Message::Data(batch)).await.is_err() {
+                let rows = batch.num_rows();
+                if rows > 0 && tx.send(Message::Data(batch)).await.is_err() {
                     return Ok(());
                 }
                 tracker.observe(partition, candidate);
+                let partition_watermark = tracker.input_watermark(partition);
+                ctx.metrics.update(partition, |m| {
+                    m.records += rows as u64;
+                    m.last_record_millis = Some(now_millis());
+                    m.watermark = partition_watermark;
+                    m.idle = false;
+                });
             }
-            SourceEvent::Idle => {
-                if last_data.elapsed() >= config.idle_timeout {
-                    tracker.mark_all_idle();
+            SourceEvent::Partitions(partitions) => {
+                for p in partitions {
+                    clocks.entry(p).or_insert_with(|| {
+                        tracker.observe(p, None);
+                        PartitionClock { last_data: now, idle: false }
+                    });
+                    ctx.metrics.update(p, |_| ());
                 }
             }
+            SourceEvent::Idle => {}
             SourceEvent::End => {
-                debug!(source = %config.name, "source ended");
+                debug!(source = %ctx.source, "source ended");
                 let _ = tx.send(Message::Watermark(Watermark::MAX)).await;
                 let _ = tx.send(Message::End).await;
                 return Ok(());
+            }
+        }
+        for (p, clock) in clocks.iter_mut() {
+            if !clock.idle && now.duration_since(clock.last_data) >= config.idle_timeout {
+                clock.idle = true;
+                tracker.mark_idle(*p);
+                ctx.metrics.update(*p, |m| m.idle = true);
             }
         }
         let current = tracker.current();
@@ -126,6 +210,55 @@ pub async fn run_source(
     }
 }
 
+/// Splits off rows whose event time is beyond `max_future` past the wall clock and hands them to
+/// the bad-record log. Vectorised; the common case (nothing in the future) costs one `max`.
+fn reject_future_rows(
+    config: &SourceTaskConfig,
+    spec: &WatermarkSpec,
+    partition: u32,
+    batch: RecordBatch,
+    offsets: Option<Int64Array>,
+) -> Result<RecordBatch> {
+    let Some(max_future) = config.max_future else { return Ok(batch) };
+    let Some(column) = batch.column_by_name(&spec.column).cloned() else { return Ok(batch) };
+    let unit = crate::time::timestamp_unit(column.data_type(), &spec.column)?;
+    let now_nanos = now_millis().saturating_mul(1_000_000);
+    let limit = nanos_to_unit(now_nanos.saturating_add(max_future.as_nanos() as i64), unit);
+    let values = timestamp_values(&column)?;
+    match compute::max(&values) {
+        Some(max) if max > limit => {}
+        _ => return Ok(batch),
+    }
+    let future = cmp::gt(&values, &Int64Array::new_scalar(limit))?;
+    // Rows without an event time are not in the future (the window operator accounts for them).
+    let future = if future.null_count() > 0 { prep_null_mask_filter(&future) } else { future };
+    let rejected = compute::filter_record_batch(&batch, &future)?;
+    let rejected_offsets = match &offsets {
+        Some(o) => Some(compute::filter(o, &future)?),
+        None => None,
+    };
+    let mut writer = arrow_json::LineDelimitedWriter::new(Vec::new());
+    writer.write(&rejected)?;
+    writer.finish()?;
+    let text = writer.into_inner();
+    let message = format!(
+        "event time in \"{}\" is more than {} past the wall clock (source.max_future)",
+        spec.column,
+        humanize_nanos(max_future.as_nanos() as i64)
+    );
+    let records = text
+        .split(|b| *b == b'\n')
+        .filter(|line| !line.is_empty())
+        .enumerate()
+        .map(|(i, line)| {
+            let offset = rejected_offsets.as_ref().and_then(|o| o.as_primitive_opt::<Int64Type>()).map(|o| o.value(i));
+            BadRecord::new(line, message.clone()).at(Some(partition as i32), offset, None)
+        })
+        .collect();
+    config.context.reject(Some(partition), records)?;
+    Ok(compute::filter_record_batch(&batch, &compute::not(&future)?)?)
+}
+
 /// Spawns [`run_source`] and logs its failure.
 pub fn spawn_source(
     config: SourceTaskConfig,
@@ -134,9 +267,11 @@ pub fn spawn_source(
     on_error: impl FnOnce(EngineError) + Send + 'static,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let name = config.name.clone();
+        let name = config.context.source.clone();
+        let metrics = Arc::clone(&config.context.metrics);
         if let Err(e) = run_source(config, source, tx).await {
             warn!(source = %name, error = %e, "source failed");
+            metrics.set_status(format!("failed: {e}"));
             on_error(e);
         }
     })
@@ -151,6 +286,20 @@ pub struct FormatSpec {
     pub encode: String,
 }
 
+/// `INCLUDE partition | offset | key | timestamp | header 'name' [type] [AS column]`: a column
+/// filled from the transport's metadata rather than the payload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IncludeColumn {
+    /// What to include, lower case (`partition`, `offset`, `key`, `timestamp`, `header`).
+    pub kind: String,
+    /// The header's name, for `header`.
+    pub header: Option<String>,
+    /// A type asked for (`varchar`, `bytea`), lower case.
+    pub data_type: Option<String>,
+    /// The column's name, if given.
+    pub alias: Option<String>,
+}
+
 /// What `CREATE SOURCE` hands a connector.
 #[derive(Debug)]
 pub struct SourceSpec {
@@ -162,12 +311,16 @@ pub struct SourceSpec {
     pub options: crate::options::Options,
     /// `FORMAT … ENCODE …`, if given.
     pub format: Option<FormatSpec>,
+    /// `INCLUDE …` metadata columns; a connector takes those it supports (any left are an error).
+    pub include: Vec<IncludeColumn>,
 }
 
 /// Builds source providers for one connector name.
+#[async_trait]
 pub trait ConnectorFactory: Send + Sync {
     /// The `connector = '…'` value.
     fn name(&self) -> &'static str;
-    /// Validates `spec` (taking its options) and returns the source definition.
-    fn create_source(&self, spec: &mut SourceSpec) -> Result<Arc<dyn SourceProvider>>;
+    /// Validates `spec` (taking its options), checks what can be checked (a broker is reachable,
+    /// a topic exists) and returns the source definition.
+    async fn create_source(&self, spec: &mut SourceSpec) -> Result<Arc<dyn SourceProvider>>;
 }

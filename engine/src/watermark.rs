@@ -39,6 +39,11 @@ impl WatermarkTracker {
         }
     }
 
+    /// The highest watermark candidate seen on `input` (nanoseconds).
+    pub fn input_watermark(&self, input: u32) -> Option<i64> {
+        self.inputs.get(&input).and_then(|s| s.watermark)
+    }
+
     /// Marks one input idle.
     pub fn mark_idle(&mut self, input: u32) {
         self.inputs.entry(input).or_insert(InputState { watermark: None, idle: true }).idle = true;

@@ -21,8 +21,10 @@ use weir_engine::catalog::{Catalog, Relation, SourceEntry, ViewEntry};
 use weir_engine::fanout::Fanout;
 use weir_engine::options::Options;
 use weir_engine::pipeline::{PipelineInput, PipelineState, PipelineStatus, spawn_pipeline};
-use weir_engine::source::{ConnectorFactory, FormatSpec, SourceSpec, SourceTaskConfig, WatermarkSpec};
+use weir_engine::source::{ConnectorFactory, FormatSpec, ReaderContext, SourceSpec, SourceTaskConfig, WatermarkSpec};
 use weir_engine::late_rows::LateRowLog;
+use weir_engine::source_errors::{BadRecords, SourceErrorLog};
+use weir_engine::source_metrics::SourceMetricsRegistry;
 use weir_engine::view_table::ViewTable;
 
 use crate::error::{Result, SqlError, SqlErrorKind};
@@ -34,6 +36,8 @@ use crate::tables::{SourceTable, SystemTable, TumbleFunction};
 pub const DEFAULT_REFRESH: Duration = Duration::from_millis(100);
 /// Default `source.idle_timeout`.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default `source.max_future`: event times further past the wall clock are bad records.
+pub const DEFAULT_MAX_FUTURE: Duration = Duration::from_secs(3600);
 
 /// What a statement returns.
 pub enum QueryResult {
@@ -137,6 +141,20 @@ impl Database {
             "weir_late_rows",
             Arc::new(SystemTable::new(LateRowLog::schema(), move || late.to_batch().map_err(|e| datafusion::error::DataFusionError::External(Box::new(e))))),
         )?;
+        let errors = Arc::clone(&self.catalog.source_errors);
+        self.ctx.register_table(
+            "weir_source_errors",
+            Arc::new(SystemTable::new(SourceErrorLog::schema(), move || {
+                errors.to_batch().map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))
+            })),
+        )?;
+        let metrics = Arc::clone(&self.catalog.source_metrics);
+        self.ctx.register_table(
+            "weir_source_partitions",
+            Arc::new(SystemTable::new(SourceMetricsRegistry::schema(), move || {
+                metrics.to_batch().map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))
+            })),
+        )?;
         let catalog = Arc::clone(&self.catalog);
         self.ctx.register_table(
             "weir_sources",
@@ -157,6 +175,7 @@ fn sources_schema() -> SchemaRef {
         Field::new("connector", DataType::Utf8, false),
         Field::new("columns", DataType::Utf8, false),
         Field::new("watermark", DataType::Utf8, true),
+        Field::new("bad_records", DataType::UInt64, false),
         Field::new("definition", DataType::Utf8, false),
     ]))
 }
@@ -171,6 +190,7 @@ fn sources_batch(catalog: &Catalog) -> datafusion::error::Result<RecordBatch> {
         Arc::new(StringArray::from_iter_values(sources.iter().map(|s| s.provider.connector().to_string()))),
         Arc::new(StringArray::from_iter_values(sources.iter().map(columns))),
         Arc::new(StringArray::from_iter(sources.iter().map(|s| s.watermark.as_ref().map(|w| w.text.clone())))),
+        Arc::new(UInt64Array::from_iter_values(sources.iter().map(|s| catalog.source_errors.count(&s.name)))),
         Arc::new(StringArray::from_iter_values(sources.iter().map(|s| s.sql.clone()))),
     ];
     Ok(RecordBatch::try_new(sources_schema(), arrays)?)
@@ -253,7 +273,8 @@ impl Session {
                 rows(RecordBatch::try_new(schema, vec![Arc::new(lines)])?)
             }
             WeirStatement::ShowSources => {
-                self.run_sql("SELECT name, connector, columns, watermark FROM weir_sources ORDER BY name").await
+                self.run_sql("SELECT name, connector, columns, watermark, bad_records FROM weir_sources ORDER BY name")
+                    .await
             }
             WeirStatement::ShowViews => {
                 self.run_sql(
@@ -335,7 +356,7 @@ impl Session {
             }
             WeirStatement::ShowSources => {
                 let s = sources_schema();
-                Some(Arc::new(s.project(&[0, 1, 2, 3])?))
+                Some(Arc::new(s.project(&[0, 1, 2, 3, 4])?))
             }
             WeirStatement::ShowViews => {
                 let s = views_schema();
@@ -370,6 +391,14 @@ impl Session {
         let mut options = Options::new(format!("source \"{}\"", c.name), c.options.clone())?;
         let connector = options.take_required("connector")?;
         let idle_timeout = options.take_duration("source.idle_timeout")?.unwrap_or(DEFAULT_IDLE_TIMEOUT);
+        let max_future = match options.take("source.max_future") {
+            None => Some(DEFAULT_MAX_FUTURE),
+            Some(v) if v.eq_ignore_ascii_case("none") => None,
+            Some(v) => Some(weir_engine::options::parse_duration(&v).map_err(|e| {
+                SqlError::new(SqlErrorKind::InvalidParameter, format!("source.max_future: {e} (or 'none')"))
+            })?),
+        };
+        let bad_records = options.take("bad_records").map(|v| BadRecords::parse(&v)).transpose()?.unwrap_or_default();
         let factory = self.db.connectors.get(connector.as_str()).ok_or_else(|| {
             let known: Vec<&str> = self.db.connectors.keys().copied().collect();
             SqlError::new(
@@ -382,8 +411,15 @@ impl Session {
             columns,
             options,
             format: c.format.clone().map(|(format, encode)| FormatSpec { format, encode }),
+            include: c.include.clone(),
         };
-        let provider = factory.create_source(&mut spec)?;
+        let provider = factory.create_source(&mut spec).await?;
+        if let Some(include) = spec.include.first() {
+            return Err(SqlError::new(
+                SqlErrorKind::FeatureNotSupported,
+                format!("the {connector} connector has no metadata to INCLUDE (INCLUDE {})", include.kind),
+            ));
+        }
         spec.options.finish()?;
         let schema = provider.schema();
         let watermark = match &c.watermark {
@@ -422,6 +458,8 @@ impl Session {
             provider,
             watermark,
             idle_timeout,
+            max_future,
+            bad_records,
         };
         self.db.catalog.add_source(entry)?;
         self.db.ctx.register_table(c.name.as_str(), Arc::new(SourceTable::new(c.name.clone(), schema)))?;
@@ -459,15 +497,28 @@ impl Session {
         let table = Arc::new(ViewTable::new(Arc::clone(&plan.schema)));
         let fanout = Arc::new(Fanout::new(Arc::clone(&table)));
         let status = Arc::new(PipelineStatus::default());
+        let mut reader_metrics = None;
         let input = match &plan.input {
-            PlannedInput::Source(s) => PipelineInput::Source {
-                config: SourceTaskConfig {
-                    name: s.name.clone(),
-                    watermark: s.watermark.clone(),
-                    idle_timeout: s.idle_timeout,
-                },
-                reader: s.provider.open()?,
-            },
+            PlannedInput::Source(s) => {
+                let metrics = self.db.catalog.source_metrics.register(&s.name, &v.name);
+                reader_metrics = Some(Arc::clone(&metrics));
+                let context = ReaderContext {
+                    source: s.name.clone(),
+                    view: v.name.clone(),
+                    metrics,
+                    errors: Arc::clone(&self.db.catalog.source_errors),
+                    bad_records: s.bad_records,
+                };
+                PipelineInput::Source {
+                    reader: s.provider.open(context.clone())?,
+                    config: SourceTaskConfig {
+                        watermark: s.watermark.clone(),
+                        idle_timeout: s.idle_timeout,
+                        max_future: s.max_future,
+                        context,
+                    },
+                }
+            }
             PlannedInput::View(upstream) => {
                 let (backfill, live) = upstream.fanout.subscribe().await;
                 PipelineInput::View { backfill, live }
@@ -482,6 +533,7 @@ impl Session {
             updating: plan.updating,
             explain: plan.explain.clone(),
             status: Arc::clone(&status),
+            reader_metrics,
             pipeline: parking_lot::Mutex::new(None),
         });
         self.db.catalog.add_view(Arc::clone(&entry))?;

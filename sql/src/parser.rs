@@ -4,7 +4,8 @@
 //!
 //! ```sql
 //! CREATE SOURCE [IF NOT EXISTS] name [(col type, …, WATERMARK FOR col AS expr)]
-//!     WITH (key = 'value', …) [FORMAT PLAIN ENCODE JSON]
+//!     [INCLUDE partition | offset | key | timestamp | header 'name' [type] [AS col] …]
+//!     WITH (key = 'value', …) [FORMAT PLAIN ENCODE JSON | CSV]
 //! CREATE MATERIALIZED VIEW [IF NOT EXISTS] name [WITH (…)] AS query [EMIT ON WINDOW CLOSE]
 //! EXPLAIN CREATE MATERIALIZED VIEW …
 //! SHOW SOURCES | SHOW MATERIALIZED VIEWS
@@ -15,6 +16,8 @@ use datafusion::sql::sqlparser::ast::{ColumnDef, Expr as SqlExpr, Ident, ObjectN
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 use datafusion::sql::sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer};
+
+use weir_engine::source::IncludeColumn;
 
 use crate::error::{Result, SqlError};
 
@@ -29,6 +32,8 @@ pub struct CreateSource {
     pub columns: Vec<ColumnDef>,
     /// `WATERMARK FOR column AS expr`.
     pub watermark: Option<(String, SqlExpr)>,
+    /// `INCLUDE …` metadata columns.
+    pub include: Vec<IncludeColumn>,
     /// `WITH (…)` pairs.
     pub options: Vec<(String, String)>,
     /// `FORMAT x ENCODE y`.
@@ -277,11 +282,9 @@ fn parse_create_source(parser: &mut Parser) -> Result<CreateSource> {
             return parser.expected(", or )", found).map_err(SqlError::from);
         }
     }
-    if words_ahead(parser, &["INCLUDE"]) {
-        return Err(SqlError::new(
-            crate::error::SqlErrorKind::FeatureNotSupported,
-            "INCLUDE metadata columns are not supported yet (they arrive with the Kafka connector)",
-        ));
+    let mut include = Vec::new();
+    while consume_words(parser, &["INCLUDE"]) {
+        include.push(parse_include(parser)?);
     }
     let options = if consume_words(parser, &["WITH"]) { parse_options(parser)? } else { Vec::new() };
     let format = if consume_words(parser, &["FORMAT"]) {
@@ -292,7 +295,26 @@ fn parse_create_source(parser: &mut Parser) -> Result<CreateSource> {
     } else {
         None
     };
-    Ok(CreateSource { name, if_not_exists, columns, watermark, options, format, sql: String::new() })
+    Ok(CreateSource { name, if_not_exists, columns, watermark, include, options, format, sql: String::new() })
+}
+
+/// `INCLUDE kind ['header name'] [type] [AS column]`.
+fn parse_include(parser: &mut Parser) -> Result<IncludeColumn> {
+    let kind = parse_word(parser)?.to_ascii_lowercase();
+    let header = match parser.peek_token().token {
+        Token::SingleQuotedString(s) => {
+            parser.next_token();
+            Some(s)
+        }
+        _ => None,
+    };
+    let is_clause_word = |parser: &Parser| ["AS", "WITH", "INCLUDE", "FORMAT"].iter().any(|w| word_at(parser, 0, w));
+    let data_type = match parser.peek_token().token {
+        Token::Word(_) if !is_clause_word(parser) => Some(parse_word(parser)?.to_ascii_lowercase()),
+        _ => None,
+    };
+    let alias = if consume_words(parser, &["AS"]) { Some(normalize_ident(&parser.parse_identifier()?)) } else { None };
+    Ok(IncludeColumn { kind, header, data_type, alias })
 }
 
 fn parse_create_view(parser: &mut Parser, emit_on_window_close: bool) -> Result<CreateView> {

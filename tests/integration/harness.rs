@@ -126,3 +126,23 @@ pub fn format_float(v: f64) -> String {
         format!("{v}")
     }
 }
+
+/// Runs `sql` in-process and renders its rows as `a | b | …` lines.
+pub async fn query_rows(session: &weir_sql::Session, sql: &str) -> Vec<String> {
+    use futures::TryStreamExt;
+    let mut results = session.execute_all(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    let Some(weir_sql::QueryResult::Rows { stream, .. }) = results.pop() else { panic!("{sql}: no rows") };
+    let batches: Vec<datafusion::arrow::record_batch::RecordBatch> = stream.try_collect().await.expect("rows");
+    render(&batches)
+}
+
+/// Renders batches as `a | b | …` lines.
+pub fn render(batches: &[datafusion::arrow::record_batch::RecordBatch]) -> Vec<String> {
+    let mut out = Vec::new();
+    for b in batches {
+        for r in 0..b.num_rows() {
+            out.push(b.columns().iter().map(|c| format_value(c, r)).collect::<Vec<_>>().join(" | "));
+        }
+    }
+    out
+}

@@ -1,11 +1,13 @@
 //! Weir's integration tests, one binary (linked once): SQL behaviour as `.slt` data run
 //! in-process and over the wire, the streaming-vs-batch oracle, and end-to-end tests of the real
-//! `weir` binary with psql and tokio-postgres.
+//! `weir` binary with psql and tokio-postgres, and Kafka sources against a real broker.
 
 // Test code: a failed expectation is a failed test.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
+mod broker;
 mod e2e;
 mod harness;
+mod kafka;
 mod oracle;
 mod slt;

@@ -14,12 +14,11 @@ use std::time::{Duration, Instant};
 use datafusion::arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use datafusion::prelude::SessionContext;
-use futures::TryStreamExt;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use weir_sql::{Database, QueryResult, Session};
+use weir_sql::{Database, Session};
 
-use crate::harness::format_value;
+use crate::harness::{query_rows, render};
 
 const CASES: u64 = 200;
 
@@ -108,23 +107,6 @@ fn json_lines(case: &Case) -> String {
             None => {
                 let _ = writeln!(out, "{{\"k\":\"{}\",\"v\":{},\"ts\":null}}", r.key, r.value);
             }
-        }
-    }
-    out
-}
-
-async fn query_rows(session: &Session, sql: &str) -> Vec<String> {
-    let mut results = session.execute_all(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
-    let Some(QueryResult::Rows { stream, .. }) = results.pop() else { panic!("{sql}: no rows") };
-    let batches: Vec<RecordBatch> = stream.try_collect().await.expect("rows");
-    render(&batches)
-}
-
-fn render(batches: &[RecordBatch]) -> Vec<String> {
-    let mut out = Vec::new();
-    for b in batches {
-        for r in 0..b.num_rows() {
-            out.push(b.columns().iter().map(|c| format_value(c, r)).collect::<Vec<_>>().join(" | "));
         }
     }
     out

@@ -1,0 +1,221 @@
+//! The bad-record log behind `weir_source_errors`: a record that does not decode, a value that
+//! does not fit its column, or an event time far in the future is not allowed to stop a source
+//! (unless `bad_records = 'fail'`) nor to vanish. Each is counted per source and the most recent
+//! ones are kept with where they came from and a truncated copy of their bytes, bounded so a
+//! flood of garbage cannot exhaust memory.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use datafusion::arrow::array::{
+    ArrayRef, Int32Array, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray,
+    TimestampMicrosecondArray,
+};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use parking_lot::Mutex;
+
+use crate::error::{EngineError, Result};
+
+/// Records kept by default; older ones are dropped (their count stays).
+pub const DEFAULT_SOURCE_ERRORS_KEPT: usize = 10_000;
+
+/// Bytes of a bad record's payload kept for inspection.
+pub const RAW_BYTES_KEPT: usize = 256;
+
+/// What to do with a record that cannot be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BadRecords {
+    /// Log it in `weir_source_errors`, count it, keep going (the default).
+    #[default]
+    Skip,
+    /// Stop the source with an error naming the record.
+    Fail,
+}
+
+impl BadRecords {
+    /// Parses the `bad_records` option.
+    pub fn parse(value: &str) -> Result<Self> {
+        match value.to_ascii_lowercase().as_str() {
+            "skip" => Ok(Self::Skip),
+            "fail" => Ok(Self::Fail),
+            other => Err(EngineError::User(format!("bad_records must be 'skip' or 'fail', not '{other}'"))),
+        }
+    }
+}
+
+/// One unreadable record.
+#[derive(Debug, Clone)]
+pub struct BadRecord {
+    /// Partition it came from, when the transport has partitions.
+    pub partition: Option<i32>,
+    /// Its offset in the partition, when the transport has offsets.
+    pub offset: Option<i64>,
+    /// The transport's timestamp of the record (milliseconds since the epoch), if any.
+    pub timestamp_millis: Option<i64>,
+    /// The record's bytes (truncated to [`RAW_BYTES_KEPT`] when logged).
+    pub raw: Vec<u8>,
+    /// Why it was rejected.
+    pub error: String,
+}
+
+impl BadRecord {
+    /// A bad record, keeping at most [`RAW_BYTES_KEPT`] of `raw` plus its full length.
+    pub fn new(raw: &[u8], error: impl Into<String>) -> Self {
+        Self {
+            partition: None,
+            offset: None,
+            timestamp_millis: None,
+            raw: raw[..raw.len().min(RAW_BYTES_KEPT)].to_vec(),
+            error: error.into(),
+        }
+    }
+
+    /// The same record, placed in its partition.
+    pub fn at(mut self, partition: Option<i32>, offset: Option<i64>, timestamp_millis: Option<i64>) -> Self {
+        self.partition = partition;
+        self.offset = offset;
+        self.timestamp_millis = timestamp_millis;
+        self
+    }
+
+    /// A one-line description for errors (`bad_records = 'fail'`).
+    pub fn describe(&self, source: &str) -> String {
+        let place = match (self.partition, self.offset) {
+            (Some(p), Some(o)) => format!(" (partition {p}, offset {o})"),
+            (Some(p), None) => format!(" (partition {p})"),
+            _ => String::new(),
+        };
+        format!("source \"{source}\": bad record{place}: {}", self.error)
+    }
+}
+
+#[derive(Debug)]
+struct Logged {
+    source: String,
+    record: BadRecord,
+    recorded_micros: i64,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    records: VecDeque<Logged>,
+    counts: BTreeMap<String, u64>,
+}
+
+/// Bad records of every source.
+#[derive(Debug)]
+pub struct SourceErrorLog {
+    capacity: usize,
+    inner: Mutex<Inner>,
+}
+
+impl Default for SourceErrorLog {
+    fn default() -> Self {
+        Self::new(DEFAULT_SOURCE_ERRORS_KEPT)
+    }
+}
+
+impl SourceErrorLog {
+    /// A log keeping at most `capacity` records.
+    pub fn new(capacity: usize) -> Self {
+        Self { capacity, inner: Mutex::new(Inner::default()) }
+    }
+
+    /// Logs `records` of `source`.
+    pub fn record(&self, source: &str, records: impl IntoIterator<Item = BadRecord>) {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64);
+        let mut inner = self.inner.lock();
+        let mut added = 0;
+        for record in records {
+            if inner.records.len() >= self.capacity {
+                inner.records.pop_front();
+            }
+            inner.records.push_back(Logged { source: source.to_string(), record, recorded_micros: now });
+            added += 1;
+        }
+        *inner.counts.entry(source.to_string()).or_default() += added;
+    }
+
+    /// Bad records ever seen for `source`.
+    pub fn count(&self, source: &str) -> u64 {
+        self.inner.lock().counts.get(source).copied().unwrap_or(0)
+    }
+
+    /// Forgets a dropped source's records and count.
+    pub fn forget(&self, source: &str) {
+        let mut inner = self.inner.lock();
+        inner.counts.remove(source);
+        inner.records.retain(|r| r.source != source);
+    }
+
+    /// Schema of `weir_source_errors`.
+    pub fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("source_name", DataType::Utf8, false),
+            Field::new("partition", DataType::Int32, true),
+            Field::new("offset", DataType::Int64, true),
+            Field::new("timestamp", DataType::Timestamp(TimeUnit::Millisecond, Some("+00:00".into())), true),
+            Field::new(
+                "recorded_at",
+                DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into())),
+                false,
+            ),
+            Field::new("raw", DataType::Utf8, false),
+            Field::new("error", DataType::Utf8, false),
+        ]))
+    }
+
+    /// The kept records as a batch of [`SourceErrorLog::schema`]; `raw` is shown as text with
+    /// invalid UTF-8 replaced.
+    pub fn to_batch(&self) -> Result<RecordBatch> {
+        let inner = self.inner.lock();
+        let r = &inner.records;
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from_iter_values(r.iter().map(|l| l.source.as_str()))),
+            Arc::new(Int32Array::from_iter(r.iter().map(|l| l.record.partition))),
+            Arc::new(Int64Array::from_iter(r.iter().map(|l| l.record.offset))),
+            Arc::new(
+                TimestampMillisecondArray::from_iter(r.iter().map(|l| l.record.timestamp_millis))
+                    .with_timezone("+00:00"),
+            ),
+            Arc::new(
+                TimestampMicrosecondArray::from_iter_values(r.iter().map(|l| l.recorded_micros))
+                    .with_timezone("+00:00"),
+            ),
+            Arc::new(StringArray::from_iter_values(r.iter().map(|l| String::from_utf8_lossy(&l.record.raw)))),
+            Arc::new(StringArray::from_iter_values(r.iter().map(|l| l.record.error.as_str()))),
+        ];
+        Ok(RecordBatch::try_new(Self::schema(), columns)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bounded_but_counted_and_truncated() -> Result<()> {
+        let log = SourceErrorLog::new(2);
+        let big = vec![b'x'; 10_000];
+        log.record(
+            "s",
+            (0..3).map(|i| BadRecord::new(&big, "too big").at(Some(1), Some(i), None)),
+        );
+        assert_eq!(log.count("s"), 3);
+        let batch = log.to_batch()?;
+        assert_eq!(batch.num_rows(), 2);
+        let raw = batch.column(5).as_any().downcast_ref::<StringArray>().map(|a| a.value(0).len());
+        assert_eq!(raw, Some(RAW_BYTES_KEPT));
+        log.forget("s");
+        assert_eq!(log.count("s"), 0);
+        assert_eq!(log.to_batch()?.num_rows(), 0);
+        Ok(())
+    }
+
+    #[test]
+    fn bad_records_option() {
+        assert_eq!(BadRecords::parse("FAIL").ok(), Some(BadRecords::Fail));
+        assert!(BadRecords::parse("ignore").is_err());
+    }
+}

