@@ -22,6 +22,22 @@ pub struct Cli {
 enum Command {
     /// Run the server (the default).
     Serve(ServeArgs),
+    /// Send lines from stdin to a Kafka topic, one record per line.
+    Produce(ProduceArgs),
+}
+
+/// Flags of `weir produce`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ProduceArgs {
+    /// Kafka bootstrap servers (host:port, comma separated).
+    #[arg(long, default_value = "127.0.0.1:9092")]
+    pub brokers: String,
+    /// Topic to write to.
+    #[arg(long)]
+    pub topic: String,
+    /// Partition to write to (default: spread by librdkafka's partitioner).
+    #[arg(long)]
+    pub partition: Option<i32>,
 }
 
 /// Flags of `weir serve`.
@@ -42,11 +58,20 @@ pub struct ServeArgs {
 }
 
 impl Cli {
-    /// The serve flags, from `weir serve …` or plain `weir …`.
-    pub fn serve_options(&self) -> ServeArgs {
+    /// The serve flags, from `weir serve …` or plain `weir …`; None for other commands.
+    pub fn serve_options(&self) -> Option<ServeArgs> {
         match &self.command {
-            Some(Command::Serve(args)) => args.clone(),
-            None => self.serve.clone(),
+            Some(Command::Serve(args)) => Some(args.clone()),
+            None => Some(self.serve.clone()),
+            Some(Command::Produce(_)) => None,
+        }
+    }
+
+    /// The `weir produce` flags, if that is the command.
+    pub fn produce_options(&self) -> Option<&ProduceArgs> {
+        match &self.command {
+            Some(Command::Produce(args)) => Some(args),
+            _ => None,
         }
     }
 }

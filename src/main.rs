@@ -3,6 +3,7 @@
 //! for the architecture).
 
 mod cli;
+mod produce;
 mod server;
 mod wire;
 
@@ -13,6 +14,16 @@ fn main() -> std::process::ExitCode {
     let filter = tracing_subscriber::EnvFilter::try_new(&cli.log_level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    if let Some(args) = cli.produce_options() {
+        return match produce::run(args) {
+            Ok(_) => std::process::ExitCode::SUCCESS,
+            Err(e) => {
+                tracing::error!("{e}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
+    let Some(serve) = cli.serve_options() else { return std::process::ExitCode::FAILURE };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -20,7 +31,7 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(server::run(cli.serve_options())) {
+    match runtime.block_on(server::run(serve)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "weir stopped");

@@ -426,3 +426,76 @@ async fn broker_paused_for_10s_loses_and_duplicates_nothing() {
     assert_eq!(status, vec!["running"]);
 }
 
+
+/// The README's "Reading from Kafka" commands, run as written against a test broker and a
+/// `weir` server (addresses, the binary and the example file substituted).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readme_kafka_section_works() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README.md")).expect("README");
+    let section = readme.split("<!-- kafka:start -->").nth(1).and_then(|s| s.split("<!-- kafka:end -->").next());
+    let section = section.expect("kafka markers in README");
+    // Commands are the lines inside ```sh fences; a trailing backslash continues a command.
+    let mut commands: Vec<String> = Vec::new();
+    let mut inside = false;
+    let mut current = String::new();
+    for line in section.lines() {
+        if line.starts_with("```") {
+            inside = !inside;
+            continue;
+        }
+        if !inside {
+            continue;
+        }
+        current.push_str(line);
+        current.push('\n');
+        if !line.ends_with('\\') {
+            commands.push(std::mem::take(&mut current));
+        }
+    }
+    assert_eq!(commands.len(), 5, "{commands:?}");
+    let broker = Broker::start();
+    broker.create_topic("sensors", 3);
+    let server = crate::harness::Server::start(&["--no-demo"]);
+    let example = std::fs::read_to_string(root.join("examples/kafka_sensors.sql")).expect("example");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let example_path = dir.path().join("kafka_sensors.sql");
+    std::fs::write(&example_path, example.replace("127.0.0.1:9092", &broker.address)).expect("write example");
+    let substitute = |command: &str| {
+        command
+            .replace("127.0.0.1:9092", &broker.address)
+            .replace("cargo run --release --", env!("CARGO_BIN_EXE_weir"))
+            .replace("-p 5488", &format!("-p {}", server.port))
+            .replace("examples/kafka_sensors.sql", &example_path.display().to_string())
+    };
+    let run = |command: &str| {
+        let out = std::process::Command::new("bash")
+            .args(["-c", &substitute(command)])
+            .env("WEIR_LOG_LEVEL", "warn")
+            .output()
+            .expect("bash");
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success(), "{command}\n{text}");
+        text
+    };
+    run(&commands[0]);
+    run(&commands[1]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let stats = run(&commands[2]);
+        let errors = run(&commands[3]);
+        let partitions = run(&commands[4]);
+        let done = stats.contains("(3 rows)")
+            && stats.contains("2026-01-01 00:00:30")
+            && errors.contains("\"hot\"")
+            && partitions.contains("running");
+        if done {
+            let s1 = stats.lines().find(|l| l.trim_start().starts_with("s1") && l.contains("00:00:00.000000+00"));
+            assert!(s1.is_some_and(|l| l.contains("| 2 ") || l.contains("|        2 |")), "{stats}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "README Kafka section:\n{stats}\n{errors}\n{partitions}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
