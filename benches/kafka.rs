@@ -155,6 +155,9 @@ fn ceiling(bootstrap: &str, records: u64) -> Figures {
         .set("group.id", "bench-ceiling")
         .set("enable.auto.commit", "false")
         .set("queued.max.messages.kbytes", "16384")
+        // The same fetch settings as Weir's reader, so the ceiling is not held back by
+        // librdkafka's default 1 s fetch backoff.
+        .set("fetch.queue.backoff.ms", "10")
         .create()
         .expect("consumer");
     let mut list = TopicPartitionList::new();
