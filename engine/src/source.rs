@@ -143,12 +143,21 @@ pub async fn run_source(
     let mut tracker = WatermarkTracker::default();
     let mut clocks: BTreeMap<u32, PartitionClock> = BTreeMap::new();
     let mut emitted: Option<Watermark> = None;
+    let mut delivering = false;
     let poll = config.idle_timeout.min(Duration::from_millis(200)).max(Duration::from_millis(10));
     loop {
         let event = source.next_event(poll).await?;
         let now = Instant::now();
         match event {
             SourceEvent::Data { partition, batch, offsets } => {
+                if !delivering {
+                    // Connectors with a connection report their own status; for the others,
+                    // rows arriving is what "running" means.
+                    delivering = true;
+                    if ctx.metrics.status() == "starting" {
+                        ctx.metrics.set_status("running");
+                    }
+                }
                 clocks.insert(partition, PartitionClock { last_data: now, idle: false });
                 let batch = match &config.watermark {
                     Some(spec) => reject_future_rows(&config, spec, partition, batch, offsets)?,
@@ -186,6 +195,7 @@ pub async fn run_source(
             SourceEvent::Idle => {}
             SourceEvent::End => {
                 debug!(source = %ctx.source, "source ended");
+                ctx.metrics.set_status("finished");
                 let _ = tx.send(Message::Watermark(Watermark::MAX)).await;
                 let _ = tx.send(Message::End).await;
                 return Ok(());
