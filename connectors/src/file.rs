@@ -8,12 +8,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use datafusion::arrow::array::Int64Array;
-use datafusion::arrow::compute::filter;
-use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::array::{ArrayRef, AsArray, Int64Array};
+use datafusion::arrow::datatypes::{Int64Type, SchemaRef};
 use tokio::io::AsyncReadExt;
 use weir_engine::source::{ConnectorFactory, ReaderContext, Source, SourceEvent, SourceProvider, SourceSpec};
-use weir_engine::source_errors::BadRecord;
 use weir_engine::{EngineError, Result};
 
 use crate::format::{FormatConfig, RecordBuffer, RecordDecoder, decode_records};
@@ -139,18 +137,10 @@ impl FileReader {
             return Ok(None);
         }
         let decoded = decode_records(self.decoder.as_mut(), &self.records)?;
-        let bad = decoded
-            .bad
-            .iter()
-            .map(|(i, error)| {
-                BadRecord::new(self.records.record(*i), error.clone()).at(Some(0), self.line_numbers.get(*i).copied(), None)
-            })
-            .collect();
-        let offsets = Int64Array::from(std::mem::take(&mut self.line_numbers));
-        let offsets = match &decoded.good {
-            Some(good) => Int64Array::from(filter(&offsets, good)?.to_data()),
-            None => offsets,
-        };
+        let lines = &self.line_numbers;
+        let bad = decoded.bad_records(&self.records, |i| (Some(0), lines.get(i).copied(), None));
+        let offsets: ArrayRef = Arc::new(Int64Array::from(std::mem::take(&mut self.line_numbers)));
+        let offsets = decoded.keep_good(offsets)?.as_primitive::<Int64Type>().clone();
         self.records.clear();
         self.context.reject(Some(0), bad)?;
         self.context.metrics.update(0, |m| m.offset = Some(self.line + 1));

@@ -38,6 +38,7 @@
 //! - A view never shows a window twice: an open window's provisional rows are replaced by its
 //!   final rows under one lock ([`view_table::ViewTable::finalize`]).
 
+pub mod bounded_log;
 pub mod catalog;
 pub mod error;
 pub mod fanout;

@@ -61,8 +61,6 @@ pub trait Source: Send {
 pub struct ReaderContext {
     /// The source's name.
     pub source: String,
-    /// The view this reader feeds.
-    pub view: String,
     /// Per-partition figures (`weir_source_partitions`), shared with the pipeline.
     pub metrics: Arc<ReaderMetrics>,
     /// Where unreadable records go (`weir_source_errors`).

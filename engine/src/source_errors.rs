@@ -4,17 +4,14 @@
 //! ones are kept with where they came from and a truncated copy of their bytes, bounded so a
 //! flood of garbage cannot exhaust memory.
 
-use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use datafusion::arrow::array::{
     ArrayRef, Int32Array, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray,
     TimestampMicrosecondArray,
 };
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
-use parking_lot::Mutex;
-
+use crate::bounded_log::BoundedLog;
 use crate::error::{EngineError, Result};
 
 /// Records kept by default; older ones are dropped (their count stays).
@@ -90,24 +87,10 @@ impl BadRecord {
     }
 }
 
-#[derive(Debug)]
-struct Logged {
-    source: String,
-    record: BadRecord,
-    recorded_micros: i64,
-}
-
-#[derive(Debug, Default)]
-struct Inner {
-    records: VecDeque<Logged>,
-    counts: BTreeMap<String, u64>,
-}
-
 /// Bad records of every source.
 #[derive(Debug)]
 pub struct SourceErrorLog {
-    capacity: usize,
-    inner: Mutex<Inner>,
+    log: BoundedLog<BadRecord>,
 }
 
 impl Default for SourceErrorLog {
@@ -119,34 +102,22 @@ impl Default for SourceErrorLog {
 impl SourceErrorLog {
     /// A log keeping at most `capacity` records.
     pub fn new(capacity: usize) -> Self {
-        Self { capacity, inner: Mutex::new(Inner::default()) }
+        Self { log: BoundedLog::new(capacity) }
     }
 
     /// Logs `records` of `source`.
     pub fn record(&self, source: &str, records: impl IntoIterator<Item = BadRecord>) {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64);
-        let mut inner = self.inner.lock();
-        let mut added = 0;
-        for record in records {
-            if inner.records.len() >= self.capacity {
-                inner.records.pop_front();
-            }
-            inner.records.push_back(Logged { source: source.to_string(), record, recorded_micros: now });
-            added += 1;
-        }
-        *inner.counts.entry(source.to_string()).or_default() += added;
+        self.log.record(source, records);
     }
 
     /// Bad records ever seen for `source`.
     pub fn count(&self, source: &str) -> u64 {
-        self.inner.lock().counts.get(source).copied().unwrap_or(0)
+        self.log.count(source)
     }
 
     /// Forgets a dropped source's records and count.
     pub fn forget(&self, source: &str) {
-        let mut inner = self.inner.lock();
-        inner.counts.remove(source);
-        inner.records.retain(|r| r.source != source);
+        self.log.forget(source);
     }
 
     /// Schema of `weir_source_errors`.
@@ -169,23 +140,23 @@ impl SourceErrorLog {
     /// The kept records as a batch of [`SourceErrorLog::schema`]; `raw` is shown as text with
     /// invalid UTF-8 replaced.
     pub fn to_batch(&self) -> Result<RecordBatch> {
-        let inner = self.inner.lock();
-        let r = &inner.records;
-        let columns: Vec<ArrayRef> = vec![
-            Arc::new(StringArray::from_iter_values(r.iter().map(|l| l.source.as_str()))),
-            Arc::new(Int32Array::from_iter(r.iter().map(|l| l.record.partition))),
-            Arc::new(Int64Array::from_iter(r.iter().map(|l| l.record.offset))),
-            Arc::new(
-                TimestampMillisecondArray::from_iter(r.iter().map(|l| l.record.timestamp_millis))
-                    .with_timezone("+00:00"),
-            ),
-            Arc::new(
-                TimestampMicrosecondArray::from_iter_values(r.iter().map(|l| l.recorded_micros))
-                    .with_timezone("+00:00"),
-            ),
-            Arc::new(StringArray::from_iter_values(r.iter().map(|l| String::from_utf8_lossy(&l.record.raw)))),
-            Arc::new(StringArray::from_iter_values(r.iter().map(|l| l.record.error.as_str()))),
-        ];
+        let columns: Vec<ArrayRef> = self.log.with_kept(|r| -> Vec<ArrayRef> {
+            vec![
+                Arc::new(StringArray::from_iter_values(r.iter().map(|l| l.owner.as_str()))),
+                Arc::new(Int32Array::from_iter(r.iter().map(|l| l.entry.partition))),
+                Arc::new(Int64Array::from_iter(r.iter().map(|l| l.entry.offset))),
+                Arc::new(
+                    TimestampMillisecondArray::from_iter(r.iter().map(|l| l.entry.timestamp_millis))
+                        .with_timezone("+00:00"),
+                ),
+                Arc::new(
+                    TimestampMicrosecondArray::from_iter_values(r.iter().map(|l| l.recorded_micros))
+                        .with_timezone("+00:00"),
+                ),
+                Arc::new(StringArray::from_iter_values(r.iter().map(|l| String::from_utf8_lossy(&l.entry.raw)))),
+                Arc::new(StringArray::from_iter_values(r.iter().map(|l| l.entry.error.as_str()))),
+            ]
+        });
         Ok(RecordBatch::try_new(Self::schema(), columns)?)
     }
 }

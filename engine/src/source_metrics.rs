@@ -67,25 +67,6 @@ impl ReaderMetrics {
     pub fn update<R>(&self, partition: u32, f: impl FnOnce(&mut PartitionMetrics) -> R) -> R {
         f(self.state.lock().partitions.entry(partition).or_default())
     }
-
-    /// Counts `rows` delivered from `partition` now.
-    pub fn delivered(&self, partition: u32, rows: usize) {
-        let now = now_millis();
-        self.update(partition, |p| {
-            p.records += rows as u64;
-            p.last_record_millis = Some(now);
-        });
-    }
-
-    /// A copy of one partition's figures.
-    pub fn partition(&self, partition: u32) -> Option<PartitionMetrics> {
-        self.state.lock().partitions.get(&partition).cloned()
-    }
-
-    /// Records delivered over all partitions.
-    pub fn total_records(&self) -> u64 {
-        self.state.lock().partitions.values().map(|p| p.records).sum()
-    }
 }
 
 /// Every live reader's figures.
@@ -181,8 +162,8 @@ mod tests {
     fn rows_live_as_long_as_their_reader() -> Result<()> {
         let registry = SourceMetricsRegistry::default();
         let reader = registry.register("s", "v");
-        reader.delivered(1, 10);
         reader.update(1, |p| {
+            p.records = 10;
             p.offset = Some(10);
             p.high_watermark = Some(15);
         });

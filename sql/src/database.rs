@@ -504,7 +504,6 @@ impl Session {
                 reader_metrics = Some(Arc::clone(&metrics));
                 let context = ReaderContext {
                     source: s.name.clone(),
-                    view: v.name.clone(),
                     metrics,
                     errors: Arc::clone(&self.db.catalog.source_errors),
                     bad_records: s.bad_records,

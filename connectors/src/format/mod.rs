@@ -12,12 +12,13 @@ pub mod csv;
 pub mod json;
 pub mod time;
 
-use datafusion::arrow::array::BooleanArray;
-use datafusion::arrow::compute::concat_batches;
+use datafusion::arrow::array::{ArrayRef, BooleanArray};
+use datafusion::arrow::compute::{concat_batches, filter};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use weir_engine::options::Options;
 use weir_engine::source::FormatSpec;
+use weir_engine::source_errors::BadRecord;
 use weir_engine::{EngineError, Result};
 
 /// Decodes records into batches of a fixed schema. Records are fed one at a time (each is a
@@ -159,6 +160,32 @@ pub struct Decoded {
     pub good: Option<BooleanArray>,
     /// Index and error of each bad record.
     pub bad: Vec<(usize, String)>,
+}
+
+impl Decoded {
+    /// Keeps the entries of a per-record array (offsets, metadata) that belong to good records.
+    pub fn keep_good(&self, array: ArrayRef) -> Result<ArrayRef> {
+        Ok(match &self.good {
+            Some(good) => filter(&array, good)?,
+            None => array,
+        })
+    }
+
+    /// The bad records as log entries; `place` gives a record's partition, offset and
+    /// timestamp by its index in `buffer`.
+    pub fn bad_records(
+        &self,
+        buffer: &RecordBuffer,
+        place: impl Fn(usize) -> (Option<i32>, Option<i64>, Option<i64>),
+    ) -> Vec<BadRecord> {
+        self.bad
+            .iter()
+            .map(|(i, error)| {
+                let (partition, offset, timestamp) = place(*i);
+                BadRecord::new(buffer.record(*i), error.clone()).at(partition, offset, timestamp)
+            })
+            .collect()
+    }
 }
 
 /// Decodes every record of `buffer` into one batch, setting bad records aside.

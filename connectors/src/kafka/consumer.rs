@@ -14,8 +14,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use datafusion::arrow::array::{ArrayRef, Int64Array};
-use datafusion::arrow::compute::filter;
+use datafusion::arrow::array::{ArrayRef, AsArray, Int64Array};
+use datafusion::arrow::datatypes::Int64Type;
 use datafusion::arrow::record_batch::RecordBatch;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::{BorrowedMessage, Headers, Message};
@@ -365,34 +365,20 @@ impl ReaderLoop {
             return Ok(true);
         }
         let decoded = decode_records(self.decoder.as_mut(), &state.records)?;
-        let bad: Vec<BadRecord> = decoded
-            .bad
-            .iter()
-            .map(|(i, error)| {
-                BadRecord::new(state.records.record(*i), error.clone()).at(
-                    Some(p),
-                    state.metadata.offsets.get(*i).copied(),
-                    state.metadata.timestamps.get(*i).copied().flatten(),
-                )
-            })
-            .collect();
+        let metadata = &state.metadata;
+        let bad = decoded.bad_records(&state.records, |i| {
+            (Some(p), metadata.offsets.get(i).copied(), metadata.timestamps.get(i).copied().flatten())
+        });
         let mut columns: Vec<ArrayRef> = decoded.batch.columns().to_vec();
         let mut header_index = 0;
         for column in &self.config.metadata {
-            let array = state.metadata.array(column, p, header_index);
+            columns.push(decoded.keep_good(metadata.array(column, p, header_index))?);
             if matches!(column, MetadataColumn::Header { .. }) {
                 header_index += 1;
             }
-            columns.push(match &decoded.good {
-                Some(good) => filter(&array, good)?,
-                None => array,
-            });
         }
-        let offsets = Int64Array::from(std::mem::take(&mut state.metadata.offsets));
-        let offsets = match &decoded.good {
-            Some(good) => Int64Array::from(filter(&offsets, good)?.to_data()),
-            None => offsets,
-        };
+        let offsets: ArrayRef = Arc::new(Int64Array::from(std::mem::take(&mut state.metadata.offsets)));
+        let offsets = decoded.keep_good(offsets)?.as_primitive::<Int64Type>().clone();
         let next_offset = state.next_offset;
         state.records.clear();
         state.metadata.clear();
