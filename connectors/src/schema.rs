@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{ArrayRef, RecordBatch};
+use datafusion::arrow::array::{ArrayRef, RecordBatch, RecordBatchOptions};
 use datafusion::arrow::compute::{can_cast_types, cast};
 use datafusion::arrow::datatypes::SchemaRef;
 use weir_engine::{EngineError, Result};
@@ -44,6 +44,29 @@ impl Projection {
     /// The declared schema.
     pub fn schema(&self) -> SchemaRef {
         Arc::clone(&self.target)
+    }
+
+    /// Whether natural column `i` feeds any declared column (generators skip the others).
+    pub fn reads(&self, i: usize) -> bool {
+        self.indices.contains(&i)
+    }
+
+    /// Builds the declared batch from natural columns, of which only those [`Self::reads`]
+    /// need to be present.
+    pub fn apply_columns(&self, natural: &[Option<ArrayRef>], rows: usize) -> Result<RecordBatch> {
+        let columns = self
+            .indices
+            .iter()
+            .zip(self.target.fields())
+            .map(|(&i, f)| {
+                let c = natural.get(i).and_then(Option::as_ref).ok_or_else(|| {
+                    EngineError::Internal(format!("generator skipped column {i}, which is declared"))
+                })?;
+                if c.data_type() == f.data_type() { Ok(Arc::clone(c)) } else { Ok(cast(c, f.data_type())?) }
+            })
+            .collect::<Result<Vec<ArrayRef>>>()?;
+        let options = RecordBatchOptions::new().with_row_count(Some(rows));
+        Ok(RecordBatch::try_new_with_options(self.schema(), columns, &options)?)
     }
 
     /// Applies the mapping to a batch of the natural schema.

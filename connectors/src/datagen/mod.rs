@@ -1,0 +1,204 @@
+//! `connector = 'datagen'`: deterministic generators that build Arrow batches directly.
+//!
+//! | `generator =` | rows | module |
+//! |---|---|---|
+//! | `'sensors'` (default) | IoT readings with injected, labelled anomalies | [`sensors`] |
+//! | `'nexmark'` | Nexmark person / auction / bid events (`table = 'bid'` …) | [`nexmark`] |
+//! | `'bids'` | uniform bids, the shape of the peer benchmarks' tumble count | [`uniform_bids`] |
+//!
+//! Every row is a pure function of `(seed, index)` ([`random::Draws`]), so every view reading a
+//! source sees the same rows, a reader can start at any index, and columns nobody declared are
+//! not generated at all. Options every generator shares: `seed`, `events` (stop after this many
+//! row indexes; default: never), `start_time` (RFC 3339 event time of index 0; default: when the
+//! source was created), `batch_size` (rows per batch at most) and `rate` (row indexes per
+//! wall-clock second, or `'unbounded'` for as fast as the pipeline takes them).
+
+pub mod nexmark;
+pub mod random;
+pub mod sensors;
+pub mod uniform_bids;
+
+use std::fmt::Debug;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::SchemaRef;
+use weir_engine::options::Options;
+use weir_engine::source::{ConnectorFactory, ReaderContext, Source, SourceEvent, SourceProvider, SourceSpec};
+use weir_engine::{EngineError, Result};
+
+pub use sensors::{SensorConfig, SensorGenerator, sensor_schema};
+
+/// The `datagen` connector.
+#[derive(Debug, Clone, Copy)]
+pub struct DatagenConnector;
+
+/// Options shared by every generator.
+#[derive(Debug, Clone)]
+pub struct CommonOptions {
+    /// Row indexes per wall-clock second, or None for unbounded.
+    pub rate: Option<f64>,
+    /// Random seed.
+    pub seed: u64,
+    /// Stop after this many row indexes.
+    pub events: Option<u64>,
+    /// Event time of index 0, in nanoseconds since the epoch.
+    pub start_nanos: i64,
+    /// Rows per batch at most.
+    pub batch_size: usize,
+}
+
+impl CommonOptions {
+    /// Takes the shared options; `default_rate` applies when `rate` is not given.
+    pub fn take(o: &mut Options, default_rate: Option<f64>, default_batch: usize) -> Result<Self> {
+        let rate = match o.take("rate") {
+            None => default_rate,
+            Some(r) if r.eq_ignore_ascii_case("unbounded") => None,
+            Some(r) => Some(positive_rate(&r, "rate")?),
+        };
+        let seed = o.take_parsed::<u64>("seed")?.unwrap_or(42);
+        let events = o.take_parsed::<u64>("events")?;
+        let start_nanos = match o.take("start_time") {
+            Some(t) => chrono::DateTime::parse_from_rfc3339(t.trim())
+                .map_err(|e| EngineError::User(format!("invalid start_time '{t}': {e}")))?
+                .timestamp_nanos_opt()
+                .ok_or_else(|| EngineError::User(format!("start_time '{t}' is out of range")))?,
+            None => chrono::Utc::now().timestamp().saturating_mul(1_000_000_000),
+        };
+        let batch_size = o.take_parsed::<usize>("batch_size")?.unwrap_or(default_batch).clamp(1, 1 << 20);
+        Ok(Self { rate, seed, events, start_nanos, batch_size })
+    }
+}
+
+/// Parses a rate option: a positive, finite number.
+pub(crate) fn positive_rate(text: &str, option: &str) -> Result<f64> {
+    match text.trim().parse::<f64>() {
+        Ok(v) if v > 0.0 && v.is_finite() => Ok(v),
+        _ => Err(EngineError::User(format!(
+            "invalid value '{text}' for option \"{option}\": events per second (> 0) or 'unbounded'"
+        ))),
+    }
+}
+
+#[async_trait]
+impl ConnectorFactory for DatagenConnector {
+    fn name(&self) -> &'static str {
+        "datagen"
+    }
+
+    async fn create_source(&self, spec: &mut SourceSpec) -> Result<Arc<dyn SourceProvider>> {
+        if let Some(f) = &spec.format {
+            return Err(EngineError::User(format!(
+                "datagen produces rows directly; remove FORMAT {} ENCODE {}",
+                f.format, f.encode
+            )));
+        }
+        let generator = spec.options.take("generator").unwrap_or_else(|| "sensors".into());
+        match generator.to_ascii_lowercase().as_str() {
+            "sensors" => sensors::provider(spec),
+            "nexmark" => nexmark::provider(spec),
+            "bids" => uniform_bids::provider(spec),
+            _ => Err(EngineError::User(format!(
+                "unknown datagen generator '{generator}' (available: sensors, nexmark, bids)"
+            ))),
+        }
+    }
+}
+
+/// A generator of rows by index.
+pub trait Generator: Send + Sync + Debug + 'static {
+    /// The declared columns of the rows it produces.
+    fn schema(&self) -> SchemaRef;
+    /// The rows of indexes `[start, start + n)`; may hold fewer than `n` rows when some indexes
+    /// produce nothing (a Nexmark bid table skips the person and auction events).
+    fn rows(&self, start: u64, n: usize) -> Result<RecordBatch>;
+}
+
+/// A defined datagen source: a generator plus pacing.
+#[derive(Debug)]
+pub struct GeneratorProvider<G> {
+    generator: Arc<G>,
+    common: CommonOptions,
+    /// Wall-clock origin of pacing: index `i` is due at `created + i / rate`.
+    created: Instant,
+}
+
+impl<G: Generator> GeneratorProvider<G> {
+    /// A provider over `generator`.
+    pub fn new(generator: G, common: CommonOptions) -> Self {
+        Self { generator: Arc::new(generator), common, created: Instant::now() }
+    }
+}
+
+impl<G: Generator> SourceProvider for GeneratorProvider<G> {
+    fn connector(&self) -> &str {
+        "datagen"
+    }
+
+    fn schema(&self) -> SchemaRef {
+        self.generator.schema()
+    }
+
+    fn open(&self, _context: ReaderContext) -> Result<Box<dyn Source>> {
+        Ok(Box::new(GeneratorReader {
+            generator: Arc::clone(&self.generator),
+            common: self.common.clone(),
+            created: self.created,
+            next: 0,
+        }))
+    }
+}
+
+/// One pipeline's reader: releases indexes as they fall due.
+#[derive(Debug)]
+struct GeneratorReader<G> {
+    generator: Arc<G>,
+    common: CommonOptions,
+    created: Instant,
+    next: u64,
+}
+
+impl<G: Generator> GeneratorReader<G> {
+    /// How many indexes to produce now (0: none due before `max_wait`).
+    async fn due(&mut self, max_wait: Duration) -> usize {
+        let batch_size = self.common.batch_size;
+        let left = self.common.events.map_or(u64::MAX, |e| e.saturating_sub(self.next));
+        let cap = (batch_size as u64).min(left);
+        let Some(rate) = self.common.rate else {
+            // Let other tasks run between batches even when unpaced.
+            tokio::task::yield_now().await;
+            return cap as usize;
+        };
+        // Release rows in batches of about 10 ms worth, not one wake-up per row: a thousand
+        // one-row batches a second would cost more than the rows themselves.
+        let min_rows = ((rate * 0.01).ceil() as u64).clamp(1, cap.max(1));
+        let due = (self.created.elapsed().as_secs_f64() * rate) as u64;
+        if due < self.next + min_rows {
+            let wait = Duration::from_secs_f64((self.next + min_rows - due) as f64 / rate);
+            tokio::time::sleep(wait.min(max_wait)).await;
+        }
+        let due = (self.created.elapsed().as_secs_f64() * rate) as u64;
+        due.saturating_sub(self.next).min(cap) as usize
+    }
+}
+
+#[async_trait]
+impl<G: Generator> Source for GeneratorReader<G> {
+    async fn next_event(&mut self, max_wait: Duration) -> Result<SourceEvent> {
+        if self.common.events.is_some_and(|e| self.next >= e) {
+            return Ok(SourceEvent::End);
+        }
+        let n = self.due(max_wait).await;
+        if n == 0 {
+            return Ok(SourceEvent::Idle);
+        }
+        let batch = self.generator.rows(self.next, n)?;
+        self.next += n as u64;
+        if batch.num_rows() == 0 {
+            return Ok(SourceEvent::Idle);
+        }
+        Ok(SourceEvent::Data { partition: 0, batch, offsets: None })
+    }
+}
