@@ -27,6 +27,9 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use weir_sql::{Database, QueryResult, Session};
 
+mod common;
+use common::{commit, cpu_seconds, machine, peak_rss_mb, today, write_section};
+
 const SENSORS: u64 = 10_000;
 /// Event time advances 1 ms per 10 records: 100,000 records per 10-second window, 10 per sensor.
 const T0_MS: i64 = 1_704_067_200_000;
@@ -111,26 +114,6 @@ fn produce(bootstrap: &str, records: u64) {
     let end = format!(r#"{{"sensor_id":"end","temperature":0,"ts":{}}}"#, T0_MS + (records / RECORDS_PER_MS) as i64 + 3_600_000);
     producer.send(BaseRecord::<(), str>::to("bench").payload(end.as_str()).partition(0)).map_err(|(e, _)| e).unwrap();
     producer.flush(Duration::from_secs(300)).expect("flush");
-}
-
-/// CPU seconds used by this process so far (user + system, all threads).
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let after = stat.rsplit(')').next().unwrap_or("");
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks: f64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
-        + fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
-    ticks / 100.0
-}
-
-fn peak_rss_mb() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
 }
 
 struct Figures {
@@ -221,40 +204,16 @@ async fn weir(bootstrap: &str, records: u64) -> Figures {
     figures
 }
 
-fn machine() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with("model name"))
-        .and_then(|l| l.split(':').nth(1))
-        .map(|s| s.trim().to_string())
-        .unwrap_or_default();
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    format!("{cores} cores, {cpu}")
-}
-
-fn commit() -> String {
-    Command::new("git")
-        .args(["rev-parse", "--short", "HEAD"])
-        .output()
-        .ok()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_default()
-}
-
 fn write_report(records: u64, figures: &[Figures], rss: f64) {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("BENCHMARKS.md");
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|_| "# Benchmarks\n".into());
-    let (start, end) = ("<!-- bench:kafka:start -->", "<!-- bench:kafka:end -->");
     let mut section = format!(
-        "{start}\n## Kafka JSON → tumbling view\n\n`cargo bench --bench kafka -- {records}` · commit {} · {} · {}\n\n\
+        "## Kafka JSON → tumbling view\n\n`cargo bench --bench kafka -- {records}` · commit {} · {} · {}\n\n\
          {records} JSON records (~70 bytes, 10 per millisecond of event time) in one partition of a tansu broker \
          on loopback; the view is a 10 s tumbling count/avg/max per sensor over 10,000 sensors (10 records per \
          sensor and window). Process CPU time includes librdkafka's threads; the broker runs on the same 2 cores \
          and is not counted.\n\n\
          | run | wall s | records/s | records per CPU-second |\n|---|---:|---:|---:|\n",
         commit(),
-        chrono::Utc::now().format("%Y-%m-%d"),
+        today(),
         machine()
     );
     for f in figures {
@@ -272,12 +231,7 @@ fn write_report(records: u64, figures: &[Figures], rss: f64) {
             weir.per_cpu_second() / ceiling.per_cpu_second()
         ));
     }
-    section.push_str(end);
-    let text = match (text.find(start), text.find(end)) {
-        (Some(a), Some(b)) if b > a => format!("{}{section}{}", &text[..a], &text[b + end.len()..]),
-        _ => format!("{}\n{section}\n", text.trim_end()),
-    };
-    std::fs::write(&path, text).expect("write BENCHMARKS.md");
+    write_section("kafka", &section);
 }
 
 fn main() {

@@ -58,11 +58,20 @@ pub struct PipelineStatus {
     state: Mutex<PipelineState>,
     /// Rows read from the input.
     pub rows_in: AtomicU64,
+    /// Bytes of operator state (open windows, groups), as of the last watermark.
+    pub state_bytes: AtomicU64,
+    /// The most state held at any watermark or at the end of input.
+    pub peak_state_bytes: AtomicU64,
 }
 
 impl Default for PipelineStatus {
     fn default() -> Self {
-        Self { state: Mutex::new(PipelineState::Running), rows_in: AtomicU64::new(0) }
+        Self {
+            state: Mutex::new(PipelineState::Running),
+            rows_in: AtomicU64::new(0),
+            state_bytes: AtomicU64::new(0),
+            peak_state_bytes: AtomicU64::new(0),
+        }
     }
 }
 
@@ -77,6 +86,19 @@ impl PipelineStatus {
         if *s == PipelineState::Running {
             *s = PipelineState::Failed(error.to_string());
         }
+    }
+
+    /// Records one operator's state size; a pipeline with several stateful operators reports the
+    /// sum of their latest figures.
+    fn record_state(&self, previous: &mut u64, bytes: usize) {
+        let bytes = bytes as u64;
+        let total = if bytes >= *previous {
+            self.state_bytes.fetch_add(bytes - *previous, Ordering::Relaxed) + (bytes - *previous)
+        } else {
+            self.state_bytes.fetch_sub(*previous - bytes, Ordering::Relaxed) - (*previous - bytes)
+        };
+        *previous = bytes;
+        self.peak_state_bytes.fetch_max(total, Ordering::Relaxed);
     }
 
     fn finish(&self) {
@@ -140,7 +162,7 @@ pub fn spawn_pipeline(
         let counter = Arc::clone(&counting_status);
         tasks.push(tokio::spawn(
             async move {
-                if let Err(e) = run_operator(op, rx, tx, count_input.then_some(counter)).await {
+                if let Err(e) = run_operator(op, rx, tx, counter, count_input).await {
                     warn!(error = %e, "operator failed; pipeline stopped");
                     st.fail(&e);
                 }
@@ -175,9 +197,13 @@ async fn run_operator(
     mut op: Box<dyn StreamOperator>,
     mut rx: mpsc::Receiver<Message>,
     tx: mpsc::Sender<Message>,
-    input_counter: Option<Arc<PipelineStatus>>,
+    status: Arc<PipelineStatus>,
+    count_input: bool,
 ) -> Result<()> {
     let mut out = Collector::default();
+    // State size is sampled at watermarks and at the end, not per batch: it is what changes
+    // windows' lifetimes, and sampling stays off the per-batch path.
+    let mut state_bytes = 0u64;
     let mut ticker = op.tick_interval().map(|period| {
         let mut t = tokio::time::interval(period);
         t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -199,14 +225,15 @@ async fn run_operator(
         let mut end = false;
         match message {
             Message::Data(batch) => {
-                if let Some(c) = &input_counter {
-                    c.rows_in.fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
+                if count_input {
+                    status.rows_in.fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
                 }
                 op.process_batch(batch, &mut out)?
             }
             Message::Upsert(rows) => op.process_upsert(rows, &mut out)?,
             Message::Finalize(rows) => op.process_finalize(rows, &mut out)?,
             Message::Watermark(w) => {
+                status.record_state(&mut state_bytes, op.state_size());
                 if let Some(w) = op.on_watermark(w, &mut out)? {
                     out.push(Message::Watermark(w));
                 }
@@ -216,7 +243,9 @@ async fn run_operator(
                 out.push(Message::Barrier(b));
             }
             Message::End => {
+                status.record_state(&mut state_bytes, op.state_size());
                 op.on_end(&mut out)?;
+                status.record_state(&mut state_bytes, op.state_size());
                 out.push(Message::End);
                 end = true;
             }

@@ -10,11 +10,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use datafusion::arrow::array::{Array, AsArray, Int64Array};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, Int64Array};
 use datafusion::arrow::compute::{self, kernels::cmp, prep_null_mask_filter};
 use datafusion::arrow::datatypes::{Int64Type, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::logical_expr::Operator;
 use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_expr::expressions::{BinaryExpr, Column, Literal};
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
@@ -110,6 +112,48 @@ pub struct WatermarkSpec {
     pub text: String,
 }
 
+impl WatermarkSpec {
+    /// The highest watermark the rows of `batch` allow.
+    ///
+    /// The usual `col - INTERVAL …` (or `col + …`, or `col`) only grows with `col`, so it is
+    /// evaluated on the latest row alone: timestamp-with-zone arithmetic goes through calendar
+    /// code per value, which cost more than the rest of a pass-through pipeline. Any other
+    /// expression is evaluated on every row.
+    pub fn candidate(&self, batch: &RecordBatch) -> Result<Option<i64>> {
+        let rows = match self.monotone_column(batch) {
+            Some(index) => match latest_row(batch.column(index))? {
+                Some(latest) => batch.slice(latest, 1),
+                None => return Ok(None),
+            },
+            None => batch.clone(),
+        };
+        let values = self.expr.evaluate(&rows)?.into_array(rows.num_rows())?;
+        max_nanos(&values)
+    }
+
+    /// The time column's index when the expression is non-decreasing in it and reads nothing else.
+    fn monotone_column(&self, batch: &RecordBatch) -> Option<usize> {
+        let column_of = |e: &Arc<dyn PhysicalExpr>| {
+            e.as_ref().downcast_ref::<Column>().filter(|c| c.name() == self.column).map(Column::index)
+        };
+        if let Some(index) = column_of(&self.expr) {
+            return Some(index);
+        }
+        let binary = self.expr.as_ref().downcast_ref::<BinaryExpr>()?;
+        let shifts = matches!(binary.op(), Operator::Minus | Operator::Plus);
+        let constant = binary.right().as_ref().downcast_ref::<Literal>().is_some();
+        let index = column_of(binary.left())?;
+        (shifts && constant && index < batch.num_columns()).then_some(index)
+    }
+}
+
+/// Position of the latest non-null time in a timestamp column.
+fn latest_row(column: &ArrayRef) -> Result<Option<usize>> {
+    let values = timestamp_values(column)?;
+    let Some(max) = datafusion::arrow::compute::max(&values) else { return Ok(None) };
+    Ok(values.iter().position(|v| v == Some(max)))
+}
+
 /// Runtime settings of a source reader task.
 #[derive(Debug, Clone)]
 pub struct SourceTaskConfig {
@@ -162,10 +206,7 @@ pub async fn run_source(
                     None => batch,
                 };
                 let candidate = match &config.watermark {
-                    Some(spec) if batch.num_rows() > 0 => {
-                        let values = spec.expr.evaluate(&batch)?.into_array(batch.num_rows())?;
-                        max_nanos(&values)?
-                    }
+                    Some(spec) if batch.num_rows() > 0 => spec.candidate(&batch)?,
                     _ => None,
                 };
                 let rows = batch.num_rows();

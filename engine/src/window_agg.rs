@@ -4,7 +4,11 @@
 //! State is one [`GroupState`] per open window (keyed by window start): DataFusion's
 //! `GroupValues` interns the group keys of whole batches to dense group ids, and one
 //! `GroupsAccumulator` per aggregate updates all groups of a batch at once. A window's state is
-//! dropped when its final rows are emitted.
+//! dropped when its final rows are emitted. Inside one window's state `window_start` and
+//! `window_end` are constants, so they are not interned: only the other keys are, and the window
+//! columns are added back as constants on output. That halves the bytes per group of a
+//! `GROUP BY key, window_start, window_end` and lets a single primitive key use DataFusion's
+//! specialised primitive hash table.
 //!
 //! Emission:
 //! - `OnUpdate` (the default): every `refresh` interval, each window that changed since its last
@@ -27,10 +31,13 @@ use std::time::Duration;
 use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, Int64Array, RecordBatch,
 };
-use datafusion::arrow::compute::{filter_record_batch, kernels::cmp::eq};
+use datafusion::arrow::compute::{filter_record_batch, sort_to_indices, take, take_record_batch};
 use datafusion::arrow::datatypes::{Schema, SchemaRef};
 use datafusion::logical_expr::{EmitTo, GroupsAccumulator};
 use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
+use datafusion::common::ScalarValue;
+use datafusion::arrow::datatypes::{DataType, Field, Int64Type, TimeUnit};
+use datafusion::physical_expr::expressions::{Column, Literal};
 use datafusion::physical_expr::{GroupsAccumulatorAdapter, PhysicalExpr};
 use datafusion::physical_plan::aggregates::group_values::{GroupValues, new_group_values};
 use datafusion::physical_plan::aggregates::order::GroupOrdering;
@@ -40,6 +47,18 @@ use crate::late_rows::LateRowLog;
 use crate::message::{Message, PartitionRows, Watermark};
 use crate::operator::{Collector, StreamOperator};
 use crate::time::{nanos_per_unit, timestamp_unit, timestamp_values};
+use crate::window::{WINDOW_END, WINDOW_START};
+
+/// Where an output group column comes from.
+#[derive(Debug, Clone, Copy)]
+enum GroupColumn {
+    /// The `i`-th interned key.
+    Key(usize),
+    /// The window's start, a constant within one window's state.
+    WindowStart,
+    /// The window's end.
+    WindowEnd,
+}
 
 /// When a window aggregate emits rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,7 +122,12 @@ struct GroupState {
 /// The window aggregate operator.
 pub struct WindowAggregate {
     spec: WindowAggregateSpec,
-    group_schema: SchemaRef,
+    /// The group expressions that are interned (all but the window columns; a constant when
+    /// nothing else is grouped on).
+    key_exprs: Vec<Arc<dyn PhysicalExpr>>,
+    key_schema: SchemaRef,
+    /// How output group columns are made, in output order.
+    layout: Vec<GroupColumn>,
     /// Open windows by start (nanoseconds); one entry keyed 0 when there is no window.
     windows: BTreeMap<i64, GroupState>,
     /// Highest input watermark seen (nanoseconds); windows ending at or before it are closed.
@@ -126,11 +150,34 @@ impl WindowAggregate {
         if n_groups == 0 {
             return Err(EngineError::Internal("window aggregate without group columns".into()));
         }
-        let fields: Vec<_> = spec.output_schema.fields().iter().take(n_groups).cloned().collect();
-        let group_schema = Arc::new(Schema::new(fields));
+        let mut key_exprs = Vec::with_capacity(n_groups);
+        let mut key_fields = Vec::with_capacity(n_groups);
+        let mut layout = Vec::with_capacity(n_groups);
+        for (expr, field) in spec.group_exprs.iter().zip(spec.output_schema.fields()) {
+            let window_column = match expr.as_ref().downcast_ref::<Column>() {
+                Some(c) if spec.window.is_some() && c.name() == WINDOW_START => Some(GroupColumn::WindowStart),
+                Some(c) if spec.window.is_some() && c.name() == WINDOW_END => Some(GroupColumn::WindowEnd),
+                _ => None,
+            };
+            match window_column {
+                Some(column) => layout.push(column),
+                None => {
+                    layout.push(GroupColumn::Key(key_exprs.len()));
+                    key_exprs.push(Arc::clone(expr));
+                    key_fields.push(Arc::clone(field));
+                }
+            }
+        }
+        if key_exprs.is_empty() {
+            // Only window columns: every row of a window is one group.
+            key_exprs.push(Arc::new(Literal::new(ScalarValue::Int8(Some(0)))));
+            key_fields.push(Arc::new(Field::new("__weir_window", DataType::Int8, false)));
+        }
         Ok(Self {
             spec,
-            group_schema,
+            key_exprs,
+            key_schema: Arc::new(Schema::new(key_fields)),
+            layout,
             windows: BTreeMap::new(),
             watermark: None,
             late,
@@ -140,7 +187,7 @@ impl WindowAggregate {
 
     fn new_state(&self) -> Result<GroupState> {
         Ok(GroupState {
-            group_values: new_group_values(Arc::clone(&self.group_schema), &GroupOrdering::None)?,
+            group_values: new_group_values(Arc::clone(&self.key_schema), &GroupOrdering::None)?,
             accumulators: self.new_accumulators()?,
             dirty: true,
         })
@@ -171,8 +218,7 @@ impl WindowAggregate {
             return Ok(());
         }
         let keys = self
-            .spec
-            .group_exprs
+            .key_exprs
             .iter()
             .map(|e| e.evaluate(batch)?.into_array(batch.num_rows()))
             .collect::<datafusion::error::Result<Vec<ArrayRef>>>()?;
@@ -212,26 +258,46 @@ impl WindowAggregate {
     }
 
     /// Final rows of a window, consuming its state.
-    fn final_rows(&self, mut state: GroupState) -> Result<RecordBatch> {
-        let mut columns = state.group_values.emit(EmitTo::All)?;
+    fn final_rows(&self, start: i64, mut state: GroupState) -> Result<RecordBatch> {
+        let keys = state.group_values.emit(EmitTo::All)?;
+        let mut values = Vec::with_capacity(state.accumulators.len());
         for acc in state.accumulators.iter_mut() {
-            columns.push(acc.evaluate(EmitTo::All)?);
+            values.push(acc.evaluate(EmitTo::All)?);
         }
+        self.output(start, &keys, values)
+    }
+
+    /// Output rows from interned keys and aggregate values, the window columns added back.
+    fn output(&self, start: i64, keys: &[ArrayRef], values: Vec<ArrayRef>) -> Result<RecordBatch> {
+        let rows = keys.first().map_or(0, |k| k.len());
+        let fields = self.spec.output_schema.fields();
+        let size = self.spec.window.map_or(0, |w| w.size_nanos);
+        let mut columns = Vec::with_capacity(fields.len());
+        for (column, field) in self.layout.iter().zip(fields.iter()) {
+            columns.push(match *column {
+                GroupColumn::Key(i) => Arc::clone(
+                    keys.get(i).ok_or_else(|| EngineError::Internal("missing group key".into()))?,
+                ),
+                GroupColumn::WindowStart => constant_time(field.data_type(), start, rows)?,
+                GroupColumn::WindowEnd => constant_time(field.data_type(), start.saturating_add(size), rows)?,
+            });
+        }
+        columns.extend(values);
         Ok(RecordBatch::try_new(Arc::clone(&self.spec.output_schema), columns)?)
     }
 
     /// Current rows of a window without losing its state (see the module docs).
-    fn snapshot(&self, state: &mut GroupState) -> Result<RecordBatch> {
+    fn snapshot(&self, start: i64, state: &mut GroupState) -> Result<RecordBatch> {
         let keys = state.group_values.emit(EmitTo::All)?;
         let n = keys.first().map_or(0, |k| k.len());
         let ids: Vec<usize> = (0..n).collect();
-        let mut live = new_group_values(Arc::clone(&self.group_schema), &GroupOrdering::None)?;
+        let mut live = new_group_values(Arc::clone(&self.key_schema), &GroupOrdering::None)?;
         let mut reinterned = Vec::with_capacity(n);
         live.intern(&keys, &mut reinterned)?;
         if reinterned != ids {
             return Err(EngineError::Internal("re-interning changed group ids".into()));
         }
-        let mut columns = keys;
+        let mut columns = Vec::with_capacity(state.accumulators.len());
         let mut accumulators = Vec::with_capacity(state.accumulators.len());
         for (call, acc) in self.spec.aggregates.iter().zip(state.accumulators.iter_mut()) {
             let partial = acc.state(EmitTo::All)?;
@@ -245,13 +311,13 @@ impl WindowAggregate {
         state.group_values = live;
         state.accumulators = accumulators;
         state.dirty = false;
-        Ok(RecordBatch::try_new(Arc::clone(&self.spec.output_schema), columns)?)
+        self.output(start, &keys, columns)
     }
 
     /// Emits final rows of every window in `closed`.
     fn emit_closed(&self, closed: BTreeMap<i64, GroupState>, out: &mut Collector) -> Result<()> {
         for (start, state) in closed {
-            let rows = self.final_rows(state)?;
+            let rows = self.final_rows(start, state)?;
             match self.spec.emit {
                 EmitMode::OnWindowClose => out.data(rows),
                 EmitMode::OnUpdate { .. } => {
@@ -261,6 +327,22 @@ impl WindowAggregate {
         }
         Ok(())
     }
+}
+
+/// A column of `rows` copies of the time `nanos`, in the unit and zone of `data_type`.
+fn constant_time(data_type: &DataType, nanos: i64, rows: usize) -> Result<ArrayRef> {
+    let DataType::Timestamp(unit, zone) = data_type else {
+        return Err(EngineError::Internal(format!("window column of type {data_type}")));
+    };
+    let value = Some(nanos.div_euclid(nanos_per_unit(*unit)));
+    let zone = zone.clone();
+    let scalar = match unit {
+        TimeUnit::Second => ScalarValue::TimestampSecond(value, zone),
+        TimeUnit::Millisecond => ScalarValue::TimestampMillisecond(value, zone),
+        TimeUnit::Microsecond => ScalarValue::TimestampMicrosecond(value, zone),
+        TimeUnit::Nanosecond => ScalarValue::TimestampNanosecond(value, zone),
+    };
+    Ok(scalar.to_array_of_size(rows)?)
 }
 
 /// A groups accumulator for `function`: its own when it has one, else DataFusion's adapter
@@ -337,7 +419,7 @@ impl StreamOperator for WindowAggregate {
             self.windows.iter().filter(|(_, s)| s.dirty).map(|(k, _)| *k).collect();
         for start in dirty {
             let Some(mut state) = self.windows.remove(&start) else { continue };
-            let rows = self.snapshot(&mut state);
+            let rows = self.snapshot(start, &mut state);
             self.windows.insert(start, state);
             out.push(Message::Upsert(PartitionRows { partition: start, rows: rows? }));
         }
@@ -375,38 +457,25 @@ impl StreamOperator for WindowAggregate {
 
 impl WindowAggregate {
     /// Splits a batch (no null windows) by window and folds each part in.
+    ///
+    /// In-order input, and the copies a hopping window makes, put rows of one window in a few
+    /// contiguous runs: each run is folded as a zero-copy slice. Shuffled input (many short runs)
+    /// is grouped by window with one sort and one `take` first.
     fn process_windows(&mut self, batch: &RecordBatch, starts: &Int64Array) -> Result<()> {
         let Some(window) = self.spec.window else { return Ok(()) };
-        let (Some(min), Some(max)) =
-            (datafusion::arrow::compute::min(starts), datafusion::arrow::compute::max(starts))
-        else {
-            return Ok(());
-        };
-        if min == max {
-            // The common case: the whole batch falls in one window.
-            if self.is_closed(min, window) {
-                return self.record_late(batch, "window already closed");
-            }
-            return self.accumulate(min, batch);
+        if let Some(runs) = runs_of(starts.values(), MAX_RUNS) {
+            return self.fold_runs(batch, &runs, window);
         }
-        let mut distinct: Vec<i64> = Vec::new();
-        for s in starts.values().iter() {
-            if !distinct.contains(s) {
-                distinct.push(*s);
-            }
-            if distinct.len() > 64 {
-                break;
-            }
-        }
-        if distinct.len() > 64 {
-            // Very spread batch: sort-based split keeps this linear-ish.
-            distinct = starts.values().to_vec();
-            distinct.sort_unstable();
-            distinct.dedup();
-        }
-        for start in distinct {
-            let mask = eq(starts, &Int64Array::new_scalar(start))?;
-            let part = filter_record_batch(batch, &mask)?;
+        let order = sort_to_indices(starts, None, None)?;
+        let sorted = take_record_batch(batch, &order)?;
+        let sorted_starts = take(starts, &order, None)?;
+        let runs = runs_of(sorted_starts.as_primitive::<Int64Type>().values(), usize::MAX).unwrap_or_default();
+        self.fold_runs(&sorted, &runs, window)
+    }
+
+    fn fold_runs(&mut self, batch: &RecordBatch, runs: &[(i64, usize, usize)], window: WindowKey) -> Result<()> {
+        for &(start, offset, len) in runs {
+            let part = batch.slice(offset, len);
             if self.is_closed(start, window) {
                 self.record_late(&part, "window already closed")?;
             } else {
@@ -415,4 +484,23 @@ impl WindowAggregate {
         }
         Ok(())
     }
+}
+
+/// Above this many runs per batch, sorting by window is cheaper than folding run by run.
+const MAX_RUNS: usize = 64;
+
+/// Contiguous runs of equal values as `(value, offset, length)`; None past `limit` runs.
+fn runs_of(values: &[i64], limit: usize) -> Option<Vec<(i64, usize, usize)>> {
+    let mut runs = Vec::new();
+    let mut begin = 0;
+    for i in 1..=values.len() {
+        if i == values.len() || values[i] != values[begin] {
+            if runs.len() == limit {
+                return None;
+            }
+            runs.push((values[begin], begin, i - begin));
+            begin = i;
+        }
+    }
+    Some(runs)
 }

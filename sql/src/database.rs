@@ -108,6 +108,9 @@ impl Database {
         let tumble = Arc::new(TumbleFunction::new(Arc::clone(&catalog)));
         ctx.register_udtf("tumble", Arc::clone(&tumble) as _);
         ctx.register_udtf("TUMBLE", tumble);
+        let hop = Arc::new(TumbleFunction::hop(Arc::clone(&catalog)));
+        ctx.register_udtf("hop", Arc::clone(&hop) as _);
+        ctx.register_udtf("HOP", hop);
         weir_udf::register(&ctx);
         let db = Self {
             ctx,
@@ -205,6 +208,7 @@ fn views_schema() -> SchemaRef {
         Field::new("final_rows", DataType::UInt64, false),
         Field::new("open_rows", DataType::UInt64, false),
         Field::new("late_rows", DataType::UInt64, false),
+        Field::new("state_bytes", DataType::UInt64, false),
         Field::new("definition", DataType::Utf8, false),
     ]))
 }
@@ -228,6 +232,9 @@ fn views_batch(catalog: &Catalog) -> datafusion::error::Result<RecordBatch> {
         Arc::new(UInt64Array::from_iter_values(stats.iter().map(|s| s.0 as u64))),
         Arc::new(UInt64Array::from_iter_values(stats.iter().map(|s| s.1 as u64))),
         Arc::new(catalog.late_rows.counts_for(&names)),
+        Arc::new(UInt64Array::from_iter_values(
+            views.iter().map(|v| v.status.state_bytes.load(std::sync::atomic::Ordering::Relaxed)),
+        )),
         Arc::new(StringArray::from_iter_values(views.iter().map(|v| v.sql.clone()))),
     ];
     Ok(RecordBatch::try_new(views_schema(), arrays)?)

@@ -5,7 +5,7 @@
 //! Supported shape (bottom up):
 //!
 //! ```text
-//! TableScan(source | append-only view | TUMBLE(…))   → input (+ Tumble step)
+//! TableScan(source | append-only view | TUMBLE(…) | HOP(…)) → input (+ window step)
 //! Filter / Projection / SubqueryAlias …               → stateless steps (fused)
 //! [Aggregate GROUP BY window_start|window_end, keys]  → window aggregate
 //!  or [Aggregate GROUP BY keys] without a window      → updating aggregate
@@ -121,7 +121,7 @@ pub fn plan_view(plan: &LogicalPlan, ctx: &PlanContext<'_>) -> Result<ViewPlan> 
     stage.flush();
     if ctx.emit_on_window_close && stage.window.is_none() && !stage.aggregated {
         return Err(unsupported(
-            "EMIT ON WINDOW CLOSE needs a windowed aggregate (GROUP BY window_start, … over TUMBLE)",
+            "EMIT ON WINDOW CLOSE needs a windowed aggregate (GROUP BY window_start, … over TUMBLE or HOP)",
         ));
     }
     let schema = Arc::new(plan.schema().as_arrow().clone());
@@ -188,7 +188,7 @@ fn build(plan: &LogicalPlan, ctx: &PlanContext<'_>) -> Result<Stage> {
                 input
             } else {
                 return Err(unsupported(format!(
-                    "reading \"{}\" (only sources, materialized views and TUMBLE(…) can feed a view)",
+                    "reading \"{}\" (only sources, materialized views, TUMBLE(…) and HOP(…) can feed a view)",
                     scan.table_name
                 )));
             };
@@ -301,7 +301,7 @@ fn plan_aggregate(aggregate: &datafusion::logical_expr::Aggregate, ctx: &PlanCon
             });
             let Some(group_index) = position else {
                 return Err(unsupported(
-                    "an aggregate over TUMBLE(…) must GROUP BY window_start or window_end",
+                    "an aggregate over TUMBLE(…) or HOP(…) must GROUP BY window_start or window_end",
                 ));
             };
             let is_end = matches!(&aggregate.group_expr[group_index], Expr::Column(c) if c.name == WINDOW_END);
@@ -331,7 +331,7 @@ fn plan_aggregate(aggregate: &datafusion::logical_expr::Aggregate, ctx: &PlanCon
     let emit = if ctx.emit_on_window_close {
         if window.is_none() {
             return Err(unsupported(
-                "EMIT ON WINDOW CLOSE without a window (GROUP BY window_start over TUMBLE(…))",
+                "EMIT ON WINDOW CLOSE without a window (GROUP BY window_start over TUMBLE(…) or HOP(…))",
             ));
         }
         EmitMode::OnWindowClose

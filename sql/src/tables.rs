@@ -1,5 +1,5 @@
 //! Tables DataFusion sees besides views: sources (which are streams, read only by views), the
-//! `TUMBLE(...)` table function, and system tables computed when queried.
+//! `TUMBLE(...)` and `HOP(...)` table functions, and system tables computed when queried.
 
 use std::sync::Arc;
 
@@ -100,37 +100,51 @@ impl TableProvider for SystemTable {
     }
 }
 
-/// `TUMBLE(relation, time_column, size [, offset])`.
+/// `TUMBLE(relation, time_column, size [, offset])` and
+/// `HOP(relation, time_column, slide, size [, offset])`.
 #[derive(Debug)]
 pub struct TumbleFunction {
     catalog: Arc<Catalog>,
+    hopping: bool,
 }
 
 impl TumbleFunction {
-    /// The function, resolving relations in `catalog`.
+    /// `TUMBLE`, resolving relations in `catalog`.
     pub fn new(catalog: Arc<Catalog>) -> Self {
-        Self { catalog }
+        Self { catalog, hopping: false }
+    }
+
+    /// `HOP`, resolving relations in `catalog`.
+    pub fn hop(catalog: Arc<Catalog>) -> Self {
+        Self { catalog, hopping: true }
+    }
+
+    fn usage(&self) -> DataFusionError {
+        DataFusionError::Plan(if self.hopping {
+            "usage: HOP(source_or_view, time_column, INTERVAL 'slide', INTERVAL 'size' [, INTERVAL 'offset'])".into()
+        } else {
+            "usage: TUMBLE(source_or_view, time_column, INTERVAL 'size' [, INTERVAL 'offset'])".into()
+        })
+    }
+
+    fn column_name(&self, expr: &Expr) -> DfResult<String> {
+        match expr {
+            Expr::Column(c) => Ok(c.name.clone()),
+            _ => Err(self.usage()),
+        }
+    }
+
+    fn interval_nanos(&self, expr: &Expr) -> DfResult<i64> {
+        interval_nanos(expr).ok_or_else(|| self.usage())?
     }
 }
 
-fn usage() -> DataFusionError {
-    DataFusionError::Plan(
-        "usage: TUMBLE(source_or_view, time_column, INTERVAL 'size' [, INTERVAL 'offset'])".into(),
-    )
-}
-
-fn column_name(expr: &Expr) -> DfResult<String> {
-    match expr {
-        Expr::Column(c) => Ok(c.name.clone()),
-        _ => Err(usage()),
-    }
-}
-
-/// An INTERVAL literal as nanoseconds (months are refused: they have no fixed length).
-fn interval_nanos(expr: &Expr) -> DfResult<i64> {
+/// An INTERVAL literal as nanoseconds (months are refused: they have no fixed length); None
+/// when `expr` is not an interval literal.
+fn interval_nanos(expr: &Expr) -> Option<DfResult<i64>> {
     let value = match expr {
         Expr::Literal(v, _) => v,
-        _ => return Err(usage()),
+        _ => return None,
     };
     let nanos = match value {
         ScalarValue::IntervalMonthDayNano(Some(v)) if v.months == 0 => {
@@ -140,41 +154,44 @@ fn interval_nanos(expr: &Expr) -> DfResult<i64> {
             i64::from(v.days) * 86_400_000_000_000 + i64::from(v.milliseconds) * 1_000_000
         }
         ScalarValue::IntervalMonthDayNano(Some(_)) | ScalarValue::IntervalYearMonth(_) => {
-            return Err(DataFusionError::Plan(
-                "TUMBLE: window sizes in months or years are not supported (use days)".into(),
-            ));
+            return Some(Err(DataFusionError::Plan(
+                "window sizes in months or years are not supported (use days)".into(),
+            )));
         }
-        _ => return Err(usage()),
+        _ => return None,
     };
-    Ok(nanos)
+    Some(Ok(nanos))
 }
 
 impl TableFunctionImpl for TumbleFunction {
     fn call_with_args(&self, args: TableFunctionArgs) -> DfResult<Arc<dyn TableProvider>> {
         let exprs = args.exprs();
-        if !(3..=4).contains(&exprs.len()) {
-            return Err(usage());
+        let intervals = if self.hopping { 2 } else { 1 };
+        if !(2 + intervals..=3 + intervals).contains(&exprs.len()) {
+            return Err(self.usage());
         }
-        let input = column_name(&exprs[0])?;
-        let time_column = column_name(&exprs[1])?;
-        let size_nanos = interval_nanos(&exprs[2])?;
-        let offset_nanos = match exprs.get(3) {
-            Some(e) => interval_nanos(e)?,
+        let input = self.column_name(&exprs[0])?;
+        let time_column = self.column_name(&exprs[1])?;
+        let size_nanos = self.interval_nanos(&exprs[1 + intervals])?;
+        let slide_nanos = if self.hopping { self.interval_nanos(&exprs[2])? } else { size_nanos };
+        let offset_nanos = match exprs.get(2 + intervals) {
+            Some(e) => self.interval_nanos(e)?,
             None => 0,
         };
+        let function = if self.hopping { "HOP" } else { "TUMBLE" };
         let input_schema = match self.catalog.relation(&input) {
             Some(Relation::Source(s)) => s.schema(),
             Some(Relation::View(v)) => datafusion::catalog::TableProvider::schema(v.table.as_ref()),
             None => {
                 return Err(DataFusionError::Plan(format!(
-                    "TUMBLE: table \"{input}\" not found (no source or materialized view of that name)"
+                    "{function}: table \"{input}\" not found (no source or materialized view of that name)"
                 )));
             }
         };
         let assigner = TumbleAssigner::try_new(
             &input_schema,
             &time_column,
-            TumbleSpec { size_nanos, offset_nanos },
+            TumbleSpec { size_nanos, offset_nanos, slide_nanos },
         )
         .map_err(|e| DataFusionError::Plan(e.to_string()))?;
         Ok(Arc::new(WindowedTable::new(WindowedInput { input, input_schema, assigner })))

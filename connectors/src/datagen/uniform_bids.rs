@@ -76,6 +76,13 @@ pub struct UniformBids {
 }
 
 impl UniformBids {
+    /// A generator of every column of [`bid_schema`] (benchmarks build ceilings from it).
+    pub fn new(seed: u64, auctions: u64, base_millis: i64, event_rate: f64) -> Result<Self> {
+        let natural = bid_schema();
+        let projection = Projection::try_new(&natural, &natural, "datagen 'bids'")?;
+        Ok(Self { seed, auctions, base_millis, millis_per_event: 1000.0 / event_rate, projection })
+    }
+
     fn uniform(&self, start: u64, n: usize, field: u64, low: i64, count: u64) -> ArrayRef {
         let values = (start..start + n as u64).map(|i| low + Draws::new(self.seed, i, field).below(count) as i64);
         Arc::new(Int64Array::from_iter_values(values))
@@ -117,14 +124,7 @@ mod tests {
     use super::*;
 
     fn bids() -> Result<UniformBids> {
-        let natural = bid_schema();
-        Ok(UniformBids {
-            seed: 42,
-            auctions: 10_000,
-            base_millis: 0,
-            millis_per_event: 0.1,
-            projection: Projection::try_new(&natural, &natural, "t")?,
-        })
+        UniformBids::new(42, 10_000, 0, 10_000.0)
     }
 
     #[test]

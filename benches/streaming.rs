@@ -1,0 +1,478 @@
+//! Streaming benchmarks through the real engine: generator → pipeline → view.
+//!
+//! `cargo bench --bench streaming -- [WORKLOAD…] [--events N] [--flink FILE]`
+//!
+//! | workload | what |
+//! |---|---|
+//! | `tumble` | `COUNT(*)` per auction per 10 s tumbling window, 10,000 auctions, 10 bids per ms (the peers' shape) |
+//! | `ceiling` | DataFusion's batch `GROUP BY` over the same rows, one partition: the ceiling for `tumble` |
+//! | `q0`, `q1`, `q2` | Nexmark pass-through, currency conversion, filter (`auction % 123 = 0`) over bids |
+//! | `q5` | Nexmark q5's windowed part: bids per auction per 10 s window every 2 s (HOP) |
+//! | `sensors` | 5-minute tumbling stats per sensor over 10,000 sensors |
+//! | `memory` | 1 M open window groups: bytes per group |
+//! | `latency` | p50/p99 event-to-view latency of a pass-through view at 100,000 events/s |
+//! | `latency_window` | the same for 1 s tumbling windows, from the moment a window can close |
+//! | `generator` | the bids generator alone (what every `tumble` row costs before the engine) |
+//!
+//! Each workload runs in its own child process (so peak RSS and CPU time are its own) with
+//! `rate = 'unbounded'` and a fixed event count (default 10,000,000; latency runs 10 s at
+//! 100,000 events/s). Figures: wall time, events/s, events per CPU-second (process CPU time, all
+//! threads), peak RSS. `--flink FILE` adds Flink's figures measured by `scripts/bench-peers.sh`
+//! in the same run. The table goes to BENCHMARKS.md with machine, commit and command.
+
+// A bench program: it prints its figures, and a failed expectation aborts the run.
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic, clippy::print_stdout, clippy::print_stderr)]
+
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use datafusion::arrow::array::{AsArray, Int64Array, RecordBatch};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, TimestampMillisecondType};
+use datafusion::datasource::MemTable;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use weir_connectors::datagen::Generator;
+use weir_connectors::datagen::uniform_bids::UniformBids;
+use weir_engine::message::Message;
+use weir_engine::pipeline::PipelineState;
+use weir_sql::Database;
+
+mod common;
+use common::{commit, cpu_seconds, machine, peak_rss_mb, rss_mb, today, write_section};
+
+const ALL: [&str; 10] =
+    ["generator", "ceiling", "tumble", "q0", "q1", "q2", "q5", "sensors", "memory", "latency"];
+
+/// Nexmark's `bid` table as every Nexmark workload declares it.
+fn nexmark_bid(events: u64) -> String {
+    format!(
+        "CREATE SOURCE bid (auction BIGINT, bidder BIGINT, price BIGINT, channel VARCHAR, url VARCHAR,
+                            date_time TIMESTAMP(3) WITH TIME ZONE, extra VARCHAR,
+                            WATERMARK FOR date_time AS date_time - INTERVAL '4 seconds')
+         WITH (connector = 'datagen', generator = 'nexmark', table = 'bid', rate = 'unbounded',
+               events = {events}, batch_size = 4096, start_time = '2015-07-15T00:00:00Z');"
+    )
+}
+
+/// The peers' bids: every column generated, as Flink's datagen does.
+fn uniform_bids(events: u64, extra: &str) -> String {
+    format!(
+        "CREATE SOURCE bids (id BIGINT, auction BIGINT, bidder BIGINT, price BIGINT, ts TIMESTAMP(3) WITH TIME ZONE,
+                             WATERMARK FOR ts AS ts - INTERVAL '4 seconds')
+         WITH (connector = 'datagen', generator = 'bids', events = {events},
+               start_time = '2024-01-01T00:00:00Z'{extra});"
+    )
+}
+
+/// (source DDL, view DDL, what the view computes) of a throughput workload.
+fn workload(name: &str, events: u64) -> Option<(String, &'static str, &'static str)> {
+    Some(match name {
+        "tumble" => (
+            uniform_bids(events, ""),
+            "CREATE MATERIALIZED VIEW v AS SELECT auction, window_start, window_end, count(*) AS num
+             FROM TUMBLE(bids, ts, INTERVAL '10 seconds') GROUP BY auction, window_start, window_end
+             EMIT ON WINDOW CLOSE",
+            "COUNT(*) per auction per 10 s tumbling window, 10,000 auctions, 10 bids per ms",
+        ),
+        "q0" => (
+            nexmark_bid(events),
+            "CREATE MATERIALIZED VIEW v AS SELECT auction, bidder, price, date_time, extra FROM bid",
+            "Nexmark q0: pass-through of every bid",
+        ),
+        "q1" => (
+            nexmark_bid(events),
+            "CREATE MATERIALIZED VIEW v AS SELECT auction, bidder, 0.908 * price AS price, date_time, extra FROM bid",
+            "Nexmark q1: price in euros (a decimal product per bid)",
+        ),
+        "q2" => (
+            nexmark_bid(events),
+            "CREATE MATERIALIZED VIEW v AS SELECT auction, price FROM bid WHERE auction % 123 = 0",
+            "Nexmark q2: bids on every 123rd auction",
+        ),
+        "q5" => (
+            nexmark_bid(events),
+            "CREATE MATERIALIZED VIEW v AS SELECT auction, count(*) AS num, window_start, window_end
+             FROM HOP(bid, date_time, INTERVAL '2 seconds', INTERVAL '10 seconds')
+             GROUP BY auction, window_start, window_end EMIT ON WINDOW CLOSE",
+            "Nexmark q5, windowed part: bids per auction per 10 s window every 2 s (hot-item join not yet)",
+        ),
+        "sensors" => (
+            format!(
+                "CREATE SOURCE readings (sensor_id VARCHAR, temperature DOUBLE, vibration DOUBLE, ts TIMESTAMP WITH TIME ZONE,
+                                         WATERMARK FOR ts AS ts - INTERVAL '10 seconds')
+                 WITH (connector = 'datagen', generator = 'sensors', sensors = 10000, rate = 'unbounded',
+                       events = {events}, batch_size = 4096, start_time = '2024-01-01T00:00:00Z');"
+            ),
+            "CREATE MATERIALIZED VIEW v AS SELECT sensor_id, window_start, count(*) AS n, avg(temperature) AS avg_t,
+                    min(temperature) AS min_t, max(temperature) AS max_t, max(vibration) AS max_vibration
+             FROM TUMBLE(readings, ts, INTERVAL '5 minutes') GROUP BY sensor_id, window_start EMIT ON WINDOW CLOSE",
+            "count/avg/min/max per sensor per 5-minute window, 10,000 sensors, 10,000 readings per second",
+        ),
+        "memory" => (
+            uniform_bids(events, ", event_rate = 1000000"),
+            "CREATE MATERIALIZED VIEW v AS SELECT id, window_start, count(*) AS num
+             FROM TUMBLE(bids, ts, INTERVAL '1 hour') GROUP BY id, window_start EMIT ON WINDOW CLOSE",
+            "one group per event (GROUP BY id) in one 1-hour window that stays open until the input ends",
+        ),
+        _ => return None,
+    })
+}
+
+/// One child's figures, passed to the parent as `key=value` pairs on a `RESULT` line.
+type Figures = BTreeMap<String, String>;
+
+fn result_line(figures: &Figures) -> String {
+    let pairs: Vec<String> = figures.iter().map(|(k, v)| format!("{k}={}", v.replace(' ', "_"))).collect();
+    format!("RESULT {}", pairs.join(" "))
+}
+
+fn figure(figures: &Figures, key: &str) -> Option<f64> {
+    figures.get(key).and_then(|v| v.parse().ok())
+}
+
+/// Runs a throughput workload to the end of its input.
+async fn throughput(name: &str, events: u64) -> Figures {
+    let (source, view, _) = workload(name, events).expect("known workload");
+    let db = Database::new().expect("database");
+    let session = db.session();
+    session.execute_all(&source).await.expect("create source");
+    let rss_before = rss_mb();
+    let (t, c) = (Instant::now(), cpu_seconds());
+    session.execute_all(view).await.expect("create view");
+    let entry = db.catalog().view("v").expect("view");
+    loop {
+        match entry.status.state() {
+            PipelineState::Running => tokio::time::sleep(Duration::from_millis(2)).await,
+            PipelineState::Finished => break,
+            PipelineState::Failed(e) => panic!("{name}: pipeline failed: {e}"),
+        }
+    }
+    let (wall, cpu) = (t.elapsed().as_secs_f64(), cpu_seconds() - c);
+    let (final_rows, open_rows, _) = entry.table.stats();
+    let mut f = Figures::new();
+    f.insert("events".into(), events.to_string());
+    f.insert("rows_in".into(), entry.status.rows_in.load(Ordering::Relaxed).to_string());
+    f.insert("rows_out".into(), (final_rows + open_rows).to_string());
+    f.insert("wall".into(), format!("{wall:.3}"));
+    f.insert("cpu".into(), format!("{cpu:.3}"));
+    f.insert("peak_rss_mb".into(), format!("{:.0}", peak_rss_mb()));
+    f.insert("rss_growth_mb".into(), format!("{:.0}", peak_rss_mb() - rss_before));
+    f.insert("peak_state_bytes".into(), entry.status.peak_state_bytes.load(Ordering::Relaxed).to_string());
+    f
+}
+
+/// The bids generator alone, every column, batches of 4096.
+fn generator(events: u64) -> Figures {
+    let g = UniformBids::new(42, 10_000, 1_704_067_200_000, 10_000.0).expect("generator");
+    let (t, c) = (Instant::now(), cpu_seconds());
+    let mut start = 0;
+    let mut rows = 0;
+    while start < events {
+        let n = 4096.min(events - start) as usize;
+        rows += std::hint::black_box(g.rows(start, n).expect("rows")).num_rows();
+        start += n as u64;
+    }
+    let mut f = Figures::new();
+    f.insert("events".into(), rows.to_string());
+    f.insert("wall".into(), format!("{:.3}", t.elapsed().as_secs_f64()));
+    f.insert("cpu".into(), format!("{:.3}", cpu_seconds() - c));
+    f.insert("peak_rss_mb".into(), format!("{:.0}", peak_rss_mb()));
+    f
+}
+
+/// DataFusion's batch GROUP BY over the `tumble` rows, one partition, best of three (as the
+/// peers' `datafusion_groupby_ceiling.py` does).
+async fn ceiling(events: u64) -> Figures {
+    let g = UniformBids::new(42, 10_000, 0, 10_000.0).expect("generator");
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("auction", DataType::Int64, false),
+        Field::new("bidder", DataType::Int64, false),
+        Field::new("price", DataType::Int64, false),
+        Field::new("ts", DataType::Int64, false),
+    ]));
+    let mut batches = Vec::new();
+    let mut start = 0;
+    while start < events {
+        let n = 8192.min(events - start) as usize;
+        let b = g.rows(start, n).expect("rows");
+        let ts = b.column(4).as_primitive::<TimestampMillisecondType>();
+        let ts = Int64Array::new(ts.values().clone(), None);
+        let columns = vec![Arc::clone(b.column(1)), Arc::clone(b.column(2)), Arc::clone(b.column(3)), Arc::new(ts) as _];
+        batches.push(RecordBatch::try_new(Arc::clone(&schema), columns).expect("batch"));
+        start += n as u64;
+    }
+    let ctx = SessionContext::new_with_config(SessionConfig::new().with_target_partitions(1).with_batch_size(8192));
+    ctx.register_table("bids", Arc::new(MemTable::try_new(schema, vec![batches]).expect("table"))).expect("register");
+    let query = "SELECT auction, ts / 10000 AS w, count(*) AS num FROM bids GROUP BY auction, ts / 10000";
+    let mut best: Option<(f64, f64, usize)> = None;
+    for _ in 0..3 {
+        let (t, c) = (Instant::now(), cpu_seconds());
+        let out = ctx.sql(query).await.expect("plan").collect().await.expect("run");
+        let (wall, cpu) = (t.elapsed().as_secs_f64(), cpu_seconds() - c);
+        let groups = out.iter().map(RecordBatch::num_rows).sum();
+        if best.is_none_or(|b| wall < b.0) {
+            best = Some((wall, cpu, groups));
+        }
+    }
+    let (wall, cpu, groups) = best.expect("three runs");
+    let mut f = Figures::new();
+    f.insert("events".into(), events.to_string());
+    f.insert("rows_out".into(), groups.to_string());
+    f.insert("wall".into(), format!("{wall:.3}"));
+    f.insert("cpu".into(), format!("{cpu:.3}"));
+    f.insert("peak_rss_mb".into(), format!("{:.0}", peak_rss_mb()));
+    f
+}
+
+fn now_millis() -> f64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+/// Event-to-view latency at 100,000 events/s for 10 s. Event time is wall time (the source
+/// starts now and runs in real time), so a row's latency is the moment the view applied it minus
+/// its event time; that includes up to 1 ms the paced generator holds rows to release them in
+/// batches of 100. For windows, latency counts from the moment the window could close: the
+/// event time of its end plus the watermark delay (1 s).
+async fn latency(windowed: bool) -> Figures {
+    const RATE: u64 = 100_000;
+    const SECONDS: u64 = 10;
+    let events = RATE * SECONDS;
+    let db = Database::new().expect("database");
+    let session = db.session();
+    let start = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    session
+        .execute_all(&format!(
+            "CREATE SOURCE bids (auction BIGINT, price BIGINT, ts TIMESTAMP(3) WITH TIME ZONE,
+                                 WATERMARK FOR ts AS ts - INTERVAL '1 second')
+             WITH (connector = 'datagen', generator = 'bids', events = {events}, rate = {RATE},
+                   event_rate = {RATE}, batch_size = 100, start_time = '{start}');"
+        ))
+        .await
+        .expect("source");
+    let view = if windowed {
+        "CREATE MATERIALIZED VIEW v AS SELECT auction, window_end, count(*) AS num
+         FROM TUMBLE(bids, ts, INTERVAL '1 second') GROUP BY auction, window_end EMIT ON WINDOW CLOSE"
+    } else {
+        "CREATE MATERIALIZED VIEW v AS SELECT auction, price, ts FROM bids"
+    };
+    let (t, c) = (Instant::now(), cpu_seconds());
+    session.execute_all(view).await.expect("view");
+    let entry = db.catalog().view("v").expect("view");
+    let (_, mut live) = entry.fanout.subscribe().await;
+    let mut latencies: Vec<f64> = Vec::with_capacity(events as usize);
+    let delay_ms = if windowed { 1000.0 } else { 0.0 };
+    let time_column = if windowed { 1 } else { 2 };
+    while let Some(message) = live.recv().await {
+        match message {
+            Message::Data(batch) => {
+                let now = now_millis();
+                let times = batch.column(time_column).as_primitive::<TimestampMillisecondType>();
+                latencies.extend(times.values().iter().map(|&ms| now - (ms as f64 + delay_ms)));
+            }
+            Message::End => break,
+            _ => {}
+        }
+    }
+    let (wall, cpu) = (t.elapsed().as_secs_f64(), cpu_seconds() - c);
+    // Windows still open at the end of input are closed by the end, not by time: not counted.
+    if windowed {
+        latencies.retain(|l| *l < 60_000.0);
+    }
+    latencies.sort_by(f64::total_cmp);
+    let mut f = Figures::new();
+    f.insert("events".into(), events.to_string());
+    f.insert("rows_out".into(), latencies.len().to_string());
+    f.insert("wall".into(), format!("{wall:.3}"));
+    f.insert("cpu".into(), format!("{cpu:.3}"));
+    f.insert("p50_ms".into(), format!("{:.2}", percentile(&latencies, 0.5)));
+    f.insert("p99_ms".into(), format!("{:.2}", percentile(&latencies, 0.99)));
+    f.insert("max_ms".into(), format!("{:.2}", latencies.last().copied().unwrap_or(f64::NAN)));
+    f.insert("peak_rss_mb".into(), format!("{:.0}", peak_rss_mb()));
+    f
+}
+
+fn child(name: &str, events: u64) {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    let figures = match name {
+        "generator" => generator(events),
+        "ceiling" => runtime.block_on(ceiling(events)),
+        "latency" => runtime.block_on(latency(false)),
+        "latency_window" => runtime.block_on(latency(true)),
+        other => runtime.block_on(throughput(other, events)),
+    };
+    println!("{}", result_line(&figures));
+}
+
+/// Runs one workload in a fresh process and parses its figures.
+fn run_child(name: &str, events: u64) -> Option<Figures> {
+    let exe = std::env::current_exe().expect("current exe");
+    let out = Command::new(exe).args(["--child", name, "--events", &events.to_string()]).output().expect("spawn");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let Some(line) = stdout.lines().find(|l| l.starts_with("RESULT ")) else {
+        eprintln!("{name} failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+        return None;
+    };
+    Some(
+        line.trim_start_matches("RESULT ")
+            .split_whitespace()
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    )
+}
+
+/// Flink's figures from `scripts/bench-peers.sh`: `rows=… cpu=… wall=… startup_cpu=… startup_wall=…`.
+fn read_flink(path: &str) -> Option<Figures> {
+    let text = std::fs::read_to_string(path).ok()?;
+    Some(text.split_whitespace().filter_map(|kv| kv.split_once('=')).map(|(k, v)| (k.into(), v.into())).collect())
+}
+
+fn per_cpu(f: &Figures) -> Option<f64> {
+    Some(figure(f, "events")? / figure(f, "cpu")?)
+}
+
+fn goal(name: &str) -> &'static str {
+    match name {
+        "tumble" => "≥ 5 M/CPU-s",
+        "q0" | "q1" | "q2" => "≥ 2 M/CPU-s",
+        "q5" => "≥ 1 M/CPU-s",
+        "latency" | "latency_window" => "p99 ≤ 20 ms",
+        "memory" => "≤ 200 B/group",
+        _ => "",
+    }
+}
+
+fn millions(v: Option<f64>) -> String {
+    v.map_or("–".into(), |v| format!("{:.2} M", v / 1e6))
+}
+
+fn report(args: &str, events: u64, results: &[(String, Figures)], flink: Option<&Figures>) -> String {
+    let mut s = format!(
+        "## Streaming workloads\n\n`cargo bench --bench streaming --{args}` · commit {} · {} · {}\n\n\
+         Every run is the real engine (datagen source → pipeline → materialized view, `rate = 'unbounded'`) in its \
+         own process; CPU is process CPU time over all threads (the generator included), from `CREATE MATERIALIZED \
+         VIEW` until the view has every final row. {events} events per run unless the row says otherwise.\n\n\
+         | workload | events | wall s | events/s | events per CPU-s | rows out | peak RSS MB | goal |\n\
+         |---|---:|---:|---:|---:|---:|---:|---|\n",
+        commit(),
+        today(),
+        machine()
+    );
+    let get = |n: &str| results.iter().find(|(name, _)| name == n).map(|(_, f)| f);
+    for (name, f) in results {
+        if name.starts_with("latency") {
+            continue;
+        }
+        let per_second = figure(f, "events").zip(figure(f, "wall")).map(|(e, w)| e / w);
+        s.push_str(&format!(
+            "| {name} | {} | {} | {} | {} | {} | {} | {} |\n",
+            f.get("events").map_or("–", String::as_str),
+            f.get("wall").map_or("–", String::as_str),
+            millions(per_second),
+            millions(per_cpu(f)),
+            f.get("rows_out").map_or("–", String::as_str),
+            f.get("peak_rss_mb").map_or("–", String::as_str),
+            goal(name)
+        ));
+    }
+    if let Some(fl) = flink {
+        let net_cpu = figure(fl, "cpu").zip(figure(fl, "startup_cpu")).map(|(c, st)| c - st);
+        let rows = figure(fl, "rows");
+        let flink_rate = rows.zip(net_cpu).map(|(r, c)| r / c);
+        s.push_str(&format!(
+            "| Flink 2.3 tumble count (p=1, net of start-up) | {} | {} | – | {} | – | {} | peer |\n",
+            fl.get("rows").map_or("–", String::as_str),
+            fl.get("wall").map_or("–", String::as_str),
+            millions(flink_rate),
+            fl.get("maxrss_mb").map_or("–", String::as_str),
+        ));
+        if let (Some(weir), Some(flink_rate)) = (get("tumble").and_then(per_cpu), flink_rate) {
+            s.push_str(&format!("\nTumble count, Weir / Flink per CPU-second: **{:.1}×** (goal ≥ 17×).\n", weir / flink_rate));
+        }
+    } else {
+        s.push_str("\nFlink: not in this run (`scripts/bench-peers.sh` runs it side by side).\n");
+    }
+    if let (Some(weir), Some(ceiling)) = (get("tumble").and_then(per_cpu), get("ceiling").and_then(per_cpu)) {
+        s.push_str(&format!(
+            "Tumble count, Weir / DataFusion batch ceiling per CPU-second: **{:.0} %** (goal ≥ 25 %).\n",
+            100.0 * weir / ceiling
+        ));
+    }
+    if let Some(m) = get("memory") {
+        if let (Some(state), Some(growth), Some(groups)) =
+            (figure(m, "peak_state_bytes"), figure(m, "rss_growth_mb"), figure(m, "events"))
+        {
+            s.push_str(&format!(
+                "Memory: {groups:.0} open groups held **{:.0} bytes per group** of operator state (DataFusion's own \
+                 accounting), {:.0} bytes per group of peak RSS growth (state, the generator's batches and the final \
+                 rows written to the view; goal ≤ 200 B).\n",
+                state / groups,
+                growth * 1024.0 * 1024.0 / groups
+            ));
+        }
+    }
+    for name in ["latency", "latency_window"] {
+        if let Some(l) = get(name) {
+            s.push_str(&format!(
+                "Latency ({}): 100,000 events/s for 10 s, p50 **{} ms**, p99 **{} ms**, max {} ms over {} rows; \
+                 {:.2} CPU-s (goal p99 ≤ 20 ms).\n",
+                if name == "latency" { "pass-through view, event to view" } else { "1 s tumbling windows, window closable to view" },
+                l.get("p50_ms").map_or("–", String::as_str),
+                l.get("p99_ms").map_or("–", String::as_str),
+                l.get("max_ms").map_or("–", String::as_str),
+                l.get("rows_out").map_or("–", String::as_str),
+                figure(l, "cpu").unwrap_or(f64::NAN),
+            ));
+        }
+    }
+    s
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
+    let value = |flag: &str| args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1)).cloned();
+    let events: u64 = value("--events").and_then(|v| v.parse().ok()).unwrap_or(10_000_000);
+    if let Some(name) = value("--child") {
+        child(&name, events);
+        return;
+    }
+    let flink = value("--flink").and_then(|p| read_flink(&p));
+    let mut skip_next = false;
+    let mut names: Vec<String> = Vec::new();
+    for a in &args {
+        if std::mem::take(&mut skip_next) {
+            continue;
+        }
+        if a.starts_with("--") {
+            skip_next = true;
+            continue;
+        }
+        names.push(a.clone());
+    }
+    if names.is_empty() {
+        names = ALL.iter().map(|s| (*s).to_string()).collect();
+        names.push("latency_window".into());
+    }
+    let mut results = Vec::new();
+    for name in &names {
+        let n = if name == "memory" { 1_000_000 } else { events };
+        println!("running {name} ({n} events)…");
+        if let Some(f) = run_child(name, n) {
+            println!("  {}", result_line(&f));
+            results.push((name.clone(), f));
+        }
+    }
+    let shown: Vec<String> = args.iter().map(|a| format!(" {a}")).collect();
+    let text = report(&shown.concat(), events, &results, flink.as_ref());
+    println!("\n{text}");
+    write_section("streaming", &text);
+}

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# The tumble count side by side, in one run: Flink 2.3 (parallelism 1, an embedded MiniCluster,
+# jars from the apache-flink-libraries wheel on PyPI, the machine's Java 17), DataFusion's batch
+# GROUP BY over the same rows (the ceiling) and Weir, then the ratios, written to BENCHMARKS.md.
+#
+#   scripts/bench-peers.sh [ROWS] [MORE WORKLOADS…]     (ROWS default 10,000,000)
+#   scripts/bench-peers.sh 10000000 q0 q1 q2 q5 sensors memory latency latency_window
+#
+# Flink's CPU time is measured with /usr/bin/time over a run of ROWS rows minus a run of 1,000
+# rows, so its ~8 s of JVM start-up and job submission is not counted against it.
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+ROWS="${1:-10000000}"
+shift || true
+CACHE="${WEIR_BENCH_CACHE:-$HOME/.cache/weir-bench}"
+FLINK="$CACHE/flink-2.3.0"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/weir-target}"
+
+if [ ! -d "$FLINK/pyflink/lib" ]; then
+  echo "fetching Flink 2.3.0 (apache-flink-libraries wheel, ~330 MB) into $CACHE"
+  python3 -m pip download --quiet --no-deps -d "$CACHE/dl" apache-flink-libraries==2.3.0
+  mkdir -p "$FLINK"
+  (cd "$FLINK" && unzip -q -o "$CACHE"/dl/apache_flink_libraries-2.3.0-*.whl 'pyflink/*')
+fi
+javac -cp "$FLINK/pyflink/lib/*" -d "$FLINK" "$ROOT/benches/peers/FlinkSqlBench.java"
+
+# Prints "cpu_seconds wall_seconds max_rss_kb" of one Flink run over $1 rows.
+flink_run() {
+  local out
+  out="$(/usr/bin/time -f "TIME %U %S %e %M" java -Xmx4g -cp "$FLINK/pyflink/lib/*:$FLINK" \
+    FlinkSqlBench "$ROOT/benches/peers/flink_tumble_count.sql" "$1" 1 2>&1)"
+  echo "$out" | grep -E "^RESULT" >&2 || { echo "$out" >&2; exit 1; }
+  echo "$out" | awk '/^TIME/ { printf "%.2f %.2f %d\n", $2 + $3, $4, $5 }'
+}
+
+echo "Flink 2.3, parallelism 1: start-up run (1,000 rows)"
+read -r startup_cpu startup_wall _ < <(flink_run 1000)
+echo "Flink 2.3, parallelism 1: $ROWS rows"
+read -r cpu wall rss_kb < <(flink_run "$ROWS")
+result="$CACHE/flink-tumble-$ROWS.txt"
+echo "rows=$ROWS cpu=$cpu wall=$wall startup_cpu=$startup_cpu startup_wall=$startup_wall maxrss_mb=$((rss_kb / 1024))" \
+  | tee "$result"
+
+cd "$ROOT"
+cargo bench --bench streaming -- generator ceiling tumble "$@" --events "$ROWS" --flink "$result"
