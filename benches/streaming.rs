@@ -407,10 +407,10 @@ fn report(args: &str, events: u64, results: &[(String, Figures)], flink: Option<
             100.0 * weir / ceiling
         ));
     }
-    if let Some(m) = get("memory") {
-        if let (Some(state), Some(growth), Some(groups)) =
+    if let Some(m) = get("memory")
+        && let (Some(state), Some(growth), Some(groups)) =
             (figure(m, "peak_state_bytes"), figure(m, "rss_growth_mb"), figure(m, "events"))
-        {
+    {
             s.push_str(&format!(
                 "Memory: {groups:.0} open groups held **{:.0} bytes per group** of operator state (DataFusion's own \
                  accounting), {:.0} bytes per group of peak RSS growth (state, the generator's batches and the final \
@@ -418,7 +418,6 @@ fn report(args: &str, events: u64, results: &[(String, Figures)], flink: Option<
                 state / groups,
                 growth * 1024.0 * 1024.0 / groups
             ));
-        }
     }
     for name in ["latency", "latency_window"] {
         if let Some(l) = get(name) {

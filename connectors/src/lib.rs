@@ -8,7 +8,7 @@
 //!
 //! | connector | what | module |
 //! |---|---|---|
-//! | `datagen` (`generator = 'sensors'`) | deterministic IoT simulator with injected anomalies | [`datagen`] |
+//! | `datagen` (`generator = 'sensors' \| 'nexmark' \| 'bids'`) | deterministic generators: IoT readings with labelled anomalies, the Nexmark auction events, uniform bids | [`datagen`] |
 //! | `file` | JSON or CSV lines from a file (replay, tests) | [`file`] |
 //! | `kafka` | a Kafka topic, every partition, offsets kept by Weir | [`kafka`] |
 //!

@@ -14,6 +14,7 @@
 //! wall-clock second, or `'unbounded'` for as fast as the pipeline takes them).
 
 pub mod nexmark;
+mod nexmark_text;
 pub mod random;
 pub mod sensors;
 pub mod uniform_bids;

@@ -35,11 +35,15 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{ArrayRef, Int64Array, RecordBatch, StringBuilder, TimestampMillisecondArray};
+use datafusion::arrow::array::{ArrayRef, RecordBatch};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use weir_engine::source::{SourceProvider, SourceSpec};
 use weir_engine::{EngineError, Result};
 
+use super::nexmark_text::{
+    US_CITIES, US_STATES, credit_card, email, extra, long, millis, person_name, price,
+    strings, words,
+};
 use super::random::Draws;
 use super::{CommonOptions, Generator, GeneratorProvider, positive_rate};
 use crate::schema::Projection;
@@ -57,13 +61,6 @@ const HOT_BLOCK: i64 = 100;
 const ID_LEAD: u64 = 10;
 const CHANNELS: u64 = 10_000;
 const HOT_CHANNELS: [&str; 4] = ["Google", "Facebook", "Baidu", "Apple"];
-const US_STATES: [&str; 6] = ["AZ", "CA", "ID", "OR", "WA", "WY"];
-const US_CITIES: [&str; 10] =
-    ["Phoenix", "Los Angeles", "San Francisco", "Boise", "Portland", "Bend", "Redmond", "Seattle", "Kent", "Cheyenne"];
-const FIRST_NAMES: [&str; 11] =
-    ["Peter", "Paul", "Luke", "John", "Saul", "Vicky", "Kate", "Julie", "Sarah", "Deiter", "Walter"];
-const LAST_NAMES: [&str; 9] = ["Shultz", "Abrams", "Spencer", "White", "Bartels", "Walton", "Smith", "Jones", "Noris"];
-
 /// Which Nexmark table a source reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NexmarkTable {
@@ -429,77 +426,6 @@ impl Generator for NexmarkGenerator {
 
 fn unknown_column(name: &str) -> EngineError {
     EngineError::Internal(format!("nexmark generator has no column {name}"))
-}
-
-fn long(ids: &[u64], value: impl Fn(u64) -> i64) -> ArrayRef {
-    Arc::new(Int64Array::from_iter_values(ids.iter().map(|&id| value(id))))
-}
-
-fn millis(values: Vec<i64>) -> ArrayRef {
-    Arc::new(TimestampMillisecondArray::from(values).with_timezone("+00:00"))
-}
-
-/// A string column, each value written by `write` into a reused buffer.
-fn strings(ids: &[u64], write: impl Fn(u64, &mut String)) -> ArrayRef {
-    let mut builder = StringBuilder::with_capacity(ids.len(), ids.len() * 16);
-    let mut value = String::new();
-    for &id in ids {
-        value.clear();
-        write(id, &mut value);
-        builder.append_value(&value);
-    }
-    Arc::new(builder.finish())
-}
-
-/// `round(10^(6u) · 100)`: prices from 100 to 100,000,000, log-uniform.
-fn price(d: &mut Draws) -> i64 {
-    (10f64.powf(d.unit() * 6.0) * 100.0).round() as i64
-}
-
-/// Random words of 3 to `max_len - 1` characters with about one space in 13, trimmed.
-fn words(d: &mut Draws, max_len: u64, out: &mut String) {
-    let len = 3 + d.below(max_len - 3);
-    let start = out.len();
-    for _ in 0..len {
-        if d.below(13) == 0 {
-            out.push(' ');
-        } else {
-            out.push(char::from(b'a' + d.below(26) as u8));
-        }
-    }
-    let trimmed = out[start..].trim().to_string();
-    out.truncate(start);
-    out.push_str(&trimmed);
-}
-
-/// Padding so that `current + padding` is `average` bytes on average (± 20%).
-fn extra(d: &mut Draws, current: usize, average: usize, out: &mut String) {
-    let Some(wanted) = average.checked_sub(current) else { return };
-    let delta = (wanted as f64 * 0.2).round() as usize;
-    let len = wanted - delta + if delta == 0 { 0 } else { d.below(2 * delta as u64) as usize };
-    d.letters(len, out);
-}
-
-fn person_name(d: &mut Draws, out: &mut String) {
-    out.push_str(FIRST_NAMES[d.below(FIRST_NAMES.len() as u64) as usize]);
-    out.push(' ');
-    out.push_str(LAST_NAMES[d.below(LAST_NAMES.len() as u64) as usize]);
-}
-
-fn email(d: &mut Draws, out: &mut String) {
-    words(d, 7, out);
-    out.push('@');
-    words(d, 5, out);
-    out.push_str(".com");
-}
-
-fn credit_card(d: &mut Draws, out: &mut String) {
-    for group in 0..4 {
-        if group > 0 {
-            out.push(' ');
-        }
-        out.push_str(&format!("{:04}", d.below(10_000)));
-    }
 }
 
 #[cfg(test)]

@@ -48,16 +48,18 @@ impl Draws {
         (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
 
-    /// Appends `len` random lowercase letters to `out` (12 letters per 64-bit draw).
+    /// Appends `len` random lowercase letters to `out`, 8 per 64-bit draw: each byte `b` maps to
+    /// letter `⌊26·b / 256⌋`, so a letter comes up 9 or 10 times in 256 (padding text, where
+    /// that unevenness is harmless and a division per letter is not).
     pub fn letters(&mut self, len: usize, out: &mut String) {
         let mut left = len;
         while left > 0 {
-            let mut bits = self.next_u64();
-            for _ in 0..left.min(12) {
-                out.push(char::from(b'a' + (bits % 26) as u8));
-                bits /= 26;
+            let take = left.min(8);
+            let chunk = self.next_u64().to_le_bytes().map(|b| b'a' + ((u32::from(b) * 26) >> 8) as u8);
+            if let Ok(text) = std::str::from_utf8(&chunk[..take]) {
+                out.push_str(text);
             }
-            left = left.saturating_sub(12);
+            left -= take;
         }
     }
 }
