@@ -41,6 +41,11 @@ impl Projection {
         Ok(Self { target: Arc::clone(target), indices })
     }
 
+    /// The declared columns, or all natural ones when the statement declared none.
+    pub fn declared_or_all(natural: &SchemaRef, declared: Option<&SchemaRef>, connector: &str) -> Result<Self> {
+        Self::try_new(natural, declared.unwrap_or(natural), connector)
+    }
+
     /// The declared schema.
     pub fn schema(&self) -> SchemaRef {
         Arc::clone(&self.target)

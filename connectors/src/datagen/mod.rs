@@ -73,8 +73,16 @@ impl CommonOptions {
     }
 }
 
+/// Takes `event_rate`: events per second of event time, 10,000 (10 per ms) by default.
+pub(crate) fn take_event_rate(o: &mut Options) -> Result<f64> {
+    match o.take("event_rate") {
+        Some(r) => positive_rate(&r, "event_rate"),
+        None => Ok(10_000.0),
+    }
+}
+
 /// Parses a rate option: a positive, finite number.
-pub(crate) fn positive_rate(text: &str, option: &str) -> Result<f64> {
+fn positive_rate(text: &str, option: &str) -> Result<f64> {
     match text.trim().parse::<f64>() {
         Ok(v) if v > 0.0 && v.is_finite() => Ok(v),
         _ => Err(EngineError::User(format!(

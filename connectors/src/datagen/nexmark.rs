@@ -45,7 +45,7 @@ use super::nexmark_text::{
     strings, words,
 };
 use super::random::Draws;
-use super::{CommonOptions, Generator, GeneratorProvider, positive_rate};
+use super::{CommonOptions, Generator, GeneratorProvider, take_event_rate};
 use crate::schema::Projection;
 
 const PERSON_PROPORTION: u64 = 1;
@@ -159,10 +159,7 @@ pub(super) fn provider(spec: &mut SourceSpec) -> Result<Arc<dyn SourceProvider>>
             )));
         }
     };
-    let event_rate = match o.take("event_rate") {
-        Some(r) => positive_rate(&r, "event_rate")?,
-        None => 10_000.0,
-    };
+    let event_rate = take_event_rate(o)?;
     let mut ratio = |name: &str, default: u64| -> Result<u64> {
         match o.take_parsed::<u64>(name)? {
             Some(0) => Err(EngineError::User(format!("datagen: {name} must be at least 1"))),
@@ -190,10 +187,7 @@ pub(super) fn provider(spec: &mut SourceSpec) -> Result<Arc<dyn SourceProvider>>
     };
     let natural = table.schema();
     let context = "datagen 'nexmark'";
-    let projection = match &spec.columns {
-        Some(declared) => Projection::try_new(&natural, declared, context)?,
-        None => Projection::try_new(&natural, &natural, context)?,
-    };
+    let projection = Projection::declared_or_all(&natural, spec.columns.as_ref(), context)?;
     Ok(Arc::new(GeneratorProvider::new(NexmarkGenerator::new(config, table, projection), common)))
 }
 

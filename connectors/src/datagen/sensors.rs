@@ -52,8 +52,6 @@ pub struct SensorConfig {
     pub out_of_order: Duration,
     /// Probability of an injected anomaly.
     pub anomaly_rate: f64,
-    /// Rows per batch at most.
-    pub batch_size: usize,
 }
 
 impl SensorConfig {
@@ -99,13 +97,9 @@ pub(super) fn provider(spec: &mut SourceSpec) -> Result<Arc<dyn SourceProvider>>
         start_nanos: common.start_nanos,
         out_of_order,
         anomaly_rate,
-        batch_size: common.batch_size,
     };
     let natural = sensor_schema();
-    let projection = match &spec.columns {
-        Some(declared) => Projection::try_new(&natural, declared, "datagen 'sensors'")?,
-        None => Projection::try_new(&natural, &natural, "datagen 'sensors'")?,
-    };
+    let projection = Projection::declared_or_all(&natural, spec.columns.as_ref(), "datagen 'sensors'")?;
     let table = SensorTable { generator: SensorGenerator::new(config), projection };
     Ok(Arc::new(GeneratorProvider::new(table, common)))
 }
@@ -230,7 +224,6 @@ mod tests {
             start_nanos: 0,
             out_of_order: Duration::ZERO,
             anomaly_rate: 0.1,
-            batch_size: 16,
         }
     }
 

@@ -23,7 +23,7 @@ use weir_engine::source::{SourceProvider, SourceSpec};
 use weir_engine::{EngineError, Result};
 
 use super::random::Draws;
-use super::{CommonOptions, Generator, GeneratorProvider, positive_rate};
+use super::{CommonOptions, Generator, GeneratorProvider, take_event_rate};
 use crate::schema::Projection;
 
 /// The generator's natural columns.
@@ -45,23 +45,10 @@ pub(super) fn provider(spec: &mut SourceSpec) -> Result<Arc<dyn SourceProvider>>
     if auctions == 0 {
         return Err(EngineError::User("datagen: auctions must be at least 1".into()));
     }
-    let event_rate = match o.take("event_rate") {
-        Some(r) => positive_rate(&r, "event_rate")?,
-        None => 10_000.0,
-    };
+    let event_rate = take_event_rate(o)?;
     let common = CommonOptions::take(o, None, 4096)?;
-    let natural = bid_schema();
-    let projection = match &spec.columns {
-        Some(declared) => Projection::try_new(&natural, declared, "datagen 'bids'")?,
-        None => Projection::try_new(&natural, &natural, "datagen 'bids'")?,
-    };
-    let generator = UniformBids {
-        seed: common.seed,
-        auctions,
-        base_millis: common.start_nanos.div_euclid(1_000_000),
-        millis_per_event: 1000.0 / event_rate,
-        projection,
-    };
+    let mut generator = UniformBids::new(common.seed, auctions, common.start_nanos.div_euclid(1_000_000), event_rate)?;
+    generator.projection = Projection::declared_or_all(&bid_schema(), spec.columns.as_ref(), "datagen 'bids'")?;
     Ok(Arc::new(GeneratorProvider::new(generator, common)))
 }
 
@@ -78,8 +65,7 @@ pub struct UniformBids {
 impl UniformBids {
     /// A generator of every column of [`bid_schema`] (benchmarks build ceilings from it).
     pub fn new(seed: u64, auctions: u64, base_millis: i64, event_rate: f64) -> Result<Self> {
-        let natural = bid_schema();
-        let projection = Projection::try_new(&natural, &natural, "datagen 'bids'")?;
+        let projection = Projection::declared_or_all(&bid_schema(), None, "datagen 'bids'")?;
         Ok(Self { seed, auctions, base_millis, millis_per_event: 1000.0 / event_rate, projection })
     }
 
