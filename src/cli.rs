@@ -46,13 +46,17 @@ pub struct ServeArgs {
     /// Address to accept PostgreSQL clients on.
     #[arg(long, env = "WEIR_LISTEN", default_value = "127.0.0.1:5488")]
     pub listen: SocketAddr,
-    /// Directory for Weir's data (catalog and checkpoints, as durable state lands).
+    /// Directory for Weir's data: the catalog of sources and views, and checkpoints. On start,
+    /// what it holds is restored.
     #[arg(long, env = "WEIR_DATA_DIR", default_value = "weir-data")]
     pub data_dir: PathBuf,
-    /// Do not run the demo script (examples/quickstart.sql) at start.
+    /// How often a checkpoint is taken (e.g. 10s, 500ms). `CHECKPOINT` takes one at once.
+    #[arg(long, env = "WEIR_CHECKPOINT_INTERVAL", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub checkpoint_interval: std::time::Duration,
+    /// Do not run the demo script (examples/quickstart.sql) when the data directory is new.
     #[arg(long, env = "WEIR_NO_DEMO")]
     pub no_demo: bool,
-    /// SQL script run at start when the catalog is empty (default: the built-in quickstart).
+    /// SQL script run when the data directory is new (default: the built-in quickstart).
     #[arg(long, env = "WEIR_DEMO_SCRIPT")]
     pub demo_script: Option<PathBuf>,
 }

@@ -1,12 +1,13 @@
-//! The server's lifetime: open the database, run the demo script, accept clients until Ctrl-C or
-//! SIGTERM, then stop accepting and let open connections finish briefly.
+//! The server's lifetime: open the database (restoring the data directory's sources and views
+//! from their newest checkpoint), run the demo script if the directory is new, accept clients
+//! until Ctrl-C or SIGTERM, then stop accepting and let open connections finish briefly.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tracing::{error, info, warn};
-use weir_sql::Database;
+use weir_sql::{Database, DatabaseOptions};
 
 use crate::cli::ServeArgs;
 use crate::wire::WireServer;
@@ -25,14 +26,6 @@ pub enum ServerError {
         /// Why.
         source: std::io::Error,
     },
-    /// The data directory is unusable.
-    #[error("data directory {path}: {source}")]
-    DataDir {
-        /// The directory.
-        path: std::path::PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
     /// The database could not start.
     #[error("{0}")]
     Sql(#[from] weir_sql::SqlError),
@@ -43,10 +36,10 @@ pub enum ServerError {
 
 /// Runs the server until a shutdown signal.
 pub async fn run(args: ServeArgs) -> Result<(), ServerError> {
-    std::fs::create_dir_all(&args.data_dir)
-        .map_err(|source| ServerError::DataDir { path: args.data_dir.clone(), source })?;
-    let db = Database::new()?;
-    if !args.no_demo {
+    let mut options = DatabaseOptions::new(&args.data_dir);
+    options.checkpoint_interval = args.checkpoint_interval;
+    let (db, persisted) = Database::open(options).await?;
+    if persisted == 0 && !args.no_demo {
         let script = match &args.demo_script {
             Some(path) => std::fs::read_to_string(path)
                 .map_err(|e| ServerError::Demo(format!("{}: {e}", path.display())))?,

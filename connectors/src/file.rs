@@ -11,6 +11,7 @@ use async_trait::async_trait;
 use datafusion::arrow::array::{ArrayRef, AsArray, Int64Array};
 use datafusion::arrow::datatypes::{Int64Type, SchemaRef};
 use tokio::io::AsyncReadExt;
+use weir_engine::checkpoint::SourcePosition;
 use weir_engine::source::{ConnectorFactory, ReaderContext, Source, SourceEvent, SourceProvider, SourceSpec};
 use weir_engine::{EngineError, Result};
 
@@ -62,6 +63,7 @@ impl SourceProvider for FileProvider {
     }
 
     fn open(&self, context: ReaderContext) -> Result<Box<dyn Source>> {
+        let context_resume = context.resume.clone();
         Ok(Box::new(FileReader {
             path: self.path.clone(),
             file: None,
@@ -74,6 +76,8 @@ impl SourceProvider for FileProvider {
             records: RecordBuffer::default(),
             line_numbers: Vec::new(),
             line: 0,
+            delivered: context_resume_line(&context_resume),
+            skip_through: context_resume_line(&context_resume),
             eof: false,
         }))
     }
@@ -95,13 +99,25 @@ struct FileReader {
     /// 1-based line number of each buffered record.
     line_numbers: Vec<i64>,
     line: i64,
+    /// Lines up to this one have been delivered (the reader's position).
+    delivered: i64,
+    /// Recovery: lines up to this one were delivered before the checkpoint and are skipped.
+    skip_through: i64,
     eof: bool,
+}
+
+/// The line a resumed reader continues after.
+fn context_resume_line(resume: &Option<SourcePosition>) -> i64 {
+    resume.as_ref().and_then(|p| p.offsets.get(&0).copied()).unwrap_or(0)
 }
 
 impl FileReader {
     /// Buffers one line (without its newline); blank lines are skipped.
     fn push_line(&mut self, line: &[u8]) {
         self.line += 1;
+        if self.line <= self.skip_through {
+            return;
+        }
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         if !line.iter().all(u8::is_ascii_whitespace) {
             self.records.push(line);
@@ -142,6 +158,7 @@ impl FileReader {
         let offsets: ArrayRef = Arc::new(Int64Array::from(std::mem::take(&mut self.line_numbers)));
         let offsets = decoded.keep_good(offsets)?.as_primitive::<Int64Type>().clone();
         self.records.clear();
+        self.delivered = self.line;
         self.context.reject(Some(0), bad)?;
         self.context.metrics.update(0, |m| m.offset = Some(self.line + 1));
         Ok(Some(SourceEvent::Data { partition: 0, batch: decoded.batch, offsets: Some(offsets) }))
@@ -184,5 +201,9 @@ impl Source for FileReader {
                 self.eof = true;
             }
         }
+    }
+
+    fn position(&self) -> Option<SourcePosition> {
+        Some(SourcePosition { offsets: [(0, self.delivered)].into() })
     }
 }

@@ -18,6 +18,10 @@ pub enum ErrorKind {
     DependentObjects,
     /// Something outside Weir failed (file system, broker, network).
     External,
+    /// Checkpoint or catalog storage failed (unwritable, missing or damaged files).
+    Storage,
+    /// The disk (or quota) is full.
+    DiskFull,
     /// A bug in Weir.
     Internal,
 }
@@ -43,6 +47,12 @@ pub enum EngineError {
     /// A failure outside Weir.
     #[error("{0}")]
     External(String),
+    /// Checkpoint or catalog storage failed.
+    #[error("storage: {0}")]
+    Storage(String),
+    /// The disk is full.
+    #[error("disk full: {0}")]
+    DiskFull(String),
     /// A bug.
     #[error("internal error: {0}")]
     Internal(String),
@@ -65,6 +75,8 @@ impl EngineError {
             EngineError::DependentObjects(_) => ErrorKind::DependentObjects,
             EngineError::External(_) => ErrorKind::External,
             EngineError::Internal(_) => ErrorKind::Internal,
+            EngineError::Storage(_) => ErrorKind::Storage,
+            EngineError::DiskFull(_) => ErrorKind::DiskFull,
             EngineError::DataFusion(e) => datafusion_kind(e),
             EngineError::Arrow(_) => ErrorKind::User,
         }

@@ -60,6 +60,36 @@ impl Fanout {
         Ok(())
     }
 
+    /// The latest watermark forwarded.
+    pub async fn watermark(&self) -> Option<Watermark> {
+        self.inner.lock().await.watermark
+    }
+
+    /// Recovery: the watermark the view had, and whether its input had ended.
+    pub async fn restore(&self, watermark: Option<Watermark>, ended: bool) {
+        let mut inner = self.inner.lock().await;
+        inner.watermark = watermark;
+        inner.ended = ended;
+    }
+
+    /// The table behind the stream.
+    pub fn table(&self) -> &Arc<ViewTable> {
+        &self.table
+    }
+
+    /// A reader that already has the view's current rows (a view restored from a checkpoint
+    /// taken at the same barrier): live messages only.
+    pub async fn subscribe_live(&self) -> mpsc::Receiver<Message> {
+        let mut inner = self.inner.lock().await;
+        let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
+        if inner.ended {
+            let _ = tx.try_send(Message::End);
+        } else {
+            inner.subscribers.push(tx);
+        }
+        rx
+    }
+
     /// A new reader: the messages that replay the view's current state, then a live receiver.
     pub async fn subscribe(&self) -> (Vec<Message>, mpsc::Receiver<Message>) {
         let mut inner = self.inner.lock().await;

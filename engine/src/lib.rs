@@ -40,6 +40,7 @@
 
 pub mod bounded_log;
 pub mod catalog;
+pub mod checkpoint;
 pub mod error;
 pub mod fanout;
 pub mod late_rows;

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use crate::checkpoint::OperatorState;
 use crate::error::{EngineError, Result};
 use crate::message::{CheckpointBarrier, Message, PartitionRows, Watermark};
 use datafusion::arrow::record_batch::RecordBatch;
@@ -64,10 +65,19 @@ pub trait StreamOperator: Send {
         Ok(Some(watermark))
     }
 
-    /// A checkpoint barrier passed (state snapshots arrive with durable state).
-    fn on_barrier(&mut self, barrier: CheckpointBarrier) -> Result<()> {
+    /// A checkpoint barrier reached the operator: its state as of now, without losing it.
+    /// Stateless operators keep the default (nothing).
+    fn snapshot(&mut self, barrier: CheckpointBarrier) -> Result<OperatorState> {
         let _ = barrier;
-        Ok(())
+        Ok(OperatorState::default())
+    }
+
+    /// Recovery: take back the state of the last checkpoint, before any input arrives.
+    fn restore(&mut self, state: OperatorState) -> Result<()> {
+        if state.is_empty() {
+            return Ok(());
+        }
+        Err(EngineError::Internal(format!("{} has no state to restore", self.name())))
     }
 
     /// How often [`StreamOperator::on_tick`] should run, if at all.

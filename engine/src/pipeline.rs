@@ -17,11 +17,12 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::{Instrument, info_span, warn};
 
+use crate::checkpoint::{CheckpointReport, OperatorState, PipelineLink, PipelineRestore, ViewState};
 use crate::error::{EngineError, Result};
 use crate::fanout::{CHANNEL_CAPACITY, Fanout};
 use crate::message::Message;
 use crate::operator::{Collector, StreamOperator};
-use crate::source::{Source, SourceTaskConfig, spawn_source};
+use crate::source::{Source, SourceCheckpointing, SourceTaskConfig, spawn_source};
 
 /// Where a pipeline's rows come from.
 pub enum PipelineInput {
@@ -101,7 +102,8 @@ impl PipelineStatus {
         self.peak_state_bytes.fetch_max(total, Ordering::Relaxed);
     }
 
-    fn finish(&self) {
+    /// Marks the pipeline finished (a view recovered as final has no tasks to do it).
+    pub fn finish(&self) {
         let mut s = self.state.lock();
         if *s == PipelineState::Running {
             *s = PipelineState::Finished;
@@ -123,6 +125,16 @@ impl Drop for RunningPipeline {
     }
 }
 
+/// A pipeline's part in checkpoints: its link to the coordinator, and the state of the last
+/// checkpoint when it is recovered.
+#[derive(Debug)]
+pub struct Durability {
+    /// Barriers in, reports out.
+    pub link: PipelineLink,
+    /// Operator state to restore before the first message (empty for a new view).
+    pub restore: PipelineRestore,
+}
+
 /// Starts a pipeline for `view`.
 pub fn spawn_pipeline(
     view: &str,
@@ -130,14 +142,23 @@ pub fn spawn_pipeline(
     operators: Vec<Box<dyn StreamOperator>>,
     fanout: Arc<Fanout>,
     status: Arc<PipelineStatus>,
+    durability: Option<Durability>,
 ) -> RunningPipeline {
     let mut tasks = Vec::with_capacity(operators.len() + 2);
     let (input_tx, mut rx) = mpsc::channel::<Message>(CHANNEL_CAPACITY);
     let counting_status = Arc::clone(&status);
+    let (reports, barriers, mut restore) = match durability {
+        Some(d) => (Some(d.link.reports), d.link.barriers, d.restore.operators),
+        None => (None, None, Default::default()),
+    };
     match input {
         PipelineInput::Source { config, reader } => {
             let st = Arc::clone(&status);
-            tasks.push(spawn_source(config, reader, input_tx, move |e| st.fail(&e)));
+            let checkpointing = match (barriers, &reports) {
+                (Some(barriers), Some(reports)) => Some(SourceCheckpointing { barriers, reports: reports.clone() }),
+                _ => None,
+            };
+            tasks.push(spawn_source(config, reader, input_tx, checkpointing, move |e| st.fail(&e)));
         }
         PipelineInput::View { backfill, mut live } => {
             tasks.push(tokio::spawn(async move {
@@ -160,9 +181,10 @@ pub fn spawn_pipeline(
         let span = info_span!("operator", view = %view, index = i, name = %op.name());
         let count_input = i == 0;
         let counter = Arc::clone(&counting_status);
+        let stage = Stage { index: i, reports: reports.clone(), restore: restore.remove(&i) };
         tasks.push(tokio::spawn(
             async move {
-                if let Err(e) = run_operator(op, rx, tx, counter, count_input).await {
+                if let Err(e) = run_operator(op, rx, tx, counter, count_input, stage).await {
                     warn!(error = %e, "operator failed; pipeline stopped");
                     st.fail(&e);
                 }
@@ -176,10 +198,25 @@ pub fn spawn_pipeline(
         async move {
             while let Some(m) = rx.recv().await {
                 let end = matches!(m, Message::End);
+                let barrier = match &m {
+                    Message::Barrier(b) => Some(b.epoch),
+                    _ => None,
+                };
                 if let Err(e) = fanout.publish(m).await {
                     warn!(error = %e, "writing the view failed; pipeline stopped");
                     status.fail(&e);
                     return;
+                }
+                if let Some(reports) = &reports {
+                    // The view's side of the checkpoint is taken after the barrier is applied
+                    // and forwarded, so it holds exactly the rows that preceded the barrier.
+                    if let Some(epoch) = barrier {
+                        let state = view_state(&fanout, &status).await;
+                        let _ = reports.send(CheckpointReport::View { epoch, state });
+                    } else if end {
+                        let state = view_state(&fanout, &status).await;
+                        let _ = reports.send(CheckpointReport::Ended { state });
+                    }
                 }
                 if end {
                     status.finish();
@@ -192,6 +229,23 @@ pub fn spawn_pipeline(
     RunningPipeline { tasks }
 }
 
+async fn view_state(fanout: &Fanout, status: &PipelineStatus) -> ViewState {
+    let table = fanout.table();
+    ViewState {
+        appended_rows: table.appended_rows(),
+        provisional: table.provisional(),
+        watermark: fanout.watermark().await,
+        rows_in: status.rows_in.load(Ordering::Relaxed),
+    }
+}
+
+/// An operator's place in the pipeline, for checkpoints.
+struct Stage {
+    index: usize,
+    reports: Option<mpsc::UnboundedSender<CheckpointReport>>,
+    restore: Option<OperatorState>,
+}
+
 /// Runs one operator until its input ends or its output goes away.
 async fn run_operator(
     mut op: Box<dyn StreamOperator>,
@@ -199,11 +253,16 @@ async fn run_operator(
     tx: mpsc::Sender<Message>,
     status: Arc<PipelineStatus>,
     count_input: bool,
+    stage: Stage,
 ) -> Result<()> {
-    let mut out = Collector::default();
     // State size is sampled at watermarks and at the end, not per batch: it is what changes
     // windows' lifetimes, and sampling stays off the per-batch path.
     let mut state_bytes = 0u64;
+    if let Some(state) = stage.restore {
+        op.restore(state)?;
+        status.record_state(&mut state_bytes, op.state_size());
+    }
+    let mut out = Collector::default();
     let mut ticker = op.tick_interval().map(|period| {
         let mut t = tokio::time::interval(period);
         t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -239,7 +298,17 @@ async fn run_operator(
                 }
             }
             Message::Barrier(b) => {
-                op.on_barrier(b)?;
+                // Reported before the barrier is forwarded: the coordinator has every stage's
+                // state once the view writer reports.
+                if let Some(reports) = &stage.reports {
+                    let state = op.snapshot(b)?;
+                    let _ = reports.send(CheckpointReport::Operator {
+                        epoch: b.epoch,
+                        stage: stage.index,
+                        name: op.name(),
+                        state,
+                    });
+                }
                 out.push(Message::Barrier(b));
             }
             Message::End => {

@@ -20,8 +20,9 @@ use datafusion::physical_expr::expressions::{BinaryExpr, Column, Literal};
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
+use crate::checkpoint::{CheckpointReport, SourcePosition, SourceState};
 use crate::error::{EngineError, Result};
-use crate::message::{Message, Watermark};
+use crate::message::{CheckpointBarrier, Message, Watermark};
 use crate::source_errors::{BadRecord, BadRecords, SourceErrorLog};
 use crate::source_metrics::{ReaderMetrics, now_millis};
 use crate::time::{max_nanos, nanos_to_unit, timestamp_values};
@@ -56,6 +57,13 @@ pub enum SourceEvent {
 pub trait Source: Send {
     /// The next rows, waiting at most about `max_wait`.
     async fn next_event(&mut self, max_wait: Duration) -> Result<SourceEvent>;
+
+    /// Where the reader is: a reader opened with this position (see [`ReaderContext::resume`])
+    /// continues right after the rows delivered so far. None: the connector cannot resume, and a
+    /// recovered pipeline reads it from the start.
+    fn position(&self) -> Option<SourcePosition> {
+        None
+    }
 }
 
 /// What a reader is given when it is opened: who it reads for and where it reports.
@@ -69,6 +77,8 @@ pub struct ReaderContext {
     pub errors: Arc<SourceErrorLog>,
     /// Skip (log) or fail on an unreadable record.
     pub bad_records: BadRecords,
+    /// Recovery: continue from this position instead of the connector's start.
+    pub resume: Option<SourcePosition>,
 }
 
 impl ReaderContext {
@@ -99,6 +109,12 @@ pub trait SourceProvider: Send + Sync + std::fmt::Debug {
     fn schema(&self) -> SchemaRef;
     /// Opens a new reader.
     fn open(&self, context: ReaderContext) -> Result<Box<dyn Source>>;
+
+    /// Options whose defaults depend on when the source was created (a generator's start time),
+    /// with the values chosen: the persisted catalog keeps them so the source comes back the same.
+    fn pinned_options(&self) -> Vec<(String, String)> {
+        Vec::new()
+    }
 }
 
 /// The `WATERMARK FOR col AS expr` of a source.
@@ -166,6 +182,17 @@ pub struct SourceTaskConfig {
     pub max_future: Option<Duration>,
     /// The reader's context (name, metrics, error log).
     pub context: ReaderContext,
+    /// Recovery: the watermarks of the checkpoint, so time does not step back.
+    pub restore: Option<Box<SourceState>>,
+}
+
+/// A source task's link to the checkpoint coordinator.
+#[derive(Debug)]
+pub struct SourceCheckpointing {
+    /// Barriers to inject.
+    pub barriers: mpsc::Receiver<CheckpointBarrier>,
+    /// Where the source reports its state at a barrier.
+    pub reports: mpsc::UnboundedSender<CheckpointReport>,
 }
 
 /// Per-partition liveness as the source task sees it.
@@ -180,14 +207,37 @@ pub async fn run_source(
     config: SourceTaskConfig,
     mut source: Box<dyn Source>,
     tx: mpsc::Sender<Message>,
+    mut checkpointing: Option<SourceCheckpointing>,
 ) -> Result<()> {
     let ctx = &config.context;
     let mut tracker = WatermarkTracker::default();
     let mut clocks: BTreeMap<u32, PartitionClock> = BTreeMap::new();
+    if let Some(restored) = &config.restore {
+        tracker.restore(&restored.partition_watermarks, restored.watermark);
+        let now = Instant::now();
+        for p in restored.partition_watermarks.keys() {
+            clocks.insert(*p, PartitionClock { last_data: now, idle: false });
+        }
+    }
     let mut emitted: Option<Watermark> = None;
     let mut delivering = false;
     let poll = config.idle_timeout.min(Duration::from_millis(200)).max(Duration::from_millis(10));
     loop {
+        // Barriers go between two events, so the position and watermarks reported are exactly
+        // those of the rows sent before the barrier.
+        if let Some(link) = checkpointing.as_mut() {
+            while let Ok(barrier) = link.barriers.try_recv() {
+                let state = SourceState {
+                    position: source.position(),
+                    partition_watermarks: tracker.input_watermarks(),
+                    watermark: tracker.combined(),
+                };
+                let _ = link.reports.send(CheckpointReport::Source { epoch: barrier.epoch, state });
+                if tx.send(Message::Barrier(barrier)).await.is_err() {
+                    return Ok(());
+                }
+            }
+        }
         let event = source.next_event(poll).await?;
         let now = Instant::now();
         match event {
@@ -313,12 +363,13 @@ pub fn spawn_source(
     config: SourceTaskConfig,
     source: Box<dyn Source>,
     tx: mpsc::Sender<Message>,
+    checkpointing: Option<SourceCheckpointing>,
     on_error: impl FnOnce(EngineError) + Send + 'static,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let name = config.context.source.clone();
         let metrics = Arc::clone(&config.context.metrics);
-        if let Err(e) = run_source(config, source, tx).await {
+        if let Err(e) = run_source(config, source, tx, checkpointing).await {
             warn!(source = %name, error = %e, "source failed");
             metrics.set_status(format!("failed: {e}"));
             on_error(e);

@@ -88,6 +88,56 @@ impl ViewTable {
         c.appended.iter().chain(c.provisional.values()).cloned().collect()
     }
 
+    /// Final rows appended so far (checkpoints persist the ones not yet in a segment).
+    pub fn appended_rows(&self) -> u64 {
+        self.contents.read().appended_rows as u64
+    }
+
+    /// Final rows `[from, to)` in append order, as zero-copy slices.
+    pub fn rows_range(&self, from: usize, to: usize) -> Result<Vec<RecordBatch>> {
+        let c = self.contents.read();
+        if to > c.appended_rows || from > to {
+            return Err(crate::error::EngineError::Internal(format!(
+                "rows {from}..{to} of a view with {} final rows",
+                c.appended_rows
+            )));
+        }
+        let mut out = Vec::new();
+        let mut start = 0usize;
+        for batch in &c.appended {
+            let end = start + batch.num_rows();
+            let lo = from.max(start);
+            let hi = to.min(end);
+            if lo < hi {
+                out.push(batch.slice(lo - start, hi - lo));
+            }
+            start = end;
+        }
+        Ok(out)
+    }
+
+    /// Current provisional rows by partition.
+    pub fn provisional(&self) -> BTreeMap<i64, RecordBatch> {
+        self.contents.read().provisional.clone()
+    }
+
+    /// Recovery: the view's rows as of a checkpoint.
+    pub fn restore(&self, appended: Vec<RecordBatch>, provisional: BTreeMap<i64, RecordBatch>) -> Result<()> {
+        let appended = appended.into_iter().map(|b| self.conform(b)).collect::<Result<Vec<_>>>()?;
+        let provisional =
+            provisional.into_iter().map(|(k, b)| Ok((k, self.conform(b)?))).collect::<Result<BTreeMap<_, _>>>()?;
+        let mut c = self.contents.write();
+        c.appended_rows = appended.iter().map(RecordBatch::num_rows).sum();
+        c.appended = if appended.len() > 1 { vec![concat_batches(&self.schema, appended.iter())?] } else { appended };
+        c.provisional = provisional;
+        Ok(())
+    }
+
+    /// The view's schema.
+    pub fn schema_ref(&self) -> SchemaRef {
+        Arc::clone(&self.schema)
+    }
+
     /// (final rows, provisional rows, open partitions).
     pub fn stats(&self) -> (usize, usize, usize) {
         let c = self.contents.read();
@@ -146,6 +196,21 @@ mod tests {
         assert_eq!(t.stats(), (0, 1, 1));
         t.finalize(PartitionRows { partition: 1, rows: batch(vec![4, 5]) })?;
         assert_eq!(t.stats(), (2, 0, 0));
+        Ok(())
+    }
+
+    #[test]
+    fn rows_range_spans_batches() -> Result<()> {
+        let t = ViewTable::new(batch(vec![]).schema());
+        t.append(batch(vec![1, 2, 3]))?;
+        t.append(batch(vec![4, 5]))?;
+        let rows = t.rows_range(2, 5)?;
+        let values: Vec<i64> = rows
+            .iter()
+            .flat_map(|b| b.column(0).as_any().downcast_ref::<Int64Array>().unwrap().values().to_vec())
+            .collect();
+        assert_eq!(values, vec![3, 4, 5]);
+        assert!(t.rows_range(4, 6).is_err());
         Ok(())
     }
 }

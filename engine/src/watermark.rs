@@ -44,6 +44,24 @@ impl WatermarkTracker {
         self.inputs.get(&input).and_then(|s| s.watermark)
     }
 
+    /// Highest candidate of every input that has one, for checkpoints.
+    pub fn input_watermarks(&self) -> BTreeMap<u32, i64> {
+        self.inputs.iter().filter_map(|(k, s)| s.watermark.map(|w| (*k, w))).collect()
+    }
+
+    /// The last combined watermark handed out.
+    pub fn combined(&self) -> Option<i64> {
+        self.combined
+    }
+
+    /// Recovery: per-input candidates and the combined watermark of a checkpoint.
+    pub fn restore(&mut self, inputs: &BTreeMap<u32, i64>, combined: Option<i64>) {
+        for (input, w) in inputs {
+            self.inputs.insert(*input, InputState { watermark: Some(*w), idle: false });
+        }
+        self.combined = combined;
+    }
+
     /// Marks one input idle.
     pub fn mark_idle(&mut self, input: u32) {
         self.inputs.entry(input).or_insert(InputState { watermark: None, idle: true }).idle = true;

@@ -44,7 +44,8 @@ use datafusion::physical_plan::aggregates::order::GroupOrdering;
 
 use crate::error::{EngineError, Result};
 use crate::late_rows::LateRowLog;
-use crate::message::{Message, PartitionRows, Watermark};
+use crate::checkpoint::OperatorState;
+use crate::message::{CheckpointBarrier, Message, PartitionRows, Watermark};
 use crate::operator::{Collector, StreamOperator};
 use crate::time::{nanos_per_unit, timestamp_unit, timestamp_values};
 use crate::window::{WINDOW_END, WINDOW_START};
@@ -135,6 +136,8 @@ pub struct WindowAggregate {
     late: Arc<LateRowLog>,
     /// Reused buffer of group ids per row.
     group_ids: Vec<usize>,
+    /// Columns of partial state per aggregate (`state_fields`), to split checkpointed state.
+    state_widths: Vec<usize>,
 }
 
 impl std::fmt::Debug for WindowAggregate {
@@ -173,7 +176,13 @@ impl WindowAggregate {
             key_exprs.push(Arc::new(Literal::new(ScalarValue::Int8(Some(0)))));
             key_fields.push(Arc::new(Field::new("__weir_window", DataType::Int8, false)));
         }
+        let state_widths = spec
+            .aggregates
+            .iter()
+            .map(|a| Ok(a.function.state_fields()?.len()))
+            .collect::<Result<Vec<usize>>>()?;
         Ok(Self {
+            state_widths,
             spec,
             key_exprs,
             key_schema: Arc::new(Schema::new(key_fields)),
@@ -286,8 +295,9 @@ impl WindowAggregate {
         Ok(RecordBatch::try_new(Arc::clone(&self.spec.output_schema), columns)?)
     }
 
-    /// Current rows of a window without losing its state (see the module docs).
-    fn snapshot(&self, start: i64, state: &mut GroupState) -> Result<RecordBatch> {
+    /// Takes a window's keys and partial aggregate states out and rebuilds its live state from
+    /// them (`GroupValues::emit` and `GroupsAccumulator::state` consume what they return).
+    fn take_partials(&self, state: &mut GroupState) -> Result<(Vec<ArrayRef>, Vec<Vec<ArrayRef>>)> {
         let keys = state.group_values.emit(EmitTo::All)?;
         let n = keys.first().map_or(0, |k| k.len());
         let ids: Vec<usize> = (0..n).collect();
@@ -297,21 +307,72 @@ impl WindowAggregate {
         if reinterned != ids {
             return Err(EngineError::Internal("re-interning changed group ids".into()));
         }
-        let mut columns = Vec::with_capacity(state.accumulators.len());
+        let mut partials = Vec::with_capacity(state.accumulators.len());
         let mut accumulators = Vec::with_capacity(state.accumulators.len());
         for (call, acc) in self.spec.aggregates.iter().zip(state.accumulators.iter_mut()) {
             let partial = acc.state(EmitTo::All)?;
             let mut continued = new_accumulator(&call.function)?;
             continued.merge_batch(&partial, &ids, n)?;
-            let mut reader = new_accumulator(&call.function)?;
-            reader.merge_batch(&partial, &ids, n)?;
-            columns.push(reader.evaluate(EmitTo::All)?);
+            partials.push(partial);
             accumulators.push(continued);
         }
         state.group_values = live;
         state.accumulators = accumulators;
+        Ok((keys, partials))
+    }
+
+    /// Current rows of a window without losing its state (see the module docs).
+    fn current_rows(&self, start: i64, state: &mut GroupState) -> Result<RecordBatch> {
+        let (keys, partials) = self.take_partials(state)?;
+        let n = keys.first().map_or(0, |k| k.len());
+        let ids: Vec<usize> = (0..n).collect();
+        let mut columns = Vec::with_capacity(partials.len());
+        for (call, partial) in self.spec.aggregates.iter().zip(partials) {
+            let mut reader = new_accumulator(&call.function)?;
+            reader.merge_batch(&partial, &ids, n)?;
+            columns.push(reader.evaluate(EmitTo::All)?);
+        }
         state.dirty = false;
         self.output(start, &keys, columns)
+    }
+
+    /// Folds checkpointed partial states (`window start, keys…, states…`) back into windows.
+    fn restore_rows(&mut self, batch: &RecordBatch) -> Result<()> {
+        let n_keys = self.key_schema.fields().len();
+        let expected = 1 + n_keys + self.state_widths.iter().sum::<usize>();
+        if batch.num_columns() != expected {
+            return Err(EngineError::Storage(format!(
+                "checkpointed state of {} has {} columns, the view's plan needs {expected}",
+                self.name(),
+                batch.num_columns()
+            )));
+        }
+        let starts = batch
+            .column(0)
+            .as_primitive_opt::<Int64Type>()
+            .ok_or_else(|| EngineError::Storage("checkpointed window starts are not BIGINT".into()))?
+            .clone();
+        let runs = runs_of(starts.values(), usize::MAX).unwrap_or_default();
+        for (start, offset, len) in runs {
+            let part = batch.slice(offset, len);
+            let keys = part.columns()[1..1 + n_keys].to_vec();
+            if !self.windows.contains_key(&start) {
+                let state = self.new_state()?;
+                self.windows.insert(start, state);
+            }
+            let state = self
+                .windows
+                .get_mut(&start)
+                .ok_or_else(|| EngineError::Internal("window state vanished".into()))?;
+            state.group_values.intern(&keys, &mut self.group_ids)?;
+            let total = state.group_values.len();
+            let mut column = 1 + n_keys;
+            for (acc, width) in state.accumulators.iter_mut().zip(&self.state_widths) {
+                acc.merge_batch(&part.columns()[column..column + width], &self.group_ids, total)?;
+                column += width;
+            }
+        }
+        Ok(())
     }
 
     /// Emits final rows of every window in `closed`.
@@ -419,7 +480,7 @@ impl StreamOperator for WindowAggregate {
             self.windows.iter().filter(|(_, s)| s.dirty).map(|(k, _)| *k).collect();
         for start in dirty {
             let Some(mut state) = self.windows.remove(&start) else { continue };
-            let rows = self.snapshot(start, &mut state);
+            let rows = self.current_rows(start, &mut state);
             self.windows.insert(start, state);
             out.push(Message::Upsert(PartitionRows { partition: start, rows: rows? }));
         }
@@ -429,6 +490,38 @@ impl StreamOperator for WindowAggregate {
     fn on_end(&mut self, out: &mut Collector) -> Result<()> {
         let all = std::mem::take(&mut self.windows);
         self.emit_closed(all, out)
+    }
+
+    fn snapshot(&mut self, _barrier: CheckpointBarrier) -> Result<OperatorState> {
+        let mut state = OperatorState::default();
+        if let Some(wm) = self.watermark {
+            state.values.insert(WATERMARK_VALUE.into(), wm);
+        }
+        let starts: Vec<i64> = self.windows.keys().copied().collect();
+        for start in starts {
+            let Some(mut window) = self.windows.remove(&start) else { continue };
+            let taken = self.take_partials(&mut window);
+            self.windows.insert(start, window);
+            let (keys, partials) = taken?;
+            let rows = keys.first().map_or(0, |k| k.len());
+            if rows == 0 {
+                continue;
+            }
+            let mut columns: Vec<ArrayRef> = vec![Arc::new(Int64Array::from_value(start, rows))];
+            columns.extend(keys);
+            columns.extend(partials.into_iter().flatten());
+            let schema = state.schema.get_or_insert_with(|| state_schema(&columns));
+            state.batches.push(RecordBatch::try_new(Arc::clone(schema), columns)?);
+        }
+        Ok(state)
+    }
+
+    fn restore(&mut self, state: OperatorState) -> Result<()> {
+        self.watermark = state.values.get(WATERMARK_VALUE).copied();
+        for batch in &state.batches {
+            self.restore_rows(batch)?;
+        }
+        Ok(())
     }
 
     fn state_size(&self) -> usize {
@@ -484,6 +577,21 @@ impl WindowAggregate {
         }
         Ok(())
     }
+}
+
+/// Name of the operator's watermark in checkpoints.
+const WATERMARK_VALUE: &str = "watermark";
+
+/// Schema of checkpointed state: `window_start`, then keys `k0…`, then partial states `s0…`;
+/// types from the arrays, everything nullable (partial states may hold nulls their fields don't
+/// declare).
+fn state_schema(columns: &[ArrayRef]) -> SchemaRef {
+    let fields: Vec<Field> = columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| Field::new(if i == 0 { "window_start".to_string() } else { format!("c{i}") }, c.data_type().clone(), true))
+        .collect();
+    Arc::new(Schema::new(fields))
 }
 
 /// Above this many runs per batch, sorting by window is cheaper than folding run by run.

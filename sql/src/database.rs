@@ -3,6 +3,7 @@
 //! against it.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,7 +17,10 @@ use datafusion::physical_plan::memory::MemoryStream;
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::{ExprWithAlias, Statement};
 use tokio::sync::Mutex;
-use tracing::info;
+use tracing::{error, info};
+use weir_engine::checkpoint::catalog_file::{CatalogObject, ObjectKind as PersistedKind};
+use weir_engine::checkpoint::{PipelineRestore, ViewState};
+use weir_engine::pipeline::Durability as PipelineDurability;
 use weir_engine::catalog::{Catalog, Relation, SourceEntry, ViewEntry};
 use weir_engine::fanout::Fanout;
 use weir_engine::options::Options;
@@ -27,6 +31,9 @@ use weir_engine::source_errors::{BadRecords, SourceErrorLog};
 use weir_engine::source_metrics::SourceMetricsRegistry;
 use weir_engine::view_table::ViewTable;
 
+use crate::durable::{
+    Durability, checkpoint_state_batch, checkpoint_state_schema, checkpoints_batch, checkpoints_schema,
+};
 use crate::error::{Result, SqlError, SqlErrorKind};
 use crate::parser::{CreateSource, CreateView, ObjectKind, WeirStatement};
 use crate::planner::{PlanContext, PlannedInput, ViewPlan, plan_view};
@@ -78,7 +85,38 @@ pub struct Database {
     refresh: Duration,
     /// DDL runs one statement at a time, so name checks and registration cannot interleave.
     ddl: Mutex<()>,
+    /// Checkpoints and the persisted catalog (None: an in-memory database, for tests and
+    /// embedding).
+    durability: Option<Arc<Durability>>,
 }
+
+/// How to open a database with durable state.
+#[derive(Debug, Clone)]
+pub struct DatabaseOptions {
+    /// Where the catalog and checkpoints live.
+    pub data_dir: PathBuf,
+    /// How often checkpoints are taken.
+    pub checkpoint_interval: Duration,
+    /// A pipeline that does not pass a checkpoint barrier within this long fails the checkpoint.
+    pub checkpoint_timeout: Duration,
+    /// Refresh of open windows in updating views.
+    pub refresh: Duration,
+}
+
+impl DatabaseOptions {
+    /// Defaults for `data_dir`: checkpoints every 10 s.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            data_dir: data_dir.into(),
+            checkpoint_interval: DEFAULT_CHECKPOINT_INTERVAL,
+            checkpoint_timeout: Duration::from_secs(60),
+            refresh: DEFAULT_REFRESH,
+        }
+    }
+}
+
+/// Default `checkpoint_interval`.
+pub const DEFAULT_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(10);
 
 impl std::fmt::Debug for Database {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -96,6 +134,49 @@ impl Database {
     pub fn with_connectors(
         connectors: Vec<Arc<dyn ConnectorFactory>>,
         refresh: Duration,
+    ) -> Result<Arc<Self>> {
+        Self::build(connectors, refresh, None)
+    }
+
+    /// Opens a durable database in `options.data_dir`: the persisted sources and views are
+    /// created again, views resume from the newest intact checkpoint, and checkpoints are taken
+    /// every `checkpoint_interval`. Returns the database and how many objects the persisted
+    /// catalog holds (0: a new data directory).
+    pub async fn open(options: DatabaseOptions) -> Result<(Arc<Self>, usize)> {
+        Self::open_with_connectors(weir_connectors::builtin_connectors(), options).await
+    }
+
+    /// [`Database::open`] with the given connectors.
+    pub async fn open_with_connectors(
+        connectors: Vec<Arc<dyn ConnectorFactory>>,
+        options: DatabaseOptions,
+    ) -> Result<(Arc<Self>, usize)> {
+        let (durability, objects) = Durability::open(&options.data_dir, options.checkpoint_timeout).await?;
+        let durability = Arc::new(durability);
+        let db = Self::build(connectors, options.refresh, Some(Arc::clone(&durability)))?;
+        let session = db.session();
+        let mut restored = 0;
+        for object in &objects {
+            match session.replay(object).await {
+                Ok(()) => restored += 1,
+                Err(e) => error!(
+                    object = %object.name,
+                    error = %e,
+                    "could not restore a persisted definition (it stays in the catalog and is retried at the next start)"
+                ),
+            }
+        }
+        durability.release(options.checkpoint_interval);
+        if !objects.is_empty() {
+            info!(restored, of = objects.len(), dir = %options.data_dir.display(), "catalog restored");
+        }
+        Ok((db, objects.len()))
+    }
+
+    fn build(
+        connectors: Vec<Arc<dyn ConnectorFactory>>,
+        refresh: Duration,
+        durability: Option<Arc<Durability>>,
     ) -> Result<Arc<Self>> {
         let config = SessionConfig::new()
             .with_information_schema(true)
@@ -118,6 +199,7 @@ impl Database {
             connectors: connectors.into_iter().map(|c| (c.name(), c)).collect(),
             refresh,
             ddl: Mutex::new(()),
+            durability,
         };
         db.register_system_tables()?;
         Ok(Arc::new(db))
@@ -138,7 +220,24 @@ impl Database {
         &self.ctx
     }
 
+    /// The durable side, when the database has a data directory.
+    pub fn durability(&self) -> Option<&Arc<Durability>> {
+        self.durability.as_ref()
+    }
+
     fn register_system_tables(&self) -> Result<()> {
+        let durability = self.durability.clone();
+        self.ctx.register_table(
+            "weir_checkpoints",
+            Arc::new(SystemTable::new(checkpoints_schema(), move || checkpoints_batch(durability.as_deref()))),
+        )?;
+        let durability = self.durability.clone();
+        self.ctx.register_table(
+            "weir_checkpoint_state",
+            Arc::new(SystemTable::new(checkpoint_state_schema(), move || {
+                checkpoint_state_batch(durability.as_deref())
+            })),
+        )?;
         let late = Arc::clone(&self.catalog.late_rows);
         self.ctx.register_table(
             "weir_late_rows",
@@ -270,8 +369,9 @@ impl Session {
     /// Runs one statement.
     pub async fn execute(&self, stmt: &WeirStatement) -> Result<QueryResult> {
         match stmt {
-            WeirStatement::CreateSource(c) => self.create_source(c).await,
-            WeirStatement::CreateView(v) => self.create_view(v).await,
+            WeirStatement::CreateSource(c) => self.create_source(c, None).await,
+            WeirStatement::CreateView(v) => self.create_view(v, None).await,
+            WeirStatement::Checkpoint => self.checkpoint().await,
             WeirStatement::ExplainView(v) => {
                 let plan = self.plan_view(v).await?;
                 let schema = Arc::new(Schema::new(vec![Field::new("pipeline", DataType::Utf8, false)]));
@@ -295,6 +395,41 @@ impl Session {
             }
             WeirStatement::Sql(statement) => self.execute_sql(statement).await,
         }
+    }
+
+    /// `CHECKPOINT`: takes a checkpoint and waits until it is committed.
+    async fn checkpoint(&self) -> Result<QueryResult> {
+        let durability = self.db.durability.as_ref().ok_or_else(|| {
+            SqlError::new(SqlErrorKind::FeatureNotSupported, "CHECKPOINT needs a data directory (weir --data-dir …)")
+        })?;
+        durability.coordinator.checkpoint().await?;
+        Ok(command("CHECKPOINT"))
+    }
+
+    /// Creates a persisted object again at start-up, with its id and pinned options.
+    async fn replay(&self, object: &CatalogObject) -> Result<()> {
+        let statements = crate::parser::parse_statements(&object.sql)?;
+        let [statement] = statements.as_slice() else {
+            return Err(SqlError::new(SqlErrorKind::Internal, "a persisted definition is not one statement"));
+        };
+        match (statement, object.kind) {
+            (WeirStatement::CreateSource(c), PersistedKind::Source) => {
+                let mut c = c.as_ref().clone();
+                for (key, value) in &object.pinned {
+                    if !c.options.iter().any(|(k, _)| k.eq_ignore_ascii_case(key)) {
+                        c.options.push((key.clone(), value.clone()));
+                    }
+                }
+                self.create_source(&c, Some(object)).await?;
+            }
+            (WeirStatement::CreateView(v), PersistedKind::MaterializedView) => {
+                self.create_view(v, Some(object)).await?;
+            }
+            _ => {
+                return Err(SqlError::new(SqlErrorKind::Internal, "a persisted definition does not match its kind"));
+            }
+        }
+        Ok(())
     }
 
     async fn run_sql(&self, sql: &str) -> Result<QueryResult> {
@@ -377,7 +512,7 @@ impl Session {
         })
     }
 
-    async fn create_source(&self, c: &CreateSource) -> Result<QueryResult> {
+    async fn create_source(&self, c: &CreateSource, replay: Option<&CatalogObject>) -> Result<QueryResult> {
         let _guard = self.db.ddl.lock().await;
         if self.db.catalog.relation(&c.name).is_some() && c.if_not_exists {
             return Ok(command("CREATE SOURCE"));
@@ -468,8 +603,23 @@ impl Session {
             max_future,
             bad_records,
         };
+        let pinned: BTreeMap<String, String> = entry.provider.pinned_options().into_iter().collect();
         self.db.catalog.add_source(entry)?;
         self.db.ctx.register_table(c.name.as_str(), Arc::new(SourceTable::new(c.name.clone(), schema)))?;
+        if let (Some(durability), None) = (&self.db.durability, replay) {
+            let object = CatalogObject {
+                kind: PersistedKind::Source,
+                name: c.name.clone(),
+                id: durability.new_id(),
+                sql: c.sql.clone(),
+                pinned,
+            };
+            if let Err(e) = durability.record(object).await {
+                self.db.catalog.remove(&c.name);
+                self.db.ctx.deregister_table(c.name.as_str())?;
+                return Err(e);
+            }
+        }
         info!(source = %c.name, connector = %connector, "source created");
         Ok(command("CREATE SOURCE"))
     }
@@ -494,18 +644,39 @@ impl Session {
         )
     }
 
-    async fn create_view(&self, v: &CreateView) -> Result<QueryResult> {
+    async fn create_view(&self, v: &CreateView, replay: Option<&CatalogObject>) -> Result<QueryResult> {
         let _guard = self.db.ddl.lock().await;
         if self.db.catalog.relation(&v.name).is_some() && v.if_not_exists {
             return Ok(command("CREATE MATERIALIZED VIEW"));
         }
         self.db.catalog.ensure_name_free(&v.name)?;
         let plan = self.plan_view(v).await?;
+        let durability = self.db.durability.clone();
+        let id = match (replay, &durability) {
+            (Some(object), _) => object.id.clone(),
+            (None, Some(d)) => d.new_id(),
+            (None, None) => String::new(),
+        };
         let table = Arc::new(ViewTable::new(Arc::clone(&plan.schema)));
         let fanout = Arc::new(Fanout::new(Arc::clone(&table)));
         let status = Arc::new(PipelineStatus::default());
+        // Recovery: the view's rows, watermark and counters as of the checkpoint.
+        let recovered = durability.as_ref().and_then(|d| d.take_recovered(&v.name, &id));
+        let mut restore = PipelineRestore::default();
+        let mut ended = false;
+        if let Some(r) = recovered {
+            let watermark = r.watermark();
+            ended = r.entry.ended;
+            table.restore(r.appended, r.provisional)?;
+            fanout.restore(watermark, ended).await;
+            status.rows_in.store(r.entry.rows_in, std::sync::atomic::Ordering::Relaxed);
+            restore = r.restore;
+            info!(view = %v.name, rows = table.appended_rows(), ended, "view restored from checkpoint");
+        }
+        let resumed = restore.source.is_some() || !restore.operators.is_empty() || ended;
         let mut reader_metrics = None;
         let input = match &plan.input {
+            _ if ended => None,
             PlannedInput::Source(s) => {
                 let metrics = self.db.catalog.source_metrics.register(&s.name, &v.name);
                 reader_metrics = Some(Arc::clone(&metrics));
@@ -514,22 +685,33 @@ impl Session {
                     metrics,
                     errors: Arc::clone(&self.db.catalog.source_errors),
                     bad_records: s.bad_records,
+                    resume: restore.source.as_ref().and_then(|r| r.position.clone()),
                 };
-                PipelineInput::Source {
+                Some(PipelineInput::Source {
                     reader: s.provider.open(context.clone())?,
                     config: SourceTaskConfig {
                         watermark: s.watermark.clone(),
                         idle_timeout: s.idle_timeout,
                         max_future: s.max_future,
                         context,
+                        restore: restore.source.clone().map(Box::new),
                     },
-                }
+                })
+            }
+            // A recovered view already holds what the upstream view had at the checkpoint.
+            PlannedInput::View(upstream) if resumed => {
+                Some(PipelineInput::View { backfill: Vec::new(), live: upstream.fanout.subscribe_live().await })
             }
             PlannedInput::View(upstream) => {
                 let (backfill, live) = upstream.fanout.subscribe().await;
-                PipelineInput::View { backfill, live }
+                Some(PipelineInput::View { backfill, live })
             }
         };
+        let upstream_views = match &plan.input {
+            PlannedInput::View(upstream) => vec![upstream.name.clone()],
+            PlannedInput::Source(_) => Vec::new(),
+        };
+        let reads_source = matches!(plan.input, PlannedInput::Source(_));
         let entry = Arc::new(ViewEntry {
             name: v.name.clone(),
             sql: v.sql.clone(),
@@ -543,12 +725,52 @@ impl Session {
             pipeline: parking_lot::Mutex::new(None),
         });
         self.db.catalog.add_view(Arc::clone(&entry))?;
-        if let Err(e) = self.db.ctx.register_table(v.name.as_str(), table) {
+        if let Err(e) = self.db.ctx.register_table(v.name.as_str(), Arc::clone(&table) as _) {
             self.db.catalog.remove(&v.name);
             return Err(e.into());
         }
-        let running = spawn_pipeline(&v.name, input, plan.operators, fanout, status);
-        *entry.pipeline.lock() = Some(running);
+        if let (Some(d), None) = (&durability, replay) {
+            let object = CatalogObject {
+                kind: PersistedKind::MaterializedView,
+                name: v.name.clone(),
+                id: id.clone(),
+                sql: v.sql.clone(),
+                pinned: BTreeMap::new(),
+            };
+            if let Err(e) = d.record(object).await {
+                self.db.catalog.remove(&v.name);
+                self.db.ctx.deregister_table(v.name.as_str())?;
+                return Err(e);
+            }
+        }
+        let Some(input) = input else {
+            // The view was final at the checkpoint: nothing to run.
+            status.finish();
+            if let Some(d) = &durability {
+                let state = ViewState {
+                    appended_rows: table.appended_rows(),
+                    provisional: table.provisional(),
+                    watermark: fanout.watermark().await,
+                    rows_in: status.rows_in.load(std::sync::atomic::Ordering::Relaxed),
+                };
+                d.coordinator.register_ended(&v.name, &id, table, status, state);
+            }
+            return Ok(command("CREATE MATERIALIZED VIEW"));
+        };
+        let pipeline_durability = durability.as_ref().map(|d| PipelineDurability {
+            link: d.coordinator.register(&v.name, &id, upstream_views, reads_source, Arc::clone(&table), Arc::clone(&status)),
+            restore,
+        });
+        let name = v.name.clone();
+        let operators = plan.operators;
+        let start = move || {
+            let running = spawn_pipeline(&name, input, operators, fanout, status, pipeline_durability);
+            *entry.pipeline.lock() = Some(running);
+        };
+        match &durability {
+            Some(d) => d.start_or_hold(Box::new(start)),
+            None => start(),
+        }
         info!(view = %v.name, "materialized view created");
         Ok(command("CREATE MATERIALIZED VIEW"))
     }
@@ -575,7 +797,17 @@ impl Session {
             let what = if kind == ObjectKind::Source { "source" } else { "materialized view" };
             return Err(SqlError::new(SqlErrorKind::UndefinedTable, format!("{what} \"{name}\" does not exist")));
         }
-        for object in self.db.catalog.drop_plan(name, cascade)? {
+        let objects = self.db.catalog.drop_plan(name, cascade)?;
+        if let Some(d) = &self.db.durability {
+            // Persisted first: if the catalog cannot be written, nothing is dropped.
+            for object in &objects {
+                d.forget(object).await?;
+            }
+        }
+        for object in objects {
+            if let Some(d) = &self.db.durability {
+                d.coordinator.unregister(&object);
+            }
             self.db.catalog.remove(&object);
             self.db.ctx.deregister_table(object.as_str())?;
             info!(object = %object, "dropped");

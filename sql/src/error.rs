@@ -25,6 +25,10 @@ pub enum SqlErrorKind {
     User,
     /// Outside failures.
     External,
+    /// Checkpoint or catalog storage failed.
+    Storage,
+    /// The disk is full.
+    DiskFull,
     /// Bugs.
     Internal,
 }
@@ -71,6 +75,8 @@ impl From<EngineError> for SqlError {
                     EngineKind::NotSupported => SqlErrorKind::FeatureNotSupported,
                     EngineKind::DependentObjects => SqlErrorKind::DependentObjects,
                     EngineKind::External => SqlErrorKind::External,
+                    EngineKind::Storage => SqlErrorKind::Storage,
+                    EngineKind::DiskFull => SqlErrorKind::DiskFull,
                     EngineKind::Internal => SqlErrorKind::Internal,
                 };
                 Self::new(kind, other.to_string())

@@ -18,10 +18,11 @@
 //! Errors carry a [`error::SqlErrorKind`]; only the wire layer turns kinds into SQLSTATEs.
 
 pub mod database;
+pub mod durable;
 pub mod error;
 pub mod parser;
 pub mod planner;
 pub mod tables;
 
-pub use database::{Database, QueryResult, Session};
+pub use database::{Database, DatabaseOptions, QueryResult, Session};
 pub use error::{Result, SqlError, SqlErrorKind};

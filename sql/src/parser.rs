@@ -9,6 +9,7 @@
 //! CREATE MATERIALIZED VIEW [IF NOT EXISTS] name [WITH (…)] AS query [EMIT ON WINDOW CLOSE]
 //! EXPLAIN CREATE MATERIALIZED VIEW …
 //! SHOW SOURCES | SHOW MATERIALIZED VIEWS
+//! CHECKPOINT
 //! DROP SOURCE | MATERIALIZED VIEW [IF EXISTS] name [CASCADE | RESTRICT]
 //! ```
 
@@ -81,6 +82,8 @@ pub enum WeirStatement {
     ShowSources,
     /// `SHOW MATERIALIZED VIEWS`.
     ShowViews,
+    /// `CHECKPOINT`: take a checkpoint now and wait until it is committed.
+    Checkpoint,
     /// `DROP SOURCE | MATERIALIZED VIEW`.
     Drop {
         /// What kind of object.
@@ -230,6 +233,9 @@ fn parse_one(parser: &mut Parser, emit_on_window_close: bool) -> Result<WeirStat
     }
     if consume_words(parser, &["SHOW", "MATERIALIZED", "VIEWS"]) {
         return Ok(WeirStatement::ShowViews);
+    }
+    if consume_words(parser, &["CHECKPOINT"]) {
+        return Ok(WeirStatement::Checkpoint);
     }
     if words_ahead(parser, &["DROP", "SOURCE"]) || words_ahead(parser, &["DROP", "MATERIALIZED", "VIEW"]) {
         parser.next_token();

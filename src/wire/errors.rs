@@ -15,6 +15,8 @@ pub fn sqlstate(kind: SqlErrorKind) -> &'static str {
         SqlErrorKind::InvalidParameter => "22023",
         SqlErrorKind::User => "42000",
         SqlErrorKind::External => "58000",
+        SqlErrorKind::Storage => "58030",
+        SqlErrorKind::DiskFull => "53100",
         SqlErrorKind::Internal => "XX000",
     }
 }

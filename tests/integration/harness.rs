@@ -17,21 +17,28 @@ pub struct Server {
 }
 
 impl Server {
-    /// Starts the binary with `args` and waits until it accepts connections.
+    /// Starts the binary with `args` and a fresh data directory, and waits until it accepts
+    /// connections.
     pub fn start(args: &[&str]) -> Server {
-        let port = free_port();
         let data = tempfile::tempdir().expect("tempdir");
+        let server = Self::start_in(data.path(), args);
+        std::mem::forget(data);
+        server
+    }
+
+    /// Starts the binary on the data directory `data` (restoring what it holds).
+    pub fn start_in(data: &std::path::Path, args: &[&str]) -> Server {
+        let port = free_port();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_weir"));
         cmd.arg("--listen")
             .arg(format!("127.0.0.1:{port}"))
             .arg("--data-dir")
-            .arg(data.path())
+            .arg(data)
             .args(args)
             .env("WEIR_LOG_LEVEL", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());
         let child = cmd.spawn().expect("start weir");
-        std::mem::forget(data);
         let server = Server { child, port };
         let deadline = Instant::now() + Duration::from_secs(60);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
@@ -59,6 +66,12 @@ impl Server {
     /// Is the process still running?
     pub fn alive(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Kills the process with SIGKILL: no shutdown code runs.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// Sends SIGTERM and waits for a clean exit.

@@ -6,6 +6,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
 mod broker;
+mod crash;
 mod e2e;
 mod harness;
 mod kafka;

@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
+use weir_engine::checkpoint::SourcePosition;
 use weir_engine::options::Options;
 use weir_engine::source::{ConnectorFactory, ReaderContext, Source, SourceEvent, SourceProvider, SourceSpec};
 use weir_engine::{EngineError, Result};
@@ -130,7 +131,7 @@ pub trait Generator: Send + Sync + Debug + 'static {
 pub struct GeneratorProvider<G> {
     generator: Arc<G>,
     common: CommonOptions,
-    /// Wall-clock origin of pacing: index `i` is due at `created + i / rate`.
+    /// Wall-clock origin of pacing for new readers: index `i` is due at `created + i / rate`.
     created: Instant,
 }
 
@@ -150,12 +151,24 @@ impl<G: Generator> SourceProvider for GeneratorProvider<G> {
         self.generator.schema()
     }
 
-    fn open(&self, _context: ReaderContext) -> Result<Box<dyn Source>> {
+    fn pinned_options(&self) -> Vec<(String, String)> {
+        let start = chrono::DateTime::from_timestamp_nanos(self.common.start_nanos);
+        vec![("start_time".into(), start.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true))]
+    }
+
+    fn open(&self, context: ReaderContext) -> Result<Box<dyn Source>> {
+        // A resumed reader continues at its checkpointed index, paced from now: rows are a pure
+        // function of their index, so the rows after the checkpoint come out exactly as before.
+        let (next, origin) = match context.resume.as_ref().and_then(|p| p.offsets.get(&0)) {
+            Some(&index) => (u64::try_from(index).unwrap_or(0), Instant::now()),
+            None => (0, self.created),
+        };
         Ok(Box::new(GeneratorReader {
             generator: Arc::clone(&self.generator),
             common: self.common.clone(),
-            created: self.created,
-            next: 0,
+            origin,
+            origin_index: next,
+            next,
         }))
     }
 }
@@ -165,7 +178,10 @@ impl<G: Generator> SourceProvider for GeneratorProvider<G> {
 struct GeneratorReader<G> {
     generator: Arc<G>,
     common: CommonOptions,
-    created: Instant,
+    /// Pacing: index `origin_index + k` is due at `origin + k / rate`.
+    origin: Instant,
+    origin_index: u64,
+    /// Next index to generate.
     next: u64,
 }
 
@@ -183,12 +199,12 @@ impl<G: Generator> GeneratorReader<G> {
         // Release rows in batches of about 10 ms worth, not one wake-up per row: a thousand
         // one-row batches a second would cost more than the rows themselves.
         let min_rows = ((rate * 0.01).ceil() as u64).clamp(1, cap.max(1));
-        let due = (self.created.elapsed().as_secs_f64() * rate) as u64;
+        let due = self.origin_index + (self.origin.elapsed().as_secs_f64() * rate) as u64;
         if due < self.next + min_rows {
             let wait = Duration::from_secs_f64((self.next + min_rows - due) as f64 / rate);
             tokio::time::sleep(wait.min(max_wait)).await;
         }
-        let due = (self.created.elapsed().as_secs_f64() * rate) as u64;
+        let due = self.origin_index + (self.origin.elapsed().as_secs_f64() * rate) as u64;
         due.saturating_sub(self.next).min(cap) as usize
     }
 }
@@ -209,5 +225,9 @@ impl<G: Generator> Source for GeneratorReader<G> {
             return Ok(SourceEvent::Idle);
         }
         Ok(SourceEvent::Data { partition: 0, batch, offsets: None })
+    }
+
+    fn position(&self) -> Option<SourcePosition> {
+        Some(SourcePosition { offsets: [(0, self.next as i64)].into() })
     }
 }

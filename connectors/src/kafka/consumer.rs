@@ -22,6 +22,7 @@ use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
+use weir_engine::checkpoint::SourcePosition;
 use weir_engine::source::{ReaderContext, Source, SourceEvent};
 use weir_engine::source_errors::BadRecord;
 use weir_engine::{EngineError, Result};
@@ -49,6 +50,9 @@ type Consumer_ = BaseConsumer<ReaderClientContext>;
 pub struct KafkaReader {
     events: mpsc::Receiver<Result<SourceEvent>>,
     stop: Arc<AtomicBool>,
+    /// Next offset per partition after the rows handed to the pipeline (its checkpoint
+    /// position), starting from the position it was resumed at.
+    position: SourcePosition,
 }
 
 impl KafkaReader {
@@ -56,6 +60,7 @@ impl KafkaReader {
     pub fn start(config: Arc<KafkaSourceConfig>, context: ReaderContext) -> Result<Self> {
         let (tx, events) = mpsc::channel(4);
         let stop = Arc::new(AtomicBool::new(false));
+        let position = context.resume.clone().unwrap_or_default();
         let thread_stop = Arc::clone(&stop);
         std::thread::Builder::new()
             .name(format!("kafka-{}", config.source))
@@ -68,7 +73,7 @@ impl KafkaReader {
                 }
             })
             .map_err(|e| EngineError::Internal(format!("cannot start a Kafka reader thread: {e}")))?;
-        Ok(Self { events, stop })
+        Ok(Self { events, stop, position })
     }
 }
 
@@ -83,9 +88,20 @@ impl Source for KafkaReader {
     async fn next_event(&mut self, max_wait: Duration) -> Result<SourceEvent> {
         match tokio::time::timeout(max_wait, self.events.recv()).await {
             Err(_) => Ok(SourceEvent::Idle),
-            Ok(Some(event)) => event,
+            Ok(Some(event)) => {
+                if let Ok(SourceEvent::Data { partition, offsets: Some(offsets), .. }) = &event
+                    && let Some(last) = datafusion::arrow::compute::max(offsets)
+                {
+                    self.position.offsets.insert(*partition, last + 1);
+                }
+                event
+            }
             Ok(None) => Err(EngineError::Internal("the Kafka reader thread stopped".into())),
         }
+    }
+
+    fn position(&self) -> Option<SourcePosition> {
+        Some(self.position.clone())
     }
 }
 
@@ -245,8 +261,14 @@ impl ReaderLoop {
     fn assign(&mut self, consumer: &Consumer_, partitions: &[i32], initial: bool) -> Result<bool> {
         let topic = self.config.topic.as_str();
         let mut list = TopicPartitionList::new();
+        // Recovery: resumed partitions continue right after the last record the checkpoint holds.
+        let mut resumed = TopicPartitionList::new();
         let mut skip_before = None;
         for &p in partitions {
+            if let Some(next) = self.context.resume.as_ref().and_then(|r| r.offsets.get(&(p as u32)).copied()) {
+                resumed.add_partition_offset(topic, p, Offset::Offset(next)).map_err(kafka_error)?;
+                continue;
+            }
             let offset = match (initial, self.config.startup) {
                 (false, _) | (true, StartupMode::Earliest) => Offset::Beginning,
                 (true, StartupMode::Latest) => Offset::End,
@@ -257,7 +279,7 @@ impl ReaderLoop {
             };
             list.add_partition_offset(topic, p, offset).map_err(kafka_error)?;
         }
-        if skip_before.is_some() {
+        if skip_before.is_some() && list.count() > 0 {
             let mut backoff = BACKOFF_MIN;
             list = loop {
                 match consumer.offsets_for_times(list.clone(), LOOKUP_TIMEOUT) {
@@ -274,14 +296,19 @@ impl ReaderLoop {
                 backoff = (backoff * 2).min(BACKOFF_MAX);
             };
         }
+        for element in resumed.elements() {
+            list.add_partition_offset(topic, element.partition(), element.offset()).map_err(kafka_error)?;
+        }
         for element in list.elements() {
             let next_offset = match element.offset() {
                 Offset::Offset(o) => Some(o),
                 _ => None,
             };
+            let is_resumed = resumed.find_partition(topic, element.partition()).is_some();
+            let skip_before_millis = if is_resumed { None } else { skip_before };
             self.partitions.insert(
                 element.partition(),
-                PartitionState { next_offset, skip_before_millis: skip_before, ..PartitionState::default() },
+                PartitionState { next_offset, skip_before_millis, ..PartitionState::default() },
             );
             self.context.metrics.update(element.partition() as u32, |m| m.offset = next_offset);
         }

@@ -1,0 +1,120 @@
+//! What travels from a running pipeline to the checkpoint coordinator at a barrier, and back into
+//! a pipeline on recovery.
+//!
+//! Everything here is cheap to build on the pipeline's own task: Arrow arrays are immutable and
+//! shared, so an operator hands over its state without copying it, and the coordinator encodes
+//! it to Parquet on a blocking thread while the pipeline carries on.
+
+use std::collections::BTreeMap;
+
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::RecordBatch;
+use serde::{Deserialize, Serialize};
+
+use crate::message::Watermark;
+
+/// An operator's state at a barrier: row state as Arrow batches of one schema (one Parquet file),
+/// and small scalar state (its watermark, counters) kept in the manifest itself.
+#[derive(Debug, Clone, Default)]
+pub struct OperatorState {
+    /// Schema of `batches` (None when there are no rows).
+    pub schema: Option<SchemaRef>,
+    /// Row state.
+    pub batches: Vec<RecordBatch>,
+    /// Scalar state by name.
+    pub values: BTreeMap<String, i64>,
+}
+
+impl OperatorState {
+    /// Rows of state.
+    pub fn rows(&self) -> usize {
+        self.batches.iter().map(RecordBatch::num_rows).sum()
+    }
+
+    /// In-memory bytes of the row state.
+    pub fn bytes(&self) -> usize {
+        self.batches.iter().map(RecordBatch::get_array_memory_size).sum()
+    }
+
+    /// True when the operator holds nothing.
+    pub fn is_empty(&self) -> bool {
+        self.rows() == 0 && self.values.is_empty()
+    }
+}
+
+/// Where a source reader is: for each partition, the offset of the next record to read. A reader
+/// opened at a position continues right after the rows delivered before the barrier.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourcePosition {
+    /// Next offset by partition (a Kafka offset, a generator's row index, a file's line number).
+    pub offsets: BTreeMap<u32, i64>,
+}
+
+/// A source task's state at a barrier.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceState {
+    /// The reader's position, when its connector can resume (None: it starts over).
+    pub position: Option<SourcePosition>,
+    /// Highest watermark candidate per partition, so time does not step back after a restart.
+    pub partition_watermarks: BTreeMap<u32, i64>,
+    /// The last watermark the source forwarded.
+    pub watermark: Option<i64>,
+}
+
+/// The view's side of a barrier: how far its appended rows go, and its provisional rows.
+#[derive(Debug, Clone, Default)]
+pub struct ViewState {
+    /// Total rows appended to the view so far (the coordinator persists the ones not yet in a
+    /// segment; a failed checkpoint therefore loses nothing).
+    pub appended_rows: u64,
+    /// Current rows of open partitions, by partition key.
+    pub provisional: BTreeMap<i64, RecordBatch>,
+    /// The view's latest watermark.
+    pub watermark: Option<Watermark>,
+    /// Rows read by the pipeline so far.
+    pub rows_in: u64,
+}
+
+/// One report from a pipeline stage to the coordinator.
+#[derive(Debug)]
+pub enum CheckpointReport {
+    /// The source task reached barrier `epoch`.
+    Source {
+        /// The barrier's epoch.
+        epoch: u64,
+        /// Its state.
+        state: SourceState,
+    },
+    /// Operator `stage` reached barrier `epoch`.
+    Operator {
+        /// The barrier's epoch.
+        epoch: u64,
+        /// Position of the operator in the pipeline.
+        stage: usize,
+        /// Operator name, for `weir_checkpoint_state`.
+        name: String,
+        /// Its state.
+        state: OperatorState,
+    },
+    /// The view writer reached barrier `epoch`: the pipeline's part of the checkpoint is complete.
+    View {
+        /// The barrier's epoch.
+        epoch: u64,
+        /// The view's state.
+        state: ViewState,
+    },
+    /// The pipeline's input ended and every result is in the view: from now on its view is final.
+    Ended {
+        /// The view's final state.
+        state: ViewState,
+    },
+}
+
+/// State handed back to a pipeline on recovery.
+#[derive(Debug, Default)]
+pub struct PipelineRestore {
+    /// Source task state.
+    pub source: Option<SourceState>,
+    /// Operator state by stage.
+    pub operators: BTreeMap<usize, OperatorState>,
+}

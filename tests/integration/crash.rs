@@ -1,0 +1,218 @@
+//! Crash recovery: Kafka-fed views using every stateful operator (tumbling windows emitted on
+//! close and on update, hopping windows, an updating GROUP BY, and a view reading a view) while
+//! the real `weir` binary is killed with SIGKILL at random moments and restarted on the same data
+//! directory. After the final watermark every view must equal a DataFusion batch query over the
+//! produced rows: no missing rows, no duplicates.
+//!
+//! `WEIR_CRASH_KILLS` sets the number of kills (20 by default; more for a nightly-style run).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use datafusion::arrow::array::{Int64Array, RecordBatch, TimestampMillisecondArray};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+use datafusion::datasource::MemTable;
+use datafusion::prelude::SessionContext;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::broker::{Broker, Record};
+use crate::harness::Server;
+
+/// 2024-01-01T00:00:00Z in milliseconds.
+const T0: i64 = 1_704_067_200_000;
+const PARTITIONS: i32 = 3;
+const ROWS_PER_PARTITION: i64 = 4000;
+
+/// Rows as `a | b | …` lines through the simple-query protocol.
+async fn rows(client: &tokio_postgres::Client, sql: &str) -> Vec<String> {
+    let messages = client.simple_query(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    messages
+        .iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => {
+                Some((0..r.len()).map(|i| r.get(i).unwrap_or("NULL").to_string()).collect::<Vec<_>>().join(" | "))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// The views, each paired with the query reading it and the batch oracle computing the same rows.
+fn views() -> Vec<(&'static str, &'static str, &'static str)> {
+    vec![
+        (
+            "CREATE MATERIALIZED VIEW per_window AS
+               SELECT window_start, k, count(*) AS n, sum(v) AS s FROM TUMBLE(readings, ts, INTERVAL '10 seconds')
+               WHERE k >= 0 GROUP BY window_start, k EMIT ON WINDOW CLOSE",
+            "SELECT to_unixtime(window_start)::BIGINT, k, n, s FROM per_window ORDER BY 1, 2",
+            "SELECT to_unixtime(date_bin(INTERVAL '10 seconds', ts))::BIGINT AS w, k, count(*), sum(v)
+               FROM readings GROUP BY w, k ORDER BY 1, 2",
+        ),
+        (
+            "CREATE MATERIALIZED VIEW live_windows AS
+               SELECT window_start, count(*) AS n, max(v) AS top, min(id) AS first_id
+               FROM TUMBLE(readings, ts, INTERVAL '10 seconds') WHERE k >= 0 GROUP BY window_start",
+            "SELECT to_unixtime(window_start)::BIGINT, n, top, first_id FROM live_windows ORDER BY 1",
+            "SELECT to_unixtime(date_bin(INTERVAL '10 seconds', ts))::BIGINT AS w, count(*), max(v), min(id)
+               FROM readings GROUP BY w ORDER BY 1",
+        ),
+        (
+            "CREATE MATERIALIZED VIEW hopping AS
+               SELECT window_start, k, count(*) AS n FROM HOP(readings, ts, INTERVAL '10 seconds', INTERVAL '20 seconds')
+               WHERE k >= 0 GROUP BY window_start, k EMIT ON WINDOW CLOSE",
+            "SELECT to_unixtime(window_start)::BIGINT, k, n FROM hopping ORDER BY 1, 2",
+            "SELECT w, k, count(*) FROM (
+                 SELECT to_unixtime(date_bin(INTERVAL '10 seconds', ts))::BIGINT AS w, k FROM readings
+                 UNION ALL
+                 SELECT to_unixtime(date_bin(INTERVAL '10 seconds', ts))::BIGINT - 10 AS w, k FROM readings
+               ) GROUP BY w, k ORDER BY 1, 2",
+        ),
+        (
+            "CREATE MATERIALIZED VIEW totals AS
+               SELECT k, count(*) AS n, sum(v) AS s, max(ts) AS last FROM readings WHERE k >= 0 GROUP BY k",
+            "SELECT k, n, s, to_unixtime(last)::BIGINT FROM totals ORDER BY 1",
+            "SELECT k, count(*), sum(v), to_unixtime(max(ts))::BIGINT FROM readings GROUP BY k ORDER BY 1",
+        ),
+        (
+            "CREATE MATERIALIZED VIEW per_key AS SELECT k, sum(n) AS n, sum(s) AS s FROM per_window GROUP BY k",
+            "SELECT k, n, s FROM per_key ORDER BY 1",
+            "SELECT k, count(*), sum(v) FROM readings GROUP BY k ORDER BY 1",
+        ),
+    ]
+}
+
+/// Rows per partition, in event-time order up to 2 s of jitter (less than the 5 s watermark
+/// delay: no row is late however batches are cut), interleaved across partitions at random.
+fn produced_rows(rng: &mut ChaCha8Rng) -> (Vec<Record>, RecordBatch) {
+    let mut per_partition: Vec<Vec<(i64, i64, i64, i64)>> = vec![Vec::new(); PARTITIONS as usize];
+    let mut id = 0;
+    for p in 0..PARTITIONS as usize {
+        for i in 0..ROWS_PER_PARTITION {
+            let ts = T0 + 10_000 + i * 50 - rng.random_range(0..2000);
+            per_partition[p].push((id, rng.random_range(0..7), rng.random_range(0..1000), ts));
+            id += 1;
+        }
+    }
+    let mut records = Vec::new();
+    let mut cursors = vec![0usize; PARTITIONS as usize];
+    while cursors.iter().enumerate().any(|(p, c)| *c < per_partition[p].len()) {
+        let p = rng.random_range(0..PARTITIONS as usize);
+        if let Some(&(id, k, v, ts)) = per_partition[p].get(cursors[p]) {
+            records.push(Record::new(p as i32, format!(r#"{{"id": {id}, "k": {k}, "v": {v}, "ts": {ts}}}"#)));
+            cursors[p] += 1;
+        }
+    }
+    let all: Vec<&(i64, i64, i64, i64)> = per_partition.iter().flatten().collect();
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, false),
+        Field::new("k", DataType::Int64, false),
+        Field::new("v", DataType::Int64, false),
+        Field::new("ts", DataType::Timestamp(TimeUnit::Millisecond, Some("+00:00".into())), false),
+    ]));
+    let batch = RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(Int64Array::from_iter_values(all.iter().map(|r| r.0))),
+            Arc::new(Int64Array::from_iter_values(all.iter().map(|r| r.1))),
+            Arc::new(Int64Array::from_iter_values(all.iter().map(|r| r.2))),
+            Arc::new(TimestampMillisecondArray::from_iter_values(all.iter().map(|r| r.3)).with_timezone("+00:00")),
+        ],
+    )
+    .expect("oracle batch");
+    (records, batch)
+}
+
+async fn oracle(batch: RecordBatch, sql: &str) -> Vec<String> {
+    let ctx = SessionContext::new();
+    let table = MemTable::try_new(batch.schema(), vec![vec![batch]]).expect("mem table");
+    ctx.register_table("readings", Arc::new(table)).expect("register");
+    let batches = ctx.sql(sql).await.expect("oracle sql").collect().await.expect("oracle rows");
+    crate::harness::render(&batches)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn views_survive_sigkill_exactly_once() {
+    let kills: usize = std::env::var("WEIR_CRASH_KILLS").ok().and_then(|v| v.parse().ok()).unwrap_or(20);
+    let broker = Broker::start();
+    broker.create_topic("readings", PARTITIONS as u32);
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    let (records, batch) = produced_rows(&mut rng);
+    let producer = broker.producer();
+    let data = tempfile::tempdir().expect("tempdir");
+    let args = ["--no-demo", "--checkpoint-interval", "150ms"];
+
+    let server = Server::start_in(data.path(), &args);
+    let client = server.connect().await;
+    let mut ddl = vec![format!(
+        "CREATE SOURCE readings (id BIGINT, k BIGINT, v BIGINT, ts TIMESTAMP(3) WITH TIME ZONE, \
+           WATERMARK FOR ts AS ts - INTERVAL '5 seconds') \
+         WITH (connector = 'kafka', topic = 'readings', properties.bootstrap.server = '{}', \
+               source.idle_timeout = '1h') FORMAT PLAIN ENCODE JSON",
+        broker.address
+    )];
+    ddl.extend(views().iter().map(|v| v.0.to_string()));
+    for statement in &ddl {
+        client.simple_query(statement).await.unwrap_or_else(|e| panic!("{statement}: {e}"));
+    }
+    drop(client);
+
+    // Produce in chunks; after each, let the server run a random while and kill it.
+    let chunk = records.len().div_ceil(kills);
+    let mut server = Some(server);
+    let mut recovered = 0;
+    for (i, part) in records.chunks(chunk).enumerate() {
+        producer.send("readings", part).await;
+        tokio::time::sleep(Duration::from_millis(rng.random_range(0..900))).await;
+        if let Some(s) = server.take() {
+            s.kill();
+        }
+        let restarted = Server::start_in(data.path(), &args);
+        let client = restarted.connect().await;
+        let from_checkpoint = rows(&client, "SELECT count(*) FROM weir_checkpoints WHERE status = 'recovered'").await;
+        if from_checkpoint.first().map(String::as_str) == Some("1") {
+            recovered += 1;
+        }
+        // Sometimes kill again straight away, while it is restoring and catching up.
+        if i % 4 == 3 {
+            tokio::time::sleep(Duration::from_millis(rng.random_range(0..200))).await;
+            restarted.kill();
+            server = Some(Server::start_in(data.path(), &args));
+        } else {
+            server = Some(restarted);
+        }
+    }
+    assert!(recovered >= kills / 2, "only {recovered} of {kills} restarts recovered from a checkpoint");
+
+    // The end of the data: a row far ahead on every partition closes every window.
+    let end = T0 + 10_000_000;
+    let markers: Vec<Record> = (0..PARTITIONS)
+        .map(|p| Record::new(p, format!(r#"{{"id": -1, "k": -1, "v": 0, "ts": {end}}}"#)))
+        .collect();
+    producer.send("readings", &markers).await;
+    let server = server.expect("server");
+    let client = server.connect().await;
+    let total = (PARTITIONS as i64 * ROWS_PER_PARTITION).to_string();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let n = rows(&client, "SELECT sum(n) FROM per_window").await;
+        let counted: i64 = n.first().and_then(|v| v.parse().ok()).unwrap_or(0);
+        assert!(counted <= PARTITIONS as i64 * ROWS_PER_PARTITION, "rows counted twice: sum(n) = {counted}");
+        let hop = rows(&client, "SELECT count(*) FROM hopping").await;
+        if n.first() == Some(&total) && hop.first().is_some_and(|h| h != "0") {
+            // Let the last windows of the other views land too.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            break;
+        }
+        assert!(Instant::now() < deadline, "views did not catch up: sum(n) = {n:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for (create, query, want_sql) in views() {
+        let got = rows(&client, query).await;
+        let want = oracle(batch.clone(), want_sql).await;
+        assert_eq!(got.len(), want.len(), "rows of {create}");
+        assert_eq!(got, want, "{create}");
+    }
+    let late = rows(&client, "SELECT sum(late_rows) FROM weir_views").await;
+    assert_eq!(late, vec!["0".to_string()]);
+}
