@@ -18,6 +18,8 @@ pub mod manifest;
 pub mod recovery;
 pub mod state;
 pub mod store;
+#[cfg(test)]
+mod tests;
 
 pub use coordinator::{CheckpointCoordinator, CheckpointRecord, OperatorRecord, PipelineLink};
 pub use state::{CheckpointReport, OperatorState, PipelineRestore, SourcePosition, SourceState, ViewState};
