@@ -267,7 +267,7 @@ async fn latency(windowed: bool) -> Figures {
     let (t, c) = (Instant::now(), cpu_seconds());
     session.execute_all(view).await.expect("view");
     let entry = db.catalog().view("v").expect("view");
-    let (_, mut live) = entry.fanout.subscribe().await;
+    let (_, mut live) = entry.fanout.subscribe().await.expect("subscribe");
     let mut latencies: Vec<f64> = Vec::with_capacity(events as usize);
     let delay_ms = if windowed { 1000.0 } else { 0.0 };
     let time_column = if windowed { 1 } else { 2 };

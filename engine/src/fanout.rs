@@ -91,10 +91,10 @@ impl Fanout {
     }
 
     /// A new reader: the messages that replay the view's current state, then a live receiver.
-    pub async fn subscribe(&self) -> (Vec<Message>, mpsc::Receiver<Message>) {
+    pub async fn subscribe(&self) -> Result<(Vec<Message>, mpsc::Receiver<Message>)> {
         let mut inner = self.inner.lock().await;
         let mut backfill: Vec<Message> =
-            self.table.snapshot().into_iter().map(Message::Data).collect();
+            self.table.snapshot().await?.into_iter().map(Message::Data).collect();
         if let Some(w) = inner.watermark {
             backfill.push(Message::Watermark(w));
         }
@@ -104,6 +104,6 @@ impl Fanout {
         } else {
             inner.subscribers.push(tx);
         }
-        (backfill, rx)
+        Ok((backfill, rx))
     }
 }

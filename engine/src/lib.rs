@@ -17,10 +17,27 @@
 //! `Upsert`/`Finalize` for the provisional rows of open windows), `Watermark`, `Barrier` and `End`
 //! in one ordered stream.
 //!
+//! ## Checkpoints ([`checkpoint`])
+//!
+//! ```text
+//!  coordinator ──barrier──▶ source task ──▶ operators ──▶ view writer ──▶ views reading the view
+//!       ▲   (every interval,   │ offsets,      │ state()      │ rows since the last segment,
+//!       │    or CHECKPOINT)    │ watermarks    │ as Arrow     │ provisional rows
+//!       └──────────────── reports, one ordered channel per pipeline ◀───┘
+//!   then: Parquet files via object_store ─▶ manifest-<epoch>.json written last (atomic)
+//! ```
+//!
+//! A stage reports its state before it forwards the barrier, so the coordinator has every
+//! stage's state once the writer reports; Parquet encoding happens off the pipeline's tasks.
+//! Recovery loads the newest manifest whose files are intact, restores views' rows and operator
+//! state, and opens readers at the checkpointed positions ([`source::Source::position`],
+//! [`source::ReaderContext::resume`]).
+//!
 //! ## Extension points
 //! - [`operator::StreamOperator`]: one required method (`process_batch`), everything else is a
-//!   defaulted hook (`on_watermark`, `on_tick`, `on_barrier`, `on_end`, …).
-//! - [`source::SourceProvider`] / [`source::Source`]: connectors.
+//!   defaulted hook (`on_watermark`, `on_tick`, `snapshot`/`restore`, `on_end`, …).
+//! - [`source::SourceProvider`] / [`source::Source`]: connectors; `Source::position` makes one
+//!   resumable after a crash.
 //!
 //! ## Invariants
 //! - Work is vectorised: operators see whole Arrow batches and evaluate DataFusion
@@ -35,6 +52,8 @@
 //!   back from the moment it is assigned until it delivers rows or stays idle for
 //!   `source.idle_timeout`. Per-partition figures are in `weir_source_partitions`
 //!   ([`source_metrics::SourceMetricsRegistry`]).
+//! - Exactly once across crashes: a view's persisted rows, its operators' state and its source
+//!   position are all taken at the same barrier, and nothing after it is kept.
 //! - A view never shows a window twice: an open window's provisional rows are replaced by its
 //!   final rows under one lock ([`view_table::ViewTable::finalize`]).
 

@@ -3,6 +3,11 @@
 //! Final rows are appended; provisional rows (open windows, updating aggregates) are kept per
 //! partition and replaced wholesale by each `Upsert`, then swapped for final rows by
 //! `Finalize`, under one lock so a query never sees a window twice or not at all.
+//!
+//! In a durable database, final rows a committed checkpoint has written to Parquet segments
+//! leave memory: the table holds the segment list plus the rows appended since, and a scan is
+//! the union of a Parquet scan of the segments and the in-memory rest. The swap happens under the
+//! same lock, so a query sees every final row exactly once.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -18,17 +23,38 @@ use datafusion::logical_expr::Expr;
 use datafusion::physical_plan::ExecutionPlan;
 use parking_lot::RwLock;
 
+use datafusion::datasource::listing::PartitionedFile;
+use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
+use datafusion::datasource::source::DataSourceExec;
+use datafusion::execution::object_store::ObjectStoreUrl;
+use datafusion::physical_plan::union::UnionExec;
+
+use crate::checkpoint::CheckpointStore;
+use crate::checkpoint::manifest::FileRef;
 use crate::error::Result;
 use crate::message::PartitionRows;
 
 /// Appended batches are compacted once this many pile up, so scans stay cheap.
 const COMPACT_AFTER_BATCHES: usize = 256;
 
+/// Where a durable view's segments are read from.
+#[derive(Debug, Clone)]
+pub struct SegmentStore {
+    /// The store, registered in the session under `url`.
+    pub store: CheckpointStore,
+    /// URL DataFusion resolves segment paths against.
+    pub url: ObjectStoreUrl,
+}
+
 #[derive(Debug, Default)]
 struct Contents {
-    /// Final rows, in arrival order.
+    /// The oldest final rows, in committed Parquet segments (append order).
+    segments: Vec<FileRef>,
+    /// Rows in `segments`.
+    segment_rows: usize,
+    /// Final rows after the segments, in arrival order.
     appended: Vec<RecordBatch>,
-    /// Rows in `appended` (kept to avoid summing on every stats query).
+    /// All final rows, in segments or in memory (kept to avoid summing on every stats query).
     appended_rows: usize,
     /// Current rows of open partitions, by partition key.
     provisional: BTreeMap<i64, RecordBatch>,
@@ -39,12 +65,19 @@ struct Contents {
 pub struct ViewTable {
     schema: SchemaRef,
     contents: RwLock<Contents>,
+    /// Set in a durable database: committed rows then live in segments, not in memory.
+    segment_store: Option<SegmentStore>,
 }
 
 impl ViewTable {
     /// An empty view with `schema`.
     pub fn new(schema: SchemaRef) -> Self {
-        Self { schema, contents: RwLock::new(Contents::default()) }
+        Self { schema, contents: RwLock::new(Contents::default()), segment_store: None }
+    }
+
+    /// An empty view whose committed rows are read from segments in `store`.
+    pub fn with_segments(schema: SchemaRef, store: SegmentStore) -> Self {
+        Self { schema, contents: RwLock::new(Contents::default()), segment_store: Some(store) }
     }
 
     /// Appends final rows.
@@ -82,10 +115,22 @@ impl ViewTable {
         Ok(())
     }
 
-    /// All current rows (final first, then provisional by partition).
-    pub fn snapshot(&self) -> Vec<RecordBatch> {
-        let c = self.contents.read();
-        c.appended.iter().chain(c.provisional.values()).cloned().collect()
+    /// All current rows (final first, then provisional by partition), segments read back.
+    pub async fn snapshot(&self) -> Result<Vec<RecordBatch>> {
+        let (segments, memory) = {
+            let c = self.contents.read();
+            (c.segments.clone(), c.appended.iter().chain(c.provisional.values()).cloned().collect::<Vec<_>>())
+        };
+        let mut out = Vec::new();
+        if let Some(store) = &self.segment_store {
+            for segment in &segments {
+                for batch in store.store.read_batches(segment).await? {
+                    out.push(self.conform(batch)?);
+                }
+            }
+        }
+        out.extend(memory);
+        Ok(out)
     }
 
     /// Final rows appended so far (checkpoints persist the ones not yet in a segment).
@@ -93,17 +138,18 @@ impl ViewTable {
         self.contents.read().appended_rows as u64
     }
 
-    /// Final rows `[from, to)` in append order, as zero-copy slices.
+    /// Final rows `[from, to)` in append order, as zero-copy slices; rows already in segments
+    /// are not in memory and cannot be asked for.
     pub fn rows_range(&self, from: usize, to: usize) -> Result<Vec<RecordBatch>> {
         let c = self.contents.read();
-        if to > c.appended_rows || from > to {
+        if to > c.appended_rows || from > to || from < c.segment_rows {
             return Err(crate::error::EngineError::Internal(format!(
-                "rows {from}..{to} of a view with {} final rows",
-                c.appended_rows
+                "rows {from}..{to} of a view with {} final rows, {} of them in segments",
+                c.appended_rows, c.segment_rows
             )));
         }
         let mut out = Vec::new();
-        let mut start = 0usize;
+        let mut start = c.segment_rows;
         for batch in &c.appended {
             let end = start + batch.num_rows();
             let lo = from.max(start);
@@ -121,16 +167,53 @@ impl ViewTable {
         self.contents.read().provisional.clone()
     }
 
-    /// Recovery: the view's rows as of a checkpoint.
-    pub fn restore(&self, appended: Vec<RecordBatch>, provisional: BTreeMap<i64, RecordBatch>) -> Result<()> {
-        let appended = appended.into_iter().map(|b| self.conform(b)).collect::<Result<Vec<_>>>()?;
+    /// Recovery: the view's rows as of a checkpoint (final rows in `segments`).
+    pub fn restore(&self, segments: Vec<FileRef>, provisional: BTreeMap<i64, RecordBatch>) -> Result<()> {
         let provisional =
             provisional.into_iter().map(|(k, b)| Ok((k, self.conform(b)?))).collect::<Result<BTreeMap<_, _>>>()?;
         let mut c = self.contents.write();
-        c.appended_rows = appended.iter().map(RecordBatch::num_rows).sum();
-        c.appended = if appended.len() > 1 { vec![concat_batches(&self.schema, appended.iter())?] } else { appended };
+        c.segment_rows = segments.iter().map(|s| s.rows as usize).sum();
+        c.segments = segments;
+        c.appended = Vec::new();
+        c.appended_rows = c.segment_rows;
         c.provisional = provisional;
         Ok(())
+    }
+
+    /// A checkpoint committed `segments` as this view's final rows (from the first one on): the
+    /// rows they cover leave memory. A table without a segment store keeps everything in memory.
+    pub fn persisted(&self, segments: &[FileRef]) -> Result<()> {
+        if self.segment_store.is_none() {
+            return Ok(());
+        }
+        let covered: usize = segments.iter().map(|s| s.rows as usize).sum();
+        let mut c = self.contents.write();
+        if covered > c.appended_rows || covered < c.segment_rows {
+            return Err(crate::error::EngineError::Internal(format!(
+                "segments cover {covered} rows; the view has {} ({} already in segments)",
+                c.appended_rows, c.segment_rows
+            )));
+        }
+        let mut drop = covered - c.segment_rows;
+        let mut kept = Vec::with_capacity(c.appended.len());
+        for batch in std::mem::take(&mut c.appended) {
+            if drop >= batch.num_rows() {
+                drop -= batch.num_rows();
+            } else {
+                kept.push(batch.slice(drop, batch.num_rows() - drop));
+                drop = 0;
+            }
+        }
+        c.appended = kept;
+        c.segments = segments.to_vec();
+        c.segment_rows = covered;
+        Ok(())
+    }
+
+    /// Final rows held in memory (those not yet in a committed segment).
+    pub fn memory_rows(&self) -> usize {
+        let c = self.contents.read();
+        c.appended_rows - c.segment_rows
     }
 
     /// The view's schema.
@@ -171,9 +254,23 @@ impl TableProvider for ViewTable {
         _filters: &[Expr],
         _limit: Option<usize>,
     ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
-        let batches = self.snapshot();
-        let plan = MemorySourceConfig::try_new_exec(&[batches], self.schema(), projection.cloned())?;
-        Ok(plan)
+        let (segments, batches) = {
+            let c = self.contents.read();
+            (c.segments.clone(), c.appended.iter().chain(c.provisional.values()).cloned().collect::<Vec<_>>())
+        };
+        let memory: Arc<dyn ExecutionPlan> =
+            MemorySourceConfig::try_new_exec(&[batches], self.schema(), projection.cloned())?;
+        let Some(store) = self.segment_store.as_ref().filter(|_| !segments.is_empty()) else {
+            return Ok(memory);
+        };
+        let files: Vec<PartitionedFile> = segments.iter().map(|s| PartitionedFile::new(s.path.clone(), s.size)).collect();
+        let source = Arc::new(ParquetSource::new(self.schema()));
+        let config = FileScanConfigBuilder::new(store.url.clone(), source)
+            .with_file_group(FileGroup::new(files))
+            .with_projection_indices(projection.cloned())?
+            .build();
+        let files: Arc<dyn ExecutionPlan> = DataSourceExec::from_data_source(config);
+        UnionExec::try_new(vec![files, memory])
     }
 }
 

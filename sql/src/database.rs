@@ -154,6 +154,8 @@ impl Database {
         let (durability, objects) = Durability::open(&options.data_dir, options.checkpoint_timeout).await?;
         let durability = Arc::new(durability);
         let db = Self::build(connectors, options.refresh, Some(Arc::clone(&durability)))?;
+        let segments = durability.segment_store();
+        db.ctx.register_object_store(segments.url.as_ref(), segments.store.object_store());
         let session = db.session();
         let mut restored = 0;
         for object in &objects {
@@ -657,7 +659,10 @@ impl Session {
             (None, Some(d)) => d.new_id(),
             (None, None) => String::new(),
         };
-        let table = Arc::new(ViewTable::new(Arc::clone(&plan.schema)));
+        let table = Arc::new(match &durability {
+            Some(d) => ViewTable::with_segments(Arc::clone(&plan.schema), d.segment_store()),
+            None => ViewTable::new(Arc::clone(&plan.schema)),
+        });
         let fanout = Arc::new(Fanout::new(Arc::clone(&table)));
         let status = Arc::new(PipelineStatus::default());
         // Recovery: the view's rows, watermark and counters as of the checkpoint.
@@ -667,7 +672,7 @@ impl Session {
         if let Some(r) = recovered {
             let watermark = r.watermark();
             ended = r.entry.ended;
-            table.restore(r.appended, r.provisional)?;
+            table.restore(r.segments, r.provisional)?;
             fanout.restore(watermark, ended).await;
             status.rows_in.store(r.entry.rows_in, std::sync::atomic::Ordering::Relaxed);
             restore = r.restore;
@@ -703,7 +708,7 @@ impl Session {
                 Some(PipelineInput::View { backfill: Vec::new(), live: upstream.fanout.subscribe_live().await })
             }
             PlannedInput::View(upstream) => {
-                let (backfill, live) = upstream.fanout.subscribe().await;
+                let (backfill, live) = upstream.fanout.subscribe().await?;
                 Some(PipelineInput::View { backfill, live })
             }
         };

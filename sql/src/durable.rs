@@ -24,6 +24,8 @@ use weir_engine::checkpoint::catalog_file::{CATALOG_VERSION, CatalogFile, Catalo
 use weir_engine::checkpoint::recovery::{RecoveredView, recover};
 use weir_engine::checkpoint::{CheckpointCoordinator, CheckpointStore, OperatorRecord};
 use weir_engine::source_metrics::now_millis;
+use weir_engine::view_table::SegmentStore;
+use datafusion::execution::object_store::ObjectStoreUrl;
 
 use crate::error::Result;
 
@@ -81,6 +83,11 @@ impl Durability {
             interval: Mutex::new(None),
         };
         Ok((durability, objects))
+    }
+
+    /// Where views' segments are read from by queries.
+    pub fn segment_store(&self) -> SegmentStore {
+        SegmentStore { store: self.coordinator.store().clone(), url: segment_url() }
     }
 
     /// A new object id: creation time plus a counter.
@@ -149,6 +156,12 @@ impl Drop for Durability {
             task.abort();
         }
     }
+}
+
+/// The URL segments are registered under in DataFusion's object store registry.
+fn segment_url() -> ObjectStoreUrl {
+    // A constant, well-formed URL: parsing it cannot fail, and the fallback is never used.
+    ObjectStoreUrl::parse("weir-data://local").unwrap_or_else(|_| ObjectStoreUrl::local_filesystem())
 }
 
 /// Schema of `weir_checkpoints`.

@@ -9,11 +9,15 @@
 //! ```
 //!
 //! - [`parser`]: `CREATE SOURCE`, `CREATE MATERIALIZED VIEW … [EMIT ON WINDOW CLOSE]`,
-//!   `EXPLAIN CREATE MATERIALIZED VIEW`, `SHOW SOURCES | MATERIALIZED VIEWS`, `DROP …`.
+//!   `EXPLAIN CREATE MATERIALIZED VIEW`, `SHOW SOURCES | MATERIALIZED VIEWS`, `DROP …`,
+//!   `CHECKPOINT`.
 //! - [`planner`]: the stream planner; refuses what it cannot run incrementally, naming it.
 //! - [`tables`]: `TUMBLE(…)`, sources as (unscannable) tables, system tables
 //!   (`weir_sources`, `weir_views`, `weir_late_rows`).
-//! - [`database`]: [`database::Database`] (shared) and [`database::Session`] (per client).
+//! - [`database`]: [`database::Database`] (shared) and [`database::Session`] (per client);
+//!   [`database::Database::open`] for a durable database in a data directory.
+//! - [`durable`]: the persisted catalog, replayed at start with each view's checkpointed state,
+//!   `CHECKPOINT`, and `weir_checkpoints` / `weir_checkpoint_state`.
 //!
 //! Errors carry a [`error::SqlErrorKind`]; only the wire layer turns kinds into SQLSTATEs.
 

@@ -256,6 +256,14 @@ impl CheckpointCoordinator {
                     recovered: false,
                     operators,
                 };
+                // Rows now in committed segments leave the views' memory.
+                for (view, handle) in self.pipelines.lock().iter() {
+                    if let Some(entry) = manifest.pipelines.get(view).filter(|e| e.view_id == handle.view_id)
+                        && let Err(e) = handle.table.persisted(&entry.view.segments)
+                    {
+                        warn!(view = %view, error = %e, "view rows stay in memory");
+                    }
+                }
                 committed.previous_epoch = committed.last.as_ref().map(|m| m.epoch);
                 committed.last = Some(manifest);
                 if let Err(e) = self.clean_up(&committed).await {
@@ -418,15 +426,19 @@ impl CheckpointCoordinator {
         }
         let mut segments = previous.as_ref().map(|p| p.view.segments.clone()).unwrap_or_default();
         let persisted: u64 = segments.iter().map(|s| s.rows).sum();
-        let (from, merged) = if segments.len() >= MAX_SEGMENTS { (0, true) } else { (persisted, false) };
-        if state.appended_rows > from {
-            let rows = handle.table.rows_range(from as usize, state.appended_rows as usize)?;
+        if state.appended_rows > persisted || segments.len() > MAX_SEGMENTS {
+            let mut rows = Vec::new();
+            if segments.len() > MAX_SEGMENTS {
+                // Compaction: many small segments become one, read back and rewritten with the
+                // new rows; the old ones go once no retained checkpoint names them.
+                for segment in segments.drain(..) {
+                    rows.extend(self.store.read_batches(&segment).await?);
+                }
+            }
+            rows.extend(handle.table.rows_range(persisted as usize, state.appended_rows as usize)?);
             let path = format!("views/{}/seg-{epoch:020}.parquet", handle.view_id);
             let f = self.store.write_batches(&path, handle.table.schema_ref(), rows, Compress::Fast).await?;
             bytes += f.size;
-            if merged {
-                segments.clear();
-            }
             segments.push(f);
         }
         let provisional = match provisional_batch(&handle.table, &state.provisional)? {

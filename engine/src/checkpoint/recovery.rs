@@ -1,9 +1,10 @@
 //! Recovery: find the newest checkpoint whose manifest and files are intact, and load it.
 //!
-//! A manifest that does not parse, names a missing or short file, or a file whose checksum does
-//! not match, makes the whole checkpoint unusable: the one before is tried, with a log line
-//! saying why. Files are read and decoded in parallel, before anything is restored, so a bad
-//! checkpoint never half-restores a view.
+//! A manifest that does not parse, names a missing or short file, or a state file whose checksum
+//! does not match, makes the whole checkpoint unusable: the one before is tried, with a log line
+//! saying why. State files are read and decoded in parallel, before anything is restored, so a
+//! bad checkpoint never half-restores a view. View segments are only checked for size here
+//! (queries read them where they are; reading them all at start would cost what they weigh).
 
 use std::collections::BTreeMap;
 
@@ -15,7 +16,7 @@ use futures::future::try_join_all;
 use tracing::{info, warn};
 
 use super::coordinator::PARTITION_COLUMN;
-use super::manifest::{Manifest, PipelineCheckpoint};
+use super::manifest::{FileRef, Manifest, PipelineCheckpoint};
 use super::state::{OperatorState, PipelineRestore, ViewState};
 use super::store::CheckpointStore;
 use crate::error::{EngineError, Result};
@@ -26,8 +27,8 @@ use crate::message::Watermark;
 pub struct RecoveredView {
     /// Its manifest entry.
     pub entry: PipelineCheckpoint,
-    /// Final rows.
-    pub appended: Vec<RecordBatch>,
+    /// Final rows, in segments (read by queries, not loaded).
+    pub segments: Vec<FileRef>,
     /// Provisional rows by partition.
     pub provisional: BTreeMap<i64, RecordBatch>,
     /// State for the pipeline's stages.
@@ -87,7 +88,6 @@ async fn load(store: &CheckpointStore, epoch: u64) -> Result<Recovered> {
 }
 
 async fn load_view(store: &CheckpointStore, entry: &PipelineCheckpoint) -> Result<RecoveredView> {
-    let segments = try_join_all(entry.view.segments.iter().map(|f| store.read_batches(f))).await?;
     let provisional = match &entry.view.provisional {
         Some(f) => split_provisional(store.read_batches(f).await?)?,
         None => BTreeMap::new(),
@@ -103,7 +103,7 @@ async fn load_view(store: &CheckpointStore, entry: &PipelineCheckpoint) -> Resul
     .await?;
     Ok(RecoveredView {
         entry: entry.clone(),
-        appended: segments.into_iter().flatten().collect(),
+        segments: entry.view.segments.clone(),
         provisional,
         restore: PipelineRestore { source: entry.source.clone(), operators: operators.into_iter().collect() },
     })

@@ -65,6 +65,11 @@ impl CheckpointStore {
         Ok(Self::new(Arc::new(fs), dir.display().to_string()))
     }
 
+    /// The object store itself (registered with DataFusion so queries read view segments).
+    pub fn object_store(&self) -> Arc<dyn ObjectStore> {
+        Arc::clone(&self.store)
+    }
+
     /// Where the store is, for messages.
     pub fn location(&self) -> &str {
         &self.location
