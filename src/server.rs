@@ -84,6 +84,14 @@ pub async fn run(args: ServeArgs) -> Result<(), ServerError> {
         }
     }
     info!(open = connections.len(), "shutting down");
+    // A last checkpoint, so the next start has nothing to replay.
+    if let Some(durability) = db.durability() {
+        match tokio::time::timeout(Duration::from_secs(10), durability.coordinator.checkpoint()).await {
+            Ok(Ok(record)) => info!(epoch = record.epoch, "final checkpoint committed"),
+            Ok(Err(e)) => warn!(error = %e, "final checkpoint failed; the last complete one will be used"),
+            Err(_) => warn!("final checkpoint took over 10 s; the last complete one will be used"),
+        }
+    }
     let drain = async { while connections.join_next().await.is_some() {} };
     if tokio::time::timeout(Duration::from_secs(2), drain).await.is_err() {
         connections.abort_all();

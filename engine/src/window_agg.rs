@@ -221,6 +221,18 @@ impl WindowAggregate {
         self.watermark.is_some_and(|wm| start.saturating_add(window.size_nanos) <= wm)
     }
 
+    /// Interns `keys` into window `start`'s state (created when new); the group ids land in
+    /// `self.group_ids`. Returns the window's number of groups.
+    fn intern_keys(&mut self, start: i64, keys: &[ArrayRef]) -> Result<usize> {
+        if !self.windows.contains_key(&start) {
+            let state = self.new_state()?;
+            self.windows.insert(start, state);
+        }
+        let state = window_in(&mut self.windows, start)?;
+        state.group_values.intern(keys, &mut self.group_ids)?;
+        Ok(state.group_values.len())
+    }
+
     /// Folds the rows of one window into its state.
     fn accumulate(&mut self, start: i64, batch: &RecordBatch) -> Result<()> {
         if batch.num_rows() == 0 {
@@ -231,16 +243,8 @@ impl WindowAggregate {
             .iter()
             .map(|e| e.evaluate(batch)?.into_array(batch.num_rows()))
             .collect::<datafusion::error::Result<Vec<ArrayRef>>>()?;
-        if !self.windows.contains_key(&start) {
-            let state = self.new_state()?;
-            self.windows.insert(start, state);
-        }
-        let state = self
-            .windows
-            .get_mut(&start)
-            .ok_or_else(|| EngineError::Internal("window state vanished".into()))?;
-        state.group_values.intern(&keys, &mut self.group_ids)?;
-        let total_groups = state.group_values.len();
+        let total_groups = self.intern_keys(start, &keys)?;
+        let state = window_in(&mut self.windows, start)?;
         for (call, acc) in self.spec.aggregates.iter().zip(state.accumulators.iter_mut()) {
             let values = call
                 .function
@@ -356,18 +360,11 @@ impl WindowAggregate {
         for (start, offset, len) in runs {
             let part = batch.slice(offset, len);
             let keys = part.columns()[1..1 + n_keys].to_vec();
-            if !self.windows.contains_key(&start) {
-                let state = self.new_state()?;
-                self.windows.insert(start, state);
-            }
-            let state = self
-                .windows
-                .get_mut(&start)
-                .ok_or_else(|| EngineError::Internal("window state vanished".into()))?;
-            state.group_values.intern(&keys, &mut self.group_ids)?;
-            let total = state.group_values.len();
+            let total = self.intern_keys(start, &keys)?;
+            let widths = &self.state_widths;
+            let state = window_in(&mut self.windows, start)?;
             let mut column = 1 + n_keys;
-            for (acc, width) in state.accumulators.iter_mut().zip(&self.state_widths) {
+            for (acc, width) in state.accumulators.iter_mut().zip(widths) {
                 acc.merge_batch(&part.columns()[column..column + width], &self.group_ids, total)?;
                 column += width;
             }
@@ -577,6 +574,11 @@ impl WindowAggregate {
         }
         Ok(())
     }
+}
+
+/// The state of an open window.
+fn window_in(windows: &mut BTreeMap<i64, GroupState>, start: i64) -> Result<&mut GroupState> {
+    windows.get_mut(&start).ok_or_else(|| EngineError::Internal("window state vanished".into()))
 }
 
 /// Name of the operator's watermark in checkpoints.
