@@ -78,7 +78,20 @@ impl WatermarkTracker {
     pub fn current(&mut self) -> Option<Watermark> {
         let active: Vec<&InputState> = self.inputs.values().filter(|s| !s.idle).collect();
         if active.is_empty() {
-            return if self.inputs.is_empty() { None } else { Some(Watermark::Idle) };
+            if self.inputs.is_empty() {
+                return None;
+            }
+            // Everything went idle at once (say the partition with data and one that never had
+            // any time out together): the time the inputs did reach still counts, or the last
+            // rows' windows would wait for data that is not coming.
+            let reached = self.inputs.values().filter_map(|s| s.watermark).min();
+            if let Some(t) = reached
+                && self.combined.is_none_or(|c| t > c)
+            {
+                self.combined = Some(t);
+                return Some(Watermark::EventTime(t));
+            }
+            return Some(Watermark::Idle);
         }
         // An active input that has produced no time yet holds everything back.
         let min = active.iter().map(|s| s.watermark).try_fold(i64::MAX, |m, w| w.map(|w| m.min(w)))?;
@@ -104,6 +117,19 @@ mod tests {
         // Never goes backwards even though input 1 is behind.
         assert_eq!(t.current(), Some(Watermark::EventTime(10)));
         t.mark_all_idle();
+        assert_eq!(t.current(), Some(Watermark::Idle));
+    }
+
+    #[test]
+    fn inputs_going_idle_together_still_release_their_time() {
+        let mut t = WatermarkTracker::default();
+        t.observe(0, None);
+        t.observe(1, None);
+        t.observe(0, Some(14));
+        // Input 1 never had time, so nothing could be released yet.
+        assert_eq!(t.current(), None);
+        t.mark_all_idle();
+        assert_eq!(t.current(), Some(Watermark::EventTime(14)));
         assert_eq!(t.current(), Some(Watermark::Idle));
     }
 
