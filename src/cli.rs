@@ -50,6 +50,11 @@ pub struct ServeArgs {
     /// what it holds is restored.
     #[arg(long, env = "WEIR_DATA_DIR", default_value = "weir-data")]
     pub data_dir: PathBuf,
+    /// Keep the catalog and checkpoints in an object store instead of --data-dir:
+    /// `s3://bucket/prefix` (S3 or an S3-compatible service; credentials, region and endpoint
+    /// from the AWS_* environment variables, e.g. AWS_ENDPOINT and AWS_ALLOW_HTTP=true).
+    #[arg(long, env = "WEIR_CHECKPOINT_URL")]
+    pub checkpoint_url: Option<String>,
     /// How often a checkpoint is taken (e.g. 10s, 500ms). `CHECKPOINT` takes one at once.
     #[arg(long, env = "WEIR_CHECKPOINT_INTERVAL", default_value = "10s", value_parser = humantime::parse_duration)]
     pub checkpoint_interval: std::time::Duration,

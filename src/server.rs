@@ -38,6 +38,7 @@ pub enum ServerError {
 pub async fn run(args: ServeArgs) -> Result<(), ServerError> {
     let mut options = DatabaseOptions::new(&args.data_dir);
     options.checkpoint_interval = args.checkpoint_interval;
+    options.storage_url = args.checkpoint_url.clone();
     let (db, persisted) = Database::open(options).await?;
     if persisted == 0 && !args.no_demo {
         let script = match &args.demo_script {

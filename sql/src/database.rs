@@ -19,7 +19,7 @@ use datafusion::sql::sqlparser::ast::{ExprWithAlias, Statement};
 use tokio::sync::Mutex;
 use tracing::{error, info};
 use weir_engine::checkpoint::catalog_file::{CatalogObject, ObjectKind as PersistedKind};
-use weir_engine::checkpoint::{PipelineRestore, ViewState};
+use weir_engine::checkpoint::{CheckpointStore, PipelineRestore, ViewState};
 use weir_engine::pipeline::Durability as PipelineDurability;
 use weir_engine::catalog::{Catalog, Relation, SourceEntry, ViewEntry};
 use weir_engine::fanout::Fanout;
@@ -95,6 +95,9 @@ pub struct Database {
 pub struct DatabaseOptions {
     /// Where the catalog and checkpoints live.
     pub data_dir: PathBuf,
+    /// Keep them in this object store instead (`s3://bucket/prefix`, see
+    /// `CheckpointStore::from_url`).
+    pub storage_url: Option<String>,
     /// How often checkpoints are taken.
     pub checkpoint_interval: Duration,
     /// A pipeline that does not pass a checkpoint barrier within this long fails the checkpoint.
@@ -108,6 +111,7 @@ impl DatabaseOptions {
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
         Self {
             data_dir: data_dir.into(),
+            storage_url: None,
             checkpoint_interval: DEFAULT_CHECKPOINT_INTERVAL,
             checkpoint_timeout: Duration::from_secs(60),
             refresh: DEFAULT_REFRESH,
@@ -151,7 +155,11 @@ impl Database {
         connectors: Vec<Arc<dyn ConnectorFactory>>,
         options: DatabaseOptions,
     ) -> Result<(Arc<Self>, usize)> {
-        let (durability, objects) = Durability::open(&options.data_dir, options.checkpoint_timeout).await?;
+        let store = match &options.storage_url {
+            Some(url) => CheckpointStore::from_url(url).await?,
+            None => CheckpointStore::local(&options.data_dir)?,
+        };
+        let (durability, objects) = Durability::open(store, options.checkpoint_timeout).await?;
         let durability = Arc::new(durability);
         let db = Self::build(connectors, options.refresh, Some(Arc::clone(&durability)))?;
         let segments = durability.segment_store();
@@ -170,7 +178,7 @@ impl Database {
         }
         durability.release(options.checkpoint_interval);
         if !objects.is_empty() {
-            info!(restored, of = objects.len(), dir = %options.data_dir.display(), "catalog restored");
+            info!(restored, of = objects.len(), store = %durability.coordinator.store().location(), "catalog restored");
         }
         Ok((db, objects.len()))
     }

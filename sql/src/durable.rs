@@ -11,7 +11,6 @@
 //! 4. take checkpoints every `checkpoint_interval`.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -55,9 +54,8 @@ impl std::fmt::Debug for Durability {
 }
 
 impl Durability {
-    /// Opens the data directory: its catalog (empty when new) and newest intact checkpoint.
-    pub async fn open(dir: &Path, checkpoint_timeout: Duration) -> Result<(Self, Vec<CatalogObject>)> {
-        let store = CheckpointStore::local(dir)?;
+    /// Opens a data store: its catalog (empty when new) and newest intact checkpoint.
+    pub async fn open(store: CheckpointStore, checkpoint_timeout: Duration) -> Result<(Self, Vec<CatalogObject>)> {
         let catalog = CatalogFile::load(&store).await?.unwrap_or(CatalogFile { version: CATALOG_VERSION, objects: Vec::new() });
         let loading = std::time::Instant::now();
         let recovered = if catalog.objects.is_empty() { None } else { recover(&store).await? };

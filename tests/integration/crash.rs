@@ -288,3 +288,86 @@ async fn a_datagen_view_resumes_mid_stream_like_a_run_that_never_stopped() {
     assert!(table.appended_rows() > 0);
     assert_eq!(crate::harness::query_rows(&session, query).await, want);
 }
+
+/// moto's S3 server from the repository's `.venv` (installed by `scripts/test.sh`), on a free
+/// loopback port, with one bucket; killed on drop.
+struct S3Server {
+    child: std::process::Child,
+    endpoint: String,
+}
+
+impl S3Server {
+    fn start(bucket: &str) -> S3Server {
+        let binary = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/moto_server");
+        assert!(binary.is_file(), "no {}: run ./scripts/test.sh, which installs moto[server]", binary.display());
+        let port = crate::harness::free_port();
+        let child = std::process::Command::new(binary)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start moto_server");
+        let server = S3Server { child, endpoint: format!("http://127.0.0.1:{port}") };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            // CreateBucket is a bare PUT on the bucket's path (moto accepts it unsigned).
+            if let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+                use std::io::{Read, Write};
+                let request = format!("PUT /{bucket} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                let mut response = String::new();
+                if stream.write_all(request.as_bytes()).is_ok() && stream.read_to_string(&mut response).is_ok() {
+                    assert!(response.starts_with("HTTP/1.1 200") || response.starts_with("HTTP/1.0 200"), "{response}");
+                    return server;
+                }
+            }
+            assert!(Instant::now() < deadline, "moto_server did not start on {port}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checkpoints_in_an_s3_compatible_store_survive_sigkill() {
+    let s3 = S3Server::start("weir");
+    let env = [
+        ("AWS_ENDPOINT", s3.endpoint.as_str()),
+        ("AWS_ALLOW_HTTP", "true"),
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+        ("AWS_REGION", "us-east-1"),
+    ];
+    let unused = tempfile::tempdir().expect("tempdir");
+    let args = ["--no-demo", "--checkpoint-url", "s3://weir/prod/weir", "--checkpoint-interval", "200ms"];
+    let server = Server::start_with_env(unused.path(), &args, &env);
+    let client = server.connect().await;
+    for statement in [
+        "CREATE SOURCE bids (auction BIGINT, price BIGINT, ts TIMESTAMP(3), WATERMARK FOR ts AS ts - INTERVAL '1 second')
+           WITH (connector = 'datagen', generator = 'bids', rate = '50000', events = '100000')",
+        "CREATE MATERIALIZED VIEW counts AS SELECT window_start, count(*) AS n, sum(price) AS p
+           FROM TUMBLE(bids, ts, INTERVAL '1 second') GROUP BY window_start",
+    ] {
+        client.simple_query(statement).await.unwrap_or_else(|e| panic!("{statement}: {e}"));
+    }
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    client.simple_query("CHECKPOINT").await.expect("checkpoint");
+    server.kill();
+
+    let server = Server::start_with_env(unused.path(), &args, &env);
+    let client = server.connect().await;
+    assert_eq!(rows(&client, "SELECT status FROM weir_checkpoints WHERE status = 'recovered'").await, vec!["recovered"]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while rows(&client, "SELECT sum(n) FROM counts").await != vec!["100000"] {
+        assert!(Instant::now() < deadline, "counts did not reach 100000 rows");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(rows(&client, "SELECT count(*) FROM counts").await, vec!["10"]);
+    // Nothing was written to the local data directory.
+    assert_eq!(std::fs::read_dir(unused.path()).expect("dir").count(), 0);
+}

@@ -28,8 +28,14 @@ impl Server {
 
     /// Starts the binary on the data directory `data` (restoring what it holds).
     pub fn start_in(data: &std::path::Path, args: &[&str]) -> Server {
+        Self::start_with_env(data, args, &[])
+    }
+
+    /// [`Server::start_in`] with extra environment variables.
+    pub fn start_with_env(data: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> Server {
         let port = free_port();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_weir"));
+        cmd.envs(env.iter().copied());
         cmd.arg("--listen")
             .arg(format!("127.0.0.1:{port}"))
             .arg("--data-dir")

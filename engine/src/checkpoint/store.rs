@@ -70,6 +70,33 @@ impl CheckpointStore {
         Arc::clone(&self.store)
     }
 
+    /// A store at `url`: `s3://bucket[/prefix]` for S3 or an S3-compatible service (credentials,
+    /// region and endpoint from the usual `AWS_*` environment variables, e.g. `AWS_ENDPOINT` and
+    /// `AWS_ALLOW_HTTP=true` for a local one), or `file:///dir` / a plain path for a directory.
+    /// Checks it can write there, so a wrong bucket or credentials fail at start, clearly.
+    pub async fn from_url(url: &str) -> Result<Self> {
+        let Some(rest) = url.strip_prefix("s3://") else {
+            let dir = url.strip_prefix("file://").unwrap_or(url);
+            return Self::local(std::path::Path::new(dir));
+        };
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() {
+            return Err(EngineError::User(format!("checkpoint URL '{url}' names no bucket (s3://bucket/prefix)")));
+        }
+        let s3 = object_store::aws::AmazonS3Builder::from_env()
+            .with_bucket_name(bucket)
+            .build()
+            .map_err(|e| storage_error(&format!("checkpoint store {url}"), &e))?;
+        let store: Arc<dyn ObjectStore> = if prefix.trim_matches('/').is_empty() {
+            Arc::new(s3)
+        } else {
+            Arc::new(object_store::prefix::PrefixStore::new(s3, prefix.trim_matches('/')))
+        };
+        let this = Self::new(store, url);
+        this.put(".weir-write-test", b"ok".to_vec()).await?;
+        Ok(this)
+    }
+
     /// Where the store is, for messages.
     pub fn location(&self) -> &str {
         &self.location
