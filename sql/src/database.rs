@@ -19,24 +19,21 @@ use datafusion::sql::sqlparser::ast::{ExprWithAlias, Statement};
 use tokio::sync::Mutex;
 use tracing::{error, info};
 use weir_engine::checkpoint::catalog_file::{CatalogObject, ObjectKind as PersistedKind};
-use weir_engine::checkpoint::{CheckpointStore, PipelineRestore, ViewState};
-use weir_engine::pipeline::Durability as PipelineDurability;
+use weir_engine::checkpoint::CheckpointStore;
 use weir_engine::catalog::{Catalog, Relation, SourceEntry, ViewEntry};
-use weir_engine::fanout::Fanout;
 use weir_engine::options::Options;
-use weir_engine::pipeline::{PipelineInput, PipelineState, PipelineStatus, spawn_pipeline};
-use weir_engine::source::{ConnectorFactory, FormatSpec, ReaderContext, SourceSpec, SourceTaskConfig, WatermarkSpec};
+use weir_engine::pipeline::PipelineState;
+use weir_engine::source::{ConnectorFactory, FormatSpec, SourceSpec, WatermarkSpec};
 use weir_engine::late_rows::LateRowLog;
 use weir_engine::source_errors::{BadRecords, SourceErrorLog};
 use weir_engine::source_metrics::SourceMetricsRegistry;
-use weir_engine::view_table::ViewTable;
 
 use crate::durable::{
     Durability, checkpoint_state_batch, checkpoint_state_schema, checkpoints_batch, checkpoints_schema,
 };
 use crate::error::{Result, SqlError, SqlErrorKind};
 use crate::parser::{CreateSource, CreateView, ObjectKind, WeirStatement};
-use crate::planner::{PlanContext, PlannedInput, ViewPlan, plan_view};
+use crate::planner::{PlanContext, ViewPlan, plan_view};
 use crate::tables::{SourceTable, SystemTable, TumbleFunction};
 
 /// Default refresh of open windows in updating views.
@@ -73,21 +70,21 @@ impl std::fmt::Debug for QueryResult {
     }
 }
 
-fn command(tag: &str) -> QueryResult {
+pub(crate) fn command(tag: &str) -> QueryResult {
     QueryResult::Command { tag: tag.to_string(), rows: None }
 }
 
 /// Shared state of a Weir server.
 pub struct Database {
-    ctx: SessionContext,
-    catalog: Arc<Catalog>,
+    pub(crate) ctx: SessionContext,
+    pub(crate) catalog: Arc<Catalog>,
     connectors: BTreeMap<&'static str, Arc<dyn ConnectorFactory>>,
-    refresh: Duration,
+    pub(crate) refresh: Duration,
     /// DDL runs one statement at a time, so name checks and registration cannot interleave.
-    ddl: Mutex<()>,
+    pub(crate) ddl: Mutex<()>,
     /// Checkpoints and the persisted catalog (None: an in-memory database, for tests and
     /// embedding).
-    durability: Option<Arc<Durability>>,
+    pub(crate) durability: Option<Arc<Durability>>,
 }
 
 /// How to open a database with durable state.
@@ -358,7 +355,7 @@ fn rows(batch: RecordBatch) -> Result<QueryResult> {
 /// One client's session.
 #[derive(Debug, Clone)]
 pub struct Session {
-    db: Arc<Database>,
+    pub(crate) db: Arc<Database>,
 }
 
 impl Session {
@@ -634,7 +631,7 @@ impl Session {
         Ok(command("CREATE SOURCE"))
     }
 
-    async fn plan_view(&self, v: &CreateView) -> Result<ViewPlan> {
+    pub(crate) async fn plan_view(&self, v: &CreateView) -> Result<ViewPlan> {
         let state = self.db.ctx.state();
         let statement = DfStatement::Statement(Box::new(Statement::Query(v.query.clone())));
         let plan = state.statement_to_plan(statement).await?;
@@ -652,140 +649,6 @@ impl Session {
                 late_rows: Arc::clone(&self.db.catalog.late_rows),
             },
         )
-    }
-
-    async fn create_view(&self, v: &CreateView, replay: Option<&CatalogObject>) -> Result<QueryResult> {
-        let _guard = self.db.ddl.lock().await;
-        if self.db.catalog.relation(&v.name).is_some() && v.if_not_exists {
-            return Ok(command("CREATE MATERIALIZED VIEW"));
-        }
-        self.db.catalog.ensure_name_free(&v.name)?;
-        let plan = self.plan_view(v).await?;
-        let durability = self.db.durability.clone();
-        let id = match (replay, &durability) {
-            (Some(object), _) => object.id.clone(),
-            (None, Some(d)) => d.new_id(),
-            (None, None) => String::new(),
-        };
-        let table = Arc::new(match &durability {
-            Some(d) => ViewTable::with_segments(Arc::clone(&plan.schema), d.segment_store()),
-            None => ViewTable::new(Arc::clone(&plan.schema)),
-        });
-        let fanout = Arc::new(Fanout::new(Arc::clone(&table)));
-        let status = Arc::new(PipelineStatus::default());
-        // Recovery: the view's rows, watermark and counters as of the checkpoint.
-        let recovered = durability.as_ref().and_then(|d| d.take_recovered(&v.name, &id));
-        let mut restore = PipelineRestore::default();
-        let mut ended = false;
-        if let Some(r) = recovered {
-            let watermark = r.watermark();
-            ended = r.entry.ended;
-            table.restore(r.segments, r.provisional)?;
-            fanout.restore(watermark, ended).await;
-            status.rows_in.store(r.entry.rows_in, std::sync::atomic::Ordering::Relaxed);
-            restore = r.restore;
-            info!(view = %v.name, rows = table.appended_rows(), ended, "view restored from checkpoint");
-        }
-        let resumed = restore.source.is_some() || !restore.operators.is_empty() || ended;
-        let mut reader_metrics = None;
-        let input = match &plan.input {
-            _ if ended => None,
-            PlannedInput::Source(s) => {
-                let metrics = self.db.catalog.source_metrics.register(&s.name, &v.name);
-                reader_metrics = Some(Arc::clone(&metrics));
-                let context = ReaderContext {
-                    source: s.name.clone(),
-                    metrics,
-                    errors: Arc::clone(&self.db.catalog.source_errors),
-                    bad_records: s.bad_records,
-                    resume: restore.source.as_ref().and_then(|r| r.position.clone()),
-                };
-                Some(PipelineInput::Source {
-                    reader: s.provider.open(context.clone())?,
-                    config: SourceTaskConfig {
-                        watermark: s.watermark.clone(),
-                        idle_timeout: s.idle_timeout,
-                        max_future: s.max_future,
-                        context,
-                        restore: restore.source.clone().map(Box::new),
-                    },
-                })
-            }
-            // A recovered view already holds what the upstream view had at the checkpoint.
-            PlannedInput::View(upstream) if resumed => {
-                Some(PipelineInput::View { backfill: Vec::new(), live: upstream.fanout.subscribe_live().await })
-            }
-            PlannedInput::View(upstream) => {
-                let (backfill, live) = upstream.fanout.subscribe().await?;
-                Some(PipelineInput::View { backfill, live })
-            }
-        };
-        let upstream_views = match &plan.input {
-            PlannedInput::View(upstream) => vec![upstream.name.clone()],
-            PlannedInput::Source(_) => Vec::new(),
-        };
-        let reads_source = matches!(plan.input, PlannedInput::Source(_));
-        let entry = Arc::new(ViewEntry {
-            name: v.name.clone(),
-            sql: v.sql.clone(),
-            table: Arc::clone(&table),
-            fanout: Arc::clone(&fanout),
-            inputs: vec![plan.input.name().to_string()],
-            updating: plan.updating,
-            explain: plan.explain.clone(),
-            status: Arc::clone(&status),
-            reader_metrics,
-            pipeline: parking_lot::Mutex::new(None),
-        });
-        self.db.catalog.add_view(Arc::clone(&entry))?;
-        if let Err(e) = self.db.ctx.register_table(v.name.as_str(), Arc::clone(&table) as _) {
-            self.db.catalog.remove(&v.name);
-            return Err(e.into());
-        }
-        if let (Some(d), None) = (&durability, replay) {
-            let object = CatalogObject {
-                kind: PersistedKind::MaterializedView,
-                name: v.name.clone(),
-                id: id.clone(),
-                sql: v.sql.clone(),
-                pinned: BTreeMap::new(),
-            };
-            if let Err(e) = d.record(object).await {
-                self.db.catalog.remove(&v.name);
-                self.db.ctx.deregister_table(v.name.as_str())?;
-                return Err(e);
-            }
-        }
-        let Some(input) = input else {
-            // The view was final at the checkpoint: nothing to run.
-            status.finish();
-            if let Some(d) = &durability {
-                let state = ViewState {
-                    appended_rows: table.appended_rows(),
-                    provisional: table.provisional(),
-                    watermark: fanout.watermark().await,
-                    rows_in: status.rows_in.load(std::sync::atomic::Ordering::Relaxed),
-                };
-                d.coordinator.register_ended(&v.name, &id, table, status, state);
-            }
-            return Ok(command("CREATE MATERIALIZED VIEW"));
-        };
-        let pipeline_durability = durability.as_ref().map(|d| PipelineDurability {
-            link: d.coordinator.register(&v.name, &id, upstream_views, reads_source, Arc::clone(&table), Arc::clone(&status)),
-            restore,
-        });
-        let name = v.name.clone();
-        let operators = plan.operators;
-        let start = move || {
-            let running = spawn_pipeline(&name, input, operators, fanout, status, pipeline_durability);
-            *entry.pipeline.lock() = Some(running);
-        };
-        match &durability {
-            Some(d) => d.start_or_hold(Box::new(start)),
-            None => start(),
-        }
-        info!(view = %v.name, "materialized view created");
-        Ok(command("CREATE MATERIALIZED VIEW"))
     }
 
     async fn drop_object(&self, kind: ObjectKind, name: &str, if_exists: bool, cascade: bool) -> Result<QueryResult> {

@@ -21,6 +21,7 @@
 //!
 //! Errors carry a [`error::SqlErrorKind`]; only the wire layer turns kinds into SQLSTATEs.
 
+mod create_view;
 pub mod database;
 pub mod durable;
 pub mod error;
