@@ -229,7 +229,8 @@ pub fn spawn_pipeline(
     RunningPipeline { tasks }
 }
 
-async fn view_state(fanout: &Fanout, status: &PipelineStatus) -> ViewState {
+/// The view's side of a checkpoint: its final-row count, provisional rows, watermark, rows read.
+pub async fn view_state(fanout: &Fanout, status: &PipelineStatus) -> ViewState {
     let table = fanout.table();
     ViewState {
         appended_rows: table.appended_rows(),

@@ -117,10 +117,7 @@ impl ViewTable {
 
     /// All current rows (final first, then provisional by partition), segments read back.
     pub async fn snapshot(&self) -> Result<Vec<RecordBatch>> {
-        let (segments, memory) = {
-            let c = self.contents.read();
-            (c.segments.clone(), c.appended.iter().chain(c.provisional.values()).cloned().collect::<Vec<_>>())
-        };
+        let (segments, memory) = self.parts();
         let mut out = Vec::new();
         if let Some(store) = &self.segment_store {
             for segment in &segments {
@@ -221,6 +218,13 @@ impl ViewTable {
         Arc::clone(&self.schema)
     }
 
+    /// The committed segments and the rows in memory (final, then provisional), read under one
+    /// lock so together they hold every row once.
+    fn parts(&self) -> (Vec<FileRef>, Vec<RecordBatch>) {
+        let c = self.contents.read();
+        (c.segments.clone(), c.appended.iter().chain(c.provisional.values()).cloned().collect())
+    }
+
     /// (final rows, provisional rows, open partitions).
     pub fn stats(&self) -> (usize, usize, usize) {
         let c = self.contents.read();
@@ -254,10 +258,7 @@ impl TableProvider for ViewTable {
         _filters: &[Expr],
         _limit: Option<usize>,
     ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
-        let (segments, batches) = {
-            let c = self.contents.read();
-            (c.segments.clone(), c.appended.iter().chain(c.provisional.values()).cloned().collect::<Vec<_>>())
-        };
+        let (segments, batches) = self.parts();
         let memory: Arc<dyn ExecutionPlan> =
             MemorySourceConfig::try_new_exec(&[batches], self.schema(), projection.cloned())?;
         let Some(store) = self.segment_store.as_ref().filter(|_| !segments.is_empty()) else {

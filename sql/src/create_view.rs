@@ -8,10 +8,10 @@ use std::sync::Arc;
 use tracing::info;
 use weir_engine::catalog::ViewEntry;
 use weir_engine::checkpoint::catalog_file::{CatalogObject, ObjectKind as PersistedKind};
-use weir_engine::checkpoint::{PipelineRestore, ViewState};
+use weir_engine::checkpoint::PipelineRestore;
 use weir_engine::fanout::Fanout;
 use weir_engine::pipeline::Durability as PipelineDurability;
-use weir_engine::pipeline::{PipelineInput, PipelineStatus, spawn_pipeline};
+use weir_engine::pipeline::{PipelineInput, PipelineStatus, spawn_pipeline, view_state};
 use weir_engine::source::{ReaderContext, SourceTaskConfig};
 use weir_engine::view_table::ViewTable;
 
@@ -127,12 +127,7 @@ impl Session {
             // The view was final at the checkpoint: nothing to run.
             status.finish();
             if let Some(d) = &durability {
-                let state = ViewState {
-                    appended_rows: table.appended_rows(),
-                    provisional: table.provisional(),
-                    watermark: fanout.watermark().await,
-                    rows_in: status.rows_in.load(std::sync::atomic::Ordering::Relaxed),
-                };
+                let state = view_state(&fanout, &status).await;
                 d.coordinator.register_ended(&v.name, &id, table, status, state);
             }
             return Ok(command("CREATE MATERIALIZED VIEW"));

@@ -88,6 +88,23 @@ pub struct CheckpointRecord {
     pub operators: Vec<OperatorRecord>,
 }
 
+impl CheckpointRecord {
+    /// The record of `manifest`: nothing written, no operator figures, no error.
+    fn of(manifest: &Manifest, started_at_ms: i64, duration: Duration) -> Self {
+        Self {
+            epoch: manifest.epoch,
+            started_at_ms,
+            duration,
+            bytes: manifest.bytes(),
+            written_bytes: 0,
+            pipelines: manifest.pipelines.len(),
+            error: None,
+            recovered: false,
+            operators: Vec::new(),
+        }
+    }
+}
+
 /// One operator's state in a checkpoint (`weir_checkpoint_state`).
 #[derive(Debug, Clone)]
 pub struct OperatorRecord {
@@ -107,8 +124,8 @@ pub struct OperatorRecord {
 #[derive(Debug, Default)]
 struct Committed {
     last: Option<Manifest>,
-    /// The committed epoch before `last`, kept as a fallback if `last` turns out damaged.
-    previous_epoch: Option<u64>,
+    /// The committed checkpoint before `last`, kept as a fallback if `last` turns out damaged.
+    previous: Option<Manifest>,
     next_epoch: u64,
 }
 
@@ -140,7 +157,7 @@ impl CheckpointCoordinator {
         let next_epoch = last.as_ref().map_or(1, |m| m.epoch + 1);
         Self {
             store,
-            committed: tokio::sync::Mutex::new(Committed { last, previous_epoch: None, next_epoch }),
+            committed: tokio::sync::Mutex::new(Committed { last, previous: None, next_epoch }),
             pipelines: Mutex::new(BTreeMap::new()),
             history: Mutex::new(VecDeque::new()),
             timeout,
@@ -232,29 +249,13 @@ impl CheckpointCoordinator {
         let record = match result {
             Ok((manifest, _, _)) if manifest.epoch != epoch => {
                 // Unchanged since the last checkpoint, which stands.
-                return Ok(CheckpointRecord {
-                    epoch: manifest.epoch,
-                    started_at_ms,
-                    duration: started.elapsed(),
-                    bytes: manifest.bytes(),
-                    written_bytes: 0,
-                    pipelines: manifest.pipelines.len(),
-                    error: None,
-                    recovered: false,
-                    operators: Vec::new(),
-                });
+                return Ok(CheckpointRecord::of(&manifest, started_at_ms, started.elapsed()));
             }
             Ok((manifest, written_bytes, operators)) => {
                 let record = CheckpointRecord {
-                    epoch,
-                    started_at_ms,
-                    duration: started.elapsed(),
-                    bytes: manifest.bytes(),
                     written_bytes,
-                    pipelines: manifest.pipelines.len(),
-                    error: None,
-                    recovered: false,
                     operators,
+                    ..CheckpointRecord::of(&manifest, started_at_ms, started.elapsed())
                 };
                 // Rows now in committed segments leave the views' memory.
                 for (view, handle) in self.pipelines.lock().iter() {
@@ -264,8 +265,7 @@ impl CheckpointCoordinator {
                         warn!(view = %view, error = %e, "view rows stay in memory");
                     }
                 }
-                committed.previous_epoch = committed.last.as_ref().map(|m| m.epoch);
-                committed.last = Some(manifest);
+                committed.previous = committed.last.replace(manifest);
                 if let Err(e) = self.clean_up(&committed).await {
                     warn!(error = %e, "removing old checkpoint files failed (they will be retried)");
                 }
@@ -295,15 +295,8 @@ impl CheckpointCoordinator {
     /// Notes the checkpoint recovered from at start, and how long loading it took.
     pub fn record_recovery(&self, manifest: &Manifest, loading: Duration) {
         self.remember(CheckpointRecord {
-            epoch: manifest.epoch,
-            started_at_ms: manifest.started_at_ms,
-            duration: loading,
-            bytes: manifest.bytes(),
-            written_bytes: 0,
-            pipelines: manifest.pipelines.len(),
-            error: None,
             recovered: true,
-            operators: Vec::new(),
+            ..CheckpointRecord::of(manifest, manifest.started_at_ms, loading)
         });
     }
 
@@ -472,28 +465,18 @@ impl CheckpointCoordinator {
     /// Removes manifests, state files and segments no retained checkpoint needs (the last two
     /// committed ones are kept, so a damaged last one can fall back to the one before).
     async fn clean_up(&self, committed: &Committed) -> Result<()> {
-        let Some(last) = &committed.last else { return Ok(()) };
-        let mut keep_epochs = vec![last.epoch];
-        let mut keep_files: Vec<String> = last.files().map(|f| f.path.clone()).collect();
-        if let Some(previous) = committed.previous_epoch {
-            keep_epochs.push(previous);
-            match self.store.load_manifest(previous).await {
-                Ok(m) => keep_files.extend(m.files().map(|f| f.path.clone())),
-                // Without its file list nothing it might need can be told apart: keep all.
-                Err(_) => return Ok(()),
-            }
+        let retained: Vec<&Manifest> = committed.last.iter().chain(committed.previous.iter()).collect();
+        if retained.is_empty() {
+            return Ok(());
         }
-        let manifests: Vec<String> = keep_epochs.iter().map(|e| manifest_path(*e)).collect();
-        let dirs: Vec<String> = keep_epochs.iter().map(|e| format!("{}/", epoch_dir(*e))).collect();
-        let in_progress = format!("{}/", epoch_dir(committed.next_epoch));
+        let manifests: Vec<String> = retained.iter().map(|m| manifest_path(m.epoch)).collect();
+        let dirs: Vec<String> = retained.iter().map(|m| format!("{}/", epoch_dir(m.epoch))).collect();
+        let keep_files: std::collections::HashSet<&str> =
+            retained.iter().flat_map(|m| m.files()).map(|f| f.path.as_str()).collect();
         self.store
-            .delete_unless("checkpoints", |p| {
-                manifests.iter().any(|m| m == p)
-                    || dirs.iter().any(|d| p.starts_with(d.as_str()))
-                    || p.starts_with(in_progress.as_str())
-            })
+            .delete_unless("checkpoints", |p| manifests.iter().any(|m| m == p) || dirs.iter().any(|d| p.starts_with(d.as_str())))
             .await?;
-        self.store.delete_unless("views", |p| keep_files.iter().any(|f| f == p)).await?;
+        self.store.delete_unless("views", |p| keep_files.contains(p)).await?;
         Ok(())
     }
 }

@@ -120,16 +120,15 @@ fn split_provisional(batches: Vec<RecordBatch>) -> Result<BTreeMap<i64, RecordBa
             EngineError::Storage("provisional rows: the partition column is not BIGINT".into())
         })?;
         let rest = batch.project(&(0..batch.num_columns()).filter(|i| *i != index).collect::<Vec<_>>())?;
+        if keys.null_count() > 0 {
+            return Err(EngineError::Storage("provisional rows with a NULL partition key".into()));
+        }
         let mut distinct: Vec<i64> = keys.values().to_vec();
-        distinct.dedup();
         distinct.sort_unstable();
         distinct.dedup();
         for key in distinct {
             let mask = cmp::eq(&keys, &datafusion::arrow::array::Int64Array::new_scalar(key))?;
-            let part = filter_record_batch(&rest, &mask)?;
-            if part.num_rows() > 0 && keys.null_count() == 0 {
-                out.entry(key).or_default().push(part);
-            }
+            out.entry(key).or_default().push(filter_record_batch(&rest, &mask)?);
         }
     }
     out.into_iter()
