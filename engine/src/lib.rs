@@ -66,6 +66,7 @@ pub mod late_rows;
 pub mod message;
 pub mod operator;
 pub mod options;
+pub mod over_window;
 pub mod pipeline;
 pub mod source;
 pub mod source_errors;

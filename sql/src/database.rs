@@ -199,7 +199,7 @@ impl Database {
         let hop = Arc::new(TumbleFunction::hop(Arc::clone(&catalog)));
         ctx.register_udtf("hop", Arc::clone(&hop) as _);
         ctx.register_udtf("HOP", hop);
-        weir_udf::register(&ctx);
+        weir_udf::register(&ctx)?;
         let db = Self {
             ctx,
             catalog,
@@ -636,7 +636,8 @@ impl Session {
         let statement = DfStatement::Statement(Box::new(Statement::Query(v.query.clone())));
         let plan = state.statement_to_plan(statement).await?;
         let plan = state.optimize(&plan)?;
-        let options = Options::new(format!("materialized view \"{}\"", v.name), v.options.clone())?;
+        let mut options = Options::new(format!("materialized view \"{}\"", v.name), v.options.clone())?;
+        let state_ttl = options.take_duration("state_ttl")?;
         options.finish()?;
         plan_view(
             &plan,
@@ -647,6 +648,7 @@ impl Session {
                 emit_on_window_close: v.emit_on_window_close,
                 refresh: self.db.refresh,
                 late_rows: Arc::clone(&self.db.catalog.late_rows),
+                state_ttl,
             },
         )
     }

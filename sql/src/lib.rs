@@ -25,6 +25,8 @@ mod create_view;
 pub mod database;
 pub mod durable;
 pub mod error;
+mod named_args;
+mod plan_over;
 pub mod parser;
 pub mod planner;
 pub mod tables;

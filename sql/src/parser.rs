@@ -120,7 +120,11 @@ pub fn parse_statements(sql: &str) -> Result<Vec<WeirStatement>> {
         let text = slice_text(sql, start, end);
         match &mut stmt {
             WeirStatement::CreateSource(s) => s.sql = text,
-            WeirStatement::CreateView(v) | WeirStatement::ExplainView(v) => v.sql = text,
+            WeirStatement::CreateView(v) | WeirStatement::ExplainView(v) => {
+                v.sql = text;
+                crate::named_args::resolve_in_query(&mut v.query)?;
+            }
+            WeirStatement::Sql(statement) => crate::named_args::resolve_named_arguments(statement)?,
             _ => {}
         }
         out.push(stmt);

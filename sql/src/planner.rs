@@ -9,6 +9,7 @@
 //! Filter / Projection / SubqueryAlias …               → stateless steps (fused)
 //! [Aggregate GROUP BY window_start|window_end, keys]  → window aggregate
 //!  or [Aggregate GROUP BY keys] without a window      → updating aggregate
+//! [Window: f(…) OVER (PARTITION BY k ORDER BY ts)]    → over window (plan_over.rs)
 //! Filter / Projection / SubqueryAlias …               → stateless steps (HAVING, output)
 //! ```
 
@@ -82,9 +83,11 @@ pub struct PlanContext<'a> {
     pub refresh: Duration,
     /// Late-row log.
     pub late_rows: Arc<LateRowLog>,
+    /// `WITH (state_ttl = '…')`: OVER-window keys idle this long (event time) are forgotten.
+    pub state_ttl: Option<Duration>,
 }
 
-fn unsupported(what: impl Into<String>) -> SqlError {
+pub(crate) fn unsupported(what: impl Into<String>) -> SqlError {
     SqlError::new(
         SqlErrorKind::FeatureNotSupported,
         format!("not supported in a streaming view: {}", what.into()),
@@ -92,21 +95,21 @@ fn unsupported(what: impl Into<String>) -> SqlError {
 }
 
 /// A partly built pipeline.
-struct Stage {
-    input: PlannedInput,
-    operators: Vec<Box<dyn StreamOperator>>,
+pub(crate) struct Stage {
+    pub(crate) input: PlannedInput,
+    pub(crate) operators: Vec<Box<dyn StreamOperator>>,
     /// Stateless steps not yet fused into an operator.
     pending: Vec<Step>,
     /// The tumbling window applied, if any (until an aggregate consumes it).
     window: Option<TumbleSpec>,
     /// An aggregate has been planned.
     aggregated: bool,
-    updating: bool,
-    explain: Vec<String>,
+    pub(crate) updating: bool,
+    pub(crate) explain: Vec<String>,
 }
 
 impl Stage {
-    fn flush(&mut self) {
+    pub(crate) fn flush(&mut self) {
         if !self.pending.is_empty() {
             let op = StatelessOperator::new(std::mem::take(&mut self.pending));
             self.explain.push(format!("Stateless:\n    {}", op.describe().replace("\n  ", "\n    ")));
@@ -154,11 +157,11 @@ pub fn plan_view(plan: &LogicalPlan, ctx: &PlanContext<'_>) -> Result<ViewPlan> 
     })
 }
 
-fn physical(expr: &Expr, schema: &DFSchema, ctx: &PlanContext<'_>) -> Result<Arc<dyn PhysicalExpr>> {
+pub(crate) fn physical(expr: &Expr, schema: &DFSchema, ctx: &PlanContext<'_>) -> Result<Arc<dyn PhysicalExpr>> {
     Ok(create_physical_expr(expr, schema, ctx.state.execution_props(), &PhysicalPlanningContext::default())?)
 }
 
-fn build(plan: &LogicalPlan, ctx: &PlanContext<'_>) -> Result<Stage> {
+pub(crate) fn build(plan: &LogicalPlan, ctx: &PlanContext<'_>) -> Result<Stage> {
     match plan {
         LogicalPlan::TableScan(scan) => {
             let provider = source_as_provider(&scan.source)?;
@@ -241,9 +244,7 @@ fn build(plan: &LogicalPlan, ctx: &PlanContext<'_>) -> Result<Stage> {
         LogicalPlan::SubqueryAlias(alias) => build(&alias.input, ctx),
         LogicalPlan::Aggregate(aggregate) => plan_aggregate(aggregate, ctx),
         LogicalPlan::Join(_) => Err(unsupported("JOIN (joins arrive in a later release)")),
-        LogicalPlan::Window(_) => Err(unsupported(
-            "window functions with OVER (incremental OVER arrives with the anomaly functions)",
-        )),
+        LogicalPlan::Window(window) => crate::plan_over::plan_window(window, ctx),
         LogicalPlan::Sort(_) => Err(unsupported("ORDER BY (order the rows when you query the view)")),
         LogicalPlan::Limit(_) => Err(unsupported("LIMIT (limit the rows when you query the view)")),
         LogicalPlan::Distinct(_) => Err(unsupported("DISTINCT (use GROUP BY)")),

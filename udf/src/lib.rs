@@ -1,13 +1,70 @@
 //! # weir-udf: Weir's SQL functions
 //!
-//! Functions Weir adds to DataFusion, as `ScalarUDFImpl` / `AggregateUDFImpl` /
-//! `WindowUDFImpl`. The anomaly-detection library (z-score, MAD, EWMA, change points, isolation
-//! forest, k-means, voting) lands here with its own issue; [`register`] is the one place the SQL
-//! layer calls, so new functions need no wiring elsewhere.
+//! Anomaly detection as plain SQL, in two call forms over one implementation:
+//!
+//! ```text
+//!             anomaly_mad(x, window => 600) OVER (PARTITION BY k ORDER BY ts)
+//!                                 │
+//!                   DetectorUdwf::bind (constant arguments → KeyedWindowFunction)
+//!                   ┌─────────────┴──────────────┐
+//!      batch: WindowUDFImpl              streaming: weir-engine's OVER operator
+//!      one WindowState per partition,    one WindowState per key for the life of the
+//!      fed the whole partition           view, fed each key's rows as the watermark
+//!                                        passes them; saved into checkpoints
+//! ```
+//!
+//! - [`result`]: the one result struct every detector returns (score, p-value, severity,
+//!   band, direction, warm-up, n).
+//! - [`keyed`]: [`keyed::KeyedWindowFunction`] / [`keyed::WindowState`] (the per-key state
+//!   machine both forms run) and [`keyed::Detector`], the small trait a detector implements;
+//!   [`keyed::DetectorFunction`] adds warm-up, thresholds, severity, not learning anomalies and
+//!   re-baselining.
+//! - [`detectors`]: z-score (window / EWMA / cumulative), MAD (exact sliding median), first
+//!   differences, CUSUM, Page–Hinkley, one file each.
+//! - [`functions`]: the detectors as `WindowUDFImpl`s with named parameters.
+//! - [`vote`]: `anomaly_vote`, a scalar function combining results.
+//! - [`params`]: named, typed, constant parameters.
+//!
+//! Invariants: detectors are prequential (a row is scored against the state before it, then
+//! learned) and deterministic; scores are finite (a constant baseline gives a large finite
+//! score, never `inf`); a NULL or non-finite input gives a NULL result and leaves the state
+//! alone.
 
+pub mod detectors;
+pub mod functions;
+pub mod keyed;
+pub mod params;
+pub mod result;
+pub mod vote;
+
+use datafusion::common::Result;
 use datafusion::execution::context::SessionContext;
+use datafusion::logical_expr::{ScalarUDF, WindowUDF};
 
-/// Registers every Weir function with `ctx`. (None yet beyond DataFusion's own.)
-pub fn register(ctx: &SessionContext) {
-    let _ = ctx;
+pub use functions::keyed_window_function;
+pub use keyed::{KeyedWindowFunction, WindowState};
+
+/// Registers every Weir function with `ctx`.
+pub fn register(ctx: &SessionContext) -> Result<()> {
+    for function in functions::detector_functions()? {
+        ctx.register_udwf(WindowUDF::new_from_impl(function));
+    }
+    ctx.register_udf(ScalarUDF::new_from_impl(vote::AnomalyVote::try_new()?));
+    Ok(())
+}
+
+/// The parameter names of Weir function `name`, in order, when it takes named parameters.
+/// The SQL layer uses them to fill parameters a named call skips with NULL ("the default").
+pub fn parameter_names(name: &str) -> Option<Vec<&'static str>> {
+    if name.eq_ignore_ascii_case("anomaly_vote") {
+        return Some(vote::VOTE_PARAMS.to_vec());
+    }
+    let functions = functions::detector_functions().ok()?;
+    let function = functions.iter().find(|f| datafusion::logical_expr::WindowUDFImpl::name(*f).eq_ignore_ascii_case(name))?;
+    Some(function.params().iter().map(|p| p.name).collect())
+}
+
+/// True when `name`'s last parameter is the event time, filled from the call's `ORDER BY`.
+pub fn takes_event_time(name: &str) -> bool {
+    parameter_names(name).is_some_and(|names| names.last() == Some(&params::TIME.name))
 }
