@@ -1,4 +1,4 @@
-//! The detector window functions as DataFusion `WindowUDFImpl`s, and the lookup the streaming
+//! The detector window functions (and `anomaly_alert`) as DataFusion `WindowUDFImpl`s, and the lookup the streaming
 //! planner uses to run the same calls incrementally.
 
 use std::hash::{Hash, Hasher};
@@ -17,7 +17,7 @@ use crate::detectors::mad::{Mad, MadConfig};
 use crate::detectors::page_hinkley::{PageHinkley, PageHinkleyConfig};
 use crate::detectors::zscore::{ZScore, ZScoreConfig};
 use crate::keyed::{Common, DetectorFunction, KeyedWindowFunction, WindowState};
-use crate::params::{ParamKind, ParamSpec, Params, TIME, constant, input};
+use crate::params::{ParamKind, ParamSpec, Params, TIME, constant, input, result};
 
 type Build = fn(&Params) -> Result<Arc<dyn KeyedWindowFunction>>;
 
@@ -27,6 +27,7 @@ pub struct DetectorUdwf {
     name: &'static str,
     params: &'static [ParamSpec],
     build: Build,
+    return_type: fn() -> DataType,
     signature: Signature,
 }
 
@@ -46,9 +47,13 @@ impl Hash for DetectorUdwf {
 
 impl DetectorUdwf {
     fn new(name: &'static str, params: &'static [ParamSpec], build: Build) -> Result<Self> {
+        Self::returning(name, params, build, crate::result::result_type)
+    }
+
+    fn returning(name: &'static str, params: &'static [ParamSpec], build: Build, return_type: fn() -> DataType) -> Result<Self> {
         let signature = Signature::user_defined(Volatility::Immutable)
             .with_parameter_names(params.iter().map(|p| p.name).collect::<Vec<_>>())?;
-        Ok(Self { name, params, build, signature })
+        Ok(Self { name, params, build, return_type, signature })
     }
 
     /// The declared parameters, in order.
@@ -83,10 +88,14 @@ impl WindowUDFImpl for DetectorUdwf {
             .map(|(t, spec)| match spec.kind {
                 ParamKind::Input if t.is_numeric() || t.is_null() => Ok(DataType::Float64),
                 ParamKind::Input => plan_err!("{}: {} must be numeric, got {t}", self.name, spec.name),
+                ParamKind::Result if matches!(t, DataType::Struct(_)) => Ok(t.clone()),
+                ParamKind::Result => plan_err!("{}: {} must be a detector result (e.g. anomaly_mad(x) OVER w), got {t}", self.name, spec.name),
                 ParamKind::Time => match t {
                     DataType::Timestamp(_, _) => Ok(t.clone()),
                     DataType::Date32 | DataType::Date64 => Ok(DataType::Timestamp(TimeUnit::Nanosecond, None)),
-                    _ => plan_err!("{}: {} (the ORDER BY column) must be a timestamp, got {t}", self.name, spec.name),
+                    // A sequence number orders rows too; INTERVAL spans then count its units.
+                    t if t.is_integer() => Ok(DataType::Int64),
+                    _ => plan_err!("{}: {} (the ORDER BY column) must be a timestamp or an integer, got {t}", self.name, spec.name),
                 },
                 ParamKind::Constant => Ok(t.clone()),
             })
@@ -94,7 +103,7 @@ impl WindowUDFImpl for DetectorUdwf {
     }
 
     fn field(&self, field_args: WindowUDFFieldArgs) -> Result<FieldRef> {
-        Ok(Arc::new(Field::new(field_args.name(), crate::result::result_type(), true)))
+        Ok(Arc::new(Field::new(field_args.name(), (self.return_type)(), true)))
     }
 
     fn partition_evaluator(&self, args: PartitionEvaluatorArgs) -> Result<Box<dyn PartitionEvaluator>> {
@@ -173,6 +182,12 @@ static CUSUM_PARAMS: [ParamSpec; 8] = [
 static PAGE_HINKLEY_PARAMS: [ParamSpec; 7] =
     [input("x"), constant("delta"), constant("lambda"), constant("alpha"), constant("crit"), constant("min_samples"), TIME];
 
+static ALERT_PARAMS: [ParamSpec; 4] = [result("r"), constant("min_duration"), constant("cooldown"), TIME];
+
+fn alert(params: &Params) -> Result<Arc<dyn KeyedWindowFunction>> {
+    Ok(Arc::new(crate::alerts::AlertFunction::from_params(params)?))
+}
+
 fn zscore(params: &Params) -> Result<Arc<dyn KeyedWindowFunction>> {
     let common = Common::from_params("anomaly_zscore", params, 3.0, 5.0)?;
     Ok(Arc::new(DetectorFunction::<ZScore>::new(common, ZScoreConfig::from_params(params)?)))
@@ -216,5 +231,6 @@ pub fn detector_functions() -> Result<Vec<DetectorUdwf>> {
         DetectorUdwf::new("anomaly_diff", &DIFF_PARAMS, diff)?,
         DetectorUdwf::new("changepoint_cusum", &CUSUM_PARAMS, cusum)?,
         DetectorUdwf::new("changepoint_page_hinkley", &PAGE_HINKLEY_PARAMS, page_hinkley)?,
+        DetectorUdwf::returning("anomaly_alert", &ALERT_PARAMS, alert, crate::alerts::alert_type)?,
     ])
 }

@@ -23,6 +23,8 @@
 //!   differences, CUSUM, Page–Hinkley, one file each.
 //! - [`functions`]: the detectors as `WindowUDFImpl`s with named parameters.
 //! - [`vote`]: `anomaly_vote`, a scalar function combining results.
+//! - [`alerts`]: `anomaly_alert`, per-key incidents (OPEN / ESCALATE / CLOSE with
+//!   `min_duration` and `cooldown`) from per-row results, for sinks.
 //! - [`params`]: named, typed, constant parameters.
 //!
 //! Invariants: detectors are prequential (a row is scored against the state before it, then
@@ -30,6 +32,7 @@
 //! score, never `inf`); a NULL or non-finite input gives a NULL result and leaves the state
 //! alone.
 
+pub mod alerts;
 pub mod detectors;
 pub mod functions;
 pub mod keyed;

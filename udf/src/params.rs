@@ -17,6 +17,8 @@ use datafusion::physical_expr::expressions::Literal;
 pub enum ParamKind {
     /// A per-row input (the value scored).
     Input,
+    /// A per-row detector result (a struct).
+    Result,
     /// The per-row event time (filled from `ORDER BY` when not given).
     Time,
     /// A constant.
@@ -40,6 +42,11 @@ pub const fn input(name: &'static str) -> ParamSpec {
 /// Shorthand for a constant parameter.
 pub const fn constant(name: &'static str) -> ParamSpec {
     ParamSpec { name, kind: ParamKind::Constant }
+}
+
+/// Shorthand for a per-row detector-result parameter.
+pub const fn result(name: &'static str) -> ParamSpec {
+    ParamSpec { name, kind: ParamKind::Result }
 }
 
 /// The event-time parameter, always last.
@@ -74,13 +81,13 @@ impl Params {
         let mut params = Params { function, constants: HashMap::new(), inputs: Vec::new(), time: None };
         for (i, spec) in specs.iter().enumerate() {
             let Some(arg) = args.get(i) else {
-                if spec.kind == ParamKind::Input {
+                if matches!(spec.kind, ParamKind::Input | ParamKind::Result) {
                     return plan_err!("{function}: missing argument {}", spec.name);
                 }
                 continue;
             };
             match spec.kind {
-                ParamKind::Input => params.inputs.push(i),
+                ParamKind::Input | ParamKind::Result => params.inputs.push(i),
                 ParamKind::Time => params.time = Some(i),
                 ParamKind::Constant => {
                     let Some(literal) = arg.as_ref().downcast_ref::<Literal>() else {

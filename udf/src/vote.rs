@@ -11,9 +11,11 @@
 //! ```
 //!
 //! Results in warm-up or NULL are left out. `method =>`:
-//! - `'weighted_p'` (default): weighted Stouffer. Each p-value becomes a one-sided normal deviate
-//!   zᵢ = Φ⁻¹(1 − pᵢ); Z = Σ wᵢzᵢ / √Σ wᵢ²; p = 1 − Φ(Z). Several detectors mildly agreeing
-//!   outweigh one detector shouting.
+//! - `'weighted_p'` (default): each p-value becomes a one-sided normal deviate zᵢ = Φ⁻¹(1 − pᵢ);
+//!   Z = Σ wᵢzᵢ / Σ wᵢ; p = 1 − Φ(Z). Detectors watching the same values are far from
+//!   independent, so their deviates are averaged rather than added (Stouffer's Σ wᵢzᵢ / √Σ wᵢ²
+//!   would count shared evidence twice and flag ~7× too many normal rows on the sensors
+//!   generator).
 //! - `'max'`: the most severe input decides; p = min pᵢ × k (Bonferroni, capped at 1).
 //! - `'quorum'`: the severity at least `quorum` (default 2) inputs reach; p = the quorum-th
 //!   smallest pᵢ.
@@ -228,8 +230,8 @@ fn combine(votes: &[Vote], method: Method, warn_p: f64, crit_p: f64, out: &mut R
             let (num, den) = votes
                 .iter()
                 .filter(|v| v.weight > 0.0)
-                .fold((0.0, 0.0), |(num, den), v| (num + v.weight * normal_upper_quantile(v.p), den + v.weight * v.weight));
-            let z = num / den.sqrt();
+                .fold((0.0, 0.0), |(num, den), v| (num + v.weight * normal_upper_quantile(v.p), den + v.weight));
+            let z = num / den;
             let p = clamp_p(0.5 * libm::erfc(z / std::f64::consts::SQRT_2));
             (p, by_p(Severity::Normal, p))
         }
