@@ -371,3 +371,60 @@ async fn checkpoints_in_an_s3_compatible_store_survive_sigkill() {
     // Nothing was written to the local data directory.
     assert_eq!(std::fs::read_dir(unused.path()).expect("dir").count(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anomaly_detector_state_resumes_from_a_checkpoint_like_a_run_that_never_stopped() {
+    // Per-key detector state (sliding MAD windows, EWMA, CUSUM sums, alert phases) and rows
+    // still waiting for the watermark are checkpointed mid-stream and restored.
+    let statements = "
+        CREATE SOURCE plant (sensor_id TEXT, temperature DOUBLE PRECISION, ts TIMESTAMPTZ,
+            WATERMARK FOR ts AS ts - INTERVAL '2 seconds')
+          WITH (connector = 'datagen', sensors = '8', rate = '20000', events = '40000', seed = '3',
+                anomaly_rate = '0.01', start_time = '2024-01-01T00:00:00Z');
+        CREATE MATERIALIZED VIEW scored AS
+          SELECT sensor_id, ts,
+                 anomaly_mad(temperature, window => 100) OVER w AS mad,
+                 anomaly_zscore(temperature, method => 'ewma') OVER w AS z,
+                 changepoint_cusum(temperature) OVER w AS shift
+          FROM plant WINDOW w AS (PARTITION BY sensor_id ORDER BY ts);
+        CREATE MATERIALIZED VIEW alerts AS
+          SELECT sensor_id, ts, a['event'] AS event FROM (
+            SELECT sensor_id, ts, anomaly_alert(mad, cooldown => 5) OVER (PARTITION BY sensor_id ORDER BY ts) AS a FROM scored)
+          WHERE a IS NOT NULL;
+        CREATE MATERIALIZED VIEW counts AS SELECT count(*) AS n FROM scored;";
+    let query = "SELECT sensor_id, arrow_cast(ts, 'Int64') - (SELECT min(arrow_cast(ts, 'Int64')) FROM scored), \
+                 mad['score'], mad['severity'], z['score'], shift['severity'] FROM scored ORDER BY 1, 2";
+    let alerts = "SELECT sensor_id, arrow_cast(ts, 'Int64') - (SELECT min(arrow_cast(ts, 'Int64')) FROM scored), event \
+                  FROM alerts ORDER BY 1, 2";
+    let data = tempfile::tempdir().expect("tempdir");
+    let (db, _) = weir_sql::Database::open(weir_sql::DatabaseOptions::new(data.path())).await.expect("open");
+    let session = db.session();
+    session.execute_all(statements).await.expect("statements");
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    session.execute_all("CHECKPOINT").await.expect("checkpoint");
+    let state = crate::harness::query_rows(
+        &session,
+        "SELECT sum(rows) FROM weir_checkpoint_state WHERE view = 'scored' AND operator = 'over window'",
+    )
+    .await;
+    assert!(state.first().and_then(|r| r.parse::<u64>().ok()) > Some(0), "over-window state in the checkpoint: {state:?}");
+    drop(session);
+    drop(db);
+
+    let (db, persisted) = weir_sql::Database::open(weir_sql::DatabaseOptions::new(data.path())).await.expect("reopen");
+    assert_eq!(persisted, 4);
+    let session = db.session();
+    wait_rows(&session, "SELECT n FROM counts", "40000").await;
+    let got = crate::harness::query_rows(&session, query).await;
+    let got_alerts = crate::harness::query_rows(&session, alerts).await;
+    assert_eq!(got.len(), 40000);
+
+    let fresh = weir_sql::Database::new().expect("database").session();
+    fresh.execute_all(statements).await.expect("statements");
+    wait_rows(&fresh, "SELECT n FROM counts", "40000").await;
+    let want = crate::harness::query_rows(&fresh, query).await;
+    let first_difference = got.iter().zip(&want).position(|(a, b)| a != b);
+    assert_eq!(first_difference, None, "restored {:?} vs uninterrupted {:?}", first_difference.map(|i| &got[i]), first_difference.map(|i| &want[i]));
+    assert_eq!(got_alerts, crate::harness::query_rows(&fresh, alerts).await);
+    assert!(got_alerts.len() >= 2, "alerts {got_alerts:?}");
+}
