@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod accuracy;
+
 use std::path::PathBuf;
 use std::process::Command;
 

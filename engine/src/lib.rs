@@ -33,6 +33,14 @@
 //! state, and opens readers at the checkpointed positions ([`source::Source::position`],
 //! [`source::ReaderContext::resume`]).
 //!
+//! ## Incremental OVER windows ([`over_window`])
+//!
+//! `f(…) OVER (PARTITION BY k ORDER BY ts)` holds rows until the watermark passes them, then
+//! feeds each key's rows in event-time order to the call's per-key state machine
+//! ([`weir_udf::KeyedWindowFunction`], the same one the batch form runs), so streaming results
+//! equal the batch query's. Per-key state is checkpointed as Arrow (key, last event time, one
+//! binary state per call) together with the rows still waiting.
+//!
 //! ## Extension points
 //! - [`operator::StreamOperator`]: one required method (`process_batch`), everything else is a
 //!   defaulted hook (`on_watermark`, `on_tick`, `snapshot`/`restore`, `on_end`, …).

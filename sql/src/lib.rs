@@ -12,6 +12,9 @@
 //!   `EXPLAIN CREATE MATERIALIZED VIEW`, `SHOW SOURCES | MATERIALIZED VIEWS`, `DROP …`,
 //!   `CHECKPOINT`.
 //! - [`planner`]: the stream planner; refuses what it cannot run incrementally, naming it.
+//!   `plan_over.rs` plans `OVER (PARTITION BY … ORDER BY ts)` onto the engine's OVER operator;
+//!   `named_args.rs` resolves `name => value` arguments of Weir's functions (skipped ones become
+//!   NULL = default) and passes a call's ORDER BY column as its event time.
 //! - [`tables`]: `TUMBLE(…)`, sources as (unscannable) tables, system tables
 //!   (`weir_sources`, `weir_views`, `weir_late_rows`).
 //! - [`database`]: [`database::Database`] (shared) and [`database::Session`] (per client);

@@ -5,6 +5,7 @@
 // Test code: a failed expectation is a failed test.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
+mod anomaly_accuracy;
 mod broker;
 mod crash;
 mod e2e;

@@ -14,8 +14,9 @@
 //! streaming view's output equals the same query run in batch.
 //!
 //! Detectors plug in through [`Detector`]; [`DetectorFunction`] adds what every detector shares:
-//! warm-up, thresholds and severity, not learning anomalies (with re-baselining after a
-//! persistent change), NULL handling and the result struct.
+//! warm-up, thresholds and severity, keeping anomalies out of the baseline (learned clipped to
+//! the WARNING band, and in full after a persistent change), NULL handling and the result
+//! struct.
 
 use std::fmt::Debug;
 use std::sync::Arc;
@@ -74,10 +75,12 @@ pub trait Detector: Serialize + DeserializeOwned + Debug + Send + 'static {
     fn assess(&self, config: &Self::Config, x: f64, ts: i64) -> Option<Assessment>;
     /// Folds `x` into the state.
     fn learn(&mut self, config: &Self::Config, x: f64, ts: i64);
-    /// A row judged anomalous and kept out of the baseline (detectors that track the previous
-    /// value still move on).
-    fn skip(&mut self, config: &Self::Config, x: f64, ts: i64) {
-        let _ = (config, x, ts);
+    /// A row judged anomalous: learn it clipped to the WARNING band (`clipped`), so an outlier
+    /// moves the baseline no more than a value at the band's edge would. Detectors that also
+    /// track the previous value keep the real `x` there.
+    fn learn_clipped(&mut self, config: &Self::Config, x: f64, clipped: f64, ts: i64) {
+        let _ = x;
+        self.learn(config, clipped, ts);
     }
     /// Called after an alarm when [`Detector::CHANGE_DETECTOR`].
     fn restart(&mut self) {}
@@ -98,7 +101,9 @@ pub struct Common {
     pub thresholds: Thresholds,
     /// Rows judged as warm-up until the state holds this many samples.
     pub min_samples: u64,
-    /// Learn rows judged anomalous too.
+    /// Learn rows judged anomalous as they are (by default they are learned clipped to the
+    /// WARNING band: skipping them outright makes the baseline ever narrower on heavy-tailed
+    /// data, flagging more and learning less; on Shuttle that halves PR-AUC).
     pub learn_anomalies: bool,
     /// After this many anomalous rows in a row, accept them as the new normal (0: never).
     pub rebaseline_after: u64,
@@ -213,10 +218,11 @@ impl<D: Detector> DetectorState<D> {
         }
         state.streak += 1;
         let rebaseline = common.rebaseline_after > 0 && state.streak >= common.rebaseline_after;
-        if common.learn_anomalies || rebaseline {
-            state.detector.learn(&self.config, x, ts);
-        } else {
-            state.detector.skip(&self.config, x, ts);
+        match band {
+            Some((lower, upper)) if !common.learn_anomalies && !rebaseline => {
+                state.detector.learn_clipped(&self.config, x, x.clamp(lower, upper), ts);
+            }
+            _ => state.detector.learn(&self.config, x, ts),
         }
     }
 }

@@ -122,11 +122,12 @@ impl Detector for Diff {
         self.history.push_back(x);
     }
 
-    fn skip(&mut self, config: &DiffConfig, x: f64, _ts: i64) {
-        if self.history.len() == config.lag {
-            self.history.pop_front();
+    fn learn_clipped(&mut self, config: &DiffConfig, x: f64, clipped: f64, ts: i64) {
+        // The inner detector learns the clipped change; the history keeps the real value.
+        self.learn(config, clipped, ts);
+        if let Some(last) = self.history.back_mut() {
+            *last = x;
         }
-        self.history.push_back(x);
     }
 
     fn rebuild(&mut self) {
