@@ -475,7 +475,15 @@ mod tests {
 
     #[test]
     fn out_of_order_input_within_the_watermark_gives_the_in_order_results() {
-        for name in ["anomaly_zscore", "anomaly_ewma", "anomaly_mad", "anomaly_diff", "changepoint_cusum", "changepoint_page_hinkley"] {
+        for name in [
+            "anomaly_zscore",
+            "anomaly_ewma",
+            "anomaly_mad",
+            "anomaly_diff",
+            "anomaly_seasonal",
+            "changepoint_cusum",
+            "changepoint_page_hinkley",
+        ] {
             let rows = rows();
             let mut in_order = operator(name);
             let mut out = Collector::default();

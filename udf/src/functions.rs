@@ -15,6 +15,7 @@ use crate::detectors::cusum::{Cusum, CusumConfig};
 use crate::detectors::diff::{Diff, DiffConfig, InnerConfig};
 use crate::detectors::mad::{Mad, MadConfig};
 use crate::detectors::page_hinkley::{PageHinkley, PageHinkleyConfig};
+use crate::detectors::seasonal::{Seasonal, SeasonalConfig, SeasonalInner};
 use crate::detectors::zscore::{ZScore, ZScoreConfig};
 use crate::keyed::{Common, DetectorFunction, KeyedWindowFunction, WindowState};
 use crate::params::{ParamKind, ParamSpec, Params, TIME, constant, input, result};
@@ -169,6 +170,25 @@ static DIFF_PARAMS: [ParamSpec; 12] = {
         t[5],
     ]
 };
+static SEASONAL_PARAMS: [ParamSpec; 14] = {
+    let t = COMMON_TAIL;
+    [
+        input("x"),
+        constant("period"),
+        constant("bins"),
+        constant("smoothing"),
+        constant("inner"),
+        constant("window"),
+        constant("method"),
+        constant("half_life"),
+        t[0],
+        t[1],
+        t[2],
+        t[3],
+        t[4],
+        t[5],
+    ]
+};
 static CUSUM_PARAMS: [ParamSpec; 8] = [
     input("x"),
     constant("k"),
@@ -210,6 +230,13 @@ fn diff(params: &Params) -> Result<Arc<dyn KeyedWindowFunction>> {
     Ok(Arc::new(DetectorFunction::<Diff>::new(common, config)))
 }
 
+fn seasonal(params: &Params) -> Result<Arc<dyn KeyedWindowFunction>> {
+    let config = SeasonalConfig::from_params(params)?;
+    let warn = if matches!(config.inner, SeasonalInner::Mad(_)) { 3.5 } else { 3.0 };
+    let common = Common::from_params("anomaly_seasonal", params, warn, 5.0)?;
+    Ok(Arc::new(DetectorFunction::<Seasonal>::new(common, config)))
+}
+
 fn cusum(params: &Params) -> Result<Arc<dyn KeyedWindowFunction>> {
     let h = params.positive("h", 5.0)?;
     let common = Common::from_params("changepoint_cusum", params, h, 2.0 * h)?;
@@ -229,6 +256,7 @@ pub fn detector_functions() -> Result<Vec<DetectorUdwf>> {
         DetectorUdwf::new("anomaly_ewma", &EWMA_PARAMS, ewma)?,
         DetectorUdwf::new("anomaly_mad", &MAD_PARAMS, mad)?,
         DetectorUdwf::new("anomaly_diff", &DIFF_PARAMS, diff)?,
+        DetectorUdwf::new("anomaly_seasonal", &SEASONAL_PARAMS, seasonal)?,
         DetectorUdwf::new("changepoint_cusum", &CUSUM_PARAMS, cusum)?,
         DetectorUdwf::new("changepoint_page_hinkley", &PAGE_HINKLEY_PARAMS, page_hinkley)?,
         DetectorUdwf::returning("anomaly_alert", &ALERT_PARAMS, alert, crate::alerts::alert_type)?,

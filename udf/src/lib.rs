@@ -20,7 +20,7 @@
 //!   [`keyed::DetectorFunction`] adds warm-up, thresholds, severity, not learning anomalies and
 //!   re-baselining.
 //! - [`detectors`]: z-score (window / EWMA / cumulative), MAD (exact sliding median), first
-//!   differences, CUSUM, Page–Hinkley, one file each.
+//!   differences, per-phase seasonal baselines, CUSUM, Page–Hinkley, one file each.
 //! - [`functions`]: the detectors as `WindowUDFImpl`s with named parameters.
 //! - [`vote`]: `anomaly_vote`, a scalar function combining results.
 //! - [`alerts`]: `anomaly_alert`, per-key incidents (OPEN / ESCALATE / CLOSE with

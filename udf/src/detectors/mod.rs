@@ -7,6 +7,7 @@ pub mod mad;
 pub mod moments;
 pub mod order_stat;
 pub mod page_hinkley;
+pub mod seasonal;
 pub mod zscore;
 
 #[cfg(test)]

@@ -12,8 +12,15 @@ use datafusion::physical_expr::expressions::{Column, Literal};
 use crate::functions::detector_functions;
 use crate::keyed::KeyedWindowFunction;
 
-const DETECTORS: [&str; 6] =
-    ["anomaly_zscore", "anomaly_ewma", "anomaly_mad", "anomaly_diff", "changepoint_cusum", "changepoint_page_hinkley"];
+const DETECTORS: [&str; 7] = [
+    "anomaly_zscore",
+    "anomaly_ewma",
+    "anomaly_mad",
+    "anomaly_diff",
+    "anomaly_seasonal",
+    "changepoint_cusum",
+    "changepoint_page_hinkley",
+];
 
 /// Binds `name(x, <named constants>)` without event time.
 fn bind(name: &str, constants: &[(&str, ScalarValue)]) -> Arc<dyn KeyedWindowFunction> {
@@ -132,7 +139,7 @@ fn nulls_give_null_results_and_leave_the_state_alone() {
 
 #[test]
 fn spikes_are_flagged_with_direction() {
-    for name in ["anomaly_zscore", "anomaly_ewma", "anomaly_mad", "anomaly_diff"] {
+    for name in ["anomaly_zscore", "anomaly_ewma", "anomaly_mad", "anomaly_diff", "anomaly_seasonal"] {
         let mut values = noise(200);
         values[150] = Some(40.0);
         values[170] = Some(0.0);
