@@ -44,3 +44,12 @@ CREATE MATERIALIZED VIEW hot_readings AS
 SELECT sensor_id, equipment_id, ts, temperature, vibration
 FROM readings
 WHERE is_anomaly;
+
+-- Per-sensor anomaly detection, scored incrementally as the watermark passes each reading
+-- (a sliding median and MAD of each sensor's last 300 readings). More in anomaly_alerts.sql.
+CREATE MATERIALIZED VIEW temperature_anomalies AS
+SELECT sensor_id, ts, temperature, r['score'] AS score, r['severity'] AS severity, r['expected'] AS expected
+FROM (SELECT sensor_id, ts, temperature,
+             anomaly_mad(temperature, window => 300) OVER (PARTITION BY sensor_id ORDER BY ts) AS r
+      FROM readings)
+WHERE r['is_anomaly'];
