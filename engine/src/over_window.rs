@@ -20,11 +20,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, BinaryArray, BooleanArray, Int64Array, RecordBatch, new_null_array,
+    Array, ArrayRef, AsArray, BinaryArray, BooleanArray, Int64Array, RecordBatch, TimestampNanosecondArray,
+    new_null_array,
 };
 use datafusion::arrow::compute::{
-    SortColumn, cast, concat, concat_batches, filter_record_batch, is_not_null, is_null, lexsort_to_indices,
-    take_record_batch,
+    SortColumn, cast, concat, concat_batches, filter, filter_record_batch, is_not_null, is_null, lexsort_to_indices,
+    not, take, take_record_batch,
 };
 use datafusion::arrow::compute::kernels::cmp::{gt, lt_eq};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit, TimestampNanosecondType};
@@ -76,8 +77,10 @@ struct KeyState {
 pub struct OverWindow {
     spec: OverWindowSpec,
     late: Arc<LateRowLog>,
-    /// Rows waiting for the watermark to pass their event time.
-    pending: Vec<RecordBatch>,
+    /// Rows waiting for the watermark to pass their event time, each batch with its event times
+    /// (computed once, on arrival) and their range, so a watermark touches only the batches it
+    /// releases.
+    pending: Vec<Pending>,
     /// Schema of the input (known from the first batch or a restore).
     input_schema: Option<SchemaRef>,
     /// The latest watermark: rows at or below it are final, and late when they arrive.
@@ -87,6 +90,24 @@ pub struct OverWindow {
     states: HashMap<OwnedRow, KeyState>,
     /// Event time of the last sweep for idle keys.
     last_sweep: i64,
+}
+
+/// A batch of waiting rows.
+struct Pending {
+    rows: RecordBatch,
+    /// Event times of `rows` (nanoseconds, no NULLs).
+    ts: ArrayRef,
+    min: i64,
+    max: i64,
+}
+
+impl Pending {
+    fn new(rows: RecordBatch, ts: ArrayRef) -> Option<Pending> {
+        let times = ts.as_primitive::<TimestampNanosecondType>();
+        let min = datafusion::arrow::compute::min(times)?;
+        let max = datafusion::arrow::compute::max(times)?;
+        Some(Pending { rows, ts, min, max })
+    }
 }
 
 impl std::fmt::Debug for OverWindow {
@@ -134,35 +155,41 @@ impl OverWindow {
     /// Processes pending rows with event time ≤ `limit`, in (key, event time) order.
     fn release(&mut self, limit: i64, out: &mut Collector) -> Result<()> {
         let Some(schema) = self.input_schema.clone() else { return Ok(()) };
-        if self.pending.is_empty() {
+        let (mut rows, mut times) = (Vec::new(), Vec::new());
+        let mut waiting = Vec::with_capacity(self.pending.len());
+        for p in std::mem::take(&mut self.pending) {
+            if p.min > limit {
+                waiting.push(p);
+            } else if p.max <= limit {
+                rows.push(p.rows);
+                times.push(p.ts);
+            } else {
+                let ready = lt_eq(&p.ts, &TimestampNanosecondArray::new_scalar(limit))?;
+                rows.push(filter_record_batch(&p.rows, &ready)?);
+                times.push(filter(&p.ts, &ready)?);
+                let wait = not(&ready)?;
+                waiting.extend(Pending::new(filter_record_batch(&p.rows, &wait)?, filter(&p.ts, &wait)?));
+            }
+        }
+        self.pending = waiting;
+        if rows.is_empty() {
             return Ok(());
         }
-        let all = concat_batches(&schema, &std::mem::take(&mut self.pending))?;
-        let ts = self.event_times(&all)?;
-        let limit_array = datafusion::arrow::array::TimestampNanosecondArray::new_scalar(limit);
-        let ready_mask = lt_eq(&ts, &limit_array)?;
-        let wait_mask = gt(&ts, &limit_array)?;
-        let waiting = filter_record_batch(&all, &wait_mask)?;
-        if waiting.num_rows() > 0 {
-            self.pending.push(waiting);
-        }
-        let ready = filter_record_batch(&all, &ready_mask)?;
-        if ready.num_rows() == 0 {
-            return Ok(());
-        }
-        self.process_ready(&ready, out)
+        let ready = concat_batches(&schema, &rows)?;
+        let refs: Vec<&dyn Array> = times.iter().map(|t| t.as_ref()).collect();
+        let ts = concat(&refs)?;
+        self.process_ready(&ready, &ts, out)
     }
 
-    fn process_ready(&mut self, ready: &RecordBatch, out: &mut Collector) -> Result<()> {
-        let ts = self.event_times(ready)?;
+    fn process_ready(&mut self, ready: &RecordBatch, ts: &ArrayRef, out: &mut Collector) -> Result<()> {
         let keys = self.keys(ready)?;
         let mut sort: Vec<SortColumn> = keys.iter().map(|k| SortColumn { values: Arc::clone(k), options: None }).collect();
-        sort.push(SortColumn { values: Arc::clone(&ts), options: None });
+        sort.push(SortColumn { values: Arc::clone(ts), options: None });
         let order = lexsort_to_indices(&sort, None)?;
         let sorted = take_record_batch(ready, &order)?;
-        let ts = self.event_times(&sorted)?;
+        let ts = take(ts, &order, None)?;
         let ts = ts.as_primitive::<TimestampNanosecondType>();
-        let keys = self.keys(&sorted)?;
+        let keys = keys.iter().map(|k| Ok(take(k, &order, None)?)).collect::<Result<Vec<_>>>()?;
         let rows = self.converter(&keys)?.convert_columns(&keys)?;
         let args: Vec<Vec<ArrayRef>> = self
             .spec
@@ -243,7 +270,7 @@ impl StreamOperator for OverWindow {
         }
         let on_time: BooleanArray = match self.watermark {
             Some(wm) => {
-                let wm = datafusion::arrow::array::TimestampNanosecondArray::new_scalar(wm);
+                let wm = TimestampNanosecondArray::new_scalar(wm);
                 let late = lt_eq(&ts, &wm)?;
                 if late.true_count() > 0 {
                     self.late.record(&self.spec.view, &filter_record_batch(&batch, &late)?, "event time at or below the watermark")?;
@@ -254,7 +281,7 @@ impl StreamOperator for OverWindow {
         };
         let keep = filter_record_batch(&batch, &on_time)?;
         if keep.num_rows() > 0 {
-            self.pending.push(keep);
+            self.pending.extend(Pending::new(keep, filter(&ts, &on_time)?));
         }
         Ok(())
     }
@@ -304,7 +331,7 @@ impl StreamOperator for OverWindow {
             columns.extend(input.fields().iter().map(|f| new_null_array(f.data_type(), n)));
             state.batches.push(RecordBatch::try_new(Arc::clone(&schema), columns)?);
         }
-        for batch in &self.pending {
+        for batch in self.pending.iter().map(|p| &p.rows) {
             let n = batch.num_rows();
             let mut columns: Vec<ArrayRef> = (0..calls + 2).map(|i| new_null_array(schema.field(i).data_type(), n)).collect();
             columns.extend(batch.columns().iter().cloned());
@@ -334,7 +361,9 @@ impl StreamOperator for OverWindow {
                     .zip(input_schema.fields())
                     .map(|(c, f)| Ok(cast(c, f.data_type())?))
                     .collect::<Result<Vec<_>>>()?;
-                self.pending.push(RecordBatch::try_new(Arc::clone(&input_schema), columns)?);
+                let rows = RecordBatch::try_new(Arc::clone(&input_schema), columns)?;
+                let ts = self.event_times(&rows)?;
+                self.pending.extend(Pending::new(rows, ts));
             }
             let per_key = filter_record_batch(batch, &is_not_null(keys)?)?;
             if per_key.num_rows() == 0 {
@@ -369,7 +398,7 @@ impl StreamOperator for OverWindow {
             .iter()
             .map(|(k, s)| k.as_ref().len() + 16 + s.calls.iter().map(|c| c.size()).sum::<usize>())
             .sum();
-        keys + self.pending.iter().map(RecordBatch::get_array_memory_size).sum::<usize>()
+        keys + self.pending.iter().map(|p| p.rows.get_array_memory_size() + p.ts.get_array_memory_size()).sum::<usize>()
     }
 
     fn describe(&self) -> String {

@@ -92,13 +92,8 @@ impl Detector for Cusum {
     fn assess(&self, config: &CusumConfig, x: f64, _ts: i64) -> Option<Assessment> {
         let (up, down, mean) = self.sums(config, x)?;
         let score = up.max(down);
-        let direction = if up > down {
-            Some(Direction::High)
-        } else if down > up {
-            Some(Direction::Low)
-        } else {
-            None
-        };
+        // The sum that grew more says which way the level moved.
+        let direction = Direction::of(up, down);
         Some(Assessment {
             score,
             p_value: clamp_p(2.0 * (-2.0 * config.k.max(0.05) * score).exp()),

@@ -91,7 +91,7 @@ impl Detector for PageHinkley {
         let rise = next.up - next.up_min;
         let fall = next.down_max - next.down;
         let score = rise.max(fall).max(0.0);
-        let direction = if rise > fall { Some(Direction::High) } else if fall > rise { Some(Direction::Low) } else { None };
+        let direction = Direction::of(rise, fall);
         Some(Assessment {
             score,
             p_value: clamp_p(WARNING_P.powf(score / config.lambda)),
