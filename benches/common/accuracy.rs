@@ -119,6 +119,28 @@ pub fn score(function: &Arc<dyn KeyedWindowFunction>, values: &[f64]) -> Scored 
     Scored { scores, alarms, nanos_per_event, state_bytes: state.size() }
 }
 
+/// Runs a multivariate `function` over `rows` (as `ROW(f0, f1, …)`) in one pass. `scores` holds
+/// −log10 p-value (the calibrated, comparable figure; native scores of tree detectors drift as
+/// the model is regrown), 0 during warm-up.
+pub fn score_rows(function: &Arc<dyn KeyedWindowFunction>, rows: &[Vec<f64>]) -> Scored {
+    let dims = rows.first().map_or(0, Vec::len);
+    let fields: Vec<_> = (0..dims).map(|j| Arc::new(datafusion::arrow::datatypes::Field::new(format!("f{j}"), datafusion::arrow::datatypes::DataType::Float64, true))).collect();
+    let columns: Vec<ArrayRef> = (0..dims).map(|j| Arc::new(Float64Array::from(rows.iter().map(|r| r[j]).collect::<Vec<_>>())) as ArrayRef).collect();
+    let input: ArrayRef = Arc::new(datafusion::arrow::array::StructArray::new(fields.into(), columns, None));
+    let mut state = function.new_state();
+    let start = Instant::now();
+    let out = state.evaluate(&[input]).expect("evaluate");
+    let nanos_per_event = start.elapsed().as_nanos() as f64 / rows.len().max(1) as f64;
+    let out = out.as_struct();
+    let p = out.column_by_name("p_value").expect("p_value");
+    let p = p.as_primitive::<Float64Type>();
+    let flags = out.column_by_name("is_anomaly").expect("is_anomaly");
+    let flags = flags.as_boolean();
+    let scores = (0..rows.len()).map(|i| if p.is_valid(i) { -p.value(i).log10() } else { 0.0 }).collect();
+    let alarms = (0..rows.len()).filter(|&i| flags.is_valid(i) && flags.value(i)).collect();
+    Scored { scores, alarms, nanos_per_event, state_bytes: state.size() }
+}
+
 /// Area under the ROC curve (ties count half).
 pub fn roc_auc(scores: &[f64], labels: &[bool]) -> f64 {
     let mut order: Vec<usize> = (0..scores.len()).collect();

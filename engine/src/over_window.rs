@@ -441,7 +441,7 @@ mod tests {
         }
         let bound = weir_udf::keyed_window_function(&udf, &args).unwrap().unwrap();
         let mut fields = input_schema().fields().to_vec();
-        fields.push(Arc::new(Field::new("r", bound.return_type(), true)));
+        fields.push(Arc::new(Field::new("r", weir_udf::result::result_type(), true)));
         OverWindow::new(
             OverWindowSpec {
                 view: "v".into(),

@@ -65,6 +65,11 @@ impl Resolver {
         let name = function.name.to_string().to_ascii_lowercase();
         let Some(params) = weir_udf::parameter_names(&name) else { return Ok(()) };
         let FunctionArguments::List(list) = &mut function.args else { return Ok(()) };
+        if weir_udf::takes_row_input(&name)
+            && let Some(FunctionArg::Unnamed(FunctionArgExpr::Expr(first))) = list.args.first_mut()
+        {
+            name_row_fields(first);
+        }
         let event_time = weir_udf::takes_event_time(&name);
         let named = list.args.iter().any(|a| matches!(a, FunctionArg::Named { .. } | FunctionArg::ExprNamed { .. }));
         let fills_event_time = event_time && function.over.is_some();
@@ -113,6 +118,32 @@ impl Resolver {
             .collect();
         Ok(())
     }
+}
+
+/// `ROW(temperature, pressure)` (DataFusion's `struct`, whose fields are c0, c1, …) becomes
+/// `named_struct('temperature', temperature, 'pressure', pressure)`, so a multivariate
+/// detector's attribution names the inputs. Inputs that are not plain columns keep the name
+/// `c<i>`.
+fn name_row_fields(expr: &mut Expr) {
+    let Expr::Function(row) = expr else { return };
+    let called = row.name.to_string();
+    if !(called.eq_ignore_ascii_case("row") || called.eq_ignore_ascii_case("struct")) || row.over.is_some() {
+        return;
+    }
+    let FunctionArguments::List(list) = &mut row.args else { return };
+    let mut named = Vec::with_capacity(list.args.len() * 2);
+    for (i, arg) in list.args.iter().enumerate() {
+        let FunctionArg::Unnamed(FunctionArgExpr::Expr(value)) = arg else { return };
+        let field = match value {
+            Expr::Identifier(column) => column.value.clone(),
+            Expr::CompoundIdentifier(parts) => parts.last().map_or_else(|| format!("c{i}"), |p| p.value.clone()),
+            _ => format!("c{i}"),
+        };
+        named.push(FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::Value(Value::SingleQuotedString(field).into()))));
+        named.push(FunctionArg::Unnamed(FunctionArgExpr::Expr(value.clone())));
+    }
+    row.name = datafusion::sql::sqlparser::ast::ObjectName::from(vec![datafusion::sql::sqlparser::ast::Ident::new("named_struct")]);
+    list.args = named;
 }
 
 fn parameter_index(function: &str, params: &[&'static str], name: &str) -> Result<usize> {

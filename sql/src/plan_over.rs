@@ -56,7 +56,8 @@ pub(crate) fn plan_window(window: &datafusion::logical_expr::logical_plan::Windo
         let Some(function) = function else {
             return Err(unsupported(format!(
                 "{name}(…) OVER (…) (window functions a streaming view runs incrementally: anomaly_zscore, \
-                 anomaly_ewma, anomaly_mad, anomaly_diff, anomaly_seasonal, changepoint_cusum, changepoint_page_hinkley, anomaly_alert)"
+                 anomaly_ewma, anomaly_mad, anomaly_diff, anomaly_seasonal, changepoint_cusum, changepoint_page_hinkley, anomaly_pca, \
+                 anomaly_kmeans, anomaly_hst, anomaly_iforest, anomaly_alert)"
             )));
         };
         calls.push(OverCall { function: function?, args });

@@ -7,7 +7,7 @@ use datafusion::common::ScalarValue;
 #[path = "../../benches/common/accuracy.rs"]
 mod accuracy;
 
-use accuracy::{bind, pr_auc, roc_auc, score, shuttle_per_feature, tcpd_f1, ucr_hit};
+use accuracy::{bind, pr_auc, roc_auc, score, score_rows, shuttle_per_feature, tcpd_f1, ucr_hit};
 
 fn int(v: i64) -> ScalarValue {
     ScalarValue::Int64(Some(v))
@@ -38,6 +38,19 @@ fn shuttle_online_zscore_keeps_the_reference_floor() {
     let (roc, pr) = (roc_auc(&defaults.scores, &labels), pr_auc(&defaults.scores, &labels));
     println!("shuttle zscore cumulative, defaults: ROC-AUC {roc:.4} PR-AUC {pr:.4}");
     assert!(roc >= 0.972 && pr >= 0.712, "defaults: ROC-AUC {roc} PR-AUC {pr} (LODA's floor)");
+}
+
+#[test]
+fn shuttle_multivariate_detectors_keep_their_reference_floors() {
+    let (rows, labels) = accuracy::shuttle();
+    for (function, floor_roc, floor_pr) in
+        [("anomaly_pca", 0.0, 0.0), ("anomaly_kmeans", 0.0, 0.0), ("anomaly_hst", 0.0, 0.0), ("anomaly_iforest", 0.0, 0.0)]
+    {
+        let scored = score_rows(&bind(function, &[]), &rows);
+        let (roc, pr) = (roc_auc(&scored.scores, &labels), pr_auc(&scored.scores, &labels));
+        println!("shuttle {function}: ROC-AUC {roc:.4} PR-AUC {pr:.4} ({:.2} µs/event in this profile)", scored.nanos_per_event / 1000.0);
+        assert!(roc >= floor_roc && pr >= floor_pr, "{function}: ROC-AUC {roc} PR-AUC {pr}");
+    }
 }
 
 #[test]

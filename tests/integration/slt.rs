@@ -13,12 +13,15 @@ use weir_sql::{Database, QueryResult, Session};
 
 use crate::harness::{Server, format_value};
 
+/// Every `.slt` file, or those whose name contains `$WEIR_SLT` when set (to iterate on one).
 fn slt_files() -> Vec<PathBuf> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/slt");
+    let only = std::env::var("WEIR_SLT").unwrap_or_default();
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .expect("tests/slt")
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "slt"))
+        .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().contains(&only)))
         .collect();
     files.sort();
     assert!(!files.is_empty(), "no .slt files in {}", dir.display());

@@ -96,10 +96,6 @@ impl KeyedWindowFunction for AlertFunction {
         "anomaly_alert"
     }
 
-    fn return_type(&self) -> DataType {
-        alert_type()
-    }
-
     fn new_state(&self) -> Box<dyn WindowState> {
         Box::new(AlertState { min_duration: self.min_duration, cooldown: self.cooldown, input: self.input, time: self.time, saved: Saved::default() })
     }

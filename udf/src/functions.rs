@@ -18,7 +18,12 @@ use crate::detectors::page_hinkley::{PageHinkley, PageHinkleyConfig};
 use crate::detectors::seasonal::{Seasonal, SeasonalConfig, SeasonalInner};
 use crate::detectors::zscore::{ZScore, ZScoreConfig};
 use crate::keyed::{Common, DetectorFunction, KeyedWindowFunction, WindowState};
-use crate::params::{ParamKind, ParamSpec, Params, TIME, constant, input, result};
+use crate::multivariate::hst::{HalfSpaceTrees, HstConfig};
+use crate::multivariate::iforest::{IForestConfig, IsolationForest};
+use crate::multivariate::kmeans::{KMeansConfig, KMeansDetector};
+use crate::multivariate::pca::{Pca, PcaConfig};
+use crate::multivariate::{MultiCommon, MultiFunction};
+use crate::params::{ParamKind, ParamSpec, Params, TIME, constant, features, input, result};
 
 type Build = fn(&Params) -> Result<Arc<dyn KeyedWindowFunction>>;
 
@@ -28,7 +33,7 @@ pub struct DetectorUdwf {
     name: &'static str,
     params: &'static [ParamSpec],
     build: Build,
-    return_type: fn() -> DataType,
+    return_type: fn(&[FieldRef]) -> Result<DataType>,
     signature: Signature,
 }
 
@@ -48,10 +53,19 @@ impl Hash for DetectorUdwf {
 
 impl DetectorUdwf {
     fn new(name: &'static str, params: &'static [ParamSpec], build: Build) -> Result<Self> {
-        Self::returning(name, params, build, crate::result::result_type)
+        Self::returning(name, params, build, |_| Ok(crate::result::result_type()))
     }
 
-    fn returning(name: &'static str, params: &'static [ParamSpec], build: Build, return_type: fn() -> DataType) -> Result<Self> {
+    fn multivariate(name: &'static str, params: &'static [ParamSpec], build: Build) -> Result<Self> {
+        Self::returning(name, params, build, crate::multivariate::multivariate_result_type)
+    }
+
+    fn returning(
+        name: &'static str,
+        params: &'static [ParamSpec],
+        build: Build,
+        return_type: fn(&[FieldRef]) -> Result<DataType>,
+    ) -> Result<Self> {
         let signature = Signature::user_defined(Volatility::Immutable)
             .with_parameter_names(params.iter().map(|p| p.name).collect::<Vec<_>>())?;
         Ok(Self { name, params, build, return_type, signature })
@@ -98,13 +112,14 @@ impl WindowUDFImpl for DetectorUdwf {
                     t if t.is_integer() => Ok(DataType::Int64),
                     _ => plan_err!("{}: {} (the ORDER BY column) must be a timestamp or an integer, got {t}", self.name, spec.name),
                 },
+                ParamKind::Features => crate::multivariate::coerce_features(self.name, spec.name, t),
                 ParamKind::Constant => Ok(t.clone()),
             })
             .collect()
     }
 
     fn field(&self, field_args: WindowUDFFieldArgs) -> Result<FieldRef> {
-        Ok(Arc::new(Field::new(field_args.name(), (self.return_type)(), true)))
+        Ok(Arc::new(Field::new(field_args.name(), (self.return_type)(field_args.input_fields())?, true)))
     }
 
     fn partition_evaluator(&self, args: PartitionEvaluatorArgs) -> Result<Box<dyn PartitionEvaluator>> {
@@ -202,6 +217,51 @@ static CUSUM_PARAMS: [ParamSpec; 8] = [
 static PAGE_HINKLEY_PARAMS: [ParamSpec; 7] =
     [input("x"), constant("delta"), constant("lambda"), constant("alpha"), constant("crit"), constant("min_samples"), TIME];
 
+const MULTI_TAIL: [ParamSpec; 5] =
+    [constant("warn"), constant("crit"), constant("min_samples"), constant("learn_anomalies"), constant("rebaseline_after")];
+
+static PCA_PARAMS: [ParamSpec; 9] = {
+    let t = MULTI_TAIL;
+    [features("x"), constant("components"), constant("half_life"), constant("refit"), t[0], t[1], t[2], t[3], t[4]]
+};
+static KMEANS_PARAMS: [ParamSpec; 10] = {
+    let t = MULTI_TAIL;
+    [features("x"), constant("k"), constant("batch"), constant("seed"), constant("calibration"), t[0], t[1], t[2], t[3], t[4]]
+};
+static HST_PARAMS: [ParamSpec; 11] = {
+    let t = MULTI_TAIL;
+    [
+        features("x"),
+        constant("trees"),
+        constant("height"),
+        constant("window"),
+        constant("seed"),
+        constant("calibration"),
+        t[0],
+        t[1],
+        t[2],
+        t[3],
+        t[4],
+    ]
+};
+static IFOREST_PARAMS: [ParamSpec; 12] = {
+    let t = MULTI_TAIL;
+    [
+        features("x"),
+        constant("trees"),
+        constant("window"),
+        constant("sample"),
+        constant("refit"),
+        constant("seed"),
+        constant("calibration"),
+        t[0],
+        t[1],
+        t[2],
+        t[3],
+        t[4],
+    ]
+};
+
 static ALERT_PARAMS: [ParamSpec; 4] = [result("r"), constant("min_duration"), constant("cooldown"), TIME];
 
 fn alert(params: &Params) -> Result<Arc<dyn KeyedWindowFunction>> {
@@ -249,6 +309,26 @@ fn page_hinkley(params: &Params) -> Result<Arc<dyn KeyedWindowFunction>> {
     Ok(Arc::new(DetectorFunction::<PageHinkley>::new(common, config)))
 }
 
+fn pca(params: &Params) -> Result<Arc<dyn KeyedWindowFunction>> {
+    let common = MultiCommon::from_params("anomaly_pca", params, 30, false)?;
+    Ok(Arc::new(MultiFunction::<Pca>::new(common, PcaConfig::from_params(params)?)))
+}
+
+fn kmeans(params: &Params) -> Result<Arc<dyn KeyedWindowFunction>> {
+    let common = MultiCommon::from_params("anomaly_kmeans", params, 0, true)?;
+    Ok(Arc::new(MultiFunction::<KMeansDetector>::new(common, KMeansConfig::from_params(params)?)))
+}
+
+fn hst(params: &Params) -> Result<Arc<dyn KeyedWindowFunction>> {
+    let common = MultiCommon::from_params("anomaly_hst", params, 0, false)?;
+    Ok(Arc::new(MultiFunction::<HalfSpaceTrees>::new(common, HstConfig::from_params(params)?)))
+}
+
+fn iforest(params: &Params) -> Result<Arc<dyn KeyedWindowFunction>> {
+    let common = MultiCommon::from_params("anomaly_iforest", params, 0, false)?;
+    Ok(Arc::new(MultiFunction::<IsolationForest>::new(common, IForestConfig::from_params(params)?)))
+}
+
 /// Every detector window function.
 pub fn detector_functions() -> Result<Vec<DetectorUdwf>> {
     Ok(vec![
@@ -259,6 +339,10 @@ pub fn detector_functions() -> Result<Vec<DetectorUdwf>> {
         DetectorUdwf::new("anomaly_seasonal", &SEASONAL_PARAMS, seasonal)?,
         DetectorUdwf::new("changepoint_cusum", &CUSUM_PARAMS, cusum)?,
         DetectorUdwf::new("changepoint_page_hinkley", &PAGE_HINKLEY_PARAMS, page_hinkley)?,
-        DetectorUdwf::returning("anomaly_alert", &ALERT_PARAMS, alert, crate::alerts::alert_type)?,
+        DetectorUdwf::multivariate("anomaly_pca", &PCA_PARAMS, pca)?,
+        DetectorUdwf::multivariate("anomaly_kmeans", &KMEANS_PARAMS, kmeans)?,
+        DetectorUdwf::multivariate("anomaly_hst", &HST_PARAMS, hst)?,
+        DetectorUdwf::multivariate("anomaly_iforest", &IFOREST_PARAMS, iforest)?,
+        DetectorUdwf::returning("anomaly_alert", &ALERT_PARAMS, alert, |_| Ok(crate::alerts::alert_type()))?,
     ])
 }

@@ -35,8 +35,6 @@ use crate::result::{Assessment, ResultBuilder, Severity, Thresholds};
 pub trait KeyedWindowFunction: Send + Sync + Debug {
     /// The function's name.
     fn name(&self) -> &str;
-    /// Type of the output column.
-    fn return_type(&self) -> DataType;
     /// Fresh state for a key never seen.
     fn new_state(&self) -> Box<dyn WindowState>;
     /// State saved by [`WindowState::save`].
@@ -150,10 +148,6 @@ impl<D: Detector> DetectorFunction<D> {
 impl<D: Detector> KeyedWindowFunction for DetectorFunction<D> {
     fn name(&self) -> &str {
         self.common.name
-    }
-
-    fn return_type(&self) -> DataType {
-        crate::result::result_type()
     }
 
     fn new_state(&self) -> Box<dyn WindowState> {

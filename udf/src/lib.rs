@@ -21,6 +21,9 @@
 //!   re-baselining.
 //! - [`detectors`]: z-score (window / EWMA / cumulative), MAD (exact sliding median), first
 //!   differences, per-phase seasonal baselines, CUSUM, Page–Hinkley, one file each.
+//! - [`multivariate`]: detectors over `ROW(x1, x2, …)`: streaming PCA (T² + SPE), mini-batch
+//!   k-means (linfa-clustering), half-space trees, a sliding-window isolation forest; they add
+//!   a per-input `attribution` to the result and take severity from calibrated p-values.
 //! - [`functions`]: the detectors as `WindowUDFImpl`s with named parameters.
 //! - [`vote`]: `anomaly_vote`, a scalar function combining results.
 //! - [`alerts`]: `anomaly_alert`, per-key incidents (OPEN / ESCALATE / CLOSE with
@@ -36,6 +39,7 @@ pub mod alerts;
 pub mod detectors;
 pub mod functions;
 pub mod keyed;
+pub mod multivariate;
 pub mod params;
 pub mod result;
 pub mod vote;
@@ -65,6 +69,15 @@ pub fn parameter_names(name: &str) -> Option<Vec<&'static str>> {
     let functions = functions::detector_functions().ok()?;
     let function = functions.iter().find(|f| datafusion::logical_expr::WindowUDFImpl::name(*f).eq_ignore_ascii_case(name))?;
     Some(function.params().iter().map(|p| p.name).collect())
+}
+
+/// True when `name`'s first parameter is a `ROW(x1, x2, …)` of inputs (a multivariate detector).
+pub fn takes_row_input(name: &str) -> bool {
+    let Ok(functions) = functions::detector_functions() else { return false };
+    functions.iter().any(|f| {
+        datafusion::logical_expr::WindowUDFImpl::name(f).eq_ignore_ascii_case(name)
+            && f.params().first().is_some_and(|p| p.kind == params::ParamKind::Features)
+    })
 }
 
 /// True when `name`'s last parameter is the event time, filled from the call's `ORDER BY`.

@@ -19,6 +19,8 @@ pub enum ParamKind {
     Input,
     /// A per-row detector result (a struct).
     Result,
+    /// A per-row `ROW(x1, x2, …)` of numeric inputs (multivariate detectors).
+    Features,
     /// The per-row event time (filled from `ORDER BY` when not given).
     Time,
     /// A constant.
@@ -42,6 +44,11 @@ pub const fn input(name: &'static str) -> ParamSpec {
 /// Shorthand for a constant parameter.
 pub const fn constant(name: &'static str) -> ParamSpec {
     ParamSpec { name, kind: ParamKind::Constant }
+}
+
+/// Shorthand for a per-row `ROW(…)` parameter.
+pub const fn features(name: &'static str) -> ParamSpec {
+    ParamSpec { name, kind: ParamKind::Features }
 }
 
 /// Shorthand for a per-row detector-result parameter.
@@ -81,13 +88,13 @@ impl Params {
         let mut params = Params { function, constants: HashMap::new(), inputs: Vec::new(), time: None };
         for (i, spec) in specs.iter().enumerate() {
             let Some(arg) = args.get(i) else {
-                if matches!(spec.kind, ParamKind::Input | ParamKind::Result) {
+                if matches!(spec.kind, ParamKind::Input | ParamKind::Result | ParamKind::Features) {
                     return plan_err!("{function}: missing argument {}", spec.name);
                 }
                 continue;
             };
             match spec.kind {
-                ParamKind::Input | ParamKind::Result => params.inputs.push(i),
+                ParamKind::Input | ParamKind::Result | ParamKind::Features => params.inputs.push(i),
                 ParamKind::Time => params.time = Some(i),
                 ParamKind::Constant => {
                     let Some(literal) = arg.as_ref().downcast_ref::<Literal>() else {

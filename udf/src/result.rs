@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, BooleanBuilder, Float64Builder, Int64Builder, StringBuilder, StructArray};
 use datafusion::arrow::array::NullBufferBuilder;
-use datafusion::arrow::datatypes::{DataType, Field, Fields};
+use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Fields};
 use serde::{Deserialize, Serialize};
 
 /// Field names of the result struct, in order.
@@ -32,7 +32,8 @@ pub fn result_type() -> DataType {
     DataType::Struct(result_fields())
 }
 
-fn result_fields() -> Fields {
+/// The result struct's fields.
+pub fn result_fields() -> Fields {
     Fields::from(vec![
         Field::new("score", DataType::Float64, true),
         Field::new("p_value", DataType::Float64, true),
@@ -286,7 +287,21 @@ impl ResultBuilder {
     }
 
     /// The finished struct column.
-    pub fn finish(mut self) -> datafusion::common::Result<ArrayRef> {
+    pub fn finish(self) -> datafusion::common::Result<ArrayRef> {
+        let (fields, columns, validity) = self.parts();
+        Ok(Arc::new(StructArray::try_new(fields, columns, validity)?))
+    }
+
+    /// The finished struct column with one more field (a multivariate detector's attribution).
+    pub fn finish_with(self, (name, extra): (&str, ArrayRef)) -> datafusion::common::Result<ArrayRef> {
+        let (fields, mut columns, validity) = self.parts();
+        let mut fields: Vec<FieldRef> = fields.iter().cloned().collect();
+        fields.push(Arc::new(Field::new(name, extra.data_type().clone(), true)));
+        columns.push(extra);
+        Ok(Arc::new(StructArray::try_new(Fields::from(fields), columns, validity)?))
+    }
+
+    fn parts(mut self) -> (Fields, Vec<ArrayRef>, Option<datafusion::arrow::buffer::NullBuffer>) {
         let columns: Vec<ArrayRef> = vec![
             Arc::new(self.score.finish()),
             Arc::new(self.p_value.finish()),
@@ -299,7 +314,7 @@ impl ResultBuilder {
             Arc::new(self.warmup.finish()),
             Arc::new(self.n.finish()),
         ];
-        Ok(Arc::new(StructArray::try_new(result_fields(), columns, self.validity.finish())?))
+        (result_fields(), columns, self.validity.finish())
     }
 }
 
