@@ -19,7 +19,9 @@ SELECT sensor_id, ts, temperature, vibration, is_anomaly,
        anomaly_mad(temperature, window => 600) OVER w                      AS temp_mad,
        anomaly_zscore(vibration, method => 'ewma',
                       half_life => INTERVAL '1 minute') OVER w            AS vib_z,
-       changepoint_cusum(temperature, k => 0.5, h => 8) OVER w             AS temp_shift
+       changepoint_cusum(temperature, k => 0.5, h => 8) OVER w             AS temp_shift,
+       -- Both inputs at once; (machine).attribution says which one moved.
+       anomaly_iforest(ROW(temperature, vibration), window => 512, sample => 128) OVER w AS machine
 FROM plant
 WINDOW w AS (PARTITION BY sensor_id ORDER BY ts);
 
@@ -43,5 +45,7 @@ WHERE alert IS NOT NULL;
 -- Try:
 --   SELECT * FROM sensor_alerts ORDER BY ts DESC LIMIT 10;
 --   SELECT is_anomaly, verdict['severity'] AS severity, count(*) FROM sensor_verdicts GROUP BY 1, 2 ORDER BY 1, 2;
+--   SELECT sensor_id, ts, machine['severity'], machine['attribution']['temperature'] AS temperature_share,
+--          machine['attribution']['vibration'] AS vibration_share FROM sensor_health WHERE machine['is_anomaly'] LIMIT 5;
 --   SELECT sensor_id, ts, temperature, temp_mad['expected'], temp_mad['lower'], temp_mad['upper']
 --     FROM sensor_health WHERE temp_mad['is_anomaly'] ORDER BY ts DESC LIMIT 5;

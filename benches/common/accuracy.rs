@@ -109,14 +109,18 @@ pub fn score(function: &Arc<dyn KeyedWindowFunction>, values: &[f64]) -> Scored 
     let start = Instant::now();
     let out = state.evaluate(&[input]).expect("evaluate");
     let nanos_per_event = start.elapsed().as_nanos() as f64 / values.len().max(1) as f64;
-    let out = out.as_struct();
-    let score = out.column_by_name("score").expect("score");
-    let score = score.as_primitive::<Float64Type>();
+    scored(out.as_struct(), "score", |s| s, nanos_per_event, state.size())
+}
+
+/// Per-row figures from a result column: `field` mapped by `rank` (0 where NULL), and alarms.
+fn scored(out: &datafusion::arrow::array::StructArray, field: &str, rank: fn(f64) -> f64, nanos_per_event: f64, state_bytes: usize) -> Scored {
+    let figure = out.column_by_name(field).expect("result field");
+    let figure = figure.as_primitive::<Float64Type>();
     let flags = out.column_by_name("is_anomaly").expect("is_anomaly");
     let flags = flags.as_boolean();
-    let scores = (0..values.len()).map(|i| if score.is_valid(i) { score.value(i) } else { 0.0 }).collect();
-    let alarms = (0..values.len()).filter(|&i| flags.is_valid(i) && flags.value(i)).collect();
-    Scored { scores, alarms, nanos_per_event, state_bytes: state.size() }
+    let scores = (0..out.len()).map(|i| if figure.is_valid(i) { rank(figure.value(i)) } else { 0.0 }).collect();
+    let alarms = (0..out.len()).filter(|&i| flags.is_valid(i) && flags.value(i)).collect();
+    Scored { scores, alarms, nanos_per_event, state_bytes }
 }
 
 /// Runs a multivariate `function` over `rows` (as `ROW(f0, f1, …)`) in one pass. `scores` holds
@@ -131,14 +135,7 @@ pub fn score_rows(function: &Arc<dyn KeyedWindowFunction>, rows: &[Vec<f64>]) ->
     let start = Instant::now();
     let out = state.evaluate(&[input]).expect("evaluate");
     let nanos_per_event = start.elapsed().as_nanos() as f64 / rows.len().max(1) as f64;
-    let out = out.as_struct();
-    let p = out.column_by_name("p_value").expect("p_value");
-    let p = p.as_primitive::<Float64Type>();
-    let flags = out.column_by_name("is_anomaly").expect("is_anomaly");
-    let flags = flags.as_boolean();
-    let scores = (0..rows.len()).map(|i| if p.is_valid(i) { -p.value(i).log10() } else { 0.0 }).collect();
-    let alarms = (0..rows.len()).filter(|&i| flags.is_valid(i) && flags.value(i)).collect();
-    Scored { scores, alarms, nanos_per_event, state_bytes: state.size() }
+    scored(out.as_struct(), "p_value", |p| -p.log10(), nanos_per_event, state.size())
 }
 
 /// Area under the ROC curve (ties count half).

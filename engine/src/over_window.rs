@@ -218,9 +218,16 @@ impl OverWindow {
             start = end;
         }
         let mut columns = sorted.columns().to_vec();
+        let fields = self.spec.output_schema.fields();
         for parts in outputs {
             let refs: Vec<&dyn Array> = parts.iter().map(|p| p.as_ref()).collect();
-            columns.push(concat(&refs)?);
+            let column = concat(&refs)?;
+            // Rolling aggregates compute in DOUBLE; the plan may declare their input's type.
+            let declared = fields.get(columns.len()).map(|f| f.data_type());
+            columns.push(match declared {
+                Some(t) if t != column.data_type() => cast(&column, t)?,
+                _ => column,
+            });
         }
         out.data(RecordBatch::try_new(Arc::clone(&self.spec.output_schema), columns)?);
         Ok(())

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use datafusion::logical_expr::{Expr, WindowFunctionDefinition};
+use datafusion::logical_expr::Expr;
 use datafusion::physical_expr::PhysicalExpr;
 use weir_engine::over_window::{OverCall, OverWindow, OverWindowSpec};
 
@@ -48,19 +48,29 @@ pub(crate) fn plan_window(window: &datafusion::logical_expr::logical_plan::Windo
         }
         partition = Some(params.partition_by.clone());
         order = Some(sort.expr.clone());
+        if params.distinct {
+            return Err(unsupported(format!("{name}(DISTINCT …) OVER (…)")));
+        }
         let args = params.args.iter().map(|a| physical(a, input_schema, ctx)).collect::<Result<Vec<_>>>()?;
-        let function = match &call.fun {
-            WindowFunctionDefinition::WindowUDF(udf) => weir_udf::keyed_window_function(udf, &args),
-            WindowFunctionDefinition::AggregateUDF(_) => None,
+        let order_by = physical(&sort.expr, input_schema, ctx)?;
+        let window_call = weir_udf::WindowCall {
+            function: &call.fun,
+            args: &args,
+            frame: &params.window_frame,
+            input: input_schema.as_arrow(),
         };
-        let Some(function) = function else {
+        let Some(function) = weir_udf::streaming_window_function(&window_call, &order_by) else {
             return Err(unsupported(format!(
-                "{name}(…) OVER (…) (window functions a streaming view runs incrementally: anomaly_zscore, \
-                 anomaly_ewma, anomaly_mad, anomaly_diff, anomaly_seasonal, changepoint_cusum, changepoint_page_hinkley, anomaly_pca, \
-                 anomaly_kmeans, anomaly_hst, anomaly_iforest, anomaly_alert)"
+                "{name}(…) OVER (…) (window functions a streaming view runs incrementally: Weir's anomaly_* and \
+                 changepoint_* detectors, anomaly_alert, lag, and count, sum, avg, min, max, stddev, variance over ROWS or RANGE \
+                 frames ending at the current row)"
             )));
         };
-        calls.push(OverCall { function: function?, args });
+        let (function, args) = function.map_err(|e| match e {
+            datafusion::common::DataFusionError::NotImplemented(m) => unsupported(m),
+            other => SqlError::from(other),
+        })?;
+        calls.push(OverCall { function, args });
     }
     let (Some(partition), Some(order)) = (partition, order) else {
         return Err(unsupported("an empty window"));

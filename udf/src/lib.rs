@@ -25,30 +25,41 @@
 //!   k-means (linfa-clustering), half-space trees, a sliding-window isolation forest; they add
 //!   a per-input `attribution` to the result and take severity from calibrated p-values.
 //! - [`functions`]: the detectors as `WindowUDFImpl`s with named parameters.
+//! - [`aggregate`]: the aggregate form, `anomaly_mad_agg` / `anomaly_zscore_agg`: a group's
+//!   most extreme value judged against the group (GROUP BY, streaming window aggregates,
+//!   two-phase, sliding frames).
 //! - [`vote`]: `anomaly_vote`, a scalar function combining results.
 //! - [`alerts`]: `anomaly_alert`, per-key incidents (OPEN / ESCALATE / CLOSE with
 //!   `min_duration` and `cooldown`) from per-row results, for sinks.
 //! - [`params`]: named, typed, constant parameters.
+//! - [`streaming`]: which `OVER` calls a streaming view runs incrementally: the above, plus
+//!   [`lag`] and [`rolling`] aggregates (count, sum, avg, min, max, stddev, variance over
+//!   `ROWS n PRECEDING`, `RANGE INTERVAL … PRECEDING` or from the first row).
 //!
 //! Invariants: detectors are prequential (a row is scored against the state before it, then
 //! learned) and deterministic; scores are finite (a constant baseline gives a large finite
 //! score, never `inf`); a NULL or non-finite input gives a NULL result and leaves the state
 //! alone.
 
+pub mod aggregate;
 pub mod alerts;
 pub mod detectors;
 pub mod functions;
 pub mod keyed;
+pub mod lag;
 pub mod multivariate;
 pub mod params;
 pub mod result;
+pub mod rolling;
+pub mod streaming;
 pub mod vote;
 
 use datafusion::common::Result;
 use datafusion::execution::context::SessionContext;
-use datafusion::logical_expr::{ScalarUDF, WindowUDF};
+use datafusion::logical_expr::{AggregateUDF, ScalarUDF, WindowUDF};
 
 pub use functions::keyed_window_function;
+pub use streaming::{WindowCall, streaming_window_function};
 pub use keyed::{KeyedWindowFunction, WindowState};
 
 /// Registers every Weir function with `ctx`.
@@ -57,6 +68,9 @@ pub fn register(ctx: &SessionContext) -> Result<()> {
         ctx.register_udwf(WindowUDF::new_from_impl(function));
     }
     ctx.register_udf(ScalarUDF::new_from_impl(vote::AnomalyVote::try_new()?));
+    for function in aggregate::GroupOutlier::all()? {
+        ctx.register_udaf(AggregateUDF::new_from_impl(function));
+    }
     Ok(())
 }
 
@@ -65,6 +79,9 @@ pub fn register(ctx: &SessionContext) -> Result<()> {
 pub fn parameter_names(name: &str) -> Option<Vec<&'static str>> {
     if name.eq_ignore_ascii_case("anomaly_vote") {
         return Some(vote::VOTE_PARAMS.to_vec());
+    }
+    if name.eq_ignore_ascii_case("anomaly_mad_agg") || name.eq_ignore_ascii_case("anomaly_zscore_agg") {
+        return Some(aggregate::AGGREGATE_PARAMS.iter().map(|p| p.name).collect());
     }
     let functions = functions::detector_functions().ok()?;
     let function = functions.iter().find(|f| datafusion::logical_expr::WindowUDFImpl::name(*f).eq_ignore_ascii_case(name))?;

@@ -50,6 +50,11 @@ impl Welford {
         self.mean
     }
 
+    /// Sum of squared deviations from the mean.
+    pub fn m2(&self) -> f64 {
+        self.m2.max(0.0)
+    }
+
     /// Their population standard deviation.
     pub fn std(&self) -> f64 {
         if self.n == 0 { 0.0 } else { (self.m2 / self.n as f64).max(0.0).sqrt() }

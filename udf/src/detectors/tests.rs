@@ -23,7 +23,7 @@ const DETECTORS: [&str; 7] = [
 ];
 
 /// Binds `name(x, <named constants>)` without event time.
-fn bind(name: &str, constants: &[(&str, ScalarValue)]) -> Arc<dyn KeyedWindowFunction> {
+pub(crate) fn bind(name: &str, constants: &[(&str, ScalarValue)]) -> Arc<dyn KeyedWindowFunction> {
     let functions = detector_functions().unwrap_or_default();
     let Some(function) = functions.iter().find(|f| datafusion::logical_expr::WindowUDFImpl::name(*f) == name) else {
         panic!("no detector {name}");

@@ -10,23 +10,11 @@ use datafusion::common::ScalarValue;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::expressions::{Column, Literal};
 
+use crate::detectors::tests::bind;
 use crate::functions::detector_functions;
 use crate::keyed::KeyedWindowFunction;
 
 const DETECTORS: [&str; 4] = ["anomaly_pca", "anomaly_kmeans", "anomaly_hst", "anomaly_iforest"];
-
-fn bind(name: &str, constants: &[(&str, ScalarValue)]) -> Arc<dyn KeyedWindowFunction> {
-    let functions = detector_functions().unwrap();
-    let function = functions.iter().find(|f| datafusion::logical_expr::WindowUDFImpl::name(*f) == name).unwrap();
-    let params = function.params();
-    let mut args: Vec<Arc<dyn PhysicalExpr>> = vec![Arc::new(Column::new("x", 0))];
-    let last = constants.iter().filter_map(|(n, _)| params.iter().position(|p| p.name == *n)).max().unwrap_or(0);
-    for spec in &params[1..=last] {
-        let value = constants.iter().find(|(n, _)| *n == spec.name).map_or(ScalarValue::Null, |(_, v)| v.clone());
-        args.push(Arc::new(Literal::new(value)));
-    }
-    function.bind(&args[..=last]).unwrap()
-}
 
 /// Small settings so the tests warm up quickly.
 fn quick(name: &str) -> Arc<dyn KeyedWindowFunction> {

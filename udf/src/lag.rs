@@ -1,0 +1,149 @@
+//! `lag(x [, offset [, default]])` for streaming OVER windows: the value `offset` rows back in
+//! the key's event-time order.
+//!
+//! ```sql
+//! CREATE MATERIALIZED VIEW deltas AS
+//! SELECT sensor_id, ts, temperature - lag(temperature) OVER (PARTITION BY sensor_id ORDER BY ts) AS change
+//! FROM readings;
+//! ```
+//!
+//! Per key the state is the last `offset` values, as an Arrow array of the input's type (any
+//! type); a batch of the key's rows is answered with one concatenation and one slice. The state
+//! is saved as Arrow IPC. `lead` is not offered in streaming views: its value for a row is only
+//! known once the key's next rows arrive, so every row would be held back until then (ad-hoc
+//! queries over views have it, through DataFusion).
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, ArrayRef, RecordBatch, new_null_array};
+use datafusion::arrow::compute::{cast, concat};
+use datafusion::arrow::datatypes::{Field, Schema};
+use datafusion::arrow::ipc::reader::StreamReader;
+use datafusion::arrow::ipc::writer::StreamWriter;
+use datafusion::common::{Result, ScalarValue, exec_datafusion_err};
+
+use crate::keyed::{KeyedWindowFunction, WindowState};
+
+/// One `lag` call.
+#[derive(Debug)]
+pub struct LagFunction {
+    offset: usize,
+    default: ScalarValue,
+}
+
+impl LagFunction {
+    /// `lag(x, offset, default)`.
+    pub fn new(offset: usize, default: ScalarValue) -> Self {
+        Self { offset, default }
+    }
+}
+
+impl KeyedWindowFunction for LagFunction {
+    fn name(&self) -> &str {
+        "lag"
+    }
+
+    fn new_state(&self) -> Box<dyn WindowState> {
+        Box::new(LagState { offset: self.offset, default: self.default.clone(), held: None })
+    }
+
+    fn load_state(&self, bytes: &[u8]) -> Result<Box<dyn WindowState>> {
+        if bytes.is_empty() {
+            return Ok(self.new_state());
+        }
+        let mut reader = StreamReader::try_new(bytes, None)?;
+        let held = match reader.next() {
+            Some(batch) => Some(Arc::clone(batch?.column(0))),
+            None => None,
+        };
+        Ok(Box::new(LagState { offset: self.offset, default: self.default.clone(), held }))
+    }
+}
+
+#[derive(Debug)]
+struct LagState {
+    offset: usize,
+    default: ScalarValue,
+    /// The key's last values (at most `offset`), oldest first.
+    held: Option<ArrayRef>,
+}
+
+impl WindowState for LagState {
+    fn evaluate(&mut self, args: &[ArrayRef]) -> Result<ArrayRef> {
+        let input = args.first().ok_or_else(|| exec_datafusion_err!("lag: missing input column"))?;
+        if self.offset == 0 {
+            return Ok(Arc::clone(input));
+        }
+        let held_len = self.held.as_ref().map_or(0, |h| h.len());
+        // Rows before the key's first have no value `offset` back: the default fills them.
+        let missing = self.offset.saturating_sub(held_len);
+        let mut parts: Vec<ArrayRef> = Vec::with_capacity(3);
+        if missing > 0 {
+            parts.push(if self.default.is_null() {
+                new_null_array(input.data_type(), missing)
+            } else {
+                cast(&self.default.to_array_of_size(missing)?, input.data_type())?
+            });
+        }
+        if let Some(held) = &self.held {
+            parts.push(Arc::clone(held));
+        }
+        parts.push(Arc::clone(input));
+        let refs: Vec<&dyn Array> = parts.iter().map(|p| p.as_ref()).collect();
+        let all = concat(&refs)?;
+        let out = all.slice(0, input.len());
+        let keep = self.offset.min(held_len + input.len());
+        // Copied out, so the state does not pin the whole concatenation.
+        let tail = all.slice(all.len() - keep, keep);
+        self.held = Some(concat(&[tail.as_ref()])?);
+        Ok(out)
+    }
+
+    fn save(&self) -> Result<Vec<u8>> {
+        let Some(held) = &self.held else { return Ok(Vec::new()) };
+        let schema = Arc::new(Schema::new(vec![Field::new("held", held.data_type().clone(), true)]));
+        let batch = RecordBatch::try_new(Arc::clone(&schema), vec![Arc::clone(held)])?;
+        let mut bytes = Vec::new();
+        let mut writer = StreamWriter::try_new(&mut bytes, &schema)?;
+        writer.write(&batch)?;
+        writer.finish()?;
+        drop(writer);
+        Ok(bytes)
+    }
+
+    fn size(&self) -> usize {
+        std::mem::size_of::<Self>() + self.held.as_ref().map_or(0, |h| h.get_array_memory_size())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use datafusion::arrow::array::{AsArray, StringArray};
+
+    use super::*;
+
+    #[test]
+    fn lag_reaches_back_across_batches_and_restores_with_defaults_before_the_first_row() {
+        let function = LagFunction::new(2, ScalarValue::from("none"));
+        let mut state = function.new_state();
+        let mut got: Vec<Option<String>> = Vec::new();
+        for (i, part) in [vec![Some("a")], vec![Some("b"), None, Some("d")], vec![], vec![Some("e"), Some("f")]].into_iter().enumerate() {
+            let input: ArrayRef = Arc::new(StringArray::from(part));
+            let out = state.evaluate(&[input]).unwrap();
+            got.extend(out.as_string::<i32>().iter().map(|s| s.map(str::to_string)));
+            if i == 1 {
+                let bytes = state.save().unwrap();
+                state = function.load_state(&bytes).unwrap();
+            }
+        }
+        let want: Vec<Option<String>> = [Some("none"), Some("none"), Some("a"), Some("b"), None, Some("d")]
+            .into_iter()
+            .map(|s| s.map(str::to_string))
+            .collect();
+        assert_eq!(got, want);
+        let empty = LagFunction::new(1, ScalarValue::Null);
+        let fresh = empty.new_state();
+        assert!(empty.load_state(&fresh.save().unwrap()).is_ok());
+    }
+}
