@@ -9,9 +9,10 @@
 //! ```
 //!
 //! score = 0.6745·|x − median| / MAD; WARNING at 3.5, CRITICAL at 5. The window (default 600
-//! rows, or an INTERVAL) is kept in an order-statistic tree: the median is two rank lookups and
-//! the MAD a k-th-smallest search over the two sorted runs of deviations either side of the
-//! median, O(log² W) per row instead of GreptimeDB's O(W).
+//! rows, or an INTERVAL) is kept in order ([`OrderStatistics`]: a sorted vector, or a treap for
+//! windows past 8,192 values): the median is two rank lookups and the MAD a k-th-smallest
+//! search over the two sorted runs of deviations either side of the median, O(log² W) rank
+//! lookups per row instead of GreptimeDB's O(W) recomputation.
 //!
 //! When more than half the window is one value (quantised sensors), MAD is 0; the score then
 //! uses the mean absolute deviation around the median (× 1.2533, its normal-consistent factor),
@@ -20,7 +21,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::detectors::moments::{Ring, spread_floor};
-use crate::detectors::order_stat::OrderStatTree;
+use crate::detectors::order_statistics::OrderStatistics;
 use crate::keyed::Detector;
 use crate::params::{Params, Span};
 use crate::result::{Assessment, Direction, normal_two_sided_p};
@@ -50,7 +51,7 @@ pub struct Mad {
     ring: Ring,
     /// The ring's values in order; rebuilt from the ring after loading a checkpoint.
     #[serde(skip)]
-    tree: OrderStatTree,
+    tree: OrderStatistics,
 }
 
 impl Mad {
@@ -104,16 +105,15 @@ impl Mad {
         }
     }
 
-    /// Mean absolute deviation from `m`, from the tree's subtree sums in O(log W).
+    /// Mean absolute deviation from `m` (only needed when the MAD is 0).
     fn mean_abs_deviation(&self, m: f64) -> f64 {
         let n = self.tree.len();
         if n == 0 {
             return 0.0;
         }
         let (below, below_sum) = self.tree.below(m);
-        let above = n as f64 - below as f64;
-        let above_sum = self.tree.total() - below_sum;
-        ((m * below as f64 - below_sum) + (above_sum - m * above)).max(0.0) / n as f64
+        let (above, above_sum) = self.tree.at_or_above(m);
+        ((m * f64::from(below) - below_sum) + (above_sum - m * f64::from(above))).max(0.0) / n as f64
     }
 }
 
@@ -162,7 +162,7 @@ impl Detector for Mad {
     }
 
     fn rebuild(&mut self) {
-        self.tree = OrderStatTree::default();
+        self.tree = OrderStatistics::default();
         for x in self.ring.values() {
             self.tree.insert(x);
         }

@@ -6,6 +6,7 @@ pub mod diff;
 pub mod mad;
 pub mod moments;
 pub mod order_stat;
+pub mod order_statistics;
 pub mod page_hinkley;
 pub mod seasonal;
 pub mod zscore;

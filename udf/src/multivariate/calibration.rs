@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::detectors::moments::{Ring, spread_floor};
-use crate::detectors::order_stat::OrderStatTree;
+use crate::detectors::order_statistics::OrderStatistics;
 use crate::params::Span;
 
 /// The empirical distribution of a detector's recent scores, as p-values.
@@ -18,13 +18,13 @@ pub struct ScoreCalibrator {
     window: u64,
     recent: Ring,
     #[serde(skip)]
-    sorted: OrderStatTree,
+    sorted: OrderStatistics,
 }
 
 impl ScoreCalibrator {
     /// Calibrates by the last `window` scores.
     pub fn new(window: u64) -> Self {
-        Self { window, recent: Ring::default(), sorted: OrderStatTree::default() }
+        Self { window, recent: Ring::default(), sorted: OrderStatistics::default() }
     }
 
     /// Scores held.
@@ -61,16 +61,16 @@ impl ScoreCalibrator {
         if score <= threshold {
             return (at_or_above(score) + 1.0) / total;
         }
-        let (below, below_sum) = self.sorted.below(threshold);
-        let tail = f64::from(n - below);
-        let mean_excess = (self.sorted.total() - below_sum) / tail.max(1.0) - threshold;
+        let (tail, tail_sum) = self.sorted.at_or_above(threshold);
+        let tail = f64::from(tail);
+        let mean_excess = tail_sum / tail.max(1.0) - threshold;
         let scale = spread_floor(mean_excess, threshold);
         (tail + 1.0) / total * (-(score - threshold) / scale).exp()
     }
 
     /// Rebuilds the sorted index after loading.
     pub fn rebuild(&mut self) {
-        self.sorted = OrderStatTree::default();
+        self.sorted = OrderStatistics::default();
         for v in self.recent.values() {
             self.sorted.insert(v);
         }
