@@ -13,6 +13,9 @@
 //!   the start. Keys idle for `state_ttl` of event time are dropped.
 //! - Rows at or below the watermark when they arrive are late: counted and kept in the late-row
 //!   log, not scored.
+//! - A call that reads ahead (`lead`, [`KeyedWindowFunction::lookahead`]) makes the operator
+//!   hold each key's last rows back in `pending` until their followers arrive (or the stream
+//!   ends, or the key idles past `state_ttl`); the watermark passed downstream stays below them.
 //! - Checkpoints hold, in one Arrow schema, the per-key states (key in Arrow's row format,
 //!   last event time, one binary state per call) and the pending rows.
 
@@ -90,6 +93,11 @@ pub struct OverWindow {
     states: HashMap<OwnedRow, KeyState>,
     /// Event time of the last sweep for idle keys.
     last_sweep: i64,
+    /// Rows after the current one some call reads (`lead`): each key's last this-many released
+    /// rows are held back in `pending` until their followers arrive.
+    lookahead: usize,
+    /// The watermark last passed downstream (held back below rows held for `lookahead`).
+    forwarded: Option<i64>,
 }
 
 /// A batch of waiting rows.
@@ -119,6 +127,7 @@ impl std::fmt::Debug for OverWindow {
 impl OverWindow {
     /// An operator for `spec`.
     pub fn new(spec: OverWindowSpec, late: Arc<LateRowLog>) -> Self {
+        let lookahead = spec.calls.iter().map(|c| c.function.lookahead()).max().unwrap_or(0);
         Self {
             spec,
             late,
@@ -126,8 +135,10 @@ impl OverWindow {
             input_schema: None,
             watermark: None,
             converter: None,
+            lookahead,
             states: HashMap::new(),
             last_sweep: i64::MIN,
+            forwarded: None,
         }
     }
 
@@ -152,8 +163,9 @@ impl OverWindow {
         self.converter.as_ref().ok_or_else(|| EngineError::Internal("row converter missing".into()))
     }
 
-    /// Processes pending rows with event time ≤ `limit`, in (key, event time) order.
-    fn release(&mut self, limit: i64, out: &mut Collector) -> Result<()> {
+    /// Processes pending rows with event time ≤ `limit`, in (key, event time) order; at the end
+    /// of the stream (`finish`) rows held for `lookahead` are released too.
+    fn release(&mut self, limit: i64, finish: bool, out: &mut Collector) -> Result<()> {
         let Some(schema) = self.input_schema.clone() else { return Ok(()) };
         let (mut rows, mut times) = (Vec::new(), Vec::new());
         let mut waiting = Vec::with_capacity(self.pending.len());
@@ -178,17 +190,17 @@ impl OverWindow {
         let ready = concat_batches(&schema, &rows)?;
         let refs: Vec<&dyn Array> = times.iter().map(|t| t.as_ref()).collect();
         let ts = concat(&refs)?;
-        self.process_ready(&ready, &ts, out)
+        self.process_ready(&ready, &ts, finish, out)
     }
 
-    fn process_ready(&mut self, ready: &RecordBatch, ts: &ArrayRef, out: &mut Collector) -> Result<()> {
+    fn process_ready(&mut self, ready: &RecordBatch, ts: &ArrayRef, finish: bool, out: &mut Collector) -> Result<()> {
         let keys = self.keys(ready)?;
         let mut sort: Vec<SortColumn> = keys.iter().map(|k| SortColumn { values: Arc::clone(k), options: None }).collect();
         sort.push(SortColumn { values: Arc::clone(ts), options: None });
         let order = lexsort_to_indices(&sort, None)?;
         let sorted = take_record_batch(ready, &order)?;
         let ts = take(ts, &order, None)?;
-        let ts = ts.as_primitive::<TimestampNanosecondType>();
+        let times = ts.as_primitive::<TimestampNanosecondType>();
         let keys = keys.iter().map(|k| Ok(take(k, &order, None)?)).collect::<Result<Vec<_>>>()?;
         let rows = self.converter(&keys)?.convert_columns(&keys)?;
         let args: Vec<Vec<ArrayRef>> = self
@@ -197,7 +209,10 @@ impl OverWindow {
             .iter()
             .map(|c| c.args.iter().map(|a| Ok(a.evaluate(&sorted)?.into_array(sorted.num_rows())?)).collect::<Result<_>>())
             .collect::<Result<_>>()?;
+        // A key idle past `state_ttl` will not get the followers its held rows wait for.
+        let idle_before = self.spec.state_ttl.zip(self.watermark).map(|(ttl, wm)| wm.saturating_sub(ttl));
         let mut outputs: Vec<Vec<ArrayRef>> = vec![Vec::new(); self.spec.calls.len()];
+        let (mut emitted, mut held): (Vec<u32>, Vec<u32>) = (Vec::new(), Vec::new());
         let n = sorted.num_rows();
         let mut start = 0;
         while start < n {
@@ -205,17 +220,38 @@ impl OverWindow {
             while end < n && rows.row(end) == rows.row(start) {
                 end += 1;
             }
+            let last = times.value(end - 1);
+            let len = end - start;
+            let emit = if finish || idle_before.is_some_and(|h| last <= h) { len } else { len.saturating_sub(self.lookahead) };
             let calls = &self.spec.calls;
             let entry = self.states.entry(rows.row(start).owned()).or_insert_with(|| KeyState {
                 last_ts: i64::MIN,
                 calls: calls.iter().map(|c| c.function.new_state()).collect(),
             });
-            entry.last_ts = entry.last_ts.max(ts.value(end - 1));
-            for (i, state) in entry.calls.iter_mut().enumerate() {
-                let slice: Vec<ArrayRef> = args[i].iter().map(|a| a.slice(start, end - start)).collect();
-                outputs[i].push(state.evaluate(&slice)?);
+            entry.last_ts = entry.last_ts.max(last);
+            if emit > 0 {
+                for (i, state) in entry.calls.iter_mut().enumerate() {
+                    // Stateful calls consume only the rows released now; a call that reads
+                    // ahead sees the held rows too (and sees them again next time).
+                    let width = if calls[i].function.lookahead() > 0 { len } else { emit };
+                    let slice: Vec<ArrayRef> = args[i].iter().map(|a| a.slice(start, width)).collect();
+                    outputs[i].push(state.evaluate(&slice)?.slice(0, emit));
+                }
             }
+            emitted.extend((start..start + emit).map(|i| i as u32));
+            held.extend((start + emit..end).map(|i| i as u32));
             start = end;
+        }
+        let sorted = if held.is_empty() {
+            sorted
+        } else {
+            // Held rows wait with the rows not yet released (and are checkpointed with them).
+            let held = datafusion::arrow::array::UInt32Array::from(held);
+            self.pending.extend(Pending::new(take_record_batch(&sorted, &held)?, take(&ts, &held, None)?));
+            take_record_batch(&sorted, &datafusion::arrow::array::UInt32Array::from(emitted))?
+        };
+        if sorted.num_rows() == 0 {
+            return Ok(());
         }
         let mut columns = sorted.columns().to_vec();
         let fields = self.spec.output_schema.fields();
@@ -301,13 +337,20 @@ impl StreamOperator for OverWindow {
             return Ok(None);
         }
         self.watermark = Some(wm);
-        self.release(wm, out)?;
+        self.release(wm, false, out)?;
         self.sweep(wm);
-        Ok(Some(watermark))
+        // Rows held back for `lead` are still to come: downstream must not think them late.
+        let held = self.pending.iter().filter(|p| p.min <= wm).map(|p| p.min).min();
+        let forward = held.map_or(wm, |h| wm.min(h.saturating_sub(1)));
+        if self.forwarded.is_some_and(|f| f >= forward) {
+            return Ok(None);
+        }
+        self.forwarded = Some(forward);
+        Ok(Some(Watermark::EventTime(forward)))
     }
 
     fn on_end(&mut self, out: &mut Collector) -> Result<()> {
-        self.release(i64::MAX, out)
+        self.release(i64::MAX, true, out)
     }
 
     fn snapshot(&mut self, _barrier: CheckpointBarrier) -> Result<OperatorState> {
@@ -570,5 +613,53 @@ mod tests {
         assert_eq!(op.states.len(), 3);
         op.on_watermark(Watermark::EventTime(100_000_000_000), &mut out).unwrap();
         assert_eq!(op.states.len(), 0, "keys idle for more than state_ttl are dropped");
+    }
+
+    #[test]
+    fn lead_holds_each_keys_last_row_back_and_the_watermark_with_it() {
+        let lead = Arc::new(weir_udf::lag::LeadFunction::new(1, ScalarValue::Float64(Some(-1.0))));
+        let mut fields = input_schema().fields().to_vec();
+        fields.push(Arc::new(Field::new("next", DataType::Float64, true)));
+        let mut op = OverWindow::new(
+            OverWindowSpec {
+                view: "v".into(),
+                partition_by: vec![Arc::new(Column::new("k", 0))],
+                order_by: Arc::new(Column::new("ts", 2)),
+                calls: vec![OverCall { function: lead, args: vec![Arc::new(Column::new("x", 1))] }],
+                output_schema: Arc::new(Schema::new(fields)),
+                state_ttl: None,
+            },
+            Arc::new(LateRowLog::default()),
+        );
+        let rows = rows();
+        let mut out = Collector::default();
+        // 10 seconds of rows, 3 keys; the watermark passes 5 of them.
+        op.process_batch(batch(&rows[..30]), &mut out).unwrap();
+        let forwarded = op.on_watermark(Watermark::EventTime(4_500_000_000), &mut out).unwrap();
+        let first = sorted_output(&mut out);
+        assert_eq!(first.num_rows(), 12, "each key's 5th row waits for its follower");
+        // Held rows are at 4 s: downstream time stays below them.
+        assert_eq!(forwarded, Some(Watermark::EventTime(3_999_999_999)));
+        op.process_batch(batch(&rows[30..60]), &mut out).unwrap();
+        op.on_end(&mut out).unwrap();
+        let rest = sorted_output(&mut out);
+        assert_eq!(first.num_rows() + rest.num_rows(), 60);
+        let all = concat_batches(&first.schema(), &[first, rest]).unwrap();
+        let order = lexsort_to_indices(
+            &[
+                SortColumn { values: Arc::clone(all.column(0)), options: None },
+                SortColumn { values: Arc::clone(all.column(2)), options: None },
+            ],
+            None,
+        )
+        .unwrap();
+        let all = take_record_batch(&all, &order).unwrap();
+        let x = all.column(1).as_primitive::<datafusion::arrow::datatypes::Float64Type>();
+        let next = all.column(3).as_primitive::<datafusion::arrow::datatypes::Float64Type>();
+        for i in 0..60 {
+            let last_of_key = i % 20 == 19;
+            let want = if last_of_key { -1.0 } else { x.value(i + 1) };
+            assert_eq!(next.value(i), want, "row {i}");
+        }
     }
 }

@@ -62,7 +62,7 @@ pub(crate) fn plan_window(window: &datafusion::logical_expr::logical_plan::Windo
         let Some(function) = weir_udf::streaming_window_function(&window_call, &order_by) else {
             return Err(unsupported(format!(
                 "{name}(…) OVER (…) (window functions a streaming view runs incrementally: Weir's anomaly_* and \
-                 changepoint_* detectors, anomaly_alert, lag, and count, sum, avg, min, max, stddev, variance over ROWS or RANGE \
+                 changepoint_* detectors, anomaly_alert, lag, lead, and count, sum, avg, min, max, stddev, variance over ROWS or RANGE \
                  frames ending at the current row)"
             )));
         };

@@ -39,6 +39,12 @@ pub trait KeyedWindowFunction: Send + Sync + Debug {
     fn new_state(&self) -> Box<dyn WindowState>;
     /// State saved by [`WindowState::save`].
     fn load_state(&self, bytes: &[u8]) -> Result<Box<dyn WindowState>>;
+    /// Rows after the current one the call reads (`lead`). The streaming operator then holds
+    /// each key's last rows back until their followers arrive, and evaluates such a call over
+    /// the held rows again each time (so its state must not depend on how often it saw them).
+    fn lookahead(&self) -> usize {
+        0
+    }
 }
 
 /// The state of one key.

@@ -1,5 +1,5 @@
-//! `lag(x [, offset [, default]])` for streaming OVER windows: the value `offset` rows back in
-//! the key's event-time order.
+//! `lag(x [, offset [, default]])` and `lead(x [, offset [, default]])` for streaming OVER
+//! windows: the value `offset` rows back (or ahead) in the key's event-time order.
 //!
 //! ```sql
 //! CREATE MATERIALIZED VIEW deltas AS
@@ -9,9 +9,13 @@
 //!
 //! Per key the state is the last `offset` values, as an Arrow array of the input's type (any
 //! type); a batch of the key's rows is answered with one concatenation and one slice. The state
-//! is saved as Arrow IPC. `lead` is not offered in streaming views: its value for a row is only
-//! known once the key's next rows arrive, so every row would be held back until then (ad-hoc
-//! queries over views have it, through DataFusion).
+//! is saved as Arrow IPC.
+//!
+//! `lead` keeps no state: it reads ahead ([`KeyedWindowFunction::lookahead`]), so the streaming
+//! operator holds each key's last `offset` rows back (they wait with the rows not yet released,
+//! and are checkpointed with them) until that many later rows of the key arrive, the stream
+//! ends, or the key has been idle for the view's `state_ttl`; then the default fills in. The
+//! view's output watermark waits for the held rows, so what is downstream never sees them late.
 
 use std::sync::Arc;
 
@@ -116,6 +120,68 @@ impl WindowState for LagState {
     }
 }
 
+/// One `lead` call.
+#[derive(Debug)]
+pub struct LeadFunction {
+    offset: usize,
+    default: ScalarValue,
+}
+
+impl LeadFunction {
+    /// `lead(x, offset, default)`.
+    pub fn new(offset: usize, default: ScalarValue) -> Self {
+        Self { offset, default }
+    }
+}
+
+impl KeyedWindowFunction for LeadFunction {
+    fn name(&self) -> &str {
+        "lead"
+    }
+
+    fn new_state(&self) -> Box<dyn WindowState> {
+        Box::new(LeadState { offset: self.offset, default: self.default.clone() })
+    }
+
+    fn load_state(&self, _bytes: &[u8]) -> Result<Box<dyn WindowState>> {
+        Ok(self.new_state())
+    }
+
+    fn lookahead(&self) -> usize {
+        self.offset
+    }
+}
+
+/// Stateless: the operator passes the rows it holds back again with the next ones.
+#[derive(Debug)]
+struct LeadState {
+    offset: usize,
+    default: ScalarValue,
+}
+
+impl WindowState for LeadState {
+    fn evaluate(&mut self, args: &[ArrayRef]) -> Result<ArrayRef> {
+        let input = args.first().ok_or_else(|| exec_datafusion_err!("lead: missing input column"))?;
+        let len = input.len();
+        let ahead = self.offset.min(len);
+        let fill = if self.default.is_null() {
+            new_null_array(input.data_type(), ahead)
+        } else {
+            cast(&self.default.to_array_of_size(ahead)?, input.data_type())?
+        };
+        let shifted = input.slice(ahead, len - ahead);
+        Ok(concat(&[shifted.as_ref(), fill.as_ref()])?)
+    }
+
+    fn save(&self) -> Result<Vec<u8>> {
+        Ok(Vec::new())
+    }
+
+    fn size(&self) -> usize {
+        std::mem::size_of::<Self>()
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
@@ -145,5 +211,18 @@ mod tests {
         let empty = LagFunction::new(1, ScalarValue::Null);
         let fresh = empty.new_state();
         assert!(empty.load_state(&fresh.save().unwrap()).is_ok());
+    }
+
+    #[test]
+    fn lead_reads_ahead_and_fills_the_end_with_the_default() {
+        let function = LeadFunction::new(2, ScalarValue::Int64(Some(0)));
+        assert_eq!(function.lookahead(), 2);
+        let input: ArrayRef = Arc::new(datafusion::arrow::array::Int64Array::from(vec![1, 2, 3, 4]));
+        let out = function.new_state().evaluate(&[input]).unwrap();
+        let got: Vec<Option<i64>> = out.as_primitive::<datafusion::arrow::datatypes::Int64Type>().iter().collect();
+        assert_eq!(got, vec![Some(3), Some(4), Some(0), Some(0)]);
+        let short: ArrayRef = Arc::new(datafusion::arrow::array::Int64Array::from(vec![7]));
+        let out = LeadFunction::new(3, ScalarValue::Null).new_state().evaluate(&[short]).unwrap();
+        assert_eq!(out.null_count(), 1);
     }
 }

@@ -33,7 +33,7 @@
 //!   `min_duration` and `cooldown`) from per-row results, for sinks.
 //! - [`params`]: named, typed, constant parameters.
 //! - [`streaming`]: which `OVER` calls a streaming view runs incrementally: the above, plus
-//!   [`lag`] and [`rolling`] aggregates (count, sum, avg, min, max, stddev, variance over
+//!   `lag` and `lead` ([`lag`]) and [`rolling`] aggregates (count, sum, avg, min, max, stddev, variance over
 //!   `ROWS n PRECEDING`, `RANGE INTERVAL … PRECEDING` or from the first row).
 //!
 //! Invariants: detectors are prequential (a row is scored against the state before it, then

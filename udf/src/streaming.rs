@@ -1,5 +1,5 @@
 //! Which window function calls a streaming view can run incrementally, and their per-key
-//! state machines: Weir's detectors and `anomaly_alert`, `lag`, and rolling aggregates over
+//! state machines: Weir's detectors and `anomaly_alert`, `lag` and `lead`, and rolling aggregates over
 //! frames that end at the current row. The streaming planner (weir-sql) asks here for every
 //! `f(…) OVER (PARTITION BY … ORDER BY ts …)` of a materialized view.
 
@@ -12,7 +12,7 @@ use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::expressions::Literal;
 
 use crate::keyed::KeyedWindowFunction;
-use crate::lag::LagFunction;
+use crate::lag::{LagFunction, LeadFunction};
 use crate::rolling::{Aggregate, FrameStart, RollingFunction};
 
 /// What the planner passes for one call.
@@ -42,7 +42,8 @@ pub fn streaming_window_function(
             if let Some(detector) = crate::functions::keyed_window_function(udf, call.args) {
                 return Some(detector.map(|f| (f, call.args.to_vec())));
             }
-            udf.name().eq_ignore_ascii_case("lag").then(|| lag(call.args).map(|f| (f, call.args.to_vec())))
+            let name = udf.name().to_ascii_lowercase();
+            (name == "lag" || name == "lead").then(|| shift(&name, call.args).map(|f| (f, call.args.to_vec())))
         }
         WindowFunctionDefinition::AggregateUDF(udaf) => {
             let aggregate = Aggregate::named(udaf.name())?;
@@ -55,21 +56,22 @@ fn literal(expr: Option<&Arc<dyn PhysicalExpr>>) -> Option<ScalarValue> {
     expr.and_then(|e| e.as_ref().downcast_ref::<Literal>()).map(|l| l.value().clone())
 }
 
-fn lag(args: &[Arc<dyn PhysicalExpr>]) -> Result<Arc<dyn KeyedWindowFunction>> {
+/// `lag` or `lead`: (x, offset = 1, default = NULL), both constants.
+fn shift(name: &str, args: &[Arc<dyn PhysicalExpr>]) -> Result<Arc<dyn KeyedWindowFunction>> {
     let offset = match (args.get(1), literal(args.get(1))) {
         (None, _) => 1,
         (Some(_), Some(v)) if !v.is_null() => match v.cast_to(&datafusion::arrow::datatypes::DataType::Int64)? {
             ScalarValue::Int64(Some(n)) if n >= 0 => n as usize,
-            _ => return Err(plan_datafusion_err!("lag: the offset must be a non-negative integer, got {v}")),
+            _ => return Err(plan_datafusion_err!("{name}: the offset must be a non-negative integer, got {v}")),
         },
-        (Some(e), _) => return Err(plan_datafusion_err!("lag: the offset must be a constant, not {e}")),
+        (Some(e), _) => return Err(plan_datafusion_err!("{name}: the offset must be a constant, not {e}")),
     };
     let default = match (args.get(2), literal(args.get(2))) {
         (None, _) => ScalarValue::Null,
         (Some(_), Some(v)) => v,
-        (Some(e), None) => return Err(plan_datafusion_err!("lag: the default must be a constant, not {e}")),
+        (Some(e), None) => return Err(plan_datafusion_err!("{name}: the default must be a constant, not {e}")),
     };
-    Ok(Arc::new(LagFunction::new(offset, default)))
+    Ok(if name == "lead" { Arc::new(LeadFunction::new(offset, default)) } else { Arc::new(LagFunction::new(offset, default)) })
 }
 
 /// A call Weir cannot run incrementally; the planner prefixes "not supported in a streaming
