@@ -141,6 +141,7 @@ fn main() {
         ("anomaly_ewma(half_life => 100)", "anomaly_ewma", vec![("half_life", int(100))]),
         ("anomaly_mad(window => 600)", "anomaly_mad", vec![]),
         ("anomaly_diff(window => 600)", "anomaly_diff", vec![]),
+        ("anomaly_seasonal(period => 1000, bins => 20)", "anomaly_seasonal", vec![("period", int(1000)), ("bins", int(20))]),
         ("changepoint_cusum()", "changepoint_cusum", vec![]),
         ("changepoint_page_hinkley()", "changepoint_page_hinkley", vec![]),
     ] {

@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, RecordBatch, new_null_array};
 use datafusion::arrow::compute::{cast, concat};
-use datafusion::arrow::datatypes::{Field, Schema};
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::arrow::ipc::reader::StreamReader;
 use datafusion::arrow::ipc::writer::StreamWriter;
 use datafusion::common::{Result, ScalarValue, exec_datafusion_err};
@@ -83,11 +83,7 @@ impl WindowState for LagState {
         let missing = self.offset.saturating_sub(held_len);
         let mut parts: Vec<ArrayRef> = Vec::with_capacity(3);
         if missing > 0 {
-            parts.push(if self.default.is_null() {
-                new_null_array(input.data_type(), missing)
-            } else {
-                cast(&self.default.to_array_of_size(missing)?, input.data_type())?
-            });
+            parts.push(defaults(&self.default, input.data_type(), missing)?);
         }
         if let Some(held) = &self.held {
             parts.push(Arc::clone(held));
@@ -118,6 +114,14 @@ impl WindowState for LagState {
     fn size(&self) -> usize {
         std::mem::size_of::<Self>() + self.held.as_ref().map_or(0, |h| h.get_array_memory_size())
     }
+}
+
+/// `n` copies of `default` as `data_type` (rows before a key's first, or after its last).
+fn defaults(default: &ScalarValue, data_type: &DataType, n: usize) -> Result<ArrayRef> {
+    if default.is_null() {
+        return Ok(new_null_array(data_type, n));
+    }
+    Ok(cast(&default.to_array_of_size(n)?, data_type)?)
 }
 
 /// One `lead` call.
@@ -164,11 +168,7 @@ impl WindowState for LeadState {
         let input = args.first().ok_or_else(|| exec_datafusion_err!("lead: missing input column"))?;
         let len = input.len();
         let ahead = self.offset.min(len);
-        let fill = if self.default.is_null() {
-            new_null_array(input.data_type(), ahead)
-        } else {
-            cast(&self.default.to_array_of_size(ahead)?, input.data_type())?
-        };
+        let fill = defaults(&self.default, input.data_type(), ahead)?;
         let shifted = input.slice(ahead, len - ahead);
         Ok(concat(&[shifted.as_ref(), fill.as_ref()])?)
     }
