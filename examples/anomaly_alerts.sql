@@ -20,7 +20,7 @@ SELECT sensor_id, ts, temperature, vibration, is_anomaly,
        anomaly_zscore(vibration, method => 'ewma',
                       half_life => INTERVAL '1 minute') OVER w            AS vib_z,
        changepoint_cusum(temperature, k => 0.5, h => 8) OVER w             AS temp_shift,
-       -- Both inputs at once; (machine).attribution says which one moved.
+       -- Both inputs at once; machine['attribution'] says which one moved.
        anomaly_iforest(ROW(temperature, vibration), window => 512, sample => 128) OVER w AS machine
 FROM plant
 WINDOW w AS (PARTITION BY sensor_id ORDER BY ts);

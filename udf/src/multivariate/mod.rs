@@ -4,13 +4,13 @@
 //! SELECT machine_id, ts,
 //!        anomaly_pca(ROW(temperature, pressure, vibration)) OVER w AS r
 //! FROM readings WINDOW w AS (PARTITION BY machine_id ORDER BY ts);
-//! -- (r).attribution.pressure: pressure's share of the score, negative when it is low
+//! -- r['attribution']['pressure']: pressure's share of the score, negative when it is low
 //! ```
 //!
 //! Every multivariate detector returns the univariate result struct plus
 //! `attribution STRUCT<x1 DOUBLE, x2 DOUBLE, …>`: each input's share of `score` (the absolute
 //! shares sum to the score, Kinesis-style), signed by the input's direction from its mean. A
-//! struct with one field per input, rather than a MAP, so SQL reads `(r).attribution.pressure`
+//! struct with one field per input, rather than a MAP, so SQL reads `r['attribution']['pressure']`
 //! directly and every Postgres client can decode it. `expected`, `lower` and `upper` are NULL
 //! (there is no single centre); `direction` is that of the input with the largest share.
 //!
