@@ -238,8 +238,11 @@ impl OverWindow {
                     outputs[i].push(state.evaluate(&slice)?.slice(0, emit));
                 }
             }
-            emitted.extend((start..start + emit).map(|i| i as u32));
-            held.extend((start + emit..end).map(|i| i as u32));
+            // Row bookkeeping only for calls that read ahead: without them every row is emitted.
+            if self.lookahead > 0 {
+                emitted.extend((start..start + emit).map(|i| i as u32));
+                held.extend((start + emit..end).map(|i| i as u32));
+            }
             start = end;
         }
         let sorted = if held.is_empty() {
