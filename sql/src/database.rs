@@ -11,7 +11,11 @@ use datafusion::arrow::array::{ArrayRef, BooleanArray, RecordBatch, StringArray,
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::DFSchema;
 use datafusion::execution::SendableRecordBatchStream;
+use datafusion::dataframe::DataFrame;
+use datafusion::execution::SessionState;
 use datafusion::execution::context::{SQLOptions, SessionConfig, SessionContext};
+use datafusion::logical_expr::ScalarUDF;
+use std::sync::atomic::AtomicI32;
 use datafusion::logical_expr::{DdlStatement, LogicalPlan};
 use datafusion::physical_plan::memory::MemoryStream;
 use datafusion::sql::parser::Statement as DfStatement;
@@ -32,6 +36,8 @@ use crate::durable::{
     Durability, checkpoint_state_batch, checkpoint_state_schema, checkpoints_batch, checkpoints_schema,
 };
 use crate::error::{Result, SqlError, SqlErrorKind};
+use crate::pg::catalog::PgCatalog;
+use crate::pg::settings::SessionInfo;
 use crate::parser::{CreateSource, CreateView, ObjectKind, WeirStatement};
 use crate::planner::{PlanContext, ViewPlan, plan_view};
 use crate::tables::{SourceTable, SystemTable, TumbleFunction};
@@ -85,6 +91,10 @@ pub struct Database {
     /// Checkpoints and the persisted catalog (None: an in-memory database, for tests and
     /// embedding).
     pub(crate) durability: Option<Arc<Durability>>,
+    /// What `pg_catalog` and `information_schema` show.
+    pub(crate) pg: Arc<PgCatalog>,
+    /// Numbers sessions (`pg_backend_pid()`).
+    next_session: AtomicI32,
 }
 
 /// How to open a database with durable state.
@@ -185,8 +195,9 @@ impl Database {
         refresh: Duration,
         durability: Option<Arc<Durability>>,
     ) -> Result<Arc<Self>> {
+        // information_schema is Weir's own (PostgreSQL's spellings), see `pg`.
         let config = SessionConfig::new()
-            .with_information_schema(true)
+            .with_information_schema(false)
             .set_str("datafusion.sql_parser.dialect", "PostgreSQL")
             .set_str("datafusion.execution.time_zone", "+00:00");
         let ctx = SessionContext::new_with_config(config);
@@ -200,6 +211,14 @@ impl Database {
         ctx.register_udtf("hop", Arc::clone(&hop) as _);
         ctx.register_udtf("HOP", hop);
         weir_udf::register(&ctx)?;
+        let pg = crate::pg::install(&ctx, Arc::clone(&catalog))?;
+        // Registered once for sessions outside a client connection; client sessions register
+        // their own (reading their identity and settings) in each statement's state.
+        for f in crate::pg::functions::all(&pg, &Arc::new(SessionInfo::new("weir", "weir", 0))) {
+            ctx.register_udf(f);
+        }
+        ctx.register_udf(crate::pg::subqueries::ArrayMap::udf());
+        ctx.register_udaf(crate::pg::subqueries::SingleValue::udaf());
         let db = Self {
             ctx,
             catalog,
@@ -207,6 +226,8 @@ impl Database {
             refresh,
             ddl: Mutex::new(()),
             durability,
+            pg,
+            next_session: AtomicI32::new(1),
         };
         db.register_system_tables()?;
         Ok(Arc::new(db))
@@ -214,7 +235,10 @@ impl Database {
 
     /// A new session.
     pub fn session(self: &Arc<Self>) -> Session {
-        Session { db: Arc::clone(self) }
+        let pid = self.next_session.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let info = Arc::new(SessionInfo::new("weir", "weir", pid));
+        let functions = Arc::new(crate::pg::functions::all(&self.pg, &info));
+        Session { db: Arc::clone(self), info, functions }
     }
 
     /// The running catalog.
@@ -232,47 +256,53 @@ impl Database {
         self.durability.as_ref()
     }
 
+    fn register_system_table(&self, name: &str, table: SystemTable) -> Result<()> {
+        self.pg.add_builtin(crate::pg::catalog::PUBLIC_NS, name, crate::pg::catalog::RelKind::View, table.columns());
+        self.ctx.register_table(name, Arc::new(table))?;
+        Ok(())
+    }
+
     fn register_system_tables(&self) -> Result<()> {
         let durability = self.durability.clone();
-        self.ctx.register_table(
+        self.register_system_table(
             "weir_checkpoints",
-            Arc::new(SystemTable::new(checkpoints_schema(), move || checkpoints_batch(durability.as_deref()))),
+            SystemTable::new(checkpoints_schema(), move || checkpoints_batch(durability.as_deref())),
         )?;
         let durability = self.durability.clone();
-        self.ctx.register_table(
+        self.register_system_table(
             "weir_checkpoint_state",
-            Arc::new(SystemTable::new(checkpoint_state_schema(), move || {
+            SystemTable::new(checkpoint_state_schema(), move || {
                 checkpoint_state_batch(durability.as_deref())
-            })),
+            }),
         )?;
         let late = Arc::clone(&self.catalog.late_rows);
-        self.ctx.register_table(
+        self.register_system_table(
             "weir_late_rows",
-            Arc::new(SystemTable::new(LateRowLog::schema(), move || late.to_batch().map_err(|e| datafusion::error::DataFusionError::External(Box::new(e))))),
+            SystemTable::new(LateRowLog::schema(), move || late.to_batch().map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))),
         )?;
         let errors = Arc::clone(&self.catalog.source_errors);
-        self.ctx.register_table(
+        self.register_system_table(
             "weir_source_errors",
-            Arc::new(SystemTable::new(SourceErrorLog::schema(), move || {
+            SystemTable::new(SourceErrorLog::schema(), move || {
                 errors.to_batch().map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))
-            })),
+            }),
         )?;
         let metrics = Arc::clone(&self.catalog.source_metrics);
-        self.ctx.register_table(
+        self.register_system_table(
             "weir_source_partitions",
-            Arc::new(SystemTable::new(SourceMetricsRegistry::schema(), move || {
+            SystemTable::new(SourceMetricsRegistry::schema(), move || {
                 metrics.to_batch().map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))
-            })),
+            }),
         )?;
         let catalog = Arc::clone(&self.catalog);
-        self.ctx.register_table(
+        self.register_system_table(
             "weir_sources",
-            Arc::new(SystemTable::new(sources_schema(), move || sources_batch(&catalog))),
+            SystemTable::new(sources_schema(), move || sources_batch(&catalog)),
         )?;
         let catalog = Arc::clone(&self.catalog);
-        self.ctx.register_table(
+        self.register_system_table(
             "weir_views",
-            Arc::new(SystemTable::new(views_schema(), move || views_batch(&catalog))),
+            SystemTable::new(views_schema(), move || views_batch(&catalog)),
         )?;
         Ok(())
     }
@@ -346,7 +376,7 @@ fn views_batch(catalog: &Catalog) -> datafusion::error::Result<RecordBatch> {
     Ok(RecordBatch::try_new(views_schema(), arrays)?)
 }
 
-fn rows(batch: RecordBatch) -> Result<QueryResult> {
+pub(crate) fn rows(batch: RecordBatch) -> Result<QueryResult> {
     let schema = batch.schema();
     let stream = MemoryStream::try_new(vec![batch], Arc::clone(&schema), None)?;
     Ok(QueryResult::Rows { schema, stream: Box::pin(stream) })
@@ -356,12 +386,34 @@ fn rows(batch: RecordBatch) -> Result<QueryResult> {
 #[derive(Debug, Clone)]
 pub struct Session {
     pub(crate) db: Arc<Database>,
+    info: Arc<SessionInfo>,
+    /// Catalog and session functions bound to this session.
+    functions: Arc<Vec<ScalarUDF>>,
 }
 
 impl Session {
     /// The database.
     pub fn database(&self) -> &Arc<Database> {
         &self.db
+    }
+
+    /// Who is connected, and their run-time parameters.
+    pub fn info(&self) -> &Arc<SessionInfo> {
+        &self.info
+    }
+
+    /// DataFusion state for one statement: the shared context's, with this session's functions,
+    /// identity (read by catalog tables) and `datafusion.*` options.
+    fn state(&self) -> Result<SessionState> {
+        let mut state = self.db.ctx.state();
+        for f in self.functions.iter() {
+            datafusion::execution::FunctionRegistry::register_udf(&mut state, Arc::new(f.clone()))?;
+        }
+        state.config_mut().set_extension(Arc::clone(&self.info));
+        for (key, value) in self.info.datafusion_options() {
+            state.config_mut().options_mut().set(&key, &value)?;
+        }
+        Ok(state)
     }
 
     /// Parses and runs every statement in `sql`, stopping at the first error.
@@ -445,10 +497,14 @@ impl Session {
         Ok(QueryResult::Rows { schema, stream: df.execute_stream().await? })
     }
 
-    /// Plans a DataFusion statement (queries, SET, SHOW, EXPLAIN …) and checks it is allowed.
+    /// Plans a DataFusion statement (queries, EXPLAIN …) and checks it is allowed. PostgreSQL
+    /// syntax DataFusion lacks is rewritten first (see `pg::rewrite`).
     pub async fn plan_statement(&self, statement: &Statement) -> Result<LogicalPlan> {
-        let state = self.db.ctx.state();
-        let plan = state.statement_to_plan(DfStatement::Statement(Box::new(statement.clone()))).await?;
+        let state = self.state()?;
+        let mut statement = statement.clone();
+        let is_table_function = |name: &str| state.table_functions().contains_key(name);
+        crate::pg::rewrite::rewrite(&mut statement, &is_table_function)?;
+        let plan = state.statement_to_plan(DfStatement::Statement(Box::new(statement))).await?;
         SQLOptions::new()
             .with_allow_ddl(false)
             .with_allow_dml(false)
@@ -466,35 +522,24 @@ impl Session {
 
     /// Executes a planned statement.
     pub async fn execute_plan(&self, plan: LogicalPlan) -> Result<QueryResult> {
-        let is_statement = matches!(plan, LogicalPlan::Statement(_));
-        let df = self.db.ctx.execute_logical_plan(plan).await?;
-        if is_statement {
-            df.collect().await?;
-            return Ok(command("SET"));
-        }
+        let df = DataFrame::new(self.state()?, plan);
         let schema = Arc::new(df.schema().as_arrow().clone());
         Ok(QueryResult::Rows { schema, stream: df.execute_stream().await? })
     }
 
     async fn execute_sql(&self, statement: &Statement) -> Result<QueryResult> {
-        match statement {
-            Statement::StartTransaction { .. } => return Ok(command("BEGIN")),
-            Statement::Commit { .. } => return Ok(command("COMMIT")),
-            Statement::Rollback { .. } => return Ok(command("ROLLBACK")),
-            Statement::Set(_) => {
-                // Client settings DataFusion does not know (extra_float_digits, …) are accepted
-                // as no-ops; Weir's own session settings arrive with client compatibility.
-                return match self.plan_statement(statement).await {
-                    Ok(plan) => match self.execute_plan(plan).await {
-                        Ok(_) | Err(_) => Ok(command("SET")),
-                    },
-                    Err(_) => Ok(command("SET")),
-                };
-            }
-            _ => {}
+        if let Some(result) = crate::pg::session_statements::execute(self, statement)? {
+            return Ok(result);
         }
         let plan = self.plan_statement(statement).await?;
         self.execute_plan(plan).await
+    }
+
+    /// Checks a `datafusion.*` option value against DataFusion's own parser.
+    pub(crate) fn check_datafusion_option(&self, key: &str, value: &str) -> Result<()> {
+        let mut state = self.db.ctx.state();
+        state.config_mut().options_mut().set(key, value)?;
+        Ok(())
     }
 
     /// The schema a statement's rows will have (None: it returns no rows).
@@ -515,6 +560,7 @@ impl Session {
                 let plan = self.plan_statement(statement).await?;
                 Some(Arc::new(plan.schema().as_arrow().clone()))
             }
+            WeirStatement::Sql(statement) => crate::pg::session_statements::result_schema(self, statement),
             _ => None,
         })
     }

@@ -29,6 +29,10 @@ pub enum SqlErrorKind {
     Storage,
     /// The disk is full.
     DiskFull,
+    /// A named object other than a relation (a setting, a type, a function) does not exist.
+    UndefinedObject,
+    /// A server-wide setting cannot be changed by a session.
+    CantChangeParameter,
     /// Bugs.
     Internal,
 }

@@ -19,6 +19,8 @@
 //!   (`weir_sources`, `weir_views`, `weir_late_rows`).
 //! - [`database`]: [`database::Database`] (shared) and [`database::Session`] (per client);
 //!   [`database::Database::open`] for a durable database in a data directory.
+//! - [`pg`]: PostgreSQL compatibility: `pg_catalog` and `information_schema` derived from the
+//!   catalog, catalog/session functions, syntax rewrites, `SET`/`SHOW` and session identity.
 //! - [`durable`]: the persisted catalog, replayed at start with each view's checkpointed state,
 //!   `CHECKPOINT`, and `weir_checkpoints` / `weir_checkpoint_state`.
 //!
@@ -31,6 +33,7 @@ pub mod error;
 mod named_args;
 mod plan_over;
 pub mod parser;
+pub mod pg;
 pub mod planner;
 pub mod tables;
 

@@ -76,6 +76,11 @@ impl SystemTable {
     ) -> Self {
         Self { schema, rows: Box::new(rows) }
     }
+
+    /// Its columns.
+    pub fn columns(&self) -> SchemaRef {
+        Arc::clone(&self.schema)
+    }
 }
 
 #[async_trait]

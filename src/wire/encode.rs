@@ -1,8 +1,16 @@
 //! Query results to PostgreSQL messages: Arrow batches become DataRows through arrow-pg (text or
 //! binary per column, as the client asked), command results become tags.
+//!
+//! Columns without a built-in PostgreSQL type (structs such as anomaly results, maps, nested
+//! lists) are sent as JSON text, and NULL-typed columns as text, so a RowDescription only ever
+//! carries built-in OIDs: any other OID sends asyncpg, pgjdbc and tokio-postgres into
+//! type-introspection queries (clients.md §7.4). `weir_sql::pg::types` describes the same
+//! mapping in `pg_attribute` and `information_schema.columns`.
 
 use std::sync::Arc;
 
+use datafusion::arrow::array::{Array, ArrayRef, RecordBatch, StringArray, new_null_array};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use futures::StreamExt;
 use pgwire::api::portal::Format;
 use pgwire::api::results::{FieldInfo, QueryResponse, Response, Tag};
@@ -10,8 +18,65 @@ use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use weir_sql::QueryResult;
 
 /// Column descriptions of `schema` in `format`.
-pub fn fields(schema: &datafusion::arrow::datatypes::Schema, format: &Format) -> PgWireResult<Vec<FieldInfo>> {
-    arrow_pg::datatypes::arrow_schema_to_pg_fields(schema, format, None)
+pub fn fields(schema: &Schema, format: &Format) -> PgWireResult<Vec<FieldInfo>> {
+    arrow_pg::datatypes::arrow_schema_to_pg_fields(&wire_schema(schema), format, None)
+}
+
+fn sent_as_text(data_type: &DataType) -> bool {
+    matches!(data_type, DataType::Null) || weir_sql::pg::types::sent_as_json(data_type)
+}
+
+/// `schema` with the columns sent as text made text.
+fn wire_schema(schema: &Schema) -> SchemaRef {
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| if sent_as_text(f.data_type()) { Field::new(f.name(), DataType::Utf8, true) } else { f.as_ref().clone() })
+        .collect();
+    Arc::new(Schema::new(fields))
+}
+
+/// `batch` in `wire_schema`'s types: nested columns as JSON text, NULL columns as text NULLs.
+fn to_wire(batch: RecordBatch, wire_schema: &SchemaRef) -> Result<RecordBatch, datafusion::arrow::error::ArrowError> {
+    if !batch.schema().fields().iter().any(|f| sent_as_text(f.data_type())) {
+        return Ok(batch);
+    }
+    let columns = batch
+        .columns()
+        .iter()
+        .map(|column| match column.data_type() {
+            DataType::Null => Ok(new_null_array(&DataType::Utf8, column.len())),
+            t if sent_as_text(t) => json_column(column),
+            _ => Ok(Arc::clone(column)),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    RecordBatch::try_new(Arc::clone(wire_schema), columns)
+}
+
+/// Each value of `column` as a JSON document (NULL stays NULL).
+fn json_column(column: &ArrayRef) -> Result<ArrayRef, datafusion::arrow::error::ArrowError> {
+    let wrapped = RecordBatch::try_new(
+        Arc::new(Schema::new(vec![Field::new("v", column.data_type().clone(), true)])),
+        vec![Arc::clone(column)],
+    )?;
+    let mut buffer = Vec::new();
+    {
+        let mut writer = arrow_json::LineDelimitedWriter::new(&mut buffer);
+        writer.write(&wrapped)?;
+        writer.finish()?;
+    }
+    let text = String::from_utf8_lossy(&buffer);
+    let values: Vec<Option<String>> = text
+        .lines()
+        .enumerate()
+        .map(|(i, line)| {
+            if column.is_null(i) {
+                return None;
+            }
+            serde_json::from_str::<serde_json::Value>(line).ok().and_then(|v| v.get("v").map(|v| v.to_string()))
+        })
+        .collect();
+    Ok(Arc::new(StringArray::from(values)))
 }
 
 /// A statement's result as a pgwire response.
@@ -24,10 +89,12 @@ pub async fn response(result: QueryResult, format: &Format) -> PgWireResult<Resp
         QueryResult::Rows { schema, mut stream } => {
             let first = stream.next().await;
             let stream = futures::stream::iter(first).chain(stream);
-            let fields = Arc::new(fields(&schema, format)?);
+            let wire_schema = wire_schema(&schema);
+            let fields = Arc::new(fields(&wire_schema, format)?);
             let row_fields = Arc::clone(&fields);
             let rows = stream
                 .map(move |batch| {
+                    let batch = batch.and_then(|b| to_wire(b, &wire_schema).map_err(Into::into));
                     let rows: Box<dyn Iterator<Item = PgWireResult<_>> + Send> = match batch {
                         Ok(batch) => arrow_pg::datatypes::encode_recordbatch(Arc::clone(&row_fields), batch),
                         Err(e) => Box::new(std::iter::once(Err(PgWireError::UserError(Box::new(

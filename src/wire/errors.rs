@@ -17,13 +17,21 @@ pub fn sqlstate(kind: SqlErrorKind) -> &'static str {
         SqlErrorKind::External => "58000",
         SqlErrorKind::Storage => "58030",
         SqlErrorKind::DiskFull => "53100",
+        SqlErrorKind::UndefinedObject => "42704",
+        SqlErrorKind::CantChangeParameter => "55P02",
         SqlErrorKind::Internal => "XX000",
     }
 }
 
+/// `message` without NUL characters, which would end the C string an ErrorResponse field is
+/// and desynchronise the client (values echoed in errors can contain them).
+pub fn printable(message: &str) -> String {
+    message.replace('\0', "\\0")
+}
+
 /// An `ErrorResponse` body for `error`.
 pub fn error_info(error: &SqlError) -> ErrorInfo {
-    ErrorInfo::new("ERROR".to_owned(), sqlstate(error.kind()).to_owned(), error.message().to_owned())
+    ErrorInfo::new("ERROR".to_owned(), sqlstate(error.kind()).to_owned(), printable(error.message()))
 }
 
 /// `error` as a pgwire error (sent to the client; the connection stays open).

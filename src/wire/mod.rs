@@ -29,13 +29,16 @@ use pgwire::api::stmt::QueryParser;
 use pgwire::api::store::PortalStore;
 use pgwire::api::{ClientInfo, ClientPortalStore, ConnectionManager, PgWireServerHandlers, Type};
 use pgwire::error::{PgWireError, PgWireResult};
-use pgwire::messages::PgWireBackendMessage;
+use futures::SinkExt;
+use pgwire::messages::startup::ParameterStatus;
+use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use weir_sql::parser::{WeirStatement, parse_statements};
 use weir_sql::{Database, Session, SqlError, SqlErrorKind};
 
 /// Shared server state: the database and pgwire's connection registry (for cancel requests).
 pub struct WireServer {
-    handler: Arc<WeirHandler>,
+    db: Arc<Database>,
+    manager: Arc<ConnectionManager>,
     cancel: Arc<DefaultCancelHandler>,
 }
 
@@ -44,14 +47,15 @@ impl WireServer {
     pub fn new(db: Arc<Database>) -> Self {
         let manager = Arc::new(ConnectionManager::new());
         let cancel = Arc::new(DefaultCancelHandler::new(Arc::clone(&manager)));
-        let session = db.session();
-        let handler = Arc::new(WeirHandler { session, manager, parser: Arc::new(WeirQueryParser { session: db.session() }) });
-        Self { handler, cancel }
+        Self { db, manager, cancel }
     }
 
-    /// Handlers for one connection.
+    /// Handlers for one connection, with its own session (identity, settings).
     pub fn handlers(&self) -> Arc<Handlers> {
-        Arc::new(Handlers { handler: Arc::clone(&self.handler), cancel: Arc::clone(&self.cancel) })
+        let session = self.db.session();
+        let parser = Arc::new(WeirQueryParser { session: session.clone() });
+        let handler = Arc::new(WeirHandler { session, manager: Arc::clone(&self.manager), parser });
+        Arc::new(Handlers { handler, cancel: Arc::clone(&self.cancel) })
     }
 }
 
@@ -91,7 +95,47 @@ impl NoopStartupHandler for WeirHandler {
     fn connection_manager(&self) -> Option<Arc<ConnectionManager>> {
         Some(Arc::clone(&self.manager))
     }
+
+    /// Records who connected, and corrects the parameters pgwire's trust handler announced:
+    /// it always sends its own `server_version` (`16.6-pgwire-…`), and clients keep the last
+    /// value they receive, so Weir's follow.
+    async fn post_startup<C>(&self, client: &mut C, _message: PgWireFrontendMessage) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let metadata = client.metadata();
+        let user = metadata.get("user").cloned().unwrap_or_default();
+        let database = metadata.get("database").cloned().unwrap_or_else(|| user.clone());
+        let startup: Vec<(String, String)> = metadata.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let info = self.session.info();
+        info.set_identity(&user, &database, &startup);
+        for name in STARTUP_PARAMETERS {
+            if let Ok(value) = info.get(name) {
+                client.feed(PgWireBackendMessage::ParameterStatus(ParameterStatus::new(name.to_string(), value))).await?;
+            }
+        }
+        Ok(())
+    }
 }
+
+/// Parameters reported at start-up (in PostgreSQL's spelling) from the session's values.
+const STARTUP_PARAMETERS: &[&str] = &[
+    "server_version",
+    "server_encoding",
+    "client_encoding",
+    "DateStyle",
+    "IntervalStyle",
+    "TimeZone",
+    "integer_datetimes",
+    "standard_conforming_strings",
+    "is_superuser",
+    "session_authorization",
+    "application_name",
+    "default_transaction_read_only",
+    "in_hot_standby",
+];
 
 #[async_trait]
 impl SimpleQueryHandler for WeirHandler {

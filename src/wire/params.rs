@@ -12,7 +12,7 @@ use pgwire::api::portal::Portal;
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 
 fn invalid(message: String) -> PgWireError {
-    PgWireError::UserError(Box::new(ErrorInfo::new("ERROR".into(), "22P02".into(), message)))
+    PgWireError::UserError(Box::new(ErrorInfo::new("ERROR".into(), "22P02".into(), super::errors::printable(&message))))
 }
 
 /// PostgreSQL epoch (2000-01-01) in microseconds since the Unix epoch.
@@ -27,7 +27,11 @@ pub fn decode<S: Clone>(portal: &Portal<S>, types: &[Option<DataType>]) -> PgWir
                 return ScalarValue::try_from(&target).map_err(|e| invalid(e.to_string()));
             };
             if portal.parameter_format.is_binary(i) {
-                decode_binary(&bytes, &target, i)
+                // Binary values are laid out as the type the client declared at Parse, when it
+                // declared one; the value is then cast to the type the query needs.
+                let declared = portal.statement.parameter_types.get(i).cloned().flatten().and_then(|t| arrow_type(&t));
+                let value = decode_binary(&bytes, declared.as_ref().unwrap_or(&target), i)?;
+                value.cast_to(&target).map_err(|e| invalid(format!("parameter ${}: {e}", i + 1)))
             } else {
                 let text = String::from_utf8(bytes.to_vec())
                     .map_err(|_| invalid(format!("parameter ${} is not valid UTF-8", i + 1)))?;
@@ -50,7 +54,14 @@ fn decode_binary(bytes: &[u8], target: &DataType, i: usize) -> PgWireResult<Scal
         })
     };
     let value = match target {
-        DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::Int64 => ScalarValue::Int64(Some(int(bytes)?)),
+        DataType::Int8
+        | DataType::Int16
+        | DataType::Int32
+        | DataType::Int64
+        | DataType::UInt8
+        | DataType::UInt16
+        | DataType::UInt32
+        | DataType::UInt64 => ScalarValue::Int64(Some(int(bytes)?)),
         DataType::Float32 | DataType::Float64 => match bytes.len() {
             4 => ScalarValue::Float64(Some(f64::from(f32::from_be_bytes(bytes.try_into().map_err(|_| bad())?)))),
             8 => ScalarValue::Float64(Some(f64::from_be_bytes(bytes.try_into().map_err(|_| bad())?))),
@@ -84,12 +95,31 @@ pub fn infer_from_casts(plan: &LogicalPlan, types: &mut HashMap<String, Option<D
     let _ = plan.apply_with_subqueries(|node| node.apply_expressions(&mut visit));
 }
 
+/// The Arrow type whose binary layout a declared parameter type has (None: decode by the
+/// inferred type).
+fn arrow_type(t: &Type) -> Option<DataType> {
+    Some(match *t {
+        Type::INT2 => DataType::Int16,
+        Type::INT4 => DataType::Int32,
+        Type::INT8 => DataType::Int64,
+        Type::FLOAT4 => DataType::Float32,
+        Type::FLOAT8 => DataType::Float64,
+        Type::BOOL => DataType::Boolean,
+        Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME => DataType::Utf8,
+        Type::TIMESTAMP => DataType::Timestamp(datafusion::arrow::datatypes::TimeUnit::Microsecond, None),
+        Type::TIMESTAMPTZ => DataType::Timestamp(datafusion::arrow::datatypes::TimeUnit::Microsecond, Some("+00:00".into())),
+        _ => return None,
+    })
+}
+
 /// The PostgreSQL type announced for a parameter of `data_type`.
 pub fn pg_type(data_type: Option<&DataType>) -> Type {
     match data_type {
-        Some(DataType::Int8 | DataType::Int16) => Type::INT2,
-        Some(DataType::Int32) => Type::INT4,
-        Some(DataType::Int64) => Type::INT8,
+        Some(DataType::Int8 | DataType::Int16 | DataType::UInt8) => Type::INT2,
+        Some(DataType::Int32 | DataType::UInt16) => Type::INT4,
+        Some(DataType::Int64 | DataType::UInt32 | DataType::UInt64) => Type::INT8,
+        Some(DataType::Decimal128(..) | DataType::Decimal256(..)) => Type::NUMERIC,
+        Some(DataType::Interval(_) | DataType::Duration(_)) => Type::INTERVAL,
         Some(DataType::Float32) => Type::FLOAT4,
         Some(DataType::Float64) => Type::FLOAT8,
         Some(DataType::Boolean) => Type::BOOL,
