@@ -7,6 +7,7 @@
 
 mod anomaly_accuracy;
 mod broker;
+mod clients;
 mod crash;
 mod e2e;
 mod harness;

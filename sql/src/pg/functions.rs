@@ -349,15 +349,16 @@ pub fn all(pg: &Arc<PgCatalog>, session: &Arc<SessionInfo>) -> Vec<ScalarUDF> {
     out.push(function("format_type", Stable, Utf8, |a| {
         Ok(utf8(oid_arg(a.first()).map(|o| types::by_oid(o).map_or_else(|| "???".to_string(), |t| t.sql_name.to_string()))))
     }));
-    out.push(function("array_lower", Immutable, Int32, |a| {
-        Ok(ScalarValue::Int32(match (list_len(a.first()), int(a.get(1))) {
+    // int8 rather than PostgreSQL's int4: DataFusion's generate_series takes int8 bounds.
+    out.push(function("array_lower", Immutable, Int64, |a| {
+        Ok(ScalarValue::Int64(match (list_len(a.first()), int(a.get(1))) {
             (Some(n), Some(1)) if n > 0 => Some(1),
             _ => None,
         }))
     }));
-    out.push(function("array_upper", Immutable, Int32, |a| {
-        Ok(ScalarValue::Int32(match (list_len(a.first()), int(a.get(1))) {
-            (Some(n), Some(1)) if n > 0 => i32::try_from(n).ok(),
+    out.push(function("array_upper", Immutable, Int64, |a| {
+        Ok(ScalarValue::Int64(match (list_len(a.first()), int(a.get(1))) {
+            (Some(n), Some(1)) if n > 0 => i64::try_from(n).ok(),
             _ => None,
         }))
     }));

@@ -343,7 +343,7 @@ fn single_value(query: &Query) -> Result<Option<Expr>> {
             for (outer, inner_side) in [(left, right), (right, left)] {
                 if matches!(outer.as_ref(), Expr::CompoundIdentifier(_))
                     && references_only_outer(outer, &names)
-                    && matches!(inner_side.as_ref(), Expr::CompoundIdentifier(p) if p.len() >= 2 && names.contains(&p[0].value.to_ascii_lowercase()))
+                    && matches!(inner_side.as_ref(), Expr::CompoundIdentifier(p) if p.len() >= 2 && names.contains(&p[p.len() - 2].value.to_ascii_lowercase()))
                 {
                     substitutions.push((outer.to_string(), inner_side.as_ref().clone()));
                 }
@@ -423,7 +423,8 @@ fn references_only_outer(expr: &Expr, inner: &HashSet<String>) -> bool {
     let _ = datafusion::sql::sqlparser::ast::visit_expressions(expr, |e| {
         match e {
             Expr::CompoundIdentifier(parts) if parts.len() >= 2 => {
-                if inner.contains(&parts[0].value.to_ascii_lowercase()) {
+                // `t.col` or `schema.t.col`: the relation is the part before the column.
+                if inner.contains(&parts[parts.len() - 2].value.to_ascii_lowercase()) {
                     other = true;
                 } else {
                     outer += 1;

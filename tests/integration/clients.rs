@@ -1,0 +1,111 @@
+//! Real clients against the real binary: psql 15's meta-commands, asyncpg, psycopg 3, psycopg2,
+//! SQLAlchemy 2, node-postgres and pgjdbc (`tests/clients/`), plus Grafana's probes. The test
+//! command installs every client; a missing one fails here rather than being skipped.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use crate::harness::Server;
+
+fn clients_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/clients")
+}
+
+fn run(what: &str, command: &mut Command) {
+    let out = command.output().unwrap_or_else(|e| panic!("{what} could not start ({e}); the test command installs it"));
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{what} failed:\n{text}");
+    println!("{text}");
+}
+
+fn psql(server: &Server, command: &str) -> String {
+    let out = Command::new("psql")
+        .args(["-h", "127.0.0.1", "-p", &server.port.to_string(), "-U", "weir", "-d", "weir", "-X"])
+        .args(["-v", "ON_ERROR_STOP=1", "-c", command])
+        .output()
+        .expect("psql");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "psql {command} failed:\n{text}");
+    text
+}
+
+/// A demo server whose views have started.
+fn demo_server() -> Server {
+    let server = Server::start(&[]);
+    for _ in 0..100 {
+        let out = psql(&server, "SELECT count(*) FROM weir_views WHERE rows_in > 0");
+        if !out.contains(" 0\n") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    server
+}
+
+#[test]
+fn psql_meta_commands() {
+    let server = demo_server();
+    let all = psql(&server, "\\d");
+    for (name, kind) in [("sensor_stats_10s", "| materialized view"), ("readings", "| table"), ("weir_views", "| view")] {
+        assert!(all.lines().any(|l| l.contains(name) && l.contains(kind)), "\\d lacks {name} {kind}:\n{all}");
+    }
+    assert!(psql(&server, "\\dt").contains("readings | table"));
+    let matviews = psql(&server, "\\dm");
+    assert!(matviews.contains("equipment_1m") && !matviews.contains(" readings "), "{matviews}");
+    assert!(psql(&server, "\\dv").contains("weir_views"));
+    assert!(psql(&server, "\\l").contains("UTF8"));
+    assert!(psql(&server, "\\dn").contains("public"));
+    assert!(psql(&server, "\\du").contains("Superuser"));
+    let view = psql(&server, "\\d+ weir_views");
+    assert!(view.contains("View \"public.weir_views\"") && view.contains("rows_in"), "{view}");
+    assert!(psql(&server, "\\dt+").contains("source (datagen connector)"));
+    // Grafana's health check, version probe and TimescaleDB probe.
+    psql(&server, "-- ping");
+    psql(&server, ";");
+    assert!(psql(&server, "SELECT current_setting('server_version_num')::int/100 as version").contains("150"));
+    assert!(psql(&server, "SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'").contains("(0 rows)"));
+    // Grafana's query-builder table/column lists (clients.md §1.4) do not plan yet: DataFusion
+    // rejects the search_path sub-select (`IN (SELECT … FROM generate_series(…) AS i, …)`).
+    let columns = psql(
+        &server,
+        "SELECT quote_ident(column_name) AS \"column\", data_type AS \"type\" FROM information_schema.columns \
+         WHERE table_schema = 'public' AND table_name = 'sensor_stats_10s'",
+    );
+    assert!(columns.contains("timestamp with time zone") && columns.contains("double precision"), "{columns}");
+    // A panel query as the $__timeFilter / $__timeGroupAlias macros expand.
+    let panel = psql(
+        &server,
+        "SELECT floor(extract(epoch from window_start)/10)*10 AS \"time\", avg(avg_temp) AS value FROM sensor_stats_10s \
+         WHERE window_start BETWEEN '2000-01-01T00:00:00Z' AND '2100-01-01T00:00:00Z' GROUP BY 1 ORDER BY 1",
+    );
+    assert!(panel.contains("time") && !panel.contains("(0 rows)"), "{panel}");
+}
+
+#[test]
+fn python_drivers() {
+    let server = demo_server();
+    let python = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
+    run(
+        "python clients (asyncpg, psycopg, psycopg2, SQLAlchemy)",
+        Command::new(python).arg(clients_dir().join("python_clients.py")).arg(server.port.to_string()),
+    );
+}
+
+#[test]
+fn node_postgres() {
+    let server = demo_server();
+    run("node-postgres", Command::new("node").arg(clients_dir().join("node_pg.js")).arg(server.port.to_string()));
+}
+
+#[test]
+fn pgjdbc() {
+    let server = demo_server();
+    run(
+        "pgjdbc",
+        Command::new("java")
+            .args(["-cp", "/usr/share/java/postgresql.jar"])
+            .arg(clients_dir().join("Jdbc.java"))
+            .arg(server.port.to_string()),
+    );
+}
