@@ -16,7 +16,7 @@ fn run(what: &str, command: &mut Command) {
     let out = command.output().unwrap_or_else(|e| panic!("{what} could not start ({e}); the test command installs it"));
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "{what} failed:\n{text}");
-    println!("{text}");
+    eprintln!("{text}");
 }
 
 fn psql(server: &Server, command: &str) -> String {

@@ -341,7 +341,7 @@ pub fn all(pg: &Arc<PgCatalog>, session: &Arc<SessionInfo>) -> Vec<ScalarUDF> {
     }));
     out.push(function("quote_ident", Immutable, Utf8, |a| Ok(utf8(string(a.first()).map(|s| quote_identifier(&s))))));
     out.push(function("parse_ident", Immutable, text_list_type(), |a| {
-        let Some(s) = string(a.first()) else { return Ok(ScalarValue::try_from(&text_list_type())?) };
+        let Some(s) = string(a.first()) else { return ScalarValue::try_from(&text_list_type()) };
         let parts = parse_identifier(&s).map_err(DataFusionError::Execution)?;
         let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
         Ok(list_of_text(&parts))
