@@ -560,7 +560,7 @@ impl Session {
                 let plan = self.plan_statement(statement).await?;
                 Some(Arc::new(plan.schema().as_arrow().clone()))
             }
-            WeirStatement::Sql(statement) => crate::pg::session_statements::result_schema(self, statement),
+            WeirStatement::Sql(statement) => crate::pg::session_statements::result_schema(statement),
             _ => None,
         })
     }

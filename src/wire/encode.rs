@@ -19,7 +19,11 @@ use weir_sql::QueryResult;
 
 /// Column descriptions of `schema` in `format`.
 pub fn fields(schema: &Schema, format: &Format) -> PgWireResult<Vec<FieldInfo>> {
-    arrow_pg::datatypes::arrow_schema_to_pg_fields(&wire_schema(schema), format, None)
+    wire_fields(&wire_schema(schema), format)
+}
+
+fn wire_fields(wire_schema: &Schema, format: &Format) -> PgWireResult<Vec<FieldInfo>> {
+    arrow_pg::datatypes::arrow_schema_to_pg_fields(wire_schema, format, None)
 }
 
 fn sent_as_text(data_type: &DataType) -> bool {
@@ -90,7 +94,7 @@ pub async fn response(result: QueryResult, format: &Format) -> PgWireResult<Resp
             let first = stream.next().await;
             let stream = futures::stream::iter(first).chain(stream);
             let wire_schema = wire_schema(&schema);
-            let fields = Arc::new(fields(&wire_schema, format)?);
+            let fields = Arc::new(wire_fields(&wire_schema, format)?);
             let row_fields = Arc::clone(&fields);
             let rows = stream
                 .map(move |batch| {

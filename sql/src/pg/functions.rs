@@ -233,13 +233,18 @@ fn text_list_type() -> DataType {
     DataType::List(Arc::new(Field::new("item", DataType::Utf8, true)))
 }
 
-fn list_len(v: Option<&ScalarValue>) -> Option<usize> {
-    match v? {
-        ScalarValue::List(a) if !a.is_null(0) => Some(a.value(0).len()),
-        ScalarValue::LargeList(a) if !a.is_null(0) => Some(a.value(0).len()),
-        ScalarValue::FixedSizeList(a) if !a.is_null(0) => Some(a.value(0).len()),
+/// The elements of a non-NULL array value.
+pub fn list_elements(v: &ScalarValue) -> Option<datafusion::arrow::array::ArrayRef> {
+    match v {
+        ScalarValue::List(a) if !a.is_null(0) => Some(a.value(0)),
+        ScalarValue::LargeList(a) if !a.is_null(0) => Some(a.value(0)),
+        ScalarValue::FixedSizeList(a) if !a.is_null(0) => Some(a.value(0)),
         _ => None,
     }
+}
+
+fn list_len(v: Option<&ScalarValue>) -> Option<usize> {
+    list_elements(v?).map(|a| a.len())
 }
 
 /// Every catalog and session function, reading `pg` and `session`.

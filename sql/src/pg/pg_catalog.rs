@@ -15,7 +15,7 @@ use super::catalog::{
     DATABASE_OID, INFORMATION_SCHEMA_NS, OWNER_OID, PG_CATALOG_NS, PG_CLASS_OID, PUBLIC_NS, PgCatalog, RelKind,
 };
 use super::table::{
-    BOOL, CatalogTable, F32, I16, I32, I64, OID, RowContext, TEXT, boolean, int2, list, null, oid, opt_text, schema, text,
+    BOOL, CatalogTable, F32, I16, I32, I64, OID, RowContext, Rows, TEXT, boolean, int2, list, null, oid, opt_text, schema, text,
 };
 use super::types::{BUILTIN_TYPES, of_arrow};
 
@@ -23,8 +23,6 @@ use super::types::{BUILTIN_TYPES, of_arrow};
 const DEFAULT_COLLATION: i32 = 100;
 /// `heap`, the access method of tables and materialized views.
 const HEAP_AM: i32 = 2;
-
-type Rows = fn(&RowContext<'_>) -> Vec<Vec<ScalarValue>>;
 
 /// Creates every `pg_catalog` table in `target` and records them in `pg`.
 pub fn register(pg: &Arc<PgCatalog>, target: &MemorySchemaProvider) -> DfResult<()> {

@@ -70,8 +70,7 @@ pub fn execute(session: &Session, statement: &Statement) -> Result<Option<QueryR
 }
 
 /// The rows a session statement returns (for Describe), or None.
-pub fn result_schema(session: &Session, statement: &Statement) -> Option<SchemaRef> {
-    let _ = session;
+pub fn result_schema(statement: &Statement) -> Option<SchemaRef> {
     match statement {
         Statement::ShowVariable { variable } => {
             let name = variable.iter().map(|i| i.value.clone()).collect::<Vec<_>>().join(" ");

@@ -221,14 +221,9 @@ impl ScalarUDFImpl for ArrayMap {
         let mut out = Vec::with_capacity(lists.len());
         for row in 0..lists.len() {
             let list = ScalarValue::try_from_array(lists, row)?;
-            let elements = match &list {
-                ScalarValue::List(a) if !a.is_null(0) => a.value(0),
-                ScalarValue::LargeList(a) if !a.is_null(0) => a.value(0),
-                ScalarValue::FixedSizeList(a) if !a.is_null(0) => a.value(0),
-                _ => {
-                    out.push(ScalarValue::List(ScalarValue::new_list_nullable(&[], &item_type)));
-                    continue;
-                }
+            let Some(elements) = super::functions::list_elements(&list) else {
+                out.push(ScalarValue::List(ScalarValue::new_list_nullable(&[], &item_type)));
+                continue;
             };
             let mut batch = RecordBatch::try_new(Arc::clone(&mapping.schema), vec![elements])?;
             if let Some(f) = &mapping.filter {

@@ -66,6 +66,9 @@ impl RowContext<'_> {
     }
 }
 
+/// A catalog table's row function.
+pub type Rows = fn(&RowContext<'_>) -> Vec<Vec<ScalarValue>>;
+
 type RowFn = dyn Fn(&RowContext<'_>) -> Vec<Vec<ScalarValue>> + Send + Sync;
 
 /// A table computed from the catalog on every scan.
