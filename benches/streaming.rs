@@ -21,7 +21,13 @@
 //! in the same run. The table goes to BENCHMARKS.md with machine, commit and command.
 
 // A bench program: it prints its figures, and a failed expectation aborts the run.
-#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic, clippy::print_stdout, clippy::print_stderr)]
+#![allow(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    clippy::panic,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
 
 use std::collections::BTreeMap;
 use std::process::Command;
@@ -42,8 +48,18 @@ use weir_sql::Database;
 mod common;
 use common::{commit, cpu_seconds, machine, peak_rss_mb, rss_mb, today, write_section};
 
-const ALL: [&str; 10] =
-    ["generator", "ceiling", "tumble", "q0", "q1", "q2", "q5", "sensors", "memory", "latency"];
+const ALL: [&str; 10] = [
+    "generator",
+    "ceiling",
+    "tumble",
+    "q0",
+    "q1",
+    "q2",
+    "q5",
+    "sensors",
+    "memory",
+    "latency",
+];
 
 /// Nexmark's `bid` table as every Nexmark workload declares it.
 fn nexmark_bid(events: u64) -> String {
@@ -124,7 +140,10 @@ fn workload(name: &str, events: u64) -> Option<(String, &'static str, &'static s
 type Figures = BTreeMap<String, String>;
 
 fn result_line(figures: &Figures) -> String {
-    let pairs: Vec<String> = figures.iter().map(|(k, v)| format!("{k}={}", v.replace(' ', "_"))).collect();
+    let pairs: Vec<String> = figures
+        .iter()
+        .map(|(k, v)| format!("{k}={}", v.replace(' ', "_")))
+        .collect();
     format!("RESULT {}", pairs.join(" "))
 }
 
@@ -153,13 +172,26 @@ async fn throughput(name: &str, events: u64) -> Figures {
     let (final_rows, open_rows, _) = entry.table.stats();
     let mut f = Figures::new();
     f.insert("events".into(), events.to_string());
-    f.insert("rows_in".into(), entry.status.rows_in.load(Ordering::Relaxed).to_string());
+    f.insert(
+        "rows_in".into(),
+        entry.status.rows_in.load(Ordering::Relaxed).to_string(),
+    );
     f.insert("rows_out".into(), (final_rows + open_rows).to_string());
     f.insert("wall".into(), format!("{wall:.3}"));
     f.insert("cpu".into(), format!("{cpu:.3}"));
     f.insert("peak_rss_mb".into(), format!("{:.0}", peak_rss_mb()));
-    f.insert("rss_growth_mb".into(), format!("{:.0}", peak_rss_mb() - rss_before));
-    f.insert("peak_state_bytes".into(), entry.status.peak_state_bytes.load(Ordering::Relaxed).to_string());
+    f.insert(
+        "rss_growth_mb".into(),
+        format!("{:.0}", peak_rss_mb() - rss_before),
+    );
+    f.insert(
+        "peak_state_bytes".into(),
+        entry
+            .status
+            .peak_state_bytes
+            .load(Ordering::Relaxed)
+            .to_string(),
+    );
     f
 }
 
@@ -199,17 +231,37 @@ async fn ceiling(events: u64) -> Figures {
         let b = g.rows(start, n).expect("rows");
         let ts = b.column(4).as_primitive::<TimestampMillisecondType>();
         let ts = Int64Array::new(ts.values().clone(), None);
-        let columns = vec![Arc::clone(b.column(1)), Arc::clone(b.column(2)), Arc::clone(b.column(3)), Arc::new(ts) as _];
+        let columns = vec![
+            Arc::clone(b.column(1)),
+            Arc::clone(b.column(2)),
+            Arc::clone(b.column(3)),
+            Arc::new(ts) as _,
+        ];
         batches.push(RecordBatch::try_new(Arc::clone(&schema), columns).expect("batch"));
         start += n as u64;
     }
-    let ctx = SessionContext::new_with_config(SessionConfig::new().with_target_partitions(1).with_batch_size(8192));
-    ctx.register_table("bids", Arc::new(MemTable::try_new(schema, vec![batches]).expect("table"))).expect("register");
-    let query = "SELECT auction, ts / 10000 AS w, count(*) AS num FROM bids GROUP BY auction, ts / 10000";
+    let ctx = SessionContext::new_with_config(
+        SessionConfig::new()
+            .with_target_partitions(1)
+            .with_batch_size(8192),
+    );
+    ctx.register_table(
+        "bids",
+        Arc::new(MemTable::try_new(schema, vec![batches]).expect("table")),
+    )
+    .expect("register");
+    let query =
+        "SELECT auction, ts / 10000 AS w, count(*) AS num FROM bids GROUP BY auction, ts / 10000";
     let mut best: Option<(f64, f64, usize)> = None;
     for _ in 0..3 {
         let (t, c) = (Instant::now(), cpu_seconds());
-        let out = ctx.sql(query).await.expect("plan").collect().await.expect("run");
+        let out = ctx
+            .sql(query)
+            .await
+            .expect("plan")
+            .collect()
+            .await
+            .expect("run");
         let (wall, cpu) = (t.elapsed().as_secs_f64(), cpu_seconds() - c);
         let groups = out.iter().map(RecordBatch::num_rows).sum();
         if best.is_none_or(|b| wall < b.0) {
@@ -227,7 +279,9 @@ async fn ceiling(events: u64) -> Figures {
 }
 
 fn now_millis() -> f64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -275,8 +329,15 @@ async fn latency(windowed: bool) -> Figures {
         match message {
             Message::Data(batch) => {
                 let now = now_millis();
-                let times = batch.column(time_column).as_primitive::<TimestampMillisecondType>();
-                latencies.extend(times.values().iter().map(|&ms| now - (ms as f64 + delay_ms)));
+                let times = batch
+                    .column(time_column)
+                    .as_primitive::<TimestampMillisecondType>();
+                latencies.extend(
+                    times
+                        .values()
+                        .iter()
+                        .map(|&ms| now - (ms as f64 + delay_ms)),
+                );
             }
             Message::End => break,
             _ => {}
@@ -293,15 +354,27 @@ async fn latency(windowed: bool) -> Figures {
     f.insert("rows_out".into(), latencies.len().to_string());
     f.insert("wall".into(), format!("{wall:.3}"));
     f.insert("cpu".into(), format!("{cpu:.3}"));
-    f.insert("p50_ms".into(), format!("{:.2}", percentile(&latencies, 0.5)));
-    f.insert("p99_ms".into(), format!("{:.2}", percentile(&latencies, 0.99)));
-    f.insert("max_ms".into(), format!("{:.2}", latencies.last().copied().unwrap_or(f64::NAN)));
+    f.insert(
+        "p50_ms".into(),
+        format!("{:.2}", percentile(&latencies, 0.5)),
+    );
+    f.insert(
+        "p99_ms".into(),
+        format!("{:.2}", percentile(&latencies, 0.99)),
+    );
+    f.insert(
+        "max_ms".into(),
+        format!("{:.2}", latencies.last().copied().unwrap_or(f64::NAN)),
+    );
     f.insert("peak_rss_mb".into(), format!("{:.0}", peak_rss_mb()));
     f
 }
 
 fn child(name: &str, events: u64) {
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     let figures = match name {
         "generator" => generator(events),
         "ceiling" => runtime.block_on(ceiling(events)),
@@ -315,10 +388,16 @@ fn child(name: &str, events: u64) {
 /// Runs one workload in a fresh process and parses its figures.
 fn run_child(name: &str, events: u64) -> Option<Figures> {
     let exe = std::env::current_exe().expect("current exe");
-    let out = Command::new(exe).args(["--child", name, "--events", &events.to_string()]).output().expect("spawn");
+    let out = Command::new(exe)
+        .args(["--child", name, "--events", &events.to_string()])
+        .output()
+        .expect("spawn");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let Some(line) = stdout.lines().find(|l| l.starts_with("RESULT ")) else {
-        eprintln!("{name} failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+        eprintln!(
+            "{name} failed:\n{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         return None;
     };
     Some(
@@ -333,7 +412,12 @@ fn run_child(name: &str, events: u64) -> Option<Figures> {
 /// Flink's figures from `scripts/bench-peers.sh`: `rows=… cpu=… wall=… startup_cpu=… startup_wall=…`.
 fn read_flink(path: &str) -> Option<Figures> {
     let text = std::fs::read_to_string(path).ok()?;
-    Some(text.split_whitespace().filter_map(|kv| kv.split_once('=')).map(|(k, v)| (k.into(), v.into())).collect())
+    Some(
+        text.split_whitespace()
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k.into(), v.into()))
+            .collect(),
+    )
 }
 
 fn per_cpu(f: &Figures) -> Option<f64> {
@@ -355,7 +439,12 @@ fn millions(v: Option<f64>) -> String {
     v.map_or("–".into(), |v| format!("{:.2} M", v / 1e6))
 }
 
-fn report(args: &str, events: u64, results: &[(String, Figures)], flink: Option<&Figures>) -> String {
+fn report(
+    args: &str,
+    events: u64,
+    results: &[(String, Figures)],
+    flink: Option<&Figures>,
+) -> String {
     let mut s = format!(
         "## Streaming workloads\n\n`cargo bench --bench streaming --{args}` · commit {} · {} · {}\n\n\
          Every run is the real engine (datagen source → pipeline → materialized view, `rate = 'unbounded'`) in its \
@@ -372,7 +461,9 @@ fn report(args: &str, events: u64, results: &[(String, Figures)], flink: Option<
         if name.starts_with("latency") {
             continue;
         }
-        let per_second = figure(f, "events").zip(figure(f, "wall")).map(|(e, w)| e / w);
+        let per_second = figure(f, "events")
+            .zip(figure(f, "wall"))
+            .map(|(e, w)| e / w);
         s.push_str(&format!(
             "| {name} | {} | {} | {} | {} | {} | {} | {} |\n",
             f.get("events").map_or("–", String::as_str),
@@ -385,7 +476,9 @@ fn report(args: &str, events: u64, results: &[(String, Figures)], flink: Option<
         ));
     }
     if let Some(fl) = flink {
-        let net_cpu = figure(fl, "cpu").zip(figure(fl, "startup_cpu")).map(|(c, st)| c - st);
+        let net_cpu = figure(fl, "cpu")
+            .zip(figure(fl, "startup_cpu"))
+            .map(|(c, st)| c - st);
         let rows = figure(fl, "rows");
         let flink_rate = rows.zip(net_cpu).map(|(r, c)| r / c);
         s.push_str(&format!(
@@ -396,22 +489,31 @@ fn report(args: &str, events: u64, results: &[(String, Figures)], flink: Option<
             fl.get("maxrss_mb").map_or("–", String::as_str),
         ));
         if let (Some(weir), Some(flink_rate)) = (get("tumble").and_then(per_cpu), flink_rate) {
-            s.push_str(&format!("\nTumble count, Weir / Flink per CPU-second: **{:.1}×** (goal ≥ 17×).\n", weir / flink_rate));
+            s.push_str(&format!(
+                "\nTumble count, Weir / Flink per CPU-second: **{:.1}×** (goal ≥ 17×).\n",
+                weir / flink_rate
+            ));
         }
     } else {
         s.push_str("\nFlink: not in this run (`scripts/bench-peers.sh` runs it side by side).\n");
     }
-    if let (Some(weir), Some(ceiling)) = (get("tumble").and_then(per_cpu), get("ceiling").and_then(per_cpu)) {
+    if let (Some(weir), Some(ceiling)) = (
+        get("tumble").and_then(per_cpu),
+        get("ceiling").and_then(per_cpu),
+    ) {
         s.push_str(&format!(
             "Tumble count, Weir / DataFusion batch ceiling per CPU-second: **{:.0} %** (goal ≥ 25 %).\n",
             100.0 * weir / ceiling
         ));
     }
     if let Some(m) = get("memory")
-        && let (Some(state), Some(growth), Some(groups)) =
-            (figure(m, "peak_state_bytes"), figure(m, "rss_growth_mb"), figure(m, "events"))
+        && let (Some(state), Some(growth), Some(groups)) = (
+            figure(m, "peak_state_bytes"),
+            figure(m, "rss_growth_mb"),
+            figure(m, "events"),
+        )
     {
-            s.push_str(&format!(
+        s.push_str(&format!(
                 "Memory: {groups:.0} open groups held **{:.0} bytes per group** of operator state (DataFusion's own \
                  accounting), {:.0} bytes per group of peak RSS growth (state, the generator's batches and the final \
                  rows written to the view; goal ≤ 200 B).\n",
@@ -437,9 +539,19 @@ fn report(args: &str, events: u64, results: &[(String, Figures)], flink: Option<
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
-    let value = |flag: &str| args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1)).cloned();
-    let events: u64 = value("--events").and_then(|v| v.parse().ok()).unwrap_or(10_000_000);
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
+    let value = |flag: &str| {
+        args.iter()
+            .position(|a| a == flag)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    let events: u64 = value("--events")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000_000);
     if let Some(name) = value("--child") {
         child(&name, events);
         return;

@@ -13,7 +13,10 @@ fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_new(&cli.log_level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
     if let Some(args) = cli.produce_options() {
         return match produce::run(args) {
             Ok(_) => std::process::ExitCode::SUCCESS,
@@ -23,8 +26,13 @@ fn main() -> std::process::ExitCode {
             }
         };
     }
-    let Some(serve) = cli.serve_options() else { return std::process::ExitCode::FAILURE };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let Some(serve) = cli.serve_options() else {
+        return std::process::ExitCode::FAILURE;
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             tracing::error!(error = %e, "cannot start the async runtime");

@@ -41,7 +41,9 @@ pub fn run(args: &ProduceArgs) -> Result<u64, String> {
         }
         sent += 1;
     }
-    producer.flush(Duration::from_secs(30)).map_err(|e| format!("delivering to {}: {e}", args.topic))?;
+    producer
+        .flush(Duration::from_secs(30))
+        .map_err(|e| format!("delivering to {}: {e}", args.topic))?;
     info!(records = sent, topic = %args.topic, "produced");
     Ok(sent)
 }

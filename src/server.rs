@@ -46,7 +46,10 @@ pub async fn run(args: ServeArgs) -> Result<(), ServerError> {
                 .map_err(|e| ServerError::Demo(format!("{}: {e}", path.display())))?,
             None => QUICKSTART.to_string(),
         };
-        db.session().execute_all(&script).await.map_err(|e| ServerError::Demo(e.to_string()))?;
+        db.session()
+            .execute_all(&script)
+            .await
+            .map_err(|e| ServerError::Demo(e.to_string()))?;
         info!(
             sources = db.catalog().sources().len(),
             views = db.catalog().views().len(),
@@ -55,7 +58,10 @@ pub async fn run(args: ServeArgs) -> Result<(), ServerError> {
     }
     let listener = TcpListener::bind(args.listen)
         .await
-        .map_err(|source| ServerError::Bind { addr: args.listen, source })?;
+        .map_err(|source| ServerError::Bind {
+            addr: args.listen,
+            source,
+        })?;
     let local = listener.local_addr().unwrap_or(args.listen);
     info!(address = %local, "weir is ready: psql -h {} -p {}", local.ip(), local.port());
     let server = Arc::new(WireServer::new(Arc::clone(&db)));
@@ -87,14 +93,21 @@ pub async fn run(args: ServeArgs) -> Result<(), ServerError> {
     info!(open = connections.len(), "shutting down");
     // A last checkpoint, so the next start has nothing to replay.
     if let Some(durability) = db.durability() {
-        match tokio::time::timeout(Duration::from_secs(10), durability.coordinator.checkpoint()).await {
+        match tokio::time::timeout(Duration::from_secs(10), durability.coordinator.checkpoint())
+            .await
+        {
             Ok(Ok(record)) => info!(epoch = record.epoch, "final checkpoint committed"),
-            Ok(Err(e)) => warn!(error = %e, "final checkpoint failed; the last complete one will be used"),
+            Ok(Err(e)) => {
+                warn!(error = %e, "final checkpoint failed; the last complete one will be used")
+            }
             Err(_) => warn!("final checkpoint took over 10 s; the last complete one will be used"),
         }
     }
     let drain = async { while connections.join_next().await.is_some() {} };
-    if tokio::time::timeout(Duration::from_secs(2), drain).await.is_err() {
+    if tokio::time::timeout(Duration::from_secs(2), drain)
+        .await
+        .is_err()
+    {
         connections.abort_all();
     }
     info!("bye");

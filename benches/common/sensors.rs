@@ -34,7 +34,13 @@ pub struct SensorRun {
 /// Runs `function` over `sensors` sensors × `per_sensor` readings (one a second each, in
 /// flushes of `flush_seconds`), on `temperature` alone or on ROW(temperature, pressure,
 /// vibration).
-pub fn run(function: &Arc<dyn KeyedWindowFunction>, multivariate: bool, sensors: u64, per_sensor: u64, flush_seconds: u64) -> SensorRun {
+pub fn run(
+    function: &Arc<dyn KeyedWindowFunction>,
+    multivariate: bool,
+    sensors: u64,
+    per_sensor: u64,
+    flush_seconds: u64,
+) -> SensorRun {
     let generator = SensorGenerator::new(SensorConfig {
         sensors,
         rate: None,
@@ -44,11 +50,19 @@ pub fn run(function: &Arc<dyn KeyedWindowFunction>, multivariate: bool, sensors:
         out_of_order: std::time::Duration::ZERO,
         anomaly_rate: 0.001,
     });
-    let mut states: Vec<Box<dyn WindowState>> = (0..sensors).map(|_| function.new_state()).collect();
+    let mut states: Vec<Box<dyn WindowState>> =
+        (0..sensors).map(|_| function.new_state()).collect();
     let rows_per_flush = (sensors * flush_seconds) as usize;
     // Row positions of each sensor inside a flush (readings go round-robin over sensors).
-    let positions: Vec<UInt32Array> =
-        (0..sensors).map(|s| UInt32Array::from_iter_values((s..rows_per_flush as u64).step_by(sensors as usize).map(|i| i as u32))).collect();
+    let positions: Vec<UInt32Array> = (0..sensors)
+        .map(|s| {
+            UInt32Array::from_iter_values(
+                (s..rows_per_flush as u64)
+                    .step_by(sensors as usize)
+                    .map(|i| i as u32),
+            )
+        })
+        .collect();
     let mut run = SensorRun {
         injected: 0,
         found: 0,
@@ -62,15 +76,27 @@ pub fn run(function: &Arc<dyn KeyedWindowFunction>, multivariate: bool, sensors:
     let (mut busy, mut ceiling) = (0.0, 0.0);
     let flushes = per_sensor / flush_seconds;
     for f in 0..flushes {
-        let batch = generator.readings(f * rows_per_flush as u64, rows_per_flush).expect("readings");
+        let batch = generator
+            .readings(f * rows_per_flush as u64, rows_per_flush)
+            .expect("readings");
         let input: ArrayRef = if multivariate {
-            let fields = ["temperature", "pressure", "vibration"].map(|n| Arc::new(Field::new(n, DataType::Float64, true)));
-            let columns = ["temperature", "pressure", "vibration"].map(|n| Arc::clone(batch.column_by_name(n).expect("column")));
-            Arc::new(StructArray::new(fields.to_vec().into(), columns.to_vec(), None))
+            let fields = ["temperature", "pressure", "vibration"]
+                .map(|n| Arc::new(Field::new(n, DataType::Float64, true)));
+            let columns = ["temperature", "pressure", "vibration"]
+                .map(|n| Arc::clone(batch.column_by_name(n).expect("column")));
+            Arc::new(StructArray::new(
+                fields.to_vec().into(),
+                columns.to_vec(),
+                None,
+            ))
         } else {
             Arc::clone(batch.column_by_name("temperature").expect("temperature"))
         };
-        let labels = batch.column_by_name("is_anomaly").expect("is_anomaly").as_boolean().clone();
+        let labels = batch
+            .column_by_name("is_anomaly")
+            .expect("is_anomaly")
+            .as_boolean()
+            .clone();
         // The ceiling: splitting the flush by key, which the operator pays too.
         let start = Instant::now();
         for p in &positions {
@@ -81,13 +107,20 @@ pub fn run(function: &Arc<dyn KeyedWindowFunction>, multivariate: bool, sensors:
         let outputs: Vec<ArrayRef> = positions
             .iter()
             .zip(states.iter_mut())
-            .map(|(p, state)| state.evaluate(&[take(&input, p, None).expect("take")]).expect("evaluate"))
+            .map(|(p, state)| {
+                state
+                    .evaluate(&[take(&input, p, None).expect("take")])
+                    .expect("evaluate")
+            })
             .collect();
         busy += start.elapsed().as_secs_f64();
         for (p, out) in positions.iter().zip(&outputs) {
             let out = out.as_struct();
             let warmup = out.column_by_name("warmup").expect("warmup").as_boolean();
-            let severity = out.column_by_name("severity").expect("severity").as_string::<i32>();
+            let severity = out
+                .column_by_name("severity")
+                .expect("severity")
+                .as_string::<i32>();
             for (k, &row) in p.values().iter().enumerate() {
                 if !out.is_valid(k) || warmup.value(k) {
                     continue;
@@ -109,7 +142,8 @@ pub fn run(function: &Arc<dyn KeyedWindowFunction>, multivariate: bool, sensors:
     }
     let events = (flushes * rows_per_flush as u64) as f64;
     let sensor_days = (sensors * flushes * flush_seconds) as f64 / 86_400.0;
-    run.false_per_sensor_day = (run.normal_severity[1] + run.normal_severity[2]) as f64 / sensor_days;
+    run.false_per_sensor_day =
+        (run.normal_severity[1] + run.normal_severity[2]) as f64 / sensor_days;
     run.micros = busy * 1e6 / events;
     run.ceiling_micros = ceiling * 1e6 / events;
     run.bytes_per_key = states.iter().map(|s| s.size()).sum::<usize>() / sensors.max(1) as usize;

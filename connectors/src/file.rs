@@ -12,7 +12,9 @@ use datafusion::arrow::array::{ArrayRef, AsArray, Int64Array};
 use datafusion::arrow::datatypes::{Int64Type, SchemaRef};
 use tokio::io::AsyncReadExt;
 use weir_engine::checkpoint::SourcePosition;
-use weir_engine::source::{ConnectorFactory, ReaderContext, Source, SourceEvent, SourceProvider, SourceSpec};
+use weir_engine::source::{
+    ConnectorFactory, ReaderContext, Source, SourceEvent, SourceProvider, SourceSpec,
+};
 use weir_engine::{EngineError, Result};
 
 use crate::format::{FormatConfig, RecordBuffer, RecordDecoder, decode_records};
@@ -32,15 +34,30 @@ impl ConnectorFactory for FileConnector {
 
     async fn create_source(&self, spec: &mut SourceSpec) -> Result<Arc<dyn SourceProvider>> {
         let path = PathBuf::from(spec.options.take_required("path")?);
-        let batch_size = spec.options.take_parsed::<usize>("batch_size")?.unwrap_or(8192).clamp(1, 1 << 20);
+        let batch_size = spec
+            .options
+            .take_parsed::<usize>("batch_size")?
+            .unwrap_or(8192)
+            .clamp(1, 1 << 20);
         let format = FormatConfig::from_spec(spec.format.as_ref(), &mut spec.options)?;
         let schema = spec.columns.clone().ok_or_else(|| {
-            EngineError::User(format!("source \"{}\": a file source needs its columns declared", spec.name))
+            EngineError::User(format!(
+                "source \"{}\": a file source needs its columns declared",
+                spec.name
+            ))
         })?;
         if !path.is_file() {
-            return Err(EngineError::User(format!("file source: no file at '{}'", path.display())));
+            return Err(EngineError::User(format!(
+                "file source: no file at '{}'",
+                path.display()
+            )));
         }
-        Ok(Arc::new(FileProvider { path, schema, batch_size, format }))
+        Ok(Arc::new(FileProvider {
+            path,
+            schema,
+            batch_size,
+            format,
+        }))
     }
 }
 
@@ -67,7 +84,9 @@ impl SourceProvider for FileProvider {
         Ok(Box::new(FileReader {
             path: self.path.clone(),
             file: None,
-            decoder: self.format.decoder(Arc::clone(&self.schema), self.batch_size)?,
+            decoder: self
+                .format
+                .decoder(Arc::clone(&self.schema), self.batch_size)?,
             batch_size: self.batch_size,
             context,
             chunk: Vec::new(),
@@ -108,7 +127,10 @@ struct FileReader {
 
 /// The line a resumed reader continues after.
 fn context_resume_line(resume: &Option<SourcePosition>) -> i64 {
-    resume.as_ref().and_then(|p| p.offsets.get(&0).copied()).unwrap_or(0)
+    resume
+        .as_ref()
+        .and_then(|p| p.offsets.get(&0).copied())
+        .unwrap_or(0)
 }
 
 impl FileReader {
@@ -156,12 +178,21 @@ impl FileReader {
         let lines = &self.line_numbers;
         let bad = decoded.bad_records(&self.records, |i| (Some(0), lines.get(i).copied(), None));
         let offsets: ArrayRef = Arc::new(Int64Array::from(std::mem::take(&mut self.line_numbers)));
-        let offsets = decoded.keep_good(offsets)?.as_primitive::<Int64Type>().clone();
+        let offsets = decoded
+            .keep_good(offsets)?
+            .as_primitive::<Int64Type>()
+            .clone();
         self.records.clear();
         self.delivered = self.line;
         self.context.reject(Some(0), bad)?;
-        self.context.metrics.update(0, |m| m.offset = Some(self.line + 1));
-        Ok(Some(SourceEvent::Data { partition: 0, batch: decoded.batch, offsets: Some(offsets) }))
+        self.context
+            .metrics
+            .update(0, |m| m.offset = Some(self.line + 1));
+        Ok(Some(SourceEvent::Data {
+            partition: 0,
+            batch: decoded.batch,
+            offsets: Some(offsets),
+        }))
     }
 }
 
@@ -204,6 +235,8 @@ impl Source for FileReader {
     }
 
     fn position(&self) -> Option<SourcePosition> {
-        Some(SourcePosition { offsets: [(0, self.delivered)].into() })
+        Some(SourcePosition {
+            offsets: [(0, self.delivered)].into(),
+        })
     }
 }

@@ -27,5 +27,9 @@ use weir_engine::source::ConnectorFactory;
 
 /// Every built-in connector.
 pub fn builtin_connectors() -> Vec<Arc<dyn ConnectorFactory>> {
-    vec![Arc::new(datagen::DatagenConnector), Arc::new(file::FileConnector), Arc::new(kafka::KafkaConnector)]
+    vec![
+        Arc::new(datagen::DatagenConnector),
+        Arc::new(file::FileConnector),
+        Arc::new(kafka::KafkaConnector),
+    ]
 }

@@ -21,7 +21,8 @@ impl Projection {
         let mut indices = Vec::with_capacity(target.fields().len());
         for field in target.fields() {
             let (i, from) = natural.column_with_name(field.name()).ok_or_else(|| {
-                let available: Vec<&str> = natural.fields().iter().map(|f| f.name().as_str()).collect();
+                let available: Vec<&str> =
+                    natural.fields().iter().map(|f| f.name().as_str()).collect();
                 EngineError::User(format!(
                     "{connector} has no column \"{}\"; it provides: {}",
                     field.name(),
@@ -38,11 +39,18 @@ impl Projection {
             }
             indices.push(i);
         }
-        Ok(Self { target: Arc::clone(target), indices })
+        Ok(Self {
+            target: Arc::clone(target),
+            indices,
+        })
     }
 
     /// The declared columns, or all natural ones when the statement declared none.
-    pub fn declared_or_all(natural: &SchemaRef, declared: Option<&SchemaRef>, connector: &str) -> Result<Self> {
+    pub fn declared_or_all(
+        natural: &SchemaRef,
+        declared: Option<&SchemaRef>,
+        connector: &str,
+    ) -> Result<Self> {
         Self::try_new(natural, declared.unwrap_or(natural), connector)
     }
 
@@ -65,13 +73,23 @@ impl Projection {
             .zip(self.target.fields())
             .map(|(&i, f)| {
                 let c = natural.get(i).and_then(Option::as_ref).ok_or_else(|| {
-                    EngineError::Internal(format!("generator skipped column {i}, which is declared"))
+                    EngineError::Internal(format!(
+                        "generator skipped column {i}, which is declared"
+                    ))
                 })?;
-                if c.data_type() == f.data_type() { Ok(Arc::clone(c)) } else { Ok(cast(c, f.data_type())?) }
+                if c.data_type() == f.data_type() {
+                    Ok(Arc::clone(c))
+                } else {
+                    Ok(cast(c, f.data_type())?)
+                }
             })
             .collect::<Result<Vec<ArrayRef>>>()?;
         let options = RecordBatchOptions::new().with_row_count(Some(rows));
-        Ok(RecordBatch::try_new_with_options(self.schema(), columns, &options)?)
+        Ok(RecordBatch::try_new_with_options(
+            self.schema(),
+            columns,
+            &options,
+        )?)
     }
 
     /// Applies the mapping to a batch of the natural schema.
@@ -82,7 +100,11 @@ impl Projection {
             .zip(self.target.fields())
             .map(|(&i, f)| {
                 let c = batch.column(i);
-                if c.data_type() == f.data_type() { Ok(Arc::clone(c)) } else { cast(c, f.data_type()) }
+                if c.data_type() == f.data_type() {
+                    Ok(Arc::clone(c))
+                } else {
+                    cast(c, f.data_type())
+                }
             })
             .collect::<std::result::Result<Vec<ArrayRef>, _>>()?;
         Ok(RecordBatch::try_new(self.schema(), columns)?)

@@ -35,19 +35,31 @@ pub struct BoundedLog<T> {
 impl<T> BoundedLog<T> {
     /// A log keeping at most `capacity` entries.
     pub fn new(capacity: usize) -> Self {
-        Self { capacity, inner: Mutex::new(Inner { kept: VecDeque::new(), counts: BTreeMap::new() }) }
+        Self {
+            capacity,
+            inner: Mutex::new(Inner {
+                kept: VecDeque::new(),
+                counts: BTreeMap::new(),
+            }),
+        }
     }
 
     /// Logs `entries` of `owner`, counting them all.
     pub fn record(&self, owner: &str, entries: impl IntoIterator<Item = T>) {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64);
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros() as i64);
         let mut inner = self.inner.lock();
         let mut added = 0;
         for entry in entries {
             if inner.kept.len() >= self.capacity {
                 inner.kept.pop_front();
             }
-            inner.kept.push_back(Logged { owner: owner.to_string(), recorded_micros: now, entry });
+            inner.kept.push_back(Logged {
+                owner: owner.to_string(),
+                recorded_micros: now,
+                entry,
+            });
             added += 1;
         }
         *inner.counts.entry(owner.to_string()).or_default() += added;
@@ -61,7 +73,10 @@ impl<T> BoundedLog<T> {
     /// Entries ever logged for each of `owners`, in order.
     pub fn counts(&self, owners: &[String]) -> Vec<u64> {
         let inner = self.inner.lock();
-        owners.iter().map(|o| inner.counts.get(o).copied().unwrap_or(0)).collect()
+        owners
+            .iter()
+            .map(|o| inner.counts.get(o).copied().unwrap_or(0))
+            .collect()
     }
 
     /// Forgets a dropped owner's entries and count.

@@ -97,7 +97,10 @@ impl Catalog {
         if let Some(s) = self.sources.read().get(name) {
             return Some(Relation::Source(Arc::clone(s)));
         }
-        self.views.read().get(name).map(|v| Relation::View(Arc::clone(v)))
+        self.views
+            .read()
+            .get(name)
+            .map(|v| Relation::View(Arc::clone(v)))
     }
 
     /// A source by name.
@@ -122,7 +125,9 @@ impl Catalog {
 
     fn check_free(&self, name: &str) -> Result<()> {
         if self.sources.read().contains_key(name) {
-            return Err(EngineError::AlreadyExists(format!("source \"{name}\" already exists")));
+            return Err(EngineError::AlreadyExists(format!(
+                "source \"{name}\" already exists"
+            )));
         }
         if self.views.read().contains_key(name) {
             return Err(EngineError::AlreadyExists(format!(
@@ -141,7 +146,9 @@ impl Catalog {
     pub fn add_source(&self, entry: SourceEntry) -> Result<Arc<SourceEntry>> {
         self.check_free(&entry.name)?;
         let entry = Arc::new(entry);
-        self.sources.write().insert(entry.name.clone(), Arc::clone(&entry));
+        self.sources
+            .write()
+            .insert(entry.name.clone(), Arc::clone(&entry));
         Ok(entry)
     }
 

@@ -33,7 +33,10 @@ pub struct Fanout {
 impl Fanout {
     /// A fanout writing into `table`.
     pub fn new(table: Arc<ViewTable>) -> Self {
-        Self { table, inner: Mutex::new(Inner::default()) }
+        Self {
+            table,
+            inner: Mutex::new(Inner::default()),
+        }
     }
 
     /// Applies `message` to the view and forwards it to every reader (waiting on full readers).
@@ -93,8 +96,13 @@ impl Fanout {
     /// A new reader: the messages that replay the view's current state, then a live receiver.
     pub async fn subscribe(&self) -> Result<(Vec<Message>, mpsc::Receiver<Message>)> {
         let mut inner = self.inner.lock().await;
-        let mut backfill: Vec<Message> =
-            self.table.snapshot().await?.into_iter().map(Message::Data).collect();
+        let mut backfill: Vec<Message> = self
+            .table
+            .snapshot()
+            .await?
+            .into_iter()
+            .map(Message::Data)
+            .collect();
         if let Some(w) = inner.watermark {
             backfill.push(Message::Watermark(w));
         }

@@ -4,10 +4,12 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{ArrayRef, RecordBatch, StringArray, TimestampMicrosecondArray, UInt64Array};
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use crate::bounded_log::BoundedLog;
 use crate::error::{EngineError, Result};
+use datafusion::arrow::array::{
+    ArrayRef, RecordBatch, StringArray, TimestampMicrosecondArray, UInt64Array,
+};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
 /// Rows kept by default; older ones are dropped (their count stays).
 pub const DEFAULT_LATE_ROWS_KEPT: usize = 10_000;
@@ -33,7 +35,9 @@ impl Default for LateRowLog {
 impl LateRowLog {
     /// A log keeping at most `capacity` rows.
     pub fn new(capacity: usize) -> Self {
-        Self { log: BoundedLog::new(capacity) }
+        Self {
+            log: BoundedLog::new(capacity),
+        }
     }
 
     /// Records every row of `batch` as late for `view`.
@@ -42,7 +46,13 @@ impl LateRowLog {
         writer.write(batch).map_err(EngineError::Arrow)?;
         writer.finish().map_err(EngineError::Arrow)?;
         let text = String::from_utf8_lossy(&writer.into_inner()).into_owned();
-        self.log.record(view, text.lines().map(|line| LateRow { reason, row_json: line.to_string() }));
+        self.log.record(
+            view,
+            text.lines().map(|line| LateRow {
+                reason,
+                row_json: line.to_string(),
+            }),
+        );
         Ok(())
     }
 
@@ -74,13 +84,21 @@ impl LateRowLog {
     pub fn to_batch(&self) -> Result<RecordBatch> {
         let columns: Vec<ArrayRef> = self.log.with_kept(|rows| -> Vec<ArrayRef> {
             vec![
-                Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.owner.as_str()))),
-                Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.entry.reason))),
+                Arc::new(StringArray::from_iter_values(
+                    rows.iter().map(|r| r.owner.as_str()),
+                )),
+                Arc::new(StringArray::from_iter_values(
+                    rows.iter().map(|r| r.entry.reason),
+                )),
                 Arc::new(
-                    TimestampMicrosecondArray::from_iter_values(rows.iter().map(|r| r.recorded_micros))
-                        .with_timezone("+00:00"),
+                    TimestampMicrosecondArray::from_iter_values(
+                        rows.iter().map(|r| r.recorded_micros),
+                    )
+                    .with_timezone("+00:00"),
                 ),
-                Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.entry.row_json.as_str()))),
+                Arc::new(StringArray::from_iter_values(
+                    rows.iter().map(|r| r.entry.row_json.as_str()),
+                )),
             ]
         });
         Ok(RecordBatch::try_new(Self::schema(), columns)?)

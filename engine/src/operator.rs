@@ -60,7 +60,11 @@ pub trait StreamOperator: Send {
     }
 
     /// Event time advanced. Returns the watermark to forward (None: hold it back).
-    fn on_watermark(&mut self, watermark: Watermark, out: &mut Collector) -> Result<Option<Watermark>> {
+    fn on_watermark(
+        &mut self,
+        watermark: Watermark,
+        out: &mut Collector,
+    ) -> Result<Option<Watermark>> {
         let _ = out;
         Ok(Some(watermark))
     }
@@ -77,7 +81,10 @@ pub trait StreamOperator: Send {
         if state.is_empty() {
             return Ok(());
         }
-        Err(EngineError::Internal(format!("{} has no state to restore", self.name())))
+        Err(EngineError::Internal(format!(
+            "{} has no state to restore",
+            self.name()
+        )))
     }
 
     /// How often [`StreamOperator::on_tick`] should run, if at all.

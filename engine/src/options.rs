@@ -23,7 +23,9 @@ impl Options {
         for (k, v) in pairs {
             let k = k.to_ascii_lowercase();
             if values.insert(k.clone(), v).is_some() {
-                return Err(EngineError::User(format!("option \"{k}\" given twice for {context}")));
+                return Err(EngineError::User(format!(
+                    "option \"{k}\" given twice for {context}"
+                )));
             }
         }
         Ok(Self { values, context })
@@ -36,16 +38,28 @@ impl Options {
 
     /// Takes every option whose key starts with `prefix`, returning keys without the prefix.
     pub fn take_prefixed(&mut self, prefix: &str) -> Vec<(String, String)> {
-        let keys: Vec<String> = self.values.keys().filter(|k| k.starts_with(prefix)).cloned().collect();
+        let keys: Vec<String> = self
+            .values
+            .keys()
+            .filter(|k| k.starts_with(prefix))
+            .cloned()
+            .collect();
         keys.into_iter()
-            .filter_map(|k| self.values.remove(&k).map(|v| (k[prefix.len()..].to_string(), v)))
+            .filter_map(|k| {
+                self.values
+                    .remove(&k)
+                    .map(|v| (k[prefix.len()..].to_string(), v))
+            })
             .collect()
     }
 
     /// Takes a required string option.
     pub fn take_required(&mut self, key: &str) -> Result<String> {
         self.take(key).ok_or_else(|| {
-            EngineError::User(format!("missing required option \"{key}\" for {}", self.context))
+            EngineError::User(format!(
+                "missing required option \"{key}\" for {}",
+                self.context
+            ))
         })
     }
 
@@ -82,9 +96,10 @@ impl Options {
     pub fn finish(self) -> Result<()> {
         match self.values.keys().next() {
             None => Ok(()),
-            Some(key) => {
-                Err(EngineError::User(format!("unknown option \"{key}\" for {}", self.context)))
-            }
+            Some(key) => Err(EngineError::User(format!(
+                "unknown option \"{key}\" for {}",
+                self.context
+            ))),
         }
     }
 
@@ -112,9 +127,13 @@ pub fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
         if digits == 0 {
             return Err(format!("expected a number at '{rest}'"));
         }
-        let value: f64 = rest[..digits].parse().map_err(|_| format!("bad number '{}'", &rest[..digits]))?;
+        let value: f64 = rest[..digits]
+            .parse()
+            .map_err(|_| format!("bad number '{}'", &rest[..digits]))?;
         rest = rest[digits..].trim_start();
-        let unit_len = rest.find(|c: char| !c.is_ascii_alphabetic()).unwrap_or(rest.len());
+        let unit_len = rest
+            .find(|c: char| !c.is_ascii_alphabetic())
+            .unwrap_or(rest.len());
         let unit = &rest[..unit_len];
         let per_unit = match unit.to_ascii_lowercase().as_str() {
             "ns" | "nanosecond" | "nanoseconds" => 1e-9,
@@ -138,7 +157,11 @@ mod tests {
 
     #[test]
     fn unknown_option_is_named() {
-        let mut o = Options::new("source \"s\"", vec![("Topic".into(), "t".into()), ("tpoic".into(), "x".into())]).unwrap();
+        let mut o = Options::new(
+            "source \"s\"",
+            vec![("Topic".into(), "t".into()), ("tpoic".into(), "x".into())],
+        )
+        .unwrap();
         assert_eq!(o.take("topic").as_deref(), Some("t"));
         let err = o.finish().unwrap_err().to_string();
         assert!(err.contains("unknown option \"tpoic\""), "{err}");
@@ -147,7 +170,10 @@ mod tests {
     #[test]
     fn durations() {
         assert_eq!(parse_duration("30s").unwrap(), Duration::from_secs(30));
-        assert_eq!(parse_duration("5 minutes").unwrap(), Duration::from_secs(300));
+        assert_eq!(
+            parse_duration("5 minutes").unwrap(),
+            Duration::from_secs(300)
+        );
         assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
         assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
         assert_eq!(parse_duration("2").unwrap(), Duration::from_secs(2));

@@ -23,15 +23,17 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, BinaryArray, BooleanArray, Int64Array, RecordBatch, TimestampNanosecondArray,
-    new_null_array,
-};
-use datafusion::arrow::compute::{
-    SortColumn, cast, concat, concat_batches, filter, filter_record_batch, is_not_null, is_null, lexsort_to_indices,
-    not, take, take_record_batch,
+    Array, ArrayRef, AsArray, BinaryArray, BooleanArray, Int64Array, RecordBatch,
+    TimestampNanosecondArray, new_null_array,
 };
 use datafusion::arrow::compute::kernels::cmp::{gt, lt_eq};
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit, TimestampNanosecondType};
+use datafusion::arrow::compute::{
+    SortColumn, cast, concat, concat_batches, filter, filter_record_batch, is_not_null, is_null,
+    lexsort_to_indices, not, take, take_record_batch,
+};
+use datafusion::arrow::datatypes::{
+    DataType, Field, Schema, SchemaRef, TimeUnit, TimestampNanosecondType,
+};
 use datafusion::arrow::row::{OwnedRow, RowConverter, SortField};
 use datafusion::physical_expr::PhysicalExpr;
 use weir_udf::{KeyedWindowFunction, WindowState};
@@ -120,14 +122,22 @@ impl Pending {
 
 impl std::fmt::Debug for OverWindow {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OverWindow").field("keys", &self.states.len()).field("watermark", &self.watermark).finish()
+        f.debug_struct("OverWindow")
+            .field("keys", &self.states.len())
+            .field("watermark", &self.watermark)
+            .finish()
     }
 }
 
 impl OverWindow {
     /// An operator for `spec`.
     pub fn new(spec: OverWindowSpec, late: Arc<LateRowLog>) -> Self {
-        let lookahead = spec.calls.iter().map(|c| c.function.lookahead()).max().unwrap_or(0);
+        let lookahead = spec
+            .calls
+            .iter()
+            .map(|c| c.function.lookahead())
+            .max()
+            .unwrap_or(0);
         Self {
             spec,
             late,
@@ -143,7 +153,11 @@ impl OverWindow {
     }
 
     fn event_times(&self, batch: &RecordBatch) -> Result<ArrayRef> {
-        let ts = self.spec.order_by.evaluate(batch)?.into_array(batch.num_rows())?;
+        let ts = self
+            .spec
+            .order_by
+            .evaluate(batch)?
+            .into_array(batch.num_rows())?;
         Ok(cast(&ts, &DataType::Timestamp(TimeUnit::Nanosecond, None))?)
     }
 
@@ -157,16 +171,23 @@ impl OverWindow {
 
     fn converter(&mut self, keys: &[ArrayRef]) -> Result<&RowConverter> {
         if self.converter.is_none() {
-            let fields = keys.iter().map(|k| SortField::new(k.data_type().clone())).collect();
+            let fields = keys
+                .iter()
+                .map(|k| SortField::new(k.data_type().clone()))
+                .collect();
             self.converter = Some(RowConverter::new(fields)?);
         }
-        self.converter.as_ref().ok_or_else(|| EngineError::Internal("row converter missing".into()))
+        self.converter
+            .as_ref()
+            .ok_or_else(|| EngineError::Internal("row converter missing".into()))
     }
 
     /// Processes pending rows with event time ≤ `limit`, in (key, event time) order; at the end
     /// of the stream (`finish`) rows held for `lookahead` are released too.
     fn release(&mut self, limit: i64, finish: bool, out: &mut Collector) -> Result<()> {
-        let Some(schema) = self.input_schema.clone() else { return Ok(()) };
+        let Some(schema) = self.input_schema.clone() else {
+            return Ok(());
+        };
         let (mut rows, mut times) = (Vec::new(), Vec::new());
         let mut waiting = Vec::with_capacity(self.pending.len());
         for p in std::mem::take(&mut self.pending) {
@@ -180,7 +201,10 @@ impl OverWindow {
                 rows.push(filter_record_batch(&p.rows, &ready)?);
                 times.push(filter(&p.ts, &ready)?);
                 let wait = not(&ready)?;
-                waiting.extend(Pending::new(filter_record_batch(&p.rows, &wait)?, filter(&p.ts, &wait)?));
+                waiting.extend(Pending::new(
+                    filter_record_batch(&p.rows, &wait)?,
+                    filter(&p.ts, &wait)?,
+                ));
             }
         }
         self.pending = waiting;
@@ -193,24 +217,51 @@ impl OverWindow {
         self.process_ready(&ready, &ts, finish, out)
     }
 
-    fn process_ready(&mut self, ready: &RecordBatch, ts: &ArrayRef, finish: bool, out: &mut Collector) -> Result<()> {
+    fn process_ready(
+        &mut self,
+        ready: &RecordBatch,
+        ts: &ArrayRef,
+        finish: bool,
+        out: &mut Collector,
+    ) -> Result<()> {
         let keys = self.keys(ready)?;
-        let mut sort: Vec<SortColumn> = keys.iter().map(|k| SortColumn { values: Arc::clone(k), options: None }).collect();
-        sort.push(SortColumn { values: Arc::clone(ts), options: None });
+        let mut sort: Vec<SortColumn> = keys
+            .iter()
+            .map(|k| SortColumn {
+                values: Arc::clone(k),
+                options: None,
+            })
+            .collect();
+        sort.push(SortColumn {
+            values: Arc::clone(ts),
+            options: None,
+        });
         let order = lexsort_to_indices(&sort, None)?;
         let sorted = take_record_batch(ready, &order)?;
         let ts = take(ts, &order, None)?;
         let times = ts.as_primitive::<TimestampNanosecondType>();
-        let keys = keys.iter().map(|k| Ok(take(k, &order, None)?)).collect::<Result<Vec<_>>>()?;
+        let keys = keys
+            .iter()
+            .map(|k| Ok(take(k, &order, None)?))
+            .collect::<Result<Vec<_>>>()?;
         let rows = self.converter(&keys)?.convert_columns(&keys)?;
         let args: Vec<Vec<ArrayRef>> = self
             .spec
             .calls
             .iter()
-            .map(|c| c.args.iter().map(|a| Ok(a.evaluate(&sorted)?.into_array(sorted.num_rows())?)).collect::<Result<_>>())
+            .map(|c| {
+                c.args
+                    .iter()
+                    .map(|a| Ok(a.evaluate(&sorted)?.into_array(sorted.num_rows())?))
+                    .collect::<Result<_>>()
+            })
             .collect::<Result<_>>()?;
         // A key idle past `state_ttl` will not get the followers its held rows wait for.
-        let idle_before = self.spec.state_ttl.zip(self.watermark).map(|(ttl, wm)| wm.saturating_sub(ttl));
+        let idle_before = self
+            .spec
+            .state_ttl
+            .zip(self.watermark)
+            .map(|(ttl, wm)| wm.saturating_sub(ttl));
         let mut outputs: Vec<Vec<ArrayRef>> = vec![Vec::new(); self.spec.calls.len()];
         let (mut emitted, mut held): (Vec<u32>, Vec<u32>) = (Vec::new(), Vec::new());
         let n = sorted.num_rows();
@@ -222,19 +273,31 @@ impl OverWindow {
             }
             let last = times.value(end - 1);
             let len = end - start;
-            let emit = if finish || idle_before.is_some_and(|h| last <= h) { len } else { len.saturating_sub(self.lookahead) };
+            let emit = if finish || idle_before.is_some_and(|h| last <= h) {
+                len
+            } else {
+                len.saturating_sub(self.lookahead)
+            };
             let calls = &self.spec.calls;
-            let entry = self.states.entry(rows.row(start).owned()).or_insert_with(|| KeyState {
-                last_ts: i64::MIN,
-                calls: calls.iter().map(|c| c.function.new_state()).collect(),
-            });
+            let entry = self
+                .states
+                .entry(rows.row(start).owned())
+                .or_insert_with(|| KeyState {
+                    last_ts: i64::MIN,
+                    calls: calls.iter().map(|c| c.function.new_state()).collect(),
+                });
             entry.last_ts = entry.last_ts.max(last);
             if emit > 0 {
                 for (i, state) in entry.calls.iter_mut().enumerate() {
                     // Stateful calls consume only the rows released now; a call that reads
                     // ahead sees the held rows too (and sees them again next time).
-                    let width = if calls[i].function.lookahead() > 0 { len } else { emit };
-                    let slice: Vec<ArrayRef> = args[i].iter().map(|a| a.slice(start, width)).collect();
+                    let width = if calls[i].function.lookahead() > 0 {
+                        len
+                    } else {
+                        emit
+                    };
+                    let slice: Vec<ArrayRef> =
+                        args[i].iter().map(|a| a.slice(start, width)).collect();
                     outputs[i].push(state.evaluate(&slice)?.slice(0, emit));
                 }
             }
@@ -250,8 +313,14 @@ impl OverWindow {
         } else {
             // Held rows wait with the rows not yet released (and are checkpointed with them).
             let held = datafusion::arrow::array::UInt32Array::from(held);
-            self.pending.extend(Pending::new(take_record_batch(&sorted, &held)?, take(&ts, &held, None)?));
-            take_record_batch(&sorted, &datafusion::arrow::array::UInt32Array::from(emitted))?
+            self.pending.extend(Pending::new(
+                take_record_batch(&sorted, &held)?,
+                take(&ts, &held, None)?,
+            ));
+            take_record_batch(
+                &sorted,
+                &datafusion::arrow::array::UInt32Array::from(emitted),
+            )?
         };
         if sorted.num_rows() == 0 {
             return Ok(());
@@ -268,12 +337,17 @@ impl OverWindow {
                 _ => column,
             });
         }
-        out.data(RecordBatch::try_new(Arc::clone(&self.spec.output_schema), columns)?);
+        out.data(RecordBatch::try_new(
+            Arc::clone(&self.spec.output_schema),
+            columns,
+        )?);
         Ok(())
     }
 
     fn sweep(&mut self, watermark: i64) {
-        let Some(ttl) = self.spec.state_ttl else { return };
+        let Some(ttl) = self.spec.state_ttl else {
+            return;
+        };
         if watermark.saturating_sub(self.last_sweep) < ttl / 4 {
             return;
         }
@@ -288,8 +362,16 @@ impl OverWindow {
             Field::new(KEY_COLUMN, DataType::Binary, true),
             Field::new(LAST_TS_COLUMN, DataType::Int64, true),
         ];
-        fields.extend((0..self.spec.calls.len()).map(|i| Field::new(format!("__state_{i}"), DataType::Binary, true)));
-        fields.extend(input.fields().iter().map(|f| f.as_ref().clone().with_nullable(true)));
+        fields.extend(
+            (0..self.spec.calls.len())
+                .map(|i| Field::new(format!("__state_{i}"), DataType::Binary, true)),
+        );
+        fields.extend(
+            input
+                .fields()
+                .iter()
+                .map(|f| f.as_ref().clone().with_nullable(true)),
+        );
         Arc::new(Schema::new(fields))
     }
 }
@@ -312,14 +394,22 @@ impl StreamOperator for OverWindow {
         }
         let ts = self.event_times(&batch)?;
         if ts.null_count() > 0 {
-            self.late.record(&self.spec.view, &filter_record_batch(&batch, &is_null(&ts)?)?, "event time is NULL")?;
+            self.late.record(
+                &self.spec.view,
+                &filter_record_batch(&batch, &is_null(&ts)?)?,
+                "event time is NULL",
+            )?;
         }
         let on_time: BooleanArray = match self.watermark {
             Some(wm) => {
                 let wm = TimestampNanosecondArray::new_scalar(wm);
                 let late = lt_eq(&ts, &wm)?;
                 if late.true_count() > 0 {
-                    self.late.record(&self.spec.view, &filter_record_batch(&batch, &late)?, "event time at or below the watermark")?;
+                    self.late.record(
+                        &self.spec.view,
+                        &filter_record_batch(&batch, &late)?,
+                        "event time at or below the watermark",
+                    )?;
                 }
                 gt(&ts, &wm)?
             }
@@ -327,12 +417,17 @@ impl StreamOperator for OverWindow {
         };
         let keep = filter_record_batch(&batch, &on_time)?;
         if keep.num_rows() > 0 {
-            self.pending.extend(Pending::new(keep, filter(&ts, &on_time)?));
+            self.pending
+                .extend(Pending::new(keep, filter(&ts, &on_time)?));
         }
         Ok(())
     }
 
-    fn on_watermark(&mut self, watermark: Watermark, out: &mut Collector) -> Result<Option<Watermark>> {
+    fn on_watermark(
+        &mut self,
+        watermark: Watermark,
+        out: &mut Collector,
+    ) -> Result<Option<Watermark>> {
         let Watermark::EventTime(wm) = watermark else {
             return Ok(Some(watermark));
         };
@@ -343,7 +438,12 @@ impl StreamOperator for OverWindow {
         self.release(wm, false, out)?;
         self.sweep(wm);
         // Rows held back for `lead` are still to come: downstream must not think them late.
-        let held = self.pending.iter().filter(|p| p.min <= wm).map(|p| p.min).min();
+        let held = self
+            .pending
+            .iter()
+            .filter(|p| p.min <= wm)
+            .map(|p| p.min)
+            .min();
         let forward = held.map_or(wm, |h| wm.min(h.saturating_sub(1)));
         if self.forwarded.is_some_and(|f| f >= forward) {
             return Ok(None);
@@ -361,7 +461,9 @@ impl StreamOperator for OverWindow {
         if let Some(wm) = self.watermark {
             state.values.insert(WATERMARK_VALUE.into(), wm);
         }
-        let Some(input) = self.input_schema.clone() else { return Ok(state) };
+        let Some(input) = self.input_schema.clone() else {
+            return Ok(state);
+        };
         let schema = self.state_schema(&input);
         let calls = self.spec.calls.len();
         if !self.states.is_empty() {
@@ -380,15 +482,30 @@ impl StreamOperator for OverWindow {
                 Arc::new(BinaryArray::from_iter_values(key_bytes.iter())),
                 Arc::new(Int64Array::from(last)),
             ];
-            columns.extend(blobs.iter().map(|b| Arc::new(BinaryArray::from_iter_values(b.iter())) as ArrayRef));
-            columns.extend(input.fields().iter().map(|f| new_null_array(f.data_type(), n)));
-            state.batches.push(RecordBatch::try_new(Arc::clone(&schema), columns)?);
+            columns.extend(
+                blobs
+                    .iter()
+                    .map(|b| Arc::new(BinaryArray::from_iter_values(b.iter())) as ArrayRef),
+            );
+            columns.extend(
+                input
+                    .fields()
+                    .iter()
+                    .map(|f| new_null_array(f.data_type(), n)),
+            );
+            state
+                .batches
+                .push(RecordBatch::try_new(Arc::clone(&schema), columns)?);
         }
         for batch in self.pending.iter().map(|p| &p.rows) {
             let n = batch.num_rows();
-            let mut columns: Vec<ArrayRef> = (0..calls + 2).map(|i| new_null_array(schema.field(i).data_type(), n)).collect();
+            let mut columns: Vec<ArrayRef> = (0..calls + 2)
+                .map(|i| new_null_array(schema.field(i).data_type(), n))
+                .collect();
             columns.extend(batch.columns().iter().cloned());
-            state.batches.push(RecordBatch::try_new(Arc::clone(&schema), columns)?);
+            state
+                .batches
+                .push(RecordBatch::try_new(Arc::clone(&schema), columns)?);
         }
         if !state.batches.is_empty() {
             state.schema = Some(schema);
@@ -400,11 +517,15 @@ impl StreamOperator for OverWindow {
         self.watermark = state.values.get(WATERMARK_VALUE).copied();
         let calls = self.spec.calls.len();
         let input_columns = self.spec.output_schema.fields().len().saturating_sub(calls);
-        let input_schema = Arc::new(Schema::new(self.spec.output_schema.fields()[..input_columns].to_vec()));
+        let input_schema = Arc::new(Schema::new(
+            self.spec.output_schema.fields()[..input_columns].to_vec(),
+        ));
         self.input_schema = Some(Arc::clone(&input_schema));
         for batch in &state.batches {
             if batch.num_columns() != calls + 2 + input_columns {
-                return Err(EngineError::Internal("over-window state does not match the view".into()));
+                return Err(EngineError::Internal(
+                    "over-window state does not match the view".into(),
+                ));
             }
             let keys = batch.column(0);
             let pending = filter_record_batch(batch, &is_null(keys)?)?;
@@ -439,7 +560,13 @@ impl StreamOperator for OverWindow {
                     let blobs = per_key.column(2 + i).as_binary::<i32>();
                     states.push(call.function.load_state(blobs.value(row))?);
                 }
-                self.states.insert(key, KeyState { last_ts: last.value(row), calls: states });
+                self.states.insert(
+                    key,
+                    KeyState {
+                        last_ts: last.value(row),
+                        calls: states,
+                    },
+                );
             }
         }
         Ok(())
@@ -451,13 +578,29 @@ impl StreamOperator for OverWindow {
             .iter()
             .map(|(k, s)| k.as_ref().len() + 16 + s.calls.iter().map(|c| c.size()).sum::<usize>())
             .sum();
-        keys + self.pending.iter().map(|p| p.rows.get_array_memory_size() + p.ts.get_array_memory_size()).sum::<usize>()
+        keys + self
+            .pending
+            .iter()
+            .map(|p| p.rows.get_array_memory_size() + p.ts.get_array_memory_size())
+            .sum::<usize>()
     }
 
     fn describe(&self) -> String {
-        let keys: Vec<String> = self.spec.partition_by.iter().map(|e| e.to_string()).collect();
-        let calls: Vec<String> = self.spec.calls.iter().map(|c| c.function.name().to_string()).collect();
-        let ttl = self.spec.state_ttl.map_or(String::new(), |t| format!(" state_ttl {}", crate::window::humanize_nanos(t)));
+        let keys: Vec<String> = self
+            .spec
+            .partition_by
+            .iter()
+            .map(|e| e.to_string())
+            .collect();
+        let calls: Vec<String> = self
+            .spec
+            .calls
+            .iter()
+            .map(|c| c.function.name().to_string())
+            .collect();
+        let ttl = self.spec.state_ttl.map_or(String::new(), |t| {
+            format!(" state_ttl {}", crate::window::humanize_nanos(t))
+        });
         format!(
             "OverWindow: partition by [{}] order by {} calls [{}]{ttl} (rows released in event-time order as the watermark passes them)",
             keys.join(", "),
@@ -472,9 +615,9 @@ impl StreamOperator for OverWindow {
 mod tests {
     use super::*;
     use datafusion::arrow::array::{Float64Array, StringArray, TimestampNanosecondArray};
+    use datafusion::common::ScalarValue;
     use datafusion::logical_expr::WindowUDF;
     use datafusion::physical_expr::expressions::{Column, Literal};
-    use datafusion::common::ScalarValue;
 
     fn input_schema() -> SchemaRef {
         Arc::new(Schema::new(vec![
@@ -486,21 +629,33 @@ mod tests {
 
     fn operator(name: &str) -> OverWindow {
         let functions = weir_udf::functions::detector_functions().unwrap();
-        let function = functions.into_iter().find(|f| datafusion::logical_expr::WindowUDFImpl::name(f) == name).unwrap();
+        let function = functions
+            .into_iter()
+            .find(|f| datafusion::logical_expr::WindowUDFImpl::name(f) == name)
+            .unwrap();
         let udf = WindowUDF::new_from_impl(function);
         let mut args: Vec<Arc<dyn PhysicalExpr>> = vec![Arc::new(Column::new("x", 1))];
         if matches!(name, "anomaly_zscore" | "anomaly_mad") {
             args.push(Arc::new(Literal::new(ScalarValue::Int64(Some(20)))));
         }
-        let bound = weir_udf::keyed_window_function(&udf, &args).unwrap().unwrap();
+        let bound = weir_udf::keyed_window_function(&udf, &args)
+            .unwrap()
+            .unwrap();
         let mut fields = input_schema().fields().to_vec();
-        fields.push(Arc::new(Field::new("r", weir_udf::result::result_type(), true)));
+        fields.push(Arc::new(Field::new(
+            "r",
+            weir_udf::result::result_type(),
+            true,
+        )));
         OverWindow::new(
             OverWindowSpec {
                 view: "v".into(),
                 partition_by: vec![Arc::new(Column::new("k", 0))],
                 order_by: Arc::new(Column::new("ts", 2)),
-                calls: vec![OverCall { function: bound, args }],
+                calls: vec![OverCall {
+                    function: bound,
+                    args,
+                }],
                 output_schema: Arc::new(Schema::new(fields)),
                 state_ttl: None,
             },
@@ -514,9 +669,15 @@ mod tests {
         let mut out = Vec::new();
         for i in 0..200i64 {
             for k in 0..3 {
-                seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                seed = seed
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 let noise = (seed >> 33) as f64 / (1u64 << 31) as f64;
-                let x = if i % 37 == 36 { 50.0 } else { 10.0 + k as f64 + noise };
+                let x = if i % 37 == 36 {
+                    50.0
+                } else {
+                    10.0 + k as f64 + noise
+                };
                 out.push((format!("k{k}"), x, i * 1_000_000_000 + k * 1000));
             }
         }
@@ -527,9 +688,13 @@ mod tests {
         RecordBatch::try_new(
             input_schema(),
             vec![
-                Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0.as_str()))),
+                Arc::new(StringArray::from_iter_values(
+                    rows.iter().map(|r| r.0.as_str()),
+                )),
                 Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.1))),
-                Arc::new(TimestampNanosecondArray::from_iter_values(rows.iter().map(|r| r.2))),
+                Arc::new(TimestampNanosecondArray::from_iter_values(
+                    rows.iter().map(|r| r.2),
+                )),
             ],
         )
         .unwrap()
@@ -546,8 +711,14 @@ mod tests {
         let all = concat_batches(&batches[0].schema(), &batches).unwrap();
         let order = lexsort_to_indices(
             &[
-                SortColumn { values: Arc::clone(all.column(0)), options: None },
-                SortColumn { values: Arc::clone(all.column(2)), options: None },
+                SortColumn {
+                    values: Arc::clone(all.column(0)),
+                    options: None,
+                },
+                SortColumn {
+                    values: Arc::clone(all.column(2)),
+                    options: None,
+                },
             ],
             None,
         )
@@ -589,7 +760,8 @@ mod tests {
             for (n, part) in shuffled.chunks(17).enumerate() {
                 op.process_batch(batch(part), &mut out).unwrap();
                 newest = newest.max(part.iter().map(|r| r.2).max().unwrap());
-                op.on_watermark(Watermark::EventTime(newest - 6_000_000_000), &mut out).unwrap();
+                op.on_watermark(Watermark::EventTime(newest - 6_000_000_000), &mut out)
+                    .unwrap();
                 if n == 15 {
                     let state = op.snapshot(CheckpointBarrier { epoch: 1 }).unwrap();
                     op = operator(name);
@@ -610,17 +782,26 @@ mod tests {
         let mut out = Collector::default();
         let rows = rows();
         op.process_batch(batch(&rows[..30]), &mut out).unwrap();
-        op.on_watermark(Watermark::EventTime(5_000_000_000), &mut out).unwrap();
+        op.on_watermark(Watermark::EventTime(5_000_000_000), &mut out)
+            .unwrap();
         op.process_batch(batch(&rows[..3]), &mut out).unwrap();
         assert_eq!(op.late.count("v"), 3);
         assert_eq!(op.states.len(), 3);
-        op.on_watermark(Watermark::EventTime(100_000_000_000), &mut out).unwrap();
-        assert_eq!(op.states.len(), 0, "keys idle for more than state_ttl are dropped");
+        op.on_watermark(Watermark::EventTime(100_000_000_000), &mut out)
+            .unwrap();
+        assert_eq!(
+            op.states.len(),
+            0,
+            "keys idle for more than state_ttl are dropped"
+        );
     }
 
     #[test]
     fn lead_holds_each_keys_last_row_back_and_the_watermark_with_it() {
-        let lead = Arc::new(weir_udf::lag::LeadFunction::new(1, ScalarValue::Float64(Some(-1.0))));
+        let lead = Arc::new(weir_udf::lag::LeadFunction::new(
+            1,
+            ScalarValue::Float64(Some(-1.0)),
+        ));
         let mut fields = input_schema().fields().to_vec();
         fields.push(Arc::new(Field::new("next", DataType::Float64, true)));
         let mut op = OverWindow::new(
@@ -628,7 +809,10 @@ mod tests {
                 view: "v".into(),
                 partition_by: vec![Arc::new(Column::new("k", 0))],
                 order_by: Arc::new(Column::new("ts", 2)),
-                calls: vec![OverCall { function: lead, args: vec![Arc::new(Column::new("x", 1))] }],
+                calls: vec![OverCall {
+                    function: lead,
+                    args: vec![Arc::new(Column::new("x", 1))],
+                }],
                 output_schema: Arc::new(Schema::new(fields)),
                 state_ttl: None,
             },
@@ -638,9 +822,15 @@ mod tests {
         let mut out = Collector::default();
         // 10 seconds of rows, 3 keys; the watermark passes 5 of them.
         op.process_batch(batch(&rows[..30]), &mut out).unwrap();
-        let forwarded = op.on_watermark(Watermark::EventTime(4_500_000_000), &mut out).unwrap();
+        let forwarded = op
+            .on_watermark(Watermark::EventTime(4_500_000_000), &mut out)
+            .unwrap();
         let first = sorted_output(&mut out);
-        assert_eq!(first.num_rows(), 12, "each key's 5th row waits for its follower");
+        assert_eq!(
+            first.num_rows(),
+            12,
+            "each key's 5th row waits for its follower"
+        );
         // Held rows are at 4 s: downstream time stays below them.
         assert_eq!(forwarded, Some(Watermark::EventTime(3_999_999_999)));
         op.process_batch(batch(&rows[30..60]), &mut out).unwrap();
@@ -650,15 +840,25 @@ mod tests {
         let all = concat_batches(&first.schema(), &[first, rest]).unwrap();
         let order = lexsort_to_indices(
             &[
-                SortColumn { values: Arc::clone(all.column(0)), options: None },
-                SortColumn { values: Arc::clone(all.column(2)), options: None },
+                SortColumn {
+                    values: Arc::clone(all.column(0)),
+                    options: None,
+                },
+                SortColumn {
+                    values: Arc::clone(all.column(2)),
+                    options: None,
+                },
             ],
             None,
         )
         .unwrap();
         let all = take_record_batch(&all, &order).unwrap();
-        let x = all.column(1).as_primitive::<datafusion::arrow::datatypes::Float64Type>();
-        let next = all.column(3).as_primitive::<datafusion::arrow::datatypes::Float64Type>();
+        let x = all
+            .column(1)
+            .as_primitive::<datafusion::arrow::datatypes::Float64Type>();
+        let next = all
+            .column(3)
+            .as_primitive::<datafusion::arrow::datatypes::Float64Type>();
         for i in 0..60 {
             let last_of_key = i % 20 == 19;
             let want = if last_of_key { -1.0 } else { x.value(i + 1) };

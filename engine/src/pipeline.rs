@@ -17,7 +17,9 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::{Instrument, info_span, warn};
 
-use crate::checkpoint::{CheckpointReport, OperatorState, PipelineLink, PipelineRestore, ViewState};
+use crate::checkpoint::{
+    CheckpointReport, OperatorState, PipelineLink, PipelineRestore, ViewState,
+};
 use crate::error::{EngineError, Result};
 use crate::fanout::{CHANNEL_CAPACITY, Fanout};
 use crate::message::Message;
@@ -94,9 +96,13 @@ impl PipelineStatus {
     fn record_state(&self, previous: &mut u64, bytes: usize) {
         let bytes = bytes as u64;
         let total = if bytes >= *previous {
-            self.state_bytes.fetch_add(bytes - *previous, Ordering::Relaxed) + (bytes - *previous)
+            self.state_bytes
+                .fetch_add(bytes - *previous, Ordering::Relaxed)
+                + (bytes - *previous)
         } else {
-            self.state_bytes.fetch_sub(*previous - bytes, Ordering::Relaxed) - (*previous - bytes)
+            self.state_bytes
+                .fetch_sub(*previous - bytes, Ordering::Relaxed)
+                - (*previous - bytes)
         };
         *previous = bytes;
         self.peak_state_bytes.fetch_max(total, Ordering::Relaxed);
@@ -155,10 +161,19 @@ pub fn spawn_pipeline(
         PipelineInput::Source { config, reader } => {
             let st = Arc::clone(&status);
             let checkpointing = match (barriers, &reports) {
-                (Some(barriers), Some(reports)) => Some(SourceCheckpointing { barriers, reports: reports.clone() }),
+                (Some(barriers), Some(reports)) => Some(SourceCheckpointing {
+                    barriers,
+                    reports: reports.clone(),
+                }),
                 _ => None,
             };
-            tasks.push(spawn_source(config, reader, input_tx, checkpointing, move |e| st.fail(&e)));
+            tasks.push(spawn_source(
+                config,
+                reader,
+                input_tx,
+                checkpointing,
+                move |e| st.fail(&e),
+            ));
         }
         PipelineInput::View { backfill, mut live } => {
             tasks.push(tokio::spawn(async move {
@@ -181,7 +196,11 @@ pub fn spawn_pipeline(
         let span = info_span!("operator", view = %view, index = i, name = %op.name());
         let count_input = i == 0;
         let counter = Arc::clone(&counting_status);
-        let stage = Stage { index: i, reports: reports.clone(), restore: restore.remove(&i) };
+        let stage = Stage {
+            index: i,
+            reports: reports.clone(),
+            restore: restore.remove(&i),
+        };
         tasks.push(tokio::spawn(
             async move {
                 if let Err(e) = run_operator(op, rx, tx, counter, count_input, stage).await {
@@ -281,12 +300,16 @@ async fn run_operator(
             },
             None => rx.recv().await,
         };
-        let Some(message) = message else { return Ok(()) };
+        let Some(message) = message else {
+            return Ok(());
+        };
         let mut end = false;
         match message {
             Message::Data(batch) => {
                 if count_input {
-                    status.rows_in.fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
+                    status
+                        .rows_in
+                        .fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
                 }
                 op.process_batch(batch, &mut out)?
             }

@@ -89,7 +89,10 @@ impl ReaderContext {
             return Ok(());
         }
         if self.bad_records == BadRecords::Fail {
-            let first = records.first().map(|r| r.describe(&self.source)).unwrap_or_default();
+            let first = records
+                .first()
+                .map(|r| r.describe(&self.source))
+                .unwrap_or_default();
             return Err(EngineError::User(format!("{first} (bad_records = 'fail')")));
         }
         if let Some(p) = partition {
@@ -150,7 +153,10 @@ impl WatermarkSpec {
     /// The time column's index when the expression is non-decreasing in it and reads nothing else.
     fn monotone_column(&self, batch: &RecordBatch) -> Option<usize> {
         let column_of = |e: &Arc<dyn PhysicalExpr>| {
-            e.as_ref().downcast_ref::<Column>().filter(|c| c.name() == self.column).map(Column::index)
+            e.as_ref()
+                .downcast_ref::<Column>()
+                .filter(|c| c.name() == self.column)
+                .map(Column::index)
         };
         if let Some(index) = column_of(&self.expr) {
             return Some(index);
@@ -166,7 +172,9 @@ impl WatermarkSpec {
 /// Position of the latest non-null time in a timestamp column.
 fn latest_row(column: &ArrayRef) -> Result<Option<usize>> {
     let values = timestamp_values(column)?;
-    let Some(max) = datafusion::arrow::compute::max(&values) else { return Ok(None) };
+    let Some(max) = datafusion::arrow::compute::max(&values) else {
+        return Ok(None);
+    };
     Ok(values.iter().position(|v| v == Some(max)))
 }
 
@@ -216,12 +224,21 @@ pub async fn run_source(
         tracker.restore(&restored.partition_watermarks, restored.watermark);
         let now = Instant::now();
         for p in restored.partition_watermarks.keys() {
-            clocks.insert(*p, PartitionClock { last_data: now, idle: false });
+            clocks.insert(
+                *p,
+                PartitionClock {
+                    last_data: now,
+                    idle: false,
+                },
+            );
         }
     }
     let mut emitted: Option<Watermark> = None;
     let mut delivering = false;
-    let poll = config.idle_timeout.min(Duration::from_millis(200)).max(Duration::from_millis(10));
+    let poll = config
+        .idle_timeout
+        .min(Duration::from_millis(200))
+        .max(Duration::from_millis(10));
     loop {
         // Barriers go between two events, so the position and watermarks reported are exactly
         // those of the rows sent before the barrier.
@@ -232,7 +249,10 @@ pub async fn run_source(
                     partition_watermarks: tracker.input_watermarks(),
                     watermark: tracker.combined(),
                 };
-                let _ = link.reports.send(CheckpointReport::Source { epoch: barrier.epoch, state });
+                let _ = link.reports.send(CheckpointReport::Source {
+                    epoch: barrier.epoch,
+                    state,
+                });
                 if tx.send(Message::Barrier(barrier)).await.is_err() {
                     return Ok(());
                 }
@@ -241,7 +261,11 @@ pub async fn run_source(
         let event = source.next_event(poll).await?;
         let now = Instant::now();
         match event {
-            SourceEvent::Data { partition, batch, offsets } => {
+            SourceEvent::Data {
+                partition,
+                batch,
+                offsets,
+            } => {
                 if !delivering {
                     // Connectors with a connection report their own status; for the others,
                     // rows arriving is what "running" means.
@@ -250,7 +274,13 @@ pub async fn run_source(
                         ctx.metrics.set_status("running");
                     }
                 }
-                clocks.insert(partition, PartitionClock { last_data: now, idle: false });
+                clocks.insert(
+                    partition,
+                    PartitionClock {
+                        last_data: now,
+                        idle: false,
+                    },
+                );
                 let batch = match &config.watermark {
                     Some(spec) => reject_future_rows(&config, spec, partition, batch, offsets)?,
                     None => batch,
@@ -276,7 +306,10 @@ pub async fn run_source(
                 for p in partitions {
                     clocks.entry(p).or_insert_with(|| {
                         tracker.observe(p, None);
-                        PartitionClock { last_data: now, idle: false }
+                        PartitionClock {
+                            last_data: now,
+                            idle: false,
+                        }
                     });
                     ctx.metrics.update(p, |_| ());
                 }
@@ -318,8 +351,12 @@ fn reject_future_rows(
     batch: RecordBatch,
     offsets: Option<Int64Array>,
 ) -> Result<RecordBatch> {
-    let Some(max_future) = config.max_future else { return Ok(batch) };
-    let Some(column) = batch.column_by_name(&spec.column).cloned() else { return Ok(batch) };
+    let Some(max_future) = config.max_future else {
+        return Ok(batch);
+    };
+    let Some(column) = batch.column_by_name(&spec.column).cloned() else {
+        return Ok(batch);
+    };
     let unit = crate::time::timestamp_unit(column.data_type(), &spec.column)?;
     let now_nanos = now_millis().saturating_mul(1_000_000);
     let limit = nanos_to_unit(now_nanos.saturating_add(max_future.as_nanos() as i64), unit);
@@ -330,7 +367,11 @@ fn reject_future_rows(
     }
     let future = cmp::gt(&values, &Int64Array::new_scalar(limit))?;
     // Rows without an event time are not in the future (the window operator accounts for them).
-    let future = if future.null_count() > 0 { prep_null_mask_filter(&future) } else { future };
+    let future = if future.null_count() > 0 {
+        prep_null_mask_filter(&future)
+    } else {
+        future
+    };
     let rejected = compute::filter_record_batch(&batch, &future)?;
     let rejected_offsets = match &offsets {
         Some(o) => Some(compute::filter(o, &future)?),
@@ -350,12 +391,18 @@ fn reject_future_rows(
         .filter(|line| !line.is_empty())
         .enumerate()
         .map(|(i, line)| {
-            let offset = rejected_offsets.as_ref().and_then(|o| o.as_primitive_opt::<Int64Type>()).map(|o| o.value(i));
+            let offset = rejected_offsets
+                .as_ref()
+                .and_then(|o| o.as_primitive_opt::<Int64Type>())
+                .map(|o| o.value(i));
             BadRecord::new(line, message.clone()).at(Some(partition as i32), offset, None)
         })
         .collect();
     config.context.reject(Some(partition), records)?;
-    Ok(compute::filter_record_batch(&batch, &compute::not(&future)?)?)
+    Ok(compute::filter_record_batch(
+        &batch,
+        &compute::not(&future)?,
+    )?)
 }
 
 /// Spawns [`run_source`] and logs its failure.

@@ -6,13 +6,13 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{
-    ArrayRef, Int32Array, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray,
-    TimestampMicrosecondArray,
-};
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use crate::bounded_log::BoundedLog;
 use crate::error::{EngineError, Result};
+use datafusion::arrow::array::{
+    ArrayRef, Int32Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
+    TimestampMillisecondArray,
+};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
 /// Records kept by default; older ones are dropped (their count stays).
 pub const DEFAULT_SOURCE_ERRORS_KEPT: usize = 10_000;
@@ -36,7 +36,9 @@ impl BadRecords {
         match value.to_ascii_lowercase().as_str() {
             "skip" => Ok(Self::Skip),
             "fail" => Ok(Self::Fail),
-            other => Err(EngineError::User(format!("bad_records must be 'skip' or 'fail', not '{other}'"))),
+            other => Err(EngineError::User(format!(
+                "bad_records must be 'skip' or 'fail', not '{other}'"
+            ))),
         }
     }
 }
@@ -69,7 +71,12 @@ impl BadRecord {
     }
 
     /// The same record, placed in its partition.
-    pub fn at(mut self, partition: Option<i32>, offset: Option<i64>, timestamp_millis: Option<i64>) -> Self {
+    pub fn at(
+        mut self,
+        partition: Option<i32>,
+        offset: Option<i64>,
+        timestamp_millis: Option<i64>,
+    ) -> Self {
         self.partition = partition;
         self.offset = offset;
         self.timestamp_millis = timestamp_millis;
@@ -102,7 +109,9 @@ impl Default for SourceErrorLog {
 impl SourceErrorLog {
     /// A log keeping at most `capacity` records.
     pub fn new(capacity: usize) -> Self {
-        Self { log: BoundedLog::new(capacity) }
+        Self {
+            log: BoundedLog::new(capacity),
+        }
     }
 
     /// Logs `records` of `source`.
@@ -126,7 +135,11 @@ impl SourceErrorLog {
             Field::new("source_name", DataType::Utf8, false),
             Field::new("partition", DataType::Int32, true),
             Field::new("offset", DataType::Int64, true),
-            Field::new("timestamp", DataType::Timestamp(TimeUnit::Millisecond, Some("+00:00".into())), true),
+            Field::new(
+                "timestamp",
+                DataType::Timestamp(TimeUnit::Millisecond, Some("+00:00".into())),
+                true,
+            ),
             Field::new(
                 "recorded_at",
                 DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into())),
@@ -142,19 +155,29 @@ impl SourceErrorLog {
     pub fn to_batch(&self) -> Result<RecordBatch> {
         let columns: Vec<ArrayRef> = self.log.with_kept(|r| -> Vec<ArrayRef> {
             vec![
-                Arc::new(StringArray::from_iter_values(r.iter().map(|l| l.owner.as_str()))),
+                Arc::new(StringArray::from_iter_values(
+                    r.iter().map(|l| l.owner.as_str()),
+                )),
                 Arc::new(Int32Array::from_iter(r.iter().map(|l| l.entry.partition))),
                 Arc::new(Int64Array::from_iter(r.iter().map(|l| l.entry.offset))),
                 Arc::new(
-                    TimestampMillisecondArray::from_iter(r.iter().map(|l| l.entry.timestamp_millis))
-                        .with_timezone("+00:00"),
+                    TimestampMillisecondArray::from_iter(
+                        r.iter().map(|l| l.entry.timestamp_millis),
+                    )
+                    .with_timezone("+00:00"),
                 ),
                 Arc::new(
-                    TimestampMicrosecondArray::from_iter_values(r.iter().map(|l| l.recorded_micros))
-                        .with_timezone("+00:00"),
+                    TimestampMicrosecondArray::from_iter_values(
+                        r.iter().map(|l| l.recorded_micros),
+                    )
+                    .with_timezone("+00:00"),
                 ),
-                Arc::new(StringArray::from_iter_values(r.iter().map(|l| String::from_utf8_lossy(&l.entry.raw)))),
-                Arc::new(StringArray::from_iter_values(r.iter().map(|l| l.entry.error.as_str()))),
+                Arc::new(StringArray::from_iter_values(
+                    r.iter().map(|l| String::from_utf8_lossy(&l.entry.raw)),
+                )),
+                Arc::new(StringArray::from_iter_values(
+                    r.iter().map(|l| l.entry.error.as_str()),
+                )),
             ]
         });
         Ok(RecordBatch::try_new(Self::schema(), columns)?)
@@ -176,7 +199,11 @@ mod tests {
         assert_eq!(log.count("s"), 3);
         let batch = log.to_batch()?;
         assert_eq!(batch.num_rows(), 2);
-        let raw = batch.column(5).as_any().downcast_ref::<StringArray>().map(|a| a.value(0).len());
+        let raw = batch
+            .column(5)
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .map(|a| a.value(0).len());
         assert_eq!(raw, Some(RAW_BYTES_KEPT));
         log.forget("s");
         assert_eq!(log.count("s"), 0);

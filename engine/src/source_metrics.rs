@@ -11,8 +11,8 @@ use std::sync::{Arc, Weak};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use datafusion::arrow::array::{
-    ArrayRef, BooleanArray, Int32Array, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray,
-    TimestampNanosecondArray, UInt64Array,
+    ArrayRef, BooleanArray, Int32Array, Int64Array, RecordBatch, StringArray,
+    TimestampMillisecondArray, TimestampNanosecondArray, UInt64Array,
 };
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use parking_lot::Mutex;
@@ -81,7 +81,10 @@ impl SourceMetricsRegistry {
         let metrics = Arc::new(ReaderMetrics {
             source: source.to_string(),
             view: view.to_string(),
-            state: Mutex::new(ReaderState { status: "starting".into(), partitions: BTreeMap::new() }),
+            state: Mutex::new(ReaderState {
+                status: "starting".into(),
+                partitions: BTreeMap::new(),
+            }),
         });
         let mut readers = self.readers.lock();
         readers.retain(|r| r.strong_count() > 0);
@@ -98,7 +101,11 @@ impl SourceMetricsRegistry {
             Field::new("offset", DataType::Int64, true),
             Field::new("high_watermark", DataType::Int64, true),
             Field::new("lag", DataType::Int64, true),
-            Field::new("watermark", DataType::Timestamp(TimeUnit::Nanosecond, Some("+00:00".into())), true),
+            Field::new(
+                "watermark",
+                DataType::Timestamp(TimeUnit::Nanosecond, Some("+00:00".into())),
+                true,
+            ),
             Field::new("idle", DataType::Boolean, false),
             Field::new("records", DataType::UInt64, false),
             Field::new("errors", DataType::UInt64, false),
@@ -113,12 +120,23 @@ impl SourceMetricsRegistry {
 
     /// One row per (reader, partition).
     pub fn to_batch(&self) -> Result<RecordBatch> {
-        let readers: Vec<Arc<ReaderMetrics>> = self.readers.lock().iter().filter_map(Weak::upgrade).collect();
+        let readers: Vec<Arc<ReaderMetrics>> = self
+            .readers
+            .lock()
+            .iter()
+            .filter_map(Weak::upgrade)
+            .collect();
         let mut rows: Vec<(String, String, u32, PartitionMetrics, String)> = Vec::new();
         for r in &readers {
             let state = r.state.lock();
             for (p, m) in &state.partitions {
-                rows.push((r.source.clone(), r.view.clone(), *p, m.clone(), state.status.clone()));
+                rows.push((
+                    r.source.clone(),
+                    r.view.clone(),
+                    *p,
+                    m.clone(),
+                    state.status.clone(),
+                ));
             }
         }
         rows.sort_by(|a, b| (&a.0, &a.1, a.2).cmp(&(&b.0, &b.1, b.2)));
@@ -127,23 +145,38 @@ impl SourceMetricsRegistry {
             _ => None,
         };
         let columns: Vec<ArrayRef> = vec![
-            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0.as_str()))),
-            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.1.as_str()))),
-            Arc::new(Int32Array::from_iter_values(rows.iter().map(|r| r.2 as i32))),
+            Arc::new(StringArray::from_iter_values(
+                rows.iter().map(|r| r.0.as_str()),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                rows.iter().map(|r| r.1.as_str()),
+            )),
+            Arc::new(Int32Array::from_iter_values(
+                rows.iter().map(|r| r.2 as i32),
+            )),
             Arc::new(Int64Array::from_iter(rows.iter().map(|r| r.3.offset))),
-            Arc::new(Int64Array::from_iter(rows.iter().map(|r| r.3.high_watermark))),
+            Arc::new(Int64Array::from_iter(
+                rows.iter().map(|r| r.3.high_watermark),
+            )),
             Arc::new(Int64Array::from_iter(rows.iter().map(|r| lag(&r.3)))),
             Arc::new(
-                TimestampNanosecondArray::from_iter(rows.iter().map(|r| r.3.watermark)).with_timezone("+00:00"),
+                TimestampNanosecondArray::from_iter(rows.iter().map(|r| r.3.watermark))
+                    .with_timezone("+00:00"),
             ),
             Arc::new(BooleanArray::from_iter(rows.iter().map(|r| Some(r.3.idle)))),
-            Arc::new(UInt64Array::from_iter_values(rows.iter().map(|r| r.3.records))),
-            Arc::new(UInt64Array::from_iter_values(rows.iter().map(|r| r.3.errors))),
+            Arc::new(UInt64Array::from_iter_values(
+                rows.iter().map(|r| r.3.records),
+            )),
+            Arc::new(UInt64Array::from_iter_values(
+                rows.iter().map(|r| r.3.errors),
+            )),
             Arc::new(
                 TimestampMillisecondArray::from_iter(rows.iter().map(|r| r.3.last_record_millis))
                     .with_timezone("+00:00"),
             ),
-            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.4.as_str()))),
+            Arc::new(StringArray::from_iter_values(
+                rows.iter().map(|r| r.4.as_str()),
+            )),
         ];
         Ok(RecordBatch::try_new(Self::schema(), columns)?)
     }
@@ -151,7 +184,9 @@ impl SourceMetricsRegistry {
 
 /// Wall-clock milliseconds since the epoch.
 pub fn now_millis() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 #[cfg(test)]
@@ -169,7 +204,11 @@ mod tests {
         });
         let batch = registry.to_batch()?;
         assert_eq!(batch.num_rows(), 1);
-        let lag = batch.column(5).as_any().downcast_ref::<Int64Array>().map(|a| a.value(0));
+        let lag = batch
+            .column(5)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .map(|a| a.value(0));
         assert_eq!(lag, Some(5));
         drop(reader);
         assert_eq!(registry.to_batch()?.num_rows(), 0);

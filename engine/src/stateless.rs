@@ -118,17 +118,27 @@ impl StreamOperator for StatelessOperator {
     // Upserts replace a whole partition, so mapping each row independently keeps them exact.
     fn process_upsert(&mut self, rows: PartitionRows, out: &mut Collector) -> Result<()> {
         let mapped = self.apply(rows.rows)?;
-        out.push(Message::Upsert(PartitionRows { partition: rows.partition, rows: mapped }));
+        out.push(Message::Upsert(PartitionRows {
+            partition: rows.partition,
+            rows: mapped,
+        }));
         Ok(())
     }
 
     fn process_finalize(&mut self, rows: PartitionRows, out: &mut Collector) -> Result<()> {
         let mapped = self.apply(rows.rows)?;
-        out.push(Message::Finalize(PartitionRows { partition: rows.partition, rows: mapped }));
+        out.push(Message::Finalize(PartitionRows {
+            partition: rows.partition,
+            rows: mapped,
+        }));
         Ok(())
     }
 
     fn describe(&self) -> String {
-        self.steps.iter().map(Step::describe).collect::<Vec<_>>().join("\n  ")
+        self.steps
+            .iter()
+            .map(Step::describe)
+            .collect::<Vec<_>>()
+            .join("\n  ")
     }
 }

@@ -48,8 +48,7 @@ pub fn max_nanos(array: &ArrayRef) -> Result<Option<i64>> {
         }
     };
     let values = timestamp_values(array)?;
-    Ok(datafusion::arrow::compute::max(&values)
-        .map(|v| v.saturating_mul(nanos_per_unit(unit))))
+    Ok(datafusion::arrow::compute::max(&values).map(|v| v.saturating_mul(nanos_per_unit(unit))))
 }
 
 /// Converts nanoseconds to `unit`, rounding toward negative infinity.
@@ -65,7 +64,11 @@ mod tests {
 
     #[test]
     fn max_in_nanos() {
-        let a: ArrayRef = Arc::new(TimestampMillisecondArray::from(vec![Some(5), None, Some(9)]));
+        let a: ArrayRef = Arc::new(TimestampMillisecondArray::from(vec![
+            Some(5),
+            None,
+            Some(9),
+        ]));
         assert_eq!(max_nanos(&a).ok().flatten(), Some(9_000_000));
     }
 

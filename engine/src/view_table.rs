@@ -72,12 +72,20 @@ pub struct ViewTable {
 impl ViewTable {
     /// An empty view with `schema`.
     pub fn new(schema: SchemaRef) -> Self {
-        Self { schema, contents: RwLock::new(Contents::default()), segment_store: None }
+        Self {
+            schema,
+            contents: RwLock::new(Contents::default()),
+            segment_store: None,
+        }
     }
 
     /// An empty view whose committed rows are read from segments in `store`.
     pub fn with_segments(schema: SchemaRef, store: SegmentStore) -> Self {
-        Self { schema, contents: RwLock::new(Contents::default()), segment_store: Some(store) }
+        Self {
+            schema,
+            contents: RwLock::new(Contents::default()),
+            segment_store: Some(store),
+        }
     }
 
     /// Appends final rows.
@@ -99,7 +107,10 @@ impl ViewTable {
     /// Replaces the provisional rows of a partition.
     pub fn upsert(&self, rows: PartitionRows) -> Result<()> {
         let batch = self.conform(rows.rows)?;
-        self.contents.write().provisional.insert(rows.partition, batch);
+        self.contents
+            .write()
+            .provisional
+            .insert(rows.partition, batch);
         Ok(())
     }
 
@@ -165,9 +176,15 @@ impl ViewTable {
     }
 
     /// Recovery: the view's rows as of a checkpoint (final rows in `segments`).
-    pub fn restore(&self, segments: Vec<FileRef>, provisional: BTreeMap<i64, RecordBatch>) -> Result<()> {
-        let provisional =
-            provisional.into_iter().map(|(k, b)| Ok((k, self.conform(b)?))).collect::<Result<BTreeMap<_, _>>>()?;
+    pub fn restore(
+        &self,
+        segments: Vec<FileRef>,
+        provisional: BTreeMap<i64, RecordBatch>,
+    ) -> Result<()> {
+        let provisional = provisional
+            .into_iter()
+            .map(|(k, b)| Ok((k, self.conform(b)?)))
+            .collect::<Result<BTreeMap<_, _>>>()?;
         let mut c = self.contents.write();
         c.segment_rows = segments.iter().map(|s| s.rows as usize).sum();
         c.segments = segments;
@@ -222,7 +239,14 @@ impl ViewTable {
     /// lock so together they hold every row once.
     fn parts(&self) -> (Vec<FileRef>, Vec<RecordBatch>) {
         let c = self.contents.read();
-        (c.segments.clone(), c.appended.iter().chain(c.provisional.values()).cloned().collect())
+        (
+            c.segments.clone(),
+            c.appended
+                .iter()
+                .chain(c.provisional.values())
+                .cloned()
+                .collect(),
+        )
     }
 
     /// (final rows, provisional rows, open partitions).
@@ -237,7 +261,10 @@ impl ViewTable {
         if batch.schema() == self.schema {
             return Ok(batch);
         }
-        Ok(RecordBatch::try_new(Arc::clone(&self.schema), batch.columns().to_vec())?)
+        Ok(RecordBatch::try_new(
+            Arc::clone(&self.schema),
+            batch.columns().to_vec(),
+        )?)
     }
 }
 
@@ -264,7 +291,10 @@ impl TableProvider for ViewTable {
         let Some(store) = self.segment_store.as_ref().filter(|_| !segments.is_empty()) else {
             return Ok(memory);
         };
-        let files: Vec<PartitionedFile> = segments.iter().map(|s| PartitionedFile::new(s.path.clone(), s.size)).collect();
+        let files: Vec<PartitionedFile> = segments
+            .iter()
+            .map(|s| PartitionedFile::new(s.path.clone(), s.size))
+            .collect();
         let source = Arc::new(ParquetSource::new(self.schema()));
         let config = FileScanConfigBuilder::new(store.url.clone(), source)
             .with_file_group(FileGroup::new(files))
@@ -289,10 +319,19 @@ mod tests {
     #[test]
     fn upsert_then_finalize_replaces() -> Result<()> {
         let t = ViewTable::new(batch(vec![]).schema());
-        t.upsert(PartitionRows { partition: 1, rows: batch(vec![1, 2]) })?;
-        t.upsert(PartitionRows { partition: 1, rows: batch(vec![3]) })?;
+        t.upsert(PartitionRows {
+            partition: 1,
+            rows: batch(vec![1, 2]),
+        })?;
+        t.upsert(PartitionRows {
+            partition: 1,
+            rows: batch(vec![3]),
+        })?;
         assert_eq!(t.stats(), (0, 1, 1));
-        t.finalize(PartitionRows { partition: 1, rows: batch(vec![4, 5]) })?;
+        t.finalize(PartitionRows {
+            partition: 1,
+            rows: batch(vec![4, 5]),
+        })?;
         assert_eq!(t.stats(), (2, 0, 0));
         Ok(())
     }
@@ -305,7 +344,14 @@ mod tests {
         let rows = t.rows_range(2, 5)?;
         let values: Vec<i64> = rows
             .iter()
-            .flat_map(|b| b.column(0).as_any().downcast_ref::<Int64Array>().unwrap().values().to_vec())
+            .flat_map(|b| {
+                b.column(0)
+                    .as_any()
+                    .downcast_ref::<Int64Array>()
+                    .unwrap()
+                    .values()
+                    .to_vec()
+            })
             .collect();
         assert_eq!(values, vec![3, 4, 5]);
         assert!(t.rows_range(4, 6).is_err());

@@ -24,7 +24,10 @@ pub struct WatermarkTracker {
 impl WatermarkTracker {
     /// Notes data on `input` whose watermark candidate is `candidate` (None: rows had no time).
     pub fn observe(&mut self, input: u32, candidate: Option<i64>) {
-        let state = self.inputs.entry(input).or_insert(InputState { watermark: None, idle: false });
+        let state = self.inputs.entry(input).or_insert(InputState {
+            watermark: None,
+            idle: false,
+        });
         state.idle = false;
         if let Some(c) = candidate {
             state.watermark = Some(state.watermark.map_or(c, |w| w.max(c)));
@@ -46,7 +49,10 @@ impl WatermarkTracker {
 
     /// Highest candidate of every input that has one, for checkpoints.
     pub fn input_watermarks(&self) -> BTreeMap<u32, i64> {
-        self.inputs.iter().filter_map(|(k, s)| s.watermark.map(|w| (*k, w))).collect()
+        self.inputs
+            .iter()
+            .filter_map(|(k, s)| s.watermark.map(|w| (*k, w)))
+            .collect()
     }
 
     /// The last combined watermark handed out.
@@ -57,14 +63,26 @@ impl WatermarkTracker {
     /// Recovery: per-input candidates and the combined watermark of a checkpoint.
     pub fn restore(&mut self, inputs: &BTreeMap<u32, i64>, combined: Option<i64>) {
         for (input, w) in inputs {
-            self.inputs.insert(*input, InputState { watermark: Some(*w), idle: false });
+            self.inputs.insert(
+                *input,
+                InputState {
+                    watermark: Some(*w),
+                    idle: false,
+                },
+            );
         }
         self.combined = combined;
     }
 
     /// Marks one input idle.
     pub fn mark_idle(&mut self, input: u32) {
-        self.inputs.entry(input).or_insert(InputState { watermark: None, idle: true }).idle = true;
+        self.inputs
+            .entry(input)
+            .or_insert(InputState {
+                watermark: None,
+                idle: true,
+            })
+            .idle = true;
     }
 
     /// Marks every input idle.
@@ -94,7 +112,10 @@ impl WatermarkTracker {
             return Some(Watermark::Idle);
         }
         // An active input that has produced no time yet holds everything back.
-        let min = active.iter().map(|s| s.watermark).try_fold(i64::MAX, |m, w| w.map(|w| m.min(w)))?;
+        let min = active
+            .iter()
+            .map(|s| s.watermark)
+            .try_fold(i64::MAX, |m, w| w.map(|w| m.min(w)))?;
         let next = self.combined.map_or(min, |c| c.max(min));
         self.combined = Some(next);
         Some(Watermark::EventTime(next))

@@ -45,12 +45,20 @@ pub struct TumbleSpec {
 impl TumbleSpec {
     /// A tumbling window.
     pub fn tumbling(size_nanos: i64, offset_nanos: i64) -> Self {
-        Self { size_nanos, offset_nanos, slide_nanos: size_nanos }
+        Self {
+            size_nanos,
+            offset_nanos,
+            slide_nanos: size_nanos,
+        }
     }
 
     /// The relation's name in messages.
     fn function(&self) -> &'static str {
-        if self.slide_nanos == self.size_nanos { "TUMBLE" } else { "HOP" }
+        if self.slide_nanos == self.size_nanos {
+            "TUMBLE"
+        } else {
+            "HOP"
+        }
     }
 }
 
@@ -78,7 +86,9 @@ impl TumbleAssigner {
         let unit = timestamp_unit(field.data_type(), time_column)?;
         let per = nanos_per_unit(unit);
         if spec.size_nanos <= 0 || spec.slide_nanos <= 0 {
-            return Err(EngineError::User(format!("{function}: the window size and slide must be positive")));
+            return Err(EngineError::User(format!(
+                "{function}: the window size and slide must be positive"
+            )));
         }
         if spec.size_nanos % spec.slide_nanos != 0 {
             return Err(EngineError::User(format!(
@@ -87,7 +97,8 @@ impl TumbleAssigner {
                 humanize_nanos(spec.slide_nanos)
             )));
         }
-        if spec.size_nanos % per != 0 || spec.offset_nanos % per != 0 || spec.slide_nanos % per != 0 {
+        if spec.size_nanos % per != 0 || spec.offset_nanos % per != 0 || spec.slide_nanos % per != 0
+        {
             return Err(EngineError::User(format!(
                 "{function}: size, slide and offset must be whole multiples of the column's unit ({unit:?})"
             )));
@@ -99,7 +110,11 @@ impl TumbleAssigner {
                     "{function}: the input already has a column named \"{name}\""
                 )));
             }
-            fields.push(Arc::new(Field::new(name, field.data_type().clone(), field.is_nullable())));
+            fields.push(Arc::new(Field::new(
+                name,
+                field.data_type().clone(),
+                field.is_nullable(),
+            )));
         }
         Ok(Self {
             time_column: time_column.to_string(),
@@ -135,12 +150,17 @@ impl TumbleAssigner {
     pub fn assign(&self, batch: &RecordBatch) -> Result<RecordBatch> {
         let ts = timestamp_values(batch.column(self.time_index))?;
         let (size, slide, offset) = (self.size, self.slide, self.offset);
-        let latest = ts.unary::<_, Int64Type>(|t| t.wrapping_sub(t.wrapping_sub(offset).rem_euclid(slide)));
+        let latest =
+            ts.unary::<_, Int64Type>(|t| t.wrapping_sub(t.wrapping_sub(offset).rem_euclid(slide)));
         let copies = size / slide;
         let mut parts = Vec::with_capacity(copies as usize);
         for copy in 0..copies {
             let back = copy * slide;
-            let starts = if copy == 0 { latest.clone() } else { latest.unary::<_, Int64Type>(|s| s - back) };
+            let starts = if copy == 0 {
+                latest.clone()
+            } else {
+                latest.unary::<_, Int64Type>(|s| s - back)
+            };
             let ends = starts.unary::<_, Int64Type>(|s| s.saturating_add(size));
             let mut columns = batch.columns().to_vec();
             columns.push(values_to_timestamp(&starts, &self.time_type)?);
@@ -148,7 +168,9 @@ impl TumbleAssigner {
             parts.push(RecordBatch::try_new(self.output_schema(), columns)?);
         }
         match parts.len() {
-            1 => parts.pop().ok_or_else(|| EngineError::Internal("no window copy".into())),
+            1 => parts
+                .pop()
+                .ok_or_else(|| EngineError::Internal("no window copy".into())),
             _ => Ok(concat_batches(&self.output_schema(), &parts)?),
         }
     }
@@ -270,7 +292,8 @@ mod tests {
             DataType::Timestamp(TimeUnit::Millisecond, None),
             true,
         )]));
-        RecordBatch::try_new(schema, vec![a]).unwrap_or_else(|_| RecordBatch::new_empty(Arc::new(Schema::empty())))
+        RecordBatch::try_new(schema, vec![a])
+            .unwrap_or_else(|_| RecordBatch::new_empty(Arc::new(Schema::empty())))
     }
 
     #[test]
@@ -304,15 +327,24 @@ mod tests {
     #[test]
     fn hopping_windows_copy_each_row_into_every_window_it_is_in() -> Result<()> {
         let b = batch(vec![Some(0), Some(4_999), Some(-1)]);
-        let spec = TumbleSpec { size_nanos: 10_000_000_000, offset_nanos: 0, slide_nanos: 2_000_000_000 };
+        let spec = TumbleSpec {
+            size_nanos: 10_000_000_000,
+            offset_nanos: 0,
+            slide_nanos: 2_000_000_000,
+        };
         let out = TumbleAssigner::try_new(&b.schema(), "ts", spec)?.assign(&b)?;
         assert_eq!(out.num_rows(), 15);
         let starts = out.column(1).as_primitive::<TimestampMillisecondType>();
-        let of_row = |row: usize| -> Vec<i64> { (0..5).map(|copy| starts.value(copy * 3 + row)).collect() };
+        let of_row =
+            |row: usize| -> Vec<i64> { (0..5).map(|copy| starts.value(copy * 3 + row)).collect() };
         assert_eq!(of_row(0), vec![0, -2_000, -4_000, -6_000, -8_000]);
         assert_eq!(of_row(1), vec![4_000, 2_000, 0, -2_000, -4_000]);
         assert_eq!(of_row(2), vec![-2_000, -4_000, -6_000, -8_000, -10_000]);
-        let uneven = TumbleSpec { size_nanos: 10_000_000_000, offset_nanos: 0, slide_nanos: 3_000_000_000 };
+        let uneven = TumbleSpec {
+            size_nanos: 10_000_000_000,
+            offset_nanos: 0,
+            slide_nanos: 3_000_000_000,
+        };
         assert!(TumbleAssigner::try_new(&b.schema(), "ts", uneven).is_err());
         Ok(())
     }

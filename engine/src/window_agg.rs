@@ -28,23 +28,21 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, Int64Array, RecordBatch,
-};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, Int64Array, RecordBatch};
 use datafusion::arrow::compute::{filter_record_batch, sort_to_indices, take, take_record_batch};
+use datafusion::arrow::datatypes::{DataType, Field, Int64Type, TimeUnit};
 use datafusion::arrow::datatypes::{Schema, SchemaRef};
+use datafusion::common::ScalarValue;
 use datafusion::logical_expr::{EmitTo, GroupsAccumulator};
 use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
-use datafusion::common::ScalarValue;
-use datafusion::arrow::datatypes::{DataType, Field, Int64Type, TimeUnit};
 use datafusion::physical_expr::expressions::{Column, Literal};
 use datafusion::physical_expr::{GroupsAccumulatorAdapter, PhysicalExpr};
 use datafusion::physical_plan::aggregates::group_values::{GroupValues, new_group_values};
 use datafusion::physical_plan::aggregates::order::GroupOrdering;
 
+use crate::checkpoint::OperatorState;
 use crate::error::{EngineError, Result};
 use crate::late_rows::LateRowLog;
-use crate::checkpoint::OperatorState;
 use crate::message::{CheckpointBarrier, Message, PartitionRows, Watermark};
 use crate::operator::{Collector, StreamOperator};
 use crate::time::{nanos_per_unit, timestamp_unit, timestamp_values};
@@ -142,7 +140,9 @@ pub struct WindowAggregate {
 
 impl std::fmt::Debug for WindowAggregate {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WindowAggregate").field("windows", &self.windows.len()).finish()
+        f.debug_struct("WindowAggregate")
+            .field("windows", &self.windows.len())
+            .finish()
     }
 }
 
@@ -151,15 +151,21 @@ impl WindowAggregate {
     pub fn try_new(spec: WindowAggregateSpec, late: Arc<LateRowLog>) -> Result<Self> {
         let n_groups = spec.group_exprs.len();
         if n_groups == 0 {
-            return Err(EngineError::Internal("window aggregate without group columns".into()));
+            return Err(EngineError::Internal(
+                "window aggregate without group columns".into(),
+            ));
         }
         let mut key_exprs = Vec::with_capacity(n_groups);
         let mut key_fields = Vec::with_capacity(n_groups);
         let mut layout = Vec::with_capacity(n_groups);
         for (expr, field) in spec.group_exprs.iter().zip(spec.output_schema.fields()) {
             let window_column = match expr.as_ref().downcast_ref::<Column>() {
-                Some(c) if spec.window.is_some() && c.name() == WINDOW_START => Some(GroupColumn::WindowStart),
-                Some(c) if spec.window.is_some() && c.name() == WINDOW_END => Some(GroupColumn::WindowEnd),
+                Some(c) if spec.window.is_some() && c.name() == WINDOW_START => {
+                    Some(GroupColumn::WindowStart)
+                }
+                Some(c) if spec.window.is_some() && c.name() == WINDOW_END => {
+                    Some(GroupColumn::WindowEnd)
+                }
                 _ => None,
             };
             match window_column {
@@ -203,7 +209,11 @@ impl WindowAggregate {
     }
 
     fn new_accumulators(&self) -> Result<Vec<Box<dyn GroupsAccumulator>>> {
-        self.spec.aggregates.iter().map(|a| new_accumulator(&a.function)).collect()
+        self.spec
+            .aggregates
+            .iter()
+            .map(|a| new_accumulator(&a.function))
+            .collect()
     }
 
     /// Window start (nanoseconds) of every row; nulls where the window column is null.
@@ -218,7 +228,8 @@ impl WindowAggregate {
     }
 
     fn is_closed(&self, start: i64, window: WindowKey) -> bool {
-        self.watermark.is_some_and(|wm| start.saturating_add(window.size_nanos) <= wm)
+        self.watermark
+            .is_some_and(|wm| start.saturating_add(window.size_nanos) <= wm)
     }
 
     /// Interns `keys` into window `start`'s state (created when new); the group ids land in
@@ -245,7 +256,12 @@ impl WindowAggregate {
             .collect::<datafusion::error::Result<Vec<ArrayRef>>>()?;
         let total_groups = self.intern_keys(start, &keys)?;
         let state = window_in(&mut self.windows, start)?;
-        for (call, acc) in self.spec.aggregates.iter().zip(state.accumulators.iter_mut()) {
+        for (call, acc) in self
+            .spec
+            .aggregates
+            .iter()
+            .zip(state.accumulators.iter_mut())
+        {
             let values = call
                 .function
                 .expressions()
@@ -289,14 +305,20 @@ impl WindowAggregate {
         for (column, field) in self.layout.iter().zip(fields.iter()) {
             columns.push(match *column {
                 GroupColumn::Key(i) => Arc::clone(
-                    keys.get(i).ok_or_else(|| EngineError::Internal("missing group key".into()))?,
+                    keys.get(i)
+                        .ok_or_else(|| EngineError::Internal("missing group key".into()))?,
                 ),
                 GroupColumn::WindowStart => constant_time(field.data_type(), start, rows)?,
-                GroupColumn::WindowEnd => constant_time(field.data_type(), start.saturating_add(size), rows)?,
+                GroupColumn::WindowEnd => {
+                    constant_time(field.data_type(), start.saturating_add(size), rows)?
+                }
             });
         }
         columns.extend(values);
-        Ok(RecordBatch::try_new(Arc::clone(&self.spec.output_schema), columns)?)
+        Ok(RecordBatch::try_new(
+            Arc::clone(&self.spec.output_schema),
+            columns,
+        )?)
     }
 
     /// Takes a window's keys and partial aggregate states out and rebuilds its live state from
@@ -309,11 +331,18 @@ impl WindowAggregate {
         let mut reinterned = Vec::with_capacity(n);
         live.intern(&keys, &mut reinterned)?;
         if reinterned != ids {
-            return Err(EngineError::Internal("re-interning changed group ids".into()));
+            return Err(EngineError::Internal(
+                "re-interning changed group ids".into(),
+            ));
         }
         let mut partials = Vec::with_capacity(state.accumulators.len());
         let mut accumulators = Vec::with_capacity(state.accumulators.len());
-        for (call, acc) in self.spec.aggregates.iter().zip(state.accumulators.iter_mut()) {
+        for (call, acc) in self
+            .spec
+            .aggregates
+            .iter()
+            .zip(state.accumulators.iter_mut())
+        {
             let partial = acc.state(EmitTo::All)?;
             let mut continued = new_accumulator(&call.function)?;
             continued.merge_batch(&partial, &ids, n)?;
@@ -354,7 +383,9 @@ impl WindowAggregate {
         let starts = batch
             .column(0)
             .as_primitive_opt::<Int64Type>()
-            .ok_or_else(|| EngineError::Storage("checkpointed window starts are not BIGINT".into()))?
+            .ok_or_else(|| {
+                EngineError::Storage("checkpointed window starts are not BIGINT".into())
+            })?
             .clone();
         let runs = runs_of(starts.values(), usize::MAX).unwrap_or_default();
         for (start, offset, len) in runs {
@@ -365,7 +396,11 @@ impl WindowAggregate {
             let state = window_in(&mut self.windows, start)?;
             let mut column = 1 + n_keys;
             for (acc, width) in state.accumulators.iter_mut().zip(widths) {
-                acc.merge_batch(&part.columns()[column..column + width], &self.group_ids, total)?;
+                acc.merge_batch(
+                    &part.columns()[column..column + width],
+                    &self.group_ids,
+                    total,
+                )?;
                 column += width;
             }
         }
@@ -378,9 +413,10 @@ impl WindowAggregate {
             let rows = self.final_rows(start, state)?;
             match self.spec.emit {
                 EmitMode::OnWindowClose => out.data(rows),
-                EmitMode::OnUpdate { .. } => {
-                    out.push(Message::Finalize(PartitionRows { partition: start, rows }))
-                }
+                EmitMode::OnUpdate { .. } => out.push(Message::Finalize(PartitionRows {
+                    partition: start,
+                    rows,
+                })),
             }
         }
         Ok(())
@@ -390,7 +426,9 @@ impl WindowAggregate {
 /// A column of `rows` copies of the time `nanos`, in the unit and zone of `data_type`.
 fn constant_time(data_type: &DataType, nanos: i64, rows: usize) -> Result<ArrayRef> {
     let DataType::Timestamp(unit, zone) = data_type else {
-        return Err(EngineError::Internal(format!("window column of type {data_type}")));
+        return Err(EngineError::Internal(format!(
+            "window column of type {data_type}"
+        )));
     };
     let value = Some(nanos.div_euclid(nanos_per_unit(*unit)));
     let zone = zone.clone();
@@ -410,7 +448,9 @@ fn new_accumulator(function: &Arc<AggregateFunctionExpr>) -> Result<Box<dyn Grou
         Ok(function.create_groups_accumulator()?)
     } else {
         let function = Arc::clone(function);
-        Ok(Box::new(GroupsAccumulatorAdapter::new(move || function.create_accumulator())))
+        Ok(Box::new(GroupsAccumulatorAdapter::new(move || {
+            function.create_accumulator()
+        })))
     }
 }
 
@@ -441,7 +481,11 @@ impl StreamOperator for WindowAggregate {
         self.process_windows(&batch, &starts)
     }
 
-    fn on_watermark(&mut self, watermark: Watermark, out: &mut Collector) -> Result<Option<Watermark>> {
+    fn on_watermark(
+        &mut self,
+        watermark: Watermark,
+        out: &mut Collector,
+    ) -> Result<Option<Watermark>> {
         let Watermark::EventTime(wm) = watermark else {
             return Ok(Some(watermark));
         };
@@ -459,7 +503,9 @@ impl StreamOperator for WindowAggregate {
         self.emit_closed(closed, out)?;
         // Rows emitted from now on belong to windows ending after wm, so they start after
         // wm - size: that is the event time downstream can rely on for `window_start`.
-        Ok(Some(Watermark::EventTime(wm.saturating_sub(window.size_nanos))))
+        Ok(Some(Watermark::EventTime(
+            wm.saturating_sub(window.size_nanos),
+        )))
     }
 
     fn tick_interval(&self) -> Option<Duration> {
@@ -473,13 +519,22 @@ impl StreamOperator for WindowAggregate {
         if self.spec.emit == EmitMode::OnWindowClose {
             return Ok(());
         }
-        let dirty: Vec<i64> =
-            self.windows.iter().filter(|(_, s)| s.dirty).map(|(k, _)| *k).collect();
+        let dirty: Vec<i64> = self
+            .windows
+            .iter()
+            .filter(|(_, s)| s.dirty)
+            .map(|(k, _)| *k)
+            .collect();
         for start in dirty {
-            let Some(mut state) = self.windows.remove(&start) else { continue };
+            let Some(mut state) = self.windows.remove(&start) else {
+                continue;
+            };
             let rows = self.current_rows(start, &mut state);
             self.windows.insert(start, state);
-            out.push(Message::Upsert(PartitionRows { partition: start, rows: rows? }));
+            out.push(Message::Upsert(PartitionRows {
+                partition: start,
+                rows: rows?,
+            }));
         }
         Ok(())
     }
@@ -496,7 +551,9 @@ impl StreamOperator for WindowAggregate {
         }
         let starts: Vec<i64> = self.windows.keys().copied().collect();
         for start in starts {
-            let Some(mut window) = self.windows.remove(&start) else { continue };
+            let Some(mut window) = self.windows.remove(&start) else {
+                continue;
+            };
             let taken = self.take_partials(&mut window);
             self.windows.insert(start, window);
             let (keys, partials) = taken?;
@@ -508,7 +565,9 @@ impl StreamOperator for WindowAggregate {
             columns.extend(keys);
             columns.extend(partials.into_iter().flatten());
             let schema = state.schema.get_or_insert_with(|| state_schema(&columns));
-            state.batches.push(RecordBatch::try_new(Arc::clone(schema), columns)?);
+            state
+                .batches
+                .push(RecordBatch::try_new(Arc::clone(schema), columns)?);
         }
         Ok(state)
     }
@@ -529,16 +588,31 @@ impl StreamOperator for WindowAggregate {
     }
 
     fn describe(&self) -> String {
-        let aggs: Vec<String> =
-            self.spec.aggregates.iter().map(|a| a.function.name().to_string()).collect();
-        let keys: Vec<String> = self.spec.group_exprs.iter().map(|e| e.to_string()).collect();
+        let aggs: Vec<String> = self
+            .spec
+            .aggregates
+            .iter()
+            .map(|a| a.function.name().to_string())
+            .collect();
+        let keys: Vec<String> = self
+            .spec
+            .group_exprs
+            .iter()
+            .map(|e| e.to_string())
+            .collect();
         let emit = match self.spec.emit {
-            EmitMode::OnUpdate { refresh } => format!("on update (refresh {}ms)", refresh.as_millis()),
+            EmitMode::OnUpdate { refresh } => {
+                format!("on update (refresh {}ms)", refresh.as_millis())
+            }
             EmitMode::OnWindowClose => "on window close".into(),
         };
         format!(
             "{}: group by [{}] aggregates [{}] emit {emit}",
-            if self.spec.window.is_some() { "WindowAggregate" } else { "Aggregate (updating)" },
+            if self.spec.window.is_some() {
+                "WindowAggregate"
+            } else {
+                "Aggregate (updating)"
+            },
             keys.join(", "),
             aggs.join(", ")
         )
@@ -552,18 +626,29 @@ impl WindowAggregate {
     /// contiguous runs: each run is folded as a zero-copy slice. Shuffled input (many short runs)
     /// is grouped by window with one sort and one `take` first.
     fn process_windows(&mut self, batch: &RecordBatch, starts: &Int64Array) -> Result<()> {
-        let Some(window) = self.spec.window else { return Ok(()) };
+        let Some(window) = self.spec.window else {
+            return Ok(());
+        };
         if let Some(runs) = runs_of(starts.values(), MAX_RUNS) {
             return self.fold_runs(batch, &runs, window);
         }
         let order = sort_to_indices(starts, None, None)?;
         let sorted = take_record_batch(batch, &order)?;
         let sorted_starts = take(starts, &order, None)?;
-        let runs = runs_of(sorted_starts.as_primitive::<Int64Type>().values(), usize::MAX).unwrap_or_default();
+        let runs = runs_of(
+            sorted_starts.as_primitive::<Int64Type>().values(),
+            usize::MAX,
+        )
+        .unwrap_or_default();
         self.fold_runs(&sorted, &runs, window)
     }
 
-    fn fold_runs(&mut self, batch: &RecordBatch, runs: &[(i64, usize, usize)], window: WindowKey) -> Result<()> {
+    fn fold_runs(
+        &mut self,
+        batch: &RecordBatch,
+        runs: &[(i64, usize, usize)],
+        window: WindowKey,
+    ) -> Result<()> {
         for &(start, offset, len) in runs {
             let part = batch.slice(offset, len);
             if self.is_closed(start, window) {
@@ -578,7 +663,9 @@ impl WindowAggregate {
 
 /// The state of an open window.
 fn window_in(windows: &mut BTreeMap<i64, GroupState>, start: i64) -> Result<&mut GroupState> {
-    windows.get_mut(&start).ok_or_else(|| EngineError::Internal("window state vanished".into()))
+    windows
+        .get_mut(&start)
+        .ok_or_else(|| EngineError::Internal("window state vanished".into()))
 }
 
 /// Name of the operator's watermark in checkpoints.
@@ -591,7 +678,17 @@ fn state_schema(columns: &[ArrayRef]) -> SchemaRef {
     let fields: Vec<Field> = columns
         .iter()
         .enumerate()
-        .map(|(i, c)| Field::new(if i == 0 { "window_start".to_string() } else { format!("c{i}") }, c.data_type().clone(), true))
+        .map(|(i, c)| {
+            Field::new(
+                if i == 0 {
+                    "window_start".to_string()
+                } else {
+                    format!("c{i}")
+                },
+                c.data_type().clone(),
+                true,
+            )
+        })
         .collect();
     Arc::new(Schema::new(fields))
 }

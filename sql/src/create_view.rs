@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use tracing::info;
 use weir_engine::catalog::ViewEntry;
-use weir_engine::checkpoint::catalog_file::{CatalogObject, ObjectKind as PersistedKind};
 use weir_engine::checkpoint::PipelineRestore;
+use weir_engine::checkpoint::catalog_file::{CatalogObject, ObjectKind as PersistedKind};
 use weir_engine::fanout::Fanout;
 use weir_engine::pipeline::Durability as PipelineDurability;
 use weir_engine::pipeline::{PipelineInput, PipelineStatus, spawn_pipeline, view_state};
@@ -21,7 +21,11 @@ use crate::parser::CreateView;
 use crate::planner::PlannedInput;
 
 impl Session {
-    pub(crate) async fn create_view(&self, v: &CreateView, replay: Option<&CatalogObject>) -> Result<QueryResult> {
+    pub(crate) async fn create_view(
+        &self,
+        v: &CreateView,
+        replay: Option<&CatalogObject>,
+    ) -> Result<QueryResult> {
         let _guard = self.db.ddl.lock().await;
         if self.db.catalog.relation(&v.name).is_some() && v.if_not_exists {
             return Ok(command("CREATE MATERIALIZED VIEW"));
@@ -41,7 +45,9 @@ impl Session {
         let fanout = Arc::new(Fanout::new(Arc::clone(&table)));
         let status = Arc::new(PipelineStatus::default());
         // Recovery: the view's rows, watermark and counters as of the checkpoint.
-        let recovered = durability.as_ref().and_then(|d| d.take_recovered(&v.name, &id));
+        let recovered = durability
+            .as_ref()
+            .and_then(|d| d.take_recovered(&v.name, &id));
         let mut restore = PipelineRestore::default();
         let mut ended = false;
         if let Some(r) = recovered {
@@ -49,7 +55,9 @@ impl Session {
             ended = r.entry.ended;
             table.restore(r.segments, r.provisional)?;
             fanout.restore(watermark, ended).await;
-            status.rows_in.store(r.entry.rows_in, std::sync::atomic::Ordering::Relaxed);
+            status
+                .rows_in
+                .store(r.entry.rows_in, std::sync::atomic::Ordering::Relaxed);
             restore = r.restore;
             info!(view = %v.name, rows = table.appended_rows(), ended, "view restored from checkpoint");
         }
@@ -79,9 +87,10 @@ impl Session {
                 })
             }
             // A recovered view already holds what the upstream view had at the checkpoint.
-            PlannedInput::View(upstream) if resumed => {
-                Some(PipelineInput::View { backfill: Vec::new(), live: upstream.fanout.subscribe_live().await })
-            }
+            PlannedInput::View(upstream) if resumed => Some(PipelineInput::View {
+                backfill: Vec::new(),
+                live: upstream.fanout.subscribe_live().await,
+            }),
             PlannedInput::View(upstream) => {
                 let (backfill, live) = upstream.fanout.subscribe().await?;
                 Some(PipelineInput::View { backfill, live })
@@ -105,7 +114,11 @@ impl Session {
             pipeline: parking_lot::Mutex::new(None),
         });
         self.db.catalog.add_view(Arc::clone(&entry))?;
-        if let Err(e) = self.db.ctx.register_table(v.name.as_str(), Arc::clone(&table) as _) {
+        if let Err(e) = self
+            .db
+            .ctx
+            .register_table(v.name.as_str(), Arc::clone(&table) as _)
+        {
             self.db.catalog.remove(&v.name);
             return Err(e.into());
         }
@@ -128,18 +141,27 @@ impl Session {
             status.finish();
             if let Some(d) = &durability {
                 let state = view_state(&fanout, &status).await;
-                d.coordinator.register_ended(&v.name, &id, table, status, state);
+                d.coordinator
+                    .register_ended(&v.name, &id, table, status, state);
             }
             return Ok(command("CREATE MATERIALIZED VIEW"));
         };
         let pipeline_durability = durability.as_ref().map(|d| PipelineDurability {
-            link: d.coordinator.register(&v.name, &id, upstream_views, reads_source, Arc::clone(&table), Arc::clone(&status)),
+            link: d.coordinator.register(
+                &v.name,
+                &id,
+                upstream_views,
+                reads_source,
+                Arc::clone(&table),
+                Arc::clone(&status),
+            ),
             restore,
         });
         let name = v.name.clone();
         let operators = plan.operators;
         let start = move || {
-            let running = spawn_pipeline(&name, input, operators, fanout, status, pipeline_durability);
+            let running =
+                spawn_pipeline(&name, input, operators, fanout, status, pipeline_durability);
             *entry.pipeline.lock() = Some(running);
         };
         match &durability {
@@ -149,5 +171,4 @@ impl Session {
         info!(view = %v.name, "materialized view created");
         Ok(command("CREATE MATERIALIZED VIEW"))
     }
-
 }

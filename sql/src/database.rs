@@ -10,35 +10,36 @@ use std::time::Duration;
 use datafusion::arrow::array::{ArrayRef, BooleanArray, RecordBatch, StringArray, UInt64Array};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::DFSchema;
-use datafusion::execution::SendableRecordBatchStream;
 use datafusion::dataframe::DataFrame;
-use datafusion::execution::SessionState;
+use datafusion::execution::SendableRecordBatchStream;
 use datafusion::execution::context::{SQLOptions, SessionConfig, SessionContext};
+use datafusion::execution::{SessionState, SessionStateBuilder};
 use datafusion::logical_expr::ScalarUDF;
-use std::sync::atomic::AtomicI32;
 use datafusion::logical_expr::{DdlStatement, LogicalPlan};
 use datafusion::physical_plan::memory::MemoryStream;
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::{ExprWithAlias, Statement};
+use std::sync::atomic::AtomicI32;
 use tokio::sync::Mutex;
 use tracing::{error, info};
-use weir_engine::checkpoint::catalog_file::{CatalogObject, ObjectKind as PersistedKind};
-use weir_engine::checkpoint::CheckpointStore;
 use weir_engine::catalog::{Catalog, Relation, SourceEntry, ViewEntry};
+use weir_engine::checkpoint::CheckpointStore;
+use weir_engine::checkpoint::catalog_file::{CatalogObject, ObjectKind as PersistedKind};
+use weir_engine::late_rows::LateRowLog;
 use weir_engine::options::Options;
 use weir_engine::pipeline::PipelineState;
 use weir_engine::source::{ConnectorFactory, FormatSpec, SourceSpec, WatermarkSpec};
-use weir_engine::late_rows::LateRowLog;
 use weir_engine::source_errors::{BadRecords, SourceErrorLog};
 use weir_engine::source_metrics::SourceMetricsRegistry;
 
 use crate::durable::{
-    Durability, checkpoint_state_batch, checkpoint_state_schema, checkpoints_batch, checkpoints_schema,
+    Durability, checkpoint_state_batch, checkpoint_state_schema, checkpoints_batch,
+    checkpoints_schema,
 };
 use crate::error::{Result, SqlError, SqlErrorKind};
+use crate::parser::{CreateSource, CreateView, ObjectKind, WeirStatement};
 use crate::pg::catalog::PgCatalog;
 use crate::pg::settings::SessionInfo;
-use crate::parser::{CreateSource, CreateView, ObjectKind, WeirStatement};
 use crate::planner::{PlanContext, ViewPlan, plan_view};
 use crate::tables::{SourceTable, SystemTable, TumbleFunction};
 
@@ -77,7 +78,10 @@ impl std::fmt::Debug for QueryResult {
 }
 
 pub(crate) fn command(tag: &str) -> QueryResult {
-    QueryResult::Command { tag: tag.to_string(), rows: None }
+    QueryResult::Command {
+        tag: tag.to_string(),
+        rows: None,
+    }
 }
 
 /// Shared state of a Weir server.
@@ -170,7 +174,8 @@ impl Database {
         let durability = Arc::new(durability);
         let db = Self::build(connectors, options.refresh, Some(Arc::clone(&durability)))?;
         let segments = durability.segment_store();
-        db.ctx.register_object_store(segments.url.as_ref(), segments.store.object_store());
+        db.ctx
+            .register_object_store(segments.url.as_ref(), segments.store.object_store());
         let session = db.session();
         let mut restored = 0;
         for object in &objects {
@@ -200,7 +205,13 @@ impl Database {
             .with_information_schema(false)
             .set_str("datafusion.sql_parser.dialect", "PostgreSQL")
             .set_str("datafusion.execution.time_zone", "+00:00");
-        let ctx = SessionContext::new_with_config(config);
+        // With the apply fallback for subqueries DataFusion cannot join (see `apply`).
+        let state = crate::apply::install(
+            SessionStateBuilder::new()
+                .with_config(config)
+                .with_default_features(),
+        );
+        let ctx = SessionContext::new_with_state(state.build());
         let catalog = Arc::new(Catalog::default());
         // DataFusion 55 looks table functions up by the name as written, so register both
         // spellings users write.
@@ -235,10 +246,16 @@ impl Database {
 
     /// A new session.
     pub fn session(self: &Arc<Self>) -> Session {
-        let pid = self.next_session.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let pid = self
+            .next_session
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let info = Arc::new(SessionInfo::new("weir", "weir", pid));
         let functions = Arc::new(crate::pg::functions::all(&self.pg, &info));
-        Session { db: Arc::clone(self), info, functions }
+        Session {
+            db: Arc::clone(self),
+            info,
+            functions,
+        }
     }
 
     /// The running catalog.
@@ -257,7 +274,12 @@ impl Database {
     }
 
     fn register_system_table(&self, name: &str, table: SystemTable) -> Result<()> {
-        self.pg.add_builtin(crate::pg::catalog::PUBLIC_NS, name, crate::pg::catalog::RelKind::View, table.columns());
+        self.pg.add_builtin(
+            crate::pg::catalog::PUBLIC_NS,
+            name,
+            crate::pg::catalog::RelKind::View,
+            table.columns(),
+        );
         self.ctx.register_table(name, Arc::new(table))?;
         Ok(())
     }
@@ -266,7 +288,9 @@ impl Database {
         let durability = self.durability.clone();
         self.register_system_table(
             "weir_checkpoints",
-            SystemTable::new(checkpoints_schema(), move || checkpoints_batch(durability.as_deref())),
+            SystemTable::new(checkpoints_schema(), move || {
+                checkpoints_batch(durability.as_deref())
+            }),
         )?;
         let durability = self.durability.clone();
         self.register_system_table(
@@ -278,20 +302,27 @@ impl Database {
         let late = Arc::clone(&self.catalog.late_rows);
         self.register_system_table(
             "weir_late_rows",
-            SystemTable::new(LateRowLog::schema(), move || late.to_batch().map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))),
+            SystemTable::new(LateRowLog::schema(), move || {
+                late.to_batch()
+                    .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))
+            }),
         )?;
         let errors = Arc::clone(&self.catalog.source_errors);
         self.register_system_table(
             "weir_source_errors",
             SystemTable::new(SourceErrorLog::schema(), move || {
-                errors.to_batch().map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))
+                errors
+                    .to_batch()
+                    .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))
             }),
         )?;
         let metrics = Arc::clone(&self.catalog.source_metrics);
         self.register_system_table(
             "weir_source_partitions",
             SystemTable::new(SourceMetricsRegistry::schema(), move || {
-                metrics.to_batch().map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))
+                metrics
+                    .to_batch()
+                    .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))
             }),
         )?;
         let catalog = Arc::clone(&self.catalog);
@@ -322,15 +353,32 @@ fn sources_schema() -> SchemaRef {
 fn sources_batch(catalog: &Catalog) -> datafusion::error::Result<RecordBatch> {
     let sources = catalog.sources();
     let columns = |s: &Arc<SourceEntry>| {
-        s.schema().fields().iter().map(|f| format!("{} {}", f.name(), f.data_type())).collect::<Vec<_>>().join(", ")
+        s.schema()
+            .fields()
+            .iter()
+            .map(|f| format!("{} {}", f.name(), f.data_type()))
+            .collect::<Vec<_>>()
+            .join(", ")
     };
     let arrays: Vec<ArrayRef> = vec![
-        Arc::new(StringArray::from_iter_values(sources.iter().map(|s| s.name.clone()))),
-        Arc::new(StringArray::from_iter_values(sources.iter().map(|s| s.provider.connector().to_string()))),
+        Arc::new(StringArray::from_iter_values(
+            sources.iter().map(|s| s.name.clone()),
+        )),
+        Arc::new(StringArray::from_iter_values(
+            sources.iter().map(|s| s.provider.connector().to_string()),
+        )),
         Arc::new(StringArray::from_iter_values(sources.iter().map(columns))),
-        Arc::new(StringArray::from_iter(sources.iter().map(|s| s.watermark.as_ref().map(|w| w.text.clone())))),
-        Arc::new(UInt64Array::from_iter_values(sources.iter().map(|s| catalog.source_errors.count(&s.name)))),
-        Arc::new(StringArray::from_iter_values(sources.iter().map(|s| s.sql.clone()))),
+        Arc::new(StringArray::from_iter(
+            sources
+                .iter()
+                .map(|s| s.watermark.as_ref().map(|w| w.text.clone())),
+        )),
+        Arc::new(UInt64Array::from_iter_values(
+            sources.iter().map(|s| catalog.source_errors.count(&s.name)),
+        )),
+        Arc::new(StringArray::from_iter_values(
+            sources.iter().map(|s| s.sql.clone()),
+        )),
     ];
     Ok(RecordBatch::try_new(sources_schema(), arrays)?)
 }
@@ -361,17 +409,27 @@ fn views_batch(catalog: &Catalog) -> datafusion::error::Result<RecordBatch> {
     let arrays: Vec<ArrayRef> = vec![
         Arc::new(StringArray::from_iter_values(names.iter().cloned())),
         Arc::new(StringArray::from_iter_values(views.iter().map(status))),
-        Arc::new(BooleanArray::from(views.iter().map(|v| v.updating).collect::<Vec<_>>())),
-        Arc::new(UInt64Array::from_iter_values(
-            views.iter().map(|v| v.status.rows_in.load(std::sync::atomic::Ordering::Relaxed)),
+        Arc::new(BooleanArray::from(
+            views.iter().map(|v| v.updating).collect::<Vec<_>>(),
         )),
-        Arc::new(UInt64Array::from_iter_values(stats.iter().map(|s| s.0 as u64))),
-        Arc::new(UInt64Array::from_iter_values(stats.iter().map(|s| s.1 as u64))),
+        Arc::new(UInt64Array::from_iter_values(views.iter().map(|v| {
+            v.status.rows_in.load(std::sync::atomic::Ordering::Relaxed)
+        }))),
+        Arc::new(UInt64Array::from_iter_values(
+            stats.iter().map(|s| s.0 as u64),
+        )),
+        Arc::new(UInt64Array::from_iter_values(
+            stats.iter().map(|s| s.1 as u64),
+        )),
         Arc::new(catalog.late_rows.counts_for(&names)),
-        Arc::new(UInt64Array::from_iter_values(
-            views.iter().map(|v| v.status.state_bytes.load(std::sync::atomic::Ordering::Relaxed)),
+        Arc::new(UInt64Array::from_iter_values(views.iter().map(|v| {
+            v.status
+                .state_bytes
+                .load(std::sync::atomic::Ordering::Relaxed)
+        }))),
+        Arc::new(StringArray::from_iter_values(
+            views.iter().map(|v| v.sql.clone()),
         )),
-        Arc::new(StringArray::from_iter_values(views.iter().map(|v| v.sql.clone()))),
     ];
     Ok(RecordBatch::try_new(views_schema(), arrays)?)
 }
@@ -379,7 +437,10 @@ fn views_batch(catalog: &Catalog) -> datafusion::error::Result<RecordBatch> {
 pub(crate) fn rows(batch: RecordBatch) -> Result<QueryResult> {
     let schema = batch.schema();
     let stream = MemoryStream::try_new(vec![batch], Arc::clone(&schema), None)?;
-    Ok(QueryResult::Rows { schema, stream: Box::pin(stream) })
+    Ok(QueryResult::Rows {
+        schema,
+        stream: Box::pin(stream),
+    })
 }
 
 /// One client's session.
@@ -459,7 +520,10 @@ impl Session {
     /// `CHECKPOINT`: takes a checkpoint and waits until it is committed.
     async fn checkpoint(&self) -> Result<QueryResult> {
         let durability = self.db.durability.as_ref().ok_or_else(|| {
-            SqlError::new(SqlErrorKind::FeatureNotSupported, "CHECKPOINT needs a data directory (weir --data-dir …)")
+            SqlError::new(
+                SqlErrorKind::FeatureNotSupported,
+                "CHECKPOINT needs a data directory (weir --data-dir …)",
+            )
         })?;
         durability.coordinator.checkpoint().await?;
         Ok(command("CHECKPOINT"))
@@ -469,7 +533,10 @@ impl Session {
     async fn replay(&self, object: &CatalogObject) -> Result<()> {
         let statements = crate::parser::parse_statements(&object.sql)?;
         let [statement] = statements.as_slice() else {
-            return Err(SqlError::new(SqlErrorKind::Internal, "a persisted definition is not one statement"));
+            return Err(SqlError::new(
+                SqlErrorKind::Internal,
+                "a persisted definition is not one statement",
+            ));
         };
         match (statement, object.kind) {
             (WeirStatement::CreateSource(c), PersistedKind::Source) => {
@@ -485,7 +552,10 @@ impl Session {
                 self.create_view(v, Some(object)).await?;
             }
             _ => {
-                return Err(SqlError::new(SqlErrorKind::Internal, "a persisted definition does not match its kind"));
+                return Err(SqlError::new(
+                    SqlErrorKind::Internal,
+                    "a persisted definition does not match its kind",
+                ));
             }
         }
         Ok(())
@@ -494,7 +564,10 @@ impl Session {
     async fn run_sql(&self, sql: &str) -> Result<QueryResult> {
         let df = self.db.ctx.sql(sql).await?;
         let schema = Arc::new(df.schema().as_arrow().clone());
-        Ok(QueryResult::Rows { schema, stream: df.execute_stream().await? })
+        Ok(QueryResult::Rows {
+            schema,
+            stream: df.execute_stream().await?,
+        })
     }
 
     /// Plans a DataFusion statement (queries, EXPLAIN …) and checks it is allowed. PostgreSQL
@@ -504,7 +577,9 @@ impl Session {
         let mut statement = statement.clone();
         let is_table_function = |name: &str| state.table_functions().contains_key(name);
         crate::pg::rewrite::rewrite(&mut statement, &is_table_function)?;
-        let plan = state.statement_to_plan(DfStatement::Statement(Box::new(statement))).await?;
+        let plan = state
+            .statement_to_plan(DfStatement::Statement(Box::new(statement)))
+            .await?;
         SQLOptions::new()
             .with_allow_ddl(false)
             .with_allow_dml(false)
@@ -524,7 +599,10 @@ impl Session {
     pub async fn execute_plan(&self, plan: LogicalPlan) -> Result<QueryResult> {
         let df = DataFrame::new(self.state()?, plan);
         let schema = Arc::new(df.schema().as_arrow().clone());
-        Ok(QueryResult::Rows { schema, stream: df.execute_stream().await? })
+        Ok(QueryResult::Rows {
+            schema,
+            stream: df.execute_stream().await?,
+        })
     }
 
     async fn execute_sql(&self, statement: &Statement) -> Result<QueryResult> {
@@ -545,9 +623,11 @@ impl Session {
     /// The schema a statement's rows will have (None: it returns no rows).
     pub async fn result_schema(&self, stmt: &WeirStatement) -> Result<Option<SchemaRef>> {
         Ok(match stmt {
-            WeirStatement::ExplainView(_) => {
-                Some(Arc::new(Schema::new(vec![Field::new("pipeline", DataType::Utf8, false)])))
-            }
+            WeirStatement::ExplainView(_) => Some(Arc::new(Schema::new(vec![Field::new(
+                "pipeline",
+                DataType::Utf8,
+                false,
+            )]))),
             WeirStatement::ShowSources => {
                 let s = sources_schema();
                 Some(Arc::new(s.project(&[0, 1, 2, 3, 4])?))
@@ -560,12 +640,18 @@ impl Session {
                 let plan = self.plan_statement(statement).await?;
                 Some(Arc::new(plan.schema().as_arrow().clone()))
             }
-            WeirStatement::Sql(statement) => crate::pg::session_statements::result_schema(statement),
+            WeirStatement::Sql(statement) => {
+                crate::pg::session_statements::result_schema(statement)
+            }
             _ => None,
         })
     }
 
-    async fn create_source(&self, c: &CreateSource, replay: Option<&CatalogObject>) -> Result<QueryResult> {
+    async fn create_source(
+        &self,
+        c: &CreateSource,
+        replay: Option<&CatalogObject>,
+    ) -> Result<QueryResult> {
         let _guard = self.db.ddl.lock().await;
         if self.db.catalog.relation(&c.name).is_some() && c.if_not_exists {
             return Ok(command("CREATE SOURCE"));
@@ -579,40 +665,61 @@ impl Session {
             let sql = format!("CREATE TABLE weir_declared_columns ({})", defs.join(", "));
             let plan = state.create_logical_plan(&sql).await?;
             let LogicalPlan::Ddl(DdlStatement::CreateMemoryTable(table)) = plan else {
-                return Err(SqlError::new(SqlErrorKind::Internal, "could not plan the column list"));
+                return Err(SqlError::new(
+                    SqlErrorKind::Internal,
+                    "could not plan the column list",
+                ));
             };
             Some(Arc::new(table.input.schema().as_arrow().clone()))
         };
         let mut options = Options::new(format!("source \"{}\"", c.name), c.options.clone())?;
         let connector = options.take_required("connector")?;
-        let idle_timeout = options.take_duration("source.idle_timeout")?.unwrap_or(DEFAULT_IDLE_TIMEOUT);
+        let idle_timeout = options
+            .take_duration("source.idle_timeout")?
+            .unwrap_or(DEFAULT_IDLE_TIMEOUT);
         let max_future = match options.take("source.max_future") {
             None => Some(DEFAULT_MAX_FUTURE),
             Some(v) if v.eq_ignore_ascii_case("none") => None,
             Some(v) => Some(weir_engine::options::parse_duration(&v).map_err(|e| {
-                SqlError::new(SqlErrorKind::InvalidParameter, format!("source.max_future: {e} (or 'none')"))
+                SqlError::new(
+                    SqlErrorKind::InvalidParameter,
+                    format!("source.max_future: {e} (or 'none')"),
+                )
             })?),
         };
-        let bad_records = options.take("bad_records").map(|v| BadRecords::parse(&v)).transpose()?.unwrap_or_default();
+        let bad_records = options
+            .take("bad_records")
+            .map(|v| BadRecords::parse(&v))
+            .transpose()?
+            .unwrap_or_default();
         let factory = self.db.connectors.get(connector.as_str()).ok_or_else(|| {
             let known: Vec<&str> = self.db.connectors.keys().copied().collect();
             SqlError::new(
                 SqlErrorKind::InvalidParameter,
-                format!("unknown connector '{connector}' (available: {})", known.join(", ")),
+                format!(
+                    "unknown connector '{connector}' (available: {})",
+                    known.join(", ")
+                ),
             )
         })?;
         let mut spec = SourceSpec {
             name: c.name.clone(),
             columns,
             options,
-            format: c.format.clone().map(|(format, encode)| FormatSpec { format, encode }),
+            format: c
+                .format
+                .clone()
+                .map(|(format, encode)| FormatSpec { format, encode }),
             include: c.include.clone(),
         };
         let provider = factory.create_source(&mut spec).await?;
         if let Some(include) = spec.include.first() {
             return Err(SqlError::new(
                 SqlErrorKind::FeatureNotSupported,
-                format!("the {connector} connector has no metadata to INCLUDE (INCLUDE {})", include.kind),
+                format!(
+                    "the {connector} connector has no metadata to INCLUDE (INCLUDE {})",
+                    include.kind
+                ),
             ));
         }
         spec.options.finish()?;
@@ -623,18 +730,27 @@ impl Session {
                 let field = schema.field_with_name(column).map_err(|_| {
                     SqlError::new(
                         SqlErrorKind::UndefinedColumn,
-                        format!("WATERMARK FOR \"{column}\": source \"{}\" has no such column", c.name),
+                        format!(
+                            "WATERMARK FOR \"{column}\": source \"{}\" has no such column",
+                            c.name
+                        ),
                     )
                 })?;
                 if !matches!(field.data_type(), DataType::Timestamp(..)) {
                     return Err(SqlError::new(
                         SqlErrorKind::InvalidParameter,
-                        format!("WATERMARK FOR \"{column}\": the column must be a TIMESTAMP or TIMESTAMPTZ, not {}", field.data_type()),
+                        format!(
+                            "WATERMARK FOR \"{column}\": the column must be a TIMESTAMP or TIMESTAMPTZ, not {}",
+                            field.data_type()
+                        ),
                     ));
                 }
                 let df_schema = DFSchema::try_from(schema.as_ref().clone())?;
                 let logical = state.create_logical_expr_from_sql_expr(
-                    ExprWithAlias { expr: expr.clone(), alias: None },
+                    ExprWithAlias {
+                        expr: expr.clone(),
+                        alias: None,
+                    },
                     &df_schema,
                 )?;
                 let physical = state.create_physical_expr(logical, &df_schema)?;
@@ -644,7 +760,11 @@ impl Session {
                         format!("the WATERMARK expression \"{expr}\" must produce a timestamp"),
                     ));
                 }
-                Some(WatermarkSpec { column: column.clone(), expr: physical, text: expr.to_string() })
+                Some(WatermarkSpec {
+                    column: column.clone(),
+                    expr: physical,
+                    text: expr.to_string(),
+                })
             }
         };
         let entry = SourceEntry {
@@ -656,9 +776,13 @@ impl Session {
             max_future,
             bad_records,
         };
-        let pinned: BTreeMap<String, String> = entry.provider.pinned_options().into_iter().collect();
+        let pinned: BTreeMap<String, String> =
+            entry.provider.pinned_options().into_iter().collect();
         self.db.catalog.add_source(entry)?;
-        self.db.ctx.register_table(c.name.as_str(), Arc::new(SourceTable::new(c.name.clone(), schema)))?;
+        self.db.ctx.register_table(
+            c.name.as_str(),
+            Arc::new(SourceTable::new(c.name.clone(), schema)),
+        )?;
         if let (Some(durability), None) = (&self.db.durability, replay) {
             let object = CatalogObject {
                 kind: PersistedKind::Source,
@@ -682,7 +806,10 @@ impl Session {
         let statement = DfStatement::Statement(Box::new(Statement::Query(v.query.clone())));
         let plan = state.statement_to_plan(statement).await?;
         let plan = state.optimize(&plan)?;
-        let mut options = Options::new(format!("materialized view \"{}\"", v.name), v.options.clone())?;
+        let mut options = Options::new(
+            format!("materialized view \"{}\"", v.name),
+            v.options.clone(),
+        )?;
         let state_ttl = options.take_duration("state_ttl")?;
         options.finish()?;
         plan_view(
@@ -699,7 +826,13 @@ impl Session {
         )
     }
 
-    async fn drop_object(&self, kind: ObjectKind, name: &str, if_exists: bool, cascade: bool) -> Result<QueryResult> {
+    async fn drop_object(
+        &self,
+        kind: ObjectKind,
+        name: &str,
+        if_exists: bool,
+        cascade: bool,
+    ) -> Result<QueryResult> {
         let _guard = self.db.ddl.lock().await;
         let tag = match kind {
             ObjectKind::Source => "DROP SOURCE",
@@ -708,18 +841,33 @@ impl Session {
         let found = self.db.catalog.relation(name);
         let matches_kind = matches!(
             (&found, kind),
-            (Some(Relation::Source(_)), ObjectKind::Source) | (Some(Relation::View(_)), ObjectKind::MaterializedView)
+            (Some(Relation::Source(_)), ObjectKind::Source)
+                | (Some(Relation::View(_)), ObjectKind::MaterializedView)
         );
         if !matches_kind {
             if found.is_some() {
-                let what = if kind == ObjectKind::Source { "a source" } else { "a materialized view" };
-                return Err(SqlError::new(SqlErrorKind::User, format!("\"{name}\" is not {what}")));
+                let what = if kind == ObjectKind::Source {
+                    "a source"
+                } else {
+                    "a materialized view"
+                };
+                return Err(SqlError::new(
+                    SqlErrorKind::User,
+                    format!("\"{name}\" is not {what}"),
+                ));
             }
             if if_exists {
                 return Ok(command(tag));
             }
-            let what = if kind == ObjectKind::Source { "source" } else { "materialized view" };
-            return Err(SqlError::new(SqlErrorKind::UndefinedTable, format!("{what} \"{name}\" does not exist")));
+            let what = if kind == ObjectKind::Source {
+                "source"
+            } else {
+                "materialized view"
+            };
+            return Err(SqlError::new(
+                SqlErrorKind::UndefinedTable,
+                format!("{what} \"{name}\" does not exist"),
+            ));
         }
         let objects = self.db.catalog.drop_plan(name, cascade)?;
         if let Some(d) = &self.db.durability {

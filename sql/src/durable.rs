@@ -15,8 +15,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use datafusion::arrow::array::{ArrayRef, RecordBatch, StringArray, TimestampMillisecondArray, UInt64Array};
+use datafusion::arrow::array::{
+    ArrayRef, RecordBatch, StringArray, TimestampMillisecondArray, UInt64Array,
+};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use datafusion::execution::object_store::ObjectStoreUrl;
 use parking_lot::Mutex;
 use tracing::info;
 use weir_engine::checkpoint::catalog_file::{CATALOG_VERSION, CatalogFile, CatalogObject};
@@ -24,7 +27,6 @@ use weir_engine::checkpoint::recovery::{RecoveredView, recover};
 use weir_engine::checkpoint::{CheckpointCoordinator, CheckpointStore, OperatorRecord};
 use weir_engine::source_metrics::now_millis;
 use weir_engine::view_table::SegmentStore;
-use datafusion::execution::object_store::ObjectStoreUrl;
 
 use crate::error::Result;
 
@@ -49,23 +51,38 @@ pub struct Durability {
 
 impl std::fmt::Debug for Durability {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Durability").field("store", &self.coordinator.store().location()).finish_non_exhaustive()
+        f.debug_struct("Durability")
+            .field("store", &self.coordinator.store().location())
+            .finish_non_exhaustive()
     }
 }
 
 impl Durability {
     /// Opens a data store: its catalog (empty when new) and newest intact checkpoint.
-    pub async fn open(store: CheckpointStore, checkpoint_timeout: Duration) -> Result<(Self, Vec<CatalogObject>)> {
-        let catalog = CatalogFile::load(&store).await?.unwrap_or(CatalogFile { version: CATALOG_VERSION, objects: Vec::new() });
+    pub async fn open(
+        store: CheckpointStore,
+        checkpoint_timeout: Duration,
+    ) -> Result<(Self, Vec<CatalogObject>)> {
+        let catalog = CatalogFile::load(&store).await?.unwrap_or(CatalogFile {
+            version: CATALOG_VERSION,
+            objects: Vec::new(),
+        });
         let loading = std::time::Instant::now();
-        let recovered = if catalog.objects.is_empty() { None } else { recover(&store).await? };
+        let recovered = if catalog.objects.is_empty() {
+            None
+        } else {
+            recover(&store).await?
+        };
         let loading = loading.elapsed();
         let (manifest, views) = match recovered {
             Some(r) => (Some(r.manifest), r.views),
             None => (None, BTreeMap::new()),
         };
         if manifest.is_none() && !catalog.objects.is_empty() {
-            info!(objects = catalog.objects.len(), "no checkpoint yet: views start from their sources' beginning");
+            info!(
+                objects = catalog.objects.len(),
+                "no checkpoint yet: views start from their sources' beginning"
+            );
         }
         let objects = catalog.objects.clone();
         let coordinator = CheckpointCoordinator::new(store, manifest.clone(), checkpoint_timeout);
@@ -85,12 +102,19 @@ impl Durability {
 
     /// Where views' segments are read from by queries.
     pub fn segment_store(&self) -> SegmentStore {
-        SegmentStore { store: self.coordinator.store().clone(), url: segment_url() }
+        SegmentStore {
+            store: self.coordinator.store().clone(),
+            url: segment_url(),
+        }
     }
 
     /// A new object id: creation time plus a counter.
     pub fn new_id(&self) -> String {
-        format!("{}-{}", now_millis(), self.next_id.fetch_add(1, Ordering::Relaxed))
+        format!(
+            "{}-{}",
+            now_millis(),
+            self.next_id.fetch_add(1, Ordering::Relaxed)
+        )
     }
 
     /// Adds a definition to the persisted catalog.
@@ -159,14 +183,19 @@ impl Drop for Durability {
 /// The URL segments are registered under in DataFusion's object store registry.
 fn segment_url() -> ObjectStoreUrl {
     // A constant, well-formed URL: parsing it cannot fail, and the fallback is never used.
-    ObjectStoreUrl::parse("weir-data://local").unwrap_or_else(|_| ObjectStoreUrl::local_filesystem())
+    ObjectStoreUrl::parse("weir-data://local")
+        .unwrap_or_else(|_| ObjectStoreUrl::local_filesystem())
 }
 
 /// Schema of `weir_checkpoints`.
 pub fn checkpoints_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
         Field::new("epoch", DataType::UInt64, false),
-        Field::new("started_at", DataType::Timestamp(TimeUnit::Millisecond, Some("+00:00".into())), false),
+        Field::new(
+            "started_at",
+            DataType::Timestamp(TimeUnit::Millisecond, Some("+00:00".into())),
+            false,
+        ),
         Field::new("duration_ms", DataType::UInt64, false),
         Field::new("bytes", DataType::UInt64, false),
         Field::new("written_bytes", DataType::UInt64, false),
@@ -178,25 +207,42 @@ pub fn checkpoints_schema() -> SchemaRef {
 
 /// Rows of `weir_checkpoints`: the checkpoint recovered from at start (`recovered`, its duration
 /// the time loading it took), then the checkpoints taken since, oldest first.
-pub fn checkpoints_batch(durability: Option<&Durability>) -> datafusion::error::Result<RecordBatch> {
-    let history = durability.map(|d| d.coordinator.history()).unwrap_or_default();
+pub fn checkpoints_batch(
+    durability: Option<&Durability>,
+) -> datafusion::error::Result<RecordBatch> {
+    let history = durability
+        .map(|d| d.coordinator.history())
+        .unwrap_or_default();
     let columns: Vec<ArrayRef> = vec![
-        Arc::new(UInt64Array::from_iter_values(history.iter().map(|r| r.epoch))),
+        Arc::new(UInt64Array::from_iter_values(
+            history.iter().map(|r| r.epoch),
+        )),
         Arc::new(
-            TimestampMillisecondArray::from_iter_values(history.iter().map(|r| r.started_at_ms)).with_timezone("+00:00"),
+            TimestampMillisecondArray::from_iter_values(history.iter().map(|r| r.started_at_ms))
+                .with_timezone("+00:00"),
         ),
-        Arc::new(UInt64Array::from_iter_values(history.iter().map(|r| r.duration.as_millis() as u64))),
-        Arc::new(UInt64Array::from_iter_values(history.iter().map(|r| r.bytes))),
-        Arc::new(UInt64Array::from_iter_values(history.iter().map(|r| r.written_bytes))),
-        Arc::new(UInt64Array::from_iter_values(history.iter().map(|r| r.pipelines as u64))),
-        Arc::new(StringArray::from_iter_values(
-            history.iter().map(|r| match (r.recovered, &r.error) {
+        Arc::new(UInt64Array::from_iter_values(
+            history.iter().map(|r| r.duration.as_millis() as u64),
+        )),
+        Arc::new(UInt64Array::from_iter_values(
+            history.iter().map(|r| r.bytes),
+        )),
+        Arc::new(UInt64Array::from_iter_values(
+            history.iter().map(|r| r.written_bytes),
+        )),
+        Arc::new(UInt64Array::from_iter_values(
+            history.iter().map(|r| r.pipelines as u64),
+        )),
+        Arc::new(StringArray::from_iter_values(history.iter().map(
+            |r| match (r.recovered, &r.error) {
                 (true, _) => "recovered",
                 (false, None) => "committed",
                 (false, Some(_)) => "failed",
-            }),
+            },
+        ))),
+        Arc::new(StringArray::from_iter(
+            history.iter().map(|r| r.error.clone()),
         )),
-        Arc::new(StringArray::from_iter(history.iter().map(|r| r.error.clone()))),
     ];
     Ok(RecordBatch::try_new(checkpoints_schema(), columns)?)
 }
@@ -214,17 +260,33 @@ pub fn checkpoint_state_schema() -> SchemaRef {
 }
 
 /// Rows of `weir_checkpoint_state`: the state each operator wrote, per committed checkpoint.
-pub fn checkpoint_state_batch(durability: Option<&Durability>) -> datafusion::error::Result<RecordBatch> {
-    let history = durability.map(|d| d.coordinator.history()).unwrap_or_default();
-    let rows: Vec<(u64, &OperatorRecord)> =
-        history.iter().flat_map(|r| r.operators.iter().map(move |o| (r.epoch, o))).collect();
+pub fn checkpoint_state_batch(
+    durability: Option<&Durability>,
+) -> datafusion::error::Result<RecordBatch> {
+    let history = durability
+        .map(|d| d.coordinator.history())
+        .unwrap_or_default();
+    let rows: Vec<(u64, &OperatorRecord)> = history
+        .iter()
+        .flat_map(|r| r.operators.iter().map(move |o| (r.epoch, o)))
+        .collect();
     let columns: Vec<ArrayRef> = vec![
         Arc::new(UInt64Array::from_iter_values(rows.iter().map(|(e, _)| *e))),
-        Arc::new(StringArray::from_iter_values(rows.iter().map(|(_, o)| o.view.clone()))),
-        Arc::new(UInt64Array::from_iter_values(rows.iter().map(|(_, o)| o.stage as u64))),
-        Arc::new(StringArray::from_iter_values(rows.iter().map(|(_, o)| o.operator.clone()))),
-        Arc::new(UInt64Array::from_iter_values(rows.iter().map(|(_, o)| o.rows))),
-        Arc::new(UInt64Array::from_iter_values(rows.iter().map(|(_, o)| o.bytes))),
+        Arc::new(StringArray::from_iter_values(
+            rows.iter().map(|(_, o)| o.view.clone()),
+        )),
+        Arc::new(UInt64Array::from_iter_values(
+            rows.iter().map(|(_, o)| o.stage as u64),
+        )),
+        Arc::new(StringArray::from_iter_values(
+            rows.iter().map(|(_, o)| o.operator.clone()),
+        )),
+        Arc::new(UInt64Array::from_iter_values(
+            rows.iter().map(|(_, o)| o.rows),
+        )),
+        Arc::new(UInt64Array::from_iter_values(
+            rows.iter().map(|(_, o)| o.bytes),
+        )),
     ];
     Ok(RecordBatch::try_new(checkpoint_state_schema(), columns)?)
 }

@@ -1,5 +1,6 @@
 //! Errors of the SQL layer, each with a kind the wire layer maps to a SQLSTATE.
 
+use datafusion::arrow::error::ArrowError;
 use datafusion::common::SchemaError;
 use datafusion::error::DataFusionError;
 use weir_engine::{EngineError, ErrorKind as EngineKind};
@@ -33,6 +34,10 @@ pub enum SqlErrorKind {
     UndefinedObject,
     /// A server-wide setting cannot be changed by a session.
     CantChangeParameter,
+    /// A subquery used as a value returned more than one row.
+    CardinalityViolation,
+    /// Division by zero while running a query.
+    DivisionByZero,
     /// Bugs.
     Internal,
 }
@@ -48,7 +53,10 @@ pub struct SqlError {
 impl SqlError {
     /// An error of `kind`.
     pub fn new(kind: SqlErrorKind, message: impl Into<String>) -> Self {
-        Self { kind, message: message.into() }
+        Self {
+            kind,
+            message: message.into(),
+        }
     }
 
     /// A syntax error.
@@ -91,6 +99,9 @@ impl From<EngineError> for SqlError {
 
 impl From<DataFusionError> for SqlError {
     fn from(e: DataFusionError) -> Self {
+        if let Some(carried) = carried(&e) {
+            return Self::new(carried.kind, carried.message.clone());
+        }
         let kind = datafusion_kind(&e);
         let message = match &e {
             DataFusionError::SQL(p, _) => p.to_string(),
@@ -118,6 +129,20 @@ impl From<datafusion::sql::sqlparser::parser::ParserError> for SqlError {
     }
 }
 
+/// A [`SqlError`] raised inside DataFusion (by a function) as an external error, kept whole.
+fn carried(e: &DataFusionError) -> Option<&SqlError> {
+    // Through DataFusion's and Arrow's wrappers (an aggregate's error arrives inside an Arrow
+    // external error, for instance).
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(error) = current {
+        if let Some(sql) = error.downcast_ref::<SqlError>() {
+            return Some(sql);
+        }
+        current = error.source();
+    }
+    None
+}
+
 fn datafusion_kind(e: &DataFusionError) -> SqlErrorKind {
     match e {
         DataFusionError::SQL(..) => SqlErrorKind::Syntax,
@@ -129,6 +154,9 @@ fn datafusion_kind(e: &DataFusionError) -> SqlErrorKind {
             SqlErrorKind::UndefinedTable
         }
         DataFusionError::NotImplemented(_) => SqlErrorKind::FeatureNotSupported,
+        DataFusionError::ArrowError(e, _) if matches!(e.as_ref(), ArrowError::DivideByZero) => {
+            SqlErrorKind::DivisionByZero
+        }
         DataFusionError::Internal(_) => SqlErrorKind::Internal,
         DataFusionError::IoError(_) | DataFusionError::External(_) => SqlErrorKind::External,
         DataFusionError::Context(_, inner) | DataFusionError::Diagnostic(_, inner) => {

@@ -21,19 +21,22 @@
 //!   [`database::Database::open`] for a durable database in a data directory.
 //! - [`pg`]: PostgreSQL compatibility: `pg_catalog` and `information_schema` derived from the
 //!   catalog, catalog/session functions, syntax rewrites, `SET`/`SHOW` and session identity.
+//! - `apply`: subqueries DataFusion cannot turn into joins (psql's `= ANY(outer array)`,
+//!   correlations through functions, `IN (…)` in a select list) run per distinct outer tuple.
 //! - [`durable`]: the persisted catalog, replayed at start with each view's checkpointed state,
 //!   `CHECKPOINT`, and `weir_checkpoints` / `weir_checkpoint_state`.
 //!
 //! Errors carry a [`error::SqlErrorKind`]; only the wire layer turns kinds into SQLSTATEs.
 
+mod apply;
 mod create_view;
 pub mod database;
 pub mod durable;
 pub mod error;
 mod named_args;
-mod plan_over;
 pub mod parser;
 pub mod pg;
+mod plan_over;
 pub mod planner;
 pub mod tables;
 

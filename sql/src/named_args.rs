@@ -11,15 +11,17 @@ use std::collections::HashMap;
 use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::{
-    Expr, Function, FunctionArg, FunctionArgExpr, FunctionArguments, NamedWindowExpr, Query, SetExpr, Statement,
-    Value, VisitMut, VisitorMut, WindowSpec, WindowType,
+    Expr, Function, FunctionArg, FunctionArgExpr, FunctionArguments, NamedWindowExpr, Query,
+    SetExpr, Statement, Value, VisitMut, VisitorMut, WindowSpec, WindowType,
 };
 
 use crate::error::{Result, SqlError, SqlErrorKind};
 
 /// Rewrites every call of a Weir function with named parameters in `statement`.
 pub fn resolve_named_arguments(statement: &mut Statement) -> Result<()> {
-    let mut resolver = Resolver { windows: Vec::new() };
+    let mut resolver = Resolver {
+        windows: Vec::new(),
+    };
     match statement.visit(&mut resolver) {
         ControlFlow::Break(e) => Err(e),
         ControlFlow::Continue(()) => Ok(()),
@@ -28,7 +30,9 @@ pub fn resolve_named_arguments(statement: &mut Statement) -> Result<()> {
 
 /// Same, for a query (a view's defining query).
 pub fn resolve_in_query(query: &mut Query) -> Result<()> {
-    let mut resolver = Resolver { windows: Vec::new() };
+    let mut resolver = Resolver {
+        windows: Vec::new(),
+    };
     match query.visit(&mut resolver) {
         ControlFlow::Break(e) => Err(e),
         ControlFlow::Continue(()) => Ok(()),
@@ -42,7 +46,10 @@ struct Resolver {
 
 impl Resolver {
     fn named_window(&self, name: &str) -> Option<&WindowSpec> {
-        self.windows.iter().rev().find_map(|w| w.get(&name.to_ascii_lowercase()))
+        self.windows
+            .iter()
+            .rev()
+            .find_map(|w| w.get(&name.to_ascii_lowercase()))
     }
 
     /// The first `ORDER BY` expression of a call's window.
@@ -56,22 +63,32 @@ impl Resolver {
             if let Some(first) = s.order_by.first() {
                 return Some(first.expr.clone());
             }
-            spec = s.window_name.as_ref().and_then(|n| self.named_window(&n.value));
+            spec = s
+                .window_name
+                .as_ref()
+                .and_then(|n| self.named_window(&n.value));
         }
         None
     }
 
     fn rewrite(&self, function: &mut Function) -> Result<()> {
         let name = function.name.to_string().to_ascii_lowercase();
-        let Some(params) = weir_udf::parameter_names(&name) else { return Ok(()) };
-        let FunctionArguments::List(list) = &mut function.args else { return Ok(()) };
+        let Some(params) = weir_udf::parameter_names(&name) else {
+            return Ok(());
+        };
+        let FunctionArguments::List(list) = &mut function.args else {
+            return Ok(());
+        };
         if weir_udf::takes_row_input(&name)
             && let Some(FunctionArg::Unnamed(FunctionArgExpr::Expr(first))) = list.args.first_mut()
         {
             name_row_fields(first);
         }
         let event_time = weir_udf::takes_event_time(&name);
-        let named = list.args.iter().any(|a| matches!(a, FunctionArg::Named { .. } | FunctionArg::ExprNamed { .. }));
+        let named = list
+            .args
+            .iter()
+            .any(|a| matches!(a, FunctionArg::Named { .. } | FunctionArg::ExprNamed { .. }));
         let fills_event_time = event_time && function.over.is_some();
         if !named && !fills_event_time {
             return Ok(());
@@ -82,18 +99,31 @@ impl Resolver {
             let (slot, value) = match arg {
                 FunctionArg::Unnamed(value) => {
                     if seen_named {
-                        return Err(invalid(format!("{name}: a positional argument follows a named one")));
+                        return Err(invalid(format!(
+                            "{name}: a positional argument follows a named one"
+                        )));
                     }
                     if position >= params.len() {
-                        return Err(invalid(format!("{name} takes at most {} arguments", params.len())));
+                        return Err(invalid(format!(
+                            "{name} takes at most {} arguments",
+                            params.len()
+                        )));
                     }
                     (position, value)
                 }
-                FunctionArg::Named { name: arg_name, arg, .. } => {
+                FunctionArg::Named {
+                    name: arg_name,
+                    arg,
+                    ..
+                } => {
                     seen_named = true;
                     (parameter_index(&name, &params, &arg_name.value)?, arg)
                 }
-                FunctionArg::ExprNamed { name: Expr::Identifier(arg_name), arg, .. } => {
+                FunctionArg::ExprNamed {
+                    name: Expr::Identifier(arg_name),
+                    arg,
+                    ..
+                } => {
                     seen_named = true;
                     (parameter_index(&name, &params, &arg_name.value)?, arg)
                 }
@@ -102,19 +132,27 @@ impl Resolver {
                 }
             };
             if slots[slot].replace(value).is_some() {
-                return Err(invalid(format!("{name}: parameter {} given twice", params[slot])));
+                return Err(invalid(format!(
+                    "{name}: parameter {} given twice",
+                    params[slot]
+                )));
             }
         }
         if event_time
             && let (Some(last), Some(over)) = (slots.last_mut(), function.over.as_ref())
-                && last.is_none() {
-                    *last = self.order_by(over).map(FunctionArgExpr::Expr);
-                }
+            && last.is_none()
+        {
+            *last = self.order_by(over).map(FunctionArgExpr::Expr);
+        }
         let used = slots.iter().rposition(Option::is_some).map_or(0, |i| i + 1);
         list.args = slots
             .into_iter()
             .take(used)
-            .map(|s| FunctionArg::Unnamed(s.unwrap_or_else(|| FunctionArgExpr::Expr(Expr::Value(Value::Null.into())))))
+            .map(|s| {
+                FunctionArg::Unnamed(
+                    s.unwrap_or_else(|| FunctionArgExpr::Expr(Expr::Value(Value::Null.into()))),
+                )
+            })
             .collect();
         Ok(())
     }
@@ -127,29 +165,47 @@ impl Resolver {
 fn name_row_fields(expr: &mut Expr) {
     let Expr::Function(row) = expr else { return };
     let called = row.name.to_string();
-    if !(called.eq_ignore_ascii_case("row") || called.eq_ignore_ascii_case("struct")) || row.over.is_some() {
+    if !(called.eq_ignore_ascii_case("row") || called.eq_ignore_ascii_case("struct"))
+        || row.over.is_some()
+    {
         return;
     }
-    let FunctionArguments::List(list) = &mut row.args else { return };
+    let FunctionArguments::List(list) = &mut row.args else {
+        return;
+    };
     let mut named = Vec::with_capacity(list.args.len() * 2);
     for (i, arg) in list.args.iter().enumerate() {
-        let FunctionArg::Unnamed(FunctionArgExpr::Expr(value)) = arg else { return };
+        let FunctionArg::Unnamed(FunctionArgExpr::Expr(value)) = arg else {
+            return;
+        };
         let field = match value {
             Expr::Identifier(column) => column.value.clone(),
-            Expr::CompoundIdentifier(parts) => parts.last().map_or_else(|| format!("c{i}"), |p| p.value.clone()),
+            Expr::CompoundIdentifier(parts) => parts
+                .last()
+                .map_or_else(|| format!("c{i}"), |p| p.value.clone()),
             _ => format!("c{i}"),
         };
-        named.push(FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::Value(Value::SingleQuotedString(field).into()))));
+        named.push(FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::Value(
+            Value::SingleQuotedString(field).into(),
+        ))));
         named.push(FunctionArg::Unnamed(FunctionArgExpr::Expr(value.clone())));
     }
-    row.name = datafusion::sql::sqlparser::ast::ObjectName::from(vec![datafusion::sql::sqlparser::ast::Ident::new("named_struct")]);
+    row.name = datafusion::sql::sqlparser::ast::ObjectName::from(vec![
+        datafusion::sql::sqlparser::ast::Ident::new("named_struct"),
+    ]);
     list.args = named;
 }
 
 fn parameter_index(function: &str, params: &[&'static str], name: &str) -> Result<usize> {
-    params.iter().position(|p| p.eq_ignore_ascii_case(name)).ok_or_else(|| {
-        invalid(format!("{function} has no parameter {name}; its parameters are: {}", params.join(", ")))
-    })
+    params
+        .iter()
+        .position(|p| p.eq_ignore_ascii_case(name))
+        .ok_or_else(|| {
+            invalid(format!(
+                "{function} has no parameter {name}; its parameters are: {}",
+                params.join(", ")
+            ))
+        })
 }
 
 fn invalid(message: String) -> SqlError {
@@ -179,9 +235,10 @@ impl VisitorMut for Resolver {
 
     fn pre_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<SqlError> {
         if let Expr::Function(function) = expr
-            && let Err(e) = self.rewrite(function) {
-                return ControlFlow::Break(e);
-            }
+            && let Err(e) = self.rewrite(function)
+        {
+            return ControlFlow::Break(e);
+        }
         ControlFlow::Continue(())
     }
 }

@@ -13,7 +13,9 @@
 //! DROP SOURCE | MATERIALIZED VIEW [IF EXISTS] name [CASCADE | RESTRICT]
 //! ```
 
-use datafusion::sql::sqlparser::ast::{ColumnDef, Expr as SqlExpr, Ident, ObjectName, Query, Statement};
+use datafusion::sql::sqlparser::ast::{
+    ColumnDef, Expr as SqlExpr, Ident, ObjectName, Query, Statement,
+};
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 use datafusion::sql::sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer};
@@ -130,7 +132,9 @@ pub fn parse_statements(sql: &str) -> Result<Vec<WeirStatement>> {
         out.push(stmt);
         let next = parser.peek_token();
         if next.token != Token::EOF && next.token != Token::SemiColon {
-            return parser.expected("end of statement", next).map_err(SqlError::from);
+            return parser
+                .expected("end of statement", next)
+                .map_err(SqlError::from);
         }
     }
     Ok(out)
@@ -146,8 +150,9 @@ fn strip_emit_clauses(tokens: Vec<TokenWithSpan>) -> (Vec<TokenWithSpan>, Vec<us
             _ => None,
         })
         .collect();
-    let significant: Vec<usize> =
-        (0..tokens.len()).filter(|&i| !matches!(tokens[i].token, Token::Whitespace(_))).collect();
+    let significant: Vec<usize> = (0..tokens.len())
+        .filter(|&i| !matches!(tokens[i].token, Token::Whitespace(_)))
+        .collect();
     let mut remove = vec![false; tokens.len()];
     let mut statements = Vec::new();
     let (mut depth, mut ordinal) = (0i32, 0usize);
@@ -159,8 +164,9 @@ fn strip_emit_clauses(tokens: Vec<TokenWithSpan>) -> (Vec<TokenWithSpan>, Vec<us
             _ => {}
         }
         if depth == 0 && k + 3 < significant.len() {
-            let seq: Vec<Option<&str>> =
-                (0..4).map(|j| words[significant[k + j]].as_deref()).collect();
+            let seq: Vec<Option<&str>> = (0..4)
+                .map(|j| words[significant[k + j]].as_deref())
+                .collect();
             if seq == [Some("EMIT"), Some("ON"), Some("WINDOW"), Some("CLOSE")] {
                 for j in 0..4 {
                     remove[significant[k + j]] = true;
@@ -169,11 +175,20 @@ fn strip_emit_clauses(tokens: Vec<TokenWithSpan>) -> (Vec<TokenWithSpan>, Vec<us
             }
         }
     }
-    let kept = tokens.into_iter().zip(remove).filter(|(_, r)| !r).map(|(t, _)| t).collect();
+    let kept = tokens
+        .into_iter()
+        .zip(remove)
+        .filter(|(_, r)| !r)
+        .map(|(t, _)| t)
+        .collect();
     (kept, statements)
 }
 
-fn slice_text(sql: &str, start: datafusion::sql::sqlparser::tokenizer::Location, end: datafusion::sql::sqlparser::tokenizer::Location) -> String {
+fn slice_text(
+    sql: &str,
+    start: datafusion::sql::sqlparser::tokenizer::Location,
+    end: datafusion::sql::sqlparser::tokenizer::Location,
+) -> String {
     let offset = |loc: datafusion::sql::sqlparser::tokenizer::Location| -> Option<usize> {
         if loc.line == 0 {
             return None;
@@ -181,7 +196,11 @@ fn slice_text(sql: &str, start: datafusion::sql::sqlparser::tokenizer::Location,
         let mut pos = 0usize;
         for (i, line) in sql.split_inclusive('\n').enumerate() {
             if i + 1 == loc.line as usize {
-                let col: usize = line.chars().take(loc.column.saturating_sub(1) as usize).map(char::len_utf8).sum();
+                let col: usize = line
+                    .chars()
+                    .take(loc.column.saturating_sub(1) as usize)
+                    .map(char::len_utf8)
+                    .sum();
                 return Some(pos + col);
             }
             pos += line.len();
@@ -227,10 +246,12 @@ fn parse_one(parser: &mut Parser, emit_on_window_close: bool) -> Result<WeirStat
         return parse_create_source(parser).map(|c| WeirStatement::CreateSource(Box::new(c)));
     }
     if consume_words(parser, &["CREATE", "MATERIALIZED", "VIEW"]) {
-        return parse_create_view(parser, emit_on_window_close).map(|v| WeirStatement::CreateView(Box::new(v)));
+        return parse_create_view(parser, emit_on_window_close)
+            .map(|v| WeirStatement::CreateView(Box::new(v)));
     }
     if consume_words(parser, &["EXPLAIN", "CREATE", "MATERIALIZED", "VIEW"]) {
-        return parse_create_view(parser, emit_on_window_close).map(|v| WeirStatement::ExplainView(Box::new(v)));
+        return parse_create_view(parser, emit_on_window_close)
+            .map(|v| WeirStatement::ExplainView(Box::new(v)));
     }
     if consume_words(parser, &["SHOW", "SOURCES"]) {
         return Ok(WeirStatement::ShowSources);
@@ -241,7 +262,9 @@ fn parse_one(parser: &mut Parser, emit_on_window_close: bool) -> Result<WeirStat
     if consume_words(parser, &["CHECKPOINT"]) {
         return Ok(WeirStatement::Checkpoint);
     }
-    if words_ahead(parser, &["DROP", "SOURCE"]) || words_ahead(parser, &["DROP", "MATERIALIZED", "VIEW"]) {
+    if words_ahead(parser, &["DROP", "SOURCE"])
+        || words_ahead(parser, &["DROP", "MATERIALIZED", "VIEW"])
+    {
         parser.next_token();
         let kind = if consume_words(parser, &["SOURCE"]) {
             ObjectKind::Source
@@ -255,7 +278,12 @@ fn parse_one(parser: &mut Parser, emit_on_window_close: bool) -> Result<WeirStat
         if !cascade {
             consume_words(parser, &["RESTRICT"]);
         }
-        return Ok(WeirStatement::Drop { kind, name, if_exists, cascade });
+        return Ok(WeirStatement::Drop {
+            kind,
+            name,
+            if_exists,
+            cascade,
+        });
     }
     if emit_on_window_close {
         return Err(SqlError::syntax(
@@ -296,7 +324,11 @@ fn parse_create_source(parser: &mut Parser) -> Result<CreateSource> {
     while consume_words(parser, &["INCLUDE"]) {
         include.push(parse_include(parser)?);
     }
-    let options = if consume_words(parser, &["WITH"]) { parse_options(parser)? } else { Vec::new() };
+    let options = if consume_words(parser, &["WITH"]) {
+        parse_options(parser)?
+    } else {
+        Vec::new()
+    };
     let format = if consume_words(parser, &["FORMAT"]) {
         let format = parse_word(parser)?;
         expect_word(parser, "ENCODE")?;
@@ -305,7 +337,16 @@ fn parse_create_source(parser: &mut Parser) -> Result<CreateSource> {
     } else {
         None
     };
-    Ok(CreateSource { name, if_not_exists, columns, watermark, include, options, format, sql: String::new() })
+    Ok(CreateSource {
+        name,
+        if_not_exists,
+        columns,
+        watermark,
+        include,
+        options,
+        format,
+        sql: String::new(),
+    })
 }
 
 /// `INCLUDE kind ['header name'] [type] [AS column]`.
@@ -318,22 +359,46 @@ fn parse_include(parser: &mut Parser) -> Result<IncludeColumn> {
         }
         _ => None,
     };
-    let is_clause_word = |parser: &Parser| ["AS", "WITH", "INCLUDE", "FORMAT"].iter().any(|w| word_at(parser, 0, w));
+    let is_clause_word = |parser: &Parser| {
+        ["AS", "WITH", "INCLUDE", "FORMAT"]
+            .iter()
+            .any(|w| word_at(parser, 0, w))
+    };
     let data_type = match parser.peek_token().token {
         Token::Word(_) if !is_clause_word(parser) => Some(parse_word(parser)?.to_ascii_lowercase()),
         _ => None,
     };
-    let alias = if consume_words(parser, &["AS"]) { Some(normalize_ident(&parser.parse_identifier()?)) } else { None };
-    Ok(IncludeColumn { kind, header, data_type, alias })
+    let alias = if consume_words(parser, &["AS"]) {
+        Some(normalize_ident(&parser.parse_identifier()?))
+    } else {
+        None
+    };
+    Ok(IncludeColumn {
+        kind,
+        header,
+        data_type,
+        alias,
+    })
 }
 
 fn parse_create_view(parser: &mut Parser, emit_on_window_close: bool) -> Result<CreateView> {
     let if_not_exists = consume_words(parser, &["IF", "NOT", "EXISTS"]);
     let name = normalize_name(&parser.parse_object_name(false)?)?;
-    let options = if consume_words(parser, &["WITH"]) { parse_options(parser)? } else { Vec::new() };
+    let options = if consume_words(parser, &["WITH"]) {
+        parse_options(parser)?
+    } else {
+        Vec::new()
+    };
     expect_word(parser, "AS")?;
     let query = parser.parse_query()?;
-    Ok(CreateView { name, if_not_exists, options, query, emit_on_window_close, sql: String::new() })
+    Ok(CreateView {
+        name,
+        if_not_exists,
+        options,
+        query,
+        emit_on_window_close,
+        sql: String::new(),
+    })
 }
 
 fn parse_word(parser: &mut Parser) -> Result<String> {
@@ -370,7 +435,11 @@ fn parse_options(parser: &mut Parser) -> Result<Vec<(String, String)>> {
             Token::SingleQuotedString(s) => s,
             Token::Number(n, _) => n,
             Token::Word(w) => w.value,
-            _ => return parser.expected("an option value", t).map_err(SqlError::from),
+            _ => {
+                return parser
+                    .expected("an option value", t)
+                    .map_err(SqlError::from);
+            }
         };
         out.push((key.to_ascii_lowercase(), value));
         if parser.consume_token(&Token::Comma) {
@@ -386,7 +455,11 @@ fn parse_options(parser: &mut Parser) -> Result<Vec<(String, String)>> {
 
 /// PostgreSQL's rule: unquoted identifiers fold to lower case.
 pub fn normalize_ident(ident: &Ident) -> String {
-    if ident.quote_style.is_some() { ident.value.clone() } else { ident.value.to_ascii_lowercase() }
+    if ident.quote_style.is_some() {
+        ident.value.clone()
+    } else {
+        ident.value.to_ascii_lowercase()
+    }
 }
 
 /// A one-part object name (Weir has one schema), normalised.
@@ -417,11 +490,16 @@ mod tests {
              WITH (connector = 'kafka', properties.bootstrap.server = 'x:1', n = 3) FORMAT PLAIN ENCODE JSON;",
         )
         .unwrap();
-        let WeirStatement::CreateSource(c) = &s[0] else { panic!("{s:?}") };
+        let WeirStatement::CreateSource(c) = &s[0] else {
+            panic!("{s:?}")
+        };
         assert_eq!(c.name, "readings");
         assert_eq!(c.columns.len(), 2);
         assert_eq!(c.watermark.as_ref().unwrap().0, "ts");
-        assert_eq!(c.options[1], ("properties.bootstrap.server".into(), "x:1".into()));
+        assert_eq!(
+            c.options[1],
+            ("properties.bootstrap.server".into(), "x:1".into())
+        );
         assert_eq!(c.format, Some(("PLAIN".into(), "JSON".into())));
         assert!(c.sql.starts_with("CREATE SOURCE Readings"));
     }
@@ -442,8 +520,19 @@ mod tests {
 
     #[test]
     fn drop_show_and_passthrough() {
-        let s = parse_statements("DROP MATERIALIZED VIEW IF EXISTS v CASCADE; SHOW SOURCES; select 1;;").unwrap();
-        assert!(matches!(&s[0], WeirStatement::Drop { kind: ObjectKind::MaterializedView, if_exists: true, cascade: true, .. }));
+        let s = parse_statements(
+            "DROP MATERIALIZED VIEW IF EXISTS v CASCADE; SHOW SOURCES; select 1;;",
+        )
+        .unwrap();
+        assert!(matches!(
+            &s[0],
+            WeirStatement::Drop {
+                kind: ObjectKind::MaterializedView,
+                if_exists: true,
+                cascade: true,
+                ..
+            }
+        ));
         assert!(matches!(s[1], WeirStatement::ShowSources));
         assert!(matches!(s[2], WeirStatement::Sql(_)));
         assert_eq!(s.len(), 3);

@@ -12,7 +12,10 @@ use crate::error::{Result, SqlError, SqlErrorKind};
 use crate::planner::{PlanContext, PlannedInput, Stage, physical, unsupported};
 
 /// Plans `window` on top of its input's stage.
-pub(crate) fn plan_window(window: &datafusion::logical_expr::logical_plan::Window, ctx: &PlanContext<'_>) -> Result<Stage> {
+pub(crate) fn plan_window(
+    window: &datafusion::logical_expr::logical_plan::Window,
+    ctx: &PlanContext<'_>,
+) -> Result<Stage> {
     let mut stage = crate::planner::build(&window.input, ctx)?;
     if stage.updating {
         return Err(unsupported(
@@ -39,9 +42,15 @@ pub(crate) fn plan_window(window: &datafusion::logical_expr::logical_plan::Windo
             )));
         };
         if !sort.asc {
-            return Err(unsupported(format!("{name} OVER (… ORDER BY … DESC): streams are processed in ascending event time")));
+            return Err(unsupported(format!(
+                "{name} OVER (… ORDER BY … DESC): streams are processed in ascending event time"
+            )));
         }
-        if partition.as_ref().is_some_and(|p| p != &params.partition_by) || order.as_ref().is_some_and(|o| o != &sort.expr) {
+        if partition
+            .as_ref()
+            .is_some_and(|p| p != &params.partition_by)
+            || order.as_ref().is_some_and(|o| o != &sort.expr)
+        {
             return Err(unsupported(
                 "OVER windows with different PARTITION BY or ORDER BY in one query (use one WINDOW w AS (…) for all calls)",
             ));
@@ -51,7 +60,11 @@ pub(crate) fn plan_window(window: &datafusion::logical_expr::logical_plan::Windo
         if params.distinct {
             return Err(unsupported(format!("{name}(DISTINCT …) OVER (…)")));
         }
-        let args = params.args.iter().map(|a| physical(a, input_schema, ctx)).collect::<Result<Vec<_>>>()?;
+        let args = params
+            .args
+            .iter()
+            .map(|a| physical(a, input_schema, ctx))
+            .collect::<Result<Vec<_>>>()?;
         let order_by = physical(&sort.expr, input_schema, ctx)?;
         let window_call = weir_udf::WindowCall {
             function: &call.fun,
@@ -76,7 +89,10 @@ pub(crate) fn plan_window(window: &datafusion::logical_expr::logical_plan::Windo
         return Err(unsupported("an empty window"));
     };
     check_event_time(&order, &stage.input)?;
-    let partition_by = partition.iter().map(|e| physical(e, input_schema, ctx)).collect::<Result<Vec<Arc<dyn PhysicalExpr>>>>()?;
+    let partition_by = partition
+        .iter()
+        .map(|e| physical(e, input_schema, ctx))
+        .collect::<Result<Vec<Arc<dyn PhysicalExpr>>>>()?;
     let operator = OverWindow::new(
         OverWindowSpec {
             view: ctx.view.to_string(),
@@ -84,11 +100,15 @@ pub(crate) fn plan_window(window: &datafusion::logical_expr::logical_plan::Windo
             order_by: physical(&order, input_schema, ctx)?,
             calls,
             output_schema: Arc::new(window.schema.as_arrow().clone()),
-            state_ttl: ctx.state_ttl.map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)),
+            state_ttl: ctx
+                .state_ttl
+                .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)),
         },
         Arc::clone(&ctx.late_rows),
     );
-    stage.explain.push(weir_engine::operator::StreamOperator::describe(&operator));
+    stage
+        .explain
+        .push(weir_engine::operator::StreamOperator::describe(&operator));
     stage.operators.push(Box::new(operator));
     Ok(stage)
 }
@@ -96,8 +116,12 @@ pub(crate) fn plan_window(window: &datafusion::logical_expr::logical_plan::Windo
 /// Rows are released in the order of the watermark, so ORDER BY must be the event time the
 /// watermark tracks.
 fn check_event_time(order: &Expr, input: &PlannedInput) -> Result<()> {
-    let PlannedInput::Source(source) = input else { return Ok(()) };
-    let Some(watermark) = &source.watermark else { return Ok(()) };
+    let PlannedInput::Source(source) = input else {
+        return Ok(());
+    };
+    let Some(watermark) = &source.watermark else {
+        return Ok(());
+    };
     match order {
         Expr::Column(c) if c.name == watermark.column => Ok(()),
         other => Err(SqlError::new(

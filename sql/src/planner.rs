@@ -31,7 +31,9 @@ use weir_engine::operator::StreamOperator;
 use weir_engine::stateless::{StatelessOperator, Step};
 use weir_engine::view_table::ViewTable;
 use weir_engine::window::{TumbleSpec, WINDOW_END, WINDOW_START, WindowedTable, humanize_nanos};
-use weir_engine::window_agg::{AggregateCall, EmitMode, WindowAggregate, WindowAggregateSpec, WindowKey};
+use weir_engine::window_agg::{
+    AggregateCall, EmitMode, WindowAggregate, WindowAggregateSpec, WindowKey,
+};
 
 use crate::error::{Result, SqlError, SqlErrorKind};
 use crate::tables::SourceTable;
@@ -112,7 +114,10 @@ impl Stage {
     pub(crate) fn flush(&mut self) {
         if !self.pending.is_empty() {
             let op = StatelessOperator::new(std::mem::take(&mut self.pending));
-            self.explain.push(format!("Stateless:\n    {}", op.describe().replace("\n  ", "\n    ")));
+            self.explain.push(format!(
+                "Stateless:\n    {}",
+                op.describe().replace("\n  ", "\n    ")
+            ));
             self.operators.push(Box::new(op));
         }
     }
@@ -134,7 +139,9 @@ pub fn plan_view(plan: &LogicalPlan, ctx: &PlanContext<'_>) -> Result<ViewPlan> 
             "  Source: {} (connector {}){}\n",
             s.name,
             s.provider.connector(),
-            s.watermark.as_ref().map_or(String::new(), |w| format!(", watermark {}", w.text))
+            s.watermark
+                .as_ref()
+                .map_or(String::new(), |w| format!(", watermark {}", w.text))
         ),
         PlannedInput::View(v) => format!("  View: {} (append-only)\n", v.name),
     });
@@ -146,7 +153,11 @@ pub fn plan_view(plan: &LogicalPlan, ctx: &PlanContext<'_>) -> Result<ViewPlan> 
     explain.push_str(&format!(
         "  Sink: view {} ({})",
         ctx.view,
-        if stage.updating { "updating: open windows shown and refreshed" } else { "append-only" }
+        if stage.updating {
+            "updating: open windows shown and refreshed"
+        } else {
+            "append-only"
+        }
     ));
     Ok(ViewPlan {
         input: stage.input,
@@ -157,8 +168,17 @@ pub fn plan_view(plan: &LogicalPlan, ctx: &PlanContext<'_>) -> Result<ViewPlan> 
     })
 }
 
-pub(crate) fn physical(expr: &Expr, schema: &DFSchema, ctx: &PlanContext<'_>) -> Result<Arc<dyn PhysicalExpr>> {
-    Ok(create_physical_expr(expr, schema, ctx.state.execution_props(), &PhysicalPlanningContext::default())?)
+pub(crate) fn physical(
+    expr: &Expr,
+    schema: &DFSchema,
+    ctx: &PlanContext<'_>,
+) -> Result<Arc<dyn PhysicalExpr>> {
+    Ok(create_physical_expr(
+        expr,
+        schema,
+        ctx.state.execution_props(),
+        &PhysicalPlanningContext::default(),
+    )?)
 }
 
 pub(crate) fn build(plan: &LogicalPlan, ctx: &PlanContext<'_>) -> Result<Stage> {
@@ -169,7 +189,10 @@ pub(crate) fn build(plan: &LogicalPlan, ctx: &PlanContext<'_>) -> Result<Stage> 
             let mut window = None;
             let input = if let Some(source) = provider.downcast_ref::<SourceTable>() {
                 let entry = ctx.catalog.source(&source.name).ok_or_else(|| {
-                    SqlError::new(SqlErrorKind::UndefinedTable, format!("source \"{}\" not found", source.name))
+                    SqlError::new(
+                        SqlErrorKind::UndefinedTable,
+                        format!("source \"{}\" not found", source.name),
+                    )
                 })?;
                 PlannedInput::Source(entry)
             } else if let Some(table) = provider.downcast_ref::<ViewTable>() {
@@ -178,7 +201,9 @@ pub(crate) fn build(plan: &LogicalPlan, ctx: &PlanContext<'_>) -> Result<Stage> 
                 let w = windowed.windowed();
                 let input = match ctx.catalog.relation(&w.input) {
                     Some(weir_engine::catalog::Relation::Source(s)) => PlannedInput::Source(s),
-                    Some(weir_engine::catalog::Relation::View(v)) => view_input(ctx, v.table.as_ref())?,
+                    Some(weir_engine::catalog::Relation::View(v)) => {
+                        view_input(ctx, v.table.as_ref())?
+                    }
                     None => {
                         return Err(SqlError::new(
                             SqlErrorKind::UndefinedTable,
@@ -198,7 +223,8 @@ pub(crate) fn build(plan: &LogicalPlan, ctx: &PlanContext<'_>) -> Result<Stage> 
             if scan.fetch.is_some() {
                 return Err(unsupported("LIMIT"));
             }
-            let table_schema = DFSchema::try_from_qualified_schema(scan.table_name.clone(), &provider.schema())?;
+            let table_schema =
+                DFSchema::try_from_qualified_schema(scan.table_name.clone(), &provider.schema())?;
             for f in &scan.filters {
                 pending.push(Step::Filter(physical(f, &table_schema, ctx)?));
             }
@@ -206,7 +232,9 @@ pub(crate) fn build(plan: &LogicalPlan, ctx: &PlanContext<'_>) -> Result<Stage> 
                 let full = provider.schema();
                 let exprs = indices
                     .iter()
-                    .map(|&i| Arc::new(Column::new(full.field(i).name(), i)) as Arc<dyn PhysicalExpr>)
+                    .map(|&i| {
+                        Arc::new(Column::new(full.field(i).name(), i)) as Arc<dyn PhysicalExpr>
+                    })
                     .collect();
                 pending.push(Step::Project {
                     exprs,
@@ -225,7 +253,11 @@ pub(crate) fn build(plan: &LogicalPlan, ctx: &PlanContext<'_>) -> Result<Stage> 
         }
         LogicalPlan::Filter(filter) => {
             let mut stage = build(&filter.input, ctx)?;
-            stage.pending.push(Step::Filter(physical(&filter.predicate, filter.input.schema(), ctx)?));
+            stage.pending.push(Step::Filter(physical(
+                &filter.predicate,
+                filter.input.schema(),
+                ctx,
+            )?));
             Ok(stage)
         }
         LogicalPlan::Projection(projection) => {
@@ -245,20 +277,31 @@ pub(crate) fn build(plan: &LogicalPlan, ctx: &PlanContext<'_>) -> Result<Stage> 
         LogicalPlan::Aggregate(aggregate) => plan_aggregate(aggregate, ctx),
         LogicalPlan::Join(_) => Err(unsupported("JOIN (joins arrive in a later release)")),
         LogicalPlan::Window(window) => crate::plan_over::plan_window(window, ctx),
-        LogicalPlan::Sort(_) => Err(unsupported("ORDER BY (order the rows when you query the view)")),
-        LogicalPlan::Limit(_) => Err(unsupported("LIMIT (limit the rows when you query the view)")),
+        LogicalPlan::Sort(_) => Err(unsupported(
+            "ORDER BY (order the rows when you query the view)",
+        )),
+        LogicalPlan::Limit(_) => Err(unsupported(
+            "LIMIT (limit the rows when you query the view)",
+        )),
         LogicalPlan::Distinct(_) => Err(unsupported("DISTINCT (use GROUP BY)")),
         LogicalPlan::Union(_) => Err(unsupported("UNION")),
-        LogicalPlan::Values(_) | LogicalPlan::EmptyRelation(_) => {
-            Err(unsupported("a view must read a source or another materialized view"))
-        }
-        other => Err(unsupported(format!("{} in a view's query", node_name(other)))),
+        LogicalPlan::Values(_) | LogicalPlan::EmptyRelation(_) => Err(unsupported(
+            "a view must read a source or another materialized view",
+        )),
+        other => Err(unsupported(format!(
+            "{} in a view's query",
+            node_name(other)
+        ))),
     }
 }
 
 fn node_name(plan: &LogicalPlan) -> String {
     let text = format!("{}", plan.display());
-    text.split(':').next().unwrap_or("this construct").trim().to_string()
+    text.split(':')
+        .next()
+        .unwrap_or("this construct")
+        .trim()
+        .to_string()
 }
 
 fn view_input(ctx: &PlanContext<'_>, table: &ViewTable) -> Result<PlannedInput> {
@@ -267,7 +310,9 @@ fn view_input(ctx: &PlanContext<'_>, table: &ViewTable) -> Result<PlannedInput> 
         .views()
         .into_iter()
         .find(|v| std::ptr::eq(v.table.as_ref(), table))
-        .ok_or_else(|| SqlError::new(SqlErrorKind::UndefinedTable, "materialized view not found"))?;
+        .ok_or_else(|| {
+            SqlError::new(SqlErrorKind::UndefinedTable, "materialized view not found")
+        })?;
     if view.updating {
         return Err(unsupported(format!(
             "reading \"{}\", which shows open windows or updating rows; create it WITH EMIT ON \
@@ -278,12 +323,21 @@ fn view_input(ctx: &PlanContext<'_>, table: &ViewTable) -> Result<PlannedInput> 
     Ok(PlannedInput::View(view))
 }
 
-fn plan_aggregate(aggregate: &datafusion::logical_expr::Aggregate, ctx: &PlanContext<'_>) -> Result<Stage> {
+fn plan_aggregate(
+    aggregate: &datafusion::logical_expr::Aggregate,
+    ctx: &PlanContext<'_>,
+) -> Result<Stage> {
     let mut stage = build(&aggregate.input, ctx)?;
     if stage.aggregated {
-        return Err(unsupported("an aggregate over an aggregate (e.g. COUNT(DISTINCT …) with other aggregates, or nested GROUP BY)"));
+        return Err(unsupported(
+            "an aggregate over an aggregate (e.g. COUNT(DISTINCT …) with other aggregates, or nested GROUP BY)",
+        ));
     }
-    if aggregate.group_expr.iter().any(|e| matches!(e, Expr::GroupingSet(_))) {
+    if aggregate
+        .group_expr
+        .iter()
+        .any(|e| matches!(e, Expr::GroupingSet(_)))
+    {
         return Err(unsupported("GROUPING SETS / ROLLUP / CUBE"));
     }
     stage.flush();
@@ -297,33 +351,51 @@ fn plan_aggregate(aggregate: &datafusion::logical_expr::Aggregate, ctx: &PlanCon
     let agg_schema: SchemaRef = Arc::new(aggregate.schema.as_arrow().clone());
     let window = match stage.window {
         Some(spec) => {
-            let position = aggregate.group_expr.iter().position(|e| {
-                matches!(e, Expr::Column(c) if c.name == WINDOW_START || c.name == WINDOW_END)
-            });
+            let position = aggregate.group_expr.iter().position(
+                |e| matches!(e, Expr::Column(c) if c.name == WINDOW_START || c.name == WINDOW_END),
+            );
             let Some(group_index) = position else {
                 return Err(unsupported(
                     "an aggregate over TUMBLE(…) or HOP(…) must GROUP BY window_start or window_end",
                 ));
             };
             let is_end = matches!(&aggregate.group_expr[group_index], Expr::Column(c) if c.name == WINDOW_END);
-            Some(WindowKey { group_index, is_end, size_nanos: spec.size_nanos })
+            Some(WindowKey {
+                group_index,
+                is_end,
+                size_nanos: spec.size_nanos,
+            })
         }
         None => None,
     };
     let mut aggregates = Vec::with_capacity(aggregate.aggr_expr.len());
     let planning = PhysicalPlanningContext::default();
     for e in &aggregate.aggr_expr {
-        let lowered = LoweredAggregateBuilder::new(e, input_schema, input_arrow, ctx.state.execution_props(), &planning).build()?;
+        let lowered = LoweredAggregateBuilder::new(
+            e,
+            input_schema,
+            input_arrow,
+            ctx.state.execution_props(),
+            &planning,
+        )
+        .build()?;
         if !lowered.order_bys.is_empty() {
             return Err(unsupported("ORDER BY inside an aggregate call"));
         }
-        aggregates.push(AggregateCall { function: lowered.aggregate, filter: lowered.filter });
+        aggregates.push(AggregateCall {
+            function: lowered.aggregate,
+            filter: lowered.filter,
+        });
     }
     // A global aggregate (no GROUP BY) is grouped by a hidden constant, dropped afterwards.
     let hidden_key = group_exprs.is_empty();
     let output_schema = if hidden_key {
         group_exprs.push(Arc::new(Literal::new(ScalarValue::Int8(Some(0)))));
-        let mut fields = vec![Arc::new(Field::new("__weir_all", datafusion::arrow::datatypes::DataType::Int8, false))];
+        let mut fields = vec![Arc::new(Field::new(
+            "__weir_all",
+            datafusion::arrow::datatypes::DataType::Int8,
+            false,
+        ))];
         fields.extend(agg_schema.fields().iter().cloned());
         Arc::new(Schema::new(fields))
     } else {
@@ -337,7 +409,9 @@ fn plan_aggregate(aggregate: &datafusion::logical_expr::Aggregate, ctx: &PlanCon
         }
         EmitMode::OnWindowClose
     } else {
-        EmitMode::OnUpdate { refresh: ctx.refresh }
+        EmitMode::OnUpdate {
+            refresh: ctx.refresh,
+        }
     };
     let operator = WindowAggregate::try_new(
         WindowAggregateSpec {
@@ -358,9 +432,14 @@ fn plan_aggregate(aggregate: &datafusion::logical_expr::Aggregate, ctx: &PlanCon
     stage.operators.push(Box::new(operator));
     if hidden_key {
         let exprs = (1..output_schema.fields().len())
-            .map(|i| Arc::new(Column::new(output_schema.field(i).name(), i)) as Arc<dyn PhysicalExpr>)
+            .map(|i| {
+                Arc::new(Column::new(output_schema.field(i).name(), i)) as Arc<dyn PhysicalExpr>
+            })
             .collect();
-        stage.pending.push(Step::Project { exprs, schema: agg_schema });
+        stage.pending.push(Step::Project {
+            exprs,
+            schema: agg_schema,
+        });
     }
     stage.window = None;
     stage.aggregated = true;

@@ -64,7 +64,9 @@ pub struct SystemTable {
 
 impl std::fmt::Debug for SystemTable {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SystemTable").field("schema", &self.schema).finish()
+        f.debug_struct("SystemTable")
+            .field("schema", &self.schema)
+            .finish()
     }
 }
 
@@ -74,7 +76,10 @@ impl SystemTable {
         schema: SchemaRef,
         rows: impl Fn() -> DfResult<RecordBatch> + Send + Sync + 'static,
     ) -> Self {
-        Self { schema, rows: Box::new(rows) }
+        Self {
+            schema,
+            rows: Box::new(rows),
+        }
     }
 
     /// Its columns.
@@ -101,7 +106,11 @@ impl TableProvider for SystemTable {
         _limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
         let batch = (self.rows)()?;
-        Ok(MemorySourceConfig::try_new_exec(&[vec![batch]], self.schema(), projection.cloned())?)
+        Ok(MemorySourceConfig::try_new_exec(
+            &[vec![batch]],
+            self.schema(),
+            projection.cloned(),
+        )?)
     }
 }
 
@@ -116,19 +125,26 @@ pub struct TumbleFunction {
 impl TumbleFunction {
     /// `TUMBLE`, resolving relations in `catalog`.
     pub fn new(catalog: Arc<Catalog>) -> Self {
-        Self { catalog, hopping: false }
+        Self {
+            catalog,
+            hopping: false,
+        }
     }
 
     /// `HOP`, resolving relations in `catalog`.
     pub fn hop(catalog: Arc<Catalog>) -> Self {
-        Self { catalog, hopping: true }
+        Self {
+            catalog,
+            hopping: true,
+        }
     }
 
     fn usage(&self) -> DataFusionError {
         DataFusionError::Plan(if self.hopping {
             "usage: HOP(source_or_view, time_column, INTERVAL 'slide', INTERVAL 'size' [, INTERVAL 'offset'])".into()
         } else {
-            "usage: TUMBLE(source_or_view, time_column, INTERVAL 'size' [, INTERVAL 'offset'])".into()
+            "usage: TUMBLE(source_or_view, time_column, INTERVAL 'size' [, INTERVAL 'offset'])"
+                .into()
         })
     }
 
@@ -178,7 +194,11 @@ impl TableFunctionImpl for TumbleFunction {
         let input = self.column_name(&exprs[0])?;
         let time_column = self.column_name(&exprs[1])?;
         let size_nanos = self.interval_nanos(&exprs[1 + intervals])?;
-        let slide_nanos = if self.hopping { self.interval_nanos(&exprs[2])? } else { size_nanos };
+        let slide_nanos = if self.hopping {
+            self.interval_nanos(&exprs[2])?
+        } else {
+            size_nanos
+        };
         let offset_nanos = match exprs.get(2 + intervals) {
             Some(e) => self.interval_nanos(e)?,
             None => 0,
@@ -196,9 +216,17 @@ impl TableFunctionImpl for TumbleFunction {
         let assigner = TumbleAssigner::try_new(
             &input_schema,
             &time_column,
-            TumbleSpec { size_nanos, offset_nanos, slide_nanos },
+            TumbleSpec {
+                size_nanos,
+                offset_nanos,
+                slide_nanos,
+            },
         )
         .map_err(|e| DataFusionError::Plan(e.to_string()))?;
-        Ok(Arc::new(WindowedTable::new(WindowedInput { input, input_schema, assigner })))
+        Ok(Arc::new(WindowedTable::new(WindowedInput {
+            input,
+            input_schema,
+            assigner,
+        })))
     }
 }

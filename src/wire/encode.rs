@@ -14,7 +14,7 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use futures::StreamExt;
 use pgwire::api::portal::Format;
 use pgwire::api::results::{FieldInfo, QueryResponse, Response, Tag};
-use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use pgwire::error::PgWireResult;
 use weir_sql::QueryResult;
 
 /// Column descriptions of `schema` in `format`.
@@ -35,14 +35,28 @@ fn wire_schema(schema: &Schema) -> SchemaRef {
     let fields: Vec<Field> = schema
         .fields()
         .iter()
-        .map(|f| if sent_as_text(f.data_type()) { Field::new(f.name(), DataType::Utf8, true) } else { f.as_ref().clone() })
+        .map(|f| {
+            if sent_as_text(f.data_type()) {
+                Field::new(f.name(), DataType::Utf8, true)
+            } else {
+                f.as_ref().clone()
+            }
+        })
         .collect();
     Arc::new(Schema::new(fields))
 }
 
 /// `batch` in `wire_schema`'s types: nested columns as JSON text, NULL columns as text NULLs.
-fn to_wire(batch: RecordBatch, wire_schema: &SchemaRef) -> Result<RecordBatch, datafusion::arrow::error::ArrowError> {
-    if !batch.schema().fields().iter().any(|f| sent_as_text(f.data_type())) {
+fn to_wire(
+    batch: RecordBatch,
+    wire_schema: &SchemaRef,
+) -> Result<RecordBatch, datafusion::arrow::error::ArrowError> {
+    if !batch
+        .schema()
+        .fields()
+        .iter()
+        .any(|f| sent_as_text(f.data_type()))
+    {
         return Ok(batch);
     }
     let columns = batch
@@ -60,7 +74,11 @@ fn to_wire(batch: RecordBatch, wire_schema: &SchemaRef) -> Result<RecordBatch, d
 /// Each value of `column` as a JSON document (NULL stays NULL).
 fn json_column(column: &ArrayRef) -> Result<ArrayRef, datafusion::arrow::error::ArrowError> {
     let wrapped = RecordBatch::try_new(
-        Arc::new(Schema::new(vec![Field::new("v", column.data_type().clone(), true)])),
+        Arc::new(Schema::new(vec![Field::new(
+            "v",
+            column.data_type().clone(),
+            true,
+        )])),
         vec![Arc::clone(column)],
     )?;
     let mut buffer = Vec::new();
@@ -77,7 +95,9 @@ fn json_column(column: &ArrayRef) -> Result<ArrayRef, datafusion::arrow::error::
             if column.is_null(i) {
                 return None;
             }
-            serde_json::from_str::<serde_json::Value>(line).ok().and_then(|v| v.get("v").map(|v| v.to_string()))
+            serde_json::from_str::<serde_json::Value>(line)
+                .ok()
+                .and_then(|v| v.get("v").map(|v| v.to_string()))
         })
         .collect();
     Ok(Arc::new(StringArray::from(values)))
@@ -100,10 +120,13 @@ pub async fn response(result: QueryResult, format: &Format) -> PgWireResult<Resp
                 .map(move |batch| {
                     let batch = batch.and_then(|b| to_wire(b, &wire_schema).map_err(Into::into));
                     let rows: Box<dyn Iterator<Item = PgWireResult<_>> + Send> = match batch {
-                        Ok(batch) => arrow_pg::datatypes::encode_recordbatch(Arc::clone(&row_fields), batch),
-                        Err(e) => Box::new(std::iter::once(Err(PgWireError::UserError(Box::new(
-                            ErrorInfo::new("ERROR".into(), "XX000".into(), e.to_string()),
-                        ))))),
+                        Ok(batch) => {
+                            arrow_pg::datatypes::encode_recordbatch(Arc::clone(&row_fields), batch)
+                        }
+                        // Errors while running keep their kind (a function's 42704, a 22012 …).
+                        Err(e) => Box::new(std::iter::once(Err(super::errors::to_pgwire(
+                            &weir_sql::SqlError::from(e),
+                        )))),
                     };
                     futures::stream::iter(rows)
                 })

@@ -19,6 +19,8 @@ pub fn sqlstate(kind: SqlErrorKind) -> &'static str {
         SqlErrorKind::DiskFull => "53100",
         SqlErrorKind::UndefinedObject => "42704",
         SqlErrorKind::CantChangeParameter => "55P02",
+        SqlErrorKind::CardinalityViolation => "21000",
+        SqlErrorKind::DivisionByZero => "22012",
         SqlErrorKind::Internal => "XX000",
     }
 }
@@ -31,7 +33,11 @@ pub fn printable(message: &str) -> String {
 
 /// An `ErrorResponse` body for `error`.
 pub fn error_info(error: &SqlError) -> ErrorInfo {
-    ErrorInfo::new("ERROR".to_owned(), sqlstate(error.kind()).to_owned(), printable(error.message()))
+    ErrorInfo::new(
+        "ERROR".to_owned(),
+        sqlstate(error.kind()).to_owned(),
+        printable(error.message()),
+    )
 }
 
 /// `error` as a pgwire error (sent to the client; the connection stays open).

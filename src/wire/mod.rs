@@ -20,6 +20,7 @@ use async_trait::async_trait;
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::logical_expr::LogicalPlan;
 use futures::Sink;
+use futures::SinkExt;
 use pgwire::api::auth::noop::NoopStartupHandler;
 use pgwire::api::cancel::DefaultCancelHandler;
 use pgwire::api::portal::{Format, Portal};
@@ -29,7 +30,6 @@ use pgwire::api::stmt::QueryParser;
 use pgwire::api::store::PortalStore;
 use pgwire::api::{ClientInfo, ClientPortalStore, ConnectionManager, PgWireServerHandlers, Type};
 use pgwire::error::{PgWireError, PgWireResult};
-use futures::SinkExt;
 use pgwire::messages::startup::ParameterStatus;
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use weir_sql::parser::{WeirStatement, parse_statements};
@@ -47,15 +47,28 @@ impl WireServer {
     pub fn new(db: Arc<Database>) -> Self {
         let manager = Arc::new(ConnectionManager::new());
         let cancel = Arc::new(DefaultCancelHandler::new(Arc::clone(&manager)));
-        Self { db, manager, cancel }
+        Self {
+            db,
+            manager,
+            cancel,
+        }
     }
 
     /// Handlers for one connection, with its own session (identity, settings).
     pub fn handlers(&self) -> Arc<Handlers> {
         let session = self.db.session();
-        let parser = Arc::new(WeirQueryParser { session: session.clone() });
-        let handler = Arc::new(WeirHandler { session, manager: Arc::clone(&self.manager), parser });
-        Arc::new(Handlers { handler, cancel: Arc::clone(&self.cancel) })
+        let parser = Arc::new(WeirQueryParser {
+            session: session.clone(),
+        });
+        let handler = Arc::new(WeirHandler {
+            session,
+            manager: Arc::clone(&self.manager),
+            parser,
+        });
+        Arc::new(Handlers {
+            handler,
+            cancel: Arc::clone(&self.cancel),
+        })
     }
 }
 
@@ -99,7 +112,11 @@ impl NoopStartupHandler for WeirHandler {
     /// Records who connected, and corrects the parameters pgwire's trust handler announced:
     /// it always sends its own `server_version` (`16.6-pgwire-…`), and clients keep the last
     /// value they receive, so Weir's follow.
-    async fn post_startup<C>(&self, client: &mut C, _message: PgWireFrontendMessage) -> PgWireResult<()>
+    async fn post_startup<C>(
+        &self,
+        client: &mut C,
+        _message: PgWireFrontendMessage,
+    ) -> PgWireResult<()>
     where
         C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send,
         C::Error: Debug,
@@ -107,13 +124,24 @@ impl NoopStartupHandler for WeirHandler {
     {
         let metadata = client.metadata();
         let user = metadata.get("user").cloned().unwrap_or_default();
-        let database = metadata.get("database").cloned().unwrap_or_else(|| user.clone());
-        let startup: Vec<(String, String)> = metadata.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let database = metadata
+            .get("database")
+            .cloned()
+            .unwrap_or_else(|| user.clone());
+        let startup: Vec<(String, String)> = metadata
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         let info = self.session.info();
         info.set_identity(&user, &database, &startup);
         for name in STARTUP_PARAMETERS {
             if let Ok(value) = info.get(name) {
-                client.feed(PgWireBackendMessage::ParameterStatus(ParameterStatus::new(name.to_string(), value))).await?;
+                client
+                    .feed(PgWireBackendMessage::ParameterStatus(ParameterStatus::new(
+                        name.to_string(),
+                        value,
+                    )))
+                    .await?;
             }
         }
         Ok(())
@@ -186,7 +214,12 @@ pub struct WeirQueryParser {
 impl QueryParser for WeirQueryParser {
     type Statement = Prepared;
 
-    async fn parse_sql<C>(&self, _client: &C, sql: &str, _types: &[Option<Type>]) -> PgWireResult<Option<Prepared>>
+    async fn parse_sql<C>(
+        &self,
+        _client: &C,
+        sql: &str,
+        _types: &[Option<Type>],
+    ) -> PgWireResult<Option<Prepared>>
     where
         C: ClientInfo + Unpin + Send + Sync,
     {
@@ -197,15 +230,33 @@ impl QueryParser for WeirQueryParser {
                 "cannot insert multiple commands into a prepared statement",
             )));
         }
-        let Some(statement) = statements.pop() else { return Ok(None) };
+        let Some(statement) = statements.pop() else {
+            return Ok(None);
+        };
         let (plan, param_types, schema) = match &statement {
-            WeirStatement::Sql(s) if matches!(s.as_ref(), datafusion::sql::sqlparser::ast::Statement::Query(_)) => {
-                let plan = self.session.plan_statement(s).await.map_err(|e| errors::to_pgwire(&e))?;
-                let mut types = plan.get_parameter_types().map_err(|e| errors::to_pgwire(&SqlError::from(e)))?;
+            WeirStatement::Sql(s)
+                if matches!(
+                    s.as_ref(),
+                    datafusion::sql::sqlparser::ast::Statement::Query(_)
+                ) =>
+            {
+                let plan = self
+                    .session
+                    .plan_statement(s)
+                    .await
+                    .map_err(|e| errors::to_pgwire(&e))?;
+                let mut types = plan
+                    .get_parameter_types()
+                    .map_err(|e| errors::to_pgwire(&SqlError::from(e)))?;
                 params::infer_from_casts(&plan, &mut types);
                 let mut ordered: Vec<(usize, Option<DataType>)> = types
                     .into_iter()
-                    .filter_map(|(k, v)| k.trim_start_matches('$').parse::<usize>().ok().map(|i| (i, v)))
+                    .filter_map(|(k, v)| {
+                        k.trim_start_matches('$')
+                            .parse::<usize>()
+                            .ok()
+                            .map(|i| (i, v))
+                    })
                     .collect();
                 ordered.sort_by_key(|(i, _)| *i);
                 let count = ordered.last().map_or(0, |(i, _)| *i);
@@ -219,18 +270,35 @@ impl QueryParser for WeirQueryParser {
                 (Some(plan), param_types, Some(schema))
             }
             other => {
-                let schema = self.session.result_schema(other).await.map_err(|e| errors::to_pgwire(&e))?;
+                let schema = self
+                    .session
+                    .result_schema(other)
+                    .await
+                    .map_err(|e| errors::to_pgwire(&e))?;
                 (None, Vec::new(), schema)
             }
         };
-        Ok(Some(Prepared { statement, plan, param_types, schema }))
+        Ok(Some(Prepared {
+            statement,
+            plan,
+            param_types,
+            schema,
+        }))
     }
 
     fn get_parameter_types(&self, stmt: &Prepared) -> PgWireResult<Vec<Type>> {
-        Ok(stmt.param_types.iter().map(|t| params::pg_type(t.as_ref())).collect())
+        Ok(stmt
+            .param_types
+            .iter()
+            .map(|t| params::pg_type(t.as_ref()))
+            .collect())
     }
 
-    fn get_result_schema(&self, stmt: &Prepared, column_format: Option<&Format>) -> PgWireResult<Vec<FieldInfo>> {
+    fn get_result_schema(
+        &self,
+        stmt: &Prepared,
+        column_format: Option<&Format>,
+    ) -> PgWireResult<Vec<FieldInfo>> {
         match &stmt.schema {
             Some(schema) => encode::fields(schema, column_format.unwrap_or(&Format::UnifiedText)),
             None => Ok(Vec::new()),
@@ -247,7 +315,12 @@ impl ExtendedQueryHandler for WeirHandler {
         Arc::clone(&self.parser)
     }
 
-    async fn do_query<C>(&self, _client: &mut C, portal: &Portal<Prepared>, _max_rows: usize) -> PgWireResult<Response>
+    async fn do_query<C>(
+        &self,
+        _client: &mut C,
+        portal: &Portal<Prepared>,
+        _max_rows: usize,
+    ) -> PgWireResult<Response>
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
         C::PortalStore: PortalStore<Statement = Self::Statement>,

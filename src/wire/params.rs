@@ -4,22 +4,29 @@
 use std::collections::HashMap;
 
 use datafusion::arrow::datatypes::DataType;
+use datafusion::common::ScalarValue;
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::logical_expr::{Expr, LogicalPlan};
-use datafusion::common::ScalarValue;
 use pgwire::api::Type;
 use pgwire::api::portal::Portal;
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 
 fn invalid(message: String) -> PgWireError {
-    PgWireError::UserError(Box::new(ErrorInfo::new("ERROR".into(), "22P02".into(), super::errors::printable(&message))))
+    PgWireError::UserError(Box::new(ErrorInfo::new(
+        "ERROR".into(),
+        "22P02".into(),
+        super::errors::printable(&message),
+    )))
 }
 
 /// PostgreSQL epoch (2000-01-01) in microseconds since the Unix epoch.
 const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
 
 /// Decodes every parameter of `portal`; `types[i]` is the inferred type of `$i+1` (None: text).
-pub fn decode<S: Clone>(portal: &Portal<S>, types: &[Option<DataType>]) -> PgWireResult<Vec<ScalarValue>> {
+pub fn decode<S: Clone>(
+    portal: &Portal<S>,
+    types: &[Option<DataType>],
+) -> PgWireResult<Vec<ScalarValue>> {
     (0..portal.parameter_len())
         .map(|i| {
             let target = types.get(i).cloned().flatten().unwrap_or(DataType::Utf8);
@@ -29,9 +36,17 @@ pub fn decode<S: Clone>(portal: &Portal<S>, types: &[Option<DataType>]) -> PgWir
             if portal.parameter_format.is_binary(i) {
                 // Binary values are laid out as the type the client declared at Parse, when it
                 // declared one; the value is then cast to the type the query needs.
-                let declared = portal.statement.parameter_types.get(i).cloned().flatten().and_then(|t| arrow_type(&t));
+                let declared = portal
+                    .statement
+                    .parameter_types
+                    .get(i)
+                    .cloned()
+                    .flatten()
+                    .and_then(|t| arrow_type(&t));
                 let value = decode_binary(&bytes, declared.as_ref().unwrap_or(&target), i)?;
-                value.cast_to(&target).map_err(|e| invalid(format!("parameter ${}: {e}", i + 1)))
+                value
+                    .cast_to(&target)
+                    .map_err(|e| invalid(format!("parameter ${}: {e}", i + 1)))
             } else {
                 let text = String::from_utf8(bytes.to_vec())
                     .map_err(|_| invalid(format!("parameter ${} is not valid UTF-8", i + 1)))?;
@@ -44,7 +59,12 @@ pub fn decode<S: Clone>(portal: &Portal<S>, types: &[Option<DataType>]) -> PgWir
 }
 
 fn decode_binary(bytes: &[u8], target: &DataType, i: usize) -> PgWireResult<ScalarValue> {
-    let bad = || invalid(format!("parameter ${}: unexpected binary value for {target}", i + 1));
+    let bad = || {
+        invalid(format!(
+            "parameter ${}: unexpected binary value for {target}",
+            i + 1
+        ))
+    };
     let int = |b: &[u8]| -> PgWireResult<i64> {
         Ok(match b.len() {
             2 => i64::from(i16::from_be_bytes([b[0], b[1]])),
@@ -63,18 +83,26 @@ fn decode_binary(bytes: &[u8], target: &DataType, i: usize) -> PgWireResult<Scal
         | DataType::UInt32
         | DataType::UInt64 => ScalarValue::Int64(Some(int(bytes)?)),
         DataType::Float32 | DataType::Float64 => match bytes.len() {
-            4 => ScalarValue::Float64(Some(f64::from(f32::from_be_bytes(bytes.try_into().map_err(|_| bad())?)))),
-            8 => ScalarValue::Float64(Some(f64::from_be_bytes(bytes.try_into().map_err(|_| bad())?))),
+            4 => ScalarValue::Float64(Some(f64::from(f32::from_be_bytes(
+                bytes.try_into().map_err(|_| bad())?,
+            )))),
+            8 => ScalarValue::Float64(Some(f64::from_be_bytes(
+                bytes.try_into().map_err(|_| bad())?,
+            ))),
             _ => return Err(bad()),
         },
-        DataType::Boolean => ScalarValue::Boolean(Some(bytes.first().copied().ok_or_else(bad)? != 0)),
+        DataType::Boolean => {
+            ScalarValue::Boolean(Some(bytes.first().copied().ok_or_else(bad)? != 0))
+        }
         DataType::Timestamp(_, tz) => {
             let micros = int(bytes)?.saturating_add(PG_EPOCH_MICROS);
             ScalarValue::TimestampMicrosecond(Some(micros), tz.clone())
         }
         _ => ScalarValue::Utf8(Some(String::from_utf8(bytes.to_vec()).map_err(|_| bad())?)),
     };
-    value.cast_to(target).map_err(|e| invalid(format!("parameter ${}: {e}", i + 1)))
+    value
+        .cast_to(target)
+        .map_err(|e| invalid(format!("parameter ${}: {e}", i + 1)))
 }
 
 /// Fills in the type of placeholders DataFusion left untyped when the query casts them
@@ -106,8 +134,13 @@ fn arrow_type(t: &Type) -> Option<DataType> {
         Type::FLOAT8 => DataType::Float64,
         Type::BOOL => DataType::Boolean,
         Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME => DataType::Utf8,
-        Type::TIMESTAMP => DataType::Timestamp(datafusion::arrow::datatypes::TimeUnit::Microsecond, None),
-        Type::TIMESTAMPTZ => DataType::Timestamp(datafusion::arrow::datatypes::TimeUnit::Microsecond, Some("+00:00".into())),
+        Type::TIMESTAMP => {
+            DataType::Timestamp(datafusion::arrow::datatypes::TimeUnit::Microsecond, None)
+        }
+        Type::TIMESTAMPTZ => DataType::Timestamp(
+            datafusion::arrow::datatypes::TimeUnit::Microsecond,
+            Some("+00:00".into()),
+        ),
         _ => return None,
     })
 }

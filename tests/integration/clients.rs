@@ -13,19 +13,39 @@ fn clients_dir() -> PathBuf {
 }
 
 fn run(what: &str, command: &mut Command) {
-    let out = command.output().unwrap_or_else(|e| panic!("{what} could not start ({e}); the test command installs it"));
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let out = command
+        .output()
+        .unwrap_or_else(|e| panic!("{what} could not start ({e}); the test command installs it"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(out.status.success(), "{what} failed:\n{text}");
     eprintln!("{text}");
 }
 
 fn psql(server: &Server, command: &str) -> String {
     let out = Command::new("psql")
-        .args(["-h", "127.0.0.1", "-p", &server.port.to_string(), "-U", "weir", "-d", "weir", "-X"])
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &server.port.to_string(),
+            "-U",
+            "weir",
+            "-d",
+            "weir",
+            "-X",
+        ])
         .args(["-v", "ON_ERROR_STOP=1", "-c", command])
         .output()
         .expect("psql");
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(out.status.success(), "psql {command} failed:\n{text}");
     text
 }
@@ -47,39 +67,114 @@ fn demo_server() -> Server {
 fn psql_meta_commands() {
     let server = demo_server();
     let all = psql(&server, "\\d");
-    for (name, kind) in [("sensor_stats_10s", "| materialized view"), ("readings", "| table"), ("weir_views", "| view")] {
-        assert!(all.lines().any(|l| l.contains(name) && l.contains(kind)), "\\d lacks {name} {kind}:\n{all}");
+    for (name, kind) in [
+        ("sensor_stats_10s", "| materialized view"),
+        ("readings", "| table"),
+        ("weir_views", "| view"),
+    ] {
+        assert!(
+            all.lines().any(|l| l.contains(name) && l.contains(kind)),
+            "\\d lacks {name} {kind}:\n{all}"
+        );
     }
     assert!(psql(&server, "\\dt").contains("readings | table"));
     let matviews = psql(&server, "\\dm");
-    assert!(matviews.contains("equipment_1m") && !matviews.contains(" readings "), "{matviews}");
+    assert!(
+        matviews.contains("equipment_1m") && !matviews.contains(" readings "),
+        "{matviews}"
+    );
     assert!(psql(&server, "\\dv").contains("weir_views"));
     assert!(psql(&server, "\\l").contains("UTF8"));
     assert!(psql(&server, "\\dn").contains("public"));
     assert!(psql(&server, "\\du").contains("Superuser"));
     let view = psql(&server, "\\d+ weir_views");
-    assert!(view.contains("View \"public.weir_views\"") && view.contains("rows_in"), "{view}");
+    assert!(
+        view.contains("View \"public.weir_views\"") && view.contains("rows_in"),
+        "{view}"
+    );
     assert!(psql(&server, "\\dt+").contains("source (datagen connector)"));
+    // \d+ on a materialized view: its columns, types and definition (psql's policy and
+    // publication queries are correlated in ways only `apply` runs).
+    let matview = psql(&server, "\\d+ sensor_stats_10s");
+    for expected in [
+        "Materialized view \"public.sensor_stats_10s\"",
+        "window_start  | timestamp with time zone",
+        "avg_temp      | double precision",
+        "View definition:",
+        "FROM TUMBLE(readings, ts, INTERVAL '10 seconds')",
+    ] {
+        assert!(
+            matview.contains(expected),
+            "\\d+ sensor_stats_10s lacks {expected:?}:\n{matview}"
+        );
+    }
+    let source = psql(&server, "\\d readings");
+    assert!(
+        source.contains("Table \"public.readings\"")
+            && source.contains("temperature  | double precision"),
+        "{source}"
+    );
     // Grafana's health check, version probe and TimescaleDB probe.
     psql(&server, "-- ping");
     psql(&server, ";");
-    assert!(psql(&server, "SELECT current_setting('server_version_num')::int/100 as version").contains("150"));
-    assert!(psql(&server, "SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'").contains("(0 rows)"));
-    // Grafana's query-builder table/column lists (clients.md §1.4) do not plan yet: DataFusion
-    // rejects the search_path sub-select (`IN (SELECT … FROM generate_series(…) AS i, …)`).
+    assert!(
+        psql(
+            &server,
+            "SELECT current_setting('server_version_num')::int/100 as version"
+        )
+        .contains("150")
+    );
+    assert!(
+        psql(
+            &server,
+            "SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'"
+        )
+        .contains("(0 rows)")
+    );
+    // Grafana's query-builder table and column lists (clients.md §1.4), verbatim.
+    let search_path = "SELECT CASE WHEN trim(s[i]) = '\"$user\"' THEN user ELSE trim(s[i]) END FROM generate_series(\
+         array_lower(string_to_array(current_setting('search_path'),','),1), \
+         array_upper(string_to_array(current_setting('search_path'),','),1)) as i, \
+         string_to_array(current_setting('search_path'),',') s";
+    let tables = psql(
+        &server,
+        &format!(
+            "SELECT CASE WHEN quote_ident(table_schema) IN ({search_path}) THEN quote_ident(table_name) \
+             ELSE quote_ident(table_schema) || '.' || quote_ident(table_name) END AS \"table\" \
+             FROM information_schema.tables WHERE quote_ident(table_schema) NOT IN ('information_schema', \
+             'pg_catalog', '_timescaledb_cache', '_timescaledb_catalog', '_timescaledb_internal', \
+             '_timescaledb_config', 'timescaledb_information', 'timescaledb_experimental') \
+             ORDER BY CASE WHEN quote_ident(table_schema) IN ({search_path}) THEN 0 ELSE 1 END, 1"
+        ),
+    );
+    assert!(
+        tables.lines().any(|l| l.trim() == "sensor_stats_10s"),
+        "Grafana's table list:\n{tables}"
+    );
     let columns = psql(
         &server,
-        "SELECT quote_ident(column_name) AS \"column\", data_type AS \"type\" FROM information_schema.columns \
-         WHERE table_schema = 'public' AND table_name = 'sensor_stats_10s'",
+        &format!(
+            "SELECT quote_ident(column_name) AS \"column\", data_type AS \"type\" FROM information_schema.columns \
+             WHERE CASE WHEN array_length(parse_ident('sensor_stats_10s'),1) = 2 \
+             THEN quote_ident(table_schema) = (parse_ident('sensor_stats_10s'))[1] \
+             AND quote_ident(table_name) = (parse_ident('sensor_stats_10s'))[2] \
+             ELSE quote_ident(table_name) = 'sensor_stats_10s' AND quote_ident(table_schema) IN ({search_path}) END"
+        ),
     );
-    assert!(columns.contains("timestamp with time zone") && columns.contains("double precision"), "{columns}");
+    assert!(
+        columns.contains("timestamp with time zone") && columns.contains("double precision"),
+        "{columns}"
+    );
     // A panel query as the $__timeFilter / $__timeGroupAlias macros expand.
     let panel = psql(
         &server,
         "SELECT floor(extract(epoch from window_start)/10)*10 AS \"time\", avg(avg_temp) AS value FROM sensor_stats_10s \
          WHERE window_start BETWEEN '2000-01-01T00:00:00Z' AND '2100-01-01T00:00:00Z' GROUP BY 1 ORDER BY 1",
     );
-    assert!(panel.contains("time") && !panel.contains("(0 rows)"), "{panel}");
+    assert!(
+        panel.contains("time") && !panel.contains("(0 rows)"),
+        "{panel}"
+    );
 }
 
 #[test]
@@ -88,14 +183,21 @@ fn python_drivers() {
     let python = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
     run(
         "python clients (asyncpg, psycopg, psycopg2, SQLAlchemy)",
-        Command::new(python).arg(clients_dir().join("python_clients.py")).arg(server.port.to_string()),
+        Command::new(python)
+            .arg(clients_dir().join("python_clients.py"))
+            .arg(server.port.to_string()),
     );
 }
 
 #[test]
 fn node_postgres() {
     let server = demo_server();
-    run("node-postgres", Command::new("node").arg(clients_dir().join("node_pg.js")).arg(server.port.to_string()));
+    run(
+        "node-postgres",
+        Command::new("node")
+            .arg(clients_dir().join("node_pg.js"))
+            .arg(server.port.to_string()),
+    );
 }
 
 #[test]

@@ -26,13 +26,19 @@ const ROWS_PER_PARTITION: i64 = 4000;
 
 /// Rows as `a | b | …` lines through the simple-query protocol.
 async fn rows(client: &tokio_postgres::Client, sql: &str) -> Vec<String> {
-    let messages = client.simple_query(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    let messages = client
+        .simple_query(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
     messages
         .iter()
         .filter_map(|m| match m {
-            tokio_postgres::SimpleQueryMessage::Row(r) => {
-                Some((0..r.len()).map(|i| r.get(i).unwrap_or("NULL").to_string()).collect::<Vec<_>>().join(" | "))
-            }
+            tokio_postgres::SimpleQueryMessage::Row(r) => Some(
+                (0..r.len())
+                    .map(|i| r.get(i).unwrap_or("NULL").to_string())
+                    .collect::<Vec<_>>()
+                    .join(" | "),
+            ),
             _ => None,
         })
         .collect()
@@ -96,10 +102,17 @@ fn produced_rows(rng: &mut ChaCha8Rng) -> (Vec<Record>, RecordBatch) {
     }
     let mut records = Vec::new();
     let mut cursors = vec![0usize; PARTITIONS as usize];
-    while cursors.iter().enumerate().any(|(p, c)| *c < per_partition[p].len()) {
+    while cursors
+        .iter()
+        .enumerate()
+        .any(|(p, c)| *c < per_partition[p].len())
+    {
         let p = rng.random_range(0..PARTITIONS as usize);
         if let Some(&(id, k, v, ts)) = per_partition[p].get(cursors[p]) {
-            records.push(Record::new(p as i32, format!(r#"{{"id": {id}, "k": {k}, "v": {v}, "ts": {ts}}}"#)));
+            records.push(Record::new(
+                p as i32,
+                format!(r#"{{"id": {id}, "k": {k}, "v": {v}, "ts": {ts}}}"#),
+            ));
             cursors[p] += 1;
         }
     }
@@ -108,7 +121,11 @@ fn produced_rows(rng: &mut ChaCha8Rng) -> (Vec<Record>, RecordBatch) {
         Field::new("id", DataType::Int64, false),
         Field::new("k", DataType::Int64, false),
         Field::new("v", DataType::Int64, false),
-        Field::new("ts", DataType::Timestamp(TimeUnit::Millisecond, Some("+00:00".into())), false),
+        Field::new(
+            "ts",
+            DataType::Timestamp(TimeUnit::Millisecond, Some("+00:00".into())),
+            false,
+        ),
     ]));
     let batch = RecordBatch::try_new(
         schema,
@@ -116,7 +133,10 @@ fn produced_rows(rng: &mut ChaCha8Rng) -> (Vec<Record>, RecordBatch) {
             Arc::new(Int64Array::from_iter_values(all.iter().map(|r| r.0))),
             Arc::new(Int64Array::from_iter_values(all.iter().map(|r| r.1))),
             Arc::new(Int64Array::from_iter_values(all.iter().map(|r| r.2))),
-            Arc::new(TimestampMillisecondArray::from_iter_values(all.iter().map(|r| r.3)).with_timezone("+00:00")),
+            Arc::new(
+                TimestampMillisecondArray::from_iter_values(all.iter().map(|r| r.3))
+                    .with_timezone("+00:00"),
+            ),
         ],
     )
     .expect("oracle batch");
@@ -126,14 +146,24 @@ fn produced_rows(rng: &mut ChaCha8Rng) -> (Vec<Record>, RecordBatch) {
 async fn oracle(batch: RecordBatch, sql: &str) -> Vec<String> {
     let ctx = SessionContext::new();
     let table = MemTable::try_new(batch.schema(), vec![vec![batch]]).expect("mem table");
-    ctx.register_table("readings", Arc::new(table)).expect("register");
-    let batches = ctx.sql(sql).await.expect("oracle sql").collect().await.expect("oracle rows");
+    ctx.register_table("readings", Arc::new(table))
+        .expect("register");
+    let batches = ctx
+        .sql(sql)
+        .await
+        .expect("oracle sql")
+        .collect()
+        .await
+        .expect("oracle rows");
     crate::harness::render(&batches)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn views_survive_sigkill_exactly_once() {
-    let kills: usize = std::env::var("WEIR_CRASH_KILLS").ok().and_then(|v| v.parse().ok()).unwrap_or(20);
+    let kills: usize = std::env::var("WEIR_CRASH_KILLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
     let broker = Broker::start();
     broker.create_topic("readings", PARTITIONS as u32);
     let mut rng = ChaCha8Rng::seed_from_u64(11);
@@ -153,7 +183,10 @@ async fn views_survive_sigkill_exactly_once() {
     )];
     ddl.extend(views().iter().map(|v| v.0.to_string()));
     for statement in &ddl {
-        client.simple_query(statement).await.unwrap_or_else(|e| panic!("{statement}: {e}"));
+        client
+            .simple_query(statement)
+            .await
+            .unwrap_or_else(|e| panic!("{statement}: {e}"));
     }
     drop(client);
 
@@ -169,7 +202,11 @@ async fn views_survive_sigkill_exactly_once() {
         }
         let restarted = Server::start_in(data.path(), &args);
         let client = restarted.connect().await;
-        let from_checkpoint = rows(&client, "SELECT count(*) FROM weir_checkpoints WHERE status = 'recovered'").await;
+        let from_checkpoint = rows(
+            &client,
+            "SELECT count(*) FROM weir_checkpoints WHERE status = 'recovered'",
+        )
+        .await;
         if from_checkpoint.first().map(String::as_str) == Some("1") {
             recovered += 1;
         }
@@ -182,7 +219,10 @@ async fn views_survive_sigkill_exactly_once() {
             server = Some(restarted);
         }
     }
-    assert!(recovered >= kills / 2, "only {recovered} of {kills} restarts recovered from a checkpoint");
+    assert!(
+        recovered >= kills / 2,
+        "only {recovered} of {kills} restarts recovered from a checkpoint"
+    );
 
     // The end of the data: a row far ahead on every partition closes every window.
     let end = T0 + 10_000_000;
@@ -197,14 +237,20 @@ async fn views_survive_sigkill_exactly_once() {
     loop {
         let n = rows(&client, "SELECT sum(n) FROM per_window").await;
         let counted: i64 = n.first().and_then(|v| v.parse().ok()).unwrap_or(0);
-        assert!(counted <= PARTITIONS as i64 * ROWS_PER_PARTITION, "rows counted twice: sum(n) = {counted}");
+        assert!(
+            counted <= PARTITIONS as i64 * ROWS_PER_PARTITION,
+            "rows counted twice: sum(n) = {counted}"
+        );
         let hop = rows(&client, "SELECT count(*) FROM hopping").await;
         if n.first() == Some(&total) && hop.first().is_some_and(|h| h != "0") {
             // Let the last windows of the other views land too.
             tokio::time::sleep(Duration::from_millis(500)).await;
             break;
         }
-        assert!(Instant::now() < deadline, "views did not catch up: sum(n) = {n:?}");
+        assert!(
+            Instant::now() < deadline,
+            "views did not catch up: sum(n) = {n:?}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     for (create, query, want_sql) in views() {
@@ -252,14 +298,20 @@ async fn a_datagen_view_resumes_mid_stream_like_a_run_that_never_stopped() {
     let query = "SELECT to_unixtime(window_start) - (SELECT min(to_unixtime(window_start)) FROM counts), n, p, a \
                  FROM counts ORDER BY 1";
     let data = tempfile::tempdir().expect("tempdir");
-    let (db, persisted) = weir_sql::Database::open(weir_sql::DatabaseOptions::new(data.path())).await.expect("open");
+    let (db, persisted) = weir_sql::Database::open(weir_sql::DatabaseOptions::new(data.path()))
+        .await
+        .expect("open");
     assert_eq!(persisted, 0);
     let session = db.session();
     session.execute_all(statements).await.expect("statements");
     // Part-way through: checkpoint, then drop a view and create another under the same name.
     tokio::time::sleep(Duration::from_millis(600)).await;
     session.execute_all("CHECKPOINT").await.expect("checkpoint");
-    let before = crate::harness::query_rows(&session, "SELECT rows_in FROM weir_views WHERE name = 'counts'").await;
+    let before = crate::harness::query_rows(
+        &session,
+        "SELECT rows_in FROM weir_views WHERE name = 'counts'",
+    )
+    .await;
     session
         .execute_all("DROP MATERIALIZED VIEW doomed; CREATE MATERIALIZED VIEW doomed AS SELECT count(*) AS n FROM bids;")
         .await
@@ -267,14 +319,26 @@ async fn a_datagen_view_resumes_mid_stream_like_a_run_that_never_stopped() {
     drop(session);
     drop(db);
 
-    let (db, persisted) = weir_sql::Database::open(weir_sql::DatabaseOptions::new(data.path())).await.expect("reopen");
+    let (db, persisted) = weir_sql::Database::open(weir_sql::DatabaseOptions::new(data.path()))
+        .await
+        .expect("reopen");
     assert_eq!(persisted, 3);
     let session = db.session();
-    let recovered =
-        crate::harness::query_rows(&session, "SELECT status FROM weir_checkpoints WHERE status = 'recovered'").await;
+    let recovered = crate::harness::query_rows(
+        &session,
+        "SELECT status FROM weir_checkpoints WHERE status = 'recovered'",
+    )
+    .await;
     assert_eq!(recovered, vec!["recovered".to_string()]);
-    let resumed = crate::harness::query_rows(&session, "SELECT rows_in FROM weir_views WHERE name = 'counts'").await;
-    assert!(resumed.first().and_then(|r| r.parse::<u64>().ok()) > Some(0), "restored rows_in {resumed:?} (had {before:?})");
+    let resumed = crate::harness::query_rows(
+        &session,
+        "SELECT rows_in FROM weir_views WHERE name = 'counts'",
+    )
+    .await;
+    assert!(
+        resumed.first().and_then(|r| r.parse::<u64>().ok()) > Some(0),
+        "restored rows_in {resumed:?} (had {before:?})"
+    );
     wait_rows(&session, "SELECT sum(n) FROM counts", "60000").await;
     let got = crate::harness::query_rows(&session, query).await;
     // The re-created `doomed` started over from the source's beginning, not from the old state.
@@ -298,8 +362,13 @@ struct S3Server {
 
 impl S3Server {
     fn start(bucket: &str) -> S3Server {
-        let binary = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/moto_server");
-        assert!(binary.is_file(), "no {}: run ./scripts/test.sh, which installs moto[server]", binary.display());
+        let binary =
+            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/moto_server");
+        assert!(
+            binary.is_file(),
+            "no {}: run ./scripts/test.sh, which installs moto[server]",
+            binary.display()
+        );
         let port = crate::harness::free_port();
         let child = std::process::Command::new(binary)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
@@ -307,20 +376,34 @@ impl S3Server {
             .stderr(std::process::Stdio::null())
             .spawn()
             .expect("start moto_server");
-        let server = S3Server { child, endpoint: format!("http://127.0.0.1:{port}") };
+        let server = S3Server {
+            child,
+            endpoint: format!("http://127.0.0.1:{port}"),
+        };
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             // CreateBucket is a bare PUT on the bucket's path (moto accepts it unsigned).
             if let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) {
                 use std::io::{Read, Write};
-                let request = format!("PUT /{bucket} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                let request = format!(
+                    "PUT /{bucket} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                );
                 let mut response = String::new();
-                if stream.write_all(request.as_bytes()).is_ok() && stream.read_to_string(&mut response).is_ok() {
-                    assert!(response.starts_with("HTTP/1.1 200") || response.starts_with("HTTP/1.0 200"), "{response}");
+                if stream.write_all(request.as_bytes()).is_ok()
+                    && stream.read_to_string(&mut response).is_ok()
+                {
+                    assert!(
+                        response.starts_with("HTTP/1.1 200")
+                            || response.starts_with("HTTP/1.0 200"),
+                        "{response}"
+                    );
                     return server;
                 }
             }
-            assert!(Instant::now() < deadline, "moto_server did not start on {port}");
+            assert!(
+                Instant::now() < deadline,
+                "moto_server did not start on {port}"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -344,7 +427,13 @@ async fn checkpoints_in_an_s3_compatible_store_survive_sigkill() {
         ("AWS_REGION", "us-east-1"),
     ];
     let unused = tempfile::tempdir().expect("tempdir");
-    let args = ["--no-demo", "--checkpoint-url", "s3://weir/prod/weir", "--checkpoint-interval", "200ms"];
+    let args = [
+        "--no-demo",
+        "--checkpoint-url",
+        "s3://weir/prod/weir",
+        "--checkpoint-interval",
+        "200ms",
+    ];
     let server = Server::start_with_env(unused.path(), &args, &env);
     let client = server.connect().await;
     for statement in [
@@ -361,13 +450,26 @@ async fn checkpoints_in_an_s3_compatible_store_survive_sigkill() {
 
     let server = Server::start_with_env(unused.path(), &args, &env);
     let client = server.connect().await;
-    assert_eq!(rows(&client, "SELECT status FROM weir_checkpoints WHERE status = 'recovered'").await, vec!["recovered"]);
+    assert_eq!(
+        rows(
+            &client,
+            "SELECT status FROM weir_checkpoints WHERE status = 'recovered'"
+        )
+        .await,
+        vec!["recovered"]
+    );
     let deadline = Instant::now() + Duration::from_secs(60);
     while rows(&client, "SELECT sum(n) FROM counts").await != vec!["100000"] {
-        assert!(Instant::now() < deadline, "counts did not reach 100000 rows");
+        assert!(
+            Instant::now() < deadline,
+            "counts did not reach 100000 rows"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(rows(&client, "SELECT count(*) FROM counts").await, vec!["10"]);
+    assert_eq!(
+        rows(&client, "SELECT count(*) FROM counts").await,
+        vec!["10"]
+    );
     // Nothing was written to the local data directory.
     assert_eq!(std::fs::read_dir(unused.path()).expect("dir").count(), 0);
 }
@@ -397,7 +499,9 @@ async fn anomaly_detector_state_resumes_from_a_checkpoint_like_a_run_that_never_
     let alerts = "SELECT sensor_id, arrow_cast(ts, 'Int64') - (SELECT min(arrow_cast(ts, 'Int64')) FROM scored), event \
                   FROM alerts ORDER BY 1, 2";
     let data = tempfile::tempdir().expect("tempdir");
-    let (db, _) = weir_sql::Database::open(weir_sql::DatabaseOptions::new(data.path())).await.expect("open");
+    let (db, _) = weir_sql::Database::open(weir_sql::DatabaseOptions::new(data.path()))
+        .await
+        .expect("open");
     let session = db.session();
     session.execute_all(statements).await.expect("statements");
     tokio::time::sleep(Duration::from_millis(700)).await;
@@ -407,11 +511,16 @@ async fn anomaly_detector_state_resumes_from_a_checkpoint_like_a_run_that_never_
         "SELECT sum(rows) FROM weir_checkpoint_state WHERE view = 'scored' AND operator = 'over window'",
     )
     .await;
-    assert!(state.first().and_then(|r| r.parse::<u64>().ok()) > Some(0), "over-window state in the checkpoint: {state:?}");
+    assert!(
+        state.first().and_then(|r| r.parse::<u64>().ok()) > Some(0),
+        "over-window state in the checkpoint: {state:?}"
+    );
     drop(session);
     drop(db);
 
-    let (db, persisted) = weir_sql::Database::open(weir_sql::DatabaseOptions::new(data.path())).await.expect("reopen");
+    let (db, persisted) = weir_sql::Database::open(weir_sql::DatabaseOptions::new(data.path()))
+        .await
+        .expect("reopen");
     assert_eq!(persisted, 4);
     let session = db.session();
     wait_rows(&session, "SELECT n FROM counts", "40000").await;
@@ -424,7 +533,13 @@ async fn anomaly_detector_state_resumes_from_a_checkpoint_like_a_run_that_never_
     wait_rows(&fresh, "SELECT n FROM counts", "40000").await;
     let want = crate::harness::query_rows(&fresh, query).await;
     let first_difference = got.iter().zip(&want).position(|(a, b)| a != b);
-    assert_eq!(first_difference, None, "restored {:?} vs uninterrupted {:?}", first_difference.map(|i| &got[i]), first_difference.map(|i| &want[i]));
+    assert_eq!(
+        first_difference,
+        None,
+        "restored {:?} vs uninterrupted {:?}",
+        first_difference.map(|i| &got[i]),
+        first_difference.map(|i| &want[i])
+    );
     assert_eq!(got_alerts, crate::harness::query_rows(&fresh, alerts).await);
     assert!(got_alerts.len() >= 2, "alerts {got_alerts:?}");
 }

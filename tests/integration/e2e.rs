@@ -9,15 +9,25 @@ use crate::harness::Server;
 
 /// The SQL statements of the README walkthrough (the block between the walkthrough markers).
 fn walkthrough_statements() -> Vec<String> {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).expect("README.md");
-    let start = readme.find("<!-- walkthrough:start -->").expect("walkthrough start marker");
-    let end = readme.find("<!-- walkthrough:end -->").expect("walkthrough end marker");
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("README.md");
+    let start = readme
+        .find("<!-- walkthrough:start -->")
+        .expect("walkthrough start marker");
+    let end = readme
+        .find("<!-- walkthrough:end -->")
+        .expect("walkthrough end marker");
     let block = &readme[start..end];
     let sql_start = block.find("```sql").expect("sql block") + "```sql".len();
     let sql_end = block[sql_start..].find("```").expect("end of sql block") + sql_start;
     block[sql_start..sql_end]
         .split(";\n")
-        .map(|s| s.lines().filter(|l| !l.trim_start().starts_with("--")).collect::<Vec<_>>().join("\n"))
+        .map(|s| {
+            s.lines()
+                .filter(|l| !l.trim_start().starts_with("--"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
         .map(|s| s.trim().trim_end_matches(';').to_string())
         .filter(|s| !s.is_empty())
         .collect()
@@ -25,11 +35,24 @@ fn walkthrough_statements() -> Vec<String> {
 
 fn psql(server: &Server, sql: &str) -> (bool, String) {
     let out = Command::new("psql")
-        .args(["-h", "127.0.0.1", "-p", &server.port.to_string(), "-U", "weir", "-d", "weir"])
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &server.port.to_string(),
+            "-U",
+            "weir",
+            "-d",
+            "weir",
+        ])
         .args(["-v", "ON_ERROR_STOP=1", "-X", "-c", sql])
         .output()
         .expect("psql must be installed (the test command installs postgresql-client)");
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     (out.status.success(), text)
 }
 
@@ -37,7 +60,10 @@ fn psql(server: &Server, sql: &str) -> (bool, String) {
 async fn readme_walkthrough_works_in_psql() {
     let server = Server::start(&[]);
     let statements = walkthrough_statements();
-    assert!(statements.len() >= 4, "walkthrough too short: {statements:?}");
+    assert!(
+        statements.len() >= 4,
+        "walkthrough too short: {statements:?}"
+    );
     for sql in &statements {
         // Views fill as data arrives: give each statement a few tries before calling it broken.
         let mut last = String::new();
@@ -54,8 +80,16 @@ async fn readme_walkthrough_works_in_psql() {
         assert!(ok, "walkthrough statement failed in psql:\n{sql}\n{last}");
     }
     let (_, views) = psql(&server, "SHOW MATERIALIZED VIEWS");
-    for v in ["sensor_stats_10s", "equipment_1m", "hot_readings", "my_counts"] {
-        assert!(views.contains(v), "{v} missing from SHOW MATERIALIZED VIEWS:\n{views}");
+    for v in [
+        "sensor_stats_10s",
+        "equipment_1m",
+        "hot_readings",
+        "my_counts",
+    ] {
+        assert!(
+            views.contains(v),
+            "{v} missing from SHOW MATERIALIZED VIEWS:\n{views}"
+        );
     }
 }
 
@@ -76,7 +110,10 @@ async fn simple_and_extended_protocols() {
         .expect("ddl over the simple protocol");
     let mut finished = false;
     for _ in 0..100 {
-        let rows = client.simple_query("SELECT status FROM weir_views WHERE name = 'w'").await.expect("status");
+        let rows = client
+            .simple_query("SELECT status FROM weir_views WHERE name = 'w'")
+            .await
+            .expect("status");
         if rows.iter().any(|m| matches!(m, tokio_postgres::SimpleQueryMessage::Row(r) if r.get(0) == Some("finished"))) {
             finished = true;
             break;
@@ -99,7 +136,10 @@ async fn simple_and_extended_protocols() {
     let none = client.query(&statement, &[&11i64]).await.expect("query");
     assert!(none.is_empty());
     // Several statements in one simple query.
-    let messages = client.simple_query("SELECT 1; SELECT 'two'").await.expect("two statements");
+    let messages = client
+        .simple_query("SELECT 1; SELECT 'two'")
+        .await
+        .expect("two statements");
     let values: Vec<String> = messages
         .iter()
         .filter_map(|m| match m {
@@ -110,12 +150,18 @@ async fn simple_and_extended_protocols() {
     assert_eq!(values, vec!["1".to_string(), "two".to_string()]);
     // Empty and comment-only queries.
     client.simple_query("").await.expect("empty query");
-    client.simple_query("-- ping").await.expect("comment-only query");
+    client
+        .simple_query("-- ping")
+        .await
+        .expect("comment-only query");
 }
 
 async fn read_windows(client: &tokio_postgres::Client) -> Vec<(String, i64)> {
     client
-        .query("SELECT window_start::text AS ws, n FROM per_second ORDER BY window_start", &[])
+        .query(
+            "SELECT window_start::text AS ws, n FROM per_second ORDER BY window_start",
+            &[],
+        )
         .await
         .expect("read")
         .iter()
@@ -140,13 +186,22 @@ async fn open_windows_update_and_closed_windows_are_final() {
     let first = read_windows(&client).await;
     tokio::time::sleep(Duration::from_millis(400)).await;
     let second = read_windows(&client).await;
-    assert!(first.len() >= 2, "expected closed and open windows, got {first:?}");
+    assert!(
+        first.len() >= 2,
+        "expected closed and open windows, got {first:?}"
+    );
     let total = |rows: &[(String, i64)]| rows.iter().map(|r| r.1).sum::<i64>();
-    assert!(total(&second) > total(&first), "open windows did not update: {first:?} then {second:?}");
+    assert!(
+        total(&second) > total(&first),
+        "open windows did not update: {first:?} then {second:?}"
+    );
     // All but the newest window in the first read are closed: exactly 2000 rows, unchanged later.
     for closed in &first[..first.len() - 1] {
         assert_eq!(closed.1, 2000, "closed window not final: {first:?}");
-        assert!(second.contains(closed), "closed window changed: {closed:?} not in {second:?}");
+        assert!(
+            second.contains(closed),
+            "closed window changed: {closed:?} not in {second:?}"
+        );
     }
 }
 
@@ -154,29 +209,51 @@ async fn open_windows_update_and_closed_windows_are_final() {
 async fn bad_input_and_vanishing_clients_leave_the_server_serving() {
     let mut server = Server::start(&["--no-demo"]);
     let client = server.connect().await;
-    let code = |e: tokio_postgres::Error| e.code().map(|c| c.code().to_string()).unwrap_or_default();
-    let err = client.simple_query("SELEC 1").await.expect_err("syntax error");
+    let code =
+        |e: tokio_postgres::Error| e.code().map(|c| c.code().to_string()).unwrap_or_default();
+    let err = client
+        .simple_query("SELEC 1")
+        .await
+        .expect_err("syntax error");
     assert_eq!(code(err), "42601");
-    let err = client.simple_query("SELECT * FROM nowhere").await.expect_err("undefined table");
+    let err = client
+        .simple_query("SELECT * FROM nowhere")
+        .await
+        .expect_err("undefined table");
     assert_eq!(code(err), "42P01");
     let err = client
         .simple_query("CREATE SOURCE bad WITH (connector = 'datagen', no_such_option = '1')")
         .await
         .expect_err("unknown option");
     assert_eq!(code(err), "22023");
-    client.batch_execute("CREATE SOURCE s WITH (connector = 'datagen', rate = '10')").await.expect("source");
+    client
+        .batch_execute("CREATE SOURCE s WITH (connector = 'datagen', rate = '10')")
+        .await
+        .expect("source");
     let err = client
-        .simple_query("CREATE MATERIALIZED VIEW j AS SELECT a.sensor_id FROM s a JOIN s b ON a.ts = b.ts")
+        .simple_query(
+            "CREATE MATERIALIZED VIEW j AS SELECT a.sensor_id FROM s a JOIN s b ON a.ts = b.ts",
+        )
         .await
         .expect_err("unsupported");
     assert_eq!(code(err), "0A000");
     // The same connection still works after every error.
-    assert_eq!(client.query_one("SELECT 40 + 2", &[]).await.expect("still serving").get::<_, i64>(0), 42);
+    assert_eq!(
+        client
+            .query_one("SELECT 40 + 2", &[])
+            .await
+            .expect("still serving")
+            .get::<_, i64>(0),
+        42
+    );
 
     // Clients that disconnect mid-query.
     for _ in 0..5 {
         let c = server.connect().await;
-        let query = tokio::spawn(async move { c.simple_query("SELECT count(*) FROM generate_series(1, 300000000)").await });
+        let query = tokio::spawn(async move {
+            c.simple_query("SELECT count(*) FROM generate_series(1, 300000000)")
+                .await
+        });
         tokio::time::sleep(Duration::from_millis(50)).await;
         query.abort();
     }
@@ -193,24 +270,47 @@ async fn bad_input_and_vanishing_clients_leave_the_server_serving() {
         .expect_err("the query should be cancelled");
     assert_eq!(code(err), "57014");
     canceller.await.expect("join").expect("cancel request");
-    assert_eq!(c.query_one("SELECT 7::BIGINT", &[]).await.expect("after cancel").get::<_, i64>(0), 7);
+    assert_eq!(
+        c.query_one("SELECT 7::BIGINT", &[])
+            .await
+            .expect("after cancel")
+            .get::<_, i64>(0),
+        7
+    );
 
     // Clients that send garbage instead of the protocol.
-    for garbage in [&b"GET / HTTP/1.1\r\n\r\n"[..], &[0u8, 0, 0, 3][..], &[0xffu8; 64][..]] {
+    for garbage in [
+        &b"GET / HTTP/1.1\r\n\r\n"[..],
+        &[0u8, 0, 0, 3][..],
+        &[0xffu8; 64][..],
+    ] {
         use tokio::io::AsyncWriteExt;
-        let mut sock = tokio::net::TcpStream::connect(("127.0.0.1", server.port)).await.expect("tcp");
+        let mut sock = tokio::net::TcpStream::connect(("127.0.0.1", server.port))
+            .await
+            .expect("tcp");
         let _ = sock.write_all(garbage).await;
         drop(sock);
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(server.alive(), "server died");
     let fresh = server.connect().await;
-    assert_eq!(fresh.query_one("SELECT 1::BIGINT", &[]).await.expect("new connection").get::<_, i64>(0), 1);
+    assert_eq!(
+        fresh
+            .query_one("SELECT 1::BIGINT", &[])
+            .await
+            .expect("new connection")
+            .get::<_, i64>(0),
+        1
+    );
     // Many concurrent connections.
     let mut tasks = Vec::new();
     for i in 0..20i64 {
         let c = server.connect().await;
-        tasks.push(tokio::spawn(async move { c.query_one("SELECT $1::BIGINT * 2", &[&i]).await.map(|r| r.get::<_, i64>(0)) }));
+        tasks.push(tokio::spawn(async move {
+            c.query_one("SELECT $1::BIGINT * 2", &[&i])
+                .await
+                .map(|r| r.get::<_, i64>(0))
+        }));
     }
     for (i, t) in tasks.into_iter().enumerate() {
         assert_eq!(t.await.expect("join").expect("query"), 2 * i as i64);
@@ -218,5 +318,8 @@ async fn bad_input_and_vanishing_clients_leave_the_server_serving() {
     drop(fresh);
     drop(client);
     let status = server.terminate();
-    assert!(status.success(), "SIGTERM should stop weir cleanly, got {status}");
+    assert!(
+        status.success(),
+        "SIGTERM should stop weir cleanly, got {status}"
+    );
 }

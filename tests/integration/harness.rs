@@ -48,7 +48,10 @@ impl Server {
         let server = Server { child, port };
         let deadline = Instant::now() + Duration::from_secs(60);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "weir did not start listening on {port}");
+            assert!(
+                Instant::now() < deadline,
+                "weir did not start listening on {port}"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         server
@@ -61,8 +64,9 @@ impl Server {
 
     /// Connects with tokio-postgres (no TLS).
     pub async fn connect(&self) -> tokio_postgres::Client {
-        let (client, connection) =
-            tokio_postgres::connect(&self.conninfo(), tokio_postgres::NoTls).await.expect("connect");
+        let (client, connection) = tokio_postgres::connect(&self.conninfo(), tokio_postgres::NoTls)
+            .await
+            .expect("connect");
         tokio::spawn(async move {
             let _ = connection.await;
         });
@@ -82,7 +86,10 @@ impl Server {
 
     /// Sends SIGTERM and waits for a clean exit.
     pub fn terminate(mut self) -> std::process::ExitStatus {
-        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
@@ -103,7 +110,10 @@ impl Drop for Server {
 
 /// A free TCP port on 127.0.0.1.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
 }
 
 /// Formats one value the way the server's text protocol does.
@@ -112,12 +122,26 @@ pub fn format_value(array: &ArrayRef, row: usize) -> String {
         return "NULL".into();
     }
     match array.data_type() {
-        DataType::Boolean => if array.as_boolean().value(row) { "t" } else { "f" }.into(),
-        DataType::Float64 => format_float(array.as_primitive::<datafusion::arrow::datatypes::Float64Type>().value(row)),
+        DataType::Boolean => if array.as_boolean().value(row) {
+            "t"
+        } else {
+            "f"
+        }
+        .into(),
+        DataType::Float64 => format_float(
+            array
+                .as_primitive::<datafusion::arrow::datatypes::Float64Type>()
+                .value(row),
+        ),
         DataType::Timestamp(unit, tz) => {
-            let v = datafusion::arrow::compute::cast(array, &DataType::Timestamp(TimeUnit::Nanosecond, tz.clone()))
-                .expect("cast");
-            let nanos = v.as_primitive::<datafusion::arrow::datatypes::TimestampNanosecondType>().value(row);
+            let v = datafusion::arrow::compute::cast(
+                array,
+                &DataType::Timestamp(TimeUnit::Nanosecond, tz.clone()),
+            )
+            .expect("cast");
+            let nanos = v
+                .as_primitive::<datafusion::arrow::datatypes::TimestampNanosecondType>()
+                .value(row);
             let _ = unit;
             let t = chrono::DateTime::from_timestamp_nanos(nanos);
             if tz.is_some() {
@@ -140,7 +164,11 @@ pub fn format_float(v: f64) -> String {
     if v.is_nan() {
         "NaN".into()
     } else if v.is_infinite() {
-        if v > 0.0 { "Infinity".into() } else { "-Infinity".into() }
+        if v > 0.0 {
+            "Infinity".into()
+        } else {
+            "-Infinity".into()
+        }
     } else {
         format!("{v}")
     }
@@ -149,9 +177,15 @@ pub fn format_float(v: f64) -> String {
 /// Runs `sql` in-process and renders its rows as `a | b | …` lines.
 pub async fn query_rows(session: &weir_sql::Session, sql: &str) -> Vec<String> {
     use futures::TryStreamExt;
-    let mut results = session.execute_all(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
-    let Some(weir_sql::QueryResult::Rows { stream, .. }) = results.pop() else { panic!("{sql}: no rows") };
-    let batches: Vec<datafusion::arrow::record_batch::RecordBatch> = stream.try_collect().await.expect("rows");
+    let mut results = session
+        .execute_all(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    let Some(weir_sql::QueryResult::Rows { stream, .. }) = results.pop() else {
+        panic!("{sql}: no rows")
+    };
+    let batches: Vec<datafusion::arrow::record_batch::RecordBatch> =
+        stream.try_collect().await.expect("rows");
     render(&batches)
 }
 
@@ -160,7 +194,13 @@ pub fn render(batches: &[datafusion::arrow::record_batch::RecordBatch]) -> Vec<S
     let mut out = Vec::new();
     for b in batches {
         for r in 0..b.num_rows() {
-            out.push(b.columns().iter().map(|c| format_value(c, r)).collect::<Vec<_>>().join(" | "));
+            out.push(
+                b.columns()
+                    .iter()
+                    .map(|c| format_value(c, r))
+                    .collect::<Vec<_>>()
+                    .join(" | "),
+            );
         }
     }
     out

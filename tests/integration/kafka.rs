@@ -16,11 +16,19 @@ fn session() -> Session {
 }
 
 async fn exec(session: &Session, sql: &str) {
-    session.execute_all(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    session
+        .execute_all(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
 }
 
 /// Polls `sql` until its rows satisfy `done`, or fails after `timeout` showing the last rows.
-async fn wait_for(session: &Session, sql: &str, timeout: Duration, done: impl Fn(&[String]) -> bool) -> Vec<String> {
+async fn wait_for(
+    session: &Session,
+    sql: &str,
+    timeout: Duration,
+    done: impl Fn(&[String]) -> bool,
+) -> Vec<String> {
     let deadline = Instant::now() + timeout;
     loop {
         let rows = query_rows(session, sql).await;
@@ -29,8 +37,14 @@ async fn wait_for(session: &Session, sql: &str, timeout: Duration, done: impl Fn
         }
         if Instant::now() >= deadline {
             let partitions = query_rows(session, "SELECT * FROM weir_source_partitions").await;
-            let views = query_rows(session, "SELECT name, status, rows_in, late_rows FROM weir_views").await;
-            panic!("timed out waiting for {sql}; last rows: {rows:?}\npartitions: {partitions:#?}\nviews: {views:#?}");
+            let views = query_rows(
+                session,
+                "SELECT name, status, rows_in, late_rows FROM weir_views",
+            )
+            .await;
+            panic!(
+                "timed out waiting for {sql}; last rows: {rows:?}\npartitions: {partitions:#?}\nviews: {views:#?}"
+            );
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -88,11 +102,17 @@ async fn records_before_and_after_the_view_starts_land_exactly_once() {
     .await;
     producer.send("events", &records(500, 1000)).await;
     let sql = "SELECT count(*), count(DISTINCT id), count(DISTINCT (p, o)), min(id), max(id) FROM all_events";
-    let rows = wait_for(&s, sql, Duration::from_secs(60), |r| one(r).starts_with("1000 |")).await;
+    let rows = wait_for(&s, sql, Duration::from_secs(60), |r| {
+        one(r).starts_with("1000 |")
+    })
+    .await;
     assert_eq!(one(&rows), "1000 | 1000 | 1000 | 0 | 999");
     // Metadata columns: partition, offset, key, broker timestamp, header.
     let rows = query_rows(&s, "SELECT p, o, k, kt, trace FROM all_events WHERE id = 7").await;
-    assert_eq!(one(&rows), "1 | 3 | k7 | 2024-01-01 00:00:00.007000+00 | t7");
+    assert_eq!(
+        one(&rows),
+        "1 | 3 | k7 | 2024-01-01 00:00:00.007000+00 | t7"
+    );
     let rows = query_rows(
         &s,
         "SELECT partition, \"offset\", high_watermark, lag, records, errors, status FROM weir_source_partitions ORDER BY partition",
@@ -115,22 +135,39 @@ async fn startup_modes_earliest_and_timestamp() {
     broker.create_topic("modes", 1);
     let producer = broker.producer();
     let batch = |ids: std::ops::Range<i64>| -> Vec<Record> {
-        ids.map(|i| Record { timestamp_ms: Some(T0 + i * 1000), ..Record::new(0, json(i, 0.0, T0)) }).collect()
+        ids.map(|i| Record {
+            timestamp_ms: Some(T0 + i * 1000),
+            ..Record::new(0, json(i, 0.0, T0))
+        })
+        .collect()
     };
     producer.send("modes", &batch(0..10)).await;
     let s = session();
     for (name, extra) in [
         ("m_earliest", ", scan.startup.mode = 'earliest'".to_string()),
         // Records 5.. have broker timestamps at or after T0 + 5 s.
-        ("m_ts", format!(", scan.startup.mode = 'timestamp', scan.startup.timestamp.millis = '{}'", T0 + 5000)),
+        (
+            "m_ts",
+            format!(
+                ", scan.startup.mode = 'timestamp', scan.startup.timestamp.millis = '{}'",
+                T0 + 5000
+            ),
+        ),
     ] {
         exec(&s, &source_sql(name, &broker.address, "modes", &extra)).await;
-        exec(&s, &format!("CREATE MATERIALIZED VIEW {name}_v AS SELECT id FROM {name}")).await;
+        exec(
+            &s,
+            &format!("CREATE MATERIALIZED VIEW {name}_v AS SELECT id FROM {name}"),
+        )
+        .await;
     }
     // Let every reader be assigned before the next records.
-    wait_for(&s, "SELECT count(*) FROM weir_source_partitions WHERE status = 'running'", Duration::from_secs(30), |r| {
-        one(r) == "2"
-    })
+    wait_for(
+        &s,
+        "SELECT count(*) FROM weir_source_partitions WHERE status = 'running'",
+        Duration::from_secs(30),
+        |r| one(r) == "2",
+    )
     .await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     producer.send("modes", &batch(10..15)).await;
@@ -150,29 +187,63 @@ async fn latest_and_timestamp_modes_on_librdkafka_mock_cluster() {
     cluster.create_topic("mocked", 1, 1).expect("topic");
     let bootstrap = cluster.bootstrap_servers();
     let producer = producer(&bootstrap);
-    let old: Vec<Record> =
-        (0..5).map(|i| Record { timestamp_ms: Some(T0 + i), ..Record::new(0, json(i, 0.0, T0)) }).collect();
+    let old: Vec<Record> = (0..5)
+        .map(|i| Record {
+            timestamp_ms: Some(T0 + i),
+            ..Record::new(0, json(i, 0.0, T0))
+        })
+        .collect();
     producer.send("mocked", &old).await;
     let s = session();
     // A start time after every stored record: the lookup finds none, so reading starts at the end.
-    let extra = format!(", scan.startup.mode = 'timestamp', scan.startup.timestamp.millis = '{}'", T0 + 60_000);
+    let extra = format!(
+        ", scan.startup.mode = 'timestamp', scan.startup.timestamp.millis = '{}'",
+        T0 + 60_000
+    );
     exec(&s, &source_sql("mocked", &bootstrap, "mocked", &extra)).await;
-    exec(&s, "CREATE MATERIALIZED VIEW mocked_v AS SELECT id FROM mocked").await;
+    exec(
+        &s,
+        "CREATE MATERIALIZED VIEW mocked_v AS SELECT id FROM mocked",
+    )
+    .await;
     // `latest` is tested here because tansu answers ListOffsets(latest) with the last batch's
     // base offset + 1 rather than the end of the log.
-    exec(&s, &source_sql("mocked_latest", &bootstrap, "mocked", ", scan.startup.mode = 'latest'")).await;
-    exec(&s, "CREATE MATERIALIZED VIEW mocked_latest_v AS SELECT id FROM mocked_latest").await;
-    wait_for(&s, "SELECT count(*) FROM weir_source_partitions WHERE status = 'running'", Duration::from_secs(30), |r| {
-        one(r) == "2"
-    })
+    exec(
+        &s,
+        &source_sql(
+            "mocked_latest",
+            &bootstrap,
+            "mocked",
+            ", scan.startup.mode = 'latest'",
+        ),
+    )
+    .await;
+    exec(
+        &s,
+        "CREATE MATERIALIZED VIEW mocked_latest_v AS SELECT id FROM mocked_latest",
+    )
+    .await;
+    wait_for(
+        &s,
+        "SELECT count(*) FROM weir_source_partitions WHERE status = 'running'",
+        Duration::from_secs(30),
+        |r| one(r) == "2",
+    )
     .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let new: Vec<Record> =
-        (5..8).map(|i| Record { timestamp_ms: Some(T0 + 120_000 + i), ..Record::new(0, json(i, 0.0, T0)) }).collect();
+    let new: Vec<Record> = (5..8)
+        .map(|i| Record {
+            timestamp_ms: Some(T0 + 120_000 + i),
+            ..Record::new(0, json(i, 0.0, T0))
+        })
+        .collect();
     producer.send("mocked", &new).await;
     for view in ["mocked_v", "mocked_latest_v"] {
         let sql = format!("SELECT count(*), min(id) FROM {view}");
-        let rows = wait_for(&s, &sql, Duration::from_secs(30), |r| one(r).starts_with("3 |")).await;
+        let rows = wait_for(&s, &sql, Duration::from_secs(30), |r| {
+            one(r).starts_with("3 |")
+        })
+        .await;
         assert_eq!(one(&rows), "3 | 5", "{view}");
     }
 }
@@ -195,17 +266,27 @@ async fn three_partitions_out_of_order_match_the_batch_oracle() {
     }
     let mut records = Vec::new();
     let mut cursors = [0usize; 3];
-    while cursors.iter().enumerate().any(|(p, c)| *c < per_partition[p].len()) {
+    while cursors
+        .iter()
+        .enumerate()
+        .any(|(p, c)| *c < per_partition[p].len())
+    {
         let p = rng.random_range(0..3);
         if let Some(&(id, key, ts)) = per_partition[p].get(cursors[p]) {
-            records.push(Record::new(p as i32, format!(r#"{{"id": {id}, "k": {key}, "ts": {ts}}}"#)));
+            records.push(Record::new(
+                p as i32,
+                format!(r#"{{"id": {id}, "k": {key}, "ts": {ts}}}"#),
+            ));
             cursors[p] += 1;
         }
     }
     // The end of the data: one row per partition far ahead closes every window.
     let end = T0 + 1_000_000;
     for p in 0..3 {
-        records.push(Record::new(p, format!(r#"{{"id": -1, "k": -1, "ts": {end}}}"#)));
+        records.push(Record::new(
+            p,
+            format!(r#"{{"id": -1, "k": -1, "ts": {end}}}"#),
+        ));
     }
     let producer = broker.producer();
     producer.send("skewed", &records[..records.len() / 2]).await;
@@ -225,9 +306,18 @@ async fn three_partitions_out_of_order_match_the_batch_oracle() {
     .await;
     producer.send("skewed", &records[records.len() / 2..]).await;
     let total: usize = per_partition.iter().map(Vec::len).sum();
-    wait_for(&s, "SELECT sum(n) FROM per_window", Duration::from_secs(60), |r| one(r) == total.to_string()).await;
-    let got =
-        query_rows(&s, "SELECT to_unixtime(window_start), k, n, s FROM per_window ORDER BY window_start, k").await;
+    wait_for(
+        &s,
+        "SELECT sum(n) FROM per_window",
+        Duration::from_secs(60),
+        |r| one(r) == total.to_string(),
+    )
+    .await;
+    let got = query_rows(
+        &s,
+        "SELECT to_unixtime(window_start), k, n, s FROM per_window ORDER BY window_start, k",
+    )
+    .await;
     // The oracle: DataFusion's batch GROUP BY over every produced row.
     let ctx = datafusion::prelude::SessionContext::new();
     let values: Vec<String> = per_partition
@@ -240,11 +330,21 @@ async fn three_partitions_out_of_order_match_the_batch_oracle() {
          FROM (VALUES {}) AS t(id, k, ts) GROUP BY w, k ORDER BY w, k",
         values.join(", ")
     );
-    let batches = ctx.sql(&sql).await.expect("oracle sql").collect().await.expect("oracle rows");
+    let batches = ctx
+        .sql(&sql)
+        .await
+        .expect("oracle sql")
+        .collect()
+        .await
+        .expect("oracle rows");
     let want = crate::harness::render(&batches);
     assert_eq!(got.len(), want.len(), "windows");
     assert_eq!(got, want);
-    let late = query_rows(&s, "SELECT late_rows FROM weir_views WHERE name = 'per_window'").await;
+    let late = query_rows(
+        &s,
+        "SELECT late_rows FROM weir_views WHERE name = 'per_window'",
+    )
+    .await;
     assert_eq!(one(&late), "0");
 }
 
@@ -264,13 +364,24 @@ async fn an_idle_partition_does_not_stall_windows() {
     )
     .await;
     // Only partition 0 gets data; partition 1 never does.
-    let records: Vec<Record> = (0..20).map(|i| Record::new(0, json(i, 0.0, T0 + i * 1000))).collect();
+    let records: Vec<Record> = (0..20)
+        .map(|i| Record::new(0, json(i, 0.0, T0 + i * 1000)))
+        .collect();
     broker.producer().send("lonely", &records).await;
     // Windows up to ts - 5 s close once partition 1 is declared idle.
-    let rows = wait_for(&s, "SELECT count(*) FROM closed", Duration::from_secs(60), |r| one(r) == "14").await;
+    let rows = wait_for(
+        &s,
+        "SELECT count(*) FROM closed",
+        Duration::from_secs(60),
+        |r| one(r) == "14",
+    )
+    .await;
     assert_eq!(one(&rows), "14");
     let sql = "SELECT partition, idle FROM weir_source_partitions ORDER BY partition";
-    wait_for(&s, sql, Duration::from_secs(10), |r| r == ["0 | t", "1 | t"]).await;
+    wait_for(&s, sql, Duration::from_secs(10), |r| {
+        r == ["0 | t", "1 | t"]
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -280,11 +391,15 @@ async fn bad_records_are_logged_while_good_ones_flow() {
     let future_ms = chrono::Utc::now().timestamp_millis() + 3 * 3600 * 1000;
     let payloads: Vec<Vec<u8>> = vec![
         json(1, 1.0, T0),
-        b"{\"id\": 2, \"v\": 2.0, \"ts\": ".to_vec(),                       // truncated JSON
+        b"{\"id\": 2, \"v\": 2.0, \"ts\": ".to_vec(), // truncated JSON
         json(3, 3.0, T0),
-        b"{\"id\": \"three\", \"v\": 1, \"ts\": 0}".to_vec(),               // wrong type
-        format!(r#"{{"id": 5, "v": 1, "ts": 0, "pad": "{}"}}"#, "x".repeat(5000)).into_bytes(), // too big
-        json(6, 6.0, future_ms),                                             // clock far ahead
+        b"{\"id\": \"three\", \"v\": 1, \"ts\": 0}".to_vec(), // wrong type
+        format!(
+            r#"{{"id": 5, "v": 1, "ts": 0, "pad": "{}"}}"#,
+            "x".repeat(5000)
+        )
+        .into_bytes(), // too big
+        json(6, 6.0, future_ms),                              // clock far ahead
         json(7, 7.0, T0),
         b"not json at all".to_vec(),
         b"{\"id\": \"8\", \"v\": \"8.5\", \"ts\": \"2024-01-01T00:00:08Z\"}".to_vec(), // coerced
@@ -292,9 +407,28 @@ async fn bad_records_are_logged_while_good_ones_flow() {
     let records: Vec<Record> = payloads.into_iter().map(|p| Record::new(0, p)).collect();
     broker.producer().send("dirty", &records).await;
     let s = session();
-    exec(&s, &source_sql("dirty", &broker.address, "dirty", ", max_record_bytes = '1024'")).await;
-    exec(&s, "CREATE MATERIALIZED VIEW clean AS SELECT id, v FROM dirty").await;
-    let rows = wait_for(&s, "SELECT id FROM clean ORDER BY id", Duration::from_secs(30), |r| r.len() == 4).await;
+    exec(
+        &s,
+        &source_sql(
+            "dirty",
+            &broker.address,
+            "dirty",
+            ", max_record_bytes = '1024'",
+        ),
+    )
+    .await;
+    exec(
+        &s,
+        "CREATE MATERIALIZED VIEW clean AS SELECT id, v FROM dirty",
+    )
+    .await;
+    let rows = wait_for(
+        &s,
+        "SELECT id FROM clean ORDER BY id",
+        Duration::from_secs(30),
+        |r| r.len() == 4,
+    )
+    .await;
     assert_eq!(rows, vec!["1", "3", "7", "8"]);
     let errors = wait_for(
         &s,
@@ -303,21 +437,43 @@ async fn bad_records_are_logged_while_good_ones_flow() {
         |r| r.len() == 5,
     )
     .await;
-    let offsets: Vec<&str> = errors.iter().map(|r| r.split(" | ").next().unwrap_or("")).collect();
+    let offsets: Vec<&str> = errors
+        .iter()
+        .map(|r| r.split(" | ").next().unwrap_or(""))
+        .collect();
     assert_eq!(offsets, vec!["1", "3", "4", "5", "7"], "{errors:?}");
     assert!(errors[2].contains("max_record_bytes"), "{}", errors[2]);
     assert!(errors[3].contains("source.max_future"), "{}", errors[3]);
-    let stats = query_rows(&s, "SELECT records, errors, \"offset\" FROM weir_source_partitions").await;
+    let stats = query_rows(
+        &s,
+        "SELECT records, errors, \"offset\" FROM weir_source_partitions",
+    )
+    .await;
     assert_eq!(stats, vec!["4 | 5 | 9"]);
-    let counted = query_rows(&s, "SELECT bad_records FROM weir_sources WHERE name = 'dirty'").await;
+    let counted = query_rows(
+        &s,
+        "SELECT bad_records FROM weir_sources WHERE name = 'dirty'",
+    )
+    .await;
     assert_eq!(counted, vec!["5"]);
 
     // bad_records = 'fail' stops the view's source with a message naming the record.
-    exec(&s, &source_sql("strict", &broker.address, "dirty", ", bad_records = 'fail'")).await;
-    exec(&s, "CREATE MATERIALIZED VIEW strict_v AS SELECT id FROM strict").await;
-    let status = wait_for(&s, "SELECT status FROM weir_views WHERE name = 'strict_v'", Duration::from_secs(30), |r| {
-        one(r).starts_with("failed")
-    })
+    exec(
+        &s,
+        &source_sql("strict", &broker.address, "dirty", ", bad_records = 'fail'"),
+    )
+    .await;
+    exec(
+        &s,
+        "CREATE MATERIALIZED VIEW strict_v AS SELECT id FROM strict",
+    )
+    .await;
+    let status = wait_for(
+        &s,
+        "SELECT status FROM weir_views WHERE name = 'strict_v'",
+        Duration::from_secs(30),
+        |r| one(r).starts_with("failed"),
+    )
     .await;
     assert!(one(&status).contains("partition 0, offset 1"), "{status:?}");
 }
@@ -326,7 +482,11 @@ async fn bad_records_are_logged_while_good_ones_flow() {
 async fn csv_records() {
     let broker = Broker::start();
     broker.create_topic("csv", 1);
-    let lines = ["1,1.5,2024-01-01T00:00:00Z", "2,oops,2024-01-01T00:00:01Z", "3,3.5,2024-01-01T00:00:02Z"];
+    let lines = [
+        "1,1.5,2024-01-01T00:00:00Z",
+        "2,oops,2024-01-01T00:00:01Z",
+        "3,3.5,2024-01-01T00:00:02Z",
+    ];
     let records: Vec<Record> = lines.iter().map(|l| Record::new(0, l.as_bytes())).collect();
     broker.producer().send("csv", &records).await;
     let s = session();
@@ -340,7 +500,13 @@ async fn csv_records() {
         ),
     )
     .await;
-    let rows = wait_for(&s, "SELECT id, v FROM csv_v ORDER BY id", Duration::from_secs(30), |r| r.len() == 2).await;
+    let rows = wait_for(
+        &s,
+        "SELECT id, v FROM csv_v ORDER BY id",
+        Duration::from_secs(30),
+        |r| r.len() == 2,
+    )
+    .await;
     assert_eq!(rows, vec!["1 | 1.5", "3 | 3.5"]);
     let errors = query_rows(&s, "SELECT \"offset\", raw FROM weir_source_errors").await;
     assert_eq!(errors, vec!["1 | 2,oops,2024-01-01T00:00:01Z"]);
@@ -353,9 +519,18 @@ async fn clear_errors_for_bad_definitions() {
     let s = session();
     let cases = [
         ("topic = 'missing'", "does not exist"),
-        ("topic = 'exists', scan.startup.mode = 'sometime'", "scan.startup.mode"),
-        ("topic = 'exists', scan.startup.mode = 'timestamp'", "scan.startup.timestamp.millis"),
-        ("topic = 'exists', properties.no.such.setting = '1'", "no.such.setting"),
+        (
+            "topic = 'exists', scan.startup.mode = 'sometime'",
+            "scan.startup.mode",
+        ),
+        (
+            "topic = 'exists', scan.startup.mode = 'timestamp'",
+            "scan.startup.timestamp.millis",
+        ),
+        (
+            "topic = 'exists', properties.no.such.setting = '1'",
+            "no.such.setting",
+        ),
         ("topic = 'exists', bad_records = 'ignore'", "bad_records"),
     ];
     for (options, expected) in cases {
@@ -363,17 +538,29 @@ async fn clear_errors_for_bad_definitions() {
             "CREATE SOURCE bad (id BIGINT) WITH (connector = 'kafka', properties.bootstrap.server = '{}', {options})",
             broker.address
         );
-        let err = s.execute_all(&sql).await.err().unwrap_or_else(|| panic!("{options} was accepted"));
+        let err = s
+            .execute_all(&sql)
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("{options} was accepted"));
         assert!(err.to_string().contains(expected), "{options}: {err}");
     }
     let unreachable = format!(
         "CREATE SOURCE bad (id BIGINT) WITH (connector = 'kafka', topic = 'x', properties.bootstrap.server = '127.0.0.1:{}', properties.socket.timeout.ms = '2000')",
         crate::harness::free_port()
     );
-    let Err(err) = s.execute_all(&unreachable).await else { panic!("unreachable broker accepted") };
-    assert!(err.to_string().contains("cannot reach the Kafka broker"), "{err}");
-    let Err(err) =
-        s.execute_all("CREATE SOURCE g INCLUDE offset WITH (connector = 'datagen', generator = 'sensors')").await
+    let Err(err) = s.execute_all(&unreachable).await else {
+        panic!("unreachable broker accepted")
+    };
+    assert!(
+        err.to_string().contains("cannot reach the Kafka broker"),
+        "{err}"
+    );
+    let Err(err) = s
+        .execute_all(
+            "CREATE SOURCE g INCLUDE offset WITH (connector = 'datagen', generator = 'sensors')",
+        )
+        .await
     else {
         panic!("INCLUDE on datagen accepted")
     };
@@ -390,16 +577,30 @@ async fn broker_paused_for_10s_loses_and_duplicates_nothing() {
         &format!(
             "{};
              CREATE MATERIALIZED VIEW got AS SELECT id, p, o FROM paused;",
-            source_sql("paused", &broker.address, "paused", ", properties.socket.timeout.ms = '3000'")
+            source_sql(
+                "paused",
+                &broker.address,
+                "paused",
+                ", properties.socket.timeout.ms = '3000'"
+            )
         ),
     )
     .await;
     let producer = broker.producer();
     let mut ids: Vec<i64> = (0..3000).collect();
     ids.shuffle(&mut ChaCha8Rng::seed_from_u64(1));
-    let records: Vec<Record> = ids.iter().map(|&i| Record::new((i % 3) as i32, json(i, 0.0, T0 + i))).collect();
+    let records: Vec<Record> = ids
+        .iter()
+        .map(|&i| Record::new((i % 3) as i32, json(i, 0.0, T0 + i)))
+        .collect();
     producer.send("paused", &records[..1000]).await;
-    wait_for(&s, "SELECT count(*) FROM got", Duration::from_secs(30), |r| one(r) == "1000").await;
+    wait_for(
+        &s,
+        "SELECT count(*) FROM got",
+        Duration::from_secs(30),
+        |r| one(r) == "1000",
+    )
+    .await;
 
     broker.signal("-STOP");
     // Records sent while the broker is stopped wait in the producer.
@@ -417,15 +618,20 @@ async fn broker_paused_for_10s_loses_and_duplicates_nothing() {
     broker.signal("-CONT");
     sending.await.expect("producer task");
     let sql = "SELECT count(*), count(DISTINCT id), count(DISTINCT (p, o)) FROM got";
-    let rows = wait_for(&s, sql, Duration::from_secs(120), |r| one(r).starts_with("3000 |")).await;
+    let rows = wait_for(&s, sql, Duration::from_secs(120), |r| {
+        one(r).starts_with("3000 |")
+    })
+    .await;
     assert_eq!(one(&rows), "3000 | 3000 | 3000");
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(one(&query_rows(&s, sql).await), "3000 | 3000 | 3000");
-    assert!(saw_retrying, "weir_source_partitions never showed the outage");
+    assert!(
+        saw_retrying,
+        "weir_source_partitions never showed the outage"
+    );
     let status = query_rows(&s, "SELECT DISTINCT status FROM weir_source_partitions").await;
     assert_eq!(status, vec!["running"]);
 }
-
 
 /// The README's "Reading from Kafka" commands, run as written against a test broker and a
 /// `weir` server (addresses, the binary and the example file substituted).
@@ -433,7 +639,10 @@ async fn broker_paused_for_10s_loses_and_duplicates_nothing() {
 async fn readme_kafka_section_works() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let readme = std::fs::read_to_string(root.join("README.md")).expect("README");
-    let section = readme.split("<!-- kafka:start -->").nth(1).and_then(|s| s.split("<!-- kafka:end -->").next());
+    let section = readme
+        .split("<!-- kafka:start -->")
+        .nth(1)
+        .and_then(|s| s.split("<!-- kafka:end -->").next());
     let section = section.expect("kafka markers in README");
     // Commands are the lines inside ```sh fences; a trailing backslash continues a command.
     let mut commands: Vec<String> = Vec::new();
@@ -457,16 +666,24 @@ async fn readme_kafka_section_works() {
     let broker = Broker::start();
     broker.create_topic("sensors", 3);
     let server = crate::harness::Server::start(&["--no-demo"]);
-    let example = std::fs::read_to_string(root.join("examples/kafka_sensors.sql")).expect("example");
+    let example =
+        std::fs::read_to_string(root.join("examples/kafka_sensors.sql")).expect("example");
     let dir = tempfile::tempdir().expect("tempdir");
     let example_path = dir.path().join("kafka_sensors.sql");
-    std::fs::write(&example_path, example.replace("127.0.0.1:9092", &broker.address)).expect("write example");
+    std::fs::write(
+        &example_path,
+        example.replace("127.0.0.1:9092", &broker.address),
+    )
+    .expect("write example");
     let substitute = |command: &str| {
         command
             .replace("127.0.0.1:9092", &broker.address)
             .replace("cargo run --release --", env!("CARGO_BIN_EXE_weir"))
             .replace("-p 5488", &format!("-p {}", server.port))
-            .replace("examples/kafka_sensors.sql", &example_path.display().to_string())
+            .replace(
+                "examples/kafka_sensors.sql",
+                &example_path.display().to_string(),
+            )
     };
     let run = |command: &str| {
         let out = std::process::Command::new("bash")
@@ -474,7 +691,11 @@ async fn readme_kafka_section_works() {
             .env("WEIR_LOG_LEVEL", "warn")
             .output()
             .expect("bash");
-        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert!(out.status.success(), "{command}\n{text}");
         text
     };
@@ -490,12 +711,19 @@ async fn readme_kafka_section_works() {
             && errors.contains("\"hot\"")
             && partitions.contains("running");
         if done {
-            let s1 = stats.lines().find(|l| l.trim_start().starts_with("s1") && l.contains("00:00:00.000000+00"));
-            assert!(s1.is_some_and(|l| l.contains("| 2 ") || l.contains("|        2 |")), "{stats}");
+            let s1 = stats
+                .lines()
+                .find(|l| l.trim_start().starts_with("s1") && l.contains("00:00:00.000000+00"));
+            assert!(
+                s1.is_some_and(|l| l.contains("| 2 ") || l.contains("|        2 |")),
+                "{stats}"
+            );
             break;
         }
-        assert!(Instant::now() < deadline, "README Kafka section:\n{stats}\n{errors}\n{partitions}");
+        assert!(
+            Instant::now() < deadline,
+            "README Kafka section:\n{stats}\n{errors}\n{partitions}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
-

@@ -11,7 +11,9 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use datafusion::arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray};
+use datafusion::arrow::array::{
+    ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray,
+};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use datafusion::prelude::SessionContext;
 use rand::{Rng, SeedableRng};
@@ -63,9 +65,18 @@ fn generate(seed: u64) -> Case {
             (true, Some(prev)) => (prev.key.clone(), prev.ts),
             _ => (format!("k{}", rng.random_range(0..keys)), ts),
         };
-        rows.push(Row { key, value: rng.random_range(-100..100), ts });
+        rows.push(Row {
+            key,
+            value: rng.random_range(-100..100),
+            ts,
+        });
     }
-    Case { rows, window_ms, delay_ms, batch_size }
+    Case {
+        rows,
+        window_ms,
+        delay_ms,
+        batch_size,
+    }
 }
 
 /// Splits rows into on-time and late, as the engine must.
@@ -114,17 +125,30 @@ fn json_lines(case: &Case) -> String {
 
 /// DataFusion batch GROUP BY over the on-time rows, windows computed with `date_bin`.
 async fn batch_answer(case: &Case, late: &[bool]) -> Vec<String> {
-    let kept: Vec<&Row> = case.rows.iter().zip(late).filter(|(_, l)| !**l).map(|(r, _)| r).collect();
+    let kept: Vec<&Row> = case
+        .rows
+        .iter()
+        .zip(late)
+        .filter(|(_, l)| !**l)
+        .map(|(r, _)| r)
+        .collect();
     let schema = Arc::new(Schema::new(vec![
         Field::new("k", DataType::Utf8, false),
         Field::new("v", DataType::Int64, false),
-        Field::new("ts", DataType::Timestamp(TimeUnit::Millisecond, Some("+00:00".into())), false),
+        Field::new(
+            "ts",
+            DataType::Timestamp(TimeUnit::Millisecond, Some("+00:00".into())),
+            false,
+        ),
     ]));
     let columns: Vec<ArrayRef> = vec![
-        Arc::new(StringArray::from_iter_values(kept.iter().map(|r| r.key.as_str()))),
+        Arc::new(StringArray::from_iter_values(
+            kept.iter().map(|r| r.key.as_str()),
+        )),
         Arc::new(Int64Array::from_iter_values(kept.iter().map(|r| r.value))),
         Arc::new(
-            TimestampMillisecondArray::from_iter_values(kept.iter().filter_map(|r| r.ts)).with_timezone("+00:00"),
+            TimestampMillisecondArray::from_iter_values(kept.iter().filter_map(|r| r.ts))
+                .with_timezone("+00:00"),
         ),
     ];
     let ctx = SessionContext::new();
@@ -135,20 +159,35 @@ async fn batch_answer(case: &Case, late: &[bool]) -> Vec<String> {
          count(*) AS n, sum(v) AS s, min(v) AS mn, max(v) AS mx FROM t GROUP BY 1, 2 ORDER BY 1, 2",
         w = case.window_ms
     );
-    let batches = ctx.sql(&sql).await.expect("batch sql").collect().await.expect("batch rows");
+    let batches = ctx
+        .sql(&sql)
+        .await
+        .expect("batch sql")
+        .collect()
+        .await
+        .expect("batch rows");
     render(&batches)
 }
 
 async fn wait_finished(session: &Session, views: &[String]) {
     let deadline = Instant::now() + Duration::from_secs(60);
-    let list = views.iter().map(|v| format!("'{v}'")).collect::<Vec<_>>().join(",");
-    let sql = format!("SELECT count(*) FROM weir_views WHERE name IN ({list}) AND status = 'finished'");
+    let list = views
+        .iter()
+        .map(|v| format!("'{v}'"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let sql =
+        format!("SELECT count(*) FROM weir_views WHERE name IN ({list}) AND status = 'finished'");
     loop {
         let rows = query_rows(session, &sql).await;
         if rows == vec![views.len().to_string()] {
             return;
         }
-        let failed = query_rows(session, "SELECT name, status FROM weir_views WHERE status LIKE 'failed%'").await;
+        let failed = query_rows(
+            session,
+            "SELECT name, status FROM weir_views WHERE status LIKE 'failed%'",
+        )
+        .await;
         assert!(failed.is_empty(), "pipeline failed: {failed:?}");
         assert!(Instant::now() < deadline, "views {views:?} did not finish");
         tokio::time::sleep(Duration::from_millis(5)).await;
@@ -166,7 +205,11 @@ async fn streaming_equals_batch_after_final_watermark() {
         let late = model_late(&case);
         let path = dir.path().join(format!("case{seed}.jsonl"));
         std::fs::write(&path, json_lines(&case)).expect("write");
-        let (src, upd, eowc) = (format!("src{seed}"), format!("upd{seed}"), format!("eowc{seed}"));
+        let (src, upd, eowc) = (
+            format!("src{seed}"),
+            format!("upd{seed}"),
+            format!("eowc{seed}"),
+        );
         let aggregate = format!(
             "SELECT k, window_start, count(*) AS n, sum(v) AS s, min(v) AS mn, max(v) AS mx \
              FROM TUMBLE({src}, ts, INTERVAL '{} milliseconds') GROUP BY k, window_start",
@@ -181,28 +224,68 @@ async fn streaming_equals_batch_after_final_watermark() {
             p = path.display(),
             b = case.batch_size,
         );
-        session.execute_all(&ddl).await.unwrap_or_else(|e| panic!("case {seed}: {e}"));
+        session
+            .execute_all(&ddl)
+            .await
+            .unwrap_or_else(|e| panic!("case {seed}: {e}"));
         wait_finished(&session, &[upd.clone(), eowc.clone()]).await;
 
         let expected = batch_answer(&case, &late).await;
         for view in [&upd, &eowc] {
-            let got = query_rows(&session, &format!("SELECT * FROM {view} ORDER BY k, window_start")).await;
-            assert_eq!(got, expected, "case {seed}: view {view} differs from the batch GROUP BY");
+            let got = query_rows(
+                &session,
+                &format!("SELECT * FROM {view} ORDER BY k, window_start"),
+            )
+            .await;
+            assert_eq!(
+                got, expected,
+                "case {seed}: view {view} differs from the batch GROUP BY"
+            );
             let late_count = late.iter().filter(|l| **l).count();
             let logged = query_rows(
                 &session,
                 &format!("SELECT count(*) FROM weir_late_rows WHERE view_name = '{view}'"),
             )
             .await;
-            assert_eq!(logged, vec![late_count.to_string()], "case {seed}: late rows of {view}");
-            let counted = query_rows(&session, &format!("SELECT late_rows FROM weir_views WHERE name = '{view}'")).await;
-            assert_eq!(counted, vec![late_count.to_string()], "case {seed}: late count of {view}");
-            let on_time: i64 = expected.iter().map(|r| r.split(" | ").nth(2).and_then(|n| n.parse::<i64>().ok()).unwrap_or(0)).sum();
-            assert_eq!(on_time as usize + late_count, case.rows.len(), "case {seed}: rows unaccounted for");
+            assert_eq!(
+                logged,
+                vec![late_count.to_string()],
+                "case {seed}: late rows of {view}"
+            );
+            let counted = query_rows(
+                &session,
+                &format!("SELECT late_rows FROM weir_views WHERE name = '{view}'"),
+            )
+            .await;
+            assert_eq!(
+                counted,
+                vec![late_count.to_string()],
+                "case {seed}: late count of {view}"
+            );
+            let on_time: i64 = expected
+                .iter()
+                .map(|r| {
+                    r.split(" | ")
+                        .nth(2)
+                        .and_then(|n| n.parse::<i64>().ok())
+                        .unwrap_or(0)
+                })
+                .sum();
+            assert_eq!(
+                on_time as usize + late_count,
+                case.rows.len(),
+                "case {seed}: rows unaccounted for"
+            );
         }
         total_late += late.iter().filter(|l| **l).count();
-        session.execute_all(&format!("DROP SOURCE {src} CASCADE")).await.expect("drop");
+        session
+            .execute_all(&format!("DROP SOURCE {src} CASCADE"))
+            .await
+            .expect("drop");
     }
     // The generator must actually exercise lateness.
-    assert!(total_late > CASES as usize, "only {total_late} late rows in {CASES} cases");
+    assert!(
+        total_late > CASES as usize,
+        "only {total_late} late rows in {CASES} cases"
+    );
 }

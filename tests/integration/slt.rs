@@ -21,7 +21,10 @@ fn slt_files() -> Vec<PathBuf> {
         .expect("tests/slt")
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "slt"))
-        .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().contains(&only)))
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().contains(&only))
+        })
         .collect();
     files.sort();
     assert!(!files.is_empty(), "no .slt files in {}", dir.display());
@@ -46,7 +49,10 @@ impl From<tokio_postgres::Error> for WireError {
             Some(db) => db.message().to_string(),
             None => e.to_string(),
         };
-        Self { message, code: e.code().map(|c| c.code().to_string()) }
+        Self {
+            message,
+            code: e.code().map(|c| c.code().to_string()),
+        }
     }
 }
 
@@ -61,21 +67,33 @@ impl AsyncDB for InProcess {
     type ColumnType = DefaultColumnType;
 
     async fn run(&mut self, sql: &str) -> Result<DBOutput<DefaultColumnType>, SltError> {
-        let results = self.session.execute_all(sql).await.map_err(|e| SltError(e.to_string()))?;
+        let results = self
+            .session
+            .execute_all(sql)
+            .await
+            .map_err(|e| SltError(e.to_string()))?;
         let Some(last) = results.into_iter().last() else {
             return Ok(DBOutput::StatementComplete(0));
         };
         match last {
-            QueryResult::Command { rows, .. } => Ok(DBOutput::StatementComplete(rows.unwrap_or(0) as u64)),
+            QueryResult::Command { rows, .. } => {
+                Ok(DBOutput::StatementComplete(rows.unwrap_or(0) as u64))
+            }
             QueryResult::Rows { schema, stream } => {
-                let batches: Vec<_> = stream.try_collect().await.map_err(|e| SltError(e.to_string()))?;
+                let batches: Vec<_> = stream
+                    .try_collect()
+                    .await
+                    .map_err(|e| SltError(e.to_string()))?;
                 let mut rows = Vec::new();
                 for b in &batches {
                     for r in 0..b.num_rows() {
                         rows.push(b.columns().iter().map(|c| format_value(c, r)).collect());
                     }
                 }
-                Ok(DBOutput::Rows { types: vec![DefaultColumnType::Any; schema.fields().len()], rows })
+                Ok(DBOutput::Rows {
+                    types: vec![DefaultColumnType::Any; schema.fields().len()],
+                    rows,
+                })
             }
         }
     }
@@ -126,7 +144,10 @@ impl AsyncDB for Wire {
             }
         }
         match columns {
-            Some(n) => Ok(DBOutput::Rows { types: vec![DefaultColumnType::Any; n], rows }),
+            Some(n) => Ok(DBOutput::Rows {
+                types: vec![DefaultColumnType::Any; n],
+                rows,
+            }),
             None => Ok(DBOutput::StatementComplete(complete.unwrap_or(0))),
         }
     }
@@ -169,7 +190,11 @@ async fn slt_over_the_wire() {
         let s = Arc::clone(&server);
         let mut runner = sqllogictest::Runner::new(move || {
             let s = Arc::clone(&s);
-            async move { Ok(Wire { client: s.connect().await }) }
+            async move {
+                Ok(Wire {
+                    client: s.connect().await,
+                })
+            }
         });
         runner.add_label("wire");
         runner.with_column_validator(|_, _| true);

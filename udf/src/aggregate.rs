@@ -38,13 +38,20 @@ use datafusion::logical_expr::{Accumulator, AggregateUDFImpl, Signature, Volatil
 
 use crate::detectors::moments::spread_floor;
 use crate::params::{ParamSpec, Params, constant, input};
-use crate::result::{Assessment, Direction, ResultBuilder, Thresholds, normal_two_sided_p, result_type};
+use crate::result::{
+    Assessment, Direction, ResultBuilder, Thresholds, normal_two_sided_p, result_type,
+};
 
 /// 0.6745 = Φ⁻¹(0.75): MAD / 0.6745 estimates σ for normal data.
 const MAD_TO_SIGMA: f64 = 0.674_489_750_196_081_7;
 
 /// Parameters of both aggregate detectors.
-pub static AGGREGATE_PARAMS: [ParamSpec; 4] = [input("x"), constant("warn"), constant("crit"), constant("min_samples")];
+pub static AGGREGATE_PARAMS: [ParamSpec; 4] = [
+    input("x"),
+    constant("warn"),
+    constant("crit"),
+    constant("min_samples"),
+];
 
 /// How a group's extreme value is judged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -78,11 +85,21 @@ impl std::hash::Hash for GroupOutlier {
 impl GroupOutlier {
     /// Both aggregate detectors.
     pub fn all() -> Result<Vec<GroupOutlier>> {
-        let signature =
-            || Signature::user_defined(Volatility::Immutable).with_parameter_names(AGGREGATE_PARAMS.iter().map(|p| p.name).collect::<Vec<_>>());
+        let signature = || {
+            Signature::user_defined(Volatility::Immutable)
+                .with_parameter_names(AGGREGATE_PARAMS.iter().map(|p| p.name).collect::<Vec<_>>())
+        };
         Ok(vec![
-            GroupOutlier { name: "anomaly_mad_agg", method: Method::Mad, signature: signature()? },
-            GroupOutlier { name: "anomaly_zscore_agg", method: Method::ZScore, signature: signature()? },
+            GroupOutlier {
+                name: "anomaly_mad_agg",
+                method: Method::Mad,
+                signature: signature()?,
+            },
+            GroupOutlier {
+                name: "anomaly_zscore_agg",
+                method: Method::ZScore,
+                signature: signature()?,
+            },
         ])
     }
 }
@@ -98,12 +115,19 @@ impl AggregateUDFImpl for GroupOutlier {
 
     fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
         if arg_types.is_empty() || arg_types.len() > AGGREGATE_PARAMS.len() {
-            return plan_err!("{} takes 1 to {} arguments, got {}", self.name, AGGREGATE_PARAMS.len(), arg_types.len());
+            return plan_err!(
+                "{} takes 1 to {} arguments, got {}",
+                self.name,
+                AGGREGATE_PARAMS.len(),
+                arg_types.len()
+            );
         }
         if !(arg_types[0].is_numeric() || arg_types[0].is_null()) {
             return plan_err!("{}: x must be numeric, got {}", self.name, arg_types[0]);
         }
-        Ok(std::iter::once(DataType::Float64).chain(arg_types[1..].iter().cloned()).collect())
+        Ok(std::iter::once(DataType::Float64)
+            .chain(arg_types[1..].iter().cloned())
+            .collect())
     }
 
     fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
@@ -112,7 +136,11 @@ impl AggregateUDFImpl for GroupOutlier {
 
     fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
         let item = Arc::new(Field::new_list_field(DataType::Float64, true));
-        Ok(vec![Arc::new(Field::new(format!("{}_values", args.name), DataType::List(item), true))])
+        Ok(vec![Arc::new(Field::new(
+            format!("{}_values", args.name),
+            DataType::List(item),
+            true,
+        ))])
     }
 
     fn accumulator(&self, acc_args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
@@ -124,7 +152,10 @@ impl AggregateUDFImpl for GroupOutlier {
         let warn = params.positive("warn", warn)?;
         let crit = params.positive("crit", crit.max(warn))?;
         if crit < warn {
-            return plan_err!("{}: crit ({crit}) must not be below warn ({warn})", self.name);
+            return plan_err!(
+                "{}: crit ({crit}) must not be below warn ({warn})",
+                self.name
+            );
         }
         Ok(Box::new(GroupValues {
             method: self.method,
@@ -159,7 +190,8 @@ impl GroupValues {
         let values = cast(values, &DataType::Float64)?;
         let values = values.as_primitive::<Float64Type>();
         let before = self.values.len();
-        self.values.extend(values.iter().flatten().filter(|v| v.is_finite()));
+        self.values
+            .extend(values.iter().flatten().filter(|v| v.is_finite()));
         self.sorted &= self.values.len() == before;
         Ok(())
     }
@@ -180,14 +212,26 @@ impl GroupValues {
                 deviations.sort_by(f64::total_cmp);
                 let mad = median_of_sorted(&deviations);
                 let sigma = spread_floor(mad / MAD_TO_SIGMA, median);
-                let x = if highest - median >= median - lowest { highest } else { lowest };
+                let x = if highest - median >= median - lowest {
+                    highest
+                } else {
+                    lowest
+                };
                 (median, sigma, x)
             }
             Method::ZScore => {
                 let mean = v.iter().sum::<f64>() / n as f64;
-                let (x, skip) = if highest - mean >= mean - lowest { (highest, n - 1) } else { (lowest, 0) };
+                let (x, skip) = if highest - mean >= mean - lowest {
+                    (highest, n - 1)
+                } else {
+                    (lowest, 0)
+                };
                 // Mean and σ of the others.
-                let others = v.iter().enumerate().filter(|&(i, _)| i != skip).map(|(_, &y)| y);
+                let others = v
+                    .iter()
+                    .enumerate()
+                    .filter(|&(i, _)| i != skip)
+                    .map(|(_, &y)| y);
                 let count = (n - 1) as f64;
                 let mean_others = others.clone().sum::<f64>() / count;
                 let variance = others.map(|y| (y - mean_others).powi(2)).sum::<f64>() / count;
@@ -195,8 +239,13 @@ impl GroupValues {
             }
         };
         let score = (x - expected).abs() / sigma;
-        let assessment =
-            Assessment { score, p_value: normal_two_sided_p(score), expected, spread: Some(sigma), direction: Direction::of(x, expected) };
+        let assessment = Assessment {
+            score,
+            p_value: normal_two_sided_p(score),
+            expected,
+            spread: Some(sigma),
+            direction: Direction::of(x, expected),
+        };
         Some((assessment, sigma))
     }
 }
@@ -206,20 +255,33 @@ fn median_of_sorted(sorted: &[f64]) -> f64 {
     if n == 0 {
         return f64::NAN;
     }
-    if n % 2 == 1 { sorted[n / 2] } else { (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0 }
+    if n % 2 == 1 {
+        sorted[n / 2]
+    } else {
+        (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
+    }
 }
 
 impl Accumulator for GroupValues {
     fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
-        let column = values.first().ok_or_else(|| exec_datafusion_err!("anomaly aggregate: missing input"))?;
+        let column = values
+            .first()
+            .ok_or_else(|| exec_datafusion_err!("anomaly aggregate: missing input"))?;
         self.append(column)
     }
 
     fn retract_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
-        let column = values.first().ok_or_else(|| exec_datafusion_err!("anomaly aggregate: missing input"))?;
+        let column = values
+            .first()
+            .ok_or_else(|| exec_datafusion_err!("anomaly aggregate: missing input"))?;
         let column = cast(column, &DataType::Float64)?;
         self.sort();
-        for x in column.as_primitive::<Float64Type>().iter().flatten().filter(|v| v.is_finite()) {
+        for x in column
+            .as_primitive::<Float64Type>()
+            .iter()
+            .flatten()
+            .filter(|v| v.is_finite())
+        {
             if let Ok(at) = self.values.binary_search_by(|v| v.total_cmp(&x)) {
                 self.values.remove(at);
             }
@@ -236,7 +298,10 @@ impl Accumulator for GroupValues {
         match self.judge() {
             Some((a, sigma)) => {
                 let severity = self.thresholds.severity(a.score);
-                let band = (a.expected - self.thresholds.warn * sigma, a.expected + self.thresholds.warn * sigma);
+                let band = (
+                    a.expected - self.thresholds.warn * sigma,
+                    a.expected + self.thresholds.warn * sigma,
+                );
                 out.append(&a, severity, Some(band), self.values.len() as u64);
             }
             None if self.values.is_empty() => out.append_null(),
@@ -268,7 +333,9 @@ impl Accumulator for GroupValues {
     }
 
     fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
-        let lists = states.first().ok_or_else(|| exec_datafusion_err!("anomaly aggregate: missing state"))?;
+        let lists = states
+            .first()
+            .ok_or_else(|| exec_datafusion_err!("anomaly aggregate: missing state"))?;
         let lists = lists.as_list::<i32>();
         for i in 0..lists.len() {
             if lists.is_valid(i) {
@@ -285,14 +352,25 @@ mod tests {
     use super::*;
 
     fn group(method: Method, values: &[f64]) -> GroupValues {
-        let mut g = GroupValues { method, thresholds: Thresholds { warn: 3.0, crit: 5.0 }, min_samples: 8, values: Vec::new(), sorted: true };
+        let mut g = GroupValues {
+            method,
+            thresholds: Thresholds {
+                warn: 3.0,
+                crit: 5.0,
+            },
+            min_samples: 8,
+            values: Vec::new(),
+            sorted: true,
+        };
         let array: ArrayRef = Arc::new(Float64Array::from(values.to_vec()));
         g.update_batch(&[array]).unwrap();
         g
     }
 
     fn field(result: &ScalarValue, name: &str) -> ScalarValue {
-        let ScalarValue::Struct(s) = result else { panic!("{result:?}") };
+        let ScalarValue::Struct(s) = result else {
+            panic!("{result:?}")
+        };
         ScalarValue::try_from_array(s.column_by_name(name).unwrap(), 0).unwrap()
     }
 
@@ -302,12 +380,20 @@ mod tests {
         values.push(35.0);
         for method in [Method::Mad, Method::ZScore] {
             let result = group(method, &values).evaluate().unwrap();
-            assert_eq!(field(&result, "severity"), ScalarValue::from("CRITICAL"), "{method:?}");
+            assert_eq!(
+                field(&result, "severity"),
+                ScalarValue::from("CRITICAL"),
+                "{method:?}"
+            );
             assert_eq!(field(&result, "direction"), ScalarValue::from("HIGH"));
             assert_eq!(field(&result, "n"), ScalarValue::Int64(Some(51)));
             // Without the outlier the group is normal.
             let result = group(method, &values[..50]).evaluate().unwrap();
-            assert_eq!(field(&result, "severity"), ScalarValue::from("NORMAL"), "{method:?}");
+            assert_eq!(
+                field(&result, "severity"),
+                ScalarValue::from("NORMAL"),
+                "{method:?}"
+            );
         }
     }
 
@@ -324,7 +410,10 @@ mod tests {
 
     #[test]
     fn merging_states_and_retracting_values_equal_the_group_built_directly() {
-        let values: Vec<f64> = (0..40).map(|i| f64::from(i * 37 % 11)).chain([60.0]).collect();
+        let values: Vec<f64> = (0..40)
+            .map(|i| f64::from(i * 37 % 11))
+            .chain([60.0])
+            .collect();
         let mut whole = group(Method::Mad, &values);
         let mut left = group(Method::Mad, &values[..20]);
         let right = group(Method::Mad, &values[20..]).state().unwrap();
@@ -333,6 +422,9 @@ mod tests {
         assert_eq!(left.evaluate().unwrap(), whole.evaluate().unwrap());
         let outlier: ArrayRef = Arc::new(Float64Array::from(vec![60.0]));
         whole.retract_batch(&[outlier]).unwrap();
-        assert_eq!(whole.evaluate().unwrap(), group(Method::Mad, &values[..40]).evaluate().unwrap());
+        assert_eq!(
+            whole.evaluate().unwrap(),
+            group(Method::Mad, &values[..40]).evaluate().unwrap()
+        );
     }
 }

@@ -30,11 +30,13 @@
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, Float64Builder, Int64Builder, NullBufferBuilder, StringBuilder, StructArray,
-    TimestampMicrosecondBuilder,
+    Array, ArrayRef, AsArray, Float64Builder, Int64Builder, NullBufferBuilder, StringBuilder,
+    StructArray, TimestampMicrosecondBuilder,
 };
 use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::{DataType, Field, Fields, Float64Type, TimeUnit, TimestampNanosecondType};
+use datafusion::arrow::datatypes::{
+    DataType, Field, Fields, Float64Type, TimeUnit, TimestampNanosecondType,
+};
 use datafusion::common::{Result, exec_datafusion_err};
 use serde::{Deserialize, Serialize};
 
@@ -51,7 +53,11 @@ fn alert_fields() -> Fields {
     Fields::from(vec![
         Field::new("event", DataType::Utf8, true),
         Field::new("severity", DataType::Utf8, true),
-        Field::new("started_at", DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into())), true),
+        Field::new(
+            "started_at",
+            DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into())),
+            true,
+        ),
         Field::new("rows", DataType::Int64, true),
         Field::new("peak_score", DataType::Float64, true),
     ])
@@ -97,12 +103,26 @@ impl KeyedWindowFunction for AlertFunction {
     }
 
     fn new_state(&self) -> Box<dyn WindowState> {
-        Box::new(AlertState { min_duration: self.min_duration, cooldown: self.cooldown, input: self.input, time: self.time, saved: Saved::default() })
+        Box::new(AlertState {
+            min_duration: self.min_duration,
+            cooldown: self.cooldown,
+            input: self.input,
+            time: self.time,
+            saved: Saved::default(),
+        })
     }
 
     fn load_state(&self, bytes: &[u8]) -> Result<Box<dyn WindowState>> {
-        let saved = postcard::from_bytes(bytes).map_err(|e| exec_datafusion_err!("anomaly_alert: checkpointed state does not decode: {e}"))?;
-        Ok(Box::new(AlertState { min_duration: self.min_duration, cooldown: self.cooldown, input: self.input, time: self.time, saved }))
+        let saved = postcard::from_bytes(bytes).map_err(|e| {
+            exec_datafusion_err!("anomaly_alert: checkpointed state does not decode: {e}")
+        })?;
+        Ok(Box::new(AlertState {
+            min_duration: self.min_duration,
+            cooldown: self.cooldown,
+            input: self.input,
+            time: self.time,
+            saved,
+        }))
     }
 }
 
@@ -169,7 +189,16 @@ impl AlertState {
         match (s.phase, abnormal) {
             (Phase::Quiet, false) => None,
             (Phase::Quiet, true) => {
-                *s = Saved { phase: Phase::Pending, since: ts, since_rows: 0, started_at: ts, severity: level(severity), rows: 1, peak: score, row: s.row };
+                *s = Saved {
+                    phase: Phase::Pending,
+                    since: ts,
+                    since_rows: 0,
+                    started_at: ts,
+                    severity: level(severity),
+                    rows: 1,
+                    peak: score,
+                    row: s.row,
+                };
                 if elapsed(self.min_duration, s.since, s.since_rows, ts) {
                     s.phase = Phase::Open;
                     return Some("OPEN");
@@ -225,25 +254,41 @@ impl AlertState {
 
 impl WindowState for AlertState {
     fn evaluate(&mut self, args: &[ArrayRef]) -> Result<ArrayRef> {
-        let results = args.get(self.input).ok_or_else(|| exec_datafusion_err!("anomaly_alert: missing results"))?;
+        let results = args
+            .get(self.input)
+            .ok_or_else(|| exec_datafusion_err!("anomaly_alert: missing results"))?;
         let Some(results) = results.as_struct_opt() else {
-            return Err(exec_datafusion_err!("anomaly_alert: r must be a detector result"));
+            return Err(exec_datafusion_err!(
+                "anomaly_alert: r must be a detector result"
+            ));
         };
         let severity = results
             .column_by_name("severity")
             .and_then(|c| c.as_string_opt::<i32>())
-            .ok_or_else(|| exec_datafusion_err!("anomaly_alert: r must be a detector result (no severity field)"))?;
-        let warmup = results.column_by_name("warmup").and_then(|c| c.as_boolean_opt());
+            .ok_or_else(|| {
+                exec_datafusion_err!(
+                    "anomaly_alert: r must be a detector result (no severity field)"
+                )
+            })?;
+        let warmup = results
+            .column_by_name("warmup")
+            .and_then(|c| c.as_boolean_opt());
         let score = match results.column_by_name("score") {
             Some(c) => cast(c, &DataType::Float64)?,
-            None => return Err(exec_datafusion_err!("anomaly_alert: r must be a detector result (no score field)")),
+            None => {
+                return Err(exec_datafusion_err!(
+                    "anomaly_alert: r must be a detector result (no score field)"
+                ));
+            }
         };
         let score = score.as_primitive::<Float64Type>();
         let times = match self.time.and_then(|i| args.get(i)) {
             Some(t) => Some(cast(t, &DataType::Timestamp(TimeUnit::Nanosecond, None))?),
             None => None,
         };
-        let times = times.as_ref().map(|t| t.as_primitive::<TimestampNanosecondType>());
+        let times = times
+            .as_ref()
+            .map(|t| t.as_primitive::<TimestampNanosecondType>());
         let n = results.len();
         let (mut event, mut sev, mut started, mut rows, mut peak) = (
             StringBuilder::new(),
@@ -260,11 +305,17 @@ impl WindowState for AlertState {
                 Some(t) => Some(t.value(i)),
                 None => Some(self.saved.row),
             };
-            let judged = results.is_valid(i) && severity.is_valid(i) && !warmup.is_some_and(|w| w.is_valid(i) && w.value(i));
+            let judged = results.is_valid(i)
+                && severity.is_valid(i)
+                && !warmup.is_some_and(|w| w.is_valid(i) && w.value(i));
             let fired = match (ts, judged) {
                 (Some(ts), true) => {
                     let s = Severity::parse(severity.value(i)).unwrap_or(Severity::Normal);
-                    let x = if score.is_valid(i) { score.value(i) } else { 0.0 };
+                    let x = if score.is_valid(i) {
+                        score.value(i)
+                    } else {
+                        0.0
+                    };
                     self.step(s, x, ts)
                 }
                 _ => None,
@@ -274,7 +325,11 @@ impl WindowState for AlertState {
                     let s = &self.saved;
                     event.append_value(e);
                     sev.append_value(severity_of(s.severity).as_str());
-                    started.append_value(if self.time.is_some() { s.started_at / 1000 } else { 0 });
+                    started.append_value(if self.time.is_some() {
+                        s.started_at / 1000
+                    } else {
+                        0
+                    });
                     rows.append_value(s.rows as i64);
                     peak.append_value(s.peak);
                     validity.append_non_null();
@@ -296,11 +351,16 @@ impl WindowState for AlertState {
             Arc::new(rows.finish()),
             Arc::new(peak.finish()),
         ];
-        Ok(Arc::new(StructArray::try_new(alert_fields(), columns, validity.finish())?))
+        Ok(Arc::new(StructArray::try_new(
+            alert_fields(),
+            columns,
+            validity.finish(),
+        )?))
     }
 
     fn save(&self) -> Result<Vec<u8>> {
-        postcard::to_allocvec(&self.saved).map_err(|e| exec_datafusion_err!("anomaly_alert: state does not encode: {e}"))
+        postcard::to_allocvec(&self.saved)
+            .map_err(|e| exec_datafusion_err!("anomaly_alert: state does not encode: {e}"))
     }
 
     fn size(&self) -> usize {

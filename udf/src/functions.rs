@@ -8,7 +8,9 @@ use datafusion::arrow::array::ArrayRef;
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef, TimeUnit};
 use datafusion::common::{Result, plan_err};
 use datafusion::logical_expr::function::{PartitionEvaluatorArgs, WindowUDFFieldArgs};
-use datafusion::logical_expr::{PartitionEvaluator, Signature, Volatility, WindowUDF, WindowUDFImpl};
+use datafusion::logical_expr::{
+    PartitionEvaluator, Signature, Volatility, WindowUDF, WindowUDFImpl,
+};
 use datafusion::physical_expr::PhysicalExpr;
 
 use crate::detectors::cusum::{Cusum, CusumConfig};
@@ -56,8 +58,17 @@ impl DetectorUdwf {
         Self::returning(name, params, build, |_| Ok(crate::result::result_type()))
     }
 
-    fn multivariate(name: &'static str, params: &'static [ParamSpec], build: Build) -> Result<Self> {
-        Self::returning(name, params, build, crate::multivariate::multivariate_result_type)
+    fn multivariate(
+        name: &'static str,
+        params: &'static [ParamSpec],
+        build: Build,
+    ) -> Result<Self> {
+        Self::returning(
+            name,
+            params,
+            build,
+            crate::multivariate::multivariate_result_type,
+        )
     }
 
     fn returning(
@@ -68,7 +79,13 @@ impl DetectorUdwf {
     ) -> Result<Self> {
         let signature = Signature::user_defined(Volatility::Immutable)
             .with_parameter_names(params.iter().map(|p| p.name).collect::<Vec<_>>())?;
-        Ok(Self { name, params, build, return_type, signature })
+        Ok(Self {
+            name,
+            params,
+            build,
+            return_type,
+            signature,
+        })
     }
 
     /// The declared parameters, in order.
@@ -95,36 +112,64 @@ impl WindowUDFImpl for DetectorUdwf {
 
     fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
         if arg_types.len() > self.params.len() {
-            return plan_err!("{} takes at most {} arguments, got {}", self.name, self.params.len(), arg_types.len());
+            return plan_err!(
+                "{} takes at most {} arguments, got {}",
+                self.name,
+                self.params.len(),
+                arg_types.len()
+            );
         }
         arg_types
             .iter()
             .zip(self.params)
             .map(|(t, spec)| match spec.kind {
                 ParamKind::Input if t.is_numeric() || t.is_null() => Ok(DataType::Float64),
-                ParamKind::Input => plan_err!("{}: {} must be numeric, got {t}", self.name, spec.name),
+                ParamKind::Input => {
+                    plan_err!("{}: {} must be numeric, got {t}", self.name, spec.name)
+                }
                 ParamKind::Result if matches!(t, DataType::Struct(_)) => Ok(t.clone()),
-                ParamKind::Result => plan_err!("{}: {} must be a detector result (e.g. anomaly_mad(x) OVER w), got {t}", self.name, spec.name),
+                ParamKind::Result => plan_err!(
+                    "{}: {} must be a detector result (e.g. anomaly_mad(x) OVER w), got {t}",
+                    self.name,
+                    spec.name
+                ),
                 ParamKind::Time => match t {
                     DataType::Timestamp(_, _) => Ok(t.clone()),
-                    DataType::Date32 | DataType::Date64 => Ok(DataType::Timestamp(TimeUnit::Nanosecond, None)),
+                    DataType::Date32 | DataType::Date64 => {
+                        Ok(DataType::Timestamp(TimeUnit::Nanosecond, None))
+                    }
                     // A sequence number orders rows too; INTERVAL spans then count its units.
                     t if t.is_integer() => Ok(DataType::Int64),
-                    _ => plan_err!("{}: {} (the ORDER BY column) must be a timestamp or an integer, got {t}", self.name, spec.name),
+                    _ => plan_err!(
+                        "{}: {} (the ORDER BY column) must be a timestamp or an integer, got {t}",
+                        self.name,
+                        spec.name
+                    ),
                 },
-                ParamKind::Features => crate::multivariate::coerce_features(self.name, spec.name, t),
+                ParamKind::Features => {
+                    crate::multivariate::coerce_features(self.name, spec.name, t)
+                }
                 ParamKind::Constant => Ok(t.clone()),
             })
             .collect()
     }
 
     fn field(&self, field_args: WindowUDFFieldArgs) -> Result<FieldRef> {
-        Ok(Arc::new(Field::new(field_args.name(), (self.return_type)(field_args.input_fields())?, true)))
+        Ok(Arc::new(Field::new(
+            field_args.name(),
+            (self.return_type)(field_args.input_fields())?,
+            true,
+        )))
     }
 
-    fn partition_evaluator(&self, args: PartitionEvaluatorArgs) -> Result<Box<dyn PartitionEvaluator>> {
+    fn partition_evaluator(
+        &self,
+        args: PartitionEvaluatorArgs,
+    ) -> Result<Box<dyn PartitionEvaluator>> {
         let function = self.bind(args.input_exprs())?;
-        Ok(Box::new(WholePartition { state: function.new_state() }))
+        Ok(Box::new(WholePartition {
+            state: function.new_state(),
+        }))
     }
 }
 
@@ -142,7 +187,10 @@ impl PartitionEvaluator for WholePartition {
 
 /// The incremental form of a window function call, if Weir has one: the streaming planner's
 /// entry point.
-pub fn keyed_window_function(udf: &WindowUDF, args: &[Arc<dyn PhysicalExpr>]) -> Option<Result<Arc<dyn KeyedWindowFunction>>> {
+pub fn keyed_window_function(
+    udf: &WindowUDF,
+    args: &[Arc<dyn PhysicalExpr>],
+) -> Option<Result<Arc<dyn KeyedWindowFunction>>> {
     let detector = udf.inner().downcast_ref::<DetectorUdwf>()?;
     Some(detector.bind(args))
 }
@@ -158,15 +206,44 @@ const COMMON_TAIL: [ParamSpec; 6] = [
 
 static ZSCORE_PARAMS: [ParamSpec; 10] = {
     let t = COMMON_TAIL;
-    [input("x"), constant("window"), constant("method"), constant("half_life"), t[0], t[1], t[2], t[3], t[4], t[5]]
+    [
+        input("x"),
+        constant("window"),
+        constant("method"),
+        constant("half_life"),
+        t[0],
+        t[1],
+        t[2],
+        t[3],
+        t[4],
+        t[5],
+    ]
 };
 static EWMA_PARAMS: [ParamSpec; 8] = {
     let t = COMMON_TAIL;
-    [input("x"), constant("half_life"), t[0], t[1], t[2], t[3], t[4], t[5]]
+    [
+        input("x"),
+        constant("half_life"),
+        t[0],
+        t[1],
+        t[2],
+        t[3],
+        t[4],
+        t[5],
+    ]
 };
 static MAD_PARAMS: [ParamSpec; 8] = {
     let t = COMMON_TAIL;
-    [input("x"), constant("window"), t[0], t[1], t[2], t[3], t[4], t[5]]
+    [
+        input("x"),
+        constant("window"),
+        t[0],
+        t[1],
+        t[2],
+        t[3],
+        t[4],
+        t[5],
+    ]
 };
 static DIFF_PARAMS: [ParamSpec; 12] = {
     let t = COMMON_TAIL;
@@ -214,19 +291,52 @@ static CUSUM_PARAMS: [ParamSpec; 8] = [
     constant("min_samples"),
     TIME,
 ];
-static PAGE_HINKLEY_PARAMS: [ParamSpec; 7] =
-    [input("x"), constant("delta"), constant("lambda"), constant("alpha"), constant("crit"), constant("min_samples"), TIME];
+static PAGE_HINKLEY_PARAMS: [ParamSpec; 7] = [
+    input("x"),
+    constant("delta"),
+    constant("lambda"),
+    constant("alpha"),
+    constant("crit"),
+    constant("min_samples"),
+    TIME,
+];
 
-const MULTI_TAIL: [ParamSpec; 5] =
-    [constant("warn"), constant("crit"), constant("min_samples"), constant("learn_anomalies"), constant("rebaseline_after")];
+const MULTI_TAIL: [ParamSpec; 5] = [
+    constant("warn"),
+    constant("crit"),
+    constant("min_samples"),
+    constant("learn_anomalies"),
+    constant("rebaseline_after"),
+];
 
 static PCA_PARAMS: [ParamSpec; 9] = {
     let t = MULTI_TAIL;
-    [features("x"), constant("components"), constant("half_life"), constant("refit"), t[0], t[1], t[2], t[3], t[4]]
+    [
+        features("x"),
+        constant("components"),
+        constant("half_life"),
+        constant("refit"),
+        t[0],
+        t[1],
+        t[2],
+        t[3],
+        t[4],
+    ]
 };
 static KMEANS_PARAMS: [ParamSpec; 10] = {
     let t = MULTI_TAIL;
-    [features("x"), constant("k"), constant("batch"), constant("seed"), constant("calibration"), t[0], t[1], t[2], t[3], t[4]]
+    [
+        features("x"),
+        constant("k"),
+        constant("batch"),
+        constant("seed"),
+        constant("calibration"),
+        t[0],
+        t[1],
+        t[2],
+        t[3],
+        t[4],
+    ]
 };
 static HST_PARAMS: [ParamSpec; 11] = {
     let t = MULTI_TAIL;
@@ -262,7 +372,12 @@ static IFOREST_PARAMS: [ParamSpec; 12] = {
     ]
 };
 
-static ALERT_PARAMS: [ParamSpec; 4] = [result("r"), constant("min_duration"), constant("cooldown"), TIME];
+static ALERT_PARAMS: [ParamSpec; 4] = [
+    result("r"),
+    constant("min_duration"),
+    constant("cooldown"),
+    TIME,
+];
 
 fn alert(params: &Params) -> Result<Arc<dyn KeyedWindowFunction>> {
     Ok(Arc::new(crate::alerts::AlertFunction::from_params(params)?))
@@ -270,29 +385,46 @@ fn alert(params: &Params) -> Result<Arc<dyn KeyedWindowFunction>> {
 
 fn zscore(params: &Params) -> Result<Arc<dyn KeyedWindowFunction>> {
     let common = Common::from_params("anomaly_zscore", params, 3.0, 5.0)?;
-    Ok(Arc::new(DetectorFunction::<ZScore>::new(common, ZScoreConfig::from_params(params)?)))
+    Ok(Arc::new(DetectorFunction::<ZScore>::new(
+        common,
+        ZScoreConfig::from_params(params)?,
+    )))
 }
 
 fn ewma(params: &Params) -> Result<Arc<dyn KeyedWindowFunction>> {
     let common = Common::from_params("anomaly_ewma", params, 3.0, 5.0)?;
-    Ok(Arc::new(DetectorFunction::<ZScore>::new(common, ZScoreConfig::ewma_from_params(params)?)))
+    Ok(Arc::new(DetectorFunction::<ZScore>::new(
+        common,
+        ZScoreConfig::ewma_from_params(params)?,
+    )))
 }
 
 fn mad(params: &Params) -> Result<Arc<dyn KeyedWindowFunction>> {
     let common = Common::from_params("anomaly_mad", params, 3.5, 5.0)?;
-    Ok(Arc::new(DetectorFunction::<Mad>::new(common, MadConfig::from_params(params)?)))
+    Ok(Arc::new(DetectorFunction::<Mad>::new(
+        common,
+        MadConfig::from_params(params)?,
+    )))
 }
 
 fn diff(params: &Params) -> Result<Arc<dyn KeyedWindowFunction>> {
     let config = DiffConfig::from_params(params)?;
-    let warn = if matches!(config.inner, InnerConfig::Mad(_)) { 3.5 } else { 3.0 };
+    let warn = if matches!(config.inner, InnerConfig::Mad(_)) {
+        3.5
+    } else {
+        3.0
+    };
     let common = Common::from_params("anomaly_diff", params, warn, 5.0)?;
     Ok(Arc::new(DetectorFunction::<Diff>::new(common, config)))
 }
 
 fn seasonal(params: &Params) -> Result<Arc<dyn KeyedWindowFunction>> {
     let config = SeasonalConfig::from_params(params)?;
-    let warn = if matches!(config.inner, SeasonalInner::Mad(_)) { 3.5 } else { 3.0 };
+    let warn = if matches!(config.inner, SeasonalInner::Mad(_)) {
+        3.5
+    } else {
+        3.0
+    };
     let common = Common::from_params("anomaly_seasonal", params, warn, 5.0)?;
     Ok(Arc::new(DetectorFunction::<Seasonal>::new(common, config)))
 }
@@ -300,33 +432,55 @@ fn seasonal(params: &Params) -> Result<Arc<dyn KeyedWindowFunction>> {
 fn cusum(params: &Params) -> Result<Arc<dyn KeyedWindowFunction>> {
     let h = params.positive("h", 5.0)?;
     let common = Common::from_params("changepoint_cusum", params, h, 2.0 * h)?;
-    Ok(Arc::new(DetectorFunction::<Cusum>::new(common, CusumConfig::from_params(params)?)))
+    Ok(Arc::new(DetectorFunction::<Cusum>::new(
+        common,
+        CusumConfig::from_params(params)?,
+    )))
 }
 
 fn page_hinkley(params: &Params) -> Result<Arc<dyn KeyedWindowFunction>> {
     let config = PageHinkleyConfig::from_params(params)?;
-    let common = Common::from_params("changepoint_page_hinkley", params, config.lambda, 2.0 * config.lambda)?;
-    Ok(Arc::new(DetectorFunction::<PageHinkley>::new(common, config)))
+    let common = Common::from_params(
+        "changepoint_page_hinkley",
+        params,
+        config.lambda,
+        2.0 * config.lambda,
+    )?;
+    Ok(Arc::new(DetectorFunction::<PageHinkley>::new(
+        common, config,
+    )))
 }
 
 fn pca(params: &Params) -> Result<Arc<dyn KeyedWindowFunction>> {
     let common = MultiCommon::from_params("anomaly_pca", params, 30, false)?;
-    Ok(Arc::new(MultiFunction::<Pca>::new(common, PcaConfig::from_params(params)?)))
+    Ok(Arc::new(MultiFunction::<Pca>::new(
+        common,
+        PcaConfig::from_params(params)?,
+    )))
 }
 
 fn kmeans(params: &Params) -> Result<Arc<dyn KeyedWindowFunction>> {
     let common = MultiCommon::from_params("anomaly_kmeans", params, 0, true)?;
-    Ok(Arc::new(MultiFunction::<KMeansDetector>::new(common, KMeansConfig::from_params(params)?)))
+    Ok(Arc::new(MultiFunction::<KMeansDetector>::new(
+        common,
+        KMeansConfig::from_params(params)?,
+    )))
 }
 
 fn hst(params: &Params) -> Result<Arc<dyn KeyedWindowFunction>> {
     let common = MultiCommon::from_params("anomaly_hst", params, 0, false)?;
-    Ok(Arc::new(MultiFunction::<HalfSpaceTrees>::new(common, HstConfig::from_params(params)?)))
+    Ok(Arc::new(MultiFunction::<HalfSpaceTrees>::new(
+        common,
+        HstConfig::from_params(params)?,
+    )))
 }
 
 fn iforest(params: &Params) -> Result<Arc<dyn KeyedWindowFunction>> {
     let common = MultiCommon::from_params("anomaly_iforest", params, 0, false)?;
-    Ok(Arc::new(MultiFunction::<IsolationForest>::new(common, IForestConfig::from_params(params)?)))
+    Ok(Arc::new(MultiFunction::<IsolationForest>::new(
+        common,
+        IForestConfig::from_params(params)?,
+    )))
 }
 
 /// Every detector window function.
@@ -338,11 +492,17 @@ pub fn detector_functions() -> Result<Vec<DetectorUdwf>> {
         DetectorUdwf::new("anomaly_diff", &DIFF_PARAMS, diff)?,
         DetectorUdwf::new("anomaly_seasonal", &SEASONAL_PARAMS, seasonal)?,
         DetectorUdwf::new("changepoint_cusum", &CUSUM_PARAMS, cusum)?,
-        DetectorUdwf::new("changepoint_page_hinkley", &PAGE_HINKLEY_PARAMS, page_hinkley)?,
+        DetectorUdwf::new(
+            "changepoint_page_hinkley",
+            &PAGE_HINKLEY_PARAMS,
+            page_hinkley,
+        )?,
         DetectorUdwf::multivariate("anomaly_pca", &PCA_PARAMS, pca)?,
         DetectorUdwf::multivariate("anomaly_kmeans", &KMEANS_PARAMS, kmeans)?,
         DetectorUdwf::multivariate("anomaly_hst", &HST_PARAMS, hst)?,
         DetectorUdwf::multivariate("anomaly_iforest", &IFOREST_PARAMS, iforest)?,
-        DetectorUdwf::returning("anomaly_alert", &ALERT_PARAMS, alert, |_| Ok(crate::alerts::alert_type()))?,
+        DetectorUdwf::returning("anomaly_alert", &ALERT_PARAMS, alert, |_| {
+            Ok(crate::alerts::alert_type())
+        })?,
     ])
 }

@@ -123,7 +123,9 @@ impl Common {
         let warn = params.positive("warn", warn)?;
         let crit = params.positive("crit", crit.max(warn))?;
         if crit < warn {
-            return datafusion::common::plan_err!("{name}: crit ({crit}) must not be below warn ({warn})");
+            return datafusion::common::plan_err!(
+                "{name}: crit ({crit}) must not be below warn ({warn})"
+            );
         }
         Ok(Self {
             name,
@@ -147,7 +149,10 @@ pub struct DetectorFunction<D: Detector> {
 impl<D: Detector> DetectorFunction<D> {
     /// A call with these settings.
     pub fn new(common: Common, config: D::Config) -> Self {
-        Self { common: Arc::new(common), config: Arc::new(config) }
+        Self {
+            common: Arc::new(common),
+            config: Arc::new(config),
+        }
     }
 }
 
@@ -160,15 +165,27 @@ impl<D: Detector> KeyedWindowFunction for DetectorFunction<D> {
         Box::new(DetectorState::<D> {
             common: Arc::clone(&self.common),
             config: Arc::clone(&self.config),
-            saved: Saved { detector: D::new(&self.config), streak: 0, rows: 0 },
+            saved: Saved {
+                detector: D::new(&self.config),
+                streak: 0,
+                rows: 0,
+            },
         })
     }
 
     fn load_state(&self, bytes: &[u8]) -> Result<Box<dyn WindowState>> {
-        let mut saved: Saved<D> = postcard::from_bytes(bytes)
-            .map_err(|e| exec_datafusion_err!("{}: checkpointed state does not decode: {e}", self.common.name))?;
+        let mut saved: Saved<D> = postcard::from_bytes(bytes).map_err(|e| {
+            exec_datafusion_err!(
+                "{}: checkpointed state does not decode: {e}",
+                self.common.name
+            )
+        })?;
         saved.detector.rebuild();
-        Ok(Box::new(DetectorState::<D> { common: Arc::clone(&self.common), config: Arc::clone(&self.config), saved }))
+        Ok(Box::new(DetectorState::<D> {
+            common: Arc::clone(&self.common),
+            config: Arc::clone(&self.config),
+            saved,
+        }))
     }
 }
 
@@ -195,14 +212,23 @@ impl<D: Detector> DetectorState<D> {
         let state = &mut self.saved;
         let common = &self.common;
         let n = state.detector.n();
-        let assessment = if n < common.min_samples { None } else { state.detector.assess(&self.config, x, ts) };
+        let assessment = if n < common.min_samples {
+            None
+        } else {
+            state.detector.assess(&self.config, x, ts)
+        };
         let Some(a) = assessment else {
             out.append_warmup(state.detector.expected(&self.config), n);
             state.detector.learn(&self.config, x, ts);
             return;
         };
         let severity = common.thresholds.severity(a.score);
-        let band = a.spread.map(|s| (a.expected - s * common.thresholds.warn, a.expected + s * common.thresholds.warn));
+        let band = a.spread.map(|s| {
+            (
+                a.expected - s * common.thresholds.warn,
+                a.expected + s * common.thresholds.warn,
+            )
+        });
         out.append(&a, severity, band, n);
         if D::CHANGE_DETECTOR {
             state.detector.learn(&self.config, x, ts);
@@ -220,7 +246,9 @@ impl<D: Detector> DetectorState<D> {
         let rebaseline = common.rebaseline_after > 0 && state.streak >= common.rebaseline_after;
         match band {
             Some((lower, upper)) if !common.learn_anomalies && !rebaseline => {
-                state.detector.learn_clipped(&self.config, x, x.clamp(lower, upper), ts);
+                state
+                    .detector
+                    .learn_clipped(&self.config, x, x.clamp(lower, upper), ts);
             }
             _ => state.detector.learn(&self.config, x, ts),
         }
@@ -238,7 +266,9 @@ impl<D: Detector> WindowState for DetectorState<D> {
             Some(ts) => Some(cast(ts, &DataType::Timestamp(TimeUnit::Nanosecond, None))?),
             None => None,
         };
-        let times = times.as_ref().map(|t| t.as_primitive::<TimestampNanosecondType>());
+        let times = times
+            .as_ref()
+            .map(|t| t.as_primitive::<TimestampNanosecondType>());
         let mut out = ResultBuilder::with_capacity(values.len());
         for i in 0..values.len() {
             let x = values.value(i);

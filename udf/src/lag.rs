@@ -48,7 +48,11 @@ impl KeyedWindowFunction for LagFunction {
     }
 
     fn new_state(&self) -> Box<dyn WindowState> {
-        Box::new(LagState { offset: self.offset, default: self.default.clone(), held: None })
+        Box::new(LagState {
+            offset: self.offset,
+            default: self.default.clone(),
+            held: None,
+        })
     }
 
     fn load_state(&self, bytes: &[u8]) -> Result<Box<dyn WindowState>> {
@@ -60,7 +64,11 @@ impl KeyedWindowFunction for LagFunction {
             Some(batch) => Some(Arc::clone(batch?.column(0))),
             None => None,
         };
-        Ok(Box::new(LagState { offset: self.offset, default: self.default.clone(), held }))
+        Ok(Box::new(LagState {
+            offset: self.offset,
+            default: self.default.clone(),
+            held,
+        }))
     }
 }
 
@@ -74,7 +82,9 @@ struct LagState {
 
 impl WindowState for LagState {
     fn evaluate(&mut self, args: &[ArrayRef]) -> Result<ArrayRef> {
-        let input = args.first().ok_or_else(|| exec_datafusion_err!("lag: missing input column"))?;
+        let input = args
+            .first()
+            .ok_or_else(|| exec_datafusion_err!("lag: missing input column"))?;
         if self.offset == 0 {
             return Ok(Arc::clone(input));
         }
@@ -100,8 +110,14 @@ impl WindowState for LagState {
     }
 
     fn save(&self) -> Result<Vec<u8>> {
-        let Some(held) = &self.held else { return Ok(Vec::new()) };
-        let schema = Arc::new(Schema::new(vec![Field::new("held", held.data_type().clone(), true)]));
+        let Some(held) = &self.held else {
+            return Ok(Vec::new());
+        };
+        let schema = Arc::new(Schema::new(vec![Field::new(
+            "held",
+            held.data_type().clone(),
+            true,
+        )]));
         let batch = RecordBatch::try_new(Arc::clone(&schema), vec![Arc::clone(held)])?;
         let mut bytes = Vec::new();
         let mut writer = StreamWriter::try_new(&mut bytes, &schema)?;
@@ -144,7 +160,10 @@ impl KeyedWindowFunction for LeadFunction {
     }
 
     fn new_state(&self) -> Box<dyn WindowState> {
-        Box::new(LeadState { offset: self.offset, default: self.default.clone() })
+        Box::new(LeadState {
+            offset: self.offset,
+            default: self.default.clone(),
+        })
     }
 
     fn load_state(&self, _bytes: &[u8]) -> Result<Box<dyn WindowState>> {
@@ -165,7 +184,9 @@ struct LeadState {
 
 impl WindowState for LeadState {
     fn evaluate(&mut self, args: &[ArrayRef]) -> Result<ArrayRef> {
-        let input = args.first().ok_or_else(|| exec_datafusion_err!("lead: missing input column"))?;
+        let input = args
+            .first()
+            .ok_or_else(|| exec_datafusion_err!("lead: missing input column"))?;
         let len = input.len();
         let ahead = self.offset.min(len);
         let fill = defaults(&self.default, input.data_type(), ahead)?;
@@ -194,7 +215,15 @@ mod tests {
         let function = LagFunction::new(2, ScalarValue::from("none"));
         let mut state = function.new_state();
         let mut got: Vec<Option<String>> = Vec::new();
-        for (i, part) in [vec![Some("a")], vec![Some("b"), None, Some("d")], vec![], vec![Some("e"), Some("f")]].into_iter().enumerate() {
+        for (i, part) in [
+            vec![Some("a")],
+            vec![Some("b"), None, Some("d")],
+            vec![],
+            vec![Some("e"), Some("f")],
+        ]
+        .into_iter()
+        .enumerate()
+        {
             let input: ArrayRef = Arc::new(StringArray::from(part));
             let out = state.evaluate(&[input]).unwrap();
             got.extend(out.as_string::<i32>().iter().map(|s| s.map(str::to_string)));
@@ -203,10 +232,17 @@ mod tests {
                 state = function.load_state(&bytes).unwrap();
             }
         }
-        let want: Vec<Option<String>> = [Some("none"), Some("none"), Some("a"), Some("b"), None, Some("d")]
-            .into_iter()
-            .map(|s| s.map(str::to_string))
-            .collect();
+        let want: Vec<Option<String>> = [
+            Some("none"),
+            Some("none"),
+            Some("a"),
+            Some("b"),
+            None,
+            Some("d"),
+        ]
+        .into_iter()
+        .map(|s| s.map(str::to_string))
+        .collect();
         assert_eq!(got, want);
         let empty = LagFunction::new(1, ScalarValue::Null);
         let fresh = empty.new_state();
@@ -217,12 +253,19 @@ mod tests {
     fn lead_reads_ahead_and_fills_the_end_with_the_default() {
         let function = LeadFunction::new(2, ScalarValue::Int64(Some(0)));
         assert_eq!(function.lookahead(), 2);
-        let input: ArrayRef = Arc::new(datafusion::arrow::array::Int64Array::from(vec![1, 2, 3, 4]));
+        let input: ArrayRef =
+            Arc::new(datafusion::arrow::array::Int64Array::from(vec![1, 2, 3, 4]));
         let out = function.new_state().evaluate(&[input]).unwrap();
-        let got: Vec<Option<i64>> = out.as_primitive::<datafusion::arrow::datatypes::Int64Type>().iter().collect();
+        let got: Vec<Option<i64>> = out
+            .as_primitive::<datafusion::arrow::datatypes::Int64Type>()
+            .iter()
+            .collect();
         assert_eq!(got, vec![Some(3), Some(4), Some(0), Some(0)]);
         let short: ArrayRef = Arc::new(datafusion::arrow::array::Int64Array::from(vec![7]));
-        let out = LeadFunction::new(3, ScalarValue::Null).new_state().evaluate(&[short]).unwrap();
+        let out = LeadFunction::new(3, ScalarValue::Null)
+            .new_state()
+            .evaluate(&[short])
+            .unwrap();
         assert_eq!(out.null_count(), 1);
     }
 }

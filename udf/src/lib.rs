@@ -59,8 +59,8 @@ use datafusion::execution::context::SessionContext;
 use datafusion::logical_expr::{AggregateUDF, ScalarUDF, WindowUDF};
 
 pub use functions::keyed_window_function;
-pub use streaming::{WindowCall, streaming_window_function};
 pub use keyed::{KeyedWindowFunction, WindowState};
+pub use streaming::{WindowCall, streaming_window_function};
 
 /// Registers every Weir function with `ctx`.
 pub fn register(ctx: &SessionContext) -> Result<()> {
@@ -80,20 +80,28 @@ pub fn parameter_names(name: &str) -> Option<Vec<&'static str>> {
     if name.eq_ignore_ascii_case("anomaly_vote") {
         return Some(vote::VOTE_PARAMS.to_vec());
     }
-    if name.eq_ignore_ascii_case("anomaly_mad_agg") || name.eq_ignore_ascii_case("anomaly_zscore_agg") {
+    if name.eq_ignore_ascii_case("anomaly_mad_agg")
+        || name.eq_ignore_ascii_case("anomaly_zscore_agg")
+    {
         return Some(aggregate::AGGREGATE_PARAMS.iter().map(|p| p.name).collect());
     }
     let functions = functions::detector_functions().ok()?;
-    let function = functions.iter().find(|f| datafusion::logical_expr::WindowUDFImpl::name(*f).eq_ignore_ascii_case(name))?;
+    let function = functions
+        .iter()
+        .find(|f| datafusion::logical_expr::WindowUDFImpl::name(*f).eq_ignore_ascii_case(name))?;
     Some(function.params().iter().map(|p| p.name).collect())
 }
 
 /// True when `name`'s first parameter is a `ROW(x1, x2, …)` of inputs (a multivariate detector).
 pub fn takes_row_input(name: &str) -> bool {
-    let Ok(functions) = functions::detector_functions() else { return false };
+    let Ok(functions) = functions::detector_functions() else {
+        return false;
+    };
     functions.iter().any(|f| {
         datafusion::logical_expr::WindowUDFImpl::name(f).eq_ignore_ascii_case(name)
-            && f.params().first().is_some_and(|p| p.kind == params::ParamKind::Features)
+            && f.params()
+                .first()
+                .is_some_and(|p| p.kind == params::ParamKind::Features)
     })
 }
 

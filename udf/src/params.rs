@@ -38,26 +38,41 @@ pub struct ParamSpec {
 
 /// Shorthand for a per-row input parameter.
 pub const fn input(name: &'static str) -> ParamSpec {
-    ParamSpec { name, kind: ParamKind::Input }
+    ParamSpec {
+        name,
+        kind: ParamKind::Input,
+    }
 }
 
 /// Shorthand for a constant parameter.
 pub const fn constant(name: &'static str) -> ParamSpec {
-    ParamSpec { name, kind: ParamKind::Constant }
+    ParamSpec {
+        name,
+        kind: ParamKind::Constant,
+    }
 }
 
 /// Shorthand for a per-row `ROW(…)` parameter.
 pub const fn features(name: &'static str) -> ParamSpec {
-    ParamSpec { name, kind: ParamKind::Features }
+    ParamSpec {
+        name,
+        kind: ParamKind::Features,
+    }
 }
 
 /// Shorthand for a per-row detector-result parameter.
 pub const fn result(name: &'static str) -> ParamSpec {
-    ParamSpec { name, kind: ParamKind::Result }
+    ParamSpec {
+        name,
+        kind: ParamKind::Result,
+    }
 }
 
 /// The event-time parameter, always last.
-pub const TIME: ParamSpec = ParamSpec { name: "ts", kind: ParamKind::Time };
+pub const TIME: ParamSpec = ParamSpec {
+    name: "ts",
+    kind: ParamKind::Time,
+};
 
 /// A window or half-life: a number of rows, or a span of event time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -81,14 +96,30 @@ pub struct Params {
 
 impl Params {
     /// Reads the arguments of a call of `function` declared as `specs`.
-    pub fn from_exprs(function: &'static str, specs: &[ParamSpec], args: &[Arc<dyn PhysicalExpr>]) -> Result<Self> {
+    pub fn from_exprs(
+        function: &'static str,
+        specs: &[ParamSpec],
+        args: &[Arc<dyn PhysicalExpr>],
+    ) -> Result<Self> {
         if args.len() > specs.len() {
-            return plan_err!("{function} takes at most {} arguments, got {}", specs.len(), args.len());
+            return plan_err!(
+                "{function} takes at most {} arguments, got {}",
+                specs.len(),
+                args.len()
+            );
         }
-        let mut params = Params { function, constants: HashMap::new(), inputs: Vec::new(), time: None };
+        let mut params = Params {
+            function,
+            constants: HashMap::new(),
+            inputs: Vec::new(),
+            time: None,
+        };
         for (i, spec) in specs.iter().enumerate() {
             let Some(arg) = args.get(i) else {
-                if matches!(spec.kind, ParamKind::Input | ParamKind::Result | ParamKind::Features) {
+                if matches!(
+                    spec.kind,
+                    ParamKind::Input | ParamKind::Result | ParamKind::Features
+                ) {
                     return plan_err!("{function}: missing argument {}", spec.name);
                 }
                 continue;
@@ -98,7 +129,10 @@ impl Params {
                 ParamKind::Time => params.time = Some(i),
                 ParamKind::Constant => {
                     let Some(literal) = arg.as_ref().downcast_ref::<Literal>() else {
-                        return plan_err!("{function}: {} must be a constant, not {arg}", spec.name);
+                        return plan_err!(
+                            "{function}: {} must be a constant, not {arg}",
+                            spec.name
+                        );
                     };
                     if !literal.value().is_null() {
                         params.constants.insert(spec.name, literal.value().clone());
@@ -115,9 +149,15 @@ impl Params {
 
     /// A number (any numeric literal).
     pub fn f64(&self, name: &str, default: f64) -> Result<f64> {
-        let Some(value) = self.constants.get(name) else { return Ok(default) };
+        let Some(value) = self.constants.get(name) else {
+            return Ok(default);
+        };
         let number = match value.cast_to(&datafusion::arrow::datatypes::DataType::Float64) {
-            Ok(ScalarValue::Float64(Some(v))) if v.is_finite() && value.data_type().is_numeric() => v,
+            Ok(ScalarValue::Float64(Some(v)))
+                if v.is_finite() && value.data_type().is_numeric() =>
+            {
+                v
+            }
             _ => return Err(self.error(name, "a finite number", value)),
         };
         Ok(number)
@@ -126,12 +166,18 @@ impl Params {
     /// A positive number.
     pub fn positive(&self, name: &str, default: f64) -> Result<f64> {
         let v = self.f64(name, default)?;
-        if v > 0.0 { Ok(v) } else { plan_err!("{}: {name} must be positive, got {v}", self.function) }
+        if v > 0.0 {
+            Ok(v)
+        } else {
+            plan_err!("{}: {name} must be positive, got {v}", self.function)
+        }
     }
 
     /// A count (a non-negative integer).
     pub fn count(&self, name: &str, default: u64) -> Result<u64> {
-        let Some(value) = self.constants.get(name) else { return Ok(default) };
+        let Some(value) = self.constants.get(name) else {
+            return Ok(default);
+        };
         match value {
             ScalarValue::Int8(Some(_))
             | ScalarValue::Int16(Some(_))
@@ -140,10 +186,12 @@ impl Params {
             | ScalarValue::UInt8(Some(_))
             | ScalarValue::UInt16(Some(_))
             | ScalarValue::UInt32(Some(_))
-            | ScalarValue::UInt64(Some(_)) => match value.cast_to(&datafusion::arrow::datatypes::DataType::Int64) {
-                Ok(ScalarValue::Int64(Some(v))) if v >= 0 => Ok(v as u64),
-                _ => Err(self.error(name, "a non-negative integer", value)),
-            },
+            | ScalarValue::UInt64(Some(_)) => {
+                match value.cast_to(&datafusion::arrow::datatypes::DataType::Int64) {
+                    Ok(ScalarValue::Int64(Some(v))) if v >= 0 => Ok(v as u64),
+                    _ => Err(self.error(name, "a non-negative integer", value)),
+                }
+            }
             _ => Err(self.error(name, "a non-negative integer", value)),
         }
     }
@@ -158,40 +206,71 @@ impl Params {
     }
 
     /// One of `choices` (case-insensitive); returns the matching choice.
-    pub fn choice(&self, name: &str, choices: &[&'static str], default: &'static str) -> Result<&'static str> {
-        let Some(value) = self.constants.get(name) else { return Ok(default) };
-        let text = match value {
-            ScalarValue::Utf8(Some(s)) | ScalarValue::Utf8View(Some(s)) | ScalarValue::LargeUtf8(Some(s)) => s,
-            other => return Err(self.error(name, &format!("one of '{}'", choices.join("', '")), other)),
+    pub fn choice(
+        &self,
+        name: &str,
+        choices: &[&'static str],
+        default: &'static str,
+    ) -> Result<&'static str> {
+        let Some(value) = self.constants.get(name) else {
+            return Ok(default);
         };
-        choices.iter().copied().find(|c| c.eq_ignore_ascii_case(text)).ok_or_else(|| {
-            plan_datafusion_err!("{}: {name} must be one of '{}', got '{text}'", self.function, choices.join("', '"))
-        })
+        let text = match value {
+            ScalarValue::Utf8(Some(s))
+            | ScalarValue::Utf8View(Some(s))
+            | ScalarValue::LargeUtf8(Some(s)) => s,
+            other => {
+                return Err(self.error(name, &format!("one of '{}'", choices.join("', '")), other));
+            }
+        };
+        choices
+            .iter()
+            .copied()
+            .find(|c| c.eq_ignore_ascii_case(text))
+            .ok_or_else(|| {
+                plan_datafusion_err!(
+                    "{}: {name} must be one of '{}', got '{text}'",
+                    self.function,
+                    choices.join("', '")
+                )
+            })
     }
 
     /// A window or half-life: a positive integer (rows) or an INTERVAL (event time).
     pub fn span(&self, name: &str, default: Span) -> Result<Span> {
-        let Some(value) = self.constants.get(name) else { return self.check_span(name, default) };
+        let Some(value) = self.constants.get(name) else {
+            return self.check_span(name, default);
+        };
         let span = match value {
-            ScalarValue::IntervalMonthDayNano(Some(v)) if v.months == 0 => {
-                Span::Time(i64::from(v.days).saturating_mul(86_400_000_000_000).saturating_add(v.nanoseconds))
-            }
-            ScalarValue::IntervalDayTime(Some(v)) => {
-                Span::Time(i64::from(v.days) * 86_400_000_000_000 + i64::from(v.milliseconds) * 1_000_000)
-            }
+            ScalarValue::IntervalMonthDayNano(Some(v)) if v.months == 0 => Span::Time(
+                i64::from(v.days)
+                    .saturating_mul(86_400_000_000_000)
+                    .saturating_add(v.nanoseconds),
+            ),
+            ScalarValue::IntervalDayTime(Some(v)) => Span::Time(
+                i64::from(v.days) * 86_400_000_000_000 + i64::from(v.milliseconds) * 1_000_000,
+            ),
             ScalarValue::DurationSecond(Some(s)) => Span::Time(s.saturating_mul(1_000_000_000)),
             ScalarValue::DurationMillisecond(Some(s)) => Span::Time(s.saturating_mul(1_000_000)),
             ScalarValue::DurationMicrosecond(Some(s)) => Span::Time(s.saturating_mul(1_000)),
             ScalarValue::DurationNanosecond(Some(s)) => Span::Time(*s),
             other if other.data_type().is_integer() => Span::Rows(self.count(name, 0)?),
-            other => return Err(self.error(name, "a number of rows or an INTERVAL of days, hours, minutes or seconds", other)),
+            other => {
+                return Err(self.error(
+                    name,
+                    "a number of rows or an INTERVAL of days, hours, minutes or seconds",
+                    other,
+                ));
+            }
         };
         self.check_span(name, span)
     }
 
     fn check_span(&self, name: &str, span: Span) -> Result<Span> {
         match span {
-            Span::Rows(0) | Span::Time(..=0) => plan_err!("{}: {name} must be positive", self.function),
+            Span::Rows(0) | Span::Time(..=0) => {
+                plan_err!("{}: {name} must be positive", self.function)
+            }
             Span::Time(_) if self.time.is_none() => plan_err!(
                 "{}: {name} as an INTERVAL needs event time: call it with OVER (… ORDER BY <timestamp>) or pass ts => <timestamp>",
                 self.function

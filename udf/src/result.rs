@@ -18,14 +18,26 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{ArrayRef, BooleanBuilder, Float64Builder, Int64Builder, StringBuilder, StructArray};
 use datafusion::arrow::array::NullBufferBuilder;
+use datafusion::arrow::array::{
+    ArrayRef, BooleanBuilder, Float64Builder, Int64Builder, StringBuilder, StructArray,
+};
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Fields};
 use serde::{Deserialize, Serialize};
 
 /// Field names of the result struct, in order.
-pub const RESULT_FIELDS: [&str; 10] =
-    ["score", "p_value", "is_anomaly", "severity", "expected", "lower", "upper", "direction", "warmup", "n"];
+pub const RESULT_FIELDS: [&str; 10] = [
+    "score",
+    "p_value",
+    "is_anomaly",
+    "severity",
+    "expected",
+    "lower",
+    "upper",
+    "direction",
+    "warmup",
+    "n",
+];
 
 /// The Arrow type of every detector's result.
 pub fn result_type() -> DataType {
@@ -164,16 +176,42 @@ pub fn normal_upper_quantile(p: f64) -> f64 {
     // Lower-tail quantile of q = 1 − p, computed from p directly where p is small.
     let q = 1.0 - p;
     #[allow(clippy::excessive_precision)]
-    const A: [f64; 6] = [-3.969683028665376e1, 2.209460984245205e2, -2.759285104469687e2, 1.383_577_518_672_69e2, -3.066479806614716e1, 2.506628277459239];
+    const A: [f64; 6] = [
+        -3.969683028665376e1,
+        2.209460984245205e2,
+        -2.759285104469687e2,
+        1.383_577_518_672_69e2,
+        -3.066479806614716e1,
+        2.506628277459239,
+    ];
     #[allow(clippy::excessive_precision)]
-    const B: [f64; 5] = [-5.447609879822406e1, 1.615858368580409e2, -1.556989798598866e2, 6.680131188771972e1, -1.328068155288572e1];
+    const B: [f64; 5] = [
+        -5.447609879822406e1,
+        1.615858368580409e2,
+        -1.556989798598866e2,
+        6.680131188771972e1,
+        -1.328068155288572e1,
+    ];
     #[allow(clippy::excessive_precision)]
-    const C: [f64; 6] = [-7.784894002430293e-3, -3.223964580411365e-1, -2.400758277161838, -2.549732539343734, 4.374664141464968, 2.938163982698783];
+    const C: [f64; 6] = [
+        -7.784894002430293e-3,
+        -3.223964580411365e-1,
+        -2.400758277161838,
+        -2.549732539343734,
+        4.374664141464968,
+        2.938163982698783,
+    ];
     #[allow(clippy::excessive_precision)]
-    const D: [f64; 4] = [7.784695709041462e-3, 3.224671290700398e-1, 2.445134137142996, 3.754408661907416];
+    const D: [f64; 4] = [
+        7.784695709041462e-3,
+        3.224671290700398e-1,
+        2.445134137142996,
+        3.754408661907416,
+    ];
     let tail = |t: f64| {
         let r = (-2.0 * t.ln()).sqrt();
-        (((((C[0] * r + C[1]) * r + C[2]) * r + C[3]) * r + C[4]) * r + C[5]) / ((((D[0] * r + D[1]) * r + D[2]) * r + D[3]) * r + 1.0)
+        (((((C[0] * r + C[1]) * r + C[2]) * r + C[3]) * r + C[4]) * r + C[5])
+            / ((((D[0] * r + D[1]) * r + D[2]) * r + D[3]) * r + 1.0)
     };
     let mut x = if q < 0.02425 {
         tail(q)
@@ -196,7 +234,11 @@ pub fn normal_upper_quantile(p: f64) -> f64 {
 
 /// Clamps a probability into (0, 1].
 pub fn clamp_p(p: f64) -> f64 {
-    if p.is_nan() { 1.0 } else { p.clamp(f64::MIN_POSITIVE, 1.0) }
+    if p.is_nan() {
+        1.0
+    } else {
+        p.clamp(f64::MIN_POSITIVE, 1.0)
+    }
 }
 
 /// Builds a column of results, field by field (no per-row `ScalarValue`s).
@@ -254,7 +296,8 @@ impl ResultBuilder {
         self.p_value.append_null();
         self.is_anomaly.append_value(false);
         self.severity.append_value(Severity::Normal.as_str());
-        self.expected.append_option(expected.filter(|e| e.is_finite()));
+        self.expected
+            .append_option(expected.filter(|e| e.is_finite()));
         self.lower.append_null();
         self.upper.append_null();
         self.direction.append_null();
@@ -264,12 +307,19 @@ impl ResultBuilder {
     }
 
     /// A judged row.
-    pub fn append(&mut self, assessment: &Assessment, severity: Severity, band: Option<(f64, f64)>, n: u64) {
+    pub fn append(
+        &mut self,
+        assessment: &Assessment,
+        severity: Severity,
+        band: Option<(f64, f64)>,
+        n: u64,
+    ) {
         self.score.append_value(finite(assessment.score));
         self.p_value.append_value(clamp_p(assessment.p_value));
         self.is_anomaly.append_value(severity != Severity::Normal);
         self.severity.append_value(severity.as_str());
-        self.expected.append_option(Some(assessment.expected).filter(|e| e.is_finite()));
+        self.expected
+            .append_option(Some(assessment.expected).filter(|e| e.is_finite()));
         match band.filter(|(l, u)| l.is_finite() && u.is_finite()) {
             Some((lower, upper)) => {
                 self.lower.append_value(lower);
@@ -280,7 +330,8 @@ impl ResultBuilder {
                 self.upper.append_null();
             }
         }
-        self.direction.append_option(assessment.direction.map(Direction::as_str));
+        self.direction
+            .append_option(assessment.direction.map(Direction::as_str));
         self.warmup.append_value(false);
         self.n.append_value(n as i64);
         self.validity.append_non_null();
@@ -293,15 +344,28 @@ impl ResultBuilder {
     }
 
     /// The finished struct column with one more field (a multivariate detector's attribution).
-    pub fn finish_with(self, (name, extra): (&str, ArrayRef)) -> datafusion::common::Result<ArrayRef> {
+    pub fn finish_with(
+        self,
+        (name, extra): (&str, ArrayRef),
+    ) -> datafusion::common::Result<ArrayRef> {
         let (fields, mut columns, validity) = self.parts();
         let mut fields: Vec<FieldRef> = fields.iter().cloned().collect();
         fields.push(Arc::new(Field::new(name, extra.data_type().clone(), true)));
         columns.push(extra);
-        Ok(Arc::new(StructArray::try_new(Fields::from(fields), columns, validity)?))
+        Ok(Arc::new(StructArray::try_new(
+            Fields::from(fields),
+            columns,
+            validity,
+        )?))
     }
 
-    fn parts(mut self) -> (Fields, Vec<ArrayRef>, Option<datafusion::arrow::buffer::NullBuffer>) {
+    fn parts(
+        mut self,
+    ) -> (
+        Fields,
+        Vec<ArrayRef>,
+        Option<datafusion::arrow::buffer::NullBuffer>,
+    ) {
         let columns: Vec<ArrayRef> = vec![
             Arc::new(self.score.finish()),
             Arc::new(self.p_value.finish()),
@@ -353,7 +417,10 @@ mod tests {
 
     #[test]
     fn thresholds_grade_scores() {
-        let t = Thresholds { warn: 3.0, crit: 5.0 };
+        let t = Thresholds {
+            warn: 3.0,
+            crit: 5.0,
+        };
         assert_eq!(t.severity(2.9), Severity::Normal);
         assert_eq!(t.severity(3.0), Severity::Warning);
         assert_eq!(t.severity(7.0), Severity::Critical);

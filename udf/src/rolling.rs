@@ -98,8 +98,22 @@ pub struct RollingFunction {
 
 impl RollingFunction {
     /// `aggregate(args[input]) OVER (… frame)`, with the event time at `args[time]`.
-    pub fn new(name: &str, aggregate: Aggregate, start: FrameStart, peers: bool, input: Option<usize>, time: usize) -> Self {
-        Self { name: name.to_string(), aggregate, start, peers, input, time }
+    pub fn new(
+        name: &str,
+        aggregate: Aggregate,
+        start: FrameStart,
+        peers: bool,
+        input: Option<usize>,
+        time: usize,
+    ) -> Self {
+        Self {
+            name: name.to_string(),
+            aggregate,
+            start,
+            peers,
+            input,
+            time,
+        }
     }
 }
 
@@ -109,14 +123,29 @@ impl KeyedWindowFunction for RollingFunction {
     }
 
     fn new_state(&self) -> Box<dyn WindowState> {
-        Box::new(RollingState { aggregate: self.aggregate, start: self.start, peers: self.peers, input: self.input, time: self.time, saved: Frame::default() })
+        Box::new(RollingState {
+            aggregate: self.aggregate,
+            start: self.start,
+            peers: self.peers,
+            input: self.input,
+            time: self.time,
+            saved: Frame::default(),
+        })
     }
 
     fn load_state(&self, bytes: &[u8]) -> Result<Box<dyn WindowState>> {
-        let mut saved: Frame =
-            postcard::from_bytes(bytes).map_err(|e| exec_datafusion_err!("{}: checkpointed state does not decode: {e}", self.name))?;
+        let mut saved: Frame = postcard::from_bytes(bytes).map_err(|e| {
+            exec_datafusion_err!("{}: checkpointed state does not decode: {e}", self.name)
+        })?;
         saved.rebuild();
-        Ok(Box::new(RollingState { aggregate: self.aggregate, start: self.start, peers: self.peers, input: self.input, time: self.time, saved }))
+        Ok(Box::new(RollingState {
+            aggregate: self.aggregate,
+            start: self.start,
+            peers: self.peers,
+            input: self.input,
+            time: self.time,
+            saved,
+        }))
     }
 }
 
@@ -184,8 +213,15 @@ impl Frame {
     }
 
     fn push_extreme(&mut self, seq: u64, v: f64, minimum: bool) {
-        let deque = if minimum { &mut self.minima } else { &mut self.maxima };
-        while deque.back().is_some_and(|&(_, b)| if minimum { b >= v } else { b <= v }) {
+        let deque = if minimum {
+            &mut self.minima
+        } else {
+            &mut self.maxima
+        };
+        while deque
+            .back()
+            .is_some_and(|&(_, b)| if minimum { b >= v } else { b <= v })
+        {
             deque.pop_back();
         }
         deque.push_back((seq, v));
@@ -209,14 +245,22 @@ impl Frame {
                 }
                 let divisor = if population { n as f64 } else { (n - 1) as f64 };
                 let variance = self.moments.m2() / divisor;
-                Some(if matches!(aggregate, Aggregate::Stddev(_)) { variance.sqrt() } else { variance })
+                Some(if matches!(aggregate, Aggregate::Stddev(_)) {
+                    variance.sqrt()
+                } else {
+                    variance
+                })
             }
         }
     }
 
     fn rebuild(&mut self) {
-        let rows: Vec<(u64, f64)> =
-            self.rows.iter().enumerate().filter_map(|(i, &(_, x))| x.map(|v| (self.first + i as u64, v))).collect();
+        let rows: Vec<(u64, f64)> = self
+            .rows
+            .iter()
+            .enumerate()
+            .filter_map(|(i, &(_, x))| x.map(|v| (self.first + i as u64, v)))
+            .collect();
         for (seq, v) in rows {
             self.push_extreme(seq, v, true);
             self.push_extreme(seq, v, false);
@@ -236,7 +280,9 @@ struct RollingState {
 
 impl WindowState for RollingState {
     fn evaluate(&mut self, args: &[ArrayRef]) -> Result<ArrayRef> {
-        let times = args.get(self.time).ok_or_else(|| exec_datafusion_err!("rolling aggregate: missing event time"))?;
+        let times = args
+            .get(self.time)
+            .ok_or_else(|| exec_datafusion_err!("rolling aggregate: missing event time"))?;
         let times = cast(times, &DataType::Timestamp(TimeUnit::Nanosecond, None))?;
         let times = times.as_primitive::<TimestampNanosecondType>();
         let raw = self.input.and_then(|i| args.get(i));
@@ -249,7 +295,11 @@ impl WindowState for RollingState {
         let n = times.len();
         let mut out: Vec<Option<f64>> = Vec::with_capacity(n);
         for i in 0..n {
-            let ts = if times.is_valid(i) { times.value(i) } else { i64::MIN };
+            let ts = if times.is_valid(i) {
+                times.value(i)
+            } else {
+                i64::MIN
+            };
             // count(*) counts every row; other aggregates skip NULL and non-finite values.
             let x = match (values, raw) {
                 (Some(v), _) if v.is_valid(i) => Some(v.value(i)),
@@ -279,11 +329,14 @@ impl WindowState for RollingState {
     }
 
     fn save(&self) -> Result<Vec<u8>> {
-        postcard::to_allocvec(&self.saved).map_err(|e| exec_datafusion_err!("rolling aggregate: state does not encode: {e}"))
+        postcard::to_allocvec(&self.saved)
+            .map_err(|e| exec_datafusion_err!("rolling aggregate: state does not encode: {e}"))
     }
 
     fn size(&self) -> usize {
-        std::mem::size_of::<Self>() + self.saved.rows.capacity() * 24 + (self.saved.minima.capacity() + self.saved.maxima.capacity()) * 16
+        std::mem::size_of::<Self>()
+            + self.saved.rows.capacity() * 24
+            + (self.saved.minima.capacity() + self.saved.maxima.capacity()) * 16
     }
 }
 
@@ -300,7 +353,9 @@ mod tests {
         let mut ts = 0;
         (0..400)
             .map(|i| {
-                seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                seed = seed
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 ts += [0, 1, 1, 2, 5][(seed >> 60) as usize % 5];
                 let v = ((seed >> 33) as f64 / (1u64 << 31) as f64 - 0.5) * 10.0;
                 (ts, if i % 17 == 5 { None } else { Some(v) })
@@ -309,7 +364,13 @@ mod tests {
     }
 
     /// The frame of row `i`, computed from scratch.
-    fn naive(rows: &[(i64, Option<f64>)], i: usize, aggregate: Aggregate, start: FrameStart, peers: bool) -> Option<f64> {
+    fn naive(
+        rows: &[(i64, Option<f64>)],
+        i: usize,
+        aggregate: Aggregate,
+        start: FrameStart,
+        peers: bool,
+    ) -> Option<f64> {
         let mut end = i;
         while peers && end + 1 < rows.len() && rows[end + 1].0 == rows[i].0 {
             end += 1;
@@ -317,7 +378,10 @@ mod tests {
         let first = match start {
             FrameStart::Unbounded => 0,
             FrameStart::Rows(n) => end.saturating_sub(n as usize),
-            FrameStart::Range(span) => rows.iter().position(|r| r.0 >= rows[end].0 - span).unwrap_or(0),
+            FrameStart::Range(span) => rows
+                .iter()
+                .position(|r| r.0 >= rows[end].0 - span)
+                .unwrap_or(0),
         };
         let values: Vec<f64> = rows[first..=end].iter().filter_map(|r| r.1).collect();
         let n = values.len() as f64;
@@ -350,8 +414,13 @@ mod tests {
             Aggregate::Variance(true),
             Aggregate::Variance(false),
         ];
-        let frames =
-            [(FrameStart::Unbounded, true), (FrameStart::Rows(0), false), (FrameStart::Rows(9), false), (FrameStart::Range(7), true), (FrameStart::Range(0), true)];
+        let frames = [
+            (FrameStart::Unbounded, true),
+            (FrameStart::Rows(0), false),
+            (FrameStart::Rows(9), false),
+            (FrameStart::Range(7), true),
+            (FrameStart::Range(0), true),
+        ];
         for aggregate in aggregates {
             for (start, peers) in frames {
                 let function = RollingFunction::new("f", aggregate, start, peers, Some(0), 1);
@@ -366,8 +435,12 @@ mod tests {
                     }
                     let cut = cut.max(from);
                     let part = &data[from..cut];
-                    let values: ArrayRef = Arc::new(Float64Array::from(part.iter().map(|r| r.1).collect::<Vec<_>>()));
-                    let times: ArrayRef = Arc::new(TimestampNanosecondArray::from(part.iter().map(|r| r.0).collect::<Vec<_>>()));
+                    let values: ArrayRef = Arc::new(Float64Array::from(
+                        part.iter().map(|r| r.1).collect::<Vec<_>>(),
+                    ));
+                    let times: ArrayRef = Arc::new(TimestampNanosecondArray::from(
+                        part.iter().map(|r| r.0).collect::<Vec<_>>(),
+                    ));
                     let out = state.evaluate(&[values, times]).unwrap();
                     got.extend(out.as_primitive::<Float64Type>().iter());
                     if k % 2 == 1 {
@@ -392,9 +465,21 @@ mod tests {
 
     #[test]
     fn count_star_counts_rows_and_count_of_text_skips_nulls() {
-        let function = RollingFunction::new("count", Aggregate::Count, FrameStart::Rows(2), false, Some(0), 1);
+        let function = RollingFunction::new(
+            "count",
+            Aggregate::Count,
+            FrameStart::Rows(2),
+            false,
+            Some(0),
+            1,
+        );
         let mut state = function.new_state();
-        let text: ArrayRef = Arc::new(datafusion::arrow::array::StringArray::from(vec![Some("a"), None, Some("b"), Some("c")]));
+        let text: ArrayRef = Arc::new(datafusion::arrow::array::StringArray::from(vec![
+            Some("a"),
+            None,
+            Some("b"),
+            Some("c"),
+        ]));
         let times: ArrayRef = Arc::new(Int64Array::from(vec![1, 2, 3, 4]));
         let out = state.evaluate(&[text, times]).unwrap();
         let counts: Vec<Option<f64>> = out.as_primitive::<Float64Type>().iter().collect();

@@ -7,7 +7,9 @@ use std::sync::Arc;
 
 use datafusion::arrow::datatypes::Schema;
 use datafusion::common::{DataFusionError, Result, ScalarValue, plan_datafusion_err};
-use datafusion::logical_expr::{WindowFrame, WindowFrameBound, WindowFrameUnits, WindowFunctionDefinition};
+use datafusion::logical_expr::{
+    WindowFrame, WindowFrameBound, WindowFrameUnits, WindowFunctionDefinition,
+};
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::expressions::Literal;
 
@@ -43,7 +45,8 @@ pub fn streaming_window_function(
                 return Some(detector.map(|f| (f, call.args.to_vec())));
             }
             let name = udf.name().to_ascii_lowercase();
-            (name == "lag" || name == "lead").then(|| shift(&name, call.args).map(|f| (f, call.args.to_vec())))
+            (name == "lag" || name == "lead")
+                .then(|| shift(&name, call.args).map(|f| (f, call.args.to_vec())))
         }
         WindowFunctionDefinition::AggregateUDF(udaf) => {
             let aggregate = Aggregate::named(udaf.name())?;
@@ -53,25 +56,44 @@ pub fn streaming_window_function(
 }
 
 fn literal(expr: Option<&Arc<dyn PhysicalExpr>>) -> Option<ScalarValue> {
-    expr.and_then(|e| e.as_ref().downcast_ref::<Literal>()).map(|l| l.value().clone())
+    expr.and_then(|e| e.as_ref().downcast_ref::<Literal>())
+        .map(|l| l.value().clone())
 }
 
 /// `lag` or `lead`: (x, offset = 1, default = NULL), both constants.
 fn shift(name: &str, args: &[Arc<dyn PhysicalExpr>]) -> Result<Arc<dyn KeyedWindowFunction>> {
     let offset = match (args.get(1), literal(args.get(1))) {
         (None, _) => 1,
-        (Some(_), Some(v)) if !v.is_null() => match v.cast_to(&datafusion::arrow::datatypes::DataType::Int64)? {
-            ScalarValue::Int64(Some(n)) if n >= 0 => n as usize,
-            _ => return Err(plan_datafusion_err!("{name}: the offset must be a non-negative integer, got {v}")),
-        },
-        (Some(e), _) => return Err(plan_datafusion_err!("{name}: the offset must be a constant, not {e}")),
+        (Some(_), Some(v)) if !v.is_null() => {
+            match v.cast_to(&datafusion::arrow::datatypes::DataType::Int64)? {
+                ScalarValue::Int64(Some(n)) if n >= 0 => n as usize,
+                _ => {
+                    return Err(plan_datafusion_err!(
+                        "{name}: the offset must be a non-negative integer, got {v}"
+                    ));
+                }
+            }
+        }
+        (Some(e), _) => {
+            return Err(plan_datafusion_err!(
+                "{name}: the offset must be a constant, not {e}"
+            ));
+        }
     };
     let default = match (args.get(2), literal(args.get(2))) {
         (None, _) => ScalarValue::Null,
         (Some(_), Some(v)) => v,
-        (Some(e), None) => return Err(plan_datafusion_err!("{name}: the default must be a constant, not {e}")),
+        (Some(e), None) => {
+            return Err(plan_datafusion_err!(
+                "{name}: the default must be a constant, not {e}"
+            ));
+        }
     };
-    Ok(if name == "lead" { Arc::new(LeadFunction::new(offset, default)) } else { Arc::new(LagFunction::new(offset, default)) })
+    Ok(if name == "lead" {
+        Arc::new(LeadFunction::new(offset, default))
+    } else {
+        Arc::new(LagFunction::new(offset, default))
+    })
 }
 
 /// A call Weir cannot run incrementally; the planner prefixes "not supported in a streaming
@@ -99,20 +121,34 @@ fn rolling(
             return Ok(FrameStart::Unbounded);
         }
         match (frame.units, value) {
-            (WindowFrameUnits::Rows, v) => match v.cast_to(&datafusion::arrow::datatypes::DataType::UInt64)? {
-                ScalarValue::UInt64(Some(n)) => Ok(FrameStart::Rows(n)),
-                _ => Err(plan_datafusion_err!("{name}: ROWS {v} PRECEDING needs a number of rows")),
-            },
-            (WindowFrameUnits::Range, ScalarValue::IntervalMonthDayNano(Some(v))) if v.months == 0 => Ok(FrameStart::Range(
-                i64::from(v.days).saturating_mul(86_400_000_000_000).saturating_add(v.nanoseconds),
-            )),
-            (WindowFrameUnits::Range, ScalarValue::IntervalDayTime(Some(v))) => {
-                Ok(FrameStart::Range(i64::from(v.days) * 86_400_000_000_000 + i64::from(v.milliseconds) * 1_000_000))
+            (WindowFrameUnits::Rows, v) => {
+                match v.cast_to(&datafusion::arrow::datatypes::DataType::UInt64)? {
+                    ScalarValue::UInt64(Some(n)) => Ok(FrameStart::Rows(n)),
+                    _ => Err(plan_datafusion_err!(
+                        "{name}: ROWS {v} PRECEDING needs a number of rows"
+                    )),
+                }
             }
-            (WindowFrameUnits::Range, v) if v.data_type().is_integer() => match v.cast_to(&datafusion::arrow::datatypes::DataType::Int64)? {
-                ScalarValue::Int64(Some(n)) => Ok(FrameStart::Range(n)),
-                _ => Err(plan_datafusion_err!("{name}: RANGE {v} PRECEDING")),
-            },
+            (WindowFrameUnits::Range, ScalarValue::IntervalMonthDayNano(Some(v)))
+                if v.months == 0 =>
+            {
+                Ok(FrameStart::Range(
+                    i64::from(v.days)
+                        .saturating_mul(86_400_000_000_000)
+                        .saturating_add(v.nanoseconds),
+                ))
+            }
+            (WindowFrameUnits::Range, ScalarValue::IntervalDayTime(Some(v))) => {
+                Ok(FrameStart::Range(
+                    i64::from(v.days) * 86_400_000_000_000 + i64::from(v.milliseconds) * 1_000_000,
+                ))
+            }
+            (WindowFrameUnits::Range, v) if v.data_type().is_integer() => {
+                match v.cast_to(&datafusion::arrow::datatypes::DataType::Int64)? {
+                    ScalarValue::Int64(Some(n)) => Ok(FrameStart::Range(n)),
+                    _ => Err(plan_datafusion_err!("{name}: RANGE {v} PRECEDING")),
+                }
+            }
             (units, v) => Err(unsupported(format!(
                 "{name}(…) OVER (… {units} {v} PRECEDING) (use ROWS n PRECEDING, or RANGE INTERVAL '…' PRECEDING \
                  in days, hours, minutes or seconds)"
@@ -121,14 +157,23 @@ fn rolling(
     };
     let (start, peers) = match (&frame.units, &frame.start_bound) {
         (WindowFrameUnits::Groups, _) => {
-            return Err(unsupported(format!("{name}(…) OVER (… GROUPS …) (use ROWS or RANGE)")));
+            return Err(unsupported(format!(
+                "{name}(…) OVER (… GROUPS …) (use ROWS or RANGE)"
+            )));
         }
-        (units, WindowFrameBound::CurrentRow) => {
-            (if *units == WindowFrameUnits::Rows { FrameStart::Rows(0) } else { FrameStart::Range(0) }, *units == WindowFrameUnits::Range)
-        }
+        (units, WindowFrameBound::CurrentRow) => (
+            if *units == WindowFrameUnits::Rows {
+                FrameStart::Rows(0)
+            } else {
+                FrameStart::Range(0)
+            },
+            *units == WindowFrameUnits::Range,
+        ),
         (units, WindowFrameBound::Preceding(v)) => (bound(v)?, *units == WindowFrameUnits::Range),
         (_, WindowFrameBound::Following(_)) => {
-            return Err(unsupported(format!("{name}(…) OVER (… BETWEEN … FOLLOWING …) (a streaming view's frames end at CURRENT ROW)")));
+            return Err(unsupported(format!(
+                "{name}(…) OVER (… BETWEEN … FOLLOWING …) (a streaming view's frames end at CURRENT ROW)"
+            )));
         }
     };
     let input = match (aggregate, call.args.first()) {
@@ -136,7 +181,9 @@ fn rolling(
         (_, Some(arg)) => {
             let t = arg.data_type(call.input)?;
             if !(t.is_numeric() || t.is_null() || aggregate == Aggregate::Count) {
-                return Err(unsupported(format!("{name}(…) OVER (…) of {t} values (rolling aggregates take numbers)")));
+                return Err(unsupported(format!(
+                    "{name}(…) OVER (…) of {t} values (rolling aggregates take numbers)"
+                )));
             }
             Some(0)
         }
@@ -146,5 +193,10 @@ fn rolling(
     args.truncate(1);
     args.push(Arc::clone(order_by));
     let time = args.len() - 1;
-    Ok((Arc::new(RollingFunction::new(name, aggregate, start, peers, input, time)), args))
+    Ok((
+        Arc::new(RollingFunction::new(
+            name, aggregate, start, peers, input, time,
+        )),
+        args,
+    ))
 }

@@ -28,12 +28,18 @@
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Float64Array, Int64Array, StringArray, StructArray};
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, Float64Array, Int64Array, StringArray, StructArray,
+};
 use datafusion::arrow::datatypes::{DataType, Float64Type};
 use datafusion::common::{Result, ScalarValue, exec_err, plan_err};
-use datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility};
+use datafusion::logical_expr::{
+    ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
+};
 
-use crate::result::{Assessment, Direction, ResultBuilder, Severity, clamp_p, normal_upper_quantile, result_type};
+use crate::result::{
+    Assessment, Direction, ResultBuilder, Severity, clamp_p, normal_upper_quantile, result_type,
+};
 
 /// The `anomaly_vote` scalar function.
 #[derive(Debug)]
@@ -61,7 +67,10 @@ pub const VOTE_PARAMS: [&str; 6] = ["results", "weights", "method", "quorum", "w
 impl AnomalyVote {
     /// The function.
     pub fn try_new() -> Result<Self> {
-        Ok(Self { signature: Signature::user_defined(Volatility::Immutable).with_parameter_names(VOTE_PARAMS.to_vec())? })
+        Ok(Self {
+            signature: Signature::user_defined(Volatility::Immutable)
+                .with_parameter_names(VOTE_PARAMS.to_vec())?,
+        })
     }
 }
 
@@ -97,13 +106,16 @@ impl ScalarUDFImpl for AnomalyVote {
         match types.first() {
             Some(DataType::List(item)) if matches!(item.data_type(), DataType::Struct(_)) => {}
             other => {
-                return plan_err!("anomaly_vote: results must be ARRAY[r1, r2, …] of detector results, got {other:?}");
+                return plan_err!(
+                    "anomaly_vote: results must be ARRAY[r1, r2, …] of detector results, got {other:?}"
+                );
             }
         }
         if let Some(w) = types.get_mut(1)
-            && !w.is_null() {
-                *w = DataType::new_list(DataType::Float64, true);
-            }
+            && !w.is_null()
+        {
+            *w = DataType::new_list(DataType::Float64, true);
+        }
         Ok(types)
     }
 
@@ -117,7 +129,9 @@ impl ScalarUDFImpl for AnomalyVote {
             None => Ok(None),
             Some(ColumnarValue::Scalar(s)) if s.is_null() => Ok(None),
             Some(ColumnarValue::Scalar(s)) => Ok(Some(s.clone())),
-            Some(ColumnarValue::Array(_)) => exec_err!("anomaly_vote: {} must be a constant", VOTE_PARAMS[i]),
+            Some(ColumnarValue::Array(_)) => {
+                exec_err!("anomaly_vote: {} must be a constant", VOTE_PARAMS[i])
+            }
         };
         let weights: Option<Vec<f64>> = match scalar(1)? {
             Some(ScalarValue::List(list)) => {
@@ -129,21 +143,31 @@ impl ScalarUDFImpl for AnomalyVote {
         };
         let method = match scalar(2)? {
             None => Method::WeightedP,
-            Some(ScalarValue::Utf8(Some(m))) | Some(ScalarValue::Utf8View(Some(m))) => match m.to_ascii_lowercase().as_str() {
-                "weighted_p" => Method::WeightedP,
-                "max" => Method::Max,
-                "quorum" => {
-                    let quorum = match scalar(3)? {
-                        Some(q) => match q.cast_to(&DataType::Int64)? {
-                            ScalarValue::Int64(Some(q)) if q >= 1 => q as usize,
-                            _ => return exec_err!("anomaly_vote: quorum must be a positive integer"),
-                        },
-                        None => 2,
-                    };
-                    Method::Quorum(quorum)
+            Some(ScalarValue::Utf8(Some(m))) | Some(ScalarValue::Utf8View(Some(m))) => {
+                match m.to_ascii_lowercase().as_str() {
+                    "weighted_p" => Method::WeightedP,
+                    "max" => Method::Max,
+                    "quorum" => {
+                        let quorum = match scalar(3)? {
+                            Some(q) => match q.cast_to(&DataType::Int64)? {
+                                ScalarValue::Int64(Some(q)) if q >= 1 => q as usize,
+                                _ => {
+                                    return exec_err!(
+                                        "anomaly_vote: quorum must be a positive integer"
+                                    );
+                                }
+                            },
+                            None => 2,
+                        };
+                        Method::Quorum(quorum)
+                    }
+                    other => {
+                        return exec_err!(
+                            "anomaly_vote: method must be 'weighted_p', 'max' or 'quorum', got '{other}'"
+                        );
+                    }
                 }
-                other => return exec_err!("anomaly_vote: method must be 'weighted_p', 'max' or 'quorum', got '{other}'"),
-            },
+            }
             Some(other) => return exec_err!("anomaly_vote: method must be text, got {other}"),
         };
         let threshold = |i: usize, default: f64| -> Result<f64> {
@@ -186,19 +210,38 @@ impl ScalarUDFImpl for AnomalyVote {
                 if fields.warmup.is_valid(i) && fields.warmup.value(i) {
                     continue;
                 }
-                let weight = weights.as_ref().map_or(1.0, |w| w.get(position).copied().unwrap_or(0.0));
+                let weight = weights
+                    .as_ref()
+                    .map_or(1.0, |w| w.get(position).copied().unwrap_or(0.0));
                 votes.push(Vote {
                     p: clamp_p(fields.p.value(i)),
                     weight,
-                    severity: fields.severity.is_valid(i).then(|| Severity::parse(fields.severity.value(i))).flatten().unwrap_or(Severity::Normal),
-                    expected: fields.expected.is_valid(i).then(|| fields.expected.value(i)),
-                    band: (fields.lower.is_valid(i) && fields.upper.is_valid(i)).then(|| (fields.lower.value(i), fields.upper.value(i))),
-                    direction: fields.direction.is_valid(i).then(|| match fields.direction.value(i) {
-                        "HIGH" => Some(Direction::High),
-                        "LOW" => Some(Direction::Low),
-                        _ => None,
-                    }).flatten(),
-                    n: if fields.n.is_valid(i) { fields.n.value(i).max(0) as u64 } else { 0 },
+                    severity: fields
+                        .severity
+                        .is_valid(i)
+                        .then(|| Severity::parse(fields.severity.value(i)))
+                        .flatten()
+                        .unwrap_or(Severity::Normal),
+                    expected: fields
+                        .expected
+                        .is_valid(i)
+                        .then(|| fields.expected.value(i)),
+                    band: (fields.lower.is_valid(i) && fields.upper.is_valid(i))
+                        .then(|| (fields.lower.value(i), fields.upper.value(i))),
+                    direction: fields
+                        .direction
+                        .is_valid(i)
+                        .then(|| match fields.direction.value(i) {
+                            "HIGH" => Some(Direction::High),
+                            "LOW" => Some(Direction::Low),
+                            _ => None,
+                        })
+                        .flatten(),
+                    n: if fields.n.is_valid(i) {
+                        fields.n.value(i).max(0) as u64
+                    } else {
+                        0
+                    },
                 });
             }
             if !any_valid {
@@ -230,7 +273,9 @@ fn combine(votes: &[Vote], method: Method, warn_p: f64, crit_p: f64, out: &mut R
             let (num, den) = votes
                 .iter()
                 .filter(|v| v.weight > 0.0)
-                .fold((0.0, 0.0), |(num, den), v| (num + v.weight * normal_upper_quantile(v.p), den + v.weight));
+                .fold((0.0, 0.0), |(num, den), v| {
+                    (num + v.weight * normal_upper_quantile(v.p), den + v.weight)
+                });
             let z = num / den;
             let p = clamp_p(0.5 * libm::erfc(z / std::f64::consts::SQRT_2));
             (p, by_p(Severity::Normal, p))
@@ -238,7 +283,11 @@ fn combine(votes: &[Vote], method: Method, warn_p: f64, crit_p: f64, out: &mut R
         Method::Max => {
             let k = votes.len() as f64;
             let min_p = votes.iter().map(|v| v.p).fold(1.0, f64::min);
-            let worst = votes.iter().map(|v| v.severity).max().unwrap_or(Severity::Normal);
+            let worst = votes
+                .iter()
+                .map(|v| v.severity)
+                .max()
+                .unwrap_or(Severity::Normal);
             (clamp_p(min_p * k), worst)
         }
         Method::Quorum(q) => {
@@ -247,10 +296,16 @@ fn combine(votes: &[Vote], method: Method, warn_p: f64, crit_p: f64, out: &mut R
             let mut severities: Vec<Severity> = votes.iter().map(|v| v.severity).collect();
             severities.sort_by(|a, b| b.cmp(a));
             let p = ps.get(q - 1).copied().unwrap_or(1.0);
-            (p, severities.get(q - 1).copied().unwrap_or(Severity::Normal))
+            (
+                p,
+                severities.get(q - 1).copied().unwrap_or(Severity::Normal),
+            )
         }
     };
-    let lead = votes.iter().filter(|v| v.weight > 0.0).max_by(|a, b| a.weight.total_cmp(&b.weight));
+    let lead = votes
+        .iter()
+        .filter(|v| v.weight > 0.0)
+        .max_by(|a, b| a.weight.total_cmp(&b.weight));
     let lean: f64 = votes
         .iter()
         .filter(|v| v.severity != Severity::Normal)
@@ -268,7 +323,13 @@ fn combine(votes: &[Vote], method: Method, warn_p: f64, crit_p: f64, out: &mut R
         None
     };
     let expected = lead.and_then(|v| v.expected).unwrap_or(f64::NAN);
-    let assessment = Assessment { score: normal_upper_quantile(p).max(0.0), p_value: p, expected, spread: None, direction };
+    let assessment = Assessment {
+        score: normal_upper_quantile(p).max(0.0),
+        p_value: p,
+        expected,
+        spread: None,
+        direction,
+    };
     let n = votes.iter().map(|v| v.n).max().unwrap_or(0);
     out.append(&assessment, severity, lead.and_then(|v| v.band), n);
 }
@@ -291,7 +352,9 @@ impl<'a> Fields<'a> {
             let column: Option<&'b ArrayRef> = items.column_by_name(name);
             match column.and_then(|c| c.as_any().downcast_ref::<T>()) {
                 Some(c) => Ok(c),
-                None => exec_err!("anomaly_vote: results must be detector results (field {name} missing or of another type)"),
+                None => exec_err!(
+                    "anomaly_vote: results must be detector results (field {name} missing or of another type)"
+                ),
             }
         }
         Ok(Self {

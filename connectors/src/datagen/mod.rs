@@ -28,7 +28,9 @@ use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
 use weir_engine::checkpoint::SourcePosition;
 use weir_engine::options::Options;
-use weir_engine::source::{ConnectorFactory, ReaderContext, Source, SourceEvent, SourceProvider, SourceSpec};
+use weir_engine::source::{
+    ConnectorFactory, ReaderContext, Source, SourceEvent, SourceProvider, SourceSpec,
+};
 use weir_engine::{EngineError, Result};
 
 pub use sensors::{SensorConfig, SensorGenerator, sensor_schema};
@@ -69,8 +71,17 @@ impl CommonOptions {
                 .ok_or_else(|| EngineError::User(format!("start_time '{t}' is out of range")))?,
             None => chrono::Utc::now().timestamp().saturating_mul(1_000_000_000),
         };
-        let batch_size = o.take_parsed::<usize>("batch_size")?.unwrap_or(default_batch).clamp(1, 1 << 20);
-        Ok(Self { rate, seed, events, start_nanos, batch_size })
+        let batch_size = o
+            .take_parsed::<usize>("batch_size")?
+            .unwrap_or(default_batch)
+            .clamp(1, 1 << 20);
+        Ok(Self {
+            rate,
+            seed,
+            events,
+            start_nanos,
+            batch_size,
+        })
     }
 }
 
@@ -105,7 +116,10 @@ impl ConnectorFactory for DatagenConnector {
                 f.format, f.encode
             )));
         }
-        let generator = spec.options.take("generator").unwrap_or_else(|| "sensors".into());
+        let generator = spec
+            .options
+            .take("generator")
+            .unwrap_or_else(|| "sensors".into());
         match generator.to_ascii_lowercase().as_str() {
             "sensors" => sensors::provider(spec),
             "nexmark" => nexmark::provider(spec),
@@ -138,7 +152,11 @@ pub struct GeneratorProvider<G> {
 impl<G: Generator> GeneratorProvider<G> {
     /// A provider over `generator`.
     pub fn new(generator: G, common: CommonOptions) -> Self {
-        Self { generator: Arc::new(generator), common, created: Instant::now() }
+        Self {
+            generator: Arc::new(generator),
+            common,
+            created: Instant::now(),
+        }
     }
 }
 
@@ -153,7 +171,10 @@ impl<G: Generator> SourceProvider for GeneratorProvider<G> {
 
     fn pinned_options(&self) -> Vec<(String, String)> {
         let start = chrono::DateTime::from_timestamp_nanos(self.common.start_nanos);
-        vec![("start_time".into(), start.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true))]
+        vec![(
+            "start_time".into(),
+            start.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+        )]
     }
 
     fn open(&self, context: ReaderContext) -> Result<Box<dyn Source>> {
@@ -189,7 +210,10 @@ impl<G: Generator> GeneratorReader<G> {
     /// How many indexes to produce now (0: none due before `max_wait`).
     async fn due(&mut self, max_wait: Duration) -> usize {
         let batch_size = self.common.batch_size;
-        let left = self.common.events.map_or(u64::MAX, |e| e.saturating_sub(self.next));
+        let left = self
+            .common
+            .events
+            .map_or(u64::MAX, |e| e.saturating_sub(self.next));
         let cap = (batch_size as u64).min(left);
         let Some(rate) = self.common.rate else {
             // Let other tasks run between batches even when unpaced.
@@ -224,10 +248,16 @@ impl<G: Generator> Source for GeneratorReader<G> {
         if batch.num_rows() == 0 {
             return Ok(SourceEvent::Idle);
         }
-        Ok(SourceEvent::Data { partition: 0, batch, offsets: None })
+        Ok(SourceEvent::Data {
+            partition: 0,
+            batch,
+            offsets: None,
+        })
     }
 
     fn position(&self) -> Option<SourcePosition> {
-        Some(SourcePosition { offsets: [(0, self.next as i64)].into() })
+        Some(SourcePosition {
+            offsets: [(0, self.next as i64)].into(),
+        })
     }
 }

@@ -41,8 +41,8 @@ use weir_engine::source::{SourceProvider, SourceSpec};
 use weir_engine::{EngineError, Result};
 
 use super::nexmark_text::{
-    US_CITIES, US_STATES, credit_card, email, extra, long, millis, person_name, price,
-    strings, words,
+    US_CITIES, US_STATES, credit_card, email, extra, long, millis, person_name, price, strings,
+    words,
 };
 use super::random::Draws;
 use super::{CommonOptions, Generator, GeneratorProvider, take_event_rate};
@@ -162,7 +162,9 @@ pub(super) fn provider(spec: &mut SourceSpec) -> Result<Arc<dyn SourceProvider>>
     let event_rate = take_event_rate(o)?;
     let mut ratio = |name: &str, default: u64| -> Result<u64> {
         match o.take_parsed::<u64>(name)? {
-            Some(0) => Err(EngineError::User(format!("datagen: {name} must be at least 1"))),
+            Some(0) => Err(EngineError::User(format!(
+                "datagen: {name} must be at least 1"
+            ))),
             Some(v) => Ok(v),
             None => Ok(default),
         }
@@ -188,7 +190,10 @@ pub(super) fn provider(spec: &mut SourceSpec) -> Result<Arc<dyn SourceProvider>>
     let natural = table.schema();
     let context = "datagen 'nexmark'";
     let projection = Projection::declared_or_all(&natural, spec.columns.as_ref(), context)?;
-    Ok(Arc::new(GeneratorProvider::new(NexmarkGenerator::new(config, table, projection), common)))
+    Ok(Arc::new(GeneratorProvider::new(
+        NexmarkGenerator::new(config, table, projection),
+        common,
+    )))
 }
 
 /// Generates one Nexmark table's rows by event number.
@@ -222,7 +227,13 @@ impl NexmarkGenerator {
                 url
             })
             .collect();
-        Self { config, table, projection, channels, urls }
+        Self {
+            config,
+            table,
+            projection,
+            channels,
+            urls,
+        }
     }
 
     /// Event id of event number `n` (shuffled within `out_of_order_group`).
@@ -243,7 +254,10 @@ impl NexmarkGenerator {
 
 /// The newest auction id (base 0) at event `id`: the auction being created, if it is one.
 fn last_auction(id: u64) -> i64 {
-    let (mut epoch, mut offset) = ((id / TOTAL_PROPORTION) as i64, (id % TOTAL_PROPORTION) as i64);
+    let (mut epoch, mut offset) = (
+        (id / TOTAL_PROPORTION) as i64,
+        (id % TOTAL_PROPORTION) as i64,
+    );
     let (person, auction) = (PERSON_PROPORTION as i64, AUCTION_PROPORTION as i64);
     if offset < person {
         epoch -= 1;
@@ -258,7 +272,10 @@ fn last_auction(id: u64) -> i64 {
 
 /// The newest person id (base 0) at event `id`.
 fn last_person(id: u64) -> i64 {
-    let (epoch, offset) = ((id / TOTAL_PROPORTION) as i64, (id % TOTAL_PROPORTION) as i64);
+    let (epoch, offset) = (
+        (id / TOTAL_PROPORTION) as i64,
+        (id % TOTAL_PROPORTION) as i64,
+    );
     epoch * PERSON_PROPORTION as i64 + offset.min(PERSON_PROPORTION as i64 - 1)
 }
 
@@ -303,7 +320,11 @@ impl NexmarkGenerator {
             }),
             "price" => long(ids, |id| price(&mut self.draws(id, 2))),
             "channel" | "url" => {
-                let names = if name == "channel" { &self.channels } else { &self.urls };
+                let names = if name == "channel" {
+                    &self.channels
+                } else {
+                    &self.urls
+                };
                 strings(ids, |id, out| out.push_str(&names[self.channel(id)]))
             }
             "date_time" => self.timestamps(ids),
@@ -347,7 +368,9 @@ impl NexmarkGenerator {
             "seller" => long(ids, |id| {
                 FIRST_PERSON_ID + self.hot_or_random_person(id, 0, self.config.hot_seller_ratio, 0)
             }),
-            "category" => long(ids, |id| FIRST_CATEGORY_ID + self.draws(id, 1).below(CATEGORIES) as i64),
+            "category" => long(ids, |id| {
+                FIRST_CATEGORY_ID + self.draws(id, 1).below(CATEGORIES) as i64
+            }),
             "extra" => strings(ids, |id, out| {
                 // The reference pads to the average after the fixed fields and both texts.
                 let mut texts = String::new();
@@ -360,14 +383,20 @@ impl NexmarkGenerator {
     }
 
     fn person_column(&self, name: &str, ids: &[u64]) -> Result<ArrayRef> {
-        let pick = |id: u64, field: u64, from: &[&str]| -> usize { self.draws(id, field).below(from.len() as u64) as usize };
+        let pick = |id: u64, field: u64, from: &[&str]| -> usize {
+            self.draws(id, field).below(from.len() as u64) as usize
+        };
         Ok(match name {
             "id" => long(ids, |id| FIRST_PERSON_ID + last_person(id)),
             "name" => strings(ids, |id, out| person_name(&mut self.draws(id, 0), out)),
             "email_address" => strings(ids, |id, out| email(&mut self.draws(id, 1), out)),
             "credit_card" => strings(ids, |id, out| credit_card(&mut self.draws(id, 2), out)),
-            "city" => strings(ids, |id, out| out.push_str(US_CITIES[pick(id, 3, &US_CITIES)])),
-            "state" => strings(ids, |id, out| out.push_str(US_STATES[pick(id, 4, &US_STATES)])),
+            "city" => strings(ids, |id, out| {
+                out.push_str(US_CITIES[pick(id, 3, &US_CITIES)])
+            }),
+            "state" => strings(ids, |id, out| {
+                out.push_str(US_STATES[pick(id, 4, &US_STATES)])
+            }),
             "date_time" => self.timestamps(ids),
             "extra" => strings(ids, |id, out| {
                 let mut fixed = String::new();
@@ -442,15 +471,23 @@ mod tests {
             in_flight_auctions: 100,
         };
         let schema = table.schema();
-        Ok(NexmarkGenerator::new(config, table, Projection::try_new(&schema, &schema, "t")?))
+        Ok(NexmarkGenerator::new(
+            config,
+            table,
+            Projection::try_new(&schema, &schema, "t")?,
+        ))
     }
 
     #[test]
     fn the_mix_is_one_person_three_auctions_forty_six_bids() -> Result<()> {
-        let counts: Vec<usize> = [NexmarkTable::Person, NexmarkTable::Auction, NexmarkTable::Bid]
-            .into_iter()
-            .map(|t| generator(t)?.rows(0, 5000).map(|b| b.num_rows()))
-            .collect::<Result<_>>()?;
+        let counts: Vec<usize> = [
+            NexmarkTable::Person,
+            NexmarkTable::Auction,
+            NexmarkTable::Bid,
+        ]
+        .into_iter()
+        .map(|t| generator(t)?.rows(0, 5000).map(|b| b.num_rows()))
+        .collect::<Result<_>>()?;
         assert_eq!(counts, vec![100, 300, 4600]);
         Ok(())
     }
@@ -471,15 +508,29 @@ mod tests {
         let b = g.rows(0, 100_000)?;
         let auctions = b.column(0).as_primitive::<Int64Type>();
         let newest = FIRST_AUCTION_ID + last_auction(99_999);
-        assert!(auctions.values().iter().all(|&a| (FIRST_AUCTION_ID..=newest + ID_LEAD as i64).contains(&a)));
-        let hot = auctions.values().iter().filter(|&&a| (a - FIRST_AUCTION_ID) % HOT_BLOCK == 0).count();
+        assert!(
+            auctions
+                .values()
+                .iter()
+                .all(|&a| (FIRST_AUCTION_ID..=newest + ID_LEAD as i64).contains(&a))
+        );
+        let hot = auctions
+            .values()
+            .iter()
+            .filter(|&&a| (a - FIRST_AUCTION_ID) % HOT_BLOCK == 0)
+            .count();
         let share = hot as f64 / b.num_rows() as f64;
         assert!((0.49..0.53).contains(&share), "hot share {share}");
-        let ts = b.column(5).as_primitive::<datafusion::arrow::datatypes::TimestampMillisecondType>();
+        let ts = b
+            .column(5)
+            .as_primitive::<datafusion::arrow::datatypes::TimestampMillisecondType>();
         // 100 µs per event: event 99,999 is at 9,999.9 ms.
         assert_eq!(ts.value(ts.len() - 1), 9_999);
         let extra = b.column(6).as_string::<i32>();
-        let mean = (0..extra.len()).map(|i| extra.value(i).len()).sum::<usize>() as f64 / extra.len() as f64;
+        let mean = (0..extra.len())
+            .map(|i| extra.value(i).len())
+            .sum::<usize>() as f64
+            / extra.len() as f64;
         assert!((60.0..75.0).contains(&mean), "mean extra {mean}");
         Ok(())
     }
@@ -499,7 +550,10 @@ mod tests {
     #[test]
     fn undeclared_columns_are_not_needed() -> Result<()> {
         let natural = NexmarkTable::Auction.schema();
-        let declared = Arc::new(Schema::new(vec![natural.field(0).clone(), natural.field(7).clone()]));
+        let declared = Arc::new(Schema::new(vec![
+            natural.field(0).clone(),
+            natural.field(7).clone(),
+        ]));
         let mut g = generator(NexmarkTable::Auction)?;
         g.projection = Projection::try_new(&natural, &declared, "t")?;
         let b = g.rows(0, 500)?;

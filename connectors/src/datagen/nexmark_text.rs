@@ -8,15 +8,29 @@ use datafusion::arrow::array::{ArrayRef, Int64Array, StringBuilder, TimestampMil
 use super::random::Draws;
 
 pub(super) const US_STATES: [&str; 6] = ["AZ", "CA", "ID", "OR", "WA", "WY"];
-pub(super) const US_CITIES: [&str; 10] =
-    ["Phoenix", "Los Angeles", "San Francisco", "Boise", "Portland", "Bend", "Redmond", "Seattle", "Kent", "Cheyenne"];
-pub(super) const FIRST_NAMES: [&str; 11] =
-    ["Peter", "Paul", "Luke", "John", "Saul", "Vicky", "Kate", "Julie", "Sarah", "Deiter", "Walter"];
-pub(super) const LAST_NAMES: [&str; 9] = ["Shultz", "Abrams", "Spencer", "White", "Bartels", "Walton", "Smith", "Jones", "Noris"];
-
+pub(super) const US_CITIES: [&str; 10] = [
+    "Phoenix",
+    "Los Angeles",
+    "San Francisco",
+    "Boise",
+    "Portland",
+    "Bend",
+    "Redmond",
+    "Seattle",
+    "Kent",
+    "Cheyenne",
+];
+pub(super) const FIRST_NAMES: [&str; 11] = [
+    "Peter", "Paul", "Luke", "John", "Saul", "Vicky", "Kate", "Julie", "Sarah", "Deiter", "Walter",
+];
+pub(super) const LAST_NAMES: [&str; 9] = [
+    "Shultz", "Abrams", "Spencer", "White", "Bartels", "Walton", "Smith", "Jones", "Noris",
+];
 
 pub(super) fn long(ids: &[u64], value: impl Fn(u64) -> i64) -> ArrayRef {
-    Arc::new(Int64Array::from_iter_values(ids.iter().map(|&id| value(id))))
+    Arc::new(Int64Array::from_iter_values(
+        ids.iter().map(|&id| value(id)),
+    ))
 }
 
 pub(super) fn millis(values: Vec<i64>) -> ArrayRef {
@@ -58,9 +72,16 @@ pub(super) fn words(d: &mut Draws, max_len: u64, out: &mut String) {
 
 /// Padding so that `current + padding` is `average` bytes on average (± 20%).
 pub(super) fn extra(d: &mut Draws, current: usize, average: usize, out: &mut String) {
-    let Some(wanted) = average.checked_sub(current) else { return };
+    let Some(wanted) = average.checked_sub(current) else {
+        return;
+    };
     let delta = (wanted as f64 * 0.2).round() as usize;
-    let len = wanted - delta + if delta == 0 { 0 } else { d.below(2 * delta as u64) as usize };
+    let len = wanted - delta
+        + if delta == 0 {
+            0
+        } else {
+            d.below(2 * delta as u64) as usize
+        };
     d.letters(len, out);
 }
 
@@ -85,4 +106,3 @@ pub(super) fn credit_card(d: &mut Draws, out: &mut String) {
         out.push_str(&format!("{:04}", d.below(10_000)));
     }
 }
-

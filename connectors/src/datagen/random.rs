@@ -55,7 +55,10 @@ impl Draws {
         let mut left = len;
         while left > 0 {
             let take = left.min(8);
-            let chunk = self.next_u64().to_le_bytes().map(|b| b'a' + ((u32::from(b) * 26) >> 8) as u8);
+            let chunk = self
+                .next_u64()
+                .to_le_bytes()
+                .map(|b| b'a' + ((u32::from(b) * 26) >> 8) as u8);
             if let Ok(text) = std::str::from_utf8(&chunk[..take]) {
                 out.push_str(text);
             }
@@ -72,9 +75,18 @@ mod tests {
     fn streams_are_pure_functions_of_their_coordinates() {
         let a: Vec<u64> = (0..4).map(|_| Draws::new(7, 1000, 2).next_u64()).collect();
         assert!(a.windows(2).all(|w| w[0] == w[1]));
-        assert_ne!(Draws::new(7, 1000, 2).next_u64(), Draws::new(7, 1001, 2).next_u64());
-        assert_ne!(Draws::new(7, 1000, 2).next_u64(), Draws::new(7, 1000, 3).next_u64());
-        assert_ne!(Draws::new(7, 1000, 2).next_u64(), Draws::new(8, 1000, 2).next_u64());
+        assert_ne!(
+            Draws::new(7, 1000, 2).next_u64(),
+            Draws::new(7, 1001, 2).next_u64()
+        );
+        assert_ne!(
+            Draws::new(7, 1000, 2).next_u64(),
+            Draws::new(7, 1000, 3).next_u64()
+        );
+        assert_ne!(
+            Draws::new(7, 1000, 2).next_u64(),
+            Draws::new(8, 1000, 2).next_u64()
+        );
     }
 
     #[test]
@@ -83,7 +95,10 @@ mod tests {
         for i in 0..100_000 {
             counts[Draws::new(1, i, 0).below(10) as usize] += 1;
         }
-        assert!(counts.iter().all(|&c| (9_500..10_500).contains(&c)), "{counts:?}");
+        assert!(
+            counts.iter().all(|&c| (9_500..10_500).contains(&c)),
+            "{counts:?}"
+        );
     }
 
     #[test]

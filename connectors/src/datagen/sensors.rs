@@ -21,7 +21,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use datafusion::arrow::array::{
-    ArrayRef, BooleanBuilder, Float64Builder, RecordBatch, StringBuilder, TimestampNanosecondBuilder,
+    ArrayRef, BooleanBuilder, Float64Builder, RecordBatch, StringBuilder,
+    TimestampNanosecondBuilder,
 };
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use rand::{RngCore, SeedableRng};
@@ -71,7 +72,11 @@ pub fn sensor_schema() -> SchemaRef {
         Field::new("humidity", DataType::Float64, false),
         Field::new("pressure", DataType::Float64, false),
         Field::new("vibration", DataType::Float64, false),
-        Field::new("ts", DataType::Timestamp(TimeUnit::Nanosecond, Some("+00:00".into())), false),
+        Field::new(
+            "ts",
+            DataType::Timestamp(TimeUnit::Nanosecond, Some("+00:00".into())),
+            false,
+        ),
         Field::new("is_anomaly", DataType::Boolean, false),
     ]))
 }
@@ -81,13 +86,17 @@ pub(super) fn provider(spec: &mut SourceSpec) -> Result<Arc<dyn SourceProvider>>
     let o = &mut spec.options;
     let sensors = o.take_parsed::<u64>("sensors")?.unwrap_or(100);
     if sensors == 0 {
-        return Err(EngineError::User("datagen: sensors must be at least 1".into()));
+        return Err(EngineError::User(
+            "datagen: sensors must be at least 1".into(),
+        ));
     }
     let common = CommonOptions::take(o, Some(1000.0), 1024)?;
     let out_of_order = o.take_duration("out_of_order")?.unwrap_or(Duration::ZERO);
     let anomaly_rate = o.take_parsed::<f64>("anomaly_rate")?.unwrap_or(0.001);
     if !(0.0..=1.0).contains(&anomaly_rate) {
-        return Err(EngineError::User("datagen: anomaly_rate must be between 0 and 1".into()));
+        return Err(EngineError::User(
+            "datagen: anomaly_rate must be between 0 and 1".into(),
+        ));
     }
     let config = SensorConfig {
         sensors,
@@ -99,8 +108,12 @@ pub(super) fn provider(spec: &mut SourceSpec) -> Result<Arc<dyn SourceProvider>>
         anomaly_rate,
     };
     let natural = sensor_schema();
-    let projection = Projection::declared_or_all(&natural, spec.columns.as_ref(), "datagen 'sensors'")?;
-    let table = SensorTable { generator: SensorGenerator::new(config), projection };
+    let projection =
+        Projection::declared_or_all(&natural, spec.columns.as_ref(), "datagen 'sensors'")?;
+    let table = SensorTable {
+        generator: SensorGenerator::new(config),
+        projection,
+    };
     Ok(Arc::new(GeneratorProvider::new(table, common)))
 }
 
@@ -133,9 +146,17 @@ impl SensorGenerator {
     /// A generator at reading 0.
     pub fn new(config: SensorConfig) -> Self {
         let equipment = (config.sensors / 8).max(1);
-        let sensor_ids = (0..config.sensors).map(|s| format!("sensor-{s:04}")).collect();
-        let equipment_ids = (0..config.sensors).map(|s| format!("eq-{:03}", s % equipment)).collect();
-        Self { config, sensor_ids, equipment_ids }
+        let sensor_ids = (0..config.sensors)
+            .map(|s| format!("sensor-{s:04}"))
+            .collect();
+        let equipment_ids = (0..config.sensors)
+            .map(|s| format!("eq-{:03}", s % equipment))
+            .collect();
+        Self {
+            config,
+            sensor_ids,
+            equipment_ids,
+        }
     }
 
     /// Readings `[start, start + n)` (fewer when `events` ends sooner) as a batch of
@@ -161,13 +182,16 @@ impl SensorGenerator {
         for k in 0..n as u64 {
             let i = start + k;
             let s = (i % c.sensors) as usize;
-            let draws: [f64; DRAWS_PER_READING as usize] = std::array::from_fn(|_| unit(rng.next_u64()));
+            let draws: [f64; DRAWS_PER_READING as usize] =
+                std::array::from_fn(|_| unit(rng.next_u64()));
             let t = c.start_nanos.saturating_add((i as f64 * step) as i64);
             let t = t.saturating_sub((draws[0] * jitter) as i64);
             let hours = t as f64 / 3.6e12;
             let phase = s as f64 * 0.37;
             let is_anomaly = draws[1] < c.anomaly_rate;
-            let mut temp = 20.0 + (s % 10) as f64 + 3.0 * (TAU * hours / 24.0 + phase).sin()
+            let mut temp = 20.0
+                + (s % 10) as f64
+                + 3.0 * (TAU * hours / 24.0 + phase).sin()
                 + 0.3 * normal(draws[2], draws[3]);
             let mut vib = 0.5 + 0.1 * normal(draws[4], draws[5]).abs();
             if is_anomaly {
@@ -178,7 +202,8 @@ impl SensorGenerator {
             sensor.append_value(&self.sensor_ids[s]);
             equipment.append_value(&self.equipment_ids[s]);
             temperature.append_value(temp);
-            humidity.append_value(45.0 + 10.0 * (TAU * hours / 24.0 + phase + 1.0).sin() + draws[4]);
+            humidity
+                .append_value(45.0 + 10.0 * (TAU * hours / 24.0 + phase + 1.0).sin() + draws[4]);
             pressure.append_value(1013.0 + 2.0 * (draws[5] - 0.5));
             vibration.append_value(vib);
             ts.append_value(t);
@@ -250,7 +275,10 @@ mod tests {
 
     #[test]
     fn injects_labelled_anomalies() -> Result<()> {
-        let g = SensorGenerator::new(SensorConfig { events: Some(10_000), ..config() });
+        let g = SensorGenerator::new(SensorConfig {
+            events: Some(10_000),
+            ..config()
+        });
         let b = g.readings(0, 10_000)?;
         let flagged = b.column(7).as_boolean().true_count();
         assert!((700..1300).contains(&flagged), "{flagged}");

@@ -43,12 +43,20 @@ pub(super) fn provider(spec: &mut SourceSpec) -> Result<Arc<dyn SourceProvider>>
     let o = &mut spec.options;
     let auctions = o.take_parsed::<u64>("auctions")?.unwrap_or(10_000);
     if auctions == 0 {
-        return Err(EngineError::User("datagen: auctions must be at least 1".into()));
+        return Err(EngineError::User(
+            "datagen: auctions must be at least 1".into(),
+        ));
     }
     let event_rate = take_event_rate(o)?;
     let common = CommonOptions::take(o, None, 4096)?;
-    let mut generator = UniformBids::new(common.seed, auctions, common.start_nanos.div_euclid(1_000_000), event_rate)?;
-    generator.projection = Projection::declared_or_all(&bid_schema(), spec.columns.as_ref(), "datagen 'bids'")?;
+    let mut generator = UniformBids::new(
+        common.seed,
+        auctions,
+        common.start_nanos.div_euclid(1_000_000),
+        event_rate,
+    )?;
+    generator.projection =
+        Projection::declared_or_all(&bid_schema(), spec.columns.as_ref(), "datagen 'bids'")?;
     Ok(Arc::new(GeneratorProvider::new(generator, common)))
 }
 
@@ -66,11 +74,18 @@ impl UniformBids {
     /// A generator of every column of [`bid_schema`] (benchmarks build ceilings from it).
     pub fn new(seed: u64, auctions: u64, base_millis: i64, event_rate: f64) -> Result<Self> {
         let projection = Projection::declared_or_all(&bid_schema(), None, "datagen 'bids'")?;
-        Ok(Self { seed, auctions, base_millis, millis_per_event: 1000.0 / event_rate, projection })
+        Ok(Self {
+            seed,
+            auctions,
+            base_millis,
+            millis_per_event: 1000.0 / event_rate,
+            projection,
+        })
     }
 
     fn uniform(&self, start: u64, n: usize, field: u64, low: i64, count: u64) -> ArrayRef {
-        let values = (start..start + n as u64).map(|i| low + Draws::new(self.seed, i, field).below(count) as i64);
+        let values = (start..start + n as u64)
+            .map(|i| low + Draws::new(self.seed, i, field).below(count) as i64);
         Arc::new(Int64Array::from_iter_values(values))
     }
 }
@@ -87,13 +102,19 @@ impl Generator for UniformBids {
                 return None;
             }
             Some(match i {
-                0 => Arc::new(Int64Array::from_iter_values(range.clone().map(|i| i as i64 + 1))),
+                0 => Arc::new(Int64Array::from_iter_values(
+                    range.clone().map(|i| i as i64 + 1),
+                )),
                 1 => self.uniform(start, n, 1, 1000, self.auctions),
                 2 => self.uniform(start, n, 2, 1000, 100_000),
                 3 => self.uniform(start, n, 3, 100, 100_000_000),
                 _ => {
-                    let ts = range.clone().map(|i| self.base_millis + (i as f64 * self.millis_per_event) as i64);
-                    Arc::new(TimestampMillisecondArray::from_iter_values(ts).with_timezone("+00:00"))
+                    let ts = range
+                        .clone()
+                        .map(|i| self.base_millis + (i as f64 * self.millis_per_event) as i64);
+                    Arc::new(
+                        TimestampMillisecondArray::from_iter_values(ts).with_timezone("+00:00"),
+                    )
                 }
             })
         };
@@ -117,7 +138,10 @@ mod tests {
     fn ten_bids_per_millisecond_over_ten_thousand_auctions() -> Result<()> {
         let b = bids()?.rows(0, 200_000)?;
         let ts = b.column(4).as_primitive::<TimestampMillisecondType>();
-        assert_eq!((ts.value(0), ts.value(9), ts.value(10), ts.value(199_999)), (0, 0, 1, 19_999));
+        assert_eq!(
+            (ts.value(0), ts.value(9), ts.value(10), ts.value(199_999)),
+            (0, 0, 1, 19_999)
+        );
         let auctions = b.column(1).as_primitive::<Int64Type>();
         assert!(auctions.values().iter().all(|a| (1000..11_000).contains(a)));
         let seen: std::collections::HashSet<i64> = auctions.values().iter().copied().collect();

@@ -20,7 +20,9 @@ pub struct CsvDecoder {
 
 impl std::fmt::Debug for CsvDecoder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CsvDecoder").field("delimiter", &(self.delimiter as char)).finish()
+        f.debug_struct("CsvDecoder")
+            .field("delimiter", &(self.delimiter as char))
+            .finish()
     }
 }
 
@@ -37,7 +39,13 @@ impl CsvDecoder {
     pub fn try_new(schema: SchemaRef, max_records: usize, delimiter: u8) -> Result<Self> {
         let timestamps = TimestampColumns::new(&schema);
         let decoder = build(&timestamps.text_schema(), max_records + 1, delimiter);
-        Ok(Self { schema, timestamps, max_records, delimiter, decoder })
+        Ok(Self {
+            schema,
+            timestamps,
+            max_records,
+            delimiter,
+            decoder,
+        })
     }
 }
 
@@ -63,7 +71,11 @@ impl RecordDecoder for CsvDecoder {
     }
 
     fn reset(&mut self) -> Result<()> {
-        self.decoder = build(&self.timestamps.text_schema(), self.max_records + 1, self.delimiter);
+        self.decoder = build(
+            &self.timestamps.text_schema(),
+            self.max_records + 1,
+            self.delimiter,
+        );
         Ok(())
     }
 

@@ -10,7 +10,6 @@ use weir_engine::{EngineError, Result};
 use super::time::TimestampColumns;
 use super::{RecordDecoder, row_count_error};
 
-
 /// Decodes JSON records (one value per record) into batches of one schema.
 pub struct JsonDecoder {
     schema: SchemaRef,
@@ -21,7 +20,9 @@ pub struct JsonDecoder {
 
 impl std::fmt::Debug for JsonDecoder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("JsonDecoder").field("max_records", &self.max_records).finish()
+        f.debug_struct("JsonDecoder")
+            .field("max_records", &self.max_records)
+            .finish()
     }
 }
 
@@ -39,7 +40,12 @@ impl JsonDecoder {
         // One row of headroom so a record holding two values is seen as such, not cut off.
         let timestamps = TimestampColumns::new(&schema);
         let decoder = build(&timestamps.text_schema(), max_records + 1)?;
-        Ok(Self { schema, timestamps, max_records, decoder })
+        Ok(Self {
+            schema,
+            timestamps,
+            max_records,
+            decoder,
+        })
     }
 }
 
@@ -78,7 +84,9 @@ impl RecordDecoder for JsonDecoder {
 mod tests {
     use super::*;
     use datafusion::arrow::array::AsArray;
-    use datafusion::arrow::datatypes::{DataType, Field, Float64Type, Schema, TimeUnit, TimestampNanosecondType};
+    use datafusion::arrow::datatypes::{
+        DataType, Field, Float64Type, Schema, TimeUnit, TimestampNanosecondType,
+    };
     use std::sync::Arc;
 
     #[test]
@@ -86,7 +94,11 @@ mod tests {
         let schema = Arc::new(Schema::new(vec![
             Field::new("id", DataType::Utf8, true),
             Field::new("v", DataType::Float64, true),
-            Field::new("ts", DataType::Timestamp(TimeUnit::Nanosecond, Some("+00:00".into())), true),
+            Field::new(
+                "ts",
+                DataType::Timestamp(TimeUnit::Nanosecond, Some("+00:00".into())),
+                true,
+            ),
         ]));
         let mut d = JsonDecoder::try_new(schema, 1024)?;
         let input = b"{\"id\":\"a\",\"v\":\"1.5\",\"ts\":\"2024-01-01T00:00:01Z\"}\n{\"id\":\"b\",\"ts\":1704067202000000000}\n";

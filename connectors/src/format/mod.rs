@@ -94,7 +94,9 @@ impl FormatConfig {
     pub fn decoder(&self, schema: SchemaRef, max_records: usize) -> Result<Box<dyn RecordDecoder>> {
         Ok(match self {
             Self::Json => Box::new(json::JsonDecoder::try_new(schema, max_records)?),
-            Self::Csv { delimiter } => Box::new(csv::CsvDecoder::try_new(schema, max_records, *delimiter)?),
+            Self::Csv { delimiter } => {
+                Box::new(csv::CsvDecoder::try_new(schema, max_records, *delimiter)?)
+            }
         })
     }
 }
@@ -212,7 +214,12 @@ pub fn decode_records(decoder: &mut dyn RecordDecoder, buffer: &RecordBuffer) ->
                 i += 1;
                 continue;
             }
-            Ok(()) if started == 0 && i > 0 && segment.last() == Some(&(i - 1)) && !is_blank(record) => {
+            Ok(())
+                if started == 0
+                    && i > 0
+                    && segment.last() == Some(&(i - 1))
+                    && !is_blank(record) =>
+            {
                 // Record i-1 was incomplete and swallowed this one: reject it, decode the good
                 // records before it, and read this record again on a clean decoder.
                 segment.pop();
@@ -325,19 +332,24 @@ mod tests {
         let mut buf = RecordBuffer::default();
         let records: [&[u8]; 8] = [
             b"{\"id\": 1}",
-            b"{\"id\": \"x\"}",             // does not fit BIGINT
+            b"{\"id\": \"x\"}", // does not fit BIGINT
             b"{\"id\": 3, \"name\": \"c\"}",
-            b"{\"id\": 4",                   // truncated
-            b"",                             // empty
-            b"{\"id\": 6}{\"id\": 7}",       // two values in one record
-            b"{\"name\": \"no id\"}",        // NULL in a NOT NULL column
-            b"{\"id\": \"8\"}",              // number as a string: coerced
+            b"{\"id\": 4",             // truncated
+            b"",                       // empty
+            b"{\"id\": 6}{\"id\": 7}", // two values in one record
+            b"{\"name\": \"no id\"}",  // NULL in a NOT NULL column
+            b"{\"id\": \"8\"}",        // number as a string: coerced
         ];
         for r in records {
             buf.push(r);
         }
         let out = decode_records(&mut d, &buf)?;
-        let ids: Vec<i64> = out.batch.column(0).as_primitive::<Int64Type>().values().to_vec();
+        let ids: Vec<i64> = out
+            .batch
+            .column(0)
+            .as_primitive::<Int64Type>()
+            .values()
+            .to_vec();
         assert_eq!(ids, vec![1, 3, 8]);
         let bad: Vec<usize> = out.bad.iter().map(|(i, _)| *i).collect();
         assert_eq!(bad, vec![1, 3, 4, 5, 6]);
@@ -354,7 +366,10 @@ mod tests {
         }
         let out = decode_records(&mut d, &buf)?;
         assert!(out.bad.is_empty() && out.good.is_none());
-        assert_eq!(out.batch.column(0).as_ref(), &Int64Array::from(vec![0, 1, 2, 3]) as &dyn datafusion::arrow::array::Array);
+        assert_eq!(
+            out.batch.column(0).as_ref(),
+            &Int64Array::from(vec![0, 1, 2, 3]) as &dyn datafusion::arrow::array::Array
+        );
         Ok(())
     }
 
@@ -366,7 +381,12 @@ mod tests {
             buf.push(r);
         }
         let out = decode_records(&mut d, &buf)?;
-        let ids: Vec<i64> = out.batch.column(0).as_primitive::<Int64Type>().values().to_vec();
+        let ids: Vec<i64> = out
+            .batch
+            .column(0)
+            .as_primitive::<Int64Type>()
+            .values()
+            .to_vec();
         assert_eq!(ids, vec![1, 3]);
         assert_eq!(out.batch.column(1).as_string::<i32>().value(1), "c, quoted");
         assert_eq!(out.bad.len(), 2);
@@ -383,15 +403,30 @@ mod incomplete_records {
         let schema = Arc::new(Schema::new(vec![
             Field::new("id", DataType::Int64, true),
             Field::new("v", DataType::Float64, true),
-            Field::new("ts", DataType::Timestamp(TimeUnit::Millisecond, Some("+00:00".into())), true),
+            Field::new(
+                "ts",
+                DataType::Timestamp(TimeUnit::Millisecond, Some("+00:00".into())),
+                true,
+            ),
         ]));
         let mut d = json::JsonDecoder::try_new(schema, 64)?;
         let mut buf = RecordBuffer::default();
-        for r in [&b"{\"id\": 1, \"v\": 1.0, \"ts\": 1704067200000}"[..], b"{\"id\": 2, \"v\": 2.0, \"ts\": ", b"{\"id\": 3, \"v\": 3.0, \"ts\": 1704067200000}", b"{\"id\": \"three\", \"v\": 1, \"ts\": 0}", b"not json at all"] {
+        for r in [
+            &b"{\"id\": 1, \"v\": 1.0, \"ts\": 1704067200000}"[..],
+            b"{\"id\": 2, \"v\": 2.0, \"ts\": ",
+            b"{\"id\": 3, \"v\": 3.0, \"ts\": 1704067200000}",
+            b"{\"id\": \"three\", \"v\": 1, \"ts\": 0}",
+            b"not json at all",
+        ] {
             buf.push(r);
         }
         let out = decode_records(&mut d, &buf)?;
-        let ids = out.batch.column(0).as_any().downcast_ref::<datafusion::arrow::array::Int64Array>().map(|a| a.values().to_vec());
+        let ids = out
+            .batch
+            .column(0)
+            .as_any()
+            .downcast_ref::<datafusion::arrow::array::Int64Array>()
+            .map(|a| a.values().to_vec());
         assert_eq!(ids, Some(vec![1, 3]));
         let bad: Vec<usize> = out.bad.iter().map(|(i, _)| *i).collect();
         assert_eq!(bad, vec![1, 3, 4], "{:?}", out.bad);

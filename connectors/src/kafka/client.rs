@@ -28,7 +28,12 @@ pub struct ReaderClientContext {
 impl ReaderClientContext {
     /// A context reporting into `metrics`.
     pub fn new(source: &str, topic: &str, metrics: Arc<ReaderMetrics>) -> Self {
-        Self { source: source.into(), topic: topic.into(), metrics, last_error: Mutex::new(None) }
+        Self {
+            source: source.into(),
+            topic: topic.into(),
+            metrics,
+            last_error: Mutex::new(None),
+        }
     }
 }
 
@@ -36,11 +41,16 @@ impl ClientContext for ReaderClientContext {
     fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
         let source = self.source.as_str();
         match level {
-            RDKafkaLogLevel::Emerg | RDKafkaLogLevel::Alert | RDKafkaLogLevel::Critical | RDKafkaLogLevel::Error => {
+            RDKafkaLogLevel::Emerg
+            | RDKafkaLogLevel::Alert
+            | RDKafkaLogLevel::Critical
+            | RDKafkaLogLevel::Error => {
                 error!(source, facility, "librdkafka: {message}")
             }
             RDKafkaLogLevel::Warning => warn!(source, facility, "librdkafka: {message}"),
-            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => debug!(source, facility, "librdkafka: {message}"),
+            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
+                debug!(source, facility, "librdkafka: {message}")
+            }
             RDKafkaLogLevel::Debug => trace!(source, facility, "librdkafka: {message}"),
         }
     }
@@ -50,20 +60,35 @@ impl ClientContext for ReaderClientContext {
             for (id, p) in &topic.partitions {
                 // Partition -1 is librdkafka's internal "unassigned" queue.
                 if *id >= 0 && p.hi_offset >= 0 {
-                    self.metrics.update(*id as u32, |m| m.high_watermark = Some(p.hi_offset));
+                    self.metrics
+                        .update(*id as u32, |m| m.high_watermark = Some(p.hi_offset));
                 }
             }
         }
         // Bootstrap entries have node id -1; real brokers have their own ids.
-        let brokers: Vec<_> = statistics.brokers.values().filter(|b| b.nodeid >= 0).collect();
+        let brokers: Vec<_> = statistics
+            .brokers
+            .values()
+            .filter(|b| b.nodeid >= 0)
+            .collect();
         let up = brokers.iter().any(|b| b.state == "UP");
-        let status = if up || brokers.is_empty() && statistics.brokers.values().any(|b| b.state == "UP") {
-            RUNNING.to_string()
-        } else {
-            let states: Vec<String> = statistics.brokers.values().map(|b| format!("{} {}", b.name, b.state)).collect();
-            let last = self.last_error.lock().clone().map(|e| format!(": {e}")).unwrap_or_default();
-            format!("retrying: no broker up ({}){last}", states.join(", "))
-        };
+        let status =
+            if up || brokers.is_empty() && statistics.brokers.values().any(|b| b.state == "UP") {
+                RUNNING.to_string()
+            } else {
+                let states: Vec<String> = statistics
+                    .brokers
+                    .values()
+                    .map(|b| format!("{} {}", b.name, b.state))
+                    .collect();
+                let last = self
+                    .last_error
+                    .lock()
+                    .clone()
+                    .map(|e| format!(": {e}"))
+                    .unwrap_or_default();
+                format!("retrying: no broker up ({}){last}", states.join(", "))
+            };
         if self.metrics.status() != status {
             debug!(source = %self.source, %status, "Kafka reader status");
             self.metrics.set_status(status);

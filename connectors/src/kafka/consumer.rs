@@ -66,14 +66,21 @@ impl KafkaReader {
             .name(format!("kafka-{}", config.source))
             .spawn(move || {
                 let metrics = Arc::clone(&context.metrics);
-                let result = ReaderLoop::new(config, context, tx.clone(), thread_stop).and_then(|mut r| r.run());
+                let result = ReaderLoop::new(config, context, tx.clone(), thread_stop)
+                    .and_then(|mut r| r.run());
                 if let Err(e) = result {
                     metrics.set_status(format!("failed: {e}"));
                     let _ = tx.blocking_send(Err(e));
                 }
             })
-            .map_err(|e| EngineError::Internal(format!("cannot start a Kafka reader thread: {e}")))?;
-        Ok(Self { events, stop, position })
+            .map_err(|e| {
+                EngineError::Internal(format!("cannot start a Kafka reader thread: {e}"))
+            })?;
+        Ok(Self {
+            events,
+            stop,
+            position,
+        })
     }
 }
 
@@ -89,14 +96,20 @@ impl Source for KafkaReader {
         match tokio::time::timeout(max_wait, self.events.recv()).await {
             Err(_) => Ok(SourceEvent::Idle),
             Ok(Some(event)) => {
-                if let Ok(SourceEvent::Data { partition, offsets: Some(offsets), .. }) = &event
+                if let Ok(SourceEvent::Data {
+                    partition,
+                    offsets: Some(offsets),
+                    ..
+                }) = &event
                     && let Some(last) = datafusion::arrow::compute::max(offsets)
                 {
                     self.position.offsets.insert(*partition, last + 1);
                 }
                 event
             }
-            Ok(None) => Err(EngineError::Internal("the Kafka reader thread stopped".into())),
+            Ok(None) => Err(EngineError::Internal(
+                "the Kafka reader thread stopped".into(),
+            )),
         }
     }
 
@@ -138,7 +151,9 @@ impl ReaderLoop {
         tx: mpsc::Sender<Result<SourceEvent>>,
         stop: Arc<AtomicBool>,
     ) -> Result<Self> {
-        let decoder = config.format.decoder(Arc::clone(&config.payload_schema), config.batch_size)?;
+        let decoder = config
+            .format
+            .decoder(Arc::clone(&config.payload_schema), config.batch_size)?;
         let header_columns = config
             .metadata
             .iter()
@@ -149,7 +164,16 @@ impl ReaderLoop {
             .enumerate()
             .collect();
         let needs_key = config.metadata.iter().any(MetadataColumn::needs_key);
-        Ok(Self { config, context, tx, stop, decoder, partitions: BTreeMap::new(), header_columns, needs_key })
+        Ok(Self {
+            config,
+            context,
+            tx,
+            stop,
+            decoder,
+            partitions: BTreeMap::new(),
+            header_columns,
+            needs_key,
+        })
     }
 
     fn stopped(&self) -> bool {
@@ -162,11 +186,24 @@ impl ReaderLoop {
     }
 
     fn run(&mut self) -> Result<()> {
-        let context = ReaderClientContext::new(&self.config.source, &self.config.topic, Arc::clone(&self.context.metrics));
-        let consumer: Consumer_ = self.config.client_config().create_with_context(context).map_err(|e| {
-            EngineError::User(format!("Kafka settings of source \"{}\": {e}", self.config.source))
-        })?;
-        let Some(partitions) = self.discover(&consumer, true) else { return Ok(()) };
+        let context = ReaderClientContext::new(
+            &self.config.source,
+            &self.config.topic,
+            Arc::clone(&self.context.metrics),
+        );
+        let consumer: Consumer_ = self
+            .config
+            .client_config()
+            .create_with_context(context)
+            .map_err(|e| {
+                EngineError::User(format!(
+                    "Kafka settings of source \"{}\": {e}",
+                    self.config.source
+                ))
+            })?;
+        let Some(partitions) = self.discover(&consumer, true) else {
+            return Ok(());
+        };
         if !self.assign(&consumer, &partitions, true)? {
             return Ok(());
         }
@@ -209,7 +246,10 @@ impl ReaderLoop {
             if now.duration_since(last_discovery) >= self.config.discovery_interval {
                 last_discovery = now;
                 if let Some(found) = self.discover(&consumer, false) {
-                    let new: Vec<i32> = found.into_iter().filter(|p| !self.partitions.contains_key(p)).collect();
+                    let new: Vec<i32> = found
+                        .into_iter()
+                        .filter(|p| !self.partitions.contains_key(p))
+                        .collect();
                     if !new.is_empty() && !self.assign(&consumer, &new, false)? {
                         return Ok(());
                     }
@@ -231,20 +271,33 @@ impl ReaderLoop {
             if self.stopped() {
                 return None;
             }
-            let found = consumer.fetch_metadata(Some(&self.config.topic), LOOKUP_TIMEOUT).map_err(|e| e.to_string()).and_then(|m| {
-                let topic = m.topics().iter().find(|t| t.name() == self.config.topic).ok_or("topic not in metadata")?;
-                if let Some(err) = topic.error() {
-                    return Err(format!("{}", rdkafka::types::RDKafkaErrorCode::from(err)));
-                }
-                Ok(topic.partitions().iter().map(|p| p.id()).collect::<Vec<i32>>())
-            });
+            let found = consumer
+                .fetch_metadata(Some(&self.config.topic), LOOKUP_TIMEOUT)
+                .map_err(|e| e.to_string())
+                .and_then(|m| {
+                    let topic = m
+                        .topics()
+                        .iter()
+                        .find(|t| t.name() == self.config.topic)
+                        .ok_or("topic not in metadata")?;
+                    if let Some(err) = topic.error() {
+                        return Err(format!("{}", rdkafka::types::RDKafkaErrorCode::from(err)));
+                    }
+                    Ok(topic
+                        .partitions()
+                        .iter()
+                        .map(|p| p.id())
+                        .collect::<Vec<i32>>())
+                });
             match found {
                 Ok(p) if !p.is_empty() => return Some(p),
                 Ok(_) => debug!(source = %self.config.source, "topic has no partitions yet"),
                 Err(e) => {
                     warn!(source = %self.config.source, topic = %self.config.topic, error = %e, "cannot describe the Kafka topic");
                     if wait {
-                        self.context.metrics.set_status(format!("retrying: cannot describe topic: {e}"));
+                        self.context
+                            .metrics
+                            .set_status(format!("retrying: cannot describe topic: {e}"));
                     }
                 }
             }
@@ -265,8 +318,15 @@ impl ReaderLoop {
         let mut resumed = TopicPartitionList::new();
         let mut skip_before = None;
         for &p in partitions {
-            if let Some(next) = self.context.resume.as_ref().and_then(|r| r.offsets.get(&(p as u32)).copied()) {
-                resumed.add_partition_offset(topic, p, Offset::Offset(next)).map_err(kafka_error)?;
+            if let Some(next) = self
+                .context
+                .resume
+                .as_ref()
+                .and_then(|r| r.offsets.get(&(p as u32)).copied())
+            {
+                resumed
+                    .add_partition_offset(topic, p, Offset::Offset(next))
+                    .map_err(kafka_error)?;
                 continue;
             }
             let offset = match (initial, self.config.startup) {
@@ -277,7 +337,8 @@ impl ReaderLoop {
                     Offset::Offset(ms)
                 }
             };
-            list.add_partition_offset(topic, p, offset).map_err(kafka_error)?;
+            list.add_partition_offset(topic, p, offset)
+                .map_err(kafka_error)?;
         }
         if skip_before.is_some() && list.count() > 0 {
             let mut backoff = BACKOFF_MIN;
@@ -286,7 +347,9 @@ impl ReaderLoop {
                     Ok(found) => break found,
                     Err(e) => {
                         warn!(source = %self.config.source, error = %e, "offset lookup by timestamp failed; retrying");
-                        self.context.metrics.set_status(format!("retrying: offset lookup by timestamp: {e}"));
+                        self.context
+                            .metrics
+                            .set_status(format!("retrying: offset lookup by timestamp: {e}"));
                     }
                 }
                 if self.stopped() {
@@ -297,7 +360,8 @@ impl ReaderLoop {
             };
         }
         for element in resumed.elements() {
-            list.add_partition_offset(topic, element.partition(), element.offset()).map_err(kafka_error)?;
+            list.add_partition_offset(topic, element.partition(), element.offset())
+                .map_err(kafka_error)?;
         }
         for element in list.elements() {
             let next_offset = match element.offset() {
@@ -308,13 +372,21 @@ impl ReaderLoop {
             let skip_before_millis = if is_resumed { None } else { skip_before };
             self.partitions.insert(
                 element.partition(),
-                PartitionState { next_offset, skip_before_millis, ..PartitionState::default() },
+                PartitionState {
+                    next_offset,
+                    skip_before_millis,
+                    ..PartitionState::default()
+                },
             );
-            self.context.metrics.update(element.partition() as u32, |m| m.offset = next_offset);
+            self.context
+                .metrics
+                .update(element.partition() as u32, |m| m.offset = next_offset);
         }
         consumer.incremental_assign(&list).map_err(kafka_error)?;
         info!(source = %self.config.source, topic, ?partitions, initial, "Kafka partitions assigned");
-        Ok(self.send(SourceEvent::Partitions(partitions.iter().map(|&p| p as u32).collect())))
+        Ok(self.send(SourceEvent::Partitions(
+            partitions.iter().map(|&p| p as u32).collect(),
+        )))
     }
 
     /// Buffers one message. False if the pipeline is gone.
@@ -341,7 +413,11 @@ impl ReaderLoop {
         if payload.len() > self.config.max_record_bytes {
             let bad = BadRecord::new(
                 payload,
-                format!("record of {} bytes is larger than max_record_bytes ({})", payload.len(), self.config.max_record_bytes),
+                format!(
+                    "record of {} bytes is larger than max_record_bytes ({})",
+                    payload.len(),
+                    self.config.max_record_bytes
+                ),
             )
             .at(Some(p), Some(offset), timestamp);
             self.context.reject(Some(p as u32), vec![bad])?;
@@ -354,10 +430,17 @@ impl ReaderLoop {
             state.metadata.keys.push(message.key().map(<[u8]>::to_vec));
         }
         if !self.header_columns.is_empty() {
-            state.metadata.headers.resize_with(self.header_columns.len(), Vec::new);
+            state
+                .metadata
+                .headers
+                .resize_with(self.header_columns.len(), Vec::new);
             let headers = message.headers();
             for (i, name) in &self.header_columns {
-                let value = headers.and_then(|h| h.iter().find(|h| h.key == name.as_str()).and_then(|h| h.value.map(<[u8]>::to_vec)));
+                let value = headers.and_then(|h| {
+                    h.iter()
+                        .find(|h| h.key == name.as_str())
+                        .and_then(|h| h.value.map(<[u8]>::to_vec))
+                });
                 state.metadata.headers[*i].push(value);
             }
         }
@@ -386,7 +469,9 @@ impl ReaderLoop {
 
     /// Decodes a partition's buffered records and sends the batch.
     fn flush(&mut self, p: i32) -> Result<bool> {
-        let Some(state) = self.partitions.get_mut(&p) else { return Ok(true) };
+        let Some(state) = self.partitions.get_mut(&p) else {
+            return Ok(true);
+        };
         state.oldest = None;
         if state.records.is_empty() {
             return Ok(true);
@@ -394,7 +479,11 @@ impl ReaderLoop {
         let decoded = decode_records(self.decoder.as_mut(), &state.records)?;
         let metadata = &state.metadata;
         let bad = decoded.bad_records(&state.records, |i| {
-            (Some(p), metadata.offsets.get(i).copied(), metadata.timestamps.get(i).copied().flatten())
+            (
+                Some(p),
+                metadata.offsets.get(i).copied(),
+                metadata.timestamps.get(i).copied().flatten(),
+            )
         });
         let mut columns: Vec<ArrayRef> = decoded.batch.columns().to_vec();
         let mut header_index = 0;
@@ -404,18 +493,29 @@ impl ReaderLoop {
                 header_index += 1;
             }
         }
-        let offsets: ArrayRef = Arc::new(Int64Array::from(std::mem::take(&mut state.metadata.offsets)));
-        let offsets = decoded.keep_good(offsets)?.as_primitive::<Int64Type>().clone();
+        let offsets: ArrayRef = Arc::new(Int64Array::from(std::mem::take(
+            &mut state.metadata.offsets,
+        )));
+        let offsets = decoded
+            .keep_good(offsets)?
+            .as_primitive::<Int64Type>()
+            .clone();
         let next_offset = state.next_offset;
         state.records.clear();
         state.metadata.clear();
         let batch = RecordBatch::try_new(Arc::clone(&self.config.schema), columns)?;
         self.context.reject(Some(p as u32), bad)?;
-        self.context.metrics.update(p as u32, |m| m.offset = next_offset);
+        self.context
+            .metrics
+            .update(p as u32, |m| m.offset = next_offset);
         if batch.num_rows() == 0 {
             return Ok(true);
         }
-        Ok(self.send(SourceEvent::Data { partition: p as u32, batch, offsets: Some(offsets) }))
+        Ok(self.send(SourceEvent::Data {
+            partition: p as u32,
+            batch,
+            offsets: Some(offsets),
+        }))
     }
 
     /// Commits the next offsets to the named consumer group, for monitoring tools.
@@ -423,7 +523,9 @@ impl ReaderLoop {
         let mut list = TopicPartitionList::new();
         for (p, s) in &self.partitions {
             if let Some(next) = s.next_offset
-                && list.add_partition_offset(&self.config.topic, *p, Offset::Offset(next)).is_err()
+                && list
+                    .add_partition_offset(&self.config.topic, *p, Offset::Offset(next))
+                    .is_err()
             {
                 return;
             }

@@ -3,7 +3,9 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{ArrayRef, BinaryArray, Int32Array, Int64Array, StringArray, TimestampMillisecondArray};
+use datafusion::arrow::array::{
+    ArrayRef, BinaryArray, Int32Array, Int64Array, StringArray, TimestampMillisecondArray,
+};
 use datafusion::arrow::datatypes::{DataType, Field, TimeUnit};
 use weir_engine::source::IncludeColumn;
 use weir_engine::{EngineError, Result};
@@ -50,14 +52,23 @@ impl MetadataColumn {
             ("offset", None) if !typed => (Self::Offset, "kafka_offset".to_string()),
             ("timestamp", None) if !typed => (Self::Timestamp, "kafka_timestamp".to_string()),
             ("key", None) => (Self::Key { binary }, "kafka_key".to_string()),
-            ("header", Some(name)) => {
-                (Self::Header { name: name.clone(), binary }, format!("kafka_header_{}", name.to_ascii_lowercase()))
-            }
+            ("header", Some(name)) => (
+                Self::Header {
+                    name: name.clone(),
+                    binary,
+                },
+                format!("kafka_header_{}", name.to_ascii_lowercase()),
+            ),
             ("header", None) => {
-                return Err(EngineError::User("INCLUDE header needs the header's name: INCLUDE header 'name' AS col".into()));
+                return Err(EngineError::User(
+                    "INCLUDE header needs the header's name: INCLUDE header 'name' AS col".into(),
+                ));
             }
             ("partition" | "offset" | "timestamp", None) => {
-                return Err(EngineError::User(format!("INCLUDE {} has a fixed type; drop the type", include.kind)));
+                return Err(EngineError::User(format!(
+                    "INCLUDE {} has a fixed type; drop the type",
+                    include.kind
+                )));
             }
             (other, _) => {
                 return Err(EngineError::User(format!(
@@ -71,7 +82,11 @@ impl MetadataColumn {
             Self::Offset => DataType::Int64,
             Self::Timestamp => DataType::Timestamp(TimeUnit::Millisecond, Some("+00:00".into())),
             Self::Key { binary } | Self::Header { binary, .. } => {
-                if *binary { DataType::Binary } else { DataType::Utf8 }
+                if *binary {
+                    DataType::Binary
+                } else {
+                    DataType::Utf8
+                }
             }
         };
         Ok((column, Field::new(name, data_type, true)))
@@ -113,21 +128,27 @@ impl MessageMetadata {
             if binary {
                 Arc::new(BinaryArray::from_iter(values.iter().map(|v| v.as_deref())))
             } else {
-                Arc::new(StringArray::from_iter(
-                    values.iter().map(|v| v.as_deref().map(|b| String::from_utf8_lossy(b).into_owned())),
-                ))
+                Arc::new(StringArray::from_iter(values.iter().map(|v| {
+                    v.as_deref()
+                        .map(|b| String::from_utf8_lossy(b).into_owned())
+                })))
             }
         };
         match column {
-            MetadataColumn::Partition => Arc::new(Int32Array::from_value(partition, self.offsets.len())),
+            MetadataColumn::Partition => {
+                Arc::new(Int32Array::from_value(partition, self.offsets.len()))
+            }
             MetadataColumn::Offset => Arc::new(Int64Array::from(self.offsets.clone())),
-            MetadataColumn::Timestamp => {
-                Arc::new(TimestampMillisecondArray::from(self.timestamps.clone()).with_timezone("+00:00"))
-            }
+            MetadataColumn::Timestamp => Arc::new(
+                TimestampMillisecondArray::from(self.timestamps.clone()).with_timezone("+00:00"),
+            ),
             MetadataColumn::Key { binary } => bytes(&self.keys, *binary),
-            MetadataColumn::Header { binary, .. } => {
-                bytes(self.headers.get(header_index).map_or(&[][..], |h| h.as_slice()), *binary)
-            }
+            MetadataColumn::Header { binary, .. } => bytes(
+                self.headers
+                    .get(header_index)
+                    .map_or(&[][..], |h| h.as_slice()),
+                *binary,
+            ),
         }
     }
 }
@@ -136,7 +157,12 @@ impl MessageMetadata {
 mod tests {
     use super::*;
 
-    fn include(kind: &str, header: Option<&str>, data_type: Option<&str>, alias: Option<&str>) -> IncludeColumn {
+    fn include(
+        kind: &str,
+        header: Option<&str>,
+        data_type: Option<&str>,
+        alias: Option<&str>,
+    ) -> IncludeColumn {
         IncludeColumn {
             kind: kind.into(),
             header: header.map(Into::into),
@@ -148,12 +174,28 @@ mod tests {
     #[test]
     fn resolves_includes() -> Result<()> {
         let (c, f) = MetadataColumn::from_include(&include("offset", None, None, Some("off")))?;
-        assert_eq!((c, f.name().as_str(), f.data_type()), (MetadataColumn::Offset, "off", &DataType::Int64));
-        let (c, f) = MetadataColumn::from_include(&include("header", Some("Trace-Id"), Some("bytea"), None))?;
-        assert_eq!(c, MetadataColumn::Header { name: "Trace-Id".into(), binary: true });
+        assert_eq!(
+            (c, f.name().as_str(), f.data_type()),
+            (MetadataColumn::Offset, "off", &DataType::Int64)
+        );
+        let (c, f) = MetadataColumn::from_include(&include(
+            "header",
+            Some("Trace-Id"),
+            Some("bytea"),
+            None,
+        ))?;
+        assert_eq!(
+            c,
+            MetadataColumn::Header {
+                name: "Trace-Id".into(),
+                binary: true
+            }
+        );
         assert_eq!(f.name(), "kafka_header_trace-id");
         assert!(MetadataColumn::from_include(&include("header", None, None, None)).is_err());
-        assert!(MetadataColumn::from_include(&include("offset", None, Some("text"), None)).is_err());
+        assert!(
+            MetadataColumn::from_include(&include("offset", None, Some("text"), None)).is_err()
+        );
         assert!(MetadataColumn::from_include(&include("checksum", None, None, None)).is_err());
         Ok(())
     }

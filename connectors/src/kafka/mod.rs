@@ -103,10 +103,13 @@ impl KafkaSourceConfig {
         })?;
         if servers.next().is_some() {
             return Err(EngineError::User(
-                "give the broker list once: properties.bootstrap.server or bootstrap.servers".into(),
+                "give the broker list once: properties.bootstrap.server or bootstrap.servers"
+                    .into(),
             ));
         }
-        let mode = options.take("scan.startup.mode").unwrap_or_else(|| "earliest".into());
+        let mode = options
+            .take("scan.startup.mode")
+            .unwrap_or_else(|| "earliest".into());
         let timestamp = options.take_parsed::<i64>("scan.startup.timestamp.millis")?;
         let startup = match (mode.to_ascii_lowercase().as_str(), timestamp) {
             ("earliest", None) => StartupMode::Earliest,
@@ -119,7 +122,8 @@ impl KafkaSourceConfig {
             }
             ("earliest" | "latest", Some(_)) => {
                 return Err(EngineError::User(
-                    "scan.startup.timestamp.millis only goes with scan.startup.mode = 'timestamp'".into(),
+                    "scan.startup.timestamp.millis only goes with scan.startup.mode = 'timestamp'"
+                        .into(),
                 ));
             }
             (other, _) => {
@@ -128,10 +132,17 @@ impl KafkaSourceConfig {
                 )));
             }
         };
-        let discovery_interval =
-            options.take_duration("scan.partition.discovery.interval")?.unwrap_or(Duration::from_secs(10));
-        let batch_size = options.take_parsed::<usize>("batch_size")?.unwrap_or(4096).clamp(1, 1 << 20);
-        let max_record_bytes = options.take_parsed::<usize>("max_record_bytes")?.unwrap_or(1 << 20).max(1);
+        let discovery_interval = options
+            .take_duration("scan.partition.discovery.interval")?
+            .unwrap_or(Duration::from_secs(10));
+        let batch_size = options
+            .take_parsed::<usize>("batch_size")?
+            .unwrap_or(4096)
+            .clamp(1, 1 << 20);
+        let max_record_bytes = options
+            .take_parsed::<usize>("max_record_bytes")?
+            .unwrap_or(1 << 20)
+            .max(1);
         let format = FormatConfig::from_spec(spec.format.as_ref(), options)?;
 
         let mut properties: BTreeMap<String, String> = [
@@ -164,9 +175,16 @@ impl KafkaSourceConfig {
         }
 
         let payload_schema = spec.columns.clone().ok_or_else(|| {
-            EngineError::User(format!("source \"{}\": a Kafka source needs its columns declared", spec.name))
+            EngineError::User(format!(
+                "source \"{}\": a Kafka source needs its columns declared",
+                spec.name
+            ))
         })?;
-        let mut fields: Vec<_> = payload_schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+        let mut fields: Vec<_> = payload_schema
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
         let mut metadata = Vec::new();
         for include in std::mem::take(&mut spec.include) {
             let (column, field) = MetadataColumn::from_include(&include)?;
@@ -207,23 +225,33 @@ impl KafkaSourceConfig {
 
     /// Connects and describes the topic: its partition count, or a clear error.
     fn probe(&self) -> Result<usize> {
-        let consumer: BaseConsumer = self
-            .client_config()
-            .create()
-            .map_err(|e| EngineError::User(format!("Kafka settings of source \"{}\": {e}", self.source)))?;
-        let bootstrap = self.properties.get("bootstrap.servers").cloned().unwrap_or_default();
-        let metadata = consumer.fetch_metadata(Some(&self.topic), PROBE_TIMEOUT).map_err(|e| {
-            EngineError::External(format!("cannot reach the Kafka broker at {bootstrap}: {e}"))
+        let consumer: BaseConsumer = self.client_config().create().map_err(|e| {
+            EngineError::User(format!("Kafka settings of source \"{}\": {e}", self.source))
         })?;
+        let bootstrap = self
+            .properties
+            .get("bootstrap.servers")
+            .cloned()
+            .unwrap_or_default();
+        let metadata = consumer
+            .fetch_metadata(Some(&self.topic), PROBE_TIMEOUT)
+            .map_err(|e| {
+                EngineError::External(format!("cannot reach the Kafka broker at {bootstrap}: {e}"))
+            })?;
         let topic = metadata
             .topics()
             .iter()
             .find(|t| t.name() == self.topic)
-            .ok_or_else(|| EngineError::User(format!("Kafka topic \"{}\" does not exist", self.topic)))?;
+            .ok_or_else(|| {
+                EngineError::User(format!("Kafka topic \"{}\" does not exist", self.topic))
+            })?;
         if let Some(err) = topic.error() {
             let code = rdkafka::types::RDKafkaErrorCode::from(err);
             if code == rdkafka::types::RDKafkaErrorCode::UnknownTopicOrPartition {
-                return Err(EngineError::User(format!("Kafka topic \"{}\" does not exist at {bootstrap}", self.topic)));
+                return Err(EngineError::User(format!(
+                    "Kafka topic \"{}\" does not exist at {bootstrap}",
+                    self.topic
+                )));
             }
             return Err(EngineError::User(format!(
                 "Kafka topic \"{}\" at {bootstrap}: {}",
@@ -232,7 +260,10 @@ impl KafkaSourceConfig {
             )));
         }
         if topic.partitions().is_empty() {
-            return Err(EngineError::User(format!("Kafka topic \"{}\" has no partitions", self.topic)));
+            return Err(EngineError::User(format!(
+                "Kafka topic \"{}\" has no partitions",
+                self.topic
+            )));
         }
         Ok(topic.partitions().len())
     }
@@ -275,6 +306,9 @@ impl SourceProvider for KafkaProvider {
     }
 
     fn open(&self, context: ReaderContext) -> Result<Box<dyn Source>> {
-        Ok(Box::new(consumer::KafkaReader::start(Arc::clone(&self.config), context)?))
+        Ok(Box::new(consumer::KafkaReader::start(
+            Arc::clone(&self.config),
+            context,
+        )?))
     }
 }

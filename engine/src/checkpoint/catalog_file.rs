@@ -55,9 +55,14 @@ pub struct CatalogFile {
 impl CatalogFile {
     /// Reads the catalog; None when there is none yet.
     pub async fn load(store: &CheckpointStore) -> Result<Option<Self>> {
-        let Some(bytes) = store.get_optional(CATALOG_PATH).await? else { return Ok(None) };
+        let Some(bytes) = store.get_optional(CATALOG_PATH).await? else {
+            return Ok(None);
+        };
         let file: CatalogFile = serde_json::from_slice(&bytes).map_err(|e| {
-            EngineError::Storage(format!("{CATALOG_PATH} in {} is damaged: {e}", store.location()))
+            EngineError::Storage(format!(
+                "{CATALOG_PATH} in {} is damaged: {e}",
+                store.location()
+            ))
         })?;
         if file.version != CATALOG_VERSION {
             return Err(EngineError::Storage(format!(

@@ -27,7 +27,9 @@ use parking_lot::Mutex;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
-use super::manifest::{MANIFEST_VERSION, Manifest, OperatorCheckpoint, PipelineCheckpoint, ViewCheckpoint};
+use super::manifest::{
+    MANIFEST_VERSION, Manifest, OperatorCheckpoint, PipelineCheckpoint, ViewCheckpoint,
+};
 use super::state::{CheckpointReport, OperatorState, SourceState, ViewState};
 use super::store::{CheckpointStore, Compress, epoch_dir, manifest_path};
 use crate::error::{EngineError, Result};
@@ -132,7 +134,11 @@ struct Committed {
 /// What one pipeline contributes to a checkpoint.
 enum Outcome {
     /// It passed the barrier.
-    Barrier { source: Option<SourceState>, operators: Vec<(usize, String, OperatorState)>, view: ViewState },
+    Barrier {
+        source: Option<SourceState>,
+        operators: Vec<(usize, String, OperatorState)>,
+        view: ViewState,
+    },
     /// It ended; its view is final.
     Ended(ViewState),
     /// It failed, or reads a failed view: its last checkpointed entry stands.
@@ -157,7 +163,11 @@ impl CheckpointCoordinator {
         let next_epoch = last.as_ref().map_or(1, |m| m.epoch + 1);
         Self {
             store,
-            committed: tokio::sync::Mutex::new(Committed { last, previous: None, next_epoch }),
+            committed: tokio::sync::Mutex::new(Committed {
+                last,
+                previous: None,
+                next_epoch,
+            }),
             pipelines: Mutex::new(BTreeMap::new()),
             history: Mutex::new(VecDeque::new()),
             timeout,
@@ -195,12 +205,24 @@ impl CheckpointCoordinator {
             status,
             ended: Mutex::new(None),
         };
-        self.pipelines.lock().insert(view.to_string(), Arc::new(handle));
-        PipelineLink { barriers: barrier_rx, reports: reports_tx }
+        self.pipelines
+            .lock()
+            .insert(view.to_string(), Arc::new(handle));
+        PipelineLink {
+            barriers: barrier_rx,
+            reports: reports_tx,
+        }
     }
 
     /// Registers a view restored as final (its pipeline had ended): nothing runs, its rows stay.
-    pub fn register_ended(&self, view: &str, view_id: &str, table: Arc<ViewTable>, status: Arc<PipelineStatus>, state: ViewState) {
+    pub fn register_ended(
+        &self,
+        view: &str,
+        view_id: &str,
+        table: Arc<ViewTable>,
+        status: Arc<PipelineStatus>,
+        state: ViewState,
+    ) {
         let link = self.register(view, view_id, Vec::new(), false, table, status);
         drop(link);
         if let Some(h) = self.pipelines.lock().get(view) {
@@ -222,11 +244,14 @@ impl CheckpointCoordinator {
     pub fn spawn_interval(self: &Arc<Self>, interval: Duration) -> tokio::task::JoinHandle<()> {
         let weak = Arc::downgrade(self);
         tokio::spawn(async move {
-            let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+            let mut ticker =
+                tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 ticker.tick().await;
-                let Some(coordinator) = weak.upgrade() else { return };
+                let Some(coordinator) = weak.upgrade() else {
+                    return;
+                };
                 if coordinator.pipelines.lock().is_empty() {
                     continue;
                 }
@@ -249,7 +274,11 @@ impl CheckpointCoordinator {
         let record = match result {
             Ok((manifest, _, _)) if manifest.epoch != epoch => {
                 // Unchanged since the last checkpoint, which stands.
-                return Ok(CheckpointRecord::of(&manifest, started_at_ms, started.elapsed()));
+                return Ok(CheckpointRecord::of(
+                    &manifest,
+                    started_at_ms,
+                    started.elapsed(),
+                ));
             }
             Ok((manifest, written_bytes, operators)) => {
                 let record = CheckpointRecord {
@@ -259,7 +288,10 @@ impl CheckpointCoordinator {
                 };
                 // Rows now in committed segments leave the views' memory.
                 for (view, handle) in self.pipelines.lock().iter() {
-                    if let Some(entry) = manifest.pipelines.get(view).filter(|e| e.view_id == handle.view_id)
+                    if let Some(entry) = manifest
+                        .pipelines
+                        .get(view)
+                        .filter(|e| e.view_id == handle.view_id)
                         && let Err(e) = handle.table.persisted(&entry.view.segments)
                     {
                         warn!(view = %view, error = %e, "view rows stay in memory");
@@ -269,7 +301,12 @@ impl CheckpointCoordinator {
                 if let Err(e) = self.clean_up(&committed).await {
                     warn!(error = %e, "removing old checkpoint files failed (they will be retried)");
                 }
-                info!(epoch, ms = record.duration.as_millis() as u64, bytes = record.bytes, "checkpoint committed");
+                info!(
+                    epoch,
+                    ms = record.duration.as_millis() as u64,
+                    bytes = record.bytes,
+                    "checkpoint committed"
+                );
                 record
             }
             Err(e) => {
@@ -308,15 +345,25 @@ impl CheckpointCoordinator {
         h.push_back(record);
     }
 
-    async fn run(&self, epoch: u64, started_at_ms: i64, committed: &Committed) -> Result<(Manifest, u64, Vec<OperatorRecord>)> {
-        let handles: Vec<(String, Arc<PipelineHandle>)> =
-            self.pipelines.lock().iter().map(|(k, v)| (k.clone(), Arc::clone(v))).collect();
+    async fn run(
+        &self,
+        epoch: u64,
+        started_at_ms: i64,
+        committed: &Committed,
+    ) -> Result<(Manifest, u64, Vec<OperatorRecord>)> {
+        let handles: Vec<(String, Arc<PipelineHandle>)> = self
+            .pipelines
+            .lock()
+            .iter()
+            .map(|(k, v)| (k.clone(), Arc::clone(v)))
+            .collect();
         let failed: Vec<&str> = handles
             .iter()
             .filter(|(_, h)| matches!(h.status.state(), PipelineState::Failed(_)))
             .map(|(v, _)| v.as_str())
             .collect();
-        let by_name: BTreeMap<&str, &Arc<PipelineHandle>> = handles.iter().map(|(k, v)| (k.as_str(), v)).collect();
+        let by_name: BTreeMap<&str, &Arc<PipelineHandle>> =
+            handles.iter().map(|(k, v)| (k.as_str(), v)).collect();
         let barrier = CheckpointBarrier { epoch };
         for (_, h) in &handles {
             if let Some(tx) = &h.barriers
@@ -352,7 +399,11 @@ impl CheckpointCoordinator {
         let mut pipelines = BTreeMap::new();
         for (view, entry, bytes) in try_join_all(writes).await?.into_iter().flatten() {
             written += bytes;
-            for o in entry.operators.iter().filter(|o| o.file.is_some() || !o.values.is_empty()) {
+            for o in entry
+                .operators
+                .iter()
+                .filter(|o| o.file.is_some() || !o.values.is_empty())
+            {
                 let rows = o.file.as_ref().map_or(0, |f| f.rows);
                 operators_written.push(OperatorRecord {
                     view: view.clone(),
@@ -399,7 +450,11 @@ impl CheckpointCoordinator {
                 }
                 (None, Vec::new(), state, true)
             }
-            Outcome::Barrier { source, operators, view: state } => (source, operators, state, false),
+            Outcome::Barrier {
+                source,
+                operators,
+                view: state,
+            } => (source, operators, state, false),
         };
         let dir = format!("{}/{}", epoch_dir(epoch), handle.view_id);
         let mut bytes = 0u64;
@@ -409,15 +464,27 @@ impl CheckpointCoordinator {
             let file = match (&op.schema, op.rows()) {
                 (Some(schema), rows) if rows > 0 => {
                     let path = format!("{dir}/op-{stage}.parquet");
-                    let f = self.store.write_batches(&path, Arc::clone(schema), op.batches, Compress::None).await?;
+                    let f = self
+                        .store
+                        .write_batches(&path, Arc::clone(schema), op.batches, Compress::None)
+                        .await?;
                     bytes += f.size;
                     Some(f)
                 }
                 _ => None,
             };
-            checkpoints.push(OperatorCheckpoint { stage, name, file, values: op.values, bytes: memory });
+            checkpoints.push(OperatorCheckpoint {
+                stage,
+                name,
+                file,
+                values: op.values,
+                bytes: memory,
+            });
         }
-        let mut segments = previous.as_ref().map(|p| p.view.segments.clone()).unwrap_or_default();
+        let mut segments = previous
+            .as_ref()
+            .map(|p| p.view.segments.clone())
+            .unwrap_or_default();
         let persisted: u64 = segments.iter().map(|s| s.rows).sum();
         if state.appended_rows > persisted || segments.len() > MAX_SEGMENTS {
             let mut rows = Vec::new();
@@ -428,16 +495,26 @@ impl CheckpointCoordinator {
                     rows.extend(self.store.read_batches(&segment).await?);
                 }
             }
-            rows.extend(handle.table.rows_range(persisted as usize, state.appended_rows as usize)?);
+            rows.extend(
+                handle
+                    .table
+                    .rows_range(persisted as usize, state.appended_rows as usize)?,
+            );
             let path = format!("views/{}/seg-{epoch:020}.parquet", handle.view_id);
-            let f = self.store.write_batches(&path, handle.table.schema_ref(), rows, Compress::Fast).await?;
+            let f = self
+                .store
+                .write_batches(&path, handle.table.schema_ref(), rows, Compress::Fast)
+                .await?;
             bytes += f.size;
             segments.push(f);
         }
         let provisional = match provisional_batch(&handle.table, &state.provisional)? {
             Some(batch) => {
                 let path = format!("{dir}/provisional.parquet");
-                let f = self.store.write_batches(&path, batch.schema(), vec![batch], Compress::Fast).await?;
+                let f = self
+                    .store
+                    .write_batches(&path, batch.schema(), vec![batch], Compress::Fast)
+                    .await?;
                 bytes += f.size;
                 Some(f)
             }
@@ -465,24 +542,42 @@ impl CheckpointCoordinator {
     /// Removes manifests, state files and segments no retained checkpoint needs (the last two
     /// committed ones are kept, so a damaged last one can fall back to the one before).
     async fn clean_up(&self, committed: &Committed) -> Result<()> {
-        let retained: Vec<&Manifest> = committed.last.iter().chain(committed.previous.iter()).collect();
+        let retained: Vec<&Manifest> = committed
+            .last
+            .iter()
+            .chain(committed.previous.iter())
+            .collect();
         if retained.is_empty() {
             return Ok(());
         }
         let manifests: Vec<String> = retained.iter().map(|m| manifest_path(m.epoch)).collect();
-        let dirs: Vec<String> = retained.iter().map(|m| format!("{}/", epoch_dir(m.epoch))).collect();
-        let keep_files: std::collections::HashSet<&str> =
-            retained.iter().flat_map(|m| m.files()).map(|f| f.path.as_str()).collect();
+        let dirs: Vec<String> = retained
+            .iter()
+            .map(|m| format!("{}/", epoch_dir(m.epoch)))
+            .collect();
+        let keep_files: std::collections::HashSet<&str> = retained
+            .iter()
+            .flat_map(|m| m.files())
+            .map(|f| f.path.as_str())
+            .collect();
         self.store
-            .delete_unless("checkpoints", |p| manifests.iter().any(|m| m == p) || dirs.iter().any(|d| p.starts_with(d.as_str())))
+            .delete_unless("checkpoints", |p| {
+                manifests.iter().any(|m| m == p) || dirs.iter().any(|d| p.starts_with(d.as_str()))
+            })
             .await?;
-        self.store.delete_unless("views", |p| keep_files.contains(p)).await?;
+        self.store
+            .delete_unless("views", |p| keep_files.contains(p))
+            .await?;
         Ok(())
     }
 }
 
 /// True when `view` reads, directly or not, a failed view.
-fn reads_failed(view: &str, by_name: &BTreeMap<&str, &Arc<PipelineHandle>>, failed: &[&str]) -> bool {
+fn reads_failed(
+    view: &str,
+    by_name: &BTreeMap<&str, &Arc<PipelineHandle>>,
+    failed: &[&str],
+) -> bool {
     let mut todo = vec![view];
     let mut seen = Vec::new();
     while let Some(v) = todo.pop() {
@@ -491,14 +586,24 @@ fn reads_failed(view: &str, by_name: &BTreeMap<&str, &Arc<PipelineHandle>>, fail
         }
         seen.push(v);
         if let Some(h) = by_name.get(v) {
-            todo.extend(h.upstream_views.iter().map(String::as_str).filter(|u| !seen.contains(u)));
+            todo.extend(
+                h.upstream_views
+                    .iter()
+                    .map(String::as_str)
+                    .filter(|u| !seen.contains(u)),
+            );
         }
     }
     false
 }
 
 /// Waits for one pipeline's reports for `epoch`.
-async fn collect(view: &str, h: &PipelineHandle, epoch: u64, deadline: tokio::time::Instant) -> Result<Outcome> {
+async fn collect(
+    view: &str,
+    h: &PipelineHandle,
+    epoch: u64,
+    deadline: tokio::time::Instant,
+) -> Result<Outcome> {
     if let Some(state) = h.ended.lock().clone() {
         return Ok(Outcome::Ended(state));
     }
@@ -524,9 +629,18 @@ async fn collect(view: &str, h: &PipelineHandle, epoch: u64, deadline: tokio::ti
         };
         match report {
             CheckpointReport::Source { epoch: e, state } if e == epoch => source = Some(state),
-            CheckpointReport::Operator { epoch: e, stage, name, state } if e == epoch => operators.push((stage, name, state)),
+            CheckpointReport::Operator {
+                epoch: e,
+                stage,
+                name,
+                state,
+            } if e == epoch => operators.push((stage, name, state)),
             CheckpointReport::View { epoch: e, state } if e == epoch => {
-                return Ok(Outcome::Barrier { source, operators, view: state });
+                return Ok(Outcome::Barrier {
+                    source,
+                    operators,
+                    view: state,
+                });
             }
             CheckpointReport::Ended { state } => {
                 *h.ended.lock() = Some(state.clone());
@@ -539,22 +653,34 @@ async fn collect(view: &str, h: &PipelineHandle, epoch: u64, deadline: tokio::ti
 }
 
 /// The provisional rows as one batch with their partition key first.
-fn provisional_batch(table: &ViewTable, provisional: &BTreeMap<i64, RecordBatch>) -> Result<Option<RecordBatch>> {
+fn provisional_batch(
+    table: &ViewTable,
+    provisional: &BTreeMap<i64, RecordBatch>,
+) -> Result<Option<RecordBatch>> {
     let rows: usize = provisional.values().map(RecordBatch::num_rows).sum();
     if rows == 0 {
         return Ok(None);
     }
     let view_schema = table.schema_ref();
-    let mut fields = vec![Arc::new(Field::new(PARTITION_COLUMN, DataType::Int64, false))];
+    let mut fields = vec![Arc::new(Field::new(
+        PARTITION_COLUMN,
+        DataType::Int64,
+        false,
+    ))];
     fields.extend(view_schema.fields().iter().cloned());
     let schema = Arc::new(Schema::new(fields));
     let mut batches = Vec::with_capacity(provisional.len());
     for (partition, batch) in provisional {
-        let mut columns: Vec<ArrayRef> = vec![Arc::new(Int64Array::from_value(*partition, batch.num_rows()))];
+        let mut columns: Vec<ArrayRef> = vec![Arc::new(Int64Array::from_value(
+            *partition,
+            batch.num_rows(),
+        ))];
         columns.extend(batch.columns().iter().cloned());
         batches.push(RecordBatch::try_new(Arc::clone(&schema), columns)?);
     }
-    Ok(Some(datafusion::arrow::compute::concat_batches(&schema, &batches)?))
+    Ok(Some(datafusion::arrow::compute::concat_batches(
+        &schema, &batches,
+    )?))
 }
 
 /// Name of the partition-key column of persisted provisional rows.

@@ -22,5 +22,7 @@ pub mod store;
 mod tests;
 
 pub use coordinator::{CheckpointCoordinator, CheckpointRecord, OperatorRecord, PipelineLink};
-pub use state::{CheckpointReport, OperatorState, PipelineRestore, SourcePosition, SourceState, ViewState};
+pub use state::{
+    CheckpointReport, OperatorState, PipelineRestore, SourcePosition, SourceState, ViewState,
+};
 pub use store::CheckpointStore;

@@ -69,10 +69,16 @@ pub async fn recover(store: &CheckpointStore) -> Result<Option<Recovered>> {
     for epoch in store.manifest_epochs().await? {
         match load(store, epoch).await {
             Ok(recovered) => {
-                info!(epoch, views = recovered.views.len(), "recovered from checkpoint");
+                info!(
+                    epoch,
+                    views = recovered.views.len(),
+                    "recovered from checkpoint"
+                );
                 return Ok(Some(recovered));
             }
-            Err(e) => warn!(epoch, error = %e, "checkpoint is unusable; falling back to the previous one"),
+            Err(e) => {
+                warn!(epoch, error = %e, "checkpoint is unusable; falling back to the previous one")
+            }
         }
     }
     Ok(None)
@@ -84,7 +90,10 @@ async fn load(store: &CheckpointStore, epoch: u64) -> Result<Recovered> {
         Ok::<_, EngineError>((view.clone(), load_view(store, entry).await?))
     }))
     .await?;
-    Ok(Recovered { manifest, views: views.into_iter().collect() })
+    Ok(Recovered {
+        manifest,
+        views: views.into_iter().collect(),
+    })
 }
 
 async fn load_view(store: &CheckpointStore, entry: &PipelineCheckpoint) -> Result<RecoveredView> {
@@ -98,14 +107,24 @@ async fn load_view(store: &CheckpointStore, entry: &PipelineCheckpoint) -> Resul
             None => Vec::new(),
         };
         let schema = batches.first().map(RecordBatch::schema);
-        Ok::<_, EngineError>((o.stage, OperatorState { schema, batches, values: o.values.clone() }))
+        Ok::<_, EngineError>((
+            o.stage,
+            OperatorState {
+                schema,
+                batches,
+                values: o.values.clone(),
+            },
+        ))
     }))
     .await?;
     Ok(RecoveredView {
         entry: entry.clone(),
         segments: entry.view.segments.clone(),
         provisional,
-        restore: PipelineRestore { source: entry.source.clone(), operators: operators.into_iter().collect() },
+        restore: PipelineRestore {
+            source: entry.source.clone(),
+            operators: operators.into_iter().collect(),
+        },
     })
 }
 
@@ -114,27 +133,50 @@ fn split_provisional(batches: Vec<RecordBatch>) -> Result<BTreeMap<i64, RecordBa
     let mut out: BTreeMap<i64, Vec<RecordBatch>> = BTreeMap::new();
     for batch in batches {
         let Some(index) = batch.schema().index_of(PARTITION_COLUMN).ok() else {
-            return Err(EngineError::Storage("provisional rows without their partition column".into()));
+            return Err(EngineError::Storage(
+                "provisional rows without their partition column".into(),
+            ));
         };
-        let keys = batch.column(index).as_primitive_opt::<Int64Type>().cloned().ok_or_else(|| {
-            EngineError::Storage("provisional rows: the partition column is not BIGINT".into())
-        })?;
-        let rest = batch.project(&(0..batch.num_columns()).filter(|i| *i != index).collect::<Vec<_>>())?;
+        let keys = batch
+            .column(index)
+            .as_primitive_opt::<Int64Type>()
+            .cloned()
+            .ok_or_else(|| {
+                EngineError::Storage("provisional rows: the partition column is not BIGINT".into())
+            })?;
+        let rest = batch.project(
+            &(0..batch.num_columns())
+                .filter(|i| *i != index)
+                .collect::<Vec<_>>(),
+        )?;
         if keys.null_count() > 0 {
-            return Err(EngineError::Storage("provisional rows with a NULL partition key".into()));
+            return Err(EngineError::Storage(
+                "provisional rows with a NULL partition key".into(),
+            ));
         }
         let mut distinct: Vec<i64> = keys.values().to_vec();
         distinct.sort_unstable();
         distinct.dedup();
         for key in distinct {
-            let mask = cmp::eq(&keys, &datafusion::arrow::array::Int64Array::new_scalar(key))?;
-            out.entry(key).or_default().push(filter_record_batch(&rest, &mask)?);
+            let mask = cmp::eq(
+                &keys,
+                &datafusion::arrow::array::Int64Array::new_scalar(key),
+            )?;
+            out.entry(key)
+                .or_default()
+                .push(filter_record_batch(&rest, &mask)?);
         }
     }
     out.into_iter()
         .map(|(k, parts)| {
-            let schema = parts.first().map(RecordBatch::schema).ok_or_else(|| EngineError::Internal("empty partition".into()))?;
-            Ok((k, datafusion::arrow::compute::concat_batches(&schema, &parts)?))
+            let schema = parts
+                .first()
+                .map(RecordBatch::schema)
+                .ok_or_else(|| EngineError::Internal("empty partition".into()))?;
+            Ok((
+                k,
+                datafusion::arrow::compute::concat_batches(&schema, &parts)?,
+            ))
         })
         .collect()
 }

@@ -33,7 +33,10 @@ impl OperatorState {
 
     /// In-memory bytes of the row state.
     pub fn bytes(&self) -> usize {
-        self.batches.iter().map(RecordBatch::get_array_memory_size).sum()
+        self.batches
+            .iter()
+            .map(RecordBatch::get_array_memory_size)
+            .sum()
     }
 
     /// True when the operator holds nothing.

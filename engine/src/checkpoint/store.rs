@@ -47,17 +47,30 @@ pub struct CheckpointStore {
 impl CheckpointStore {
     /// A store over `store`, described as `location` in messages.
     pub fn new(store: Arc<dyn ObjectStore>, location: impl Into<String>) -> Self {
-        Self { store, location: location.into() }
+        Self {
+            store,
+            location: location.into(),
+        }
     }
 
     /// A store in a local directory (created if missing). Fails clearly when the directory
     /// cannot be created or written.
     pub fn local(dir: &std::path::Path) -> Result<Self> {
-        std::fs::create_dir_all(dir).map_err(|e| storage_error(&format!("cannot create data directory {}", dir.display()), &e))?;
+        std::fs::create_dir_all(dir).map_err(|e| {
+            storage_error(
+                &format!("cannot create data directory {}", dir.display()),
+                &e,
+            )
+        })?;
         let probe = dir.join(".weir-write-test");
         std::fs::write(&probe, b"ok")
             .and_then(|_| std::fs::remove_file(&probe))
-            .map_err(|e| storage_error(&format!("data directory {} is not writable", dir.display()), &e))?;
+            .map_err(|e| {
+                storage_error(
+                    &format!("data directory {} is not writable", dir.display()),
+                    &e,
+                )
+            })?;
         // Automatic clean-up removes a checkpoint's directories with its last file.
         let fs = datafusion::object_store::local::LocalFileSystem::new_with_prefix(dir)
             .map_err(|e| storage_error(&format!("data directory {}", dir.display()), &e))?
@@ -81,7 +94,9 @@ impl CheckpointStore {
         };
         let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
         if bucket.is_empty() {
-            return Err(EngineError::User(format!("checkpoint URL '{url}' names no bucket (s3://bucket/prefix)")));
+            return Err(EngineError::User(format!(
+                "checkpoint URL '{url}' names no bucket (s3://bucket/prefix)"
+            )));
         }
         let s3 = object_store::aws::AmazonS3Builder::from_env()
             .with_bucket_name(bucket)
@@ -90,7 +105,10 @@ impl CheckpointStore {
         let store: Arc<dyn ObjectStore> = if prefix.trim_matches('/').is_empty() {
             Arc::new(s3)
         } else {
-            Arc::new(object_store::prefix::PrefixStore::new(s3, prefix.trim_matches('/')))
+            Arc::new(object_store::prefix::PrefixStore::new(
+                s3,
+                prefix.trim_matches('/'),
+            ))
         };
         let this = Self::new(store, url);
         this.put(".weir-write-test", b"ok".to_vec()).await?;
@@ -117,7 +135,12 @@ impl CheckpointStore {
         let size = bytes.len() as u64;
         let crc32 = crc32fast::hash(&bytes);
         self.put(path, bytes).await?;
-        Ok(FileRef { path: path.to_string(), size, crc32, rows })
+        Ok(FileRef {
+            path: path.to_string(),
+            size,
+            crc32,
+            rows,
+        })
     }
 
     /// Reads a Parquet file written by [`CheckpointStore::write_batches`], checking its size and
@@ -141,7 +164,10 @@ impl CheckpointStore {
             )));
         }
         if crc32fast::hash(&bytes) != file.crc32 {
-            return Err(EngineError::Storage(format!("{}: checksum mismatch (damaged file)", file.path)));
+            return Err(EngineError::Storage(format!(
+                "{}: checksum mismatch (damaged file)",
+                file.path
+            )));
         }
         Ok(bytes)
     }
@@ -161,11 +187,18 @@ impl CheckpointStore {
             .list(Some(&prefix))
             .try_collect()
             .await
-            .map_err(|e| storage_error(&format!("cannot list checkpoints in {}", self.location), &e))?;
+            .map_err(|e| {
+                storage_error(&format!("cannot list checkpoints in {}", self.location), &e)
+            })?;
         let mut epochs: Vec<u64> = listed
             .iter()
             .filter_map(|m| m.location.filename())
-            .filter_map(|f| f.strip_prefix("manifest-")?.strip_suffix(".json")?.parse().ok())
+            .filter_map(|f| {
+                f.strip_prefix("manifest-")?
+                    .strip_suffix(".json")?
+                    .parse()
+                    .ok()
+            })
             .collect();
         epochs.sort_unstable_by(|a, b| b.cmp(a));
         Ok(epochs)
@@ -234,16 +267,20 @@ impl CheckpointStore {
     /// Reads a whole file; `Ok(None)` when it does not exist.
     pub async fn get_optional(&self, path: &str) -> Result<Option<Bytes>> {
         match self.store.get(&Path::from(path)).await {
-            Ok(r) => Ok(Some(r.bytes().await.map_err(|e| storage_error(&format!("cannot read {path}"), &e))?)),
+            Ok(r) => {
+                Ok(Some(r.bytes().await.map_err(|e| {
+                    storage_error(&format!("cannot read {path}"), &e)
+                })?))
+            }
             Err(datafusion::object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(storage_error(&format!("cannot read {path}"), &e)),
         }
     }
 
     async fn get(&self, path: &str) -> Result<Bytes> {
-        self.get_optional(path)
-            .await?
-            .ok_or_else(|| EngineError::Storage(format!("{path} is missing from {}", self.location)))
+        self.get_optional(path).await?.ok_or_else(|| {
+            EngineError::Storage(format!("{path} is missing from {}", self.location))
+        })
     }
 }
 
@@ -257,19 +294,29 @@ pub fn epoch_dir(epoch: u64) -> String {
     format!("checkpoints/{epoch:020}")
 }
 
-fn encode_parquet(schema: SchemaRef, batches: &[RecordBatch], compress: Compress) -> Result<Vec<u8>> {
+fn encode_parquet(
+    schema: SchemaRef,
+    batches: &[RecordBatch],
+    compress: Compress,
+) -> Result<Vec<u8>> {
     let compression = match compress {
         Compress::None => Compression::UNCOMPRESSED,
         Compress::Fast => Compression::SNAPPY,
     };
-    let props = WriterProperties::builder().set_compression(compression).build();
+    let props = WriterProperties::builder()
+        .set_compression(compression)
+        .build();
     let mut out = Vec::new();
     let mut writer = ArrowWriter::try_new(&mut out, schema, Some(props))
         .map_err(|e| EngineError::Internal(format!("cannot encode state as Parquet: {e}")))?;
     for batch in batches {
-        writer.write(batch).map_err(|e| EngineError::Internal(format!("cannot encode state as Parquet: {e}")))?;
+        writer
+            .write(batch)
+            .map_err(|e| EngineError::Internal(format!("cannot encode state as Parquet: {e}")))?;
     }
-    writer.close().map_err(|e| EngineError::Internal(format!("cannot encode state as Parquet: {e}")))?;
+    writer
+        .close()
+        .map_err(|e| EngineError::Internal(format!("cannot encode state as Parquet: {e}")))?;
     Ok(out)
 }
 
@@ -288,7 +335,8 @@ pub fn storage_error(what: &str, error: &(dyn std::error::Error + 'static)) -> E
     let mut disk_full = false;
     while let Some(e) = cause {
         if let Some(io) = e.downcast_ref::<std::io::Error>()
-            && (io.kind() == std::io::ErrorKind::StorageFull || io.kind() == std::io::ErrorKind::QuotaExceeded)
+            && (io.kind() == std::io::ErrorKind::StorageFull
+                || io.kind() == std::io::ErrorKind::QuotaExceeded)
         {
             disk_full = true;
         }

@@ -14,16 +14,16 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::object_store::local::LocalFileSystem;
 use datafusion::object_store::path::Path;
 use datafusion::object_store::{
-    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore, PutMultipartOptions,
-    PutOptions, PutPayload, PutResult,
+    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
+    PutMultipartOptions, PutOptions, PutPayload, PutResult,
 };
 use futures::stream::BoxStream;
 
+use super::CheckpointCoordinator;
 use super::catalog_file::{CatalogFile, CatalogObject, ObjectKind};
 use super::recovery::recover;
 use super::state::{CheckpointReport, OperatorState, ViewState};
 use super::store::CheckpointStore;
-use super::CheckpointCoordinator;
 use crate::error::{EngineError, Result};
 use crate::pipeline::PipelineStatus;
 use crate::view_table::ViewTable;
@@ -52,8 +52,12 @@ impl std::fmt::Display for FullDisk {
 impl FullDisk {
     fn check(&self) -> datafusion::object_store::Result<()> {
         if self.full.load(Ordering::Relaxed) {
-            let io = std::io::Error::new(std::io::ErrorKind::StorageFull, "No space left on device");
-            return Err(datafusion::object_store::Error::Generic { store: "test", source: Box::new(io) });
+            let io =
+                std::io::Error::new(std::io::ErrorKind::StorageFull, "No space left on device");
+            return Err(datafusion::object_store::Error::Generic {
+                store: "test",
+                source: Box::new(io),
+            });
         }
         Ok(())
     }
@@ -61,15 +65,28 @@ impl FullDisk {
 
 #[async_trait]
 impl ObjectStore for FullDisk {
-    async fn put_opts(&self, location: &Path, payload: PutPayload, opts: PutOptions) -> datafusion::object_store::Result<PutResult> {
+    async fn put_opts(
+        &self,
+        location: &Path,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> datafusion::object_store::Result<PutResult> {
         self.check()?;
         self.inner.put_opts(location, payload, opts).await
     }
-    async fn put_multipart_opts(&self, location: &Path, opts: PutMultipartOptions) -> datafusion::object_store::Result<Box<dyn MultipartUpload>> {
+    async fn put_multipart_opts(
+        &self,
+        location: &Path,
+        opts: PutMultipartOptions,
+    ) -> datafusion::object_store::Result<Box<dyn MultipartUpload>> {
         self.check()?;
         self.inner.put_multipart_opts(location, opts).await
     }
-    async fn get_opts(&self, location: &Path, options: GetOptions) -> datafusion::object_store::Result<GetResult> {
+    async fn get_opts(
+        &self,
+        location: &Path,
+        options: GetOptions,
+    ) -> datafusion::object_store::Result<GetResult> {
         self.inner.get_opts(location, options).await
     }
     fn delete_stream(
@@ -78,13 +95,24 @@ impl ObjectStore for FullDisk {
     ) -> BoxStream<'static, datafusion::object_store::Result<Path>> {
         self.inner.delete_stream(locations)
     }
-    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, datafusion::object_store::Result<ObjectMeta>> {
+    fn list(
+        &self,
+        prefix: Option<&Path>,
+    ) -> BoxStream<'static, datafusion::object_store::Result<ObjectMeta>> {
         self.inner.list(prefix)
     }
-    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> datafusion::object_store::Result<ListResult> {
+    async fn list_with_delimiter(
+        &self,
+        prefix: Option<&Path>,
+    ) -> datafusion::object_store::Result<ListResult> {
         self.inner.list_with_delimiter(prefix).await
     }
-    async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> datafusion::object_store::Result<()> {
+    async fn copy_opts(
+        &self,
+        from: &Path,
+        to: &Path,
+        options: CopyOptions,
+    ) -> datafusion::object_store::Result<()> {
         self.check()?;
         self.inner.copy_opts(from, to, options).await
     }
@@ -99,25 +127,64 @@ struct FakePipeline {
 impl FakePipeline {
     fn new(coordinator: &CheckpointCoordinator) -> Self {
         let table = Arc::new(ViewTable::new(schema()));
-        let link = coordinator.register("v", "id-1", Vec::new(), false, Arc::clone(&table), Arc::new(PipelineStatus::default()));
-        Self { table, reports: link.reports }
+        let link = coordinator.register(
+            "v",
+            "id-1",
+            Vec::new(),
+            false,
+            Arc::clone(&table),
+            Arc::new(PipelineStatus::default()),
+        );
+        Self {
+            table,
+            reports: link.reports,
+        }
     }
 
     /// Appends rows, then reports barrier `epoch` with operator state `state_rows`.
     fn step(&self, epoch: u64, rows: Vec<i64>, state_rows: Vec<i64>) {
         self.table.append(batch(rows)).unwrap();
-        let state = OperatorState { schema: Some(schema()), batches: vec![batch(state_rows)], values: BTreeMap::new() };
-        self.reports.send(CheckpointReport::Operator { epoch, stage: 1, name: "op".into(), state }).unwrap();
-        let view = ViewState { appended_rows: self.table.appended_rows(), ..ViewState::default() };
-        self.reports.send(CheckpointReport::View { epoch, state: view }).unwrap();
+        let state = OperatorState {
+            schema: Some(schema()),
+            batches: vec![batch(state_rows)],
+            values: BTreeMap::new(),
+        };
+        self.reports
+            .send(CheckpointReport::Operator {
+                epoch,
+                stage: 1,
+                name: "op".into(),
+                state,
+            })
+            .unwrap();
+        let view = ViewState {
+            appended_rows: self.table.appended_rows(),
+            ..ViewState::default()
+        };
+        self.reports
+            .send(CheckpointReport::View { epoch, state: view })
+            .unwrap();
     }
 }
 
 fn values(batches: &[RecordBatch]) -> Vec<i64> {
-    batches.iter().flat_map(|b| b.column(0).as_any().downcast_ref::<Int64Array>().unwrap().values().to_vec()).collect()
+    batches
+        .iter()
+        .flat_map(|b| {
+            b.column(0)
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .unwrap()
+                .values()
+                .to_vec()
+        })
+        .collect()
 }
 
-async fn segment_values(store: &CheckpointStore, segments: &[super::manifest::FileRef]) -> Vec<i64> {
+async fn segment_values(
+    store: &CheckpointStore,
+    segments: &[super::manifest::FileRef],
+) -> Vec<i64> {
     let mut out = Vec::new();
     for s in segments {
         out.extend(values(&store.read_batches(s).await.unwrap()));
@@ -128,7 +195,10 @@ async fn segment_values(store: &CheckpointStore, segments: &[super::manifest::Fi
 #[tokio::test]
 async fn a_full_disk_fails_the_checkpoint_and_keeps_the_last_good_one() -> Result<()> {
     let dir = tempfile::tempdir().unwrap();
-    let disk = Arc::new(FullDisk { inner: LocalFileSystem::new_with_prefix(dir.path()).unwrap(), full: AtomicBool::new(false) });
+    let disk = Arc::new(FullDisk {
+        inner: LocalFileSystem::new_with_prefix(dir.path()).unwrap(),
+        full: AtomicBool::new(false),
+    });
     let store = CheckpointStore::new(Arc::clone(&disk) as Arc<dyn ObjectStore>, "test");
     let coordinator = CheckpointCoordinator::new(store.clone(), None, Duration::from_secs(5));
     let pipeline = FakePipeline::new(&coordinator);
@@ -138,7 +208,10 @@ async fn a_full_disk_fails_the_checkpoint_and_keeps_the_last_good_one() -> Resul
 
     disk.full.store(true, Ordering::Relaxed);
     pipeline.step(2, vec![3], vec![20]);
-    let error = coordinator.checkpoint().await.expect_err("the disk is full");
+    let error = coordinator
+        .checkpoint()
+        .await
+        .expect_err("the disk is full");
     assert!(matches!(error, EngineError::DiskFull(_)), "{error}");
     assert!(error.to_string().contains("no space left"), "{error}");
     let history = coordinator.history();
@@ -147,7 +220,10 @@ async fn a_full_disk_fails_the_checkpoint_and_keeps_the_last_good_one() -> Resul
     // The last good checkpoint is intact and is what a restart would load.
     let recovered = recover(&store).await?.expect("a checkpoint");
     assert_eq!(recovered.manifest.epoch, 1);
-    assert_eq!(segment_values(&store, &recovered.views["v"].segments).await, vec![1, 2]);
+    assert_eq!(
+        segment_values(&store, &recovered.views["v"].segments).await,
+        vec![1, 2]
+    );
 
     // Space again: the next checkpoint also persists the rows the failed one could not.
     disk.full.store(false, Ordering::Relaxed);
@@ -156,7 +232,10 @@ async fn a_full_disk_fails_the_checkpoint_and_keeps_the_last_good_one() -> Resul
     let recovered = recover(&store).await?.expect("a checkpoint");
     assert_eq!(recovered.manifest.epoch, 3);
     let view = &recovered.views["v"];
-    assert_eq!(segment_values(&store, &view.segments).await, vec![1, 2, 3, 4]);
+    assert_eq!(
+        segment_values(&store, &view.segments).await,
+        vec![1, 2, 3, 4]
+    );
     assert_eq!(values(&view.restore.operators[&1].batches), vec![30]);
     Ok(())
 }
@@ -177,20 +256,34 @@ async fn recovery_falls_back_past_damaged_checkpoints() -> Result<()> {
     assert_eq!(store.manifest_epochs().await?, vec![3, 2]);
 
     // A flipped byte in epoch 3's operator state (same size): the checksum catches it.
-    let state = dir.path().join(format!("checkpoints/{:020}/id-1/op-1.parquet", 3));
+    let state = dir
+        .path()
+        .join(format!("checkpoints/{:020}/id-1/op-1.parquet", 3));
     let mut bytes = std::fs::read(&state).unwrap();
     bytes[10] ^= 0xff;
     std::fs::write(&state, bytes).unwrap();
     let recovered = recover(&store).await?.expect("a checkpoint");
     assert_eq!(recovered.manifest.epoch, 2);
-    assert_eq!(values(&recovered.views["v"].restore.operators[&1].batches), vec![20]);
+    assert_eq!(
+        values(&recovered.views["v"].restore.operators[&1].batches),
+        vec![20]
+    );
 
     // A half-written manifest (as if cut off) is skipped too.
-    std::fs::write(dir.path().join("checkpoints/manifest-00000000000000000004.json"), b"{\"version\": 1, \"ep").unwrap();
+    std::fs::write(
+        dir.path()
+            .join("checkpoints/manifest-00000000000000000004.json"),
+        b"{\"version\": 1, \"ep",
+    )
+    .unwrap();
     assert_eq!(recover(&store).await?.map(|r| r.manifest.epoch), Some(2));
 
     // A missing state file makes its checkpoint unusable.
-    std::fs::remove_file(dir.path().join(format!("checkpoints/{:020}/id-1/op-1.parquet", 2))).unwrap();
+    std::fs::remove_file(
+        dir.path()
+            .join(format!("checkpoints/{:020}/id-1/op-1.parquet", 2)),
+    )
+    .unwrap();
     assert!(recover(&store).await?.is_none());
     Ok(())
 }
@@ -218,6 +311,9 @@ async fn the_catalog_round_trips_and_an_unwritable_directory_is_a_clear_error() 
     std::fs::write(&blocker, b"x").unwrap();
     let error = CheckpointStore::local(&blocker.join("data")).expect_err("not a directory");
     assert!(matches!(error, EngineError::Storage(_)), "{error}");
-    assert!(error.to_string().contains("cannot create data directory"), "{error}");
+    assert!(
+        error.to_string().contains("cannot create data directory"),
+        "{error}"
+    );
     Ok(())
 }

@@ -134,7 +134,9 @@ impl PgCatalog {
 
     /// Records a relation that lives as long as the server.
     pub fn add_builtin(&self, namespace: i32, name: &str, kind: RelKind, schema: SchemaRef) {
-        self.builtin.write().push((namespace, name.to_string(), kind, schema));
+        self.builtin
+            .write()
+            .push((namespace, name.to_string(), kind, schema));
     }
 
     /// The OID of `name` in `namespace`, assigned on first use and kept.
@@ -177,7 +179,10 @@ impl PgCatalog {
                 name: source.name.clone(),
                 kind: RelKind::Table,
                 schema: source.schema(),
-                description: Some(format!("source ({} connector)", source.provider.connector())),
+                description: Some(format!(
+                    "source ({} connector)",
+                    source.provider.connector()
+                )),
             });
         }
         for view in self.catalog.views() {
@@ -209,7 +214,12 @@ impl PgCatalog {
             _ => return None,
         };
         let relations = self.relations();
-        let find = |ns: i32| relations.iter().find(|r| r.namespace == ns && r.name == rel).map(|r| r.oid);
+        let find = |ns: i32| {
+            relations
+                .iter()
+                .find(|r| r.namespace == ns && r.name == rel)
+                .map(|r| r.oid)
+        };
         match schema {
             Some(ns) => find(ns),
             None => find(PG_CATALOG_NS).or_else(|| find(PUBLIC_NS)),
@@ -221,7 +231,12 @@ impl PgCatalog {
         let relation = self.relation(oid)?;
         Some(match relation.kind {
             RelKind::MaterializedView => self.catalog.view(&relation.name).map_or(0, |v| {
-                i64::try_from(v.status.state_bytes.load(std::sync::atomic::Ordering::Relaxed)).unwrap_or(i64::MAX)
+                i64::try_from(
+                    v.status
+                        .state_bytes
+                        .load(std::sync::atomic::Ordering::Relaxed),
+                )
+                .unwrap_or(i64::MAX)
             }),
             _ => 0,
         })
@@ -273,6 +288,9 @@ mod tests {
         assert_eq!(pg.oid(PUBLIC_NS, "readings"), a);
         assert_ne!(pg.oid(PUBLIC_NS, "other"), a);
         assert_eq!(pg.oid(PG_CATALOG_NS, "pg_class"), PG_CLASS_OID);
-        assert_eq!(namespace_name(namespace_oid("public").unwrap_or(0)), Some("public"));
+        assert_eq!(
+            namespace_name(namespace_oid("public").unwrap_or(0)),
+            Some("public")
+        );
     }
 }

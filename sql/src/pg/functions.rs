@@ -14,7 +14,8 @@ use datafusion::arrow::datatypes::{DataType, Field};
 use datafusion::common::ScalarValue;
 use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::logical_expr::{
-    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, TypeSignature, Volatility,
+    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, TypeSignature,
+    Volatility,
 };
 
 use super::catalog::{OWNER_OID, PgCatalog, namespace_name, namespace_oid};
@@ -34,7 +35,9 @@ pub struct RowFunction {
 
 impl std::fmt::Debug for RowFunction {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RowFunction").field("name", &self.name).finish_non_exhaustive()
+        f.debug_struct("RowFunction")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
     }
 }
 
@@ -66,8 +69,13 @@ impl ScalarUDFImpl for RowFunction {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
-        let array_len =
-            args.args.iter().find_map(|a| if let ColumnarValue::Array(a) = a { Some(a.len()) } else { None });
+        let array_len = args.args.iter().find_map(|a| {
+            if let ColumnarValue::Array(a) = a {
+                Some(a.len())
+            } else {
+                None
+            }
+        });
         let Some(rows) = array_len else {
             let values: Vec<ScalarValue> = args
                 .args
@@ -80,7 +88,9 @@ impl ScalarUDFImpl for RowFunction {
             return Ok(ColumnarValue::Scalar(self.typed((self.eval)(&values)?)?));
         };
         if rows == 0 {
-            return Ok(ColumnarValue::Array(datafusion::arrow::array::new_empty_array(&self.returns)));
+            return Ok(ColumnarValue::Array(
+                datafusion::arrow::array::new_empty_array(&self.returns),
+            ));
         }
         let mut out = Vec::with_capacity(rows);
         for row in 0..rows {
@@ -116,8 +126,16 @@ fn function(
     returns: DataType,
     eval: impl Fn(&[ScalarValue]) -> DfResult<ScalarValue> + Send + Sync + 'static,
 ) -> ScalarUDF {
-    let signature = Signature::one_of(vec![TypeSignature::Nullary, TypeSignature::VariadicAny], volatility);
-    ScalarUDF::new_from_impl(RowFunction { name, signature, returns, eval: Arc::new(eval) })
+    let signature = Signature::one_of(
+        vec![TypeSignature::Nullary, TypeSignature::VariadicAny],
+        volatility,
+    );
+    ScalarUDF::new_from_impl(RowFunction {
+        name,
+        signature,
+        returns,
+        eval: Arc::new(eval),
+    })
 }
 
 /// An argument as an integer (OIDs arrive as integers or as quoted literals).
@@ -127,9 +145,9 @@ fn int(v: Option<&ScalarValue>) -> Option<i64> {
         return None;
     }
     match v {
-        ScalarValue::Utf8(Some(s)) | ScalarValue::LargeUtf8(Some(s)) | ScalarValue::Utf8View(Some(s)) => {
-            s.trim().parse().ok()
-        }
+        ScalarValue::Utf8(Some(s))
+        | ScalarValue::LargeUtf8(Some(s))
+        | ScalarValue::Utf8View(Some(s)) => s.trim().parse().ok(),
         other => other.cast_to(&DataType::Int64).ok().and_then(|v| match v {
             ScalarValue::Int64(i) => i,
             _ => None,
@@ -146,7 +164,9 @@ fn string(v: Option<&ScalarValue>) -> Option<String> {
     let v = v?;
     match v {
         _ if v.is_null() => None,
-        ScalarValue::Utf8(Some(s)) | ScalarValue::LargeUtf8(Some(s)) | ScalarValue::Utf8View(Some(s)) => Some(s.clone()),
+        ScalarValue::Utf8(Some(s))
+        | ScalarValue::LargeUtf8(Some(s))
+        | ScalarValue::Utf8View(Some(s)) => Some(s.clone()),
         other => Some(other.to_string()),
     }
 }
@@ -205,10 +225,22 @@ pub fn parse_identifier(input: &str) -> Result<Vec<String>, String> {
 
 /// `quote_ident`: quotes a name unless it is a plain lower-case identifier.
 pub fn quote_identifier(name: &str) -> String {
-    let plain = name.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c == '_')
-        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-        && !matches!(name, "user" | "select" | "from" | "where" | "table" | "order" | "group" | "end" | "window");
-    if plain { name.to_string() } else { format!("\"{}\"", name.replace('"', "\"\"")) }
+    let plain = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && !matches!(
+            name,
+            "user" | "select" | "from" | "where" | "table" | "order" | "group" | "end" | "window"
+        );
+    if plain {
+        name.to_string()
+    } else {
+        format!("\"{}\"", name.replace('"', "\"\""))
+    }
 }
 
 /// `pg_size_pretty`.
@@ -253,25 +285,43 @@ pub fn all(pg: &Arc<PgCatalog>, session: &Arc<SessionInfo>) -> Vec<ScalarUDF> {
     use Volatility::{Immutable, Stable, Volatile};
     let mut out = Vec::new();
 
-    out.push(function("version", Immutable, Utf8, |_| Ok(utf8(Some(version_string())))));
-    for name in ["current_user", "session_user", "user", "current_role", "getpgusername"] {
+    out.push(function("version", Immutable, Utf8, |_| {
+        Ok(utf8(Some(version_string())))
+    }));
+    for name in [
+        "current_user",
+        "session_user",
+        "user",
+        "current_role",
+        "getpgusername",
+    ] {
         let s = Arc::clone(session);
-        out.push(function(name, Stable, Utf8, move |_| Ok(utf8(Some(s.user())))));
+        out.push(function(name, Stable, Utf8, move |_| {
+            Ok(utf8(Some(s.user())))
+        }));
     }
     for name in ["current_database", "current_catalog"] {
         let s = Arc::clone(session);
-        out.push(function(name, Stable, Utf8, move |_| Ok(utf8(Some(s.database())))));
+        out.push(function(name, Stable, Utf8, move |_| {
+            Ok(utf8(Some(s.database())))
+        }));
     }
-    out.push(function("current_schema", Stable, Utf8, |_| Ok(utf8(Some("public".into())))));
+    out.push(function("current_schema", Stable, Utf8, |_| {
+        Ok(utf8(Some("public".into())))
+    }));
     out.push(function("current_schemas", Stable, text_list_type(), |a| {
-        Ok(if matches!(a.first(), Some(ScalarValue::Boolean(Some(true)))) {
-            list_of_text(&["pg_catalog", "public"])
-        } else {
-            list_of_text(&["public"])
-        })
+        Ok(
+            if matches!(a.first(), Some(ScalarValue::Boolean(Some(true)))) {
+                list_of_text(&["pg_catalog", "public"])
+            } else {
+                list_of_text(&["public"])
+            },
+        )
     }));
     let s = Arc::clone(session);
-    out.push(function("pg_backend_pid", Stable, Int32, move |_| Ok(ScalarValue::Int32(Some(s.pid())))));
+    out.push(function("pg_backend_pid", Stable, Int32, move |_| {
+        Ok(ScalarValue::Int32(Some(s.pid())))
+    }));
     let s = Arc::clone(session);
     out.push(function("current_setting", Stable, Utf8, move |a| {
         let name = string(a.first()).unwrap_or_default();
@@ -279,14 +329,15 @@ pub fn all(pg: &Arc<PgCatalog>, session: &Arc<SessionInfo>) -> Vec<ScalarUDF> {
         match s.get(&name) {
             Ok(v) => Ok(utf8(Some(v))),
             Err(_) if missing_ok => Ok(utf8(None)),
-            Err(e) => Err(DataFusionError::Execution(e.to_string())),
+            Err(e) => Err(DataFusionError::External(Box::new(e))),
         }
     }));
     let s = Arc::clone(session);
     out.push(function("set_config", Volatile, Utf8, move |a| {
         let name = string(a.first()).unwrap_or_default();
         let value = string(a.get(1)).unwrap_or_default();
-        s.set(&name, &value).map_err(|e| DataFusionError::Execution(e.to_string()))?;
+        s.set(&name, &value)
+            .map_err(|e| DataFusionError::External(Box::new(e)))?;
         Ok(utf8(Some(value)))
     }));
     let s = Arc::clone(session);
@@ -300,72 +351,150 @@ pub fn all(pg: &Arc<PgCatalog>, session: &Arc<SessionInfo>) -> Vec<ScalarUDF> {
     let p = Arc::clone(pg);
     out.push(function("pg_table_is_visible", Stable, Boolean, move |a| {
         Ok(ScalarValue::Boolean(oid_arg(a.first()).map(|o| {
-            p.relation(o).is_some_and(|r| namespace_name(r.namespace).is_some_and(|n| n != "information_schema"))
+            p.relation(o).is_some_and(|r| {
+                namespace_name(r.namespace).is_some_and(|n| n != "information_schema")
+            })
         })))
     }));
-    for name in ["pg_type_is_visible", "pg_function_is_visible", "pg_collation_is_visible", "pg_opclass_is_visible"] {
-        out.push(function(name, Stable, Boolean, |a| Ok(ScalarValue::Boolean(oid_arg(a.first()).map(|_| true)))));
+    for name in [
+        "pg_type_is_visible",
+        "pg_function_is_visible",
+        "pg_collation_is_visible",
+        "pg_opclass_is_visible",
+    ] {
+        out.push(function(name, Stable, Boolean, |a| {
+            Ok(ScalarValue::Boolean(oid_arg(a.first()).map(|_| true)))
+        }));
     }
     for name in [
-        "has_table_privilege", "has_schema_privilege", "has_database_privilege", "has_column_privilege",
-        "has_any_column_privilege", "has_function_privilege", "has_sequence_privilege", "has_type_privilege",
+        "has_table_privilege",
+        "has_schema_privilege",
+        "has_database_privilege",
+        "has_column_privilege",
+        "has_any_column_privilege",
+        "has_function_privilege",
+        "has_sequence_privilege",
+        "has_type_privilege",
         "pg_has_role",
     ] {
-        out.push(function(name, Stable, Boolean, |_| Ok(ScalarValue::Boolean(Some(true)))));
+        out.push(function(name, Stable, Boolean, |_| {
+            Ok(ScalarValue::Boolean(Some(true)))
+        }));
     }
     let p = Arc::clone(pg);
-    out.push(function("pg_get_viewdef", Stable, Utf8, move |a| Ok(utf8(oid_arg(a.first()).and_then(|o| p.view_definition(o))))));
+    out.push(function("pg_get_viewdef", Stable, Utf8, move |a| {
+        Ok(utf8(oid_arg(a.first()).and_then(|o| p.view_definition(o))))
+    }));
     let p = Arc::clone(pg);
     out.push(function("obj_description", Stable, Utf8, move |a| {
         let catalog = string(a.get(1)).unwrap_or_else(|| "pg_class".into());
-        Ok(utf8(if catalog == "pg_class" { oid_arg(a.first()).and_then(|o| p.relation(o)).and_then(|r| r.description) } else { None }))
+        Ok(utf8(if catalog == "pg_class" {
+            oid_arg(a.first())
+                .and_then(|o| p.relation(o))
+                .and_then(|r| r.description)
+        } else {
+            None
+        }))
     }));
-    for name in ["col_description", "shobj_description", "pg_get_ruledef", "pg_get_statisticsobjdef_columns", "pg_get_serial_sequence", "pg_get_constraintdef", "pg_get_indexdef", "pg_get_partkeydef", "pg_get_triggerdef"] {
+    for name in [
+        "col_description",
+        "shobj_description",
+        "pg_get_ruledef",
+        "pg_get_statisticsobjdef_columns",
+        "pg_get_serial_sequence",
+        "pg_get_constraintdef",
+        "pg_get_indexdef",
+        "pg_get_partkeydef",
+        "pg_get_triggerdef",
+    ] {
         out.push(function(name, Stable, Utf8, |_| Ok(utf8(None))));
     }
-    for name in ["pg_get_function_result", "pg_get_function_arguments", "pg_get_function_identity_arguments"] {
-        out.push(function(name, Stable, Utf8, |_| Ok(utf8(Some(String::new())))));
+    for name in [
+        "pg_get_function_result",
+        "pg_get_function_arguments",
+        "pg_get_function_identity_arguments",
+    ] {
+        out.push(function(name, Stable, Utf8, |_| {
+            Ok(utf8(Some(String::new())))
+        }));
     }
-    out.push(function("pg_relation_is_publishable", Stable, Boolean, |_| Ok(ScalarValue::Boolean(Some(false)))));
-    out.push(function("pg_is_in_recovery", Stable, Boolean, |_| Ok(ScalarValue::Boolean(Some(false)))));
-    out.push(function("pg_advisory_unlock_all", Volatile, Utf8, |_| Ok(utf8(Some(String::new())))));
+    out.push(function(
+        "pg_relation_is_publishable",
+        Stable,
+        Boolean,
+        |_| Ok(ScalarValue::Boolean(Some(false))),
+    ));
+    out.push(function("pg_is_in_recovery", Stable, Boolean, |_| {
+        Ok(ScalarValue::Boolean(Some(false)))
+    }));
+    out.push(function("pg_advisory_unlock_all", Volatile, Utf8, |_| {
+        Ok(utf8(Some(String::new())))
+    }));
     // Stored expressions (column defaults, partition bounds) are kept as text: there are none.
-    out.push(function("pg_get_expr", Stable, Utf8, |a| Ok(utf8(string(a.first())))));
+    out.push(function("pg_get_expr", Stable, Utf8, |a| {
+        Ok(utf8(string(a.first())))
+    }));
     let p = Arc::clone(pg);
     let size = move |a: &[ScalarValue]| -> DfResult<ScalarValue> {
-        Ok(ScalarValue::Int64(oid_arg(a.first()).and_then(|o| p.relation_bytes(o))))
+        Ok(ScalarValue::Int64(
+            oid_arg(a.first()).and_then(|o| p.relation_bytes(o)),
+        ))
     };
     let size = Arc::new(size);
-    for name in ["pg_table_size", "pg_relation_size", "pg_total_relation_size"] {
+    for name in [
+        "pg_table_size",
+        "pg_relation_size",
+        "pg_total_relation_size",
+    ] {
         let size = Arc::clone(&size);
         out.push(function(name, Stable, Int64, move |a| size(a)));
     }
-    out.push(function("pg_size_pretty", Immutable, Utf8, |a| Ok(utf8(int(a.first()).map(size_pretty)))));
-    out.push(function("pg_encoding_to_char", Immutable, Utf8, |a| {
-        Ok(utf8(int(a.first()).map(|e| if e == 6 { "UTF8".to_string() } else if e == 0 { "SQL_ASCII".to_string() } else { String::new() })))
+    out.push(function("pg_size_pretty", Immutable, Utf8, |a| {
+        Ok(utf8(int(a.first()).map(size_pretty)))
     }));
-    out.push(function("quote_ident", Immutable, Utf8, |a| Ok(utf8(string(a.first()).map(|s| quote_identifier(&s))))));
+    out.push(function("pg_encoding_to_char", Immutable, Utf8, |a| {
+        Ok(utf8(int(a.first()).map(|e| {
+            if e == 6 {
+                "UTF8".to_string()
+            } else if e == 0 {
+                "SQL_ASCII".to_string()
+            } else {
+                String::new()
+            }
+        })))
+    }));
+    out.push(function("quote_ident", Immutable, Utf8, |a| {
+        Ok(utf8(string(a.first()).map(|s| quote_identifier(&s))))
+    }));
     out.push(function("parse_ident", Immutable, text_list_type(), |a| {
-        let Some(s) = string(a.first()) else { return ScalarValue::try_from(&text_list_type()) };
+        let Some(s) = string(a.first()) else {
+            return ScalarValue::try_from(&text_list_type());
+        };
         let parts = parse_identifier(&s).map_err(DataFusionError::Execution)?;
         let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
         Ok(list_of_text(&parts))
     }));
     out.push(function("format_type", Stable, Utf8, |a| {
-        Ok(utf8(oid_arg(a.first()).map(|o| types::by_oid(o).map_or_else(|| "???".to_string(), |t| t.sql_name.to_string()))))
+        Ok(utf8(oid_arg(a.first()).map(|o| {
+            types::by_oid(o).map_or_else(|| "???".to_string(), |t| t.sql_name.to_string())
+        })))
     }));
     // int8 rather than PostgreSQL's int4: DataFusion's generate_series takes int8 bounds.
     out.push(function("array_lower", Immutable, Int64, |a| {
-        Ok(ScalarValue::Int64(match (list_len(a.first()), int(a.get(1))) {
-            (Some(n), Some(1)) if n > 0 => Some(1),
-            _ => None,
-        }))
+        Ok(ScalarValue::Int64(
+            match (list_len(a.first()), int(a.get(1))) {
+                (Some(n), Some(1)) if n > 0 => Some(1),
+                _ => None,
+            },
+        ))
     }));
     out.push(function("array_upper", Immutable, Int64, |a| {
-        Ok(ScalarValue::Int64(match (list_len(a.first()), int(a.get(1))) {
-            (Some(n), Some(1)) if n > 0 => i64::try_from(n).ok(),
-            _ => None,
-        }))
+        Ok(ScalarValue::Int64(
+            match (list_len(a.first()), int(a.get(1))) {
+                (Some(n), Some(1)) if n > 0 => i64::try_from(n).ok(),
+                _ => None,
+            },
+        ))
     }));
     out.push(function("json_build_object", Stable, Utf8, |a| {
         let mut map = serde_json::Map::new();
@@ -380,38 +509,62 @@ pub fn all(pg: &Arc<PgCatalog>, session: &Arc<SessionInfo>) -> Vec<ScalarUDF> {
     out.push(function("weir_regclass", Stable, Int32, move |a| {
         Ok(ScalarValue::Int32(match a.first() {
             Some(v) if is_text(v) => match string(Some(v)) {
-                Some(name) => Some(p.relation_oid(&name).ok_or_else(|| missing("relation", &name))?),
+                Some(name) => Some(
+                    p.relation_oid(&name)
+                        .ok_or_else(|| missing("relation", &name))?,
+                ),
                 None => None,
             },
             v => oid_arg(v),
         }))
     }));
     let p = Arc::clone(pg);
-    out.push(function("to_regclass", Stable, Int32, move |a| Ok(ScalarValue::Int32(string(a.first()).and_then(|n| p.relation_oid(&n))))));
+    out.push(function("to_regclass", Stable, Int32, move |a| {
+        Ok(ScalarValue::Int32(
+            string(a.first()).and_then(|n| p.relation_oid(&n)),
+        ))
+    }));
     let p = Arc::clone(pg);
     out.push(function("weir_regclass_name", Stable, Utf8, move |a| {
         Ok(utf8(match a.first() {
             Some(v) if is_text(v) => string(Some(v)),
-            v => oid_arg(v).map(|o| p.relation(o).map_or_else(|| o.to_string(), |r| match namespace_name(r.namespace) {
-                Some("pg_catalog") | Some("public") | None => quote_identifier(&r.name),
-                Some(ns) => format!("{ns}.{}", quote_identifier(&r.name)),
-            })),
+            v => oid_arg(v).map(|o| {
+                p.relation(o).map_or_else(
+                    || o.to_string(),
+                    |r| match namespace_name(r.namespace) {
+                        Some("pg_catalog") | Some("public") | None => quote_identifier(&r.name),
+                        Some(ns) => format!("{ns}.{}", quote_identifier(&r.name)),
+                    },
+                )
+            }),
         }))
     }));
     out.push(function("weir_regtype", Stable, Int32, |a| {
         Ok(ScalarValue::Int32(match a.first() {
             Some(v) if is_text(v) => match string(Some(v)) {
-                Some(name) => Some(types::by_name(&name).map(|t| t.oid).ok_or_else(|| missing("type", &name))?),
+                Some(name) => Some(
+                    types::by_name(&name)
+                        .map(|t| t.oid)
+                        .ok_or_else(|| missing("type", &name))?,
+                ),
                 None => None,
             },
             v => oid_arg(v),
         }))
     }));
-    out.push(function("to_regtype", Stable, Int32, |a| Ok(ScalarValue::Int32(string(a.first()).and_then(|n| types::by_name(&n)).map(|t| t.oid)))));
+    out.push(function("to_regtype", Stable, Int32, |a| {
+        Ok(ScalarValue::Int32(
+            string(a.first())
+                .and_then(|n| types::by_name(&n))
+                .map(|t| t.oid),
+        ))
+    }));
     out.push(function("weir_regtype_name", Stable, Utf8, |a| {
         Ok(utf8(match a.first() {
             Some(v) if is_text(v) => string(Some(v)),
-            v => oid_arg(v).map(|o| types::by_oid(o).map_or_else(|| o.to_string(), |t| t.sql_name.to_string())),
+            v => oid_arg(v).map(|o| {
+                types::by_oid(o).map_or_else(|| o.to_string(), |t| t.sql_name.to_string())
+            }),
         }))
     }));
     out.push(function("weir_regnamespace", Stable, Int32, |a| {
@@ -426,12 +579,16 @@ pub fn all(pg: &Arc<PgCatalog>, session: &Arc<SessionInfo>) -> Vec<ScalarUDF> {
     out.push(function("weir_regnamespace_name", Stable, Utf8, |a| {
         Ok(utf8(match a.first() {
             Some(v) if is_text(v) => string(Some(v)),
-            v => oid_arg(v).map(|o| namespace_name(o).map_or_else(|| o.to_string(), str::to_string)),
+            v => {
+                oid_arg(v).map(|o| namespace_name(o).map_or_else(|| o.to_string(), str::to_string))
+            }
         }))
     }));
     out.push(function("weir_regproc", Stable, Int32, |a| {
         Ok(ScalarValue::Int32(match a.first() {
-            Some(v) if is_text(v) => string(Some(v)).and_then(|n| (n.trim_start_matches("pg_catalog.") == "array_in").then_some(ARRAY_IN_OID)),
+            Some(v) if is_text(v) => string(Some(v)).and_then(|n| {
+                (n.trim_start_matches("pg_catalog.") == "array_in").then_some(ARRAY_IN_OID)
+            }),
             v => oid_arg(v),
         }))
     }));
@@ -439,7 +596,10 @@ pub fn all(pg: &Arc<PgCatalog>, session: &Arc<SessionInfo>) -> Vec<ScalarUDF> {
 }
 
 fn is_text(v: &ScalarValue) -> bool {
-    matches!(v.data_type(), DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
+    matches!(
+        v.data_type(),
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+    )
 }
 
 fn missing(what: &str, name: &str) -> DataFusionError {
@@ -455,7 +615,9 @@ fn json_value(v: Option<&ScalarValue>) -> serde_json::Value {
         Some(v) => match int(Some(v)) {
             Some(i) if !is_text(v) => Value::from(i),
             _ => match v {
-                ScalarValue::Float64(Some(f)) => serde_json::Number::from_f64(*f).map_or(Value::Null, Value::Number),
+                ScalarValue::Float64(Some(f)) => {
+                    serde_json::Number::from_f64(*f).map_or(Value::Null, Value::Number)
+                }
                 other => Value::String(string(Some(other)).unwrap_or_default()),
             },
         },
@@ -468,7 +630,10 @@ mod tests {
 
     #[test]
     fn identifiers() {
-        assert_eq!(parse_identifier("Public.\"My Table\""), Ok(vec!["public".to_string(), "My Table".to_string()]));
+        assert_eq!(
+            parse_identifier("Public.\"My Table\""),
+            Ok(vec!["public".to_string(), "My Table".to_string()])
+        );
         assert_eq!(parse_identifier("events"), Ok(vec!["events".to_string()]));
         assert!(parse_identifier("a..b").is_err());
         assert_eq!(quote_identifier("events"), "events");

@@ -20,10 +20,17 @@ pub fn register(pg: &Arc<PgCatalog>, target: &MemorySchemaProvider) -> DfResult<
         (
             "tables",
             schema(&[
-                ("table_catalog", TEXT), ("table_schema", TEXT), ("table_name", TEXT), ("table_type", TEXT),
-                ("self_referencing_column_name", TEXT), ("reference_generation", TEXT),
-                ("user_defined_type_catalog", TEXT), ("user_defined_type_schema", TEXT),
-                ("user_defined_type_name", TEXT), ("is_insertable_into", TEXT), ("is_typed", TEXT),
+                ("table_catalog", TEXT),
+                ("table_schema", TEXT),
+                ("table_name", TEXT),
+                ("table_type", TEXT),
+                ("self_referencing_column_name", TEXT),
+                ("reference_generation", TEXT),
+                ("user_defined_type_catalog", TEXT),
+                ("user_defined_type_schema", TEXT),
+                ("user_defined_type_name", TEXT),
+                ("is_insertable_into", TEXT),
+                ("is_typed", TEXT),
                 ("commit_action", TEXT),
             ]),
             tables,
@@ -31,12 +38,28 @@ pub fn register(pg: &Arc<PgCatalog>, target: &MemorySchemaProvider) -> DfResult<
         (
             "columns",
             schema(&[
-                ("table_catalog", TEXT), ("table_schema", TEXT), ("table_name", TEXT), ("column_name", TEXT),
-                ("ordinal_position", I32), ("column_default", TEXT), ("is_nullable", TEXT), ("data_type", TEXT),
-                ("character_maximum_length", I32), ("character_octet_length", I32), ("numeric_precision", I32),
-                ("numeric_precision_radix", I32), ("numeric_scale", I32), ("datetime_precision", I32),
-                ("interval_type", TEXT), ("interval_precision", I32), ("udt_catalog", TEXT), ("udt_schema", TEXT),
-                ("udt_name", TEXT), ("is_identity", TEXT), ("is_generated", TEXT), ("is_updatable", TEXT),
+                ("table_catalog", TEXT),
+                ("table_schema", TEXT),
+                ("table_name", TEXT),
+                ("column_name", TEXT),
+                ("ordinal_position", I32),
+                ("column_default", TEXT),
+                ("is_nullable", TEXT),
+                ("data_type", TEXT),
+                ("character_maximum_length", I32),
+                ("character_octet_length", I32),
+                ("numeric_precision", I32),
+                ("numeric_precision_radix", I32),
+                ("numeric_scale", I32),
+                ("datetime_precision", I32),
+                ("interval_type", TEXT),
+                ("interval_precision", I32),
+                ("udt_catalog", TEXT),
+                ("udt_schema", TEXT),
+                ("udt_name", TEXT),
+                ("is_identity", TEXT),
+                ("is_generated", TEXT),
+                ("is_updatable", TEXT),
                 ("dtd_identifier", TEXT),
             ]),
             columns,
@@ -44,25 +67,44 @@ pub fn register(pg: &Arc<PgCatalog>, target: &MemorySchemaProvider) -> DfResult<
         (
             "schemata",
             schema(&[
-                ("catalog_name", TEXT), ("schema_name", TEXT), ("schema_owner", TEXT),
-                ("default_character_set_catalog", TEXT), ("default_character_set_schema", TEXT),
-                ("default_character_set_name", TEXT), ("sql_path", TEXT),
+                ("catalog_name", TEXT),
+                ("schema_name", TEXT),
+                ("schema_owner", TEXT),
+                ("default_character_set_catalog", TEXT),
+                ("default_character_set_schema", TEXT),
+                ("default_character_set_name", TEXT),
+                ("sql_path", TEXT),
             ]),
             schemata,
         ),
         (
             "views",
             schema(&[
-                ("table_catalog", TEXT), ("table_schema", TEXT), ("table_name", TEXT), ("view_definition", TEXT),
-                ("check_option", TEXT), ("is_updatable", TEXT), ("is_insertable_into", TEXT),
-                ("is_trigger_updatable", TEXT), ("is_trigger_deletable", TEXT), ("is_trigger_insertable_into", TEXT),
+                ("table_catalog", TEXT),
+                ("table_schema", TEXT),
+                ("table_name", TEXT),
+                ("view_definition", TEXT),
+                ("check_option", TEXT),
+                ("is_updatable", TEXT),
+                ("is_insertable_into", TEXT),
+                ("is_trigger_updatable", TEXT),
+                ("is_trigger_deletable", TEXT),
+                ("is_trigger_insertable_into", TEXT),
             ]),
             views,
         ),
     ];
     for (name, table_schema, rows) in tables {
-        pg.add_builtin(INFORMATION_SCHEMA_NS, name, RelKind::View, Arc::clone(&table_schema));
-        target.register_table(name.to_string(), Arc::new(CatalogTable::new(table_schema, Arc::clone(pg), rows)))?;
+        pg.add_builtin(
+            INFORMATION_SCHEMA_NS,
+            name,
+            RelKind::View,
+            Arc::clone(&table_schema),
+        );
+        target.register_table(
+            name.to_string(),
+            Arc::new(CatalogTable::new(table_schema, Arc::clone(pg), rows)),
+        )?;
     }
     Ok(())
 }
@@ -74,8 +116,18 @@ fn tables(ctx: &RowContext<'_>) -> Vec<Vec<ScalarValue>> {
         .into_iter()
         .map(|r| {
             vec![
-                text(&db), text(namespace_name(r.namespace).unwrap_or("public")), text(r.name), text(r.kind.table_type()),
-                null(), null(), null(), null(), null(), text("NO"), text("NO"), null(),
+                text(&db),
+                text(namespace_name(r.namespace).unwrap_or("public")),
+                text(r.name),
+                text(r.kind.table_type()),
+                null(),
+                null(),
+                null(),
+                null(),
+                null(),
+                text("NO"),
+                text("NO"),
+                null(),
             ]
         })
         .collect()
@@ -98,14 +150,31 @@ fn columns(ctx: &RowContext<'_>) -> Vec<Vec<ScalarValue>> {
                 "numeric" => (None, Some(10), None),
                 _ => (None, None, None),
             };
-            let datetime_precision = matches!(t.category, 'D' | 'T').then_some(if t.name == "date" { 0 } else { 6 });
+            let datetime_precision =
+                matches!(t.category, 'D' | 'T').then_some(if t.name == "date" { 0 } else { 6 });
             rows.push(vec![
-                text(&db), text(schema_name), text(&r.name), text(field.name()),
-                int(i32::try_from(i + 1).ok()), null(), text(if field.is_nullable() { "YES" } else { "NO" }), text(information_schema_name(t)),
-                null(), int((t.category == 'S').then_some(1_073_741_824)), int(precision),
-                int(radix), int(scale), int(datetime_precision),
-                null(), null(), text(&db), text("pg_catalog"),
-                text(t.name), text("NO"), text("NEVER"), text("NO"),
+                text(&db),
+                text(schema_name),
+                text(&r.name),
+                text(field.name()),
+                int(i32::try_from(i + 1).ok()),
+                null(),
+                text(if field.is_nullable() { "YES" } else { "NO" }),
+                text(information_schema_name(t)),
+                null(),
+                int((t.category == 'S').then_some(1_073_741_824)),
+                int(precision),
+                int(radix),
+                int(scale),
+                int(datetime_precision),
+                null(),
+                null(),
+                text(&db),
+                text("pg_catalog"),
+                text(t.name),
+                text("NO"),
+                text("NEVER"),
+                text("NO"),
                 opt_text(Some((i + 1).to_string())),
             ]);
         }
@@ -117,7 +186,17 @@ fn schemata(ctx: &RowContext<'_>) -> Vec<Vec<ScalarValue>> {
     let db = ctx.database();
     ["pg_catalog", "public", "information_schema"]
         .into_iter()
-        .map(|s| vec![text(&db), text(s), text(ctx.user()), null(), null(), null(), null()])
+        .map(|s| {
+            vec![
+                text(&db),
+                text(s),
+                text(ctx.user()),
+                null(),
+                null(),
+                null(),
+                null(),
+            ]
+        })
         .collect()
 }
 
@@ -130,8 +209,16 @@ fn views(ctx: &RowContext<'_>) -> Vec<Vec<ScalarValue>> {
         .map(|r| {
             let definition = ctx.pg.view_definition(r.oid);
             vec![
-                text(&db), text(namespace_name(r.namespace).unwrap_or("public")), text(r.name), opt_text(definition),
-                text("NONE"), text("NO"), text("NO"), text("NO"), text("NO"), text("NO"),
+                text(&db),
+                text(namespace_name(r.namespace).unwrap_or("public")),
+                text(r.name),
+                opt_text(definition),
+                text("NONE"),
+                text("NO"),
+                text("NO"),
+                text("NO"),
+                text("NO"),
+                text("NO"),
             ]
         })
         .collect()

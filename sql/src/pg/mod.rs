@@ -14,11 +14,13 @@
 //!   wire layer also uses; [`table`]: catalog tables computed per scan.
 //! - [`pg_catalog`], [`information_schema`]: the tables.
 //! - [`functions`]: `version()`, `current_setting`, `format_type`, `pg_get_viewdef`, …
-//! - [`rewrite`]: syntax rewrites; [`settings`]: `SET`/`SHOW`/`RESET` and identity.
+//! - [`rewrite`]: syntax rewrites (`order_by.rs`: subqueries in `ORDER BY` move into the select
+//!   list); [`settings`]: `SET`/`SHOW`/`RESET` and identity.
 
 pub mod catalog;
 pub mod functions;
 pub mod information_schema;
+mod order_by;
 pub mod pg_catalog;
 pub mod rewrite;
 pub mod session_statements;
@@ -40,7 +42,10 @@ use self::catalog::PgCatalog;
 ///
 /// The default schema (`public`) is wrapped so that unqualified `pg_*` names resolve to
 /// `pg_catalog`, which PostgreSQL always searches first.
-pub fn install(ctx: &SessionContext, catalog: Arc<weir_engine::catalog::Catalog>) -> DfResult<Arc<PgCatalog>> {
+pub fn install(
+    ctx: &SessionContext,
+    catalog: Arc<weir_engine::catalog::Catalog>,
+) -> DfResult<Arc<PgCatalog>> {
     let pg = Arc::new(PgCatalog::new(catalog));
     let pg_schema = Arc::new(MemorySchemaProvider::new());
     pg_catalog::register(&pg, &pg_schema)?;
@@ -50,12 +55,22 @@ pub fn install(ctx: &SessionContext, catalog: Arc<weir_engine::catalog::Catalog>
     let default_catalog = &state.config().options().catalog.default_catalog;
     let default_schema = &state.config().options().catalog.default_schema;
     let Some(target) = ctx.catalog(default_catalog) else {
-        return Err(datafusion::error::DataFusionError::Internal("the default catalog is missing".into()));
+        return Err(datafusion::error::DataFusionError::Internal(
+            "the default catalog is missing".into(),
+        ));
     };
-    let public = target.schema(default_schema).unwrap_or_else(|| Arc::new(MemorySchemaProvider::new()));
+    let public = target
+        .schema(default_schema)
+        .unwrap_or_else(|| Arc::new(MemorySchemaProvider::new()));
     target.register_schema("pg_catalog", Arc::clone(&pg_schema) as _)?;
     target.register_schema("information_schema", info_schema)?;
-    target.register_schema(default_schema, Arc::new(SearchPath { public, pg_catalog: pg_schema }))?;
+    target.register_schema(
+        default_schema,
+        Arc::new(SearchPath {
+            public,
+            pg_catalog: pg_schema,
+        }),
+    )?;
     Ok(pg)
 }
 
@@ -81,7 +96,11 @@ impl SchemaProvider for SearchPath {
         self.public.table(name).await
     }
 
-    fn register_table(&self, name: String, table: Arc<dyn TableProvider>) -> DfResult<Option<Arc<dyn TableProvider>>> {
+    fn register_table(
+        &self,
+        name: String,
+        table: Arc<dyn TableProvider>,
+    ) -> DfResult<Option<Arc<dyn TableProvider>>> {
         self.public.register_table(name, table)
     }
 
@@ -90,6 +109,7 @@ impl SchemaProvider for SearchPath {
     }
 
     fn table_exist(&self, name: &str) -> bool {
-        self.public.table_exist(name) || (name.starts_with("pg_") && self.pg_catalog.table_exist(name))
+        self.public.table_exist(name)
+            || (name.starts_with("pg_") && self.pg_catalog.table_exist(name))
     }
 }

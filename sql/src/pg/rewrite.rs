@@ -19,8 +19,9 @@ use std::collections::HashSet;
 use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::{
-    BinaryOperator, CastKind, DataType, Expr, FunctionArguments, Ident, ObjectName, ObjectNamePart, Query,
-    SelectItem, SetExpr, Statement, TableAlias, TableAliasColumnDef, TableFactor, Value, VisitMut, VisitorMut,
+    BinaryOperator, CastKind, DataType, Expr, FunctionArguments, Ident, ObjectName, ObjectNamePart,
+    Query, SelectItem, SetExpr, Statement, TableAlias, TableAliasColumnDef, TableFactor, Value,
+    VisitMut, VisitorMut,
 };
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
@@ -30,7 +31,10 @@ use crate::error::{Result, SqlError};
 /// Rewrites `statement` in place; `is_table_function` tells registered table functions
 /// (`generate_series`, `tumble`) from scalar functions used in FROM.
 pub fn rewrite(statement: &mut Statement, is_table_function: &dyn Fn(&str) -> bool) -> Result<()> {
-    let mut rewriter = Rewriter { is_table_function, error: None };
+    let mut rewriter = Rewriter {
+        is_table_function,
+        error: None,
+    };
     let _ = statement.visit(&mut rewriter);
     if let Some(e) = rewriter.error {
         return Err(e);
@@ -47,16 +51,24 @@ struct Rewriter<'a> {
 }
 
 fn parse_expr(sql: &str) -> Result<Expr> {
-    Ok(Parser::new(&PostgreSqlDialect {}).try_with_sql(sql)?.parse_expr()?)
+    Ok(Parser::new(&PostgreSqlDialect {})
+        .try_with_sql(sql)?
+        .parse_expr()?)
 }
 
 fn parse_query(sql: &str) -> Result<Query> {
-    Ok(*Parser::new(&PostgreSqlDialect {}).try_with_sql(sql)?.parse_query()?)
+    Ok(*Parser::new(&PostgreSqlDialect {})
+        .try_with_sql(sql)?
+        .parse_query()?)
 }
 
 fn last_part(name: &ObjectName) -> Option<String> {
     match name.0.last()? {
-        ObjectNamePart::Identifier(ident) => Some(if ident.quote_style.is_some() { ident.value.clone() } else { ident.value.to_ascii_lowercase() }),
+        ObjectNamePart::Identifier(ident) => Some(if ident.quote_style.is_some() {
+            ident.value.clone()
+        } else {
+            ident.value.to_ascii_lowercase()
+        }),
         ObjectNamePart::Function(_) => None,
     }
 }
@@ -90,22 +102,33 @@ fn cast_target(data_type: &DataType) -> Option<Target> {
                 "oid" | "xid" | "cid" | "regrole" => Target::Plain(DataType::Int(None)),
                 "name" | "char" | "bpchar" | "unknown" => Target::Plain(DataType::Text),
                 "int2vector" | "oidvector" => return None,
-                other if name.0.len() > 1 => {
-                    Target::Plain(Parser::new(&PostgreSqlDialect {}).try_with_sql(other).ok()?.parse_data_type().ok()?)
-                }
+                other if name.0.len() > 1 => Target::Plain(
+                    Parser::new(&PostgreSqlDialect {})
+                        .try_with_sql(other)
+                        .ok()?
+                        .parse_data_type()
+                        .ok()?,
+                ),
                 _ => return None,
             }
         }
-        DataType::Array(datafusion::sql::sqlparser::ast::ArrayElemTypeDef::SquareBracket(inner, size)) => {
-            match cast_target(inner)? {
-                Target::Plain(t) => Target::Plain(DataType::Array(
-                    datafusion::sql::sqlparser::ast::ArrayElemTypeDef::SquareBracket(Box::new(t), *size),
-                )),
-                Target::Reg(_) => Target::Plain(DataType::Array(
-                    datafusion::sql::sqlparser::ast::ArrayElemTypeDef::SquareBracket(Box::new(DataType::Int(None)), *size),
-                )),
-            }
-        }
+        DataType::Array(datafusion::sql::sqlparser::ast::ArrayElemTypeDef::SquareBracket(
+            inner,
+            size,
+        )) => match cast_target(inner)? {
+            Target::Plain(t) => Target::Plain(DataType::Array(
+                datafusion::sql::sqlparser::ast::ArrayElemTypeDef::SquareBracket(
+                    Box::new(t),
+                    *size,
+                ),
+            )),
+            Target::Reg(_) => Target::Plain(DataType::Array(
+                datafusion::sql::sqlparser::ast::ArrayElemTypeDef::SquareBracket(
+                    Box::new(DataType::Int(None)),
+                    *size,
+                ),
+            )),
+        },
         _ => return None,
     })
 }
@@ -113,12 +136,29 @@ fn cast_target(data_type: &DataType) -> Option<Target> {
 /// `'{a,b}'` → `ARRAY['a','b']` (numbers stay numbers).
 fn array_literal(expr: &Expr) -> Option<Expr> {
     let Expr::Value(v) = expr else { return None };
-    let Value::SingleQuotedString(s) = &v.value else { return None };
+    let Value::SingleQuotedString(s) = &v.value else {
+        return None;
+    };
     let inner = s.trim().strip_prefix('{')?.strip_suffix('}')?;
-    let items: Vec<&str> = if inner.trim().is_empty() { Vec::new() } else { inner.split(',').map(|i| i.trim().trim_matches('"')).collect() };
+    let items: Vec<&str> = if inner.trim().is_empty() {
+        Vec::new()
+    } else {
+        inner
+            .split(',')
+            .map(|i| i.trim().trim_matches('"'))
+            .collect()
+    };
     let numeric = !items.is_empty() && items.iter().all(|i| i.parse::<i64>().is_ok());
-    let rendered: Vec<String> =
-        items.iter().map(|i| if numeric { (*i).to_string() } else { format!("'{}'", i.replace('\'', "''")) }).collect();
+    let rendered: Vec<String> = items
+        .iter()
+        .map(|i| {
+            if numeric {
+                (*i).to_string()
+            } else {
+                format!("'{}'", i.replace('\'', "''"))
+            }
+        })
+        .collect();
     parse_expr(&format!("ARRAY[{}]", rendered.join(", "))).ok()
 }
 
@@ -141,20 +181,34 @@ fn custom_operator(parts: &[String]) -> Option<BinaryOperator> {
     })
 }
 
-const SESSION_KEYWORDS: &[&str] = &["user", "current_user", "session_user", "current_role", "current_catalog", "current_schema"];
+const SESSION_KEYWORDS: &[&str] = &[
+    "user",
+    "current_user",
+    "session_user",
+    "current_role",
+    "current_catalog",
+    "current_schema",
+];
 
 impl Rewriter<'_> {
     fn rewrite_expr(&self, expr: &mut Expr) -> Result<()> {
         match expr {
             Expr::Collate { expr: inner, .. } => *expr = (**inner).clone(),
-            Expr::BinaryOp { op: BinaryOperator::PGCustomBinaryOperator(parts), .. } => {
+            Expr::BinaryOp {
+                op: BinaryOperator::PGCustomBinaryOperator(parts),
+                ..
+            } => {
                 if let Some(op) = custom_operator(parts)
                     && let Expr::BinaryOp { op: current, .. } = expr
                 {
                     *current = op;
                 }
             }
-            Expr::BinaryOp { left, op: BinaryOperator::Eq | BinaryOperator::NotEq, right } => {
+            Expr::BinaryOp {
+                left,
+                op: BinaryOperator::Eq | BinaryOperator::NotEq,
+                right,
+            } => {
                 if let Some(a) = array_literal(right) {
                     **right = a;
                 } else if let Some(a) = array_literal(left) {
@@ -166,20 +220,33 @@ impl Rewriter<'_> {
                     **right = a;
                 }
             }
-            Expr::Identifier(Ident { value, quote_style: None, .. })
-                if SESSION_KEYWORDS.contains(&value.to_ascii_lowercase().as_str()) =>
-            {
+            Expr::Identifier(Ident {
+                value,
+                quote_style: None,
+                ..
+            }) if SESSION_KEYWORDS.contains(&value.to_ascii_lowercase().as_str()) => {
                 *expr = parse_expr(&format!("{}()", value.to_ascii_lowercase()))?;
             }
             Expr::Function(f) => {
                 strip_pg_catalog(&mut f.name);
                 let name = last_part(&f.name).unwrap_or_default();
-                if SESSION_KEYWORDS.contains(&name.as_str()) && matches!(f.args, FunctionArguments::None) {
+                if SESSION_KEYWORDS.contains(&name.as_str())
+                    && matches!(f.args, FunctionArguments::None)
+                {
                     *expr = parse_expr(&format!("{name}()"))?;
                 } else if name == "array"
                     && let FunctionArguments::Subquery(query) = &f.args
                 {
                     *expr = array_subquery(query)?;
+                } else if name == "generate_subscripts"
+                    && let FunctionArguments::List(list) = &f.args
+                    && let [array, dim] = list.args.as_slice()
+                {
+                    // A set-returning function of the select list, as DataFusion has them: the
+                    // unnest of the subscripts' array (zipped with other unnests, as PostgreSQL).
+                    *expr = parse_expr(&format!(
+                        "unnest(generate_series(array_lower({array}, {dim}), array_upper({array}, {dim})))"
+                    ))?;
                 }
             }
             Expr::Subquery(query) => {
@@ -187,16 +254,29 @@ impl Rewriter<'_> {
                     *expr = wrapped;
                 }
             }
-            Expr::Cast { kind, expr: inner, data_type, .. } => {
-                let text_target = matches!(data_type, DataType::Text | DataType::Varchar(_) | DataType::String(_))
-                    || matches!(data_type, DataType::Custom(n, _) if last_part(n).is_some_and(|l| l == "text" || l == "name"));
+            Expr::Cast {
+                kind,
+                expr: inner,
+                data_type,
+                ..
+            } => {
+                let text_target = matches!(
+                    data_type,
+                    DataType::Text | DataType::Varchar(_) | DataType::String(_)
+                ) || matches!(data_type, DataType::Custom(n, _) if last_part(n).is_some_and(|l| l == "text" || l == "name"));
                 if text_target
                     && let Expr::Function(f) = inner.as_ref()
-                    && let Some(reg) = last_part(&f.name).and_then(|n| n.strip_prefix("weir_reg").map(str::to_string))
+                    && let Some(reg) = last_part(&f.name)
+                        .and_then(|n| n.strip_prefix("weir_reg").map(str::to_string))
                     && !reg.ends_with("_name")
                 {
                     let args = match &f.args {
-                        FunctionArguments::List(list) => list.args.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", "),
+                        FunctionArguments::List(list) => list
+                            .args
+                            .iter()
+                            .map(|a| a.to_string())
+                            .collect::<Vec<_>>()
+                            .join(", "),
                         _ => String::new(),
                     };
                     *expr = parse_expr(&format!("weir_reg{reg}_name({args})"))?;
@@ -220,7 +300,12 @@ impl Rewriter<'_> {
 
     fn rewrite_table_factor(&self, factor: &mut TableFactor) -> Result<()> {
         match factor {
-            TableFactor::Table { name, args: Some(args), alias, .. } => {
+            TableFactor::Table {
+                name,
+                args: Some(args),
+                alias,
+                ..
+            } => {
                 strip_pg_catalog(name);
                 let function = last_part(name).unwrap_or_default();
                 if function == "unnest" {
@@ -239,7 +324,8 @@ impl Rewriter<'_> {
                         && a.columns.is_empty()
                         && array_exprs.len() == 1
                     {
-                        a.columns.push(TableAliasColumnDef::from_name(a.name.value.clone()));
+                        a.columns
+                            .push(TableAliasColumnDef::from_name(a.name.value.clone()));
                     }
                     *factor = TableFactor::UNNEST {
                         alias,
@@ -250,24 +336,68 @@ impl Rewriter<'_> {
                     };
                     return Ok(());
                 }
+                if matches!(function.as_str(), "generate_series" | "range")
+                    && args.args.iter().any(reads_columns)
+                {
+                    // DataFusion's table function needs constant bounds; bounds read from the row
+                    // (psql: `generate_series(0, array_upper(pr.prattrs, 1)) s`) unnest the
+                    // array function of the same name instead.
+                    let call = format!(
+                        "{function}({})",
+                        args.args
+                            .iter()
+                            .map(|a| a.to_string())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    );
+                    let mut alias = alias.clone();
+                    if let Some(a) = &mut alias
+                        && a.columns.is_empty()
+                    {
+                        a.columns
+                            .push(TableAliasColumnDef::from_name(a.name.value.clone()));
+                    }
+                    *factor = TableFactor::UNNEST {
+                        alias,
+                        array_exprs: vec![parse_expr(&call)?],
+                        with_offset: false,
+                        with_offset_alias: None,
+                        with_ordinality: false,
+                    };
+                    return Ok(());
+                }
                 if (self.is_table_function)(&function) {
                     if let Some(alias) = alias
                         && alias.columns.is_empty()
-                        && matches!(function.as_str(), "generate_series" | "range" | "generate_subscripts")
+                        && matches!(
+                            function.as_str(),
+                            "generate_series" | "range" | "generate_subscripts"
+                        )
                     {
-                        alias.columns.push(TableAliasColumnDef::from_name(alias.name.value.clone()));
+                        alias
+                            .columns
+                            .push(TableAliasColumnDef::from_name(alias.name.value.clone()));
                     }
                     return Ok(());
                 }
                 // A scalar function in FROM is a one-row relation whose column is named after the
                 // alias (or the function).
-                let column = alias.as_ref().map_or_else(|| function.clone(), |a| a.name.value.clone());
+                let column = alias
+                    .as_ref()
+                    .map_or_else(|| function.clone(), |a| a.name.value.clone());
                 let call = format!(
                     "{}({})",
                     name,
-                    args.args.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", ")
+                    args.args
+                        .iter()
+                        .map(|a| a.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 );
-                let subquery = parse_query(&format!("SELECT {call} AS {}", Ident::with_quote('"', column.clone())))?;
+                let subquery = parse_query(&format!(
+                    "SELECT {call} AS {}",
+                    Ident::with_quote('"', column.clone())
+                ))?;
                 *factor = TableFactor::Derived {
                     lateral: false,
                     subquery: Box::new(subquery),
@@ -280,10 +410,16 @@ impl Rewriter<'_> {
                     sample: None,
                 };
             }
-            TableFactor::UNNEST { alias: Some(alias), array_exprs, with_offset: false, with_ordinality: false, .. }
-                if alias.columns.is_empty() && array_exprs.len() == 1 =>
-            {
-                alias.columns.push(TableAliasColumnDef::from_name(alias.name.value.clone()));
+            TableFactor::UNNEST {
+                alias: Some(alias),
+                array_exprs,
+                with_offset: false,
+                with_ordinality: false,
+                ..
+            } if alias.columns.is_empty() && array_exprs.len() == 1 => {
+                alias
+                    .columns
+                    .push(TableAliasColumnDef::from_name(alias.name.value.clone()));
             }
             _ => {}
         }
@@ -293,9 +429,34 @@ impl Rewriter<'_> {
 
 /// Aggregates PostgreSQL counts as aggregating a scalar subquery's select list.
 const AGGREGATES: &[&str] = &[
-    "count", "sum", "min", "max", "avg", "array_agg", "string_agg", "bool_and", "bool_or", "every", "json_agg",
-    "first_value", "last_value", "weir_single_value",
+    "count",
+    "sum",
+    "min",
+    "max",
+    "avg",
+    "array_agg",
+    "string_agg",
+    "bool_and",
+    "bool_or",
+    "every",
+    "json_agg",
+    "first_value",
+    "last_value",
+    "weir_single_value",
 ];
+
+/// True when a function argument reads a column (so it is not a constant).
+fn reads_columns(arg: &datafusion::sql::sqlparser::ast::FunctionArg) -> bool {
+    let mut found = false;
+    let _ = datafusion::sql::sqlparser::ast::visit_expressions(arg, |e| {
+        if matches!(e, Expr::Identifier(_) | Expr::CompoundIdentifier(_)) {
+            found = true;
+            return ControlFlow::Break(());
+        }
+        ControlFlow::Continue(())
+    });
+    found
+}
 
 fn is_aggregated(expr: &Expr) -> bool {
     let mut found = false;
@@ -314,7 +475,9 @@ fn is_aggregated(expr: &Expr) -> bool {
 /// `(SELECT e FROM … WHERE …)` without aggregation → `(SELECT weir_single_value(e) FROM …)`, so
 /// DataFusion can decorrelate it; the aggregate keeps PostgreSQL's "more than one row" error.
 fn single_value(query: &Query) -> Result<Option<Expr>> {
-    let SetExpr::Select(select) = query.body.as_ref() else { return Ok(None) };
+    let SetExpr::Select(select) = query.body.as_ref() else {
+        return Ok(None);
+    };
     let plain = select.projection.len() == 1
         && select.distinct.is_none()
         && matches!(&select.group_by, datafusion::sql::sqlparser::ast::GroupByExpr::Expressions(g, _) if g.is_empty())
@@ -324,12 +487,18 @@ fn single_value(query: &Query) -> Result<Option<Expr>> {
         && query.order_by.is_none()
         && !select.from.is_empty();
     let item = match select.projection.first() {
-        Some(SelectItem::UnnamedExpr(e)) | Some(SelectItem::ExprWithAlias { expr: e, .. }) if plain => e,
+        Some(SelectItem::UnnamedExpr(e)) | Some(SelectItem::ExprWithAlias { expr: e, .. })
+            if plain =>
+        {
+            e
+        }
         _ => return Ok(None),
     };
     let mut inner = select.as_ref().clone();
     if !is_aggregated(item) {
-        inner.projection = vec![SelectItem::UnnamedExpr(parse_expr(&format!("weir_single_value({item})"))?)];
+        inner.projection = vec![SelectItem::UnnamedExpr(parse_expr(&format!(
+            "weir_single_value({item})"
+        ))?)];
     }
     // DataFusion decorrelates equality correlations; conditions on the outer row alone become a
     // CASE around the subquery, and `a <> b` is spelled `NOT (a = b)`, which it can pull up.
@@ -339,7 +508,12 @@ fn single_value(query: &Query) -> Result<Option<Expr>> {
     let all = inner.selection.take().map(conjuncts).unwrap_or_default();
     let mut substitutions: Vec<(String, Expr)> = Vec::new();
     for c in &all {
-        if let Expr::BinaryOp { left, op: BinaryOperator::Eq, right } = c {
+        if let Expr::BinaryOp {
+            left,
+            op: BinaryOperator::Eq,
+            right,
+        } = c
+        {
             for (outer, inner_side) in [(left, right), (right, left)] {
                 if matches!(outer.as_ref(), Expr::CompoundIdentifier(_))
                     && references_only_outer(outer, &names)
@@ -355,13 +529,20 @@ fn single_value(query: &Query) -> Result<Option<Expr>> {
     for conjunct in all {
         if references_only_outer(&conjunct, &names) {
             outer_only.push(conjunct);
-        } else if matches!(&conjunct, Expr::BinaryOp { op: BinaryOperator::Eq, .. }) {
+        } else if matches!(
+            &conjunct,
+            Expr::BinaryOp {
+                op: BinaryOperator::Eq,
+                ..
+            }
+        ) {
             kept.push(conjunct);
         } else {
             let mut c = conjunct;
             let _ = datafusion::sql::sqlparser::ast::visit_expressions_mut(&mut c, |e| {
                 if let Expr::CompoundIdentifier(_) = e
-                    && let Some((_, replacement)) = substitutions.iter().find(|(k, _)| *k == e.to_string())
+                    && let Some((_, replacement)) =
+                        substitutions.iter().find(|(k, _)| *k == e.to_string())
                 {
                     *e = replacement.clone();
                 }
@@ -370,23 +551,47 @@ fn single_value(query: &Query) -> Result<Option<Expr>> {
             kept.push(c);
         }
     }
-    inner.selection = kept.into_iter().reduce(|a, b| Expr::BinaryOp { left: Box::new(a), op: BinaryOperator::And, right: Box::new(b) });
+    inner.selection = kept.into_iter().reduce(|a, b| Expr::BinaryOp {
+        left: Box::new(a),
+        op: BinaryOperator::And,
+        right: Box::new(b),
+    });
     let subquery = format!("({inner})");
     if outer_only.is_empty() {
         return Ok(Some(parse_expr(&subquery)?));
     }
-    let condition = outer_only.iter().map(|c| format!("({c})")).collect::<Vec<_>>().join(" AND ");
-    Ok(Some(parse_expr(&format!("CASE WHEN {condition} THEN {subquery} END"))?))
+    let condition = outer_only
+        .iter()
+        .map(|c| format!("({c})"))
+        .collect::<Vec<_>>()
+        .join(" AND ");
+    Ok(Some(parse_expr(&format!(
+        "CASE WHEN {condition} THEN {subquery} END"
+    ))?))
 }
 
 fn conjuncts(expr: Expr) -> Vec<Expr> {
     match expr {
-        Expr::BinaryOp { left, op: BinaryOperator::And, right } => {
+        Expr::BinaryOp {
+            left,
+            op: BinaryOperator::And,
+            right,
+        } => {
             let mut out = conjuncts(*left);
             out.extend(conjuncts(*right));
             out
         }
-        Expr::Nested(inner) if matches!(inner.as_ref(), Expr::BinaryOp { op: BinaryOperator::And, .. }) => conjuncts(*inner),
+        Expr::Nested(inner)
+            if matches!(
+                inner.as_ref(),
+                Expr::BinaryOp {
+                    op: BinaryOperator::And,
+                    ..
+                }
+            ) =>
+        {
+            conjuncts(*inner)
+        }
         other => vec![other],
     }
 }
@@ -400,7 +605,9 @@ fn from_names(select: &datafusion::sql::sqlparser::ast::Select) -> HashSet<Strin
         | TableFactor::UNNEST { alias: Some(a), .. } => {
             names.insert(a.name.value.to_ascii_lowercase());
         }
-        TableFactor::Table { name, alias: None, .. } => {
+        TableFactor::Table {
+            name, alias: None, ..
+        } => {
             if let Some(n) = last_part(name) {
                 names.insert(n);
             }
@@ -430,7 +637,10 @@ fn references_only_outer(expr: &Expr, inner: &HashSet<String>) -> bool {
                     outer += 1;
                 }
             }
-            Expr::Identifier(_) | Expr::Subquery(_) | Expr::Exists { .. } | Expr::InSubquery { .. } => other = true,
+            Expr::Identifier(_)
+            | Expr::Subquery(_)
+            | Expr::Exists { .. }
+            | Expr::InSubquery { .. } => other = true,
             _ => {}
         }
         ControlFlow::Continue::<()>(())
@@ -445,14 +655,23 @@ fn array_subquery(query: &Query) -> Result<Expr> {
     if let SetExpr::Select(select) = query.body.as_ref()
         && let [from] = select.from.as_slice()
         && from.joins.is_empty()
-        && let TableFactor::UNNEST { alias: Some(alias), array_exprs, .. } = &from.relation
+        && let TableFactor::UNNEST {
+            alias: Some(alias),
+            array_exprs,
+            ..
+        } = &from.relation
         && let [array] = array_exprs.as_slice()
-        && let [SelectItem::UnnamedExpr(item) | SelectItem::ExprWithAlias { expr: item, .. }] = select.projection.as_slice()
+        && let [SelectItem::UnnamedExpr(item) | SelectItem::ExprWithAlias { expr: item, .. }] =
+            select.projection.as_slice()
         && query.order_by.is_none()
         && query.limit_clause.is_none()
     {
         let quote = |s: String| format!("'{}'", s.replace('\'', "''"));
-        let filter = select.selection.as_ref().map(|f| format!(", {}", quote(f.to_string()))).unwrap_or_default();
+        let filter = select
+            .selection
+            .as_ref()
+            .map(|f| format!(", {}", quote(f.to_string())))
+            .unwrap_or_default();
         return parse_expr(&format!(
             "weir_array_map({array}, {}, {}{filter})",
             quote(alias.name.value.clone()),
@@ -465,17 +684,23 @@ fn array_subquery(query: &Query) -> Result<Expr> {
         && matches!(&select.group_by, datafusion::sql::sqlparser::ast::GroupByExpr::Expressions(g, _) if g.is_empty())
         && query.limit_clause.is_none()
         && query.with.is_none()
-        && let SelectItem::UnnamedExpr(item) | SelectItem::ExprWithAlias { expr: item, .. } = &select.projection[0]
+        && let SelectItem::UnnamedExpr(item) | SelectItem::ExprWithAlias { expr: item, .. } =
+            &select.projection[0]
     {
         let order = match &query.order_by {
             Some(order) => format!(" {order}"),
             None => String::new(),
         };
         let mut inner = select.as_ref().clone();
-        inner.projection = vec![SelectItem::UnnamedExpr(parse_expr(&format!("array_agg({item}{order})"))?)];
-        return parse_expr(&format!("({inner})"));
+        inner.projection = vec![SelectItem::UnnamedExpr(parse_expr(&format!(
+            "array_agg({item}{order})"
+        ))?)];
+        // ARRAY(SELECT …) without rows is '{}', where array_agg gives NULL.
+        return parse_expr(&format!("coalesce(({inner}), make_array())"));
     }
-    parse_expr(&format!("(SELECT array_agg(weir_array_item) FROM ({query}) AS weir_array(weir_array_item))"))
+    parse_expr(&format!(
+        "coalesce((SELECT array_agg(weir_array_item) FROM ({query}) AS weir_array(weir_array_item)), make_array())"
+    ))
 }
 
 impl VisitorMut for Rewriter<'_> {
@@ -483,6 +708,14 @@ impl VisitorMut for Rewriter<'_> {
 
     fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
         if let Err(e) = self.rewrite_expr(expr) {
+            self.error = Some(e);
+            return ControlFlow::Break(());
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn post_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
+        if let Err(e) = super::order_by::hoist_order_subqueries(query) {
             self.error = Some(e);
             return ControlFlow::Break(());
         }
@@ -503,7 +736,9 @@ fn column_name(expr: &Expr) -> Option<String> {
     match expr {
         Expr::Identifier(_) | Expr::CompoundIdentifier(_) => None,
         Expr::Function(f) => last_part(&f.name),
-        Expr::Cast { expr, data_type, .. } => match column_name(expr) {
+        Expr::Cast {
+            expr, data_type, ..
+        } => match column_name(expr) {
             Some(n) if n != "?column?" => Some(n),
             _ => match expr.as_ref() {
                 Expr::Identifier(_) | Expr::CompoundIdentifier(_) => None,
@@ -521,7 +756,7 @@ fn column_name(expr: &Expr) -> Option<String> {
 
 /// Names the outermost SELECT's unnamed expressions as PostgreSQL does, keeping names unique
 /// (DataFusion refuses duplicate output names where PostgreSQL allows them).
-fn name_columns(query: &mut Query) {
+pub(super) fn name_columns(query: &mut Query) {
     name_set_columns(query.body.as_mut());
 }
 
@@ -542,13 +777,19 @@ fn name_set_columns(body: &mut SetExpr) {
         .filter_map(|item| match item {
             SelectItem::ExprWithAlias { alias, .. } => Some(alias.value.clone()),
             SelectItem::UnnamedExpr(Expr::Identifier(i)) => Some(i.value.clone()),
-            SelectItem::UnnamedExpr(Expr::CompoundIdentifier(parts)) => parts.last().map(|i| i.value.clone()),
+            SelectItem::UnnamedExpr(Expr::CompoundIdentifier(parts)) => {
+                parts.last().map(|i| i.value.clone())
+            }
             _ => None,
         })
         .collect();
     for item in select.projection.iter_mut() {
-        let SelectItem::UnnamedExpr(expr) = item else { continue };
-        let Some(base) = column_name(expr) else { continue };
+        let SelectItem::UnnamedExpr(expr) = item else {
+            continue;
+        };
+        let Some(base) = column_name(expr) else {
+            continue;
+        };
         let mut name = base.clone();
         let mut n = 1;
         while taken.contains(&name) {
@@ -556,7 +797,10 @@ fn name_set_columns(body: &mut SetExpr) {
             name = format!("{base}_{n}");
         }
         taken.insert(name.clone());
-        *item = SelectItem::ExprWithAlias { expr: expr.clone(), alias: Ident::with_quote('"', name) };
+        *item = SelectItem::ExprWithAlias {
+            expr: expr.clone(),
+            alias: Ident::with_quote('"', name),
+        };
     }
 }
 
@@ -586,30 +830,61 @@ mod tests {
         let sql = rewritten(
             "SELECT c.oid FROM pg_catalog.pg_class c WHERE c.relname OPERATOR(pg_catalog.~) '^(t)$' COLLATE pg_catalog.default",
         );
-        assert_eq!(sql, "SELECT c.oid FROM pg_catalog.pg_class c WHERE c.relname ~ '^(t)$'");
-        let sql = rewritten("SELECT pg_catalog.format_type(a.atttypid, NULL), c.oid::pg_catalog.regclass::pg_catalog.text FROM t");
-        assert!(sql.contains("format_type(a.atttypid, NULL) AS \"format_type\""), "{sql}");
+        assert_eq!(
+            sql,
+            "SELECT c.oid FROM pg_catalog.pg_class c WHERE c.relname ~ '^(t)$'"
+        );
+        let sql = rewritten(
+            "SELECT pg_catalog.format_type(a.atttypid, NULL), c.oid::pg_catalog.regclass::pg_catalog.text FROM t",
+        );
+        assert!(
+            sql.contains("format_type(a.atttypid, NULL) AS \"format_type\""),
+            "{sql}"
+        );
         assert!(sql.contains("weir_regclass_name(c.oid)"), "{sql}");
         let sql = rewritten("SELECT '16391'::pg_catalog.oid, x::regtype, 'pg_class'::regclass");
         assert!(sql.contains("CAST('16391' AS INT)"), "{sql}");
-        assert!(sql.contains("weir_regtype(x)") && sql.contains("weir_regclass('pg_class')"), "{sql}");
+        assert!(
+            sql.contains("weir_regtype(x)") && sql.contains("weir_regclass('pg_class')"),
+            "{sql}"
+        );
     }
 
     #[test]
     fn session_keywords_and_array_forms() {
-        let sql = rewritten("SELECT user, current_user, x FROM t WHERE pol.polroles = '{0}' AND k = ANY('{r,p}')");
-        assert!(sql.contains("AS \"user\"") && sql.contains("AS \"current_user\""), "{sql}");
-        assert!(sql.contains("pol.polroles = ARRAY[0]") && sql.contains("ANY(ARRAY['r', 'p'])"), "{sql}");
-        let sql = rewritten("SELECT ARRAY(SELECT b.rolname FROM r b WHERE b.x = 1 ORDER BY 1) AS m FROM t");
-        assert!(sql.contains("(SELECT array_agg(b.rolname ORDER BY 1) FROM r b WHERE b.x = 1) AS m"), "{sql}");
+        let sql = rewritten(
+            "SELECT user, current_user, x FROM t WHERE pol.polroles = '{0}' AND k = ANY('{r,p}')",
+        );
+        assert!(
+            sql.contains("AS \"user\"") && sql.contains("AS \"current_user\""),
+            "{sql}"
+        );
+        assert!(
+            sql.contains("pol.polroles = ARRAY[0]") && sql.contains("ANY(ARRAY['r', 'p'])"),
+            "{sql}"
+        );
+        let sql = rewritten(
+            "SELECT ARRAY(SELECT b.rolname FROM r b WHERE b.x = 1 ORDER BY 1) AS m FROM t",
+        );
+        assert!(
+            sql.contains("coalesce((SELECT array_agg(b.rolname ORDER BY 1) FROM r b WHERE b.x = 1), make_array()) AS m"),
+            "{sql}"
+        );
     }
 
     #[test]
     fn functions_in_from() {
-        let sql = rewritten("SELECT s[i] FROM generate_series(1, 2) AS i, string_to_array('a,b', ',') s");
+        let sql =
+            rewritten("SELECT s[i] FROM generate_series(1, 2) AS i, string_to_array('a,b', ',') s");
         assert!(sql.contains("generate_series(1, 2) AS i (i)"), "{sql}");
-        assert!(sql.contains("(SELECT string_to_array('a,b', ',') AS \"s\") s"), "{sql}");
+        assert!(
+            sql.contains("(SELECT string_to_array('a,b', ',') AS \"s\") s"),
+            "{sql}"
+        );
         let sql = rewritten("SELECT pg_catalog.version(), 1 + 1, NULL, NULL");
-        assert!(sql.contains("version() AS \"version\"") && sql.contains("NULL AS \"?column?_2\""), "{sql}");
+        assert!(
+            sql.contains("version() AS \"version\"") && sql.contains("NULL AS \"?column?_2\""),
+            "{sql}"
+        );
     }
 }

@@ -22,8 +22,12 @@ pub fn execute(session: &Session, statement: &Statement) -> Result<Option<QueryR
     Ok(Some(match statement {
         Statement::StartTransaction { .. } => command("BEGIN"),
         Statement::Commit { .. } => command("COMMIT"),
-        Statement::Rollback { savepoint: None, .. } => command("ROLLBACK"),
-        Statement::Rollback { savepoint: Some(_), .. } => command("ROLLBACK TO SAVEPOINT"),
+        Statement::Rollback {
+            savepoint: None, ..
+        } => command("ROLLBACK"),
+        Statement::Rollback {
+            savepoint: Some(_), ..
+        } => command("ROLLBACK TO SAVEPOINT"),
         Statement::Savepoint { .. } => command("SAVEPOINT"),
         Statement::ReleaseSavepoint { .. } => command("RELEASE"),
         Statement::Set(set) => {
@@ -31,14 +35,22 @@ pub fn execute(session: &Session, statement: &Statement) -> Result<Option<QueryR
             command("SET")
         }
         Statement::ShowVariable { variable } => {
-            let name = variable.iter().map(|i| i.value.clone()).collect::<Vec<_>>().join(" ");
+            let name = variable
+                .iter()
+                .map(|i| i.value.clone())
+                .collect::<Vec<_>>()
+                .join(" ");
             if name.eq_ignore_ascii_case("all") {
                 let all = info.all();
                 let batch = RecordBatch::try_new(
                     show_all_schema(),
                     vec![
-                        Arc::new(StringArray::from_iter_values(all.iter().map(|a| a.0.clone()))),
-                        Arc::new(StringArray::from_iter_values(all.iter().map(|a| a.1.clone()))),
+                        Arc::new(StringArray::from_iter_values(
+                            all.iter().map(|a| a.0.clone()),
+                        )),
+                        Arc::new(StringArray::from_iter_values(
+                            all.iter().map(|a| a.1.clone()),
+                        )),
                         Arc::new(StringArray::from_iter_values(all.iter().map(|a| a.2))),
                     ],
                 )?;
@@ -46,7 +58,10 @@ pub fn execute(session: &Session, statement: &Statement) -> Result<Option<QueryR
             }
             let value = info.get(&name)?;
             let schema = show_schema(&name);
-            rows(RecordBatch::try_new(schema, vec![Arc::new(StringArray::from(vec![value]))])?)?
+            rows(RecordBatch::try_new(
+                schema,
+                vec![Arc::new(StringArray::from(vec![value]))],
+            )?)?
         }
         Statement::Reset(reset) => {
             match &reset.reset {
@@ -63,7 +78,10 @@ pub fn execute(session: &Session, statement: &Statement) -> Result<Option<QueryR
         Statement::UNLISTEN { .. } => command("UNLISTEN"),
         Statement::Deallocate { .. } => command("DEALLOCATE"),
         Statement::LISTEN { .. } | Statement::NOTIFY { .. } => {
-            return Err(SqlError::new(SqlErrorKind::FeatureNotSupported, "LISTEN/NOTIFY are not supported by Weir"));
+            return Err(SqlError::new(
+                SqlErrorKind::FeatureNotSupported,
+                "LISTEN/NOTIFY are not supported by Weir",
+            ));
         }
         _ => return Ok(None),
     }))
@@ -73,8 +91,16 @@ pub fn execute(session: &Session, statement: &Statement) -> Result<Option<QueryR
 pub fn result_schema(statement: &Statement) -> Option<SchemaRef> {
     match statement {
         Statement::ShowVariable { variable } => {
-            let name = variable.iter().map(|i| i.value.clone()).collect::<Vec<_>>().join(" ");
-            Some(if name.eq_ignore_ascii_case("all") { show_all_schema() } else { show_schema(&name) })
+            let name = variable
+                .iter()
+                .map(|i| i.value.clone())
+                .collect::<Vec<_>>()
+                .join(" ");
+            Some(if name.eq_ignore_ascii_case("all") {
+                show_all_schema()
+            } else {
+                show_schema(&name)
+            })
         }
         _ => None,
     }
@@ -98,7 +124,11 @@ fn show_all_schema() -> SchemaRef {
 }
 
 fn object_name(name: &ObjectName) -> String {
-    name.0.iter().map(|p| p.to_string().trim_matches('"').to_string()).collect::<Vec<_>>().join(".")
+    name.0
+        .iter()
+        .map(|p| p.to_string().trim_matches('"').to_string())
+        .collect::<Vec<_>>()
+        .join(".")
 }
 
 /// A `SET` value as PostgreSQL stores it: literals unquoted, lists joined with `, `.
@@ -120,10 +150,12 @@ fn value_text(values: &[Expr]) -> String {
 fn set_statement(session: &Session, set: &Set) -> Result<()> {
     let info = session.info();
     match set {
-        Set::SingleAssignment { variable, values, .. } => {
+        Set::SingleAssignment {
+            variable, values, ..
+        } => {
             let name = object_name(variable);
-            let is_default =
-                values.len() == 1 && matches!(&values[0], Expr::Identifier(i) if i.value.eq_ignore_ascii_case("default"));
+            let is_default = values.len() == 1
+                && matches!(&values[0], Expr::Identifier(i) if i.value.eq_ignore_ascii_case("default"));
             if is_default {
                 return info.reset(&name);
             }
@@ -133,16 +165,26 @@ fn set_statement(session: &Session, set: &Set) -> Result<()> {
             }
             info.set(&name, &value)
         }
-        Set::SetTimeZone { value, .. } => info.set("timezone", &value_text(std::slice::from_ref(value))),
+        Set::SetTimeZone { value, .. } => {
+            info.set("timezone", &value_text(std::slice::from_ref(value)))
+        }
         Set::SetNames { charset_name, .. } => info.set("client_encoding", &charset_name.value),
         // Roles and session authorization: Weir has one role.
-        Set::SetRole { .. } | Set::SetSessionAuthorization(_) | Set::SetTransaction { .. } => Ok(()),
+        Set::SetRole { .. } | Set::SetSessionAuthorization(_) | Set::SetTransaction { .. } => {
+            Ok(())
+        }
         Set::MultipleAssignments { assignments } => {
             for a in assignments {
-                info.set(&object_name(&a.name), &value_text(std::slice::from_ref(&a.value)))?;
+                info.set(
+                    &object_name(&a.name),
+                    &value_text(std::slice::from_ref(&a.value)),
+                )?;
             }
             Ok(())
         }
-        other => Err(SqlError::new(SqlErrorKind::FeatureNotSupported, format!("unsupported SET form: {other}"))),
+        other => Err(SqlError::new(
+            SqlErrorKind::FeatureNotSupported,
+            format!("unsupported SET form: {other}"),
+        )),
     }
 }

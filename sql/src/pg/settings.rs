@@ -43,47 +43,238 @@ struct Parameter {
     description: &'static str,
 }
 
-const fn p(name: &'static str, default: &'static str, context: Context, description: &'static str) -> Parameter {
-    Parameter { name, default, context, description }
+const fn p(
+    name: &'static str,
+    default: &'static str,
+    context: Context,
+    description: &'static str,
+) -> Parameter {
+    Parameter {
+        name,
+        default,
+        context,
+        description,
+    }
 }
 
 const PARAMETERS: &[Parameter] = &[
-    p("application_name", "", Context::User, "Sets the application name to be reported in statistics and logs."),
-    p("block_size", "8192", Context::Internal, "Shows the size of a disk block."),
-    p("bytea_output", "hex", Context::User, "Sets the output format for bytea."),
-    p("client_encoding", "UTF8", Context::User, "Sets the client's character set encoding."),
-    p("client_min_messages", "notice", Context::User, "Sets the message levels that are sent to the client."),
-    p("datestyle", "ISO, MDY", Context::User, "Sets the display format for date and time values."),
-    p("default_transaction_isolation", "read committed", Context::User, "Sets the transaction isolation level of each new transaction."),
-    p("default_transaction_read_only", "off", Context::User, "Sets the default read-only status of new transactions."),
-    p("extra_float_digits", "1", Context::User, "Sets the number of digits displayed for floating-point values."),
-    p("idle_in_transaction_session_timeout", "0", Context::User, "Sets the maximum allowed idle time between queries, when in a transaction."),
-    p("in_hot_standby", "off", Context::Internal, "Shows whether hot standby is currently active."),
-    p("integer_datetimes", "on", Context::Internal, "Shows whether datetimes are integer based."),
-    p("intervalstyle", "postgres", Context::User, "Sets the display format for interval values."),
-    p("is_superuser", "on", Context::Internal, "Shows whether the current user is a superuser."),
+    p(
+        "application_name",
+        "",
+        Context::User,
+        "Sets the application name to be reported in statistics and logs.",
+    ),
+    p(
+        "block_size",
+        "8192",
+        Context::Internal,
+        "Shows the size of a disk block.",
+    ),
+    p(
+        "bytea_output",
+        "hex",
+        Context::User,
+        "Sets the output format for bytea.",
+    ),
+    p(
+        "client_encoding",
+        "UTF8",
+        Context::User,
+        "Sets the client's character set encoding.",
+    ),
+    p(
+        "client_min_messages",
+        "notice",
+        Context::User,
+        "Sets the message levels that are sent to the client.",
+    ),
+    p(
+        "datestyle",
+        "ISO, MDY",
+        Context::User,
+        "Sets the display format for date and time values.",
+    ),
+    p(
+        "default_table_access_method",
+        "heap",
+        Context::User,
+        "Sets the default table access method for new tables.",
+    ),
+    p(
+        "default_transaction_isolation",
+        "read committed",
+        Context::User,
+        "Sets the transaction isolation level of each new transaction.",
+    ),
+    p(
+        "default_transaction_read_only",
+        "off",
+        Context::User,
+        "Sets the default read-only status of new transactions.",
+    ),
+    p(
+        "extra_float_digits",
+        "1",
+        Context::User,
+        "Sets the number of digits displayed for floating-point values.",
+    ),
+    p(
+        "idle_in_transaction_session_timeout",
+        "0",
+        Context::User,
+        "Sets the maximum allowed idle time between queries, when in a transaction.",
+    ),
+    p(
+        "in_hot_standby",
+        "off",
+        Context::Internal,
+        "Shows whether hot standby is currently active.",
+    ),
+    p(
+        "integer_datetimes",
+        "on",
+        Context::Internal,
+        "Shows whether datetimes are integer based.",
+    ),
+    p(
+        "intervalstyle",
+        "postgres",
+        Context::User,
+        "Sets the display format for interval values.",
+    ),
+    p(
+        "is_superuser",
+        "on",
+        Context::Internal,
+        "Shows whether the current user is a superuser.",
+    ),
     p("jit", "off", Context::User, "Allow JIT compilation."),
-    p("lc_collate", "C.UTF-8", Context::Internal, "Shows the collation order locale."),
-    p("lc_ctype", "C.UTF-8", Context::Internal, "Shows the character classification and case conversion locale."),
-    p("lc_messages", "C.UTF-8", Context::User, "Sets the language in which messages are displayed."),
-    p("lc_monetary", "C.UTF-8", Context::User, "Sets the locale for formatting monetary amounts."),
-    p("lc_numeric", "C.UTF-8", Context::User, "Sets the locale for formatting numbers."),
-    p("lc_time", "C.UTF-8", Context::User, "Sets the locale for formatting date and time values."),
-    p("lock_timeout", "0", Context::User, "Sets the maximum allowed duration of any wait for a lock."),
-    p("max_identifier_length", "63", Context::Internal, "Shows the maximum identifier length."),
-    p("max_index_keys", "32", Context::Internal, "Shows the maximum number of index keys."),
-    p("search_path", "\"$user\", public", Context::User, "Sets the schema search order for names that are not schema-qualified."),
-    p("server_encoding", "UTF8", Context::Internal, "Shows the server (database) character set encoding."),
-    p("server_version", SERVER_VERSION, Context::Internal, "Shows the server version."),
-    p("server_version_num", SERVER_VERSION_NUM, Context::Internal, "Shows the server version as an integer."),
-    p("session_authorization", "", Context::Internal, "Sets the session user name."),
-    p("standard_conforming_strings", "on", Context::User, "Causes '...' strings to treat backslashes literally."),
-    p("statement_timeout", "0", Context::User, "Sets the maximum allowed duration of any statement."),
-    p("synchronous_commit", "on", Context::User, "Sets the current transaction's synchronization level."),
-    p("timezone", "UTC", Context::User, "Sets the time zone for displaying and interpreting time stamps."),
-    p("transaction_isolation", "read committed", Context::User, "Sets the current transaction's isolation level."),
-    p("transaction_read_only", "off", Context::User, "Sets the current transaction's read-only status."),
-    p("work_mem", "4MB", Context::User, "Sets the maximum memory to be used for query workspaces."),
+    p(
+        "lc_collate",
+        "C.UTF-8",
+        Context::Internal,
+        "Shows the collation order locale.",
+    ),
+    p(
+        "lc_ctype",
+        "C.UTF-8",
+        Context::Internal,
+        "Shows the character classification and case conversion locale.",
+    ),
+    p(
+        "lc_messages",
+        "C.UTF-8",
+        Context::User,
+        "Sets the language in which messages are displayed.",
+    ),
+    p(
+        "lc_monetary",
+        "C.UTF-8",
+        Context::User,
+        "Sets the locale for formatting monetary amounts.",
+    ),
+    p(
+        "lc_numeric",
+        "C.UTF-8",
+        Context::User,
+        "Sets the locale for formatting numbers.",
+    ),
+    p(
+        "lc_time",
+        "C.UTF-8",
+        Context::User,
+        "Sets the locale for formatting date and time values.",
+    ),
+    p(
+        "lock_timeout",
+        "0",
+        Context::User,
+        "Sets the maximum allowed duration of any wait for a lock.",
+    ),
+    p(
+        "max_identifier_length",
+        "63",
+        Context::Internal,
+        "Shows the maximum identifier length.",
+    ),
+    p(
+        "max_index_keys",
+        "32",
+        Context::Internal,
+        "Shows the maximum number of index keys.",
+    ),
+    p(
+        "search_path",
+        "\"$user\", public",
+        Context::User,
+        "Sets the schema search order for names that are not schema-qualified.",
+    ),
+    p(
+        "server_encoding",
+        "UTF8",
+        Context::Internal,
+        "Shows the server (database) character set encoding.",
+    ),
+    p(
+        "server_version",
+        SERVER_VERSION,
+        Context::Internal,
+        "Shows the server version.",
+    ),
+    p(
+        "server_version_num",
+        SERVER_VERSION_NUM,
+        Context::Internal,
+        "Shows the server version as an integer.",
+    ),
+    p(
+        "session_authorization",
+        "",
+        Context::Internal,
+        "Sets the session user name.",
+    ),
+    p(
+        "standard_conforming_strings",
+        "on",
+        Context::User,
+        "Causes '...' strings to treat backslashes literally.",
+    ),
+    p(
+        "statement_timeout",
+        "0",
+        Context::User,
+        "Sets the maximum allowed duration of any statement.",
+    ),
+    p(
+        "synchronous_commit",
+        "on",
+        Context::User,
+        "Sets the current transaction's synchronization level.",
+    ),
+    p(
+        "timezone",
+        "UTC",
+        Context::User,
+        "Sets the time zone for displaying and interpreting time stamps.",
+    ),
+    p(
+        "transaction_isolation",
+        "read committed",
+        Context::User,
+        "Sets the current transaction's isolation level.",
+    ),
+    p(
+        "transaction_read_only",
+        "off",
+        Context::User,
+        "Sets the current transaction's read-only status.",
+    ),
+    p(
+        "work_mem",
+        "4MB",
+        Context::User,
+        "Sets the maximum memory to be used for query workspaces.",
+    ),
 ];
 
 /// Spellings `SHOW` accepts for parameters with another canonical name.
@@ -172,7 +363,9 @@ impl SessionInfo {
                 format!("parameter \"{name}\" cannot be changed"),
             )),
             Some(_) => {
-                self.overrides.write().insert(name.clone(), normalize_value(&name, value));
+                self.overrides
+                    .write()
+                    .insert(name.clone(), normalize_value(&name, value));
                 Ok(())
             }
             None if name.contains('.') => {
@@ -212,9 +405,21 @@ impl SessionInfo {
     pub fn all(&self) -> Vec<(String, String, &'static str, bool)> {
         let mut out: Vec<(String, String, &'static str, bool)> = PARAMETERS
             .iter()
-            .map(|p| (p.name.to_string(), self.get(p.name).unwrap_or_default(), p.description, p.context == Context::User))
+            .map(|p| {
+                (
+                    p.name.to_string(),
+                    self.get(p.name).unwrap_or_default(),
+                    p.description,
+                    p.context == Context::User,
+                )
+            })
             .collect();
-        for (k, v) in self.overrides.read().iter().filter(|(k, _)| known(k).is_none()) {
+        for (k, v) in self
+            .overrides
+            .read()
+            .iter()
+            .filter(|(k, _)| known(k).is_none())
+        {
             out.push((k.clone(), v.clone(), "", true));
         }
         out
@@ -225,7 +430,9 @@ impl SessionInfo {
 fn normalize_value(name: &str, value: &str) -> String {
     let value = value.trim().trim_matches('\'');
     match name {
-        "client_encoding" if value.eq_ignore_ascii_case("utf-8") || value.eq_ignore_ascii_case("utf8") => {
+        "client_encoding"
+            if value.eq_ignore_ascii_case("utf-8") || value.eq_ignore_ascii_case("utf8") =>
+        {
             "UTF8".to_string()
         }
         _ => value.to_string(),
@@ -233,7 +440,10 @@ fn normalize_value(name: &str, value: &str) -> String {
 }
 
 fn unrecognized(name: &str) -> SqlError {
-    SqlError::new(SqlErrorKind::UndefinedObject, format!("unrecognized configuration parameter \"{name}\""))
+    SqlError::new(
+        SqlErrorKind::UndefinedObject,
+        format!("unrecognized configuration parameter \"{name}\""),
+    )
 }
 
 #[cfg(test)]
@@ -243,11 +453,19 @@ mod tests {
     #[test]
     fn set_show_reset() {
         let s = SessionInfo::new("weir", "weir", 1);
-        assert_eq!(s.get("server_version_num").ok().as_deref(), Some(SERVER_VERSION_NUM));
-        assert_eq!(s.get("TRANSACTION ISOLATION LEVEL").ok().as_deref(), Some("read committed"));
+        assert_eq!(
+            s.get("server_version_num").ok().as_deref(),
+            Some(SERVER_VERSION_NUM)
+        );
+        assert_eq!(
+            s.get("TRANSACTION ISOLATION LEVEL").ok().as_deref(),
+            Some("read committed")
+        );
         assert!(s.set("extra_float_digits", "3").is_ok());
         assert_eq!(s.get("extra_float_digits").ok().as_deref(), Some("3"));
-        assert!(matches!(s.set("server_version", "9"), Err(e) if e.kind() == SqlErrorKind::CantChangeParameter));
+        assert!(
+            matches!(s.set("server_version", "9"), Err(e) if e.kind() == SqlErrorKind::CantChangeParameter)
+        );
         assert!(matches!(s.get("no_such"), Err(e) if e.kind() == SqlErrorKind::UndefinedObject));
         assert!(s.set("myapp.flag", "x").is_ok());
         s.reset_all();
@@ -258,7 +476,14 @@ mod tests {
     #[test]
     fn startup_parameters_are_normalised() {
         let s = SessionInfo::new("", "", 1);
-        s.set_identity("alice", "db", &[("client_encoding".into(), "'utf-8'".into()), ("user".into(), "alice".into())]);
+        s.set_identity(
+            "alice",
+            "db",
+            &[
+                ("client_encoding".into(), "'utf-8'".into()),
+                ("user".into(), "alice".into()),
+            ],
+        );
         assert_eq!(s.get("client_encoding").ok().as_deref(), Some("UTF8"));
         assert_eq!(s.user(), "alice");
         assert!(version_string().starts_with("PostgreSQL 15.8 "));

@@ -15,12 +15,12 @@ use datafusion::arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch};
 use datafusion::arrow::compute::filter;
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Schema};
 use datafusion::common::{DFSchema, ScalarValue, exec_err, plan_err};
-use datafusion::error::Result;
+use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::context::SessionContext;
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::{
-    Accumulator, AggregateUDF, AggregateUDFImpl, ColumnarValue, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF,
-    ScalarUDFImpl, Signature, Volatility,
+    Accumulator, AggregateUDF, AggregateUDFImpl, ColumnarValue, ReturnFieldArgs,
+    ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
 use datafusion::physical_plan::PhysicalExpr;
 
@@ -33,7 +33,9 @@ pub struct SingleValue {
 impl SingleValue {
     /// The aggregate.
     pub fn udaf() -> AggregateUDF {
-        AggregateUDF::new_from_impl(Self { signature: Signature::any(1, Volatility::Immutable) })
+        AggregateUDF::new_from_impl(Self {
+            signature: Signature::any(1, Volatility::Immutable),
+        })
     }
 }
 
@@ -51,16 +53,26 @@ impl AggregateUDFImpl for SingleValue {
     }
 
     fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
-        let value_type = args.input_fields.first().map_or(DataType::Null, |f| f.data_type().clone());
+        let value_type = args
+            .input_fields
+            .first()
+            .map_or(DataType::Null, |f| f.data_type().clone());
         Ok(vec![
             Arc::new(Field::new(format!("{}_value", args.name), value_type, true)),
-            Arc::new(Field::new(format!("{}_rows", args.name), DataType::UInt64, true)),
+            Arc::new(Field::new(
+                format!("{}_rows", args.name),
+                DataType::UInt64,
+                true,
+            )),
         ])
     }
 
     fn accumulator(&self, acc_args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
         let null = ScalarValue::try_from(acc_args.return_field.data_type())?;
-        Ok(Box::new(SingleValueAccumulator { value: null, rows: 0 }))
+        Ok(Box::new(SingleValueAccumulator {
+            value: null,
+            rows: 0,
+        }))
     }
 }
 
@@ -74,7 +86,7 @@ impl SingleValueAccumulator {
     fn add(&mut self, value: ScalarValue, rows: u64) -> Result<()> {
         self.rows += rows;
         if self.rows > 1 {
-            return exec_err!("more than one row returned by a subquery used as an expression");
+            return Err(more_than_one_row());
         }
         if rows > 0 {
             self.value = value;
@@ -85,7 +97,9 @@ impl SingleValueAccumulator {
 
 impl Accumulator for SingleValueAccumulator {
     fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
-        let Some(column) = values.first() else { return Ok(()) };
+        let Some(column) = values.first() else {
+            return Ok(());
+        };
         for row in 0..column.len() {
             self.add(ScalarValue::try_from_array(column, row)?, 1)?;
         }
@@ -93,7 +107,9 @@ impl Accumulator for SingleValueAccumulator {
     }
 
     fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
-        let (Some(values), Some(rows)) = (states.first(), states.get(1)) else { return Ok(()) };
+        let (Some(values), Some(rows)) = (states.first(), states.get(1)) else {
+            return Ok(());
+        };
         for row in 0..values.len() {
             let n = match ScalarValue::try_from_array(rows, row)? {
                 ScalarValue::UInt64(Some(n)) => n,
@@ -105,7 +121,10 @@ impl Accumulator for SingleValueAccumulator {
     }
 
     fn state(&mut self) -> Result<Vec<ScalarValue>> {
-        Ok(vec![self.value.clone(), ScalarValue::UInt64(Some(self.rows))])
+        Ok(vec![
+            self.value.clone(),
+            ScalarValue::UInt64(Some(self.rows)),
+        ])
     }
 
     fn evaluate(&mut self) -> Result<ScalarValue> {
@@ -140,7 +159,9 @@ impl Hash for ArrayMap {
 impl ArrayMap {
     /// The function.
     pub fn udf() -> ScalarUDF {
-        ScalarUDF::new_from_impl(Self { signature: Signature::variadic_any(Volatility::Immutable) })
+        ScalarUDF::new_from_impl(Self {
+            signature: Signature::variadic_any(Volatility::Immutable),
+        })
     }
 }
 
@@ -153,12 +174,19 @@ struct Mapping {
 
 fn text_literal(v: Option<&ScalarValue>) -> Option<String> {
     match v? {
-        ScalarValue::Utf8(Some(s)) | ScalarValue::Utf8View(Some(s)) | ScalarValue::LargeUtf8(Some(s)) => Some(s.clone()),
+        ScalarValue::Utf8(Some(s))
+        | ScalarValue::Utf8View(Some(s))
+        | ScalarValue::LargeUtf8(Some(s)) => Some(s.clone()),
         _ => None,
     }
 }
 
-fn plan_mapping(element: &DataType, alias: &str, expr: &str, filter: Option<&str>) -> Result<Mapping> {
+fn plan_mapping(
+    element: &DataType,
+    alias: &str,
+    expr: &str,
+    filter: Option<&str>,
+) -> Result<Mapping> {
     let schema = Arc::new(Schema::new(vec![Field::new(alias, element.clone(), true)]));
     let df_schema = DFSchema::try_from(schema.as_ref().clone())?;
     let ctx = SessionContext::new();
@@ -166,12 +194,18 @@ fn plan_mapping(element: &DataType, alias: &str, expr: &str, filter: Option<&str
         let logical = ctx.parse_sql_expr(sql, &df_schema)?;
         ctx.create_physical_expr(logical, &df_schema)
     };
-    Ok(Mapping { expr: plan(expr)?, filter: filter.map(plan).transpose()?, schema })
+    Ok(Mapping {
+        expr: plan(expr)?,
+        filter: filter.map(plan).transpose()?,
+        schema,
+    })
 }
 
 fn element_type(list: &DataType) -> Result<DataType> {
     match list {
-        DataType::List(f) | DataType::LargeList(f) | DataType::FixedSizeList(f, _) => Ok(f.data_type().clone()),
+        DataType::List(f) | DataType::LargeList(f) | DataType::FixedSizeList(f, _) => {
+            Ok(f.data_type().clone())
+        }
         DataType::Null => Ok(DataType::Utf8),
         other => plan_err!("unnest: {other} is not an array"),
     }
@@ -191,21 +225,33 @@ impl ScalarUDFImpl for ArrayMap {
     }
 
     fn return_field_from_args(&self, args: ReturnFieldArgs) -> Result<FieldRef> {
-        let element = element_type(args.arg_fields.first().map_or(&DataType::Null, |f| f.data_type()))?;
+        let element = element_type(
+            args.arg_fields
+                .first()
+                .map_or(&DataType::Null, |f| f.data_type()),
+        )?;
         let (Some(alias), Some(expr)) = (
             text_literal(args.scalar_arguments.get(1).copied().flatten()),
             text_literal(args.scalar_arguments.get(2).copied().flatten()),
         ) else {
-            return plan_err!("weir_array_map(array, alias, expression): alias and expression must be literals");
+            return plan_err!(
+                "weir_array_map(array, alias, expression): alias and expression must be literals"
+            );
         };
         let mapping = plan_mapping(&element, &alias, &expr, None)?;
         let item = mapping.expr.data_type(&mapping.schema)?;
-        Ok(Arc::new(Field::new("weir_array_map", DataType::List(Arc::new(Field::new_list_field(item, true))), true)))
+        Ok(Arc::new(Field::new(
+            "weir_array_map",
+            DataType::List(Arc::new(Field::new_list_field(item, true))),
+            true,
+        )))
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let arrays = ColumnarValue::values_to_arrays(&args.args)?;
-        let Some(lists) = arrays.first() else { return exec_err!("weir_array_map needs an array") };
+        let Some(lists) = arrays.first() else {
+            return exec_err!("weir_array_map needs an array");
+        };
         let literal = |i: usize| -> Option<String> {
             match args.args.get(i) {
                 Some(ColumnarValue::Scalar(s)) => text_literal(Some(s)),
@@ -216,13 +262,21 @@ impl ScalarUDFImpl for ArrayMap {
             return exec_err!("weir_array_map: alias and expression must be literals");
         };
         let filter_sql = literal(3);
-        let mapping = plan_mapping(&element_type(lists.data_type())?, &alias, &expr, filter_sql.as_deref())?;
+        let mapping = plan_mapping(
+            &element_type(lists.data_type())?,
+            &alias,
+            &expr,
+            filter_sql.as_deref(),
+        )?;
         let item_type = mapping.expr.data_type(&mapping.schema)?;
         let mut out = Vec::with_capacity(lists.len());
         for row in 0..lists.len() {
             let list = ScalarValue::try_from_array(lists, row)?;
             let Some(elements) = super::functions::list_elements(&list) else {
-                out.push(ScalarValue::List(ScalarValue::new_list_nullable(&[], &item_type)));
+                out.push(ScalarValue::List(ScalarValue::new_list_nullable(
+                    &[],
+                    &item_type,
+                )));
                 continue;
             };
             let mut batch = RecordBatch::try_new(Arc::clone(&mapping.schema), vec![elements])?;
@@ -233,12 +287,30 @@ impl ScalarUDFImpl for ArrayMap {
                     .downcast_ref::<BooleanArray>()
                     .cloned()
                     .unwrap_or_else(|| BooleanArray::from(vec![false; batch.num_rows()]));
-                batch = RecordBatch::try_new(Arc::clone(&mapping.schema), vec![filter(batch.column(0), &keep)?])?;
+                batch = RecordBatch::try_new(
+                    Arc::clone(&mapping.schema),
+                    vec![filter(batch.column(0), &keep)?],
+                )?;
             }
-            let mapped = mapping.expr.evaluate(&batch)?.into_array(batch.num_rows())?;
-            let values = (0..mapped.len()).map(|i| ScalarValue::try_from_array(&mapped, i)).collect::<Result<Vec<_>>>()?;
-            out.push(ScalarValue::List(ScalarValue::new_list_nullable(&values, &item_type)));
+            let mapped = mapping
+                .expr
+                .evaluate(&batch)?
+                .into_array(batch.num_rows())?;
+            let values = (0..mapped.len())
+                .map(|i| ScalarValue::try_from_array(&mapped, i))
+                .collect::<Result<Vec<_>>>()?;
+            out.push(ScalarValue::List(ScalarValue::new_list_nullable(
+                &values, &item_type,
+            )));
         }
         Ok(ColumnarValue::Array(ScalarValue::iter_to_array(out)?))
     }
+}
+
+/// PostgreSQL's error for a subquery used as a value that returned several rows (SQLSTATE 21000).
+pub(crate) fn more_than_one_row() -> DataFusionError {
+    DataFusionError::External(Box::new(crate::SqlError::new(
+        crate::SqlErrorKind::CardinalityViolation,
+        "more than one row returned by a subquery used as an expression",
+    )))
 }

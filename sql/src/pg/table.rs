@@ -41,7 +41,12 @@ pub fn list(item: DataType) -> DataType {
 
 /// A schema from (name, type) pairs; every column nullable, as catalog columns may be.
 pub fn schema(columns: &[(&str, DataType)]) -> SchemaRef {
-    Arc::new(Schema::new(columns.iter().map(|(n, t)| Field::new(*n, t.clone(), true)).collect::<Vec<_>>()))
+    Arc::new(Schema::new(
+        columns
+            .iter()
+            .map(|(n, t)| Field::new(*n, t.clone(), true))
+            .collect::<Vec<_>>(),
+    ))
 }
 
 /// What a row function can read.
@@ -57,12 +62,20 @@ pub struct RowContext<'a> {
 impl RowContext<'_> {
     /// The connected user, or the owner role's name.
     pub fn user(&self) -> String {
-        self.session.as_ref().map(|s| s.user()).filter(|u| !u.is_empty()).unwrap_or_else(|| "weir".into())
+        self.session
+            .as_ref()
+            .map(|s| s.user())
+            .filter(|u| !u.is_empty())
+            .unwrap_or_else(|| "weir".into())
     }
 
     /// The database connected to.
     pub fn database(&self) -> String {
-        self.session.as_ref().map(|s| s.database()).filter(|d| !d.is_empty()).unwrap_or_else(|| "weir".into())
+        self.session
+            .as_ref()
+            .map(|s| s.database())
+            .filter(|d| !d.is_empty())
+            .unwrap_or_else(|| "weir".into())
     }
 }
 
@@ -80,7 +93,9 @@ pub struct CatalogTable {
 
 impl std::fmt::Debug for CatalogTable {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CatalogTable").field("schema", &self.schema).finish_non_exhaustive()
+        f.debug_struct("CatalogTable")
+            .field("schema", &self.schema)
+            .finish_non_exhaustive()
     }
 }
 
@@ -91,7 +106,11 @@ impl CatalogTable {
         pg: Arc<PgCatalog>,
         rows: impl Fn(&RowContext<'_>) -> Vec<Vec<ScalarValue>> + Send + Sync + 'static,
     ) -> Self {
-        Self { schema, pg, rows: Box::new(rows) }
+        Self {
+            schema,
+            pg,
+            rows: Box::new(rows),
+        }
     }
 
     /// A table that is always empty (a catalog of things Weir does not have: policies,
@@ -112,7 +131,13 @@ impl CatalogTable {
                 .iter()
                 .map(|row| {
                     let v = row.get(j).cloned().unwrap_or(ScalarValue::Null);
-                    if v.data_type() == *target { Ok(v) } else if v.is_null() { ScalarValue::try_from(target) } else { v.cast_to(target) }
+                    if v.data_type() == *target {
+                        Ok(v)
+                    } else if v.is_null() {
+                        ScalarValue::try_from(target)
+                    } else {
+                        v.cast_to(target)
+                    }
                 })
                 .collect::<DfResult<Vec<_>>>()?;
             columns.push(ScalarValue::iter_to_array(values)?);
@@ -139,9 +164,17 @@ impl TableProvider for CatalogTable {
         _limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
         let session = state.config().get_extension::<SessionInfo>();
-        let rows = (self.rows)(&RowContext { pg: &self.pg, session, state });
+        let rows = (self.rows)(&RowContext {
+            pg: &self.pg,
+            session,
+            state,
+        });
         let batch = self.batch(rows)?;
-        Ok(MemorySourceConfig::try_new_exec(&[vec![batch]], self.schema(), projection.cloned())?)
+        Ok(MemorySourceConfig::try_new_exec(
+            &[vec![batch]],
+            self.schema(),
+            projection.cloned(),
+        )?)
     }
 }
 

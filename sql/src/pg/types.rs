@@ -27,12 +27,35 @@ pub struct PgType {
     pub array: i32,
 }
 
-const fn t(oid: i32, name: &'static str, sql_name: &'static str, len: i16, category: char, array: i32) -> PgType {
-    PgType { oid, name, sql_name, len, category, elem: 0, array }
+const fn t(
+    oid: i32,
+    name: &'static str,
+    sql_name: &'static str,
+    len: i16,
+    category: char,
+    array: i32,
+) -> PgType {
+    PgType {
+        oid,
+        name,
+        sql_name,
+        len,
+        category,
+        elem: 0,
+        array,
+    }
 }
 
 const fn arr(oid: i32, name: &'static str, sql_name: &'static str, elem: i32) -> PgType {
-    PgType { oid, name, sql_name, len: -1, category: 'A', elem, array: 0 }
+    PgType {
+        oid,
+        name,
+        sql_name,
+        len: -1,
+        category: 'A',
+        elem,
+        array: 0,
+    }
 }
 
 /// The built-in types Weir knows, with PostgreSQL's OIDs.
@@ -57,8 +80,22 @@ pub const BUILTIN_TYPES: &[PgType] = &[
     t(1043, "varchar", "character varying", -1, 'S', 1015),
     t(1082, "date", "date", 4, 'D', 1182),
     t(1083, "time", "time without time zone", 8, 'D', 1183),
-    t(1114, "timestamp", "timestamp without time zone", 8, 'D', 1115),
-    t(1184, "timestamptz", "timestamp with time zone", 8, 'D', 1185),
+    t(
+        1114,
+        "timestamp",
+        "timestamp without time zone",
+        8,
+        'D',
+        1115,
+    ),
+    t(
+        1184,
+        "timestamptz",
+        "timestamp with time zone",
+        8,
+        'D',
+        1185,
+    ),
     t(1186, "interval", "interval", 16, 'T', 1187),
     t(1700, "numeric", "numeric", -1, 'N', 1231),
     t(2205, "regclass", "regclass", 4, 'N', 2210),
@@ -99,7 +136,10 @@ pub fn by_oid(oid: i32) -> Option<&'static PgType> {
 
 /// A built-in type by `typname` or SQL spelling (`int4`, `integer`, `double precision`).
 pub fn by_name(name: &str) -> Option<&'static PgType> {
-    let name = name.trim().trim_start_matches("pg_catalog.").to_ascii_lowercase();
+    let name = name
+        .trim()
+        .trim_start_matches("pg_catalog.")
+        .to_ascii_lowercase();
     let alias = match name.as_str() {
         "int" | "integer" => "int4",
         "smallint" => "int2",
@@ -115,7 +155,9 @@ pub fn by_name(name: &str) -> Option<&'static PgType> {
         "decimal" => "numeric",
         other => other,
     };
-    BUILTIN_TYPES.iter().find(|t| t.name == alias || t.sql_name == name)
+    BUILTIN_TYPES
+        .iter()
+        .find(|t| t.name == alias || t.sql_name == name)
 }
 
 fn builtin(oid: i32) -> &'static PgType {
@@ -138,7 +180,10 @@ fn scalar_oid(data_type: &DataType) -> Option<i32> {
         DataType::Float16 | DataType::Float32 => 700,
         DataType::Float64 => 701,
         DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => 25,
-        DataType::Binary | DataType::LargeBinary | DataType::BinaryView | DataType::FixedSizeBinary(_) => 17,
+        DataType::Binary
+        | DataType::LargeBinary
+        | DataType::BinaryView
+        | DataType::FixedSizeBinary(_) => 17,
         DataType::Date32 | DataType::Date64 => 1082,
         DataType::Time32(_) | DataType::Time64(_) => 1083,
         DataType::Timestamp(_, Some(_)) => 1184,
@@ -179,7 +224,14 @@ mod tests {
     #[test]
     fn arrow_types_map_to_builtin_oids() {
         assert_eq!(of_arrow(&DataType::Float64).oid, 701);
-        assert_eq!(of_arrow(&DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into()))).oid, 1184);
+        assert_eq!(
+            of_arrow(&DataType::Timestamp(
+                TimeUnit::Microsecond,
+                Some("+00:00".into())
+            ))
+            .oid,
+            1184
+        );
         assert_eq!(of_arrow(&DataType::UInt64).sql_name, "numeric");
         let list = DataType::List(Arc::new(Field::new("item", DataType::Utf8, true)));
         assert_eq!(of_arrow(&list).oid, 1009);

@@ -40,7 +40,11 @@ impl CusumConfig {
             "cumulative" => None,
             _ => Some(params.span("half_life", Span::Rows(69))?),
         };
-        Ok(Self { k: params.f64("k", 0.5)?.max(0.0), half_life, warm: params.count("min_samples", 30)? })
+        Ok(Self {
+            k: params.f64("k", 0.5)?.max(0.0),
+            half_life,
+            warm: params.count("min_samples", 30)?,
+        })
     }
 }
 
@@ -57,7 +61,11 @@ impl Cusum {
     fn baseline(&self, config: &CusumConfig) -> (u64, f64, f64) {
         match config.half_life {
             Some(_) => (self.ewma.n(), self.ewma.mean(), self.ewma.std()),
-            None => (self.cumulative.n(), self.cumulative.mean(), self.cumulative.std()),
+            None => (
+                self.cumulative.n(),
+                self.cumulative.mean(),
+                self.cumulative.std(),
+            ),
         }
     }
 
@@ -68,7 +76,11 @@ impl Cusum {
             return None;
         }
         let z = (x - mean) / spread_floor(std, mean);
-        Some(((self.up + z - config.k).max(0.0), (self.down - z - config.k).max(0.0), mean))
+        Some((
+            (self.up + z - config.k).max(0.0),
+            (self.down - z - config.k).max(0.0),
+            mean,
+        ))
     }
 }
 
@@ -105,10 +117,11 @@ impl Detector for Cusum {
 
     fn learn(&mut self, config: &CusumConfig, x: f64, ts: i64) {
         if self.n() >= config.warm
-            && let Some((up, down, _)) = self.sums(config, x) {
-                self.up = up;
-                self.down = down;
-            }
+            && let Some((up, down, _)) = self.sums(config, x)
+        {
+            self.up = up;
+            self.down = down;
+        }
         match config.half_life {
             Some(half_life) => self.ewma.add(half_life, ts, x),
             None => self.cumulative.add(x),

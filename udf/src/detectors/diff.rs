@@ -86,7 +86,10 @@ impl Detector for Diff {
             InnerConfig::Mad(c) => Inner::Mad(Mad::new(c)),
             InnerConfig::ZScore(c) => Inner::ZScore(ZScore::new(c)),
         };
-        Diff { history: VecDeque::with_capacity(config.lag + 1), inner }
+        Diff {
+            history: VecDeque::with_capacity(config.lag + 1),
+            inner,
+        }
     }
 
     fn n(&self) -> u64 {
@@ -107,18 +110,23 @@ impl Detector for Diff {
         let before = *self.history.front()?;
         let a = self.inner_assess(config, x - before, ts)?;
         let expected = before + a.expected;
-        Some(Assessment { expected, direction: Direction::of(x, expected), ..a })
+        Some(Assessment {
+            expected,
+            direction: Direction::of(x, expected),
+            ..a
+        })
     }
 
     fn learn(&mut self, config: &DiffConfig, x: f64, ts: i64) {
         if self.history.len() == config.lag
-            && let Some(before) = self.history.pop_front() {
-                match (&mut self.inner, &config.inner) {
-                    (Inner::Mad(m), InnerConfig::Mad(c)) => m.learn(c, x - before, ts),
-                    (Inner::ZScore(z), InnerConfig::ZScore(c)) => z.learn(c, x - before, ts),
-                    _ => {}
-                }
+            && let Some(before) = self.history.pop_front()
+        {
+            match (&mut self.inner, &config.inner) {
+                (Inner::Mad(m), InnerConfig::Mad(c)) => m.learn(c, x - before, ts),
+                (Inner::ZScore(z), InnerConfig::ZScore(c)) => z.learn(c, x - before, ts),
+                _ => {}
             }
+        }
         self.history.push_back(x);
     }
 

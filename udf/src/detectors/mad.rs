@@ -41,7 +41,9 @@ pub struct MadConfig {
 impl MadConfig {
     /// `anomaly_mad`'s parameters.
     pub fn from_params(params: &Params) -> datafusion::common::Result<Self> {
-        Ok(Self { window: params.span("window", Span::Rows(600))? })
+        Ok(Self {
+            window: params.span("window", Span::Rows(600))?,
+        })
     }
 }
 
@@ -113,7 +115,8 @@ impl Mad {
         }
         let (below, below_sum) = self.tree.below(m);
         let (above, above_sum) = self.tree.at_or_above(m);
-        ((m * f64::from(below) - below_sum) + (above_sum - m * f64::from(above))).max(0.0) / n as f64
+        ((m * f64::from(below) - below_sum) + (above_sum - m * f64::from(above))).max(0.0)
+            / n as f64
     }
 }
 
@@ -178,7 +181,9 @@ mod tests {
     use super::*;
 
     fn window(values: &[f64]) -> Mad {
-        let config = MadConfig { window: Span::Rows(values.len() as u64) };
+        let config = MadConfig {
+            window: Span::Rows(values.len() as u64),
+        };
         let mut mad = Mad::default();
         for (i, &v) in values.iter().enumerate() {
             mad.learn(&config, v, i as i64);
@@ -219,8 +224,13 @@ mod tests {
         let mut values = vec![5.0; 80];
         values.extend([6.0; 20]);
         let mad = window(&values);
-        let config = MadConfig { window: Span::Rows(100) };
-        let a = mad.assess(&config, 6.0, 100).map(|a| a.score).unwrap_or(f64::NAN);
+        let config = MadConfig {
+            window: Span::Rows(100),
+        };
+        let a = mad
+            .assess(&config, 6.0, 100)
+            .map(|a| a.score)
+            .unwrap_or(f64::NAN);
         assert!(a.is_finite() && a > 1.0 && a < 10.0, "score {a}");
     }
 }

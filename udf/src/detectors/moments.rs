@@ -57,7 +57,11 @@ impl Welford {
 
     /// Their population standard deviation.
     pub fn std(&self) -> f64 {
-        if self.n == 0 { 0.0 } else { (self.m2 / self.n as f64).max(0.0).sqrt() }
+        if self.n == 0 {
+            0.0
+        } else {
+            (self.m2 / self.n as f64).max(0.0).sqrt()
+        }
     }
 }
 
@@ -81,7 +85,11 @@ impl Ring {
             }
             Span::Time(width) => {
                 let newest = self.values.back().map_or(ts, |v| v.0);
-                while self.values.front().is_some_and(|&(t, _)| t <= newest.saturating_sub(width)) {
+                while self
+                    .values
+                    .front()
+                    .is_some_and(|&(t, _)| t <= newest.saturating_sub(width))
+                {
                     if let Some((_, old)) = self.values.pop_front() {
                         evicted(old);
                     }

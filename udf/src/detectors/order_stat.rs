@@ -32,7 +32,12 @@ pub struct OrderStatTree {
 
 impl Default for OrderStatTree {
     fn default() -> Self {
-        Self { nodes: Vec::new(), free: Vec::new(), root: NIL, rng: 0x9E37_79B9_7F4A_7C15 }
+        Self {
+            nodes: Vec::new(),
+            free: Vec::new(),
+            root: NIL,
+            rng: 0x9E37_79B9_7F4A_7C15,
+        }
     }
 }
 
@@ -48,7 +53,11 @@ impl OrderStatTree {
     }
 
     fn size(&self, t: u32) -> u32 {
-        if t == NIL { 0 } else { self.nodes[t as usize].size }
+        if t == NIL {
+            0
+        } else {
+            self.nodes[t as usize].size
+        }
     }
 
     fn update(&mut self, t: u32) {
@@ -58,7 +67,11 @@ impl OrderStatTree {
     }
 
     fn sum(&self, t: u32) -> f64 {
-        if t == NIL { 0.0 } else { self.nodes[t as usize].sum }
+        if t == NIL {
+            0.0
+        } else {
+            self.nodes[t as usize].sum
+        }
     }
 
     /// Sum of all values.
@@ -117,7 +130,14 @@ impl OrderStatTree {
 
     /// Adds a value.
     pub fn insert(&mut self, value: f64) {
-        let node = Node { value, left: NIL, right: NIL, size: 1, sum: value, priority: self.next_priority() };
+        let node = Node {
+            value,
+            left: NIL,
+            right: NIL,
+            size: 1,
+            sum: value,
+            priority: self.next_priority(),
+        };
         let id = match self.free.pop() {
             Some(id) => {
                 self.nodes[id as usize] = node;
@@ -206,7 +226,9 @@ mod tests {
         let mut reference: Vec<f64> = Vec::new();
         let mut seed = 7u64;
         for step in 0..5000 {
-            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             let value = ((seed >> 33) % 50) as f64;
             if step % 3 == 2 && !reference.is_empty() {
                 let victim = reference[(seed as usize >> 5) % reference.len()];
@@ -223,7 +245,10 @@ mod tests {
                 for (k, v) in reference.iter().enumerate() {
                     assert_eq!(tree.select(k as u32), Some(*v));
                 }
-                assert_eq!(tree.count_less(25.0) as usize, reference.iter().filter(|&&v| v < 25.0).count());
+                assert_eq!(
+                    tree.count_less(25.0) as usize,
+                    reference.iter().filter(|&&v| v < 25.0).count()
+                );
                 let below: f64 = reference.iter().filter(|&&v| v < 25.0).sum();
                 assert!((tree.below(25.0).1 - below).abs() < 1e-9);
                 assert!((tree.total() - reference.iter().sum::<f64>()).abs() < 1e-9);

@@ -140,7 +140,9 @@ mod tests {
         let mut values = Vec::new();
         let mut multiset = OrderStatistics::default();
         for i in 0..(2 * SORTED_LIMIT) {
-            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             let v = ((seed >> 40) % 1000) as f64;
             multiset.insert(v);
             values.push(v);

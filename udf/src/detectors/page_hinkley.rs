@@ -37,9 +37,15 @@ impl PageHinkleyConfig {
     pub fn from_params(params: &Params) -> datafusion::common::Result<Self> {
         let alpha = params.positive("alpha", 0.9999)?;
         if alpha > 1.0 {
-            return datafusion::common::plan_err!("changepoint_page_hinkley: alpha must be in (0, 1], got {alpha}");
+            return datafusion::common::plan_err!(
+                "changepoint_page_hinkley: alpha must be in (0, 1], got {alpha}"
+            );
         }
-        Ok(Self { delta: params.f64("delta", 0.005)?, lambda: params.positive("lambda", 50.0)?, alpha })
+        Ok(Self {
+            delta: params.f64("delta", 0.005)?,
+            lambda: params.positive("lambda", 50.0)?,
+            alpha,
+        })
     }
 }
 
@@ -56,7 +62,14 @@ pub struct PageHinkley {
 
 impl Default for PageHinkley {
     fn default() -> Self {
-        Self { n: 0, mean: 0.0, up: 0.0, up_min: f64::INFINITY, down: 0.0, down_max: f64::NEG_INFINITY }
+        Self {
+            n: 0,
+            mean: 0.0,
+            up: 0.0,
+            up_min: f64::INFINITY,
+            down: 0.0,
+            down_max: f64::NEG_INFINITY,
+        }
     }
 }
 
@@ -66,7 +79,14 @@ impl PageHinkley {
         let mean = self.mean + (x - self.mean) / n as f64;
         let up = config.alpha * self.up + (x - mean - config.delta);
         let down = config.alpha * self.down + (x - mean + config.delta);
-        PageHinkley { n, mean, up, up_min: self.up_min.min(up), down, down_max: self.down_max.max(down) }
+        PageHinkley {
+            n,
+            mean,
+            up,
+            up_min: self.up_min.min(up),
+            down,
+            down_max: self.down_max.max(down),
+        }
     }
 }
 

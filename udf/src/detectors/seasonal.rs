@@ -48,7 +48,11 @@ pub enum SeasonalInner {
 impl SeasonalConfig {
     /// `anomaly_seasonal`'s parameters.
     pub fn from_params(params: &Params) -> datafusion::common::Result<Self> {
-        let default_period = if params.time.is_some() { Span::Time(86_400_000_000_000) } else { Span::Rows(24) };
+        let default_period = if params.time.is_some() {
+            Span::Time(86_400_000_000_000)
+        } else {
+            Span::Rows(24)
+        };
         let period = params.span("period", default_period)?;
         let bins = match period {
             Span::Rows(n) => n.min(1024) as usize,
@@ -56,13 +60,20 @@ impl SeasonalConfig {
         };
         let smoothing = params.positive("smoothing", 0.1)?;
         if smoothing > 1.0 {
-            return datafusion::common::plan_err!("anomaly_seasonal: smoothing must be in (0, 1], got {smoothing}");
+            return datafusion::common::plan_err!(
+                "anomaly_seasonal: smoothing must be in (0, 1], got {smoothing}"
+            );
         }
         let inner = match params.choice("inner", &["mad", "zscore"], "mad")? {
             "zscore" => SeasonalInner::ZScore(ZScoreConfig::from_params(params)?),
             _ => SeasonalInner::Mad(MadConfig::from_params(params)?),
         };
-        Ok(Self { period, bins, smoothing, inner })
+        Ok(Self {
+            period,
+            bins,
+            smoothing,
+            inner,
+        })
     }
 
     fn phase(&self, ts: i64, row: u64) -> usize {
@@ -93,7 +104,12 @@ impl Seasonal {
         match self.means.get(phase) {
             Some(m) if m.is_finite() => Some(*m),
             _ => {
-                let seen: Vec<f64> = self.means.iter().copied().filter(|m| m.is_finite()).collect();
+                let seen: Vec<f64> = self
+                    .means
+                    .iter()
+                    .copied()
+                    .filter(|m| m.is_finite())
+                    .collect();
                 (!seen.is_empty()).then(|| seen.iter().sum::<f64>() / seen.len() as f64)
             }
         }
@@ -108,11 +124,20 @@ impl Detector for Seasonal {
             SeasonalInner::Mad(c) => (Some(Mad::new(c)), None),
             SeasonalInner::ZScore(c) => (None, Some(ZScore::new(c))),
         };
-        Seasonal { means: vec![f64::NAN; config.bins.max(1)], rows: 0, mad, zscore }
+        Seasonal {
+            means: vec![f64::NAN; config.bins.max(1)],
+            rows: 0,
+            mad,
+            zscore,
+        }
     }
 
     fn n(&self) -> u64 {
-        self.mad.as_ref().map(|m| m.n()).or(self.zscore.as_ref().map(|z| z.n())).unwrap_or(0)
+        self.mad
+            .as_ref()
+            .map(|m| m.n())
+            .or(self.zscore.as_ref().map(|z| z.n()))
+            .unwrap_or(0)
     }
 
     fn expected(&self, config: &SeasonalConfig) -> Option<f64> {
@@ -128,7 +153,11 @@ impl Detector for Seasonal {
             _ => None,
         }?;
         let expected = base + a.expected;
-        Some(Assessment { expected, direction: Direction::of(x, expected), ..a })
+        Some(Assessment {
+            expected,
+            direction: Direction::of(x, expected),
+            ..a
+        })
     }
 
     fn learn(&mut self, config: &SeasonalConfig, x: f64, ts: i64) {
@@ -142,7 +171,11 @@ impl Detector for Seasonal {
             }
         }
         if let Some(mean) = self.means.get_mut(phase) {
-            *mean = if mean.is_finite() { *mean + config.smoothing * (x - *mean) } else { x };
+            *mean = if mean.is_finite() {
+                *mean + config.smoothing * (x - *mean)
+            } else {
+                x
+            };
         }
         self.rows += 1;
     }
@@ -171,13 +204,16 @@ mod tests {
             period: Span::Rows(24),
             bins: 24,
             smoothing: 0.1,
-            inner: SeasonalInner::Mad(MadConfig { window: Span::Rows(200) }),
+            inner: SeasonalInner::Mad(MadConfig {
+                window: Span::Rows(200),
+            }),
         };
         let mut s = Seasonal::new(&config);
         let mut seed = 3u64;
         let value = |i: u64, seed: &mut u64| {
             *seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
-            100.0 * ((i % 24) as f64 / 24.0 * std::f64::consts::TAU).sin() + ((*seed >> 33) as f64 / (1u64 << 31) as f64)
+            100.0 * ((i % 24) as f64 / 24.0 * std::f64::consts::TAU).sin()
+                + ((*seed >> 33) as f64 / (1u64 << 31) as f64)
         };
         for i in 0..24 * 20 {
             let x = value(i, &mut seed);
@@ -185,8 +221,14 @@ mod tests {
         }
         // −100 is within the cycle's range, but far from the phase it arrives in (mean ≈ 0).
         let next = s.rows;
-        let normal = s.assess(&config, value(next, &mut seed), next as i64).map(|a| a.score).unwrap_or(f64::NAN);
-        let wrong = s.assess(&config, -100.0, next as i64).map(|a| a.score).unwrap_or(f64::NAN);
+        let normal = s
+            .assess(&config, value(next, &mut seed), next as i64)
+            .map(|a| a.score)
+            .unwrap_or(f64::NAN);
+        let wrong = s
+            .assess(&config, -100.0, next as i64)
+            .map(|a| a.score)
+            .unwrap_or(f64::NAN);
         assert!(normal < 3.5, "normal {normal}");
         assert!(wrong > 20.0, "wrong {wrong}");
     }

@@ -58,8 +58,14 @@ impl ZScoreConfig {
 
     /// `anomaly_ewma`'s parameters.
     pub fn ewma_from_params(params: &Params) -> datafusion::common::Result<Self> {
-        let default = if params.time.is_some() { Span::Time(300_000_000_000) } else { Span::Rows(100) };
-        Ok(Self { method: Method::Ewma(params.span("half_life", default)?) })
+        let default = if params.time.is_some() {
+            Span::Time(300_000_000_000)
+        } else {
+            Span::Rows(100)
+        };
+        Ok(Self {
+            method: Method::Ewma(params.span("half_life", default)?),
+        })
     }
 }
 

@@ -24,7 +24,11 @@ pub struct ScoreCalibrator {
 impl ScoreCalibrator {
     /// Calibrates by the last `window` scores.
     pub fn new(window: u64) -> Self {
-        Self { window, recent: Ring::default(), sorted: OrderStatistics::default() }
+        Self {
+            window,
+            recent: Ring::default(),
+            sorted: OrderStatistics::default(),
+        }
     }
 
     /// Scores held.
@@ -43,9 +47,10 @@ impl ScoreCalibrator {
             return;
         }
         let sorted = &mut self.sorted;
-        self.recent.push(Span::Rows(self.window.max(1)), 0, score, |old| {
-            sorted.remove(old);
-        });
+        self.recent
+            .push(Span::Rows(self.window.max(1)), 0, score, |old| {
+                sorted.remove(old);
+            });
         sorted.insert(score);
     }
 
@@ -106,7 +111,10 @@ mod tests {
         }
         assert!((c.p_value(50.0) - 0.5).abs() < 0.02, "{}", c.p_value(50.0));
         let (p100, p200, p400) = (c.p_value(100.0), c.p_value(200.0), c.p_value(400.0));
-        assert!(p100 < 0.1 && p200 < p100 && p400 < p200 && p400 > 0.0, "{p100} {p200} {p400}");
+        assert!(
+            p100 < 0.1 && p200 < p100 && p400 < p200 && p400 > 0.0,
+            "{p100} {p200} {p400}"
+        );
         let mut constant = ScoreCalibrator::new(10);
         for _ in 0..20 {
             constant.learn(1.0);
@@ -119,7 +127,11 @@ mod tests {
     #[test]
     fn chi_squared_tails_match_known_quantiles() {
         // χ²(2) upper 5 % point 5.991, χ²(9) 16.919, χ²(9) 0.1 % point 27.877.
-        for (x, k, p) in [(5.991, 2.0, 0.05), (16.919, 9.0, 0.05), (27.877, 9.0, 0.001)] {
+        for (x, k, p) in [
+            (5.991, 2.0, 0.05),
+            (16.919, 9.0, 0.05),
+            (27.877, 9.0, 0.001),
+        ] {
             let got = chi_squared_upper_p(x, k);
             assert!((got - p).abs() / p < 0.1, "χ²({k}) at {x}: {got} vs {p}");
         }

@@ -16,7 +16,11 @@ pub struct FeatureStats {
 impl FeatureStats {
     /// Empty statistics for `dims` inputs.
     pub(crate) fn new(dims: usize) -> Self {
-        Self { moments: vec![Welford::default(); dims], min: vec![f64::INFINITY; dims], max: vec![f64::NEG_INFINITY; dims] }
+        Self {
+            moments: vec![Welford::default(); dims],
+            min: vec![f64::INFINITY; dims],
+            max: vec![f64::NEG_INFINITY; dims],
+        }
     }
 
     /// Folds a row in.
@@ -35,7 +39,8 @@ impl FeatureStats {
 
     /// Approximate bytes held.
     pub fn size(&self) -> usize {
-        self.moments.capacity() * std::mem::size_of::<Welford>() + (self.min.capacity() + self.max.capacity()) * 8
+        self.moments.capacity() * std::mem::size_of::<Welford>()
+            + (self.min.capacity() + self.max.capacity()) * 8
     }
 
     /// Mean of input `j`.
@@ -51,7 +56,11 @@ impl FeatureStats {
     /// `x` standardised: (x − mean) / σ per input.
     pub fn standardise(&self, x: &[f64], out: &mut Vec<f64>) {
         out.clear();
-        out.extend(x.iter().enumerate().map(|(j, &v)| (v - self.mean(j)) / self.std(j)));
+        out.extend(
+            x.iter()
+                .enumerate()
+                .map(|(j, &v)| (v - self.mean(j)) / self.std(j)),
+        );
     }
 
     /// `x` scaled to [0, 1] by the range seen so far (values outside it fall outside [0, 1]).

@@ -51,7 +51,10 @@ impl HstConfig {
         let trees = params.count("trees", 10)?;
         let height = params.count("height", 8)?;
         let window = params.count("window", 250)?;
-        if !(1..=1000).contains(&trees) || !(1..=20).contains(&height) || !(1..=1_000_000).contains(&window) {
+        if !(1..=1000).contains(&trees)
+            || !(1..=20).contains(&height)
+            || !(1..=1_000_000).contains(&window)
+        {
             return datafusion::common::plan_err!(
                 "anomaly_hst: trees must be in 1..=1000 (got {trees}), height in 1..=20 (got {height}), window in 1..=1000000 (got {window})"
             );
@@ -120,7 +123,13 @@ impl HalfSpaceTrees {
 
     /// Calls `visit(depth, node)` along the path of scaled row `u` in tree `t`; stops when it
     /// returns false.
-    fn walk(&self, config: &HstConfig, t: usize, u: &[f64], mut visit: impl FnMut(u32, usize) -> bool) {
+    fn walk(
+        &self,
+        config: &HstConfig,
+        t: usize,
+        u: &[f64],
+        mut visit: impl FnMut(u32, usize) -> bool,
+    ) {
         let per_tree = config.nodes_per_tree();
         let internal = per_tree / 2;
         let base = t * per_tree;
@@ -130,7 +139,11 @@ impl HalfSpaceTrees {
                 return;
             }
             let f = usize::from(self.feature[base + node]);
-            node = if u[f] < f64::from(self.split[base + node]) { 2 * node + 1 } else { 2 * node + 2 };
+            node = if u[f] < f64::from(self.split[base + node]) {
+                2 * node + 1
+            } else {
+                2 * node + 2
+            };
         }
     }
 
@@ -177,7 +190,13 @@ impl MultiDetector for HalfSpaceTrees {
         self.n
     }
 
-    fn assess(&self, config: &HstConfig, stats: &FeatureStats, x: &[f64], shares: &mut [f64]) -> Option<MultiAssessment> {
+    fn assess(
+        &self,
+        config: &HstConfig,
+        stats: &FeatureStats,
+        x: &[f64],
+        shares: &mut [f64],
+    ) -> Option<MultiAssessment> {
         if !self.has_reference || self.calibrator.len() < 30 {
             return None;
         }
@@ -187,7 +206,10 @@ impl MultiDetector for HalfSpaceTrees {
         for (j, share) in shares.iter_mut().enumerate() {
             *share = ((x[j] - stats.mean(j)) / stats.std(j)).abs();
         }
-        Some(MultiAssessment { score, p_value: self.calibrator.p_value(score) })
+        Some(MultiAssessment {
+            score,
+            p_value: self.calibrator.p_value(score),
+        })
     }
 
     fn learn(&mut self, config: &HstConfig, stats: &FeatureStats, x: &[f64]) {

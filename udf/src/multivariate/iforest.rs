@@ -84,7 +84,13 @@ const NO_POINT: u32 = u32::MAX;
 
 impl Node {
     fn leaf(size: u32) -> Self {
-        Self { feature: 0, at: 0.0, left: 0, size, point: NO_POINT }
+        Self {
+            feature: 0,
+            at: 0.0,
+            left: 0,
+            size,
+            point: NO_POINT,
+        }
     }
 }
 
@@ -127,7 +133,9 @@ impl IsolationForest {
             return;
         }
         self.growths += 1;
-        let mut rng = ChaCha8Rng::seed_from_u64(config.seed ^ self.growths.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let mut rng = ChaCha8Rng::seed_from_u64(
+            config.seed ^ self.growths.wrapping_mul(0x9E37_79B9_7F4A_7C15),
+        );
         let sample = config.sample.min(count);
         let limit = (sample as f64).log2().ceil() as u32;
         self.nodes.clear();
@@ -143,10 +151,13 @@ impl IsolationForest {
             }
             let mut members = indices[..sample].to_vec();
             for f in 0..self.dims {
-                let (lo, hi) = members.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &r| {
-                    let v = rows[r * self.dims + f];
-                    (lo.min(v), hi.max(v))
-                });
+                let (lo, hi) =
+                    members
+                        .iter()
+                        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &r| {
+                            let v = rows[r * self.dims + f];
+                            (lo.min(v), hi.max(v))
+                        });
                 self.boxes.extend([lo, hi]);
             }
             self.roots.push(self.nodes.len() as u32);
@@ -161,21 +172,25 @@ impl IsolationForest {
                 // A random input that varies among the node's rows (the next one that does,
                 // from a random start).
                 let range = |f: usize| {
-                    part.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &r| {
-                        let v = rows[r * self.dims + f];
-                        (lo.min(v), hi.max(v))
-                    })
+                    part.iter()
+                        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &r| {
+                            let v = rows[r * self.dims + f];
+                            (lo.min(v), hi.max(v))
+                        })
                 };
                 let start_feature = rng.random_range(0..self.dims);
-                let varying = (0..self.dims).map(|i| (start_feature + i) % self.dims).find_map(|f| {
-                    let (lo, hi) = range(f);
-                    (lo < hi).then_some((f, lo, hi))
-                });
+                let varying = (0..self.dims)
+                    .map(|i| (start_feature + i) % self.dims)
+                    .find_map(|f| {
+                        let (lo, hi) = range(f);
+                        (lo < hi).then_some((f, lo, hi))
+                    });
                 let Some((feature, lo, hi)) = varying else {
                     // All copies of one row.
                     self.nodes[node].point = (self.points.len() / self.dims) as u32;
                     let first = part[0] * self.dims;
-                    self.points.extend_from_slice(&rows[first..first + self.dims]);
+                    self.points
+                        .extend_from_slice(&rows[first..first + self.dims]);
                     continue;
                 };
                 let at = rng.random_range(lo..hi);
@@ -188,7 +203,13 @@ impl IsolationForest {
                     }
                 }
                 let left = self.nodes.len() as u32;
-                self.nodes[node] = Node { feature: feature as u16, at, left, size: part.len() as u32, point: NO_POINT };
+                self.nodes[node] = Node {
+                    feature: feature as u16,
+                    at,
+                    left,
+                    size: part.len() as u32,
+                    point: NO_POINT,
+                };
                 self.nodes.push(Node::leaf(0));
                 self.nodes.push(Node::leaf(0));
                 stack.push((left as usize, start, start + split, depth + 1));
@@ -231,9 +252,16 @@ impl IsolationForest {
                 let at = node.point as usize * self.dims;
                 self.points[at..at + self.dims] != *x
             };
-            total += if cut_off || copies_of_another { depth + 1.0 } else { depth + average_path(f64::from(node.size)) };
+            total += if cut_off || copies_of_another {
+                depth + 1.0
+            } else {
+                depth + average_path(f64::from(node.size))
+            };
         }
-        let sample = config.sample.min(self.window.len() / self.dims.max(1)).max(2) as f64;
+        let sample = config
+            .sample
+            .min(self.window.len() / self.dims.max(1))
+            .max(2) as f64;
         let mean = total / self.roots.len().max(1) as f64;
         2f64.powf(-mean / average_path(sample))
     }
@@ -261,7 +289,13 @@ impl MultiDetector for IsolationForest {
         self.n
     }
 
-    fn assess(&self, config: &IForestConfig, stats: &FeatureStats, x: &[f64], shares: &mut [f64]) -> Option<MultiAssessment> {
+    fn assess(
+        &self,
+        config: &IForestConfig,
+        stats: &FeatureStats,
+        x: &[f64],
+        shares: &mut [f64],
+    ) -> Option<MultiAssessment> {
         if self.roots.is_empty() || self.calibrator.len() < 30 {
             return None;
         }
@@ -269,7 +303,10 @@ impl MultiDetector for IsolationForest {
         for (j, share) in shares.iter_mut().enumerate() {
             *share = ((x[j] - stats.mean(j)) / stats.std(j)).abs();
         }
-        Some(MultiAssessment { score, p_value: self.calibrator.p_value(score) })
+        Some(MultiAssessment {
+            score,
+            p_value: self.calibrator.p_value(score),
+        })
     }
 
     fn learn(&mut self, config: &IForestConfig, _stats: &FeatureStats, x: &[f64]) {
@@ -284,7 +321,8 @@ impl MultiDetector for IsolationForest {
         }
         self.since_growth += 1;
         // The first forest grows once a sample's worth of rows is in; then every `refit` rows.
-        let first = self.roots.is_empty() && self.window.len() >= config.sample.min(config.window) * self.dims;
+        let first = self.roots.is_empty()
+            && self.window.len() >= config.sample.min(config.window) * self.dims;
         if first || (!self.roots.is_empty() && self.since_growth >= config.refit) {
             self.grow(config);
         }

@@ -48,14 +48,20 @@ impl KMeansConfig {
         let k = params.count("k", 4)?;
         let batch = params.count("batch", 256)?;
         if k == 0 || batch < k {
-            return datafusion::common::plan_err!("anomaly_kmeans: k ({k}) must be at least 1 and batch ({batch}) at least k");
+            return datafusion::common::plan_err!(
+                "anomaly_kmeans: k ({k}) must be at least 1 and batch ({batch}) at least k"
+            );
         }
         let seed = params.count("seed", 42)?;
         let checked = KMeans::params_with_rng(k as usize, Xoshiro256Plus::seed_from_u64(seed))
             .tolerance(1e-5)
             .check()
             .map_err(|e| plan_datafusion_err!("anomaly_kmeans: {e}"))?;
-        Ok(Self { params: checked, batch: batch as usize, calibration: params.count("calibration", 2000)?.max(100) })
+        Ok(Self {
+            params: checked,
+            batch: batch as usize,
+            calibration: params.count("calibration", 2000)?.max(100),
+        })
     }
 }
 
@@ -100,7 +106,9 @@ impl KMeansDetector {
             batch.extend_from_slice(&scaled);
         }
         self.pending.clear();
-        let Ok(records) = Array2::from_shape_vec((rows, self.dims), batch) else { return };
+        let Ok(records) = Array2::from_shape_vec((rows, self.dims), batch) else {
+            return;
+        };
         let dataset = DatasetBase::from(records);
         self.model = match config.params.fit_with(self.model.take(), &dataset) {
             Ok(model) | Err(IncrKMeansError::NotConverged(model)) => Some(model),
@@ -134,14 +142,23 @@ impl MultiDetector for KMeansDetector {
         self.n
     }
 
-    fn assess(&self, _config: &KMeansConfig, stats: &FeatureStats, x: &[f64], shares: &mut [f64]) -> Option<MultiAssessment> {
+    fn assess(
+        &self,
+        _config: &KMeansConfig,
+        stats: &FeatureStats,
+        x: &[f64],
+        shares: &mut [f64],
+    ) -> Option<MultiAssessment> {
         if self.calibrator.len() < 30 {
             return None;
         }
         let mut z = Vec::with_capacity(x.len());
         scale(stats, x, &mut z);
         let score = self.nearest(&z, shares)?;
-        Some(MultiAssessment { score, p_value: self.calibrator.p_value(score) })
+        Some(MultiAssessment {
+            score,
+            p_value: self.calibrator.p_value(score),
+        })
     }
 
     fn learn(&mut self, config: &KMeansConfig, stats: &FeatureStats, x: &[f64]) {
@@ -163,7 +180,10 @@ impl MultiDetector for KMeansDetector {
     }
 
     fn size(&self) -> usize {
-        let model = self.model.as_ref().map_or(0, |m| m.centroids().len() * 8 + m.cluster_count().len() * 8);
+        let model = self
+            .model
+            .as_ref()
+            .map_or(0, |m| m.centroids().len() * 8 + m.cluster_count().len() * 8);
         std::mem::size_of::<Self>() + model + self.pending.capacity() * 8 + self.calibrator.size()
     }
 }

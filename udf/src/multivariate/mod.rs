@@ -39,7 +39,9 @@ pub use features::FeatureStats;
 use std::fmt::Debug;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, Float64Builder, NullBufferBuilder, StructArray};
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, Float64Builder, NullBufferBuilder, StructArray,
+};
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Fields, Float64Type};
 use datafusion::common::{Result, exec_datafusion_err, plan_err};
 use serde::de::DeserializeOwned;
@@ -47,12 +49,16 @@ use serde::{Deserialize, Serialize};
 
 use crate::keyed::{KeyedWindowFunction, WindowState};
 use crate::params::Params;
-use crate::result::{Assessment, Direction, ResultBuilder, Severity, Thresholds, normal_upper_quantile};
+use crate::result::{
+    Assessment, Direction, ResultBuilder, Severity, Thresholds, normal_upper_quantile,
+};
 
 /// The coerced type of a `ROW(…)` input: the same field names, every field DOUBLE.
 pub fn coerce_features(function: &str, parameter: &str, t: &DataType) -> Result<DataType> {
     let DataType::Struct(fields) = t else {
-        return plan_err!("{function}: {parameter} must be a ROW of numeric inputs, e.g. ROW(temperature, pressure), got {t}");
+        return plan_err!(
+            "{function}: {parameter} must be a ROW of numeric inputs, e.g. ROW(temperature, pressure), got {t}"
+        );
     };
     if fields.is_empty() {
         return plan_err!("{function}: {parameter} must have at least one input");
@@ -63,7 +69,11 @@ pub fn coerce_features(function: &str, parameter: &str, t: &DataType) -> Result<
             if f.data_type().is_numeric() || f.data_type().is_null() {
                 Ok(Field::new(f.name(), DataType::Float64, true))
             } else {
-                plan_err!("{function}: input {} of {parameter} must be numeric, got {}", f.name(), f.data_type())
+                plan_err!(
+                    "{function}: input {} of {parameter} must be numeric, got {}",
+                    f.name(),
+                    f.data_type()
+                )
             }
         })
         .collect::<Result<Vec<_>>>()?;
@@ -80,9 +90,16 @@ pub fn multivariate_result_type(input_fields: &[FieldRef]) -> Result<DataType> {
 }
 
 fn with_attribution(features: &Fields) -> DataType {
-    let attribution: Vec<Field> = features.iter().map(|f| Field::new(f.name(), DataType::Float64, true)).collect();
+    let attribution: Vec<Field> = features
+        .iter()
+        .map(|f| Field::new(f.name(), DataType::Float64, true))
+        .collect();
     let mut fields: Vec<FieldRef> = crate::result::result_fields().iter().cloned().collect();
-    fields.push(Arc::new(Field::new("attribution", DataType::Struct(Fields::from(attribution)), true)));
+    fields.push(Arc::new(Field::new(
+        "attribution",
+        DataType::Struct(Fields::from(attribution)),
+        true,
+    )));
     DataType::Struct(Fields::from(fields))
 }
 
@@ -107,7 +124,13 @@ pub trait MultiDetector: Serialize + DeserializeOwned + Debug + Send + 'static {
     /// Judges `x` against the state before it, writing each input's non-negative share of the
     /// score into `shares` (any scale: they are normalised to sum to the score); None while the
     /// state cannot judge yet.
-    fn assess(&self, config: &Self::Config, stats: &FeatureStats, x: &[f64], shares: &mut [f64]) -> Option<MultiAssessment>;
+    fn assess(
+        &self,
+        config: &Self::Config,
+        stats: &FeatureStats,
+        x: &[f64],
+        shares: &mut [f64],
+    ) -> Option<MultiAssessment>;
     /// Folds `x` in; `stats` already include it.
     fn learn(&mut self, config: &Self::Config, stats: &FeatureStats, x: &[f64]);
     /// Rebuilds what is not saved after loading.
@@ -131,7 +154,12 @@ pub struct MultiCommon {
 impl MultiCommon {
     /// Reads the shared parameters (`warn`, `crit`, `min_samples`, `learn_anomalies`,
     /// `rebaseline_after`).
-    pub fn from_params(name: &'static str, params: &Params, min_samples: u64, learn_anomalies: bool) -> Result<Self> {
+    pub fn from_params(
+        name: &'static str,
+        params: &Params,
+        min_samples: u64,
+        learn_anomalies: bool,
+    ) -> Result<Self> {
         let warn = params.positive("warn", 3.0)?;
         let crit = params.positive("crit", 5.0_f64.max(warn))?;
         if crit < warn {
@@ -158,7 +186,10 @@ pub struct MultiFunction<D: MultiDetector> {
 impl<D: MultiDetector> MultiFunction<D> {
     /// A call with these settings.
     pub fn new(common: MultiCommon, config: D::Config) -> Self {
-        Self { common: Arc::new(common), config: Arc::new(config) }
+        Self {
+            common: Arc::new(common),
+            config: Arc::new(config),
+        }
     }
 }
 
@@ -168,16 +199,28 @@ impl<D: MultiDetector> KeyedWindowFunction for MultiFunction<D> {
     }
 
     fn new_state(&self) -> Box<dyn WindowState> {
-        Box::new(MultiState::<D> { common: Arc::clone(&self.common), config: Arc::clone(&self.config), saved: None })
+        Box::new(MultiState::<D> {
+            common: Arc::clone(&self.common),
+            config: Arc::clone(&self.config),
+            saved: None,
+        })
     }
 
     fn load_state(&self, bytes: &[u8]) -> Result<Box<dyn WindowState>> {
-        let mut saved: Option<MultiSaved<D>> = postcard::from_bytes(bytes)
-            .map_err(|e| exec_datafusion_err!("{}: checkpointed state does not decode: {e}", self.common.name))?;
+        let mut saved: Option<MultiSaved<D>> = postcard::from_bytes(bytes).map_err(|e| {
+            exec_datafusion_err!(
+                "{}: checkpointed state does not decode: {e}",
+                self.common.name
+            )
+        })?;
         if let Some(saved) = saved.as_mut() {
             saved.detector.rebuild();
         }
-        Ok(Box::new(MultiState::<D> { common: Arc::clone(&self.common), config: Arc::clone(&self.config), saved }))
+        Ok(Box::new(MultiState::<D> {
+            common: Arc::clone(&self.common),
+            config: Arc::clone(&self.config),
+            saved,
+        }))
     }
 }
 
@@ -198,7 +241,13 @@ struct MultiState<D: MultiDetector> {
 }
 
 impl<D: MultiDetector> MultiState<D> {
-    fn step(&mut self, x: &[f64], shares: &mut [f64], out: &mut ResultBuilder, attribution: &mut Attribution) {
+    fn step(
+        &mut self,
+        x: &[f64],
+        shares: &mut [f64],
+        out: &mut ResultBuilder,
+        attribution: &mut Attribution,
+    ) {
         let common = &self.common;
         let state = self.saved.get_or_insert_with(|| MultiSaved {
             stats: FeatureStats::new(x.len()),
@@ -207,8 +256,11 @@ impl<D: MultiDetector> MultiState<D> {
         });
         let n = state.detector.n();
         shares.fill(0.0);
-        let assessment =
-            if n < common.min_samples { None } else { state.detector.assess(&self.config, &state.stats, x, shares) };
+        let assessment = if n < common.min_samples {
+            None
+        } else {
+            state.detector.assess(&self.config, &state.stats, x, shares)
+        };
         let Some(a) = assessment else {
             out.append_warmup(None, n);
             attribution.append_null();
@@ -221,8 +273,16 @@ impl<D: MultiDetector> MultiState<D> {
         let mut top: Option<(f64, Option<Direction>)> = None;
         for (j, share) in shares.iter_mut().enumerate() {
             let direction = Direction::of(x[j], state.stats.mean(j));
-            let magnitude = if total > 0.0 { share.abs() / total * a.score } else { 0.0 };
-            *share = if direction == Some(Direction::Low) { -magnitude } else { magnitude };
+            let magnitude = if total > 0.0 {
+                share.abs() / total * a.score
+            } else {
+                0.0
+            };
+            *share = if direction == Some(Direction::Low) {
+                -magnitude
+            } else {
+                magnitude
+            };
             if top.is_none_or(|(m, _)| magnitude > m) {
                 top = Some((magnitude, direction));
             }
@@ -258,14 +318,21 @@ impl<D: MultiDetector> WindowState for MultiState<D> {
             .get(self.common.input)
             .ok_or_else(|| exec_datafusion_err!("{}: missing input column", self.common.name))?;
         let Some(rows) = input.as_struct_opt() else {
-            return Err(exec_datafusion_err!("{}: the input must be a ROW, got {}", self.common.name, input.data_type()));
+            return Err(exec_datafusion_err!(
+                "{}: the input must be a ROW, got {}",
+                self.common.name,
+                input.data_type()
+            ));
         };
         let columns: Vec<_> = rows
             .columns()
             .iter()
             .map(|c| datafusion::arrow::compute::cast(c, &DataType::Float64))
             .collect::<std::result::Result<_, _>>()?;
-        let columns: Vec<_> = columns.iter().map(|c| c.as_primitive::<Float64Type>()).collect();
+        let columns: Vec<_> = columns
+            .iter()
+            .map(|c| c.as_primitive::<Float64Type>())
+            .collect();
         let dims = columns.len();
         let mut out = ResultBuilder::with_capacity(rows.len());
         let mut attribution = Attribution::new(rows.fields(), rows.len());
@@ -287,12 +354,16 @@ impl<D: MultiDetector> WindowState for MultiState<D> {
     }
 
     fn save(&self) -> Result<Vec<u8>> {
-        postcard::to_allocvec(&self.saved).map_err(|e| exec_datafusion_err!("{}: state does not encode: {e}", self.common.name))
+        postcard::to_allocvec(&self.saved)
+            .map_err(|e| exec_datafusion_err!("{}: state does not encode: {e}", self.common.name))
     }
 
     fn size(&self) -> usize {
         std::mem::size_of::<Self>()
-            + self.saved.as_ref().map_or(0, |s| s.detector.size() + s.stats.size())
+            + self
+                .saved
+                .as_ref()
+                .map_or(0, |s| s.detector.size() + s.stats.size())
     }
 }
 
@@ -305,10 +376,16 @@ struct Attribution {
 
 impl Attribution {
     fn new(features: &Fields, rows: usize) -> Self {
-        let fields: Vec<Field> = features.iter().map(|f| Field::new(f.name(), DataType::Float64, true)).collect();
+        let fields: Vec<Field> = features
+            .iter()
+            .map(|f| Field::new(f.name(), DataType::Float64, true))
+            .collect();
         Self {
             fields: Fields::from(fields),
-            columns: features.iter().map(|_| Float64Builder::with_capacity(rows)).collect(),
+            columns: features
+                .iter()
+                .map(|_| Float64Builder::with_capacity(rows))
+                .collect(),
             validity: NullBufferBuilder::new(rows),
         }
     }
@@ -328,7 +405,11 @@ impl Attribution {
     }
 
     fn finish(mut self) -> Result<ArrayRef> {
-        let columns: Vec<ArrayRef> = self.columns.iter_mut().map(|c| Arc::new(c.finish()) as ArrayRef).collect();
+        let columns: Vec<ArrayRef> = self
+            .columns
+            .iter_mut()
+            .map(|c| Arc::new(c.finish()) as ArrayRef)
+            .collect();
         let len = self.validity.len();
         Ok(Arc::new(if self.fields.is_empty() {
             StructArray::new_empty_fields(len, self.validity.finish())
@@ -337,7 +418,6 @@ impl Attribution {
         }))
     }
 }
-
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]

@@ -55,11 +55,17 @@ impl PcaConfig {
             Ok(Span::Rows(u64::MAX)) => None,
             Ok(Span::Rows(rows)) => Some(rows),
             Ok(Span::Time(_)) => {
-                return datafusion::common::plan_err!("anomaly_pca: half_life must be a number of rows");
+                return datafusion::common::plan_err!(
+                    "anomaly_pca: half_life must be a number of rows"
+                );
             }
             Err(e) => return Err(e),
         };
-        Ok(Self { components, half_life, refit: params.count("refit", 32)?.max(1) })
+        Ok(Self {
+            components,
+            half_life,
+            refit: params.count("refit", 32)?.max(1),
+        })
     }
 }
 
@@ -87,18 +93,28 @@ impl Pca {
     fn fit(&mut self, config: &PcaConfig) {
         let d = self.dims;
         let std: Vec<f64> = (0..d).map(|j| self.std(j)).collect();
-        let correlation = Array2::from_shape_fn((d, d), |(a, b)| self.cov[a * d + b] / (std[a] * std[b]));
-        let Ok((values, vectors)) = correlation.eigh() else { return };
+        let correlation =
+            Array2::from_shape_fn((d, d), |(a, b)| self.cov[a * d + b] / (std[a] * std[b]));
+        let Ok((values, vectors)) = correlation.eigh() else {
+            return;
+        };
         if values.iter().any(|v| !v.is_finite()) {
             return;
         }
         let mut order: Vec<usize> = (0..d).collect();
         order.sort_by(|&a, &b| values[b].total_cmp(&values[a]));
         let k = config.components.min(d.saturating_sub(1));
-        self.axes = order[..k].iter().flat_map(|&c| vectors.column(c).to_vec()).collect();
-        self.lambdas = order[..k].iter().map(|&c| values[c].max(EIGENVALUE_FLOOR)).collect();
+        self.axes = order[..k]
+            .iter()
+            .flat_map(|&c| vectors.column(c).to_vec())
+            .collect();
+        self.lambdas = order[..k]
+            .iter()
+            .map(|&c| values[c].max(EIGENVALUE_FLOOR))
+            .collect();
         let discarded = &order[k..];
-        self.residual = (discarded.iter().map(|&c| values[c].max(0.0)).sum::<f64>() / discarded.len().max(1) as f64)
+        self.residual = (discarded.iter().map(|&c| values[c].max(0.0)).sum::<f64>()
+            / discarded.len().max(1) as f64)
             .max(EIGENVALUE_FLOOR);
         self.since_fit = 0;
     }
@@ -124,12 +140,20 @@ impl MultiDetector for Pca {
         self.n
     }
 
-    fn assess(&self, _config: &PcaConfig, _stats: &FeatureStats, x: &[f64], shares: &mut [f64]) -> Option<MultiAssessment> {
+    fn assess(
+        &self,
+        _config: &PcaConfig,
+        _stats: &FeatureStats,
+        x: &[f64],
+        shares: &mut [f64],
+    ) -> Option<MultiAssessment> {
         let d = self.dims;
         if self.n < 2 {
             return None;
         }
-        let z: Vec<f64> = (0..d).map(|j| (x[j] - self.mean[j]) / self.std(j)).collect();
+        let z: Vec<f64> = (0..d)
+            .map(|j| (x[j] - self.mean[j]) / self.std(j))
+            .collect();
         let mut residual = z.clone();
         let mut t2 = 0.0;
         for (axis, &lambda) in self.axes.chunks_exact(d).zip(&self.lambdas) {
@@ -147,7 +171,10 @@ impl MultiDetector for Pca {
             shares[j] += part;
         }
         let score = t2 + spe;
-        Some(MultiAssessment { score, p_value: chi_squared_upper_p(score, d as f64) })
+        Some(MultiAssessment {
+            score,
+            p_value: chi_squared_upper_p(score, d as f64),
+        })
     }
 
     fn learn(&mut self, config: &PcaConfig, _stats: &FeatureStats, x: &[f64]) {
@@ -179,6 +206,7 @@ impl MultiDetector for Pca {
     }
 
     fn size(&self) -> usize {
-        std::mem::size_of::<Self>() + (self.mean.len() + self.cov.len() + self.axes.len() + self.lambdas.len()) * 8
+        std::mem::size_of::<Self>()
+            + (self.mean.len() + self.cov.len() + self.axes.len() + self.lambdas.len()) * 8
     }
 }
