@@ -33,20 +33,20 @@ fi
 
 # Client compatibility tests drive real clients: Python drivers in .venv, node-postgres under
 # tests/clients, and pgjdbc from Debian (with the machine's Java 17).
-if ! .venv/bin/python -c "import asyncpg, psycopg, psycopg2, sqlalchemy" >/dev/null 2>&1; then
-    echo "installing the Python PostgreSQL clients (asyncpg, psycopg, psycopg2, SQLAlchemy) into .venv"
-    .venv/bin/pip install --quiet --disable-pip-version-check asyncpg 'psycopg[binary]' psycopg2-binary 'sqlalchemy>=2'
+if ! .venv/bin/python -c "import asyncpg, psycopg, psycopg2, sqlalchemy, pgcli" >/dev/null 2>&1; then
+    echo "installing the Python PostgreSQL clients (asyncpg, psycopg, psycopg2, SQLAlchemy, pgcli) into .venv"
+    .venv/bin/pip install --quiet --disable-pip-version-check asyncpg 'psycopg[binary]' psycopg2-binary 'sqlalchemy>=2' pgcli
 fi
 if [ ! -d tests/clients/node_modules/pg ]; then
     echo "installing node-postgres for the client tests"
     (cd tests/clients && npm install --silent --no-audit --no-fund)
 fi
-if [ ! -f /usr/share/java/postgresql.jar ] || ! command -v java >/dev/null 2>&1; then
-    echo "installing pgjdbc (libpostgresql-jdbc-java) and a Java runtime for the client tests"
+if [ ! -f /usr/share/java/postgresql.jar ] || ! command -v java >/dev/null 2>&1 || ! command -v openssl >/dev/null 2>&1; then
+    echo "installing pgjdbc (libpostgresql-jdbc-java), a Java runtime and openssl (TLS test certificates)"
     SUDO=""
     if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
     $SUDO apt-get update -qq
-    $SUDO apt-get install -y -qq libpostgresql-jdbc-java default-jre-headless >/dev/null
+    $SUDO apt-get install -y -qq libpostgresql-jdbc-java default-jre-headless openssl >/dev/null
 fi
 
 cargo clippy --workspace --all-targets -- -D warnings

@@ -64,6 +64,31 @@ pub struct ServeArgs {
     /// SQL script run when the data directory is new (default: the built-in quickstart).
     #[arg(long, env = "WEIR_DEMO_SCRIPT")]
     pub demo_script: Option<PathBuf>,
+    /// How clients authenticate: `none` (only on a loopback address unless
+    /// --allow-unauthenticated-network) or `password` (SCRAM-SHA-256, users from --users-file).
+    #[arg(long, env = "WEIR_AUTH", value_enum, default_value = "none")]
+    pub auth: AuthMode,
+    /// Users for --auth password: one `name:password` per line.
+    #[arg(long, env = "WEIR_USERS_FILE")]
+    pub users_file: Option<PathBuf>,
+    /// Accept unauthenticated clients on a non-loopback address (a trusted network only).
+    #[arg(long, env = "WEIR_ALLOW_UNAUTHENTICATED_NETWORK")]
+    pub allow_unauthenticated_network: bool,
+    /// TLS certificate chain (PEM): clients that ask for SSL get it.
+    #[arg(long, env = "WEIR_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM) for --tls-cert.
+    #[arg(long, env = "WEIR_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+}
+
+/// `--auth` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AuthMode {
+    /// Anyone who can reach the port (loopback by default).
+    None,
+    /// SCRAM-SHA-256 passwords.
+    Password,
 }
 
 impl Cli {

@@ -2,6 +2,7 @@
 //! adapter lives in [`wire`], and everything else in the workspace crates (see `engine/src/lib.rs`
 //! for the architecture).
 
+mod auth;
 mod cli;
 mod produce;
 mod server;

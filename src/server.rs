@@ -9,6 +9,7 @@ use tokio::net::TcpListener;
 use tracing::{error, info, warn};
 use weir_sql::{Database, DatabaseOptions};
 
+use crate::auth::Security;
 use crate::cli::ServeArgs;
 use crate::wire::WireServer;
 
@@ -32,10 +33,15 @@ pub enum ServerError {
     /// The demo script failed.
     #[error("demo script: {0}")]
     Demo(String),
+    /// Authentication or TLS settings are unusable or unsafe.
+    #[error("{0}")]
+    Security(#[from] crate::auth::AuthError),
 }
 
 /// Runs the server until a shutdown signal.
 pub async fn run(args: ServeArgs) -> Result<(), ServerError> {
+    // Checked before anything starts: an unsafe listen address is refused, not half-served.
+    let security = Security::from_args(&args)?;
     let mut options = DatabaseOptions::new(&args.data_dir);
     options.checkpoint_interval = args.checkpoint_interval;
     options.storage_url = args.checkpoint_url.clone();
@@ -64,7 +70,17 @@ pub async fn run(args: ServeArgs) -> Result<(), ServerError> {
         })?;
     let local = listener.local_addr().unwrap_or(args.listen);
     info!(address = %local, "weir is ready: psql -h {} -p {}", local.ip(), local.port());
-    let server = Arc::new(WireServer::new(Arc::clone(&db)));
+    let tls = security.tls.clone();
+    info!(
+        auth = if security.users.is_some() {
+            "password (SCRAM-SHA-256)"
+        } else {
+            "none"
+        },
+        tls = tls.is_some(),
+        "client authentication"
+    );
+    let server = Arc::new(WireServer::new(Arc::clone(&db), security));
     let mut connections = tokio::task::JoinSet::new();
     let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
@@ -74,8 +90,9 @@ pub async fn run(args: ServeArgs) -> Result<(), ServerError> {
                 Ok((socket, peer)) => {
                     let _ = socket.set_nodelay(true);
                     let handlers = server.handlers();
+                    let tls = tls.clone();
                     connections.spawn(async move {
-                        if let Err(e) = pgwire::tokio::process_socket(socket, None, handlers).await {
+                        if let Err(e) = pgwire::tokio::process_socket(socket, tls, handlers).await {
                             warn!(peer = %peer, error = %e, "connection ended with an error");
                         }
                     });

@@ -8,10 +8,12 @@
 //!   answers from the plan, Execute binds parameters (text or binary) and runs it with the
 //!   result formats the client asked for.
 //! - Cancel requests are matched to connections by pgwire's connection manager.
+//! - Start-up ([`startup`]): trust or SCRAM-SHA-256, the session's identity, ParameterStatus.
 
 mod encode;
 mod errors;
 mod params;
+mod startup;
 
 use std::fmt::Debug;
 use std::sync::Arc;
@@ -20,8 +22,9 @@ use async_trait::async_trait;
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::logical_expr::LogicalPlan;
 use futures::Sink;
-use futures::SinkExt;
-use pgwire::api::auth::noop::NoopStartupHandler;
+use pgwire::api::auth::AuthSource;
+use pgwire::api::auth::sasl::SASLAuthStartupHandler;
+use pgwire::api::auth::sasl::scram::ScramAuth;
 use pgwire::api::cancel::DefaultCancelHandler;
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
@@ -30,28 +33,56 @@ use pgwire::api::stmt::QueryParser;
 use pgwire::api::store::PortalStore;
 use pgwire::api::{ClientInfo, ClientPortalStore, ConnectionManager, PgWireServerHandlers, Type};
 use pgwire::error::{PgWireError, PgWireResult};
-use pgwire::messages::startup::ParameterStatus;
-use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
+use pgwire::messages::PgWireBackendMessage;
 use weir_sql::parser::{WeirStatement, parse_statements};
 use weir_sql::{Database, Session, SqlError, SqlErrorKind};
 
-/// Shared server state: the database and pgwire's connection registry (for cancel requests).
+use crate::auth::Security;
+use startup::{Scram, SessionParameters, WeirStartup};
+
+/// Shared server state: the database, pgwire's connection registry (for cancel requests) and
+/// who may connect.
 pub struct WireServer {
     db: Arc<Database>,
     manager: Arc<ConnectionManager>,
     cancel: Arc<DefaultCancelHandler>,
+    security: Security,
 }
 
 impl WireServer {
     /// A server over `db`.
-    pub fn new(db: Arc<Database>) -> Self {
+    pub fn new(db: Arc<Database>, security: Security) -> Self {
         let manager = Arc::new(ConnectionManager::new());
         let cancel = Arc::new(DefaultCancelHandler::new(Arc::clone(&manager)));
         Self {
             db,
             manager,
             cancel,
+            security,
         }
+    }
+
+    /// The SCRAM handshakes for one connection, when passwords are required.
+    fn scram(&self, session: &Session) -> Option<Scram> {
+        let users = self.security.users.as_ref()?;
+        let handler = |scram: ScramAuth| {
+            SASLAuthStartupHandler::new(Arc::new(SessionParameters(Arc::clone(session.info()))))
+                .with_scram(scram)
+                .with_connection_manager(Arc::clone(&self.manager))
+        };
+        let plain = handler(ScramAuth::new(Arc::clone(users) as Arc<dyn AuthSource>));
+        let tls = self.security.certificate_pem.as_ref().and_then(|pem| {
+            let mut scram = ScramAuth::new(Arc::clone(users) as Arc<dyn AuthSource>);
+            match scram.configure_certificate(pem) {
+                Ok(()) => Some(handler(scram)),
+                Err(e) => {
+                    // Plain SCRAM still works over TLS; only channel binding is lost.
+                    tracing::warn!(error = %e, "TLS certificate unusable for SCRAM channel binding");
+                    None
+                }
+            }
+        });
+        Some(Scram { plain, tls })
     }
 
     /// Handlers for one connection, with its own session (identity, settings).
@@ -60,12 +91,17 @@ impl WireServer {
         let parser = Arc::new(WeirQueryParser {
             session: session.clone(),
         });
+        let scram = self.scram(&session);
         let handler = Arc::new(WeirHandler {
             session,
             manager: Arc::clone(&self.manager),
             parser,
         });
         Arc::new(Handlers {
+            startup: Arc::new(WeirStartup {
+                handler: Arc::clone(&handler),
+                scram,
+            }),
             handler,
             cancel: Arc::clone(&self.cancel),
         })
@@ -75,6 +111,7 @@ impl WireServer {
 /// pgwire's handler set.
 pub struct Handlers {
     handler: Arc<WeirHandler>,
+    startup: Arc<WeirStartup>,
     cancel: Arc<DefaultCancelHandler>,
 }
 
@@ -88,7 +125,7 @@ impl PgWireServerHandlers for Handlers {
     }
 
     fn startup_handler(&self) -> Arc<impl pgwire::api::auth::StartupHandler> {
-        Arc::clone(&self.handler)
+        Arc::clone(&self.startup)
     }
 
     fn cancel_handler(&self) -> Arc<impl pgwire::api::cancel::CancelHandler> {
@@ -102,68 +139,6 @@ pub struct WeirHandler {
     manager: Arc<ConnectionManager>,
     parser: Arc<WeirQueryParser>,
 }
-
-#[async_trait]
-impl NoopStartupHandler for WeirHandler {
-    fn connection_manager(&self) -> Option<Arc<ConnectionManager>> {
-        Some(Arc::clone(&self.manager))
-    }
-
-    /// Records who connected, and corrects the parameters pgwire's trust handler announced:
-    /// it always sends its own `server_version` (`16.6-pgwire-…`), and clients keep the last
-    /// value they receive, so Weir's follow.
-    async fn post_startup<C>(
-        &self,
-        client: &mut C,
-        _message: PgWireFrontendMessage,
-    ) -> PgWireResult<()>
-    where
-        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send,
-        C::Error: Debug,
-        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
-    {
-        let metadata = client.metadata();
-        let user = metadata.get("user").cloned().unwrap_or_default();
-        let database = metadata
-            .get("database")
-            .cloned()
-            .unwrap_or_else(|| user.clone());
-        let startup: Vec<(String, String)> = metadata
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        let info = self.session.info();
-        info.set_identity(&user, &database, &startup);
-        for name in STARTUP_PARAMETERS {
-            if let Ok(value) = info.get(name) {
-                client
-                    .feed(PgWireBackendMessage::ParameterStatus(ParameterStatus::new(
-                        name.to_string(),
-                        value,
-                    )))
-                    .await?;
-            }
-        }
-        Ok(())
-    }
-}
-
-/// Parameters reported at start-up (in PostgreSQL's spelling) from the session's values.
-const STARTUP_PARAMETERS: &[&str] = &[
-    "server_version",
-    "server_encoding",
-    "client_encoding",
-    "DateStyle",
-    "IntervalStyle",
-    "TimeZone",
-    "integer_datetimes",
-    "standard_conforming_strings",
-    "is_superuser",
-    "session_authorization",
-    "application_name",
-    "default_transaction_read_only",
-    "in_hot_standby",
-];
 
 #[async_trait]
 impl SimpleQueryHandler for WeirHandler {

@@ -1,5 +1,6 @@
 //! Real clients against the real binary: psql 15's meta-commands, asyncpg, psycopg 3, psycopg2,
-//! SQLAlchemy 2, node-postgres and pgjdbc (`tests/clients/`), plus Grafana's probes. The test
+//! SQLAlchemy 2, pgcli, node-postgres and pgjdbc (`tests/clients/`), plus Grafana's probes, and
+//! password authentication over TLS. The test
 //! command installs every client; a missing one fails here rather than being skipped.
 
 use std::path::PathBuf;
@@ -190,6 +191,52 @@ fn python_drivers() {
 }
 
 #[test]
+fn pgcli_start_up() {
+    let server = demo_server();
+    let home = tempfile::tempdir().expect("tempdir");
+    let out = Command::new(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/pgcli"))
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &server.port.to_string(),
+            "-U",
+            "weir",
+            "-d",
+            "weir",
+            "-w",
+        ])
+        .args([
+            "-c",
+            "SELECT count(*) AS views FROM weir_views",
+            "-c",
+            "\\dt",
+            "-c",
+            "\\d sensor_stats_10s",
+        ])
+        .env("HOME", home.path())
+        .env("XDG_CONFIG_HOME", home.path())
+        .output()
+        .expect("pgcli (the test command installs it into .venv)");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "pgcli failed:\n{text}");
+    for expected in [
+        "| views |",
+        "| readings | table |",
+        "| window_start  | timestamp with time zone |",
+    ] {
+        assert!(
+            text.contains(expected),
+            "pgcli output lacks {expected:?}:\n{text}"
+        );
+    }
+}
+
+#[test]
 fn node_postgres() {
     let server = demo_server();
     run(
@@ -210,4 +257,123 @@ fn pgjdbc() {
             .arg(clients_dir().join("Jdbc.java"))
             .arg(server.port.to_string()),
     );
+}
+
+/// psql with a password in the environment; returns (success, output).
+fn psql_as(port: u16, conninfo: &str, password: &str, sql: &str) -> (bool, String) {
+    let out = Command::new("psql")
+        .arg(format!("host=127.0.0.1 port={port} dbname=weir {conninfo}"))
+        .args(["-X", "-w", "-A", "-t", "-c", sql])
+        .env("PGPASSWORD", password)
+        .output()
+        .expect("psql");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[test]
+fn password_auth_and_tls() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (cert, key, users) = (
+        dir.path().join("cert.pem"),
+        dir.path().join("key.pem"),
+        dir.path().join("users"),
+    );
+    run(
+        "openssl (self-signed certificate)",
+        Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "1",
+                "-subj",
+                "/CN=localhost",
+            ])
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert),
+    );
+    std::fs::write(&users, "# test users\nalice:wonder land\nbob:builder\n").expect("users file");
+    let (cert, key, users) = (
+        cert.to_string_lossy(),
+        key.to_string_lossy(),
+        users.to_string_lossy(),
+    );
+    let server = Server::start(&[
+        "--no-demo",
+        "--auth",
+        "password",
+        "--users-file",
+        &users,
+        "--tls-cert",
+        &cert,
+        "--tls-key",
+        &key,
+    ]);
+    // SCRAM-SHA-256-PLUS (channel binding) over TLS, plain SCRAM-SHA-256 without it.
+    let (ok, out) = psql_as(
+        server.port,
+        "user=alice sslmode=require",
+        "wonder land",
+        "SELECT current_user",
+    );
+    assert!(ok && out.trim() == "alice", "{out}");
+    let (ok, out) = psql_as(
+        server.port,
+        "user=bob sslmode=disable",
+        "builder",
+        "SHOW server_version",
+    );
+    assert!(ok && out.trim() == "15.8", "{out}");
+    for (user, password) in [("alice", "wrong"), ("mallory", "builder")] {
+        let (ok, out) = psql_as(
+            server.port,
+            &format!("user={user} sslmode=disable"),
+            password,
+            "SELECT 1",
+        );
+        assert!(
+            !ok && out.contains("assword authentication failed"),
+            "{user}/{password} got in:\n{out}"
+        );
+    }
+    let (ok, out) = psql_as(server.port, "user=alice sslmode=require", "", "SELECT 1");
+    assert!(!ok, "no password got in:\n{out}");
+}
+
+#[test]
+fn unauthenticated_network_listening_is_refused() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let out = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["--listen", "0.0.0.0:0", "--no-demo", "--data-dir"])
+        .arg(data.path())
+        .output()
+        .expect("weir");
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && text.contains("refusing to accept unauthenticated clients"),
+        "{text}"
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--auth",
+            "password",
+            "--no-demo",
+            "--data-dir",
+        ])
+        .arg(data.path())
+        .output()
+        .expect("weir");
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("--users-file"));
 }
