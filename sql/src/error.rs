@@ -38,6 +38,8 @@ pub enum SqlErrorKind {
     CardinalityViolation,
     /// Division by zero while running a query.
     DivisionByZero,
+    /// No function of that name (and argument types).
+    UndefinedFunction,
     /// Bugs.
     Internal,
 }
@@ -152,6 +154,11 @@ fn datafusion_kind(e: &DataFusionError) -> SqlErrorKind {
         },
         DataFusionError::Plan(m) if m.contains("not found") && m.contains("table") => {
             SqlErrorKind::UndefinedTable
+        }
+        DataFusionError::Plan(m)
+            if m.starts_with("Invalid function") || m.contains("No function matches") =>
+        {
+            SqlErrorKind::UndefinedFunction
         }
         DataFusionError::NotImplemented(_) => SqlErrorKind::FeatureNotSupported,
         DataFusionError::ArrowError(e, _) if matches!(e.as_ref(), ArrowError::DivideByZero) => {

@@ -17,6 +17,8 @@ use pgwire::api::results::{FieldInfo, QueryResponse, Response, Tag};
 use pgwire::error::PgWireResult;
 use weir_sql::QueryResult;
 
+use super::time_zone::DisplayZone;
+
 /// Column descriptions of `schema` in `format`.
 pub fn fields(schema: &Schema, format: &Format) -> PgWireResult<Vec<FieldInfo>> {
     wire_fields(&wire_schema(schema), format)
@@ -108,17 +110,31 @@ fn json_column(column: &ArrayRef) -> Result<ArrayRef, datafusion::arrow::error::
 /// The query runs up to its first batch here, inside the part of the protocol exchange that a
 /// cancel request interrupts (pgwire races `do_query` against it); for aggregates that is nearly
 /// all of the work. Dropping the stream stops DataFusion's execution.
-pub async fn response(result: QueryResult, format: &Format) -> PgWireResult<Response> {
+///
+/// `time_zone` is the session's `TimeZone` when it is not UTC: text `timestamptz` values are
+/// shown in it.
+pub async fn response(
+    result: QueryResult,
+    format: &Format,
+    time_zone: Option<&str>,
+) -> PgWireResult<Response> {
     match result {
         QueryResult::Rows { schema, mut stream } => {
             let first = stream.next().await;
             let stream = futures::stream::iter(first).chain(stream);
             let wire_schema = wire_schema(&schema);
             let fields = Arc::new(wire_fields(&wire_schema, format)?);
+            let zone = DisplayZone::new(time_zone, &wire_schema, &fields);
             let row_fields = Arc::clone(&fields);
             let rows = stream
                 .map(move |batch| {
-                    let batch = batch.and_then(|b| to_wire(b, &wire_schema).map_err(Into::into));
+                    let batch = batch.and_then(|b| {
+                        let b = to_wire(b, &wire_schema)?;
+                        Ok(match &zone {
+                            Some(zone) => zone.apply(b)?,
+                            None => b,
+                        })
+                    });
                     let rows: Box<dyn Iterator<Item = PgWireResult<_>> + Send> = match batch {
                         Ok(batch) => {
                             arrow_pg::datatypes::encode_recordbatch(Arc::clone(&row_fields), batch)

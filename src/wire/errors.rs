@@ -21,6 +21,7 @@ pub fn sqlstate(kind: SqlErrorKind) -> &'static str {
         SqlErrorKind::CantChangeParameter => "55P02",
         SqlErrorKind::CardinalityViolation => "21000",
         SqlErrorKind::DivisionByZero => "22012",
+        SqlErrorKind::UndefinedFunction => "42883",
         SqlErrorKind::Internal => "XX000",
     }
 }

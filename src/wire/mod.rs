@@ -14,6 +14,7 @@ mod encode;
 mod errors;
 mod params;
 mod startup;
+mod time_zone;
 
 use std::fmt::Debug;
 use std::sync::Arc;
@@ -142,7 +143,7 @@ pub struct WeirHandler {
 
 #[async_trait]
 impl SimpleQueryHandler for WeirHandler {
-    async fn do_query<C>(&self, _client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
+    async fn do_query<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
         C::PortalStore: PortalStore,
@@ -153,10 +154,17 @@ impl SimpleQueryHandler for WeirHandler {
         if statements.is_empty() {
             return Ok(vec![Response::EmptyQuery]);
         }
+        let before = startup::reported_values(self.session.info());
         let mut responses = Vec::with_capacity(statements.len());
         for statement in &statements {
             match self.session.execute(statement).await {
-                Ok(result) => responses.push(encode::response(result, &Format::UnifiedText).await?),
+                Ok(result) => {
+                    let time_zone = self.session.info().display_time_zone();
+                    responses.push(
+                        encode::response(result, &Format::UnifiedText, time_zone.as_deref())
+                            .await?,
+                    )
+                }
                 Err(e) => {
                     // Earlier statements' results are sent, then the error, as PostgreSQL does.
                     responses.push(Response::Error(Box::new(errors::error_info(&e))));
@@ -164,6 +172,7 @@ impl SimpleQueryHandler for WeirHandler {
                 }
             }
         }
+        startup::report_changes(client, self.session.info(), &before).await?;
         Ok(responses)
     }
 }
@@ -292,7 +301,7 @@ impl ExtendedQueryHandler for WeirHandler {
 
     async fn do_query<C>(
         &self,
-        _client: &mut C,
+        client: &mut C,
         portal: &Portal<Prepared>,
         _max_rows: usize,
     ) -> PgWireResult<Response>
@@ -303,6 +312,7 @@ impl ExtendedQueryHandler for WeirHandler {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let prepared = &portal.statement.statement;
+        let before = startup::reported_values(self.session.info());
         let result = match &prepared.plan {
             Some(plan) => {
                 let values = params::decode(portal, &prepared.param_types)?;
@@ -318,6 +328,10 @@ impl ExtendedQueryHandler for WeirHandler {
             None => self.session.execute(&prepared.statement).await,
         };
         let result = result.map_err(|e| errors::to_pgwire(&e))?;
-        encode::response(result, &portal.result_column_format).await
+        let time_zone = self.session.info().display_time_zone();
+        let response =
+            encode::response(result, &portal.result_column_format, time_zone.as_deref()).await?;
+        startup::report_changes(client, self.session.info(), &before).await?;
+        Ok(response)
     }
 }

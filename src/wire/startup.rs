@@ -79,6 +79,43 @@ impl StartupHandler for WeirStartup {
     }
 }
 
+/// The session's values of the reported parameters, to compare after a statement.
+pub(super) fn reported_values(info: &SessionInfo) -> Vec<Option<String>> {
+    STARTUP_PARAMETERS
+        .iter()
+        .map(|name| info.get(name).ok())
+        .collect()
+}
+
+/// Sends ParameterStatus for each reported parameter whose value differs from `before`, as
+/// PostgreSQL does after `SET`, `RESET`, `DISCARD ALL` or `set_config`: drivers keep these
+/// (pgjdbc checks `client_encoding`, psycopg and asyncpg read `TimeZone` and `DateStyle`).
+pub(super) async fn report_changes<C>(
+    client: &mut C,
+    info: &SessionInfo,
+    before: &[Option<String>],
+) -> PgWireResult<()>
+where
+    C: Sink<PgWireBackendMessage> + Unpin + Send,
+    PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+{
+    for ((name, old), new) in STARTUP_PARAMETERS
+        .iter()
+        .zip(before)
+        .zip(reported_values(info))
+    {
+        if let Some(value) = new.filter(|v| old.as_ref() != Some(v)) {
+            client
+                .feed(PgWireBackendMessage::ParameterStatus(ParameterStatus::new(
+                    name.to_string(),
+                    value,
+                )))
+                .await?;
+        }
+    }
+    Ok(())
+}
+
 /// The session's values of [`STARTUP_PARAMETERS`], for pgwire's SASL handler.
 pub struct SessionParameters(pub(super) Arc<SessionInfo>);
 

@@ -88,6 +88,23 @@ def run_psycopg():
         for _ in range(6):  # past prepare_threshold: server-side prepared statement
             conn.execute("SELECT count(*) FROM weir_views WHERE rows_in >= %s", (0,)).fetchone()
         conn.commit()
+        # SET reports the new value (ParameterStatus), and timestamptz text follows the zone.
+        conn.execute("SET TIME ZONE 'Asia/Kolkata'")
+        check("psycopg", "ParameterStatus after SET", conn.info.parameter_status("TimeZone") == "Asia/Kolkata",
+              conn.info.parameter_status("TimeZone"))
+        tz = conn.execute("SELECT CAST('2024-01-02T03:04:05Z' AS TIMESTAMPTZ)").fetchone()[0]
+        check("psycopg", "timestamptz in the session's zone",
+              tz == datetime.datetime(2024, 1, 2, 3, 4, 5, tzinfo=datetime.timezone.utc)
+              and tz.utcoffset() == datetime.timedelta(hours=5, minutes=30), tz)
+        try:
+            conn.execute("SET TIME ZONE 'Mars/Olympus'")
+            check("psycopg", "unknown time zone refused", False)
+        except psycopg.errors.InvalidParameterValue:
+            check("psycopg", "unknown time zone refused (22023)", True)
+        conn.rollback()
+        conn.execute("RESET ALL")
+        check("psycopg", "ParameterStatus after RESET ALL", conn.info.parameter_status("TimeZone") == "UTC",
+              conn.info.parameter_status("TimeZone"))
 
 
 def run_psycopg2():

@@ -10,6 +10,7 @@ mod broker;
 mod clients;
 mod crash;
 mod e2e;
+mod grafana;
 mod harness;
 mod kafka;
 mod oracle;

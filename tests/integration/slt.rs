@@ -1,6 +1,8 @@
-//! `.slt` files under `tests/slt/`, run twice: in-process against a `Session`, and over the
-//! PostgreSQL wire protocol against the real binary (tokio-postgres, simple query protocol).
-//! Records tagged `onlyif wire` check SQLSTATEs, which exist only at the wire.
+//! `.slt` files under `tests/slt/`, run three times: in-process against a `Session`, and over the
+//! PostgreSQL wire protocol against the real binary with sqllogictest-rs's own `postgres`
+//! (simple query protocol) and `postgres-extended` (Parse/Bind/Execute, binary results) engines.
+//! Records tagged `onlyif wire` check SQLSTATEs, which exist only at the wire; `onlyif simple` /
+//! `skipif extended` tag what one protocol renders differently.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -34,27 +36,6 @@ fn slt_files() -> Vec<PathBuf> {
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 struct SltError(String);
-
-/// A wire error with the server's message and SQLSTATE.
-#[derive(Debug, thiserror::Error)]
-#[error("{message}")]
-struct WireError {
-    message: String,
-    code: Option<String>,
-}
-
-impl From<tokio_postgres::Error> for WireError {
-    fn from(e: tokio_postgres::Error) -> Self {
-        let message = match e.as_db_error() {
-            Some(db) => db.message().to_string(),
-            None => e.to_string(),
-        };
-        Self {
-            message,
-            code: e.code().map(|c| c.code().to_string()),
-        }
-    }
-}
 
 /// In-process engine.
 struct InProcess {
@@ -109,64 +90,6 @@ impl AsyncDB for InProcess {
     }
 }
 
-/// Wire engine: simple query protocol, values as the server's text.
-struct Wire {
-    client: tokio_postgres::Client,
-}
-
-#[async_trait]
-impl AsyncDB for Wire {
-    type Error = WireError;
-    type ColumnType = DefaultColumnType;
-
-    async fn run(&mut self, sql: &str) -> Result<DBOutput<DefaultColumnType>, WireError> {
-        let messages = self.client.simple_query(sql).await?;
-        let mut rows = Vec::new();
-        let mut columns = None;
-        let mut complete = None;
-        for m in messages {
-            match m {
-                tokio_postgres::SimpleQueryMessage::RowDescription(d) => columns = Some(d.len()),
-                tokio_postgres::SimpleQueryMessage::Row(row) => {
-                    columns = Some(row.len());
-                    rows.push(
-                        (0..row.len())
-                            .map(|i| match row.get(i) {
-                                None => "NULL".to_string(),
-                                Some("") => "(empty)".to_string(),
-                                Some(v) => v.to_string(),
-                            })
-                            .collect(),
-                    );
-                }
-                tokio_postgres::SimpleQueryMessage::CommandComplete(n) => complete = Some(n),
-                _ => {}
-            }
-        }
-        match columns {
-            Some(n) => Ok(DBOutput::Rows {
-                types: vec![DefaultColumnType::Any; n],
-                rows,
-            }),
-            None => Ok(DBOutput::StatementComplete(complete.unwrap_or(0))),
-        }
-    }
-
-    fn error_sql_state(err: &WireError) -> Option<String> {
-        err.code.clone()
-    }
-
-    async fn shutdown(&mut self) {}
-
-    fn engine_name(&self) -> &str {
-        "wire"
-    }
-
-    async fn sleep(dur: Duration) {
-        tokio::time::sleep(dur).await
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slt_in_process() {
     for file in slt_files() {
@@ -183,23 +106,103 @@ async fn slt_in_process() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn slt_over_the_wire() {
+/// A server error as the `.slt` files match it: the server's message and SQLSTATE.
+/// (tokio-postgres shows every server error as just "db error".)
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+struct WireError {
+    message: String,
+    code: Option<String>,
+}
+
+impl From<tokio_postgres::Error> for WireError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        let message = match e.as_db_error() {
+            Some(db) => db.message().to_string(),
+            None => e.to_string(),
+        };
+        Self {
+            message,
+            code: e.code().map(|c| c.code().to_string()),
+        }
+    }
+}
+
+/// One of sqllogictest-rs's PostgreSQL engines, unchanged but for how errors read.
+struct Engine<P>(sqllogictest_engines::postgres::Postgres<P>);
+
+#[async_trait]
+impl<P: Send + Sync + 'static> AsyncDB for Engine<P>
+where
+    sqllogictest_engines::postgres::Postgres<P>:
+        AsyncDB<Error = tokio_postgres::Error, ColumnType = DefaultColumnType>,
+{
+    type Error = WireError;
+    type ColumnType = DefaultColumnType;
+
+    async fn run(&mut self, sql: &str) -> Result<DBOutput<DefaultColumnType>, WireError> {
+        Ok(self.0.run(sql).await?)
+    }
+
+    fn error_sql_state(err: &WireError) -> Option<String> {
+        err.code.clone()
+    }
+
+    async fn shutdown(&mut self) {
+        self.0.shutdown().await
+    }
+
+    fn engine_name(&self) -> &str {
+        self.0.engine_name()
+    }
+
+    async fn sleep(dur: Duration) {
+        tokio::time::sleep(dur).await
+    }
+}
+
+/// Runs every file against a fresh server with one of sqllogictest-rs's own PostgreSQL engines.
+async fn over_the_wire<P>(engine: &'static str, label: &'static str)
+where
+    sqllogictest_engines::postgres::Postgres<P>:
+        AsyncDB<Error = tokio_postgres::Error, ColumnType = DefaultColumnType>,
+    P: Send + Sync + 'static,
+{
     for file in slt_files() {
         let server = Arc::new(Server::start(&["--no-demo"]));
         let s = Arc::clone(&server);
         let mut runner = sqllogictest::Runner::new(move || {
-            let s = Arc::clone(&s);
+            let mut config = sqllogictest_engines::postgres::PostgresConfig::new();
+            config
+                .host("127.0.0.1")
+                .port(s.port)
+                .user("weir")
+                .dbname("weir");
             async move {
-                Ok(Wire {
-                    client: s.connect().await,
-                })
+                let engine = sqllogictest_engines::postgres::Postgres::<P>::connect(config).await?;
+                Ok::<_, WireError>(Engine(engine))
             }
         });
         runner.add_label("wire");
+        runner.add_label(label);
         runner.with_column_validator(|_, _| true);
         if let Err(e) = runner.run_file_async(&file).await {
-            panic!("{}: {}", file.display(), e.display(true));
+            panic!("{} ({engine}): {}", file.display(), e.display(true));
         }
     }
+}
+
+/// sqllogictest-rs's `postgres` engine: the simple query protocol, values as the server's text.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slt_over_the_wire() {
+    over_the_wire::<sqllogictest_engines::postgres::Simple>("postgres", "simple").await;
+}
+
+/// sqllogictest-rs's `postgres-extended` engine: Parse/Describe/Bind/Execute, binary results
+/// decoded by their type OIDs (timestamptz and interval re-rendered by the server from a bound
+/// parameter).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slt_over_the_wire_extended() {
+    over_the_wire::<sqllogictest_engines::postgres::Extended>("postgres-extended", "extended")
+        .await;
 }

@@ -22,6 +22,7 @@ use super::catalog::{OWNER_OID, PgCatalog, namespace_name, namespace_oid};
 use super::pg_catalog::ARRAY_IN_OID;
 use super::settings::{SessionInfo, version_string};
 use super::types;
+use crate::error::{SqlError, SqlErrorKind};
 
 type Eval = dyn Fn(&[ScalarValue]) -> DfResult<ScalarValue> + Send + Sync;
 
@@ -602,8 +603,18 @@ fn is_text(v: &ScalarValue) -> bool {
     )
 }
 
+/// `'name'::regclass` (or regtype, regnamespace) naming nothing: PostgreSQL's 42P01 for a
+/// relation, 42704 for anything else, carried through DataFusion to the wire.
 fn missing(what: &str, name: &str) -> DataFusionError {
-    DataFusionError::Execution(format!("{what} \"{name}\" does not exist"))
+    let kind = if what == "relation" {
+        SqlErrorKind::UndefinedTable
+    } else {
+        SqlErrorKind::UndefinedObject
+    };
+    DataFusionError::External(Box::new(SqlError::new(
+        kind,
+        format!("{what} \"{name}\" does not exist"),
+    )))
 }
 
 fn json_value(v: Option<&ScalarValue>) -> serde_json::Value {

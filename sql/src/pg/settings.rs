@@ -7,7 +7,9 @@
 //! per connection; `datafusion.*` options apply to this connection's queries.
 
 use std::collections::BTreeMap;
+use std::str::FromStr;
 
+use datafusion::arrow::array::timezone::Tz;
 use parking_lot::RwLock;
 
 use crate::error::{Result, SqlError, SqlErrorKind};
@@ -319,8 +321,12 @@ impl SessionInfo {
         for (name, value) in startup {
             let name = canonical(name);
             if known(&name).is_some_and(|p| p.context == Context::User) {
+                // A start-up value Weir cannot apply keeps the default, as the client may not
+                // be able to handle an error this early.
                 let value = normalize_value(&name, value);
-                self.overrides.write().insert(name, value);
+                if check_value(&name, &value).is_ok() {
+                    self.overrides.write().insert(name, value);
+                }
             }
         }
     }
@@ -363,9 +369,9 @@ impl SessionInfo {
                 format!("parameter \"{name}\" cannot be changed"),
             )),
             Some(_) => {
-                self.overrides
-                    .write()
-                    .insert(name.clone(), normalize_value(&name, value));
+                let value = normalize_value(&name, value);
+                check_value(&name, &value)?;
+                self.overrides.write().insert(name, value);
                 Ok(())
             }
             None if name.contains('.') => {
@@ -374,6 +380,16 @@ impl SessionInfo {
             }
             None => Err(unrecognized(&name)),
         }
+    }
+
+    /// The zone `timestamptz` values are shown in, when it is not UTC (which Weir's own
+    /// timestamps already carry).
+    pub fn display_time_zone(&self) -> Option<String> {
+        self.overrides
+            .read()
+            .get("timezone")
+            .filter(|tz| tz.as_str() != "UTC")
+            .cloned()
     }
 
     /// `RESET name`.
@@ -435,8 +451,27 @@ fn normalize_value(name: &str, value: &str) -> String {
         {
             "UTF8".to_string()
         }
+        "timezone"
+            if ["utc", "gmt", "z", "zulu", "etc/utc", "universal"]
+                .iter()
+                .any(|u| value.eq_ignore_ascii_case(u)) =>
+        {
+            "UTC".to_string()
+        }
         _ => value.to_string(),
     }
+}
+
+/// Refuses values Weir cannot apply: a `TimeZone` must be an IANA name or a `±hh:mm` offset,
+/// as timestamps are rendered in it.
+fn check_value(name: &str, value: &str) -> Result<()> {
+    if name == "timezone" && Tz::from_str(value).is_err() {
+        return Err(SqlError::new(
+            SqlErrorKind::InvalidParameter,
+            format!("invalid value for parameter \"TimeZone\": \"{value}\""),
+        ));
+    }
+    Ok(())
 }
 
 fn unrecognized(name: &str) -> SqlError {
@@ -471,6 +506,25 @@ mod tests {
         s.reset_all();
         assert_eq!(s.get("extra_float_digits").ok().as_deref(), Some("1"));
         assert_eq!(s.get("session_authorization").ok().as_deref(), Some("weir"));
+    }
+
+    #[test]
+    fn time_zones_are_checked_and_normalised() {
+        let s = SessionInfo::new("weir", "weir", 1);
+        assert_eq!(s.display_time_zone(), None);
+        assert!(s.set("TimeZone", "'Europe/Berlin'").is_ok());
+        assert_eq!(s.display_time_zone().as_deref(), Some("Europe/Berlin"));
+        assert!(s.set("timezone", "+05:30").is_ok());
+        assert!(
+            matches!(s.set("timezone", "Mars/Olympus"), Err(e) if e.kind() == SqlErrorKind::InvalidParameter)
+        );
+        assert_eq!(s.get("TimeZone").ok().as_deref(), Some("+05:30"));
+        assert!(s.set("time zone", "utc").is_ok());
+        assert_eq!(s.get("timezone").ok().as_deref(), Some("UTC"));
+        assert_eq!(s.display_time_zone(), None);
+        // A start-up value that cannot be applied keeps the default.
+        s.set_identity("weir", "weir", &[("TimeZone".into(), "Nowhere".into())]);
+        assert_eq!(s.get("timezone").ok().as_deref(), Some("UTC"));
     }
 
     #[test]
