@@ -93,6 +93,23 @@ impl Fanout {
         rx
     }
 
+    /// A new change reader (a sink): final rows as `Data` and open partitions as `Upsert`, the
+    /// watermark, then a live receiver.
+    pub async fn subscribe_changes(&self) -> Result<(Vec<Message>, mpsc::Receiver<Message>)> {
+        let mut inner = self.inner.lock().await;
+        let mut backfill = self.table.snapshot_changes().await?;
+        if let Some(w) = inner.watermark {
+            backfill.push(Message::Watermark(w));
+        }
+        let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
+        if inner.ended {
+            backfill.push(Message::End);
+        } else {
+            inner.subscribers.push(tx);
+        }
+        Ok((backfill, rx))
+    }
+
     /// A new reader: the messages that replay the view's current state, then a live receiver.
     pub async fn subscribe(&self) -> Result<(Vec<Message>, mpsc::Receiver<Message>)> {
         let mut inner = self.inner.lock().await;

@@ -76,6 +76,7 @@ pub mod operator;
 pub mod options;
 pub mod over_window;
 pub mod pipeline;
+pub mod sink;
 pub mod source;
 pub mod source_errors;
 pub mod source_metrics;

@@ -84,7 +84,8 @@ impl PipelineStatus {
         self.state.lock().clone()
     }
 
-    fn fail(&self, error: &EngineError) {
+    /// Marks the pipeline failed with `error` (kept for `weir_views` / `weir_sinks`).
+    pub(crate) fn fail(&self, error: &EngineError) {
         let mut s = self.state.lock();
         if *s == PipelineState::Running {
             *s = PipelineState::Failed(error.to_string());
@@ -121,6 +122,13 @@ impl PipelineStatus {
 #[derive(Debug)]
 pub struct RunningPipeline {
     tasks: Vec<JoinHandle<()>>,
+}
+
+impl RunningPipeline {
+    /// Tasks started elsewhere (a sink's), stopped when this is dropped.
+    pub(crate) fn from_tasks(tasks: Vec<JoinHandle<()>>) -> Self {
+        Self { tasks }
+    }
 }
 
 impl Drop for RunningPipeline {

@@ -141,6 +141,35 @@ impl ViewTable {
         Ok(out)
     }
 
+    /// The current rows as a change stream would deliver them: final rows (segments read back)
+    /// as `Data`, then each open partition's rows as an `Upsert`.
+    pub async fn snapshot_changes(&self) -> Result<Vec<crate::message::Message>> {
+        use crate::message::Message;
+        let (segments, appended, provisional) = {
+            let c = self.contents.read();
+            (
+                c.segments.clone(),
+                c.appended.clone(),
+                c.provisional.clone(),
+            )
+        };
+        let mut out = Vec::new();
+        if let Some(store) = &self.segment_store {
+            for segment in &segments {
+                for batch in store.store.read_batches(segment).await? {
+                    out.push(Message::Data(self.conform(batch)?));
+                }
+            }
+        }
+        out.extend(appended.into_iter().map(Message::Data));
+        out.extend(
+            provisional
+                .into_iter()
+                .map(|(partition, rows)| Message::Upsert(PartitionRows { partition, rows })),
+        );
+        Ok(out)
+    }
+
     /// Final rows appended so far (checkpoints persist the ones not yet in a segment).
     pub fn appended_rows(&self) -> u64 {
         self.contents.read().appended_rows as u64

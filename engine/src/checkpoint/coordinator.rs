@@ -145,6 +145,15 @@ enum Outcome {
     Keep,
 }
 
+/// The newest committed and failed checkpoint epochs, for sinks waiting to publish.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CheckpointOutcomes {
+    /// The newest epoch whose manifest is durable.
+    pub committed: u64,
+    /// The newest epoch whose attempt failed (its manifest will never exist).
+    pub failed: u64,
+}
+
 /// Takes checkpoints of every registered pipeline.
 #[derive(Debug)]
 pub struct CheckpointCoordinator {
@@ -155,13 +164,20 @@ pub struct CheckpointCoordinator {
     history: Mutex<VecDeque<CheckpointRecord>>,
     /// A pipeline that does not pass the barrier within this long fails the checkpoint.
     timeout: Duration,
+    /// Announces committed and failed epochs (sinks commit their output on the first).
+    outcomes: tokio::sync::watch::Sender<CheckpointOutcomes>,
 }
 
 impl CheckpointCoordinator {
     /// A coordinator writing to `store`, continuing after `last` (the manifest recovered from).
     pub fn new(store: CheckpointStore, last: Option<Manifest>, timeout: Duration) -> Self {
         let next_epoch = last.as_ref().map_or(1, |m| m.epoch + 1);
+        let (outcomes, _) = tokio::sync::watch::channel(CheckpointOutcomes {
+            committed: last.as_ref().map_or(0, |m| m.epoch),
+            failed: 0,
+        });
         Self {
+            outcomes,
             store,
             committed: tokio::sync::Mutex::new(Committed {
                 last,
@@ -172,6 +188,11 @@ impl CheckpointCoordinator {
             history: Mutex::new(VecDeque::new()),
             timeout,
         }
+    }
+
+    /// Committed and failed epochs as they happen.
+    pub fn outcomes(&self) -> tokio::sync::watch::Receiver<CheckpointOutcomes> {
+        self.outcomes.subscribe()
     }
 
     /// The store.
@@ -273,7 +294,10 @@ impl CheckpointCoordinator {
         let result = self.run(epoch, started_at_ms, &committed).await;
         let record = match result {
             Ok((manifest, _, _)) if manifest.epoch != epoch => {
-                // Unchanged since the last checkpoint, which stands.
+                // Unchanged since the last checkpoint, which stands; no manifest `epoch` will
+                // ever exist.
+                self.outcomes
+                    .send_modify(|o| o.failed = o.failed.max(epoch));
                 return Ok(CheckpointRecord::of(
                     &manifest,
                     started_at_ms,
@@ -297,7 +321,10 @@ impl CheckpointCoordinator {
                         warn!(view = %view, error = %e, "view rows stay in memory");
                     }
                 }
+                let committed_epoch = manifest.epoch;
                 committed.previous = committed.last.replace(manifest);
+                self.outcomes
+                    .send_modify(|o| o.committed = o.committed.max(committed_epoch));
                 if let Err(e) = self.clean_up(&committed).await {
                     warn!(error = %e, "removing old checkpoint files failed (they will be retried)");
                 }
@@ -322,6 +349,8 @@ impl CheckpointCoordinator {
                     operators: Vec::new(),
                 };
                 self.remember(record);
+                self.outcomes
+                    .send_modify(|o| o.failed = o.failed.max(epoch));
                 return Err(e);
             }
         };

@@ -21,7 +21,9 @@ pub mod store;
 #[cfg(test)]
 mod tests;
 
-pub use coordinator::{CheckpointCoordinator, CheckpointRecord, OperatorRecord, PipelineLink};
+pub use coordinator::{
+    CheckpointCoordinator, CheckpointOutcomes, CheckpointRecord, OperatorRecord, PipelineLink,
+};
 pub use state::{
     CheckpointReport, OperatorState, PipelineRestore, SourcePosition, SourceState, ViewState,
 };
