@@ -1,4 +1,4 @@
-//! # weir-connectors: where rows come from (and, later, where they go)
+//! # weir-connectors: where rows come from, and where they go
 //!
 //! Each connector implements [`weir_engine::source::ConnectorFactory`]: it takes the `WITH (…)`
 //! options it understands from a [`weir_engine::source::SourceSpec`] (anything left is an error
@@ -23,6 +23,7 @@ mod schema;
 
 use std::sync::Arc;
 
+use weir_engine::sink::SinkFactory;
 use weir_engine::source::ConnectorFactory;
 
 /// Every built-in connector.
@@ -32,4 +33,9 @@ pub fn builtin_connectors() -> Vec<Arc<dyn ConnectorFactory>> {
         Arc::new(file::FileConnector),
         Arc::new(kafka::KafkaConnector),
     ]
+}
+
+/// Every built-in sink connector.
+pub fn builtin_sinks() -> Vec<Arc<dyn SinkFactory>> {
+    vec![Arc::new(kafka::KafkaSinkConnector)]
 }

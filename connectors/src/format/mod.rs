@@ -7,9 +7,13 @@
 //! |---|---|
 //! | `PLAIN JSON` (the default) | [`json::JsonDecoder`], arrow-json's tape decoder |
 //! | `PLAIN CSV` | [`csv::CsvDecoder`], arrow-csv's decoder (no header, `csv.delimiter`) |
+//!
+//! Sinks encode the other way: [`json_encode::json_rows`] turns a batch into one JSON document
+//! per row.
 
 pub mod csv;
 pub mod json;
+pub mod json_encode;
 pub mod time;
 
 use datafusion::arrow::array::{ArrayRef, BooleanArray};

@@ -25,6 +25,10 @@
 mod client;
 mod consumer;
 mod metadata_columns;
+mod sink;
+mod transport;
+
+pub use sink::KafkaSinkConnector;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -108,6 +108,9 @@ pub struct SinkSpec {
     pub format: SinkFormat,
     /// `ENCODE JSON` (the only encoding so far), lower case.
     pub encode: String,
+    /// A new sink (check the target now); false when re-created at start-up, where the target
+    /// may be away for a while and the sink retries instead.
+    pub check: bool,
 }
 
 /// Builds sink writers for one connector name.
