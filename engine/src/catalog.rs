@@ -1,5 +1,6 @@
-//! The catalog of running objects: sources (definitions) and materialized views (their tables,
-//! pipelines and status), with the dependencies `DROP` must respect.
+//! The catalog of running objects: sources (definitions), materialized views (their tables,
+//! pipelines and status) and sinks, with the dependencies `DROP` must respect. The three share
+//! one namespace.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -12,6 +13,7 @@ use crate::error::{EngineError, Result};
 use crate::fanout::Fanout;
 use crate::late_rows::LateRowLog;
 use crate::pipeline::{PipelineStatus, RunningPipeline};
+use crate::sink::SinkStatus;
 use crate::source::{SourceProvider, WatermarkSpec};
 use crate::source_errors::{BadRecords, SourceErrorLog};
 use crate::source_metrics::{ReaderMetrics, SourceMetricsRegistry};
@@ -69,11 +71,33 @@ pub struct ViewEntry {
     pub pipeline: Mutex<Option<RunningPipeline>>,
 }
 
-/// Sources and views by name.
+/// A running sink.
+#[derive(Debug)]
+pub struct SinkEntry {
+    /// Name (normalised).
+    pub name: String,
+    /// The `CREATE SINK` statement.
+    pub sql: String,
+    /// The view it delivers.
+    pub view: String,
+    /// `connector = '…'`.
+    pub connector: String,
+    /// `PLAIN` or `UPSERT`.
+    pub format: String,
+    /// Delivery figures (`weir_sinks`).
+    pub status: Arc<SinkStatus>,
+    /// The task's status, shared with the checkpoint coordinator.
+    pub pipeline_status: Arc<PipelineStatus>,
+    /// The sink's task; dropping it stops the sink.
+    pub pipeline: Mutex<Option<RunningPipeline>>,
+}
+
+/// Sources, views and sinks by name.
 #[derive(Debug, Default)]
 pub struct Catalog {
     sources: RwLock<BTreeMap<String, Arc<SourceEntry>>>,
     views: RwLock<BTreeMap<String, Arc<ViewEntry>>>,
+    sinks: RwLock<BTreeMap<String, Arc<SinkEntry>>>,
     /// Late rows of every view (`weir_late_rows`).
     pub late_rows: Arc<LateRowLog>,
     /// Unreadable records of every source (`weir_source_errors`).
@@ -123,6 +147,23 @@ impl Catalog {
         self.views.read().values().cloned().collect()
     }
 
+    /// A sink by name.
+    pub fn sink(&self, name: &str) -> Option<Arc<SinkEntry>> {
+        self.sinks.read().get(name).cloned()
+    }
+
+    /// All sinks, by name.
+    pub fn sinks(&self) -> Vec<Arc<SinkEntry>> {
+        self.sinks.read().values().cloned().collect()
+    }
+
+    /// Adds a sink.
+    pub fn add_sink(&self, entry: Arc<SinkEntry>) -> Result<()> {
+        self.check_free(&entry.name)?;
+        self.sinks.write().insert(entry.name.clone(), entry);
+        Ok(())
+    }
+
     fn check_free(&self, name: &str) -> Result<()> {
         if self.sources.read().contains_key(name) {
             return Err(EngineError::AlreadyExists(format!(
@@ -134,10 +175,15 @@ impl Catalog {
                 "materialized view \"{name}\" already exists"
             )));
         }
+        if self.sinks.read().contains_key(name) {
+            return Err(EngineError::AlreadyExists(format!(
+                "sink \"{name}\" already exists"
+            )));
+        }
         Ok(())
     }
 
-    /// Errors if `name` is taken by a source or view.
+    /// Errors if `name` is taken by a source, view or sink.
     pub fn ensure_name_free(&self, name: &str) -> Result<()> {
         self.check_free(name)
     }
@@ -159,14 +205,23 @@ impl Catalog {
         Ok(())
     }
 
-    /// Views that read `name` directly.
+    /// Views and sinks that read `name` directly.
     pub fn dependents(&self, name: &str) -> Vec<String> {
-        self.views
+        let mut out: Vec<String> = self
+            .views
             .read()
             .values()
             .filter(|v| v.inputs.iter().any(|i| i == name))
             .map(|v| v.name.clone())
-            .collect()
+            .collect();
+        out.extend(
+            self.sinks
+                .read()
+                .values()
+                .filter(|s| s.view == name)
+                .map(|s| s.name.clone()),
+        );
+        out
     }
 
     /// The objects a DROP of `name` removes, dependents first; refuses without `cascade` when
@@ -196,8 +251,15 @@ impl Catalog {
         }
     }
 
-    /// Removes a source or view by name (its pipeline stops when the entry's last handle goes).
+    /// Removes a source, view or sink by name (a pipeline stops when the entry's last handle
+    /// goes). Sinks are not relations: None for them.
     pub fn remove(&self, name: &str) -> Option<Relation> {
+        if let Some(sink) = self.sinks.write().remove(name) {
+            if let Some(p) = sink.pipeline.lock().take() {
+                drop(p);
+            }
+            return None;
+        }
         if let Some(s) = self.sources.write().remove(name) {
             self.source_errors.forget(name);
             return Some(Relation::Source(s));

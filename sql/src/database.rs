@@ -89,6 +89,8 @@ pub struct Database {
     pub(crate) ctx: SessionContext,
     pub(crate) catalog: Arc<Catalog>,
     connectors: BTreeMap<&'static str, Arc<dyn ConnectorFactory>>,
+    /// Sink connectors by name.
+    pub(crate) sinks: BTreeMap<&'static str, Arc<dyn weir_engine::sink::SinkFactory>>,
     pub(crate) refresh: Duration,
     /// DDL runs one statement at a time, so name checks and registration cannot interleave.
     pub(crate) ddl: Mutex<()>,
@@ -234,6 +236,10 @@ impl Database {
             ctx,
             catalog,
             connectors: connectors.into_iter().map(|c| (c.name(), c)).collect(),
+            sinks: weir_connectors::builtin_sinks()
+                .into_iter()
+                .map(|c| (c.name(), c))
+                .collect(),
             refresh,
             ddl: Mutex::new(()),
             durability,
@@ -334,6 +340,13 @@ impl Database {
         self.register_system_table(
             "weir_views",
             SystemTable::new(views_schema(), move || views_batch(&catalog)),
+        )?;
+        let catalog = Arc::clone(&self.catalog);
+        self.register_system_table(
+            "weir_sinks",
+            SystemTable::new(crate::sinks::sinks_schema(), move || {
+                crate::sinks::sinks_batch(&catalog)
+            }),
         )?;
         Ok(())
     }
@@ -491,6 +504,14 @@ impl Session {
         match stmt {
             WeirStatement::CreateSource(c) => self.create_source(c, None).await,
             WeirStatement::CreateView(v) => self.create_view(v, None).await,
+            WeirStatement::CreateSink(c) => self.create_sink(c, None).await,
+            WeirStatement::ShowSinks => {
+                self.run_sql(
+                    "SELECT name, view, connector, format, status, rows_written, rows_pending, \
+                     lag_ms, last_error FROM weir_sinks ORDER BY name",
+                )
+                .await
+            }
             WeirStatement::Checkpoint => self.checkpoint().await,
             WeirStatement::ExplainView(v) => {
                 let plan = self.plan_view(v).await?;
@@ -550,6 +571,9 @@ impl Session {
             }
             (WeirStatement::CreateView(v), PersistedKind::MaterializedView) => {
                 self.create_view(v, Some(object)).await?;
+            }
+            (WeirStatement::CreateSink(c), PersistedKind::Sink) => {
+                self.create_sink(c, Some(object)).await?;
             }
             _ => {
                 return Err(SqlError::new(
@@ -635,6 +659,10 @@ impl Session {
             WeirStatement::ShowViews => {
                 let s = views_schema();
                 Some(Arc::new(s.project(&[0, 1, 2, 3, 4, 5, 6])?))
+            }
+            WeirStatement::ShowSinks => {
+                let s = crate::sinks::sinks_schema();
+                Some(Arc::new(s.project(&[0, 1, 2, 3, 4, 5, 6, 8, 9])?))
             }
             WeirStatement::Sql(statement) if matches!(statement.as_ref(), Statement::Query(_)) => {
                 let plan = self.plan_statement(statement).await?;
@@ -837,19 +865,21 @@ impl Session {
         let tag = match kind {
             ObjectKind::Source => "DROP SOURCE",
             ObjectKind::MaterializedView => "DROP MATERIALIZED VIEW",
+            ObjectKind::Sink => "DROP SINK",
         };
         let found = self.db.catalog.relation(name);
+        let is_sink = self.db.catalog.sink(name).is_some();
         let matches_kind = matches!(
             (&found, kind),
             (Some(Relation::Source(_)), ObjectKind::Source)
                 | (Some(Relation::View(_)), ObjectKind::MaterializedView)
-        );
+        ) || (is_sink && kind == ObjectKind::Sink);
         if !matches_kind {
-            if found.is_some() {
-                let what = if kind == ObjectKind::Source {
-                    "a source"
-                } else {
-                    "a materialized view"
+            if found.is_some() || is_sink {
+                let what = match kind {
+                    ObjectKind::Source => "a source",
+                    ObjectKind::MaterializedView => "a materialized view",
+                    ObjectKind::Sink => "a sink",
                 };
                 return Err(SqlError::new(
                     SqlErrorKind::User,
@@ -859,10 +889,10 @@ impl Session {
             if if_exists {
                 return Ok(command(tag));
             }
-            let what = if kind == ObjectKind::Source {
-                "source"
-            } else {
-                "materialized view"
+            let what = match kind {
+                ObjectKind::Source => "source",
+                ObjectKind::MaterializedView => "materialized view",
+                ObjectKind::Sink => "sink",
             };
             return Err(SqlError::new(
                 SqlErrorKind::UndefinedTable,

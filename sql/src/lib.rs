@@ -38,6 +38,7 @@ pub mod parser;
 pub mod pg;
 mod plan_over;
 pub mod planner;
+mod sinks;
 pub mod tables;
 
 pub use database::{Database, DatabaseOptions, QueryResult, Session};

@@ -8,9 +8,11 @@
 //!     WITH (key = 'value', …) [FORMAT PLAIN ENCODE JSON | CSV]
 //! CREATE MATERIALIZED VIEW [IF NOT EXISTS] name [WITH (…)] AS query [EMIT ON WINDOW CLOSE]
 //! EXPLAIN CREATE MATERIALIZED VIEW …
-//! SHOW SOURCES | SHOW MATERIALIZED VIEWS
+//! CREATE SINK [IF NOT EXISTS] name FROM view WITH (connector = '…', …)
+//!     [FORMAT PLAIN | UPSERT ENCODE JSON]
+//! SHOW SOURCES | SHOW MATERIALIZED VIEWS | SHOW SINKS
 //! CHECKPOINT
-//! DROP SOURCE | MATERIALIZED VIEW [IF EXISTS] name [CASCADE | RESTRICT]
+//! DROP SOURCE | MATERIALIZED VIEW | SINK [IF EXISTS] name [CASCADE | RESTRICT]
 //! ```
 
 use datafusion::sql::sqlparser::ast::{
@@ -62,6 +64,23 @@ pub struct CreateView {
     pub sql: String,
 }
 
+/// `CREATE SINK`.
+#[derive(Debug, Clone)]
+pub struct CreateSink {
+    /// Normalised name.
+    pub name: String,
+    /// `IF NOT EXISTS`.
+    pub if_not_exists: bool,
+    /// The materialized view it delivers.
+    pub from: String,
+    /// `WITH (…)` pairs.
+    pub options: Vec<(String, String)>,
+    /// `FORMAT x ENCODE y`, upper case.
+    pub format: Option<(String, String)>,
+    /// The statement's text.
+    pub sql: String,
+}
+
 /// What `DROP` removes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ObjectKind {
@@ -69,6 +88,8 @@ pub enum ObjectKind {
     Source,
     /// A materialized view.
     MaterializedView,
+    /// A sink.
+    Sink,
 }
 
 /// A parsed statement.
@@ -84,6 +105,10 @@ pub enum WeirStatement {
     ShowSources,
     /// `SHOW MATERIALIZED VIEWS`.
     ShowViews,
+    /// `CREATE SINK`.
+    CreateSink(Box<CreateSink>),
+    /// `SHOW SINKS`.
+    ShowSinks,
     /// `CHECKPOINT`: take a checkpoint now and wait until it is committed.
     Checkpoint,
     /// `DROP SOURCE | MATERIALIZED VIEW`.
@@ -122,6 +147,7 @@ pub fn parse_statements(sql: &str) -> Result<Vec<WeirStatement>> {
         let text = slice_text(sql, start, end);
         match &mut stmt {
             WeirStatement::CreateSource(s) => s.sql = text,
+            WeirStatement::CreateSink(s) => s.sql = text,
             WeirStatement::CreateView(v) | WeirStatement::ExplainView(v) => {
                 v.sql = text;
                 crate::named_args::resolve_in_query(&mut v.query)?;
@@ -253,6 +279,12 @@ fn parse_one(parser: &mut Parser, emit_on_window_close: bool) -> Result<WeirStat
         return parse_create_view(parser, emit_on_window_close)
             .map(|v| WeirStatement::ExplainView(Box::new(v)));
     }
+    if consume_words(parser, &["CREATE", "SINK"]) {
+        return parse_create_sink(parser).map(|c| WeirStatement::CreateSink(Box::new(c)));
+    }
+    if consume_words(parser, &["SHOW", "SINKS"]) {
+        return Ok(WeirStatement::ShowSinks);
+    }
     if consume_words(parser, &["SHOW", "SOURCES"]) {
         return Ok(WeirStatement::ShowSources);
     }
@@ -263,11 +295,14 @@ fn parse_one(parser: &mut Parser, emit_on_window_close: bool) -> Result<WeirStat
         return Ok(WeirStatement::Checkpoint);
     }
     if words_ahead(parser, &["DROP", "SOURCE"])
+        || words_ahead(parser, &["DROP", "SINK"])
         || words_ahead(parser, &["DROP", "MATERIALIZED", "VIEW"])
     {
         parser.next_token();
         let kind = if consume_words(parser, &["SOURCE"]) {
             ObjectKind::Source
+        } else if consume_words(parser, &["SINK"]) {
+            ObjectKind::Sink
         } else {
             consume_words(parser, &["MATERIALIZED", "VIEW"]);
             ObjectKind::MaterializedView
@@ -378,6 +413,41 @@ fn parse_include(parser: &mut Parser) -> Result<IncludeColumn> {
         header,
         data_type,
         alias,
+    })
+}
+
+fn parse_create_sink(parser: &mut Parser) -> Result<CreateSink> {
+    let if_not_exists = consume_words(parser, &["IF", "NOT", "EXISTS"]);
+    let name = normalize_name(&parser.parse_object_name(false)?)?;
+    if words_ahead(parser, &["AS"]) {
+        return Err(SqlError::new(
+            crate::error::SqlErrorKind::FeatureNotSupported,
+            "CREATE SINK … AS SELECT is not supported yet: create a materialized view with the \
+             query and CREATE SINK … FROM it",
+        ));
+    }
+    expect_word(parser, "FROM")?;
+    let from = normalize_name(&parser.parse_object_name(false)?)?;
+    let options = if consume_words(parser, &["WITH"]) {
+        parse_options(parser)?
+    } else {
+        Vec::new()
+    };
+    let format = if consume_words(parser, &["FORMAT"]) {
+        let format = parse_word(parser)?;
+        expect_word(parser, "ENCODE")?;
+        let encode = parse_word(parser)?;
+        Some((format.to_ascii_uppercase(), encode.to_ascii_uppercase()))
+    } else {
+        None
+    };
+    Ok(CreateSink {
+        name,
+        if_not_exists,
+        from,
+        options,
+        format,
+        sql: String::new(),
     })
 }
 

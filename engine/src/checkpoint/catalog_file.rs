@@ -22,6 +22,8 @@ pub enum ObjectKind {
     Source,
     /// `CREATE MATERIALIZED VIEW`.
     MaterializedView,
+    /// `CREATE SINK`.
+    Sink,
 }
 
 /// One persisted definition.
