@@ -51,7 +51,10 @@ impl Session {
             let known: Vec<&str> = self.db.sinks.keys().copied().collect();
             SqlError::new(
                 SqlErrorKind::InvalidParameter,
-                format!("unknown sink connector '{connector}' (known: {})", known.join(", ")),
+                format!(
+                    "unknown sink connector '{connector}' (known: {})",
+                    known.join(", ")
+                ),
             )
         })?;
         let (format_name, encode) = s
@@ -68,7 +71,10 @@ impl Session {
                     )
                 })?;
                 SinkFormat::Upsert {
-                    key: key.split(',').map(|k| k.trim().to_ascii_lowercase()).collect(),
+                    key: key
+                        .split(',')
+                        .map(|k| k.trim().to_ascii_lowercase())
+                        .collect(),
                 }
             }
             other => {

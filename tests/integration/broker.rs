@@ -178,3 +178,54 @@ impl TestProducer {
         self.producer.flush(Duration::from_secs(30)).expect("flush");
     }
 }
+
+/// One record read back: key and payload (None payload: a tombstone).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadRecord {
+    pub key: Option<String>,
+    pub payload: Option<String>,
+}
+
+/// Every record of every partition of `topic`, in offset order per partition, as a
+/// `read_committed` reader sees them.
+pub fn read_topic(bootstrap: &str, topic: &str) -> Vec<ReadRecord> {
+    use rdkafka::Message as _;
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "weir-test-reader")
+        .set("isolation.level", "read_committed")
+        .set("enable.partition.eof", "true")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .expect("metadata");
+    let partitions = metadata
+        .topics()
+        .first()
+        .map(|t| t.partitions().len())
+        .unwrap_or(0);
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p as i32, rdkafka::Offset::Beginning)
+            .expect("partition");
+    }
+    consumer.assign(&tpl).expect("assign");
+    let mut out = Vec::new();
+    let mut at_end = 0;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while at_end < partitions && Instant::now() < deadline {
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => out.push(ReadRecord {
+                key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+                payload: m.payload().map(|p| String::from_utf8_lossy(p).into_owned()),
+            }),
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => at_end += 1,
+            Some(Err(e)) => panic!("reading {topic}: {e}"),
+            None => {}
+        }
+    }
+    out
+}

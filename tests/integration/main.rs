@@ -14,4 +14,5 @@ mod grafana;
 mod harness;
 mod kafka;
 mod oracle;
+mod sinks;
 mod slt;

@@ -23,6 +23,8 @@ use crate::source_metrics::now_millis;
 const MAX_HELD_ROWS: usize = 1 << 20;
 /// Without checkpoints, written rows are committed this often.
 const UNCHECKPOINTED_COMMIT_INTERVAL: Duration = Duration::from_secs(1);
+/// Key of the sink's published-row count in its checkpoint state.
+const ROWS_WRITTEN: &str = "weir.rows_written";
 /// Longest wait between retries of a refused write or commit.
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
@@ -123,7 +125,12 @@ impl SinkRun {
             Some(d) => (Some(d.link.reports), Some(d.commits), d.restore),
             None => (None, None, None),
         };
-        if let Some(state) = restore {
+        if let Some(mut state) = restore {
+            if let Some(written) = state.values.remove(ROWS_WRITTEN) {
+                self.status
+                    .rows_committed
+                    .store(written.max(0) as u64, Ordering::Relaxed);
+            }
             retry!(
                 self.status,
                 "recovering",
@@ -238,10 +245,14 @@ impl SinkRun {
         // With nothing written since the last commit there is nothing to wait for (and the
         // checkpoint may not even change, so no commit would be announced).
         let pending = self.writer.pending_rows() > 0;
-        let state = retry!(self.status, "pre-committing", self.writer.pre_commit(epoch))?;
+        let mut state = retry!(self.status, "pre-committing", self.writer.pre_commit(epoch))?;
         if pending {
             self.awaiting = Some(epoch);
         }
+        // Rows published once this checkpoint commits, so `weir_sinks` counts on after a restart.
+        let written = self.status.rows_committed.load(Ordering::Relaxed)
+            + self.status.rows_pending.load(Ordering::Relaxed);
+        state.values.insert(ROWS_WRITTEN.into(), written as i64);
         Ok(state)
     }
 

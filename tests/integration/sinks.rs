@@ -1,0 +1,337 @@
+//! Sinks against a real broker (tansu): what a PLAIN and an UPSERT Kafka sink put in their
+//! topics equals the view, in-process and across a SIGKILL of the real binary; bad sink
+//! definitions fail clearly; dependencies are kept by DROP.
+//!
+//! tansu accepts transactions but shows aborted records to `read_committed` readers too, so
+//! here the topic can be compared exactly only when no transaction was open at a crash; the
+//! protocol at every crash point is checked against a broker model in
+//! `connectors/src/kafka/sink_tests.rs`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use weir_sql::{Database, Session};
+
+use crate::broker::{Broker, Record, read_topic};
+use crate::harness::{Server, query_rows};
+
+/// 2024-01-01T00:00:00Z in milliseconds.
+const T0: i64 = 1_704_067_200_000;
+
+fn source_sql(broker: &str) -> String {
+    format!(
+        "CREATE SOURCE readings (id BIGINT, v BIGINT, ts TIMESTAMP(3) WITH TIME ZONE, \
+           WATERMARK FOR ts AS ts - INTERVAL '1 second') \
+         WITH (connector = 'kafka', topic = 'readings', properties.bootstrap.server = '{broker}', \
+               source.idle_timeout = '1h') FORMAT PLAIN ENCODE JSON"
+    )
+}
+
+const VIEW_SQL: &str = "CREATE MATERIALIZED VIEW per_window AS \
+     SELECT id % 3 AS k, window_start, count(*) AS n, sum(v) AS total \
+     FROM TUMBLE(readings, ts, INTERVAL '10 seconds') GROUP BY id % 3, window_start";
+
+/// `count` readings from `first` on, one per second of event time.
+fn readings(first: i64, count: i64) -> Vec<Record> {
+    (first..first + count)
+        .map(|i| {
+            Record::new(
+                0,
+                format!(
+                    r#"{{"id": {i}, "v": {}, "ts": {}}}"#,
+                    i * 7 % 11,
+                    T0 + i * 1000
+                ),
+            )
+        })
+        .collect()
+}
+
+/// A sink row as `k | window start (epoch s) | n | total`.
+fn sink_row(payload: &str) -> String {
+    let v: serde_json::Value = serde_json::from_str(payload).expect("JSON payload");
+    let start =
+        chrono::DateTime::parse_from_rfc3339(v["window_start"].as_str().expect("window_start"))
+            .expect("RFC 3339 window_start")
+            .timestamp();
+    format!("{} | {start} | {} | {}", v["k"], v["n"], v["total"])
+}
+
+const VIEW_ROWS: &str = "SELECT k, to_unixtime(window_start)::BIGINT, n, total FROM per_window";
+
+/// The view's rows (final, or all) in `sink_row`'s form, sorted.
+async fn view_rows(session: &Session, only_final: bool, watermark_s: i64) -> Vec<String> {
+    let filter = if only_final {
+        format!(" WHERE to_unixtime(window_start)::BIGINT + 10 <= {watermark_s}")
+    } else {
+        String::new()
+    };
+    let mut rows = query_rows(session, &format!("{VIEW_ROWS}{filter}")).await;
+    rows.sort();
+    rows
+}
+
+async fn wait_until(what: &str, timeout: Duration, mut done: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !done().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_and_upsert_kafka_sinks_equal_the_view() {
+    let broker = Broker::start();
+    for topic in ["readings", "plain_out", "upsert_out"] {
+        broker.create_topic(topic, 1);
+    }
+    let session = Database::new().expect("database").session();
+    session
+        .execute_all(&format!("{}; {VIEW_SQL};", source_sql(&broker.address)))
+        .await
+        .expect("source and view");
+    broker.producer().send("readings", &readings(0, 60)).await;
+    let sinks = format!(
+        "CREATE SINK plain_sink FROM per_window WITH (connector = 'kafka', topic = 'plain_out', \
+           properties.bootstrap.server = '{b}') FORMAT PLAIN ENCODE JSON;
+         CREATE SINK upsert_sink FROM per_window WITH (connector = 'kafka', topic = 'upsert_out', \
+           properties.bootstrap.server = '{b}', primary_key = 'k, window_start', \
+           sink.delivery = 'at_least_once') FORMAT UPSERT ENCODE JSON;",
+        b = broker.address
+    );
+    session.execute_all(&sinks).await.expect("sinks");
+    // Rows after the sinks exist too; the last reading's watermark (69 s) closes windows < 60 s.
+    broker.producer().send("readings", &readings(60, 10)).await;
+    wait_until(
+        "the sinks to publish",
+        Duration::from_secs(60),
+        async || {
+            let rows = query_rows(
+                &session,
+                "SELECT sum(rows_pending), count(*) FROM weir_sinks WHERE rows_written > 0",
+            )
+            .await;
+            let view = query_rows(&session, "SELECT sum(n) FROM per_window").await;
+            rows == ["0 | 2"] && view == ["70"]
+        },
+    )
+    .await;
+
+    // PLAIN: each final row once, nothing of the open window.
+    let mut plain: Vec<String> = read_topic(&broker.address, "plain_out")
+        .iter()
+        .map(|r| sink_row(r.payload.as_deref().expect("payload")))
+        .collect();
+    plain.sort();
+    let finals = view_rows(&session, true, T0 / 1000 + 68).await;
+    assert_eq!(finals.len(), 18, "6 closed windows × 3 keys");
+    assert_eq!(plain, finals);
+
+    // UPSERT: the latest value per key is every current row, the open window's included.
+    let mut latest: BTreeMap<String, Option<String>> = BTreeMap::new();
+    for r in read_topic(&broker.address, "upsert_out") {
+        latest.insert(r.key.expect("key"), r.payload.as_deref().map(sink_row));
+    }
+    let mut current: Vec<String> = latest.into_values().flatten().collect();
+    current.sort();
+    assert_eq!(current, view_rows(&session, false, 0).await);
+
+    let shown = query_rows(&session, "SHOW SINKS").await;
+    assert_eq!(shown.len(), 2, "{shown:?}");
+    let err = session
+        .execute_all("DROP MATERIALIZED VIEW per_window")
+        .await
+        .expect_err("a sink reads the view");
+    assert!(err.to_string().contains("plain_sink"), "{err}");
+    session
+        .execute_all(
+            "DROP SINK plain_sink; DROP SINK upsert_sink; DROP MATERIALIZED VIEW per_window",
+        )
+        .await
+        .expect("drop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_sink_definitions_fail_clearly() {
+    let broker = Broker::start();
+    broker.create_topic("readings", 1);
+    let session = Database::new().expect("database").session();
+    session
+        .execute_all(&format!("{}; {VIEW_SQL};", source_sql(&broker.address)))
+        .await
+        .expect("source and view");
+    let b = &broker.address;
+    for (sql, expected) in [
+        (
+            format!(
+                "CREATE SINK s FROM nope WITH (connector = 'kafka', topic = 'x', properties.bootstrap.server = '{b}')"
+            ),
+            "materialized view \"nope\" does not exist",
+        ),
+        (
+            format!(
+                "CREATE SINK s FROM readings WITH (connector = 'kafka', topic = 'x', properties.bootstrap.server = '{b}')"
+            ),
+            "is a source",
+        ),
+        (
+            format!(
+                "CREATE SINK s FROM per_window WITH (connector = 'kafka', topic = 'missing', properties.bootstrap.server = '{b}')"
+            ),
+            "Kafka topic \"missing\" does not exist",
+        ),
+        (
+            "CREATE SINK s FROM per_window WITH (connector = 'kafkaa')".to_string(),
+            "unknown sink connector 'kafkaa'",
+        ),
+        (
+            format!(
+                "CREATE SINK s FROM per_window WITH (connector = 'kafka', topic = 'readings', properties.bootstrap.server = '{b}', sink.delivery = 'twice')"
+            ),
+            "sink.delivery must be",
+        ),
+        (
+            format!(
+                "CREATE SINK s FROM per_window WITH (connector = 'kafka', topic = 'readings', properties.bootstrap.server = '{b}') FORMAT UPSERT ENCODE JSON"
+            ),
+            "FORMAT UPSERT needs primary_key",
+        ),
+        (
+            format!(
+                "CREATE SINK s FROM per_window WITH (connector = 'kafka', topic = 'readings', properties.bootstrap.server = '{b}', primary_key = 'nope') FORMAT UPSERT ENCODE JSON"
+            ),
+            "\"nope\"",
+        ),
+        (
+            format!(
+                "CREATE SINK s FROM per_window WITH (connector = 'kafka', topic = 'readings', properties.bootstrap.server = '{b}', colour = 'red')"
+            ),
+            "unknown option \"colour\"",
+        ),
+        (
+            "CREATE SINK s AS SELECT * FROM per_window".to_string(),
+            "not supported yet",
+        ),
+    ] {
+        let err = session.execute_all(&sql).await.expect_err(&sql);
+        assert!(err.to_string().contains(expected), "{sql}: {err}");
+    }
+    assert!(
+        query_rows(&session, "SELECT * FROM weir_sinks")
+            .await
+            .is_empty()
+    );
+}
+
+/// A PLAIN exactly-once sink and an at-least-once one on the real binary, killed with SIGKILL
+/// once everything before the kill was committed: after the restart both topics hold every final
+/// row exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_sinks_resume_after_sigkill() {
+    let broker = Broker::start();
+    for topic in ["readings", "eo_out", "alo_out"] {
+        broker.create_topic(topic, 1);
+    }
+    let data = tempfile::tempdir().expect("tempdir");
+    let args = ["--no-demo", "--checkpoint-interval", "200ms"];
+    let server = Server::start_in(data.path(), &args);
+    let client = server.connect().await;
+    let b = &broker.address;
+    for sql in [
+        source_sql(b),
+        VIEW_SQL.to_string(),
+        format!(
+            "CREATE SINK eo FROM per_window WITH (connector = 'kafka', topic = 'eo_out', properties.bootstrap.server = '{b}')"
+        ),
+        format!(
+            "CREATE SINK alo FROM per_window WITH (connector = 'kafka', topic = 'alo_out', properties.bootstrap.server = '{b}', sink.delivery = 'at_least_once')"
+        ),
+    ] {
+        client
+            .simple_query(&sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+    broker.producer().send("readings", &readings(0, 100)).await;
+    // Every final row so far published, and a checkpoint after it: nothing in flight.
+    let published = "SELECT sum(rows_written) FROM weir_sinks";
+    wait_until(
+        "the first rows to be published",
+        Duration::from_secs(60),
+        async || first_number(&client, published).await == 2 * 27,
+    )
+    .await;
+    client.simple_query("CHECKPOINT").await.expect("checkpoint");
+    drop(client);
+    server.kill();
+
+    let server = Server::start_in(data.path(), &args);
+    let client = server.connect().await;
+    broker
+        .producer()
+        .send("readings", &readings(100, 100))
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while first_number(&client, published).await != 2 * 57 {
+        if Instant::now() > deadline {
+            let sinks = first_text(
+                &client,
+                "SELECT string_agg(name || ' ' || status || ' ' || rows_written || ' ' || rows_pending || ' ' || coalesce(last_error, ''), '; ') FROM weir_sinks",
+            )
+            .await;
+            let view = first_text(&client, "SELECT sum(n) FROM per_window").await;
+            panic!("not every final row was published: {sinks}; view rows {view}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let status = first_text(&client, "SELECT string_agg(status, ',') FROM weir_sinks").await;
+    assert_eq!(status, "running,running");
+
+    let mut want = Vec::new();
+    for m in client
+        .simple_query(&format!(
+            "{VIEW_ROWS} WHERE to_unixtime(window_start)::BIGINT + 10 <= {}",
+            T0 / 1000 + 198
+        ))
+        .await
+        .expect("view")
+    {
+        if let tokio_postgres::SimpleQueryMessage::Row(r) = m {
+            want.push(
+                (0..4)
+                    .map(|i| r.get(i).unwrap_or(""))
+                    .collect::<Vec<_>>()
+                    .join(" | "),
+            );
+        }
+    }
+    want.sort();
+    assert_eq!(want.len(), 57, "19 closed windows × 3 keys");
+    for topic in ["eo_out", "alo_out"] {
+        let mut got: Vec<String> = read_topic(b, topic)
+            .iter()
+            .map(|r| sink_row(r.payload.as_deref().expect("payload")))
+            .collect();
+        got.sort();
+        let distinct: BTreeSet<&String> = got.iter().collect();
+        assert_eq!(distinct.len(), got.len(), "{topic} repeats rows");
+        assert_eq!(got, want, "{topic}");
+    }
+}
+
+async fn first_text(client: &tokio_postgres::Client, sql: &str) -> String {
+    for m in client
+        .simple_query(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    {
+        if let tokio_postgres::SimpleQueryMessage::Row(r) = m {
+            return r.get(0).unwrap_or("").to_string();
+        }
+    }
+    String::new()
+}
+
+async fn first_number(client: &tokio_postgres::Client, sql: &str) -> i64 {
+    first_text(client, sql).await.parse().unwrap_or(0)
+}
