@@ -19,6 +19,7 @@ pub mod datagen;
 pub mod file;
 pub mod format;
 pub mod kafka;
+pub mod parquet_sink;
 mod schema;
 
 use std::sync::Arc;
@@ -37,5 +38,8 @@ pub fn builtin_connectors() -> Vec<Arc<dyn ConnectorFactory>> {
 
 /// Every built-in sink connector.
 pub fn builtin_sinks() -> Vec<Arc<dyn SinkFactory>> {
-    vec![Arc::new(kafka::KafkaSinkConnector)]
+    vec![
+        Arc::new(kafka::KafkaSinkConnector),
+        Arc::new(parquet_sink::ParquetSinkConnector),
+    ]
 }

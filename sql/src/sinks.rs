@@ -60,7 +60,7 @@ impl Session {
         let (format_name, encode) = s
             .format
             .clone()
-            .unwrap_or_else(|| ("PLAIN".into(), "JSON".into()));
+            .unwrap_or_else(|| ("PLAIN".into(), String::new()));
         let format = match format_name.as_str() {
             "PLAIN" => SinkFormat::Plain,
             "UPSERT" => {

@@ -158,6 +158,18 @@ async fn oracle(batch: RecordBatch, sql: &str) -> Vec<String> {
     crate::harness::render(&batches)
 }
 
+/// `sql`'s rows in `ctx`, rendered like the oracle's.
+async fn oracle_rows(ctx: &SessionContext, sql: &str) -> Vec<String> {
+    let batches = ctx
+        .sql(sql)
+        .await
+        .expect("sql")
+        .collect()
+        .await
+        .expect("rows");
+    crate::harness::render(&batches)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn views_survive_sigkill_exactly_once() {
     let kills: usize = std::env::var("WEIR_CRASH_KILLS")
@@ -182,7 +194,14 @@ async fn views_survive_sigkill_exactly_once() {
         broker.address
     )];
     ddl.extend(views().iter().map(|v| v.0.to_string()));
-    // Sinks of the first view, killed with it: every row must reach the topics.
+    // Sinks of the first view, killed with it: every row must reach the topics, and the Parquet
+    // files must hold every row exactly once.
+    let parquet_dir = data.path().join("parquet_out");
+    ddl.push(format!(
+        "CREATE SINK per_window_files FROM per_window WITH (connector = 'parquet', path = '{}', \
+           partition_by = 'k', file.max_age = '0s')",
+        parquet_dir.display()
+    ));
     for (sink, topic, delivery) in [
         ("per_window_eo", "per_window_eo", "exactly_once"),
         ("per_window_alo", "per_window_alo", "at_least_once"),
@@ -286,25 +305,51 @@ async fn views_survive_sigkill_exactly_once() {
         if pending.first().map(String::as_str) == Some("0") {
             break;
         }
-        assert!(Instant::now() < deadline, "sinks did not catch up: {pending:?}");
+        assert!(
+            Instant::now() < deadline,
+            "sinks did not catch up: {pending:?}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    let ctx = SessionContext::new();
+    let files = ctx
+        .read_parquet(
+            parquet_dir.to_string_lossy().as_ref(),
+            datafusion::prelude::ParquetReadOptions::default(),
+        )
+        .await
+        .expect("parquet files");
+    ctx.register_table("files", files.into_view())
+        .expect("register");
+    let mut in_files = oracle_rows(
+        &ctx,
+        "SELECT CAST(to_unixtime(window_start) AS BIGINT), k, n, s FROM files ORDER BY 1, 2",
+    )
+    .await;
+    in_files.sort();
+    let mut want_sorted: Vec<String> = want.iter().cloned().collect();
+    want_sorted.sort();
+    assert_eq!(in_files, want_sorted, "Parquet sink files");
     for topic in ["per_window_eo", "per_window_alo"] {
         let got: Vec<String> = crate::broker::read_topic(&broker.address, topic)
             .iter()
             .map(|r| {
                 let v: serde_json::Value =
                     serde_json::from_str(r.payload.as_deref().unwrap_or("null")).expect("JSON");
-                let start = chrono::DateTime::parse_from_rfc3339(v["window_start"].as_str().unwrap_or(""))
-                    .expect("window_start")
-                    .timestamp();
+                let start =
+                    chrono::DateTime::parse_from_rfc3339(v["window_start"].as_str().unwrap_or(""))
+                        .expect("window_start")
+                        .timestamp();
                 format!("{start} | {} | {} | {}", v["k"], v["n"], v["s"])
             })
             .collect();
         let distinct: std::collections::BTreeSet<String> = got.iter().cloned().collect();
         let missing: Vec<&String> = want.difference(&distinct).take(5).collect();
         let extra: Vec<&String> = distinct.difference(&want).take(5).collect();
-        assert!(missing.is_empty() && extra.is_empty(), "{topic}: missing {missing:?}, extra {extra:?}");
+        assert!(
+            missing.is_empty() && extra.is_empty(),
+            "{topic}: missing {missing:?}, extra {extra:?}"
+        );
         eprintln!(
             "{topic}: {} rows, {} repeated after {kills} kills",
             want.len(),

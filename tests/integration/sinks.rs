@@ -365,12 +365,19 @@ async fn broker_away_for_10s_delays_the_sink_and_loses_nothing() {
         most_lag = most_lag.max(lag.first().and_then(|l| l.parse().ok()).unwrap_or(0));
     }
     broker.signal("-CONT");
-    assert!(most_lag >= 5000, "weir_sinks showed a lag of {most_lag} ms while the broker was away");
+    assert!(
+        most_lag >= 5000,
+        "weir_sinks showed a lag of {most_lag} ms while the broker was away"
+    );
     wait_until("the sink to finish", Duration::from_secs(90), async || {
         query_rows(&session, "SELECT status FROM weir_sinks").await == ["finished"]
     })
     .await;
-    let mut want = query_rows(&session, "SELECT to_unixtime(window_start)::BIGINT, n, p FROM counts").await;
+    let mut want = query_rows(
+        &session,
+        "SELECT to_unixtime(window_start)::BIGINT, n, p FROM counts",
+    )
+    .await;
     want.sort();
     let mut got: Vec<String> = read_topic(&broker.address, "counts_out")
         .iter()
@@ -390,4 +397,83 @@ async fn broker_away_for_10s_delays_the_sink_and_loses_nothing() {
     got.sort();
     assert_eq!(want.len(), 20);
     assert_eq!(got, want);
+}
+
+/// A Parquet sink of a bounded generator's view: one directory per partition value, no pending
+/// files left, every final row once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parquet_sink_writes_partitioned_files_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let session = Database::new().expect("database").session();
+    session
+        .execute_all(&format!(
+            "CREATE SOURCE bids (auction BIGINT, price BIGINT, ts TIMESTAMP(3), \
+               WATERMARK FOR ts AS ts - INTERVAL '1 second') \
+             WITH (connector = 'datagen', generator = 'bids', events = '300000');
+             CREATE MATERIALIZED VIEW per_auction AS SELECT auction % 4 AS bucket, window_start, \
+               count(*) AS n, sum(price) AS p \
+               FROM TUMBLE(bids, ts, INTERVAL '1 second') GROUP BY auction % 4, window_start;
+             CREATE SINK files FROM per_auction WITH (connector = 'parquet', path = '{}', \
+               partition_by = 'bucket', file.max_bytes = '1024');",
+            dir.path().display()
+        ))
+        .await
+        .expect("statements");
+    wait_until("the sink to finish", Duration::from_secs(60), async || {
+        query_rows(&session, "SELECT status FROM weir_sinks").await == ["finished"]
+    })
+    .await;
+    let mut partitions: Vec<String> = std::fs::read_dir(dir.path())
+        .expect("dir")
+        .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+        .collect();
+    partitions.sort();
+    assert_eq!(
+        partitions,
+        ["_pending", "bucket=0", "bucket=1", "bucket=2", "bucket=3"]
+    );
+    let pending = walk(&dir.path().join("_pending"));
+    assert!(pending.is_empty(), "pending files left: {pending:?}");
+    let ctx = datafusion::prelude::SessionContext::new();
+    let files = ctx
+        .read_parquet(
+            dir.path().to_string_lossy().as_ref(),
+            datafusion::prelude::ParquetReadOptions::default(),
+        )
+        .await
+        .expect("files");
+    let batches = files
+        .sort(vec![
+            datafusion::prelude::col("bucket").sort(true, true),
+            datafusion::prelude::col("window_start").sort(true, true),
+        ])
+        .expect("sort")
+        .collect()
+        .await
+        .expect("rows");
+    let got = crate::harness::render(&batches);
+    let want = query_rows(
+        &session,
+        "SELECT * FROM per_auction ORDER BY bucket, window_start",
+    )
+    .await;
+    assert!(want.len() > 8, "{want:?}");
+    assert_eq!(got, want);
+    assert!(
+        walk(dir.path()).len() > 4,
+        "rolled by size into several files"
+    );
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
 }

@@ -436,7 +436,7 @@ impl SinkFactory for KafkaSinkConnector {
     }
 
     async fn open_sink(&self, spec: &mut SinkSpec) -> Result<Box<dyn SinkWriter>> {
-        if spec.encode != "json" {
+        if !matches!(spec.encode.as_str(), "" | "json") {
             return Err(EngineError::User(format!(
                 "the Kafka sink encodes JSON, not {}",
                 spec.encode.to_ascii_uppercase()

@@ -55,11 +55,14 @@ fn records(values: std::ops::Range<i64>) -> Vec<Record> {
         .collect()
 }
 
+/// One record in the model's log: topic, key, payload, transaction.
+type Logged = (String, Option<Vec<u8>>, Option<Vec<u8>>, u64);
+
 /// A broker with real transaction isolation.
 #[derive(Default)]
 struct Model {
     /// (topic, key, payload, transaction).
-    log: Vec<(String, Option<Vec<u8>>, Option<Vec<u8>>, u64)>,
+    log: Vec<Logged>,
     committed: BTreeSet<u64>,
     next_txn: u64,
     /// The open transaction of the one transactional id, and the producer generation owning it.

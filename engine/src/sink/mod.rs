@@ -106,7 +106,7 @@ pub struct SinkSpec {
     pub options: Options,
     /// PLAIN or UPSERT.
     pub format: SinkFormat,
-    /// `ENCODE JSON` (the only encoding so far), lower case.
+    /// `ENCODE …`, lower case; empty when not given (the connector's own encoding).
     pub encode: String,
     /// A new sink (check the target now); false when re-created at start-up, where the target
     /// may be away for a while and the sink retries instead.
