@@ -49,5 +49,15 @@ if [ ! -f /usr/share/java/postgresql.jar ] || ! command -v java >/dev/null 2>&1 
     $SUDO apt-get install -y -qq libpostgresql-jdbc-java default-jre-headless openssl >/dev/null
 fi
 
+# The PostgreSQL sink is tested against a real server: Debian's postgresql package (the tests
+# run initdb and start it on a free loopback port themselves).
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+    echo "installing postgresql (a server for the PostgreSQL sink tests)"
+    SUDO=""
+    if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+    $SUDO apt-get update -qq
+    $SUDO apt-get install -y -qq postgresql >/dev/null
+fi
+
 cargo clippy --workspace --all-targets -- -D warnings
 cargo test --workspace

@@ -41,11 +41,22 @@
 //! equal the batch query's. Per-key state is checkpointed as Arrow (key, last event time, one
 //! binary state per call) together with the rows still waiting.
 //!
+//! ## Sinks ([`sink`])
+//!
+//! A sink task reads a view's change stream (final rows as `Data`/`Finalize`, open windows as
+//! `Upsert`), turns it into inserts / upserts / deletes ([`sink::ChangeTracker`]) and drives a
+//! connector's [`sink::SinkWriter`] through two phases: `pre_commit` at the barrier (its state
+//! goes into the checkpoint), `commit` once the coordinator announces the manifest durable
+//! ([`checkpoint::CheckpointOutcomes`]). Rows after the barrier wait until then, so a commit
+//! never covers rows a recovery would produce again.
+//!
 //! ## Extension points
 //! - [`operator::StreamOperator`]: one required method (`process_batch`), everything else is a
 //!   defaulted hook (`on_watermark`, `on_tick`, `snapshot`/`restore`, `on_end`, …).
 //! - [`source::SourceProvider`] / [`source::Source`]: connectors; `Source::position` makes one
 //!   resumable after a crash.
+//! - [`sink::SinkFactory`] / [`sink::SinkWriter`]: sink connectors; `recover` finishes what a
+//!   crash interrupted between manifest and commit.
 //!
 //! ## Invariants
 //! - Work is vectorised: operators see whole Arrow batches and evaluate DataFusion

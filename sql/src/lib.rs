@@ -5,12 +5,15 @@
 //!    CREATE SOURCE            ─▶ connector validates options ─▶ catalog + SourceTable
 //!    CREATE MATERIALIZED VIEW ─▶ DataFusion LogicalPlan (optimized) ─▶ stream planner
 //!                                ─▶ operators ─▶ spawn_pipeline ─▶ ViewTable (queryable)
+//!    CREATE SINK … FROM view  ─▶ sink connector opens a writer ─▶ spawn_sink on the view's
+//!                                change stream (two-phase commit with checkpoints)
 //!    anything else            ─▶ DataFusion over views and system tables
 //! ```
 //!
 //! - [`parser`]: `CREATE SOURCE`, `CREATE MATERIALIZED VIEW … [EMIT ON WINDOW CLOSE]`,
-//!   `EXPLAIN CREATE MATERIALIZED VIEW`, `SHOW SOURCES | MATERIALIZED VIEWS`, `DROP …`,
-//!   `CHECKPOINT`.
+//!   `EXPLAIN CREATE MATERIALIZED VIEW`, `CREATE SINK … FROM view`, `SHOW SOURCES |
+//!   MATERIALIZED VIEWS | SINKS`, `DROP …`, `CHECKPOINT`.
+//! - `sinks.rs`: `CREATE SINK` (options, format, recovery from the checkpoint) and `weir_sinks`.
 //! - [`planner`]: the stream planner; refuses what it cannot run incrementally, naming it.
 //!   `plan_over.rs` plans `OVER (PARTITION BY … ORDER BY ts)` onto the engine's OVER operator;
 //!   `named_args.rs` resolves `name => value` arguments of Weir's functions (skipped ones become

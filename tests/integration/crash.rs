@@ -196,6 +196,12 @@ async fn views_survive_sigkill_exactly_once() {
     ddl.extend(views().iter().map(|v| v.0.to_string()));
     // Sinks of the first view, killed with it: every row must reach the topics, and the Parquet
     // files must hold every row exactly once.
+    let postgres = crate::postgres_server::PgServer::start();
+    ddl.push(format!(
+        "CREATE SINK per_window_pg FROM per_window WITH (connector = 'postgres', \
+           connection = '{}', table = 'per_window', primary_key = 'window_start, k')",
+        postgres.conninfo()
+    ));
     let parquet_dir = data.path().join("parquet_out");
     ddl.push(format!(
         "CREATE SINK per_window_files FROM per_window WITH (connector = 'parquet', path = '{}', \
@@ -330,6 +336,21 @@ async fn views_survive_sigkill_exactly_once() {
     let mut want_sorted: Vec<String> = want.iter().cloned().collect();
     want_sorted.sort();
     assert_eq!(in_files, want_sorted, "Parquet sink files");
+    let pg = postgres.connect().await;
+    let mut in_table: Vec<String> = pg
+        .simple_query("SELECT extract(epoch from window_start)::bigint, k, n, s FROM per_window")
+        .await
+        .expect("PostgreSQL table")
+        .iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => Some(
+                (0..4).map(|i| r.get(i).unwrap_or("NULL")).collect::<Vec<_>>().join(" | "),
+            ),
+            _ => None,
+        })
+        .collect();
+    in_table.sort();
+    assert_eq!(in_table, want_sorted, "PostgreSQL sink table");
     for topic in ["per_window_eo", "per_window_alo"] {
         let got: Vec<String> = crate::broker::read_topic(&broker.address, topic)
             .iter()

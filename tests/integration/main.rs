@@ -14,5 +14,6 @@ mod grafana;
 mod harness;
 mod kafka;
 mod oracle;
+mod postgres_server;
 mod sinks;
 mod slt;

@@ -477,3 +477,115 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// `examples/alerts_to_kafka.sql` after `examples/anomaly_alerts.sql`, against the real binary:
+/// both sinks start and the verdicts reach the Parquet sink.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alerts_to_kafka_example_runs() {
+    let broker = Broker::start();
+    broker.create_topic("alerts", 1);
+    let server = Server::start(&["--no-demo"]);
+    let client = server.connect().await;
+    let examples = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let lake = tempfile::tempdir().expect("tempdir");
+    let alerts = std::fs::read_to_string(examples.join("anomaly_alerts.sql")).expect("example");
+    let sinks = std::fs::read_to_string(examples.join("alerts_to_kafka.sql"))
+        .expect("example")
+        .replace("127.0.0.1:9092", &broker.address)
+        .replace("weir-data/lake/sensor_verdicts", &lake.path().to_string_lossy());
+    for script in [alerts, sinks] {
+        client
+            .batch_execute(&script)
+            .await
+            .unwrap_or_else(|e| panic!("{script}: {e:?}"));
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let sinks = first_text(
+            &client,
+            "SELECT string_agg(name || ':' || status || ':' || (rows_written + rows_pending) || ':' || coalesce(last_error, ''), ', ' ORDER BY name) FROM weir_sinks",
+        )
+        .await;
+        let verdicts = first_number(
+            &client,
+            "SELECT rows_written + rows_pending FROM weir_sinks WHERE name = 'verdicts_history'",
+        )
+        .await;
+        if sinks.starts_with("alerts_out:running:") && sinks.contains("verdicts_history:running:") && verdicts > 0 {
+            assert!(!sinks.contains("Kafka"), "a sink reports an error: {sinks}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "sinks of the example: {sinks}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// An UPSERT PostgreSQL sink of an updating windowed view, with the server stopped for 10 s in
+/// the middle: `weir_sinks` shows the sink retrying, and at the end the table is the view.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_sink_upserts_the_view_through_a_10s_outage() {
+    let postgres = crate::postgres_server::PgServer::start();
+    let session = Database::new().expect("database").session();
+    session
+        .execute_all(&format!(
+            "CREATE SOURCE bids (auction BIGINT, price BIGINT, ts TIMESTAMP(3), \
+               WATERMARK FOR ts AS ts - INTERVAL '1 second') \
+             WITH (connector = 'datagen', generator = 'bids', rate = '4000', event_rate = '4000', \
+                   events = '80000');
+             CREATE MATERIALIZED VIEW per_bucket AS SELECT auction % 5 AS bucket, window_start, \
+               count(*) AS n, max(price) AS top, avg(price) AS mean \
+               FROM TUMBLE(bids, ts, INTERVAL '2 seconds') GROUP BY auction % 5, window_start;
+             CREATE SINK to_pg FROM per_bucket WITH (connector = 'postgres', \
+               connection = '{}', table = 'public.per_bucket', primary_key = 'bucket, window_start') \
+             FORMAT UPSERT;",
+            postgres.conninfo()
+        ))
+        .await
+        .expect("statements");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    postgres.stop();
+    let mut seen_retrying = String::new();
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let row = query_rows(&session, "SELECT status, last_error FROM weir_sinks").await;
+        if row.first().is_some_and(|r| r.starts_with("retrying")) {
+            seen_retrying = row[0].clone();
+        }
+    }
+    postgres.start_again();
+    assert!(!seen_retrying.is_empty(), "weir_sinks never showed the outage");
+    wait_until("the sink to finish", Duration::from_secs(90), async || {
+        query_rows(&session, "SELECT status FROM weir_sinks").await == ["finished"]
+    })
+    .await;
+    let want = query_rows(
+        &session,
+        "SELECT bucket, to_unixtime(window_start)::BIGINT, n, top FROM per_bucket ORDER BY 1, 2",
+    )
+    .await;
+    assert_eq!(want.len(), 5 * 10, "{want:?}");
+    let pg = postgres.connect().await;
+    let got: Vec<String> = pg
+        .simple_query(
+            "SELECT bucket, extract(epoch from window_start)::bigint, n, top FROM per_bucket ORDER BY 1, 2",
+        )
+        .await
+        .expect("table")
+        .iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => Some(
+                (0..4).map(|i| r.get(i).unwrap_or("NULL")).collect::<Vec<_>>().join(" | "),
+            ),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(got, want);
+    let err = session
+        .execute_all(&format!(
+            "CREATE SINK bad FROM per_bucket WITH (connector = 'postgres', connection = '{}', table = 't')",
+            postgres.conninfo()
+        ))
+        .await
+        .expect_err("no key");
+    assert!(err.to_string().contains("primary_key"), "{err}");
+}
