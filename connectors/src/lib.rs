@@ -14,12 +14,21 @@
 //!
 //! Formats ([`format`]: `ENCODE JSON`, `ENCODE CSV`) decode runs of records straight to Arrow and
 //! isolate bad records, which go to `weir_source_errors` instead of stopping the source.
+//!
+//! Sinks implement [`weir_engine::sink::SinkFactory`]:
+//!
+//! | sink connector | what | module |
+//! |---|---|---|
+//! | `kafka` | JSON records; exactly once with transactions committed with checkpoints, or at least once | [`kafka`] (`sink.rs`, `transport.rs`) |
+//! | `parquet` | Parquet files in a local directory, partitioned by a column, rolled by size and age, published atomically | [`parquet_sink`] |
+//! | `postgres` | rows upserted by key into a PostgreSQL table, in batches, idempotent across crashes | [`postgres_sink`] |
 
 pub mod datagen;
 pub mod file;
 pub mod format;
 pub mod kafka;
 pub mod parquet_sink;
+pub mod postgres_sink;
 mod schema;
 
 use std::sync::Arc;
@@ -41,5 +50,6 @@ pub fn builtin_sinks() -> Vec<Arc<dyn SinkFactory>> {
     vec![
         Arc::new(kafka::KafkaSinkConnector),
         Arc::new(parquet_sink::ParquetSinkConnector),
+        Arc::new(postgres_sink::PostgresSinkConnector),
     ]
 }

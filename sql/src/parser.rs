@@ -9,7 +9,7 @@
 //! CREATE MATERIALIZED VIEW [IF NOT EXISTS] name [WITH (…)] AS query [EMIT ON WINDOW CLOSE]
 //! EXPLAIN CREATE MATERIALIZED VIEW …
 //! CREATE SINK [IF NOT EXISTS] name FROM view WITH (connector = '…', …)
-//!     [FORMAT PLAIN | UPSERT ENCODE JSON]
+//!     [FORMAT PLAIN | UPSERT [ENCODE JSON]]
 //! SHOW SOURCES | SHOW MATERIALIZED VIEWS | SHOW SINKS
 //! CHECKPOINT
 //! DROP SOURCE | MATERIALIZED VIEW | SINK [IF EXISTS] name [CASCADE | RESTRICT]
@@ -435,8 +435,12 @@ fn parse_create_sink(parser: &mut Parser) -> Result<CreateSink> {
     };
     let format = if consume_words(parser, &["FORMAT"]) {
         let format = parse_word(parser)?;
-        expect_word(parser, "ENCODE")?;
-        let encode = parse_word(parser)?;
+        // ENCODE is optional: a table or Parquet sink has no payload encoding to choose.
+        let encode = if consume_words(parser, &["ENCODE"]) {
+            parse_word(parser)?
+        } else {
+            String::new()
+        };
         Some((format.to_ascii_uppercase(), encode.to_ascii_uppercase()))
     } else {
         None

@@ -344,7 +344,10 @@ async fn views_survive_sigkill_exactly_once() {
         .iter()
         .filter_map(|m| match m {
             tokio_postgres::SimpleQueryMessage::Row(r) => Some(
-                (0..4).map(|i| r.get(i).unwrap_or("NULL")).collect::<Vec<_>>().join(" | "),
+                (0..4)
+                    .map(|i| r.get(i).unwrap_or("NULL"))
+                    .collect::<Vec<_>>()
+                    .join(" | "),
             ),
             _ => None,
         })

@@ -17,7 +17,9 @@ pub struct PgServer {
 
 fn bin(name: &str) -> PathBuf {
     let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .expect("PostgreSQL server binaries in /usr/lib/postgresql (the test command installs them)")
+        .expect(
+            "PostgreSQL server binaries in /usr/lib/postgresql (the test command installs them)",
+        )
         .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
         .filter(|p| p.join(name).is_file())
         .collect();
@@ -62,10 +64,17 @@ impl PgServer {
         }
         let data = dir.path().join("data");
         let data_s = data.to_string_lossy().into_owned();
-        let out = run_as_postgres(bin("initdb"), &["-D", &data_s, "-A", "trust", "-U", "postgres"])
-            .output()
-            .expect("initdb");
-        assert!(out.status.success(), "initdb: {}", String::from_utf8_lossy(&out.stderr));
+        let out = run_as_postgres(
+            bin("initdb"),
+            &["-D", &data_s, "-A", "trust", "-U", "postgres"],
+        )
+        .output()
+        .expect("initdb");
+        assert!(
+            out.status.success(),
+            "initdb: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let server = PgServer {
             dir,
             port: free_port(),
@@ -93,7 +102,11 @@ impl PgServer {
         assert!(status.success(), "PostgreSQL did not start (log in {log})");
         let deadline = Instant::now() + Duration::from_secs(30);
         while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "PostgreSQL did not listen on {}", self.port);
+            assert!(
+                Instant::now() < deadline,
+                "PostgreSQL did not listen on {}",
+                self.port
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -129,9 +142,12 @@ impl PgServer {
 impl Drop for PgServer {
     fn drop(&mut self) {
         let data = self.dir.path().join("data").to_string_lossy().into_owned();
-        let _ = run_as_postgres(bin("pg_ctl"), &["-D", &data, "-m", "immediate", "-w", "stop"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
+        let _ = run_as_postgres(
+            bin("pg_ctl"),
+            &["-D", &data, "-m", "immediate", "-w", "stop"],
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
     }
 }

@@ -492,7 +492,10 @@ async fn alerts_to_kafka_example_runs() {
     let sinks = std::fs::read_to_string(examples.join("alerts_to_kafka.sql"))
         .expect("example")
         .replace("127.0.0.1:9092", &broker.address)
-        .replace("weir-data/lake/sensor_verdicts", &lake.path().to_string_lossy());
+        .replace(
+            "weir-data/lake/sensor_verdicts",
+            &lake.path().to_string_lossy(),
+        );
     for script in [alerts, sinks] {
         client
             .batch_execute(&script)
@@ -511,7 +514,10 @@ async fn alerts_to_kafka_example_runs() {
             "SELECT rows_written + rows_pending FROM weir_sinks WHERE name = 'verdicts_history'",
         )
         .await;
-        if sinks.starts_with("alerts_out:running:") && sinks.contains("verdicts_history:running:") && verdicts > 0 {
+        if sinks.starts_with("alerts_out:running:")
+            && sinks.contains("verdicts_history:running:")
+            && verdicts > 0
+        {
             assert!(!sinks.contains("Kafka"), "a sink reports an error: {sinks}");
             break;
         }
@@ -553,7 +559,10 @@ async fn postgres_sink_upserts_the_view_through_a_10s_outage() {
         }
     }
     postgres.start_again();
-    assert!(!seen_retrying.is_empty(), "weir_sinks never showed the outage");
+    assert!(
+        !seen_retrying.is_empty(),
+        "weir_sinks never showed the outage"
+    );
     wait_until("the sink to finish", Duration::from_secs(90), async || {
         query_rows(&session, "SELECT status FROM weir_sinks").await == ["finished"]
     })

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use arrow_json::writer::{EncoderOptions, make_encoder};
-use datafusion::arrow::array::{ArrayRef, StructArray};
+use datafusion::arrow::array::{Array, ArrayRef, StructArray};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Schema};
 use datafusion::arrow::record_batch::RecordBatch;
@@ -32,6 +32,23 @@ pub fn json_rows(batch: &RecordBatch) -> Result<Vec<Vec<u8>>> {
         out.push(buffer);
     }
     Ok(out)
+}
+
+/// Each value of `column` as a JSON document (NULL stays None), for nested values sent as text.
+pub fn json_values(column: &ArrayRef) -> Result<Vec<Option<String>>> {
+    let field: FieldRef = Arc::new(Field::new("v", column.data_type().clone(), true));
+    let options = EncoderOptions::default().with_explicit_nulls(true);
+    let mut encoder = make_encoder(&field, column.as_ref(), &options)?;
+    Ok((0..column.len())
+        .map(|row| {
+            if column.is_null(row) {
+                return None;
+            }
+            let mut buffer = Vec::with_capacity(64);
+            encoder.encode(row, &mut buffer);
+            Some(String::from_utf8_lossy(&buffer).into_owned())
+        })
+        .collect())
 }
 
 /// `batch` with its decimal columns as text (exact digits, no float rounding by readers).

@@ -61,6 +61,20 @@ struct SinkContext {
 
 impl ClientContext for SinkContext {}
 
+/// The control-topic reader's context: reaching the end of the partition is how it knows it
+/// is done, not an error worth logging.
+struct QuietEof;
+
+impl ClientContext for QuietEof {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if !matches!(error, KafkaError::PartitionEOF(_)) {
+            tracing::error!("librdkafka: {error}: {reason}");
+        }
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for QuietEof {}
+
 impl ProducerContext for SinkContext {
     type DeliveryOpaque = ();
 
@@ -180,14 +194,14 @@ impl Transport for RdKafkaTransport {
     }
 
     fn read_back(&mut self, topic: &str, key: &[u8]) -> Result<Vec<Vec<u8>>> {
-        let consumer: BaseConsumer = self
+        let consumer: BaseConsumer<QuietEof> = self
             .config
             .client_config()
             .set("isolation.level", "read_committed")
             .set("enable.partition.eof", "true")
             .set("enable.auto.commit", "false")
             .set("group.id", self.config.transactional_id())
-            .create()
+            .create_with_context(QuietEof)
             .map_err(external)?;
         let (low, high) = consumer
             .fetch_watermarks(topic, 0, OPERATION_TIMEOUT)
