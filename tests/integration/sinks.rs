@@ -395,7 +395,7 @@ async fn broker_away_for_10s_delays_the_sink_and_loses_nothing() {
         })
         .collect();
     got.sort();
-    assert_eq!(want.len(), 20);
+    assert!((20..=21).contains(&want.len()), "{want:?}");
     assert_eq!(got, want);
 }
 
@@ -572,7 +572,8 @@ async fn postgres_sink_upserts_the_view_through_a_10s_outage() {
         "SELECT bucket, to_unixtime(window_start)::BIGINT, n, top FROM per_bucket ORDER BY 1, 2",
     )
     .await;
-    assert_eq!(want.len(), 5 * 10, "{want:?}");
+    // 20 s of event time in 2 s windows: 10 or 11 per bucket, as the start is not aligned.
+    assert!((50..=55).contains(&want.len()), "{want:?}");
     let pg = postgres.connect().await;
     let got: Vec<String> = pg
         .simple_query(
