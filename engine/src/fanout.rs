@@ -96,30 +96,31 @@ impl Fanout {
     /// A new change reader (a sink): final rows as `Data` and open partitions as `Upsert`, the
     /// watermark, then a live receiver.
     pub async fn subscribe_changes(&self) -> Result<(Vec<Message>, mpsc::Receiver<Message>)> {
-        let mut inner = self.inner.lock().await;
-        let mut backfill = self.table.snapshot_changes().await?;
-        if let Some(w) = inner.watermark {
-            backfill.push(Message::Watermark(w));
-        }
-        let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
-        if inner.ended {
-            backfill.push(Message::End);
-        } else {
-            inner.subscribers.push(tx);
-        }
-        Ok((backfill, rx))
+        self.subscribe_with(true).await
     }
 
     /// A new reader: the messages that replay the view's current state, then a live receiver.
     pub async fn subscribe(&self) -> Result<(Vec<Message>, mpsc::Receiver<Message>)> {
+        self.subscribe_with(false).await
+    }
+
+    /// The backfill (every current row as `Data`, or as changes when `changes`) and the live
+    /// receiver, taken under the lock the writer holds while publishing.
+    async fn subscribe_with(
+        &self,
+        changes: bool,
+    ) -> Result<(Vec<Message>, mpsc::Receiver<Message>)> {
         let mut inner = self.inner.lock().await;
-        let mut backfill: Vec<Message> = self
-            .table
-            .snapshot()
-            .await?
-            .into_iter()
-            .map(Message::Data)
-            .collect();
+        let mut backfill = if changes {
+            self.table.snapshot_changes().await?
+        } else {
+            self.table
+                .snapshot()
+                .await?
+                .into_iter()
+                .map(Message::Data)
+                .collect()
+        };
         if let Some(w) = inner.watermark {
             backfill.push(Message::Watermark(w));
         }

@@ -364,14 +364,7 @@ fn parse_create_source(parser: &mut Parser) -> Result<CreateSource> {
     } else {
         Vec::new()
     };
-    let format = if consume_words(parser, &["FORMAT"]) {
-        let format = parse_word(parser)?;
-        expect_word(parser, "ENCODE")?;
-        let encode = parse_word(parser)?;
-        Some((format.to_ascii_uppercase(), encode.to_ascii_uppercase()))
-    } else {
-        None
-    };
+    let format = parse_format(parser, true)?;
     Ok(CreateSource {
         name,
         if_not_exists,
@@ -433,18 +426,8 @@ fn parse_create_sink(parser: &mut Parser) -> Result<CreateSink> {
     } else {
         Vec::new()
     };
-    let format = if consume_words(parser, &["FORMAT"]) {
-        let format = parse_word(parser)?;
-        // ENCODE is optional: a table or Parquet sink has no payload encoding to choose.
-        let encode = if consume_words(parser, &["ENCODE"]) {
-            parse_word(parser)?
-        } else {
-            String::new()
-        };
-        Some((format.to_ascii_uppercase(), encode.to_ascii_uppercase()))
-    } else {
-        None
-    };
+    // ENCODE is optional for sinks: a table or Parquet sink has no payload encoding to choose.
+    let format = parse_format(parser, false)?;
     Ok(CreateSink {
         name,
         if_not_exists,
@@ -473,6 +456,25 @@ fn parse_create_view(parser: &mut Parser, emit_on_window_close: bool) -> Result<
         emit_on_window_close,
         sql: String::new(),
     })
+}
+
+/// `[FORMAT x ENCODE y]`, upper case; without `encode_required`, `ENCODE y` may be left out
+/// (an empty encoding).
+fn parse_format(parser: &mut Parser, encode_required: bool) -> Result<Option<(String, String)>> {
+    if !consume_words(parser, &["FORMAT"]) {
+        return Ok(None);
+    }
+    let format = parse_word(parser)?;
+    let encode = if encode_required || words_ahead(parser, &["ENCODE"]) {
+        expect_word(parser, "ENCODE")?;
+        parse_word(parser)?
+    } else {
+        String::new()
+    };
+    Ok(Some((
+        format.to_ascii_uppercase(),
+        encode.to_ascii_uppercase(),
+    )))
 }
 
 fn parse_word(parser: &mut Parser) -> Result<String> {

@@ -170,17 +170,8 @@ impl NoopStartupHandler for WeirHandler {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         self.adopt_identity(client);
-        let info = self.session.info();
-        for name in STARTUP_PARAMETERS {
-            if let Ok(value) = info.get(name) {
-                client
-                    .feed(PgWireBackendMessage::ParameterStatus(ParameterStatus::new(
-                        name.to_string(),
-                        value,
-                    )))
-                    .await?;
-            }
-        }
-        Ok(())
+        // Every parameter is new to the client.
+        let unknown = vec![None; STARTUP_PARAMETERS.len()];
+        report_changes(client, self.session.info(), &unknown).await
     }
 }

@@ -93,24 +93,7 @@ impl KafkaSourceConfig {
     pub fn from_spec(spec: &mut SourceSpec) -> Result<Self> {
         let options = &mut spec.options;
         let topic = options.take_required("topic")?;
-        let servers = [
-            options.take("properties.bootstrap.server"),
-            options.take("properties.bootstrap.servers"),
-            options.take("bootstrap.servers"),
-        ];
-        let mut servers = servers.into_iter().flatten();
-        let bootstrap = servers.next().ok_or_else(|| {
-            EngineError::User(format!(
-                "missing required option \"properties.bootstrap.server\" for source \"{}\"",
-                spec.name
-            ))
-        })?;
-        if servers.next().is_some() {
-            return Err(EngineError::User(
-                "give the broker list once: properties.bootstrap.server or bootstrap.servers"
-                    .into(),
-            ));
-        }
+        let bootstrap = take_bootstrap(options)?;
         let mode = options
             .take("scan.startup.mode")
             .unwrap_or_else(|| "earliest".into());
@@ -271,6 +254,29 @@ impl KafkaSourceConfig {
         }
         Ok(topic.partitions().len())
     }
+}
+
+/// The broker list, under any of its spellings (`properties.bootstrap.server`,
+/// `properties.bootstrap.servers`, `bootstrap.servers`), given once.
+pub(crate) fn take_bootstrap(options: &mut weir_engine::options::Options) -> Result<String> {
+    let servers = [
+        options.take("properties.bootstrap.server"),
+        options.take("properties.bootstrap.servers"),
+        options.take("bootstrap.servers"),
+    ];
+    let mut servers = servers.into_iter().flatten();
+    let bootstrap = servers.next().ok_or_else(|| {
+        EngineError::User(format!(
+            "missing required option \"properties.bootstrap.server\" for {}",
+            options.context()
+        ))
+    })?;
+    if servers.next().is_some() {
+        return Err(EngineError::User(
+            "give the broker list once: properties.bootstrap.server or bootstrap.servers".into(),
+        ));
+    }
+    Ok(bootstrap)
 }
 
 /// The `kafka` connector.

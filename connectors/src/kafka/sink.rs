@@ -57,20 +57,7 @@ impl KafkaSinkConfig {
     pub(super) fn from_spec(spec: &mut SinkSpec) -> Result<Self> {
         let options = &mut spec.options;
         let topic = options.take_required("topic")?;
-        let bootstrap = [
-            options.take("properties.bootstrap.server"),
-            options.take("properties.bootstrap.servers"),
-            options.take("bootstrap.servers"),
-        ]
-        .into_iter()
-        .flatten()
-        .next()
-        .ok_or_else(|| {
-            EngineError::User(format!(
-                "missing required option \"properties.bootstrap.server\" for sink \"{}\"",
-                spec.name
-            ))
-        })?;
+        let bootstrap = super::take_bootstrap(options)?;
         let delivery = match options
             .take("sink.delivery")
             .unwrap_or_else(|| "exactly_once".into())
