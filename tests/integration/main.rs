@@ -8,6 +8,7 @@
 mod anomaly_accuracy;
 mod broker;
 mod clients;
+mod committed_reader;
 mod crash;
 mod e2e;
 mod grafana;

@@ -2,10 +2,10 @@
 //! topics equals the view, in-process and across a SIGKILL of the real binary; bad sink
 //! definitions fail clearly; dependencies are kept by DROP.
 //!
-//! tansu accepts transactions but shows aborted records to `read_committed` readers too, so
-//! here the topic can be compared exactly only when no transaction was open at a crash; the
-//! protocol at every crash point is checked against a broker model in
-//! `connectors/src/kafka/sink_tests.rs`.
+//! tansu writes transaction markers but sends no aborted-transaction list, so librdkafka's
+//! `read_committed` consumer (used here) shows aborted records too; these tests kill the server
+//! when no transaction is open. Kills at random points are in `crash.rs`, which reads the
+//! exactly-once topic through `committed_reader` (the markers applied as Kafka would).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};

@@ -3,14 +3,20 @@
 //! Exactly once by default, with Kafka transactions committed with Weir's checkpoints:
 //!
 //! - rows go into an open transaction as they arrive;
-//! - at a checkpoint barrier the sink writes a commit marker (`epoch N`, keyed by the sink's id)
-//!   to its control topic inside the same transaction, flushes, and hands the transaction's
-//!   records to the checkpoint (pre-commit);
+//! - at a checkpoint barrier the sink puts a commit mark (`epoch N`) into the same transaction,
+//!   as a transactional offset commit of its own consumer group (`weir-sink-<name>-<id>`, the
+//!   output topic's partition 0, offset N), flushes, and hands the transaction's records to the
+//!   checkpoint (pre-commit);
 //! - when the checkpoint's manifest is durable, the transaction is committed;
 //! - on recovery the new producer's `init_transactions` aborts whatever the crashed process left
-//!   open; if the checkpoint recovered from names epoch N and the control topic (read committed)
-//!   has no marker N, the crash came between manifest and commit: the checkpointed records are
-//!   sent again, with the marker, in a new transaction. Either way epoch N is in the topic once.
+//!   open; if the checkpoint recovered from names epoch N and the group's committed offset is
+//!   below N, the crash came between manifest and commit: the checkpointed records are sent
+//!   again, with the mark, in a new transaction. Either way epoch N is in the topic once.
+//!
+//! The mark is an offset commit, not a record, because the broker applies a transaction's
+//! offsets only when it commits (as Kafka Streams and Flink rely on); it does not depend on
+//! `read_committed` fetch filtering, which some Kafka-compatible brokers (tansu) lack. Lag
+//! tools will list the group; its "offset" is the checkpoint epoch, not a position.
 //!
 //! `sink.delivery = 'at_least_once'` (for brokers without transactions) flushes at each barrier
 //! instead: nothing is lost, and rows after the last checkpoint may repeat after a crash.
@@ -46,7 +52,6 @@ pub(super) struct KafkaSinkConfig {
     pub(super) sink: String,
     id: String,
     pub(super) topic: String,
-    pub(super) control_topic: String,
     delivery: Delivery,
     /// Columns whose JSON object is the record key (empty: no key).
     key: Vec<String>,
@@ -90,9 +95,6 @@ impl KafkaSinkConfig {
                 )));
             }
         }
-        let control_topic = options
-            .take("sink.control_topic")
-            .unwrap_or_else(|| "__weir_sink_commits".into());
         let mut properties: BTreeMap<String, String> =
             options.take_prefixed("properties.").into_iter().collect();
         properties.insert("bootstrap.servers".into(), bootstrap);
@@ -100,7 +102,6 @@ impl KafkaSinkConfig {
             sink: spec.name.clone(),
             id: spec.id.clone(),
             topic,
-            control_topic,
             delivery,
             key,
             properties,
@@ -142,7 +143,7 @@ pub(super) struct Core<T: Transport> {
     pending: Vec<Record>,
     /// A transaction holding every pending record is open on the broker.
     in_transaction: bool,
-    /// Epoch of the last pre-commit (its marker goes into the transaction).
+    /// Epoch of the last pre-commit (its mark goes into the transaction).
     epoch: Option<u64>,
 }
 
@@ -228,13 +229,7 @@ impl<T: Transport> Core<T> {
             self.flush()?;
             return Ok(OperatorState::default());
         }
-        let control = self.config.control_topic.clone();
-        let key = self.config.id.clone();
-        let marker = epoch.to_string();
-        if let Err(e) = self
-            .transport
-            .send(&control, Some(key.as_bytes()), Some(marker.as_bytes()))
-        {
+        if let Err(e) = self.transport.mark(epoch) {
             self.abandon_transaction();
             return Err(e);
         }
@@ -251,7 +246,7 @@ impl<T: Transport> Core<T> {
             self.flush()?;
         } else {
             if !self.in_transaction {
-                // The transaction was lost after its pre-commit: redo it whole, marker included.
+                // The transaction was lost after its pre-commit: redo it whole, mark included.
                 let epoch = self.epoch.unwrap_or_default();
                 self.pre_commit(epoch)?;
             }
@@ -275,7 +270,7 @@ impl<T: Transport> Core<T> {
         }
         // Opening the producer aborts what the previous process left open.
         self.transport.open()?;
-        if self.last_committed_epoch()? >= epoch {
+        if self.transport.committed_mark()? >= epoch {
             info!(sink = %self.config.sink, epoch, "recovered: the checkpoint's transaction was committed");
             return Ok(());
         }
@@ -285,19 +280,6 @@ impl<T: Transport> Core<T> {
         info!(sink = %self.config.sink, epoch, records = self.pending.len(), "recovered: re-sending the checkpoint's transaction, which the crash left uncommitted");
         self.pre_commit(epoch)?;
         self.commit()
-    }
-
-    /// The newest epoch whose marker this sink committed to the control topic.
-    fn last_committed_epoch(&mut self) -> Result<u64> {
-        let control = self.config.control_topic.clone();
-        let key = self.config.id.clone();
-        Ok(self
-            .transport
-            .read_back(&control, key.as_bytes())?
-            .iter()
-            .filter_map(|p| std::str::from_utf8(p).ok()?.parse::<u64>().ok())
-            .max()
-            .unwrap_or(0))
     }
 }
 

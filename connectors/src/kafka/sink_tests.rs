@@ -1,10 +1,11 @@
 //! The Kafka sink's exactly-once protocol.
 //!
-//! Neither the test broker (tansu) nor librdkafka's mock cluster hides the records of aborted or
-//! open transactions from `read_committed` readers, so the protocol is checked against a model
-//! broker that does (transactions committed, aborted, or fenced by a new producer with the same
+//! The protocol is checked against a model broker with transaction isolation and transactional
+//! offsets (transactions committed, aborted, or fenced by a new producer with the same
 //! transactional id) at every crash point, with injected failures. The real librdkafka path runs
-//! the same steps against the mock cluster, where only "nothing is lost" can be observed.
+//! the same steps against librdkafka's mock cluster, which neither hides aborted records nor
+//! keeps transactional offsets, so there only "nothing is lost" can be observed; the crash test
+//! (`tests/integration/crash.rs`) shows exactly once on a real broker.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -68,6 +69,9 @@ struct Model {
     /// The open transaction of the one transactional id, and the producer generation owning it.
     open: Option<(u64, u64)>,
     generation: u64,
+    /// The sink's committed mark, and the one the open transaction would commit.
+    mark: u64,
+    open_mark: Option<u64>,
     /// Operations that fail once, by name.
     failures: Vec<&'static str>,
 }
@@ -130,6 +134,7 @@ impl Transport for ModelTransport {
         m.fail("open")?;
         // init_transactions: fences the previous producer, aborting its open transaction.
         m.open = None;
+        m.open_mark = None;
         m.generation += 1;
         self.generation = Some(m.generation);
         Ok(())
@@ -166,6 +171,9 @@ impl Transport for ModelTransport {
         let txn = self.txn(&m)?;
         m.committed.insert(txn);
         m.open = None;
+        if let Some(mark) = m.open_mark.take() {
+            m.mark = mark;
+        }
         Ok(())
     }
 
@@ -173,6 +181,7 @@ impl Transport for ModelTransport {
         let mut m = self.broker.lock();
         if self.txn(&m).is_ok() {
             m.open = None;
+            m.open_mark = None;
         }
         Ok(())
     }
@@ -181,15 +190,16 @@ impl Transport for ModelTransport {
         self.generation = None;
     }
 
-    fn read_back(&mut self, topic: &str, key: &[u8]) -> Result<Vec<Vec<u8>>> {
-        let m = self.broker.lock();
-        Ok(m.log
-            .iter()
-            .filter(|(t, k, _, txn)| {
-                t == topic && k.as_deref() == Some(key) && m.committed.contains(txn)
-            })
-            .filter_map(|(_, _, p, _)| p.clone())
-            .collect())
+    fn mark(&mut self, epoch: u64) -> Result<()> {
+        let mut m = self.broker.lock();
+        m.fail("mark")?;
+        self.txn(&m)?;
+        m.open_mark = Some(epoch);
+        Ok(())
+    }
+
+    fn committed_mark(&mut self) -> Result<u64> {
+        Ok(self.broker.lock().mark)
     }
 }
 
@@ -249,10 +259,12 @@ fn every_epoch_once_at_every_crash_point() -> Result<()> {
     c.recover(state3)?;
     assert_eq!(seen(&broker), (0..200).collect::<Vec<_>>());
 
-    // Failures: a send, a flush and a commit each fail once; retrying the same call (as the
+    // Failures: a send, a mark, a flush and a commit each fail once; retrying the same call (as the
     // sink task does) still publishes every row once.
     broker.lock().failures = vec!["send"];
     assert!(c.write(records(200..250)).is_err());
+    broker.lock().failures = vec!["mark"];
+    assert!(c.pre_commit(4).is_err());
     broker.lock().failures = vec!["flush"];
     assert!(c.pre_commit(4).is_err());
     let state4 = c.pre_commit(4)?;
@@ -320,12 +332,8 @@ async fn librdkafka_transactions_and_recovery() -> Result<()> {
         Ok(c) => c,
         Err(e) => panic!("mock cluster: {e}"),
     };
-    // (The mock cluster has no CreateTopics; against a real broker the sink creates its control
-    // topic when missing.)
-    for topic in ["out", "__weir_sink_commits"] {
-        if let Err(e) = cluster.create_topic(topic, 1, 1) {
-            panic!("{topic}: {e}");
-        }
+    if let Err(e) = cluster.create_topic("out", 1, 1) {
+        panic!("out: {e}");
     }
     let bootstrap = cluster.bootstrap_servers();
     let open = || async {

@@ -1,18 +1,16 @@
 //! The Kafka calls a sink makes, behind a small trait so the exactly-once protocol
-//! ([`super::sink`]) can be checked against a broker model with real transaction isolation
-//! (neither the test broker nor librdkafka's mock cluster hides aborted records from
-//! `read_committed` readers). [`RdKafkaTransport`] is the real one: a librdkafka producer, and a
-//! consumer for reading commit markers back.
+//! ([`super::sink`]) can be checked at every crash point against a broker model (librdkafka's
+//! mock cluster keeps no transactional offsets). [`RdKafkaTransport`] is the real one: a
+//! librdkafka producer, and a consumer handle for the sink's consumer group, whose committed
+//! offset is the sink's commit mark.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use parking_lot::Mutex;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::{ClientContext, DefaultClientContext};
+use rdkafka::client::ClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::Message as _;
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
@@ -20,10 +18,8 @@ use weir_engine::error::{EngineError, Result};
 
 use super::sink::KafkaSinkConfig;
 
-/// How long a flush, commit or control-topic read may take before it is retried.
+/// How long a flush, commit or mark read may take before it is retried.
 pub(super) const OPERATION_TIMEOUT: Duration = Duration::from_secs(30);
-/// Control-topic records read back on recovery (each commit adds a marker and a control record).
-const MARKERS_READ_BACK: i64 = 2000;
 
 /// A producer's transactional calls, and reading a topic back.
 pub(super) trait Transport: Send {
@@ -42,9 +38,11 @@ pub(super) trait Transport: Send {
     fn abort(&mut self) -> Result<()>;
     /// Forgets the connection (after a failed abort): the next `open` starts a new producer.
     fn reset(&mut self);
-    /// Payloads of the records keyed `key` among the newest of `topic`'s partition 0, as a
-    /// `read_committed` reader sees them.
-    fn read_back(&mut self, topic: &str, key: &[u8]) -> Result<Vec<Vec<u8>>>;
+    /// Puts `epoch` into the open transaction as the sink's commit mark: it becomes the mark
+    /// when, and only when, the transaction commits.
+    fn mark(&mut self, epoch: u64) -> Result<()>;
+    /// The mark of the last committed transaction (0: none yet).
+    fn committed_mark(&mut self) -> Result<u64>;
 }
 
 /// Delivery failures reported by librdkafka's callback, read at flush.
@@ -61,20 +59,6 @@ struct SinkContext {
 
 impl ClientContext for SinkContext {}
 
-/// The control-topic reader's context: reaching the end of the partition is how it knows it
-/// is done, not an error worth logging.
-struct QuietEof;
-
-impl ClientContext for QuietEof {
-    fn error(&self, error: KafkaError, reason: &str) {
-        if !matches!(error, KafkaError::PartitionEOF(_)) {
-            tracing::error!("librdkafka: {error}: {reason}");
-        }
-    }
-}
-
-impl rdkafka::consumer::ConsumerContext for QuietEof {}
-
 impl ProducerContext for SinkContext {
     type DeliveryOpaque = ();
 
@@ -90,6 +74,9 @@ pub(super) struct RdKafkaTransport {
     config: Arc<KafkaSinkConfig>,
     context: SinkContext,
     producer: Option<ThreadedProducer<SinkContext>>,
+    /// A member-less consumer of the sink's group: its metadata goes with each transaction's
+    /// offsets, and it reads the committed mark back. It never joins or fetches.
+    group: Option<BaseConsumer>,
 }
 
 impl RdKafkaTransport {
@@ -98,7 +85,34 @@ impl RdKafkaTransport {
             config,
             context: SinkContext::default(),
             producer: None,
+            group: None,
         }
+    }
+
+    fn group(&mut self) -> Result<&BaseConsumer> {
+        if self.group.is_none() {
+            let consumer: BaseConsumer = self
+                .config
+                .client_config()
+                .set("group.id", self.config.transactional_id())
+                .set("isolation.level", "read_committed")
+                .set("enable.auto.commit", "false")
+                .create()
+                .map_err(external)?;
+            self.group = Some(consumer);
+        }
+        self.group
+            .as_ref()
+            .ok_or_else(|| EngineError::Internal("Kafka group consumer missing".into()))
+    }
+
+    /// The sink's mark lives as the group's committed offset of the output topic's partition 0
+    /// (a partition that always exists; the group never consumes it).
+    fn mark_partition(&self, offset: Offset) -> Result<TopicPartitionList> {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(&self.config.topic, 0, offset)
+            .map_err(external)?;
+        Ok(tpl)
     }
 
     fn producer(&mut self) -> Result<&ThreadedProducer<SinkContext>> {
@@ -193,42 +207,33 @@ impl Transport for RdKafkaTransport {
         self.producer = None;
     }
 
-    fn read_back(&mut self, topic: &str, key: &[u8]) -> Result<Vec<Vec<u8>>> {
-        let consumer: BaseConsumer<QuietEof> = self
-            .config
-            .client_config()
-            .set("isolation.level", "read_committed")
-            .set("enable.partition.eof", "true")
-            .set("enable.auto.commit", "false")
-            .set("group.id", self.config.transactional_id())
-            .create_with_context(QuietEof)
+    fn mark(&mut self, epoch: u64) -> Result<()> {
+        // The end-of-input epoch (u64::MAX) is stored as the largest offset.
+        let offset = Offset::Offset(i64::try_from(epoch).unwrap_or(i64::MAX));
+        let offsets = self.mark_partition(offset)?;
+        let group = self
+            .group()?
+            .group_metadata()
+            .ok_or_else(|| EngineError::Internal("Kafka group metadata missing".into()))?;
+        self.producer()?
+            .send_offsets_to_transaction(&offsets, &group, OPERATION_TIMEOUT)
+            .map_err(external)
+    }
+
+    fn committed_mark(&mut self) -> Result<u64> {
+        let wanted = self.mark_partition(Offset::Invalid)?;
+        let committed = self
+            .group()?
+            .committed_offsets(wanted, OPERATION_TIMEOUT)
             .map_err(external)?;
-        let (low, high) = consumer
-            .fetch_watermarks(topic, 0, OPERATION_TIMEOUT)
-            .map_err(external)?;
-        if high <= low {
-            return Ok(Vec::new());
-        }
-        let mut assignment = TopicPartitionList::new();
-        assignment
-            .add_partition_offset(topic, 0, Offset::Offset(low.max(high - MARKERS_READ_BACK)))
-            .map_err(external)?;
-        consumer.assign(&assignment).map_err(external)?;
-        let deadline = Instant::now() + OPERATION_TIMEOUT;
-        let mut out = Vec::new();
-        while Instant::now() < deadline {
-            match consumer.poll(Duration::from_millis(200)) {
-                Some(Ok(m)) if m.key() == Some(key) => {
-                    out.push(m.payload().map(<[u8]>::to_vec).unwrap_or_default());
-                }
-                Some(Ok(_)) | None => {}
-                Some(Err(KafkaError::PartitionEOF(_))) => return Ok(out),
-                Some(Err(e)) => return Err(external(e)),
-            }
-        }
-        Err(EngineError::External(format!(
-            "reading \"{topic}\" back timed out"
-        )))
+        Ok(committed
+            .elements()
+            .iter()
+            .find_map(|e| match e.offset() {
+                Offset::Offset(n) => u64::try_from(n).ok(),
+                _ => None,
+            })
+            .unwrap_or(0))
     }
 }
 
@@ -236,7 +241,7 @@ pub(super) fn external(e: KafkaError) -> EngineError {
     EngineError::External(format!("Kafka: {e}"))
 }
 
-/// The output topic must exist; the control topic is created when missing (one partition).
+/// The output topic must exist.
 pub(super) fn check_topics(config: &KafkaSinkConfig) -> Result<()> {
     let consumer: BaseConsumer = config.client_config().create().map_err(|e| {
         EngineError::User(format!("Kafka settings of sink \"{}\": {e}", config.sink))
@@ -251,37 +256,15 @@ pub(super) fn check_topics(config: &KafkaSinkConfig) -> Result<()> {
         .map_err(|e| {
             EngineError::External(format!("cannot reach the Kafka broker at {bootstrap}: {e}"))
         })?;
-    let exists = |name: &str| {
-        metadata
-            .topics()
-            .iter()
-            .any(|t| t.name() == name && t.error().is_none() && !t.partitions().is_empty())
-    };
-    if !exists(&config.topic) {
+    let exists = metadata
+        .topics()
+        .iter()
+        .any(|t| t.name() == config.topic && t.error().is_none() && !t.partitions().is_empty());
+    if !exists {
         return Err(EngineError::User(format!(
             "Kafka topic \"{}\" does not exist at {bootstrap}",
             config.topic
         )));
-    }
-    if config.transactional() && !exists(&config.control_topic) {
-        let admin: AdminClient<DefaultClientContext> =
-            config.client_config().create().map_err(external)?;
-        let topic = NewTopic::new(&config.control_topic, 1, TopicReplication::Fixed(1));
-        let created = futures::executor::block_on(admin.create_topics(
-            [&topic],
-            &AdminOptions::new().operation_timeout(Some(OPERATION_TIMEOUT)),
-        ))
-        .map_err(external)?;
-        for result in created {
-            match result {
-                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-                Err((name, code)) => {
-                    return Err(EngineError::External(format!(
-                        "creating the sink's control topic \"{name}\": {code} (create it with one partition, or set sink.control_topic)"
-                    )));
-                }
-            }
-        }
     }
     Ok(())
 }
