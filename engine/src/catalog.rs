@@ -80,6 +80,8 @@ pub struct SinkEntry {
     pub sql: String,
     /// The view it delivers.
     pub view: String,
+    /// The view is the sink's own query (`CREATE SINK … AS SELECT`): dropped with the sink.
+    pub owns_view: bool,
     /// `connector = '…'`.
     pub connector: String,
     /// `PLAIN` or `UPSERT`.
@@ -237,6 +239,13 @@ impl Catalog {
         let mut order = Vec::new();
         self.collect_dependents(name, &mut order);
         order.push(name.to_string());
+        // A sink's own query view goes with it, unless something else reads that view too.
+        if let Some(sink) = self.sink(name)
+            && sink.owns_view
+            && self.dependents(&sink.view) == [name]
+        {
+            order.push(sink.view.clone());
+        }
         Ok(order)
     }
 

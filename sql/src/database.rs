@@ -504,7 +504,7 @@ impl Session {
         match stmt {
             WeirStatement::CreateSource(c) => self.create_source(c, None).await,
             WeirStatement::CreateView(v) => self.create_view(v, None).await,
-            WeirStatement::CreateSink(c) => self.create_sink(c, None).await,
+            WeirStatement::CreateSink(c) => self.create_sink_as_select(c).await,
             WeirStatement::ShowSinks => {
                 self.run_sql(
                     "SELECT name, view, connector, format, status, rows_written, rows_pending, \
@@ -854,7 +854,7 @@ impl Session {
         )
     }
 
-    async fn drop_object(
+    pub(crate) async fn drop_object(
         &self,
         kind: ObjectKind,
         name: &str,

@@ -71,14 +71,43 @@ pub struct CreateSink {
     pub name: String,
     /// `IF NOT EXISTS`.
     pub if_not_exists: bool,
-    /// The materialized view it delivers.
+    /// The materialized view it delivers: the one named by `FROM`, or for `AS <query>` the
+    /// sink's own view `<name>_query`.
     pub from: String,
+    /// `AS <query>`: the sink's own query, materialized as view `from` and dropped with it.
+    pub query: Option<Box<Query>>,
+    /// `EMIT ON WINDOW CLOSE` on the sink's own query.
+    pub emit_on_window_close: bool,
     /// `WITH (…)` pairs.
     pub options: Vec<(String, String)>,
     /// `FORMAT x ENCODE y`, upper case.
     pub format: Option<(String, String)>,
     /// The statement's text.
     pub sql: String,
+}
+
+impl CreateSink {
+    /// The `CREATE MATERIALIZED VIEW` statement of a sink's own query (`AS <query>`).
+    pub fn own_view(&self) -> Option<CreateView> {
+        let query = self.query.clone()?;
+        let eowc = if self.emit_on_window_close {
+            " EMIT ON WINDOW CLOSE"
+        } else {
+            ""
+        };
+        let sql = format!(
+            "CREATE MATERIALIZED VIEW {} AS {query}{eowc}",
+            Ident::with_quote('"', &self.from)
+        );
+        Some(CreateView {
+            name: self.from.clone(),
+            if_not_exists: false,
+            options: Vec::new(),
+            query,
+            emit_on_window_close: self.emit_on_window_close,
+            sql,
+        })
+    }
 }
 
 /// What `DROP` removes.
@@ -147,7 +176,12 @@ pub fn parse_statements(sql: &str) -> Result<Vec<WeirStatement>> {
         let text = slice_text(sql, start, end);
         match &mut stmt {
             WeirStatement::CreateSource(s) => s.sql = text,
-            WeirStatement::CreateSink(s) => s.sql = text,
+            WeirStatement::CreateSink(s) => {
+                s.sql = text;
+                if let Some(query) = &mut s.query {
+                    crate::named_args::resolve_in_query(query)?;
+                }
+            }
             WeirStatement::CreateView(v) | WeirStatement::ExplainView(v) => {
                 v.sql = text;
                 crate::named_args::resolve_in_query(&mut v.query)?;
@@ -280,7 +314,8 @@ fn parse_one(parser: &mut Parser, emit_on_window_close: bool) -> Result<WeirStat
             .map(|v| WeirStatement::ExplainView(Box::new(v)));
     }
     if consume_words(parser, &["CREATE", "SINK"]) {
-        return parse_create_sink(parser).map(|c| WeirStatement::CreateSink(Box::new(c)));
+        return parse_create_sink(parser, emit_on_window_close)
+            .map(|c| WeirStatement::CreateSink(Box::new(c)));
     }
     if consume_words(parser, &["SHOW", "SINKS"]) {
         return Ok(WeirStatement::ShowSinks);
@@ -409,18 +444,23 @@ fn parse_include(parser: &mut Parser) -> Result<IncludeColumn> {
     })
 }
 
-fn parse_create_sink(parser: &mut Parser) -> Result<CreateSink> {
+/// `CREATE SINK [IF NOT EXISTS] name { FROM view | AS query } [WITH (…)] [FORMAT …]`.
+fn parse_create_sink(parser: &mut Parser, emit_on_window_close: bool) -> Result<CreateSink> {
     let if_not_exists = consume_words(parser, &["IF", "NOT", "EXISTS"]);
     let name = normalize_name(&parser.parse_object_name(false)?)?;
-    if words_ahead(parser, &["AS"]) {
+    let (from, query) = if consume_words(parser, &["AS"]) {
+        (format!("{name}_query"), Some(parse_sink_query(parser)?))
+    } else {
+        expect_word(parser, "FROM")?;
+        (normalize_name(&parser.parse_object_name(false)?)?, None)
+    };
+    if emit_on_window_close && query.is_none() {
         return Err(SqlError::new(
-            crate::error::SqlErrorKind::FeatureNotSupported,
-            "CREATE SINK … AS SELECT is not supported yet: create a materialized view with the \
-             query and CREATE SINK … FROM it",
+            crate::error::SqlErrorKind::User,
+            "EMIT ON WINDOW CLOSE belongs to a query: CREATE SINK … AS SELECT … EMIT ON WINDOW \
+             CLOSE, or on the view the sink reads",
         ));
     }
-    expect_word(parser, "FROM")?;
-    let from = normalize_name(&parser.parse_object_name(false)?)?;
     let options = if consume_words(parser, &["WITH"]) {
         parse_options(parser)?
     } else {
@@ -432,10 +472,48 @@ fn parse_create_sink(parser: &mut Parser) -> Result<CreateSink> {
         name,
         if_not_exists,
         from,
+        query,
+        emit_on_window_close,
         options,
         format,
         sql: String::new(),
     })
+}
+
+/// The query of `CREATE SINK … AS <query> [WITH (…)] …`: its tokens run up to the first
+/// top-level `WITH (`, which sqlparser would otherwise read as table hints of the last table.
+/// (A leading `WITH name AS (…)` is a common table expression, not the options.)
+fn parse_sink_query(parser: &mut Parser) -> Result<Box<Query>> {
+    let mut tokens = Vec::new();
+    let mut depth = 0i32;
+    loop {
+        let next = parser.peek_token();
+        match &next.token {
+            Token::EOF => break,
+            Token::SemiColon if depth == 0 => break,
+            Token::LParen => depth += 1,
+            Token::RParen => depth -= 1,
+            Token::Word(w)
+                if depth == 0
+                    && w.quote_style.is_none()
+                    && w.value.eq_ignore_ascii_case("WITH")
+                    && parser.peek_nth_token(1).token == Token::LParen =>
+            {
+                break;
+            }
+            _ => {}
+        }
+        tokens.push(parser.next_token());
+    }
+    let mut query_parser = Parser::new(&PostgreSqlDialect {}).with_tokens_with_locations(tokens);
+    let query = query_parser.parse_query()?;
+    let rest = query_parser.peek_token();
+    if rest.token != Token::EOF {
+        return query_parser
+            .expected("WITH (…) or the end of the sink's query", rest)
+            .map_err(SqlError::from);
+    }
+    Ok(query)
 }
 
 fn parse_create_view(parser: &mut Parser, emit_on_window_close: bool) -> Result<CreateView> {
@@ -592,6 +670,52 @@ mod tests {
         };
         assert!(!a.emit_on_window_close);
         assert!(b.emit_on_window_close);
+    }
+
+    #[test]
+    fn sink_from_a_view_or_its_own_query() {
+        let s = parse_statements(
+            "CREATE SINK a FROM v WITH (connector = 'kafka', topic = 't') FORMAT PLAIN ENCODE JSON; \
+             CREATE SINK IF NOT EXISTS B AS SELECT k, count(*) AS n FROM readings WITH (connector = 'parquet', path = '/x') FORMAT UPSERT; \
+             CREATE SINK c AS SELECT * FROM v EMIT ON WINDOW CLOSE WITH (connector = 'kafka', topic = 't')",
+        )
+        .unwrap();
+        let (
+            WeirStatement::CreateSink(a),
+            WeirStatement::CreateSink(b),
+            WeirStatement::CreateSink(c),
+        ) = (&s[0], &s[1], &s[2])
+        else {
+            panic!("{s:?}")
+        };
+        assert_eq!((a.from.as_str(), a.query.is_none()), ("v", true));
+        assert!(a.own_view().is_none());
+        assert_eq!(b.name, "b");
+        assert!(b.if_not_exists);
+        assert_eq!(b.from, "b_query");
+        assert_eq!(
+            b.options.len(),
+            2,
+            "WITH after the query is the sink's: {b:?}"
+        );
+        assert_eq!(b.format, Some(("UPSERT".into(), String::new())));
+        let view = b.own_view().unwrap();
+        assert_eq!(
+            view.sql,
+            "CREATE MATERIALIZED VIEW \"b_query\" AS SELECT k, count(*) AS n FROM readings"
+        );
+        assert!(c.emit_on_window_close);
+        assert!(
+            c.own_view()
+                .unwrap()
+                .sql
+                .ends_with("FROM v EMIT ON WINDOW CLOSE")
+        );
+        let err = parse_statements(
+            "CREATE SINK d FROM v EMIT ON WINDOW CLOSE WITH (connector = 'kafka')",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("belongs to a query"), "{err}");
     }
 
     #[test]

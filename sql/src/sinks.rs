@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use datafusion::arrow::array::{ArrayRef, StringArray, UInt64Array};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
-use tracing::info;
+use tracing::{info, warn};
 use weir_engine::catalog::{Catalog, SinkEntry};
 use weir_engine::checkpoint::catalog_file::{CatalogObject, ObjectKind as PersistedKind};
 use weir_engine::options::Options;
@@ -21,9 +21,33 @@ use weir_engine::view_table::ViewTable;
 
 use crate::database::{QueryResult, Session, command};
 use crate::error::{Result, SqlError, SqlErrorKind};
-use crate::parser::CreateSink;
+use crate::parser::{CreateSink, ObjectKind};
 
 impl Session {
+    /// `CREATE SINK … AS <query>`: the query becomes the sink's own materialized view
+    /// (`<sink>_query`: queryable, so one can see what the sink delivers, and dropped with the
+    /// sink), then the sink reads it. Both are persisted, the view first, so recovery restores
+    /// them as it restores any view and sink.
+    pub(crate) async fn create_sink_as_select(&self, s: &CreateSink) -> Result<QueryResult> {
+        let Some(view) = s.own_view() else {
+            return self.create_sink(s, None).await;
+        };
+        if s.if_not_exists && self.db.catalog.sink(&s.name).is_some() {
+            return Ok(command("CREATE SINK"));
+        }
+        self.db.catalog.ensure_name_free(&s.name)?;
+        self.create_view(&view, None).await?;
+        let created = self.create_sink(s, None).await;
+        if created.is_err()
+            && let Err(e) = self
+                .drop_object(ObjectKind::MaterializedView, &view.name, true, false)
+                .await
+        {
+            warn!(sink = %s.name, view = %view.name, error = %e, "could not drop the query view of a sink that failed to start");
+        }
+        created
+    }
+
     pub(crate) async fn create_sink(
         &self,
         s: &CreateSink,
@@ -129,6 +153,7 @@ impl Session {
             name: s.name.clone(),
             sql: s.sql.clone(),
             view: view.name.clone(),
+            owns_view: s.query.is_some(),
             connector,
             format: format_name,
             status: Arc::clone(&status),

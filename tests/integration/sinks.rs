@@ -209,8 +209,13 @@ async fn bad_sink_definitions_fail_clearly() {
             "unknown option \"colour\"",
         ),
         (
-            "CREATE SINK s AS SELECT * FROM per_window".to_string(),
-            "not supported yet",
+            "CREATE SINK s AS SELECT * FROM readings".to_string(),
+            "connector",
+        ),
+        (
+            "CREATE SINK s AS SELECT nope FROM readings WITH (connector = 'parquet', path = '/tmp/x')"
+                .to_string(),
+            "nope",
         ),
     ] {
         let err = session.execute_all(&sql).await.expect_err(&sql);
@@ -220,6 +225,11 @@ async fn bad_sink_definitions_fail_clearly() {
         query_rows(&session, "SELECT * FROM weir_sinks")
             .await
             .is_empty()
+    );
+    assert_eq!(
+        query_rows(&session, "SELECT name FROM weir_views").await,
+        ["per_window"],
+        "no query view left behind by a sink that failed"
     );
 }
 
@@ -463,6 +473,123 @@ async fn parquet_sink_writes_partitioned_files_once() {
         walk(dir.path()).len() > 4,
         "rolled by size into several files"
     );
+}
+
+/// `CREATE SINK … AS SELECT` on the real binary: the query becomes the sink's own view
+/// (`<sink>_query`), listed and queryable; the files equal it; both survive a SIGKILL and
+/// restart without writing anything twice; the view cannot be dropped from under its sink;
+/// DROP SINK takes the view along; a sink that fails to start leaves no view behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sink_as_select_owns_its_query_view() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let lake = tempfile::tempdir().expect("tempdir");
+    let args = ["--no-demo", "--checkpoint-interval", "200ms"];
+    let server = Server::start_in(data.path(), &args);
+    let client = server.connect().await;
+    let create = format!(
+        "CREATE SOURCE bids (auction BIGINT, price BIGINT, ts TIMESTAMP(3), \
+           WATERMARK FOR ts AS ts - INTERVAL '1 second') \
+         WITH (connector = 'datagen', generator = 'bids', events = '200000');
+         CREATE SINK hist AS SELECT auction % 4 AS bucket, window_start, count(*) AS n \
+           FROM TUMBLE(bids, ts, INTERVAL '1 second') GROUP BY auction % 4, window_start \
+         WITH (connector = 'parquet', path = '{}', partition_by = 'bucket') FORMAT PLAIN",
+        lake.path().display()
+    );
+    client.batch_execute(&create).await.expect("statements");
+    assert_eq!(
+        first_text(&client, "SELECT name || ' ' || view FROM weir_sinks").await,
+        "hist hist_query"
+    );
+    wait_until("the sink to finish", Duration::from_secs(60), async || {
+        first_text(&client, "SELECT status FROM weir_sinks").await == "finished"
+    })
+    .await;
+    let view_rows = "SELECT bucket, to_unixtime(window_start)::BIGINT, n FROM hist_query \
+                     ORDER BY 1, 2";
+    let want = text_rows(&client, view_rows).await;
+    assert!(want.len() > 8, "{want:?}");
+    let files = || async {
+        let ctx = datafusion::prelude::SessionContext::new();
+        ctx.register_parquet(
+            "files",
+            lake.path().to_string_lossy().as_ref(),
+            datafusion::prelude::ParquetReadOptions::default(),
+        )
+        .await
+        .expect("files");
+        let batches = ctx
+            .sql(
+                "SELECT bucket, CAST(to_unixtime(window_start) AS BIGINT), n FROM files \
+                 ORDER BY 1, 2",
+            )
+            .await
+            .expect("query")
+            .collect()
+            .await
+            .expect("rows");
+        crate::harness::render(&batches)
+    };
+    assert_eq!(files().await, want);
+
+    let refused = client
+        .simple_query("DROP MATERIALIZED VIEW hist_query")
+        .await
+        .expect_err("the sink reads it");
+    assert!(format!("{refused:?}").contains("hist"), "{refused:?}");
+
+    client.simple_query("CHECKPOINT").await.expect("checkpoint");
+    drop(client);
+    server.kill();
+    let server = Server::start_in(data.path(), &args);
+    let client = server.connect().await;
+    assert_eq!(
+        first_text(&client, "SELECT name || ' ' || view FROM weir_sinks").await,
+        "hist hist_query"
+    );
+    assert_eq!(text_rows(&client, view_rows).await, want);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        files().await,
+        want,
+        "nothing written twice after the restart"
+    );
+
+    client.simple_query("DROP SINK hist").await.expect("drop");
+    let views = first_text(&client, "SELECT count(*) FROM weir_views").await;
+    assert_eq!(views, "0", "the query view went with its sink");
+
+    let failed = client
+        .simple_query("CREATE SINK bad AS SELECT * FROM bids WITH (connector = 'nope')")
+        .await
+        .expect_err("unknown connector");
+    assert!(
+        format!("{failed:?}").contains("unknown sink connector"),
+        "{failed:?}"
+    );
+    assert_eq!(
+        first_text(&client, "SELECT count(*) FROM weir_views").await,
+        "0",
+        "no view left by a sink that failed"
+    );
+}
+
+async fn text_rows(client: &tokio_postgres::Client, sql: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for m in client
+        .simple_query(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    {
+        if let tokio_postgres::SimpleQueryMessage::Row(r) = m {
+            out.push(
+                (0..r.len())
+                    .map(|i| r.get(i).unwrap_or("NULL"))
+                    .collect::<Vec<_>>()
+                    .join(" | "),
+            );
+        }
+    }
+    out
 }
 
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
