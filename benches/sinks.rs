@@ -1,16 +1,21 @@
-//! Sink throughput: a view's rows delivered to Kafka (exactly once and at least once) and to
-//! Parquet files, with librdkafka's own produce rate of the same JSON records as the ceiling.
+//! Sink throughput: a view's rows delivered to Kafka (exactly once and at least once), to
+//! Parquet files and into a PostgreSQL table, each beside a ceiling measured in the same run.
 //!
 //! `cargo bench --bench sinks [-- <rows>]` (default 1,000,000). Starts tansu (from the `.venv`
-//! that `scripts/test.sh` creates, or `WEIR_TANSU`) on a free loopback port. In one process and
-//! run:
+//! that `scripts/test.sh` creates, or `WEIR_TANSU`) and a PostgreSQL server (Debian's package,
+//! which `scripts/test.sh` installs) on free loopback ports. In one process and run:
 //!
-//! 1. **ceiling**: a bare librdkafka producer sends `rows` JSON records shaped like the sink's
-//!    (pre-rendered, so only the produce path is paid) and flushes;
-//! 2. **view only**: a bounded generator → append-only view, no sink: the cost of the rows
+//! 1. **Kafka ceiling**: a bare librdkafka producer sends `rows` JSON records shaped like the
+//!    sink's (pre-rendered, so only the produce path is paid) and flushes;
+//! 2. **PostgreSQL ceilings**: the same rows, pre-rendered, loaded by a bare tokio-postgres
+//!    client with `COPY … FROM STDIN` (PostgreSQL's fastest load path), and with the sink's own
+//!    statement shape (`INSERT … SELECT FROM unnest($n::text[]) ON CONFLICT DO UPDATE`, 10,000
+//!    rows per statement, one transaction each): what the sink's SQL costs without Weir;
+//! 3. **view only**: a bounded generator → append-only view, no sink: the cost of the rows
 //!    before any sink;
-//! 3. the same view with a Kafka sink (`exactly_once`, transactions per 1 s checkpoint), then
-//!    `at_least_once`, then a Parquet sink; each until `weir_sinks` says finished.
+//! 4. the same view with a Kafka sink (`exactly_once`, transactions per 1 s checkpoint), then
+//!    `at_least_once`, then a Parquet sink, then a PostgreSQL sink (upsert by `id`); each until
+//!    `weir_sinks` says finished.
 //!
 //! Each prints wall time, rows per second and rows per CPU-second (the process's CPU time, all
 //! threads); the figures go to BENCHMARKS.md with machine and commit.
@@ -25,13 +30,14 @@
 
 use std::time::{Duration, Instant};
 
-use futures::TryStreamExt;
+use futures::{SinkExt, TryStreamExt};
 use rdkafka::ClientConfig;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use weir_sql::{Database, DatabaseOptions, QueryResult, Session};
 
 mod common;
 use common::broker::start_broker;
+use common::postgres_server::PgServer;
 use common::{commit, cpu_seconds, machine, peak_rss_mb, today, write_section};
 
 struct Figures {
@@ -61,7 +67,8 @@ fn ceiling(bootstrap: &str, rows: u64) -> Figures {
     let payloads: Vec<String> = (0..rows)
         .map(|i| {
             format!(
-                r#"{{"auction":{},"price":{},"ts":"2024-01-01T00:00:{:02}.{:03}"}}"#,
+                r#"{{"id":{},"auction":{},"price":{},"ts":"2024-01-01T00:00:{:02}.{:03}"}}"#,
+                i + 1,
                 i % 1000,
                 i * 7 % 100_000,
                 i / 1000 % 60,
@@ -85,6 +92,96 @@ fn ceiling(bootstrap: &str, rows: u64) -> Figures {
     producer.flush(Duration::from_secs(120)).expect("flush");
     Figures {
         name: "librdkafka produce (ceiling)".into(),
+        wall: t.elapsed().as_secs_f64(),
+        cpu: cpu_seconds() - c,
+        rows,
+    }
+}
+
+/// `rows` bids as text columns (id, auction, price, ts), like the sink's text arrays.
+fn text_columns(rows: u64) -> [Vec<String>; 4] {
+    let mut columns: [Vec<String>; 4] = Default::default();
+    for i in 0..rows {
+        columns[0].push((i + 1).to_string());
+        columns[1].push((1000 + i % 10_000).to_string());
+        columns[2].push((100 + i * 7 % 100_000_000).to_string());
+        columns[3].push(format!(
+            "2024-01-01 00:{:02}:{:02}.{:03}",
+            i / 600_000 % 60,
+            i / 10_000 % 60,
+            i / 10 % 1000
+        ));
+    }
+    columns
+}
+
+const BARE_TABLE: &str = "(id bigint PRIMARY KEY, auction bigint, price bigint, ts timestamp)";
+
+/// PostgreSQL's load ceiling: `COPY … FROM STDIN` of pre-rendered rows.
+async fn postgres_copy(pg: &PgServer, rows: u64) -> Figures {
+    let client = pg.connect().await;
+    client
+        .batch_execute(&format!("CREATE TABLE copied {BARE_TABLE}"))
+        .await
+        .expect("table");
+    let columns = text_columns(rows);
+    let mut text = String::with_capacity(rows as usize * 48);
+    let [ids, auctions, prices, times] = &columns;
+    for (((id, auction), price), ts) in ids.iter().zip(auctions).zip(prices).zip(times) {
+        text.push_str(&format!("{id}\t{auction}\t{price}\t{ts}\n"));
+    }
+    let (t, c) = (Instant::now(), cpu_seconds());
+    let sink = client
+        .copy_in("COPY copied FROM STDIN")
+        .await
+        .expect("copy");
+    futures::pin_mut!(sink);
+    for chunk in text.as_bytes().chunks(1 << 20) {
+        sink.send(bytes::Bytes::copy_from_slice(chunk))
+            .await
+            .expect("copy data");
+    }
+    let copied = sink.finish().await.expect("copy done");
+    assert_eq!(copied, rows);
+    Figures {
+        name: "PostgreSQL COPY, bare client (ceiling)".into(),
+        wall: t.elapsed().as_secs_f64(),
+        cpu: cpu_seconds() - c,
+        rows,
+    }
+}
+
+/// The PostgreSQL sink's statement shape from a bare client: batched upserts over text arrays.
+async fn postgres_bare_upsert(pg: &PgServer, rows: u64) -> Figures {
+    let mut client = pg.connect().await;
+    client
+        .batch_execute(&format!("CREATE TABLE upserted {BARE_TABLE}"))
+        .await
+        .expect("table");
+    let columns = text_columns(rows);
+    let statement = client
+        .prepare(
+            "INSERT INTO upserted (id, auction, price, ts) \
+             SELECT c0::bigint, c1::bigint, c2::bigint, c3::timestamp \
+             FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS u(c0, c1, c2, c3) \
+             ON CONFLICT (id) DO UPDATE SET auction = EXCLUDED.auction, price = EXCLUDED.price, \
+             ts = EXCLUDED.ts",
+        )
+        .await
+        .expect("prepare");
+    let (t, c) = (Instant::now(), cpu_seconds());
+    for start in (0..rows as usize).step_by(10_000) {
+        let end = (start + 10_000).min(rows as usize);
+        let slice = |k: usize| &columns[k][start..end];
+        let transaction = client.transaction().await.expect("begin");
+        transaction
+            .execute(&statement, &[&slice(0), &slice(1), &slice(2), &slice(3)])
+            .await
+            .expect("upsert");
+        transaction.commit().await.expect("commit");
+    }
+    Figures {
+        name: "PostgreSQL batched upsert, bare client".into(),
         wall: t.elapsed().as_secs_f64(),
         cpu: cpu_seconds() - c,
         rows,
@@ -116,10 +213,10 @@ async fn run(name: &str, rows: u64, sink: Option<String>) -> Figures {
     let s = db.session();
     let (t, c) = (Instant::now(), cpu_seconds());
     s.execute_all(&format!(
-        "CREATE SOURCE bids (auction BIGINT, price BIGINT, ts TIMESTAMP(3),
+        "CREATE SOURCE bids (id BIGINT, auction BIGINT, price BIGINT, ts TIMESTAMP(3),
                              WATERMARK FOR ts AS ts - INTERVAL '1 second')
            WITH (connector = 'datagen', generator = 'bids', events = '{rows}');
-         CREATE MATERIALIZED VIEW all_bids AS SELECT auction, price, ts FROM bids WHERE price >= 0;"
+         CREATE MATERIALIZED VIEW all_bids AS SELECT id, auction, price, ts FROM bids WHERE price >= 0;"
     ))
     .await
     .expect("create");
@@ -162,11 +259,14 @@ fn main() {
     let broker = start_broker(&["ceiling", "eo", "alo"]);
     let b = broker.1.clone();
     let files = tempfile::tempdir().expect("tempdir");
+    let pg = PgServer::start();
     let mut figures = vec![ceiling(&b, rows)];
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("runtime");
+    figures.push(runtime.block_on(postgres_copy(&pg, rows)));
+    figures.push(runtime.block_on(postgres_bare_upsert(&pg, rows)));
     figures.push(runtime.block_on(run("view only (no sink)", rows, None)));
     figures.push(runtime.block_on(run(
         "view → Kafka sink, exactly once",
@@ -186,6 +286,24 @@ fn main() {
             files.path().display()
         )),
     )));
+    figures.push(runtime.block_on(run(
+        "view → PostgreSQL sink",
+        rows,
+        Some(format!(
+            "CREATE SINK out FROM all_bids WITH (connector = 'postgres', connection = '{}', \
+               table = 'sink_out', primary_key = 'id')",
+            pg.conninfo()
+        )),
+    )));
+    let in_table = runtime.block_on(async {
+        let client = pg.connect().await;
+        let row = client
+            .query_one("SELECT count(*) FROM sink_out", &[])
+            .await
+            .expect("count");
+        row.get::<_, i64>(0)
+    });
+    assert_eq!(in_table as u64, rows, "every row in the PostgreSQL table");
     for f in &figures {
         println!(
             "{:<40} {:>7.2} s wall  {:>12.0} rows/s  {:>12.0} rows/CPU-s",
@@ -200,9 +318,11 @@ fn main() {
         "## Sinks\n\n`cargo bench --bench sinks -- {rows}` · commit {} · {} · {}\n\n\
          {rows} generated bids through an append-only view, delivered by each sink until `weir_sinks` \
          says finished (checkpoints every second; the exactly-once Kafka sink commits one transaction per \
-         checkpoint). The ceiling is a bare librdkafka producer sending the same number of pre-rendered \
-         JSON records of the same shape to the same tansu broker on loopback. Process CPU time includes \
-         librdkafka's threads; the broker runs on the same 2 cores and is not counted.\n\n\
+         checkpoint). The Kafka ceiling is a bare librdkafka producer sending the same number of pre-rendered \
+         JSON records of the same shape to the same tansu broker on loopback. The PostgreSQL ceilings load the \
+         same number of pre-rendered rows into a local PostgreSQL 15 (fsync off, as in the tests) with a bare \
+         client: by `COPY`, and by the sink's own batched upsert statement. Process CPU time includes \
+         librdkafka's threads; the broker and PostgreSQL run on the same 2 cores and are not counted.\n\n\
          | run | wall s | rows/s | rows per CPU-second |\n|---|---:|---:|---:|\n",
         commit(),
         today(),
@@ -217,11 +337,24 @@ fn main() {
             f.per_cpu_second()
         ));
     }
-    let ceiling = &figures[0];
-    let eo = &figures[2];
+    let by_name = |prefix: &str| {
+        figures
+            .iter()
+            .find(|f| f.name.starts_with(prefix))
+            .expect("a run")
+    };
+    let ceiling = by_name("librdkafka");
+    let eo = by_name("view → Kafka sink, exactly");
+    let copy = by_name("PostgreSQL COPY");
+    let bare_upsert = by_name("PostgreSQL batched upsert");
+    let pg_sink = by_name("view → PostgreSQL");
     section.push_str(&format!(
-        "\nKafka sink (exactly once) / ceiling, rows per second: **{:.2}**. Peak RSS of the bench process: {rss:.0} MB.\n",
-        eo.per_second() / ceiling.per_second()
+        "\nRows per second, same run: Kafka sink (exactly once) / librdkafka ceiling **{:.2}**; \
+         PostgreSQL sink / bare batched upsert **{:.2}**, / COPY **{:.2}**. \
+         Peak RSS of the bench process: {rss:.0} MB.\n",
+        eo.per_second() / ceiling.per_second(),
+        pg_sink.per_second() / bare_upsert.per_second(),
+        pg_sink.per_second() / copy.per_second(),
     ));
     write_section("sinks", &section);
 }

@@ -5,6 +5,9 @@
 
 pub mod accuracy;
 pub mod broker;
+// The integration tests' throwaway PostgreSQL server.
+#[path = "../../tests/integration/postgres_server.rs"]
+pub mod postgres_server;
 pub mod sensors;
 
 use std::path::PathBuf;

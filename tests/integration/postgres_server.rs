@@ -2,11 +2,12 @@
 //! on a free loopback port, for the PostgreSQL sink. As root (CI) it runs as the `postgres`
 //! user, since PostgreSQL refuses to run as root.
 
+//!
+//! Also compiled into the sinks bench (`benches/common/mod.rs`), so it stands alone.
+
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-use crate::harness::free_port;
 
 /// A running server; stopped and removed on drop.
 pub struct PgServer {
@@ -75,10 +76,11 @@ impl PgServer {
             "initdb: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let server = PgServer {
-            dir,
-            port: free_port(),
-        };
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("free port");
+        let server = PgServer { dir, port };
         server.start_again();
         server
     }
