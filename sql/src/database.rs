@@ -9,27 +9,26 @@ use std::time::Duration;
 
 use datafusion::arrow::array::{ArrayRef, BooleanArray, RecordBatch, StringArray, UInt64Array};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use datafusion::common::DFSchema;
 use datafusion::dataframe::DataFrame;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::execution::context::{SQLOptions, SessionConfig, SessionContext};
 use datafusion::execution::{SessionState, SessionStateBuilder};
+use datafusion::logical_expr::LogicalPlan;
 use datafusion::logical_expr::ScalarUDF;
-use datafusion::logical_expr::{DdlStatement, LogicalPlan};
 use datafusion::physical_plan::memory::MemoryStream;
 use datafusion::sql::parser::Statement as DfStatement;
-use datafusion::sql::sqlparser::ast::{ExprWithAlias, Statement};
+use datafusion::sql::sqlparser::ast::Statement;
 use std::sync::atomic::AtomicI32;
 use tokio::sync::Mutex;
 use tracing::{error, info};
-use weir_engine::catalog::{Catalog, Relation, SourceEntry, ViewEntry};
+use weir_engine::catalog::{Catalog, SourceEntry, ViewEntry};
 use weir_engine::checkpoint::CheckpointStore;
 use weir_engine::checkpoint::catalog_file::{CatalogObject, ObjectKind as PersistedKind};
 use weir_engine::late_rows::LateRowLog;
 use weir_engine::options::Options;
 use weir_engine::pipeline::PipelineState;
-use weir_engine::source::{ConnectorFactory, FormatSpec, SourceSpec, WatermarkSpec};
-use weir_engine::source_errors::{BadRecords, SourceErrorLog};
+use weir_engine::source::ConnectorFactory;
+use weir_engine::source_errors::SourceErrorLog;
 use weir_engine::source_metrics::SourceMetricsRegistry;
 
 use crate::durable::{
@@ -37,11 +36,11 @@ use crate::durable::{
     checkpoints_schema,
 };
 use crate::error::{Result, SqlError, SqlErrorKind};
-use crate::parser::{CreateSource, CreateView, ObjectKind, WeirStatement};
+use crate::parser::{CreateView, WeirStatement};
 use crate::pg::catalog::PgCatalog;
 use crate::pg::settings::SessionInfo;
 use crate::planner::{PlanContext, ViewPlan, plan_view};
-use crate::tables::{SourceTable, SystemTable, TumbleFunction};
+use crate::tables::{SystemTable, TumbleFunction};
 
 /// Default refresh of open windows in updating views.
 pub const DEFAULT_REFRESH: Duration = Duration::from_millis(100);
@@ -88,7 +87,7 @@ pub(crate) fn command(tag: &str) -> QueryResult {
 pub struct Database {
     pub(crate) ctx: SessionContext,
     pub(crate) catalog: Arc<Catalog>,
-    connectors: BTreeMap<&'static str, Arc<dyn ConnectorFactory>>,
+    pub(crate) connectors: BTreeMap<&'static str, Arc<dyn ConnectorFactory>>,
     /// Sink connectors by name.
     pub(crate) sinks: BTreeMap<&'static str, Arc<dyn weir_engine::sink::SinkFactory>>,
     pub(crate) refresh: Duration,
@@ -675,160 +674,6 @@ impl Session {
         })
     }
 
-    async fn create_source(
-        &self,
-        c: &CreateSource,
-        replay: Option<&CatalogObject>,
-    ) -> Result<QueryResult> {
-        let _guard = self.db.ddl.lock().await;
-        if self.db.catalog.relation(&c.name).is_some() && c.if_not_exists {
-            return Ok(command("CREATE SOURCE"));
-        }
-        self.db.catalog.ensure_name_free(&c.name)?;
-        let state = self.db.ctx.state();
-        let columns = if c.columns.is_empty() {
-            None
-        } else {
-            let defs: Vec<String> = c.columns.iter().map(|d| d.to_string()).collect();
-            let sql = format!("CREATE TABLE weir_declared_columns ({})", defs.join(", "));
-            let plan = state.create_logical_plan(&sql).await?;
-            let LogicalPlan::Ddl(DdlStatement::CreateMemoryTable(table)) = plan else {
-                return Err(SqlError::new(
-                    SqlErrorKind::Internal,
-                    "could not plan the column list",
-                ));
-            };
-            Some(Arc::new(table.input.schema().as_arrow().clone()))
-        };
-        let mut options = Options::new(format!("source \"{}\"", c.name), c.options.clone())?;
-        let connector = options.take_required("connector")?;
-        let idle_timeout = options
-            .take_duration("source.idle_timeout")?
-            .unwrap_or(DEFAULT_IDLE_TIMEOUT);
-        let max_future = match options.take("source.max_future") {
-            None => Some(DEFAULT_MAX_FUTURE),
-            Some(v) if v.eq_ignore_ascii_case("none") => None,
-            Some(v) => Some(weir_engine::options::parse_duration(&v).map_err(|e| {
-                SqlError::new(
-                    SqlErrorKind::InvalidParameter,
-                    format!("source.max_future: {e} (or 'none')"),
-                )
-            })?),
-        };
-        let bad_records = options
-            .take("bad_records")
-            .map(|v| BadRecords::parse(&v))
-            .transpose()?
-            .unwrap_or_default();
-        let factory = self.db.connectors.get(connector.as_str()).ok_or_else(|| {
-            let known: Vec<&str> = self.db.connectors.keys().copied().collect();
-            SqlError::new(
-                SqlErrorKind::InvalidParameter,
-                format!(
-                    "unknown connector '{connector}' (available: {})",
-                    known.join(", ")
-                ),
-            )
-        })?;
-        let mut spec = SourceSpec {
-            name: c.name.clone(),
-            columns,
-            options,
-            format: c
-                .format
-                .clone()
-                .map(|(format, encode)| FormatSpec { format, encode }),
-            include: c.include.clone(),
-        };
-        let provider = factory.create_source(&mut spec).await?;
-        if let Some(include) = spec.include.first() {
-            return Err(SqlError::new(
-                SqlErrorKind::FeatureNotSupported,
-                format!(
-                    "the {connector} connector has no metadata to INCLUDE (INCLUDE {})",
-                    include.kind
-                ),
-            ));
-        }
-        spec.options.finish()?;
-        let schema = provider.schema();
-        let watermark = match &c.watermark {
-            None => None,
-            Some((column, expr)) => {
-                let field = schema.field_with_name(column).map_err(|_| {
-                    SqlError::new(
-                        SqlErrorKind::UndefinedColumn,
-                        format!(
-                            "WATERMARK FOR \"{column}\": source \"{}\" has no such column",
-                            c.name
-                        ),
-                    )
-                })?;
-                if !matches!(field.data_type(), DataType::Timestamp(..)) {
-                    return Err(SqlError::new(
-                        SqlErrorKind::InvalidParameter,
-                        format!(
-                            "WATERMARK FOR \"{column}\": the column must be a TIMESTAMP or TIMESTAMPTZ, not {}",
-                            field.data_type()
-                        ),
-                    ));
-                }
-                let df_schema = DFSchema::try_from(schema.as_ref().clone())?;
-                let logical = state.create_logical_expr_from_sql_expr(
-                    ExprWithAlias {
-                        expr: expr.clone(),
-                        alias: None,
-                    },
-                    &df_schema,
-                )?;
-                let physical = state.create_physical_expr(logical, &df_schema)?;
-                if !matches!(physical.data_type(&schema)?, DataType::Timestamp(..)) {
-                    return Err(SqlError::new(
-                        SqlErrorKind::InvalidParameter,
-                        format!("the WATERMARK expression \"{expr}\" must produce a timestamp"),
-                    ));
-                }
-                Some(WatermarkSpec {
-                    column: column.clone(),
-                    expr: physical,
-                    text: expr.to_string(),
-                })
-            }
-        };
-        let entry = SourceEntry {
-            name: c.name.clone(),
-            sql: c.sql.clone(),
-            provider,
-            watermark,
-            idle_timeout,
-            max_future,
-            bad_records,
-        };
-        let pinned: BTreeMap<String, String> =
-            entry.provider.pinned_options().into_iter().collect();
-        self.db.catalog.add_source(entry)?;
-        self.db.ctx.register_table(
-            c.name.as_str(),
-            Arc::new(SourceTable::new(c.name.clone(), schema)),
-        )?;
-        if let (Some(durability), None) = (&self.db.durability, replay) {
-            let object = CatalogObject {
-                kind: PersistedKind::Source,
-                name: c.name.clone(),
-                id: durability.new_id(),
-                sql: c.sql.clone(),
-                pinned,
-            };
-            if let Err(e) = durability.record(object).await {
-                self.db.catalog.remove(&c.name);
-                self.db.ctx.deregister_table(c.name.as_str())?;
-                return Err(e);
-            }
-        }
-        info!(source = %c.name, connector = %connector, "source created");
-        Ok(command("CREATE SOURCE"))
-    }
-
     pub(crate) async fn plan_view(&self, v: &CreateView) -> Result<ViewPlan> {
         let state = self.db.ctx.state();
         let statement = DfStatement::Statement(Box::new(Statement::Query(v.query.clone())));
@@ -852,68 +697,5 @@ impl Session {
                 state_ttl,
             },
         )
-    }
-
-    pub(crate) async fn drop_object(
-        &self,
-        kind: ObjectKind,
-        name: &str,
-        if_exists: bool,
-        cascade: bool,
-    ) -> Result<QueryResult> {
-        let _guard = self.db.ddl.lock().await;
-        let tag = match kind {
-            ObjectKind::Source => "DROP SOURCE",
-            ObjectKind::MaterializedView => "DROP MATERIALIZED VIEW",
-            ObjectKind::Sink => "DROP SINK",
-        };
-        let found = self.db.catalog.relation(name);
-        let is_sink = self.db.catalog.sink(name).is_some();
-        let matches_kind = matches!(
-            (&found, kind),
-            (Some(Relation::Source(_)), ObjectKind::Source)
-                | (Some(Relation::View(_)), ObjectKind::MaterializedView)
-        ) || (is_sink && kind == ObjectKind::Sink);
-        if !matches_kind {
-            if found.is_some() || is_sink {
-                let what = match kind {
-                    ObjectKind::Source => "a source",
-                    ObjectKind::MaterializedView => "a materialized view",
-                    ObjectKind::Sink => "a sink",
-                };
-                return Err(SqlError::new(
-                    SqlErrorKind::User,
-                    format!("\"{name}\" is not {what}"),
-                ));
-            }
-            if if_exists {
-                return Ok(command(tag));
-            }
-            let what = match kind {
-                ObjectKind::Source => "source",
-                ObjectKind::MaterializedView => "materialized view",
-                ObjectKind::Sink => "sink",
-            };
-            return Err(SqlError::new(
-                SqlErrorKind::UndefinedTable,
-                format!("{what} \"{name}\" does not exist"),
-            ));
-        }
-        let objects = self.db.catalog.drop_plan(name, cascade)?;
-        if let Some(d) = &self.db.durability {
-            // Persisted first: if the catalog cannot be written, nothing is dropped.
-            for object in &objects {
-                d.forget(object).await?;
-            }
-        }
-        for object in objects {
-            if let Some(d) = &self.db.durability {
-                d.coordinator.unregister(&object);
-            }
-            self.db.catalog.remove(&object);
-            self.db.ctx.deregister_table(object.as_str())?;
-            info!(object = %object, "dropped");
-        }
-        Ok(command(tag))
     }
 }

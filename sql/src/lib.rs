@@ -7,13 +7,16 @@
 //!                                ─▶ operators ─▶ spawn_pipeline ─▶ ViewTable (queryable)
 //!    CREATE SINK … FROM view  ─▶ sink connector opens a writer ─▶ spawn_sink on the view's
 //!                                change stream (two-phase commit with checkpoints)
+//!    CREATE SINK … AS query   ─▶ the query as the sink's own view <sink>_query, then as above
 //!    anything else            ─▶ DataFusion over views and system tables
 //! ```
 //!
 //! - [`parser`]: `CREATE SOURCE`, `CREATE MATERIALIZED VIEW … [EMIT ON WINDOW CLOSE]`,
-//!   `EXPLAIN CREATE MATERIALIZED VIEW`, `CREATE SINK … FROM view`, `SHOW SOURCES |
+//!   `EXPLAIN CREATE MATERIALIZED VIEW`, `CREATE SINK … FROM view | AS query`, `SHOW SOURCES |
 //!   MATERIALIZED VIEWS | SINKS`, `DROP …`, `CHECKPOINT`.
-//! - `sinks.rs`: `CREATE SINK` (options, format, recovery from the checkpoint) and `weir_sinks`.
+//! - `create_source.rs`, `create_view.rs`, `drop.rs`: the DDL statements.
+//! - `sinks.rs`: `CREATE SINK` (options, format, recovery from the checkpoint, a sink's own
+//!   query view) and `weir_sinks`.
 //! - [`planner`]: the stream planner; refuses what it cannot run incrementally, naming it.
 //!   `plan_over.rs` plans `OVER (PARTITION BY … ORDER BY ts)` onto the engine's OVER operator;
 //!   `named_args.rs` resolves `name => value` arguments of Weir's functions (skipped ones become
@@ -32,8 +35,10 @@
 //! Errors carry a [`error::SqlErrorKind`]; only the wire layer turns kinds into SQLSTATEs.
 
 mod apply;
+mod create_source;
 mod create_view;
 pub mod database;
+mod drop;
 pub mod durable;
 pub mod error;
 mod named_args;

@@ -17,32 +17,12 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::broker::{Broker, Record};
-use crate::harness::Server;
+use crate::harness::{Server, client_rows};
 
 /// 2024-01-01T00:00:00Z in milliseconds.
 const T0: i64 = 1_704_067_200_000;
 const PARTITIONS: i32 = 3;
 const ROWS_PER_PARTITION: i64 = 4000;
-
-/// Rows as `a | b | …` lines through the simple-query protocol.
-async fn rows(client: &tokio_postgres::Client, sql: &str) -> Vec<String> {
-    let messages = client
-        .simple_query(sql)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"));
-    messages
-        .iter()
-        .filter_map(|m| match m {
-            tokio_postgres::SimpleQueryMessage::Row(r) => Some(
-                (0..r.len())
-                    .map(|i| r.get(i).unwrap_or("NULL").to_string())
-                    .collect::<Vec<_>>()
-                    .join(" | "),
-            ),
-            _ => None,
-        })
-        .collect()
-}
 
 /// The views, each paired with the query reading it and the batch oracle computing the same rows.
 fn views() -> Vec<(&'static str, &'static str, &'static str)> {
@@ -239,7 +219,7 @@ async fn views_survive_sigkill_exactly_once() {
         }
         let restarted = Server::start_in(data.path(), &args);
         let client = restarted.connect().await;
-        let from_checkpoint = rows(
+        let from_checkpoint = client_rows(
             &client,
             "SELECT count(*) FROM weir_checkpoints WHERE status = 'recovered'",
         )
@@ -272,13 +252,13 @@ async fn views_survive_sigkill_exactly_once() {
     let total = (PARTITIONS as i64 * ROWS_PER_PARTITION).to_string();
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        let n = rows(&client, "SELECT sum(n) FROM per_window").await;
+        let n = client_rows(&client, "SELECT sum(n) FROM per_window").await;
         let counted: i64 = n.first().and_then(|v| v.parse().ok()).unwrap_or(0);
         assert!(
             counted <= PARTITIONS as i64 * ROWS_PER_PARTITION,
             "rows counted twice: sum(n) = {counted}"
         );
-        let hop = rows(&client, "SELECT count(*) FROM hopping").await;
+        let hop = client_rows(&client, "SELECT count(*) FROM hopping").await;
         if n.first() == Some(&total) && hop.first().is_some_and(|h| h != "0") {
             // Let the last windows of the other views land too.
             tokio::time::sleep(Duration::from_millis(500)).await;
@@ -291,22 +271,23 @@ async fn views_survive_sigkill_exactly_once() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     for (create, query, want_sql) in views() {
-        let got = rows(&client, query).await;
+        let got = client_rows(&client, query).await;
         let want = oracle(batch.clone(), want_sql).await;
         assert_eq!(got.len(), want.len(), "rows of {create}");
         assert_eq!(got, want, "{create}");
     }
-    let late = rows(&client, "SELECT sum(late_rows) FROM weir_views").await;
+    let late = client_rows(&client, "SELECT sum(late_rows) FROM weir_views").await;
     assert_eq!(late, vec!["0".to_string()]);
 
     // The sinks: every row of per_window, and nothing else. The exactly-once topic is read with
     // read_committed visibility (applied from the log's own transaction markers, see
     // `committed_reader`) and must hold each row once; the at-least-once topic may repeat rows.
     let (_, query, _) = views()[0];
-    let want: std::collections::BTreeSet<String> = rows(&client, query).await.into_iter().collect();
+    let want: std::collections::BTreeSet<String> =
+        client_rows(&client, query).await.into_iter().collect();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let pending = rows(&client, "SELECT sum(rows_pending) FROM weir_sinks").await;
+        let pending = client_rows(&client, "SELECT sum(rows_pending) FROM weir_sinks").await;
         if pending.first().map(String::as_str) == Some("0") {
             break;
         }
@@ -578,7 +559,7 @@ async fn checkpoints_in_an_s3_compatible_store_survive_sigkill() {
     let server = Server::start_with_env(unused.path(), &args, &env);
     let client = server.connect().await;
     assert_eq!(
-        rows(
+        client_rows(
             &client,
             "SELECT status FROM weir_checkpoints WHERE status = 'recovered'"
         )
@@ -586,7 +567,7 @@ async fn checkpoints_in_an_s3_compatible_store_survive_sigkill() {
         vec!["recovered"]
     );
     let deadline = Instant::now() + Duration::from_secs(60);
-    while rows(&client, "SELECT sum(n) FROM counts").await != vec!["100000"] {
+    while client_rows(&client, "SELECT sum(n) FROM counts").await != vec!["100000"] {
         assert!(
             Instant::now() < deadline,
             "counts did not reach 100000 rows"
@@ -594,7 +575,7 @@ async fn checkpoints_in_an_s3_compatible_store_survive_sigkill() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(
-        rows(&client, "SELECT count(*) FROM counts").await,
+        client_rows(&client, "SELECT count(*) FROM counts").await,
         vec!["10"]
     );
     // Nothing was written to the local data directory.

@@ -116,6 +116,26 @@ pub fn free_port() -> u16 {
         .expect("free port")
 }
 
+/// Rows as `a | b | …` lines through the simple-query protocol.
+pub async fn client_rows(client: &tokio_postgres::Client, sql: &str) -> Vec<String> {
+    let messages = client
+        .simple_query(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    messages
+        .iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => Some(
+                (0..r.len())
+                    .map(|i| r.get(i).unwrap_or("NULL").to_string())
+                    .collect::<Vec<_>>()
+                    .join(" | "),
+            ),
+            _ => None,
+        })
+        .collect()
+}
+
 /// Formats one value the way the server's text protocol does.
 pub fn format_value(array: &ArrayRef, row: usize) -> String {
     if array.is_null(row) {

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use weir_sql::{Database, Session};
 
 use crate::broker::{Broker, Record, read_topic};
-use crate::harness::{Server, query_rows};
+use crate::harness::{Server, client_rows, query_rows};
 
 /// 2024-01-01T00:00:00Z in milliseconds.
 const T0: i64 = 1_704_067_200_000;
@@ -506,7 +506,7 @@ async fn sink_as_select_owns_its_query_view() {
     .await;
     let view_rows = "SELECT bucket, to_unixtime(window_start)::BIGINT, n FROM hist_query \
                      ORDER BY 1, 2";
-    let want = text_rows(&client, view_rows).await;
+    let want = client_rows(&client, view_rows).await;
     assert!(want.len() > 8, "{want:?}");
     let files = || async {
         let ctx = datafusion::prelude::SessionContext::new();
@@ -546,7 +546,7 @@ async fn sink_as_select_owns_its_query_view() {
         first_text(&client, "SELECT name || ' ' || view FROM weir_sinks").await,
         "hist hist_query"
     );
-    assert_eq!(text_rows(&client, view_rows).await, want);
+    assert_eq!(client_rows(&client, view_rows).await, want);
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(
         files().await,
@@ -571,25 +571,6 @@ async fn sink_as_select_owns_its_query_view() {
         "0",
         "no view left by a sink that failed"
     );
-}
-
-async fn text_rows(client: &tokio_postgres::Client, sql: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    for m in client
-        .simple_query(sql)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
-    {
-        if let tokio_postgres::SimpleQueryMessage::Row(r) = m {
-            out.push(
-                (0..r.len())
-                    .map(|i| r.get(i).unwrap_or("NULL"))
-                    .collect::<Vec<_>>()
-                    .join(" | "),
-            );
-        }
-    }
-    out
 }
 
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {

@@ -1,0 +1,178 @@
+//! `CREATE SOURCE`: the connector checks the options and declares the schema; the watermark
+//! expression is planned against it; the source is registered (as an unscannable table) and
+//! persisted in the catalog.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::DataType;
+use datafusion::common::DFSchema;
+use datafusion::logical_expr::{DdlStatement, LogicalPlan};
+use datafusion::sql::sqlparser::ast::ExprWithAlias;
+use tracing::info;
+use weir_engine::catalog::SourceEntry;
+use weir_engine::checkpoint::catalog_file::{CatalogObject, ObjectKind as PersistedKind};
+use weir_engine::options::Options;
+use weir_engine::source::{FormatSpec, SourceSpec, WatermarkSpec};
+use weir_engine::source_errors::BadRecords;
+
+use crate::database::{DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_FUTURE, QueryResult, Session, command};
+use crate::error::{Result, SqlError, SqlErrorKind};
+use crate::parser::CreateSource;
+use crate::tables::SourceTable;
+
+impl Session {
+    pub(crate) async fn create_source(
+        &self,
+        c: &CreateSource,
+        replay: Option<&CatalogObject>,
+    ) -> Result<QueryResult> {
+        let _guard = self.db.ddl.lock().await;
+        if self.db.catalog.relation(&c.name).is_some() && c.if_not_exists {
+            return Ok(command("CREATE SOURCE"));
+        }
+        self.db.catalog.ensure_name_free(&c.name)?;
+        let state = self.db.ctx.state();
+        let columns = if c.columns.is_empty() {
+            None
+        } else {
+            let defs: Vec<String> = c.columns.iter().map(|d| d.to_string()).collect();
+            let sql = format!("CREATE TABLE weir_declared_columns ({})", defs.join(", "));
+            let plan = state.create_logical_plan(&sql).await?;
+            let LogicalPlan::Ddl(DdlStatement::CreateMemoryTable(table)) = plan else {
+                return Err(SqlError::new(
+                    SqlErrorKind::Internal,
+                    "could not plan the column list",
+                ));
+            };
+            Some(Arc::new(table.input.schema().as_arrow().clone()))
+        };
+        let mut options = Options::new(format!("source \"{}\"", c.name), c.options.clone())?;
+        let connector = options.take_required("connector")?;
+        let idle_timeout = options
+            .take_duration("source.idle_timeout")?
+            .unwrap_or(DEFAULT_IDLE_TIMEOUT);
+        let max_future = match options.take("source.max_future") {
+            None => Some(DEFAULT_MAX_FUTURE),
+            Some(v) if v.eq_ignore_ascii_case("none") => None,
+            Some(v) => Some(weir_engine::options::parse_duration(&v).map_err(|e| {
+                SqlError::new(
+                    SqlErrorKind::InvalidParameter,
+                    format!("source.max_future: {e} (or 'none')"),
+                )
+            })?),
+        };
+        let bad_records = options
+            .take("bad_records")
+            .map(|v| BadRecords::parse(&v))
+            .transpose()?
+            .unwrap_or_default();
+        let factory = self.db.connectors.get(connector.as_str()).ok_or_else(|| {
+            let known: Vec<&str> = self.db.connectors.keys().copied().collect();
+            SqlError::new(
+                SqlErrorKind::InvalidParameter,
+                format!(
+                    "unknown connector '{connector}' (available: {})",
+                    known.join(", ")
+                ),
+            )
+        })?;
+        let mut spec = SourceSpec {
+            name: c.name.clone(),
+            columns,
+            options,
+            format: c
+                .format
+                .clone()
+                .map(|(format, encode)| FormatSpec { format, encode }),
+            include: c.include.clone(),
+        };
+        let provider = factory.create_source(&mut spec).await?;
+        if let Some(include) = spec.include.first() {
+            return Err(SqlError::new(
+                SqlErrorKind::FeatureNotSupported,
+                format!(
+                    "the {connector} connector has no metadata to INCLUDE (INCLUDE {})",
+                    include.kind
+                ),
+            ));
+        }
+        spec.options.finish()?;
+        let schema = provider.schema();
+        let watermark = match &c.watermark {
+            None => None,
+            Some((column, expr)) => {
+                let field = schema.field_with_name(column).map_err(|_| {
+                    SqlError::new(
+                        SqlErrorKind::UndefinedColumn,
+                        format!(
+                            "WATERMARK FOR \"{column}\": source \"{}\" has no such column",
+                            c.name
+                        ),
+                    )
+                })?;
+                if !matches!(field.data_type(), DataType::Timestamp(..)) {
+                    return Err(SqlError::new(
+                        SqlErrorKind::InvalidParameter,
+                        format!(
+                            "WATERMARK FOR \"{column}\": the column must be a TIMESTAMP or TIMESTAMPTZ, not {}",
+                            field.data_type()
+                        ),
+                    ));
+                }
+                let df_schema = DFSchema::try_from(schema.as_ref().clone())?;
+                let logical = state.create_logical_expr_from_sql_expr(
+                    ExprWithAlias {
+                        expr: expr.clone(),
+                        alias: None,
+                    },
+                    &df_schema,
+                )?;
+                let physical = state.create_physical_expr(logical, &df_schema)?;
+                if !matches!(physical.data_type(&schema)?, DataType::Timestamp(..)) {
+                    return Err(SqlError::new(
+                        SqlErrorKind::InvalidParameter,
+                        format!("the WATERMARK expression \"{expr}\" must produce a timestamp"),
+                    ));
+                }
+                Some(WatermarkSpec {
+                    column: column.clone(),
+                    expr: physical,
+                    text: expr.to_string(),
+                })
+            }
+        };
+        let entry = SourceEntry {
+            name: c.name.clone(),
+            sql: c.sql.clone(),
+            provider,
+            watermark,
+            idle_timeout,
+            max_future,
+            bad_records,
+        };
+        let pinned: BTreeMap<String, String> =
+            entry.provider.pinned_options().into_iter().collect();
+        self.db.catalog.add_source(entry)?;
+        self.db.ctx.register_table(
+            c.name.as_str(),
+            Arc::new(SourceTable::new(c.name.clone(), schema)),
+        )?;
+        if let (Some(durability), None) = (&self.db.durability, replay) {
+            let object = CatalogObject {
+                kind: PersistedKind::Source,
+                name: c.name.clone(),
+                id: durability.new_id(),
+                sql: c.sql.clone(),
+                pinned,
+            };
+            if let Err(e) = durability.record(object).await {
+                self.db.catalog.remove(&c.name);
+                self.db.ctx.deregister_table(c.name.as_str())?;
+                return Err(e);
+            }
+        }
+        info!(source = %c.name, connector = %connector, "source created");
+        Ok(command("CREATE SOURCE"))
+    }
+}
