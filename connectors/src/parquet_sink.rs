@@ -61,6 +61,8 @@ struct ParquetSinkWriter {
     rows_since_commit: u64,
     /// Files rolled by size so far (part of their names).
     rolled: u64,
+    /// The view is final: the next pre-commit writes every buffer out.
+    input_ended: bool,
 }
 
 impl ParquetSinkWriter {
@@ -263,11 +265,10 @@ impl SinkWriter for ParquetSinkWriter {
             }
             pending.push((moved, target));
         }
-        let end = epoch == u64::MAX;
         let due: Vec<String> = self
             .buffers
             .iter()
-            .filter(|(_, b)| end || b.since.elapsed() >= self.max_age)
+            .filter(|(_, b)| self.input_ended || b.since.elapsed() >= self.max_age)
             .map(|(k, _)| k.clone())
             .collect();
         for (k, partition) in due.iter().enumerate() {
@@ -361,6 +362,10 @@ impl SinkWriter for ParquetSinkWriter {
                 .map(|b| b.batches.len() as u64)
                 .sum::<u64>()
     }
+
+    fn input_ended(&mut self) {
+        self.input_ended = true;
+    }
 }
 
 /// The `parquet` sink connector.
@@ -418,6 +423,7 @@ impl SinkFactory for ParquetSinkConnector {
             pending: Vec::new(),
             rows_since_commit: 0,
             rolled: 0,
+            input_ended: false,
         }))
     }
 }

@@ -242,7 +242,10 @@ pub fn spawn_pipeline(
                         let _ = reports.send(CheckpointReport::View { epoch, state });
                     } else if end {
                         let state = view_state(&fanout, &status).await;
-                        let _ = reports.send(CheckpointReport::Ended { state });
+                        let _ = reports.send(CheckpointReport::Ended {
+                            state,
+                            operators: Vec::new(),
+                        });
                     }
                 }
                 if end {

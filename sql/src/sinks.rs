@@ -185,6 +185,7 @@ impl Session {
             ),
             restore,
             commits: d.coordinator.outcomes(),
+            request_checkpoint: d.coordinator.checkpoint_requests(),
         });
         let name = s.name.clone();
         let start = move || {

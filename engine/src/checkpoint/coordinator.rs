@@ -63,8 +63,15 @@ struct PipelineHandle {
     reports: tokio::sync::Mutex<mpsc::UnboundedReceiver<CheckpointReport>>,
     table: Arc<ViewTable>,
     status: Arc<PipelineStatus>,
-    /// The view's final state, once the pipeline reported its end.
-    ended: Mutex<Option<ViewState>>,
+    /// The pipeline's final state, once it reported its end.
+    ended: Mutex<Option<EndedState>>,
+}
+
+/// What an ended pipeline keeps in every checkpoint.
+#[derive(Debug, Clone)]
+struct EndedState {
+    view: ViewState,
+    operators: Vec<(usize, String, OperatorState)>,
 }
 
 /// One row of `weir_checkpoints`.
@@ -140,7 +147,7 @@ enum Outcome {
         view: ViewState,
     },
     /// It ended; its view is final.
-    Ended(ViewState),
+    Ended(EndedState),
     /// It failed, or reads a failed view: its last checkpointed entry stands.
     Keep,
 }
@@ -166,6 +173,8 @@ pub struct CheckpointCoordinator {
     timeout: Duration,
     /// Announces committed and failed epochs (sinks commit their output on the first).
     outcomes: tokio::sync::watch::Sender<CheckpointOutcomes>,
+    /// Requests for a checkpoint before the next interval tick.
+    requests: Arc<tokio::sync::Notify>,
 }
 
 impl CheckpointCoordinator {
@@ -187,6 +196,7 @@ impl CheckpointCoordinator {
             pipelines: Mutex::new(BTreeMap::new()),
             history: Mutex::new(VecDeque::new()),
             timeout,
+            requests: Arc::new(tokio::sync::Notify::new()),
         }
     }
 
@@ -247,7 +257,10 @@ impl CheckpointCoordinator {
         let link = self.register(view, view_id, Vec::new(), false, table, status);
         drop(link);
         if let Some(h) = self.pipelines.lock().get(view) {
-            *h.ended.lock() = Some(state);
+            *h.ended.lock() = Some(EndedState {
+                view: state,
+                operators: Vec::new(),
+            });
         }
     }
 
@@ -261,15 +274,24 @@ impl CheckpointCoordinator {
         self.history.lock().iter().cloned().collect()
     }
 
-    /// Takes checkpoints every `interval` until the coordinator is dropped.
+    /// Asks the interval task for a checkpoint now rather than at its next tick.
+    pub fn checkpoint_requests(&self) -> Arc<tokio::sync::Notify> {
+        Arc::clone(&self.requests)
+    }
+
+    /// Takes checkpoints every `interval`, and when asked, until the coordinator is dropped.
     pub fn spawn_interval(self: &Arc<Self>, interval: Duration) -> tokio::task::JoinHandle<()> {
         let weak = Arc::downgrade(self);
+        let requests = Arc::clone(&self.requests);
         tokio::spawn(async move {
             let mut ticker =
                 tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
-                ticker.tick().await;
+                tokio::select! {
+                    _ = ticker.tick() => {}
+                    _ = requests.notified() => {}
+                }
                 let Some(coordinator) = weak.upgrade() else {
                     return;
                 };
@@ -473,11 +495,11 @@ impl CheckpointCoordinator {
     ) -> Result<Option<(String, PipelineCheckpoint, u64)>> {
         let (source, operators, state, ended) = match outcome {
             Outcome::Keep => return Ok(previous.map(|p| (view, p, 0))),
-            Outcome::Ended(state) => {
+            Outcome::Ended(ended) => {
                 if let Some(p) = previous.as_ref().filter(|p| p.ended) {
                     return Ok(Some((view, p.clone(), 0)));
                 }
-                (None, Vec::new(), state, true)
+                (None, ended.operators, ended.view, true)
             }
             Outcome::Barrier {
                 source,
@@ -671,9 +693,13 @@ async fn collect(
                     view: state,
                 });
             }
-            CheckpointReport::Ended { state } => {
-                *h.ended.lock() = Some(state.clone());
-                return Ok(Outcome::Ended(state));
+            CheckpointReport::Ended { state, operators } => {
+                let ended = EndedState {
+                    view: state,
+                    operators,
+                };
+                *h.ended.lock() = Some(ended.clone());
+                return Ok(Outcome::Ended(ended));
             }
             // Reports of an earlier attempt that timed out.
             _ => {}

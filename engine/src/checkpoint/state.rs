@@ -110,6 +110,9 @@ pub enum CheckpointReport {
     Ended {
         /// The view's final state.
         state: ViewState,
+        /// State of stages that outlives the end, by stage (a sink's last pre-commit, which
+        /// recovery must be able to finish): kept in every later checkpoint.
+        operators: Vec<(usize, String, OperatorState)>,
     },
 }
 

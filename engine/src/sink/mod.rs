@@ -90,6 +90,10 @@ pub trait SinkWriter: Send {
     fn pending_rows(&self) -> u64 {
         0
     }
+
+    /// The view is final: the next `pre_commit` is the last one and must leave nothing
+    /// buffered (a file writer closes its open files).
+    fn input_ended(&mut self) {}
 }
 
 /// What `CREATE SINK` hands a connector.

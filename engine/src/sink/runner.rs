@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Notify, mpsc, watch};
 use tracing::{Instrument, info_span, warn};
 
 use super::status::{SinkState, SinkStatus};
@@ -69,6 +69,9 @@ pub struct SinkDurability {
     pub restore: Option<OperatorState>,
     /// How checkpoints end ([`crate::checkpoint::CheckpointCoordinator::outcomes`]).
     pub commits: watch::Receiver<CheckpointOutcomes>,
+    /// Asks for a checkpoint now (at the view's end, so the last rows need not wait for the
+    /// next interval).
+    pub request_checkpoint: Arc<Notify>,
 }
 
 /// Starts the task delivering `input` to `writer`.
@@ -121,10 +124,17 @@ struct SinkRun {
 
 impl SinkRun {
     async fn run(&mut self, input: SinkInput, durability: Option<SinkDurability>) -> Result<()> {
-        let (reports, mut commits, restore) = match durability {
-            Some(d) => (Some(d.link.reports), Some(d.commits), d.restore),
-            None => (None, None, None),
+        let (reports, mut commits, restore, request_checkpoint) = match durability {
+            Some(d) => (
+                Some(d.link.reports),
+                Some(d.commits),
+                d.restore,
+                Some(d.request_checkpoint),
+            ),
+            None => (None, None, None, None),
         };
+        // The newest barrier passed: the sink's last pre-commit is named after it.
+        let mut last_barrier = 0;
         if let Some(mut state) = restore {
             if let Some(written) = state.values.remove(ROWS_WRITTEN) {
                 self.status
@@ -173,6 +183,7 @@ impl SinkRun {
             match &message {
                 Message::Barrier(b) => {
                     let Some(reports) = &reports else { continue };
+                    last_barrier = b.epoch;
                     // Rows held since an earlier pre-commit belong to this barrier's epoch.
                     self.write_held().await?;
                     let state = self.pre_commit(b.epoch).await?;
@@ -188,14 +199,17 @@ impl SinkRun {
                     });
                 }
                 Message::End => {
-                    // The view is final: publish everything now (no barrier will come).
-                    self.write_held().await?;
-                    self.pre_commit(u64::MAX).await?;
-                    self.commit().await?;
-                    if let Some(reports) = &reports {
-                        let _ = reports.send(CheckpointReport::Ended {
-                            state: self.view_state(),
-                        });
+                    match (&reports, commits.as_mut(), &request_checkpoint) {
+                        (Some(reports), Some(commits), Some(request)) => {
+                            self.finish_durably(reports, commits, request, last_barrier)
+                                .await?;
+                        }
+                        _ => {
+                            self.write_held().await?;
+                            self.writer.input_ended();
+                            self.pre_commit(u64::MAX).await?;
+                            self.commit().await?;
+                        }
                     }
                     self.status.set_state(SinkState::Finished);
                     self.pipeline.finish();
@@ -231,6 +245,37 @@ impl SinkRun {
                 }
             }
         }
+    }
+
+    /// The view is final (no barrier will come). The last pre-commit goes into the checkpoint
+    /// that records the end, and is published once that checkpoint is durable: a crash in
+    /// between finishes the publication on recovery, where publishing at once would have the
+    /// view's last rows replayed (from the checkpoint before) and delivered twice.
+    async fn finish_durably(
+        &mut self,
+        reports: &mpsc::UnboundedSender<CheckpointReport>,
+        commits: &mut watch::Receiver<CheckpointOutcomes>,
+        request_checkpoint: &Notify,
+        last_barrier: u64,
+    ) -> Result<()> {
+        self.write_held().await?;
+        self.writer.input_ended();
+        // Named after every epoch it could follow, so commit marks keep growing.
+        let after = last_barrier.max(commits.borrow().committed);
+        let state = self.pre_commit(after + 1).await?;
+        let _ = reports.send(CheckpointReport::Ended {
+            state: self.view_state(),
+            operators: vec![(0, "sink".into(), state)],
+        });
+        if self.awaiting.is_none() {
+            return Ok(());
+        }
+        request_checkpoint.notify_one();
+        if commits.wait_for(|o| o.committed > after).await.is_err() {
+            // The coordinator is gone (shutting down): recovery publishes from the checkpoint.
+            return Ok(());
+        }
+        self.commit().await
     }
 
     async fn write_held(&mut self) -> Result<()> {
