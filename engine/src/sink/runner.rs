@@ -258,6 +258,22 @@ impl SinkRun {
         request_checkpoint: &Notify,
         last_barrier: u64,
     ) -> Result<()> {
+        // A checkpoint still awaited is settled first: the last pre-commit must not take over
+        // what that checkpoint describes (a Parquet sink would move its staged files).
+        if let Some(epoch) = self.awaiting {
+            let Ok(outcome) = commits
+                .wait_for(|o| o.committed >= epoch || o.failed >= epoch)
+                .await
+                .map(|o| *o)
+            else {
+                return Ok(());
+            };
+            if outcome.committed >= epoch {
+                self.commit().await?;
+            } else {
+                self.awaiting = None;
+            }
+        }
         self.write_held().await?;
         self.writer.input_ended();
         // Named after every epoch it could follow, so commit marks keep growing.
