@@ -317,7 +317,7 @@ fn main() {
     let mut section = format!(
         "## Sinks\n\n`cargo bench --bench sinks -- {rows}` · commit {} · {} · {}\n\n\
          {rows} generated bids through an append-only view, delivered by each sink until `weir_sinks` \
-         says finished (checkpoints every second; the exactly-once Kafka sink commits one transaction per \
+         says finished, which includes the checkpoint recording the end that a sink waits for (checkpoints every second; the exactly-once Kafka sink commits one transaction per \
          checkpoint). The Kafka ceiling is a bare librdkafka producer sending the same number of pre-rendered \
          JSON records of the same shape to the same tansu broker on loopback. The PostgreSQL ceilings load the \
          same number of pre-rendered rows into a local PostgreSQL 15 (fsync off, as in the tests) with a bare \
