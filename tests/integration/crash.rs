@@ -199,6 +199,16 @@ async fn views_survive_sigkill_exactly_once() {
             broker.address
         ));
     }
+    // Every change by key of an updating view (open windows included), exactly once: the
+    // latest committed record per key must be the view's row, so a recovery neither lost nor
+    // invented a change.
+    broker.create_topic("live_upsert", 1);
+    ddl.push(format!(
+        "CREATE SINK live_upsert FROM live_windows WITH (connector = 'kafka', \
+           topic = 'live_upsert', properties.bootstrap.server = '{}', \
+           primary_key = 'window_start') FORMAT UPSERT ENCODE JSON",
+        broker.address
+    ));
     for statement in &ddl {
         client
             .simple_query(statement)
@@ -334,20 +344,19 @@ async fn views_survive_sigkill_exactly_once() {
         .collect();
     in_table.sort();
     assert_eq!(in_table, want_sorted, "PostgreSQL sink table");
+    let row_of = |payload: &str| {
+        let v: serde_json::Value = serde_json::from_str(payload).expect("JSON");
+        let start = chrono::DateTime::parse_from_rfc3339(v["window_start"].as_str().unwrap_or(""))
+            .expect("window_start")
+            .timestamp();
+        format!("{start} | {} | {} | {}", v["k"], v["n"], v["s"])
+    };
     for (topic, exactly_once) in [("per_window_eo", true), ("per_window_alo", false)] {
         let read = crate::committed_reader::read_committed(&broker.address, topic, 1);
         let got: Vec<String> = read
             .records
             .iter()
-            .map(|r| {
-                let v: serde_json::Value =
-                    serde_json::from_str(r.payload.as_deref().unwrap_or("null")).expect("JSON");
-                let start =
-                    chrono::DateTime::parse_from_rfc3339(v["window_start"].as_str().unwrap_or(""))
-                        .expect("window_start")
-                        .timestamp();
-                format!("{start} | {} | {} | {}", v["k"], v["n"], v["s"])
-            })
+            .map(|r| row_of(r.payload.as_deref().unwrap_or("null")))
             .collect();
         let distinct: std::collections::BTreeSet<String> = got.iter().cloned().collect();
         let missing: Vec<&String> = want.difference(&distinct).take(5).collect();
@@ -369,6 +378,41 @@ async fn views_survive_sigkill_exactly_once() {
             assert_eq!(read.open, 0, "{topic} has a transaction left open");
         }
     }
+    let read = crate::committed_reader::read_committed(&broker.address, "live_upsert", 1);
+    let mut latest = std::collections::BTreeMap::new();
+    for r in &read.records {
+        let key = r.key.clone().expect("UPSERT records have keys");
+        match &r.payload {
+            Some(p) => {
+                let v: serde_json::Value = serde_json::from_str(p).expect("JSON");
+                let start =
+                    chrono::DateTime::parse_from_rfc3339(v["window_start"].as_str().unwrap_or(""))
+                        .expect("window_start")
+                        .timestamp();
+                latest.insert(
+                    key,
+                    format!("{start} | {} | {} | {}", v["n"], v["top"], v["first_id"]),
+                )
+            }
+            None => latest.remove(&key),
+        };
+    }
+    let mut upserted: Vec<String> = latest.into_values().collect();
+    upserted.sort();
+    let (_, live_query, _) = views()[1];
+    let mut live_rows = client_rows(&client, live_query).await;
+    live_rows.sort();
+    eprintln!(
+        "live_upsert: {} records for {} rows, {} in aborted transactions",
+        read.records.len(),
+        upserted.len(),
+        read.aborted
+    );
+    assert_eq!(read.open, 0, "live_upsert has a transaction left open");
+    assert_eq!(
+        upserted, live_rows,
+        "live_upsert: the latest record per key"
+    );
 }
 
 /// The same statements on an in-memory database that never stops: the crash-free run.
