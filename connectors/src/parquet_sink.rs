@@ -366,6 +366,14 @@ impl SinkWriter for ParquetSinkWriter {
     fn input_ended(&mut self) {
         self.input_ended = true;
     }
+
+    fn unpublished_rows(&self) -> u64 {
+        self.buffers
+            .values()
+            .flat_map(|b| &b.batches)
+            .map(|b| b.num_rows() as u64)
+            .sum()
+    }
 }
 
 /// The `parquet` sink connector.

@@ -94,6 +94,13 @@ pub trait SinkWriter: Send {
     /// The view is final: the next `pre_commit` is the last one and must leave nothing
     /// buffered (a file writer closes its open files).
     fn input_ended(&mut self) {}
+
+    /// Rows accepted (and kept in the checkpoint) that the last commit did not make visible in
+    /// the target yet, such as a file writer's open buffers: `weir_sinks` counts them as
+    /// pending, not written.
+    fn unpublished_rows(&self) -> u64 {
+        0
+    }
 }
 
 /// What `CREATE SINK` hands a connector.

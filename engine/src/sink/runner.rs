@@ -23,8 +23,10 @@ use crate::source_metrics::now_millis;
 const MAX_HELD_ROWS: usize = 1 << 20;
 /// Without checkpoints, written rows are committed this often.
 const UNCHECKPOINTED_COMMIT_INTERVAL: Duration = Duration::from_secs(1);
-/// Key of the sink's published-row count in its checkpoint state.
+/// Keys of the sink's published-row count, and of the rows it keeps but has not published, in
+/// its checkpoint state.
 const ROWS_WRITTEN: &str = "weir.rows_written";
+const ROWS_UNPUBLISHED: &str = "weir.rows_unpublished";
 /// Longest wait between retries of a refused write or commit.
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
@@ -140,6 +142,16 @@ impl SinkRun {
                 self.status
                     .rows_committed
                     .store(written.max(0) as u64, Ordering::Relaxed);
+            }
+            if let Some(unpublished) = state.values.remove(ROWS_UNPUBLISHED)
+                && unpublished > 0
+            {
+                self.status
+                    .rows_pending
+                    .store(unpublished as u64, Ordering::Relaxed);
+                self.status
+                    .oldest_pending_ms
+                    .store(now_millis().max(1) as u64, Ordering::Relaxed);
             }
             retry!(
                 self.status,
@@ -310,10 +322,16 @@ impl SinkRun {
         if pending {
             self.awaiting = Some(epoch);
         }
-        // Rows published once this checkpoint commits, so `weir_sinks` counts on after a restart.
-        let written = self.status.rows_committed.load(Ordering::Relaxed)
-            + self.status.rows_pending.load(Ordering::Relaxed);
+        // Rows published once this checkpoint commits, and rows it keeps unpublished, so
+        // `weir_sinks` counts on after a restart.
+        let unpublished = self.writer.unpublished_rows();
+        let written = (self.status.rows_committed.load(Ordering::Relaxed)
+            + self.status.rows_pending.load(Ordering::Relaxed))
+        .saturating_sub(unpublished);
         state.values.insert(ROWS_WRITTEN.into(), written as i64);
+        state
+            .values
+            .insert(ROWS_UNPUBLISHED.into(), unpublished as i64);
         Ok(state)
     }
 
@@ -323,25 +341,31 @@ impl SinkRun {
             return Ok(());
         };
         retry!(self.status, "committing", self.writer.commit())?;
+        // Still pending: rows that waited for this commit, and rows the writer keeps unpublished.
+        let unpublished = self.writer.unpublished_rows();
+        let keep = self.held_rows as u64 + unpublished;
         let committed = self
             .status
             .rows_pending
-            .swap(self.held_rows as u64, Ordering::Relaxed)
-            .saturating_sub(self.held_rows as u64);
+            .swap(keep, Ordering::Relaxed)
+            .saturating_sub(keep);
         self.status
             .rows_committed
             .fetch_add(committed, Ordering::Relaxed);
         if epoch != u64::MAX {
             self.status.committed_epoch.store(epoch, Ordering::Relaxed);
         }
-        let oldest = if self.held_rows > 0 {
-            now_millis().max(1) as u64
-        } else {
-            0
-        };
-        self.status
-            .oldest_pending_ms
-            .store(oldest, Ordering::Relaxed);
+        if unpublished == 0 {
+            // The oldest unpublished row is now one that waited for this commit, if any.
+            let oldest = if self.held_rows > 0 {
+                now_millis().max(1) as u64
+            } else {
+                0
+            };
+            self.status
+                .oldest_pending_ms
+                .store(oldest, Ordering::Relaxed);
+        }
         self.write_held().await
     }
 
