@@ -1,0 +1,264 @@
+//! The bodies of `CREATE SOURCE`, `CREATE MATERIALIZED VIEW` and `CREATE SINK`, and the
+//! `WITH (…)` and `FORMAT … ENCODE …` clauses they share.
+
+use datafusion::sql::sqlparser::ast::Query;
+use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+use datafusion::sql::sqlparser::parser::Parser;
+use datafusion::sql::sqlparser::tokenizer::Token;
+use weir_engine::source::IncludeColumn;
+
+use super::{
+    CreateSink, CreateSource, CreateView, consume_words, expect_word, normalize_ident,
+    normalize_name, word_at, words_ahead,
+};
+use crate::error::{Result, SqlError};
+
+pub(super) fn parse_create_source(parser: &mut Parser) -> Result<CreateSource> {
+    let if_not_exists = consume_words(parser, &["IF", "NOT", "EXISTS"]);
+    let name = normalize_name(&parser.parse_object_name(false)?)?;
+    let mut columns = Vec::new();
+    let mut watermark = None;
+    if parser.consume_token(&Token::LParen) {
+        loop {
+            if consume_words(parser, &["WATERMARK", "FOR"]) {
+                if watermark.is_some() {
+                    return Err(SqlError::syntax("a source can have one WATERMARK"));
+                }
+                let column = normalize_ident(&parser.parse_identifier()?);
+                expect_word(parser, "AS")?;
+                watermark = Some((column, parser.parse_expr()?));
+            } else {
+                columns.push(parser.parse_column_def()?);
+            }
+            if parser.consume_token(&Token::Comma) {
+                continue;
+            }
+            if parser.consume_token(&Token::RParen) {
+                break;
+            }
+            let found = parser.peek_token();
+            return parser.expected(", or )", found).map_err(SqlError::from);
+        }
+    }
+    let mut include = Vec::new();
+    while consume_words(parser, &["INCLUDE"]) {
+        include.push(parse_include(parser)?);
+    }
+    let options = if consume_words(parser, &["WITH"]) {
+        parse_options(parser)?
+    } else {
+        Vec::new()
+    };
+    let format = parse_format(parser, true)?;
+    Ok(CreateSource {
+        name,
+        if_not_exists,
+        columns,
+        watermark,
+        include,
+        options,
+        format,
+        sql: String::new(),
+    })
+}
+
+/// `INCLUDE kind ['header name'] [type] [AS column]`.
+fn parse_include(parser: &mut Parser) -> Result<IncludeColumn> {
+    let kind = parse_word(parser)?.to_ascii_lowercase();
+    let header = match parser.peek_token().token {
+        Token::SingleQuotedString(s) => {
+            parser.next_token();
+            Some(s)
+        }
+        _ => None,
+    };
+    let is_clause_word = |parser: &Parser| {
+        ["AS", "WITH", "INCLUDE", "FORMAT"]
+            .iter()
+            .any(|w| word_at(parser, 0, w))
+    };
+    let data_type = match parser.peek_token().token {
+        Token::Word(_) if !is_clause_word(parser) => Some(parse_word(parser)?.to_ascii_lowercase()),
+        _ => None,
+    };
+    let alias = if consume_words(parser, &["AS"]) {
+        Some(normalize_ident(&parser.parse_identifier()?))
+    } else {
+        None
+    };
+    Ok(IncludeColumn {
+        kind,
+        header,
+        data_type,
+        alias,
+    })
+}
+
+/// `CREATE SINK [IF NOT EXISTS] name { FROM view | AS query } [WITH (…)] [FORMAT …]`.
+pub(super) fn parse_create_sink(
+    parser: &mut Parser,
+    emit_on_window_close: bool,
+) -> Result<CreateSink> {
+    let if_not_exists = consume_words(parser, &["IF", "NOT", "EXISTS"]);
+    let name = normalize_name(&parser.parse_object_name(false)?)?;
+    let (from, query) = if consume_words(parser, &["AS"]) {
+        (format!("{name}_query"), Some(parse_sink_query(parser)?))
+    } else {
+        expect_word(parser, "FROM")?;
+        (normalize_name(&parser.parse_object_name(false)?)?, None)
+    };
+    if emit_on_window_close && query.is_none() {
+        return Err(SqlError::new(
+            crate::error::SqlErrorKind::User,
+            "EMIT ON WINDOW CLOSE belongs to a query: CREATE SINK … AS SELECT … EMIT ON WINDOW \
+             CLOSE, or on the view the sink reads",
+        ));
+    }
+    let options = if consume_words(parser, &["WITH"]) {
+        parse_options(parser)?
+    } else {
+        Vec::new()
+    };
+    // ENCODE is optional for sinks: a table or Parquet sink has no payload encoding to choose.
+    let format = parse_format(parser, false)?;
+    Ok(CreateSink {
+        name,
+        if_not_exists,
+        from,
+        query,
+        emit_on_window_close,
+        options,
+        format,
+        sql: String::new(),
+    })
+}
+
+/// The query of `CREATE SINK … AS <query> [WITH (…)] …`: its tokens run up to the first
+/// top-level `WITH (`, which sqlparser would otherwise read as table hints of the last table.
+/// (A leading `WITH name AS (…)` is a common table expression, not the options.)
+fn parse_sink_query(parser: &mut Parser) -> Result<Box<Query>> {
+    let mut tokens = Vec::new();
+    let mut depth = 0i32;
+    loop {
+        let next = parser.peek_token();
+        match &next.token {
+            Token::EOF => break,
+            Token::SemiColon if depth == 0 => break,
+            Token::LParen => depth += 1,
+            Token::RParen => depth -= 1,
+            Token::Word(w)
+                if depth == 0
+                    && w.quote_style.is_none()
+                    && w.value.eq_ignore_ascii_case("WITH")
+                    && parser.peek_nth_token(1).token == Token::LParen =>
+            {
+                break;
+            }
+            _ => {}
+        }
+        tokens.push(parser.next_token());
+    }
+    let mut query_parser = Parser::new(&PostgreSqlDialect {}).with_tokens_with_locations(tokens);
+    let query = query_parser.parse_query()?;
+    let rest = query_parser.peek_token();
+    if rest.token != Token::EOF {
+        return query_parser
+            .expected("WITH (…) or the end of the sink's query", rest)
+            .map_err(SqlError::from);
+    }
+    Ok(query)
+}
+
+pub(super) fn parse_create_view(
+    parser: &mut Parser,
+    emit_on_window_close: bool,
+) -> Result<CreateView> {
+    let if_not_exists = consume_words(parser, &["IF", "NOT", "EXISTS"]);
+    let name = normalize_name(&parser.parse_object_name(false)?)?;
+    let options = if consume_words(parser, &["WITH"]) {
+        parse_options(parser)?
+    } else {
+        Vec::new()
+    };
+    expect_word(parser, "AS")?;
+    let query = parser.parse_query()?;
+    Ok(CreateView {
+        name,
+        if_not_exists,
+        options,
+        query,
+        emit_on_window_close,
+        sql: String::new(),
+    })
+}
+
+/// `[FORMAT x ENCODE y]`, upper case; without `encode_required`, `ENCODE y` may be left out
+/// (an empty encoding).
+fn parse_format(parser: &mut Parser, encode_required: bool) -> Result<Option<(String, String)>> {
+    if !consume_words(parser, &["FORMAT"]) {
+        return Ok(None);
+    }
+    let format = parse_word(parser)?;
+    let encode = if encode_required || words_ahead(parser, &["ENCODE"]) {
+        expect_word(parser, "ENCODE")?;
+        parse_word(parser)?
+    } else {
+        String::new()
+    };
+    Ok(Some((
+        format.to_ascii_uppercase(),
+        encode.to_ascii_uppercase(),
+    )))
+}
+
+fn parse_word(parser: &mut Parser) -> Result<String> {
+    let t = parser.next_token();
+    match t.token {
+        Token::Word(w) => Ok(w.value),
+        _ => parser.expected("a word", t).map_err(SqlError::from),
+    }
+}
+
+/// `( key = value, … )` where a key may be dotted (`properties.bootstrap.server`) and a value is
+/// a string, number or word.
+fn parse_options(parser: &mut Parser) -> Result<Vec<(String, String)>> {
+    if !parser.consume_token(&Token::LParen) {
+        let found = parser.peek_token();
+        return parser.expected("(", found).map_err(SqlError::from);
+    }
+    let mut out = Vec::new();
+    if parser.consume_token(&Token::RParen) {
+        return Ok(out);
+    }
+    loop {
+        let mut key = parse_word(parser)?;
+        while parser.consume_token(&Token::Period) {
+            key.push('.');
+            key.push_str(&parse_word(parser)?);
+        }
+        if !parser.consume_token(&Token::Eq) {
+            let found = parser.peek_token();
+            return parser.expected("=", found).map_err(SqlError::from);
+        }
+        let t = parser.next_token();
+        let value = match t.token {
+            Token::SingleQuotedString(s) => s,
+            Token::Number(n, _) => n,
+            Token::Word(w) => w.value,
+            _ => {
+                return parser
+                    .expected("an option value", t)
+                    .map_err(SqlError::from);
+            }
+        };
+        out.push((key.to_ascii_lowercase(), value));
+        if parser.consume_token(&Token::Comma) {
+            continue;
+        }
+        if parser.consume_token(&Token::RParen) {
+            return Ok(out);
+        }
+        let found = parser.peek_token();
+        return parser.expected(", or )", found).map_err(SqlError::from);
+    }
+}

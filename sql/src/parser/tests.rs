@@ -1,0 +1,108 @@
+//! Parser tests: Weir's statements, their clauses, and what passes through to sqlparser.
+
+use super::*;
+
+#[test]
+fn parses_source_with_watermark_and_dotted_options() {
+    let s = parse_statements(
+        "CREATE SOURCE Readings (id TEXT, ts TIMESTAMPTZ, WATERMARK FOR ts AS ts - INTERVAL '5 seconds') \
+         WITH (connector = 'kafka', properties.bootstrap.server = 'x:1', n = 3) FORMAT PLAIN ENCODE JSON;",
+    )
+    .unwrap();
+    let WeirStatement::CreateSource(c) = &s[0] else {
+        panic!("{s:?}")
+    };
+    assert_eq!(c.name, "readings");
+    assert_eq!(c.columns.len(), 2);
+    assert_eq!(c.watermark.as_ref().unwrap().0, "ts");
+    assert_eq!(
+        c.options[1],
+        ("properties.bootstrap.server".into(), "x:1".into())
+    );
+    assert_eq!(c.format, Some(("PLAIN".into(), "JSON".into())));
+    assert!(c.sql.starts_with("CREATE SOURCE Readings"));
+}
+
+#[test]
+fn emit_on_window_close_only_for_its_statement() {
+    let s = parse_statements(
+        "CREATE MATERIALIZED VIEW a AS SELECT * FROM s; \
+         CREATE MATERIALIZED VIEW b AS SELECT * FROM s EMIT ON WINDOW CLOSE",
+    )
+    .unwrap();
+    let (WeirStatement::CreateView(a), WeirStatement::CreateView(b)) = (&s[0], &s[1]) else {
+        panic!("{s:?}")
+    };
+    assert!(!a.emit_on_window_close);
+    assert!(b.emit_on_window_close);
+}
+
+#[test]
+fn sink_from_a_view_or_its_own_query() {
+    let s = parse_statements(
+        "CREATE SINK a FROM v WITH (connector = 'kafka', topic = 't') FORMAT PLAIN ENCODE JSON; \
+         CREATE SINK IF NOT EXISTS B AS SELECT k, count(*) AS n FROM readings WITH (connector = 'parquet', path = '/x') FORMAT UPSERT; \
+         CREATE SINK c AS SELECT * FROM v EMIT ON WINDOW CLOSE WITH (connector = 'kafka', topic = 't')",
+    )
+    .unwrap();
+    let (WeirStatement::CreateSink(a), WeirStatement::CreateSink(b), WeirStatement::CreateSink(c)) =
+        (&s[0], &s[1], &s[2])
+    else {
+        panic!("{s:?}")
+    };
+    assert_eq!((a.from.as_str(), a.query.is_none()), ("v", true));
+    assert!(a.own_view().is_none());
+    assert_eq!(b.name, "b");
+    assert!(b.if_not_exists);
+    assert_eq!(b.from, "b_query");
+    assert_eq!(
+        b.options.len(),
+        2,
+        "WITH after the query is the sink's: {b:?}"
+    );
+    assert_eq!(b.format, Some(("UPSERT".into(), String::new())));
+    let view = b.own_view().unwrap();
+    assert_eq!(
+        view.sql,
+        "CREATE MATERIALIZED VIEW \"b_query\" AS SELECT k, count(*) AS n FROM readings"
+    );
+    assert!(c.emit_on_window_close);
+    assert!(
+        c.own_view()
+            .unwrap()
+            .sql
+            .ends_with("FROM v EMIT ON WINDOW CLOSE")
+    );
+    let err =
+        parse_statements("CREATE SINK d FROM v EMIT ON WINDOW CLOSE WITH (connector = 'kafka')")
+            .unwrap_err();
+    assert!(err.to_string().contains("belongs to a query"), "{err}");
+}
+
+#[test]
+fn drop_show_and_passthrough() {
+    let s =
+        parse_statements("DROP MATERIALIZED VIEW IF EXISTS v CASCADE; SHOW SOURCES; select 1;;")
+            .unwrap();
+    assert!(matches!(
+        &s[0],
+        WeirStatement::Drop {
+            kind: ObjectKind::MaterializedView,
+            if_exists: true,
+            cascade: true,
+            ..
+        }
+    ));
+    assert!(matches!(s[1], WeirStatement::ShowSources));
+    assert!(matches!(s[2], WeirStatement::Sql(_)));
+    assert_eq!(s.len(), 3);
+}
+
+#[test]
+fn syntax_errors_are_errors() {
+    let e = parse_statements("CREATE SOURCE s (a INT WITH (x = 1)").unwrap_err();
+    assert_eq!(e.kind(), crate::error::SqlErrorKind::Syntax);
+    assert!(parse_statements("SELEC 1").is_err());
+    assert!(parse_statements("").unwrap().is_empty());
+    assert!(parse_statements("-- just a comment").unwrap().is_empty());
+}
