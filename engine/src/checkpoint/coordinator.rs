@@ -14,34 +14,37 @@
 //! last checkpoint (it received nothing since). View rows are persisted from "rows in the last
 //! committed segments" up to the barrier, so a failed checkpoint loses nothing: the next one
 //! writes those rows too.
+//!
+//! `collect.rs` gathers one pipeline's reports for a barrier, `write.rs` writes its files, and
+//! `records.rs` holds what the coordinator reports (history, committed / failed epochs).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use datafusion::arrow::array::{ArrayRef, Int64Array};
-use datafusion::arrow::datatypes::{DataType, Field, Schema};
-use datafusion::arrow::record_batch::RecordBatch;
 use futures::future::try_join_all;
 use parking_lot::Mutex;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
-use super::manifest::{
-    MANIFEST_VERSION, Manifest, OperatorCheckpoint, PipelineCheckpoint, ViewCheckpoint,
-};
-use super::state::{CheckpointReport, OperatorState, SourceState, ViewState};
-use super::store::{CheckpointStore, Compress, epoch_dir, manifest_path};
+use super::manifest::{MANIFEST_VERSION, Manifest};
+use super::state::{CheckpointReport, ViewState};
+use super::store::{CheckpointStore, epoch_dir, manifest_path};
 use crate::error::{EngineError, Result};
-use crate::message::{CheckpointBarrier, Watermark};
+use crate::message::CheckpointBarrier;
 use crate::pipeline::{PipelineState, PipelineStatus};
 use crate::source_metrics::now_millis;
 use crate::view_table::ViewTable;
 
+mod collect;
+mod records;
+mod write;
+
+use collect::{EndedState, Outcome, collect, reads_failed};
+pub use records::{CheckpointOutcomes, CheckpointRecord, OperatorRecord};
+
 /// How many past checkpoints the history (`weir_checkpoints`) keeps.
 const HISTORY: usize = 100;
-/// Segments of one view merged into one once there are more than this.
-const MAX_SEGMENTS: usize = 16;
 
 /// The pipeline's end of its link to the coordinator.
 #[derive(Debug)]
@@ -67,68 +70,6 @@ struct PipelineHandle {
     ended: Mutex<Option<EndedState>>,
 }
 
-/// What an ended pipeline keeps in every checkpoint.
-#[derive(Debug, Clone)]
-struct EndedState {
-    view: ViewState,
-    operators: Vec<(usize, String, OperatorState)>,
-}
-
-/// One row of `weir_checkpoints`.
-#[derive(Debug, Clone)]
-pub struct CheckpointRecord {
-    /// Epoch.
-    pub epoch: u64,
-    /// When barriers were injected (ms since the epoch).
-    pub started_at_ms: i64,
-    /// Wall time until the manifest was committed (or the attempt failed).
-    pub duration: Duration,
-    /// Bytes of the files the checkpoint refers to.
-    pub bytes: u64,
-    /// Bytes written by this checkpoint.
-    pub written_bytes: u64,
-    /// Pipelines in the checkpoint.
-    pub pipelines: usize,
-    /// None when committed (or recovered from), else why it failed.
-    pub error: Option<String>,
-    /// This is the checkpoint the server recovered from at start (duration: loading it).
-    pub recovered: bool,
-    /// Operator states written.
-    pub operators: Vec<OperatorRecord>,
-}
-
-impl CheckpointRecord {
-    /// The record of `manifest`: nothing written, no operator figures, no error.
-    fn of(manifest: &Manifest, started_at_ms: i64, duration: Duration) -> Self {
-        Self {
-            epoch: manifest.epoch,
-            started_at_ms,
-            duration,
-            bytes: manifest.bytes(),
-            written_bytes: 0,
-            pipelines: manifest.pipelines.len(),
-            error: None,
-            recovered: false,
-            operators: Vec::new(),
-        }
-    }
-}
-
-/// One operator's state in a checkpoint (`weir_checkpoint_state`).
-#[derive(Debug, Clone)]
-pub struct OperatorRecord {
-    /// The view.
-    pub view: String,
-    /// Position in the pipeline.
-    pub stage: usize,
-    /// Operator name.
-    pub operator: String,
-    /// Rows of state.
-    pub rows: u64,
-    /// In-memory bytes of the state.
-    pub bytes: u64,
-}
-
 /// The last committed checkpoints.
 #[derive(Debug, Default)]
 struct Committed {
@@ -136,29 +77,6 @@ struct Committed {
     /// The committed checkpoint before `last`, kept as a fallback if `last` turns out damaged.
     previous: Option<Manifest>,
     next_epoch: u64,
-}
-
-/// What one pipeline contributes to a checkpoint.
-enum Outcome {
-    /// It passed the barrier.
-    Barrier {
-        source: Option<SourceState>,
-        operators: Vec<(usize, String, OperatorState)>,
-        view: ViewState,
-    },
-    /// It ended; its view is final.
-    Ended(EndedState),
-    /// It failed, or reads a failed view: its last checkpointed entry stands.
-    Keep,
-}
-
-/// The newest committed and failed checkpoint epochs, for sinks waiting to publish.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct CheckpointOutcomes {
-    /// The newest epoch whose manifest is durable.
-    pub committed: u64,
-    /// The newest epoch whose attempt failed (its manifest will never exist).
-    pub failed: u64,
 }
 
 /// Takes checkpoints of every registered pipeline.
@@ -483,113 +401,6 @@ impl CheckpointCoordinator {
         Ok((manifest, written, operators_written))
     }
 
-    /// Writes one pipeline's files; None when it has nothing to keep (failed before any
-    /// checkpoint).
-    async fn write_pipeline(
-        &self,
-        epoch: u64,
-        view: String,
-        handle: Arc<PipelineHandle>,
-        outcome: Outcome,
-        previous: Option<PipelineCheckpoint>,
-    ) -> Result<Option<(String, PipelineCheckpoint, u64)>> {
-        let (source, operators, state, ended) = match outcome {
-            Outcome::Keep => return Ok(previous.map(|p| (view, p, 0))),
-            Outcome::Ended(ended) => {
-                if let Some(p) = previous.as_ref().filter(|p| p.ended) {
-                    return Ok(Some((view, p.clone(), 0)));
-                }
-                (None, ended.operators, ended.view, true)
-            }
-            Outcome::Barrier {
-                source,
-                operators,
-                view: state,
-            } => (source, operators, state, false),
-        };
-        let dir = format!("{}/{}", epoch_dir(epoch), handle.view_id);
-        let mut bytes = 0u64;
-        let mut checkpoints = Vec::with_capacity(operators.len());
-        for (stage, name, op) in operators {
-            let memory = op.bytes() as u64;
-            let file = match (&op.schema, op.rows()) {
-                (Some(schema), rows) if rows > 0 => {
-                    let path = format!("{dir}/op-{stage}.parquet");
-                    let f = self
-                        .store
-                        .write_batches(&path, Arc::clone(schema), op.batches, Compress::None)
-                        .await?;
-                    bytes += f.size;
-                    Some(f)
-                }
-                _ => None,
-            };
-            checkpoints.push(OperatorCheckpoint {
-                stage,
-                name,
-                file,
-                values: op.values,
-                bytes: memory,
-            });
-        }
-        let mut segments = previous
-            .as_ref()
-            .map(|p| p.view.segments.clone())
-            .unwrap_or_default();
-        let persisted: u64 = segments.iter().map(|s| s.rows).sum();
-        if state.appended_rows > persisted || segments.len() > MAX_SEGMENTS {
-            let mut rows = Vec::new();
-            if segments.len() > MAX_SEGMENTS {
-                // Compaction: many small segments become one, read back and rewritten with the
-                // new rows; the old ones go once no retained checkpoint names them.
-                for segment in segments.drain(..) {
-                    rows.extend(self.store.read_batches(&segment).await?);
-                }
-            }
-            rows.extend(
-                handle
-                    .table
-                    .rows_range(persisted as usize, state.appended_rows as usize)?,
-            );
-            let path = format!("views/{}/seg-{epoch:020}.parquet", handle.view_id);
-            let f = self
-                .store
-                .write_batches(&path, handle.table.schema_ref(), rows, Compress::Fast)
-                .await?;
-            bytes += f.size;
-            segments.push(f);
-        }
-        let provisional = match provisional_batch(&handle.table, &state.provisional)? {
-            Some(batch) => {
-                let path = format!("{dir}/provisional.parquet");
-                let f = self
-                    .store
-                    .write_batches(&path, batch.schema(), vec![batch], Compress::Fast)
-                    .await?;
-                bytes += f.size;
-                Some(f)
-            }
-            None => None,
-        };
-        let entry = PipelineCheckpoint {
-            view_id: handle.view_id.clone(),
-            ended,
-            rows_in: state.rows_in,
-            source,
-            operators: checkpoints,
-            view: ViewCheckpoint {
-                segments,
-                provisional,
-                watermark: match state.watermark {
-                    Some(Watermark::EventTime(t)) => Some(t),
-                    _ => None,
-                },
-                idle: state.watermark == Some(Watermark::Idle),
-            },
-        };
-        Ok(Some((view, entry, bytes)))
-    }
-
     /// Removes manifests, state files and segments no retained checkpoint needs (the last two
     /// committed ones are kept, so a damaged last one can fall back to the one before).
     async fn clean_up(&self, committed: &Committed) -> Result<()> {
@@ -621,121 +432,6 @@ impl CheckpointCoordinator {
             .await?;
         Ok(())
     }
-}
-
-/// True when `view` reads, directly or not, a failed view.
-fn reads_failed(
-    view: &str,
-    by_name: &BTreeMap<&str, &Arc<PipelineHandle>>,
-    failed: &[&str],
-) -> bool {
-    let mut todo = vec![view];
-    let mut seen = Vec::new();
-    while let Some(v) = todo.pop() {
-        if failed.contains(&v) {
-            return true;
-        }
-        seen.push(v);
-        if let Some(h) = by_name.get(v) {
-            todo.extend(
-                h.upstream_views
-                    .iter()
-                    .map(String::as_str)
-                    .filter(|u| !seen.contains(u)),
-            );
-        }
-    }
-    false
-}
-
-/// Waits for one pipeline's reports for `epoch`.
-async fn collect(
-    view: &str,
-    h: &PipelineHandle,
-    epoch: u64,
-    deadline: tokio::time::Instant,
-) -> Result<Outcome> {
-    if let Some(state) = h.ended.lock().clone() {
-        return Ok(Outcome::Ended(state));
-    }
-    let mut reports = h.reports.lock().await;
-    let mut source = None;
-    let mut operators = Vec::new();
-    loop {
-        let next = tokio::time::timeout(Duration::from_millis(100), reports.recv()).await;
-        let report = match next {
-            Ok(Some(r)) => r,
-            Ok(None) => return Ok(Outcome::Keep),
-            Err(_) => {
-                if matches!(h.status.state(), PipelineState::Failed(_)) {
-                    return Ok(Outcome::Keep);
-                }
-                if tokio::time::Instant::now() >= deadline {
-                    return Err(EngineError::Storage(format!(
-                        "view \"{view}\" did not reach checkpoint barrier {epoch} in time (is its pipeline stalled?)"
-                    )));
-                }
-                continue;
-            }
-        };
-        match report {
-            CheckpointReport::Source { epoch: e, state } if e == epoch => source = Some(state),
-            CheckpointReport::Operator {
-                epoch: e,
-                stage,
-                name,
-                state,
-            } if e == epoch => operators.push((stage, name, state)),
-            CheckpointReport::View { epoch: e, state } if e == epoch => {
-                return Ok(Outcome::Barrier {
-                    source,
-                    operators,
-                    view: state,
-                });
-            }
-            CheckpointReport::Ended { state, operators } => {
-                let ended = EndedState {
-                    view: state,
-                    operators,
-                };
-                *h.ended.lock() = Some(ended.clone());
-                return Ok(Outcome::Ended(ended));
-            }
-            // Reports of an earlier attempt that timed out.
-            _ => {}
-        }
-    }
-}
-
-/// The provisional rows as one batch with their partition key first.
-fn provisional_batch(
-    table: &ViewTable,
-    provisional: &BTreeMap<i64, RecordBatch>,
-) -> Result<Option<RecordBatch>> {
-    let rows: usize = provisional.values().map(RecordBatch::num_rows).sum();
-    if rows == 0 {
-        return Ok(None);
-    }
-    let view_schema = table.schema_ref();
-    let mut fields = vec![Arc::new(Field::new(
-        PARTITION_COLUMN,
-        DataType::Int64,
-        false,
-    ))];
-    fields.extend(view_schema.fields().iter().cloned());
-    let schema = Arc::new(Schema::new(fields));
-    let mut batches = Vec::with_capacity(provisional.len());
-    for (partition, batch) in provisional {
-        let mut columns: Vec<ArrayRef> = vec![Arc::new(Int64Array::from_value(
-            *partition,
-            batch.num_rows(),
-        ))];
-        columns.extend(batch.columns().iter().cloned());
-        batches.push(RecordBatch::try_new(Arc::clone(&schema), columns)?);
-    }
-    Ok(Some(datafusion::arrow::compute::concat_batches(
-        &schema, &batches,
-    )?))
 }
 
 /// Name of the partition-key column of persisted provisional rows.
