@@ -32,7 +32,7 @@ use weir_sql::{Database, QueryResult, Session};
 
 mod common;
 use common::broker::start_broker;
-use common::{commit, cpu_seconds, machine, peak_rss_mb, today, write_section};
+use common::{Figures, commit, cpu_seconds, machine, peak_rss_mb, today, write_section};
 
 const SENSORS: u64 = 10_000;
 /// Event time advances 1 ms per 10 records: 100,000 records per 10-second window, 10 per sensor.
@@ -89,22 +89,6 @@ fn produce(bootstrap: &str, records: u64) {
     producer.flush(Duration::from_secs(300)).expect("flush");
 }
 
-struct Figures {
-    name: &'static str,
-    wall: f64,
-    cpu: f64,
-    records: u64,
-}
-
-impl Figures {
-    fn per_second(&self) -> f64 {
-        self.records as f64 / self.wall
-    }
-    fn per_cpu_second(&self) -> f64 {
-        self.records as f64 / self.cpu
-    }
-}
-
 fn ceiling(bootstrap: &str, records: u64) -> Figures {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
@@ -130,10 +114,10 @@ fn ceiling(bootstrap: &str, records: u64) -> Figures {
     }
     std::hint::black_box(bytes);
     Figures {
-        name: "librdkafka consume (ceiling)",
+        name: "librdkafka consume (ceiling)".into(),
         wall: t.elapsed().as_secs_f64(),
         cpu: cpu_seconds() - c,
-        records,
+        items: records,
     }
 }
 
@@ -188,10 +172,10 @@ async fn weir(bootstrap: &str, records: u64) -> Figures {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let figures = Figures {
-        name: "weir: Kafka JSON → 10 s tumbling view",
+        name: "weir: Kafka JSON → 10 s tumbling view".into(),
         wall: t.elapsed().as_secs_f64(),
         cpu: cpu_seconds() - c,
-        records,
+        items: records,
     };
     let rows = scalar(&s, "SELECT sum(n) FROM stats").await;
     assert_eq!(rows, records.to_string(), "every record counted once");

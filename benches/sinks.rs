@@ -38,23 +38,7 @@ use weir_sql::{Database, DatabaseOptions, QueryResult, Session};
 mod common;
 use common::broker::start_broker;
 use common::postgres_server::PgServer;
-use common::{commit, cpu_seconds, machine, peak_rss_mb, today, write_section};
-
-struct Figures {
-    name: String,
-    wall: f64,
-    cpu: f64,
-    rows: u64,
-}
-
-impl Figures {
-    fn per_second(&self) -> f64 {
-        self.rows as f64 / self.wall
-    }
-    fn per_cpu_second(&self) -> f64 {
-        self.rows as f64 / self.cpu
-    }
-}
+use common::{Figures, commit, cpu_seconds, machine, peak_rss_mb, today, write_section};
 
 fn ceiling(bootstrap: &str, rows: u64) -> Figures {
     let producer: BaseProducer = ClientConfig::new()
@@ -94,7 +78,7 @@ fn ceiling(bootstrap: &str, rows: u64) -> Figures {
         name: "librdkafka produce (ceiling)".into(),
         wall: t.elapsed().as_secs_f64(),
         cpu: cpu_seconds() - c,
-        rows,
+        items: rows,
     }
 }
 
@@ -147,7 +131,7 @@ async fn postgres_copy(pg: &PgServer, rows: u64) -> Figures {
         name: "PostgreSQL COPY, bare client (ceiling)".into(),
         wall: t.elapsed().as_secs_f64(),
         cpu: cpu_seconds() - c,
-        rows,
+        items: rows,
     }
 }
 
@@ -184,7 +168,7 @@ async fn postgres_bare_upsert(pg: &PgServer, rows: u64) -> Figures {
         name: "PostgreSQL batched upsert, bare client".into(),
         wall: t.elapsed().as_secs_f64(),
         cpu: cpu_seconds() - c,
-        rows,
+        items: rows,
     }
 }
 
@@ -247,7 +231,7 @@ async fn run(name: &str, rows: u64, sink: Option<String>) -> Figures {
         name: name.to_string(),
         wall: t.elapsed().as_secs_f64(),
         cpu: cpu_seconds() - c,
-        rows,
+        items: rows,
     }
 }
 

@@ -95,3 +95,21 @@ pub fn write_section(name: &str, body: &str) {
         eprintln!("could not write {}: {e}", path.display());
     }
 }
+
+/// One timed run: wall and process CPU seconds for `items` rows or records.
+pub struct Figures {
+    pub name: String,
+    pub wall: f64,
+    pub cpu: f64,
+    pub items: u64,
+}
+
+impl Figures {
+    pub fn per_second(&self) -> f64 {
+        self.items as f64 / self.wall
+    }
+
+    pub fn per_cpu_second(&self) -> f64 {
+        self.items as f64 / self.cpu
+    }
+}
