@@ -31,7 +31,7 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use weir_sql::{Database, QueryResult, Session};
 
 mod common;
-use common::broker::start_broker;
+use common::broker::Broker;
 use common::{Figures, commit, cpu_seconds, machine, peak_rss_mb, today, write_section};
 
 const SENSORS: u64 = 10_000;
@@ -217,19 +217,20 @@ fn main() {
         .skip(1)
         .find_map(|a| a.parse().ok())
         .unwrap_or(1_000_000);
-    let broker = start_broker(&["bench"]);
+    let broker = Broker::start();
+    broker.create_topic("bench", 1);
     let t = Instant::now();
-    produce(&broker.1, records);
+    produce(&broker.address, records);
     println!(
         "produced {records} records in {:.1} s",
         t.elapsed().as_secs_f64()
     );
-    let ceiling = ceiling(&broker.1, records + 1);
+    let ceiling = ceiling(&broker.address, records + 1);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("runtime");
-    let weir = runtime.block_on(weir(&broker.1, records));
+    let weir = runtime.block_on(weir(&broker.address, records));
     let figures = [ceiling, weir];
     for f in &figures {
         println!(

@@ -36,7 +36,7 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use weir_sql::{Database, DatabaseOptions, QueryResult, Session};
 
 mod common;
-use common::broker::start_broker;
+use common::broker::Broker;
 use common::postgres_server::PgServer;
 use common::{Figures, commit, cpu_seconds, machine, peak_rss_mb, today, write_section};
 
@@ -240,8 +240,11 @@ fn main() {
         .skip(1)
         .find_map(|a| a.parse().ok())
         .unwrap_or(1_000_000);
-    let broker = start_broker(&["ceiling", "eo", "alo"]);
-    let b = broker.1.clone();
+    let broker = Broker::start();
+    for topic in ["ceiling", "eo", "alo"] {
+        broker.create_topic(topic, 1);
+    }
+    let b = broker.address.clone();
     let files = tempfile::tempdir().expect("tempdir");
     let pg = PgServer::start();
     let mut figures = vec![ceiling(&b, rows)];

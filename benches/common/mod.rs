@@ -4,6 +4,8 @@
 #![allow(dead_code)]
 
 pub mod accuracy;
+// The integration tests' tansu broker (started from the `.venv` that `scripts/test.sh` makes).
+#[path = "../../tests/integration/broker.rs"]
 pub mod broker;
 // The integration tests' throwaway PostgreSQL server.
 #[path = "../../tests/integration/postgres_server.rs"]

