@@ -23,16 +23,15 @@
 
 use std::time::{Duration, Instant};
 
-use futures::TryStreamExt;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
-use weir_sql::{Database, QueryResult, Session};
+use weir_sql::Database;
 
 mod common;
 use common::broker::Broker;
-use common::{Figures, commit, cpu_seconds, machine, peak_rss_mb, today, write_section};
+use common::{Figures, commit, cpu_seconds, machine, peak_rss_mb, scalar, today, write_section};
 
 const SENSORS: u64 = 10_000;
 /// Event time advances 1 ms per 10 records: 100,000 records per 10-second window, 10 per sensor.
@@ -119,22 +118,6 @@ fn ceiling(bootstrap: &str, records: u64) -> Figures {
         cpu: cpu_seconds() - c,
         items: records,
     }
-}
-
-async fn scalar(session: &Session, sql: &str) -> String {
-    let mut results = session.execute_all(sql).await.expect(sql);
-    let Some(QueryResult::Rows { stream, .. }) = results.pop() else {
-        panic!("{sql}: no rows")
-    };
-    let batches: Vec<_> = stream.try_collect().await.expect("rows");
-    batches
-        .first()
-        .filter(|b| b.num_rows() > 0)
-        .map(|b| {
-            datafusion::arrow::util::display::array_value_to_string(b.column(0), 0)
-                .unwrap_or_default()
-        })
-        .unwrap_or_default()
 }
 
 async fn weir(bootstrap: &str, records: u64) -> Figures {

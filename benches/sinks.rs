@@ -30,15 +30,15 @@
 
 use std::time::{Duration, Instant};
 
-use futures::{SinkExt, TryStreamExt};
+use futures::SinkExt;
 use rdkafka::ClientConfig;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-use weir_sql::{Database, DatabaseOptions, QueryResult, Session};
+use weir_sql::{Database, DatabaseOptions};
 
 mod common;
 use common::broker::Broker;
 use common::postgres_server::PgServer;
-use common::{Figures, commit, cpu_seconds, machine, peak_rss_mb, today, write_section};
+use common::{Figures, commit, cpu_seconds, machine, peak_rss_mb, scalar, today, write_section};
 
 fn ceiling(bootstrap: &str, rows: u64) -> Figures {
     let producer: BaseProducer = ClientConfig::new()
@@ -170,22 +170,6 @@ async fn postgres_bare_upsert(pg: &PgServer, rows: u64) -> Figures {
         cpu: cpu_seconds() - c,
         items: rows,
     }
-}
-
-async fn scalar(session: &Session, sql: &str) -> String {
-    let mut results = session.execute_all(sql).await.expect(sql);
-    let Some(QueryResult::Rows { stream, .. }) = results.pop() else {
-        panic!("{sql}: no rows")
-    };
-    let batches: Vec<_> = stream.try_collect().await.expect("rows");
-    batches
-        .first()
-        .filter(|b| b.num_rows() > 0)
-        .map(|b| {
-            datafusion::arrow::util::display::array_value_to_string(b.column(0), 0)
-                .unwrap_or_default()
-        })
-        .unwrap_or_default()
 }
 
 /// Generator → append-only view (→ `sink`, when given) until everything is delivered.

@@ -115,3 +115,22 @@ impl Figures {
         self.items as f64 / self.cpu
     }
 }
+
+/// The first value of `sql`'s first row as text (empty when there is none).
+pub async fn scalar(session: &weir_sql::Session, sql: &str) -> String {
+    let mut results = session.execute_all(sql).await.expect(sql);
+    let Some(weir_sql::QueryResult::Rows { stream, .. }) = results.pop() else {
+        panic!("{sql}: no rows")
+    };
+    let batches: Vec<_> = futures::TryStreamExt::try_collect(stream)
+        .await
+        .expect("rows");
+    batches
+        .first()
+        .filter(|b| b.num_rows() > 0)
+        .map(|b| {
+            datafusion::arrow::util::display::array_value_to_string(b.column(0), 0)
+                .unwrap_or_default()
+        })
+        .unwrap_or_default()
+}
