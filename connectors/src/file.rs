@@ -17,7 +17,7 @@ use weir_engine::source::{
 };
 use weir_engine::{EngineError, Result};
 
-use crate::format::{FormatConfig, RecordBuffer, RecordDecoder, decode_records};
+use crate::format::{FormatConfig, RecordBuffer, RecordDecoder, decode_records, decoded_span};
 
 /// Bytes read from the file per step.
 const READ_CHUNK: usize = 1 << 20;
@@ -177,6 +177,7 @@ impl FileReader {
         let decoded = decode_records(self.decoder.as_mut(), &self.records)?;
         let lines = &self.line_numbers;
         let bad = decoded.bad_records(&self.records, |i| (Some(0), lines.get(i).copied(), None));
+        let span = decoded_span(0, lines);
         let offsets: ArrayRef = Arc::new(Int64Array::from(std::mem::take(&mut self.line_numbers)));
         let offsets = decoded
             .keep_good(offsets)?
@@ -184,7 +185,7 @@ impl FileReader {
             .clone();
         self.records.clear();
         self.delivered = self.line;
-        self.context.reject(Some(0), bad)?;
+        self.context.reject(Some(0), span, bad)?;
         self.context
             .metrics
             .update(0, |m| m.offset = Some(self.line + 1));

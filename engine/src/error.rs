@@ -22,6 +22,8 @@ pub enum ErrorKind {
     Storage,
     /// The disk (or quota) is full.
     DiskFull,
+    /// The object asked for stopped on an earlier failure (a view whose pipeline failed).
+    Failed,
     /// A bug in Weir.
     Internal,
 }
@@ -56,6 +58,9 @@ pub enum EngineError {
     /// A bug.
     #[error("internal error: {0}")]
     Internal(String),
+    /// A view whose pipeline failed was asked for its rows; the message says why it failed.
+    #[error("{0}")]
+    ViewFailed(String),
     /// An error raised by DataFusion while planning or evaluating.
     #[error("{0}")]
     DataFusion(#[from] DataFusionError),
@@ -75,6 +80,7 @@ impl EngineError {
             EngineError::DependentObjects(_) => ErrorKind::DependentObjects,
             EngineError::External(_) => ErrorKind::External,
             EngineError::Internal(_) => ErrorKind::Internal,
+            EngineError::ViewFailed(_) => ErrorKind::Failed,
             EngineError::Storage(_) => ErrorKind::Storage,
             EngineError::DiskFull(_) => ErrorKind::DiskFull,
             EngineError::DataFusion(e) => datafusion_kind(e),

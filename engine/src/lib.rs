@@ -78,6 +78,7 @@
 
 pub mod bounded_log;
 pub mod catalog;
+pub mod checked_offsets;
 pub mod checkpoint;
 pub mod error;
 pub mod fanout;

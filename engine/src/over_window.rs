@@ -26,6 +26,7 @@ use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, BinaryArray, BooleanArray, Int64Array, RecordBatch,
     TimestampNanosecondArray, new_null_array,
 };
+use datafusion::arrow::buffer::BooleanBuffer;
 use datafusion::arrow::compute::kernels::cmp::{gt, lt_eq};
 use datafusion::arrow::compute::{
     SortColumn, cast, concat, concat_batches, filter, filter_record_batch, is_not_null, is_null,
@@ -161,7 +162,14 @@ impl OverWindow {
         Ok(cast(&ts, &DataType::Timestamp(TimeUnit::Nanosecond, None))?)
     }
 
+    /// The partition key columns of `batch`. Without `PARTITION BY` (or when the planner folded
+    /// a constant one away) every row has the same key: one constant column, so the row
+    /// converter still has a column to hold a row count.
     fn keys(&self, batch: &RecordBatch) -> Result<Vec<ArrayRef>> {
+        if self.spec.partition_by.is_empty() {
+            let all = BooleanBuffer::new_set(batch.num_rows());
+            return Ok(vec![Arc::new(BooleanArray::new(all, None))]);
+        }
         self.spec
             .partition_by
             .iter()
@@ -546,12 +554,7 @@ impl StreamOperator for OverWindow {
             let key_bytes = per_key.column(0).as_binary::<i32>();
             let last = cast(per_key.column(1), &DataType::Int64)?;
             let last = last.as_primitive::<datafusion::arrow::datatypes::Int64Type>();
-            let empty: Vec<ArrayRef> = self
-                .spec
-                .partition_by
-                .iter()
-                .map(|e| Ok(new_null_array(&e.data_type(&input_schema)?, 0)))
-                .collect::<Result<_>>()?;
+            let empty = self.keys(&RecordBatch::new_empty(Arc::clone(&input_schema)))?;
             let parser = self.converter(&empty)?.parser();
             for row in 0..per_key.num_rows() {
                 let key = parser.parse(key_bytes.value(row)).owned();
@@ -724,6 +727,33 @@ mod tests {
         )
         .unwrap();
         take_record_batch(&all, &order).unwrap()
+    }
+
+    #[test]
+    fn without_partition_by_the_whole_stream_is_one_key() {
+        let mut op = operator("anomaly_zscore");
+        op.spec.partition_by.clear();
+        let rows = rows();
+        let mut out = Collector::default();
+        let (first, second) = rows.split_at(rows.len() / 2);
+        op.process_batch(batch(first), &mut out).unwrap();
+        op.on_watermark(Watermark::EventTime(first[first.len() - 1].2), &mut out)
+            .unwrap();
+        let state = op.snapshot(CheckpointBarrier { epoch: 1 }).unwrap();
+        let mut restored = operator("anomaly_zscore");
+        restored.spec.partition_by.clear();
+        restored.restore(state).unwrap();
+        assert_eq!(restored.states.len(), 1, "one key for the whole stream");
+        restored.process_batch(batch(second), &mut out).unwrap();
+        restored.on_end(&mut out).unwrap();
+        let emitted: usize = out
+            .drain()
+            .filter_map(|m| match m {
+                crate::message::Message::Data(b) => Some(b.num_rows()),
+                _ => None,
+            })
+            .sum();
+        assert_eq!(emitted, rows.len());
     }
 
     #[test]

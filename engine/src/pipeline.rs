@@ -6,16 +6,21 @@
 //! input ──ch──▶ operator 1 ──ch──▶ … ──ch──▶ operator n ──ch──▶ writer (ViewTable + Fanout)
 //! ```
 //!
-//! Dropping a [`RunningPipeline`] aborts its tasks; an operator error stops the pipeline and is
-//! kept in its [`PipelineStatus`], and the view keeps serving the rows it has.
+//! Dropping a [`RunningPipeline`] aborts its tasks. Every task is supervised: an error or a
+//! panic in any of them (a bug in an operator must not pass silently) stops the pipeline, is
+//! logged, kept in its [`PipelineStatus`] (`weir_views.status`), and makes queries on the view
+//! fail with the reason; other views keep running.
 
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use futures::FutureExt;
 use parking_lot::Mutex;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use tracing::{Instrument, info_span, warn};
+use tracing::{Instrument, error, info_span};
 
 use crate::checkpoint::{
     CheckpointReport, OperatorState, PipelineLink, PipelineRestore, ViewState,
@@ -25,6 +30,7 @@ use crate::fanout::{CHANNEL_CAPACITY, Fanout};
 use crate::message::Message;
 use crate::operator::{Collector, StreamOperator};
 use crate::source::{Source, SourceCheckpointing, SourceTaskConfig, spawn_source};
+use crate::view_table::ViewTable;
 
 /// Where a pipeline's rows come from.
 pub enum PipelineInput {
@@ -165,9 +171,14 @@ pub fn spawn_pipeline(
         Some(d) => (Some(d.link.reports), d.link.barriers, d.restore.operators),
         None => (None, None, Default::default()),
     };
+    let failure = Failure {
+        view: view.to_string(),
+        status: Arc::clone(&status),
+        table: Arc::clone(fanout.table()),
+    };
     match input {
         PipelineInput::Source { config, reader } => {
-            let st = Arc::clone(&status);
+            let failure = failure.clone();
             let checkpointing = match (barriers, &reports) {
                 (Some(barriers), Some(reports)) => Some(SourceCheckpointing {
                     barriers,
@@ -180,7 +191,7 @@ pub fn spawn_pipeline(
                 reader,
                 input_tx,
                 checkpointing,
-                move |e| st.fail(&e),
+                move |e| failure.fail("source reader", &e),
             ));
         }
         PipelineInput::View { backfill, mut live } => {
@@ -200,8 +211,9 @@ pub fn spawn_pipeline(
     }
     for (i, op) in operators.into_iter().enumerate() {
         let (tx, next_rx) = mpsc::channel::<Message>(CHANNEL_CAPACITY);
-        let st = Arc::clone(&status);
-        let span = info_span!("operator", view = %view, index = i, name = %op.name());
+        let failure = failure.clone();
+        let name = op.name();
+        let span = info_span!("operator", view = %view, index = i, name = %name);
         let count_input = i == 0;
         let counter = Arc::clone(&counting_status);
         let stage = Stage {
@@ -209,54 +221,91 @@ pub fn spawn_pipeline(
             reports: reports.clone(),
             restore: restore.remove(&i),
         };
+        let run = run_operator(op, rx, tx, counter, count_input, stage);
         tasks.push(tokio::spawn(
-            async move {
-                if let Err(e) = run_operator(op, rx, tx, counter, count_input, stage).await {
-                    warn!(error = %e, "operator failed; pipeline stopped");
-                    st.fail(&e);
-                }
-            }
-            .instrument(span),
+            supervised(format!("operator \"{name}\""), failure, run).instrument(span),
         ));
         rx = next_rx;
     }
     let span = info_span!("view_writer", view = %view);
-    tasks.push(tokio::spawn(
-        async move {
-            while let Some(m) = rx.recv().await {
-                let end = matches!(m, Message::End);
-                let barrier = match &m {
-                    Message::Barrier(b) => Some(b.epoch),
-                    _ => None,
-                };
-                if let Err(e) = fanout.publish(m).await {
-                    warn!(error = %e, "writing the view failed; pipeline stopped");
-                    status.fail(&e);
-                    return;
-                }
-                if let Some(reports) = &reports {
-                    // The view's side of the checkpoint is taken after the barrier is applied
-                    // and forwarded, so it holds exactly the rows that preceded the barrier.
-                    if let Some(epoch) = barrier {
-                        let state = view_state(&fanout, &status).await;
-                        let _ = reports.send(CheckpointReport::View { epoch, state });
-                    } else if end {
-                        let state = view_state(&fanout, &status).await;
-                        let _ = reports.send(CheckpointReport::Ended {
-                            state,
-                            operators: Vec::new(),
-                        });
-                    }
-                }
-                if end {
-                    status.finish();
-                    return;
+    let writer = async move {
+        while let Some(m) = rx.recv().await {
+            let end = matches!(m, Message::End);
+            let barrier = match &m {
+                Message::Barrier(b) => Some(b.epoch),
+                _ => None,
+            };
+            fanout.publish(m).await?;
+            if let Some(reports) = &reports {
+                // The view's side of the checkpoint is taken after the barrier is applied
+                // and forwarded, so it holds exactly the rows that preceded the barrier.
+                if let Some(epoch) = barrier {
+                    let state = view_state(&fanout, &status).await;
+                    let _ = reports.send(CheckpointReport::View { epoch, state });
+                } else if end {
+                    let state = view_state(&fanout, &status).await;
+                    let _ = reports.send(CheckpointReport::Ended {
+                        state,
+                        operators: Vec::new(),
+                    });
                 }
             }
+            if end {
+                status.finish();
+                return Ok(());
+            }
         }
-        .instrument(span),
+        Ok(())
+    };
+    tasks.push(tokio::spawn(
+        supervised("view writer".to_string(), failure, writer).instrument(span),
     ));
     RunningPipeline { tasks }
+}
+
+/// Where a pipeline's failure goes: its status, its table (so queries say why) and the log.
+#[derive(Debug, Clone)]
+pub(crate) struct Failure {
+    view: String,
+    status: Arc<PipelineStatus>,
+    table: Arc<ViewTable>,
+}
+
+impl Failure {
+    /// Stops the view on `error`, raised by `stage`.
+    pub(crate) fn fail(&self, stage: &str, error: &EngineError) {
+        error!(view = %self.view, stage, error = %error, "pipeline stopped");
+        self.status.fail(error);
+        self.table.mark_failed(format!(
+            "materialized view \"{}\" failed and stopped updating: {error}",
+            self.view
+        ));
+    }
+}
+
+/// Runs one task of a pipeline; its error, or its panic, becomes the pipeline's failure.
+pub(crate) async fn supervised(
+    stage: String,
+    failure: Failure,
+    task: impl Future<Output = Result<()>>,
+) {
+    let error = match AssertUnwindSafe(task).catch_unwind().await {
+        Ok(Ok(())) => return,
+        Ok(Err(e)) => e,
+        Err(panic) => EngineError::Internal(format!("{stage} panicked: {}", panic_message(&panic))),
+    };
+    failure.fail(&stage, &error);
+}
+
+/// The text of a panic's payload.
+pub(crate) fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "(no message)".to_string()
+    }
 }
 
 /// The view's side of a checkpoint: its final-row count, provisional rows, watermark, rows read.

@@ -6,6 +6,7 @@
 //! are independent and deterministic for deterministic connectors.
 
 use std::collections::BTreeMap;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,13 +18,14 @@ use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::logical_expr::Operator;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::expressions::{BinaryExpr, Column, Literal};
+use futures::FutureExt;
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
 use crate::checkpoint::{CheckpointReport, SourcePosition, SourceState};
 use crate::error::{EngineError, Result};
 use crate::message::{CheckpointBarrier, Message, Watermark};
-use crate::source_errors::{BadRecord, BadRecords, SourceErrorLog};
+use crate::source_errors::{BadRecord, BadRecords, Check, CheckedSpan, SourceErrorLog};
 use crate::source_metrics::{ReaderMetrics, now_millis};
 use crate::time::{max_nanos, nanos_to_unit, timestamp_values};
 use crate::watermark::WatermarkTracker;
@@ -82,9 +84,15 @@ pub struct ReaderContext {
 }
 
 impl ReaderContext {
-    /// Deals with unreadable records: logs and counts them, or fails with the first one when
-    /// `bad_records = 'fail'`.
-    pub fn reject(&self, partition: Option<u32>, records: Vec<BadRecord>) -> Result<()> {
+    /// Deals with unreadable records found by a check over `span` (the offsets read, when the
+    /// transport has offsets): logs and counts them once per source however many views read
+    /// them, or fails with the first one when `bad_records = 'fail'`.
+    pub fn reject(
+        &self,
+        partition: Option<u32>,
+        span: Option<CheckedSpan>,
+        records: Vec<BadRecord>,
+    ) -> Result<()> {
         if records.is_empty() {
             return Ok(());
         }
@@ -98,8 +106,9 @@ impl ReaderContext {
         if let Some(p) = partition {
             self.metrics.update(p, |m| m.errors += records.len() as u64);
         }
-        debug!(source = %self.source, count = records.len(), "bad records logged");
-        self.errors.record(&self.source, records);
+        let found = records.len();
+        let logged = self.errors.record(&self.source, span, records);
+        debug!(source = %self.source, found, logged, "bad records");
         Ok(())
     }
 }
@@ -398,14 +407,22 @@ fn reject_future_rows(
             BadRecord::new(line, message.clone()).at(Some(partition as i32), offset, None)
         })
         .collect();
-    config.context.reject(Some(partition), records)?;
+    let span = offsets.as_ref().and_then(|o| {
+        Some(CheckedSpan {
+            check: Check::FutureTime,
+            partition: partition as i32,
+            first: compute::min(o)?,
+            last: compute::max(o)?,
+        })
+    });
+    config.context.reject(Some(partition), span, records)?;
     Ok(compute::filter_record_batch(
         &batch,
         &compute::not(&future)?,
     )?)
 }
 
-/// Spawns [`run_source`] and logs its failure.
+/// Spawns [`run_source`]; its error, or its panic, goes to `on_error` (and the reader's status).
 pub fn spawn_source(
     config: SourceTaskConfig,
     source: Box<dyn Source>,
@@ -416,11 +433,18 @@ pub fn spawn_source(
     tokio::spawn(async move {
         let name = config.context.source.clone();
         let metrics = Arc::clone(&config.context.metrics);
-        if let Err(e) = run_source(config, source, tx, checkpointing).await {
-            warn!(source = %name, error = %e, "source failed");
-            metrics.set_status(format!("failed: {e}"));
-            on_error(e);
-        }
+        let run = AssertUnwindSafe(run_source(config, source, tx, checkpointing));
+        let error = match run.catch_unwind().await {
+            Ok(Ok(())) => return,
+            Ok(Err(e)) => e,
+            Err(panic) => EngineError::Internal(format!(
+                "source reader panicked: {}",
+                crate::pipeline::panic_message(&panic)
+            )),
+        };
+        warn!(source = %name, error = %error, "source failed");
+        metrics.set_status(format!("failed: {error}"));
+        on_error(error);
     })
 }
 

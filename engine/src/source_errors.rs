@@ -3,10 +3,18 @@
 //! (unless `bad_records = 'fail'`) nor to vanish. Each is counted per source and the most recent
 //! ones are kept with where they came from and a truncated copy of their bytes, bounded so a
 //! flood of garbage cannot exhaust memory.
+//!
+//! Every view reads its source with its own reader, so the same bad record is found once per
+//! view: a record with a partition and offset is logged and counted once per source (see
+//! [`crate::checked_offsets`]).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
+use parking_lot::Mutex;
+
 use crate::bounded_log::BoundedLog;
+use crate::checked_offsets::CheckedOffsets;
 use crate::error::{EngineError, Result};
 use datafusion::arrow::array::{
     ArrayRef, Int32Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
@@ -94,10 +102,35 @@ impl BadRecord {
     }
 }
 
+/// Which check rejected a record. Each reader runs every check on every record it reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Check {
+    /// The record did not decode (or was too large to try).
+    Decode,
+    /// Its event time is too far past the wall clock (`source.max_future`).
+    FutureTime,
+}
+
+/// The offsets of one partition a reader ran a check over in one step: the first and last
+/// offset of the records it read. Every bad record the check found there is reported with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CheckedSpan {
+    /// The check.
+    pub check: Check,
+    /// The partition.
+    pub partition: i32,
+    /// First offset read (inclusive).
+    pub first: i64,
+    /// Last offset read (inclusive).
+    pub last: i64,
+}
+
 /// Bad records of every source.
 #[derive(Debug)]
 pub struct SourceErrorLog {
     log: BoundedLog<BadRecord>,
+    /// Per source, check and partition: the offsets whose bad records are already logged.
+    checked: Mutex<HashMap<(String, Check, i32), CheckedOffsets>>,
 }
 
 impl Default for SourceErrorLog {
@@ -111,12 +144,41 @@ impl SourceErrorLog {
     pub fn new(capacity: usize) -> Self {
         Self {
             log: BoundedLog::new(capacity),
+            checked: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Logs `records` of `source`.
-    pub fn record(&self, source: &str, records: impl IntoIterator<Item = BadRecord>) {
-        self.log.record(source, records);
+    /// Logs `records` of `source`, found by a reader running a check over `span`: those in
+    /// offsets another reader already reported are skipped. Returns how many were logged.
+    pub fn record(
+        &self,
+        source: &str,
+        span: Option<CheckedSpan>,
+        records: Vec<BadRecord>,
+    ) -> usize {
+        let records = match span {
+            None => records,
+            Some(span) => {
+                let claimed = self
+                    .checked
+                    .lock()
+                    .entry((source.to_string(), span.check, span.partition))
+                    .or_default()
+                    .claim(span.first, span.last);
+                records
+                    .into_iter()
+                    .filter(|r| {
+                        let same_partition = r.partition.is_none_or(|p| p == span.partition);
+                        !(same_partition && r.offset.is_some_and(|o| claimed.already(o)))
+                    })
+                    .collect()
+            }
+        };
+        let logged = records.len();
+        if logged > 0 {
+            self.log.record(source, records);
+        }
+        logged
     }
 
     /// Bad records ever seen for `source`.
@@ -127,6 +189,7 @@ impl SourceErrorLog {
     /// Forgets a dropped source's records and count.
     pub fn forget(&self, source: &str) {
         self.log.forget(source);
+        self.checked.lock().retain(|(s, _, _), _| s != source);
     }
 
     /// Schema of `weir_source_errors`.
@@ -194,7 +257,10 @@ mod tests {
         let big = vec![b'x'; 10_000];
         log.record(
             "s",
-            (0..3).map(|i| BadRecord::new(&big, "too big").at(Some(1), Some(i), None)),
+            None,
+            (0..3)
+                .map(|i| BadRecord::new(&big, "too big").at(Some(1), Some(i), None))
+                .collect(),
         );
         assert_eq!(log.count("s"), 3);
         let batch = log.to_batch()?;
@@ -209,6 +275,41 @@ mod tests {
         assert_eq!(log.count("s"), 0);
         assert_eq!(log.to_batch()?.num_rows(), 0);
         Ok(())
+    }
+
+    #[test]
+    fn a_record_found_by_several_readers_is_logged_once() {
+        let log = SourceErrorLog::new(100);
+        let bad = |offsets: &[i64]| -> Vec<BadRecord> {
+            offsets
+                .iter()
+                .map(|o| BadRecord::new(b"{", "incomplete").at(Some(0), Some(*o), None))
+                .collect()
+        };
+        let span = |first, last| {
+            Some(CheckedSpan {
+                check: Check::Decode,
+                partition: 0,
+                first,
+                last,
+            })
+        };
+        // Two views' readers, batching differently, over offsets 0..=99 with bad 10, 50, 90.
+        assert_eq!(log.record("s", span(0, 59), bad(&[10, 50])), 2);
+        assert_eq!(log.record("s", span(0, 29), bad(&[10])), 0);
+        assert_eq!(log.record("s", span(30, 99), bad(&[50, 90])), 1);
+        assert_eq!(log.record("s", span(60, 99), bad(&[90])), 0);
+        // Another partition and another check are judged on their own.
+        let other = Some(CheckedSpan {
+            check: Check::FutureTime,
+            partition: 0,
+            first: 0,
+            last: 99,
+        });
+        assert_eq!(log.record("s", other, bad(&[10])), 1);
+        assert_eq!(log.count("s"), 4);
+        log.forget("s");
+        assert_eq!(log.record("s", span(0, 99), bad(&[10])), 1);
     }
 
     #[test]

@@ -31,7 +31,7 @@ use datafusion::physical_plan::union::UnionExec;
 
 use crate::checkpoint::CheckpointStore;
 use crate::checkpoint::manifest::FileRef;
-use crate::error::Result;
+use crate::error::{EngineError, Result};
 use crate::message::PartitionRows;
 
 /// Appended batches are compacted once this many pile up, so scans stay cheap.
@@ -67,6 +67,9 @@ pub struct ViewTable {
     contents: RwLock<Contents>,
     /// Set in a durable database: committed rows then live in segments, not in memory.
     segment_store: Option<SegmentStore>,
+    /// Why the view's pipeline stopped, once it has failed: queries answer with it rather than
+    /// with rows that silently stopped changing.
+    failure: parking_lot::Mutex<Option<String>>,
 }
 
 impl ViewTable {
@@ -76,6 +79,7 @@ impl ViewTable {
             schema,
             contents: RwLock::new(Contents::default()),
             segment_store: None,
+            failure: parking_lot::Mutex::new(None),
         }
     }
 
@@ -85,7 +89,19 @@ impl ViewTable {
             schema,
             contents: RwLock::new(Contents::default()),
             segment_store: Some(store),
+            failure: parking_lot::Mutex::new(None),
         }
+    }
+
+    /// Marks the view failed: from now on a query on it is an error saying `why` (the first
+    /// failure is kept).
+    pub fn mark_failed(&self, why: String) {
+        self.failure.lock().get_or_insert(why);
+    }
+
+    /// Why the view failed, if it has.
+    pub fn failure(&self) -> Option<String> {
+        self.failure.lock().clone()
     }
 
     /// Appends final rows.
@@ -314,6 +330,11 @@ impl TableProvider for ViewTable {
         _filters: &[Expr],
         _limit: Option<usize>,
     ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
+        if let Some(why) = self.failure() {
+            return Err(datafusion::error::DataFusionError::External(Box::new(
+                EngineError::ViewFailed(why),
+            )));
+        }
         let (segments, batches) = self.parts();
         let memory: Arc<dyn ExecutionPlan> =
             MemorySourceConfig::try_new_exec(&[batches], self.schema(), projection.cloned())?;

@@ -40,6 +40,10 @@ pub enum SqlErrorKind {
     DivisionByZero,
     /// No function of that name (and argument types).
     UndefinedFunction,
+    /// The object stopped on an earlier failure (a failed view was queried).
+    ObjectFailed,
+    /// The statement nests or chains expressions deeper than the server plans.
+    StatementTooComplex,
     /// Bugs.
     Internal,
 }
@@ -91,6 +95,7 @@ impl From<EngineError> for SqlError {
                     EngineKind::External => SqlErrorKind::External,
                     EngineKind::Storage => SqlErrorKind::Storage,
                     EngineKind::DiskFull => SqlErrorKind::DiskFull,
+                    EngineKind::Failed => SqlErrorKind::ObjectFailed,
                     EngineKind::Internal => SqlErrorKind::Internal,
                 };
                 Self::new(kind, other.to_string())
@@ -103,6 +108,9 @@ impl From<DataFusionError> for SqlError {
     fn from(e: DataFusionError) -> Self {
         if let Some(carried) = carried(&e) {
             return Self::new(carried.kind, carried.message.clone());
+        }
+        if let Some(why) = failed_view(&e) {
+            return Self::new(SqlErrorKind::ObjectFailed, why);
         }
         let kind = datafusion_kind(&e);
         let message = match &e {
@@ -139,6 +147,18 @@ fn carried(e: &DataFusionError) -> Option<&SqlError> {
     while let Some(error) = current {
         if let Some(sql) = error.downcast_ref::<SqlError>() {
             return Some(sql);
+        }
+        current = error.source();
+    }
+    None
+}
+
+/// The failure of a view a query read, carried through DataFusion's wrappers.
+fn failed_view(e: &DataFusionError) -> Option<String> {
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(error) = current {
+        if let Some(EngineError::ViewFailed(why)) = error.downcast_ref::<EngineError>() {
+            return Some(why.clone());
         }
         current = error.source();
     }

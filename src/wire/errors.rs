@@ -22,6 +22,8 @@ pub fn sqlstate(kind: SqlErrorKind) -> &'static str {
         SqlErrorKind::CardinalityViolation => "21000",
         SqlErrorKind::DivisionByZero => "22012",
         SqlErrorKind::UndefinedFunction => "42883",
+        SqlErrorKind::ObjectFailed => "55000",
+        SqlErrorKind::StatementTooComplex => "54001",
         SqlErrorKind::Internal => "XX000",
     }
 }

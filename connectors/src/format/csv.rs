@@ -7,7 +7,7 @@ use datafusion::arrow::record_batch::RecordBatch;
 use weir_engine::Result;
 
 use super::time::TimestampColumns;
-use super::{RecordDecoder, row_count_error};
+use super::{RecordDecoder, is_blank, row_count_error};
 
 /// Decodes CSV records into batches of one schema.
 pub struct CsvDecoder {
@@ -49,18 +49,30 @@ impl CsvDecoder {
     }
 }
 
+impl CsvDecoder {
+    /// Rows complete and buffered: arrow-csv reports the room left in its batch, which holds
+    /// `max_records + 1` rows.
+    fn complete_rows(&self) -> usize {
+        (self.max_records + 1).saturating_sub(self.decoder.capacity())
+    }
+}
+
 impl RecordDecoder for CsvDecoder {
     fn feed(&mut self, record: &[u8]) -> std::result::Result<(), String> {
+        // arrow-csv counts a row once its line ends, so a record that completes no row is blank
+        // or stops inside a quoted field (which would run on into the next record).
+        let before = self.complete_rows();
         let consumed = self.decoder.decode(record).map_err(|e| e.to_string())?;
+        let rows = self.complete_rows() - before;
         if consumed < record.len() {
-            return Err(row_count_error(self.buffered_rows() + 1));
+            return Err(row_count_error(rows + 1));
         }
-        Ok(())
-    }
-
-    fn buffered_rows(&self) -> usize {
-        // arrow-csv reports room left in its batch; the batch holds max_records + 1 rows.
-        (self.max_records + 1).saturating_sub(self.decoder.capacity())
+        match rows {
+            1 => Ok(()),
+            0 if is_blank(record) => Err(row_count_error(0)),
+            0 => Err("incomplete record: a quoted field is not closed".to_string()),
+            n => Err(row_count_error(n)),
+        }
     }
 
     fn flush(&mut self) -> std::result::Result<RecordBatch, String> {

@@ -51,16 +51,21 @@ impl JsonDecoder {
 
 impl RecordDecoder for JsonDecoder {
     fn feed(&mut self, record: &[u8]) -> std::result::Result<(), String> {
+        // arrow-json counts a row from its first byte, so `len` includes a value left open.
+        let before = self.decoder.len();
         let consumed = self.decoder.decode(record).map_err(|e| e.to_string())?;
         if consumed < record.len() {
             // The decoder filled up mid-record: the record holds more values than fit.
-            return Err(row_count_error(self.decoder.len() + 1));
+            return Err(row_count_error(self.decoder.len() - before + 1));
         }
-        Ok(())
-    }
-
-    fn buffered_rows(&self) -> usize {
-        self.decoder.len()
+        if self.decoder.has_partial_record() {
+            // Left open, the value would swallow the next record: this record is the bad one.
+            return Err("incomplete record: the JSON value is cut off".to_string());
+        }
+        match self.decoder.len() - before {
+            1 => Ok(()),
+            n => Err(row_count_error(n)),
+        }
     }
 
     fn flush(&mut self) -> std::result::Result<RecordBatch, String> {

@@ -22,7 +22,7 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use weir_engine::options::Options;
 use weir_engine::source::FormatSpec;
-use weir_engine::source_errors::BadRecord;
+use weir_engine::source_errors::{BadRecord, Check, CheckedSpan};
 use weir_engine::{EngineError, Result};
 
 /// Decodes records into batches of a fixed schema. Records are fed one at a time (each is a
@@ -30,12 +30,11 @@ use weir_engine::{EngineError, Result};
 /// value is caught at its own boundary; conversion to Arrow happens once per batch at
 /// [`RecordDecoder::flush`].
 pub trait RecordDecoder: Send {
-    /// Feeds one record followed by a newline. After an error the decoder must be
-    /// [`RecordDecoder::reset`].
+    /// Feeds one record followed by a newline. Succeeds only when the record was exactly one
+    /// complete value and the decoder is back at a record boundary; anything else (a parse
+    /// error, no value, several values, a value cut off) is an error naming the problem. After
+    /// an error the decoder must be [`RecordDecoder::reset`].
     fn feed(&mut self, record: &[u8]) -> std::result::Result<(), String>;
-
-    /// Rows complete and buffered.
-    fn buffered_rows(&self) -> usize;
 
     /// Converts the buffered rows to a batch (a value that does not fit its column fails here).
     /// After an error the decoder must be [`RecordDecoder::reset`].
@@ -194,53 +193,41 @@ impl Decoded {
     }
 }
 
+/// The span a reader decoded: the first and last offset of the records of one partition it fed
+/// to [`decode_records`] (offsets in reading order), so the bad records found there are logged
+/// once per source however many views read them.
+pub fn decoded_span(partition: i32, offsets: &[i64]) -> Option<CheckedSpan> {
+    Some(CheckedSpan {
+        check: Check::Decode,
+        partition,
+        first: *offsets.first()?,
+        last: *offsets.last()?,
+    })
+}
+
 /// Decodes every record of `buffer` into one batch, setting bad records aside.
 ///
-/// Records are fed one by one; one that fails to parse or is not exactly one value is bad, and
-/// the good records before it are decoded as their own segment (each good record is fed at most
-/// twice). A segment whose conversion fails (a value that does not fit its column) is split in
-/// halves, recursively, so k such records among n cost O(k log n) extra conversions.
+/// Records are fed one by one and each must be exactly one complete value on its own: a record
+/// that fails to parse, holds no value, more than one, or stops mid-value (truncated JSON, an
+/// unterminated CSV quote) is bad by itself, and the decoder is reset before the next record, so
+/// no record's leftovers reach its successor. The good records before a bad one are decoded as
+/// their own segment (each good record is fed at most twice). A segment whose conversion fails
+/// (a value that does not fit its column) is split in halves, recursively, so k such records
+/// among n cost O(k log n) extra conversions.
 pub fn decode_records(decoder: &mut dyn RecordDecoder, buffer: &RecordBuffer) -> Result<Decoded> {
     let mut batches = Vec::new();
     let mut bad: Vec<(usize, String)> = Vec::new();
     let mut segment: Vec<usize> = Vec::new();
-    let mut i = 0;
-    while i < buffer.len() {
-        let record = buffer.record_with_newline(i);
-        let before = decoder.buffered_rows();
-        let fed = decoder.feed(record);
-        // Decoders count a row when it starts, so a record that starts no row is either blank or
-        // the continuation of an incomplete record before it.
-        let started = decoder.buffered_rows().saturating_sub(before);
-        let problem = match fed {
-            Ok(()) if started == 1 => {
-                segment.push(i);
-                i += 1;
-                continue;
-            }
-            Ok(())
-                if started == 0
-                    && i > 0
-                    && segment.last() == Some(&(i - 1))
-                    && !is_blank(record) =>
-            {
-                // Record i-1 was incomplete and swallowed this one: reject it, decode the good
-                // records before it, and read this record again on a clean decoder.
-                segment.pop();
-                bad.push((i - 1, "incomplete record".to_string()));
+    for i in 0..buffer.len() {
+        match decoder.feed(buffer.record_with_newline(i)) {
+            Ok(()) => segment.push(i),
+            Err(problem) => {
+                bad.push((i, problem));
                 decoder.reset()?;
                 let good = std::mem::take(&mut segment);
                 convert(decoder, buffer, &good, false, &mut batches, &mut bad)?;
-                continue;
             }
-            Ok(()) => row_count_error(started),
-            Err(e) => e,
-        };
-        bad.push((i, problem));
-        i += 1;
-        decoder.reset()?;
-        let good = std::mem::take(&mut segment);
-        convert(decoder, buffer, &good, false, &mut batches, &mut bad)?;
+        }
     }
     convert(decoder, buffer, &segment, true, &mut batches, &mut bad)?;
     bad.sort_by_key(|(i, _)| *i);
@@ -278,7 +265,8 @@ fn convert(
     if !fed {
         for (n, &i) in indices.iter().enumerate() {
             if let Err(e) = decoder.feed(buffer.record_with_newline(i)) {
-                // Only reachable when an incomplete record went unnoticed before this one.
+                // Each of these was fed alone before and succeeded; a decoder that now refuses
+                // one still gets it judged on its own.
                 bad.push((i, e));
                 decoder.reset()?;
                 convert(decoder, buffer, &indices[..n], false, batches, bad)?;
@@ -304,14 +292,15 @@ fn convert(
     }
 }
 
-fn is_blank(record: &[u8]) -> bool {
+/// True for a record of nothing but whitespace.
+pub(crate) fn is_blank(record: &[u8]) -> bool {
     record.iter().all(u8::is_ascii_whitespace)
 }
 
-/// The error for a record that did not decode to exactly one row.
+/// The error for a complete record that did not decode to exactly one row.
 pub(crate) fn row_count_error(rows: usize) -> String {
     match rows {
-        0 => "empty or incomplete record".to_string(),
+        0 => "empty record".to_string(),
         n => format!("the record holds {n} values, expected one"),
     }
 }
@@ -398,13 +387,15 @@ mod tests {
     }
 }
 #[cfg(test)]
-mod incomplete_records {
+mod isolation_tests {
+    //! A bad record costs itself and nothing else, wherever batch boundaries fall.
     use super::*;
-    use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+    use datafusion::arrow::array::AsArray;
+    use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema, TimeUnit};
     use std::sync::Arc;
-    #[test]
-    fn an_incomplete_record_is_blamed_not_its_successor() -> Result<()> {
-        let schema = Arc::new(Schema::new(vec![
+
+    fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
             Field::new("id", DataType::Int64, true),
             Field::new("v", DataType::Float64, true),
             Field::new(
@@ -412,28 +403,125 @@ mod incomplete_records {
                 DataType::Timestamp(TimeUnit::Millisecond, Some("+00:00".into())),
                 true,
             ),
-        ]));
-        let mut d = json::JsonDecoder::try_new(schema, 64)?;
+        ]))
+    }
+
+    fn ids(out: &Decoded) -> Vec<i64> {
+        out.batch
+            .column(0)
+            .as_primitive::<Int64Type>()
+            .values()
+            .to_vec()
+    }
+
+    fn bad(out: &Decoded) -> Vec<usize> {
+        out.bad.iter().map(|(i, _)| *i).collect()
+    }
+
+    fn decode(d: &mut dyn RecordDecoder, records: &[Vec<u8>]) -> Result<Decoded> {
         let mut buf = RecordBuffer::default();
-        for r in [
-            &b"{\"id\": 1, \"v\": 1.0, \"ts\": 1704067200000}"[..],
-            b"{\"id\": 2, \"v\": 2.0, \"ts\": ",
-            b"{\"id\": 3, \"v\": 3.0, \"ts\": 1704067200000}",
-            b"{\"id\": \"three\", \"v\": 1, \"ts\": 0}",
-            b"not json at all",
-        ] {
+        for r in records {
             buf.push(r);
         }
-        let out = decode_records(&mut d, &buf)?;
-        let ids = out
-            .batch
-            .column(0)
-            .as_any()
-            .downcast_ref::<datafusion::arrow::array::Int64Array>()
-            .map(|a| a.values().to_vec());
-        assert_eq!(ids, Some(vec![1, 3]));
-        let bad: Vec<usize> = out.bad.iter().map(|(i, _)| *i).collect();
-        assert_eq!(bad, vec![1, 3, 4], "{:?}", out.bad);
+        decode_records(d, &buf)
+    }
+
+    fn valid(id: i64) -> Vec<u8> {
+        format!("{{\"id\": {id}, \"v\": 1.5, \"ts\": 1704067200000}}").into_bytes()
+    }
+
+    #[test]
+    fn a_truncated_record_does_not_take_its_successor() -> Result<()> {
+        let mut d = json::JsonDecoder::try_new(schema(), 64)?;
+        // Every way of cutting a record short, each followed by a valid record.
+        let truncated: [&[u8]; 8] = [
+            b"{\"id\": 2",
+            b"{\"id\": 2,",
+            b"{\"id\": 2, \"v\":",
+            b"{\"id\": 2, \"ts\": \"2024-01",
+            b"{",
+            b"[1, 2",
+            b"{\"id\": 2, \"v\": {\"nested\": ",
+            b"\"an open string",
+        ];
+        for cut in truncated {
+            let records = vec![valid(1), cut.to_vec(), valid(3), valid(4)];
+            let out = decode(&mut d, &records)?;
+            assert_eq!(
+                ids(&out),
+                vec![1, 3, 4],
+                "after {:?}",
+                String::from_utf8_lossy(cut)
+            );
+            assert_eq!(bad(&out), vec![1], "{:?}", out.bad);
+            assert!(
+                out.bad[0].1.contains("incomplete") || out.bad[0].1.contains("rror"),
+                "{:?}",
+                out.bad
+            );
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn mixed_garbage_gives_the_same_rows_whatever_the_batch_boundaries() -> Result<()> {
+        let garbage: [&[u8]; 9] = [
+            b"{\"id\": 9, \"v\": ",
+            b"{\"id\": \"not a number\", \"v\": 1, \"ts\": 0}",
+            b"\xff\xfe{\"id\": 1}",
+            b"{\"id\": 99999999999999999999999999, \"ts\": 0}",
+            b"not json",
+            b"}",
+            b"",
+            b"{\"id\": 1}{\"id\": 2}",
+            b"{\"id\": \"\xc3\x28\", \"ts\": 0}",
+        ];
+        let mut records = Vec::new();
+        let mut expected = Vec::new();
+        for i in 0..200i64 {
+            if i % 3 == 0 {
+                records.push(garbage[(i as usize / 3) % garbage.len()].to_vec());
+            } else {
+                records.push(valid(i));
+                expected.push(i);
+            }
+        }
+        for chunk in [1, 2, 7, 64, 200] {
+            let mut d = json::JsonDecoder::try_new(schema(), chunk)?;
+            let mut got = Vec::new();
+            let mut bad_count = 0;
+            for part in records.chunks(chunk) {
+                let out = decode(&mut d, part)?;
+                got.extend(ids(&out));
+                bad_count += out.bad.len();
+            }
+            assert_eq!(got, expected, "chunks of {chunk}");
+            assert_eq!(
+                bad_count,
+                records.len() - expected.len(),
+                "chunks of {chunk}"
+            );
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn an_unterminated_csv_quote_does_not_take_its_neighbours() -> Result<()> {
+        let mut d = csv::CsvDecoder::try_new(schema(), 64, b',')?;
+        let records: Vec<Vec<u8>> = [
+            &b"1,1.5,2024-01-01T00:00:00Z"[..],
+            b"2,\"2.5,2024-01-01T00:00:01Z",
+            b"3,3.5,2024-01-01T00:00:02Z",
+            b"",
+            b"4,4.5,2024-01-01T00:00:03Z",
+        ]
+        .iter()
+        .map(|r| r.to_vec())
+        .collect();
+        let out = decode(&mut d, &records)?;
+        assert_eq!(ids(&out), vec![1, 3, 4]);
+        assert_eq!(bad(&out), vec![1, 3], "{:?}", out.bad);
+        assert!(out.bad[0].1.contains("quoted field"), "{:?}", out.bad);
         Ok(())
     }
 }

@@ -30,7 +30,7 @@ use weir_engine::{EngineError, Result};
 use super::client::{RUNNING, ReaderClientContext};
 use super::metadata_columns::{MessageMetadata, MetadataColumn};
 use super::{KafkaSourceConfig, StartupMode};
-use crate::format::{RecordBuffer, RecordDecoder, decode_records};
+use crate::format::{RecordBuffer, RecordDecoder, decode_records, decoded_span};
 
 /// A partition's records wait at most this long for more before they are decoded and sent.
 const LINGER: Duration = Duration::from_millis(10);
@@ -420,7 +420,8 @@ impl ReaderLoop {
                 ),
             )
             .at(Some(p), Some(offset), timestamp);
-            self.context.reject(Some(p as u32), vec![bad])?;
+            let span = decoded_span(p, &[offset]);
+            self.context.reject(Some(p as u32), span, vec![bad])?;
             return Ok(true);
         }
         state.records.push(payload);
@@ -485,6 +486,7 @@ impl ReaderLoop {
                 metadata.timestamps.get(i).copied().flatten(),
             )
         });
+        let span = decoded_span(p, &metadata.offsets);
         let mut columns: Vec<ArrayRef> = decoded.batch.columns().to_vec();
         let mut header_index = 0;
         for column in &self.config.metadata {
@@ -504,7 +506,7 @@ impl ReaderLoop {
         state.records.clear();
         state.metadata.clear();
         let batch = RecordBatch::try_new(Arc::clone(&self.config.schema), columns)?;
-        self.context.reject(Some(p as u32), bad)?;
+        self.context.reject(Some(p as u32), span, bad)?;
         self.context
             .metrics
             .update(p as u32, |m| m.offset = next_offset);
