@@ -10,6 +10,11 @@ mod wire;
 
 use clap::Parser;
 
+/// Stack of each runtime thread. Planning and evaluating an expression recurse over its tree,
+/// which may be `weir_sql::parser::MAX_EXPRESSION_DEPTH` deep: tokio's default 2 MiB holds a
+/// few hundred levels in a debug build. Only the pages a thread touches are ever committed.
+const THREAD_STACK_BYTES: usize = 64 << 20;
+
 fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_new(&cli.log_level)
@@ -32,6 +37,7 @@ fn main() -> std::process::ExitCode {
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .thread_stack_size(THREAD_STACK_BYTES)
         .build()
     {
         Ok(rt) => rt,

@@ -418,3 +418,76 @@ async fn forward(out: &mut Collector, tx: &mpsc::Sender<Message>) -> bool {
     }
     true
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::Int64Array;
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    use datafusion::arrow::record_batch::RecordBatch;
+    use datafusion::catalog::TableProvider;
+    use datafusion::prelude::SessionContext;
+    use std::time::Duration;
+
+    /// An operator with a bug: it panics on its second batch.
+    struct Buggy {
+        seen: usize,
+    }
+
+    impl StreamOperator for Buggy {
+        fn name(&self) -> String {
+            "buggy".into()
+        }
+
+        fn process_batch(&mut self, batch: RecordBatch, out: &mut Collector) -> Result<()> {
+            self.seen += 1;
+            if self.seen == 2 {
+                let empty: Vec<u8> = Vec::new();
+                let _ = empty[self.seen]; // index out of bounds, as a real bug would
+            }
+            out.data(batch);
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_panicking_operator_fails_its_view_visibly() {
+        let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::Int64, false)]));
+        let batch =
+            RecordBatch::try_new(Arc::clone(&schema), vec![Arc::new(Int64Array::from(vec![1]))])
+                .unwrap();
+        let table = Arc::new(ViewTable::new(Arc::clone(&schema)));
+        let fanout = Arc::new(Fanout::new(Arc::clone(&table)));
+        let status = Arc::new(PipelineStatus::default());
+        let (tx, live) = mpsc::channel(4);
+        let _running = spawn_pipeline(
+            "v",
+            PipelineInput::View {
+                backfill: Vec::new(),
+                live,
+            },
+            vec![Box::new(Buggy { seen: 0 })],
+            fanout,
+            Arc::clone(&status),
+            None,
+        );
+        for _ in 0..2 {
+            tx.send(Message::Data(batch.clone())).await.unwrap();
+        }
+        for _ in 0..200 {
+            if status.state() != PipelineState::Running {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let PipelineState::Failed(why) = status.state() else {
+            panic!("still {:?}", status.state());
+        };
+        assert!(why.contains("operator \"buggy\" panicked") && why.contains("out of bounds"), "{why}");
+        let ctx = SessionContext::new();
+        let scan = table.scan(&ctx.state(), None, &[], None).await;
+        let error = scan.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(error.contains("materialized view \"v\" failed") && error.contains("panicked"), "{error}");
+    }
+}

@@ -29,7 +29,9 @@ use weir_engine::source::IncludeColumn;
 
 use crate::error::{Result, SqlError};
 
+mod complexity;
 mod ddl;
+pub use complexity::MAX_EXPRESSION_DEPTH;
 use ddl::{parse_create_sink, parse_create_source, parse_create_view};
 
 /// `CREATE SOURCE`.
@@ -165,6 +167,7 @@ pub enum WeirStatement {
 pub fn parse_statements(sql: &str) -> Result<Vec<WeirStatement>> {
     let dialect = PostgreSqlDialect {};
     let tokens = Tokenizer::new(&dialect, sql).tokenize_with_location()?;
+    complexity::check_expression_depth(&tokens)?;
     let (tokens, eowc_statements) = strip_emit_clauses(tokens);
     let mut parser = Parser::new(&dialect).with_tokens_with_locations(tokens);
     let mut out = Vec::new();
