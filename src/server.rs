@@ -92,7 +92,7 @@ pub async fn run(args: ServeArgs) -> Result<(), ServerError> {
                     let handlers = server.handlers();
                     let tls = tls.clone();
                     connections.spawn(async move {
-                        if let Err(e) = pgwire::tokio::process_socket(socket, tls, handlers).await {
+                        if let Err(e) = crate::wire::serve_connection(socket, tls, handlers).await {
                             warn!(peer = %peer, error = %e, "connection ended with an error");
                         }
                     });

@@ -66,7 +66,11 @@
 //! - No row is silently dropped: rows whose window already closed go to the late-row log
 //!   ([`late_rows::LateRowLog`], the `weir_late_rows` table) and are counted; records a source
 //!   cannot read, and rows with an event time far in the future, go to the bad-record log
-//!   ([`source_errors::SourceErrorLog`], `weir_source_errors`).
+//!   ([`source_errors::SourceErrorLog`], `weir_source_errors`), once per source however many
+//!   views' readers find them ([`checked_offsets`]).
+//! - No failure is silent: an error or a panic in any task of a pipeline marks the view failed
+//!   (`weir_views.status`), is logged, and makes queries on the view fail with the reason
+//!   ([`view_table::ViewTable::mark_failed`]); other pipelines are unaffected.
 //! - A source's watermark is the minimum over its assigned partitions; a partition holds time
 //!   back from the moment it is assigned until it delivers rows or stays idle for
 //!   `source.idle_timeout`. Per-partition figures are in `weir_source_partitions`

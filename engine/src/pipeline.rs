@@ -454,9 +454,11 @@ mod tests {
     #[tokio::test]
     async fn a_panicking_operator_fails_its_view_visibly() {
         let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::Int64, false)]));
-        let batch =
-            RecordBatch::try_new(Arc::clone(&schema), vec![Arc::new(Int64Array::from(vec![1]))])
-                .unwrap();
+        let batch = RecordBatch::try_new(
+            Arc::clone(&schema),
+            vec![Arc::new(Int64Array::from(vec![1]))],
+        )
+        .unwrap();
         let table = Arc::new(ViewTable::new(Arc::clone(&schema)));
         let fanout = Arc::new(Fanout::new(Arc::clone(&table)));
         let status = Arc::new(PipelineStatus::default());
@@ -484,10 +486,16 @@ mod tests {
         let PipelineState::Failed(why) = status.state() else {
             panic!("still {:?}", status.state());
         };
-        assert!(why.contains("operator \"buggy\" panicked") && why.contains("out of bounds"), "{why}");
+        assert!(
+            why.contains("operator \"buggy\" panicked") && why.contains("out of bounds"),
+            "{why}"
+        );
         let ctx = SessionContext::new();
         let scan = table.scan(&ctx.state(), None, &[], None).await;
         let error = scan.err().map(|e| e.to_string()).unwrap_or_default();
-        assert!(error.contains("materialized view \"v\" failed") && error.contains("panicked"), "{error}");
+        assert!(
+            error.contains("materialized view \"v\" failed") && error.contains("panicked"),
+            "{error}"
+        );
     }
 }

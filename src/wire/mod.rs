@@ -9,9 +9,14 @@
 //!   result formats the client asked for.
 //! - Cancel requests are matched to connections by pgwire's connection manager.
 //! - Start-up ([`startup`]): trust or SCRAM-SHA-256, the session's identity, ParameterStatus.
+//! - Each connection ([`connection`]) reads through a guard ([`frames`]) that checks every
+//!   frontend message's layout before pgwire decodes it: a malformed one is answered with
+//!   ErrorResponse 08P01 and a clean close, never a dropped socket.
 
+mod connection;
 mod encode;
 mod errors;
+mod frames;
 mod params;
 mod startup;
 mod time_zone;
@@ -39,6 +44,7 @@ use weir_sql::parser::{WeirStatement, parse_statements};
 use weir_sql::{Database, Session, SqlError, SqlErrorKind};
 
 use crate::auth::Security;
+pub use connection::serve_connection;
 use startup::{Scram, SessionParameters, WeirStartup};
 
 /// Shared server state: the database, pgwire's connection registry (for cancel requests) and

@@ -16,5 +16,6 @@ mod harness;
 mod kafka;
 mod oracle;
 mod postgres_server;
+mod robustness;
 mod sinks;
 mod slt;
