@@ -465,7 +465,9 @@ mod isolation_tests {
 
     #[test]
     fn mixed_garbage_gives_the_same_rows_whatever_the_batch_boundaries() -> Result<()> {
-        let garbage: [&[u8]; 9] = [
+        let garbage: [&[u8]; 11] = [
+            b"{\"id\": 9",
+            b"{\"id\": 9, \"v\": 2.5",
             b"{\"id\": 9, \"v\": ",
             b"{\"id\": \"not a number\", \"v\": 1, \"ts\": 0}",
             b"\xff\xfe{\"id\": 1}",
