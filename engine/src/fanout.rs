@@ -80,6 +80,12 @@ impl Fanout {
         &self.table
     }
 
+    /// The view stopped on a failure: its readers' streams end without `End`, which they take
+    /// as their input failing.
+    pub async fn close_readers(&self) {
+        self.inner.lock().await.subscribers.clear();
+    }
+
     /// A reader that already has the view's current rows (a view restored from a checkpoint
     /// taken at the same barrier): live messages only.
     pub async fn subscribe_live(&self) -> mpsc::Receiver<Message> {
@@ -110,6 +116,10 @@ impl Fanout {
         &self,
         changes: bool,
     ) -> Result<(Vec<Message>, mpsc::Receiver<Message>)> {
+        if let Some(why) = self.table.failure() {
+            // Nothing more will come: a reader would wait forever.
+            return Err(crate::error::EngineError::ViewFailed(why));
+        }
         let mut inner = self.inner.lock().await;
         let mut backfill = if changes {
             self.table.snapshot_changes().await?

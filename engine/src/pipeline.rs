@@ -30,7 +30,6 @@ use crate::fanout::{CHANNEL_CAPACITY, Fanout};
 use crate::message::Message;
 use crate::operator::{Collector, StreamOperator};
 use crate::source::{Source, SourceCheckpointing, SourceTaskConfig, spawn_source};
-use crate::view_table::ViewTable;
 
 /// Where a pipeline's rows come from.
 pub enum PipelineInput {
@@ -174,7 +173,7 @@ pub fn spawn_pipeline(
     let failure = Failure {
         view: view.to_string(),
         status: Arc::clone(&status),
-        table: Arc::clone(fanout.table()),
+        fanout: Arc::clone(&fanout),
     };
     match input {
         PipelineInput::Source { config, reader } => {
@@ -195,18 +194,30 @@ pub fn spawn_pipeline(
             ));
         }
         PipelineInput::View { backfill, mut live } => {
-            tasks.push(tokio::spawn(async move {
+            let reader = async move {
                 for m in backfill {
-                    if input_tx.send(m).await.is_err() {
-                        return;
+                    // The backfill of a view whose input ended closes with `End`.
+                    let end = matches!(m, Message::End);
+                    if input_tx.send(m).await.is_err() || end {
+                        return Ok(());
                     }
                 }
                 while let Some(m) = live.recv().await {
-                    if input_tx.send(m).await.is_err() {
-                        return;
+                    let end = matches!(m, Message::End);
+                    if input_tx.send(m).await.is_err() || end {
+                        return Ok(());
                     }
                 }
-            }));
+                // The view read from closed its stream without ending it: it failed.
+                Err(EngineError::External(
+                    "the view it reads stopped on a failure (see weir_views)".into(),
+                ))
+            };
+            tasks.push(tokio::spawn(supervised(
+                "input".to_string(),
+                failure.clone(),
+                reader,
+            )));
         }
     }
     for (i, op) in operators.into_iter().enumerate() {
@@ -263,12 +274,13 @@ pub fn spawn_pipeline(
     RunningPipeline { tasks }
 }
 
-/// Where a pipeline's failure goes: its status, its table (so queries say why) and the log.
+/// Where a pipeline's failure goes: its status, its table (so queries say why), the views
+/// reading it, and the log.
 #[derive(Debug, Clone)]
 pub(crate) struct Failure {
     view: String,
     status: Arc<PipelineStatus>,
-    table: Arc<ViewTable>,
+    fanout: Arc<Fanout>,
 }
 
 impl Failure {
@@ -276,10 +288,13 @@ impl Failure {
     pub(crate) fn fail(&self, stage: &str, error: &EngineError) {
         error!(view = %self.view, stage, error = %error, "pipeline stopped");
         self.status.fail(error);
-        self.table.mark_failed(format!(
+        self.fanout.table().mark_failed(format!(
             "materialized view \"{}\" failed and stopped updating: {error}",
             self.view
         ));
+        // Views reading this one fail in turn instead of waiting for rows that cannot come.
+        let fanout = Arc::clone(&self.fanout);
+        tokio::spawn(async move { fanout.close_readers().await });
     }
 }
 
@@ -423,6 +438,7 @@ async fn forward(out: &mut Collector, tx: &mpsc::Sender<Message>) -> bool {
 #[allow(clippy::unwrap_used, clippy::panic)]
 mod tests {
     use super::*;
+    use crate::view_table::ViewTable;
     use datafusion::arrow::array::Int64Array;
     use datafusion::arrow::datatypes::{DataType, Field, Schema};
     use datafusion::arrow::record_batch::RecordBatch;
@@ -462,6 +478,22 @@ mod tests {
         let table = Arc::new(ViewTable::new(Arc::clone(&schema)));
         let fanout = Arc::new(Fanout::new(Arc::clone(&table)));
         let status = Arc::new(PipelineStatus::default());
+        let upstream = Arc::clone(&fanout);
+        // A second view reads the first.
+        let downstream_status = Arc::new(PipelineStatus::default());
+        let (backfill, downstream_live) = fanout.subscribe().await.unwrap();
+        let downstream_table = Arc::new(ViewTable::new(Arc::clone(&schema)));
+        let _downstream = spawn_pipeline(
+            "w",
+            PipelineInput::View {
+                backfill,
+                live: downstream_live,
+            },
+            vec![Box::new(Buggy { seen: 10 })],
+            Arc::new(Fanout::new(Arc::clone(&downstream_table))),
+            Arc::clone(&downstream_status),
+            None,
+        );
         let (tx, live) = mpsc::channel(4);
         let _running = spawn_pipeline(
             "v",
@@ -497,5 +529,18 @@ mod tests {
             error.contains("materialized view \"v\" failed") && error.contains("panicked"),
             "{error}"
         );
+        // The view reading it fails in turn, and no new reader can subscribe.
+        for _ in 0..200 {
+            if downstream_status.state() != PipelineState::Running {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let PipelineState::Failed(why) = downstream_status.state() else {
+            panic!("downstream still {:?}", downstream_status.state());
+        };
+        assert!(why.contains("the view it reads stopped"), "{why}");
+        assert!(downstream_table.failure().is_some());
+        assert!(upstream.subscribe().await.is_err());
     }
 }

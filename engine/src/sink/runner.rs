@@ -189,8 +189,11 @@ impl SinkRun {
                 m = next_message(&mut backfill, &mut live), if can_read => m,
             };
             let Some(message) = message else {
-                // The view was dropped: nothing more will come.
-                return Ok(());
+                // A dropped view drops its sinks first, so a stream closed without `End` is a
+                // view that stopped on a failure: nothing more will come.
+                return Err(EngineError::External(
+                    "the view it reads stopped on a failure (see weir_views)".into(),
+                ));
             };
             match &message {
                 Message::Barrier(b) => {
