@@ -37,7 +37,7 @@
 //!
 //! `f(…) OVER (PARTITION BY k ORDER BY ts)` holds rows until the watermark passes them, then
 //! feeds each key's rows in event-time order to the call's per-key state machine
-//! ([`weir_udf::KeyedWindowFunction`], the same one the batch form runs), so streaming results
+//! ([`window_function::KeyedWindowFunction`], implemented by `weir-udf`; the batch form runs the same one), so streaming results
 //! equal the batch query's. Per-key state is checkpointed as Arrow (key, last event time, one
 //! binary state per call) together with the rows still waiting.
 //!
@@ -102,5 +102,6 @@ pub mod view_table;
 pub mod watermark;
 pub mod window;
 pub mod window_agg;
+pub mod window_function;
 
 pub use error::{EngineError, ErrorKind, Result};

@@ -31,32 +31,7 @@ use serde::de::DeserializeOwned;
 use crate::params::Params;
 use crate::result::{Assessment, ResultBuilder, Severity, Thresholds};
 
-/// One call of a window function with its constant arguments bound.
-pub trait KeyedWindowFunction: Send + Sync + Debug {
-    /// The function's name.
-    fn name(&self) -> &str;
-    /// Fresh state for a key never seen.
-    fn new_state(&self) -> Box<dyn WindowState>;
-    /// State saved by [`WindowState::save`].
-    fn load_state(&self, bytes: &[u8]) -> Result<Box<dyn WindowState>>;
-    /// Rows after the current one the call reads (`lead`). The streaming operator then holds
-    /// each key's last rows back until their followers arrive, and evaluates such a call over
-    /// the held rows again each time (so its state must not depend on how often it saw them).
-    fn lookahead(&self) -> usize {
-        0
-    }
-}
-
-/// The state of one key.
-pub trait WindowState: Send + Debug {
-    /// Consumes the key's next rows (argument columns, in event-time order) and returns one
-    /// output per row.
-    fn evaluate(&mut self, args: &[ArrayRef]) -> Result<ArrayRef>;
-    /// The state as bytes, for checkpoints.
-    fn save(&self) -> Result<Vec<u8>>;
-    /// Approximate bytes held.
-    fn size(&self) -> usize;
-}
+pub use weir_engine::window_function::{KeyedWindowFunction, WindowState};
 
 /// A univariate detector's state for one key. Prequential: [`Detector::assess`] judges a value
 /// against the state before it, [`Detector::learn`] then folds it in.

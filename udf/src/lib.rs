@@ -15,8 +15,10 @@
 //!
 //! - [`result`]: the one result struct every detector returns (score, p-value, severity,
 //!   band, direction, warm-up, n).
-//! - [`keyed`]: [`keyed::KeyedWindowFunction`] / [`keyed::WindowState`] (the per-key state
-//!   machine both forms run) and [`keyed::Detector`], the small trait a detector implements;
+//! - [`keyed`]: implementations of the engine's [`KeyedWindowFunction`] / [`WindowState`] (the
+//!   per-key state machine both forms run; the trait lives in `weir_engine::window_function`,
+//!   so the engine depends on no function library) and [`keyed::Detector`], the small trait a
+//!   detector implements;
 //!   [`keyed::DetectorFunction`] adds warm-up, thresholds, severity, not learning anomalies and
 //!   re-baselining.
 //! - [`detectors`]: z-score (window / EWMA / cumulative), MAD (exact sliding median), first
@@ -48,6 +50,8 @@ pub mod functions;
 pub mod keyed;
 pub mod lag;
 pub mod multivariate;
+#[cfg(test)]
+mod over_window_tests;
 pub mod params;
 pub mod result;
 pub mod rolling;
