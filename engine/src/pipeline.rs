@@ -25,7 +25,7 @@ use tracing::{Instrument, error, info_span};
 use crate::checkpoint::{
     CheckpointReport, OperatorState, PipelineLink, PipelineRestore, ViewState,
 };
-use crate::error::{EngineError, Result};
+use crate::error::{EngineError, Result, panic_message};
 use crate::fanout::{CHANNEL_CAPACITY, Fanout};
 use crate::message::Message;
 use crate::operator::{Collector, StreamOperator};
@@ -307,20 +307,11 @@ pub(crate) async fn supervised(
     let error = match AssertUnwindSafe(task).catch_unwind().await {
         Ok(Ok(())) => return,
         Ok(Err(e)) => e,
-        Err(panic) => EngineError::Internal(format!("{stage} panicked: {}", panic_message(&panic))),
+        Err(panic) => {
+            EngineError::Internal(format!("{stage} panicked: {}", panic_message(&*panic)))
+        }
     };
     failure.fail(&stage, &error);
-}
-
-/// The text of a panic's payload.
-pub(crate) fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
-    if let Some(s) = panic.downcast_ref::<&str>() {
-        (*s).to_string()
-    } else if let Some(s) = panic.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "(no message)".to_string()
-    }
 }
 
 /// The view's side of a checkpoint: its final-row count, provisional rows, watermark, rows read.

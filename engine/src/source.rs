@@ -439,7 +439,7 @@ pub fn spawn_source(
             Ok(Err(e)) => e,
             Err(panic) => EngineError::Internal(format!(
                 "source reader panicked: {}",
-                crate::pipeline::panic_message(&panic)
+                crate::error::panic_message(&*panic)
             )),
         };
         warn!(source = %name, error = %error, "source failed");

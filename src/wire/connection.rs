@@ -103,7 +103,7 @@ where
                 process_error(&mut socket, e, extended_query).await?;
             }
             Err(panic) => {
-                let what = panic_text(&panic);
+                let what = weir_engine::error::panic_message(&*panic);
                 error!(peer = %socket.socket_addr(), panic = %what, "a bug while handling a client message; closing that connection");
                 let info = ErrorInfo::new(
                     "FATAL".to_string(),
@@ -144,14 +144,4 @@ async fn say_goodbye<S>(socket: &mut Socket<S>, info: ErrorInfo) -> io::Result<(
         .await;
     let _ = SinkExt::<PgWireBackendMessage>::close(socket).await;
     Ok(())
-}
-
-fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
-    if let Some(s) = panic.downcast_ref::<&str>() {
-        (*s).to_string()
-    } else if let Some(s) = panic.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "(no message)".to_string()
-    }
 }

@@ -14,6 +14,7 @@ mod e2e;
 mod grafana;
 mod harness;
 mod kafka;
+mod module_cycles;
 mod oracle;
 mod postgres_server;
 mod robustness;

@@ -26,6 +26,7 @@ mod client;
 mod consumer;
 mod metadata_columns;
 mod sink;
+mod sink_config;
 mod transport;
 
 pub use sink::KafkaSinkConnector;

@@ -16,7 +16,7 @@ use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 use weir_engine::error::{EngineError, Result};
 
-use super::sink::KafkaSinkConfig;
+use super::sink_config::KafkaSinkConfig;
 
 /// How long a flush, commit or mark read may take before it is retried.
 pub(super) const OPERATION_TIMEOUT: Duration = Duration::from_secs(30);
