@@ -18,7 +18,7 @@
 //! - `sinks.rs`: `CREATE SINK` (options, format, recovery from the checkpoint, a sink's own
 //!   query view) and `weir_sinks`.
 //! - [`planner`]: the stream planner; refuses what it cannot run incrementally, naming it.
-//!   `plan_over.rs` plans `OVER (PARTITION BY … ORDER BY ts)` onto the engine's OVER operator;
+//!   `planner/over.rs` plans `OVER (PARTITION BY … ORDER BY ts)` onto the engine's OVER operator;
 //!   `named_args.rs` resolves `name => value` arguments of Weir's functions (skipped ones become
 //!   NULL = default) and passes a call's ORDER BY column as its event time.
 //! - [`tables`]: `TUMBLE(…)`, sources as (unscannable) tables, system tables
@@ -44,7 +44,6 @@ pub mod error;
 mod named_args;
 pub mod parser;
 pub mod pg;
-mod plan_over;
 pub mod planner;
 mod sinks;
 pub mod tables;

@@ -9,9 +9,11 @@
 //! Filter / Projection / SubqueryAlias …               → stateless steps (fused)
 //! [Aggregate GROUP BY window_start|window_end, keys]  → window aggregate
 //!  or [Aggregate GROUP BY keys] without a window      → updating aggregate
-//! [Window: f(…) OVER (PARTITION BY k ORDER BY ts)]    → over window (plan_over.rs)
+//! [Window: f(…) OVER (PARTITION BY k ORDER BY ts)]    → over window (planner/over.rs)
 //! Filter / Projection / SubqueryAlias …               → stateless steps (HAVING, output)
 //! ```
+
+mod over;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -276,7 +278,7 @@ pub(crate) fn build(plan: &LogicalPlan, ctx: &PlanContext<'_>) -> Result<Stage> 
         LogicalPlan::SubqueryAlias(alias) => build(&alias.input, ctx),
         LogicalPlan::Aggregate(aggregate) => plan_aggregate(aggregate, ctx),
         LogicalPlan::Join(_) => Err(unsupported("JOIN (joins arrive in a later release)")),
-        LogicalPlan::Window(window) => crate::plan_over::plan_window(window, ctx),
+        LogicalPlan::Window(window) => over::plan_window(window, ctx),
         LogicalPlan::Sort(_) => Err(unsupported(
             "ORDER BY (order the rows when you query the view)",
         )),

@@ -18,8 +18,6 @@ const KNOWN_CYCLES: &[(&str, &[&str])] = &[
             "pg::table",
         ],
     ),
-    ("sql", &["pg::order_by", "pg::rewrite"]),
-    ("sql", &["plan_over", "planner"]),
 ];
 
 const CRATES: &[(&str, &str)] = &[

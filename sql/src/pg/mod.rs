@@ -20,7 +20,6 @@
 pub mod catalog;
 pub mod functions;
 pub mod information_schema;
-mod order_by;
 pub mod pg_catalog;
 pub mod rewrite;
 pub mod session_statements;

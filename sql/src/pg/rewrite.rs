@@ -15,6 +15,8 @@
 //! - the outermost SELECT's unnamed expressions get PostgreSQL's column names (`version`,
 //!   `?column?`) so clients that read columns by name find them.
 
+mod order_by;
+
 use std::collections::HashSet;
 use std::ops::ControlFlow;
 
@@ -715,7 +717,7 @@ impl VisitorMut for Rewriter<'_> {
     }
 
     fn post_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
-        if let Err(e) = super::order_by::hoist_order_subqueries(query) {
+        if let Err(e) = order_by::hoist_order_subqueries(query) {
             self.error = Some(e);
             return ControlFlow::Break(());
         }

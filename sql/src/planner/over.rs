@@ -8,15 +8,15 @@ use datafusion::logical_expr::Expr;
 use datafusion::physical_expr::PhysicalExpr;
 use weir_engine::over_window::{OverCall, OverWindow, OverWindowSpec};
 
+use super::{PlanContext, PlannedInput, Stage, physical, unsupported};
 use crate::error::{Result, SqlError, SqlErrorKind};
-use crate::planner::{PlanContext, PlannedInput, Stage, physical, unsupported};
 
 /// Plans `window` on top of its input's stage.
 pub(crate) fn plan_window(
     window: &datafusion::logical_expr::logical_plan::Window,
     ctx: &PlanContext<'_>,
 ) -> Result<Stage> {
-    let mut stage = crate::planner::build(&window.input, ctx)?;
+    let mut stage = super::build(&window.input, ctx)?;
     if stage.updating {
         return Err(unsupported(
             "OVER (…) over an updating aggregate (make the aggregate EMIT ON WINDOW CLOSE, or read it from another view)",

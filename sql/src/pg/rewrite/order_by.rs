@@ -79,7 +79,7 @@ pub(super) fn hoist_order_subqueries(query: &mut Query) -> Result<()> {
         .map(|l| l.to_string())
         .unwrap_or_default();
     query.order_by = None;
-    super::rewrite::name_columns(query);
+    super::name_columns(query);
     // The outer query holds only names and numbers, so any dialect with `EXCLUDE` parses it;
     // the inner query is put back as the AST it is.
     let outer = format!(
