@@ -207,7 +207,7 @@ impl PgCatalog {
     /// `regclass` input function resolves it: unqualified names search `pg_catalog`, then
     /// `public`.
     pub fn relation_oid(&self, name: &str) -> Option<i32> {
-        let parts = crate::pg::functions::parse_identifier(name).ok()?;
+        let parts = super::identifier::parse_identifier(name).ok()?;
         let (schema, rel) = match parts.as_slice() {
             [rel] => (None, rel.as_str()),
             [schema, rel] => (Some(namespace_oid(schema)?), rel.as_str()),

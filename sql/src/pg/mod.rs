@@ -19,6 +19,7 @@
 
 pub mod catalog;
 pub mod functions;
+pub mod identifier;
 pub mod information_schema;
 pub mod pg_catalog;
 pub mod rewrite;

@@ -1,0 +1,51 @@
+//! SQL names given as text (`'public."My Table"'::regclass`, `parse_ident`, `to_regclass`):
+//! split into parts and normalised the way PostgreSQL does. Used by the catalog's name lookups
+//! and by the functions that take names, so neither depends on the other for it.
+
+/// Splits a possibly qualified, possibly quoted SQL name (`parse_ident`): unquoted parts are
+/// folded to lower case, `""` inside quotes is a quote.
+pub fn parse_identifier(input: &str) -> Result<Vec<String>, String> {
+    let mut parts = Vec::new();
+    let mut chars = input.trim().chars().peekable();
+    loop {
+        let mut part = String::new();
+        if chars.peek() == Some(&'"') {
+            chars.next();
+            loop {
+                match chars.next() {
+                    Some('"') if chars.peek() == Some(&'"') => {
+                        chars.next();
+                        part.push('"');
+                    }
+                    Some('"') => break,
+                    Some(c) => part.push(c),
+                    None => return Err(format!("string is not a valid identifier: \"{input}\"")),
+                }
+            }
+        } else {
+            while let Some(&c) = chars.peek() {
+                if c == '.' || c.is_whitespace() {
+                    break;
+                }
+                part.push(c.to_ascii_lowercase());
+                chars.next();
+            }
+            if part.is_empty() {
+                return Err(format!("string is not a valid identifier: \"{input}\""));
+            }
+        }
+        parts.push(part);
+        while chars.peek().is_some_and(|c| c.is_whitespace()) {
+            chars.next();
+        }
+        match chars.next() {
+            None => return Ok(parts),
+            Some('.') => {
+                while chars.peek().is_some_and(|c| c.is_whitespace()) {
+                    chars.next();
+                }
+            }
+            Some(_) => return Err(format!("string is not a valid identifier: \"{input}\"")),
+        }
+    }
+}
