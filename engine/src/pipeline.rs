@@ -458,6 +458,20 @@ mod tests {
         }
     }
 
+    /// Waits (up to 2 s) for the pipeline to stop, and returns why it failed.
+    async fn failure_of(status: &PipelineStatus) -> String {
+        for _ in 0..200 {
+            if status.state() != PipelineState::Running {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        match status.state() {
+            PipelineState::Failed(why) => why,
+            other => panic!("pipeline not failed: {other:?}"),
+        }
+    }
+
     #[tokio::test]
     async fn a_panicking_operator_fails_its_view_visibly() {
         let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::Int64, false)]));
@@ -500,15 +514,7 @@ mod tests {
         for _ in 0..2 {
             tx.send(Message::Data(batch.clone())).await.unwrap();
         }
-        for _ in 0..200 {
-            if status.state() != PipelineState::Running {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        let PipelineState::Failed(why) = status.state() else {
-            panic!("still {:?}", status.state());
-        };
+        let why = failure_of(&status).await;
         assert!(
             why.contains("operator \"buggy\" panicked") && why.contains("out of bounds"),
             "{why}"
@@ -521,15 +527,7 @@ mod tests {
             "{error}"
         );
         // The view reading it fails in turn, and no new reader can subscribe.
-        for _ in 0..200 {
-            if downstream_status.state() != PipelineState::Running {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        let PipelineState::Failed(why) = downstream_status.state() else {
-            panic!("downstream still {:?}", downstream_status.state());
-        };
+        let why = failure_of(&downstream_status).await;
         assert!(why.contains("the view it reads stopped"), "{why}");
         assert!(downstream_table.failure().is_some());
         assert!(upstream.subscribe().await.is_err());
