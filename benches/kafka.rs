@@ -27,7 +27,6 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
-use weir_sql::Database;
 
 mod common;
 use common::broker::Broker;
@@ -121,7 +120,7 @@ fn ceiling(bootstrap: &str, records: u64) -> Figures {
 }
 
 async fn weir(bootstrap: &str, records: u64) -> Figures {
-    let db = Database::new().expect("database");
+    let db = weir::database().build().expect("database");
     let s = db.session();
     let (t, c) = (Instant::now(), cpu_seconds());
     s.execute_all(&format!(

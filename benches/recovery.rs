@@ -29,7 +29,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use futures::TryStreamExt;
-use weir_sql::{Database, DatabaseOptions, QueryResult, Session};
+use weir_sql::{DatabaseOptions, QueryResult, Session};
 
 mod common;
 use common::{commit, machine, peak_rss_mb, rss_mb, today, write_section};
@@ -58,7 +58,7 @@ fn options(dir: &Path) -> DatabaseOptions {
 }
 
 async fn build(dir: &Path, groups: u64) -> Figures {
-    let (db, _) = Database::open(options(dir)).await.expect("open");
+    let (db, _) = weir::database().open(options(dir)).await.expect("open");
     let session = db.session();
     let started = Instant::now();
     session
@@ -111,7 +111,7 @@ async fn build(dir: &Path, groups: u64) -> Figures {
 }
 
 async fn restart(dir: &Path, process_start: Instant) -> Figures {
-    let (db, _) = Database::open(options(dir)).await.expect("open");
+    let (db, _) = weir::database().open(options(dir)).await.expect("open");
     let opened = process_start.elapsed();
     let session = db.session();
     let _ = one_value(&session, "SELECT count(*) FROM v").await;

@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 use futures::SinkExt;
 use rdkafka::ClientConfig;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-use weir_sql::{Database, DatabaseOptions};
+use weir_sql::DatabaseOptions;
 
 mod common;
 use common::broker::Broker;
@@ -177,7 +177,7 @@ async fn run(name: &str, rows: u64, sink: Option<String>) -> Figures {
     let data = tempfile::tempdir().expect("tempdir");
     let mut options = DatabaseOptions::new(data.path());
     options.checkpoint_interval = Duration::from_secs(1);
-    let (db, _) = Database::open(options).await.expect("database");
+    let (db, _) = weir::database().open(options).await.expect("database");
     let s = db.session();
     let (t, c) = (Instant::now(), cpu_seconds());
     s.execute_all(&format!(

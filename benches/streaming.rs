@@ -43,7 +43,6 @@ use weir_connectors::datagen::Generator;
 use weir_connectors::datagen::uniform_bids::UniformBids;
 use weir_engine::message::Message;
 use weir_engine::pipeline::PipelineState;
-use weir_sql::Database;
 
 mod common;
 use common::{commit, cpu_seconds, machine, peak_rss_mb, rss_mb, today, write_section};
@@ -154,7 +153,7 @@ fn figure(figures: &Figures, key: &str) -> Option<f64> {
 /// Runs a throughput workload to the end of its input.
 async fn throughput(name: &str, events: u64) -> Figures {
     let (source, view, _) = workload(name, events).expect("known workload");
-    let db = Database::new().expect("database");
+    let db = weir::database().build().expect("database");
     let session = db.session();
     session.execute_all(&source).await.expect("create source");
     let rss_before = rss_mb();
@@ -300,7 +299,7 @@ async fn latency(windowed: bool) -> Figures {
     const RATE: u64 = 100_000;
     const SECONDS: u64 = 10;
     let events = RATE * SECONDS;
-    let db = Database::new().expect("database");
+    let db = weir::database().build().expect("database");
     let session = db.session();
     let start = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     session

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tracing::{error, info, warn};
-use weir_sql::{Database, DatabaseOptions};
+use weir_sql::DatabaseOptions;
 
 use crate::auth::Security;
 use crate::cli::ServeArgs;
@@ -45,7 +45,7 @@ pub async fn run(args: ServeArgs) -> Result<(), ServerError> {
     let mut options = DatabaseOptions::new(&args.data_dir);
     options.checkpoint_interval = args.checkpoint_interval;
     options.storage_url = args.checkpoint_url.clone();
-    let (db, persisted) = Database::open(options).await?;
+    let (db, persisted) = weir::database().open(options).await?;
     if persisted == 0 && !args.no_demo {
         let script = match &args.demo_script {
             Some(path) => std::fs::read_to_string(path)

@@ -51,6 +51,8 @@
 //! never covers rows a recovery would produce again.
 //!
 //! ## Extension points
+//! - [`function_library::FunctionLibrary`]: functions streaming views run incrementally
+//!   (`weir-udf` is one); registered when the database is built.
 //! - [`operator::StreamOperator`]: one required method (`process_batch`), everything else is a
 //!   defaulted hook (`on_watermark`, `on_tick`, `snapshot`/`restore`, `on_end`, …).
 //! - [`source::SourceProvider`] / [`source::Source`]: connectors; `Source::position` makes one
@@ -86,6 +88,7 @@ pub mod checked_offsets;
 pub mod checkpoint;
 pub mod error;
 pub mod fanout;
+pub mod function_library;
 pub mod late_rows;
 pub mod message;
 pub mod operator;

@@ -31,16 +31,20 @@ use weir_engine::source::ConnectorFactory;
 use weir_engine::source_errors::SourceErrorLog;
 use weir_engine::source_metrics::SourceMetricsRegistry;
 
+pub use self::builder::DatabaseBuilder;
 use crate::durable::{
     Durability, checkpoint_state_batch, checkpoint_state_schema, checkpoints_batch,
     checkpoints_schema,
 };
 use crate::error::{Result, SqlError, SqlErrorKind};
+use crate::functions::Functions;
 use crate::parser::{CreateView, WeirStatement};
 use crate::pg::catalog::PgCatalog;
 use crate::pg::settings::SessionInfo;
 use crate::planner::{PlanContext, ViewPlan, plan_view};
 use crate::tables::{SystemTable, TumbleFunction};
+
+mod builder;
 
 /// Default refresh of open windows in updating views.
 pub const DEFAULT_REFRESH: Duration = Duration::from_millis(100);
@@ -90,6 +94,8 @@ pub struct Database {
     pub(crate) connectors: BTreeMap<&'static str, Arc<dyn ConnectorFactory>>,
     /// Sink connectors by name.
     pub(crate) sinks: BTreeMap<&'static str, Arc<dyn weir_engine::sink::SinkFactory>>,
+    /// Function libraries (named parameters, incremental OVER calls).
+    pub(crate) functions: Functions,
     pub(crate) refresh: Duration,
     /// DDL runs one statement at a time, so name checks and registration cannot interleave.
     pub(crate) ddl: Mutex<()>,
@@ -141,30 +147,15 @@ impl std::fmt::Debug for Database {
 }
 
 impl Database {
-    /// A database with the built-in connectors.
-    pub fn new() -> Result<Arc<Self>> {
-        Self::with_connectors(weir_connectors::builtin_connectors(), DEFAULT_REFRESH)
+    /// A builder: connectors, sinks and function libraries are registered by whoever builds
+    /// the database (the server registers Weir's built-in ones).
+    pub fn builder() -> DatabaseBuilder {
+        DatabaseBuilder::default()
     }
 
-    /// A database with `connectors`, refreshing open windows every `refresh`.
-    pub fn with_connectors(
-        connectors: Vec<Arc<dyn ConnectorFactory>>,
-        refresh: Duration,
-    ) -> Result<Arc<Self>> {
-        Self::build(connectors, refresh, None)
-    }
-
-    /// Opens a durable database in `options.data_dir`: the persisted sources and views are
-    /// created again, views resume from the newest intact checkpoint, and checkpoints are taken
-    /// every `checkpoint_interval`. Returns the database and how many objects the persisted
-    /// catalog holds (0: a new data directory).
-    pub async fn open(options: DatabaseOptions) -> Result<(Arc<Self>, usize)> {
-        Self::open_with_connectors(weir_connectors::builtin_connectors(), options).await
-    }
-
-    /// [`Database::open`] with the given connectors.
-    pub async fn open_with_connectors(
-        connectors: Vec<Arc<dyn ConnectorFactory>>,
+    /// See [`DatabaseBuilder::open`].
+    pub(crate) async fn open(
+        builder: DatabaseBuilder,
         options: DatabaseOptions,
     ) -> Result<(Arc<Self>, usize)> {
         let store = match &options.storage_url {
@@ -173,7 +164,10 @@ impl Database {
         };
         let (durability, objects) = Durability::open(store, options.checkpoint_timeout).await?;
         let durability = Arc::new(durability);
-        let db = Self::build(connectors, options.refresh, Some(Arc::clone(&durability)))?;
+        let db = Self::build(
+            builder.refresh(options.refresh),
+            Some(Arc::clone(&durability)),
+        )?;
         let segments = durability.segment_store();
         db.ctx
             .register_object_store(segments.url.as_ref(), segments.store.object_store());
@@ -196,9 +190,8 @@ impl Database {
         Ok((db, objects.len()))
     }
 
-    fn build(
-        connectors: Vec<Arc<dyn ConnectorFactory>>,
-        refresh: Duration,
+    pub(crate) fn build(
+        builder: DatabaseBuilder,
         durability: Option<Arc<Durability>>,
     ) -> Result<Arc<Self>> {
         // information_schema is Weir's own (PostgreSQL's spellings), see `pg`.
@@ -222,7 +215,8 @@ impl Database {
         let hop = Arc::new(TumbleFunction::hop(Arc::clone(&catalog)));
         ctx.register_udtf("hop", Arc::clone(&hop) as _);
         ctx.register_udtf("HOP", hop);
-        weir_udf::register(&ctx)?;
+        let functions = Functions::new(builder.functions);
+        functions.register(&ctx)?;
         let pg = crate::pg::install(&ctx, Arc::clone(&catalog))?;
         // Registered once for sessions outside a client connection; client sessions register
         // their own (reading their identity and settings) in each statement's state.
@@ -234,12 +228,14 @@ impl Database {
         let db = Self {
             ctx,
             catalog,
-            connectors: connectors.into_iter().map(|c| (c.name(), c)).collect(),
-            sinks: weir_connectors::builtin_sinks()
+            connectors: builder
+                .connectors
                 .into_iter()
                 .map(|c| (c.name(), c))
                 .collect(),
-            refresh,
+            sinks: builder.sinks.into_iter().map(|c| (c.name(), c)).collect(),
+            functions,
+            refresh: builder.refresh,
             ddl: Mutex::new(()),
             durability,
             pg,
@@ -598,6 +594,7 @@ impl Session {
     pub async fn plan_statement(&self, statement: &Statement) -> Result<LogicalPlan> {
         let state = self.state()?;
         let mut statement = statement.clone();
+        crate::named_args::resolve_named_arguments(&mut statement, &self.db.functions)?;
         let is_table_function = |name: &str| state.table_functions().contains_key(name);
         crate::pg::rewrite::rewrite(&mut statement, &is_table_function)?;
         let plan = state
@@ -676,7 +673,9 @@ impl Session {
 
     pub(crate) async fn plan_view(&self, v: &CreateView) -> Result<ViewPlan> {
         let state = self.db.ctx.state();
-        let statement = DfStatement::Statement(Box::new(Statement::Query(v.query.clone())));
+        let mut query = v.query.clone();
+        crate::named_args::resolve_in_query(&mut query, &self.db.functions)?;
+        let statement = DfStatement::Statement(Box::new(Statement::Query(query)));
         let plan = state.statement_to_plan(statement).await?;
         let plan = state.optimize(&plan)?;
         let mut options = Options::new(
@@ -695,6 +694,7 @@ impl Session {
                 refresh: self.db.refresh,
                 late_rows: Arc::clone(&self.db.catalog.late_rows),
                 state_ttl,
+                functions: &self.db.functions,
             },
         )
     }

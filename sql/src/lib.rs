@@ -41,6 +41,7 @@ pub mod database;
 mod drop;
 pub mod durable;
 pub mod error;
+pub mod functions;
 mod named_args;
 pub mod parser;
 pub mod pg;
@@ -48,5 +49,5 @@ pub mod planner;
 mod sinks;
 pub mod tables;
 
-pub use database::{Database, DatabaseOptions, QueryResult, Session};
+pub use database::{Database, DatabaseBuilder, DatabaseOptions, QueryResult, Session};
 pub use error::{Result, SqlError, SqlErrorKind};

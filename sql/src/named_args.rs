@@ -16,10 +16,12 @@ use datafusion::sql::sqlparser::ast::{
 };
 
 use crate::error::{Result, SqlError, SqlErrorKind};
+use crate::functions::Functions;
 
 /// Rewrites every call of a Weir function with named parameters in `statement`.
-pub fn resolve_named_arguments(statement: &mut Statement) -> Result<()> {
+pub fn resolve_named_arguments(statement: &mut Statement, functions: &Functions) -> Result<()> {
     let mut resolver = Resolver {
+        functions,
         windows: Vec::new(),
     };
     match statement.visit(&mut resolver) {
@@ -29,8 +31,9 @@ pub fn resolve_named_arguments(statement: &mut Statement) -> Result<()> {
 }
 
 /// Same, for a query (a view's defining query).
-pub fn resolve_in_query(query: &mut Query) -> Result<()> {
+pub fn resolve_in_query(query: &mut Query, functions: &Functions) -> Result<()> {
     let mut resolver = Resolver {
+        functions,
         windows: Vec::new(),
     };
     match query.visit(&mut resolver) {
@@ -39,12 +42,14 @@ pub fn resolve_in_query(query: &mut Query) -> Result<()> {
     }
 }
 
-struct Resolver {
+struct Resolver<'a> {
+    /// Which functions take named parameters.
+    functions: &'a Functions,
     /// `WINDOW name AS (…)` definitions of the enclosing queries, innermost last.
     windows: Vec<HashMap<String, WindowSpec>>,
 }
 
-impl Resolver {
+impl Resolver<'_> {
     fn named_window(&self, name: &str) -> Option<&WindowSpec> {
         self.windows
             .iter()
@@ -73,18 +78,18 @@ impl Resolver {
 
     fn rewrite(&self, function: &mut Function) -> Result<()> {
         let name = function.name.to_string().to_ascii_lowercase();
-        let Some(params) = weir_udf::parameter_names(&name) else {
+        let Some(params) = self.functions.parameter_names(&name) else {
             return Ok(());
         };
         let FunctionArguments::List(list) = &mut function.args else {
             return Ok(());
         };
-        if weir_udf::takes_row_input(&name)
+        if self.functions.takes_row_input(&name)
             && let Some(FunctionArg::Unnamed(FunctionArgExpr::Expr(first))) = list.args.first_mut()
         {
             name_row_fields(first);
         }
-        let event_time = weir_udf::takes_event_time(&name);
+        let event_time = self.functions.takes_event_time(&name);
         let named = list
             .args
             .iter()
@@ -212,7 +217,7 @@ fn invalid(message: String) -> SqlError {
     SqlError::new(SqlErrorKind::InvalidParameter, message)
 }
 
-impl VisitorMut for Resolver {
+impl VisitorMut for Resolver<'_> {
     type Break = SqlError;
 
     fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<SqlError> {

@@ -185,17 +185,8 @@ pub fn parse_statements(sql: &str) -> Result<Vec<WeirStatement>> {
         let text = slice_text(sql, start, end);
         match &mut stmt {
             WeirStatement::CreateSource(s) => s.sql = text,
-            WeirStatement::CreateSink(s) => {
-                s.sql = text;
-                if let Some(query) = &mut s.query {
-                    crate::named_args::resolve_in_query(query)?;
-                }
-            }
-            WeirStatement::CreateView(v) | WeirStatement::ExplainView(v) => {
-                v.sql = text;
-                crate::named_args::resolve_in_query(&mut v.query)?;
-            }
-            WeirStatement::Sql(statement) => crate::named_args::resolve_named_arguments(statement)?,
+            WeirStatement::CreateSink(s) => s.sql = text,
+            WeirStatement::CreateView(v) | WeirStatement::ExplainView(v) => v.sql = text,
             _ => {}
         }
         out.push(stmt);

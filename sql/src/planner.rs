@@ -38,6 +38,7 @@ use weir_engine::window_agg::{
 };
 
 use crate::error::{Result, SqlError, SqlErrorKind};
+use crate::functions::Functions;
 use crate::tables::SourceTable;
 
 /// Where a view's rows come from.
@@ -89,6 +90,8 @@ pub struct PlanContext<'a> {
     pub late_rows: Arc<LateRowLog>,
     /// `WITH (state_ttl = '…')`: OVER-window keys idle this long (event time) are forgotten.
     pub state_ttl: Option<Duration>,
+    /// The function libraries (incremental forms of `OVER` calls).
+    pub functions: &'a Functions,
 }
 
 pub(crate) fn unsupported(what: impl Into<String>) -> SqlError {

@@ -141,7 +141,7 @@ async fn the_anomaly_alerts_example_finds_the_injected_anomalies() {
         "rate = 'unbounded', events = '100000', seed = '11', start_time = '2024-01-01T00:00:00Z'",
     );
     assert_ne!(bounded, example, "the example's generator options changed");
-    let session = weir_sql::Database::new().expect("database").session();
+    let session = weir::database().build().expect("database").session();
     session.execute_all(&bounded).await.expect("example");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
     loop {

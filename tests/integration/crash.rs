@@ -417,7 +417,7 @@ async fn views_survive_sigkill_exactly_once() {
 
 /// The same statements on an in-memory database that never stops: the crash-free run.
 async fn crash_free(statements: &str, query: &str, total: &str) -> Vec<String> {
-    let session = weir_sql::Database::new().expect("database").session();
+    let session = weir::database().build().expect("database").session();
     session.execute_all(statements).await.expect("statements");
     wait_rows(&session, "SELECT sum(n) FROM counts", total).await;
     crate::harness::query_rows(&session, query).await
@@ -450,7 +450,8 @@ async fn a_datagen_view_resumes_mid_stream_like_a_run_that_never_stopped() {
     let query = "SELECT to_unixtime(window_start) - (SELECT min(to_unixtime(window_start)) FROM counts), n, p, a \
                  FROM counts ORDER BY 1";
     let data = tempfile::tempdir().expect("tempdir");
-    let (db, persisted) = weir_sql::Database::open(weir_sql::DatabaseOptions::new(data.path()))
+    let (db, persisted) = weir::database()
+        .open(weir_sql::DatabaseOptions::new(data.path()))
         .await
         .expect("open");
     assert_eq!(persisted, 0);
@@ -471,7 +472,8 @@ async fn a_datagen_view_resumes_mid_stream_like_a_run_that_never_stopped() {
     drop(session);
     drop(db);
 
-    let (db, persisted) = weir_sql::Database::open(weir_sql::DatabaseOptions::new(data.path()))
+    let (db, persisted) = weir::database()
+        .open(weir_sql::DatabaseOptions::new(data.path()))
         .await
         .expect("reopen");
     assert_eq!(persisted, 3);
@@ -651,7 +653,8 @@ async fn anomaly_detector_state_resumes_from_a_checkpoint_like_a_run_that_never_
     let alerts = "SELECT sensor_id, arrow_cast(ts, 'Int64') - (SELECT min(arrow_cast(ts, 'Int64')) FROM scored), event \
                   FROM alerts ORDER BY 1, 2";
     let data = tempfile::tempdir().expect("tempdir");
-    let (db, _) = weir_sql::Database::open(weir_sql::DatabaseOptions::new(data.path()))
+    let (db, _) = weir::database()
+        .open(weir_sql::DatabaseOptions::new(data.path()))
         .await
         .expect("open");
     let session = db.session();
@@ -670,7 +673,8 @@ async fn anomaly_detector_state_resumes_from_a_checkpoint_like_a_run_that_never_
     drop(session);
     drop(db);
 
-    let (db, persisted) = weir_sql::Database::open(weir_sql::DatabaseOptions::new(data.path()))
+    let (db, persisted) = weir::database()
+        .open(weir_sql::DatabaseOptions::new(data.path()))
         .await
         .expect("reopen");
     assert_eq!(persisted, 4);
@@ -680,7 +684,7 @@ async fn anomaly_detector_state_resumes_from_a_checkpoint_like_a_run_that_never_
     let got_alerts = crate::harness::query_rows(&session, alerts).await;
     assert_eq!(got.len(), 40000);
 
-    let fresh = weir_sql::Database::new().expect("database").session();
+    let fresh = weir::database().build().expect("database").session();
     fresh.execute_all(statements).await.expect("statements");
     wait_rows(&fresh, "SELECT n FROM counts", "40000").await;
     let want = crate::harness::query_rows(&fresh, query).await;

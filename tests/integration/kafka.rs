@@ -6,13 +6,13 @@ use std::time::{Duration, Instant};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use weir_sql::{Database, Session};
+use weir_sql::Session;
 
 use crate::broker::{Broker, Record, producer};
 use crate::harness::query_rows;
 
 fn session() -> Session {
-    Database::new().expect("database").session()
+    weir::database().build().expect("database").session()
 }
 
 async fn exec(session: &Session, sql: &str) {

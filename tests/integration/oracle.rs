@@ -18,7 +18,7 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use datafusion::prelude::SessionContext;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use weir_sql::{Database, Session};
+use weir_sql::Session;
 
 use crate::harness::{query_rows, render};
 
@@ -196,7 +196,7 @@ async fn wait_finished(session: &Session, views: &[String]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streaming_equals_batch_after_final_watermark() {
-    let db = Database::new().expect("database");
+    let db = weir::database().build().expect("database");
     let session = db.session();
     let dir = tempfile::tempdir().expect("tempdir");
     let mut total_late = 0usize;

@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use weir_sql::{Database, Session};
+use weir_sql::Session;
 
 use crate::broker::{Broker, Record, read_topic};
 use crate::harness::{Server, client_rows, query_rows};
@@ -85,7 +85,7 @@ async fn plain_and_upsert_kafka_sinks_equal_the_view() {
     for topic in ["readings", "plain_out", "upsert_out"] {
         broker.create_topic(topic, 1);
     }
-    let session = Database::new().expect("database").session();
+    let session = weir::database().build().expect("database").session();
     session
         .execute_all(&format!("{}; {VIEW_SQL};", source_sql(&broker.address)))
         .await
@@ -155,7 +155,7 @@ async fn plain_and_upsert_kafka_sinks_equal_the_view() {
 async fn bad_sink_definitions_fail_clearly() {
     let broker = Broker::start();
     broker.create_topic("readings", 1);
-    let session = Database::new().expect("database").session();
+    let session = weir::database().build().expect("database").session();
     session
         .execute_all(&format!("{}; {VIEW_SQL};", source_sql(&broker.address)))
         .await
@@ -352,7 +352,7 @@ async fn first_number(client: &tokio_postgres::Client, sql: &str) -> i64 {
 async fn broker_away_for_10s_delays_the_sink_and_loses_nothing() {
     let broker = Broker::start();
     broker.create_topic("counts_out", 1);
-    let session = Database::new().expect("database").session();
+    let session = weir::database().build().expect("database").session();
     session
         .execute_all(&format!(
             "CREATE SOURCE bids (auction BIGINT, price BIGINT, ts TIMESTAMP(3), \
@@ -414,7 +414,7 @@ async fn broker_away_for_10s_delays_the_sink_and_loses_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parquet_sink_writes_partitioned_files_once() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let session = Database::new().expect("database").session();
+    let session = weir::database().build().expect("database").session();
     session
         .execute_all(&format!(
             "CREATE SOURCE bids (auction BIGINT, price BIGINT, ts TIMESTAMP(3), \
@@ -579,7 +579,7 @@ async fn sink_as_select_owns_its_query_view() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parquet_buffered_rows_are_pending_until_published() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let session = Database::new().expect("database").session();
+    let session = weir::database().build().expect("database").session();
     session
         .execute_all(&format!(
             "CREATE SOURCE bids (auction BIGINT, price BIGINT, ts TIMESTAMP(3), \
@@ -696,7 +696,7 @@ async fn alerts_to_kafka_example_runs() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_sink_upserts_the_view_through_a_10s_outage() {
     let postgres = crate::postgres_server::PgServer::start();
-    let session = Database::new().expect("database").session();
+    let session = weir::database().build().expect("database").session();
     session
         .execute_all(&format!(
             "CREATE SOURCE bids (auction BIGINT, price BIGINT, ts TIMESTAMP(3), \

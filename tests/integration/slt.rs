@@ -93,7 +93,7 @@ impl AsyncDB for InProcess {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slt_in_process() {
     for file in slt_files() {
-        let db: Arc<Database> = Database::new().expect("database");
+        let db: Arc<Database> = weir::database().build().expect("database");
         let mut runner = sqllogictest::Runner::new(move || {
             let session = db.session();
             async move { Ok(InProcess { session }) }

@@ -34,6 +34,8 @@
 //! - [`alerts`]: `anomaly_alert`, per-key incidents (OPEN / ESCALATE / CLOSE with
 //!   `min_duration` and `cooldown`) from per-row results, for sinks.
 //! - [`params`]: named, typed, constant parameters.
+//! - [`WeirFunctions`]: all of the above as the engine's `FunctionLibrary`, which is how the
+//!   SQL layer finds them (it does not depend on this crate).
 //! - [`streaming`]: which `OVER` calls a streaming view runs incrementally: the above, plus
 //!   `lag` and `lead` ([`lag`]) and [`rolling`] aggregates (count, sum, avg, min, max, stddev, variance over
 //!   `ROWS n PRECEDING`, `RANGE INTERVAL … PRECEDING` or from the first row).
@@ -64,7 +66,39 @@ use datafusion::logical_expr::{AggregateUDF, ScalarUDF, WindowUDF};
 
 pub use functions::keyed_window_function;
 pub use keyed::{KeyedWindowFunction, WindowState};
-pub use streaming::{WindowCall, streaming_window_function};
+pub use streaming::streaming_window_function;
+pub use weir_engine::function_library::{FunctionLibrary, WindowCall};
+
+/// Weir's functions as one [`FunctionLibrary`], for the server to register when it builds a
+/// database.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct WeirFunctions;
+
+impl FunctionLibrary for WeirFunctions {
+    fn register(&self, ctx: &SessionContext) -> Result<()> {
+        register(ctx)
+    }
+
+    fn parameter_names(&self, name: &str) -> Option<Vec<&'static str>> {
+        parameter_names(name)
+    }
+
+    fn takes_row_input(&self, name: &str) -> bool {
+        takes_row_input(name)
+    }
+
+    fn takes_event_time(&self, name: &str) -> bool {
+        takes_event_time(name)
+    }
+
+    fn window_function(
+        &self,
+        call: &WindowCall<'_>,
+        order_by: &std::sync::Arc<dyn datafusion::physical_expr::PhysicalExpr>,
+    ) -> Option<Result<weir_engine::function_library::BoundWindowCall>> {
+        streaming_window_function(call, order_by)
+    }
+}
 
 /// Registers every Weir function with `ctx`.
 pub fn register(ctx: &SessionContext) -> Result<()> {

@@ -5,32 +5,16 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::datatypes::Schema;
 use datafusion::common::{DataFusionError, Result, ScalarValue, plan_datafusion_err};
-use datafusion::logical_expr::{
-    WindowFrame, WindowFrameBound, WindowFrameUnits, WindowFunctionDefinition,
-};
+use datafusion::logical_expr::{WindowFrameBound, WindowFrameUnits, WindowFunctionDefinition};
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::expressions::Literal;
+
+use weir_engine::function_library::{BoundWindowCall, WindowCall};
 
 use crate::keyed::KeyedWindowFunction;
 use crate::lag::{LagFunction, LeadFunction};
 use crate::rolling::{Aggregate, FrameStart, RollingFunction};
-
-/// What the planner passes for one call.
-pub struct WindowCall<'a> {
-    /// The function.
-    pub function: &'a WindowFunctionDefinition,
-    /// Its arguments, as physical expressions over the window's input.
-    pub args: &'a [Arc<dyn PhysicalExpr>],
-    /// The OVER clause's frame.
-    pub frame: &'a WindowFrame,
-    /// The window's input schema.
-    pub input: &'a Schema,
-}
-
-/// A call's per-key state machine and the arguments to evaluate for it.
-pub type Bound = (Arc<dyn KeyedWindowFunction>, Vec<Arc<dyn PhysicalExpr>>);
 
 /// The incremental form of `call`, and the arguments to evaluate for it (the call's own, plus
 /// the event time for rolling aggregates, which is `order_by`). None when Weir has no
@@ -38,7 +22,7 @@ pub type Bound = (Arc<dyn KeyedWindowFunction>, Vec<Arc<dyn PhysicalExpr>>);
 pub fn streaming_window_function(
     call: &WindowCall<'_>,
     order_by: &Arc<dyn PhysicalExpr>,
-) -> Option<Result<Bound>> {
+) -> Option<Result<BoundWindowCall>> {
     match call.function {
         WindowFunctionDefinition::WindowUDF(udf) => {
             if let Some(detector) = crate::functions::keyed_window_function(udf, call.args) {
@@ -107,7 +91,7 @@ fn rolling(
     aggregate: Aggregate,
     call: &WindowCall<'_>,
     order_by: &Arc<dyn PhysicalExpr>,
-) -> Result<Bound> {
+) -> Result<BoundWindowCall> {
     let frame = call.frame;
     if frame.end_bound != WindowFrameBound::CurrentRow {
         return Err(unsupported(format!(

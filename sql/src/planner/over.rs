@@ -1,6 +1,6 @@
 //! Planning `OVER (PARTITION BY … ORDER BY ts)` in a streaming view: a `LogicalPlan::Window`
 //! becomes the engine's [`OverWindow`] operator, each call bound to its incremental, per-key
-//! form ([`weir_udf::keyed_window_function`]).
+//! form (from the database's function libraries, [`crate::functions::Functions`]).
 
 use std::sync::Arc;
 
@@ -66,13 +66,13 @@ pub(crate) fn plan_window(
             .map(|a| physical(a, input_schema, ctx))
             .collect::<Result<Vec<_>>>()?;
         let order_by = physical(&sort.expr, input_schema, ctx)?;
-        let window_call = weir_udf::WindowCall {
+        let window_call = weir_engine::function_library::WindowCall {
             function: &call.fun,
             args: &args,
             frame: &params.window_frame,
             input: input_schema.as_arrow(),
         };
-        let Some(function) = weir_udf::streaming_window_function(&window_call, &order_by) else {
+        let Some(function) = ctx.functions.window_function(&window_call, &order_by) else {
             return Err(unsupported(format!(
                 "{name}(…) OVER (…) (window functions a streaming view runs incrementally: Weir's anomaly_* and \
                  changepoint_* detectors, anomaly_alert, lag, lead, and count, sum, avg, min, max, stddev, variance over ROWS or RANGE \
