@@ -91,6 +91,23 @@ pub enum AuthMode {
     Password,
 }
 
+impl ServeArgs {
+    /// The security flags, for the front end to check and load.
+    pub fn security_settings(&self) -> weir_pg::auth::SecuritySettings {
+        weir_pg::auth::SecuritySettings {
+            listen: self.listen,
+            auth: match self.auth {
+                AuthMode::None => weir_pg::auth::AuthMode::None,
+                AuthMode::Password => weir_pg::auth::AuthMode::Password,
+            },
+            users_file: self.users_file.clone(),
+            allow_unauthenticated_network: self.allow_unauthenticated_network,
+            tls_cert: self.tls_cert.clone(),
+            tls_key: self.tls_key.clone(),
+        }
+    }
+}
+
 impl Cli {
     /// The serve flags, from `weir serve …` or plain `weir …`; None for other commands.
     pub fn serve_options(&self) -> Option<ServeArgs> {

@@ -1,12 +1,10 @@
-//! `weir`: the Weir server binary. Flags, logging, and the server's lifetime; the protocol
-//! adapter lives in [`wire`], and everything else in the workspace crates (see `engine/src/lib.rs`
-//! for the architecture).
+//! `weir`: the Weir server binary. Flags, logging, and the server's lifetime; the database is
+//! assembled in the package's library (`weir::database()`), the PostgreSQL front end lives in
+//! `weir-pg`, and everything else in the workspace crates (see the README's architecture section).
 
-mod auth;
 mod cli;
 mod produce;
 mod server;
-mod wire;
 
 use clap::Parser;
 

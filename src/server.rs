@@ -9,9 +9,11 @@ use tokio::net::TcpListener;
 use tracing::{error, info, warn};
 use weir_sql::DatabaseOptions;
 
-use crate::auth::Security;
+use weir_pg::PgFrontend;
+use weir_pg::auth::Security;
+use weir_pg::wire::WireServer;
+
 use crate::cli::ServeArgs;
-use crate::wire::WireServer;
 
 /// The quickstart script compiled in, so the demo works from any directory.
 const QUICKSTART: &str = include_str!("../examples/quickstart.sql");
@@ -35,24 +37,26 @@ pub enum ServerError {
     Demo(String),
     /// Authentication or TLS settings are unusable or unsafe.
     #[error("{0}")]
-    Security(#[from] crate::auth::AuthError),
+    Security(#[from] weir_pg::auth::AuthError),
 }
 
 /// Runs the server until a shutdown signal.
 pub async fn run(args: ServeArgs) -> Result<(), ServerError> {
     // Checked before anything starts: an unsafe listen address is refused, not half-served.
-    let security = Security::from_args(&args)?;
+    let security = Security::from_settings(&args.security_settings())?;
     let mut options = DatabaseOptions::new(&args.data_dir);
     options.checkpoint_interval = args.checkpoint_interval;
     options.storage_url = args.checkpoint_url.clone();
-    let (db, persisted) = weir::database().open(options).await?;
+    let (frontend, persisted) = PgFrontend::open(weir::database(), options).await?;
+    let db = Arc::clone(frontend.database());
     if persisted == 0 && !args.no_demo {
         let script = match &args.demo_script {
             Some(path) => std::fs::read_to_string(path)
                 .map_err(|e| ServerError::Demo(format!("{}: {e}", path.display())))?,
             None => QUICKSTART.to_string(),
         };
-        db.session()
+        frontend
+            .session()
             .execute_all(&script)
             .await
             .map_err(|e| ServerError::Demo(e.to_string()))?;
@@ -80,7 +84,7 @@ pub async fn run(args: ServeArgs) -> Result<(), ServerError> {
         tls = tls.is_some(),
         "client authentication"
     );
-    let server = Arc::new(WireServer::new(Arc::clone(&db), security));
+    let server = Arc::new(WireServer::new(frontend, security));
     let mut connections = tokio::task::JoinSet::new();
     let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
@@ -92,7 +96,7 @@ pub async fn run(args: ServeArgs) -> Result<(), ServerError> {
                     let handlers = server.handlers();
                     let tls = tls.clone();
                     connections.spawn(async move {
-                        if let Err(e) = crate::wire::serve_connection(socket, tls, handlers).await {
+                        if let Err(e) = weir_pg::wire::serve_connection(socket, tls, handlers).await {
                             warn!(peer = %peer, error = %e, "connection ended with an error");
                         }
                     });

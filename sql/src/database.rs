@@ -7,31 +7,28 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use datafusion::arrow::array::{ArrayRef, BooleanArray, RecordBatch, StringArray, UInt64Array};
+use datafusion::arrow::array::{RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::dataframe::DataFrame;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::execution::context::{SQLOptions, SessionConfig, SessionContext};
 use datafusion::execution::{SessionState, SessionStateBuilder};
 use datafusion::logical_expr::LogicalPlan;
-use datafusion::logical_expr::ScalarUDF;
 use datafusion::physical_plan::memory::MemoryStream;
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::Statement;
-use std::sync::atomic::AtomicI32;
 use tokio::sync::Mutex;
 use tracing::{error, info};
-use weir_engine::catalog::{Catalog, SourceEntry, ViewEntry};
+use weir_engine::catalog::Catalog;
 use weir_engine::checkpoint::CheckpointStore;
 use weir_engine::checkpoint::catalog_file::{CatalogObject, ObjectKind as PersistedKind};
 use weir_engine::late_rows::LateRowLog;
 use weir_engine::options::Options;
-use weir_engine::pipeline::PipelineState;
 use weir_engine::source::ConnectorFactory;
 use weir_engine::source_errors::SourceErrorLog;
 use weir_engine::source_metrics::SourceMetricsRegistry;
 
-pub use self::builder::DatabaseBuilder;
+pub use self::builder::{DatabaseBuilder, DatabaseExtension};
 use crate::durable::{
     Durability, checkpoint_state_batch, checkpoint_state_schema, checkpoints_batch,
     checkpoints_schema,
@@ -39,10 +36,12 @@ use crate::durable::{
 use crate::error::{Result, SqlError, SqlErrorKind};
 use crate::functions::Functions;
 use crate::parser::{CreateView, WeirStatement};
-use crate::pg::catalog::PgCatalog;
-use crate::pg::settings::SessionInfo;
 use crate::planner::{PlanContext, ViewPlan, plan_view};
-use crate::tables::{SystemTable, TumbleFunction};
+use crate::system_tables::{
+    SystemTable, SystemTableInfo, SystemTables, sources_batch, sources_schema, views_batch,
+    views_schema,
+};
+use crate::tables::TumbleFunction;
 
 mod builder;
 
@@ -80,7 +79,8 @@ impl std::fmt::Debug for QueryResult {
     }
 }
 
-pub(crate) fn command(tag: &str) -> QueryResult {
+/// A command result: `tag`, no row count.
+pub fn command(tag: &str) -> QueryResult {
     QueryResult::Command {
         tag: tag.to_string(),
         rows: None,
@@ -102,10 +102,8 @@ pub struct Database {
     /// Checkpoints and the persisted catalog (None: an in-memory database, for tests and
     /// embedding).
     pub(crate) durability: Option<Arc<Durability>>,
-    /// What `pg_catalog` and `information_schema` show.
-    pub(crate) pg: Arc<PgCatalog>,
-    /// Numbers sessions (`pg_backend_pid()`).
-    next_session: AtomicI32,
+    /// Weir's system tables.
+    system_tables: Arc<SystemTables>,
 }
 
 /// How to open a database with durable state.
@@ -217,14 +215,6 @@ impl Database {
         ctx.register_udtf("HOP", hop);
         let functions = Functions::new(builder.functions);
         functions.register(&ctx)?;
-        let pg = crate::pg::install(&ctx, Arc::clone(&catalog))?;
-        // Registered once for sessions outside a client connection; client sessions register
-        // their own (reading their identity and settings) in each statement's state.
-        for f in crate::pg::functions::all(&pg, &Arc::new(SessionInfo::new("weir", "weir", 0))) {
-            ctx.register_udf(f);
-        }
-        ctx.register_udf(crate::pg::subqueries::ArrayMap::udf());
-        ctx.register_udaf(crate::pg::subqueries::SingleValue::udaf());
         let db = Self {
             ctx,
             catalog,
@@ -238,24 +228,19 @@ impl Database {
             refresh: builder.refresh,
             ddl: Mutex::new(()),
             durability,
-            pg,
-            next_session: AtomicI32::new(1),
+            system_tables: Arc::new(SystemTables::default()),
         };
         db.register_system_tables()?;
+        for extension in &builder.extensions {
+            extension.install(&db)?;
+        }
         Ok(Arc::new(db))
     }
 
     /// A new session.
     pub fn session(self: &Arc<Self>) -> Session {
-        let pid = self
-            .next_session
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let info = Arc::new(SessionInfo::new("weir", "weir", pid));
-        let functions = Arc::new(crate::pg::functions::all(&self.pg, &info));
         Session {
             db: Arc::clone(self),
-            info,
-            functions,
         }
     }
 
@@ -274,21 +259,12 @@ impl Database {
         self.durability.as_ref()
     }
 
-    fn register_system_table(&self, name: &str, table: SystemTable) -> Result<()> {
-        self.pg.add_builtin(
-            crate::pg::catalog::PUBLIC_NS,
-            name,
-            crate::pg::catalog::RelKind::View,
-            table.columns(),
-        );
-        self.ctx.register_table(name, Arc::new(table))?;
-        Ok(())
-    }
-
+    /// Weir's system tables, described once (see [`crate::system_tables`]).
     fn register_system_tables(&self) -> Result<()> {
         let durability = self.durability.clone();
         self.register_system_table(
             "weir_checkpoints",
+            "checkpoints taken or recovered: epoch, status, duration, bytes",
             SystemTable::new(checkpoints_schema(), move || {
                 checkpoints_batch(durability.as_deref())
             }),
@@ -296,6 +272,7 @@ impl Database {
         let durability = self.durability.clone();
         self.register_system_table(
             "weir_checkpoint_state",
+            "state rows and bytes per operator in each retained checkpoint",
             SystemTable::new(checkpoint_state_schema(), move || {
                 checkpoint_state_batch(durability.as_deref())
             }),
@@ -303,6 +280,7 @@ impl Database {
         let late = Arc::clone(&self.catalog.late_rows);
         self.register_system_table(
             "weir_late_rows",
+            "rows that arrived after their window closed, per view (the newest are kept)",
             SystemTable::new(LateRowLog::schema(), move || {
                 late.to_batch()
                     .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))
@@ -311,6 +289,7 @@ impl Database {
         let errors = Arc::clone(&self.catalog.source_errors);
         self.register_system_table(
             "weir_source_errors",
+            "records a source could not read, once per source, with the raw text and the reason",
             SystemTable::new(SourceErrorLog::schema(), move || {
                 errors
                     .to_batch()
@@ -320,6 +299,7 @@ impl Database {
         let metrics = Arc::clone(&self.catalog.source_metrics);
         self.register_system_table(
             "weir_source_partitions",
+            "per source partition: position, lag, watermark, records, errors, status",
             SystemTable::new(SourceMetricsRegistry::schema(), move || {
                 metrics
                     .to_batch()
@@ -329,120 +309,49 @@ impl Database {
         let catalog = Arc::clone(&self.catalog);
         self.register_system_table(
             "weir_sources",
+            "sources: connector, columns, watermark, bad records, definition",
             SystemTable::new(sources_schema(), move || sources_batch(&catalog)),
         )?;
         let catalog = Arc::clone(&self.catalog);
         self.register_system_table(
             "weir_views",
+            "materialized views: status, rows in and out, late rows, state bytes, definition",
             SystemTable::new(views_schema(), move || views_batch(&catalog)),
         )?;
         let catalog = Arc::clone(&self.catalog);
         self.register_system_table(
             "weir_sinks",
-            SystemTable::new(crate::sinks::sinks_schema(), move || {
-                crate::sinks::sinks_batch(&catalog)
+            "sinks: view, connector, format, status, rows written and pending, lag, last error",
+            SystemTable::new(crate::system_tables::sinks_schema(), move || {
+                crate::system_tables::sinks_batch(&catalog)
             }),
         )?;
         Ok(())
     }
+
+    fn register_system_table(
+        &self,
+        name: &'static str,
+        description: &'static str,
+        table: SystemTable,
+    ) -> Result<()> {
+        self.system_tables.add(SystemTableInfo {
+            name,
+            description,
+            schema: table.columns(),
+        });
+        self.ctx.register_table(name, Arc::new(table))?;
+        Ok(())
+    }
+
+    /// The system tables.
+    pub fn system_tables(&self) -> &Arc<SystemTables> {
+        &self.system_tables
+    }
 }
 
-fn sources_schema() -> SchemaRef {
-    Arc::new(Schema::new(vec![
-        Field::new("name", DataType::Utf8, false),
-        Field::new("connector", DataType::Utf8, false),
-        Field::new("columns", DataType::Utf8, false),
-        Field::new("watermark", DataType::Utf8, true),
-        Field::new("bad_records", DataType::UInt64, false),
-        Field::new("definition", DataType::Utf8, false),
-    ]))
-}
-
-fn sources_batch(catalog: &Catalog) -> datafusion::error::Result<RecordBatch> {
-    let sources = catalog.sources();
-    let columns = |s: &Arc<SourceEntry>| {
-        s.schema()
-            .fields()
-            .iter()
-            .map(|f| format!("{} {}", f.name(), f.data_type()))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    let arrays: Vec<ArrayRef> = vec![
-        Arc::new(StringArray::from_iter_values(
-            sources.iter().map(|s| s.name.clone()),
-        )),
-        Arc::new(StringArray::from_iter_values(
-            sources.iter().map(|s| s.provider.connector().to_string()),
-        )),
-        Arc::new(StringArray::from_iter_values(sources.iter().map(columns))),
-        Arc::new(StringArray::from_iter(
-            sources
-                .iter()
-                .map(|s| s.watermark.as_ref().map(|w| w.text.clone())),
-        )),
-        Arc::new(UInt64Array::from_iter_values(
-            sources.iter().map(|s| catalog.source_errors.count(&s.name)),
-        )),
-        Arc::new(StringArray::from_iter_values(
-            sources.iter().map(|s| s.sql.clone()),
-        )),
-    ];
-    Ok(RecordBatch::try_new(sources_schema(), arrays)?)
-}
-
-fn views_schema() -> SchemaRef {
-    Arc::new(Schema::new(vec![
-        Field::new("name", DataType::Utf8, false),
-        Field::new("status", DataType::Utf8, false),
-        Field::new("updating", DataType::Boolean, false),
-        Field::new("rows_in", DataType::UInt64, false),
-        Field::new("final_rows", DataType::UInt64, false),
-        Field::new("open_rows", DataType::UInt64, false),
-        Field::new("late_rows", DataType::UInt64, false),
-        Field::new("state_bytes", DataType::UInt64, false),
-        Field::new("definition", DataType::Utf8, false),
-    ]))
-}
-
-fn views_batch(catalog: &Catalog) -> datafusion::error::Result<RecordBatch> {
-    let views = catalog.views();
-    let names: Vec<String> = views.iter().map(|v| v.name.clone()).collect();
-    let stats: Vec<(usize, usize, usize)> = views.iter().map(|v| v.table.stats()).collect();
-    let status = |v: &Arc<ViewEntry>| match v.status.state() {
-        PipelineState::Running => "running".to_string(),
-        PipelineState::Finished => "finished".to_string(),
-        PipelineState::Failed(e) => format!("failed: {e}"),
-    };
-    let arrays: Vec<ArrayRef> = vec![
-        Arc::new(StringArray::from_iter_values(names.iter().cloned())),
-        Arc::new(StringArray::from_iter_values(views.iter().map(status))),
-        Arc::new(BooleanArray::from(
-            views.iter().map(|v| v.updating).collect::<Vec<_>>(),
-        )),
-        Arc::new(UInt64Array::from_iter_values(views.iter().map(|v| {
-            v.status.rows_in.load(std::sync::atomic::Ordering::Relaxed)
-        }))),
-        Arc::new(UInt64Array::from_iter_values(
-            stats.iter().map(|s| s.0 as u64),
-        )),
-        Arc::new(UInt64Array::from_iter_values(
-            stats.iter().map(|s| s.1 as u64),
-        )),
-        Arc::new(catalog.late_rows.counts_for(&names)),
-        Arc::new(UInt64Array::from_iter_values(views.iter().map(|v| {
-            v.status
-                .state_bytes
-                .load(std::sync::atomic::Ordering::Relaxed)
-        }))),
-        Arc::new(StringArray::from_iter_values(
-            views.iter().map(|v| v.sql.clone()),
-        )),
-    ];
-    Ok(RecordBatch::try_new(views_schema(), arrays)?)
-}
-
-pub(crate) fn rows(batch: RecordBatch) -> Result<QueryResult> {
+/// A result of one batch of rows.
+pub fn rows(batch: RecordBatch) -> Result<QueryResult> {
     let schema = batch.schema();
     let stream = MemoryStream::try_new(vec![batch], Arc::clone(&schema), None)?;
     Ok(QueryResult::Rows {
@@ -455,9 +364,6 @@ pub(crate) fn rows(batch: RecordBatch) -> Result<QueryResult> {
 #[derive(Debug, Clone)]
 pub struct Session {
     pub(crate) db: Arc<Database>,
-    info: Arc<SessionInfo>,
-    /// Catalog and session functions bound to this session.
-    functions: Arc<Vec<ScalarUDF>>,
 }
 
 impl Session {
@@ -466,23 +372,11 @@ impl Session {
         &self.db
     }
 
-    /// Who is connected, and their run-time parameters.
-    pub fn info(&self) -> &Arc<SessionInfo> {
-        &self.info
-    }
-
-    /// DataFusion state for one statement: the shared context's, with this session's functions,
-    /// identity (read by catalog tables) and `datafusion.*` options.
-    fn state(&self) -> Result<SessionState> {
-        let mut state = self.db.ctx.state();
-        for f in self.functions.iter() {
-            datafusion::execution::FunctionRegistry::register_udf(&mut state, Arc::new(f.clone()))?;
-        }
-        state.config_mut().set_extension(Arc::clone(&self.info));
-        for (key, value) in self.info.datafusion_options() {
-            state.config_mut().options_mut().set(&key, &value)?;
-        }
-        Ok(state)
+    /// DataFusion state for one statement: a copy of the shared context's, which a front end
+    /// may extend (session functions, settings) before planning in it
+    /// ([`Session::plan_statement_in`]).
+    pub fn statement_state(&self) -> SessionState {
+        self.db.ctx.state()
     }
 
     /// Parses and runs every statement in `sql`, stopping at the first error.
@@ -589,14 +483,20 @@ impl Session {
         })
     }
 
-    /// Plans a DataFusion statement (queries, EXPLAIN …) and checks it is allowed. PostgreSQL
-    /// syntax DataFusion lacks is rewritten first (see `pg::rewrite`).
+    /// Plans a DataFusion statement (queries, EXPLAIN …) and checks it is allowed.
     pub async fn plan_statement(&self, statement: &Statement) -> Result<LogicalPlan> {
-        let state = self.state()?;
+        self.plan_statement_in(&self.statement_state(), statement)
+            .await
+    }
+
+    /// [`Session::plan_statement`] in a state the caller prepared.
+    pub async fn plan_statement_in(
+        &self,
+        state: &SessionState,
+        statement: &Statement,
+    ) -> Result<LogicalPlan> {
         let mut statement = statement.clone();
         crate::named_args::resolve_named_arguments(&mut statement, &self.db.functions)?;
-        let is_table_function = |name: &str| state.table_functions().contains_key(name);
-        crate::pg::rewrite::rewrite(&mut statement, &is_table_function)?;
         let plan = state
             .statement_to_plan(DfStatement::Statement(Box::new(statement)))
             .await?;
@@ -617,7 +517,16 @@ impl Session {
 
     /// Executes a planned statement.
     pub async fn execute_plan(&self, plan: LogicalPlan) -> Result<QueryResult> {
-        let df = DataFrame::new(self.state()?, plan);
+        self.execute_plan_in(self.statement_state(), plan).await
+    }
+
+    /// [`Session::execute_plan`] in a state the caller prepared.
+    pub async fn execute_plan_in(
+        &self,
+        state: SessionState,
+        plan: LogicalPlan,
+    ) -> Result<QueryResult> {
+        let df = DataFrame::new(state, plan);
         let schema = Arc::new(df.schema().as_arrow().clone());
         Ok(QueryResult::Rows {
             schema,
@@ -626,15 +535,12 @@ impl Session {
     }
 
     async fn execute_sql(&self, statement: &Statement) -> Result<QueryResult> {
-        if let Some(result) = crate::pg::session_statements::execute(self, statement)? {
-            return Ok(result);
-        }
         let plan = self.plan_statement(statement).await?;
         self.execute_plan(plan).await
     }
 
     /// Checks a `datafusion.*` option value against DataFusion's own parser.
-    pub(crate) fn check_datafusion_option(&self, key: &str, value: &str) -> Result<()> {
+    pub fn check_datafusion_option(&self, key: &str, value: &str) -> Result<()> {
         let mut state = self.db.ctx.state();
         state.config_mut().options_mut().set(key, value)?;
         Ok(())
@@ -657,15 +563,12 @@ impl Session {
                 Some(Arc::new(s.project(&[0, 1, 2, 3, 4, 5, 6])?))
             }
             WeirStatement::ShowSinks => {
-                let s = crate::sinks::sinks_schema();
+                let s = crate::system_tables::sinks_schema();
                 Some(Arc::new(s.project(&[0, 1, 2, 3, 4, 5, 6, 8, 9])?))
             }
             WeirStatement::Sql(statement) if matches!(statement.as_ref(), Statement::Query(_)) => {
                 let plan = self.plan_statement(statement).await?;
                 Some(Arc::new(plan.schema().as_arrow().clone()))
-            }
-            WeirStatement::Sql(statement) => {
-                crate::pg::session_statements::result_schema(statement)
             }
             _ => None,
         })

@@ -81,6 +81,15 @@ impl SqlError {
     }
 }
 
+/// PostgreSQL's error for a subquery used as a value that returned several rows (SQLSTATE
+/// 21000), as DataFusion carries it out of a function or an operator.
+pub fn more_than_one_row() -> DataFusionError {
+    DataFusionError::External(Box::new(SqlError::new(
+        SqlErrorKind::CardinalityViolation,
+        "more than one row returned by a subquery used as an expression",
+    )))
+}
+
 impl From<EngineError> for SqlError {
     fn from(e: EngineError) -> Self {
         match e {

@@ -44,10 +44,12 @@ pub mod error;
 pub mod functions;
 mod named_args;
 pub mod parser;
-pub mod pg;
 pub mod planner;
 mod sinks;
+pub mod system_tables;
 pub mod tables;
 
-pub use database::{Database, DatabaseBuilder, DatabaseOptions, QueryResult, Session};
+pub use database::{
+    Database, DatabaseBuilder, DatabaseExtension, DatabaseOptions, QueryResult, Session,
+};
 pub use error::{Result, SqlError, SqlErrorKind};

@@ -1,15 +1,12 @@
 //! `CREATE SINK … FROM view`: a view's changes delivered by a sink connector, resumed from the
-//! newest checkpoint on start-up; and `weir_sinks`, what each sink has delivered.
+//! newest checkpoint on start-up. (`weir_sinks`, what each sink has delivered, is in
+//! `system_tables.rs`.)
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
-use datafusion::arrow::array::{ArrayRef, StringArray, UInt64Array};
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use datafusion::arrow::record_batch::RecordBatch;
 use tracing::{info, warn};
-use weir_engine::catalog::{Catalog, SinkEntry};
+use weir_engine::catalog::SinkEntry;
 use weir_engine::checkpoint::catalog_file::{CatalogObject, ObjectKind as PersistedKind};
 use weir_engine::options::Options;
 use weir_engine::pipeline::PipelineStatus;
@@ -207,50 +204,4 @@ impl Session {
         info!(sink = %s.name, view = %s.from, "sink created");
         Ok(command("CREATE SINK"))
     }
-}
-
-/// Schema of `weir_sinks`.
-pub(crate) fn sinks_schema() -> SchemaRef {
-    Arc::new(Schema::new(vec![
-        Field::new("name", DataType::Utf8, false),
-        Field::new("view", DataType::Utf8, false),
-        Field::new("connector", DataType::Utf8, false),
-        Field::new("format", DataType::Utf8, false),
-        Field::new("status", DataType::Utf8, false),
-        Field::new("rows_written", DataType::UInt64, false),
-        Field::new("rows_pending", DataType::UInt64, false),
-        Field::new("committed_epoch", DataType::UInt64, false),
-        Field::new("lag_ms", DataType::UInt64, false),
-        Field::new("last_error", DataType::Utf8, true),
-        Field::new("definition", DataType::Utf8, false),
-    ]))
-}
-
-/// Rows of `weir_sinks`: delivered (committed) rows, rows written or waiting for a commit, the
-/// last checkpoint published, how long the oldest unpublished row has waited, the last error.
-pub(crate) fn sinks_batch(catalog: &Catalog) -> datafusion::error::Result<RecordBatch> {
-    let sinks = catalog.sinks();
-    let now = now_millis().max(0) as u64;
-    let text = |f: &dyn Fn(&SinkEntry) -> String| -> ArrayRef {
-        Arc::new(StringArray::from_iter_values(sinks.iter().map(|s| f(s))))
-    };
-    let number = |f: &dyn Fn(&SinkEntry) -> u64| -> ArrayRef {
-        Arc::new(UInt64Array::from_iter_values(sinks.iter().map(|s| f(s))))
-    };
-    let arrays: Vec<ArrayRef> = vec![
-        text(&|s| s.name.clone()),
-        text(&|s| s.view.clone()),
-        text(&|s| s.connector.clone()),
-        text(&|s| s.format.clone()),
-        text(&|s| s.status.state().as_str().to_string()),
-        number(&|s| s.status.rows_committed.load(Ordering::Relaxed)),
-        number(&|s| s.status.rows_pending.load(Ordering::Relaxed)),
-        number(&|s| s.status.committed_epoch.load(Ordering::Relaxed)),
-        number(&|s| s.status.lag_ms(now)),
-        Arc::new(StringArray::from_iter(
-            sinks.iter().map(|s| s.status.last_error()),
-        )),
-        text(&|s| s.sql.clone()),
-    ];
-    Ok(RecordBatch::try_new(sinks_schema(), arrays)?)
 }

@@ -1,15 +1,13 @@
-//! Tables DataFusion sees besides views: sources (which are streams, read only by views), the
-//! `TUMBLE(...)` and `HOP(...)` table functions, and system tables computed when queried.
+//! Tables DataFusion sees besides views: sources (which are streams, read only by views) and the
+//! `TUMBLE(...)` and `HOP(...)` table functions. System tables are in `system_tables.rs`.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::catalog::{Session, TableFunctionArgs, TableFunctionImpl, TableProvider};
 use datafusion::common::ScalarValue;
 use datafusion::datasource::TableType;
-use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::logical_expr::Expr;
 use datafusion::physical_plan::ExecutionPlan;
@@ -53,64 +51,6 @@ impl TableProvider for SourceTable {
              (CREATE MATERIALIZED VIEW … AS SELECT … FROM {})",
             self.name, self.name
         )))
-    }
-}
-
-/// A system table whose rows are computed at query time.
-pub struct SystemTable {
-    schema: SchemaRef,
-    rows: Box<dyn Fn() -> DfResult<RecordBatch> + Send + Sync>,
-}
-
-impl std::fmt::Debug for SystemTable {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SystemTable")
-            .field("schema", &self.schema)
-            .finish()
-    }
-}
-
-impl SystemTable {
-    /// A table of `schema` filled by `rows` on every scan.
-    pub fn new(
-        schema: SchemaRef,
-        rows: impl Fn() -> DfResult<RecordBatch> + Send + Sync + 'static,
-    ) -> Self {
-        Self {
-            schema,
-            rows: Box::new(rows),
-        }
-    }
-
-    /// Its columns.
-    pub fn columns(&self) -> SchemaRef {
-        Arc::clone(&self.schema)
-    }
-}
-
-#[async_trait]
-impl TableProvider for SystemTable {
-    fn schema(&self) -> SchemaRef {
-        Arc::clone(&self.schema)
-    }
-
-    fn table_type(&self) -> TableType {
-        TableType::View
-    }
-
-    async fn scan(
-        &self,
-        _state: &dyn Session,
-        projection: Option<&Vec<usize>>,
-        _filters: &[Expr],
-        _limit: Option<usize>,
-    ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        let batch = (self.rows)()?;
-        Ok(MemorySourceConfig::try_new_exec(
-            &[vec![batch]],
-            self.schema(),
-            projection.cloned(),
-        )?)
     }
 }
 

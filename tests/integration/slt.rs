@@ -1,4 +1,4 @@
-//! `.slt` files under `tests/slt/`, run three times: in-process against a `Session`, and over the
+//! `.slt` files under `tests/slt/`, run three times: in-process against a `PgSession` (the PostgreSQL front end without the wire), and over the
 //! PostgreSQL wire protocol against the real binary with sqllogictest-rs's own `postgres`
 //! (simple query protocol) and `postgres-extended` (Parse/Bind/Execute, binary results) engines.
 //! Records tagged `onlyif wire` check SQLSTATEs, which exist only at the wire; `onlyif simple` /
@@ -11,7 +11,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures::TryStreamExt;
 use sqllogictest::{AsyncDB, DBOutput, DefaultColumnType};
-use weir_sql::{Database, QueryResult, Session};
+use weir_pg::{PgFrontend, PgSession};
+use weir_sql::QueryResult;
 
 use crate::harness::{Server, format_value};
 
@@ -39,7 +40,7 @@ struct SltError(String);
 
 /// In-process engine.
 struct InProcess {
-    session: Session,
+    session: PgSession,
 }
 
 #[async_trait]
@@ -93,9 +94,9 @@ impl AsyncDB for InProcess {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slt_in_process() {
     for file in slt_files() {
-        let db: Arc<Database> = weir::database().build().expect("database");
+        let frontend: Arc<PgFrontend> = PgFrontend::build(weir::database()).expect("database");
         let mut runner = sqllogictest::Runner::new(move || {
-            let session = db.session();
+            let session = frontend.session();
             async move { Ok(InProcess { session }) }
         });
         runner.add_label("in-process");

@@ -268,7 +268,7 @@ impl Applier {
                     batch.column(0),
                     0,
                 )?)),
-                _ => Err(crate::pg::subqueries::more_than_one_row()),
+                _ => Err(crate::error::more_than_one_row()),
             },
             ApplyKind::In(_) => {
                 let mut values = HashSet::new();

@@ -19,6 +19,15 @@ pub struct DatabaseBuilder {
     pub(super) sinks: Vec<Arc<dyn SinkFactory>>,
     pub(super) functions: Vec<Arc<dyn FunctionLibrary>>,
     pub(super) refresh: Duration,
+    pub(super) extensions: Vec<Arc<dyn DatabaseExtension>>,
+}
+
+/// Something installed into every database built (the PostgreSQL front end's catalog schemas
+/// and functions, say): tables and functions registered before persisted views are restored,
+/// so a restored view can use them.
+pub trait DatabaseExtension: Send + Sync {
+    /// Installs into `db` while it is being built.
+    fn install(&self, db: &Database) -> Result<()>;
 }
 
 impl std::fmt::Debug for DatabaseBuilder {
@@ -34,6 +43,7 @@ impl std::fmt::Debug for DatabaseBuilder {
             )
             .field("functions", &self.functions)
             .field("refresh", &self.refresh)
+            .field("extensions", &self.extensions.len())
             .finish()
     }
 }
@@ -45,6 +55,7 @@ impl Default for DatabaseBuilder {
             sinks: Vec::new(),
             functions: Vec::new(),
             refresh: DEFAULT_REFRESH,
+            extensions: Vec::new(),
         }
     }
 }
@@ -68,6 +79,12 @@ impl DatabaseBuilder {
     /// Adds a function library; libraries added first answer first.
     pub fn functions(mut self, library: Arc<dyn FunctionLibrary>) -> Self {
         self.functions.push(library);
+        self
+    }
+
+    /// Adds an extension, installed when the database is built, in the order added.
+    pub fn extension(mut self, extension: Arc<dyn DatabaseExtension>) -> Self {
+        self.extensions.push(extension);
         self
     }
 

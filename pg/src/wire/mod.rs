@@ -1,5 +1,5 @@
 //! The PostgreSQL wire adapter: protocol translation only. Statements go to a
-//! [`weir_sql::Session`]; results come back through [`encode`]; error kinds become SQLSTATEs in
+//! [`PgSession`]; results come back through [`encode`]; error kinds become SQLSTATEs in
 //! [`errors`] and nowhere else.
 //!
 //! - Simple query: several statements per message, each answered in turn; an empty or
@@ -41,28 +41,29 @@ use pgwire::api::{ClientInfo, ClientPortalStore, ConnectionManager, PgWireServer
 use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
 use weir_sql::parser::{WeirStatement, parse_statements};
-use weir_sql::{Database, Session, SqlError, SqlErrorKind};
+use weir_sql::{SqlError, SqlErrorKind};
 
 use crate::auth::Security;
+use crate::session::{PgFrontend, PgSession};
 pub use connection::serve_connection;
 use startup::{Scram, SessionParameters, WeirStartup};
 
 /// Shared server state: the database, pgwire's connection registry (for cancel requests) and
 /// who may connect.
 pub struct WireServer {
-    db: Arc<Database>,
+    frontend: Arc<PgFrontend>,
     manager: Arc<ConnectionManager>,
     cancel: Arc<DefaultCancelHandler>,
     security: Security,
 }
 
 impl WireServer {
-    /// A server over `db`.
-    pub fn new(db: Arc<Database>, security: Security) -> Self {
+    /// A server over `frontend`'s database.
+    pub fn new(frontend: Arc<PgFrontend>, security: Security) -> Self {
         let manager = Arc::new(ConnectionManager::new());
         let cancel = Arc::new(DefaultCancelHandler::new(Arc::clone(&manager)));
         Self {
-            db,
+            frontend,
             manager,
             cancel,
             security,
@@ -70,7 +71,7 @@ impl WireServer {
     }
 
     /// The SCRAM handshakes for one connection, when passwords are required.
-    fn scram(&self, session: &Session) -> Option<Scram> {
+    fn scram(&self, session: &PgSession) -> Option<Scram> {
         let users = self.security.users.as_ref()?;
         let handler = |scram: ScramAuth| {
             SASLAuthStartupHandler::new(Arc::new(SessionParameters(Arc::clone(session.info()))))
@@ -94,7 +95,7 @@ impl WireServer {
 
     /// Handlers for one connection, with its own session (identity, settings).
     pub fn handlers(&self) -> Arc<Handlers> {
-        let session = self.db.session();
+        let session = self.frontend.session();
         let parser = Arc::new(WeirQueryParser {
             session: session.clone(),
         });
@@ -142,7 +143,7 @@ impl PgWireServerHandlers for Handlers {
 
 /// Answers queries from a session.
 pub struct WeirHandler {
-    session: Session,
+    session: PgSession,
     manager: Arc<ConnectionManager>,
     parser: Arc<WeirQueryParser>,
 }
@@ -197,7 +198,7 @@ pub struct Prepared {
 
 /// Parses and plans statements for the extended protocol.
 pub struct WeirQueryParser {
-    session: Session,
+    session: PgSession,
 }
 
 #[async_trait]

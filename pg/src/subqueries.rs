@@ -15,7 +15,7 @@ use datafusion::arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch};
 use datafusion::arrow::compute::filter;
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Schema};
 use datafusion::common::{DFSchema, ScalarValue, exec_err, plan_err};
-use datafusion::error::{DataFusionError, Result};
+use datafusion::error::Result;
 use datafusion::execution::context::SessionContext;
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::{
@@ -23,6 +23,7 @@ use datafusion::logical_expr::{
     ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
 use datafusion::physical_plan::PhysicalExpr;
+use weir_sql::error::more_than_one_row;
 
 /// `weir_single_value`.
 #[derive(Debug, PartialEq, Eq, Hash)]
@@ -272,7 +273,7 @@ impl ScalarUDFImpl for ArrayMap {
         let mut out = Vec::with_capacity(lists.len());
         for row in 0..lists.len() {
             let list = ScalarValue::try_from_array(lists, row)?;
-            let Some(elements) = super::functions::list_elements(&list) else {
+            let Some(elements) = crate::functions::list_elements(&list) else {
                 out.push(ScalarValue::List(ScalarValue::new_list_nullable(
                     &[],
                     &item_type,
@@ -305,12 +306,4 @@ impl ScalarUDFImpl for ArrayMap {
         }
         Ok(ColumnarValue::Array(ScalarValue::iter_to_array(out)?))
     }
-}
-
-/// PostgreSQL's error for a subquery used as a value that returned several rows (SQLSTATE 21000).
-pub(crate) fn more_than_one_row() -> DataFusionError {
-    DataFusionError::External(Box::new(crate::SqlError::new(
-        crate::SqlErrorKind::CardinalityViolation,
-        "more than one row returned by a subquery used as an expression",
-    )))
 }

@@ -29,7 +29,7 @@ use datafusion::sql::sqlparser::ast::{
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 
-use crate::error::{Result, SqlError, SqlErrorKind};
+use weir_sql::error::{Result, SqlError, SqlErrorKind};
 
 /// Rewrites `query` as above when its `ORDER BY` holds a subquery.
 pub(super) fn hoist_order_subqueries(query: &mut Query) -> Result<()> {

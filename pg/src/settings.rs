@@ -12,7 +12,7 @@ use std::str::FromStr;
 use datafusion::arrow::array::timezone::Tz;
 use parking_lot::RwLock;
 
-use crate::error::{Result, SqlError, SqlErrorKind};
+use weir_sql::error::{Result, SqlError, SqlErrorKind};
 
 /// The PostgreSQL release Weir presents itself as.
 pub const SERVER_VERSION: &str = "15.8";

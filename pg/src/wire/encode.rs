@@ -29,7 +29,7 @@ fn wire_fields(wire_schema: &Schema, format: &Format) -> PgWireResult<Vec<FieldI
 }
 
 fn sent_as_text(data_type: &DataType) -> bool {
-    matches!(data_type, DataType::Null) || weir_sql::pg::types::sent_as_json(data_type)
+    matches!(data_type, DataType::Null) || crate::types::sent_as_json(data_type)
 }
 
 /// `schema` with the columns sent as text made text.

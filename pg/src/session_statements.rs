@@ -13,12 +13,21 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::sql::sqlparser::ast::{Expr, ObjectName, Reset, Set, Statement, Value};
 
-use crate::database::{QueryResult, Session, command, rows};
-use crate::error::{Result, SqlError, SqlErrorKind};
+use weir_sql::QueryResult;
+use weir_sql::database::{command, rows};
 
-/// Runs `statement` if it is a session statement (None: plan it as a query).
-pub fn execute(session: &Session, statement: &Statement) -> Result<Option<QueryResult>> {
-    let info = session.info();
+use weir_sql::Session;
+use weir_sql::error::{Result, SqlError, SqlErrorKind};
+
+use crate::settings::SessionInfo;
+
+/// Runs `statement` if it is a session statement (None: plan it as a query). `info` holds the
+/// session's run-time parameters; `session` checks `datafusion.*` options before they are kept.
+pub fn execute(
+    info: &SessionInfo,
+    session: &Session,
+    statement: &Statement,
+) -> Result<Option<QueryResult>> {
     Ok(Some(match statement {
         Statement::StartTransaction { .. } => command("BEGIN"),
         Statement::Commit { .. } => command("COMMIT"),
@@ -31,7 +40,7 @@ pub fn execute(session: &Session, statement: &Statement) -> Result<Option<QueryR
         Statement::Savepoint { .. } => command("SAVEPOINT"),
         Statement::ReleaseSavepoint { .. } => command("RELEASE"),
         Statement::Set(set) => {
-            set_statement(session, set)?;
+            set_statement(info, session, set)?;
             command("SET")
         }
         Statement::ShowVariable { variable } => {
@@ -147,8 +156,7 @@ fn value_text(values: &[Expr]) -> String {
         .join(", ")
 }
 
-fn set_statement(session: &Session, set: &Set) -> Result<()> {
-    let info = session.info();
+fn set_statement(info: &SessionInfo, session: &Session, set: &Set) -> Result<()> {
     match set {
         Set::SingleAssignment {
             variable, values, ..

@@ -10,9 +10,9 @@ use datafusion::catalog::{MemorySchemaProvider, SchemaProvider};
 use datafusion::common::ScalarValue;
 use datafusion::error::Result as DfResult;
 
-use super::catalog::{INFORMATION_SCHEMA_NS, PgCatalog, RelKind, namespace_name};
-use super::table::{CatalogTable, I32, RowContext, Rows, TEXT, null, opt_text, schema, text};
-use super::types::{information_schema_name, of_arrow};
+use crate::catalog::{INFORMATION_SCHEMA_NS, PgCatalog, RelKind, namespace_name};
+use crate::table::{CatalogTable, I32, RowContext, Rows, TEXT, null, opt_text, schema, text};
+use crate::types::{information_schema_name, of_arrow};
 
 /// Creates the `information_schema` views in `target` and records them in `pg`.
 pub fn register(pg: &Arc<PgCatalog>, target: &MemorySchemaProvider) -> DfResult<()> {

@@ -21,7 +21,34 @@ use tokio_rustls::rustls::ServerConfig;
 use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
-use crate::cli::{AuthMode, ServeArgs};
+use std::path::PathBuf;
+
+/// How clients authenticate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AuthMode {
+    /// Anyone who can reach the port (loopback only, unless the network is trusted).
+    #[default]
+    None,
+    /// SCRAM-SHA-256 passwords from a users file.
+    Password,
+}
+
+/// The security flags as the server was given them, before they are checked.
+#[derive(Debug, Clone)]
+pub struct SecuritySettings {
+    /// Where the server listens.
+    pub listen: SocketAddr,
+    /// How clients authenticate.
+    pub auth: AuthMode,
+    /// Users for [`AuthMode::Password`]: one `name:password` per line.
+    pub users_file: Option<PathBuf>,
+    /// Accept unauthenticated clients on a non-loopback address.
+    pub allow_unauthenticated_network: bool,
+    /// TLS certificate chain (PEM).
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    pub tls_key: Option<PathBuf>,
+}
 
 /// Why the server refuses to start with the given security flags.
 #[derive(Debug, thiserror::Error)]
@@ -51,8 +78,8 @@ pub struct Security {
 }
 
 impl Security {
-    /// Checks the flags against the listen address and loads users and certificates.
-    pub fn from_args(args: &ServeArgs) -> Result<Self, AuthError> {
+    /// Checks the settings against the listen address and loads users and certificates.
+    pub fn from_settings(args: &SecuritySettings) -> Result<Self, AuthError> {
         let users = match args.auth {
             AuthMode::None => {
                 if !args.listen.ip().is_loopback() && !args.allow_unauthenticated_network {

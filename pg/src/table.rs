@@ -16,8 +16,8 @@ use datafusion::error::Result as DfResult;
 use datafusion::logical_expr::Expr;
 use datafusion::physical_plan::ExecutionPlan;
 
-use super::catalog::PgCatalog;
-use super::settings::SessionInfo;
+use crate::catalog::PgCatalog;
+use crate::settings::SessionInfo;
 
 /// `oid` columns (PostgreSQL's unsigned OIDs fit: Weir's stay far below 2³¹).
 pub const OID: DataType = DataType::Int32;

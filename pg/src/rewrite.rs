@@ -28,7 +28,7 @@ use datafusion::sql::sqlparser::ast::{
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 
-use crate::error::{Result, SqlError};
+use weir_sql::error::{Result, SqlError};
 
 /// Rewrites `statement` in place; `is_table_function` tells registered table functions
 /// (`generate_series`, `tumble`) from scalar functions used in FROM.

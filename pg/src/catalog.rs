@@ -13,7 +13,8 @@ use datafusion::arrow::datatypes::SchemaRef;
 use parking_lot::{Mutex, RwLock};
 use weir_engine::catalog::Catalog;
 
-use crate::parser::{WeirStatement, parse_statements};
+use weir_sql::parser::{WeirStatement, parse_statements};
+use weir_sql::system_tables::SystemTables;
 
 /// `pg_catalog`'s namespace OID.
 pub const PG_CATALOG_NS: i32 = 11;
@@ -114,18 +115,21 @@ pub struct RelationInfo {
 #[derive(Debug)]
 pub struct PgCatalog {
     catalog: Arc<Catalog>,
+    /// Weir's system tables: views of `public`, described by the registry's one-liners.
+    system_tables: Arc<SystemTables>,
     oids: Mutex<HashMap<(i32, String), i32>>,
     next_oid: Mutex<i32>,
-    /// Relations that exist as long as the server: the catalog's own tables and Weir's system
-    /// tables, with their namespace and kind.
+    /// The catalog's own tables (`pg_catalog`, `information_schema`), with their namespace and
+    /// kind.
     builtin: RwLock<Vec<(i32, String, RelKind, SchemaRef)>>,
 }
 
 impl PgCatalog {
     /// A catalog view of `catalog`.
-    pub fn new(catalog: Arc<Catalog>) -> Self {
+    pub fn new(catalog: Arc<Catalog>, system_tables: Arc<SystemTables>) -> Self {
         Self {
             catalog,
+            system_tables,
             oids: Mutex::new(HashMap::new()),
             next_oid: Mutex::new(FIRST_USER_OID),
             builtin: RwLock::new(Vec::new()),
@@ -172,6 +176,16 @@ impl PgCatalog {
                 description: None,
             })
             .collect();
+        for table in self.system_tables.list() {
+            out.push(RelationInfo {
+                oid: self.oid(PUBLIC_NS, table.name),
+                namespace: PUBLIC_NS,
+                name: table.name.to_string(),
+                kind: RelKind::View,
+                schema: table.schema,
+                description: Some(table.description.to_string()),
+            });
+        }
         for source in self.catalog.sources() {
             out.push(RelationInfo {
                 oid: self.oid(PUBLIC_NS, &source.name),
@@ -207,7 +221,7 @@ impl PgCatalog {
     /// `regclass` input function resolves it: unqualified names search `pg_catalog`, then
     /// `public`.
     pub fn relation_oid(&self, name: &str) -> Option<i32> {
-        let parts = super::identifier::parse_identifier(name).ok()?;
+        let parts = crate::identifier::parse_identifier(name).ok()?;
         let (schema, rel) = match parts.as_slice() {
             [rel] => (None, rel.as_str()),
             [schema, rel] => (Some(namespace_oid(schema)?), rel.as_str()),
@@ -282,7 +296,7 @@ mod tests {
 
     #[test]
     fn oids_are_stable_and_fixed_for_catalog_tables() {
-        let pg = PgCatalog::new(Arc::new(Catalog::default()));
+        let pg = PgCatalog::new(Arc::new(Catalog::default()), Arc::default());
         let a = pg.oid(PUBLIC_NS, "readings");
         assert!(a >= FIRST_USER_OID);
         assert_eq!(pg.oid(PUBLIC_NS, "readings"), a);

@@ -18,11 +18,11 @@ use datafusion::logical_expr::{
     Volatility,
 };
 
-use super::catalog::{OWNER_OID, PgCatalog, namespace_name, namespace_oid};
-use super::pg_catalog::ARRAY_IN_OID;
-use super::settings::{SessionInfo, version_string};
-use super::types;
-use crate::error::{SqlError, SqlErrorKind};
+use crate::catalog::{OWNER_OID, PgCatalog, namespace_name, namespace_oid};
+use crate::pg_catalog::ARRAY_IN_OID;
+use crate::settings::{SessionInfo, version_string};
+use crate::types;
+use weir_sql::error::{SqlError, SqlErrorKind};
 
 type Eval = dyn Fn(&[ScalarValue]) -> DfResult<ScalarValue> + Send + Sync;
 
@@ -176,7 +176,7 @@ fn utf8(v: Option<String>) -> ScalarValue {
     ScalarValue::Utf8(v)
 }
 
-pub use super::identifier::parse_identifier;
+pub use crate::identifier::parse_identifier;
 
 /// `quote_ident`: quotes a name unless it is a plain lower-case identifier.
 pub fn quote_identifier(name: &str) -> String {

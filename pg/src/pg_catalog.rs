@@ -11,15 +11,15 @@ use datafusion::catalog::{MemorySchemaProvider, SchemaProvider};
 use datafusion::common::ScalarValue;
 use datafusion::error::Result as DfResult;
 
-use super::catalog::{
+use crate::catalog::{
     DATABASE_OID, INFORMATION_SCHEMA_NS, OWNER_OID, PG_CATALOG_NS, PG_CLASS_OID, PUBLIC_NS,
     PgCatalog, RelKind,
 };
-use super::table::{
+use crate::table::{
     BOOL, CatalogTable, F32, I16, I32, I64, OID, RowContext, Rows, TEXT, boolean, int2, list, null,
     oid, opt_text, schema, text,
 };
-use super::types::{BUILTIN_TYPES, of_arrow};
+use crate::types::{BUILTIN_TYPES, of_arrow};
 
 /// Collation OID of collatable types (`default`).
 const DEFAULT_COLLATION: i32 = 100;
@@ -1054,7 +1054,7 @@ fn views(ctx: &RowContext<'_>) -> Vec<Vec<ScalarValue>> {
         .into_iter()
         .filter(|r| r.kind == RelKind::View)
         .map(|r| {
-            let ns = super::catalog::namespace_name(r.namespace).unwrap_or("public");
+            let ns = crate::catalog::namespace_name(r.namespace).unwrap_or("public");
             vec![text(ns), text(r.name), text(ctx.user()), null()]
         })
         .collect()
@@ -1066,7 +1066,7 @@ fn tables_view(ctx: &RowContext<'_>) -> Vec<Vec<ScalarValue>> {
         .into_iter()
         .filter(|r| r.kind == RelKind::Table)
         .map(|r| {
-            let ns = super::catalog::namespace_name(r.namespace).unwrap_or("public");
+            let ns = crate::catalog::namespace_name(r.namespace).unwrap_or("public");
             vec![
                 text(ns),
                 text(r.name),

@@ -1,33 +1,5 @@
-//! PostgreSQL compatibility for clients Weir did not write (psql, Grafana, drivers, BI tools):
-//! the `pg_catalog` and `information_schema` schemas, computed from Weir's own catalog on every
-//! query; the catalog and session functions they call; rewrites of PostgreSQL syntax DataFusion
-//! does not plan; and per-connection run-time parameters.
-//!
-//! ```text
-//! client SQL ─▶ parser ─▶ rewrite (OPERATOR(pg_catalog.~), ::regclass, ARRAY(SELECT …), …)
-//!            ─▶ DataFusion, in a per-session state carrying SessionInfo and session functions
-//!                 pg_catalog.*  ─▶ CatalogTable rows from PgCatalog (sources 'r', views 'm')
-//!                 information_schema.* (PostgreSQL spellings of types)
-//! ```
-//!
-//! - [`catalog`]: relations with stable OIDs; [`types`]: built-in types and the Arrow mapping the
-//!   wire layer also uses; [`table`]: catalog tables computed per scan.
-//! - [`pg_catalog`], [`information_schema`]: the tables.
-//! - [`functions`]: `version()`, `current_setting`, `format_type`, `pg_get_viewdef`, …
-//! - [`rewrite`]: syntax rewrites (`order_by.rs`: subqueries in `ORDER BY` move into the select
-//!   list); [`settings`]: `SET`/`SHOW`/`RESET` and identity.
-
-pub mod catalog;
-pub mod functions;
-pub mod identifier;
-pub mod information_schema;
-pub mod pg_catalog;
-pub mod rewrite;
-pub mod session_statements;
-pub mod settings;
-pub mod subqueries;
-pub mod table;
-pub mod types;
+//! The `pg_catalog` and `information_schema` schemas in DataFusion's catalog, and the search
+//! path that resolves unqualified `pg_*` names to `pg_catalog`.
 
 use std::sync::Arc;
 
@@ -36,7 +8,10 @@ use datafusion::catalog::{MemorySchemaProvider, SchemaProvider, TableProvider};
 use datafusion::error::Result as DfResult;
 use datafusion::execution::context::SessionContext;
 
-use self::catalog::PgCatalog;
+use weir_sql::system_tables::SystemTables;
+
+use crate::catalog::PgCatalog;
+use crate::{information_schema, pg_catalog};
 
 /// Installs the compatibility schemas in `ctx`'s default catalog and returns the catalog view.
 ///
@@ -45,8 +20,9 @@ use self::catalog::PgCatalog;
 pub fn install(
     ctx: &SessionContext,
     catalog: Arc<weir_engine::catalog::Catalog>,
+    system_tables: Arc<SystemTables>,
 ) -> DfResult<Arc<PgCatalog>> {
-    let pg = Arc::new(PgCatalog::new(catalog));
+    let pg = Arc::new(PgCatalog::new(catalog, system_tables));
     let pg_schema = Arc::new(MemorySchemaProvider::new());
     pg_catalog::register(&pg, &pg_schema)?;
     let info_schema = Arc::new(MemorySchemaProvider::new());

@@ -1,0 +1,207 @@
+//! The PostgreSQL front end over a Weir database: [`PgFrontend`] installs the catalog schemas
+//! and functions clients expect when the database is built, and hands out a [`PgSession`] per
+//! client connection.
+//!
+//! A [`PgSession`] is a `weir_sql::Session` plus what PostgreSQL clients assume of a session:
+//! an identity and run-time parameters ([`SessionInfo`]), functions that read them
+//! (`current_user`, `current_setting`, …), statements answered by the session itself (`SET`,
+//! `SHOW`, `BEGIN`, …) and rewrites of PostgreSQL syntax DataFusion does not plan. Weir's own
+//! statements (`CREATE SOURCE`, `CREATE MATERIALIZED VIEW`, …) go to the SQL layer unchanged.
+
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::execution::SessionState;
+use datafusion::logical_expr::{LogicalPlan, ScalarUDF};
+use datafusion::sql::sqlparser::ast::Statement;
+use weir_sql::error::{Result, SqlError, SqlErrorKind};
+use weir_sql::parser::{WeirStatement, parse_statements};
+use weir_sql::{
+    Database, DatabaseBuilder, DatabaseExtension, DatabaseOptions, QueryResult, Session,
+};
+
+use crate::catalog::PgCatalog;
+use crate::settings::SessionInfo;
+use crate::subqueries::{ArrayMap, SingleValue};
+
+/// A database with the PostgreSQL front end installed.
+#[derive(Debug)]
+pub struct PgFrontend {
+    db: Arc<Database>,
+    pg: Arc<PgCatalog>,
+    /// Numbers sessions (`pg_backend_pid()`).
+    next_pid: AtomicI32,
+}
+
+impl PgFrontend {
+    /// Builds an in-memory database from `builder`, with the front end installed.
+    pub fn build(builder: DatabaseBuilder) -> Result<Arc<Self>> {
+        let install = Arc::new(Install::default());
+        let db = builder.extension(Arc::clone(&install) as _).build()?;
+        Self::new(db, &install)
+    }
+
+    /// Opens a durable database (see `DatabaseBuilder::open`), with the front end installed
+    /// before persisted views are restored. Returns how many objects the persisted catalog
+    /// holds, too.
+    pub async fn open(
+        builder: DatabaseBuilder,
+        options: DatabaseOptions,
+    ) -> Result<(Arc<Self>, usize)> {
+        let install = Arc::new(Install::default());
+        let (db, persisted) = builder
+            .extension(Arc::clone(&install) as _)
+            .open(options)
+            .await?;
+        Ok((Self::new(db, &install)?, persisted))
+    }
+
+    fn new(db: Arc<Database>, install: &Install) -> Result<Arc<Self>> {
+        let pg = install.catalog.get().cloned().ok_or_else(|| {
+            SqlError::new(
+                SqlErrorKind::Internal,
+                "the PostgreSQL catalog was not installed",
+            )
+        })?;
+        Ok(Arc::new(Self {
+            db,
+            pg,
+            next_pid: AtomicI32::new(1),
+        }))
+    }
+
+    /// The database.
+    pub fn database(&self) -> &Arc<Database> {
+        &self.db
+    }
+
+    /// A new session, with the next backend pid.
+    pub fn session(&self) -> PgSession {
+        let pid = self.next_pid.fetch_add(1, Ordering::Relaxed);
+        let info = Arc::new(SessionInfo::new("weir", "weir", pid));
+        let functions = Arc::new(crate::functions::all(&self.pg, &info));
+        PgSession {
+            session: self.db.session(),
+            info,
+            functions,
+        }
+    }
+}
+
+/// Installs the catalog schemas and functions into a database being built, and keeps the
+/// catalog view for the front end's sessions.
+#[derive(Default)]
+struct Install {
+    catalog: OnceLock<Arc<PgCatalog>>,
+}
+
+impl DatabaseExtension for Install {
+    fn install(&self, db: &Database) -> Result<()> {
+        let ctx = db.context();
+        let pg = crate::schemas::install(
+            ctx,
+            Arc::clone(db.catalog()),
+            Arc::clone(db.system_tables()),
+        )?;
+        // For statements outside a client connection (the demo script, restored views); client
+        // sessions register their own, reading their identity and settings.
+        for f in crate::functions::all(&pg, &Arc::new(SessionInfo::new("weir", "weir", 0))) {
+            ctx.register_udf(f);
+        }
+        ctx.register_udf(ArrayMap::udf());
+        ctx.register_udaf(SingleValue::udaf());
+        self.catalog.set(pg).map_err(|_| {
+            SqlError::new(
+                SqlErrorKind::Internal,
+                "the PostgreSQL front end was installed twice",
+            )
+        })
+    }
+}
+
+/// One client's session.
+#[derive(Debug, Clone)]
+pub struct PgSession {
+    session: Session,
+    info: Arc<SessionInfo>,
+    /// Catalog and session functions bound to this session.
+    functions: Arc<Vec<ScalarUDF>>,
+}
+
+impl PgSession {
+    /// Who is connected, and their run-time parameters.
+    pub fn info(&self) -> &Arc<SessionInfo> {
+        &self.info
+    }
+
+    /// The SQL layer's session underneath.
+    pub fn sql_session(&self) -> &Session {
+        &self.session
+    }
+
+    /// DataFusion state for one statement: the database's, with this session's functions,
+    /// identity (read by catalog tables) and `datafusion.*` options.
+    fn state(&self) -> Result<SessionState> {
+        let mut state = self.session.statement_state();
+        for f in self.functions.iter() {
+            datafusion::execution::FunctionRegistry::register_udf(&mut state, Arc::new(f.clone()))?;
+        }
+        state.config_mut().set_extension(Arc::clone(&self.info));
+        for (key, value) in self.info.datafusion_options() {
+            state.config_mut().options_mut().set(&key, &value)?;
+        }
+        Ok(state)
+    }
+
+    /// Parses and runs every statement in `sql`, stopping at the first error.
+    pub async fn execute_all(&self, sql: &str) -> Result<Vec<QueryResult>> {
+        let mut out = Vec::new();
+        for statement in parse_statements(sql)? {
+            out.push(self.execute(&statement).await?);
+        }
+        Ok(out)
+    }
+
+    /// Runs one statement.
+    pub async fn execute(&self, statement: &WeirStatement) -> Result<QueryResult> {
+        match statement {
+            WeirStatement::Sql(statement) => {
+                if let Some(result) =
+                    crate::session_statements::execute(&self.info, &self.session, statement)?
+                {
+                    return Ok(result);
+                }
+                let plan = self.plan_statement(statement).await?;
+                self.execute_plan(plan).await
+            }
+            weir => self.session.execute(weir).await,
+        }
+    }
+
+    /// Plans a query (or EXPLAIN …) in this session, after the client-compatibility rewrites.
+    pub async fn plan_statement(&self, statement: &Statement) -> Result<LogicalPlan> {
+        let state = self.state()?;
+        let mut statement = statement.clone();
+        let is_table_function = |name: &str| state.table_functions().contains_key(name);
+        crate::rewrite::rewrite(&mut statement, &is_table_function)?;
+        self.session.plan_statement_in(&state, &statement).await
+    }
+
+    /// Executes a planned statement in this session.
+    pub async fn execute_plan(&self, plan: LogicalPlan) -> Result<QueryResult> {
+        self.session.execute_plan_in(self.state()?, plan).await
+    }
+
+    /// The schema a statement's rows will have (None: it returns no rows).
+    pub async fn result_schema(&self, statement: &WeirStatement) -> Result<Option<SchemaRef>> {
+        match statement {
+            WeirStatement::Sql(s) if matches!(s.as_ref(), Statement::Query(_)) => {
+                let plan = self.plan_statement(s).await?;
+                Ok(Some(Arc::new(plan.schema().as_arrow().clone())))
+            }
+            WeirStatement::Sql(s) => Ok(crate::session_statements::result_schema(s)),
+            weir => self.session.result_schema(weir).await,
+        }
+    }
+}
