@@ -4,6 +4,8 @@
 //! trait, the pipeline runner, watermarks, window aggregation and the tables views live in.
 //! Nothing here knows SQL text, sockets or Kafka: the SQL layer (`weir-sql`) plans views into
 //! the pieces below, and connectors (`weir-connectors`) implement [`source::SourceProvider`].
+//! The engine depends on no other Weir crate: the others implement its traits and are wired
+//! together from the top (`weir::database()`).
 //!
 //! ```text
 //!  SourceProvider::open ─▶ Source reader task ─▶ stateless ─▶ window aggregate ─▶ stateless ─▶ writer
@@ -37,8 +39,8 @@
 //!
 //! `f(…) OVER (PARTITION BY k ORDER BY ts)` holds rows until the watermark passes them, then
 //! feeds each key's rows in event-time order to the call's per-key state machine
-//! ([`window_function::KeyedWindowFunction`], implemented by `weir-udf`; the batch form runs the same one), so streaming results
-//! equal the batch query's. Per-key state is checkpointed as Arrow (key, last event time, one
+//! ([`window_function::KeyedWindowFunction`], implemented by `weir-udf`; the batch form runs
+//! the same one), so streaming results equal the batch query's. Per-key state is checkpointed as Arrow (key, last event time, one
 //! binary state per call) together with the rows still waiting.
 //!
 //! ## Sinks ([`sink`])

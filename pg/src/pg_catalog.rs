@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::{MemorySchemaProvider, SchemaProvider};
 use datafusion::common::ScalarValue;
 use datafusion::error::Result as DfResult;
@@ -16,8 +16,7 @@ use crate::catalog::{
     PgCatalog, RelKind,
 };
 use crate::table::{
-    BOOL, CatalogTable, F32, I16, I32, I64, OID, RowContext, Rows, TEXT, boolean, int2, list, null,
-    oid, opt_text, schema, text,
+    CatalogTable, RowContext, Rows, boolean, columns, int2, null, oid, opt_text, text,
 };
 use crate::types::{BUILTIN_TYPES, of_arrow};
 
@@ -26,409 +25,257 @@ const DEFAULT_COLLATION: i32 = 100;
 /// `heap`, the access method of tables and materialized views.
 const HEAP_AM: i32 = 2;
 
+/// Catalogs of things Weir does not have (extensions, indexes, policies, publications,
+/// inheritance, constraints, …): they exist and are empty, so client queries joining them run
+/// and find nothing. Columns are declared as PostgreSQL documents them.
+const EMPTY_CATALOGS: &[(&str, &str)] = &[
+    (
+        "pg_extension",
+        "oid oid, extname text, extowner oid, extnamespace oid, extrelocatable bool, \
+         extversion text, extconfig oid[], extcondition text[]",
+    ),
+    (
+        "pg_index",
+        "indexrelid oid, indrelid oid, indnatts int2, indnkeyatts int2, indisunique bool, \
+         indnullsnotdistinct bool, indisprimary bool, indisexclusion bool, indimmediate bool, \
+         indisclustered bool, indisvalid bool, indcheckxmin bool, indisready bool, \
+         indislive bool, indisreplident bool, indkey int2[], indcollation oid[], indclass oid[], \
+         indoption int2[], indexprs text, indpred text",
+    ),
+    (
+        "pg_opclass",
+        "oid oid, opcmethod oid, opcname text, opcnamespace oid, opcowner oid, opcfamily oid, \
+         opcintype oid, opcdefault bool, opckeytype oid",
+    ),
+    ("pg_attrdef", "oid oid, adrelid oid, adnum int2, adbin text"),
+    (
+        "pg_auth_members",
+        "oid oid, roleid oid, member oid, grantor oid, admin_option bool",
+    ),
+    (
+        "pg_policy",
+        "oid oid, polname text, polrelid oid, polcmd text, polpermissive bool, polroles oid[], \
+         polqual text, polwithcheck text",
+    ),
+    (
+        "pg_statistic_ext",
+        "oid oid, stxrelid oid, stxname text, stxnamespace oid, stxowner oid, \
+         stxstattarget int4, stxkeys int2[], stxkind text[], stxexprs text",
+    ),
+    (
+        "pg_publication",
+        "oid oid, pubname text, pubowner oid, puballtables bool, pubinsert bool, pubupdate bool, \
+         pubdelete bool, pubtruncate bool, pubviaroot bool",
+    ),
+    (
+        "pg_publication_rel",
+        "oid oid, prpubid oid, prrelid oid, prqual text, prattrs int2[]",
+    ),
+    (
+        "pg_publication_namespace",
+        "oid oid, pnpubid oid, pnnspid oid",
+    ),
+    (
+        "pg_inherits",
+        "inhrelid oid, inhparent oid, inhseqno int4, inhdetachpending bool",
+    ),
+    (
+        "pg_rewrite",
+        "oid oid, rulename text, ev_class oid, ev_type text, ev_enabled text, is_instead bool, \
+         ev_qual text, ev_action text",
+    ),
+    (
+        "pg_constraint",
+        "oid oid, conname text, connamespace oid, contype text, condeferrable bool, \
+         condeferred bool, convalidated bool, conrelid oid, contypid oid, conindid oid, \
+         conparentid oid, confrelid oid, confupdtype text, confdeltype text, confmatchtype text, \
+         conislocal bool, coninhcount int4, connoinherit bool, conkey int2[], confkey int2[], \
+         conbin text",
+    ),
+    (
+        "pg_depend",
+        "classid oid, objid oid, objsubid int4, refclassid oid, refobjid oid, refobjsubid int4, \
+         deptype text",
+    ),
+    (
+        "pg_range",
+        "rngtypid oid, rngsubtype oid, rngmultitypid oid, rngcollation oid, rngsubopc oid, \
+         rngcanonical oid, rngsubdiff oid",
+    ),
+    (
+        "pg_enum",
+        "oid oid, enumtypid oid, enumsortorder float4, enumlabel text",
+    ),
+    (
+        "pg_sequence",
+        "seqrelid oid, seqtypid oid, seqstart int8, seqincrement int8, seqmax int8, seqmin int8, \
+         seqcache int8, seqcycle bool",
+    ),
+    (
+        "pg_trigger",
+        "oid oid, tgrelid oid, tgparentid oid, tgname text, tgfoid oid, tgtype int2, \
+         tgenabled text, tgisinternal bool, tgconstrrelid oid, tgconstrindid oid, \
+         tgconstraint oid, tgdeferrable bool, tginitdeferred bool, tgnargs int2, tgattr int2[], \
+         tgqual text",
+    ),
+    (
+        "pg_shdescription",
+        "objoid oid, classoid oid, description text",
+    ),
+    (
+        "pg_stat_activity",
+        "datid oid, datname text, pid int4, usesysid oid, usename text, application_name text, \
+         client_addr text, backend_start text, state text, query text",
+    ),
+];
+
 /// Creates every `pg_catalog` table in `target` and records them in `pg`.
 pub fn register(pg: &Arc<PgCatalog>, target: &MemorySchemaProvider) -> DfResult<()> {
-    let tables: Vec<(&str, SchemaRef, Option<Rows>)> = vec![
+    let mut tables: Vec<(&str, SchemaRef, Option<Rows>)> = vec![
         (
             "pg_namespace",
-            schema(&[
-                ("oid", OID),
-                ("nspname", TEXT),
-                ("nspowner", OID),
-                ("nspacl", list(TEXT)),
-            ]),
+            columns("oid oid, nspname text, nspowner oid, nspacl text[]")?,
             Some(namespaces),
         ),
-        ("pg_class", pg_class_schema(), Some(classes)),
-        ("pg_attribute", pg_attribute_schema(), Some(attributes)),
-        ("pg_type", pg_type_schema(), Some(types)),
-        ("pg_database", pg_database_schema(), Some(databases)),
-        ("pg_roles", pg_roles_schema(), Some(roles)),
+        (
+            "pg_class",
+            columns(
+                "oid oid, relname text, relnamespace oid, reltype oid, reloftype oid, \
+                 relowner oid, relam oid, relfilenode oid, reltablespace oid, relpages int4, \
+                 reltuples float4, relallvisible int4, reltoastrelid oid, relhasindex bool, \
+                 relisshared bool, relpersistence text, relkind text, relnatts int2, \
+                 relchecks int2, relhasrules bool, relhastriggers bool, relhassubclass bool, \
+                 relrowsecurity bool, relforcerowsecurity bool, relispopulated bool, \
+                 relreplident text, relispartition bool, relrewrite oid, relfrozenxid int4, \
+                 relminmxid int4, relacl text[], reloptions text[], relpartbound text",
+            )?,
+            Some(classes),
+        ),
+        (
+            "pg_attribute",
+            columns(
+                "attrelid oid, attname text, atttypid oid, attstattarget int4, attlen int2, \
+                 attnum int2, attndims int4, attcacheoff int4, atttypmod int4, attbyval bool, \
+                 attalign text, attstorage text, attcompression text, attnotnull bool, \
+                 atthasdef bool, atthasmissing bool, attidentity text, attgenerated text, \
+                 attisdropped bool, attislocal bool, attinhcount int4, attcollation oid, \
+                 attacl text[], attoptions text[], attfdwoptions text[]",
+            )?,
+            Some(attributes),
+        ),
+        (
+            "pg_type",
+            columns(
+                "oid oid, typname text, typnamespace oid, typowner oid, typlen int2, \
+                 typbyval bool, typtype text, typcategory text, typispreferred bool, \
+                 typisdefined bool, typdelim text, typrelid oid, typsubscript oid, typelem oid, \
+                 typarray oid, typinput oid, typoutput oid, typreceive oid, typsend oid, \
+                 typmodin oid, typmodout oid, typanalyze oid, typalign text, typstorage text, \
+                 typnotnull bool, typbasetype oid, typtypmod int4, typndims int4, \
+                 typcollation oid, typdefaultbin text, typdefault text, typacl text[]",
+            )?,
+            Some(types),
+        ),
+        (
+            "pg_database",
+            columns(
+                "oid oid, datname text, datdba oid, encoding int4, datlocprovider text, \
+                 datistemplate bool, datallowconn bool, datconnlimit int4, datfrozenxid int4, \
+                 datminmxid int4, dattablespace oid, datcollate text, datctype text, \
+                 daticulocale text, daticurules text, datcollversion text, datacl text[]",
+            )?,
+            Some(databases),
+        ),
+        (
+            "pg_roles",
+            columns(
+                "rolname text, rolsuper bool, rolinherit bool, rolcreaterole bool, \
+                 rolcreatedb bool, rolcanlogin bool, rolreplication bool, rolconnlimit int4, \
+                 rolpassword text, rolvaliduntil timestamptz, rolbypassrls bool, rolconfig text[], \
+                 oid oid",
+            )?,
+            Some(roles),
+        ),
         (
             "pg_user",
-            schema(&[
-                ("usename", TEXT),
-                ("usesysid", OID),
-                ("usecreatedb", BOOL),
-                ("usesuper", BOOL),
-                ("userepl", BOOL),
-                ("usebypassrls", BOOL),
-                ("passwd", TEXT),
-                ("valuntil", TEXT),
-                ("useconfig", list(TEXT)),
-            ]),
+            columns(
+                "usename text, usesysid oid, usecreatedb bool, usesuper bool, userepl bool, \
+                 usebypassrls bool, passwd text, valuntil text, useconfig text[]",
+            )?,
             Some(users),
         ),
         (
             "pg_am",
-            schema(&[
-                ("oid", OID),
-                ("amname", TEXT),
-                ("amhandler", OID),
-                ("amtype", TEXT),
-            ]),
+            columns("oid oid, amname text, amhandler oid, amtype text")?,
             Some(access_methods),
         ),
         (
             "pg_description",
-            schema(&[
-                ("objoid", OID),
-                ("classoid", OID),
-                ("objsubid", I32),
-                ("description", TEXT),
-            ]),
+            columns("objoid oid, classoid oid, objsubid int4, description text")?,
             Some(descriptions),
         ),
-        ("pg_settings", pg_settings_schema(), Some(settings)),
-        ("pg_proc", pg_proc_schema(), Some(functions)),
+        (
+            "pg_settings",
+            columns(
+                "name text, setting text, unit text, category text, short_desc text, \
+                 extra_desc text, context text, vartype text, source text, min_val text, \
+                 max_val text, enumvals text[], boot_val text, reset_val text, sourcefile text, \
+                 sourceline int4, pending_restart bool",
+            )?,
+            Some(settings),
+        ),
+        (
+            "pg_proc",
+            columns(
+                "oid oid, proname text, pronamespace oid, proowner oid, prolang oid, \
+                 procost float4, prorows float4, provariadic oid, prosupport oid, prokind text, \
+                 prosecdef bool, proleakproof bool, proisstrict bool, proretset bool, \
+                 provolatile text, proparallel text, pronargs int2, pronargdefaults int2, \
+                 prorettype oid, proargtypes oid[], proallargtypes oid[], proargmodes text[], \
+                 proargnames text[], proargdefaults text, prosrc text, probin text, \
+                 proconfig text[], proacl text[]",
+            )?,
+            Some(functions),
+        ),
         (
             "pg_collation",
-            schema(&[
-                ("oid", OID),
-                ("collname", TEXT),
-                ("collnamespace", OID),
-                ("collowner", OID),
-                ("collprovider", TEXT),
-                ("collisdeterministic", BOOL),
-                ("collencoding", I32),
-                ("collcollate", TEXT),
-                ("collctype", TEXT),
-                ("colliculocale", TEXT),
-                ("collicurules", TEXT),
-                ("collversion", TEXT),
-            ]),
+            columns(
+                "oid oid, collname text, collnamespace oid, collowner oid, collprovider text, \
+                 collisdeterministic bool, collencoding int4, collcollate text, collctype text, \
+                 colliculocale text, collicurules text, collversion text",
+            )?,
             Some(collations),
         ),
         (
             "pg_tablespace",
-            schema(&[
-                ("oid", OID),
-                ("spcname", TEXT),
-                ("spcowner", OID),
-                ("spcacl", list(TEXT)),
-                ("spcoptions", list(TEXT)),
-            ]),
+            columns("oid oid, spcname text, spcowner oid, spcacl text[], spcoptions text[]")?,
             Some(tablespaces),
         ),
         (
             "pg_matviews",
-            schema(&[
-                ("schemaname", TEXT),
-                ("matviewname", TEXT),
-                ("matviewowner", TEXT),
-                ("tablespace", TEXT),
-                ("hasindexes", BOOL),
-                ("ispopulated", BOOL),
-                ("definition", TEXT),
-            ]),
+            columns(
+                "schemaname text, matviewname text, matviewowner text, tablespace text, \
+                 hasindexes bool, ispopulated bool, definition text",
+            )?,
             Some(matviews),
         ),
         (
             "pg_views",
-            schema(&[
-                ("schemaname", TEXT),
-                ("viewname", TEXT),
-                ("viewowner", TEXT),
-                ("definition", TEXT),
-            ]),
+            columns("schemaname text, viewname text, viewowner text, definition text")?,
             Some(views),
         ),
         (
             "pg_tables",
-            schema(&[
-                ("schemaname", TEXT),
-                ("tablename", TEXT),
-                ("tableowner", TEXT),
-                ("tablespace", TEXT),
-                ("hasindexes", BOOL),
-                ("hasrules", BOOL),
-                ("hastriggers", BOOL),
-                ("rowsecurity", BOOL),
-            ]),
+            columns(
+                "schemaname text, tablename text, tableowner text, tablespace text, \
+                 hasindexes bool, hasrules bool, hastriggers bool, rowsecurity bool",
+            )?,
             Some(tables_view),
         ),
-        (
-            "pg_extension",
-            schema(&[
-                ("oid", OID),
-                ("extname", TEXT),
-                ("extowner", OID),
-                ("extnamespace", OID),
-                ("extrelocatable", BOOL),
-                ("extversion", TEXT),
-                ("extconfig", list(OID)),
-                ("extcondition", list(TEXT)),
-            ]),
-            None,
-        ),
-        (
-            "pg_index",
-            schema(&[
-                ("indexrelid", OID),
-                ("indrelid", OID),
-                ("indnatts", I16),
-                ("indnkeyatts", I16),
-                ("indisunique", BOOL),
-                ("indnullsnotdistinct", BOOL),
-                ("indisprimary", BOOL),
-                ("indisexclusion", BOOL),
-                ("indimmediate", BOOL),
-                ("indisclustered", BOOL),
-                ("indisvalid", BOOL),
-                ("indcheckxmin", BOOL),
-                ("indisready", BOOL),
-                ("indislive", BOOL),
-                ("indisreplident", BOOL),
-                ("indkey", list(I16)),
-                ("indcollation", list(OID)),
-                ("indclass", list(OID)),
-                ("indoption", list(I16)),
-                ("indexprs", TEXT),
-                ("indpred", TEXT),
-            ]),
-            None,
-        ),
-        (
-            "pg_opclass",
-            schema(&[
-                ("oid", OID),
-                ("opcmethod", OID),
-                ("opcname", TEXT),
-                ("opcnamespace", OID),
-                ("opcowner", OID),
-                ("opcfamily", OID),
-                ("opcintype", OID),
-                ("opcdefault", BOOL),
-                ("opckeytype", OID),
-            ]),
-            None,
-        ),
-        (
-            "pg_attrdef",
-            schema(&[
-                ("oid", OID),
-                ("adrelid", OID),
-                ("adnum", I16),
-                ("adbin", TEXT),
-            ]),
-            None,
-        ),
-        (
-            "pg_auth_members",
-            schema(&[
-                ("oid", OID),
-                ("roleid", OID),
-                ("member", OID),
-                ("grantor", OID),
-                ("admin_option", BOOL),
-            ]),
-            None,
-        ),
-        (
-            "pg_policy",
-            schema(&[
-                ("oid", OID),
-                ("polname", TEXT),
-                ("polrelid", OID),
-                ("polcmd", TEXT),
-                ("polpermissive", BOOL),
-                ("polroles", list(OID)),
-                ("polqual", TEXT),
-                ("polwithcheck", TEXT),
-            ]),
-            None,
-        ),
-        (
-            "pg_statistic_ext",
-            schema(&[
-                ("oid", OID),
-                ("stxrelid", OID),
-                ("stxname", TEXT),
-                ("stxnamespace", OID),
-                ("stxowner", OID),
-                ("stxstattarget", I32),
-                ("stxkeys", list(I16)),
-                ("stxkind", list(TEXT)),
-                ("stxexprs", TEXT),
-            ]),
-            None,
-        ),
-        (
-            "pg_publication",
-            schema(&[
-                ("oid", OID),
-                ("pubname", TEXT),
-                ("pubowner", OID),
-                ("puballtables", BOOL),
-                ("pubinsert", BOOL),
-                ("pubupdate", BOOL),
-                ("pubdelete", BOOL),
-                ("pubtruncate", BOOL),
-                ("pubviaroot", BOOL),
-            ]),
-            None,
-        ),
-        (
-            "pg_publication_rel",
-            schema(&[
-                ("oid", OID),
-                ("prpubid", OID),
-                ("prrelid", OID),
-                ("prqual", TEXT),
-                ("prattrs", list(I16)),
-            ]),
-            None,
-        ),
-        (
-            "pg_publication_namespace",
-            schema(&[("oid", OID), ("pnpubid", OID), ("pnnspid", OID)]),
-            None,
-        ),
-        (
-            "pg_inherits",
-            schema(&[
-                ("inhrelid", OID),
-                ("inhparent", OID),
-                ("inhseqno", I32),
-                ("inhdetachpending", BOOL),
-            ]),
-            None,
-        ),
-        (
-            "pg_rewrite",
-            schema(&[
-                ("oid", OID),
-                ("rulename", TEXT),
-                ("ev_class", OID),
-                ("ev_type", TEXT),
-                ("ev_enabled", TEXT),
-                ("is_instead", BOOL),
-                ("ev_qual", TEXT),
-                ("ev_action", TEXT),
-            ]),
-            None,
-        ),
-        (
-            "pg_constraint",
-            schema(&[
-                ("oid", OID),
-                ("conname", TEXT),
-                ("connamespace", OID),
-                ("contype", TEXT),
-                ("condeferrable", BOOL),
-                ("condeferred", BOOL),
-                ("convalidated", BOOL),
-                ("conrelid", OID),
-                ("contypid", OID),
-                ("conindid", OID),
-                ("conparentid", OID),
-                ("confrelid", OID),
-                ("confupdtype", TEXT),
-                ("confdeltype", TEXT),
-                ("confmatchtype", TEXT),
-                ("conislocal", BOOL),
-                ("coninhcount", I32),
-                ("connoinherit", BOOL),
-                ("conkey", list(I16)),
-                ("confkey", list(I16)),
-                ("conbin", TEXT),
-            ]),
-            None,
-        ),
-        (
-            "pg_depend",
-            schema(&[
-                ("classid", OID),
-                ("objid", OID),
-                ("objsubid", I32),
-                ("refclassid", OID),
-                ("refobjid", OID),
-                ("refobjsubid", I32),
-                ("deptype", TEXT),
-            ]),
-            None,
-        ),
-        (
-            "pg_range",
-            schema(&[
-                ("rngtypid", OID),
-                ("rngsubtype", OID),
-                ("rngmultitypid", OID),
-                ("rngcollation", OID),
-                ("rngsubopc", OID),
-                ("rngcanonical", OID),
-                ("rngsubdiff", OID),
-            ]),
-            None,
-        ),
-        (
-            "pg_enum",
-            schema(&[
-                ("oid", OID),
-                ("enumtypid", OID),
-                ("enumsortorder", F32),
-                ("enumlabel", TEXT),
-            ]),
-            None,
-        ),
-        (
-            "pg_sequence",
-            schema(&[
-                ("seqrelid", OID),
-                ("seqtypid", OID),
-                ("seqstart", I64),
-                ("seqincrement", I64),
-                ("seqmax", I64),
-                ("seqmin", I64),
-                ("seqcache", I64),
-                ("seqcycle", BOOL),
-            ]),
-            None,
-        ),
-        (
-            "pg_trigger",
-            schema(&[
-                ("oid", OID),
-                ("tgrelid", OID),
-                ("tgparentid", OID),
-                ("tgname", TEXT),
-                ("tgfoid", OID),
-                ("tgtype", I16),
-                ("tgenabled", TEXT),
-                ("tgisinternal", BOOL),
-                ("tgconstrrelid", OID),
-                ("tgconstrindid", OID),
-                ("tgconstraint", OID),
-                ("tgdeferrable", BOOL),
-                ("tginitdeferred", BOOL),
-                ("tgnargs", I16),
-                ("tgattr", list(I16)),
-                ("tgqual", TEXT),
-            ]),
-            None,
-        ),
-        (
-            "pg_shdescription",
-            schema(&[("objoid", OID), ("classoid", OID), ("description", TEXT)]),
-            None,
-        ),
-        (
-            "pg_stat_activity",
-            schema(&[
-                ("datid", OID),
-                ("datname", TEXT),
-                ("pid", I32),
-                ("usesysid", OID),
-                ("usename", TEXT),
-                ("application_name", TEXT),
-                ("client_addr", TEXT),
-                ("backend_start", TEXT),
-                ("state", TEXT),
-                ("query", TEXT),
-            ]),
-            None,
-        ),
     ];
+    for (name, declaration) in EMPTY_CATALOGS {
+        tables.push((name, columns(declaration)?, None));
+    }
     for (name, table_schema, rows) in tables {
         let kind = if matches!(
             name,
@@ -463,44 +310,6 @@ fn namespaces(_: &RowContext<'_>) -> Vec<Vec<ScalarValue>> {
     .into_iter()
     .map(|(o, n)| vec![oid(o), text(n), oid(OWNER_OID), null()])
     .collect()
-}
-
-fn pg_class_schema() -> SchemaRef {
-    schema(&[
-        ("oid", OID),
-        ("relname", TEXT),
-        ("relnamespace", OID),
-        ("reltype", OID),
-        ("reloftype", OID),
-        ("relowner", OID),
-        ("relam", OID),
-        ("relfilenode", OID),
-        ("reltablespace", OID),
-        ("relpages", I32),
-        ("reltuples", F32),
-        ("relallvisible", I32),
-        ("reltoastrelid", OID),
-        ("relhasindex", BOOL),
-        ("relisshared", BOOL),
-        ("relpersistence", TEXT),
-        ("relkind", TEXT),
-        ("relnatts", I16),
-        ("relchecks", I16),
-        ("relhasrules", BOOL),
-        ("relhastriggers", BOOL),
-        ("relhassubclass", BOOL),
-        ("relrowsecurity", BOOL),
-        ("relforcerowsecurity", BOOL),
-        ("relispopulated", BOOL),
-        ("relreplident", TEXT),
-        ("relispartition", BOOL),
-        ("relrewrite", OID),
-        ("relfrozenxid", I32),
-        ("relminmxid", I32),
-        ("relacl", list(TEXT)),
-        ("reloptions", list(TEXT)),
-        ("relpartbound", TEXT),
-    ])
 }
 
 fn classes(ctx: &RowContext<'_>) -> Vec<Vec<ScalarValue>> {
@@ -549,36 +358,6 @@ fn classes(ctx: &RowContext<'_>) -> Vec<Vec<ScalarValue>> {
         .collect()
 }
 
-fn pg_attribute_schema() -> SchemaRef {
-    schema(&[
-        ("attrelid", OID),
-        ("attname", TEXT),
-        ("atttypid", OID),
-        ("attstattarget", I32),
-        ("attlen", I16),
-        ("attnum", I16),
-        ("attndims", I32),
-        ("attcacheoff", I32),
-        ("atttypmod", I32),
-        ("attbyval", BOOL),
-        ("attalign", TEXT),
-        ("attstorage", TEXT),
-        ("attcompression", TEXT),
-        ("attnotnull", BOOL),
-        ("atthasdef", BOOL),
-        ("atthasmissing", BOOL),
-        ("attidentity", TEXT),
-        ("attgenerated", TEXT),
-        ("attisdropped", BOOL),
-        ("attislocal", BOOL),
-        ("attinhcount", I32),
-        ("attcollation", OID),
-        ("attacl", list(TEXT)),
-        ("attoptions", list(TEXT)),
-        ("attfdwoptions", list(TEXT)),
-    ])
-}
-
 fn attributes(ctx: &RowContext<'_>) -> Vec<Vec<ScalarValue>> {
     let mut rows = Vec::new();
     for r in ctx.pg.relations() {
@@ -619,43 +398,6 @@ fn attributes(ctx: &RowContext<'_>) -> Vec<Vec<ScalarValue>> {
         }
     }
     rows
-}
-
-fn pg_type_schema() -> SchemaRef {
-    schema(&[
-        ("oid", OID),
-        ("typname", TEXT),
-        ("typnamespace", OID),
-        ("typowner", OID),
-        ("typlen", I16),
-        ("typbyval", BOOL),
-        ("typtype", TEXT),
-        ("typcategory", TEXT),
-        ("typispreferred", BOOL),
-        ("typisdefined", BOOL),
-        ("typdelim", TEXT),
-        ("typrelid", OID),
-        ("typsubscript", OID),
-        ("typelem", OID),
-        ("typarray", OID),
-        ("typinput", OID),
-        ("typoutput", OID),
-        ("typreceive", OID),
-        ("typsend", OID),
-        ("typmodin", OID),
-        ("typmodout", OID),
-        ("typanalyze", OID),
-        ("typalign", TEXT),
-        ("typstorage", TEXT),
-        ("typnotnull", BOOL),
-        ("typbasetype", OID),
-        ("typtypmod", I32),
-        ("typndims", I32),
-        ("typcollation", OID),
-        ("typdefaultbin", TEXT),
-        ("typdefault", TEXT),
-        ("typacl", list(TEXT)),
-    ])
 }
 
 /// `array_in`'s OID: pgjdbc recognises array types by `typinput = 'array_in'::regproc`.
@@ -709,28 +451,6 @@ fn types(_: &RowContext<'_>) -> Vec<Vec<ScalarValue>> {
         .collect()
 }
 
-fn pg_database_schema() -> SchemaRef {
-    schema(&[
-        ("oid", OID),
-        ("datname", TEXT),
-        ("datdba", OID),
-        ("encoding", I32),
-        ("datlocprovider", TEXT),
-        ("datistemplate", BOOL),
-        ("datallowconn", BOOL),
-        ("datconnlimit", I32),
-        ("datfrozenxid", I32),
-        ("datminmxid", I32),
-        ("dattablespace", OID),
-        ("datcollate", TEXT),
-        ("datctype", TEXT),
-        ("daticulocale", TEXT),
-        ("daticurules", TEXT),
-        ("datcollversion", TEXT),
-        ("datacl", list(TEXT)),
-    ])
-}
-
 /// Weir has one database; it answers to whatever name the client connected with.
 fn databases(ctx: &RowContext<'_>) -> Vec<Vec<ScalarValue>> {
     vec![vec![
@@ -752,30 +472,6 @@ fn databases(ctx: &RowContext<'_>) -> Vec<Vec<ScalarValue>> {
         null(),
         null(),
     ]]
-}
-
-fn pg_roles_schema() -> SchemaRef {
-    schema(&[
-        ("rolname", TEXT),
-        ("rolsuper", BOOL),
-        ("rolinherit", BOOL),
-        ("rolcreaterole", BOOL),
-        ("rolcreatedb", BOOL),
-        ("rolcanlogin", BOOL),
-        ("rolreplication", BOOL),
-        ("rolconnlimit", I32),
-        ("rolpassword", TEXT),
-        (
-            "rolvaliduntil",
-            DataType::Timestamp(
-                datafusion::arrow::datatypes::TimeUnit::Microsecond,
-                Some("+00:00".into()),
-            ),
-        ),
-        ("rolbypassrls", BOOL),
-        ("rolconfig", list(TEXT)),
-        ("oid", OID),
-    ])
 }
 
 /// The connected user is the owner role (OID 10): Weir has no per-object privileges.
@@ -843,28 +539,6 @@ fn descriptions(ctx: &RowContext<'_>) -> Vec<Vec<ScalarValue>> {
         .collect()
 }
 
-fn pg_settings_schema() -> SchemaRef {
-    schema(&[
-        ("name", TEXT),
-        ("setting", TEXT),
-        ("unit", TEXT),
-        ("category", TEXT),
-        ("short_desc", TEXT),
-        ("extra_desc", TEXT),
-        ("context", TEXT),
-        ("vartype", TEXT),
-        ("source", TEXT),
-        ("min_val", TEXT),
-        ("max_val", TEXT),
-        ("enumvals", list(TEXT)),
-        ("boot_val", TEXT),
-        ("reset_val", TEXT),
-        ("sourcefile", TEXT),
-        ("sourceline", I32),
-        ("pending_restart", BOOL),
-    ])
-}
-
 fn settings(ctx: &RowContext<'_>) -> Vec<Vec<ScalarValue>> {
     let Some(session) = &ctx.session else {
         return Vec::new();
@@ -894,39 +568,6 @@ fn settings(ctx: &RowContext<'_>) -> Vec<Vec<ScalarValue>> {
             ]
         })
         .collect()
-}
-
-fn pg_proc_schema() -> SchemaRef {
-    schema(&[
-        ("oid", OID),
-        ("proname", TEXT),
-        ("pronamespace", OID),
-        ("proowner", OID),
-        ("prolang", OID),
-        ("procost", F32),
-        ("prorows", F32),
-        ("provariadic", OID),
-        ("prosupport", OID),
-        ("prokind", TEXT),
-        ("prosecdef", BOOL),
-        ("proleakproof", BOOL),
-        ("proisstrict", BOOL),
-        ("proretset", BOOL),
-        ("provolatile", TEXT),
-        ("proparallel", TEXT),
-        ("pronargs", I16),
-        ("pronargdefaults", I16),
-        ("prorettype", OID),
-        ("proargtypes", list(OID)),
-        ("proallargtypes", list(OID)),
-        ("proargmodes", list(TEXT)),
-        ("proargnames", list(TEXT)),
-        ("proargdefaults", TEXT),
-        ("prosrc", TEXT),
-        ("probin", TEXT),
-        ("proconfig", list(TEXT)),
-        ("proacl", list(TEXT)),
-    ])
 }
 
 /// Every function a query can call (DataFusion's and Weir's), as built-ins in `pg_catalog`.

@@ -6,13 +6,13 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use datafusion::arrow::array::{ArrayRef, new_empty_array};
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::ScalarValue;
 use datafusion::datasource::TableType;
 use datafusion::datasource::memory::MemorySourceConfig;
-use datafusion::error::Result as DfResult;
+use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::logical_expr::Expr;
 use datafusion::physical_plan::ExecutionPlan;
 
@@ -47,6 +47,50 @@ pub fn schema(columns: &[(&str, DataType)]) -> SchemaRef {
             .map(|(n, t)| Field::new(*n, t.clone(), true))
             .collect::<Vec<_>>(),
     ))
+}
+
+/// A schema from column declarations as PostgreSQL's documentation writes them
+/// (`"oid oid, nspname name, nspacl text[]"`); every column nullable, as catalog columns may be.
+/// Types: `oid`, `name`, `text`, `char`, `bool`, `int2`, `int4`, `int8`, `float4`, `timestamptz`,
+/// and any of them followed by `[]` for an array.
+pub fn columns(declaration: &str) -> DfResult<SchemaRef> {
+    let fields = declaration
+        .split(',')
+        .map(|column| {
+            let mut parts = column.split_whitespace();
+            let (Some(name), Some(type_name), None) = (parts.next(), parts.next(), parts.next())
+            else {
+                return Err(DataFusionError::Internal(format!(
+                    "catalog column declaration {column:?} is not `name type`"
+                )));
+            };
+            let data_type = match type_name.strip_suffix("[]") {
+                Some(item) => list(column_type(item)?),
+                None => column_type(type_name)?,
+            };
+            Ok(Field::new(name, data_type, true))
+        })
+        .collect::<DfResult<Vec<_>>>()?;
+    Ok(Arc::new(Schema::new(fields)))
+}
+
+/// The Arrow type of a PostgreSQL catalog column type.
+fn column_type(name: &str) -> DfResult<DataType> {
+    Ok(match name {
+        "oid" => OID,
+        "name" | "text" | "char" => TEXT,
+        "bool" => BOOL,
+        "int2" => I16,
+        "int4" => I32,
+        "int8" => I64,
+        "float4" => F32,
+        "timestamptz" => DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into())),
+        other => {
+            return Err(DataFusionError::Internal(format!(
+                "catalog column type {other:?} is not one Weir's catalogs use"
+            )));
+        }
+    })
 }
 
 /// What a row function can read.
@@ -206,4 +250,36 @@ pub fn null() -> ScalarValue {
 /// An optional text value.
 pub fn opt_text(v: Option<String>) -> ScalarValue {
     ScalarValue::Utf8(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn declarations_become_nullable_columns() -> DfResult<()> {
+        let schema = columns("oid oid, nspname name, nspacl text[], n int2")?;
+        let types: Vec<(String, DataType, bool)> = schema
+            .fields()
+            .iter()
+            .map(|f| (f.name().clone(), f.data_type().clone(), f.is_nullable()))
+            .collect();
+        assert_eq!(
+            types,
+            vec![
+                ("oid".into(), DataType::Int32, true),
+                ("nspname".into(), DataType::Utf8, true),
+                ("nspacl".into(), list(DataType::Utf8), true),
+                ("n".into(), DataType::Int16, true),
+            ]
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn bad_declarations_are_errors() {
+        assert!(columns("oid").is_err());
+        assert!(columns("a int4 extra").is_err());
+        assert!(columns("a numeric").is_err());
+    }
 }

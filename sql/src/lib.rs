@@ -1,5 +1,10 @@
 //! # weir-sql: from SQL text to running pipelines
 //!
+//! Streaming SQL: Weir's DDL, planning, and the catalog of running objects. It depends on
+//! `weir-engine` only; connectors, sinks and function libraries are handed to it through
+//! [`Database::builder`], and PostgreSQL's wire, catalogs and client dialect live above it in
+//! `weir-pg` (installed as a [`DatabaseExtension`]).
+//!
 //! ```text
 //! SQL text ─▶ parser (Weir DDL on sqlparser) ─▶ WeirStatement
 //!    CREATE SOURCE            ─▶ connector validates options ─▶ catalog + SourceTable
@@ -16,23 +21,28 @@
 //!   MATERIALIZED VIEWS | SINKS`, `DROP …`, `CHECKPOINT`.
 //! - `create_source.rs`, `create_view.rs`, `drop.rs`: the DDL statements.
 //! - `sinks.rs`: `CREATE SINK` (options, format, recovery from the checkpoint, a sink's own
-//!   query view) and `weir_sinks`.
+//!   query view).
 //! - [`planner`]: the stream planner; refuses what it cannot run incrementally, naming it.
-//!   `planner/over.rs` plans `OVER (PARTITION BY … ORDER BY ts)` onto the engine's OVER operator;
-//!   `named_args.rs` resolves `name => value` arguments of Weir's functions (skipped ones become
-//!   NULL = default) and passes a call's ORDER BY column as its event time.
-//! - [`tables`]: `TUMBLE(…)`, sources as (unscannable) tables, system tables
-//!   (`weir_sources`, `weir_views`, `weir_late_rows`).
-//! - [`database`]: [`database::Database`] (shared) and [`database::Session`] (per client);
+//!   `planner/over.rs` plans `OVER (PARTITION BY … ORDER BY ts)` onto the engine's OVER operator.
+//! - [`functions`]: the ordered list of function libraries (the engine's `FunctionLibrary`);
+//!   `named_args.rs` resolves `name => value` arguments when a statement is planned (skipped
+//!   ones become NULL = default) and passes a call's ORDER BY column as its event time.
+//! - [`tables`]: `TUMBLE(…)` and sources as (unscannable) tables.
+//! - [`system_tables`]: the one registry of system tables (name, one-line description, schema,
+//!   provider); [`Database::register_system_table`] adds one, and queries, `SHOW`, `pg_catalog`
+//!   and the README's list all read it.
+//! - [`database`]: [`Database`] (shared) and [`Session`] (per client; `plan_statement_in` /
+//!   `execute_plan_in` let a front end plan in its own session state);
 //!   [`database::Database::open`] for a durable database in a data directory.
-//! - [`pg`]: PostgreSQL compatibility: `pg_catalog` and `information_schema` derived from the
-//!   catalog, catalog/session functions, syntax rewrites, `SET`/`SHOW` and session identity.
 //! - `apply`: subqueries DataFusion cannot turn into joins (psql's `= ANY(outer array)`,
 //!   correlations through functions, `IN (…)` in a select list) run per distinct outer tuple.
 //! - [`durable`]: the persisted catalog, replayed at start with each view's checkpointed state,
 //!   `CHECKPOINT`, and `weir_checkpoints` / `weir_checkpoint_state`.
 //!
-//! Errors carry a [`error::SqlErrorKind`]; only the wire layer turns kinds into SQLSTATEs.
+//! Invariants: a DDL statement either takes effect in the catalog, the persisted catalog and a
+//! running pipeline, or in none of them; views are planned once, so a view's definition means
+//! what it meant when it was created. Errors carry a [`error::SqlErrorKind`]; only `weir-pg`
+//! turns kinds into SQLSTATEs.
 
 mod apply;
 mod create_source;

@@ -10,6 +10,7 @@ mod broker;
 mod clients;
 mod committed_reader;
 mod crash;
+mod docs;
 mod e2e;
 mod grafana;
 mod harness;
