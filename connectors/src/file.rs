@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::error::ConnectorError;
 use async_trait::async_trait;
 use datafusion::arrow::array::{ArrayRef, AsArray, Int64Array};
 use datafusion::arrow::datatypes::{Int64Type, SchemaRef};
@@ -217,16 +218,25 @@ impl Source for FileReader {
             let file = match &mut self.file {
                 Some(f) => f,
                 None => {
-                    let f = tokio::fs::File::open(&self.path).await.map_err(|e| {
-                        EngineError::External(format!("cannot open '{}': {e}", self.path.display()))
+                    let f = tokio::fs::File::open(&self.path).await.map_err(|source| {
+                        ConnectorError::File {
+                            action: "cannot open",
+                            path: self.path.clone(),
+                            source,
+                        }
                     })?;
                     self.file.insert(f)
                 }
             };
             self.chunk.resize(READ_CHUNK, 0);
-            let n = file.read(&mut self.chunk).await.map_err(|e| {
-                EngineError::External(format!("reading '{}': {e}", self.path.display()))
-            })?;
+            let n = file
+                .read(&mut self.chunk)
+                .await
+                .map_err(|source| ConnectorError::File {
+                    action: "reading",
+                    path: self.path.clone(),
+                    source,
+                })?;
             self.chunk.truncate(n);
             self.consumed = 0;
             if n == 0 {

@@ -22,8 +22,13 @@
 //! | `kafka` | JSON records; exactly once with transactions committed with checkpoints, or at least once | [`kafka`] (`sink.rs`, `transport.rs`) |
 //! | `parquet` | Parquet files in a local directory, partitioned by a column, rolled by size and age, published atomically | [`parquet_sink`] |
 //! | `postgres` | rows upserted by key into a PostgreSQL table, in batches, idempotent across crashes | [`postgres_sink`] |
+//!
+//! Failures are [`error::ConnectorError`]s: typed (the Kafka, PostgreSQL, object-store or I/O
+//! error kept as the source), each with a kind, reaching the engine as
+//! `EngineError::Connector`. Invalid options are user errors with the option's name.
 
 pub mod datagen;
+pub mod error;
 pub mod file;
 pub mod format;
 pub mod kafka;

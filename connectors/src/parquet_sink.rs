@@ -19,6 +19,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::error::ConnectorError;
 use async_trait::async_trait;
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, UInt32Array};
 use datafusion::arrow::compute::{cast, concat_batches, take_record_batch};
@@ -153,9 +154,7 @@ impl ParquetSinkWriter {
                 .as_ref()
                 .strip_prefix(&format!("{prefix}/"))
                 .map(str::to_string)
-                .ok_or_else(|| {
-                    EngineError::Internal("pending file outside its directory".into())
-                })?;
+                .ok_or_else(|| ConnectorError::bug("pending file outside its directory"))?;
             self.store
                 .rename(&file.location, &Path::from(relative))
                 .await
@@ -166,7 +165,7 @@ impl ParquetSinkWriter {
 }
 
 fn storage(e: object_store::Error) -> EngineError {
-    EngineError::External(format!("Parquet sink storage: {e}"))
+    ConnectorError::ObjectStore(e).into()
 }
 
 /// Rows as one Parquet file (zstd), encoded off the async runtime.
@@ -177,26 +176,25 @@ async fn encode(schema: SchemaRef, batches: Vec<RecordBatch>) -> Result<Vec<u8>>
             .build();
         let mut out = Vec::new();
         let mut writer = ArrowWriter::try_new(&mut out, schema, Some(properties))
-            .map_err(|e| EngineError::Internal(format!("Parquet writer: {e}")))?;
+            .map_err(ConnectorError::Parquet)?;
         for batch in &batches {
-            writer
-                .write(batch)
-                .map_err(|e| EngineError::Internal(format!("Parquet writer: {e}")))?;
+            writer.write(batch).map_err(ConnectorError::Parquet)?;
         }
-        writer
-            .close()
-            .map_err(|e| EngineError::Internal(format!("Parquet writer: {e}")))?;
+        writer.close().map_err(ConnectorError::Parquet)?;
         Ok(out)
     })
     .await
-    .map_err(|e| EngineError::Internal(format!("Parquet encoding task: {e}")))?
+    .map_err(|source| ConnectorError::Task {
+        what: "Parquet encoding",
+        source,
+    })?
 }
 
 #[async_trait]
 impl SinkWriter for ParquetSinkWriter {
     async fn write(&mut self, changes: &ChangeBatch) -> Result<()> {
         if changes.op == ChangeOp::Delete {
-            return Err(EngineError::Internal("a Parquet sink got a delete".into()));
+            return Err(ConnectorError::bug("a Parquet sink got a delete").into());
         }
         let rows = &changes.rows;
         let names = self.partition_names(rows)?;

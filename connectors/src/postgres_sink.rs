@@ -14,6 +14,7 @@
 
 use std::sync::Arc;
 
+use crate::error::ConnectorError;
 use async_trait::async_trait;
 use datafusion::arrow::array::{Array, ArrayRef, AsArray};
 use datafusion::arrow::compute::cast;
@@ -22,7 +23,7 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, NoTls};
 use tracing::warn;
 use weir_engine::checkpoint::OperatorState;
-use weir_engine::error::{EngineError, Result};
+use weir_engine::error::{EngineError, ErrorKind, Result};
 use weir_engine::sink::{ChangeBatch, ChangeOp, SinkFactory, SinkFormat, SinkSpec, SinkWriter};
 
 use crate::format::json_encode::json_values;
@@ -191,7 +192,7 @@ fn external(e: tokio_postgres::Error) -> EngineError {
         Some(db) => format!("{} ({})", db.message(), db.code().code()),
         None => e.to_string(),
     };
-    EngineError::External(format!("PostgreSQL: {message}"))
+    ConnectorError::Postgres { message, source: e }.into()
 }
 
 impl PostgresSinkWriter {
@@ -214,7 +215,7 @@ impl PostgresSinkWriter {
         }
         self.client
             .as_mut()
-            .ok_or_else(|| EngineError::Internal("PostgreSQL client missing".into()))
+            .ok_or_else(|| ConnectorError::bug("PostgreSQL client missing").into())
     }
 
     /// Applies every buffered change in one transaction.
@@ -355,11 +356,10 @@ impl SinkFactory for PostgresSinkConnector {
         };
         if spec.check {
             // Reachable, and the table exists (or is created) with a matching key.
-            writer.client().await.map_err(|e| match e {
-                EngineError::External(m) => {
-                    EngineError::User(format!("sink \"{}\": {m}", spec.name))
-                }
-                other => other,
+            // At creation an unreachable or refusing server is the user's to fix.
+            writer.client().await.map_err(|e| match e.kind() {
+                ErrorKind::External => EngineError::User(format!("sink \"{}\": {e}", spec.name)),
+                _ => e,
             })?;
         }
         Ok(Box::new(writer))

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use crate::error::ConnectorError;
 use datafusion::arrow::array::{ArrayRef, RecordBatch, RecordBatchOptions};
 use datafusion::arrow::compute::{can_cast_types, cast};
 use datafusion::arrow::datatypes::SchemaRef;
@@ -73,9 +74,7 @@ impl Projection {
             .zip(self.target.fields())
             .map(|(&i, f)| {
                 let c = natural.get(i).and_then(Option::as_ref).ok_or_else(|| {
-                    EngineError::Internal(format!(
-                        "generator skipped column {i}, which is declared"
-                    ))
+                    ConnectorError::bug(format!("generator skipped column {i}, which is declared"))
                 })?;
                 if c.data_type() == f.data_type() {
                     Ok(Arc::clone(c))

@@ -67,6 +67,16 @@ pub enum EngineError {
     /// An Arrow kernel failed.
     #[error("{0}")]
     Arrow(#[from] datafusion::arrow::error::ArrowError),
+    /// A connector's failure, kept as the connector's own typed error (a Kafka, PostgreSQL or
+    /// I/O error with its context) together with the kind the connector gives it.
+    #[error("{source}")]
+    Connector {
+        /// What kind of failure the connector says it is.
+        kind: ErrorKind,
+        /// The connector's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
 }
 
 impl EngineError {
@@ -85,6 +95,7 @@ impl EngineError {
             EngineError::DiskFull(_) => ErrorKind::DiskFull,
             EngineError::DataFusion(e) => datafusion_kind(e),
             EngineError::Arrow(_) => ErrorKind::User,
+            EngineError::Connector { kind, .. } => *kind,
         }
     }
 }

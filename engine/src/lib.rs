@@ -52,6 +52,20 @@
 //! ([`checkpoint::CheckpointOutcomes`]). Rows after the barrier wait until then, so a commit
 //! never covers rows a recovery would produce again.
 //!
+//! ## Running a view ([`view_runtime`])
+//!
+//! The SQL layer hands the engine a [`view_runtime::ViewPipeline`] (input, operators, schema);
+//! [`view_runtime::ViewRuntime`] builds the view's table and fan-out, restores its checkpointed
+//! state, opens its input (a reader of its own, or a subscription to the upstream view) and,
+//! once the caller has published the view, starts it. [`sink::SinkRuntime`] does the same for a
+//! sink over a view.
+//!
+//! ## Errors ([`error`])
+//!
+//! [`EngineError`] variants carry a kind ([`ErrorKind`]: user error, not found, outside failure,
+//! storage, internal, …); connectors keep their own typed errors inside
+//! [`EngineError::Connector`]. Nothing here knows SQLSTATEs.
+//!
 //! ## Extension points
 //! - [`function_library::FunctionLibrary`]: functions streaming views run incrementally
 //!   (`weir-udf` is one); registered when the database is built.
@@ -103,6 +117,7 @@ pub mod source_errors;
 pub mod source_metrics;
 pub mod stateless;
 pub mod time;
+pub mod view_runtime;
 pub mod view_table;
 pub mod watermark;
 pub mod window;

@@ -93,6 +93,27 @@ pub fn register(pg: &Arc<PgCatalog>, target: &MemorySchemaProvider) -> DfResult<
             ]),
             views,
         ),
+        (
+            "routines",
+            schema(&[
+                ("specific_catalog", TEXT),
+                ("specific_schema", TEXT),
+                ("specific_name", TEXT),
+                ("routine_catalog", TEXT),
+                ("routine_schema", TEXT),
+                ("routine_name", TEXT),
+                ("routine_type", TEXT),
+                ("data_type", TEXT),
+                ("routine_body", TEXT),
+                ("routine_definition", TEXT),
+                ("external_language", TEXT),
+                ("is_deterministic", TEXT),
+                ("sql_data_access", TEXT),
+                ("is_null_call", TEXT),
+                ("security_type", TEXT),
+            ]),
+            routines,
+        ),
     ];
     for (name, table_schema, rows) in tables {
         pg.add_builtin(
@@ -180,6 +201,36 @@ fn columns(ctx: &RowContext<'_>) -> Vec<Vec<ScalarValue>> {
         }
     }
     rows
+}
+
+/// Every function queries can call (`weir_functions`), as PostgreSQL lists its built-ins:
+/// `pg_catalog` routines of the `INTERNAL` language. The return type depends on the arguments
+/// for most of them, so `data_type` is left empty; the description is in
+/// `routine_definition`.
+fn routines(ctx: &RowContext<'_>) -> Vec<Vec<ScalarValue>> {
+    let db = ctx.database();
+    weir_sql::function_list::functions(ctx.state)
+        .into_iter()
+        .map(|f| {
+            vec![
+                text(&db),
+                text("pg_catalog"),
+                text(&f.name),
+                text(&db),
+                text("pg_catalog"),
+                text(&f.name),
+                text("FUNCTION"),
+                null(),
+                text("EXTERNAL"),
+                opt_text(f.description),
+                text("INTERNAL"),
+                text("NO"),
+                text("READS"),
+                text("NO"),
+                text("INVOKER"),
+            ]
+        })
+        .collect()
 }
 
 fn schemata(ctx: &RowContext<'_>) -> Vec<Vec<ScalarValue>> {

@@ -17,6 +17,7 @@ use weir_engine::source::{FormatSpec, SourceSpec, WatermarkSpec};
 use weir_engine::source_errors::BadRecords;
 
 use crate::database::{DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_FUTURE, QueryResult, Session, command};
+use crate::ddl::{Publication, lookup_connector};
 use crate::error::{Result, SqlError, SqlErrorKind};
 use crate::parser::CreateSource;
 use crate::tables::SourceTable;
@@ -27,11 +28,14 @@ impl Session {
         c: &CreateSource,
         replay: Option<&CatalogObject>,
     ) -> Result<QueryResult> {
-        let _guard = self.db.ddl.lock().await;
-        if self.db.catalog.relation(&c.name).is_some() && c.if_not_exists {
+        let Some(_guard) = self
+            .begin_create(&c.name, c.if_not_exists, |cat| {
+                cat.relation(&c.name).is_some()
+            })
+            .await?
+        else {
             return Ok(command("CREATE SOURCE"));
-        }
-        self.db.catalog.ensure_name_free(&c.name)?;
+        };
         let state = self.db.ctx.state();
         let columns = if c.columns.is_empty() {
             None
@@ -67,16 +71,7 @@ impl Session {
             .map(|v| BadRecords::parse(&v))
             .transpose()?
             .unwrap_or_default();
-        let factory = self.db.connectors.get(connector.as_str()).ok_or_else(|| {
-            let known: Vec<&str> = self.db.connectors.keys().copied().collect();
-            SqlError::new(
-                SqlErrorKind::InvalidParameter,
-                format!(
-                    "unknown connector '{connector}' (available: {})",
-                    known.join(", ")
-                ),
-            )
-        })?;
+        let factory = lookup_connector(&self.db.connectors, "connector", &connector)?;
         let mut spec = SourceSpec {
             name: c.name.clone(),
             columns,
@@ -153,25 +148,14 @@ impl Session {
         };
         let pinned: BTreeMap<String, String> =
             entry.provider.pinned_options().into_iter().collect();
-        self.db.catalog.add_source(entry)?;
-        self.db.ctx.register_table(
-            c.name.as_str(),
-            Arc::new(SourceTable::new(c.name.clone(), schema)),
-        )?;
-        if let (Some(durability), None) = (&self.db.durability, replay) {
-            let object = CatalogObject {
-                kind: PersistedKind::Source,
-                name: c.name.clone(),
-                id: durability.new_id(),
-                sql: c.sql.clone(),
-                pinned,
-            };
-            if let Err(e) = durability.record(object).await {
-                self.db.catalog.remove(&c.name);
-                self.db.ctx.deregister_table(c.name.as_str())?;
-                return Err(e);
-            }
-        }
+        let mut publication = Publication::new(&self.db, &c.name);
+        publication.add_to_catalog(|cat| cat.add_source(entry).map(|_| ()))?;
+        publication.register_table(Arc::new(SourceTable::new(c.name.clone(), schema)))?;
+        let id = self.object_id(replay);
+        publication
+            .persist(PersistedKind::Source, &id, &c.sql, pinned, replay)
+            .await?;
+        publication.commit();
         info!(source = %c.name, connector = %connector, "source created");
         Ok(command("CREATE SOURCE"))
     }

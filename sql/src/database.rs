@@ -27,6 +27,7 @@ use weir_engine::options::Options;
 use weir_engine::source::ConnectorFactory;
 use weir_engine::source_errors::SourceErrorLog;
 use weir_engine::source_metrics::SourceMetricsRegistry;
+use weir_engine::view_runtime::ViewPipeline;
 
 pub use self::builder::{DatabaseBuilder, DatabaseExtension};
 use crate::durable::{
@@ -34,14 +35,16 @@ use crate::durable::{
     checkpoints_schema,
 };
 use crate::error::{Result, SqlError, SqlErrorKind};
+use crate::function_list::{functions_batch, functions_schema};
 use crate::functions::Functions;
 use crate::parser::{CreateView, WeirStatement};
-use crate::planner::{PlanContext, ViewPlan, plan_view};
+use crate::planner::{PlanContext, plan_view};
 use crate::system_tables::{
     SystemTable, SystemTableInfo, SystemTables, sources_batch, sources_schema, views_batch,
     views_schema,
 };
 use crate::tables::TumbleFunction;
+use crate::unresolved::planning_error;
 
 mod builder;
 
@@ -326,6 +329,11 @@ impl Database {
                 crate::system_tables::sinks_batch(&catalog)
             }),
         )?;
+        self.register_system_table(
+            "weir_functions",
+            "functions queries and views can call: name, kind, description, an example call",
+            SystemTable::per_session(functions_schema(), functions_batch),
+        )?;
         Ok(())
     }
 
@@ -413,6 +421,16 @@ impl Session {
                 self.run_sql("SELECT name, connector, columns, watermark, bad_records FROM weir_sources ORDER BY name")
                     .await
             }
+            WeirStatement::ShowFunctions { like } => {
+                let filter = match like {
+                    Some(pattern) => format!(" WHERE name LIKE '{}'", pattern.replace('\'', "''")),
+                    None => String::new(),
+                };
+                self.run_sql(&format!(
+                    "SELECT name, kind, description FROM weir_functions{filter} ORDER BY name"
+                ))
+                .await
+            }
             WeirStatement::ShowViews => {
                 self.run_sql(
                     "SELECT name, status, updating, rows_in, final_rows, open_rows, late_rows \
@@ -495,11 +513,21 @@ impl Session {
         state: &SessionState,
         statement: &Statement,
     ) -> Result<LogicalPlan> {
+        if let Statement::CreateFunction(_) = statement {
+            return Err(SqlError::new(
+                SqlErrorKind::FeatureNotSupported,
+                "CREATE FUNCTION is not supported: Weir's functions are built in \
+                 (SHOW FUNCTIONS lists them)",
+            ));
+        }
         let mut statement = statement.clone();
+        crate::field_access::rewrite_field_access(&mut statement);
         crate::named_args::resolve_named_arguments(&mut statement, &self.db.functions)?;
+        let statement = DfStatement::Statement(Box::new(statement));
         let plan = state
-            .statement_to_plan(DfStatement::Statement(Box::new(statement)))
-            .await?;
+            .statement_to_plan(statement.clone())
+            .await
+            .map_err(|e| planning_error(state, &statement, e))?;
         SQLOptions::new()
             .with_allow_ddl(false)
             .with_allow_dml(false)
@@ -558,6 +586,9 @@ impl Session {
                 let s = sources_schema();
                 Some(Arc::new(s.project(&[0, 1, 2, 3, 4])?))
             }
+            WeirStatement::ShowFunctions { .. } => {
+                Some(Arc::new(functions_schema().project(&[0, 1, 2])?))
+            }
             WeirStatement::ShowViews => {
                 let s = views_schema();
                 Some(Arc::new(s.project(&[0, 1, 2, 3, 4, 5, 6])?))
@@ -574,12 +605,16 @@ impl Session {
         })
     }
 
-    pub(crate) async fn plan_view(&self, v: &CreateView) -> Result<ViewPlan> {
+    pub(crate) async fn plan_view(&self, v: &CreateView) -> Result<ViewPipeline> {
         let state = self.db.ctx.state();
         let mut query = v.query.clone();
+        crate::field_access::rewrite_field_access_in_query(&mut query);
         crate::named_args::resolve_in_query(&mut query, &self.db.functions)?;
         let statement = DfStatement::Statement(Box::new(Statement::Query(query)));
-        let plan = state.statement_to_plan(statement).await?;
+        let plan = state
+            .statement_to_plan(statement.clone())
+            .await
+            .map_err(|e| planning_error(&state, &statement, e))?;
         let plan = state.optimize(&plan)?;
         let mut options = Options::new(
             format!("materialized view \"{}\"", v.name),

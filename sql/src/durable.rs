@@ -26,12 +26,10 @@ use weir_engine::checkpoint::catalog_file::{CATALOG_VERSION, CatalogFile, Catalo
 use weir_engine::checkpoint::recovery::{RecoveredView, recover};
 use weir_engine::checkpoint::{CheckpointCoordinator, CheckpointStore, OperatorRecord};
 use weir_engine::source_metrics::now_millis;
+use weir_engine::view_runtime::PipelineStart;
 use weir_engine::view_table::SegmentStore;
 
 use crate::error::Result;
-
-/// A pipeline start put off until recovery has re-created every object.
-pub type HeldStart = Box<dyn FnOnce() + Send>;
 
 /// Checkpoints and the persisted catalog of a database with a data directory.
 pub struct Durability {
@@ -42,7 +40,7 @@ pub struct Durability {
     /// During start-up: views of the recovered checkpoint, taken as each view is re-created.
     recovered: Mutex<BTreeMap<String, RecoveredView>>,
     /// During start-up: pipelines to start once every object is back (None afterwards).
-    held: Mutex<Option<Vec<HeldStart>>>,
+    held: Mutex<Option<Vec<PipelineStart>>>,
     /// Makes object ids unique within one millisecond.
     next_id: AtomicU64,
     /// The periodic checkpoint task.
@@ -150,7 +148,7 @@ impl Durability {
     }
 
     /// Runs `start` now, or once recovery is complete if it is still going on.
-    pub fn start_or_hold(&self, start: HeldStart) {
+    pub fn start_or_hold(&self, start: PipelineStart) {
         let mut held = self.held.lock();
         match held.as_mut() {
             Some(list) => list.push(start),

@@ -9,7 +9,8 @@
 //! SQL text ─▶ parser (Weir DDL on sqlparser) ─▶ WeirStatement
 //!    CREATE SOURCE            ─▶ connector validates options ─▶ catalog + SourceTable
 //!    CREATE MATERIALIZED VIEW ─▶ DataFusion LogicalPlan (optimized) ─▶ stream planner
-//!                                ─▶ operators ─▶ spawn_pipeline ─▶ ViewTable (queryable)
+//!                                ─▶ ViewPipeline (input + operators) ─▶ engine's ViewRuntime
+//!                                ─▶ ViewTable (queryable)
 //!    CREATE SINK … FROM view  ─▶ sink connector opens a writer ─▶ spawn_sink on the view's
 //!                                change stream (two-phase commit with checkpoints)
 //!    CREATE SINK … AS query   ─▶ the query as the sink's own view <sink>_query, then as above
@@ -19,7 +20,12 @@
 //! - [`parser`]: `CREATE SOURCE`, `CREATE MATERIALIZED VIEW … [EMIT ON WINDOW CLOSE]`,
 //!   `EXPLAIN CREATE MATERIALIZED VIEW`, `CREATE SINK … FROM view | AS query`, `SHOW SOURCES |
 //!   MATERIALIZED VIEWS | SINKS`, `DROP …`, `CHECKPOINT`.
-//! - `create_source.rs`, `create_view.rs`, `drop.rs`: the DDL statements.
+//! - `create_source.rs`, `create_view.rs`, `drop.rs`: the DDL statements; `ddl.rs` what they
+//!   share: the DDL lock and `IF NOT EXISTS`, object ids, the connector lookup, and
+//!   `Publication`, the one rollback path (catalog, query context, persisted definition).
+//! - `field_access.rs`: `(expr).field` as a subscript; `unresolved.rs`: a planning error that is
+//!   a relation or function the session does not have (42P01 / 42883), found from the statement.
+//! - [`function_list`]: `weir_functions`, `SHOW FUNCTIONS`.
 //! - `sinks.rs`: `CREATE SINK` (options, format, recovery from the checkpoint, a sink's own
 //!   query view).
 //! - [`planner`]: the stream planner; refuses what it cannot run incrementally, naming it.
@@ -48,9 +54,12 @@ mod apply;
 mod create_source;
 mod create_view;
 pub mod database;
+mod ddl;
 mod drop;
 pub mod durable;
 pub mod error;
+mod field_access;
+pub mod function_list;
 pub mod functions;
 mod named_args;
 pub mod parser;
@@ -58,6 +67,7 @@ pub mod planner;
 mod sinks;
 pub mod system_tables;
 pub mod tables;
+mod unresolved;
 
 pub use database::{
     Database, DatabaseBuilder, DatabaseExtension, DatabaseOptions, QueryResult, Session,

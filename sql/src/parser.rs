@@ -142,6 +142,11 @@ pub enum WeirStatement {
     ShowSources,
     /// `SHOW MATERIALIZED VIEWS`.
     ShowViews,
+    /// `SHOW FUNCTIONS [LIKE 'pattern']`.
+    ShowFunctions {
+        /// The `LIKE` pattern.
+        like: Option<String>,
+    },
     /// `CREATE SINK`.
     CreateSink(Box<CreateSink>),
     /// `SHOW SINKS`.
@@ -325,6 +330,14 @@ fn parse_one(parser: &mut Parser, emit_on_window_close: bool) -> Result<WeirStat
     }
     if consume_words(parser, &["SHOW", "MATERIALIZED", "VIEWS"]) {
         return Ok(WeirStatement::ShowViews);
+    }
+    if consume_words(parser, &["SHOW", "FUNCTIONS"]) {
+        let like = if consume_words(parser, &["LIKE"]) {
+            Some(parser.parse_literal_string()?)
+        } else {
+            None
+        };
+        return Ok(WeirStatement::ShowFunctions { like });
     }
     if consume_words(parser, &["CHECKPOINT"]) {
         return Ok(WeirStatement::Checkpoint);

@@ -27,10 +27,11 @@ use datafusion::logical_expr::{Expr, LogicalPlan};
 use datafusion::physical_expr::aggregate::LoweredAggregateBuilder;
 use datafusion::physical_expr::expressions::{Column, Literal};
 use datafusion::physical_expr::{PhysicalExpr, create_physical_expr};
-use weir_engine::catalog::{Catalog, SourceEntry, ViewEntry};
+use weir_engine::catalog::Catalog;
 use weir_engine::late_rows::LateRowLog;
 use weir_engine::operator::StreamOperator;
 use weir_engine::stateless::{StatelessOperator, Step};
+use weir_engine::view_runtime::{ViewInput, ViewPipeline};
 use weir_engine::view_table::ViewTable;
 use weir_engine::window::{TumbleSpec, WINDOW_END, WINDOW_START, WindowedTable, humanize_nanos};
 use weir_engine::window_agg::{
@@ -40,39 +41,6 @@ use weir_engine::window_agg::{
 use crate::error::{Result, SqlError, SqlErrorKind};
 use crate::functions::Functions;
 use crate::tables::SourceTable;
-
-/// Where a view's rows come from.
-#[derive(Debug, Clone)]
-pub enum PlannedInput {
-    /// A source, read by a reader of the view's own.
-    Source(Arc<SourceEntry>),
-    /// Another (append-only) view.
-    View(Arc<ViewEntry>),
-}
-
-impl PlannedInput {
-    /// Name of the input.
-    pub fn name(&self) -> &str {
-        match self {
-            PlannedInput::Source(s) => &s.name,
-            PlannedInput::View(v) => &v.name,
-        }
-    }
-}
-
-/// A planned view, ready to run.
-pub struct ViewPlan {
-    /// The input.
-    pub input: PlannedInput,
-    /// Operators in order.
-    pub operators: Vec<Box<dyn StreamOperator>>,
-    /// True when the view shows provisional rows.
-    pub updating: bool,
-    /// Output schema.
-    pub schema: SchemaRef,
-    /// EXPLAIN text.
-    pub explain: String,
-}
 
 /// Settings the planner needs besides the plan.
 pub struct PlanContext<'a> {
@@ -103,7 +71,7 @@ pub(crate) fn unsupported(what: impl Into<String>) -> SqlError {
 
 /// A partly built pipeline.
 pub(crate) struct Stage {
-    pub(crate) input: PlannedInput,
+    pub(crate) input: ViewInput,
     pub(crate) operators: Vec<Box<dyn StreamOperator>>,
     /// Stateless steps not yet fused into an operator.
     pending: Vec<Step>,
@@ -129,7 +97,7 @@ impl Stage {
 }
 
 /// Plans `plan` (already optimized) for view `ctx.view`.
-pub fn plan_view(plan: &LogicalPlan, ctx: &PlanContext<'_>) -> Result<ViewPlan> {
+pub fn plan_view(plan: &LogicalPlan, ctx: &PlanContext<'_>) -> Result<ViewPipeline> {
     let mut stage = build(plan, ctx)?;
     stage.flush();
     if ctx.emit_on_window_close && stage.window.is_none() && !stage.aggregated {
@@ -140,7 +108,7 @@ pub fn plan_view(plan: &LogicalPlan, ctx: &PlanContext<'_>) -> Result<ViewPlan> 
     let schema = Arc::new(plan.schema().as_arrow().clone());
     let mut explain = format!("Pipeline of materialized view {}\n", ctx.view);
     explain.push_str(&match &stage.input {
-        PlannedInput::Source(s) => format!(
+        ViewInput::Source(s) => format!(
             "  Source: {} (connector {}){}\n",
             s.name,
             s.provider.connector(),
@@ -148,7 +116,7 @@ pub fn plan_view(plan: &LogicalPlan, ctx: &PlanContext<'_>) -> Result<ViewPlan> 
                 .as_ref()
                 .map_or(String::new(), |w| format!(", watermark {}", w.text))
         ),
-        PlannedInput::View(v) => format!("  View: {} (append-only)\n", v.name),
+        ViewInput::View(v) => format!("  View: {} (append-only)\n", v.name),
     });
     for line in &stage.explain {
         explain.push_str("  ");
@@ -164,7 +132,7 @@ pub fn plan_view(plan: &LogicalPlan, ctx: &PlanContext<'_>) -> Result<ViewPlan> 
             "append-only"
         }
     ));
-    Ok(ViewPlan {
+    Ok(ViewPipeline {
         input: stage.input,
         operators: stage.operators,
         updating: stage.updating,
@@ -199,13 +167,13 @@ pub(crate) fn build(plan: &LogicalPlan, ctx: &PlanContext<'_>) -> Result<Stage> 
                         format!("source \"{}\" not found", source.name),
                     )
                 })?;
-                PlannedInput::Source(entry)
+                ViewInput::Source(entry)
             } else if let Some(table) = provider.downcast_ref::<ViewTable>() {
                 view_input(ctx, table)?
             } else if let Some(windowed) = provider.downcast_ref::<WindowedTable>() {
                 let w = windowed.windowed();
                 let input = match ctx.catalog.relation(&w.input) {
-                    Some(weir_engine::catalog::Relation::Source(s)) => PlannedInput::Source(s),
+                    Some(weir_engine::catalog::Relation::Source(s)) => ViewInput::Source(s),
                     Some(weir_engine::catalog::Relation::View(v)) => {
                         view_input(ctx, v.table.as_ref())?
                     }
@@ -309,7 +277,7 @@ fn node_name(plan: &LogicalPlan) -> String {
         .to_string()
 }
 
-fn view_input(ctx: &PlanContext<'_>, table: &ViewTable) -> Result<PlannedInput> {
+fn view_input(ctx: &PlanContext<'_>, table: &ViewTable) -> Result<ViewInput> {
     let view = ctx
         .catalog
         .views()
@@ -325,7 +293,7 @@ fn view_input(ctx: &PlanContext<'_>, table: &ViewTable) -> Result<PlannedInput> 
             view.name
         )));
     }
-    Ok(PlannedInput::View(view))
+    Ok(ViewInput::View(view))
 }
 
 fn plan_aggregate(

@@ -6,17 +6,12 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use tracing::{info, warn};
-use weir_engine::catalog::SinkEntry;
 use weir_engine::checkpoint::catalog_file::{CatalogObject, ObjectKind as PersistedKind};
 use weir_engine::options::Options;
-use weir_engine::pipeline::PipelineStatus;
-use weir_engine::sink::{
-    ChangeTracker, SinkDurability, SinkFormat, SinkInput, SinkSpec, SinkStatus, spawn_sink,
-};
-use weir_engine::source_metrics::now_millis;
-use weir_engine::view_table::ViewTable;
+use weir_engine::sink::{SinkCheckpointing, SinkDefinition, SinkFormat, SinkRuntime, SinkSpec};
 
 use crate::database::{QueryResult, Session, command};
+use crate::ddl::{Publication, lookup_connector};
 use crate::error::{Result, SqlError, SqlErrorKind};
 use crate::parser::{CreateSink, ObjectKind};
 
@@ -50,11 +45,12 @@ impl Session {
         s: &CreateSink,
         replay: Option<&CatalogObject>,
     ) -> Result<QueryResult> {
-        let _guard = self.db.ddl.lock().await;
-        if self.db.catalog.sink(&s.name).is_some() && s.if_not_exists {
+        let Some(_guard) = self
+            .begin_create(&s.name, s.if_not_exists, |c| c.sink(&s.name).is_some())
+            .await?
+        else {
             return Ok(command("CREATE SINK"));
-        }
-        self.db.catalog.ensure_name_free(&s.name)?;
+        };
         let view = self.db.catalog.view(&s.from).ok_or_else(|| {
             let hint = if self.db.catalog.source(&s.from).is_some() {
                 format!(
@@ -68,54 +64,17 @@ impl Session {
         })?;
         let mut options = Options::new(format!("sink \"{}\"", s.name), s.options.clone())?;
         let connector = options.take_required("connector")?.to_ascii_lowercase();
-        let factory = self.db.sinks.get(connector.as_str()).ok_or_else(|| {
-            let known: Vec<&str> = self.db.sinks.keys().copied().collect();
-            SqlError::new(
-                SqlErrorKind::InvalidParameter,
-                format!(
-                    "unknown sink connector '{connector}' (known: {})",
-                    known.join(", ")
-                ),
-            )
-        })?;
+        let factory = lookup_connector(&self.db.sinks, "sink connector", &connector)?;
         let (format_name, encode) = s
             .format
             .clone()
             .unwrap_or_else(|| ("PLAIN".into(), String::new()));
-        let format = match format_name.as_str() {
-            "PLAIN" => SinkFormat::Plain,
-            "UPSERT" => {
-                let key = options.take("primary_key").ok_or_else(|| {
-                    SqlError::new(
-                        SqlErrorKind::InvalidParameter,
-                        "FORMAT UPSERT needs primary_key = 'column[, …]' (the view's key)",
-                    )
-                })?;
-                SinkFormat::Upsert {
-                    key: key
-                        .split(',')
-                        .map(|k| k.trim().to_ascii_lowercase())
-                        .collect(),
-                }
-            }
-            other => {
-                return Err(SqlError::new(
-                    SqlErrorKind::InvalidParameter,
-                    format!("sink format must be PLAIN or UPSERT, not {other}"),
-                ));
-            }
-        };
-        let durability = self.db.durability.clone();
-        let id = match (replay, &durability) {
-            (Some(object), _) => object.id.clone(),
-            (None, Some(d)) => d.new_id(),
-            (None, None) => format!("{}", now_millis()),
-        };
-        let schema = view.table.schema_ref();
+        let format = sink_format(&format_name, &mut options)?;
+        let id = self.object_id(replay);
         let mut spec = SinkSpec {
             name: s.name.clone(),
             id: id.clone(),
-            schema: Arc::clone(&schema),
+            schema: view.table.schema_ref(),
             options,
             format: format.clone(),
             encode: encode.to_ascii_lowercase(),
@@ -124,84 +83,60 @@ impl Session {
         let writer = factory.open_sink(&mut spec).await?;
         std::mem::take(&mut spec.options).finish()?;
 
-        // Recovery: what the sink pre-committed at the checkpoint; the view, restored from the
-        // same checkpoint, already holds everything up to it, so only live changes follow.
-        let recovered = durability
-            .as_ref()
-            .and_then(|d| d.take_recovered(&s.name, &id));
-        let (restore, resumed) = match recovered {
-            Some(mut r) => (r.restore.operators.remove(&0), true),
-            None => (None, false),
-        };
-        let (input, open_partitions) = if resumed {
-            let input = SinkInput {
-                backfill: Vec::new(),
-                live: view.fanout.subscribe_live().await,
-            };
-            (input, view.table.provisional())
-        } else {
-            let (backfill, live) = view.fanout.subscribe_changes().await?;
-            (SinkInput { backfill, live }, BTreeMap::new())
-        };
-        let tracker = ChangeTracker::new(format.clone(), &schema, open_partitions)?;
-        let status = Arc::new(SinkStatus::default());
-        let pipeline_status = Arc::new(PipelineStatus::default());
-        let entry = Arc::new(SinkEntry {
+        let durability = self.db.durability.clone();
+        let checkpointing = durability.as_ref().map(|d| SinkCheckpointing {
+            id: id.clone(),
+            coordinator: Arc::clone(&d.coordinator),
+            recovered: d.take_recovered(&s.name, &id),
+        });
+        let definition = SinkDefinition {
             name: s.name.clone(),
             sql: s.sql.clone(),
-            view: view.name.clone(),
+            view: Arc::clone(&view),
             owns_view: s.query.is_some(),
             connector,
-            format: format_name,
-            status: Arc::clone(&status),
-            pipeline_status: Arc::clone(&pipeline_status),
-            pipeline: parking_lot::Mutex::new(None),
-        });
-        self.db.catalog.add_sink(Arc::clone(&entry))?;
-        if let (Some(d), None) = (&durability, replay) {
-            let object = CatalogObject {
-                kind: PersistedKind::Sink,
-                name: s.name.clone(),
-                id: id.clone(),
-                sql: s.sql.clone(),
-                pinned: BTreeMap::new(),
-            };
-            if let Err(e) = d.record(object).await {
-                self.db.catalog.remove(&s.name);
-                return Err(e);
-            }
-        }
-        let sink_durability = durability.as_ref().map(|d| SinkDurability {
-            link: d.coordinator.register(
-                &s.name,
-                &id,
-                vec![view.name.clone()],
-                false,
-                Arc::new(ViewTable::new(Arc::clone(&schema))),
-                Arc::clone(&pipeline_status),
-            ),
-            restore,
-            commits: d.coordinator.outcomes(),
-            request_checkpoint: d.coordinator.checkpoint_requests(),
-        });
-        let name = s.name.clone();
-        let start = move || {
-            let running = spawn_sink(
-                &name,
-                input,
-                tracker,
-                writer,
-                status,
-                pipeline_status,
-                sink_durability,
-            );
-            *entry.pipeline.lock() = Some(running);
+            format_name,
+            format,
         };
+        let runtime = SinkRuntime::build(definition, writer, checkpointing).await?;
+        let entry = Arc::clone(runtime.entry());
+        let mut publication = Publication::new(&self.db, &s.name);
+        publication.add_to_catalog(|c| c.add_sink(entry))?;
+        publication
+            .persist(PersistedKind::Sink, &id, &s.sql, BTreeMap::new(), replay)
+            .await?;
+        publication.commit();
+        let start = runtime.into_start();
         match &durability {
-            Some(d) => d.start_or_hold(Box::new(start)),
+            Some(d) => d.start_or_hold(start),
             None => start(),
         }
         info!(sink = %s.name, view = %s.from, "sink created");
         Ok(command("CREATE SINK"))
+    }
+}
+
+/// `FORMAT PLAIN | UPSERT` (UPSERT takes its key from the `primary_key` option).
+fn sink_format(name: &str, options: &mut Options) -> Result<SinkFormat> {
+    match name {
+        "PLAIN" => Ok(SinkFormat::Plain),
+        "UPSERT" => {
+            let key = options.take("primary_key").ok_or_else(|| {
+                SqlError::new(
+                    SqlErrorKind::InvalidParameter,
+                    "FORMAT UPSERT needs primary_key = 'column[, …]' (the view's key)",
+                )
+            })?;
+            Ok(SinkFormat::Upsert {
+                key: key
+                    .split(',')
+                    .map(|k| k.trim().to_ascii_lowercase())
+                    .collect(),
+            })
+        }
+        other => Err(SqlError::new(
+            SqlErrorKind::InvalidParameter,
+            format!("sink format must be PLAIN or UPSERT, not {other}"),
+        )),
     }
 }

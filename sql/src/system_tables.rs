@@ -52,10 +52,13 @@ impl SystemTables {
     }
 }
 
+/// How a system table computes its rows, given the querying session.
+type RowsFn = dyn Fn(&dyn Session) -> DfResult<RecordBatch> + Send + Sync;
+
 /// A system table whose rows are computed at query time.
 pub struct SystemTable {
     schema: SchemaRef,
-    rows: Box<dyn Fn() -> DfResult<RecordBatch> + Send + Sync>,
+    rows: Box<RowsFn>,
 }
 
 impl std::fmt::Debug for SystemTable {
@@ -71,6 +74,14 @@ impl SystemTable {
     pub fn new(
         schema: SchemaRef,
         rows: impl Fn() -> DfResult<RecordBatch> + Send + Sync + 'static,
+    ) -> Self {
+        Self::per_session(schema, move |_| rows())
+    }
+
+    /// A table of `schema` whose rows depend on the querying session (its functions, say).
+    pub fn per_session(
+        schema: SchemaRef,
+        rows: impl Fn(&dyn Session) -> DfResult<RecordBatch> + Send + Sync + 'static,
     ) -> Self {
         Self {
             schema,
@@ -96,12 +107,12 @@ impl TableProvider for SystemTable {
 
     async fn scan(
         &self,
-        _state: &dyn Session,
+        state: &dyn Session,
         projection: Option<&Vec<usize>>,
         _filters: &[Expr],
         _limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        let batch = (self.rows)()?;
+        let batch = (self.rows)(state)?;
         Ok(MemorySourceConfig::try_new_exec(
             &[vec![batch]],
             self.schema(),

@@ -35,6 +35,7 @@
 
 use std::sync::Arc;
 
+use crate::error::ConnectorError;
 use datafusion::arrow::array::{ArrayRef, RecordBatch};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use weir_engine::source::{SourceProvider, SourceSpec};
@@ -448,7 +449,7 @@ impl Generator for NexmarkGenerator {
 }
 
 fn unknown_column(name: &str) -> EngineError {
-    EngineError::Internal(format!("nexmark generator has no column {name}"))
+    ConnectorError::bug(format!("nexmark generator has no column {name}")).into()
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::error::ConnectorError;
 use async_trait::async_trait;
 use datafusion::arrow::array::{ArrayRef, AsArray, Int64Array};
 use datafusion::arrow::datatypes::Int64Type;
@@ -73,8 +74,9 @@ impl KafkaReader {
                     let _ = tx.blocking_send(Err(e));
                 }
             })
-            .map_err(|e| {
-                EngineError::Internal(format!("cannot start a Kafka reader thread: {e}"))
+            .map_err(|source| ConnectorError::Thread {
+                what: "Kafka reader",
+                source,
             })?;
         Ok(Self {
             events,
@@ -107,9 +109,7 @@ impl Source for KafkaReader {
                 }
                 event
             }
-            Ok(None) => Err(EngineError::Internal(
-                "the Kafka reader thread stopped".into(),
-            )),
+            Ok(None) => Err(ConnectorError::bug("the Kafka reader thread stopped").into()),
         }
     }
 
@@ -541,5 +541,5 @@ impl ReaderLoop {
 }
 
 fn kafka_error(e: rdkafka::error::KafkaError) -> EngineError {
-    EngineError::External(format!("Kafka: {e}"))
+    ConnectorError::Kafka(e).into()
 }

@@ -35,6 +35,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::error::ConnectorError;
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::{Schema, SchemaRef};
 use rdkafka::ClientConfig;
@@ -223,8 +224,9 @@ impl KafkaSourceConfig {
             .unwrap_or_default();
         let metadata = consumer
             .fetch_metadata(Some(&self.topic), PROBE_TIMEOUT)
-            .map_err(|e| {
-                EngineError::External(format!("cannot reach the Kafka broker at {bootstrap}: {e}"))
+            .map_err(|source| ConnectorError::KafkaUnreachable {
+                bootstrap: bootstrap.clone(),
+                source,
             })?;
         let topic = metadata
             .topics()
@@ -295,7 +297,10 @@ impl ConnectorFactory for KafkaConnector {
         let probe = Arc::clone(&config);
         let partitions = tokio::task::spawn_blocking(move || probe.probe())
             .await
-            .map_err(|e| EngineError::Internal(format!("Kafka probe task: {e}")))??;
+            .map_err(|source| ConnectorError::Task {
+                what: "Kafka probe",
+                source,
+            })??;
         info!(source = %config.source, topic = %config.topic, partitions, "Kafka topic found");
         Ok(Arc::new(KafkaProvider { config }))
     }

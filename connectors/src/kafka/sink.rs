@@ -25,6 +25,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use crate::error::ConnectorError;
 use async_trait::async_trait;
 use datafusion::arrow::array::{Array, BinaryArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
@@ -223,7 +224,9 @@ fn records_of(state: &OperatorState) -> Result<Vec<Record>> {
                 .downcast_ref::<BinaryArray>()
                 .cloned()
                 .ok_or_else(|| {
-                    EngineError::Storage("Kafka sink state has an unexpected shape".into())
+                    EngineError::from(ConnectorError::CorruptState(
+                        "Kafka sink state has an unexpected shape",
+                    ))
                 })
         };
         let (keys, payloads) = (column(0)?, column(1)?);
@@ -252,7 +255,10 @@ impl KafkaSinkWriter {
         let core = Arc::clone(&self.core);
         tokio::task::spawn_blocking(move || f(&mut core.lock()))
             .await
-            .map_err(|e| EngineError::Internal(format!("Kafka sink task: {e}")))?
+            .map_err(|source| ConnectorError::Task {
+                what: "Kafka sink",
+                source,
+            })?
     }
 
     fn encode(&self, change: &ChangeBatch) -> Result<Vec<Record>> {
@@ -327,7 +333,10 @@ impl SinkFactory for KafkaSinkConnector {
             let probe = Arc::clone(&config);
             tokio::task::spawn_blocking(move || check_topics(&probe))
                 .await
-                .map_err(|e| EngineError::Internal(format!("Kafka probe task: {e}")))??;
+                .map_err(|source| ConnectorError::Task {
+                    what: "Kafka probe",
+                    source,
+                })??;
         }
         let core = Core::new(
             Arc::clone(&config),

@@ -7,6 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::error::ConnectorError;
 use parking_lot::Mutex;
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -103,7 +104,7 @@ impl RdKafkaTransport {
         }
         self.group
             .as_ref()
-            .ok_or_else(|| EngineError::Internal("Kafka group consumer missing".into()))
+            .ok_or_else(|| ConnectorError::bug("Kafka group consumer missing").into())
     }
 
     /// The sink's mark lives as the group's committed offset of the output topic's partition 0
@@ -119,7 +120,7 @@ impl RdKafkaTransport {
         self.open()?;
         self.producer
             .as_ref()
-            .ok_or_else(|| EngineError::Internal("Kafka producer missing".into()))
+            .ok_or_else(|| ConnectorError::bug("Kafka producer missing").into())
     }
 }
 
@@ -185,7 +186,7 @@ impl Transport for RdKafkaTransport {
         let failed = self.context.failures.last.lock().take();
         match (flushed, failed) {
             (Err(e), _) => Err(e),
-            (Ok(()), Some(e)) => Err(EngineError::External(format!("Kafka delivery failed: {e}"))),
+            (Ok(()), Some(e)) => Err(ConnectorError::KafkaDelivery(e).into()),
             (Ok(()), None) => Ok(()),
         }
     }
@@ -214,7 +215,7 @@ impl Transport for RdKafkaTransport {
         let group = self
             .group()?
             .group_metadata()
-            .ok_or_else(|| EngineError::Internal("Kafka group metadata missing".into()))?;
+            .ok_or_else(|| ConnectorError::bug("Kafka group metadata missing"))?;
         self.producer()?
             .send_offsets_to_transaction(&offsets, &group, OPERATION_TIMEOUT)
             .map_err(external)
@@ -238,7 +239,7 @@ impl Transport for RdKafkaTransport {
 }
 
 pub(super) fn external(e: KafkaError) -> EngineError {
-    EngineError::External(format!("Kafka: {e}"))
+    ConnectorError::Kafka(e).into()
 }
 
 /// The output topic must exist.
@@ -253,8 +254,9 @@ pub(super) fn check_topics(config: &KafkaSinkConfig) -> Result<()> {
         .unwrap_or_default();
     let metadata = consumer
         .fetch_metadata(None, OPERATION_TIMEOUT)
-        .map_err(|e| {
-            EngineError::External(format!("cannot reach the Kafka broker at {bootstrap}: {e}"))
+        .map_err(|source| ConnectorError::KafkaUnreachable {
+            bootstrap: bootstrap.clone(),
+            source,
         })?;
     let exists = metadata
         .topics()

@@ -19,6 +19,7 @@
 
 mod changes;
 mod runner;
+mod runtime;
 mod status;
 
 use std::sync::Arc;
@@ -33,6 +34,7 @@ use crate::options::Options;
 
 pub use changes::ChangeTracker;
 pub use runner::{SinkDurability, SinkInput, spawn_sink};
+pub use runtime::{SinkCheckpointing, SinkDefinition, SinkRuntime};
 pub use status::{SinkState, SinkStatus};
 
 /// `FORMAT PLAIN | UPSERT`: what a sink emits for a view's changes.

@@ -7,8 +7,9 @@ use std::sync::Arc;
 use datafusion::logical_expr::Expr;
 use datafusion::physical_expr::PhysicalExpr;
 use weir_engine::over_window::{OverCall, OverWindow, OverWindowSpec};
+use weir_engine::view_runtime::ViewInput;
 
-use super::{PlanContext, PlannedInput, Stage, physical, unsupported};
+use super::{PlanContext, Stage, physical, unsupported};
 use crate::error::{Result, SqlError, SqlErrorKind};
 
 /// Plans `window` on top of its input's stage.
@@ -115,8 +116,8 @@ pub(crate) fn plan_window(
 
 /// Rows are released in the order of the watermark, so ORDER BY must be the event time the
 /// watermark tracks.
-fn check_event_time(order: &Expr, input: &PlannedInput) -> Result<()> {
-    let PlannedInput::Source(source) = input else {
+fn check_event_time(order: &Expr, input: &ViewInput) -> Result<()> {
+    let ViewInput::Source(source) = input else {
         return Ok(());
     };
     let Some(watermark) = &source.watermark else {

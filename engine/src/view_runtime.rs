@@ -1,0 +1,253 @@
+//! Running a planned view: the SQL layer hands over a [`ViewPipeline`] (input, operators, output
+//! schema) and the engine does the rest. [`ViewRuntime::build`] makes the view's table and change
+//! fan-out, restores what the newest checkpoint holds for it, and opens its input (a reader of
+//! its own on a source, or a subscription to an upstream view); [`ViewRuntime::into_start`]
+//! registers it with the checkpoint coordinator and hands back what starts its tasks.
+//!
+//! The two steps are apart because the caller publishes the view in between (catalog, query
+//! context, persisted definition) and, during recovery, holds every start until all views are
+//! back, so a view reading another subscribes before the upstream produces anything new.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use datafusion::arrow::datatypes::SchemaRef;
+use tracing::info;
+
+use crate::catalog::{Catalog, SourceEntry, ViewEntry};
+use crate::checkpoint::recovery::RecoveredView;
+use crate::checkpoint::{CheckpointCoordinator, PipelineRestore};
+use crate::error::Result;
+use crate::fanout::Fanout;
+use crate::operator::StreamOperator;
+use crate::pipeline::{
+    Durability, PipelineInput, PipelineStatus, RunningPipeline, spawn_pipeline, view_state,
+};
+use crate::source::{ReaderContext, SourceTaskConfig};
+use crate::source_metrics::ReaderMetrics;
+use crate::view_table::{SegmentStore, ViewTable};
+
+/// Where a view's rows come from.
+#[derive(Debug, Clone)]
+pub enum ViewInput {
+    /// A source, read by a reader of the view's own.
+    Source(Arc<SourceEntry>),
+    /// Another (append-only) view.
+    View(Arc<ViewEntry>),
+}
+
+impl ViewInput {
+    /// Name of the input.
+    pub fn name(&self) -> &str {
+        match self {
+            ViewInput::Source(s) => &s.name,
+            ViewInput::View(v) => &v.name,
+        }
+    }
+}
+
+/// A planned view, ready to run: what the planner produces and the runtime consumes.
+pub struct ViewPipeline {
+    /// The input.
+    pub input: ViewInput,
+    /// Operators in order.
+    pub operators: Vec<Box<dyn StreamOperator>>,
+    /// True when the view shows provisional rows.
+    pub updating: bool,
+    /// Output schema.
+    pub schema: SchemaRef,
+    /// EXPLAIN text.
+    pub explain: String,
+}
+
+/// A view's part in checkpoints, when the database has a data directory.
+pub struct ViewCheckpointing {
+    /// The view's id (its incarnation: a view dropped and re-created gets a new one).
+    pub id: String,
+    /// The coordinator its pipeline registers with.
+    pub coordinator: Arc<CheckpointCoordinator>,
+    /// Where its segments live.
+    pub segments: SegmentStore,
+    /// Its state in the checkpoint being recovered from, if any.
+    pub recovered: Option<RecoveredView>,
+}
+
+/// What starts a view's (or a sink's) tasks; run at once, or held until recovery completes.
+pub type PipelineStart = Box<dyn FnOnce() + Send>;
+
+/// A view built from its plan, not yet running.
+pub struct ViewRuntime {
+    entry: Arc<ViewEntry>,
+    /// None when the view had ended at the checkpoint: nothing left to run.
+    input: Option<PipelineInput>,
+    operators: Vec<Box<dyn StreamOperator>>,
+    checkpointing: Option<(String, Arc<CheckpointCoordinator>)>,
+    restore: PipelineRestore,
+}
+
+impl ViewRuntime {
+    /// Builds the view `name` (defined by `sql`) from `pipeline`: table, fan-out, restored state
+    /// and an open input. Nothing runs yet and nothing is published.
+    pub async fn build(
+        name: &str,
+        sql: &str,
+        pipeline: ViewPipeline,
+        catalog: &Catalog,
+        checkpointing: Option<ViewCheckpointing>,
+    ) -> Result<Self> {
+        let ViewPipeline {
+            input: planned,
+            operators,
+            updating,
+            schema,
+            explain,
+        } = pipeline;
+        let (table, recovered, checkpointing) = match checkpointing {
+            Some(c) => (
+                ViewTable::with_segments(Arc::clone(&schema), c.segments),
+                c.recovered,
+                Some((c.id, c.coordinator)),
+            ),
+            None => (ViewTable::new(Arc::clone(&schema)), None, None),
+        };
+        let table = Arc::new(table);
+        let fanout = Arc::new(Fanout::new(Arc::clone(&table)));
+        let status = Arc::new(PipelineStatus::default());
+        let mut restore = PipelineRestore::default();
+        let mut ended = false;
+        if let Some(r) = recovered {
+            let watermark = r.watermark();
+            ended = r.entry.ended;
+            table.restore(r.segments, r.provisional)?;
+            fanout.restore(watermark, ended).await;
+            status.rows_in.store(r.entry.rows_in, Ordering::Relaxed);
+            restore = r.restore;
+            info!(view = %name, rows = table.appended_rows(), ended, "view restored from checkpoint");
+        }
+        let resumed = restore.source.is_some() || !restore.operators.is_empty() || ended;
+        let mut reader_metrics = None;
+        let input = match &planned {
+            _ if ended => None,
+            ViewInput::Source(source) => {
+                let metrics = catalog.source_metrics.register(&source.name, name);
+                reader_metrics = Some(Arc::clone(&metrics));
+                Some(open_source(source, name, metrics, catalog, &restore)?)
+            }
+            // A recovered view already holds what the upstream view had at the checkpoint.
+            ViewInput::View(upstream) if resumed => Some(PipelineInput::View {
+                backfill: Vec::new(),
+                live: upstream.fanout.subscribe_live().await,
+            }),
+            ViewInput::View(upstream) => {
+                let (backfill, live) = upstream.fanout.subscribe().await?;
+                Some(PipelineInput::View { backfill, live })
+            }
+        };
+        let entry = Arc::new(ViewEntry {
+            name: name.to_string(),
+            sql: sql.to_string(),
+            table,
+            fanout,
+            inputs: vec![planned.name().to_string()],
+            updating,
+            explain,
+            status,
+            reader_metrics,
+            pipeline: parking_lot::Mutex::new(None),
+        });
+        Ok(Self {
+            entry,
+            input,
+            operators,
+            checkpointing,
+            restore,
+        })
+    }
+
+    /// The view's catalog entry (its table is what queries read).
+    pub fn entry(&self) -> &Arc<ViewEntry> {
+        &self.entry
+    }
+
+    /// Registers the view with the checkpoint coordinator and returns what starts its pipeline,
+    /// or None when the view had ended at the checkpoint (then it only keeps its rows).
+    pub async fn into_start(self) -> Option<PipelineStart> {
+        let Self {
+            entry,
+            input,
+            operators,
+            checkpointing,
+            restore,
+        } = self;
+        let Some(input) = input else {
+            entry.status.finish();
+            if let Some((id, coordinator)) = &checkpointing {
+                let state = view_state(&entry.fanout, &entry.status).await;
+                coordinator.register_ended(
+                    &entry.name,
+                    id,
+                    Arc::clone(&entry.table),
+                    Arc::clone(&entry.status),
+                    state,
+                );
+            }
+            return None;
+        };
+        let durability = checkpointing.map(|(id, coordinator)| {
+            let (upstream_views, reads_source) = match &input {
+                PipelineInput::Source { .. } => (Vec::new(), true),
+                PipelineInput::View { .. } => (entry.inputs.clone(), false),
+            };
+            Durability {
+                link: coordinator.register(
+                    &entry.name,
+                    &id,
+                    upstream_views,
+                    reads_source,
+                    Arc::clone(&entry.table),
+                    Arc::clone(&entry.status),
+                ),
+                restore,
+            }
+        });
+        Some(Box::new(move || {
+            let running: RunningPipeline = spawn_pipeline(
+                &entry.name,
+                input,
+                operators,
+                Arc::clone(&entry.fanout),
+                Arc::clone(&entry.status),
+                durability,
+            );
+            *entry.pipeline.lock() = Some(running);
+        }))
+    }
+}
+
+/// A reader of the view's own on `source`, resuming where the checkpoint left it.
+fn open_source(
+    source: &SourceEntry,
+    view: &str,
+    metrics: Arc<ReaderMetrics>,
+    catalog: &Catalog,
+    restore: &PipelineRestore,
+) -> Result<PipelineInput> {
+    let context = ReaderContext {
+        source: source.name.clone(),
+        metrics,
+        errors: Arc::clone(&catalog.source_errors),
+        bad_records: source.bad_records,
+        resume: restore.source.as_ref().and_then(|r| r.position.clone()),
+    };
+    tracing::debug!(view, source = %source.name, "opening a source reader");
+    Ok(PipelineInput::Source {
+        reader: source.provider.open(context.clone())?,
+        config: SourceTaskConfig {
+            watermark: source.watermark.clone(),
+            idle_timeout: source.idle_timeout,
+            max_future: source.max_future,
+            context,
+            restore: restore.source.clone().map(Box::new),
+        },
+    })
+}
