@@ -17,6 +17,7 @@ use crate::sink::SinkStatus;
 use crate::source::{SourceProvider, WatermarkSpec};
 use crate::source_errors::{BadRecords, SourceErrorLog};
 use crate::source_metrics::{ReaderMetrics, SourceMetricsRegistry};
+use crate::stream_props::StreamProps;
 use crate::view_table::ViewTable;
 
 /// A defined source.
@@ -58,8 +59,9 @@ pub struct ViewEntry {
     pub fanout: Arc<Fanout>,
     /// Sources and views this view reads.
     pub inputs: Vec<String>,
-    /// True when the view shows provisional rows (open windows, updating aggregates).
-    pub updating: bool,
+    /// What the view's stream promises its readers: append-only or updating, its key, the
+    /// column that seals rows. A view is "updating" when it is not append-only.
+    pub props: StreamProps,
     /// The pipeline, printed by EXPLAIN.
     pub explain: String,
     /// Pipeline status, shared with its tasks.

@@ -1,6 +1,9 @@
 //! A view's output stream, shared by the views that read it. A new reader is backfilled with the
 //! view's current rows and watermark under the same lock the writer holds while it applies and
 //! forwards a message, so it sees every row exactly once.
+//!
+//! Readers choose what they follow ([`ReadMode`]): every change, or, for an updating view, only
+//! rows that became final (sealed by the watermark), each once: what a PLAIN sink writes.
 
 use std::sync::Arc;
 
@@ -13,10 +16,26 @@ use crate::view_table::ViewTable;
 /// Bounded capacity of every pipeline channel: backpressure, never an unbounded queue.
 pub const CHANNEL_CAPACITY: usize = 16;
 
+/// What a reader of a view follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadMode {
+    /// Every change, as the view's stream has it.
+    Changes,
+    /// An updating view's final rows only, as appended `Data` when the watermark (or the end
+    /// of the input) seals them. For an append-only view the same as `Changes`.
+    Sealed,
+}
+
+#[derive(Debug)]
+struct Subscriber {
+    tx: mpsc::Sender<Message>,
+    mode: ReadMode,
+}
+
 #[derive(Debug, Default)]
 struct Inner {
     /// Downstream pipelines reading this view.
-    subscribers: Vec<mpsc::Sender<Message>>,
+    subscribers: Vec<Subscriber>,
     /// Latest watermark forwarded, handed to new readers after their backfill.
     watermark: Option<Watermark>,
     /// The view's input ended; new readers get `End` after their backfill.
@@ -42,21 +61,43 @@ impl Fanout {
     /// Applies `message` to the view and forwards it to every reader (waiting on full readers).
     pub async fn publish(&self, message: Message) -> Result<()> {
         let mut inner = self.inner.lock().await;
+        let mut sealed = Vec::new();
         match &message {
             Message::Data(batch) => self.table.append(batch.clone())?,
+            Message::Changes(changes) => self.table.apply(changes.clone())?,
             Message::Upsert(rows) => self.table.upsert(rows.clone())?,
             Message::Finalize(rows) => self.table.finalize(rows.clone())?,
-            Message::Watermark(w) => inner.watermark = Some(*w),
-            Message::End => inner.ended = true,
+            Message::Watermark(w) => {
+                if let Watermark::EventTime(t) = w {
+                    sealed = self.table.seal(*t)?;
+                }
+                inner.watermark = Some(*w);
+            }
+            Message::End => {
+                sealed = self.table.seal_all()?;
+                inner.ended = true;
+            }
             Message::Barrier(_) => {}
         }
         if inner.subscribers.is_empty() {
             return Ok(());
         }
+        let updating = self.table.is_updating();
         let mut alive = Vec::with_capacity(inner.subscribers.len());
-        for tx in inner.subscribers.drain(..) {
-            if tx.send(message.clone()).await.is_ok() {
-                alive.push(tx);
+        'readers: for reader in inner.subscribers.drain(..) {
+            if reader.mode == ReadMode::Sealed && updating {
+                if matches!(message, Message::Changes(_)) {
+                    alive.push(reader);
+                    continue;
+                }
+                for rows in &sealed {
+                    if reader.tx.send(Message::Data(rows.clone())).await.is_err() {
+                        continue 'readers;
+                    }
+                }
+            }
+            if reader.tx.send(message.clone()).await.is_ok() {
+                alive.push(reader);
             }
         }
         inner.subscribers = alive;
@@ -88,41 +129,46 @@ impl Fanout {
 
     /// A reader that already has the view's current rows (a view restored from a checkpoint
     /// taken at the same barrier): live messages only.
-    pub async fn subscribe_live(&self) -> mpsc::Receiver<Message> {
+    pub async fn subscribe_live(&self, mode: ReadMode) -> mpsc::Receiver<Message> {
         let mut inner = self.inner.lock().await;
         let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
         if inner.ended {
             let _ = tx.try_send(Message::End);
         } else {
-            inner.subscribers.push(tx);
+            inner.subscribers.push(Subscriber { tx, mode });
         }
         rx
     }
 
-    /// A new change reader (a sink): final rows as `Data` and open partitions as `Upsert`, the
-    /// watermark, then a live receiver.
-    pub async fn subscribe_changes(&self) -> Result<(Vec<Message>, mpsc::Receiver<Message>)> {
-        self.subscribe_with(true).await
+    /// A new change reader (a sink): final rows as `Data` and, in `Changes` mode, the rows that
+    /// can still change as inserts; the watermark; then a live receiver.
+    pub async fn subscribe_changes(
+        &self,
+        mode: ReadMode,
+    ) -> Result<(Vec<Message>, mpsc::Receiver<Message>)> {
+        self.subscribe_with(Some(mode)).await
     }
 
     /// A new reader: the messages that replay the view's current state, then a live receiver.
     pub async fn subscribe(&self) -> Result<(Vec<Message>, mpsc::Receiver<Message>)> {
-        self.subscribe_with(false).await
+        self.subscribe_with(None).await
     }
 
     /// The backfill (every current row as `Data`, or as changes when `changes`) and the live
     /// receiver, taken under the lock the writer holds while publishing.
     async fn subscribe_with(
         &self,
-        changes: bool,
+        changes: Option<ReadMode>,
     ) -> Result<(Vec<Message>, mpsc::Receiver<Message>)> {
         if let Some(why) = self.table.failure() {
             // Nothing more will come: a reader would wait forever.
             return Err(crate::error::EngineError::ViewFailed(why));
         }
         let mut inner = self.inner.lock().await;
-        let mut backfill = if changes {
-            self.table.snapshot_changes().await?
+        let mut backfill = if let Some(mode) = changes {
+            self.table
+                .snapshot_changes(mode == ReadMode::Changes)
+                .await?
         } else {
             self.table
                 .snapshot()
@@ -138,7 +184,10 @@ impl Fanout {
         if inner.ended {
             backfill.push(Message::End);
         } else {
-            inner.subscribers.push(tx);
+            inner.subscribers.push(Subscriber {
+                tx,
+                mode: changes.unwrap_or(ReadMode::Changes),
+            });
         }
         Ok((backfill, rx))
     }

@@ -15,9 +15,20 @@
 //! ```
 //!
 //! Stages are tokio tasks joined by bounded channels ([`fanout::CHANNEL_CAPACITY`]); backpressure
-//! is a full channel. Control is in-band: [`message::Message`] carries data (`Data` appends,
-//! `Upsert`/`Finalize` for the provisional rows of open windows), `Watermark`, `Barrier` and `End`
-//! in one ordered stream.
+//! is a full channel. Control is in-band: [`message::Message`] carries data (`Data` appends;
+//! `Changes`, the changelog: rows plus an op per row, inserts / update pairs / deletes, see
+//! [`changes`]), `Watermark`, `Barrier` and `End` in one ordered stream. `Upsert`/`Finalize`
+//! (whole-window replacement) are being retired; nothing produces them any more.
+//!
+//! ## The changelog ([`changes`], [`stream_props`])
+//!
+//! Every stream has [`stream_props::StreamProps`], derived by the planner: append-only or
+//! retract, the key of its live rows, the column that seals them. Append-only streams carry
+//! no op array and keep their fast paths. An updating aggregate emits only groups whose values
+//! changed (`diff_by_position`), as update pairs; its view holds the rows that can still change
+//! in [`live_rows::LiveRows`] (keyed, vectorised, [`keyed_rows::KeyedRows`]) and the watermark
+//! seals whole partitions (windows) into final rows. Readers follow every change, or only
+//! sealed rows ([`fanout::ReadMode`]): what a PLAIN sink writes.
 //!
 //! ## Checkpoints ([`checkpoint`])
 //!
@@ -45,8 +56,8 @@
 //!
 //! ## Sinks ([`sink`])
 //!
-//! A sink task reads a view's change stream (final rows as `Data`/`Finalize`, open windows as
-//! `Upsert`), turns it into inserts / upserts / deletes ([`sink::ChangeTracker`]) and drives a
+//! A sink task reads a view's change stream (every change for UPSERT, sealed rows for PLAIN),
+//! turns it into inserts / upserts / deletes ([`sink::ChangeTracker`]) and drives a
 //! connector's [`sink::SinkWriter`] through two phases: `pre_commit` at the barrier (its state
 //! goes into the checkpoint), `commit` once the coordinator announces the manifest durable
 //! ([`checkpoint::CheckpointOutcomes`]). Rows after the barrier wait until then, so a commit
@@ -70,7 +81,8 @@
 //! - [`function_library::FunctionLibrary`]: functions streaming views run incrementally
 //!   (`weir-udf` is one); registered when the database is built.
 //! - [`operator::StreamOperator`]: one required method (`process_batch`), everything else is a
-//!   defaulted hook (`on_watermark`, `on_tick`, `snapshot`/`restore`, `on_end`, …).
+//!   defaulted hook (`process_changes`, `on_watermark`, `on_tick`, `before_barrier`,
+//!   `snapshot`/`restore`, `on_end`, …).
 //! - [`source::SourceProvider`] / [`source::Source`]: connectors; `Source::position` makes one
 //!   resumable after a crash.
 //! - [`sink::SinkFactory`] / [`sink::SinkWriter`]: sink connectors; `recover` finishes what a
@@ -95,17 +107,24 @@
 //!   ([`source_metrics::SourceMetricsRegistry`]).
 //! - Exactly once across crashes: a view's persisted rows, its operators' state and its source
 //!   position are all taken at the same barrier, and nothing after it is kept.
-//! - A view never shows a window twice: an open window's provisional rows are replaced by its
-//!   final rows under one lock ([`view_table::ViewTable::finalize`]).
+//! - A view never shows a row twice: changes apply by key under the table's lock, and sealing
+//!   moves a partition's rows to the final rows under the same lock
+//!   ([`view_table::ViewTable::apply`], [`view_table::ViewTable::seal`]).
+//! - Change streams keep the changelog's rules ([`changes::ChangelogChecker`] checks them in
+//!   tests): update pairs adjacent in one batch, a retraction carries the full live row, at most
+//!   [`changes::MAX_CHANGES_ROWS`] rows per message.
 
 pub mod bounded_log;
 pub mod catalog;
+pub mod changes;
 pub mod checked_offsets;
 pub mod checkpoint;
 pub mod error;
 pub mod fanout;
 pub mod function_library;
+pub mod keyed_rows;
 pub mod late_rows;
+pub mod live_rows;
 pub mod message;
 pub mod operator;
 pub mod options;
@@ -116,6 +135,7 @@ pub mod source;
 pub mod source_errors;
 pub mod source_metrics;
 pub mod stateless;
+pub mod stream_props;
 pub mod time;
 pub mod view_runtime;
 pub mod view_table;

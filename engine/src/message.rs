@@ -5,6 +5,8 @@
 
 use datafusion::arrow::record_batch::RecordBatch;
 
+use crate::changes::Changes;
+
 /// Event time in nanoseconds since the Unix epoch (UTC).
 pub type EventTime = i64;
 
@@ -43,6 +45,9 @@ pub struct PartitionRows {
 pub enum Message {
     /// Rows appended to the stream (inserts; final results).
     Data(RecordBatch),
+    /// Row-level changes: inserts, updates (as adjacent before/after pairs) and deletes. The one
+    /// data message once the window-shaped `Upsert`/`Finalize` are retired.
+    Changes(Changes),
     /// Provisional rows: the rows of `partition` are now exactly these, replacing any earlier
     /// `Upsert` of it (an open window's current values).
     Upsert(PartitionRows),
@@ -61,6 +66,7 @@ impl Message {
     pub fn kind(&self) -> &'static str {
         match self {
             Message::Data(_) => "data",
+            Message::Changes(_) => "changes",
             Message::Upsert(_) => "upsert",
             Message::Finalize(_) => "finalize",
             Message::Watermark(_) => "watermark",

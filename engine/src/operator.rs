@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use crate::changes::Changes;
 use crate::checkpoint::OperatorState;
 use crate::error::{EngineError, Result};
 use crate::message::{CheckpointBarrier, Message, PartitionRows, Watermark};
@@ -26,6 +27,21 @@ impl Collector {
         }
     }
 
+    /// Emit row-level changes (skipping empty ones), in pieces of at most
+    /// [`crate::changes::MAX_CHANGES_ROWS`] rows.
+    pub fn changes(&mut self, changes: Changes) {
+        if changes.is_empty() {
+            return;
+        }
+        if changes.num_rows() <= crate::changes::MAX_CHANGES_ROWS {
+            self.out.push(Message::Changes(changes));
+            return;
+        }
+        for piece in changes.chunks(crate::changes::MAX_CHANGES_ROWS) {
+            self.out.push(Message::Changes(piece));
+        }
+    }
+
     /// Take everything emitted so far.
     pub fn drain(&mut self) -> std::vec::Drain<'_, Message> {
         self.out.drain(..)
@@ -40,6 +56,18 @@ pub trait StreamOperator: Send {
 
     /// Process appended rows.
     fn process_batch(&mut self, batch: RecordBatch, out: &mut Collector) -> Result<()>;
+
+    /// Process row-level changes. Inserts alone are appended rows and go to
+    /// [`StreamOperator::process_batch`]; operators that can consume retractions override this.
+    fn process_changes(&mut self, changes: Changes, out: &mut Collector) -> Result<()> {
+        match changes.into_inserts() {
+            Some(rows) => self.process_batch(rows, out),
+            None => Err(EngineError::NotSupported(format!(
+                "{} cannot consume updates or deletes",
+                self.name()
+            ))),
+        }
+    }
 
     /// Process provisional rows of a partition. Operators that cannot consume updates refuse.
     fn process_upsert(&mut self, rows: PartitionRows, out: &mut Collector) -> Result<()> {
@@ -67,6 +95,14 @@ pub trait StreamOperator: Send {
     ) -> Result<Option<Watermark>> {
         let _ = out;
         Ok(Some(watermark))
+    }
+
+    /// A checkpoint barrier reached the operator, before [`StreamOperator::snapshot`]: emit
+    /// what must precede the barrier (an aggregate flushes pending changes, so the checkpoint
+    /// holds downstream exactly what the state says).
+    fn before_barrier(&mut self, barrier: CheckpointBarrier, out: &mut Collector) -> Result<()> {
+        let _ = (barrier, out);
+        Ok(())
     }
 
     /// A checkpoint barrier reached the operator: its state as of now, without losing it.

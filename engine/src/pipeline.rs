@@ -251,10 +251,10 @@ pub fn spawn_pipeline(
                 // The view's side of the checkpoint is taken after the barrier is applied
                 // and forwarded, so it holds exactly the rows that preceded the barrier.
                 if let Some(epoch) = barrier {
-                    let state = view_state(&fanout, &status).await;
+                    let state = view_state(&fanout, &status).await?;
                     let _ = reports.send(CheckpointReport::View { epoch, state });
                 } else if end {
-                    let state = view_state(&fanout, &status).await;
+                    let state = view_state(&fanout, &status).await?;
                     let _ = reports.send(CheckpointReport::Ended {
                         state,
                         operators: Vec::new(),
@@ -315,14 +315,14 @@ pub(crate) async fn supervised(
 }
 
 /// The view's side of a checkpoint: its final-row count, provisional rows, watermark, rows read.
-pub async fn view_state(fanout: &Fanout, status: &PipelineStatus) -> ViewState {
+pub async fn view_state(fanout: &Fanout, status: &PipelineStatus) -> Result<ViewState> {
     let table = fanout.table();
-    ViewState {
+    Ok(ViewState {
         appended_rows: table.appended_rows(),
-        provisional: table.provisional(),
+        provisional: table.provisional()?,
         watermark: fanout.watermark().await,
         rows_in: status.rows_in.load(Ordering::Relaxed),
-    }
+    })
 }
 
 /// An operator's place in the pipeline, for checkpoints.
@@ -379,6 +379,14 @@ async fn run_operator(
                 }
                 op.process_batch(batch, &mut out)?
             }
+            Message::Changes(changes) => {
+                if count_input {
+                    status
+                        .rows_in
+                        .fetch_add(changes.num_rows() as u64, Ordering::Relaxed);
+                }
+                op.process_changes(changes, &mut out)?
+            }
             Message::Upsert(rows) => op.process_upsert(rows, &mut out)?,
             Message::Finalize(rows) => op.process_finalize(rows, &mut out)?,
             Message::Watermark(w) => {
@@ -388,6 +396,7 @@ async fn run_operator(
                 }
             }
             Message::Barrier(b) => {
+                op.before_barrier(b, &mut out)?;
                 // Reported before the barrier is forwarded: the coordinator has every stage's
                 // state once the view writer reports.
                 if let Some(reports) = &stage.reports {

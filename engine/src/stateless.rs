@@ -9,6 +9,7 @@ use datafusion::arrow::compute::filter_record_batch;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::physical_expr::PhysicalExpr;
 
+use crate::changes::Changes;
 use crate::error::{EngineError, Result};
 use crate::message::{Message, PartitionRows};
 use crate::operator::{Collector, StreamOperator};
@@ -99,6 +100,36 @@ impl StatelessOperator {
         Ok(batch)
     }
 
+    /// Apply all steps to changes: the steps see the rows as they are, a filter's mask also
+    /// filters the ops (repairing update pairs it splits), and update pairs a projection made
+    /// identical are dropped.
+    pub fn apply_changes(&self, changes: Changes) -> Result<Changes> {
+        if changes.ops().is_none() {
+            return Ok(Changes::inserts(self.apply(changes.into_parts().0)?));
+        }
+        let mut changes = changes;
+        for step in &self.steps {
+            if changes.is_empty() && !matches!(step, Step::Project { .. }) {
+                continue;
+            }
+            changes = match step {
+                Step::Filter(predicate) => {
+                    let rows = changes.rows();
+                    let mask = predicate.evaluate(rows)?.into_array(rows.num_rows())?;
+                    let mask = mask.as_boolean_opt().ok_or_else(|| {
+                        EngineError::Internal(format!("filter {predicate} did not return booleans"))
+                    })?;
+                    changes.filter(mask)?
+                }
+                Step::Project { .. } | Step::Tumble(_) => {
+                    let rows = step.apply(changes.rows())?;
+                    changes.with_rows(rows)?
+                }
+            };
+        }
+        Ok(changes)
+    }
+
     /// The steps, for EXPLAIN.
     pub fn steps(&self) -> &[Step] {
         &self.steps
@@ -112,6 +143,11 @@ impl StreamOperator for StatelessOperator {
 
     fn process_batch(&mut self, batch: RecordBatch, out: &mut Collector) -> Result<()> {
         out.data(self.apply(batch)?);
+        Ok(())
+    }
+
+    fn process_changes(&mut self, changes: Changes, out: &mut Collector) -> Result<()> {
+        out.changes(self.apply_changes(changes)?);
         Ok(())
     }
 
@@ -140,5 +176,66 @@ impl StreamOperator for StatelessOperator {
             .map(Step::describe)
             .collect::<Vec<_>>()
             .join("\n  ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use datafusion::arrow::array::{Int64Array, RecordBatch, StringArray};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    use datafusion::logical_expr::Operator;
+    use datafusion::physical_expr::expressions::{binary, col, lit};
+
+    use super::*;
+    use crate::changes::Op;
+
+    fn rows(keys: &[&str], values: &[i64]) -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("k", DataType::Utf8, false),
+            Field::new("v", DataType::Int64, false),
+        ]));
+        RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(StringArray::from(keys.to_vec())),
+                Arc::new(Int64Array::from(values.to_vec())),
+            ],
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn filter_and_projection_keep_the_changelog_consistent() {
+        let input = rows(&["a", "a", "b", "b", "c"], &[1, 5, 6, 7, 9]);
+        let schema = input.schema();
+        let v_over_2 =
+            binary(col("v", &schema).unwrap(), Operator::Gt, lit(2i64), &schema).unwrap();
+        let k_only = Arc::new(Schema::new(vec![Field::new("k", DataType::Utf8, false)]));
+        let op = StatelessOperator::new(vec![
+            Step::Filter(v_over_2),
+            Step::Project {
+                exprs: vec![col("k", &schema).unwrap()],
+                schema: k_only,
+            },
+        ]);
+        let changes = Changes::from_ops(
+            input,
+            &[
+                Op::UpdateBefore,
+                Op::UpdateAfter,
+                Op::UpdateBefore,
+                Op::UpdateAfter,
+                Op::Delete,
+            ],
+        )
+        .unwrap();
+        let out = op.apply_changes(changes).unwrap();
+        // a: 1 → 5 enters the filter, so it is an insert; b: 6 → 7 projects to the same row and
+        // disappears; c's delete passes.
+        let ops: Vec<Op> = (0..out.num_rows()).map(|i| out.op(i)).collect();
+        assert_eq!(ops, vec![Op::Insert, Op::Delete]);
+        assert_eq!(out.rows().num_columns(), 1);
     }
 }

@@ -18,13 +18,14 @@ use crate::catalog::{Catalog, SourceEntry, ViewEntry};
 use crate::checkpoint::recovery::RecoveredView;
 use crate::checkpoint::{CheckpointCoordinator, PipelineRestore};
 use crate::error::Result;
-use crate::fanout::Fanout;
+use crate::fanout::{Fanout, ReadMode};
 use crate::operator::StreamOperator;
 use crate::pipeline::{
     Durability, PipelineInput, PipelineStatus, RunningPipeline, spawn_pipeline, view_state,
 };
 use crate::source::{ReaderContext, SourceTaskConfig};
 use crate::source_metrics::ReaderMetrics;
+use crate::stream_props::StreamProps;
 use crate::view_table::{SegmentStore, ViewTable};
 
 /// Where a view's rows come from.
@@ -52,8 +53,8 @@ pub struct ViewPipeline {
     pub input: ViewInput,
     /// Operators in order.
     pub operators: Vec<Box<dyn StreamOperator>>,
-    /// True when the view shows provisional rows.
-    pub updating: bool,
+    /// What the view's stream promises: kind, key, sealing column.
+    pub props: StreamProps,
     /// Output schema.
     pub schema: SchemaRef,
     /// EXPLAIN text.
@@ -98,17 +99,21 @@ impl ViewRuntime {
         let ViewPipeline {
             input: planned,
             operators,
-            updating,
+            props,
             schema,
             explain,
         } = pipeline;
         let (table, recovered, checkpointing) = match checkpointing {
             Some(c) => (
-                ViewTable::with_segments(Arc::clone(&schema), c.segments),
+                ViewTable::with_segments(Arc::clone(&schema), c.segments).updating(&props),
                 c.recovered,
                 Some((c.id, c.coordinator)),
             ),
-            None => (ViewTable::new(Arc::clone(&schema)), None, None),
+            None => (
+                ViewTable::new(Arc::clone(&schema)).updating(&props),
+                None,
+                None,
+            ),
         };
         let table = Arc::new(table);
         let fanout = Arc::new(Fanout::new(Arc::clone(&table)));
@@ -136,7 +141,7 @@ impl ViewRuntime {
             // A recovered view already holds what the upstream view had at the checkpoint.
             ViewInput::View(upstream) if resumed => Some(PipelineInput::View {
                 backfill: Vec::new(),
-                live: upstream.fanout.subscribe_live().await,
+                live: upstream.fanout.subscribe_live(ReadMode::Changes).await,
             }),
             ViewInput::View(upstream) => {
                 let (backfill, live) = upstream.fanout.subscribe().await?;
@@ -149,7 +154,7 @@ impl ViewRuntime {
             table,
             fanout,
             inputs: vec![planned.name().to_string()],
-            updating,
+            props,
             explain,
             status,
             reader_metrics,
@@ -182,14 +187,20 @@ impl ViewRuntime {
         let Some(input) = input else {
             entry.status.finish();
             if let Some((id, coordinator)) = &checkpointing {
-                let state = view_state(&entry.fanout, &entry.status).await;
-                coordinator.register_ended(
-                    &entry.name,
-                    id,
-                    Arc::clone(&entry.table),
-                    Arc::clone(&entry.status),
-                    state,
-                );
+                match view_state(&entry.fanout, &entry.status).await {
+                    Ok(state) => coordinator.register_ended(
+                        &entry.name,
+                        id,
+                        Arc::clone(&entry.table),
+                        Arc::clone(&entry.status),
+                        state,
+                    ),
+                    // Only reading the restored rows back can fail here; the view then says so
+                    // rather than checkpointing a state it could not read.
+                    Err(e) => entry
+                        .table
+                        .mark_failed(format!("its restored rows cannot be read: {e}")),
+                }
             }
             return None;
         };

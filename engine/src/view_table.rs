@@ -29,10 +29,13 @@ use datafusion::datasource::source::DataSourceExec;
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::physical_plan::union::UnionExec;
 
+use crate::changes::Changes;
 use crate::checkpoint::CheckpointStore;
 use crate::checkpoint::manifest::FileRef;
 use crate::error::{EngineError, Result};
+use crate::live_rows::LiveRows;
 use crate::message::PartitionRows;
+use crate::stream_props::StreamProps;
 
 /// Appended batches are compacted once this many pile up, so scans stay cheap.
 const COMPACT_AFTER_BATCHES: usize = 256;
@@ -58,6 +61,8 @@ struct Contents {
     appended_rows: usize,
     /// Current rows of open partitions, by partition key.
     provisional: BTreeMap<i64, RecordBatch>,
+    /// An updating view's rows that can still change (None for append-only views).
+    live: Option<LiveRows>,
 }
 
 /// A view's rows.
@@ -81,6 +86,16 @@ impl ViewTable {
             segment_store: None,
             failure: parking_lot::Mutex::new(None),
         }
+    }
+
+    /// Makes the table hold an updating stream's rows: changes apply by key (`props.key`; a
+    /// multiset without one) and the watermark seals partitions of `props.sealed_by` into final
+    /// rows. Append-only streams keep the plain appending table.
+    pub fn updating(self, props: &StreamProps) -> Self {
+        if !props.is_append_only() {
+            self.contents.write().live = Some(LiveRows::new(Arc::clone(&self.schema), props));
+        }
+        self
     }
 
     /// An empty view whose committed rows are read from segments in `store`.
@@ -120,6 +135,64 @@ impl ViewTable {
         Ok(())
     }
 
+    /// Applies row-level changes. Inserts are appended; updates and deletes need a keyed view
+    /// table, which views whose input retracts rows get (until then they are refused here, so
+    /// a retraction can never be dropped silently).
+    pub fn apply(&self, changes: Changes) -> Result<()> {
+        let mut c = self.contents.write();
+        if let Some(live) = &mut c.live {
+            let (rows, ops) = changes.into_parts();
+            let rows = self.conform(rows)?;
+            let changes = match ops {
+                Some(ops) => Changes::try_new(rows, ops)?,
+                None => Changes::inserts(rows),
+            };
+            return live.apply(&changes);
+        }
+        drop(c);
+        match changes.into_inserts() {
+            Some(rows) => self.append(rows),
+            None => Err(EngineError::Internal(
+                "a view table that keeps only appended rows received updates or deletes".into(),
+            )),
+        }
+    }
+
+    /// True for an updating view (rows change by key until sealed).
+    pub fn is_updating(&self) -> bool {
+        self.contents.read().live.is_some()
+    }
+
+    /// The watermark (nanoseconds) reached the view: partitions it seals become final rows,
+    /// which are returned (for readers that want each final row once).
+    pub fn seal(&self, watermark: i64) -> Result<Vec<RecordBatch>> {
+        let mut c = self.contents.write();
+        let sealed = match &mut c.live {
+            Some(live) => live.seal(watermark)?,
+            None => return Ok(Vec::new()),
+        };
+        Self::append_sealed(&mut c, &sealed);
+        Ok(sealed)
+    }
+
+    /// The input ended: every live row is final.
+    pub fn seal_all(&self) -> Result<Vec<RecordBatch>> {
+        let mut c = self.contents.write();
+        let sealed = match &mut c.live {
+            Some(live) => live.seal_all()?,
+            None => return Ok(Vec::new()),
+        };
+        Self::append_sealed(&mut c, &sealed);
+        Ok(sealed)
+    }
+
+    fn append_sealed(c: &mut Contents, sealed: &[RecordBatch]) {
+        for batch in sealed.iter().filter(|b| b.num_rows() > 0) {
+            c.appended_rows += batch.num_rows();
+            c.appended.push(batch.clone());
+        }
+    }
+
     /// Replaces the provisional rows of a partition.
     pub fn upsert(&self, rows: PartitionRows) -> Result<()> {
         let batch = self.conform(rows.rows)?;
@@ -144,7 +217,7 @@ impl ViewTable {
 
     /// All current rows (final first, then provisional by partition), segments read back.
     pub async fn snapshot(&self) -> Result<Vec<RecordBatch>> {
-        let (segments, memory) = self.parts();
+        let (segments, memory) = self.parts()?;
         let mut out = Vec::new();
         if let Some(store) = &self.segment_store {
             for segment in &segments {
@@ -158,15 +231,21 @@ impl ViewTable {
     }
 
     /// The current rows as a change stream would deliver them: final rows (segments read back)
-    /// as `Data`, then each open partition's rows as an `Upsert`.
-    pub async fn snapshot_changes(&self) -> Result<Vec<crate::message::Message>> {
+    /// as `Data`, then each open partition's rows as an `Upsert` and, when `live`, the rows of
+    /// an updating view that can still change as inserts.
+    pub async fn snapshot_changes(&self, live: bool) -> Result<Vec<crate::message::Message>> {
         use crate::message::Message;
-        let (segments, appended, provisional) = {
+        let (segments, appended, provisional, live) = {
             let c = self.contents.read();
+            let live = match &c.live {
+                Some(rows) if live => rows.partitions()?,
+                _ => BTreeMap::new(),
+            };
             (
                 c.segments.clone(),
                 c.appended.clone(),
                 c.provisional.clone(),
+                live,
             )
         };
         let mut out = Vec::new();
@@ -182,6 +261,10 @@ impl ViewTable {
             provisional
                 .into_iter()
                 .map(|(partition, rows)| Message::Upsert(PartitionRows { partition, rows })),
+        );
+        out.extend(
+            live.into_values()
+                .map(|rows| Message::Changes(Changes::inserts(rows))),
         );
         Ok(out)
     }
@@ -215,9 +298,14 @@ impl ViewTable {
         Ok(out)
     }
 
-    /// Current provisional rows by partition.
-    pub fn provisional(&self) -> BTreeMap<i64, RecordBatch> {
-        self.contents.read().provisional.clone()
+    /// Rows that can still change, by partition (what a checkpoint keeps besides final rows).
+    pub fn provisional(&self) -> Result<BTreeMap<i64, RecordBatch>> {
+        let c = self.contents.read();
+        let mut out = c.provisional.clone();
+        if let Some(live) = &c.live {
+            out.extend(live.partitions()?);
+        }
+        Ok(out)
     }
 
     /// Recovery: the view's rows as of a checkpoint (final rows in `segments`).
@@ -235,7 +323,14 @@ impl ViewTable {
         c.segments = segments;
         c.appended = Vec::new();
         c.appended_rows = c.segment_rows;
-        c.provisional = provisional;
+        match &mut c.live {
+            Some(live) => {
+                for rows in provisional.into_values() {
+                    live.apply(&Changes::inserts(rows))?;
+                }
+            }
+            None => c.provisional = provisional,
+        }
         Ok(())
     }
 
@@ -282,23 +377,30 @@ impl ViewTable {
 
     /// The committed segments and the rows in memory (final, then provisional), read under one
     /// lock so together they hold every row once.
-    fn parts(&self) -> (Vec<FileRef>, Vec<RecordBatch>) {
+    fn parts(&self) -> Result<(Vec<FileRef>, Vec<RecordBatch>)> {
         let c = self.contents.read();
-        (
-            c.segments.clone(),
-            c.appended
-                .iter()
-                .chain(c.provisional.values())
-                .cloned()
-                .collect(),
-        )
+        let mut memory: Vec<RecordBatch> = c
+            .appended
+            .iter()
+            .chain(c.provisional.values())
+            .cloned()
+            .collect();
+        if let Some(live) = &c.live {
+            memory.extend(live.partitions()?.into_values());
+        }
+        Ok((c.segments.clone(), memory))
     }
 
     /// (final rows, provisional rows, open partitions).
     pub fn stats(&self) -> (usize, usize, usize) {
         let c = self.contents.read();
-        let provisional = c.provisional.values().map(|b| b.num_rows()).sum();
-        (c.appended_rows, provisional, c.provisional.len())
+        let provisional: usize = c.provisional.values().map(|b| b.num_rows()).sum();
+        let (live, partitions) = c.live.as_ref().map_or((0, 0), LiveRows::stats);
+        (
+            c.appended_rows,
+            provisional + live,
+            c.provisional.len() + partitions,
+        )
     }
 
     /// Re-labels a batch with the view's schema (names and nullability come from the plan).
@@ -335,7 +437,9 @@ impl TableProvider for ViewTable {
                 EngineError::ViewFailed(why),
             )));
         }
-        let (segments, batches) = self.parts();
+        let (segments, batches) = self
+            .parts()
+            .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
         let memory: Arc<dyn ExecutionPlan> =
             MemorySourceConfig::try_new_exec(&[batches], self.schema(), projection.cloned())?;
         let Some(store) = self.segment_store.as_ref().filter(|_| !segments.is_empty()) else {

@@ -12,8 +12,13 @@
 //!
 //! Emission:
 //! - `OnUpdate` (the default): every `refresh` interval, each window that changed since its last
-//!   refresh is re-emitted as an `Upsert` of its current rows; when the watermark passes the
-//!   window's end, a `Finalize` replaces them with the final rows.
+//!   refresh is evaluated and compared with what it last emitted: new groups go out as inserts,
+//!   groups whose values changed as update pairs, unchanged groups not at all. When the
+//!   watermark passes the window's end the final values go out the same way, and the window's
+//!   rows are sealed downstream (the output stream is keyed by the group columns and sealed by
+//!   the window column). Pending changes are flushed before every checkpoint barrier, so at a
+//!   barrier the output equals the state and recovery recomputes "last emitted" from the state
+//!   instead of checkpointing it.
 //! - `OnWindowClose`: only final rows, as appended `Data`.
 //!
 //! Reading current values must not consume state, but `GroupsAccumulator::evaluate` and
@@ -40,10 +45,11 @@ use datafusion::physical_expr::{GroupsAccumulatorAdapter, PhysicalExpr};
 use datafusion::physical_plan::aggregates::group_values::{GroupValues, new_group_values};
 use datafusion::physical_plan::aggregates::order::GroupOrdering;
 
+use crate::changes::diff_by_position;
 use crate::checkpoint::OperatorState;
 use crate::error::{EngineError, Result};
 use crate::late_rows::LateRowLog;
-use crate::message::{CheckpointBarrier, Message, PartitionRows, Watermark};
+use crate::message::{CheckpointBarrier, Watermark};
 use crate::operator::{Collector, StreamOperator};
 use crate::time::{nanos_per_unit, timestamp_unit, timestamp_values};
 use crate::window::{WINDOW_END, WINDOW_START};
@@ -116,6 +122,8 @@ struct GroupState {
     accumulators: Vec<Box<dyn GroupsAccumulator>>,
     /// Changed since the last refresh.
     dirty: bool,
+    /// `OnUpdate`: the rows last emitted, by group id (ids are stable while the window lives).
+    emitted: Option<RecordBatch>,
 }
 
 /// The window aggregate operator.
@@ -205,6 +213,7 @@ impl WindowAggregate {
             group_values: new_group_values(Arc::clone(&self.key_schema), &GroupOrdering::None)?,
             accumulators: self.new_accumulators()?,
             dirty: true,
+            emitted: None,
         })
     }
 
@@ -409,17 +418,48 @@ impl WindowAggregate {
 
     /// Emits final rows of every window in `closed`.
     fn emit_closed(&self, closed: BTreeMap<i64, GroupState>, out: &mut Collector) -> Result<()> {
-        for (start, state) in closed {
+        for (start, mut state) in closed {
+            let emitted = state.emitted.take();
             let rows = self.final_rows(start, state)?;
             match self.spec.emit {
                 EmitMode::OnWindowClose => out.data(rows),
-                EmitMode::OnUpdate { .. } => out.push(Message::Finalize(PartitionRows {
-                    partition: start,
-                    rows,
-                })),
+                EmitMode::OnUpdate { .. } => out.changes(diff_by_position(
+                    emitted.as_ref(),
+                    &rows,
+                    self.value_columns(),
+                )?),
             }
         }
         Ok(())
+    }
+
+    /// Emits what changed in every window that took rows since its last refresh.
+    fn refresh(&mut self, out: &mut Collector) -> Result<()> {
+        let dirty: Vec<i64> = self
+            .windows
+            .iter()
+            .filter(|(_, s)| s.dirty)
+            .map(|(k, _)| *k)
+            .collect();
+        for start in dirty {
+            let Some(mut state) = self.windows.remove(&start) else {
+                continue;
+            };
+            let rows = self.current_rows(start, &mut state);
+            let changes = rows.and_then(|rows| {
+                let changes = diff_by_position(state.emitted.as_ref(), &rows, self.value_columns());
+                state.emitted = Some(rows);
+                changes
+            });
+            self.windows.insert(start, state);
+            out.changes(changes?);
+        }
+        Ok(())
+    }
+
+    /// Output columns holding aggregate values (after the group columns).
+    fn value_columns(&self) -> std::ops::Range<usize> {
+        self.layout.len()..self.spec.output_schema.fields().len()
     }
 }
 
@@ -519,24 +559,14 @@ impl StreamOperator for WindowAggregate {
         if self.spec.emit == EmitMode::OnWindowClose {
             return Ok(());
         }
-        let dirty: Vec<i64> = self
-            .windows
-            .iter()
-            .filter(|(_, s)| s.dirty)
-            .map(|(k, _)| *k)
-            .collect();
-        for start in dirty {
-            let Some(mut state) = self.windows.remove(&start) else {
-                continue;
-            };
-            let rows = self.current_rows(start, &mut state);
-            self.windows.insert(start, state);
-            out.push(Message::Upsert(PartitionRows {
-                partition: start,
-                rows: rows?,
-            }));
+        self.refresh(out)
+    }
+
+    fn before_barrier(&mut self, _barrier: CheckpointBarrier, out: &mut Collector) -> Result<()> {
+        if self.spec.emit == EmitMode::OnWindowClose {
+            return Ok(());
         }
-        Ok(())
+        self.refresh(out)
     }
 
     fn on_end(&mut self, out: &mut Collector) -> Result<()> {
@@ -576,6 +606,20 @@ impl StreamOperator for WindowAggregate {
         self.watermark = state.values.get(WATERMARK_VALUE).copied();
         for batch in &state.batches {
             self.restore_rows(batch)?;
+        }
+        // Changes were flushed before the barrier, so downstream holds exactly the values of
+        // the restored state: that is what was last emitted.
+        if self.spec.emit != EmitMode::OnWindowClose {
+            let starts: Vec<i64> = self.windows.keys().copied().collect();
+            for start in starts {
+                let Some(mut window) = self.windows.remove(&start) else {
+                    continue;
+                };
+                let rows = self.current_rows(start, &mut window);
+                window.emitted = rows.as_ref().ok().cloned();
+                self.windows.insert(start, window);
+                rows?;
+            }
         }
         Ok(())
     }

@@ -318,7 +318,7 @@ impl Database {
         let catalog = Arc::clone(&self.catalog);
         self.register_system_table(
             "weir_views",
-            "materialized views: status, rows in and out, late rows, state bytes, definition",
+            "materialized views: status, kind (append-only or retract) and key, rows in and out, late rows, state bytes, definition",
             SystemTable::new(views_schema(), move || views_batch(&catalog)),
         )?;
         let catalog = Arc::clone(&self.catalog);

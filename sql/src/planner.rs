@@ -31,6 +31,7 @@ use weir_engine::catalog::Catalog;
 use weir_engine::late_rows::LateRowLog;
 use weir_engine::operator::StreamOperator;
 use weir_engine::stateless::{StatelessOperator, Step};
+use weir_engine::stream_props::{StreamKind, StreamProps};
 use weir_engine::view_runtime::{ViewInput, ViewPipeline};
 use weir_engine::view_table::ViewTable;
 use weir_engine::window::{TumbleSpec, WINDOW_END, WINDOW_START, WindowedTable, humanize_nanos};
@@ -79,11 +80,20 @@ pub(crate) struct Stage {
     window: Option<TumbleSpec>,
     /// An aggregate has been planned.
     aggregated: bool,
-    pub(crate) updating: bool,
+    /// What the stage's output stream promises (kept in step with every step pushed).
+    pub(crate) props: StreamProps,
     pub(crate) explain: Vec<String>,
 }
 
 impl Stage {
+    /// Adds a stateless step, carrying the stream's key and sealing column through projections.
+    pub(crate) fn push(&mut self, step: Step) {
+        if let Step::Project { exprs, .. } = &step {
+            self.props = self.props.project(exprs);
+        }
+        self.pending.push(step);
+    }
+
     pub(crate) fn flush(&mut self) {
         if !self.pending.is_empty() {
             let op = StatelessOperator::new(std::mem::take(&mut self.pending));
@@ -116,7 +126,11 @@ pub fn plan_view(plan: &LogicalPlan, ctx: &PlanContext<'_>) -> Result<ViewPipeli
                 .as_ref()
                 .map_or(String::new(), |w| format!(", watermark {}", w.text))
         ),
-        ViewInput::View(v) => format!("  View: {} (append-only)\n", v.name),
+        ViewInput::View(v) => format!(
+            "  View: {} ({})\n",
+            v.name,
+            v.props.describe(&v.table.schema_ref())
+        ),
     });
     for line in &stage.explain {
         explain.push_str("  ");
@@ -126,16 +140,12 @@ pub fn plan_view(plan: &LogicalPlan, ctx: &PlanContext<'_>) -> Result<ViewPipeli
     explain.push_str(&format!(
         "  Sink: view {} ({})",
         ctx.view,
-        if stage.updating {
-            "updating: open windows shown and refreshed"
-        } else {
-            "append-only"
-        }
+        stage.props.describe(&schema)
     ));
     Ok(ViewPipeline {
         input: stage.input,
         operators: stage.operators,
-        updating: stage.updating,
+        props: stage.props,
         schema,
         explain,
     })
@@ -214,19 +224,27 @@ pub(crate) fn build(plan: &LogicalPlan, ctx: &PlanContext<'_>) -> Result<Stage> 
                     schema: Arc::new(scan.projected_schema.as_arrow().clone()),
                 });
             }
-            Ok(Stage {
+            let props = match &input {
+                ViewInput::Source(_) => StreamProps::append_only(),
+                ViewInput::View(v) => v.props.clone(),
+            };
+            let mut stage = Stage {
                 input,
                 operators: Vec::new(),
-                pending,
+                pending: Vec::new(),
                 window,
                 aggregated: false,
-                updating: false,
+                props,
                 explain: Vec::new(),
-            })
+            };
+            for step in pending {
+                stage.push(step);
+            }
+            Ok(stage)
         }
         LogicalPlan::Filter(filter) => {
             let mut stage = build(&filter.input, ctx)?;
-            stage.pending.push(Step::Filter(physical(
+            stage.push(Step::Filter(physical(
                 &filter.predicate,
                 filter.input.schema(),
                 ctx,
@@ -240,7 +258,7 @@ pub(crate) fn build(plan: &LogicalPlan, ctx: &PlanContext<'_>) -> Result<Stage> 
                 .iter()
                 .map(|e| physical(e, projection.input.schema(), ctx))
                 .collect::<Result<Vec<_>>>()?;
-            stage.pending.push(Step::Project {
+            stage.push(Step::Project {
                 exprs,
                 schema: Arc::new(projection.schema.as_arrow().clone()),
             });
@@ -286,7 +304,7 @@ fn view_input(ctx: &PlanContext<'_>, table: &ViewTable) -> Result<ViewInput> {
         .ok_or_else(|| {
             SqlError::new(SqlErrorKind::UndefinedTable, "materialized view not found")
         })?;
-    if view.updating {
+    if !view.props.is_append_only() {
         return Err(unsupported(format!(
             "reading \"{}\", which shows open windows or updating rows; create it WITH EMIT ON \
              WINDOW CLOSE (or without an aggregate) to read it from another view",
@@ -340,6 +358,13 @@ fn plan_aggregate(
             })
         }
         None => None,
+    };
+    // The aggregate's output watermark is the input's minus the window size, so a window's
+    // rows are sealed once `window_start <= watermark`, i.e. `window_end <= watermark + size`.
+    let (sealed_by, seal_span) = match &window {
+        Some(w) if w.is_end => (Some(w.group_index), w.size_nanos),
+        Some(w) => (Some(w.group_index), 0),
+        None => (None, 0),
     };
     let mut aggregates = Vec::with_capacity(aggregate.aggr_expr.len());
     let planning = PhysicalPlanningContext::default();
@@ -403,19 +428,35 @@ fn plan_aggregate(
     }
     stage.explain.push(line);
     stage.operators.push(Box::new(operator));
+    // The group columns lead the aggregate's output and identify its rows (a global aggregate
+    // has one row: the empty key); a windowed aggregate's rows stop changing once the
+    // watermark passes their window.
+    stage.props = StreamProps {
+        kind: if emit == EmitMode::OnWindowClose {
+            StreamKind::AppendOnly
+        } else {
+            StreamKind::Retract
+        },
+        key: Some(if hidden_key {
+            Vec::new()
+        } else {
+            (0..aggregate.group_expr.len()).collect()
+        }),
+        sealed_by,
+        seal_span,
+    };
     if hidden_key {
         let exprs = (1..output_schema.fields().len())
             .map(|i| {
                 Arc::new(Column::new(output_schema.field(i).name(), i)) as Arc<dyn PhysicalExpr>
             })
             .collect();
-        stage.pending.push(Step::Project {
+        stage.push(Step::Project {
             exprs,
             schema: agg_schema,
         });
     }
     stage.window = None;
     stage.aggregated = true;
-    stage.updating = emit != EmitMode::OnWindowClose;
     Ok(stage)
 }

@@ -170,6 +170,8 @@ pub(crate) fn views_schema() -> SchemaRef {
         Field::new("name", DataType::Utf8, false),
         Field::new("status", DataType::Utf8, false),
         Field::new("updating", DataType::Boolean, false),
+        Field::new("kind", DataType::Utf8, false),
+        Field::new("key", DataType::Utf8, true),
         Field::new("rows_in", DataType::UInt64, false),
         Field::new("final_rows", DataType::UInt64, false),
         Field::new("open_rows", DataType::UInt64, false),
@@ -192,7 +194,19 @@ pub(crate) fn views_batch(catalog: &Catalog) -> datafusion::error::Result<Record
         Arc::new(StringArray::from_iter_values(names.iter().cloned())),
         Arc::new(StringArray::from_iter_values(views.iter().map(status))),
         Arc::new(BooleanArray::from(
-            views.iter().map(|v| v.updating).collect::<Vec<_>>(),
+            views
+                .iter()
+                .map(|v| !v.props.is_append_only())
+                .collect::<Vec<_>>(),
+        )),
+        Arc::new(StringArray::from_iter_values(
+            views.iter().map(|v| v.props.kind.name()),
+        )),
+        Arc::new(StringArray::from(
+            views
+                .iter()
+                .map(|v| v.props.key_names(&v.table.schema_ref()))
+                .collect::<Vec<_>>(),
         )),
         Arc::new(UInt64Array::from_iter_values(views.iter().map(|v| {
             v.status.rows_in.load(std::sync::atomic::Ordering::Relaxed)

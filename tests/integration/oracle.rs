@@ -18,6 +18,9 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use datafusion::prelude::SessionContext;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use weir_engine::changes::{ChangelogChecker, Changes};
+use weir_engine::fanout::ReadMode;
+use weir_engine::message::Message;
 use weir_sql::Session;
 
 use crate::harness::{query_rows, render};
@@ -169,6 +172,47 @@ async fn batch_answer(case: &Case, late: &[bool]) -> Vec<String> {
     render(&batches)
 }
 
+/// Follows `view`'s change stream (its current rows first) to its end on a task, checking the
+/// changelog invariants keyed by the first two columns (`k, window_start`), and renders the
+/// rows the stream leaves live.
+async fn follow(
+    db: &weir_sql::Database,
+    view: &str,
+) -> tokio::task::JoinHandle<Result<Vec<String>, String>> {
+    let entry = db.catalog().view(view).expect("view");
+    let schema = entry.table.schema_ref();
+    let (backfill, mut live) = entry
+        .fanout
+        .subscribe_changes(ReadMode::Changes)
+        .await
+        .expect("subscribe");
+    tokio::spawn(async move {
+        let mut checker =
+            ChangelogChecker::new(schema, Some(vec![0, 1])).map_err(|e| e.to_string())?;
+        let mut apply = |message: Message| -> Result<bool, String> {
+            let changes = match message {
+                Message::Data(rows) => Changes::inserts(rows),
+                Message::Changes(changes) => changes,
+                Message::End => return Ok(false),
+                _ => return Ok(true),
+            };
+            checker.apply(&changes).map_err(|e| e.to_string())?;
+            Ok(true)
+        };
+        let mut open = true;
+        for message in backfill {
+            open = apply(message)?;
+        }
+        while open {
+            let Some(message) = live.recv().await else {
+                return Err("the view's stream closed without End".into());
+            };
+            open = apply(message)?;
+        }
+        Ok(render(&[checker.live_rows().map_err(|e| e.to_string())?]))
+    })
+}
+
 async fn wait_finished(session: &Session, views: &[String]) {
     let deadline = Instant::now() + Duration::from_secs(60);
     let list = views
@@ -228,9 +272,18 @@ async fn streaming_equals_batch_after_final_watermark() {
             .execute_all(&ddl)
             .await
             .unwrap_or_else(|e| panic!("case {seed}: {e}"));
+        let changelog = follow(&db, &upd).await;
         wait_finished(&session, &[upd.clone(), eowc.clone()]).await;
 
         let expected = batch_answer(&case, &late).await;
+        // The updating view's change stream obeys the changelog's rules and replays to the
+        // batch answer.
+        let replayed = changelog.await.expect("changelog reader");
+        let mut replayed = replayed.unwrap_or_else(|e| panic!("case {seed}: {e}"));
+        replayed.sort();
+        let mut sorted = expected.clone();
+        sorted.sort();
+        assert_eq!(replayed, sorted, "case {seed}: replayed changes of {upd}");
         for view in [&upd, &eowc] {
             let got = query_rows(
                 &session,

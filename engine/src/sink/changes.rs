@@ -14,6 +14,7 @@ use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::arrow::row::{OwnedRow, RowConverter, SortField};
 
 use super::{ChangeBatch, ChangeOp, SinkFormat};
+use crate::changes::{Changes, Op};
 use crate::error::{EngineError, Result};
 use crate::message::Message;
 
@@ -69,6 +70,7 @@ impl ChangeTracker {
         };
         Ok(match (&self.format, message) {
             (_, Message::Data(rows)) if rows.num_rows() > 0 => vec![upsert(rows)],
+            (format, Message::Changes(changes)) => op_changes(format, changes)?,
             (SinkFormat::Plain, Message::Finalize(p)) if p.rows.num_rows() > 0 => {
                 vec![upsert(&p.rows)]
             }
@@ -139,6 +141,51 @@ fn owned_rows(columns: &[ArrayRef]) -> Result<Vec<OwnedRow>> {
     )?;
     let rows = converter.convert_columns(columns)?;
     Ok(rows.iter().map(|r| r.owned()).collect())
+}
+
+/// Row-level changes as sink changes. PLAIN sinks take inserts only. UPSERT sinks upsert inserts
+/// and update-afters and delete deletes; an update-before is skipped, since its update-after
+/// follows with the same key and overwrites it.
+fn op_changes(format: &SinkFormat, changes: &Changes) -> Result<Vec<ChangeBatch>> {
+    let Some(ops) = changes.ops() else {
+        return Ok(non_empty(ChangeOp::Upsert, changes.rows().clone()));
+    };
+    match format {
+        SinkFormat::Plain => {
+            if !changes.is_inserts_only() {
+                return Err(EngineError::User(
+                    "a FORMAT PLAIN sink received updates or deletes; use FORMAT UPSERT with the \
+                     view's key"
+                        .into(),
+                ));
+            }
+            Ok(non_empty(ChangeOp::Upsert, changes.rows().clone()))
+        }
+        SinkFormat::Upsert { .. } => {
+            // Runs of one kind keep their order: a key deleted then re-inserted in one batch must
+            // arrive as delete, then upsert.
+            let mut out = Vec::new();
+            let mut start = 0;
+            let kind = |b: u8| match Op::from_byte(b) {
+                Some(Op::Delete) => Some(ChangeOp::Delete),
+                Some(Op::UpdateBefore) => None,
+                _ => Some(ChangeOp::Upsert),
+            };
+            let bytes = ops.values();
+            while start < bytes.len() {
+                let run = kind(bytes[start]);
+                let mut end = start + 1;
+                while end < bytes.len() && kind(bytes[end]) == run {
+                    end += 1;
+                }
+                if let Some(op) = run {
+                    out.extend(non_empty(op, changes.rows().slice(start, end - start)));
+                }
+                start = end;
+            }
+            Ok(out)
+        }
+    }
 }
 
 #[cfg(test)]

@@ -12,7 +12,8 @@ use datafusion::arrow::datatypes::SchemaRef;
 use crate::catalog::{SinkEntry, ViewEntry};
 use crate::checkpoint::recovery::RecoveredView;
 use crate::checkpoint::{CheckpointCoordinator, OperatorState};
-use crate::error::Result;
+use crate::error::{EngineError, Result};
+use crate::fanout::ReadMode;
 use crate::pipeline::PipelineStatus;
 use crate::view_runtime::PipelineStart;
 use crate::view_table::ViewTable;
@@ -86,18 +87,18 @@ impl SinkRuntime {
             Some(mut r) => (r.restore.operators.remove(&0), true),
             None => (None, false),
         };
-        let (input, open_partitions) = if resumed {
-            let input = SinkInput {
+        let mode = read_mode(&format, &view)?;
+        let input = if resumed {
+            SinkInput {
                 backfill: Vec::new(),
-                live: view.fanout.subscribe_live().await,
-            };
-            (input, view.table.provisional())
+                live: view.fanout.subscribe_live(mode).await,
+            }
         } else {
-            let (backfill, live) = view.fanout.subscribe_changes().await?;
-            (SinkInput { backfill, live }, BTreeMap::new())
+            let (backfill, live) = view.fanout.subscribe_changes(mode).await?;
+            SinkInput { backfill, live }
         };
         let schema = view.table.schema_ref();
-        let tracker = ChangeTracker::new(format, &schema, open_partitions)?;
+        let tracker = ChangeTracker::new(format, &schema, BTreeMap::new())?;
         let entry = Arc::new(SinkEntry {
             name,
             sql,
@@ -162,5 +163,24 @@ impl SinkRuntime {
             );
             *entry.pipeline.lock() = Some(running);
         })
+    }
+}
+
+/// What a sink in `format` follows of `view`: an UPSERT sink every change; a PLAIN sink of an
+/// updating view only its final rows, which needs a view whose rows become final (a windowed
+/// aggregate: the watermark seals each window).
+fn read_mode(format: &SinkFormat, view: &ViewEntry) -> Result<ReadMode> {
+    match format {
+        SinkFormat::Upsert { .. } => Ok(ReadMode::Changes),
+        SinkFormat::Plain if view.props.is_append_only() => Ok(ReadMode::Changes),
+        SinkFormat::Plain if view.props.sealed_by.is_some() => Ok(ReadMode::Sealed),
+        SinkFormat::Plain => Err(EngineError::User(format!(
+            "view \"{}\" updates its rows and none of them ever become final, so a FORMAT PLAIN \
+             sink would have nothing to write; use FORMAT UPSERT with the view's key ({})",
+            view.name,
+            view.props
+                .key_names(&view.table.schema_ref())
+                .unwrap_or_else(|| "it has none: group by the columns that identify a row".into())
+        ))),
     }
 }

@@ -18,7 +18,7 @@ pub(crate) fn plan_window(
     ctx: &PlanContext<'_>,
 ) -> Result<Stage> {
     let mut stage = super::build(&window.input, ctx)?;
-    if stage.updating {
+    if !stage.props.is_append_only() {
         return Err(unsupported(
             "OVER (…) over an updating aggregate (make the aggregate EMIT ON WINDOW CLOSE, or read it from another view)",
         ));
