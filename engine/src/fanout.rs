@@ -65,8 +65,6 @@ impl Fanout {
         match &message {
             Message::Data(batch) => self.table.append(batch.clone())?,
             Message::Changes(changes) => self.table.apply(changes.clone())?,
-            Message::Upsert(rows) => self.table.upsert(rows.clone())?,
-            Message::Finalize(rows) => self.table.finalize(rows.clone())?,
             Message::Watermark(w) => {
                 if let Watermark::EventTime(t) = w {
                     sealed = self.table.seal(*t)?;

@@ -17,8 +17,7 @@
 //! Stages are tokio tasks joined by bounded channels ([`fanout::CHANNEL_CAPACITY`]); backpressure
 //! is a full channel. Control is in-band: [`message::Message`] carries data (`Data` appends;
 //! `Changes`, the changelog: rows plus an op per row, inserts / update pairs / deletes, see
-//! [`changes`]), `Watermark`, `Barrier` and `End` in one ordered stream. `Upsert`/`Finalize`
-//! (whole-window replacement) are being retired; nothing produces them any more.
+//! [`changes`]), `Watermark`, `Barrier` and `End` in one ordered stream.
 //!
 //! ## The changelog ([`changes`], [`stream_props`])
 //!

@@ -31,28 +31,13 @@ pub struct CheckpointBarrier {
     pub epoch: u64,
 }
 
-/// The current rows of one state partition (for a window aggregate: one open window).
-#[derive(Debug, Clone)]
-pub struct PartitionRows {
-    /// Partition key: the window start in nanoseconds, or 0 for a non-windowed aggregate.
-    pub partition: i64,
-    /// All current rows of the partition.
-    pub rows: RecordBatch,
-}
-
 /// One item of a pipeline's stream.
 #[derive(Debug, Clone)]
 pub enum Message {
     /// Rows appended to the stream (inserts; final results).
     Data(RecordBatch),
-    /// Row-level changes: inserts, updates (as adjacent before/after pairs) and deletes. The one
-    /// data message once the window-shaped `Upsert`/`Finalize` are retired.
+    /// Row-level changes: inserts, updates (as adjacent before/after pairs) and deletes.
     Changes(Changes),
-    /// Provisional rows: the rows of `partition` are now exactly these, replacing any earlier
-    /// `Upsert` of it (an open window's current values).
-    Upsert(PartitionRows),
-    /// The partition is final: its provisional rows are replaced by these, for good.
-    Finalize(PartitionRows),
     /// Event-time progress.
     Watermark(Watermark),
     /// Checkpoint barrier.
@@ -67,8 +52,6 @@ impl Message {
         match self {
             Message::Data(_) => "data",
             Message::Changes(_) => "changes",
-            Message::Upsert(_) => "upsert",
-            Message::Finalize(_) => "finalize",
             Message::Watermark(_) => "watermark",
             Message::Barrier(_) => "barrier",
             Message::End => "end",

@@ -5,7 +5,7 @@ use std::time::Duration;
 use crate::changes::Changes;
 use crate::checkpoint::OperatorState;
 use crate::error::{EngineError, Result};
-use crate::message::{CheckpointBarrier, Message, PartitionRows, Watermark};
+use crate::message::{CheckpointBarrier, Message, Watermark};
 use datafusion::arrow::record_batch::RecordBatch;
 
 /// Where an operator puts what it produces; the runner forwards it downstream in order.
@@ -67,24 +67,6 @@ pub trait StreamOperator: Send {
                 self.name()
             ))),
         }
-    }
-
-    /// Process provisional rows of a partition. Operators that cannot consume updates refuse.
-    fn process_upsert(&mut self, rows: PartitionRows, out: &mut Collector) -> Result<()> {
-        let _ = (rows, out);
-        Err(EngineError::NotSupported(format!(
-            "{} cannot consume updating input",
-            self.name()
-        )))
-    }
-
-    /// Process final rows of a partition.
-    fn process_finalize(&mut self, rows: PartitionRows, out: &mut Collector) -> Result<()> {
-        let _ = (rows, out);
-        Err(EngineError::NotSupported(format!(
-            "{} cannot consume updating input",
-            self.name()
-        )))
     }
 
     /// Event time advanced. Returns the watermark to forward (None: hold it back).

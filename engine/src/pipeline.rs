@@ -319,7 +319,7 @@ pub async fn view_state(fanout: &Fanout, status: &PipelineStatus) -> Result<View
     let table = fanout.table();
     Ok(ViewState {
         appended_rows: table.appended_rows(),
-        provisional: table.provisional()?,
+        provisional: table.live_partitions()?,
         watermark: fanout.watermark().await,
         rows_in: status.rows_in.load(Ordering::Relaxed),
     })
@@ -387,8 +387,6 @@ async fn run_operator(
                 }
                 op.process_changes(changes, &mut out)?
             }
-            Message::Upsert(rows) => op.process_upsert(rows, &mut out)?,
-            Message::Finalize(rows) => op.process_finalize(rows, &mut out)?,
             Message::Watermark(w) => {
                 status.record_state(&mut state_bytes, op.state_size());
                 if let Some(w) = op.on_watermark(w, &mut out)? {

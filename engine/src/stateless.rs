@@ -11,7 +11,6 @@ use datafusion::physical_expr::PhysicalExpr;
 
 use crate::changes::Changes;
 use crate::error::{EngineError, Result};
-use crate::message::{Message, PartitionRows};
 use crate::operator::{Collector, StreamOperator};
 use crate::window::TumbleAssigner;
 
@@ -148,25 +147,6 @@ impl StreamOperator for StatelessOperator {
 
     fn process_changes(&mut self, changes: Changes, out: &mut Collector) -> Result<()> {
         out.changes(self.apply_changes(changes)?);
-        Ok(())
-    }
-
-    // Upserts replace a whole partition, so mapping each row independently keeps them exact.
-    fn process_upsert(&mut self, rows: PartitionRows, out: &mut Collector) -> Result<()> {
-        let mapped = self.apply(rows.rows)?;
-        out.push(Message::Upsert(PartitionRows {
-            partition: rows.partition,
-            rows: mapped,
-        }));
-        Ok(())
-    }
-
-    fn process_finalize(&mut self, rows: PartitionRows, out: &mut Collector) -> Result<()> {
-        let mapped = self.apply(rows.rows)?;
-        out.push(Message::Finalize(PartitionRows {
-            partition: rows.partition,
-            rows: mapped,
-        }));
         Ok(())
     }
 

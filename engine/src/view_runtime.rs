@@ -144,7 +144,7 @@ impl ViewRuntime {
                 live: upstream.fanout.subscribe_live(ReadMode::Changes).await,
             }),
             ViewInput::View(upstream) => {
-                let (backfill, live) = upstream.fanout.subscribe().await?;
+                let (backfill, live) = upstream.fanout.subscribe_changes(ReadMode::Changes).await?;
                 Some(PipelineInput::View { backfill, live })
             }
         };

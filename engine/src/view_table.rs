@@ -1,8 +1,9 @@
 //! The rows of a materialized view, as a DataFusion table.
 //!
-//! Final rows are appended; provisional rows (open windows, updating aggregates) are kept per
-//! partition and replaced wholesale by each `Upsert`, then swapped for final rows by
-//! `Finalize`, under one lock so a query never sees a window twice or not at all.
+//! Final rows are appended. An updating view's rows that can still change (open windows,
+//! updating aggregates) are kept by key in [`LiveRows`], changed in place by each `Changes`, and
+//! moved to the final rows when the watermark seals their partition, under one lock so a query
+//! never sees a row twice or not at all.
 //!
 //! In a durable database, final rows a committed checkpoint has written to Parquet segments
 //! leave memory: the table holds the segment list plus the rows appended since, and a scan is
@@ -34,7 +35,6 @@ use crate::checkpoint::CheckpointStore;
 use crate::checkpoint::manifest::FileRef;
 use crate::error::{EngineError, Result};
 use crate::live_rows::LiveRows;
-use crate::message::PartitionRows;
 use crate::stream_props::StreamProps;
 
 /// Appended batches are compacted once this many pile up, so scans stay cheap.
@@ -59,8 +59,6 @@ struct Contents {
     appended: Vec<RecordBatch>,
     /// All final rows, in segments or in memory (kept to avoid summing on every stats query).
     appended_rows: usize,
-    /// Current rows of open partitions, by partition key.
-    provisional: BTreeMap<i64, RecordBatch>,
     /// An updating view's rows that can still change (None for append-only views).
     live: Option<LiveRows>,
 }
@@ -193,28 +191,6 @@ impl ViewTable {
         }
     }
 
-    /// Replaces the provisional rows of a partition.
-    pub fn upsert(&self, rows: PartitionRows) -> Result<()> {
-        let batch = self.conform(rows.rows)?;
-        self.contents
-            .write()
-            .provisional
-            .insert(rows.partition, batch);
-        Ok(())
-    }
-
-    /// Swaps a partition's provisional rows for its final rows.
-    pub fn finalize(&self, rows: PartitionRows) -> Result<()> {
-        let batch = self.conform(rows.rows)?;
-        let mut c = self.contents.write();
-        c.provisional.remove(&rows.partition);
-        if batch.num_rows() > 0 {
-            c.appended_rows += batch.num_rows();
-            c.appended.push(batch);
-        }
-        Ok(())
-    }
-
     /// All current rows (final first, then provisional by partition), segments read back.
     pub async fn snapshot(&self) -> Result<Vec<RecordBatch>> {
         let (segments, memory) = self.parts()?;
@@ -231,22 +207,17 @@ impl ViewTable {
     }
 
     /// The current rows as a change stream would deliver them: final rows (segments read back)
-    /// as `Data`, then each open partition's rows as an `Upsert` and, when `live`, the rows of
-    /// an updating view that can still change as inserts.
+    /// as `Data`, then, when `live`, the rows of an updating view that can still change as
+    /// inserts.
     pub async fn snapshot_changes(&self, live: bool) -> Result<Vec<crate::message::Message>> {
         use crate::message::Message;
-        let (segments, appended, provisional, live) = {
+        let (segments, appended, live) = {
             let c = self.contents.read();
             let live = match &c.live {
                 Some(rows) if live => rows.partitions()?,
                 _ => BTreeMap::new(),
             };
-            (
-                c.segments.clone(),
-                c.appended.clone(),
-                c.provisional.clone(),
-                live,
-            )
+            (c.segments.clone(), c.appended.clone(), live)
         };
         let mut out = Vec::new();
         if let Some(store) = &self.segment_store {
@@ -257,11 +228,6 @@ impl ViewTable {
             }
         }
         out.extend(appended.into_iter().map(Message::Data));
-        out.extend(
-            provisional
-                .into_iter()
-                .map(|(partition, rows)| Message::Upsert(PartitionRows { partition, rows })),
-        );
         out.extend(
             live.into_values()
                 .map(|rows| Message::Changes(Changes::inserts(rows))),
@@ -299,37 +265,37 @@ impl ViewTable {
     }
 
     /// Rows that can still change, by partition (what a checkpoint keeps besides final rows).
-    pub fn provisional(&self) -> Result<BTreeMap<i64, RecordBatch>> {
-        let c = self.contents.read();
-        let mut out = c.provisional.clone();
-        if let Some(live) = &c.live {
-            out.extend(live.partitions()?);
+    pub fn live_partitions(&self) -> Result<BTreeMap<i64, RecordBatch>> {
+        match &self.contents.read().live {
+            Some(live) => live.partitions(),
+            None => Ok(BTreeMap::new()),
         }
-        Ok(out)
     }
 
-    /// Recovery: the view's rows as of a checkpoint (final rows in `segments`).
-    pub fn restore(
-        &self,
-        segments: Vec<FileRef>,
-        provisional: BTreeMap<i64, RecordBatch>,
-    ) -> Result<()> {
-        let provisional = provisional
-            .into_iter()
-            .map(|(k, b)| Ok((k, self.conform(b)?)))
-            .collect::<Result<BTreeMap<_, _>>>()?;
+    /// Recovery: the view's rows as of a checkpoint (final rows in `segments`, rows that could
+    /// still change in `live`).
+    pub fn restore(&self, segments: Vec<FileRef>, live: BTreeMap<i64, RecordBatch>) -> Result<()> {
+        let live = live
+            .into_values()
+            .map(|b| self.conform(b))
+            .collect::<Result<Vec<_>>>()?;
         let mut c = self.contents.write();
         c.segment_rows = segments.iter().map(|s| s.rows as usize).sum();
         c.segments = segments;
         c.appended = Vec::new();
         c.appended_rows = c.segment_rows;
         match &mut c.live {
-            Some(live) => {
-                for rows in provisional.into_values() {
-                    live.apply(&Changes::inserts(rows))?;
+            Some(rows) => {
+                for batch in live {
+                    rows.apply(&Changes::inserts(batch))?;
                 }
             }
-            None => c.provisional = provisional,
+            None if live.iter().any(|b| b.num_rows() > 0) => {
+                return Err(EngineError::Storage(
+                    "the checkpoint holds changing rows for a view that only appends".into(),
+                ));
+            }
+            None => {}
         }
         Ok(())
     }
@@ -379,12 +345,7 @@ impl ViewTable {
     /// lock so together they hold every row once.
     fn parts(&self) -> Result<(Vec<FileRef>, Vec<RecordBatch>)> {
         let c = self.contents.read();
-        let mut memory: Vec<RecordBatch> = c
-            .appended
-            .iter()
-            .chain(c.provisional.values())
-            .cloned()
-            .collect();
+        let mut memory: Vec<RecordBatch> = c.appended.clone();
         if let Some(live) = &c.live {
             memory.extend(live.partitions()?.into_values());
         }
@@ -394,13 +355,8 @@ impl ViewTable {
     /// (final rows, provisional rows, open partitions).
     pub fn stats(&self) -> (usize, usize, usize) {
         let c = self.contents.read();
-        let provisional: usize = c.provisional.values().map(|b| b.num_rows()).sum();
         let (live, partitions) = c.live.as_ref().map_or((0, 0), LiveRows::stats);
-        (
-            c.appended_rows,
-            provisional + live,
-            c.provisional.len() + partitions,
-        )
+        (c.appended_rows, live, partitions)
     }
 
     /// Re-labels a batch with the view's schema (names and nullability come from the plan).
@@ -471,21 +427,29 @@ mod tests {
     }
 
     #[test]
-    fn upsert_then_finalize_replaces() -> Result<()> {
-        let t = ViewTable::new(batch(vec![]).schema());
-        t.upsert(PartitionRows {
-            partition: 1,
-            rows: batch(vec![1, 2]),
-        })?;
-        t.upsert(PartitionRows {
-            partition: 1,
-            rows: batch(vec![3]),
-        })?;
-        assert_eq!(t.stats(), (0, 1, 1));
-        t.finalize(PartitionRows {
-            partition: 1,
-            rows: batch(vec![4, 5]),
-        })?;
+    fn changes_apply_by_key_and_the_watermark_seals() -> Result<()> {
+        use crate::changes::Op;
+        use crate::stream_props::{StreamKind, StreamProps};
+        // Column 0 is both the key and the sealing column: each value is its own partition.
+        let props = StreamProps {
+            kind: StreamKind::Retract,
+            key: Some(vec![0]),
+            sealed_by: Some(0),
+            seal_span: 0,
+        };
+        let t = ViewTable::new(batch(vec![]).schema()).updating(&props);
+        t.apply(Changes::inserts(batch(vec![1, 2, 3])))?;
+        t.apply(Changes::from_ops(batch(vec![3]), &[Op::Delete])?)?;
+        assert_eq!(t.stats(), (0, 2, 2));
+        let sealed = t.seal(1)?;
+        assert_eq!(sealed.iter().map(RecordBatch::num_rows).sum::<usize>(), 1);
+        assert_eq!(t.stats(), (1, 1, 1));
+        // A retraction of a sealed row is a bug upstream, never silently applied.
+        assert!(
+            t.apply(Changes::from_ops(batch(vec![1]), &[Op::Delete])?)
+                .is_err()
+        );
+        t.seal_all()?;
         assert_eq!(t.stats(), (2, 0, 0));
         Ok(())
     }

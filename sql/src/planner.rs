@@ -244,6 +244,7 @@ pub(crate) fn build(plan: &LogicalPlan, ctx: &PlanContext<'_>) -> Result<Stage> 
         }
         LogicalPlan::Filter(filter) => {
             let mut stage = build(&filter.input, ctx)?;
+            refuse_volatile_over_updates(&stage, std::slice::from_ref(&filter.predicate))?;
             stage.push(Step::Filter(physical(
                 &filter.predicate,
                 filter.input.schema(),
@@ -253,6 +254,7 @@ pub(crate) fn build(plan: &LogicalPlan, ctx: &PlanContext<'_>) -> Result<Stage> 
         }
         LogicalPlan::Projection(projection) => {
             let mut stage = build(&projection.input, ctx)?;
+            refuse_volatile_over_updates(&stage, &projection.expr)?;
             let exprs = projection
                 .expr
                 .iter()
@@ -295,6 +297,22 @@ fn node_name(plan: &LogicalPlan) -> String {
         .to_string()
 }
 
+/// A retraction must reproduce its insert exactly, so a volatile function (`random()`, `now()`)
+/// over an updating stream would make deletes miss the rows they delete.
+fn refuse_volatile_over_updates(stage: &Stage, exprs: &[Expr]) -> Result<()> {
+    if stage.props.is_append_only() {
+        return Ok(());
+    }
+    match exprs.iter().find(|e| e.is_volatile()) {
+        Some(e) => Err(unsupported(format!(
+            "the volatile expression {} over an updating view (an update must recompute \
+             exactly what it replaces)",
+            e.clone().unalias()
+        ))),
+        None => Ok(()),
+    }
+}
+
 fn view_input(ctx: &PlanContext<'_>, table: &ViewTable) -> Result<ViewInput> {
     let view = ctx
         .catalog
@@ -304,13 +322,8 @@ fn view_input(ctx: &PlanContext<'_>, table: &ViewTable) -> Result<ViewInput> {
         .ok_or_else(|| {
             SqlError::new(SqlErrorKind::UndefinedTable, "materialized view not found")
         })?;
-    if !view.props.is_append_only() {
-        return Err(unsupported(format!(
-            "reading \"{}\", which shows open windows or updating rows; create it WITH EMIT ON \
-             WINDOW CLOSE (or without an aggregate) to read it from another view",
-            view.name
-        )));
-    }
+    // An updating view is read as its change stream; the stages that cannot consume updates
+    // (aggregates, OVER windows) refuse it where they are planned.
     Ok(ViewInput::View(view))
 }
 
@@ -319,6 +332,12 @@ fn plan_aggregate(
     ctx: &PlanContext<'_>,
 ) -> Result<Stage> {
     let mut stage = build(&aggregate.input, ctx)?;
+    if !stage.props.is_append_only() {
+        return Err(unsupported(
+            "GROUP BY over an updating view (its rows change; aggregate the source instead, or \
+             read a view created WITH EMIT ON WINDOW CLOSE)",
+        ));
+    }
     if stage.aggregated {
         return Err(unsupported(
             "an aggregate over an aggregate (e.g. COUNT(DISTINCT …) with other aggregates, or nested GROUP BY)",

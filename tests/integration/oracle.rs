@@ -249,10 +249,11 @@ async fn streaming_equals_batch_after_final_watermark() {
         let late = model_late(&case);
         let path = dir.path().join(format!("case{seed}.jsonl"));
         std::fs::write(&path, json_lines(&case)).expect("write");
-        let (src, upd, eowc) = (
+        let (src, upd, eowc, stacked) = (
             format!("src{seed}"),
             format!("upd{seed}"),
             format!("eowc{seed}"),
+            format!("stacked{seed}"),
         );
         let aggregate = format!(
             "SELECT k, window_start, count(*) AS n, sum(v) AS s, min(v) AS mn, max(v) AS mx \
@@ -263,7 +264,8 @@ async fn streaming_equals_batch_after_final_watermark() {
             "CREATE SOURCE {src} (k TEXT, v BIGINT, ts TIMESTAMPTZ, WATERMARK FOR ts AS ts - INTERVAL '{d} milliseconds') \
              WITH (connector = 'file', path = '{p}', batch_size = '{b}') FORMAT PLAIN ENCODE JSON; \
              CREATE MATERIALIZED VIEW {upd} AS {aggregate}; \
-             CREATE MATERIALIZED VIEW {eowc} AS {aggregate} EMIT ON WINDOW CLOSE;",
+             CREATE MATERIALIZED VIEW {eowc} AS {aggregate} EMIT ON WINDOW CLOSE; \
+             CREATE MATERIALIZED VIEW {stacked} AS SELECT k, window_start, n, s FROM {upd} WHERE s > 0;",
             d = case.delay_ms,
             p = path.display(),
             b = case.batch_size,
@@ -273,7 +275,8 @@ async fn streaming_equals_batch_after_final_watermark() {
             .await
             .unwrap_or_else(|e| panic!("case {seed}: {e}"));
         let changelog = follow(&db, &upd).await;
-        wait_finished(&session, &[upd.clone(), eowc.clone()]).await;
+        let stacked_changelog = follow(&db, &stacked).await;
+        wait_finished(&session, &[upd.clone(), eowc.clone(), stacked.clone()]).await;
 
         let expected = batch_answer(&case, &late).await;
         // The updating view's change stream obeys the changelog's rules and replays to the
@@ -284,6 +287,36 @@ async fn streaming_equals_batch_after_final_watermark() {
         let mut sorted = expected.clone();
         sorted.sort();
         assert_eq!(replayed, sorted, "case {seed}: replayed changes of {upd}");
+        // A view over the updating view: a filter that groups enter and leave as their sums
+        // change sign, so update pairs it splits must turn into inserts and deletes.
+        let expected_stacked: Vec<String> = expected
+            .iter()
+            .filter_map(|r| {
+                let columns: Vec<&str> = r.split(" | ").collect();
+                let sum: i64 = columns.get(3)?.parse().ok()?;
+                (sum > 0).then(|| columns[..4].join(" | "))
+            })
+            .collect();
+        let got = query_rows(
+            &session,
+            &format!("SELECT * FROM {stacked} ORDER BY k, window_start"),
+        )
+        .await;
+        assert_eq!(
+            got, expected_stacked,
+            "case {seed}: view {stacked} over {upd}"
+        );
+        let mut replayed = stacked_changelog
+            .await
+            .expect("changelog reader")
+            .unwrap_or_else(|e| panic!("case {seed}: {e}"));
+        replayed.sort();
+        let mut sorted = expected_stacked.clone();
+        sorted.sort();
+        assert_eq!(
+            replayed, sorted,
+            "case {seed}: replayed changes of {stacked}"
+        );
         for view in [&upd, &eowc] {
             let got = query_rows(
                 &session,

@@ -105,8 +105,9 @@ impl ChangelogChecker {
                         )));
                     }
                     None => {
-                        return Err(self
-                            .violation(format!("{op} at row {i} retracts a row that is not live")));
+                        return Err(self.violation(format!(
+                            "{op} at row {i} retracts a row that is not live"
+                        )));
                     }
                 }
             } else if self.key.is_some() {

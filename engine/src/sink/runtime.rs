@@ -4,7 +4,6 @@
 //! sink's catalog entry; [`SinkRuntime::into_start`] registers it with the checkpoint coordinator
 //! and hands back what starts its task.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::SchemaRef;
@@ -98,7 +97,7 @@ impl SinkRuntime {
             SinkInput { backfill, live }
         };
         let schema = view.table.schema_ref();
-        let tracker = ChangeTracker::new(format, &schema, BTreeMap::new())?;
+        let tracker = ChangeTracker::new(format, &schema)?;
         let entry = Arc::new(SinkEntry {
             name,
             sql,

@@ -20,7 +20,7 @@ pub(crate) fn plan_window(
     let mut stage = super::build(&window.input, ctx)?;
     if !stage.props.is_append_only() {
         return Err(unsupported(
-            "OVER (…) over an updating aggregate (make the aggregate EMIT ON WINDOW CLOSE, or read it from another view)",
+            "OVER (…) over updating rows (make the aggregate EMIT ON WINDOW CLOSE)",
         ));
     }
     stage.flush();
