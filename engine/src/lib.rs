@@ -129,6 +129,7 @@ pub mod operator;
 pub mod options;
 pub mod over_window;
 pub mod pipeline;
+pub mod retract_agg;
 pub mod sink;
 pub mod source;
 pub mod source_errors;

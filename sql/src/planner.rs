@@ -30,6 +30,7 @@ use datafusion::physical_expr::{PhysicalExpr, create_physical_expr};
 use weir_engine::catalog::Catalog;
 use weir_engine::late_rows::LateRowLog;
 use weir_engine::operator::StreamOperator;
+use weir_engine::retract_agg::{RetractAggregate, RetractAggregateSpec};
 use weir_engine::stateless::{StatelessOperator, Step};
 use weir_engine::stream_props::{StreamKind, StreamProps};
 use weir_engine::view_runtime::{ViewInput, ViewPipeline};
@@ -332,10 +333,10 @@ fn plan_aggregate(
     ctx: &PlanContext<'_>,
 ) -> Result<Stage> {
     let mut stage = build(&aggregate.input, ctx)?;
-    if !stage.props.is_append_only() {
+    let updating_input = !stage.props.is_append_only();
+    if updating_input && stage.window.is_some() {
         return Err(unsupported(
-            "GROUP BY over an updating view (its rows change; aggregate the source instead, or \
-             read a view created WITH EMIT ON WINDOW CLOSE)",
+            "TUMBLE(…) or HOP(…) over an updating view (group by its window columns instead)",
         ));
     }
     if stage.aggregated {
@@ -430,23 +431,36 @@ fn plan_aggregate(
             refresh: ctx.refresh,
         }
     };
-    let operator = WindowAggregate::try_new(
-        WindowAggregateSpec {
-            view: ctx.view.to_string(),
-            group_exprs,
-            aggregates,
-            output_schema: Arc::clone(&output_schema),
-            window,
-            emit,
-        },
-        Arc::clone(&ctx.late_rows),
-    )?;
+    let operator: Box<dyn StreamOperator> = if updating_input {
+        // Rows of an updating input come and go: each group's aggregates retract them.
+        Box::new(RetractAggregate::try_new(
+            RetractAggregateSpec {
+                group_exprs,
+                aggregates,
+                output_schema: Arc::clone(&output_schema),
+                refresh: ctx.refresh,
+            },
+            input_arrow,
+        )?)
+    } else {
+        Box::new(WindowAggregate::try_new(
+            WindowAggregateSpec {
+                view: ctx.view.to_string(),
+                group_exprs,
+                aggregates,
+                output_schema: Arc::clone(&output_schema),
+                window,
+                emit,
+            },
+            Arc::clone(&ctx.late_rows),
+        )?)
+    };
     let mut line = operator.describe();
     if let Some(spec) = stage.window {
         line.push_str(&format!(" window {}", humanize_nanos(spec.size_nanos)));
     }
     stage.explain.push(line);
-    stage.operators.push(Box::new(operator));
+    stage.operators.push(operator);
     // The group columns lead the aggregate's output and identify its rows (a global aggregate
     // has one row: the empty key); a windowed aggregate's rows stop changing once the
     // watermark passes their window.

@@ -65,6 +65,22 @@ fn views() -> Vec<(&'static str, &'static str, &'static str)> {
             "SELECT k, n, s FROM per_key ORDER BY 1",
             "SELECT k, count(*), sum(v) FROM readings GROUP BY k ORDER BY 1",
         ),
+        // Views over an updating view: a filter that windows enter as they fill, and a
+        // retracting aggregate over that (its state restored from checkpoints, its output
+        // recomputed from the restored state).
+        (
+            "CREATE MATERIALIZED VIEW busy_windows AS SELECT window_start, n FROM live_windows WHERE n > 600",
+            "SELECT to_unixtime(window_start)::BIGINT, n FROM busy_windows ORDER BY 1",
+            "SELECT to_unixtime(date_bin(INTERVAL '10 seconds', ts))::BIGINT AS w, count(*) AS n
+               FROM readings GROUP BY w HAVING count(*) > 600 ORDER BY 1",
+        ),
+        (
+            "CREATE MATERIALIZED VIEW busy_rollup AS SELECT count(*) AS windows, sum(n) AS n, avg(n) AS mean FROM busy_windows",
+            "SELECT windows, n, round(mean, 6) FROM busy_rollup",
+            "SELECT count(*), sum(n), round(avg(n), 6) FROM (
+                 SELECT count(*) AS n FROM readings GROUP BY date_bin(INTERVAL '10 seconds', ts)
+                 HAVING count(*) > 600)",
+        ),
     ]
 }
 

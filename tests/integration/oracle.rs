@@ -128,6 +128,11 @@ fn json_lines(case: &Case) -> String {
 
 /// DataFusion batch GROUP BY over the on-time rows, windows computed with `date_bin`.
 async fn batch_answer(case: &Case, late: &[bool]) -> Vec<String> {
+    batch_query(case, late, "SELECT * FROM windows ORDER BY 1, 2").await
+}
+
+/// `sql` over the on-time rows, with `windows` the per-key, per-window aggregate.
+async fn batch_query(case: &Case, late: &[bool], sql: &str) -> Vec<String> {
     let kept: Vec<&Row> = case
         .rows
         .iter()
@@ -157,11 +162,12 @@ async fn batch_answer(case: &Case, late: &[bool]) -> Vec<String> {
     let ctx = SessionContext::new();
     let batch = RecordBatch::try_new(Arc::clone(&schema), columns).expect("batch");
     ctx.register_batch("t", batch).expect("register");
-    let sql = format!(
+    let windows = format!(
         "SELECT k, arrow_cast(date_bin(INTERVAL '{w} milliseconds', ts, TIMESTAMP '1970-01-01T00:00:00Z'), 'Timestamp(Nanosecond, Some(\"+00:00\"))') AS ws, \
-         count(*) AS n, sum(v) AS s, min(v) AS mn, max(v) AS mx FROM t GROUP BY 1, 2 ORDER BY 1, 2",
+         count(*) AS n, sum(v) AS s, min(v) AS mn, max(v) AS mx FROM t GROUP BY 1, 2",
         w = case.window_ms
     );
+    let sql = format!("WITH windows AS ({windows}) {sql}");
     let batches = ctx
         .sql(&sql)
         .await
@@ -173,11 +179,12 @@ async fn batch_answer(case: &Case, late: &[bool]) -> Vec<String> {
 }
 
 /// Follows `view`'s change stream (its current rows first) to its end on a task, checking the
-/// changelog invariants keyed by the first two columns (`k, window_start`), and renders the
-/// rows the stream leaves live.
+/// changelog invariants with `key` as the stream's key, and renders the rows the stream leaves
+/// live.
 async fn follow(
     db: &weir_sql::Database,
     view: &str,
+    key: Vec<usize>,
 ) -> tokio::task::JoinHandle<Result<Vec<String>, String>> {
     let entry = db.catalog().view(view).expect("view");
     let schema = entry.table.schema_ref();
@@ -187,8 +194,7 @@ async fn follow(
         .await
         .expect("subscribe");
     tokio::spawn(async move {
-        let mut checker =
-            ChangelogChecker::new(schema, Some(vec![0, 1])).map_err(|e| e.to_string())?;
+        let mut checker = ChangelogChecker::new(schema, Some(key)).map_err(|e| e.to_string())?;
         let mut apply = |message: Message| -> Result<bool, String> {
             let changes = match message {
                 Message::Data(rows) => Changes::inserts(rows),
@@ -249,11 +255,12 @@ async fn streaming_equals_batch_after_final_watermark() {
         let late = model_late(&case);
         let path = dir.path().join(format!("case{seed}.jsonl"));
         std::fs::write(&path, json_lines(&case)).expect("write");
-        let (src, upd, eowc, stacked) = (
+        let (src, upd, eowc, stacked, regrouped) = (
             format!("src{seed}"),
             format!("upd{seed}"),
             format!("eowc{seed}"),
             format!("stacked{seed}"),
+            format!("regrouped{seed}"),
         );
         let aggregate = format!(
             "SELECT k, window_start, count(*) AS n, sum(v) AS s, min(v) AS mn, max(v) AS mx \
@@ -265,7 +272,8 @@ async fn streaming_equals_batch_after_final_watermark() {
              WITH (connector = 'file', path = '{p}', batch_size = '{b}') FORMAT PLAIN ENCODE JSON; \
              CREATE MATERIALIZED VIEW {upd} AS {aggregate}; \
              CREATE MATERIALIZED VIEW {eowc} AS {aggregate} EMIT ON WINDOW CLOSE; \
-             CREATE MATERIALIZED VIEW {stacked} AS SELECT k, window_start, n, s FROM {upd} WHERE s > 0;",
+             CREATE MATERIALIZED VIEW {stacked} AS SELECT k, window_start, n, s FROM {upd} WHERE s > 0; \
+             CREATE MATERIALIZED VIEW {regrouped} AS SELECT k, count(*) AS windows, sum(n) AS n, sum(s) AS s FROM {stacked} GROUP BY k;",
             d = case.delay_ms,
             p = path.display(),
             b = case.batch_size,
@@ -274,9 +282,19 @@ async fn streaming_equals_batch_after_final_watermark() {
             .execute_all(&ddl)
             .await
             .unwrap_or_else(|e| panic!("case {seed}: {e}"));
-        let changelog = follow(&db, &upd).await;
-        let stacked_changelog = follow(&db, &stacked).await;
-        wait_finished(&session, &[upd.clone(), eowc.clone(), stacked.clone()]).await;
+        let changelog = follow(&db, &upd, vec![0, 1]).await;
+        let stacked_changelog = follow(&db, &stacked, vec![0, 1]).await;
+        let regrouped_changelog = follow(&db, &regrouped, vec![0]).await;
+        wait_finished(
+            &session,
+            &[
+                upd.clone(),
+                eowc.clone(),
+                stacked.clone(),
+                regrouped.clone(),
+            ],
+        )
+        .await;
 
         let expected = batch_answer(&case, &late).await;
         // The updating view's change stream obeys the changelog's rules and replays to the
@@ -316,6 +334,28 @@ async fn streaming_equals_batch_after_final_watermark() {
         assert_eq!(
             replayed, sorted,
             "case {seed}: replayed changes of {stacked}"
+        );
+        // An aggregate over that: groups gain and lose rows as windows enter and leave the
+        // filter, and disappear when their last one leaves.
+        let expected_regrouped = batch_query(
+            &case,
+            &late,
+            "SELECT k, count(*), sum(n), sum(s) FROM windows WHERE s > 0 GROUP BY k ORDER BY k",
+        )
+        .await;
+        let got = query_rows(&session, &format!("SELECT * FROM {regrouped} ORDER BY k")).await;
+        assert_eq!(
+            got, expected_regrouped,
+            "case {seed}: view {regrouped} over {stacked}"
+        );
+        let mut replayed = regrouped_changelog
+            .await
+            .expect("changelog reader")
+            .unwrap_or_else(|e| panic!("case {seed}: {e}"));
+        replayed.sort();
+        assert_eq!(
+            replayed, expected_regrouped,
+            "case {seed}: replayed changes of {regrouped}"
         );
         for view in [&upd, &eowc] {
             let got = query_rows(
