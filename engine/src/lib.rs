@@ -125,6 +125,7 @@ pub mod keyed_rows;
 pub mod late_rows;
 pub mod live_rows;
 pub mod message;
+pub mod multiset_extreme;
 pub mod operator;
 pub mod options;
 pub mod over_window;

@@ -5,8 +5,9 @@
 //! is interned to group ids (DataFusion's `GroupValues`, vectorised), ordered by group, and each
 //! touched group gets one `update_batch` for its added rows and one `retract_batch` for its
 //! retracted rows. Only aggregates whose retraction is exact in any order are accepted
-//! ([`RETRACTABLE`]): DataFusion's sliding `min`/`max` assume first-in-first-out retraction,
-//! which an updating stream does not give.
+//! ([`RETRACTABLE`]). DataFusion's sliding `min`/`max` assume first-in-first-out retraction,
+//! which an updating stream does not give, so `min`/`max` keep every live value with its count
+//! instead ([`MultisetExtreme`]).
 //!
 //! A hidden count of live input rows per group decides whether the group exists. Every
 //! `refresh` (and before each checkpoint barrier) the groups touched since the last refresh are
@@ -19,7 +20,7 @@ use std::time::Duration;
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, Int64Array, RecordBatch, UInt32Array};
 use datafusion::arrow::compute::{interleave, take};
-use datafusion::arrow::datatypes::{Field, Int64Type, Schema, SchemaRef};
+use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef};
 use datafusion::common::ScalarValue;
 use datafusion::logical_expr::Accumulator;
 use datafusion::physical_expr::PhysicalExpr;
@@ -30,12 +31,15 @@ use crate::changes::{Changes, Op};
 use crate::checkpoint::OperatorState;
 use crate::error::{EngineError, Result};
 use crate::message::CheckpointBarrier;
+use crate::multiset_extreme::{Extreme, MultisetExtreme};
 use crate::operator::{Collector, StreamOperator};
 use crate::window_agg::AggregateCall;
 
 /// Aggregates whose retraction is exact in any order.
 pub const RETRACTABLE: &[&str] = &[
     "count",
+    "min",
+    "max",
     "sum",
     "avg",
     "mean",
@@ -76,6 +80,8 @@ struct Group {
 /// The retracting aggregate operator; see the module docs.
 pub struct RetractAggregate {
     spec: RetractAggregateSpec,
+    /// Per aggregate: `min`/`max` and their argument's type, kept as a multiset of values.
+    extremes: Vec<Option<(Extreme, DataType)>>,
     key_schema: SchemaRef,
     ids: Box<dyn GroupValues>,
     groups: Vec<Group>,
@@ -104,6 +110,24 @@ impl RetractAggregate {
                 )));
             }
         }
+        let extremes = spec
+            .aggregates
+            .iter()
+            .map(|call| {
+                let extreme = match call.function.fun().name().to_ascii_lowercase().as_str() {
+                    "min" => Extreme::Min,
+                    "max" => Extreme::Max,
+                    _ => return Ok(None),
+                };
+                let arg = call
+                    .function
+                    .expressions()
+                    .first()
+                    .cloned()
+                    .ok_or_else(|| EngineError::Internal("min/max without an argument".into()))?;
+                Ok(Some((extreme, arg.data_type(input)?)))
+            })
+            .collect::<Result<Vec<_>>>()?;
         let fields = spec
             .group_exprs
             .iter()
@@ -120,6 +144,7 @@ impl RetractAggregate {
         let ids = new_group_values(Arc::clone(&key_schema), &GroupOrdering::None)?;
         Ok(Self {
             spec,
+            extremes,
             key_schema,
             ids,
             groups: Vec::new(),
@@ -136,7 +161,14 @@ impl RetractAggregate {
                 .spec
                 .aggregates
                 .iter()
-                .map(|a| a.function.create_sliding_accumulator())
+                .zip(&self.extremes)
+                .map(|(a, extreme)| match extreme {
+                    Some((which, data_type)) => {
+                        Ok(Box::new(MultisetExtreme::try_new(*which, data_type)?)
+                            as Box<dyn Accumulator>)
+                    }
+                    None => a.function.create_sliding_accumulator(),
+                })
                 .collect::<datafusion::error::Result<_>>()?,
             rows: 0,
             emitted: None,

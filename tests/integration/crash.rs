@@ -75,11 +75,11 @@ fn views() -> Vec<(&'static str, &'static str, &'static str)> {
                FROM readings GROUP BY w HAVING count(*) > 600 ORDER BY 1",
         ),
         (
-            "CREATE MATERIALIZED VIEW busy_rollup AS SELECT count(*) AS windows, sum(n) AS n, avg(n) AS mean FROM busy_windows",
-            "SELECT windows, n, round(mean, 6) FROM busy_rollup",
-            "SELECT count(*), sum(n), round(avg(n), 6) FROM (
-                 SELECT count(*) AS n FROM readings GROUP BY date_bin(INTERVAL '10 seconds', ts)
-                 HAVING count(*) > 600)",
+            "CREATE MATERIALIZED VIEW busy_rollup AS SELECT count(*) AS windows, sum(n) AS n, avg(n) AS mean, max(n) AS top, min(window_start) AS first FROM busy_windows",
+            "SELECT windows, n, round(mean, 6), top, to_unixtime(first)::BIGINT FROM busy_rollup",
+            "SELECT count(*), sum(n), round(avg(n), 6), max(n), min(w) FROM (
+                 SELECT to_unixtime(date_bin(INTERVAL '10 seconds', ts))::BIGINT AS w, count(*) AS n FROM readings
+                 GROUP BY w HAVING count(*) > 600)",
         ),
     ]
 }

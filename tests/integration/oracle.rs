@@ -273,7 +273,7 @@ async fn streaming_equals_batch_after_final_watermark() {
              CREATE MATERIALIZED VIEW {upd} AS {aggregate}; \
              CREATE MATERIALIZED VIEW {eowc} AS {aggregate} EMIT ON WINDOW CLOSE; \
              CREATE MATERIALIZED VIEW {stacked} AS SELECT k, window_start, n, s FROM {upd} WHERE s > 0; \
-             CREATE MATERIALIZED VIEW {regrouped} AS SELECT k, count(*) AS windows, sum(n) AS n, sum(s) AS s FROM {stacked} GROUP BY k;",
+             CREATE MATERIALIZED VIEW {regrouped} AS SELECT k, count(*) AS windows, sum(n) AS n, sum(s) AS s, min(s) AS lo, max(n) AS hi FROM {stacked} GROUP BY k;",
             d = case.delay_ms,
             p = path.display(),
             b = case.batch_size,
@@ -340,7 +340,7 @@ async fn streaming_equals_batch_after_final_watermark() {
         let expected_regrouped = batch_query(
             &case,
             &late,
-            "SELECT k, count(*), sum(n), sum(s) FROM windows WHERE s > 0 GROUP BY k ORDER BY k",
+            "SELECT k, count(*), sum(n), sum(s), min(s), max(n) FROM windows WHERE s > 0 GROUP BY k ORDER BY k",
         )
         .await;
         let got = query_rows(&session, &format!("SELECT * FROM {regrouped} ORDER BY k")).await;
