@@ -13,6 +13,7 @@
 //! | `latency` | p50/p99 event-to-view latency of a pass-through view at 100,000 events/s |
 //! | `latency_window` | the same for 1 s tumbling windows, from the moment a window can close |
 //! | `generator` | the bids generator alone (what every `tumble` row costs before the engine) |
+//! | `updating` | an updating `GROUP BY` over 1 M groups, 1 % touched per refresh: rows emitted per refresh, CPU per changed group |
 //!
 //! Each workload runs in its own child process (so peak RSS and CPU time are its own) with
 //! `rate = 'unbounded'` and a fixed event count (default 10,000,000; latency runs 10 s at
@@ -379,9 +380,87 @@ fn child(name: &str, events: u64) {
         "ceiling" => runtime.block_on(ceiling(events)),
         "latency" => runtime.block_on(latency(false)),
         "latency_window" => runtime.block_on(latency(true)),
+        "updating" => runtime.block_on(updating()),
         other => runtime.block_on(throughput(other, events)),
     };
     println!("{}", result_line(&figures));
+}
+
+/// An updating `GROUP BY` over 1,000,000 groups fed at 100,000 events/s, refreshed every 100 ms:
+/// the first 10 s create the groups (1 % of them per refresh), the next 10 s touch each group
+/// once more (1 % per refresh). The figures are for the second half: changed rows emitted per
+/// refresh (an update is a before/after pair, so 2 per changed group is proportional) and
+/// process CPU per changed group.
+async fn updating() -> Figures {
+    const GROUPS: u64 = 1_000_000;
+    const RATE: u64 = 100_000;
+    let db = weir::database().build().expect("database");
+    let session = db.session();
+    session
+        .execute_all(&format!(
+            "CREATE SOURCE bids (id BIGINT, price BIGINT, ts TIMESTAMP(3) WITH TIME ZONE,
+                                 WATERMARK FOR ts AS ts - INTERVAL '1 second')
+             WITH (connector = 'datagen', generator = 'bids', events = {events}, rate = {RATE},
+                   event_rate = {RATE}, batch_size = 1000, start_time = '2024-01-01T00:00:00Z');",
+            events = 2 * GROUPS
+        ))
+        .await
+        .expect("source");
+    session
+        .execute_all(&format!(
+            "CREATE MATERIALIZED VIEW v AS SELECT id % {GROUPS} AS g, count(*) AS n, sum(price) AS p
+             FROM bids GROUP BY id % {GROUPS}"
+        ))
+        .await
+        .expect("view");
+    let entry = db.catalog().view("v").expect("view");
+    let (_, mut live) = entry
+        .fanout
+        .subscribe_changes(weir_engine::fanout::ReadMode::Changes)
+        .await
+        .expect("subscribe");
+    // Second half: from the first update pair on.
+    let mut second_half: Option<(Instant, f64)> = None;
+    let (mut inserts, mut updated_groups, mut refreshes) = (0u64, 0u64, 0u64);
+    let mut last_message: Option<Instant> = None;
+    while let Some(message) = live.recv().await {
+        let changes = match message {
+            Message::Changes(changes) => changes,
+            Message::End => break,
+            _ => continue,
+        };
+        let pairs = changes.ops().map_or(0, |ops| {
+            ops.values()
+                .iter()
+                .filter(|b| **b == weir_engine::changes::Op::UpdateAfter as u8)
+                .count() as u64
+        });
+        if pairs > 0 && second_half.is_none() {
+            second_half = Some((Instant::now(), cpu_seconds()));
+        }
+        if second_half.is_some() {
+            updated_groups += pairs;
+            // Messages closer than 50 ms apart belong to one refresh (chunks of 8,192 rows).
+            if last_message.is_none_or(|t| t.elapsed() > Duration::from_millis(50)) {
+                refreshes += 1;
+            }
+            last_message = Some(Instant::now());
+        } else {
+            inserts += changes.num_rows() as u64;
+        }
+    }
+    let (started, cpu_at) = second_half.expect("the second half updates groups");
+    let (wall, cpu) = (started.elapsed().as_secs_f64(), cpu_seconds() - cpu_at);
+    let mut f = Figures::new();
+    f.insert("events".into(), (2 * GROUPS).to_string());
+    f.insert("groups".into(), GROUPS.to_string());
+    f.insert("inserts".into(), inserts.to_string());
+    f.insert("updated_groups".into(), updated_groups.to_string());
+    f.insert("refreshes".into(), refreshes.to_string());
+    f.insert("wall".into(), format!("{wall:.3}"));
+    f.insert("cpu".into(), format!("{cpu:.3}"));
+    f.insert("peak_rss_mb".into(), format!("{:.0}", peak_rss_mb()));
+    f
 }
 
 /// Runs one workload in a fresh process and parses its figures.
@@ -457,7 +536,7 @@ fn report(
     );
     let get = |n: &str| results.iter().find(|(name, _)| name == n).map(|(_, f)| f);
     for (name, f) in results {
-        if name.starts_with("latency") {
+        if name.starts_with("latency") || name == "updating" {
             continue;
         }
         let per_second = figure(f, "events")
@@ -534,6 +613,28 @@ fn report(
             ));
         }
     }
+    if let Some(u) = get("updating") {
+        let per_refresh = figure(u, "updated_groups")
+            .zip(figure(u, "refreshes"))
+            .map(|(g, r)| g / r.max(1.0));
+        let cpu_per_group = figure(u, "cpu")
+            .zip(figure(u, "updated_groups"))
+            .map(|(c, g)| c * 1e6 / g.max(1.0));
+        s.push_str(&format!(
+            "Updating GROUP BY over {} groups, 100,000 events/s, refresh 100 ms, second half (every group \
+             touched once more, 1 % per refresh): **{:.0} changed groups per refresh** (each an update pair: \
+             {:.0} rows emitted, of a {}-row view), {} refreshes, **{:.2} µs CPU per changed group** ({} CPU-s \
+             over {} s wall, generator and ingest included).\n",
+            u.get("groups").map_or("–", String::as_str),
+            per_refresh.unwrap_or(f64::NAN),
+            2.0 * per_refresh.unwrap_or(f64::NAN),
+            u.get("groups").map_or("–", String::as_str),
+            u.get("refreshes").map_or("–", String::as_str),
+            cpu_per_group.unwrap_or(f64::NAN),
+            u.get("cpu").map_or("–", String::as_str),
+            u.get("wall").map_or("–", String::as_str),
+        ));
+    }
     s
 }
 
@@ -571,6 +672,7 @@ fn main() {
     if names.is_empty() {
         names = ALL.iter().map(|s| (*s).to_string()).collect();
         names.push("latency_window".into());
+        names.push("updating".into());
     }
     let mut results = Vec::new();
     for name in &names {
