@@ -464,8 +464,11 @@ fn plan_aggregate(
     // The group columns lead the aggregate's output and identify its rows (a global aggregate
     // has one row: the empty key); a windowed aggregate's rows stop changing once the
     // watermark passes their window.
+    // Without aggregates (`SELECT DISTINCT`, `GROUP BY` alone) over append-only input a group's
+    // row never changes once it exists: the output only ever inserts.
+    let inserts_only = aggregate.aggr_expr.is_empty() && !updating_input;
     stage.props = StreamProps {
-        kind: if emit == EmitMode::OnWindowClose {
+        kind: if emit == EmitMode::OnWindowClose || inserts_only {
             StreamKind::AppendOnly
         } else {
             StreamKind::Retract
