@@ -144,3 +144,69 @@ impl LiveRows {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use datafusion::arrow::array::{AsArray, Int64Array, TimestampMillisecondArray};
+    use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema, TimeUnit};
+
+    use super::*;
+    use crate::changes::Op;
+    use crate::stream_props::StreamKind;
+
+    fn rows(windows: &[i64], values: &[i64]) -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new(
+                "window_start",
+                DataType::Timestamp(TimeUnit::Millisecond, None),
+                false,
+            ),
+            Field::new("v", DataType::Int64, false),
+        ]));
+        RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(TimestampMillisecondArray::from(windows.to_vec())),
+                Arc::new(Int64Array::from(values.to_vec())),
+            ],
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn rows_of_several_windows_seal_window_by_window() -> Result<()> {
+        let props = StreamProps {
+            kind: StreamKind::Retract,
+            key: Some(vec![0]),
+            sealed_by: Some(0),
+            seal_span: 0,
+        };
+        let mut live = LiveRows::new(rows(&[], &[]).schema(), &props);
+        // One batch spanning three windows (1 s, 2 s, 3 s), then an update in the second.
+        live.apply(&Changes::inserts(rows(&[1000, 2000, 3000], &[1, 2, 3])))?;
+        live.apply(&Changes::from_ops(
+            rows(&[2000, 2000], &[2, 20]),
+            &[Op::UpdateBefore, Op::UpdateAfter],
+        )?)?;
+        assert_eq!(live.stats(), (3, 3));
+        // The watermark is in nanoseconds: 2 s seals the first two windows.
+        let sealed = live.seal(2_000_000_000)?;
+        let mut values: Vec<i64> = sealed
+            .iter()
+            .flat_map(|b| b.column(1).as_primitive::<Int64Type>().values().to_vec())
+            .collect();
+        values.sort();
+        assert_eq!(values, vec![1, 20]);
+        assert_eq!(live.stats(), (1, 1));
+        assert_eq!(
+            live.seal_all()?
+                .iter()
+                .map(RecordBatch::num_rows)
+                .sum::<usize>(),
+            1
+        );
+        Ok(())
+    }
+}
