@@ -303,25 +303,14 @@ fn key_schema(schema: &Schema, key: &[usize]) -> Result<SchemaRef> {
 
 #[cfg(test)]
 mod tests {
-    use datafusion::arrow::array::{AsArray, Int64Array, StringArray};
-    use datafusion::arrow::datatypes::{DataType, Field, Int64Type};
+    use datafusion::arrow::array::AsArray;
+    use datafusion::arrow::datatypes::Int64Type;
 
     use super::*;
     use crate::changes::{ChangelogChecker, Op};
 
     fn rows(keys: &[&str], values: &[i64]) -> RecordBatch {
-        let schema = Arc::new(Schema::new(vec![
-            Field::new("k", DataType::Utf8, false),
-            Field::new("v", DataType::Int64, false),
-        ]));
-        RecordBatch::try_new(
-            schema,
-            vec![
-                Arc::new(StringArray::from(keys.to_vec())),
-                Arc::new(Int64Array::from(values.to_vec())),
-            ],
-        )
-        .unwrap()
+        crate::changes::testing::key_value_rows(keys, values)
     }
 
     fn sorted_values(batch: &RecordBatch) -> Vec<i64> {

@@ -163,7 +163,7 @@ impl StreamOperator for StatelessOperator {
 mod tests {
     use std::sync::Arc;
 
-    use datafusion::arrow::array::{Int64Array, RecordBatch, StringArray};
+    use datafusion::arrow::array::RecordBatch;
     use datafusion::arrow::datatypes::{DataType, Field, Schema};
     use datafusion::logical_expr::Operator;
     use datafusion::physical_expr::expressions::{binary, col, lit};
@@ -172,18 +172,7 @@ mod tests {
     use crate::changes::Op;
 
     fn rows(keys: &[&str], values: &[i64]) -> RecordBatch {
-        let schema = Arc::new(Schema::new(vec![
-            Field::new("k", DataType::Utf8, false),
-            Field::new("v", DataType::Int64, false),
-        ]));
-        RecordBatch::try_new(
-            schema,
-            vec![
-                Arc::new(StringArray::from(keys.to_vec())),
-                Arc::new(Int64Array::from(values.to_vec())),
-            ],
-        )
-        .unwrap()
+        crate::changes::testing::key_value_rows(keys, values)
     }
 
     #[test]

@@ -294,4 +294,6 @@ impl From<RecordBatch> for Changes {
 }
 
 #[cfg(test)]
+pub(crate) mod testing;
+#[cfg(test)]
 mod tests;

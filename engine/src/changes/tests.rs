@@ -1,23 +1,10 @@
-use std::sync::Arc;
-
-use datafusion::arrow::array::{AsArray, BooleanArray, Int64Array, RecordBatch, StringArray};
-use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema};
+use datafusion::arrow::array::{AsArray, BooleanArray, RecordBatch};
+use datafusion::arrow::datatypes::Int64Type;
 
 use super::*;
 
 fn batch(keys: &[&str], values: &[i64]) -> RecordBatch {
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("k", DataType::Utf8, false),
-        Field::new("v", DataType::Int64, true),
-    ]));
-    RecordBatch::try_new(
-        schema,
-        vec![
-            Arc::new(StringArray::from(keys.to_vec())),
-            Arc::new(Int64Array::from(values.to_vec())),
-        ],
-    )
-    .unwrap()
+    super::testing::key_value_rows(keys, values)
 }
 
 fn ops_of(c: &Changes) -> Vec<Op> {
