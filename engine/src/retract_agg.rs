@@ -216,7 +216,11 @@ impl RetractAggregate {
         let mut rows: Vec<(usize, Vec<ScalarValue>)> = Vec::new();
         let mut ops: Vec<u8> = Vec::new();
         for id in dirty {
-            let fresh = self.new_group()?;
+            // Only a group that lost its last row starts afresh.
+            let fresh = match self.groups[id].rows {
+                0 => Some(self.new_group()?),
+                _ => None,
+            };
             let group = &mut self.groups[id];
             group.dirty = false;
             if group.rows < 0 {
@@ -230,7 +234,9 @@ impl RetractAggregate {
                     ops.push(Op::Delete as u8);
                 }
                 // A group with no rows starts afresh (this also drops float drift).
-                group.accumulators = fresh.accumulators;
+                if let Some(fresh) = fresh {
+                    group.accumulators = fresh.accumulators;
+                }
                 continue;
             }
             let now = group

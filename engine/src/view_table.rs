@@ -73,6 +73,9 @@ pub struct ViewTable {
     /// Why the view's pipeline stopped, once it has failed: queries answer with it rather than
     /// with rows that silently stopped changing.
     failure: parking_lot::Mutex<Option<String>>,
+    /// Rows change by key until sealed (`contents.live` is set). Fixed when the table is built,
+    /// so the append-only path never takes the lock to find out.
+    updating: bool,
 }
 
 impl ViewTable {
@@ -83,15 +86,17 @@ impl ViewTable {
             contents: RwLock::new(Contents::default()),
             segment_store: None,
             failure: parking_lot::Mutex::new(None),
+            updating: false,
         }
     }
 
     /// Makes the table hold an updating stream's rows: changes apply by key (`props.key`; a
     /// multiset without one) and the watermark seals partitions of `props.sealed_by` into final
     /// rows. Append-only streams keep the plain appending table.
-    pub fn updating(self, props: &StreamProps) -> Self {
+    pub fn updating(mut self, props: &StreamProps) -> Self {
         if !props.is_append_only() {
             self.contents.write().live = Some(LiveRows::new(Arc::clone(&self.schema), props));
+            self.updating = true;
         }
         self
     }
@@ -103,6 +108,7 @@ impl ViewTable {
             contents: RwLock::new(Contents::default()),
             segment_store: Some(store),
             failure: parking_lot::Mutex::new(None),
+            updating: false,
         }
     }
 
@@ -137,17 +143,20 @@ impl ViewTable {
     /// table, which views whose input retracts rows get (until then they are refused here, so
     /// a retraction can never be dropped silently).
     pub fn apply(&self, changes: Changes) -> Result<()> {
-        let mut c = self.contents.write();
-        if let Some(live) = &mut c.live {
+        if self.updating {
             let (rows, ops) = changes.into_parts();
             let rows = self.conform(rows)?;
             let changes = match ops {
                 Some(ops) => Changes::try_new(rows, ops)?,
                 None => Changes::inserts(rows),
             };
-            return live.apply(&changes);
+            return match &mut self.contents.write().live {
+                Some(live) => live.apply(&changes),
+                None => Err(EngineError::Internal(
+                    "an updating view lost its live rows".into(),
+                )),
+            };
         }
-        drop(c);
         match changes.into_inserts() {
             Some(rows) => self.append(rows),
             None => Err(EngineError::Internal(
@@ -158,12 +167,15 @@ impl ViewTable {
 
     /// True for an updating view (rows change by key until sealed).
     pub fn is_updating(&self) -> bool {
-        self.contents.read().live.is_some()
+        self.updating
     }
 
     /// The watermark (nanoseconds) reached the view: partitions it seals become final rows,
     /// which are returned (for readers that want each final row once).
     pub fn seal(&self, watermark: i64) -> Result<Vec<RecordBatch>> {
+        if !self.updating {
+            return Ok(Vec::new());
+        }
         let mut c = self.contents.write();
         let sealed = match &mut c.live {
             Some(live) => live.seal(watermark)?,
@@ -175,6 +187,9 @@ impl ViewTable {
 
     /// The input ended: every live row is final.
     pub fn seal_all(&self) -> Result<Vec<RecordBatch>> {
+        if !self.updating {
+            return Ok(Vec::new());
+        }
         let mut c = self.contents.write();
         let sealed = match &mut c.live {
             Some(live) => live.seal_all()?,

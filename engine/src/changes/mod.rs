@@ -22,9 +22,9 @@ pub use checker::ChangelogChecker;
 pub use diff::diff_by_position;
 pub use ops::Op;
 
-use datafusion::arrow::array::{Array, BooleanArray, Int64Array, RecordBatch, UInt8Array};
-use datafusion::arrow::compute::{concat, concat_batches, filter, filter_record_batch};
-use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::array::{Array, AsArray, BooleanArray, RecordBatch, UInt8Array};
+use datafusion::arrow::compute::{filter, filter_record_batch};
+use datafusion::arrow::datatypes::{SchemaRef, UInt8Type};
 use datafusion::arrow::row::{RowConverter, SortField};
 
 use crate::error::{EngineError, Result};
@@ -154,41 +154,11 @@ impl Changes {
             return Ok(Changes::inserts(rows));
         };
         let repaired: UInt8Array = ops::repair_split_pairs(ops.values(), keep).into();
-        let kept = filter(&repaired, keep)?;
-        let ops = kept
-            .as_any()
-            .downcast_ref::<UInt8Array>()
-            .cloned()
-            .ok_or_else(|| EngineError::Internal("filtered ops are not UInt8".into()))?;
+        let ops = filter(&repaired, keep)?.as_primitive::<UInt8Type>().clone();
         Ok(Changes {
             rows,
             ops: Some(ops),
         })
-    }
-
-    /// +1 for each row that adds (insert, update-after), -1 for each that retracts.
-    pub fn signs(&self) -> Int64Array {
-        match &self.ops {
-            None => Int64Array::from_value(1, self.num_rows()),
-            Some(ops) => ops
-                .values()
-                .iter()
-                .map(|b| if b & 1 == 1 { -1 } else { 1 })
-                .collect(),
-        }
-    }
-
-    /// The retracted rows and the added rows, each in stream order.
-    pub fn split(&self) -> Result<(RecordBatch, RecordBatch)> {
-        let Some(ops) = &self.ops else {
-            return Ok((RecordBatch::new_empty(self.schema()), self.rows.clone()));
-        };
-        let retracted: BooleanArray = ops.values().iter().map(|b| Some(b & 1 == 1)).collect();
-        let added: BooleanArray = ops.values().iter().map(|b| Some(b & 1 == 0)).collect();
-        Ok((
-            filter_record_batch(&self.rows, &retracted)?,
-            filter_record_batch(&self.rows, &added)?,
-        ))
     }
 
     /// Rows `offset..offset + len`. The caller keeps update pairs together.
@@ -216,32 +186,6 @@ impl Changes {
             start = end;
         }
         pieces
-    }
-
-    /// One `Changes` holding all of `parts` in order.
-    pub fn concat(schema: SchemaRef, parts: &[Changes]) -> Result<Changes> {
-        let rows = concat_batches(&schema, parts.iter().map(|c| &c.rows))?;
-        if parts.iter().all(|c| c.ops.is_none()) {
-            return Ok(Changes::inserts(rows));
-        }
-        let ops: Vec<UInt8Array> = parts
-            .iter()
-            .map(|c| {
-                c.ops
-                    .clone()
-                    .unwrap_or_else(|| UInt8Array::from_value(Op::Insert as u8, c.num_rows()))
-            })
-            .collect();
-        let refs: Vec<&dyn Array> = ops.iter().map(|a| a as &dyn Array).collect();
-        let ops = concat(&refs)?
-            .as_any()
-            .downcast_ref::<UInt8Array>()
-            .cloned()
-            .ok_or_else(|| EngineError::Internal("concatenated ops are not UInt8".into()))?;
-        Ok(Changes {
-            rows,
-            ops: Some(ops),
-        })
     }
 
     /// Drop update pairs whose before and after rows are equal.
@@ -284,12 +228,6 @@ impl Changes {
             return Ok(self);
         }
         self.filter(&BooleanArray::from(keep))
-    }
-}
-
-impl From<RecordBatch> for Changes {
-    fn from(rows: RecordBatch) -> Self {
-        Changes::inserts(rows)
     }
 }
 

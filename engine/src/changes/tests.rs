@@ -73,33 +73,6 @@ fn mapping_that_erases_the_difference_drops_the_pair() {
 }
 
 #[test]
-fn signs_and_split() {
-    let c =
-        Changes::from_ops(batch(&["a", "a", "b", "c"], &[1, 2, 3, 4]), &[UB, UA, D, I]).unwrap();
-    assert_eq!(c.signs().values().to_vec(), vec![-1, 1, -1, 1]);
-    let (retracted, added) = c.split().unwrap();
-    assert_eq!(
-        retracted
-            .column(1)
-            .as_primitive::<Int64Type>()
-            .values()
-            .to_vec(),
-        vec![1, 3]
-    );
-    assert_eq!(
-        added
-            .column(1)
-            .as_primitive::<Int64Type>()
-            .values()
-            .to_vec(),
-        vec![2, 4]
-    );
-    let inserts = Changes::inserts(batch(&["x"], &[9]));
-    assert_eq!(inserts.signs().values().to_vec(), vec![1]);
-    assert_eq!(inserts.split().unwrap().0.num_rows(), 0);
-}
-
-#[test]
 fn chunks_never_split_a_pair() {
     let c = Changes::from_ops(
         batch(&["a", "b", "b", "c", "c"], &[1, 2, 3, 4, 5]),
@@ -112,23 +85,10 @@ fn chunks_never_split_a_pair() {
     for p in &pieces {
         Changes::try_new(p.rows().clone(), p.ops().unwrap().clone()).unwrap();
     }
-    let whole = Changes::concat(c.schema(), &pieces).unwrap();
-    assert_eq!(ops_of(&whole), ops_of(&c));
-    assert_eq!(values_of(&whole), values_of(&c));
-}
-
-#[test]
-fn concat_of_inserts_and_updates_fills_in_insert_ops() {
-    let a = Changes::inserts(batch(&["a"], &[1]));
-    let b = Changes::from_ops(batch(&["a"], &[1]), &[D]).unwrap();
-    let both = Changes::concat(a.schema(), &[a.clone(), b]).unwrap();
-    assert_eq!(ops_of(&both), vec![I, D]);
-    assert!(
-        Changes::concat(a.schema(), &[a.clone(), a])
-            .unwrap()
-            .ops()
-            .is_none()
-    );
+    let ops: Vec<Op> = pieces.iter().flat_map(ops_of).collect();
+    let values: Vec<i64> = pieces.iter().flat_map(values_of).collect();
+    assert_eq!(ops, ops_of(&c));
+    assert_eq!(values, values_of(&c));
 }
 
 #[test]
