@@ -138,6 +138,7 @@ pub mod source_metrics;
 pub mod stateless;
 pub mod stream_props;
 pub mod time;
+pub mod top_n;
 pub mod view_runtime;
 pub mod view_table;
 pub mod watermark;

@@ -14,6 +14,7 @@
 //! ```
 
 mod over;
+mod top_n;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -81,6 +82,8 @@ pub(crate) struct Stage {
     window: Option<TumbleSpec>,
     /// An aggregate has been planned.
     aggregated: bool,
+    /// An operator emits each window once, when it closes (`EMIT ON WINDOW CLOSE` is honoured).
+    closes_windows: bool,
     /// What the stage's output stream promises (kept in step with every step pushed).
     pub(crate) props: StreamProps,
     pub(crate) explain: Vec<String>,
@@ -111,7 +114,11 @@ impl Stage {
 pub fn plan_view(plan: &LogicalPlan, ctx: &PlanContext<'_>) -> Result<ViewPipeline> {
     let mut stage = build(plan, ctx)?;
     stage.flush();
-    if ctx.emit_on_window_close && stage.window.is_none() && !stage.aggregated {
+    if ctx.emit_on_window_close
+        && stage.window.is_none()
+        && !stage.aggregated
+        && !stage.closes_windows
+    {
         return Err(unsupported(
             "EMIT ON WINDOW CLOSE needs a windowed aggregate (GROUP BY window_start, … over TUMBLE or HOP)",
         ));
@@ -235,6 +242,7 @@ pub(crate) fn build(plan: &LogicalPlan, ctx: &PlanContext<'_>) -> Result<Stage> 
                 pending: Vec::new(),
                 window,
                 aggregated: false,
+                closes_windows: false,
                 props,
                 explain: Vec::new(),
             };
@@ -244,6 +252,9 @@ pub(crate) fn build(plan: &LogicalPlan, ctx: &PlanContext<'_>) -> Result<Stage> 
             Ok(stage)
         }
         LogicalPlan::Filter(filter) => {
+            if let Some(stage) = top_n::plan_rank_filter(filter, ctx)? {
+                return Ok(stage);
+            }
             let mut stage = build(&filter.input, ctx)?;
             refuse_volatile_over_updates(&stage, std::slice::from_ref(&filter.predicate))?;
             stage.push(Step::Filter(physical(
@@ -271,6 +282,11 @@ pub(crate) fn build(plan: &LogicalPlan, ctx: &PlanContext<'_>) -> Result<Stage> 
         LogicalPlan::Aggregate(aggregate) => plan_aggregate(aggregate, ctx),
         LogicalPlan::Join(_) => Err(unsupported("JOIN (joins arrive in a later release)")),
         LogicalPlan::Window(window) => over::plan_window(window, ctx),
+        // `DISTINCT ON (k) … ORDER BY k, ts` sorts its groups by `k`: meaningless for a view's
+        // rows, so only the first-row-per-group below it is planned.
+        LogicalPlan::Sort(sort) if sort.fetch.is_none() && top_n::is_first_rows(&sort.input) => {
+            build(&sort.input, ctx)
+        }
         LogicalPlan::Sort(_) => Err(unsupported(
             "ORDER BY (order the rows when you query the view)",
         )),
@@ -332,6 +348,9 @@ fn plan_aggregate(
     aggregate: &datafusion::logical_expr::Aggregate,
     ctx: &PlanContext<'_>,
 ) -> Result<Stage> {
+    if let Some(stage) = top_n::plan_first_rows(aggregate, ctx)? {
+        return Ok(stage);
+    }
     let mut stage = build(&aggregate.input, ctx)?;
     let updating_input = !stage.props.is_append_only();
     if updating_input && stage.window.is_some() {
@@ -494,5 +513,6 @@ fn plan_aggregate(
     }
     stage.window = None;
     stage.aggregated = true;
+    stage.closes_windows = emit == EmitMode::OnWindowClose;
     Ok(stage)
 }

@@ -146,7 +146,7 @@ async fn batch_query(case: &Case, late: &[bool], sql: &str) -> Vec<String> {
         Field::new(
             "ts",
             DataType::Timestamp(TimeUnit::Millisecond, Some("+00:00".into())),
-            false,
+            true,
         ),
     ]));
     let columns: Vec<ArrayRef> = vec![
@@ -155,19 +155,22 @@ async fn batch_query(case: &Case, late: &[bool], sql: &str) -> Vec<String> {
         )),
         Arc::new(Int64Array::from_iter_values(kept.iter().map(|r| r.value))),
         Arc::new(
-            TimestampMillisecondArray::from_iter_values(kept.iter().filter_map(|r| r.ts))
+            TimestampMillisecondArray::from(kept.iter().map(|r| r.ts).collect::<Vec<_>>())
                 .with_timezone("+00:00"),
         ),
     ];
     let ctx = SessionContext::new();
     let batch = RecordBatch::try_new(Arc::clone(&schema), columns).expect("batch");
     ctx.register_batch("t", batch).expect("register");
-    let windows = format!(
-        "SELECT k, arrow_cast(date_bin(INTERVAL '{w} milliseconds', ts, TIMESTAMP '1970-01-01T00:00:00Z'), 'Timestamp(Nanosecond, Some(\"+00:00\"))') AS ws, \
-         count(*) AS n, sum(v) AS s, min(v) AS mn, max(v) AS mx FROM t GROUP BY 1, 2",
+    let window_start = format!(
+        "arrow_cast(date_bin(INTERVAL '{w} milliseconds', ts, TIMESTAMP '1970-01-01T00:00:00Z'), 'Timestamp(Nanosecond, Some(\"+00:00\"))')",
         w = case.window_ms
     );
-    let sql = format!("WITH windows AS ({windows}) {sql}");
+    let sql = format!(
+        "WITH windows AS (SELECT k, {window_start} AS ws, count(*) AS n, sum(v) AS s, min(v) AS mn, max(v) AS mx FROM t GROUP BY 1, 2), \
+         windowed AS (SELECT k, v, ts, {window_start} + INTERVAL '{w} milliseconds' AS we FROM t) {sql}",
+        w = case.window_ms
+    );
     let batches = ctx
         .sql(&sql)
         .await
@@ -184,7 +187,7 @@ async fn batch_query(case: &Case, late: &[bool], sql: &str) -> Vec<String> {
 async fn follow(
     db: &weir_sql::Database,
     view: &str,
-    key: Vec<usize>,
+    key: Option<Vec<usize>>,
 ) -> tokio::task::JoinHandle<Result<Vec<String>, String>> {
     let entry = db.catalog().view(view).expect("view");
     let schema = entry.table.schema_ref();
@@ -194,7 +197,7 @@ async fn follow(
         .await
         .expect("subscribe");
     tokio::spawn(async move {
-        let mut checker = ChangelogChecker::new(schema, Some(key)).map_err(|e| e.to_string())?;
+        let mut checker = ChangelogChecker::new(schema, key).map_err(|e| e.to_string())?;
         let mut apply = |message: Message| -> Result<bool, String> {
             let changes = match message {
                 Message::Data(rows) => Changes::inserts(rows),
@@ -282,9 +285,10 @@ async fn streaming_equals_batch_after_final_watermark() {
             .execute_all(&ddl)
             .await
             .unwrap_or_else(|e| panic!("case {seed}: {e}"));
-        let changelog = follow(&db, &upd, vec![0, 1]).await;
-        let stacked_changelog = follow(&db, &stacked, vec![0, 1]).await;
-        let regrouped_changelog = follow(&db, &regrouped, vec![0]).await;
+        let changelog = follow(&db, &upd, Some(vec![0, 1])).await;
+        let stacked_changelog = follow(&db, &stacked, Some(vec![0, 1])).await;
+        let regrouped_changelog = follow(&db, &regrouped, Some(vec![0])).await;
+        let top_n = TopNViews::create(&session, &db, seed, &case).await;
         wait_finished(
             &session,
             &[
@@ -295,6 +299,7 @@ async fn streaming_equals_batch_after_final_watermark() {
             ],
         )
         .await;
+        top_n.check(&session, &case, &late).await;
 
         let expected = batch_answer(&case, &late).await;
         // The updating view's change stream obeys the changelog's rules and replays to the
@@ -414,4 +419,103 @@ async fn streaming_equals_batch_after_final_watermark() {
         total_late > CASES as usize,
         "only {total_late} late rows in {CASES} cases"
     );
+}
+
+/// Top-N, DISTINCT ON and window Top-N views of one case, each checked against the batch query.
+struct TopNViews {
+    seed: u64,
+    /// (view, its batch query over the on-time rows or over all rows, the changes it streamed)
+    views: Vec<(String, String, bool, ChangeFollower)>,
+}
+
+type ChangeFollower = tokio::task::JoinHandle<Result<Vec<String>, String>>;
+
+impl TopNViews {
+    async fn create(session: &Session, db: &weir_sql::Database, seed: u64, case: &Case) -> Self {
+        let (src, eowc, stacked) = (
+            format!("src{seed}"),
+            format!("eowc{seed}"),
+            format!("stacked{seed}"),
+        );
+        // (name, view query, batch query, batch over on-time rows only, key of the stream)
+        let specs = [
+            (
+                format!("topn{seed}"),
+                // Three deep: a Top-N over a filter over an updating aggregate.
+                format!("SELECT * FROM (SELECT k, window_start, s, row_number() OVER (PARTITION BY k ORDER BY s DESC, window_start) AS rn FROM {stacked}) WHERE rn <= 2"),
+                "SELECT k, ws, s, rn FROM (SELECT k, ws, s, row_number() OVER (PARTITION BY k ORDER BY s DESC, ws) AS rn FROM windows WHERE s > 0) WHERE rn <= 2".to_string(),
+                true,
+                Some(vec![0, 3]),
+            ),
+            (
+                format!("leaders{seed}"),
+                // Ties share the rank: a multiset without a key.
+                format!("SELECT * FROM (SELECT window_start, k, n, rank() OVER (PARTITION BY window_start ORDER BY n DESC) AS r FROM {eowc}) WHERE r <= 1"),
+                "SELECT ws, k, n, r FROM (SELECT ws, k, n, rank() OVER (PARTITION BY ws ORDER BY n DESC) AS r FROM windows) WHERE r <= 1".to_string(),
+                true,
+                None,
+            ),
+            (
+                format!("firsts{seed}"),
+                format!("SELECT DISTINCT ON (k) k, v FROM {src} ORDER BY k, v DESC"),
+                "SELECT k, max(v) FROM t GROUP BY k".to_string(),
+                false,
+                Some(vec![0]),
+            ),
+            (
+                format!("wintop{seed}"),
+                format!("SELECT * FROM (SELECT k, v, window_end, row_number() OVER (PARTITION BY window_end, k ORDER BY v DESC, ts) AS rn FROM TUMBLE({src}, ts, INTERVAL '{} milliseconds')) WHERE rn <= 2 EMIT ON WINDOW CLOSE", case.window_ms),
+                "SELECT k, v, we, rn FROM (SELECT k, v, we, row_number() OVER (PARTITION BY we, k ORDER BY v DESC, ts) AS rn FROM windowed) WHERE rn <= 2".to_string(),
+                true,
+                None,
+            ),
+        ];
+        let mut views = Vec::new();
+        for (name, query, batch, on_time, key) in specs {
+            session
+                .execute_all(&format!("CREATE MATERIALIZED VIEW {name} AS {query}"))
+                .await
+                .unwrap_or_else(|e| panic!("case {seed}: {name}: {e}"));
+            let follower = follow(db, &name, key).await;
+            views.push((name, batch, on_time, follower));
+        }
+        Self { seed, views }
+    }
+
+    async fn check(self, session: &Session, case: &Case, late: &[bool]) {
+        let seed = self.seed;
+        let names: Vec<String> = self.views.iter().map(|v| v.0.clone()).collect();
+        wait_finished(session, &names).await;
+        let all = vec![false; case.rows.len()];
+        for (name, batch, on_time, follower) in self.views {
+            let mut expected = batch_query(case, if on_time { late } else { &all }, &batch).await;
+            expected.sort();
+            let mut got = query_rows(session, &format!("SELECT * FROM {name}")).await;
+            got.sort();
+            assert_eq!(
+                got, expected,
+                "case {seed}: view {name} differs from the batch query"
+            );
+            let mut replayed = follower
+                .await
+                .expect("changelog reader")
+                .unwrap_or_else(|e| panic!("case {seed}: {name}: {e}"));
+            replayed.sort();
+            assert_eq!(
+                replayed, expected,
+                "case {seed}: replayed changes of {name}"
+            );
+        }
+        let late_count = late.iter().filter(|l| **l).count();
+        let logged = query_rows(
+            session,
+            &format!("SELECT late_rows FROM weir_views WHERE name = 'wintop{seed}'"),
+        )
+        .await;
+        assert_eq!(
+            logged,
+            vec![late_count.to_string()],
+            "case {seed}: late rows of the window Top-N"
+        );
+    }
 }

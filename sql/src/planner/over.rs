@@ -33,6 +33,13 @@ pub(crate) fn plan_window(
             return Err(unsupported(format!("window expression {expr}")));
         };
         let name = call.fun.to_string();
+        if super::top_n::rank_function(expr).is_some() {
+            return Err(unsupported(format!(
+                "{name}() OVER (…) without a filter on it: a streaming view keeps the top rows \
+                 of each partition, e.g. SELECT * FROM (SELECT *, {name}() OVER (PARTITION BY k \
+                 ORDER BY v DESC) AS rn FROM src) WHERE rn <= 10"
+            )));
+        }
         let params = &call.params;
         if params.filter.is_some() {
             return Err(unsupported(format!("FILTER on {name} OVER (…)")));
