@@ -81,6 +81,25 @@ fn views() -> Vec<(&'static str, &'static str, &'static str)> {
                  SELECT to_unixtime(date_bin(INTERVAL '10 seconds', ts))::BIGINT AS w, count(*) AS n FROM readings
                  GROUP BY w HAVING count(*) > 600)",
         ),
+        // Top-N over append-only input (the top rows per key) and over an updating view (the
+        // busiest windows, ties sharing a rank).
+        (
+            "CREATE MATERIALIZED VIEW top_readings AS SELECT * FROM (
+               SELECT k, id, v, row_number() OVER (PARTITION BY k ORDER BY v DESC, id) AS rn FROM readings WHERE k >= 0
+             ) WHERE rn <= 3",
+            "SELECT k, id, v, rn FROM top_readings ORDER BY 1, 4",
+            "SELECT * FROM (SELECT k, id, v, row_number() OVER (PARTITION BY k ORDER BY v DESC, id) AS rn FROM readings)
+               WHERE rn <= 3 ORDER BY 1, 4",
+        ),
+        (
+            "CREATE MATERIALIZED VIEW top_windows AS SELECT * FROM (
+               SELECT window_start, n, rank() OVER (ORDER BY n DESC) AS r FROM live_windows
+             ) WHERE r <= 2",
+            "SELECT to_unixtime(window_start)::BIGINT, n, r FROM top_windows ORDER BY 1",
+            "SELECT * FROM (SELECT w, n, rank() OVER (ORDER BY n DESC) AS r FROM (
+                 SELECT to_unixtime(date_bin(INTERVAL '10 seconds', ts))::BIGINT AS w, count(*) AS n FROM readings GROUP BY w))
+               WHERE r <= 2 ORDER BY 1",
+        ),
     ]
 }
 

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use datafusion::arrow::compute::SortOptions;
 use datafusion::common::{Column as LogicalColumn, ScalarValue};
 use datafusion::logical_expr::expr::{AggregateFunction, NullTreatment, WindowFunction};
-use datafusion::logical_expr::utils::split_conjunction;
+use datafusion::logical_expr::utils::{conjunction, split_conjunction};
 use datafusion::logical_expr::{BinaryExpr, Expr, LogicalPlan, Operator, SortExpr};
 use datafusion::physical_expr::{PhysicalExpr, PhysicalSortExpr};
 use weir_engine::stateless::Step;
@@ -70,23 +70,26 @@ pub(crate) fn plan_rank_filter(
         return Ok(None);
     };
     let rank_index = window.input.schema().fields().len();
-    let limit = split_conjunction(&filter.predicate)
-        .into_iter()
-        .filter_map(rank_bound)
-        .filter(|(column, _)| {
-            filter
-                .input
-                .schema()
-                .index_of_column(column)
-                .ok()
-                .and_then(|i| window_index(filter.input.as_ref(), i))
-                == Some(rank_index)
+    let conjuncts = split_conjunction(&filter.predicate);
+    let bounds: Vec<Option<(u64, bool)>> = conjuncts
+        .iter()
+        .map(|c| {
+            let (column, limit, exact) = rank_bound(c)?;
+            let index = filter.input.schema().index_of_column(column).ok()?;
+            (window_index(filter.input.as_ref(), index)? == rank_index).then_some((limit, exact))
         })
-        .map(|(_, limit)| limit)
-        .min();
-    let Some(limit) = limit else {
+        .collect();
+    let Some(limit) = bounds.iter().flatten().map(|(limit, _)| *limit).min() else {
         return Ok(None);
     };
+    // What the operator guarantees need not be checked again: `rank <= limit` (and `rank = 1`
+    // when the limit is 1); other conditions (`rn = 3`, `rn >= 2`, other columns) remain.
+    let remaining = conjuncts
+        .into_iter()
+        .zip(&bounds)
+        .filter(|(_, bound)| !matches!(bound, Some((l, exact)) if *l == limit && (!exact || limit <= 1)))
+        .map(|(c, _)| c.clone())
+        .collect::<Vec<_>>();
     let params = &call.params;
     if params.filter.is_some() || params.distinct || !params.args.is_empty() {
         return Err(unsupported(format!(
@@ -136,11 +139,13 @@ pub(crate) fn plan_rank_filter(
             });
         }
     }
-    stage.push(Step::Filter(physical(
-        &filter.predicate,
-        filter.input.schema(),
-        ctx,
-    )?));
+    if let Some(predicate) = conjunction(remaining) {
+        stage.push(Step::Filter(physical(
+            &predicate,
+            filter.input.schema(),
+            ctx,
+        )?));
+    }
     Ok(Some(stage))
 }
 
@@ -158,8 +163,9 @@ fn window_index(plan: &LogicalPlan, index: usize) -> Option<usize> {
     }
 }
 
-/// `column <= n` and its spellings (`<`, `=`, flipped): the column and the largest rank kept.
-fn rank_bound(expr: &Expr) -> Option<(&LogicalColumn, u64)> {
+/// `column <= n` and its spellings (`<`, `=`, flipped): the column, the largest rank kept and
+/// whether the condition is an equality.
+fn rank_bound(expr: &Expr) -> Option<(&LogicalColumn, u64, bool)> {
     let Expr::BinaryExpr(BinaryExpr { left, op, right }) = expr else {
         return None;
     };
@@ -172,7 +178,11 @@ fn rank_bound(expr: &Expr) -> Option<(&LogicalColumn, u64)> {
         Operator::Lt => value - 1,
         _ => return None,
     };
-    Some((column, u64::try_from(limit.max(0)).ok()?))
+    Some((
+        column,
+        u64::try_from(limit.max(0)).ok()?,
+        op == Operator::Eq,
+    ))
 }
 
 fn column_of(expr: &Expr) -> Option<&LogicalColumn> {
