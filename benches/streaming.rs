@@ -14,6 +14,8 @@
 //! | `latency_window` | the same for 1 s tumbling windows, from the moment a window can close |
 //! | `generator` | the bids generator alone (what every `tumble` row costs before the engine) |
 //! | `updating` | an updating `GROUP BY` over 1 M groups, 1 % touched per refresh: rows emitted per refresh, CPU per changed group |
+//! | `topn` | top 10 bids by price per auction over 10,000 auctions (append-only input), 1 M bids |
+//! | `topn_updates` | the Top-N operator alone: top 10 per key over 10,000 keys of 100 rows, then 1 M updates (update pairs), beside a batch `row_number()` over the final rows |
 //!
 //! Each workload runs in its own child process (so peak RSS and CPU time are its own) with
 //! `rate = 'unbounded'` and a fixed event count (default 10,000,000; latency runs 10 s at
@@ -125,6 +127,13 @@ fn workload(name: &str, events: u64) -> Option<(String, &'static str, &'static s
                     min(temperature) AS min_t, max(temperature) AS max_t, max(vibration) AS max_vibration
              FROM TUMBLE(readings, ts, INTERVAL '5 minutes') GROUP BY sensor_id, window_start EMIT ON WINDOW CLOSE",
             "count/avg/min/max per sensor per 5-minute window, 10,000 sensors, 10,000 readings per second",
+        ),
+        "topn" => (
+            uniform_bids(events, ""),
+            "CREATE MATERIALIZED VIEW v AS SELECT * FROM (
+               SELECT auction, bidder, price, row_number() OVER (PARTITION BY auction ORDER BY price DESC) AS rn FROM bids
+             ) WHERE rn <= 10",
+            "top 10 bids by price per auction, 10,000 auctions",
         ),
         "memory" => (
             uniform_bids(events, ", event_rate = 1000000"),
@@ -381,6 +390,7 @@ fn child(name: &str, events: u64) {
         "latency" => runtime.block_on(latency(false)),
         "latency_window" => runtime.block_on(latency(true)),
         "updating" => runtime.block_on(updating()),
+        "topn_updates" => runtime.block_on(topn_updates()),
         other => runtime.block_on(throughput(other, events)),
     };
     println!("{}", result_line(&figures));
@@ -463,6 +473,150 @@ async fn updating() -> Figures {
     f
 }
 
+/// The Top-N operator driven directly with an updating input: 10,000 keys of 100 rows each
+/// (1 M rows, inserted first), then 1,000,000 updates of random rows' values as update pairs in
+/// batches of 4,096 pairs, keeping the top 10 per key. The figures are for the updates: updates
+/// per CPU-second and rows emitted. Beside it, DataFusion computing the same top 10 per key
+/// once, as a batch query over the final 1 M rows (best of three): what a single recompute costs.
+async fn topn_updates() -> Figures {
+    use datafusion::arrow::array::UInt8Array;
+    use datafusion::arrow::compute::SortOptions;
+    use datafusion::physical_expr::PhysicalSortExpr;
+    use datafusion::physical_expr::expressions::Column;
+    use rand::{Rng, SeedableRng};
+    use weir_engine::changes::{Changes, Op};
+    use weir_engine::operator::{Collector, StreamOperator};
+    use weir_engine::top_n::{RankFunction, TopN, TopNSpec};
+
+    const KEYS: i64 = 10_000;
+    const ROWS_PER_KEY: i64 = 100;
+    const UPDATES: usize = 1_000_000;
+    const PAIRS_PER_BATCH: usize = 4096;
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("k", DataType::Int64, false),
+        Field::new("id", DataType::Int64, false),
+        Field::new("v", DataType::Int64, false),
+    ]));
+    let mut output_fields: Vec<_> = schema.fields().iter().cloned().collect();
+    output_fields.push(Arc::new(Field::new("rn", DataType::UInt64, false)));
+    let mut top = TopN::try_new(
+        TopNSpec {
+            view: "v".into(),
+            partition_by: vec![Arc::new(Column::new("k", 0))],
+            order_by: vec![PhysicalSortExpr {
+                expr: Arc::new(Column::new("v", 2)),
+                options: SortOptions {
+                    descending: true,
+                    nulls_first: false,
+                },
+            }],
+            function: RankFunction::RowNumber,
+            limit: 10,
+            input_schema: Arc::clone(&schema),
+            output_schema: Arc::new(Schema::new(output_fields)),
+            updating_input: true,
+            seal: None,
+            emit_at_close: false,
+        },
+        Arc::new(weir_engine::late_rows::LateRowLog::default()),
+    )
+    .expect("top-n");
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+    let rows = (KEYS * ROWS_PER_KEY) as usize;
+    let mut values: Vec<i64> = (0..rows).map(|_| rng.random_range(0..1_000_000)).collect();
+    let batch = |k: Vec<i64>, id: Vec<i64>, v: Vec<i64>| {
+        RecordBatch::try_new(
+            Arc::clone(&schema),
+            vec![
+                Arc::new(Int64Array::from(k)),
+                Arc::new(Int64Array::from(id)),
+                Arc::new(Int64Array::from(v)),
+            ],
+        )
+        .expect("batch")
+    };
+    let mut out = Collector::default();
+    let (t, c) = (Instant::now(), cpu_seconds());
+    for start in (0..rows).step_by(8192) {
+        let end = (start + 8192).min(rows);
+        let k = (start..end).map(|i| i as i64 / ROWS_PER_KEY).collect();
+        let id = (start..end).map(|i| i as i64 % ROWS_PER_KEY).collect();
+        top.process_batch(batch(k, id, values[start..end].to_vec()), &mut out)
+            .expect("insert");
+        out.drain().count();
+    }
+    let (load_wall, load_cpu) = (t.elapsed().as_secs_f64(), cpu_seconds() - c);
+    // The updates, generated before the clock starts.
+    let mut batches = Vec::new();
+    for _ in 0..UPDATES / PAIRS_PER_BATCH {
+        let (mut k, mut id, mut v) = (Vec::new(), Vec::new(), Vec::new());
+        let mut ops = Vec::new();
+        for _ in 0..PAIRS_PER_BATCH {
+            let row = rng.random_range(0..rows);
+            let new = rng.random_range(0..1_000_000);
+            for value in [values[row], new] {
+                k.push(row as i64 / ROWS_PER_KEY);
+                id.push(row as i64 % ROWS_PER_KEY);
+                v.push(value);
+            }
+            ops.extend([Op::UpdateBefore as u8, Op::UpdateAfter as u8]);
+            values[row] = new;
+        }
+        batches.push(
+            Changes::try_new(batch(k, id, v), UInt8Array::from(ops)).expect("changes"),
+        );
+    }
+    let updates = batches.len() * PAIRS_PER_BATCH;
+    let mut emitted = 0usize;
+    let (t, c) = (Instant::now(), cpu_seconds());
+    for changes in batches {
+        top.process_changes(changes, &mut out).expect("update");
+        for message in out.drain() {
+            if let Message::Changes(changes) = message {
+                emitted += changes.num_rows();
+            }
+        }
+    }
+    let (wall, cpu) = (t.elapsed().as_secs_f64(), cpu_seconds() - c);
+    let state_bytes = top.state_size();
+    // One batch recompute of the same answer over the final rows.
+    let ids: Vec<i64> = (0..rows as i64).collect();
+    let final_rows = batch(
+        ids.iter().map(|i| i / ROWS_PER_KEY).collect(),
+        ids.iter().map(|i| i % ROWS_PER_KEY).collect(),
+        values,
+    );
+    let ctx = SessionContext::new_with_config(SessionConfig::new().with_target_partitions(1));
+    ctx.register_table(
+        "t",
+        Arc::new(MemTable::try_new(Arc::clone(&schema), vec![vec![final_rows]]).expect("table")),
+    )
+    .expect("register");
+    let mut batch_cpu = f64::MAX;
+    for _ in 0..3 {
+        let c = cpu_seconds();
+        ctx.sql("SELECT * FROM (SELECT *, row_number() OVER (PARTITION BY k ORDER BY v DESC) AS rn FROM t) WHERE rn <= 10")
+            .await
+            .expect("plan")
+            .collect()
+            .await
+            .expect("run");
+        batch_cpu = batch_cpu.min(cpu_seconds() - c);
+    }
+    let mut f = Figures::new();
+    f.insert("events".into(), updates.to_string());
+    f.insert("rows_out".into(), emitted.to_string());
+    f.insert("wall".into(), format!("{wall:.3}"));
+    f.insert("cpu".into(), format!("{cpu:.3}"));
+    f.insert("load_rows".into(), rows.to_string());
+    f.insert("load_wall".into(), format!("{load_wall:.3}"));
+    f.insert("load_cpu".into(), format!("{load_cpu:.3}"));
+    f.insert("batch_cpu".into(), format!("{batch_cpu:.3}"));
+    f.insert("state_bytes".into(), state_bytes.to_string());
+    f.insert("peak_rss_mb".into(), format!("{:.0}", peak_rss_mb()));
+    f
+}
+
 /// Runs one workload in a fresh process and parses its figures.
 fn run_child(name: &str, events: u64) -> Option<Figures> {
     let exe = std::env::current_exe().expect("current exe");
@@ -536,7 +690,7 @@ fn report(
     );
     let get = |n: &str| results.iter().find(|(name, _)| name == n).map(|(_, f)| f);
     for (name, f) in results {
-        if name.starts_with("latency") || name == "updating" {
+        if name.starts_with("latency") || name == "updating" || name == "topn_updates" {
             continue;
         }
         let per_second = figure(f, "events")
@@ -613,6 +767,24 @@ fn report(
             ));
         }
     }
+    if let Some(t) = get("topn_updates") {
+        s.push_str(&format!(
+            "Top-N over updating input (the operator alone): top 10 per key over 10,000 keys of 100 rows; \
+             {} rows loaded at **{}** rows per CPU-s, then {} updates (update pairs) at **{}** updates per CPU-s \
+             ({} CPU-s, {} rows emitted, {:.1} MB of state). One DataFusion batch `row_number()` over the final \
+             rows: {} CPU-s, i.e. the {} updates cost as much as {:.1} batch recomputes.\n",
+            t.get("load_rows").map_or("–", String::as_str),
+            millions(figure(t, "load_rows").zip(figure(t, "load_cpu")).map(|(r, c)| r / c)),
+            t.get("events").map_or("–", String::as_str),
+            millions(per_cpu(t)),
+            t.get("cpu").map_or("–", String::as_str),
+            t.get("rows_out").map_or("–", String::as_str),
+            figure(t, "state_bytes").unwrap_or(f64::NAN) / 1e6,
+            t.get("batch_cpu").map_or("–", String::as_str),
+            t.get("events").map_or("–", String::as_str),
+            figure(t, "cpu").zip(figure(t, "batch_cpu")).map_or(f64::NAN, |(c, b)| c / b),
+        ));
+    }
     if let Some(u) = get("updating") {
         let per_refresh = figure(u, "updated_groups")
             .zip(figure(u, "refreshes"))
@@ -673,10 +845,16 @@ fn main() {
         names = ALL.iter().map(|s| (*s).to_string()).collect();
         names.push("latency_window".into());
         names.push("updating".into());
+        names.push("topn".into());
+        names.push("topn_updates".into());
     }
     let mut results = Vec::new();
     for name in &names {
-        let n = if name == "memory" { 1_000_000 } else { events };
+        let n = if name == "memory" || name == "topn" {
+            1_000_000
+        } else {
+            events
+        };
         println!("running {name} ({n} events)…");
         if let Some(f) = run_child(name, n) {
             println!("  {}", result_line(&f));
