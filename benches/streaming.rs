@@ -562,9 +562,7 @@ async fn topn_updates() -> Figures {
             ops.extend([Op::UpdateBefore as u8, Op::UpdateAfter as u8]);
             values[row] = new;
         }
-        batches.push(
-            Changes::try_new(batch(k, id, v), UInt8Array::from(ops)).expect("changes"),
-        );
+        batches.push(Changes::try_new(batch(k, id, v), UInt8Array::from(ops)).expect("changes"));
     }
     let updates = batches.len() * PAIRS_PER_BATCH;
     let mut emitted = 0usize;

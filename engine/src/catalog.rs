@@ -68,7 +68,7 @@ pub struct ViewEntry {
     pub status: Arc<PipelineStatus>,
     /// Figures of the view's source reader, when it reads a source (kept for the view's life so
     /// `weir_source_partitions` still shows a finished bounded source).
-    pub reader_metrics: Option<Arc<ReaderMetrics>>,
+    pub reader_metrics: Vec<Arc<ReaderMetrics>>,
     /// The pipeline's tasks; dropping them stops it.
     pub pipeline: Mutex<Option<RunningPipeline>>,
 }

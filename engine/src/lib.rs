@@ -29,6 +29,19 @@
 //! seals whole partitions (windows) into final rows. Readers follow every change, or only
 //! sealed rows ([`fanout::ReadMode`]): what a PLAIN sink writes.
 //!
+//! Operators over changes: [`retract_agg`] (GROUP BY over updating input), [`top_n`] (Top-N,
+//! DISTINCT ON, first row per key; per window when the partition includes a window column).
+//!
+//! ## Several inputs (`UNION ALL`)
+//!
+//! A pipeline may have several inputs, each with the operators on its rows alone
+//! ([`pipeline::PipelineBranch`]); a merge stage joins them: rows as they come, the least
+//! watermark of the inputs that have not ended (one that has said nothing yet holds it back),
+//! checkpoint barriers aligned (an input that delivered barrier n is not read again until all
+//! have), `End` once all ended. Each source input has its own barrier channel and position in
+//! the checkpoint; a source input that ends reports its final position, which later
+//! checkpoints keep while the others go on.
+//!
 //! ## Checkpoints ([`checkpoint`])
 //!
 //! ```text
@@ -64,7 +77,7 @@
 //!
 //! ## Running a view ([`view_runtime`])
 //!
-//! The SQL layer hands the engine a [`view_runtime::ViewPipeline`] (input, operators, schema);
+//! The SQL layer hands the engine a [`view_runtime::ViewPipeline`] (inputs, operators, schema);
 //! [`view_runtime::ViewRuntime`] builds the view's table and fan-out, restores its checkpointed
 //! state, opens its input (a reader of its own, or a subscription to the upstream view) and,
 //! once the caller has published the view, starts it. [`sink::SinkRuntime`] does the same for a
@@ -124,6 +137,7 @@ pub mod function_library;
 pub mod keyed_rows;
 pub mod late_rows;
 pub mod live_rows;
+mod merge;
 pub mod message;
 pub mod multiset_extreme;
 pub mod operator;

@@ -1,9 +1,14 @@
-//! Running a view's pipeline: an input task (a source reader, or another view's stream), one task
-//! per operator, and a writer task that applies results to the view, all joined by bounded
-//! channels carrying [`Message`]s in order.
+//! Running a view's pipeline: an input task per input (a source reader, or another view's
+//! stream), one task per operator, and a writer task that applies results to the view, all
+//! joined by bounded channels carrying [`Message`]s in order. A pipeline with several inputs (a
+//! `UNION ALL`) runs each input's own operators, then merges them ([`crate::merge`]: barriers
+//! aligned, the least watermark) before the operators they share.
 //!
 //! ```text
 //! input ──ch──▶ operator 1 ──ch──▶ … ──ch──▶ operator n ──ch──▶ writer (ViewTable + Fanout)
+//! input ──ch──▶ (its operators) ──┐
+//!                                  ├──▶ merge ──ch──▶ operators … ──ch──▶ writer
+//! input ──ch──▶ (its operators) ──┘
 //! ```
 //!
 //! Dropping a [`RunningPipeline`] aborts its tasks. Every task is supervised: an error or a
@@ -11,6 +16,7 @@
 //! logged, kept in its [`PipelineStatus`] (`weir_views.status`), and makes queries on the view
 //! fail with the reason; other views keep running.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -27,7 +33,7 @@ use crate::checkpoint::{
 };
 use crate::error::{EngineError, Result, panic_message};
 use crate::fanout::{CHANNEL_CAPACITY, Fanout};
-use crate::message::Message;
+use crate::message::{CheckpointBarrier, Message};
 use crate::operator::{Collector, StreamOperator};
 use crate::source::{Source, SourceCheckpointing, SourceTaskConfig, spawn_source};
 
@@ -154,89 +160,92 @@ pub struct Durability {
     pub restore: PipelineRestore,
 }
 
-/// Starts a pipeline for `view`.
+/// One input of a pipeline and the operators that run on it alone, before the inputs merge (a
+/// `UNION ALL` has one per input; a single-input pipeline one, without operators).
+pub struct PipelineBranch {
+    /// Where the rows come from.
+    pub input: PipelineInput,
+    /// Operators on this input's rows only.
+    pub operators: Vec<Box<dyn StreamOperator>>,
+}
+
+impl PipelineBranch {
+    /// An input without operators of its own.
+    pub fn input(input: PipelineInput) -> Self {
+        Self {
+            input,
+            operators: Vec::new(),
+        }
+    }
+}
+
+/// Starts a pipeline for `view`: each branch's input and operators, the merge of the branches
+/// when there are several ([`crate::merge`]), then `operators`, then the view writer.
 pub fn spawn_pipeline(
     view: &str,
-    input: PipelineInput,
+    branches: Vec<PipelineBranch>,
     operators: Vec<Box<dyn StreamOperator>>,
     fanout: Arc<Fanout>,
     status: Arc<PipelineStatus>,
     durability: Option<Durability>,
 ) -> RunningPipeline {
-    let mut tasks = Vec::with_capacity(operators.len() + 2);
-    let (input_tx, mut rx) = mpsc::channel::<Message>(CHANNEL_CAPACITY);
-    let counting_status = Arc::clone(&status);
-    let (reports, barriers, mut restore) = match durability {
+    let mut tasks = Vec::with_capacity(operators.len() + 2 * branches.len() + 2);
+    let (reports, barriers, restore) = match durability {
         Some(d) => (Some(d.link.reports), d.link.barriers, d.restore.operators),
-        None => (None, None, Default::default()),
+        None => (None, Vec::new(), Default::default()),
     };
+    let mut barriers = barriers.into_iter();
     let failure = Failure {
         view: view.to_string(),
         status: Arc::clone(&status),
         fanout: Arc::clone(&fanout),
     };
-    match input {
-        PipelineInput::Source { config, reader } => {
-            let failure = failure.clone();
-            let checkpointing = match (barriers, &reports) {
-                (Some(barriers), Some(reports)) => Some(SourceCheckpointing {
-                    barriers,
-                    reports: reports.clone(),
-                }),
-                _ => None,
-            };
-            tasks.push(spawn_source(
-                config,
-                reader,
-                input_tx,
-                checkpointing,
-                move |e| failure.fail("source reader", &e),
-            ));
-        }
-        PipelineInput::View { backfill, mut live } => {
-            let reader = async move {
-                for m in backfill {
-                    // The backfill of a view whose input ended closes with `End`.
-                    let end = matches!(m, Message::End);
-                    if input_tx.send(m).await.is_err() || end {
-                        return Ok(());
-                    }
-                }
-                while let Some(m) = live.recv().await {
-                    let end = matches!(m, Message::End);
-                    if input_tx.send(m).await.is_err() || end {
-                        return Ok(());
-                    }
-                }
-                // The view read from closed its stream without ending it: it failed.
-                Err(EngineError::External(
-                    "the view it reads stopped on a failure (see weir_views)".into(),
-                ))
-            };
-            tasks.push(tokio::spawn(supervised(
-                "input".to_string(),
-                failure.clone(),
-                reader,
-            )));
-        }
-    }
-    for (i, op) in operators.into_iter().enumerate() {
-        let (tx, next_rx) = mpsc::channel::<Message>(CHANNEL_CAPACITY);
-        let failure = failure.clone();
-        let name = op.name();
-        let span = info_span!("operator", view = %view, index = i, name = %name);
-        let count_input = i == 0;
-        let counter = Arc::clone(&counting_status);
-        let stage = Stage {
-            index: i,
-            reports: reports.clone(),
-            restore: restore.remove(&i),
-        };
-        let run = run_operator(op, rx, tx, counter, count_input, stage);
-        tasks.push(tokio::spawn(
-            supervised(format!("operator \"{name}\""), failure, run).instrument(span),
+    let mut chain = OperatorChain {
+        view: view.to_string(),
+        failure: failure.clone(),
+        status: Arc::clone(&status),
+        reports: reports.clone(),
+        restore,
+        next_stage: 0,
+    };
+    let single = branches.len() == 1;
+    let mut outputs = Vec::with_capacity(branches.len());
+    // Per branch: whether the merge counts its rows (no operator of its own did).
+    let mut merge_counts = Vec::with_capacity(branches.len());
+    for (index, branch) in branches.into_iter().enumerate() {
+        let (input_tx, mut rx) = mpsc::channel::<Message>(CHANNEL_CAPACITY);
+        tasks.push(spawn_input(
+            branch.input,
+            index,
+            input_tx,
+            &mut barriers,
+            reports.as_ref(),
+            &failure,
         ));
-        rx = next_rx;
+        merge_counts.push(branch.operators.is_empty());
+        for (i, op) in branch.operators.into_iter().enumerate() {
+            rx = chain.spawn(op, rx, i == 0, &mut tasks);
+        }
+        outputs.push(rx);
+    }
+    let counted_before = !merge_counts.iter().all(|c| *c);
+    let mut rx = if single && let Some(rx) = outputs.pop() {
+        rx
+    } else {
+        let (tx, merged) = mpsc::channel::<Message>(CHANNEL_CAPACITY);
+        let counter = Arc::clone(&status);
+        let merge = crate::merge::merge_inputs(outputs, merge_counts, tx, move |rows| {
+            counter.rows_in.fetch_add(rows as u64, Ordering::Relaxed);
+        });
+        tasks.push(tokio::spawn(
+            supervised("union of inputs".to_string(), failure.clone(), merge)
+                .instrument(info_span!("merge", view = %view)),
+        ));
+        merged
+    };
+    for (i, op) in operators.into_iter().enumerate() {
+        let count = single && i == 0 && !counted_before;
+        rx = chain.spawn(op, rx, count, &mut tasks);
     }
     let span = info_span!("view_writer", view = %view);
     let writer = async move {
@@ -272,6 +281,93 @@ pub fn spawn_pipeline(
         supervised("view writer".to_string(), failure, writer).instrument(span),
     ));
     RunningPipeline { tasks }
+}
+
+/// Spawns a pipeline's input task: a source reader (with the next barrier channel when
+/// checkpointing), or the relay of an upstream view's stream.
+fn spawn_input(
+    input: PipelineInput,
+    index: usize,
+    input_tx: mpsc::Sender<Message>,
+    barriers: &mut impl Iterator<Item = mpsc::Receiver<CheckpointBarrier>>,
+    reports: Option<&mpsc::UnboundedSender<CheckpointReport>>,
+    failure: &Failure,
+) -> JoinHandle<()> {
+    match input {
+        PipelineInput::Source { config, reader } => {
+            let failure = failure.clone();
+            let checkpointing = match (barriers.next(), reports) {
+                (Some(barriers), Some(reports)) => Some(SourceCheckpointing {
+                    input: index,
+                    barriers,
+                    reports: reports.clone(),
+                }),
+                _ => None,
+            };
+            spawn_source(config, reader, input_tx, checkpointing, move |e| {
+                failure.fail("source reader", &e)
+            })
+        }
+        PipelineInput::View { backfill, mut live } => {
+            let reader = async move {
+                for m in backfill {
+                    // The backfill of a view whose input ended closes with `End`.
+                    let end = matches!(m, Message::End);
+                    if input_tx.send(m).await.is_err() || end {
+                        return Ok(());
+                    }
+                }
+                while let Some(m) = live.recv().await {
+                    let end = matches!(m, Message::End);
+                    if input_tx.send(m).await.is_err() || end {
+                        return Ok(());
+                    }
+                }
+                // The view read from closed its stream without ending it: it failed.
+                Err(EngineError::External(
+                    "the view it reads stopped on a failure (see weir_views)".into(),
+                ))
+            };
+            tokio::spawn(supervised("input".to_string(), failure.clone(), reader))
+        }
+    }
+}
+
+/// Spawns operators one after another, numbering their stages across the whole pipeline.
+struct OperatorChain {
+    view: String,
+    failure: Failure,
+    status: Arc<PipelineStatus>,
+    reports: Option<mpsc::UnboundedSender<CheckpointReport>>,
+    restore: BTreeMap<usize, OperatorState>,
+    next_stage: usize,
+}
+
+impl OperatorChain {
+    /// Spawns `op` reading `rx`; returns the receiver of its output.
+    fn spawn(
+        &mut self,
+        op: Box<dyn StreamOperator>,
+        rx: mpsc::Receiver<Message>,
+        count_input: bool,
+        tasks: &mut Vec<JoinHandle<()>>,
+    ) -> mpsc::Receiver<Message> {
+        let (tx, next_rx) = mpsc::channel::<Message>(CHANNEL_CAPACITY);
+        let index = self.next_stage;
+        self.next_stage += 1;
+        let name = op.name();
+        let span = info_span!("operator", view = %self.view, index, name = %name);
+        let stage = Stage {
+            index,
+            reports: self.reports.clone(),
+            restore: self.restore.remove(&index),
+        };
+        let run = run_operator(op, rx, tx, Arc::clone(&self.status), count_input, stage);
+        tasks.push(tokio::spawn(
+            supervised(format!("operator \"{name}\""), self.failure.clone(), run).instrument(span),
+        ));
+        next_rx
+    }
 }
 
 /// Where a pipeline's failure goes: its status, its table (so queries say why), the views
@@ -497,10 +593,10 @@ mod tests {
         let downstream_table = Arc::new(ViewTable::new(Arc::clone(&schema)));
         let _downstream = spawn_pipeline(
             "w",
-            PipelineInput::View {
+            vec![PipelineBranch::input(PipelineInput::View {
                 backfill,
                 live: downstream_live,
-            },
+            })],
             vec![Box::new(Buggy { seen: 10 })],
             Arc::new(Fanout::new(Arc::clone(&downstream_table))),
             Arc::clone(&downstream_status),
@@ -509,10 +605,10 @@ mod tests {
         let (tx, live) = mpsc::channel(4);
         let _running = spawn_pipeline(
             "v",
-            PipelineInput::View {
+            vec![PipelineBranch::input(PipelineInput::View {
                 backfill: Vec::new(),
                 live,
-            },
+            })],
             vec![Box::new(Buggy { seen: 0 })],
             fanout,
             Arc::clone(&status),

@@ -206,6 +206,8 @@ pub struct SourceTaskConfig {
 /// A source task's link to the checkpoint coordinator.
 #[derive(Debug)]
 pub struct SourceCheckpointing {
+    /// Which of the pipeline's inputs the source is.
+    pub input: usize,
     /// Barriers to inject.
     pub barriers: mpsc::Receiver<CheckpointBarrier>,
     /// Where the source reports its state at a barrier.
@@ -260,6 +262,7 @@ pub async fn run_source(
                 };
                 let _ = link.reports.send(CheckpointReport::Source {
                     epoch: barrier.epoch,
+                    input: link.input,
                     state,
                 });
                 if tx.send(Message::Barrier(barrier)).await.is_err() {
@@ -327,6 +330,18 @@ pub async fn run_source(
             SourceEvent::End => {
                 debug!(source = %ctx.source, "source ended");
                 ctx.metrics.set_status("finished");
+                // Before the end goes downstream: a checkpoint that sees this input ended
+                // must also know where it ended.
+                if let Some(link) = &checkpointing {
+                    let _ = link.reports.send(CheckpointReport::SourceEnded {
+                        input: link.input,
+                        state: SourceState {
+                            position: source.position(),
+                            partition_watermarks: tracker.input_watermarks(),
+                            watermark: tracker.combined(),
+                        },
+                    });
+                }
                 let _ = tx.send(Message::Watermark(Watermark::MAX)).await;
                 let _ = tx.send(Message::End).await;
                 return Ok(());

@@ -21,7 +21,8 @@ use crate::error::Result;
 use crate::fanout::{Fanout, ReadMode};
 use crate::operator::StreamOperator;
 use crate::pipeline::{
-    Durability, PipelineInput, PipelineStatus, RunningPipeline, spawn_pipeline, view_state,
+    Durability, PipelineBranch, PipelineInput, PipelineStatus, RunningPipeline, spawn_pipeline,
+    view_state,
 };
 use crate::source::{ReaderContext, SourceTaskConfig};
 use crate::source_metrics::ReaderMetrics;
@@ -47,11 +48,19 @@ impl ViewInput {
     }
 }
 
+/// One input of a planned view with the operators that run on its rows alone.
+pub struct PlannedInput {
+    /// Where the rows come from.
+    pub input: ViewInput,
+    /// Operators before the inputs merge (empty for a view with one input).
+    pub operators: Vec<Box<dyn StreamOperator>>,
+}
+
 /// A planned view, ready to run: what the planner produces and the runtime consumes.
 pub struct ViewPipeline {
-    /// The input.
-    pub input: ViewInput,
-    /// Operators in order.
+    /// The inputs: one, or several merged (`UNION ALL`).
+    pub inputs: Vec<PlannedInput>,
+    /// Operators in order, after the inputs merge.
     pub operators: Vec<Box<dyn StreamOperator>>,
     /// What the view's stream promises: kind, key, sealing column.
     pub props: StreamProps,
@@ -79,8 +88,12 @@ pub type PipelineStart = Box<dyn FnOnce() + Send>;
 /// A view built from its plan, not yet running.
 pub struct ViewRuntime {
     entry: Arc<ViewEntry>,
-    /// None when the view had ended at the checkpoint: nothing left to run.
-    input: Option<PipelineInput>,
+    /// Empty when the view had ended at the checkpoint: nothing left to run.
+    branches: Vec<PipelineBranch>,
+    /// How many inputs are sources (each gets checkpoint barriers).
+    source_inputs: usize,
+    /// The views among the inputs.
+    upstream_views: Vec<String>,
     operators: Vec<Box<dyn StreamOperator>>,
     checkpointing: Option<(String, Arc<CheckpointCoordinator>)>,
     restore: PipelineRestore,
@@ -97,7 +110,7 @@ impl ViewRuntime {
         checkpointing: Option<ViewCheckpointing>,
     ) -> Result<Self> {
         let ViewPipeline {
-            input: planned,
+            inputs: planned,
             operators,
             props,
             schema,
@@ -120,6 +133,8 @@ impl ViewRuntime {
         let status = Arc::new(PipelineStatus::default());
         let mut restore = PipelineRestore::default();
         let mut ended = false;
+        // A recovered view already holds what its upstream views had at the checkpoint.
+        let resumed = recovered.is_some();
         if let Some(r) = recovered {
             let watermark = r.watermark();
             ended = r.entry.ended;
@@ -129,31 +144,48 @@ impl ViewRuntime {
             restore = r.restore;
             info!(view = %name, rows = table.appended_rows(), ended, "view restored from checkpoint");
         }
-        let resumed = restore.source.is_some() || !restore.operators.is_empty() || ended;
-        let mut reader_metrics = None;
-        let input = match &planned {
-            _ if ended => None,
-            ViewInput::Source(source) => {
-                let metrics = catalog.source_metrics.register(&source.name, name);
-                reader_metrics = Some(Arc::clone(&metrics));
-                Some(open_source(source, name, metrics, catalog, &restore)?)
+        let mut reader_metrics = Vec::new();
+        let mut branches = Vec::with_capacity(planned.len());
+        let mut input_names = Vec::with_capacity(planned.len());
+        let mut upstream_views = Vec::new();
+        let mut source_inputs = 0;
+        for (index, PlannedInput { input, operators }) in planned.into_iter().enumerate() {
+            input_names.push(input.name().to_string());
+            match &input {
+                ViewInput::Source(_) => source_inputs += 1,
+                ViewInput::View(v) => upstream_views.push(v.name.clone()),
             }
-            // A recovered view already holds what the upstream view had at the checkpoint.
-            ViewInput::View(upstream) if resumed => Some(PipelineInput::View {
-                backfill: Vec::new(),
-                live: upstream.fanout.subscribe_live(ReadMode::Changes).await,
-            }),
-            ViewInput::View(upstream) => {
-                let (backfill, live) = upstream.fanout.subscribe_changes(ReadMode::Changes).await?;
-                Some(PipelineInput::View { backfill, live })
+            if ended {
+                continue;
             }
-        };
+            let opened = match &input {
+                ViewInput::Source(source) => {
+                    let metrics = catalog.source_metrics.register(&source.name, name);
+                    reader_metrics.push(Arc::clone(&metrics));
+                    open_source(source, index, name, metrics, catalog, &restore)?
+                }
+                // A recovered view already holds what the upstream view had at the checkpoint.
+                ViewInput::View(upstream) if resumed => PipelineInput::View {
+                    backfill: Vec::new(),
+                    live: upstream.fanout.subscribe_live(ReadMode::Changes).await,
+                },
+                ViewInput::View(upstream) => {
+                    let (backfill, live) =
+                        upstream.fanout.subscribe_changes(ReadMode::Changes).await?;
+                    PipelineInput::View { backfill, live }
+                }
+            };
+            branches.push(PipelineBranch {
+                input: opened,
+                operators,
+            });
+        }
         let entry = Arc::new(ViewEntry {
             name: name.to_string(),
             sql: sql.to_string(),
             table,
             fanout,
-            inputs: vec![planned.name().to_string()],
+            inputs: input_names,
             props,
             explain,
             status,
@@ -162,7 +194,9 @@ impl ViewRuntime {
         });
         Ok(Self {
             entry,
-            input,
+            branches,
+            source_inputs,
+            upstream_views,
             operators,
             checkpointing,
             restore,
@@ -179,12 +213,14 @@ impl ViewRuntime {
     pub async fn into_start(self) -> Option<PipelineStart> {
         let Self {
             entry,
-            input,
+            branches,
+            source_inputs,
+            upstream_views,
             operators,
             checkpointing,
             restore,
         } = self;
-        let Some(input) = input else {
+        if branches.is_empty() {
             entry.status.finish();
             if let Some((id, coordinator)) = &checkpointing {
                 match view_state(&entry.fanout, &entry.status).await {
@@ -203,28 +239,22 @@ impl ViewRuntime {
                 }
             }
             return None;
-        };
-        let durability = checkpointing.map(|(id, coordinator)| {
-            let (upstream_views, reads_source) = match &input {
-                PipelineInput::Source { .. } => (Vec::new(), true),
-                PipelineInput::View { .. } => (entry.inputs.clone(), false),
-            };
-            Durability {
-                link: coordinator.register(
-                    &entry.name,
-                    &id,
-                    upstream_views,
-                    reads_source,
-                    Arc::clone(&entry.table),
-                    Arc::clone(&entry.status),
-                ),
-                restore,
-            }
+        }
+        let durability = checkpointing.map(|(id, coordinator)| Durability {
+            link: coordinator.register(
+                &entry.name,
+                &id,
+                upstream_views,
+                source_inputs,
+                Arc::clone(&entry.table),
+                Arc::clone(&entry.status),
+            ),
+            restore,
         });
         Some(Box::new(move || {
             let running: RunningPipeline = spawn_pipeline(
                 &entry.name,
-                input,
+                branches,
                 operators,
                 Arc::clone(&entry.fanout),
                 Arc::clone(&entry.status),
@@ -235,9 +265,11 @@ impl ViewRuntime {
     }
 }
 
-/// A reader of the view's own on `source`, resuming where the checkpoint left it.
+/// A reader of the view's own on `source` (its input `index`), resuming where the checkpoint
+/// left it.
 fn open_source(
     source: &SourceEntry,
+    index: usize,
     view: &str,
     metrics: Arc<ReaderMetrics>,
     catalog: &Catalog,
@@ -248,7 +280,7 @@ fn open_source(
         metrics,
         errors: Arc::clone(&catalog.source_errors),
         bad_records: source.bad_records,
-        resume: restore.source.as_ref().and_then(|r| r.position.clone()),
+        resume: restore.sources.get(&index).and_then(|r| r.position.clone()),
     };
     tracing::debug!(view, source = %source.name, "opening a source reader");
     Ok(PipelineInput::Source {
@@ -258,7 +290,7 @@ fn open_source(
             idle_timeout: source.idle_timeout,
             max_future: source.max_future,
             context,
-            restore: restore.source.clone().map(Box::new),
+            restore: restore.sources.get(&index).cloned().map(Box::new),
         },
     })
 }

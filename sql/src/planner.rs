@@ -15,6 +15,7 @@
 
 mod over;
 mod top_n;
+mod union;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,7 +35,7 @@ use weir_engine::operator::StreamOperator;
 use weir_engine::retract_agg::{RetractAggregate, RetractAggregateSpec};
 use weir_engine::stateless::{StatelessOperator, Step};
 use weir_engine::stream_props::{StreamKind, StreamProps};
-use weir_engine::view_runtime::{ViewInput, ViewPipeline};
+use weir_engine::view_runtime::{PlannedInput, ViewInput, ViewPipeline};
 use weir_engine::view_table::ViewTable;
 use weir_engine::window::{TumbleSpec, WINDOW_END, WINDOW_START, WindowedTable, humanize_nanos};
 use weir_engine::window_agg::{
@@ -74,7 +75,9 @@ pub(crate) fn unsupported(what: impl Into<String>) -> SqlError {
 
 /// A partly built pipeline.
 pub(crate) struct Stage {
-    pub(crate) input: ViewInput,
+    /// One input, or several merged (`UNION ALL`), each with the operators on its rows alone.
+    pub(crate) inputs: Vec<PlannedInput>,
+    /// Operators after the inputs merge.
     pub(crate) operators: Vec<Box<dyn StreamOperator>>,
     /// Stateless steps not yet fused into an operator.
     pending: Vec<Step>,
@@ -125,21 +128,9 @@ pub fn plan_view(plan: &LogicalPlan, ctx: &PlanContext<'_>) -> Result<ViewPipeli
     }
     let schema = Arc::new(plan.schema().as_arrow().clone());
     let mut explain = format!("Pipeline of materialized view {}\n", ctx.view);
-    explain.push_str(&match &stage.input {
-        ViewInput::Source(s) => format!(
-            "  Source: {} (connector {}){}\n",
-            s.name,
-            s.provider.connector(),
-            s.watermark
-                .as_ref()
-                .map_or(String::new(), |w| format!(", watermark {}", w.text))
-        ),
-        ViewInput::View(v) => format!(
-            "  View: {} ({})\n",
-            v.name,
-            v.props.describe(&v.table.schema_ref())
-        ),
-    });
+    if let [single] = stage.inputs.as_slice() {
+        explain.push_str(&format!("  {}\n", describe_input(&single.input)));
+    }
     for line in &stage.explain {
         explain.push_str("  ");
         explain.push_str(line);
@@ -151,7 +142,7 @@ pub fn plan_view(plan: &LogicalPlan, ctx: &PlanContext<'_>) -> Result<ViewPipeli
         stage.props.describe(&schema)
     ));
     Ok(ViewPipeline {
-        input: stage.input,
+        inputs: stage.inputs,
         operators: stage.operators,
         props: stage.props,
         schema,
@@ -237,7 +228,10 @@ pub(crate) fn build(plan: &LogicalPlan, ctx: &PlanContext<'_>) -> Result<Stage> 
                 ViewInput::View(v) => v.props.clone(),
             };
             let mut stage = Stage {
-                input,
+                inputs: vec![PlannedInput {
+                    input,
+                    operators: Vec::new(),
+                }],
                 operators: Vec::new(),
                 pending: Vec::new(),
                 window,
@@ -294,7 +288,7 @@ pub(crate) fn build(plan: &LogicalPlan, ctx: &PlanContext<'_>) -> Result<Stage> 
             "LIMIT (limit the rows when you query the view)",
         )),
         LogicalPlan::Distinct(_) => Err(unsupported("DISTINCT (use GROUP BY)")),
-        LogicalPlan::Union(_) => Err(unsupported("UNION")),
+        LogicalPlan::Union(union) => union::plan_union(union, ctx),
         LogicalPlan::Values(_) | LogicalPlan::EmptyRelation(_) => Err(unsupported(
             "a view must read a source or another materialized view",
         )),
@@ -302,6 +296,25 @@ pub(crate) fn build(plan: &LogicalPlan, ctx: &PlanContext<'_>) -> Result<Stage> 
             "{} in a view's query",
             node_name(other)
         ))),
+    }
+}
+
+/// One line naming an input for EXPLAIN.
+pub(crate) fn describe_input(input: &ViewInput) -> String {
+    match input {
+        ViewInput::Source(s) => format!(
+            "Source: {} (connector {}){}",
+            s.name,
+            s.provider.connector(),
+            s.watermark
+                .as_ref()
+                .map_or(String::new(), |w| format!(", watermark {}", w.text))
+        ),
+        ViewInput::View(v) => format!(
+            "View: {} ({})",
+            v.name,
+            v.props.describe(&v.table.schema_ref())
+        ),
     }
 }
 

@@ -100,6 +100,22 @@ fn views() -> Vec<(&'static str, &'static str, &'static str)> {
                  SELECT to_unixtime(date_bin(INTERVAL '10 seconds', ts))::BIGINT AS w, count(*) AS n FROM readings GROUP BY w))
                WHERE r <= 2 ORDER BY 1",
         ),
+        // UNION ALL: the same source read twice (two positions in every checkpoint), and two
+        // updating views merged and summed.
+        (
+            "CREATE MATERIALIZED VIEW union_counts AS SELECT k, count(*) AS n FROM (
+               SELECT k FROM readings WHERE k % 2 = 0 UNION ALL SELECT k FROM readings WHERE k % 2 = 1
+             ) GROUP BY k",
+            "SELECT k, n FROM union_counts ORDER BY 1",
+            "SELECT k, count(*) FROM readings GROUP BY k ORDER BY 1",
+        ),
+        (
+            "CREATE MATERIALIZED VIEW union_updating AS SELECT k, sum(n) AS n FROM (
+               SELECT k, n FROM totals UNION ALL SELECT k, n FROM per_key
+             ) GROUP BY k",
+            "SELECT k, n FROM union_updating ORDER BY 1",
+            "SELECT k, 2 * count(*) FROM readings GROUP BY k ORDER BY 1",
+        ),
     ]
 }
 
@@ -260,6 +276,16 @@ async fn views_survive_sigkill_exactly_once() {
         producer.send("readings", part).await;
         tokio::time::sleep(Duration::from_millis(rng.random_range(0..900))).await;
         if let Some(s) = server.take() {
+            // No pipeline may have stopped on an error before the kill (a restart would hide it).
+            let failed = client_rows(
+                &s.connect().await,
+                "SELECT name || ': ' || status FROM weir_views WHERE status LIKE 'failed%'",
+            )
+            .await;
+            assert!(
+                failed.is_empty(),
+                "views failed before kill {i}: {failed:?}"
+            );
             s.kill();
         }
         let restarted = Server::start_in(data.path(), &args);

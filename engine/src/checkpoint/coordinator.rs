@@ -49,9 +49,9 @@ const HISTORY: usize = 100;
 /// The pipeline's end of its link to the coordinator.
 #[derive(Debug)]
 pub struct PipelineLink {
-    /// Barriers for the source task (None for pipelines reading a view: their barriers come
-    /// through the upstream view's stream).
-    pub barriers: Option<mpsc::Receiver<CheckpointBarrier>>,
+    /// Barriers for each source task, in the order of the pipeline's source inputs (none for
+    /// pipelines reading only views: their barriers come through the upstream views' streams).
+    pub barriers: Vec<mpsc::Receiver<CheckpointBarrier>>,
     /// Where every stage reports.
     pub reports: mpsc::UnboundedSender<CheckpointReport>,
 }
@@ -62,7 +62,9 @@ struct PipelineHandle {
     view_id: String,
     /// Views (not sources) the pipeline reads.
     upstream_views: Vec<String>,
-    barriers: Option<mpsc::Sender<CheckpointBarrier>>,
+    barriers: Vec<mpsc::Sender<CheckpointBarrier>>,
+    /// Final states of source inputs that ended (a union's other inputs may go on).
+    ended_sources: Mutex<BTreeMap<usize, super::state::SourceState>>,
     reports: tokio::sync::Mutex<mpsc::UnboundedReceiver<CheckpointReport>>,
     table: Arc<ViewTable>,
     status: Arc<PipelineStatus>,
@@ -134,21 +136,18 @@ impl CheckpointCoordinator {
         view: &str,
         view_id: &str,
         upstream_views: Vec<String>,
-        reads_source: bool,
+        source_inputs: usize,
         table: Arc<ViewTable>,
         status: Arc<PipelineStatus>,
     ) -> PipelineLink {
         let (reports_tx, reports_rx) = mpsc::unbounded_channel();
-        let (barrier_tx, barrier_rx) = if reads_source {
-            let (tx, rx) = mpsc::channel(4);
-            (Some(tx), Some(rx))
-        } else {
-            (None, None)
-        };
+        let (barrier_tx, barrier_rx): (Vec<_>, Vec<_>) =
+            (0..source_inputs).map(|_| mpsc::channel(4)).unzip();
         let handle = PipelineHandle {
             view_id: view_id.to_string(),
             upstream_views,
             barriers: barrier_tx,
+            ended_sources: Mutex::new(BTreeMap::new()),
             reports: tokio::sync::Mutex::new(reports_rx),
             table,
             status,
@@ -172,7 +171,7 @@ impl CheckpointCoordinator {
         status: Arc<PipelineStatus>,
         state: ViewState,
     ) {
-        let link = self.register(view, view_id, Vec::new(), false, table, status);
+        let link = self.register(view, view_id, Vec::new(), 0, table, status);
         drop(link);
         if let Some(h) = self.pipelines.lock().get(view) {
             *h.ended.lock() = Some(EndedState {
@@ -335,12 +334,12 @@ impl CheckpointCoordinator {
             handles.iter().map(|(k, v)| (k.as_str(), v)).collect();
         let barrier = CheckpointBarrier { epoch };
         for (_, h) in &handles {
-            if let Some(tx) = &h.barriers
-                && h.ended.lock().is_none()
-            {
-                // A closed channel means the source task is gone: the pipeline ended or failed,
-                // which its reports or status say.
-                let _ = tx.try_send(barrier);
+            if h.ended.lock().is_none() {
+                for tx in &h.barriers {
+                    // A closed channel means the source task is gone: its input ended or the
+                    // pipeline failed, which its reports or status say.
+                    let _ = tx.try_send(barrier);
+                }
             }
         }
         let deadline = tokio::time::Instant::now() + self.timeout;

@@ -74,8 +74,11 @@ pub struct PipelineCheckpoint {
     pub ended: bool,
     /// Rows the pipeline had read.
     pub rows_in: u64,
-    /// Source task state (pipelines reading a source).
+    /// Source task state of the pipeline's first input (pipelines reading a source).
     pub source: Option<SourceState>,
+    /// Source task state of its other inputs, by input (a `UNION ALL` of sources).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub more_sources: BTreeMap<usize, SourceState>,
     /// Operator states, by stage.
     pub operators: Vec<OperatorCheckpoint>,
     /// The view's rows.

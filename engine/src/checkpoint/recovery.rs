@@ -122,7 +122,12 @@ async fn load_view(store: &CheckpointStore, entry: &PipelineCheckpoint) -> Resul
         segments: entry.view.segments.clone(),
         provisional,
         restore: PipelineRestore {
-            source: entry.source.clone(),
+            sources: entry
+                .source
+                .iter()
+                .map(|s| (0, s.clone()))
+                .chain(entry.more_sources.clone())
+                .collect(),
             operators: operators.into_iter().collect(),
         },
     })

@@ -81,11 +81,21 @@ pub struct ViewState {
 /// One report from a pipeline stage to the coordinator.
 #[derive(Debug)]
 pub enum CheckpointReport {
-    /// The source task reached barrier `epoch`.
+    /// The source task of input `input` reached barrier `epoch`.
     Source {
         /// The barrier's epoch.
         epoch: u64,
+        /// Which of the pipeline's inputs (0 unless it reads several, as a `UNION ALL` does).
+        input: usize,
         /// Its state.
+        state: SourceState,
+    },
+    /// The source task of input `input` reached the end of its rows: its final position stands
+    /// in every later checkpoint (the other inputs of a union may go on).
+    SourceEnded {
+        /// Which of the pipeline's inputs.
+        input: usize,
+        /// Its final state.
         state: SourceState,
     },
     /// Operator `stage` reached barrier `epoch`.
@@ -119,8 +129,8 @@ pub enum CheckpointReport {
 /// State handed back to a pipeline on recovery.
 #[derive(Debug, Default)]
 pub struct PipelineRestore {
-    /// Source task state.
-    pub source: Option<SourceState>,
+    /// Source task state, by input.
+    pub sources: BTreeMap<usize, SourceState>,
     /// Operator state by stage.
     pub operators: BTreeMap<usize, OperatorState>,
 }

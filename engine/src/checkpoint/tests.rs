@@ -131,7 +131,7 @@ impl FakePipeline {
             "v",
             "id-1",
             Vec::new(),
-            false,
+            0,
             Arc::clone(&table),
             Arc::new(PipelineStatus::default()),
         );

@@ -141,7 +141,7 @@ impl SinkRuntime {
                 &entry.name,
                 &id,
                 vec![entry.view.clone()],
-                false,
+                0,
                 // A sink keeps no rows; the coordinator wants a table for every pipeline.
                 Arc::new(ViewTable::new(schema)),
                 Arc::clone(&entry.pipeline_status),

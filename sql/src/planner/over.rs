@@ -96,7 +96,9 @@ pub(crate) fn plan_window(
     let (Some(partition), Some(order)) = (partition, order) else {
         return Err(unsupported("an empty window"));
     };
-    check_event_time(&order, &stage.input)?;
+    if let [single] = stage.inputs.as_slice() {
+        check_event_time(&order, &single.input)?;
+    }
     let partition_by = partition
         .iter()
         .map(|e| physical(e, input_schema, ctx))

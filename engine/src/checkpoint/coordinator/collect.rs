@@ -21,7 +21,7 @@ pub(super) struct EndedState {
 pub(super) enum Outcome {
     /// It passed the barrier.
     Barrier {
-        source: Option<SourceState>,
+        sources: BTreeMap<usize, SourceState>,
         operators: Vec<(usize, String, OperatorState)>,
         view: ViewState,
     },
@@ -67,7 +67,7 @@ pub(super) async fn collect(
         return Ok(Outcome::Ended(state));
     }
     let mut reports = h.reports.lock().await;
-    let mut source = None;
+    let mut sources = h.ended_sources.lock().clone();
     let mut operators = Vec::new();
     loop {
         let next = tokio::time::timeout(Duration::from_millis(100), reports.recv()).await;
@@ -87,7 +87,17 @@ pub(super) async fn collect(
             }
         };
         match report {
-            CheckpointReport::Source { epoch: e, state } if e == epoch => source = Some(state),
+            CheckpointReport::Source {
+                epoch: e,
+                input,
+                state,
+            } if e == epoch => {
+                sources.insert(input, state);
+            }
+            CheckpointReport::SourceEnded { input, state } => {
+                h.ended_sources.lock().insert(input, state.clone());
+                sources.insert(input, state);
+            }
             CheckpointReport::Operator {
                 epoch: e,
                 stage,
@@ -96,7 +106,7 @@ pub(super) async fn collect(
             } if e == epoch => operators.push((stage, name, state)),
             CheckpointReport::View { epoch: e, state } if e == epoch => {
                 return Ok(Outcome::Barrier {
-                    source,
+                    sources,
                     operators,
                     view: state,
                 });

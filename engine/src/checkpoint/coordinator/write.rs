@@ -30,19 +30,19 @@ impl CheckpointCoordinator {
         outcome: Outcome,
         previous: Option<PipelineCheckpoint>,
     ) -> Result<Option<(String, PipelineCheckpoint, u64)>> {
-        let (source, operators, state, ended) = match outcome {
+        let (mut sources, operators, state, ended) = match outcome {
             Outcome::Keep => return Ok(previous.map(|p| (view, p, 0))),
             Outcome::Ended(ended) => {
                 if let Some(p) = previous.as_ref().filter(|p| p.ended) {
                     return Ok(Some((view, p.clone(), 0)));
                 }
-                (None, ended.operators, ended.view, true)
+                (BTreeMap::new(), ended.operators, ended.view, true)
             }
             Outcome::Barrier {
-                source,
+                sources,
                 operators,
                 view: state,
-            } => (source, operators, state, false),
+            } => (sources, operators, state, false),
         };
         let dir = format!("{}/{}", epoch_dir(epoch), handle.view_id);
         let mut bytes = 0u64;
@@ -112,7 +112,8 @@ impl CheckpointCoordinator {
             view_id: handle.view_id.clone(),
             ended,
             rows_in: state.rows_in,
-            source,
+            source: sources.remove(&0),
+            more_sources: sources,
             operators: checkpoints,
             view: ViewCheckpoint {
                 segments,
