@@ -19,7 +19,7 @@
 
 mod ranked;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
@@ -42,10 +42,14 @@ use crate::message::{CheckpointBarrier, Watermark};
 use crate::operator::{Collector, StreamOperator};
 use crate::time::{nanos_per_unit, timestamp_values};
 pub use ranked::RankFunction;
-use ranked::Ranked;
+use ranked::{Ranked, key_into};
 
-/// A partition's ranked rows as they were: whole rows (row format) and ranks.
-type OwnedRanks = Vec<(Box<[u8]>, u64)>;
+/// A row of the output: one downstream no longer holds (moved out of `emitted`), or the one
+/// at a position of a partition's `emitted`.
+enum Emitted {
+    Owned(Box<[u8]>),
+    At(usize, usize),
+}
 
 /// The partition set of an input that never seals.
 const UNSEALED: i64 = i64::MAX;
@@ -92,6 +96,10 @@ pub struct TopN {
     sets: BTreeMap<i64, PartitionSet>,
     watermark: Option<i64>,
     ids: Vec<usize>,
+    /// Batches applied (marks partitions touched by the current one).
+    batches: u64,
+    /// Reused buffer for a row's key.
+    key: Vec<u8>,
 }
 
 impl TopN {
@@ -126,6 +134,8 @@ impl TopN {
             sets: BTreeMap::new(),
             watermark: None,
             ids: Vec::new(),
+            batches: 0,
+            key: Vec::new(),
         })
     }
 
@@ -255,9 +265,10 @@ impl TopN {
         {
             set.partitions.resize_with(max + 1, Ranked::default);
         }
-        // Each touched partition's top N before this batch, in first-touch order.
-        let mut before: HashMap<usize, OwnedRanks> = HashMap::new();
+        self.batches += 1;
+        let batch = self.batches;
         let mut touched: Vec<usize> = Vec::new();
+        let mut key = std::mem::take(&mut self.key);
         for (i, &id) in ids.iter().enumerate() {
             let op = match ops {
                 Some(ops) => Op::from_byte(ops.value(i)).ok_or_else(|| {
@@ -266,37 +277,30 @@ impl TopN {
                 None => Op::Insert,
             };
             let partition = &mut set.partitions[id];
-            let (sort, whole) = (sorts.row(i), wholes.row(i));
+            let sort = sorts.row(i);
+            let sort_len = sort.as_ref().len();
+            let row_key = key_into(&mut key, sort.as_ref(), wholes.row(i).as_ref());
             if !op.is_retraction()
                 && !updating
-                && partition.rejects(function, limit, sort.as_ref(), whole.as_ref())
+                && partition.rejects(function, limit, row_key, sort_len)
             {
                 continue;
             }
-            if let std::collections::hash_map::Entry::Vacant(e) = before.entry(id) {
+            if partition.touched_in != batch {
+                partition.touched_in = batch;
                 touched.push(id);
-                if emit {
-                    e.insert(
-                        partition
-                            .top(function, limit)
-                            .into_iter()
-                            .map(|(row, rank)| (row.into(), rank))
-                            .collect(),
-                    );
-                } else {
-                    e.insert(Vec::new());
-                }
             }
             if op.is_retraction() {
-                if !partition.remove(sort.as_ref(), whole.as_ref()) {
+                if !partition.remove(row_key) {
                     return Err(EngineError::Internal(format!(
                         "Top-N received a {op} of a row it does not hold"
                     )));
                 }
             } else {
-                partition.insert(sort.as_ref(), whole.as_ref(), 1);
+                partition.insert(row_key, sort_len, 1);
             }
         }
+        self.key = key;
         self.ids = ids;
         if !updating {
             for &id in &touched {
@@ -306,34 +310,56 @@ impl TopN {
         if !emit {
             return Ok(());
         }
-        let parser = self.whole_rows.parser();
-        let mut changed: Vec<(Op, Row<'_>, u64)> = Vec::new();
+        // Each touched partition's new top against what downstream holds, position by
+        // position; `emitted` is brought up to date on the way, and what it held before is
+        // moved into the output.
+        let mut changed: Vec<(Op, Emitted, u64)> = Vec::new();
         for &id in &touched {
-            let old = before.get(&id).map_or(&[][..], Vec::as_slice);
-            let new = set.partitions[id].top(function, limit);
-            for position in 0..old.len().max(new.len()) {
-                match (old.get(position), new.get(position)) {
-                    (Some((o, orank)), Some((n, nrank))) => {
-                        if **o != **n || orank != nrank {
-                            changed.push((Op::UpdateBefore, parser.parse(o), *orank));
-                            changed.push((Op::UpdateAfter, parser.parse(n), *nrank));
-                        }
-                    }
-                    (Some((o, orank)), None) => changed.push((Op::Delete, parser.parse(o), *orank)),
-                    (None, Some((n, nrank))) => changed.push((Op::Insert, parser.parse(n), *nrank)),
-                    (None, None) => {}
+            let partition = &mut set.partitions[id];
+            let new: Vec<(Box<[u8]>, u64)> = {
+                let top = partition.top(function, limit);
+                let unchanged = top.len() == partition.emitted.len()
+                    && top
+                        .iter()
+                        .zip(&partition.emitted)
+                        .all(|((row, rank), (old, old_rank))| *row == &**old && rank == old_rank);
+                if unchanged {
+                    continue;
                 }
+                top.into_iter()
+                    .map(|(row, rank)| (row.into(), rank))
+                    .collect()
+            };
+            let old = std::mem::take(&mut partition.emitted);
+            let mut old = old.into_iter();
+            for (position, (row, rank)) in new.into_iter().enumerate() {
+                match old.next() {
+                    Some((o, orank)) if *o == *row && orank == rank => {}
+                    Some((o, orank)) => {
+                        changed.push((Op::UpdateBefore, Emitted::Owned(o), orank));
+                        changed.push((Op::UpdateAfter, Emitted::At(id, position), rank));
+                    }
+                    None => changed.push((Op::Insert, Emitted::At(id, position), rank)),
+                }
+                partition.emitted.push((row, rank));
             }
+            changed.extend(old.map(|(o, orank)| (Op::Delete, Emitted::Owned(o), orank)));
         }
         if changed.is_empty() {
             return Ok(());
         }
+        let parser = self.whole_rows.parser();
         let ops = UInt8Array::from_iter_values(changed.iter().map(|(op, _, _)| *op as u8));
         let ranks = changed.iter().map(|(_, _, r)| *r).collect();
         let rows = Self::output(
             &self.whole_rows,
             &self.spec.output_schema,
-            changed.into_iter().map(|(_, row, _)| row),
+            changed.iter().map(|(_, row, _)| {
+                parser.parse(match row {
+                    Emitted::Owned(bytes) => bytes,
+                    Emitted::At(id, position) => &set.partitions[*id].emitted[*position].0,
+                })
+            }),
             ranks,
         )?;
         out.changes(Changes::try_new(rows, ops)?);
@@ -448,7 +474,7 @@ impl StreamOperator for TopN {
         let mut counts = Vec::new();
         for set in self.sets.values() {
             for partition in &set.partitions {
-                for ((_, row), count) in partition.entries() {
+                for (row, count) in partition.entries() {
                     rows.push(parser.parse(row));
                     counts.push(count);
                 }
@@ -497,6 +523,17 @@ impl StreamOperator for TopN {
             )?;
             let rows = take_record_batch(&rows, &UInt32Array::from(repeat))?;
             self.apply(&rows, None, false, &mut sink)?;
+        }
+        // Downstream holds each partition's top as of the checkpoint.
+        if !self.spec.emit_at_close {
+            let (function, limit) = (self.spec.function, self.spec.limit);
+            for partition in self.sets.values_mut().flat_map(|s| s.partitions.iter_mut()) {
+                partition.emitted = partition
+                    .top(function, limit)
+                    .into_iter()
+                    .map(|(row, rank)| (row.into(), rank))
+                    .collect();
+            }
         }
         Ok(())
     }

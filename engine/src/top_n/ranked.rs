@@ -29,17 +29,35 @@ impl RankFunction {
     }
 }
 
-/// A row's place: its ORDER BY values, then the whole row.
-pub(crate) type Entry = (Box<[u8]>, Box<[u8]>);
+/// A held row: how many copies, and where its ORDER BY bytes end within its key (the key is
+/// the ORDER BY values' bytes followed by the whole row's; Arrow's row format is prefix-free,
+/// so comparing keys compares (ORDER BY values, whole row) as a pair).
+#[derive(Debug, Clone, Copy)]
+struct Held {
+    count: u32,
+    sort_len: u32,
+}
 
-/// One partition's rows, ordered by rank.
+/// One partition's rows, ordered by rank, and the top rows as last emitted.
 #[derive(Debug, Default)]
 pub(crate) struct Ranked {
-    rows: BTreeMap<Entry, u32>,
+    rows: BTreeMap<Box<[u8]>, Held>,
     /// Copies held (sum of counts).
     held: usize,
     /// Bytes held by the encoded rows.
     bytes: usize,
+    /// The whole rows and ranks downstream holds for this partition, in rank order.
+    pub(crate) emitted: Vec<(Box<[u8]>, u64)>,
+    /// The last batch that touched this partition (to list each touched partition once).
+    pub(crate) touched_in: u64,
+}
+
+/// The key of a row: ORDER BY bytes then whole-row bytes, built in a reused buffer.
+pub(crate) fn key_into<'a>(buffer: &'a mut Vec<u8>, sort: &[u8], row: &[u8]) -> &'a [u8] {
+    buffer.clear();
+    buffer.extend_from_slice(sort);
+    buffer.extend_from_slice(row);
+    buffer
 }
 
 impl Ranked {
@@ -49,37 +67,44 @@ impl Ranked {
     }
 
     pub(crate) fn bytes(&self) -> usize {
-        self.bytes
+        self.bytes + self.emitted.iter().map(|(r, _)| r.len()).sum::<usize>()
     }
 
-    /// Every entry with its count, in rank order.
-    pub(crate) fn entries(&self) -> impl Iterator<Item = (&Entry, u32)> {
-        self.rows.iter().map(|(e, n)| (e, *n))
+    /// Every held whole row with its count, in rank order.
+    pub(crate) fn entries(&self) -> impl Iterator<Item = (&[u8], u32)> {
+        self.rows
+            .iter()
+            .map(|(key, held)| (&key[held.sort_len as usize..], held.count))
     }
 
-    /// Adds `count` copies of a row.
-    pub(crate) fn insert(&mut self, sort: &[u8], row: &[u8], count: u32) {
-        let entry: Entry = (sort.into(), row.into());
-        let size = entry.0.len() + entry.1.len();
-        let n = self.rows.entry(entry).or_insert(0);
-        if *n == 0 {
-            self.bytes += size;
+    /// Adds `count` copies of the row whose key is `key` (ORDER BY bytes: the first `sort_len`).
+    pub(crate) fn insert(&mut self, key: &[u8], sort_len: usize, count: u32) {
+        match self.rows.get_mut(key) {
+            Some(held) => held.count += count,
+            None => {
+                self.bytes += key.len();
+                self.rows.insert(
+                    key.into(),
+                    Held {
+                        count,
+                        sort_len: sort_len as u32,
+                    },
+                );
+            }
         }
-        *n += count;
         self.held += count as usize;
     }
 
     /// Removes one copy of a row; false when the row is not held.
-    pub(crate) fn remove(&mut self, sort: &[u8], row: &[u8]) -> bool {
-        let key: Entry = (sort.into(), row.into());
-        let Some(n) = self.rows.get_mut(&key) else {
+    pub(crate) fn remove(&mut self, key: &[u8]) -> bool {
+        let Some(held) = self.rows.get_mut(key) else {
             return false;
         };
-        *n -= 1;
+        held.count -= 1;
         self.held -= 1;
-        if *n == 0 {
-            self.bytes -= key.0.len() + key.1.len();
-            self.rows.remove(&key);
+        if held.count == 0 {
+            self.bytes -= key.len();
+            self.rows.remove(key);
         }
         true
     }
@@ -91,10 +116,10 @@ impl Ranked {
         &self,
         function: RankFunction,
         limit: u64,
-        sort: &[u8],
-        row: &[u8],
+        key: &[u8],
+        sort_len: usize,
     ) -> bool {
-        let Some(((last_sort, last_row), _)) = self.rows.last_key_value() else {
+        let Some((last, held)) = self.rows.last_key_value() else {
             return false;
         };
         let filled = match function {
@@ -105,8 +130,10 @@ impl Ranked {
         };
         filled
             && match function {
-                RankFunction::RowNumber => (sort, row) > (&**last_sort, &**last_row),
-                RankFunction::Rank | RankFunction::DenseRank => sort > &**last_sort,
+                RankFunction::RowNumber => key > &**last,
+                RankFunction::Rank | RankFunction::DenseRank => {
+                    key[..sort_len] > last[..held.sort_len as usize]
+                }
             }
     }
 
@@ -114,8 +141,9 @@ impl Ranked {
     fn distinct_sorts(&self, cap: u64) -> u64 {
         let mut distinct = 0u64;
         let mut previous: Option<&[u8]> = None;
-        for (sort, _) in self.rows.keys() {
-            if previous != Some(&**sort) {
+        for (key, held) in &self.rows {
+            let sort = &key[..held.sort_len as usize];
+            if previous != Some(sort) {
                 distinct += 1;
                 if distinct >= cap {
                     break;
@@ -126,20 +154,21 @@ impl Ranked {
         distinct
     }
 
-    /// The rows ranked `limit` or better, each copy with its rank, in rank order.
+    /// The whole rows ranked `limit` or better, each copy with its rank, in rank order.
     pub(crate) fn top(&self, function: RankFunction, limit: u64) -> Vec<(&[u8], u64)> {
         let mut out = Vec::new();
         let mut position = 0u64;
         let mut dense = 0u64;
         let mut rank = 0u64;
         let mut previous: Option<&[u8]> = None;
-        'entries: for ((sort, row), count) in &self.rows {
-            if previous != Some(&**sort) {
+        'entries: for (key, held) in &self.rows {
+            let (sort, row) = key.split_at(held.sort_len as usize);
+            if previous != Some(sort) {
                 dense += 1;
                 rank = position + 1;
                 previous = Some(sort);
             }
-            for _ in 0..*count {
+            for _ in 0..held.count {
                 position += 1;
                 let r = match function {
                     RankFunction::RowNumber => position,
@@ -149,7 +178,7 @@ impl Ranked {
                 if r > limit {
                     break 'entries;
                 }
-                out.push((&**row, r));
+                out.push((row, r));
             }
         }
         out
@@ -163,24 +192,30 @@ impl Ranked {
             return;
         }
         // The last entry kept, and how many of its copies.
-        let mut last: Option<(Entry, u32)> = None;
-        for (entry, count) in &self.rows {
+        let mut last: Option<(Box<[u8]>, Held)> = None;
+        for (key, held) in &self.rows {
             if remaining == 0 {
                 break;
             }
-            let take = (*count as usize).min(remaining);
+            let take = (held.count as usize).min(remaining);
             remaining -= take;
-            last = Some((entry.clone(), take as u32));
+            last = Some((
+                key.clone(),
+                Held {
+                    count: take as u32,
+                    sort_len: held.sort_len,
+                },
+            ));
         }
         match last {
-            Some((entry, count)) => {
-                drop(self.rows.split_off(&entry));
-                self.rows.insert(entry, count);
+            Some((key, held)) => {
+                drop(self.rows.split_off(&key));
+                self.rows.insert(key, held);
             }
             None => self.rows.clear(),
         }
-        self.held = self.rows.values().map(|n| *n as usize).sum();
-        self.bytes = self.rows.keys().map(|(s, r)| s.len() + r.len()).sum();
+        self.held = self.rows.values().map(|h| h.count as usize).sum();
+        self.bytes = self.rows.keys().map(|k| k.len()).sum();
     }
 }
 
@@ -191,7 +226,7 @@ mod tests {
     fn ranked(rows: &[(u8, u8)]) -> Ranked {
         let mut r = Ranked::default();
         for (sort, row) in rows {
-            r.insert(&[*sort], &[*row], 1);
+            r.insert(&[*sort, *row], 1, 1);
         }
         r
     }
@@ -226,13 +261,13 @@ mod tests {
     #[test]
     fn duplicates_are_counted_and_removed_one_at_a_time() {
         let mut r = Ranked::default();
-        r.insert(&[1], &[7], 1);
-        r.insert(&[1], &[7], 1);
+        r.insert(&[1, 7], 1, 1);
+        r.insert(&[1, 7], 1, 1);
         assert_eq!(ranks(&r, RankFunction::RowNumber, 5), vec![(7, 1), (7, 2)]);
-        assert!(r.remove(&[1], &[7]));
+        assert!(r.remove(&[1, 7]));
         assert_eq!(ranks(&r, RankFunction::RowNumber, 5), vec![(7, 1)]);
-        assert!(r.remove(&[1], &[7]));
-        assert!(!r.remove(&[1], &[7]));
+        assert!(r.remove(&[1, 7]));
+        assert!(!r.remove(&[1, 7]));
         assert!(r.is_empty());
         assert_eq!(r.bytes(), 0);
     }
@@ -240,15 +275,15 @@ mod tests {
     #[test]
     fn prune_keeps_exactly_the_top_and_rejects_what_cannot_enter() {
         let mut r = ranked(&[(5, 50), (1, 10), (3, 30), (3, 31), (9, 90)]);
-        r.insert(&[1], &[10], 1);
+        r.insert(&[1, 10], 1, 1);
         r.prune(RankFunction::RowNumber, 3);
         assert_eq!(
             ranks(&r, RankFunction::RowNumber, 10),
             vec![(10, 1), (10, 2), (30, 3)]
         );
-        assert!(r.rejects(RankFunction::RowNumber, 3, &[4], &[0]));
-        assert!(r.rejects(RankFunction::RowNumber, 3, &[3], &[31]));
-        assert!(!r.rejects(RankFunction::RowNumber, 3, &[2], &[0]));
+        assert!(r.rejects(RankFunction::RowNumber, 3, &[4, 0], 1));
+        assert!(r.rejects(RankFunction::RowNumber, 3, &[3, 31], 1));
+        assert!(!r.rejects(RankFunction::RowNumber, 3, &[2, 0], 1));
 
         let mut r = ranked(&[(1, 10), (3, 30), (3, 31), (9, 90)]);
         r.prune(RankFunction::Rank, 2);
@@ -257,10 +292,10 @@ mod tests {
             vec![(10, 1), (30, 2), (31, 2)]
         );
         assert!(
-            !r.rejects(RankFunction::Rank, 2, &[3], &[99]),
+            !r.rejects(RankFunction::Rank, 2, &[3, 99], 1),
             "a tie shares rank 2"
         );
-        assert!(r.rejects(RankFunction::Rank, 2, &[4], &[0]));
+        assert!(r.rejects(RankFunction::Rank, 2, &[4, 0], 1));
 
         let mut r = ranked(&[(1, 10), (1, 11), (3, 30), (9, 90)]);
         r.prune(RankFunction::DenseRank, 2);
@@ -268,7 +303,7 @@ mod tests {
             ranks(&r, RankFunction::DenseRank, 10),
             vec![(10, 1), (11, 1), (30, 2)]
         );
-        assert!(r.rejects(RankFunction::DenseRank, 2, &[5], &[0]));
-        assert!(!r.rejects(RankFunction::DenseRank, 2, &[2], &[0]));
+        assert!(r.rejects(RankFunction::DenseRank, 2, &[5, 0], 1));
+        assert!(!r.rejects(RankFunction::DenseRank, 2, &[2, 0], 1));
     }
 }
