@@ -42,14 +42,7 @@ use crate::message::{CheckpointBarrier, Watermark};
 use crate::operator::{Collector, StreamOperator};
 use crate::time::{nanos_per_unit, timestamp_values};
 pub use ranked::RankFunction;
-use ranked::{Ranked, key_into};
-
-/// A row of the output: one downstream no longer holds (moved out of `emitted`), or the one
-/// at a position of a partition's `emitted`.
-enum Emitted {
-    Owned(Box<[u8]>),
-    At(usize, usize),
-}
+use ranked::{Emitted, Ranked, key_into};
 
 /// The partition set of an input that never seals.
 const UNSEALED: i64 = i64::MAX;
@@ -100,6 +93,9 @@ pub struct TopN {
     batches: u64,
     /// Reused buffer for a row's key.
     key: Vec<u8>,
+    /// Bytes of rows held, kept up to date as partitions change (state size is sampled at
+    /// every watermark: summing all partitions then would cost more than the work).
+    state_bytes: usize,
 }
 
 impl TopN {
@@ -136,6 +132,7 @@ impl TopN {
             ids: Vec::new(),
             batches: 0,
             key: Vec::new(),
+            state_bytes: 0,
         })
     }
 
@@ -267,7 +264,8 @@ impl TopN {
         }
         self.batches += 1;
         let batch = self.batches;
-        let mut touched: Vec<usize> = Vec::new();
+        // Touched partitions, each once, with their state bytes before this batch.
+        let mut touched: Vec<(usize, usize)> = Vec::new();
         let mut key = std::mem::take(&mut self.key);
         for (i, &id) in ids.iter().enumerate() {
             let op = match ops {
@@ -288,7 +286,7 @@ impl TopN {
             }
             if partition.touched_in != batch {
                 partition.touched_in = batch;
-                touched.push(id);
+                touched.push((id, partition.bytes()));
             }
             if op.is_retraction() {
                 if !partition.remove(row_key) {
@@ -303,48 +301,27 @@ impl TopN {
         self.key = key;
         self.ids = ids;
         if !updating {
-            for &id in &touched {
+            for &(id, _) in &touched {
                 set.partitions[id].prune(function, limit);
             }
         }
         if !emit {
+            self.state_bytes = touched
+                .iter()
+                .fold(self.state_bytes, |total, (id, before)| {
+                    (total + set.partitions[*id].bytes()).saturating_sub(*before)
+                });
             return Ok(());
         }
-        // Each touched partition's new top against what downstream holds, position by
-        // position; `emitted` is brought up to date on the way, and what it held before is
-        // moved into the output.
         let mut changed: Vec<(Op, Emitted, u64)> = Vec::new();
-        for &id in &touched {
-            let partition = &mut set.partitions[id];
-            let new: Vec<(Box<[u8]>, u64)> = {
-                let top = partition.top(function, limit);
-                let unchanged = top.len() == partition.emitted.len()
-                    && top
-                        .iter()
-                        .zip(&partition.emitted)
-                        .all(|((row, rank), (old, old_rank))| *row == &**old && rank == old_rank);
-                if unchanged {
-                    continue;
-                }
-                top.into_iter()
-                    .map(|(row, rank)| (row.into(), rank))
-                    .collect()
-            };
-            let old = std::mem::take(&mut partition.emitted);
-            let mut old = old.into_iter();
-            for (position, (row, rank)) in new.into_iter().enumerate() {
-                match old.next() {
-                    Some((o, orank)) if *o == *row && orank == rank => {}
-                    Some((o, orank)) => {
-                        changed.push((Op::UpdateBefore, Emitted::Owned(o), orank));
-                        changed.push((Op::UpdateAfter, Emitted::At(id, position), rank));
-                    }
-                    None => changed.push((Op::Insert, Emitted::At(id, position), rank)),
-                }
-                partition.emitted.push((row, rank));
-            }
-            changed.extend(old.map(|(o, orank)| (Op::Delete, Emitted::Owned(o), orank)));
+        for &(id, _) in &touched {
+            set.partitions[id].refresh_emitted(function, limit, id, &mut changed);
         }
+        self.state_bytes = touched
+            .iter()
+            .fold(self.state_bytes, |total, (id, before)| {
+                (total + set.partitions[*id].bytes()).saturating_sub(*before)
+            });
         if changed.is_empty() {
             return Ok(());
         }
@@ -357,7 +334,7 @@ impl TopN {
             changed.iter().map(|(_, row, _)| {
                 parser.parse(match row {
                     Emitted::Owned(bytes) => bytes,
-                    Emitted::At(id, position) => &set.partitions[*id].emitted[*position].0,
+                    Emitted::At(id, position) => set.partitions[*id].emitted_row(*position),
                 })
             }),
             ranks,
@@ -392,6 +369,12 @@ impl TopN {
         let first_open = watermark.saturating_add(span).saturating_add(1);
         let open = self.sets.split_off(&first_open);
         let sealed = std::mem::replace(&mut self.sets, open);
+        let released: usize = sealed
+            .values()
+            .flat_map(|s| s.partitions.iter())
+            .map(Ranked::bytes)
+            .sum();
+        self.state_bytes = self.state_bytes.saturating_sub(released);
         if !self.spec.emit_at_close {
             return Ok(());
         }
@@ -528,24 +511,25 @@ impl StreamOperator for TopN {
         if !self.spec.emit_at_close {
             let (function, limit) = (self.spec.function, self.spec.limit);
             for partition in self.sets.values_mut().flat_map(|s| s.partitions.iter_mut()) {
-                partition.emitted = partition
-                    .top(function, limit)
-                    .into_iter()
-                    .map(|(row, rank)| (row.into(), rank))
-                    .collect();
+                partition.mark_emitted(function, limit);
             }
+            self.state_bytes = self
+                .sets
+                .values()
+                .flat_map(|s| s.partitions.iter())
+                .map(Ranked::bytes)
+                .sum();
         }
         Ok(())
     }
 
     fn state_size(&self) -> usize {
-        self.sets
-            .values()
-            .map(|s| {
-                s.ids.as_ref().map_or(0, |ids| ids.size())
-                    + s.partitions.iter().map(Ranked::bytes).sum::<usize>()
-            })
-            .sum()
+        self.state_bytes
+            + self
+                .sets
+                .values()
+                .map(|s| s.ids.as_ref().map_or(0, |ids| ids.size()))
+                .sum::<usize>()
     }
 
     fn describe(&self) -> String {

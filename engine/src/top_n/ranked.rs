@@ -7,6 +7,8 @@
 
 use std::collections::BTreeMap;
 
+use crate::changes::Op;
+
 /// How rows are numbered within their partition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RankFunction {
@@ -29,6 +31,13 @@ impl RankFunction {
     }
 }
 
+/// A row of a partition's output: one downstream no longer holds (moved out of what it
+/// held), or the one at a position of a partition's `emitted` (by partition id).
+pub(crate) enum Emitted {
+    Owned(Box<[u8]>),
+    At(usize, usize),
+}
+
 /// A held row: how many copies, and where its ORDER BY bytes end within its key (the key is
 /// the ORDER BY values' bytes followed by the whole row's; Arrow's row format is prefix-free,
 /// so comparing keys compares (ORDER BY values, whole row) as a pair).
@@ -47,7 +56,9 @@ pub(crate) struct Ranked {
     /// Bytes held by the encoded rows.
     bytes: usize,
     /// The whole rows and ranks downstream holds for this partition, in rank order.
-    pub(crate) emitted: Vec<(Box<[u8]>, u64)>,
+    emitted: Vec<(Box<[u8]>, u64)>,
+    /// Bytes of `emitted`'s rows.
+    emitted_bytes: usize,
     /// The last batch that touched this partition (to list each touched partition once).
     pub(crate) touched_in: u64,
 }
@@ -67,7 +78,60 @@ impl Ranked {
     }
 
     pub(crate) fn bytes(&self) -> usize {
-        self.bytes + self.emitted.iter().map(|(r, _)| r.len()).sum::<usize>()
+        self.bytes + self.emitted_bytes
+    }
+
+    /// The whole row at `position` of what downstream holds.
+    pub(crate) fn emitted_row(&self, position: usize) -> &[u8] {
+        self.emitted.get(position).map_or(&[], |(row, _)| &**row)
+    }
+
+    /// Brings what downstream holds up to date with the current top, pushing each change
+    /// (position by position: a changed position is an update pair) onto `changed` as
+    /// `(op, row, rank)`; `id` is this partition's id, for rows that stay in `emitted`.
+    pub(crate) fn refresh_emitted(
+        &mut self,
+        function: RankFunction,
+        limit: u64,
+        id: usize,
+        changed: &mut Vec<(Op, Emitted, u64)>,
+    ) {
+        let top = top_of(&self.rows, function, limit);
+        let unchanged = top.len() == self.emitted.len()
+            && top
+                .iter()
+                .zip(&self.emitted)
+                .all(|((row, rank), (old, old_rank))| *row == &**old && rank == old_rank);
+        if unchanged {
+            return;
+        }
+        let mut old = std::mem::take(&mut self.emitted).into_iter();
+        for (position, (row, rank)) in top.into_iter().enumerate() {
+            match old.next() {
+                // Unchanged: the row downstream holds stays, without a copy.
+                Some((o, orank)) if &*o == row && orank == rank => {
+                    self.emitted.push((o, orank));
+                    continue;
+                }
+                Some((o, orank)) => {
+                    changed.push((Op::UpdateBefore, Emitted::Owned(o), orank));
+                    changed.push((Op::UpdateAfter, Emitted::At(id, position), rank));
+                }
+                None => changed.push((Op::Insert, Emitted::At(id, position), rank)),
+            }
+            self.emitted.push((row.into(), rank));
+        }
+        changed.extend(old.map(|(o, orank)| (Op::Delete, Emitted::Owned(o), orank)));
+        self.emitted_bytes = self.emitted.iter().map(|(row, _)| row.len()).sum();
+    }
+
+    /// Downstream holds the current top (restored from a checkpoint taken after it was sent).
+    pub(crate) fn mark_emitted(&mut self, function: RankFunction, limit: u64) {
+        self.emitted = top_of(&self.rows, function, limit)
+            .into_iter()
+            .map(|(row, rank)| (row.into(), rank))
+            .collect();
+        self.emitted_bytes = self.emitted.iter().map(|(row, _)| row.len()).sum();
     }
 
     /// Every held whole row with its count, in rank order.
@@ -156,32 +220,7 @@ impl Ranked {
 
     /// The whole rows ranked `limit` or better, each copy with its rank, in rank order.
     pub(crate) fn top(&self, function: RankFunction, limit: u64) -> Vec<(&[u8], u64)> {
-        let mut out = Vec::new();
-        let mut position = 0u64;
-        let mut dense = 0u64;
-        let mut rank = 0u64;
-        let mut previous: Option<&[u8]> = None;
-        'entries: for (key, held) in &self.rows {
-            let (sort, row) = key.split_at(held.sort_len as usize);
-            if previous != Some(sort) {
-                dense += 1;
-                rank = position + 1;
-                previous = Some(sort);
-            }
-            for _ in 0..held.count {
-                position += 1;
-                let r = match function {
-                    RankFunction::RowNumber => position,
-                    RankFunction::Rank => rank,
-                    RankFunction::DenseRank => dense,
-                };
-                if r > limit {
-                    break 'entries;
-                }
-                out.push((row, r));
-            }
-        }
-        out
+        top_of(&self.rows, function, limit)
     }
 
     /// Drops every copy ranked after `limit` (an append-only partition: such a row can never
@@ -217,6 +256,41 @@ impl Ranked {
         self.held = self.rows.values().map(|h| h.count as usize).sum();
         self.bytes = self.rows.keys().map(|k| k.len()).sum();
     }
+}
+
+/// The whole rows of `rows` ranked `limit` or better, each copy with its rank, in rank order.
+fn top_of(
+    rows: &BTreeMap<Box<[u8]>, Held>,
+    function: RankFunction,
+    limit: u64,
+) -> Vec<(&[u8], u64)> {
+    let mut out = Vec::new();
+
+    let mut position = 0u64;
+    let mut dense = 0u64;
+    let mut rank = 0u64;
+    let mut previous: Option<&[u8]> = None;
+    'entries: for (key, held) in rows {
+        let (sort, row) = key.split_at(held.sort_len as usize);
+        if previous != Some(sort) {
+            dense += 1;
+            rank = position + 1;
+            previous = Some(sort);
+        }
+        for _ in 0..held.count {
+            position += 1;
+            let r = match function {
+                RankFunction::RowNumber => position,
+                RankFunction::Rank => rank,
+                RankFunction::DenseRank => dense,
+            };
+            if r > limit {
+                break 'entries;
+            }
+            out.push((row, r));
+        }
+    }
+    out
 }
 
 #[cfg(test)]
