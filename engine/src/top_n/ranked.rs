@@ -143,17 +143,15 @@ impl Ranked {
 
     /// Adds `count` copies of the row whose key is `key` (ORDER BY bytes: the first `sort_len`).
     pub(crate) fn insert(&mut self, key: &[u8], sort_len: usize, count: u32) {
-        match self.rows.get_mut(key) {
-            Some(held) => held.count += count,
-            None => {
+        // One search: a new row (the common case) needs its owned key anyway.
+        match self.rows.entry(key.into()) {
+            std::collections::btree_map::Entry::Occupied(mut e) => e.get_mut().count += count,
+            std::collections::btree_map::Entry::Vacant(e) => {
                 self.bytes += key.len();
-                self.rows.insert(
-                    key.into(),
-                    Held {
-                        count,
-                        sort_len: sort_len as u32,
-                    },
-                );
+                e.insert(Held {
+                    count,
+                    sort_len: sort_len as u32,
+                });
             }
         }
         self.held += count as usize;
@@ -161,14 +159,16 @@ impl Ranked {
 
     /// Removes one copy of a row; false when the row is not held.
     pub(crate) fn remove(&mut self, key: &[u8]) -> bool {
-        let Some(held) = self.rows.get_mut(key) else {
+        // One search when the row had one copy (the common case).
+        let Some((owned, mut held)) = self.rows.remove_entry(key) else {
             return false;
         };
-        held.count -= 1;
         self.held -= 1;
-        if held.count == 0 {
+        if held.count > 1 {
+            held.count -= 1;
+            self.rows.insert(owned, held);
+        } else {
             self.bytes -= key.len();
-            self.rows.remove(key);
         }
         true
     }
@@ -264,15 +264,15 @@ fn top_of(
     function: RankFunction,
     limit: u64,
 ) -> Vec<(&[u8], u64)> {
-    let mut out = Vec::new();
-
+    let mut out = Vec::with_capacity(limit.min(64) as usize);
     let mut position = 0u64;
     let mut dense = 0u64;
     let mut rank = 0u64;
     let mut previous: Option<&[u8]> = None;
     'entries: for (key, held) in rows {
         let (sort, row) = key.split_at(held.sort_len as usize);
-        if previous != Some(sort) {
+        // Only RANK and DENSE_RANK look at ties.
+        if function != RankFunction::RowNumber && previous != Some(sort) {
             dense += 1;
             rank = position + 1;
             previous = Some(sort);
