@@ -288,6 +288,9 @@ impl TopN {
                 partition.touched_in = batch;
                 touched.push((id, partition.bytes()));
             }
+            if !partition.dirty && partition.may_change_top(function, limit, row_key, sort_len) {
+                partition.dirty = true;
+            }
             if op.is_retraction() {
                 if !partition.remove(row_key) {
                     return Err(EngineError::Internal(format!(
@@ -315,7 +318,11 @@ impl TopN {
         }
         let mut changed: Vec<(Op, Emitted, u64)> = Vec::new();
         for &(id, _) in &touched {
-            set.partitions[id].refresh_emitted(function, limit, id, &mut changed);
+            let partition = &mut set.partitions[id];
+            // Rows that changed below a full top leave it as it is.
+            if std::mem::take(&mut partition.dirty) {
+                partition.refresh_emitted(function, limit, id, &mut changed);
+            }
         }
         self.state_bytes = touched
             .iter()

@@ -59,6 +59,11 @@ pub(crate) struct Ranked {
     emitted: Vec<(Box<[u8]>, u64)>,
     /// Bytes of `emitted`'s rows.
     emitted_bytes: usize,
+    /// The key, ORDER BY length and rank of the last row of `emitted` (None: nothing emitted
+    /// yet, or not tracked: any change may change the top).
+    emitted_last: Option<(Box<[u8]>, usize, u64)>,
+    /// A change in the current batch may have changed the top.
+    pub(crate) dirty: bool,
     /// The last batch that touched this partition (to list each touched partition once).
     pub(crate) touched_in: u64,
 }
@@ -97,6 +102,13 @@ impl Ranked {
         changed: &mut Vec<(Op, Emitted, u64)>,
     ) {
         let top = top_of(&self.rows, function, limit);
+        self.emitted_last = top
+            .last()
+            .map(|(key, sort_len, rank)| ((*key).into(), *sort_len, *rank));
+        let top: Vec<(&[u8], u64)> = top
+            .into_iter()
+            .map(|(key, sort_len, rank)| (&key[sort_len..], rank))
+            .collect();
         let unchanged = top.len() == self.emitted.len()
             && top
                 .iter()
@@ -127,10 +139,15 @@ impl Ranked {
 
     /// Downstream holds the current top (restored from a checkpoint taken after it was sent).
     pub(crate) fn mark_emitted(&mut self, function: RankFunction, limit: u64) {
-        self.emitted = top_of(&self.rows, function, limit)
+        let top = top_of(&self.rows, function, limit);
+        self.emitted_last = top
+            .last()
+            .map(|(key, sort_len, rank)| ((*key).into(), *sort_len, *rank));
+        self.emitted = top
             .into_iter()
-            .map(|(row, rank)| (row.into(), rank))
+            .map(|(key, sort_len, rank)| (key[sort_len..].into(), rank))
             .collect();
+        self.dirty = false;
         self.emitted_bytes = self.emitted.iter().map(|(row, _)| row.len()).sum();
     }
 
@@ -221,6 +238,35 @@ impl Ranked {
     /// The whole rows ranked `limit` or better, each copy with its rank, in rank order.
     pub(crate) fn top(&self, function: RankFunction, limit: u64) -> Vec<(&[u8], u64)> {
         top_of(&self.rows, function, limit)
+            .into_iter()
+            .map(|(key, sort_len, rank)| (&key[sort_len..], rank))
+            .collect()
+    }
+
+    /// True when a change to the row with `key` can change the top `limit` downstream holds:
+    /// unless its ranks are all taken and the row orders after the last of them (for RANK and
+    /// DENSE_RANK, strictly after its ORDER BY values: a tie shares the rank).
+    pub(crate) fn may_change_top(
+        &self,
+        function: RankFunction,
+        limit: u64,
+        key: &[u8],
+        sort_len: usize,
+    ) -> bool {
+        let Some((last, last_sort_len, last_rank)) = &self.emitted_last else {
+            return true;
+        };
+        let full = match function {
+            RankFunction::RowNumber | RankFunction::Rank => self.emitted.len() as u64 >= limit,
+            RankFunction::DenseRank => *last_rank >= limit,
+        };
+        !full
+            || match function {
+                RankFunction::RowNumber => key <= &**last,
+                RankFunction::Rank | RankFunction::DenseRank => {
+                    key[..sort_len] <= last[..*last_sort_len]
+                }
+            }
     }
 
     /// Drops every copy ranked after `limit` (an append-only partition: such a row can never
@@ -258,19 +304,20 @@ impl Ranked {
     }
 }
 
-/// The whole rows of `rows` ranked `limit` or better, each copy with its rank, in rank order.
+/// The rows of `rows` ranked `limit` or better, each copy as (key, ORDER BY length, rank), in
+/// rank order.
 fn top_of(
     rows: &BTreeMap<Box<[u8]>, Held>,
     function: RankFunction,
     limit: u64,
-) -> Vec<(&[u8], u64)> {
+) -> Vec<(&[u8], usize, u64)> {
     let mut out = Vec::with_capacity(limit.min(64) as usize);
     let mut position = 0u64;
     let mut dense = 0u64;
     let mut rank = 0u64;
     let mut previous: Option<&[u8]> = None;
     'entries: for (key, held) in rows {
-        let (sort, row) = key.split_at(held.sort_len as usize);
+        let sort = &key[..held.sort_len as usize];
         // Only RANK and DENSE_RANK look at ties.
         if function != RankFunction::RowNumber && previous != Some(sort) {
             dense += 1;
@@ -287,7 +334,7 @@ fn top_of(
             if r > limit {
                 break 'entries;
             }
-            out.push((row, r));
+            out.push((&**key, held.sort_len as usize, r));
         }
     }
     out

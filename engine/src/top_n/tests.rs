@@ -230,3 +230,44 @@ fn window_top_n_emits_each_window_once_when_it_closes() -> Result<()> {
     assert_eq!(top.state_size(), 0, "closed windows are forgotten");
     Ok(())
 }
+
+#[test]
+fn changes_below_a_full_top_emit_nothing_and_a_rise_into_it_does() -> Result<()> {
+    let mut top = top_by_value(RankFunction::RowNumber, 2, true);
+    let mut checker = ChangelogChecker::new(
+        with_rank(&key_value_rows(&[], &[]).schema()),
+        Some(vec![0, 2]),
+    )?;
+    let mut out = Collector::default();
+    top.process_batch(
+        key_value_rows(&["a", "a", "a", "a"], &[9, 8, 2, 1]),
+        &mut out,
+    )?;
+    replay(&mut out, &mut checker);
+    let below = Changes::from_ops(
+        key_value_rows(&["a", "a"], &[2, 3]),
+        &[Op::UpdateBefore, Op::UpdateAfter],
+    )?;
+    top.process_changes(below, &mut out)?;
+    assert_eq!(
+        out.drain().count(),
+        0,
+        "rank 3 and 4 moved: the top 2 did not change"
+    );
+    let rise = Changes::from_ops(
+        key_value_rows(&["a", "a"], &[1, 10]),
+        &[Op::UpdateBefore, Op::UpdateAfter],
+    )?;
+    top.process_changes(rise, &mut out)?;
+    replay(&mut out, &mut checker);
+    assert_eq!(live(&checker), triples(&[("a", 9, 2), ("a", 10, 1)]));
+    // The leader leaves: the next row (3, updated earlier without output) takes rank 2.
+    let leave = Changes::from_ops(
+        key_value_rows(&["a", "a"], &[10, 9]),
+        &[Op::Delete, Op::Delete],
+    )?;
+    top.process_changes(leave, &mut out)?;
+    replay(&mut out, &mut checker);
+    assert_eq!(live(&checker), triples(&[("a", 3, 2), ("a", 8, 1)]));
+    Ok(())
+}
