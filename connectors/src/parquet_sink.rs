@@ -193,8 +193,8 @@ async fn encode(schema: SchemaRef, batches: Vec<RecordBatch>) -> Result<Vec<u8>>
 #[async_trait]
 impl SinkWriter for ParquetSinkWriter {
     async fn write(&mut self, changes: &ChangeBatch) -> Result<()> {
-        if changes.op == ChangeOp::Delete {
-            return Err(ConnectorError::bug("a Parquet sink got a delete").into());
+        if changes.op != ChangeOp::Upsert {
+            return Err(ConnectorError::bug("a Parquet sink got an update or a delete").into());
         }
         let rows = &changes.rows;
         let names = self.partition_names(rows)?;

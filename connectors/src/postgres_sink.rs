@@ -227,7 +227,9 @@ impl PostgresSinkWriter {
         let mut statements = Vec::with_capacity(self.buffered.len());
         for change in &self.buffered {
             let (sql, columns): (String, Vec<usize>) = match change.op {
-                ChangeOp::Upsert => (target.upsert(), (0..target.schema.fields().len()).collect()),
+                ChangeOp::Upsert | ChangeOp::Update => {
+                    (target.upsert(), (0..target.schema.fields().len()).collect())
+                }
                 ChangeOp::Delete => (target.delete(), target.key.clone()),
             };
             let values = columns
@@ -309,6 +311,12 @@ impl SinkFactory for PostgresSinkConnector {
         let table = options.take_required("table")?;
         let key_option = options.take("primary_key");
         let key_names: Vec<String> = match (&spec.format, key_option) {
+            (SinkFormat::Debezium { .. }, _) => {
+                return Err(EngineError::User(
+                    "the PostgreSQL sink applies changes to a table: FORMAT UPSERT (or PLAIN), not DEBEZIUM"
+                        .into(),
+                ));
+            }
             (SinkFormat::Upsert { key }, _) => key.clone(),
             (SinkFormat::Plain, Some(k)) => k
                 .split(',')

@@ -69,7 +69,7 @@ impl Session {
             .format
             .clone()
             .unwrap_or_else(|| ("PLAIN".into(), String::new()));
-        let format = sink_format(&format_name, &mut options)?;
+        let format = sink_format(&format_name, &mut options, &view)?;
         let id = self.object_id(replay);
         let mut spec = SinkSpec {
             name: s.name.clone(),
@@ -116,10 +116,39 @@ impl Session {
     }
 }
 
-/// `FORMAT PLAIN | UPSERT` (UPSERT takes its key from the `primary_key` option).
-fn sink_format(name: &str, options: &mut Options) -> Result<SinkFormat> {
+/// `FORMAT PLAIN | UPSERT | DEBEZIUM` (UPSERT takes its key from the `primary_key` option;
+/// DEBEZIUM too, or else from the view's key).
+fn sink_format(
+    name: &str,
+    options: &mut Options,
+    view: &weir_engine::catalog::ViewEntry,
+) -> Result<SinkFormat> {
     match name {
         "PLAIN" => Ok(SinkFormat::Plain),
+        "DEBEZIUM" => {
+            let key = match options.take("primary_key") {
+                Some(key) => key,
+                None => view
+                    .props
+                    .key_names(&view.table.schema_ref())
+                    .filter(|k| !k.is_empty())
+                    .ok_or_else(|| {
+                        SqlError::new(
+                            SqlErrorKind::InvalidParameter,
+                            format!(
+                                "FORMAT DEBEZIUM needs primary_key = 'column[, …]': view \"{}\" has no key of its own",
+                                view.name
+                            ),
+                        )
+                    })?,
+            };
+            Ok(SinkFormat::Debezium {
+                key: key
+                    .split(',')
+                    .map(|k| k.trim().to_ascii_lowercase())
+                    .collect(),
+            })
+        }
         "UPSERT" => {
             let key = options.take("primary_key").ok_or_else(|| {
                 SqlError::new(
@@ -136,7 +165,7 @@ fn sink_format(name: &str, options: &mut Options) -> Result<SinkFormat> {
         }
         other => Err(SqlError::new(
             SqlErrorKind::InvalidParameter,
-            format!("sink format must be PLAIN or UPSERT, not {other}"),
+            format!("sink format must be PLAIN, UPSERT or DEBEZIUM, not {other}"),
         )),
     }
 }

@@ -82,7 +82,7 @@ async fn wait_until(what: &str, timeout: Duration, mut done: impl AsyncFnMut() -
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plain_and_upsert_kafka_sinks_equal_the_view() {
     let broker = Broker::start();
-    for topic in ["readings", "plain_out", "upsert_out"] {
+    for topic in ["readings", "plain_out", "upsert_out", "debezium_out"] {
         broker.create_topic(topic, 1);
     }
     let session = weir::database().build().expect("database").session();
@@ -96,12 +96,21 @@ async fn plain_and_upsert_kafka_sinks_equal_the_view() {
            properties.bootstrap.server = '{b}') FORMAT PLAIN ENCODE JSON;
          CREATE SINK upsert_sink FROM per_window WITH (connector = 'kafka', topic = 'upsert_out', \
            properties.bootstrap.server = '{b}', primary_key = 'k, window_start', \
-           sink.delivery = 'at_least_once') FORMAT UPSERT ENCODE JSON;",
+           sink.delivery = 'at_least_once') FORMAT UPSERT ENCODE JSON;
+         CREATE SINK debezium_sink FROM per_window WITH (connector = 'kafka', \
+           topic = 'debezium_out', properties.bootstrap.server = '{b}') FORMAT DEBEZIUM ENCODE JSON;",
         b = broker.address
     );
     session.execute_all(&sinks).await.expect("sinks");
     // Rows after the sinks exist too; the last reading's watermark (69 s) closes windows < 60 s.
-    broker.producer().send("readings", &readings(60, 10)).await;
+    // In two steps, so the open window's rows are created, then updated.
+    broker.producer().send("readings", &readings(60, 5)).await;
+    wait_until("the first half", Duration::from_secs(60), async || {
+        query_rows(&session, "SELECT sum(n) FROM per_window").await == ["65"]
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    broker.producer().send("readings", &readings(65, 5)).await;
     wait_until(
         "the sinks to publish",
         Duration::from_secs(60),
@@ -112,7 +121,7 @@ async fn plain_and_upsert_kafka_sinks_equal_the_view() {
             )
             .await;
             let view = query_rows(&session, "SELECT sum(n) FROM per_window").await;
-            rows == ["0 | 2"] && view == ["70"]
+            rows == ["0 | 3"] && view == ["70"]
         },
     )
     .await;
@@ -136,8 +145,43 @@ async fn plain_and_upsert_kafka_sinks_equal_the_view() {
     current.sort();
     assert_eq!(current, view_rows(&session, false, 0).await);
 
+    // DEBEZIUM: replaying the envelopes (create, update with its before, delete) gives every
+    // current row; an update's before is the version the key had.
+    let mut state: BTreeMap<String, String> = BTreeMap::new();
+    let mut updates = 0;
+    for r in read_topic(&broker.address, "debezium_out") {
+        let key = r.key.expect("key");
+        let Some(payload) = r.payload.as_deref() else {
+            assert!(!state.contains_key(&key), "a tombstone follows the delete");
+            continue;
+        };
+        let v: serde_json::Value = serde_json::from_str(payload).expect("envelope");
+        match v["op"].as_str() {
+            Some("c") => {
+                assert!(v["before"].is_null());
+                let fresh = state.insert(key, sink_row(&v["after"].to_string()));
+                assert!(fresh.is_none(), "a create of a live key");
+            }
+            Some("u") => {
+                updates += 1;
+                let before = sink_row(&v["before"].to_string());
+                let previous = state.insert(key, sink_row(&v["after"].to_string()));
+                assert_eq!(previous, Some(before), "an update's before is the live row");
+            }
+            Some("d") => {
+                let previous = state.remove(&key);
+                assert_eq!(previous, Some(sink_row(&v["before"].to_string())));
+            }
+            other => panic!("unexpected Debezium op {other:?}"),
+        }
+    }
+    assert!(updates > 0, "open windows update as readings arrive");
+    let mut current: Vec<String> = state.into_values().collect();
+    current.sort();
+    assert_eq!(current, view_rows(&session, false, 0).await);
+
     let shown = query_rows(&session, "SHOW SINKS").await;
-    assert_eq!(shown.len(), 2, "{shown:?}");
+    assert_eq!(shown.len(), 3, "{shown:?}");
     let err = session
         .execute_all("DROP MATERIALIZED VIEW per_window")
         .await
@@ -145,7 +189,7 @@ async fn plain_and_upsert_kafka_sinks_equal_the_view() {
     assert!(err.to_string().contains("plain_sink"), "{err}");
     session
         .execute_all(
-            "DROP SINK plain_sink; DROP SINK upsert_sink; DROP MATERIALIZED VIEW per_window",
+            "DROP SINK plain_sink; DROP SINK upsert_sink; DROP SINK debezium_sink; DROP MATERIALIZED VIEW per_window",
         )
         .await
         .expect("drop");
@@ -183,6 +227,12 @@ async fn bad_sink_definitions_fail_clearly() {
         (
             "CREATE SINK s FROM per_window WITH (connector = 'kafkaa')".to_string(),
             "unknown sink connector 'kafkaa'",
+        ),
+        (
+            format!(
+                "CREATE SINK s FROM per_window WITH (connector = 'kafka', topic = 'readings', properties.bootstrap.server = '{b}', primary_key = 'k') FORMAT UPSERT ENCODE JSON"
+            ),
+            "primary_key (k) does not include window_start",
         ),
         (
             format!(

@@ -267,8 +267,13 @@ impl KafkaSinkWriter {
         } else {
             Some(json_rows(&project(&change.rows, &self.config.key)?)?)
         };
+        if self.config.debezium {
+            return self.encode_debezium(change, keys);
+        }
         let payloads = match change.op {
-            ChangeOp::Upsert => json_rows(&change.rows)?.into_iter().map(Some).collect(),
+            ChangeOp::Upsert | ChangeOp::Update => {
+                json_rows(&change.rows)?.into_iter().map(Some).collect()
+            }
             ChangeOp::Delete => vec![None; change.rows.num_rows()],
         };
         let mut keys = keys.map(Vec::into_iter);
@@ -279,6 +284,60 @@ impl KafkaSinkWriter {
                 payload,
             })
             .collect())
+    }
+}
+
+impl KafkaSinkWriter {
+    /// Debezium envelopes: `{"before": …, "after": …, "op": "c" | "u" | "d"}`; a delete is
+    /// followed by a tombstone for its key, as Debezium does, so compaction can drop the key.
+    fn encode_debezium(
+        &self,
+        change: &ChangeBatch,
+        keys: Option<Vec<Vec<u8>>>,
+    ) -> Result<Vec<Record>> {
+        let rows = json_rows(&change.rows)?;
+        let befores = match &change.before {
+            Some(before) => Some(json_rows(before)?),
+            None => None,
+        };
+        let mut keys = keys.map(Vec::into_iter);
+        let mut records = Vec::with_capacity(rows.len());
+        for (i, row) in rows.into_iter().enumerate() {
+            let key = keys.as_mut().and_then(Iterator::next);
+            let envelope = |before: &[u8], after: &[u8], op: &str| {
+                let mut out = Vec::with_capacity(before.len() + after.len() + 40);
+                out.extend_from_slice(b"{\"before\":");
+                out.extend_from_slice(before);
+                out.extend_from_slice(b",\"after\":");
+                out.extend_from_slice(after);
+                out.extend_from_slice(format!(",\"op\":\"{op}\"}}").as_bytes());
+                out
+            };
+            match change.op {
+                ChangeOp::Upsert => records.push(Record {
+                    key,
+                    payload: Some(envelope(b"null", &row, "c")),
+                }),
+                ChangeOp::Update => {
+                    let before = befores
+                        .as_ref()
+                        .and_then(|b| b.get(i))
+                        .map_or(&b"null"[..], Vec::as_slice);
+                    records.push(Record {
+                        key,
+                        payload: Some(envelope(before, &row, "u")),
+                    });
+                }
+                ChangeOp::Delete => {
+                    records.push(Record {
+                        key: key.clone(),
+                        payload: Some(envelope(&row, b"null", "d")),
+                    });
+                    records.push(Record { key, payload: None });
+                }
+            }
+        }
+        Ok(records)
     }
 }
 

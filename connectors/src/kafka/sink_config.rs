@@ -24,6 +24,8 @@ pub(super) struct KafkaSinkConfig {
     delivery: Delivery,
     /// Columns whose JSON object is the record key (empty: no key).
     pub(super) key: Vec<String>,
+    /// Records are Debezium envelopes (`FORMAT DEBEZIUM`).
+    pub(super) debezium: bool,
     pub(super) properties: BTreeMap<String, String>,
 }
 
@@ -47,10 +49,11 @@ impl KafkaSinkConfig {
             }
         };
         let key = match (&spec.format, options.take("key")) {
-            (SinkFormat::Upsert { key }, None) => key.clone(),
-            (SinkFormat::Upsert { .. }, Some(_)) => {
+            (SinkFormat::Upsert { key } | SinkFormat::Debezium { key }, None) => key.clone(),
+            (SinkFormat::Upsert { .. } | SinkFormat::Debezium { .. }, Some(_)) => {
                 return Err(EngineError::User(
-                    "FORMAT UPSERT records are keyed by primary_key; drop the key option".into(),
+                    "FORMAT UPSERT and DEBEZIUM records are keyed by primary_key; drop the key option"
+                        .into(),
                 ));
             }
             (SinkFormat::Plain, Some(k)) => k.split(',').map(|c| c.trim().to_string()).collect(),
@@ -73,6 +76,7 @@ impl KafkaSinkConfig {
             topic,
             delivery,
             key,
+            debezium: matches!(spec.format, SinkFormat::Debezium { .. }),
             properties,
         })
     }

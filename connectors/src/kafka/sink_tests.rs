@@ -319,6 +319,7 @@ fn consumed_values(bootstrap: &str) -> Vec<i64> {
 fn batch(values: std::ops::Range<i64>) -> Result<ChangeBatch> {
     Ok(ChangeBatch {
         op: ChangeOp::Upsert,
+        before: None,
         rows: RecordBatch::try_new(
             schema(),
             vec![Arc::new(Int64Array::from_iter_values(values))],

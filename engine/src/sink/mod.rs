@@ -37,7 +37,7 @@ pub use runner::{SinkDurability, SinkInput, spawn_sink};
 pub use runtime::{SinkCheckpointing, SinkDefinition, SinkRuntime};
 pub use status::{SinkState, SinkStatus};
 
-/// `FORMAT PLAIN | UPSERT`: what a sink emits for a view's changes.
+/// `FORMAT PLAIN | UPSERT | DEBEZIUM`: what a sink emits for a view's changes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SinkFormat {
     /// Final rows only, each once (open windows are sent when they close).
@@ -47,6 +47,22 @@ pub enum SinkFormat {
         /// Key columns.
         key: Vec<String>,
     },
+    /// Every change as a Debezium envelope (`before`, `after`, `op`: `c`, `u`, `d`), keyed;
+    /// an update is one record carrying both versions.
+    Debezium {
+        /// Key columns.
+        key: Vec<String>,
+    },
+}
+
+impl SinkFormat {
+    /// The key columns records are keyed by (UPSERT, DEBEZIUM).
+    pub fn key(&self) -> Option<&[String]> {
+        match self {
+            SinkFormat::Plain => None,
+            SinkFormat::Upsert { key } | SinkFormat::Debezium { key } => Some(key),
+        }
+    }
 }
 
 /// What happened to a batch of rows.
@@ -54,8 +70,11 @@ pub enum SinkFormat {
 pub enum ChangeOp {
     /// New final rows (PLAIN) or the current value of their keys (UPSERT).
     Upsert,
-    /// These keys have no row any more (UPSERT only).
+    /// These keys have no row any more (UPSERT, DEBEZIUM).
     Delete,
+    /// These rows replaced the rows in [`ChangeBatch::before`], position by position (DEBEZIUM
+    /// only; UPSERT writes updates as upserts).
+    Update,
 }
 
 /// Rows of one change kind, in the view's schema.
@@ -63,8 +82,11 @@ pub enum ChangeOp {
 pub struct ChangeBatch {
     /// Insert / upsert or delete.
     pub op: ChangeOp,
-    /// The rows (for deletes, the rows that went away: their key columns matter).
+    /// The rows (for deletes, the rows that went away: their key columns matter; for updates,
+    /// the new versions).
     pub rows: RecordBatch,
+    /// For updates, the versions the rows replaced.
+    pub before: Option<RecordBatch>,
 }
 
 /// A sink connector's writer: one per sink, driven by the sink task.

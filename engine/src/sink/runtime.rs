@@ -165,12 +165,49 @@ impl SinkRuntime {
     }
 }
 
+/// A keyed sink's records replace each other by key, so the key must identify a live row of
+/// an updating view: it must include the view's key. (Of an append-only view, any key keeps
+/// the latest row per key, which is what keying by it means.)
+fn check_key_covers_view(key: &[String], view: &ViewEntry) -> Result<()> {
+    if view.props.is_append_only() {
+        return Ok(());
+    }
+    let schema = view.table.schema_ref();
+    let Some(view_key) = &view.props.key else {
+        return Err(EngineError::User(format!(
+            "view \"{}\" updates its rows but has no key, so a keyed sink could not tell which \
+             record a delete removes; group the view by the columns that identify a row",
+            view.name
+        )));
+    };
+    let missing: Vec<&str> = view_key
+        .iter()
+        .filter_map(|&i| schema.fields().get(i).map(|f| f.name().as_str()))
+        .filter(|name| !key.iter().any(|k| k.eq_ignore_ascii_case(name)))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(EngineError::User(format!(
+        "primary_key ({}) does not include {} of view \"{}\"'s key ({}): two of its rows could \
+         share a sink key and overwrite or delete each other; use primary_key = '{}'",
+        key.join(", "),
+        missing.join(", "),
+        view.name,
+        view.props.key_names(&schema).unwrap_or_default(),
+        view.props.key_names(&schema).unwrap_or_default(),
+    )))
+}
+
 /// What a sink in `format` follows of `view`: an UPSERT sink every change; a PLAIN sink of an
 /// updating view only its final rows, which needs a view whose rows become final (a windowed
 /// aggregate: the watermark seals each window).
 fn read_mode(format: &SinkFormat, view: &ViewEntry) -> Result<ReadMode> {
     match format {
-        SinkFormat::Upsert { .. } => Ok(ReadMode::Changes),
+        SinkFormat::Upsert { key } | SinkFormat::Debezium { key } => {
+            check_key_covers_view(key, view)?;
+            Ok(ReadMode::Changes)
+        }
         SinkFormat::Plain if view.props.is_append_only() => Ok(ReadMode::Changes),
         SinkFormat::Plain if view.props.sealed_by.is_some() => Ok(ReadMode::Sealed),
         SinkFormat::Plain => Err(EngineError::User(format!(
