@@ -72,6 +72,8 @@ pub enum RelKind {
     View,
     /// `'m'`: materialized views.
     MaterializedView,
+    /// `'i'`: the unique index standing for a keyed view's key ([`PgCatalog::indexes`]).
+    Index,
 }
 
 impl RelKind {
@@ -81,6 +83,7 @@ impl RelKind {
             RelKind::Table => "r",
             RelKind::View => "v",
             RelKind::MaterializedView => "m",
+            RelKind::Index => "i",
         }
     }
 
@@ -90,6 +93,7 @@ impl RelKind {
         match self {
             RelKind::Table => "BASE TABLE",
             RelKind::View | RelKind::MaterializedView => "VIEW",
+            RelKind::Index => "INDEX",
         }
     }
 }
@@ -109,6 +113,23 @@ pub struct RelationInfo {
     pub schema: SchemaRef,
     /// `obj_description` text.
     pub description: Option<String>,
+}
+
+/// A keyed view's key, as a unique index.
+#[derive(Debug, Clone)]
+pub struct IndexInfo {
+    /// The index's OID.
+    pub oid: i32,
+    /// `<view>_key`.
+    pub name: String,
+    /// The view's OID.
+    pub table_oid: i32,
+    /// The view's name.
+    pub table_name: String,
+    /// The key columns' positions in the view (1-based, as `pg_index.indkey`).
+    pub attnums: Vec<i16>,
+    /// The key columns.
+    pub schema: SchemaRef,
 }
 
 /// The source of `pg_class` and friends.
@@ -210,6 +231,58 @@ impl PgCatalog {
             });
         }
         out
+    }
+
+    /// The unique index standing for each keyed view's key: `<view>_key` over the key columns
+    /// (a view with the empty key, one row at most, has none).
+    pub fn indexes(&self) -> Vec<IndexInfo> {
+        self.catalog
+            .views()
+            .into_iter()
+            .filter_map(|view| {
+                let key = view.props.key.as_ref().filter(|k| !k.is_empty())?;
+                let schema = view.table.schema_ref();
+                let fields: Vec<_> = key
+                    .iter()
+                    .filter_map(|&i| schema.fields().get(i).cloned())
+                    .collect();
+                let name = format!("{}_key", view.name);
+                Some(IndexInfo {
+                    oid: self.oid(PUBLIC_NS, &format!("{name}\u{0}index")),
+                    name,
+                    table_oid: self.oid(PUBLIC_NS, &view.name),
+                    table_name: view.name.clone(),
+                    attnums: key
+                        .iter()
+                        .map(|&i| i16::try_from(i + 1).unwrap_or(i16::MAX))
+                        .collect(),
+                    schema: Arc::new(datafusion::arrow::datatypes::Schema::new(fields)),
+                })
+            })
+            .collect()
+    }
+
+    /// `pg_get_indexdef` of an index OID: the `CREATE INDEX` statement for `column` 0, the
+    /// `column`-th key column (1-based) otherwise.
+    pub fn index_definition(&self, oid: i32, column: i64) -> Option<String> {
+        let index = self.indexes().into_iter().find(|i| i.oid == oid)?;
+        let columns: Vec<String> = index
+            .schema
+            .fields()
+            .iter()
+            .map(|f| crate::identifier::quote_if_needed(f.name()))
+            .collect();
+        if column > 0 {
+            return usize::try_from(column - 1)
+                .ok()
+                .and_then(|c| columns.get(c).cloned());
+        }
+        Some(format!(
+            "CREATE UNIQUE INDEX {} ON public.{} USING btree ({})",
+            crate::identifier::quote_if_needed(&index.name),
+            crate::identifier::quote_if_needed(&index.table_name),
+            columns.join(", ")
+        ))
     }
 
     /// A relation by OID.

@@ -308,7 +308,7 @@ pub fn all(pg: &Arc<PgCatalog>, session: &Arc<SessionInfo>) -> Vec<ScalarUDF> {
         Ok(ScalarValue::Boolean(oid_arg(a.first()).map(|o| {
             p.relation(o).is_some_and(|r| {
                 namespace_name(r.namespace).is_some_and(|n| n != "information_schema")
-            })
+            }) || p.indexes().iter().any(|i| i.oid == o)
         })))
     }));
     for name in [
@@ -341,6 +341,14 @@ pub fn all(pg: &Arc<PgCatalog>, session: &Arc<SessionInfo>) -> Vec<ScalarUDF> {
         Ok(utf8(oid_arg(a.first()).and_then(|o| p.view_definition(o))))
     }));
     let p = Arc::clone(pg);
+    out.push(function("pg_get_indexdef", Stable, Utf8, move |a| {
+        // (index, column, pretty): column 0 is the whole definition, k the k-th key column.
+        let column = int(a.get(1)).unwrap_or(0);
+        Ok(utf8(
+            oid_arg(a.first()).and_then(|o| p.index_definition(o, column)),
+        ))
+    }));
+    let p = Arc::clone(pg);
     out.push(function("obj_description", Stable, Utf8, move |a| {
         let catalog = string(a.get(1)).unwrap_or_else(|| "pg_class".into());
         Ok(utf8(if catalog == "pg_class" {
@@ -358,7 +366,6 @@ pub fn all(pg: &Arc<PgCatalog>, session: &Arc<SessionInfo>) -> Vec<ScalarUDF> {
         "pg_get_statisticsobjdef_columns",
         "pg_get_serial_sequence",
         "pg_get_constraintdef",
-        "pg_get_indexdef",
         "pg_get_partkeydef",
         "pg_get_triggerdef",
     ] {

@@ -4,6 +4,23 @@
 
 /// Splits a possibly qualified, possibly quoted SQL name (`parse_ident`): unquoted parts are
 /// folded to lower case, `""` inside quotes is a quote.
+/// `name` as SQL text: bare when it is a plain lowercase identifier, else double-quoted
+/// (`quote_ident`, without the keyword list).
+pub fn quote_if_needed(name: &str) -> String {
+    let plain = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if plain {
+        name.to_string()
+    } else {
+        format!("\"{}\"", name.replace('"', "\"\""))
+    }
+}
+
 pub fn parse_identifier(input: &str) -> Result<Vec<String>, String> {
     let mut parts = Vec::new();
     let mut chars = input.trim().chars().peekable();

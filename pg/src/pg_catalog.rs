@@ -1,6 +1,7 @@
 //! The `pg_catalog` schema: the relations psql, drivers and BI tools read, with PostgreSQL's
 //! column names. Relations, columns, types, namespaces, the database, roles and settings are
-//! computed from Weir's catalog; catalogs of things Weir does not have (indexes, policies,
+//! computed from Weir's catalog, and each keyed view's key appears as a unique index (so `\d
+//! view` shows it); catalogs of things Weir does not have (policies,
 //! publications, inheritance, constraints…) exist and are empty, so client queries joining them
 //! run and find nothing.
 
@@ -13,7 +14,7 @@ use datafusion::error::Result as DfResult;
 
 use crate::catalog::{
     DATABASE_OID, INFORMATION_SCHEMA_NS, OWNER_OID, PG_CATALOG_NS, PG_CLASS_OID, PUBLIC_NS,
-    PgCatalog, RelKind,
+    PgCatalog, RelKind, RelationInfo,
 };
 use crate::table::{
     CatalogTable, RowContext, Rows, boolean, columns, int2, null, oid, opt_text, text,
@@ -24,8 +25,10 @@ use crate::types::{BUILTIN_TYPES, of_arrow};
 const DEFAULT_COLLATION: i32 = 100;
 /// `heap`, the access method of tables and materialized views.
 const HEAP_AM: i32 = 2;
+/// `btree`, the access method of the indexes standing for views' keys.
+const BTREE_AM: i32 = 403;
 
-/// Catalogs of things Weir does not have (extensions, indexes, policies, publications,
+/// Catalogs of things Weir does not have (extensions, policies, publications,
 /// inheritance, constraints, …): they exist and are empty, so client queries joining them run
 /// and find nothing. Columns are declared as PostgreSQL documents them.
 const EMPTY_CATALOGS: &[(&str, &str)] = &[
@@ -33,14 +36,6 @@ const EMPTY_CATALOGS: &[(&str, &str)] = &[
         "pg_extension",
         "oid oid, extname text, extowner oid, extnamespace oid, extrelocatable bool, \
          extversion text, extconfig oid[], extcondition text[]",
-    ),
-    (
-        "pg_index",
-        "indexrelid oid, indrelid oid, indnatts int2, indnkeyatts int2, indisunique bool, \
-         indnullsnotdistinct bool, indisprimary bool, indisexclusion bool, indimmediate bool, \
-         indisclustered bool, indisvalid bool, indcheckxmin bool, indisready bool, \
-         indislive bool, indisreplident bool, indkey int2[], indcollation oid[], indclass oid[], \
-         indoption int2[], indexprs text, indpred text",
     ),
     (
         "pg_opclass",
@@ -210,6 +205,17 @@ pub fn register(pg: &Arc<PgCatalog>, target: &MemorySchemaProvider) -> DfResult<
             Some(access_methods),
         ),
         (
+            "pg_index",
+            columns(
+                "indexrelid oid, indrelid oid, indnatts int2, indnkeyatts int2, indisunique bool, \
+                 indnullsnotdistinct bool, indisprimary bool, indisexclusion bool, indimmediate bool, \
+                 indisclustered bool, indisvalid bool, indcheckxmin bool, indisready bool, \
+                 indislive bool, indisreplident bool, indkey int2[], indcollation oid[], indclass oid[], \
+                 indoption text, indexprs text, indpred text",
+            )?,
+            Some(indexes),
+        ),
+        (
             "pg_description",
             columns("objoid oid, classoid oid, objsubid int4, description text")?,
             Some(descriptions),
@@ -312,12 +318,31 @@ fn namespaces(_: &RowContext<'_>) -> Vec<Vec<ScalarValue>> {
     .collect()
 }
 
+/// The relations, and the indexes standing for views' keys, as `pg_class` lists them.
+fn relations_and_indexes(ctx: &RowContext<'_>) -> Vec<RelationInfo> {
+    let mut all = ctx.pg.relations();
+    all.extend(ctx.pg.indexes().into_iter().map(|i| RelationInfo {
+        oid: i.oid,
+        namespace: PUBLIC_NS,
+        name: i.name,
+        kind: RelKind::Index,
+        schema: i.schema,
+        description: None,
+    }));
+    all
+}
+
 fn classes(ctx: &RowContext<'_>) -> Vec<Vec<ScalarValue>> {
-    ctx.pg
-        .relations()
+    let indexed: Vec<i32> = ctx.pg.indexes().iter().map(|i| i.table_oid).collect();
+    relations_and_indexes(ctx)
         .into_iter()
         .map(|r| {
-            let am = if r.kind == RelKind::View { 0 } else { HEAP_AM };
+            let am = match r.kind {
+                RelKind::View => 0,
+                RelKind::Index => BTREE_AM,
+                _ => HEAP_AM,
+            };
+            let has_index = indexed.contains(&r.oid);
             vec![
                 oid(r.oid),
                 text(&r.name),
@@ -332,7 +357,7 @@ fn classes(ctx: &RowContext<'_>) -> Vec<Vec<ScalarValue>> {
                 ScalarValue::Float32(Some(-1.0)),
                 ScalarValue::Int32(Some(0)),
                 oid(0),
-                boolean(false),
+                boolean(has_index),
                 boolean(false),
                 text("p"),
                 text(r.kind.letter()),
@@ -360,7 +385,7 @@ fn classes(ctx: &RowContext<'_>) -> Vec<Vec<ScalarValue>> {
 
 fn attributes(ctx: &RowContext<'_>) -> Vec<Vec<ScalarValue>> {
     let mut rows = Vec::new();
-    for r in ctx.pg.relations() {
+    for r in relations_and_indexes(ctx) {
         for (i, field) in r.schema.fields().iter().enumerate() {
             let t = of_arrow(field.data_type());
             let collation = if t.category == 'S' {
@@ -510,7 +535,7 @@ fn users(ctx: &RowContext<'_>) -> Vec<Vec<ScalarValue>> {
 fn access_methods(_: &RowContext<'_>) -> Vec<Vec<ScalarValue>> {
     [
         (HEAP_AM, "heap", "t"),
-        (403, "btree", "i"),
+        (BTREE_AM, "btree", "i"),
         (405, "hash", "i"),
         (783, "gist", "i"),
         (2742, "gin", "i"),
@@ -669,7 +694,59 @@ fn tablespaces(_: &RowContext<'_>) -> Vec<Vec<ScalarValue>> {
     ]
 }
 
+/// `pg_index`: one unique index per keyed view, over its key columns.
+fn indexes(ctx: &RowContext<'_>) -> Vec<Vec<ScalarValue>> {
+    let int2_array = |values: Vec<i16>| {
+        let items: Vec<ScalarValue> = values.into_iter().map(int2).collect();
+        ScalarValue::List(ScalarValue::new_list_nullable(
+            &items,
+            &datafusion::arrow::datatypes::DataType::Int16,
+        ))
+    };
+    let oid_array = |values: Vec<i32>| {
+        let items: Vec<ScalarValue> = values.into_iter().map(oid).collect();
+        ScalarValue::List(ScalarValue::new_list_nullable(
+            &items,
+            &datafusion::arrow::datatypes::DataType::Int32,
+        ))
+    };
+    ctx.pg
+        .indexes()
+        .into_iter()
+        .map(|i| {
+            let n = i16::try_from(i.attnums.len()).unwrap_or(i16::MAX);
+            let width = i.attnums.len();
+            vec![
+                oid(i.oid),
+                oid(i.table_oid),
+                int2(n),
+                int2(n),
+                boolean(true),
+                boolean(false),
+                boolean(false),
+                boolean(false),
+                boolean(true),
+                boolean(false),
+                boolean(true),
+                boolean(false),
+                boolean(true),
+                boolean(true),
+                boolean(false),
+                int2_array(i.attnums),
+                oid_array(vec![0; width]),
+                oid_array(vec![0; width]),
+                // An int2vector, which drivers read as space-separated text (SQLAlchemy's
+                // index reflection splits it); no key column has sort options.
+                text(vec!["0"; width].join(" ")),
+                null(),
+                null(),
+            ]
+        })
+        .collect()
+}
+
 fn matviews(ctx: &RowContext<'_>) -> Vec<Vec<ScalarValue>> {
+    let indexed: Vec<i32> = ctx.pg.indexes().iter().map(|i| i.table_oid).collect();
     ctx.pg
         .relations()
         .into_iter()
@@ -681,7 +758,7 @@ fn matviews(ctx: &RowContext<'_>) -> Vec<Vec<ScalarValue>> {
                 text(r.name),
                 text(ctx.user()),
                 null(),
-                boolean(false),
+                boolean(indexed.contains(&r.oid)),
                 boolean(true),
                 opt_text(definition),
             ]

@@ -142,6 +142,13 @@ def run_sqlalchemy():
     check("sqlalchemy", "get_columns", str(columns["window_start"]["type"]) == "TIMESTAMP" and "avg_temp" in columns, columns)
     check("sqlalchemy", "get_pk_constraint", inspector.get_pk_constraint("readings")["constrained_columns"] == [])
     check("sqlalchemy", "get_indexes", inspector.get_indexes("readings") == [])
+    key = inspector.get_indexes("sensor_stats_10s")
+    check(
+        "sqlalchemy",
+        "a view's key as a unique index",
+        [(i["name"], i["unique"], i["column_names"]) for i in key]
+        == [("sensor_stats_10s_key", True, ["sensor_id", "window_start", "window_end"])],
+    )
     check("sqlalchemy", "get_view_definition", "TUMBLE" in inspector.get_view_definition("sensor_stats_10s"))
     metadata = sqlalchemy.MetaData()
     metadata.reflect(engine, views=True)

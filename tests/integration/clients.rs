@@ -103,12 +103,25 @@ fn psql_meta_commands() {
         "avg_temp      | double precision",
         "View definition:",
         "FROM TUMBLE(readings, ts, INTERVAL '10 seconds')",
+        // The view's key, as a unique index.
+        "Indexes:",
+        "\"sensor_stats_10s_key\" UNIQUE, btree (sensor_id, window_start, window_end)",
     ] {
         assert!(
             matview.contains(expected),
             "\\d+ sensor_stats_10s lacks {expected:?}:\n{matview}"
         );
     }
+    let indexes = psql(&server, "\\di");
+    assert!(
+        indexes.contains("sensor_stats_10s_key | index | weir  | sensor_stats_10s"),
+        "{indexes}"
+    );
+    let index = psql(&server, "\\d sensor_stats_10s_key");
+    assert!(
+        index.contains("unique, btree, for table \"public.sensor_stats_10s\""),
+        "{index}"
+    );
     let source = psql(&server, "\\d readings");
     assert!(
         source.contains("Table \"public.readings\"")
