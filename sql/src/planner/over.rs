@@ -36,7 +36,8 @@ pub(crate) fn plan_window(
         if super::top_n::rank_function(expr).is_some() {
             return Err(unsupported(format!(
                 "{name}() OVER (…) without a filter on it: a streaming view keeps the top rows \
-                 of each partition, e.g. SELECT * FROM (SELECT *, {name}() OVER (PARTITION BY k \
+                 of each partition, so bound the rank (rn <= N, rn < N or rn = N, ANDed with any \
+                 other condition), e.g. SELECT * FROM (SELECT *, {name}() OVER (PARTITION BY k \
                  ORDER BY v DESC) AS rn FROM src) WHERE rn <= 10"
             )));
         }

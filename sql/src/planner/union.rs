@@ -14,6 +14,11 @@ use weir_engine::view_runtime::PlannedInput;
 use super::{PlanContext, Stage, describe_input, unsupported};
 use crate::error::Result;
 
+/// `text` with every line indented by `by` (explain entries span several lines).
+fn indent(text: &str, by: &str) -> String {
+    format!("{by}{}", text.replace('\n', &format!("\n{by}")))
+}
+
 /// Plans `union` over its inputs' stages.
 pub(crate) fn plan_union(union: &Union, ctx: &PlanContext<'_>) -> Result<Stage> {
     let schema = Arc::new(union.schema.as_arrow().clone());
@@ -24,13 +29,21 @@ pub(crate) fn plan_union(union: &Union, ctx: &PlanContext<'_>) -> Result<Stage> 
     for plan in &union.inputs {
         let mut stage = super::build(plan, ctx)?;
         // Rows of every input leave with the union's column names (nullability may differ).
-        let exprs = (0..schema.fields().len())
-            .map(|i| Arc::new(Column::new(schema.field(i).name(), i)) as Arc<dyn PhysicalExpr>)
-            .collect();
-        stage.push(Step::Project {
-            exprs,
-            schema: Arc::clone(&schema),
-        });
+        let same_names = plan
+            .schema()
+            .fields()
+            .iter()
+            .zip(schema.fields())
+            .all(|(a, b)| a.name() == b.name() && a.data_type() == b.data_type());
+        if !same_names {
+            let exprs = (0..schema.fields().len())
+                .map(|i| Arc::new(Column::new(schema.field(i).name(), i)) as Arc<dyn PhysicalExpr>)
+                .collect();
+            stage.push(Step::Project {
+                exprs,
+                schema: Arc::clone(&schema),
+            });
+        }
         stage.flush();
         append_only &= stage.props.is_append_only();
         windows.push(stage.window);
@@ -54,7 +67,7 @@ pub(crate) fn plan_union(union: &Union, ctx: &PlanContext<'_>) -> Result<Stage> 
             inputs.len() + 1,
             describe_input(&single.input)
         ));
-        explain.extend(stage.explain.iter().map(|line| format!("  {line}")));
+        explain.extend(stage.explain.iter().map(|line| indent(line, "  ")));
         let mut operators = single.operators;
         operators.extend(stage.operators);
         inputs.push(PlannedInput {
@@ -71,7 +84,7 @@ pub(crate) fn plan_union(union: &Union, ctx: &PlanContext<'_>) -> Result<Stage> 
             "updating: rows of every input, without a key"
         }
     )];
-    lines.extend(explain.into_iter().map(|line| format!("  {line}")));
+    lines.extend(explain.iter().map(|line| indent(line, "  ")));
     // Raw TUMBLE/HOP rows of the same window on every input can still be aggregated per window.
     let window = match windows.split_first() {
         Some((first, rest)) if rest.iter().all(|w| w == first) => *first,
