@@ -1,7 +1,11 @@
 //! The oracle: for random streams (out-of-order, duplicate keys, rows far behind the watermark,
 //! NULL event times, random batch sizes), every windowed view after the final watermark equals
 //! DataFusion's batch `GROUP BY` of the rows that were on time, and every other row is accounted
-//! for in `weir_late_rows`.
+//! for in `weir_late_rows`. Views over those (a filter and a regrouping of an updating view,
+//! Top-N over updating and append-only input, DISTINCT ON, window Top-N, UNION ALL of a source
+//! with itself and of an updating view with an append-only one) equal the same queries run as
+//! batch queries, and their change streams replay, through the changelog checker, to the same
+//! rows.
 //!
 //! Which rows are late is modelled independently of the engine: the file source hands out
 //! batches of exactly `batch_size` rows and emits a watermark after each batch, so a row is late
@@ -421,7 +425,8 @@ async fn streaming_equals_batch_after_final_watermark() {
     );
 }
 
-/// Top-N, DISTINCT ON and window Top-N views of one case, each checked against the batch query.
+/// Top-N, DISTINCT ON, window Top-N and UNION ALL views of one case, each checked against the
+/// batch query.
 struct TopNViews {
     seed: u64,
     /// (view, its batch query over the on-time rows or over all rows, the changes it streamed)
@@ -432,10 +437,11 @@ type ChangeFollower = tokio::task::JoinHandle<Result<Vec<String>, String>>;
 
 impl TopNViews {
     async fn create(session: &Session, db: &weir_sql::Database, seed: u64, case: &Case) -> Self {
-        let (src, eowc, stacked) = (
+        let (src, eowc, stacked, upd) = (
             format!("src{seed}"),
             format!("eowc{seed}"),
             format!("stacked{seed}"),
+            format!("upd{seed}"),
         );
         // (name, view query, batch query, batch over on-time rows only, key of the stream)
         let specs = [
@@ -461,6 +467,22 @@ impl TopNViews {
                 "SELECT k, max(v) FROM t GROUP BY k".to_string(),
                 false,
                 Some(vec![0]),
+            ),
+            (
+                format!("unioned{seed}"),
+                // One source read twice, split by sign and merged again.
+                format!("SELECT k, count(*) AS n, sum(v) AS s FROM (SELECT k, v FROM {src} WHERE v >= 0 UNION ALL SELECT k, v FROM {src} WHERE v < 0) GROUP BY k"),
+                "SELECT k, count(*), sum(v) FROM t GROUP BY k".to_string(),
+                false,
+                Some(vec![0]),
+            ),
+            (
+                format!("union_upd{seed}"),
+                // An updating view and an append-only one merged, then summed per window.
+                format!("SELECT k, window_start, sum(n) AS n FROM (SELECT k, window_start, n FROM {upd} UNION ALL SELECT k, window_start, n FROM {eowc}) GROUP BY k, window_start"),
+                "SELECT k, ws, 2 * n FROM windows".to_string(),
+                true,
+                Some(vec![0, 1]),
             ),
             (
                 format!("wintop{seed}"),
