@@ -38,6 +38,7 @@ pub mod functions;
 pub mod identifier;
 pub mod information_schema;
 pub mod pg_catalog;
+mod pg_index;
 pub mod rewrite;
 mod schemas;
 mod session;

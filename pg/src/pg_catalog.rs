@@ -14,7 +14,7 @@ use datafusion::error::Result as DfResult;
 
 use crate::catalog::{
     DATABASE_OID, INFORMATION_SCHEMA_NS, OWNER_OID, PG_CATALOG_NS, PG_CLASS_OID, PUBLIC_NS,
-    PgCatalog, RelKind, RelationInfo,
+    PgCatalog, RelKind,
 };
 use crate::table::{
     CatalogTable, RowContext, Rows, boolean, columns, int2, null, oid, opt_text, text,
@@ -213,7 +213,7 @@ pub fn register(pg: &Arc<PgCatalog>, target: &MemorySchemaProvider) -> DfResult<
                  indislive bool, indisreplident bool, indkey int2[], indcollation oid[], indclass oid[], \
                  indoption text, indexprs text, indpred text",
             )?,
-            Some(indexes),
+            Some(crate::pg_index::indexes),
         ),
         (
             "pg_description",
@@ -318,23 +318,9 @@ fn namespaces(_: &RowContext<'_>) -> Vec<Vec<ScalarValue>> {
     .collect()
 }
 
-/// The relations, and the indexes standing for views' keys, as `pg_class` lists them.
-fn relations_and_indexes(ctx: &RowContext<'_>) -> Vec<RelationInfo> {
-    let mut all = ctx.pg.relations();
-    all.extend(ctx.pg.indexes().into_iter().map(|i| RelationInfo {
-        oid: i.oid,
-        namespace: PUBLIC_NS,
-        name: i.name,
-        kind: RelKind::Index,
-        schema: i.schema,
-        description: None,
-    }));
-    all
-}
-
 fn classes(ctx: &RowContext<'_>) -> Vec<Vec<ScalarValue>> {
     let indexed: Vec<i32> = ctx.pg.indexes().iter().map(|i| i.table_oid).collect();
-    relations_and_indexes(ctx)
+    crate::pg_index::relations_and_indexes(ctx)
         .into_iter()
         .map(|r| {
             let am = match r.kind {
@@ -385,7 +371,7 @@ fn classes(ctx: &RowContext<'_>) -> Vec<Vec<ScalarValue>> {
 
 fn attributes(ctx: &RowContext<'_>) -> Vec<Vec<ScalarValue>> {
     let mut rows = Vec::new();
-    for r in relations_and_indexes(ctx) {
+    for r in crate::pg_index::relations_and_indexes(ctx) {
         for (i, field) in r.schema.fields().iter().enumerate() {
             let t = of_arrow(field.data_type());
             let collation = if t.category == 'S' {
@@ -692,57 +678,6 @@ fn tablespaces(_: &RowContext<'_>) -> Vec<Vec<ScalarValue>> {
         ],
         vec![oid(1664), text("pg_global"), oid(OWNER_OID), null(), null()],
     ]
-}
-
-/// `pg_index`: one unique index per keyed view, over its key columns.
-fn indexes(ctx: &RowContext<'_>) -> Vec<Vec<ScalarValue>> {
-    let int2_array = |values: Vec<i16>| {
-        let items: Vec<ScalarValue> = values.into_iter().map(int2).collect();
-        ScalarValue::List(ScalarValue::new_list_nullable(
-            &items,
-            &datafusion::arrow::datatypes::DataType::Int16,
-        ))
-    };
-    let oid_array = |values: Vec<i32>| {
-        let items: Vec<ScalarValue> = values.into_iter().map(oid).collect();
-        ScalarValue::List(ScalarValue::new_list_nullable(
-            &items,
-            &datafusion::arrow::datatypes::DataType::Int32,
-        ))
-    };
-    ctx.pg
-        .indexes()
-        .into_iter()
-        .map(|i| {
-            let n = i16::try_from(i.attnums.len()).unwrap_or(i16::MAX);
-            let width = i.attnums.len();
-            vec![
-                oid(i.oid),
-                oid(i.table_oid),
-                int2(n),
-                int2(n),
-                boolean(true),
-                boolean(false),
-                boolean(false),
-                boolean(false),
-                boolean(true),
-                boolean(false),
-                boolean(true),
-                boolean(false),
-                boolean(true),
-                boolean(true),
-                boolean(false),
-                int2_array(i.attnums),
-                oid_array(vec![0; width]),
-                oid_array(vec![0; width]),
-                // An int2vector, which drivers read as space-separated text (SQLAlchemy's
-                // index reflection splits it); no key column has sort options.
-                text(vec!["0"; width].join(" ")),
-                null(),
-                null(),
-            ]
-        })
-        .collect()
 }
 
 fn matviews(ctx: &RowContext<'_>) -> Vec<Vec<ScalarValue>> {

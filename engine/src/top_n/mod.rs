@@ -17,17 +17,17 @@
 //! seals (a window column), the operator holds each window's top N and emits it as inserts once
 //! the watermark closes the window, then forgets it: append-only output and bounded state.
 
+mod checkpoint;
 mod ranked;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, BooleanArray, Int64Array, RecordBatch, UInt8Array, UInt32Array,
-    UInt64Array,
+    Array, ArrayRef, AsArray, BooleanArray, Int64Array, RecordBatch, UInt8Array, UInt64Array,
 };
 use datafusion::arrow::compute::kernels::cmp::eq;
-use datafusion::arrow::compute::{cast, filter, filter_record_batch, take_record_batch};
+use datafusion::arrow::compute::{cast, filter, filter_record_batch};
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::arrow::row::{Row, RowConverter, SortField};
 use datafusion::physical_expr::{PhysicalExpr, PhysicalSortExpr};
@@ -459,75 +459,11 @@ impl StreamOperator for TopN {
     /// Every held row with its count. Changes are emitted batch by batch, so downstream already
     /// holds exactly the top N of this state.
     fn snapshot(&mut self, _barrier: CheckpointBarrier) -> Result<OperatorState> {
-        let parser = self.whole_rows.parser();
-        let mut rows = Vec::new();
-        let mut counts = Vec::new();
-        for set in self.sets.values() {
-            for partition in &set.partitions {
-                for (row, count) in partition.entries() {
-                    rows.push(parser.parse(row));
-                    counts.push(count);
-                }
-            }
-        }
-        let mut state = OperatorState::default();
-        if rows.is_empty() {
-            return Ok(state);
-        }
-        let mut columns = self.whole_rows.convert_rows(rows)?;
-        columns.push(Arc::new(UInt32Array::from(counts)));
-        let mut fields: Vec<_> = self.spec.input_schema.fields().iter().cloned().collect();
-        fields.push(Arc::new(datafusion::arrow::datatypes::Field::new(
-            "__weir_count",
-            DataType::UInt32,
-            false,
-        )));
-        let schema = Arc::new(datafusion::arrow::datatypes::Schema::new(fields));
-        state
-            .batches
-            .push(RecordBatch::try_new(Arc::clone(&schema), columns)?);
-        state.schema = Some(schema);
-        Ok(state)
+        self.held_rows()
     }
 
     fn restore(&mut self, state: OperatorState) -> Result<()> {
-        let width = self.spec.input_schema.fields().len();
-        let mut sink = Collector::default();
-        for batch in &state.batches {
-            let counts = batch
-                .column(width)
-                .as_any()
-                .downcast_ref::<UInt32Array>()
-                .ok_or_else(|| {
-                    EngineError::Storage("checkpointed Top-N counts are not UINT".into())
-                })?;
-            let repeat: Vec<u32> = counts
-                .values()
-                .iter()
-                .enumerate()
-                .flat_map(|(i, n)| std::iter::repeat_n(i as u32, *n as usize))
-                .collect();
-            let rows = RecordBatch::try_new(
-                Arc::clone(&self.spec.input_schema),
-                batch.columns()[..width].to_vec(),
-            )?;
-            let rows = take_record_batch(&rows, &UInt32Array::from(repeat))?;
-            self.apply(&rows, None, false, &mut sink)?;
-        }
-        // Downstream holds each partition's top as of the checkpoint.
-        if !self.spec.emit_at_close {
-            let (function, limit) = (self.spec.function, self.spec.limit);
-            for partition in self.sets.values_mut().flat_map(|s| s.partitions.iter_mut()) {
-                partition.mark_emitted(function, limit);
-            }
-            self.state_bytes = self
-                .sets
-                .values()
-                .flat_map(|s| s.partitions.iter())
-                .map(Ranked::bytes)
-                .sum();
-        }
-        Ok(())
+        self.restore_rows(state)
     }
 
     fn state_size(&self) -> usize {
