@@ -270,7 +270,7 @@ impl PgCatalog {
             .schema
             .fields()
             .iter()
-            .map(|f| crate::identifier::quote_if_needed(f.name()))
+            .map(|f| crate::identifier::quote_identifier(f.name()))
             .collect();
         if column > 0 {
             return usize::try_from(column - 1)
@@ -279,8 +279,8 @@ impl PgCatalog {
         }
         Some(format!(
             "CREATE UNIQUE INDEX {} ON public.{} USING btree ({})",
-            crate::identifier::quote_if_needed(&index.name),
-            crate::identifier::quote_if_needed(&index.table_name),
+            crate::identifier::quote_identifier(&index.name),
+            crate::identifier::quote_identifier(&index.table_name),
             columns.join(", ")
         ))
     }

@@ -176,27 +176,7 @@ fn utf8(v: Option<String>) -> ScalarValue {
     ScalarValue::Utf8(v)
 }
 
-pub use crate::identifier::parse_identifier;
-
-/// `quote_ident`: quotes a name unless it is a plain lower-case identifier.
-pub fn quote_identifier(name: &str) -> String {
-    let plain = name
-        .chars()
-        .next()
-        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-        && !matches!(
-            name,
-            "user" | "select" | "from" | "where" | "table" | "order" | "group" | "end" | "window"
-        );
-    if plain {
-        name.to_string()
-    } else {
-        format!("\"{}\"", name.replace('"', "\"\""))
-    }
-}
+pub use crate::identifier::{parse_identifier, quote_identifier};
 
 /// `pg_size_pretty`.
 pub fn size_pretty(bytes: i64) -> String {

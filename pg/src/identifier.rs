@@ -1,26 +1,10 @@
 //! SQL names given as text (`'public."My Table"'::regclass`, `parse_ident`, `to_regclass`):
-//! split into parts and normalised the way PostgreSQL does. Used by the catalog's name lookups
+//! split into parts and normalised the way PostgreSQL does, and names quoted back where needed
+//! (`quote_ident`). Used by the catalog's name lookups
 //! and by the functions that take names, so neither depends on the other for it.
 
 /// Splits a possibly qualified, possibly quoted SQL name (`parse_ident`): unquoted parts are
 /// folded to lower case, `""` inside quotes is a quote.
-/// `name` as SQL text: bare when it is a plain lowercase identifier, else double-quoted
-/// (`quote_ident`, without the keyword list).
-pub fn quote_if_needed(name: &str) -> String {
-    let plain = name
-        .chars()
-        .next()
-        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-    if plain {
-        name.to_string()
-    } else {
-        format!("\"{}\"", name.replace('"', "\"\""))
-    }
-}
-
 pub fn parse_identifier(input: &str) -> Result<Vec<String>, String> {
     let mut parts = Vec::new();
     let mut chars = input.trim().chars().peekable();
@@ -64,5 +48,25 @@ pub fn parse_identifier(input: &str) -> Result<Vec<String>, String> {
             }
             Some(_) => return Err(format!("string is not a valid identifier: \"{input}\"")),
         }
+    }
+}
+
+/// `quote_ident`: quotes a name unless it is a plain lower-case identifier.
+pub fn quote_identifier(name: &str) -> String {
+    let plain = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && !matches!(
+            name,
+            "user" | "select" | "from" | "where" | "table" | "order" | "group" | "end" | "window"
+        );
+    if plain {
+        name.to_string()
+    } else {
+        format!("\"{}\"", name.replace('"', "\"\""))
     }
 }

@@ -272,7 +272,7 @@ impl Ranked {
     /// Drops every copy ranked after `limit` (an append-only partition: such a row can never
     /// rise again, since rows are only added).
     pub(crate) fn prune(&mut self, function: RankFunction, limit: u64) {
-        let mut remaining = self.top(function, limit).len();
+        let mut remaining = top_of(&self.rows, function, limit).len();
         if remaining == self.held {
             return;
         }
