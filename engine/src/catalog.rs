@@ -18,6 +18,7 @@ use crate::source::{SourceProvider, WatermarkSpec};
 use crate::source_errors::{BadRecords, SourceErrorLog};
 use crate::source_metrics::{ReaderMetrics, SourceMetricsRegistry};
 use crate::stream_props::StreamProps;
+use crate::table::TableWriter;
 use crate::view_table::ViewTable;
 
 /// A defined source.
@@ -71,6 +72,15 @@ pub struct ViewEntry {
     pub reader_metrics: Vec<Arc<ReaderMetrics>>,
     /// The pipeline's tasks; dropping them stops it.
     pub pipeline: Mutex<Option<RunningPipeline>>,
+    /// Set for a table (`CREATE TABLE`): written by statements, not computed by a query.
+    pub writer: Option<Arc<TableWriter>>,
+}
+
+impl ViewEntry {
+    /// True for a table.
+    pub fn is_table(&self) -> bool {
+        self.writer.is_some()
+    }
 }
 
 /// A running sink.

@@ -216,6 +216,28 @@ impl KeyedRows {
         Ok(interleave_record_batch(&batches, positions)?)
     }
 
+    /// The live rows whose keys some of `rows` (in this table's schema) have: the positions in
+    /// `rows` that found one, and those live rows in the same order. One vectorised hash of the
+    /// key columns, as for applying changes.
+    pub fn live_versions(&self, rows: &RecordBatch) -> Result<(Vec<usize>, RecordBatch)> {
+        let keys = self.key_columns(rows);
+        let mut ids = Vec::with_capacity(rows.num_rows());
+        self.ids.lock().intern(&keys, &mut ids)?;
+        let mut found = Vec::new();
+        let mut positions = Vec::new();
+        for (i, id) in ids.iter().enumerate() {
+            if let Some(Some(slot)) = self.slots.get(*id) {
+                found.push(i);
+                positions.push((slot.batch as usize, slot.row as usize));
+            }
+        }
+        if positions.is_empty() {
+            return Ok((found, RecordBatch::new_empty(Arc::clone(&self.schema))));
+        }
+        let batches: Vec<&RecordBatch> = self.batches.iter().collect();
+        Ok((found, interleave_record_batch(&batches, &positions)?))
+    }
+
     /// Approximate bytes held.
     pub fn size(&self) -> usize {
         self.ids.lock().size()

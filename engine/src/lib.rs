@@ -151,6 +151,7 @@ pub mod source_errors;
 pub mod source_metrics;
 pub mod stateless;
 pub mod stream_props;
+pub mod table;
 pub mod time;
 pub mod top_n;
 pub mod view_runtime;

@@ -65,6 +65,11 @@ impl LiveRows {
         Ok(())
     }
 
+    /// The rows of the partition that never seals (a table's, a global aggregate's), if any.
+    pub fn unsealed(&self) -> Option<&KeyedRows> {
+        self.partitions.get(&UNSEALED)
+    }
+
     /// Removes and returns the rows of every partition the watermark (nanoseconds) seals.
     pub fn seal(&mut self, watermark: i64) -> Result<Vec<RecordBatch>> {
         let Some((_, span)) = self.sealed_by else {

@@ -380,6 +380,15 @@ pub(crate) struct Failure {
 }
 
 impl Failure {
+    /// Where failures of `view`'s tasks go.
+    pub(crate) fn new(view: &str, status: &Arc<PipelineStatus>, fanout: &Arc<Fanout>) -> Self {
+        Self {
+            view: view.to_string(),
+            status: Arc::clone(status),
+            fanout: Arc::clone(fanout),
+        }
+    }
+
     /// Stops the view on `error`, raised by `stage`.
     pub(crate) fn fail(&self, stage: &str, error: &EngineError) {
         error!(view = %self.view, stage, error = %error, "pipeline stopped");

@@ -191,6 +191,7 @@ impl ViewRuntime {
             status,
             reader_metrics,
             pipeline: parking_lot::Mutex::new(None),
+            writer: None,
         });
         Ok(Self {
             entry,

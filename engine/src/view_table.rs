@@ -279,6 +279,15 @@ impl ViewTable {
         Ok(out)
     }
 
+    /// For a keyed table: the positions in `rows` whose key has a live row, and those rows.
+    pub fn live_versions(&self, rows: &RecordBatch) -> Result<(Vec<usize>, RecordBatch)> {
+        let rows = self.conform(rows.clone())?;
+        match self.contents.read().live.as_ref().and_then(LiveRows::unsealed) {
+            Some(keyed) => keyed.live_versions(&rows),
+            None => Ok((Vec::new(), RecordBatch::new_empty(Arc::clone(&self.schema)))),
+        }
+    }
+
     /// Rows that can still change, by partition (what a checkpoint keeps besides final rows).
     pub fn live_partitions(&self) -> Result<BTreeMap<i64, RecordBatch>> {
         match &self.contents.read().live {

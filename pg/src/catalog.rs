@@ -225,7 +225,11 @@ impl PgCatalog {
                 oid: self.oid(PUBLIC_NS, &view.name),
                 namespace: PUBLIC_NS,
                 name: view.name.clone(),
-                kind: RelKind::MaterializedView,
+                kind: if view.is_table() {
+                    RelKind::Table
+                } else {
+                    RelKind::MaterializedView
+                },
                 schema: view.table.schema_ref(),
                 description: None,
             });
@@ -246,7 +250,9 @@ impl PgCatalog {
                     .iter()
                     .filter_map(|&i| schema.fields().get(i).cloned())
                     .collect();
-                let name = format!("{}_key", view.name);
+                // A table's key is its primary key, named as PostgreSQL names one.
+                let suffix = if view.is_table() { "pkey" } else { "key" };
+                let name = format!("{}_{suffix}", view.name);
                 Some(IndexInfo {
                     oid: self.oid(PUBLIC_NS, &format!("{name}\u{0}index")),
                     name,

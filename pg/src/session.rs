@@ -17,6 +17,8 @@ use datafusion::logical_expr::{LogicalPlan, ScalarUDF};
 use datafusion::sql::sqlparser::ast::Statement;
 use weir_sql::error::{Result, SqlError, SqlErrorKind};
 use weir_sql::parser::{WeirStatement, parse_statements};
+use weir_sql::database::command;
+use weir_sql::dml::DmlPlan;
 use weir_sql::{
     Database, DatabaseBuilder, DatabaseExtension, DatabaseOptions, QueryResult, Session,
 };
@@ -167,16 +169,58 @@ impl PgSession {
     pub async fn execute(&self, statement: &WeirStatement) -> Result<QueryResult> {
         match statement {
             WeirStatement::Sql(statement) => {
+                if let Some(result) = self.transaction_statement(statement).await? {
+                    return Ok(result);
+                }
                 if let Some(result) =
                     crate::session_statements::execute(&self.info, &self.session, statement)?
                 {
                     return Ok(result);
+                }
+                if let Statement::CreateTable(_) = statement.as_ref() {
+                    return self.session.execute(&WeirStatement::Sql(statement.clone())).await;
+                }
+                if weir_sql::dml::is_dml(statement) {
+                    let plan = self.plan_dml(statement).await?;
+                    return self.execute_dml(plan).await;
                 }
                 let plan = self.plan_statement(statement).await?;
                 self.execute_plan(plan).await
             }
             weir => self.session.execute(weir).await,
         }
+    }
+
+    /// `BEGIN`, `COMMIT`, `ROLLBACK`: the transaction over the session's table writes.
+    async fn transaction_statement(&self, statement: &Statement) -> Result<Option<QueryResult>> {
+        Ok(Some(match statement {
+            Statement::StartTransaction { .. } => {
+                self.session.begin_transaction().await;
+                command("BEGIN")
+            }
+            Statement::Commit { .. } => command(self.session.commit_transaction().await?),
+            Statement::Rollback {
+                savepoint: None, ..
+            } => {
+                self.session.rollback_transaction().await;
+                command("ROLLBACK")
+            }
+            _ => return Ok(None),
+        }))
+    }
+
+    /// Plans `INSERT`, `UPDATE` or `DELETE` in this session, after the rewrites.
+    pub async fn plan_dml(&self, statement: &Statement) -> Result<DmlPlan> {
+        let state = self.state()?;
+        let mut statement = statement.clone();
+        let is_table_function = |name: &str| state.table_functions().contains_key(name);
+        crate::rewrite::rewrite(&mut statement, &is_table_function)?;
+        self.session.plan_dml(&state, &statement).await
+    }
+
+    /// Runs a planned `INSERT`, `UPDATE` or `DELETE` in this session.
+    pub async fn execute_dml(&self, plan: DmlPlan) -> Result<QueryResult> {
+        self.session.execute_dml(self.state()?, plan).await
     }
 
     /// Plans a query (or EXPLAIN …) in this session, after the client-compatibility rewrites.

@@ -244,6 +244,7 @@ impl Database {
     pub fn session(self: &Arc<Self>) -> Session {
         Session {
             db: Arc::clone(self),
+            txn: Arc::default(),
         }
     }
 
@@ -372,6 +373,8 @@ pub fn rows(batch: RecordBatch) -> Result<QueryResult> {
 #[derive(Debug, Clone)]
 pub struct Session {
     pub(crate) db: Arc<Database>,
+    /// `BEGIN` … `COMMIT` state and the table writes it holds.
+    pub(crate) txn: Arc<Mutex<crate::dml::Transaction>>,
 }
 
 impl Session {
@@ -441,7 +444,13 @@ impl Session {
             WeirStatement::Drop { kind, name, if_exists, cascade } => {
                 self.drop_object(*kind, name, *if_exists, *cascade).await
             }
-            WeirStatement::Sql(statement) => self.execute_sql(statement).await,
+            WeirStatement::Sql(statement) => match statement.as_ref() {
+                Statement::CreateTable(create) => self.create_table(create, None).await,
+                s if crate::dml::is_dml(s) => {
+                    self.execute_dml_statement(self.statement_state(), s).await
+                }
+                _ => self.execute_sql(statement).await,
+            },
         }
     }
 
@@ -482,6 +491,17 @@ impl Session {
             (WeirStatement::CreateSink(c), PersistedKind::Sink) => {
                 self.create_sink(c, Some(object)).await?;
             }
+            (WeirStatement::Sql(s), PersistedKind::Table) => match s.as_ref() {
+                Statement::CreateTable(t) => {
+                    self.create_table(t, Some(object)).await?;
+                }
+                _ => {
+                    return Err(SqlError::new(
+                        SqlErrorKind::Internal,
+                        "a persisted table is not CREATE TABLE",
+                    ));
+                }
+            },
             _ => {
                 return Err(SqlError::new(
                     SqlErrorKind::Internal,

@@ -22,20 +22,23 @@ impl Session {
             ObjectKind::Source => "DROP SOURCE",
             ObjectKind::MaterializedView => "DROP MATERIALIZED VIEW",
             ObjectKind::Sink => "DROP SINK",
+            ObjectKind::Table => "DROP TABLE",
         };
         let found = self.db.catalog.relation(name);
         let is_sink = self.db.catalog.sink(name).is_some();
         let matches_kind = matches!(
             (&found, kind),
             (Some(Relation::Source(_)), ObjectKind::Source)
-                | (Some(Relation::View(_)), ObjectKind::MaterializedView)
-        ) || (is_sink && kind == ObjectKind::Sink);
+        ) || matches!((&found, kind), (Some(Relation::View(v)), ObjectKind::MaterializedView) if !v.is_table())
+            || matches!((&found, kind), (Some(Relation::View(v)), ObjectKind::Table) if v.is_table())
+            || (is_sink && kind == ObjectKind::Sink);
         if !matches_kind {
             if found.is_some() || is_sink {
                 let what = match kind {
                     ObjectKind::Source => "a source",
                     ObjectKind::MaterializedView => "a materialized view",
                     ObjectKind::Sink => "a sink",
+                    ObjectKind::Table => "a table",
                 };
                 return Err(SqlError::new(
                     SqlErrorKind::User,
@@ -49,6 +52,7 @@ impl Session {
                 ObjectKind::Source => "source",
                 ObjectKind::MaterializedView => "materialized view",
                 ObjectKind::Sink => "sink",
+                ObjectKind::Table => "table",
             };
             return Err(SqlError::new(
                 SqlErrorKind::UndefinedTable,
@@ -66,7 +70,12 @@ impl Session {
             if let Some(d) = &self.db.durability {
                 d.coordinator.unregister(&object);
             }
-            self.db.catalog.remove(&object);
+            if let Some(Relation::View(v)) = self.db.catalog.remove(&object)
+                && let Some(log) = v.writer.as_ref().and_then(|w| w.log())
+                && let Err(e) = log.delete_all().await
+            {
+                tracing::warn!(table = %object, error = %e, "the dropped table's log stays on disk");
+            }
             self.db.ctx.deregister_table(object.as_str())?;
             info!(object = %object, "dropped");
         }

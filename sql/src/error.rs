@@ -44,6 +44,16 @@ pub enum SqlErrorKind {
     ObjectFailed,
     /// The statement nests or chains expressions deeper than the server plans.
     StatementTooComplex,
+    /// A write would give two rows of a table the same primary key.
+    UniqueViolation,
+    /// A write would put NULL in a NOT NULL column.
+    NotNullViolation,
+    /// A statement in a transaction that already failed (until ROLLBACK).
+    InFailedTransaction,
+    /// The object is of the wrong kind for the statement (INSERT into a view).
+    WrongObjectType,
+    /// ON CONFLICT names no key of the table.
+    InvalidConflictTarget,
     /// Bugs.
     Internal,
 }

@@ -52,9 +52,11 @@
 
 mod apply;
 mod create_source;
+pub mod create_table;
 mod create_view;
 pub mod database;
 mod ddl;
+pub mod dml;
 mod drop;
 pub mod durable;
 pub mod error;

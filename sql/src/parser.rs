@@ -127,6 +127,8 @@ pub enum ObjectKind {
     MaterializedView,
     /// A sink.
     Sink,
+    /// A table.
+    Table,
 }
 
 /// A parsed statement.
@@ -344,6 +346,7 @@ fn parse_one(parser: &mut Parser, emit_on_window_close: bool) -> Result<WeirStat
     }
     if words_ahead(parser, &["DROP", "SOURCE"])
         || words_ahead(parser, &["DROP", "SINK"])
+        || words_ahead(parser, &["DROP", "TABLE"])
         || words_ahead(parser, &["DROP", "MATERIALIZED", "VIEW"])
     {
         parser.next_token();
@@ -351,6 +354,8 @@ fn parse_one(parser: &mut Parser, emit_on_window_close: bool) -> Result<WeirStat
             ObjectKind::Source
         } else if consume_words(parser, &["SINK"]) {
             ObjectKind::Sink
+        } else if consume_words(parser, &["TABLE"]) {
+            ObjectKind::Table
         } else {
             consume_words(parser, &["MATERIALIZED", "VIEW"]);
             ObjectKind::MaterializedView

@@ -182,7 +182,11 @@ pub(crate) fn views_schema() -> SchemaRef {
 }
 
 pub(crate) fn views_batch(catalog: &Catalog) -> datafusion::error::Result<RecordBatch> {
-    let views = catalog.views();
+    let views: Vec<Arc<ViewEntry>> = catalog
+        .views()
+        .into_iter()
+        .filter(|v| !v.is_table())
+        .collect();
     let names: Vec<String> = views.iter().map(|v| v.name.clone()).collect();
     let stats: Vec<(usize, usize, usize)> = views.iter().map(|v| v.table.stats()).collect();
     let status = |v: &Arc<ViewEntry>| match v.status.state() {

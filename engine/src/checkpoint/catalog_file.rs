@@ -24,6 +24,8 @@ pub enum ObjectKind {
     MaterializedView,
     /// `CREATE SINK`.
     Sink,
+    /// `CREATE TABLE`.
+    Table,
 }
 
 /// One persisted definition.

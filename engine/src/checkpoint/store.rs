@@ -233,6 +233,17 @@ impl CheckpointStore {
         Ok(manifest)
     }
 
+    /// Paths of the files under `prefix`.
+    pub async fn list_paths(&self, prefix: &str) -> Result<Vec<String>> {
+        let listed: Vec<_> = self
+            .store
+            .list(Some(&Path::from(prefix)))
+            .try_collect()
+            .await
+            .map_err(|e| storage_error(&format!("cannot list {prefix}"), &e))?;
+        Ok(listed.into_iter().map(|m| m.location.to_string()).collect())
+    }
+
     /// Deletes the files under `prefix` for which `keep` is false.
     pub async fn delete_unless(&self, prefix: &str, keep: impl Fn(&str) -> bool) -> Result<usize> {
         let listed: Vec<_> = self

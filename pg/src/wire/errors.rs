@@ -24,6 +24,11 @@ pub fn sqlstate(kind: SqlErrorKind) -> &'static str {
         SqlErrorKind::UndefinedFunction => "42883",
         SqlErrorKind::ObjectFailed => "55000",
         SqlErrorKind::StatementTooComplex => "54001",
+        SqlErrorKind::UniqueViolation => "23505",
+        SqlErrorKind::NotNullViolation => "23502",
+        SqlErrorKind::InFailedTransaction => "25P02",
+        SqlErrorKind::WrongObjectType => "42809",
+        SqlErrorKind::InvalidConflictTarget => "42P10",
         SqlErrorKind::Internal => "XX000",
     }
 }

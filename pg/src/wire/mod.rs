@@ -40,6 +40,7 @@ use pgwire::api::store::PortalStore;
 use pgwire::api::{ClientInfo, ClientPortalStore, ConnectionManager, PgWireServerHandlers, Type};
 use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
+use weir_sql::dml::DmlPlan;
 use weir_sql::parser::{WeirStatement, parse_statements};
 use weir_sql::{SqlError, SqlErrorKind};
 
@@ -190,6 +191,8 @@ pub struct Prepared {
     statement: WeirStatement,
     /// For queries: the plan, with `$n` placeholders.
     plan: Option<LogicalPlan>,
+    /// For `INSERT`, `UPDATE`, `DELETE`: the planned write, with `$n` placeholders.
+    dml: Option<DmlPlan>,
     /// Inferred types of `$1…$n`.
     param_types: Vec<Option<DataType>>,
     /// Result schema, if the statement returns rows.
@@ -224,18 +227,30 @@ impl QueryParser for WeirQueryParser {
         let Some(statement) = statements.pop() else {
             return Ok(None);
         };
+        let mut dml = None;
         let (plan, param_types, schema) = match &statement {
             WeirStatement::Sql(s)
                 if matches!(
                     s.as_ref(),
                     datafusion::sql::sqlparser::ast::Statement::Query(_)
-                ) =>
+                ) || weir_sql::dml::is_dml(s) =>
             {
-                let plan = self
-                    .session
-                    .plan_statement(s)
-                    .await
-                    .map_err(|e| errors::to_pgwire(&e))?;
+                let is_dml = weir_sql::dml::is_dml(s);
+                let plan = if is_dml {
+                    let planned = self
+                        .session
+                        .plan_dml(s)
+                        .await
+                        .map_err(|e| errors::to_pgwire(&e))?;
+                    let input = planned.input().clone();
+                    dml = Some(planned);
+                    input
+                } else {
+                    self.session
+                        .plan_statement(s)
+                        .await
+                        .map_err(|e| errors::to_pgwire(&e))?
+                };
                 let mut types = plan
                     .get_parameter_types()
                     .map_err(|e| errors::to_pgwire(&SqlError::from(e)))?;
@@ -257,8 +272,12 @@ impl QueryParser for WeirQueryParser {
                         param_types[i - 1] = t;
                     }
                 }
-                let schema = Arc::new(plan.schema().as_arrow().clone());
-                (Some(plan), param_types, Some(schema))
+                if is_dml {
+                    (None, param_types, None)
+                } else {
+                    let schema = Arc::new(plan.schema().as_arrow().clone());
+                    (Some(plan), param_types, Some(schema))
+                }
             }
             other => {
                 let schema = self
@@ -272,6 +291,7 @@ impl QueryParser for WeirQueryParser {
         Ok(Some(Prepared {
             statement,
             plan,
+            dml,
             param_types,
             schema,
         }))
@@ -320,8 +340,20 @@ impl ExtendedQueryHandler for WeirHandler {
     {
         let prepared = &portal.statement.statement;
         let before = startup::reported_values(self.session.info());
-        let result = match &prepared.plan {
-            Some(plan) => {
+        let result = match (&prepared.plan, &prepared.dml) {
+            (_, Some(dml)) => {
+                let values = params::decode(portal, &prepared.param_types)?;
+                let dml = if values.is_empty() {
+                    Ok(dml.clone())
+                } else {
+                    dml.clone().with_params(values)
+                };
+                match dml {
+                    Ok(dml) => self.session.execute_dml(dml).await,
+                    Err(e) => Err(e),
+                }
+            }
+            (Some(plan), None) => {
                 let values = params::decode(portal, &prepared.param_types)?;
                 let plan = if values.is_empty() {
                     plan.clone()
@@ -332,7 +364,7 @@ impl ExtendedQueryHandler for WeirHandler {
                 };
                 self.session.execute_plan(plan).await
             }
-            None => self.session.execute(&prepared.statement).await,
+            (None, None) => self.session.execute(&prepared.statement).await,
         };
         let result = result.map_err(|e| errors::to_pgwire(&e))?;
         let time_zone = self.session.info().display_time_zone();
