@@ -18,7 +18,7 @@ use datafusion::sql::sqlparser::ast::Statement;
 use weir_sql::error::{Result, SqlError, SqlErrorKind};
 use weir_sql::parser::{WeirStatement, parse_statements};
 use weir_sql::database::command;
-use weir_sql::dml::DmlPlan;
+use weir_sql::dml::{CopyIn, DmlPlan};
 use weir_sql::{
     Database, DatabaseBuilder, DatabaseExtension, DatabaseOptions, QueryResult, Session,
 };
@@ -87,6 +87,7 @@ impl PgFrontend {
             session: self.db.session(),
             info,
             functions,
+            copy: Arc::default(),
         }
     }
 }
@@ -129,6 +130,9 @@ pub struct PgSession {
     info: Arc<SessionInfo>,
     /// Catalog and session functions bound to this session.
     functions: Arc<Vec<ScalarUDF>>,
+    /// A `COPY … FROM STDIN` in progress, and the first error its data raised (reported at the
+    /// end of the copy, as PostgreSQL does).
+    copy: Arc<tokio::sync::Mutex<Option<(CopyIn, Option<SqlError>)>>>,
 }
 
 impl PgSession {
@@ -177,6 +181,12 @@ impl PgSession {
                 {
                     return Ok(result);
                 }
+                if let Statement::Copy { .. } = statement.as_ref() {
+                    let copy = self.session.start_copy(statement)?;
+                    let columns = copy.column_count();
+                    *self.copy.lock().await = Some((copy, None));
+                    return Ok(QueryResult::CopyIn { columns });
+                }
                 if let Statement::CreateTable(_) = statement.as_ref() {
                     return self.session.execute(&WeirStatement::Sql(statement.clone())).await;
                 }
@@ -207,6 +217,35 @@ impl PgSession {
             }
             _ => return Ok(None),
         }))
+    }
+
+    /// Data of the `COPY … FROM STDIN` in progress. An error is kept for the end of the copy.
+    pub async fn copy_data(&self, data: &[u8]) {
+        if let Some((copy, error)) = self.copy.lock().await.as_mut()
+            && error.is_none()
+            && let Err(e) = copy.push(data)
+        {
+            *error = Some(e);
+        }
+    }
+
+    /// The end of the copy: its rows are written as one statement; returns how many.
+    pub async fn copy_done(&self) -> Result<usize> {
+        let Some((copy, error)) = self.copy.lock().await.take() else {
+            return Err(SqlError::new(
+                SqlErrorKind::Internal,
+                "CopyDone without a COPY in progress",
+            ));
+        };
+        if let Some(e) = error {
+            return Err(e);
+        }
+        self.session.finish_copy(&self.state()?, copy).await
+    }
+
+    /// The client gave up the copy: nothing of it is written.
+    pub async fn copy_failed(&self) {
+        self.copy.lock().await.take();
     }
 
     /// Plans `INSERT`, `UPDATE` or `DELETE` in this session, after the rewrites.

@@ -64,6 +64,11 @@ pub enum QueryResult {
         /// The rows, streamed.
         stream: SendableRecordBatchStream,
     },
+    /// `COPY … FROM STDIN` started: the client sends this many columns per line next.
+    CopyIn {
+        /// Columns per line.
+        columns: usize,
+    },
     /// A command tag (`CREATE SOURCE`, `SET`, …) with an optional row count.
     Command {
         /// The tag.
@@ -78,6 +83,7 @@ impl std::fmt::Debug for QueryResult {
         match self {
             QueryResult::Rows { schema, .. } => write!(f, "Rows({schema:?})"),
             QueryResult::Command { tag, .. } => write!(f, "Command({tag})"),
+            QueryResult::CopyIn { columns } => write!(f, "CopyIn({columns})"),
         }
     }
 }

@@ -61,6 +61,9 @@ impl AsyncDB for InProcess {
             QueryResult::Command { rows, .. } => {
                 Ok(DBOutput::StatementComplete(rows.unwrap_or(0) as u64))
             }
+            QueryResult::CopyIn { .. } => Err(SltError(
+                "COPY FROM STDIN needs a client that sends the data (tested over the wire)".into(),
+            )),
             QueryResult::Rows { schema, stream } => {
                 let batches: Vec<_> = stream
                     .try_collect()

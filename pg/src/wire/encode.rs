@@ -13,7 +13,7 @@ use datafusion::arrow::array::{Array, ArrayRef, RecordBatch, StringArray, new_nu
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use futures::StreamExt;
 use pgwire::api::portal::Format;
-use pgwire::api::results::{FieldInfo, QueryResponse, Response, Tag};
+use pgwire::api::results::{CopyResponse, FieldInfo, QueryResponse, Response, Tag};
 use pgwire::error::PgWireResult;
 use weir_sql::QueryResult;
 
@@ -149,6 +149,11 @@ pub async fn response(
                 .flatten();
             Ok(Response::Query(QueryResponse::new(fields, rows)))
         }
+        QueryResult::CopyIn { columns } => Ok(Response::CopyIn(CopyResponse::new(
+            0,
+            columns,
+            futures::stream::empty(),
+        ))),
         QueryResult::Command { tag, rows } => {
             let t = match rows {
                 Some(n) => Tag::new(&tag).with_rows(n),

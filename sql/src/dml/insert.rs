@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{ArrayRef, BooleanArray, RecordBatch, UInt32Array};
+use datafusion::arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch, UInt32Array};
 use datafusion::arrow::compute::{
     cast, concat_batches, filter_record_batch, interleave_record_batch, take_record_batch,
 };
@@ -274,7 +274,12 @@ fn updated_rows(
                 "argument of ON CONFLICT … WHERE must be type boolean",
             )
         })?;
-    let keep = datafusion::arrow::compute::prep_null_mask_filter(keep);
+    // NULL counts as false (prep_null_mask_filter expects a null buffer to be there).
+    let keep = if keep.null_count() > 0 {
+        datafusion::arrow::compute::prep_null_mask_filter(keep)
+    } else {
+        keep.clone()
+    };
     Ok((
         filter_record_batch(&existing, &keep)?,
         filter_record_batch(&new, &keep)?,

@@ -15,6 +15,7 @@
 //! transaction every statement commits by itself; inside one the writes commit together
 //! (`transaction.rs`).
 
+mod copy;
 mod insert;
 mod transaction;
 mod update;
@@ -35,6 +36,7 @@ use weir_engine::changes::Changes;
 use weir_engine::table::TableWriter;
 
 pub(crate) use self::insert::OnConflictPlan;
+pub use self::copy::CopyIn;
 pub use self::transaction::Transaction;
 use crate::database::{QueryResult, Session};
 use crate::error::{Result, SqlError, SqlErrorKind};
@@ -150,23 +152,33 @@ impl Session {
             DmlKind::Update => "UPDATE",
             DmlKind::Delete => "DELETE",
         };
+        let rows = collect(state.clone(), plan.input.clone()).await?;
+        let count = self.write_rows(&state, &plan.table, &plan.kind, rows).await?;
+        Ok(QueryResult::Command {
+            tag: tag.to_string(),
+            rows: Some(count),
+        })
+    }
+
+    /// Writes one statement's rows to `table`: computes its changes against the table as this
+    /// session's write sees it, applies them, and commits now or leaves them to the transaction.
+    /// An error fails an open transaction.
+    async fn write_rows(
+        &self,
+        state: &SessionState,
+        table: &Arc<TableWriter>,
+        kind: &DmlKind,
+        rows: RecordBatch,
+    ) -> Result<usize> {
         let mut txn = self.txn.lock().await;
         txn.check_not_failed()?;
         let result = async {
-            let rows = collect(state.clone(), plan.input.clone()).await?;
-            let mut write = txn.write_on(&plan.table).await?;
-            let computed = match &plan.kind {
+            let mut write = txn.write_on(table).await?;
+            let computed = match kind {
                 DmlKind::Insert(on_conflict) => {
-                    insert::changes(
-                        write.table(),
-                        &plan.table,
-                        rows,
-                        on_conflict.as_ref(),
-                        &state,
-                    )
-                    .await
+                    insert::changes(write.table(), table, rows, on_conflict.as_ref(), state).await
                 }
-                DmlKind::Update => update::changes(write.table(), &plan.table, rows),
+                DmlKind::Update => update::changes(write.table(), table, rows),
                 DmlKind::Delete => update::deletes(rows),
             };
             let applied = match computed {
@@ -176,16 +188,10 @@ impl Session {
             txn.finish_statement(write, applied).await
         }
         .await;
-        match result {
-            Ok(count) => Ok(QueryResult::Command {
-                tag: tag.to_string(),
-                rows: Some(count),
-            }),
-            Err(e) => {
-                txn.fail().await;
-                Err(e)
-            }
+        if result.is_err() {
+            txn.fail().await;
         }
+        result
     }
 
     /// Plans and runs a DML statement.
