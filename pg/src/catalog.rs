@@ -130,6 +130,8 @@ pub struct IndexInfo {
     pub attnums: Vec<i16>,
     /// The key columns.
     pub schema: SchemaRef,
+    /// A table's primary key (a view's key is a unique index only).
+    pub primary: bool,
 }
 
 /// The source of `pg_class` and friends.
@@ -263,6 +265,7 @@ impl PgCatalog {
                         .map(|&i| i16::try_from(i + 1).unwrap_or(i16::MAX))
                         .collect(),
                     schema: Arc::new(datafusion::arrow::datatypes::Schema::new(fields)),
+                    primary: view.is_table(),
                 })
             })
             .collect()

@@ -80,14 +80,6 @@ const EMPTY_CATALOGS: &[(&str, &str)] = &[
          ev_qual text, ev_action text",
     ),
     (
-        "pg_constraint",
-        "oid oid, conname text, connamespace oid, contype text, condeferrable bool, \
-         condeferred bool, convalidated bool, conrelid oid, contypid oid, conindid oid, \
-         conparentid oid, confrelid oid, confupdtype text, confdeltype text, confmatchtype text, \
-         conislocal bool, coninhcount int4, connoinherit bool, conkey int2[], confkey int2[], \
-         conbin text",
-    ),
-    (
         "pg_depend",
         "classid oid, objid oid, objsubid int4, refclassid oid, refobjid oid, refobjsubid int4, \
          deptype text",
@@ -203,6 +195,17 @@ pub fn register(pg: &Arc<PgCatalog>, target: &MemorySchemaProvider) -> DfResult<
             "pg_am",
             columns("oid oid, amname text, amhandler oid, amtype text")?,
             Some(access_methods),
+        ),
+        (
+            "pg_constraint",
+            columns(
+                "oid oid, conname text, connamespace oid, contype text, condeferrable bool, \
+                 condeferred bool, convalidated bool, conrelid oid, contypid oid, conindid oid, \
+                 conparentid oid, confrelid oid, confupdtype text, confdeltype text, \
+                 confmatchtype text, conislocal bool, coninhcount int4, connoinherit bool, \
+                 conkey int2[], confkey int2[], conbin text",
+            )?,
+            Some(crate::pg_index::constraints),
         ),
         (
             "pg_index",

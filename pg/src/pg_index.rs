@@ -51,7 +51,7 @@ pub(crate) fn indexes(ctx: &RowContext<'_>) -> Vec<Vec<ScalarValue>> {
                 int2(n),
                 boolean(true),
                 boolean(false),
-                boolean(false),
+                boolean(i.primary),
                 boolean(false),
                 boolean(true),
                 boolean(false),
@@ -66,6 +66,45 @@ pub(crate) fn indexes(ctx: &RowContext<'_>) -> Vec<Vec<ScalarValue>> {
                 // An int2vector, which drivers read as space-separated text (SQLAlchemy's
                 // index reflection splits it); no key column has sort options.
                 text(vec!["0"; width].join(" ")),
+                null(),
+                null(),
+            ]
+        })
+        .collect()
+}
+
+/// `pg_constraint`: a table's primary key (contype `p`), backed by its `<table>_pkey` index.
+pub(crate) fn constraints(ctx: &RowContext<'_>) -> Vec<Vec<ScalarValue>> {
+    ctx.pg
+        .indexes()
+        .into_iter()
+        .filter(|i| i.primary)
+        .map(|i| {
+            let items: Vec<ScalarValue> = i.attnums.iter().copied().map(int2).collect();
+            let conkey = ScalarValue::List(ScalarValue::new_list_nullable(
+                &items,
+                &datafusion::arrow::datatypes::DataType::Int16,
+            ));
+            vec![
+                oid(ctx.pg.oid(PUBLIC_NS, &format!("{}\u{0}constraint", i.name))),
+                text(i.name.clone()),
+                oid(PUBLIC_NS),
+                text("p"),
+                boolean(false),
+                boolean(false),
+                boolean(true),
+                oid(i.table_oid),
+                oid(0),
+                oid(i.oid),
+                oid(0),
+                oid(0),
+                text(" "),
+                text(" "),
+                text(" "),
+                boolean(true),
+                ScalarValue::Int32(Some(0)),
+                boolean(true),
+                conkey,
                 null(),
                 null(),
             ]

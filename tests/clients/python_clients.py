@@ -155,8 +155,97 @@ def run_sqlalchemy():
     check("sqlalchemy", "MetaData.reflect(views=True)", {"readings", "sensor_stats_10s"} <= set(metadata.tables), sorted(metadata.tables))
 
 
+def run_writes():
+    """Tables written through each driver: parameters (extended protocol), executemany,
+    transactions (psycopg2 opens one implicitly), ON CONFLICT from SQLAlchemy, COPY."""
+    import psycopg
+    import psycopg2
+    import sqlalchemy
+    from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+    with psycopg.connect(DSN, autocommit=True) as conn:
+        conn.execute("CREATE TABLE py_orders (id BIGINT PRIMARY KEY, customer TEXT, amount DOUBLE PRECISION, placed TIMESTAMPTZ)")
+        conn.execute("CREATE MATERIALIZED VIEW py_spend AS SELECT customer, sum(amount) AS spent, count(*) AS orders FROM py_orders GROUP BY customer")
+        placed = datetime.datetime(2024, 1, 2, 3, 4, 5, tzinfo=datetime.timezone.utc)
+        cur = conn.execute("INSERT INTO py_orders VALUES (%s, %s, %s, %s)", (1, "ann", 10.5, placed))
+        check("psycopg", "INSERT with parameters", cur.rowcount == 1, cur.rowcount)
+        with conn.cursor() as c:
+            c.executemany("INSERT INTO py_orders (id, customer, amount) VALUES (%s, %s, %s)",
+                          [(i, "bob" if i % 2 else "cy", float(i)) for i in range(2, 12)])
+        for _ in range(6):  # past prepare_threshold: a server-side prepared INSERT
+            conn.execute("INSERT INTO py_orders (id, customer, amount) VALUES (%s, %s, %s) ON CONFLICT (id) DO UPDATE SET amount = excluded.amount",
+                         (2, "bob", 2.0))
+        cur = conn.execute("UPDATE py_orders SET amount = amount * %s WHERE customer = %s", (2, "cy"))
+        check("psycopg", "UPDATE row count", cur.rowcount == 5, cur.rowcount)
+        cur = conn.execute("DELETE FROM py_orders WHERE id = %s", (11,))
+        check("psycopg", "DELETE row count", cur.rowcount == 1, cur.rowcount)
+        try:
+            conn.execute("INSERT INTO py_orders VALUES (%s, %s, %s, %s)", (1, "dup", 0.0, None))
+            check("psycopg", "duplicate key refused", False)
+        except psycopg.errors.UniqueViolation:
+            check("psycopg", "duplicate key refused (23505)", True)
+        with conn.cursor() as c:
+            with c.copy("COPY py_orders (id, customer, amount) FROM STDIN") as copy:
+                for i in range(100, 110):
+                    copy.write_row((i, "dee", 1.0))
+        row = conn.execute("SELECT placed FROM py_orders WHERE id = 1").fetchone()
+        check("psycopg", "timestamptz written and read back", row[0] == placed, row)
+        n = conn.execute("SELECT count(*), sum(amount) FROM py_orders").fetchone()
+        check("psycopg", "rows after COPY", n[0] == 20 and abs(n[1] - (10.5 + 2 * (2 + 4 + 6 + 8 + 10) + (3 + 5 + 7 + 9) + 10 * 1.0)) < 1e-9, n)
+
+    conn = psycopg2.connect(host="127.0.0.1", port=PORT, user="weir", dbname="weir")
+    cur = conn.cursor()  # autocommit off: psycopg2 sends BEGIN before the first statement
+    cur.execute("INSERT INTO py_orders (id, customer, amount) VALUES (%s, %s, %s)", (200, "eve", 100.0))
+    conn.rollback()
+    cur.execute("SELECT count(*) FROM py_orders WHERE id = 200")
+    check("psycopg2", "rolled-back insert is gone", cur.fetchone()[0] == 0)
+    cur.executemany("INSERT INTO py_orders (id, customer, amount) VALUES (%s, %s, %s)", [(201, "eve", 1.0), (202, "eve", 2.0)])
+    conn.commit()
+    try:
+        cur.execute("INSERT INTO py_orders (id, customer, amount) VALUES (%s, %s, %s)", (201, "eve", 1.0))
+        check("psycopg2", "duplicate refused", False)
+    except psycopg2.errors.UniqueViolation:
+        conn.rollback()
+        check("psycopg2", "duplicate refused, transaction rolled back", True)
+    import io
+    cur.copy_expert("COPY py_orders (id, customer, amount) FROM STDIN WITH (FORMAT csv, HEADER)",
+                    io.StringIO("id,customer,amount\n300,fay,3.5\n301,\"fay, jr\",4.5\n"))
+    conn.commit()
+    cur.execute("SELECT customer FROM py_orders WHERE id = 301")
+    check("psycopg2", "COPY csv with a quoted comma", cur.fetchone()[0] == "fay, jr")
+    conn.close()
+
+    engine = sqlalchemy.create_engine(f"postgresql+psycopg://weir@127.0.0.1:{PORT}/weir")
+    orders = sqlalchemy.Table("py_orders", sqlalchemy.MetaData(), autoload_with=engine)
+    check("sqlalchemy", "a table's primary key reflected", [c.name for c in orders.primary_key.columns] == ["id"],
+          list(orders.primary_key.columns))
+    with engine.begin() as conn:
+        stmt = pg_insert(orders).values(id=1, customer="ann", amount=99.0)
+        conn.execute(stmt.on_conflict_do_update(index_elements=["id"], set_={"amount": stmt.excluded.amount}))
+        conn.execute(orders.insert(), [{"id": 400, "customer": "gus", "amount": 1.0}])
+    with engine.connect() as conn:
+        amount = conn.execute(sqlalchemy.select(orders.c.amount).where(orders.c.id == 1)).scalar()
+        check("sqlalchemy", "ON CONFLICT DO UPDATE", amount == 99.0, amount)
+
+    async def view_follows():
+        import asyncpg
+        conn = await asyncpg.connect(DSN)
+        await conn.execute("INSERT INTO py_orders (id, customer, amount) VALUES ($1, $2, $3)", 500, "hal", 5.0)
+        await conn.executemany("INSERT INTO py_orders (id, customer, amount) VALUES ($1, $2, $3)", [(501, "hal", 6.0)])
+        for _ in range(50):
+            expected = await conn.fetch("SELECT customer, sum(amount) AS spent, count(*) AS orders FROM py_orders GROUP BY customer ORDER BY customer")
+            got = await conn.fetch("SELECT customer, spent, orders FROM py_spend ORDER BY customer")
+            if [tuple(r) for r in expected] == [tuple(r) for r in got]:
+                break
+            await asyncio.sleep(0.1)
+        check("asyncpg", "a view over the table equals its query", [tuple(r) for r in expected] == [tuple(r) for r in got], (expected, got))
+        await conn.close()
+
+    asyncio.run(view_follows())
+
+
 def main():
-    clients = sys.argv[2:] or ["asyncpg", "psycopg", "psycopg2", "sqlalchemy"]
+    clients = sys.argv[2:] or ["asyncpg", "psycopg", "psycopg2", "sqlalchemy", "writes"]
     for client in clients:
         if client == "asyncpg":
             asyncio.run(run_asyncpg())
@@ -166,6 +255,8 @@ def main():
             run_psycopg2()
         elif client == "sqlalchemy":
             run_sqlalchemy()
+        elif client == "writes":
+            run_writes()
     print("all python clients passed")
 
 
