@@ -10,6 +10,7 @@ mod broker;
 mod clients;
 mod committed_reader;
 mod crash;
+mod crash_tables;
 mod docs;
 mod e2e;
 mod grafana;
