@@ -282,7 +282,13 @@ impl ViewTable {
     /// For a keyed table: the positions in `rows` whose key has a live row, and those rows.
     pub fn live_versions(&self, rows: &RecordBatch) -> Result<(Vec<usize>, RecordBatch)> {
         let rows = self.conform(rows.clone())?;
-        match self.contents.read().live.as_ref().and_then(LiveRows::unsealed) {
+        match self
+            .contents
+            .read()
+            .live
+            .as_ref()
+            .and_then(LiveRows::unsealed)
+        {
             Some(keyed) => keyed.live_versions(&rows),
             None => Ok((Vec::new(), RecordBatch::new_empty(Arc::clone(&self.schema)))),
         }

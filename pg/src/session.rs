@@ -15,10 +15,10 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::execution::SessionState;
 use datafusion::logical_expr::{LogicalPlan, ScalarUDF};
 use datafusion::sql::sqlparser::ast::Statement;
-use weir_sql::error::{Result, SqlError, SqlErrorKind};
-use weir_sql::parser::{WeirStatement, parse_statements};
 use weir_sql::database::command;
 use weir_sql::dml::{CopyIn, DmlPlan};
+use weir_sql::error::{Result, SqlError, SqlErrorKind};
+use weir_sql::parser::{WeirStatement, parse_statements};
 use weir_sql::{
     Database, DatabaseBuilder, DatabaseExtension, DatabaseOptions, QueryResult, Session,
 };
@@ -123,6 +123,9 @@ impl DatabaseExtension for Install {
     }
 }
 
+/// A `COPY … FROM STDIN` being received, with the first error its data raised.
+type CopyInProgress = (CopyIn, Option<SqlError>);
+
 /// One client's session.
 #[derive(Debug, Clone)]
 pub struct PgSession {
@@ -132,7 +135,7 @@ pub struct PgSession {
     functions: Arc<Vec<ScalarUDF>>,
     /// A `COPY … FROM STDIN` in progress, and the first error its data raised (reported at the
     /// end of the copy, as PostgreSQL does).
-    copy: Arc<tokio::sync::Mutex<Option<(CopyIn, Option<SqlError>)>>>,
+    copy: Arc<tokio::sync::Mutex<Option<CopyInProgress>>>,
 }
 
 impl PgSession {
@@ -188,7 +191,10 @@ impl PgSession {
                     return Ok(QueryResult::CopyIn { columns });
                 }
                 if let Statement::CreateTable(_) = statement.as_ref() {
-                    return self.session.execute(&WeirStatement::Sql(statement.clone())).await;
+                    return self
+                        .session
+                        .execute(&WeirStatement::Sql(statement.clone()))
+                        .await;
                 }
                 if weir_sql::dml::is_dml(statement) {
                     let plan = self.plan_dml(statement).await?;

@@ -55,7 +55,9 @@ fn random_write(rng: &mut ChaCha8Rng, model: &Model) -> (String, Option<Model>) 
     let sql = match rng.random_range(0..10) {
         0..=2 => {
             // Upsert a few distinct keys.
-            let mut keys: Vec<i64> = (0..rng.random_range(1..15)).map(|_| rng.random_range(0..300)).collect();
+            let mut keys: Vec<i64> = (0..rng.random_range(1..15))
+                .map(|_| rng.random_range(0..300))
+                .collect();
             keys.sort_unstable();
             keys.dedup();
             let rows: Vec<String> = keys
@@ -161,7 +163,10 @@ async fn table_writes_survive_sigkill() {
     .into_iter()
     .chain(VIEWS.iter().map(|v| v.0))
     {
-        client.simple_query(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+        client
+            .simple_query(sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
     }
     drop(client);
     let mut model = Model::default();
@@ -194,7 +199,10 @@ async fn table_writes_survive_sigkill() {
             "SELECT name || ': ' || status FROM weir_views WHERE status LIKE 'failed%'",
         )
         .await;
-        assert!(failed.is_empty(), "views failed before kill {round}: {failed:?}");
+        assert!(
+            failed.is_empty(),
+            "views failed before kill {round}: {failed:?}"
+        );
         // Killed right after the last acknowledgement: no checkpoint has those writes yet.
         s.kill();
         let restarted = Server::start_in(data.path(), &args);
@@ -213,7 +221,10 @@ async fn table_writes_survive_sigkill() {
         );
         server = Some(restarted);
     }
-    assert!(writes > kills * 10, "only {writes} writes were acknowledged");
+    assert!(
+        writes > kills * 10,
+        "only {writes} writes were acknowledged"
+    );
     // The views equal their queries over the tables.
     let server = server.expect("server");
     let client = server.connect().await;

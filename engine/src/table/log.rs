@@ -146,5 +146,9 @@ impl TableLog {
 
 /// The sequence number in a log entry's path.
 fn sequence_of(path: &str) -> Option<u64> {
-    path.rsplit('/').next()?.strip_suffix(".arrow")?.parse().ok()
+    path.rsplit('/')
+        .next()?
+        .strip_suffix(".arrow")?
+        .parse()
+        .ok()
 }

@@ -308,8 +308,16 @@ mod tests {
             let mut pairs: Vec<(i64, i64)> = (0..b.num_rows())
                 .map(|i| {
                     (
-                        b.column(0).as_any().downcast_ref::<Int64Array>().unwrap().value(i),
-                        b.column(1).as_any().downcast_ref::<Int64Array>().unwrap().value(i),
+                        b.column(0)
+                            .as_any()
+                            .downcast_ref::<Int64Array>()
+                            .unwrap()
+                            .value(i),
+                        b.column(1)
+                            .as_any()
+                            .downcast_ref::<Int64Array>()
+                            .unwrap()
+                            .value(i),
                     )
                 })
                 .collect();

@@ -11,7 +11,7 @@ use std::sync::atomic::Ordering;
 
 use datafusion::arrow::datatypes::SchemaRef;
 use tokio::sync::{OwnedMutexGuard, mpsc, watch};
-use tracing::{info, info_span, warn, Instrument};
+use tracing::{Instrument, info, info_span, warn};
 
 use super::log::TableLog;
 use super::{TableWriter, WriterState};
@@ -65,7 +65,12 @@ impl TableRuntime {
                 Some(TableLog::new(c.segments.store, &c.id, Arc::clone(&schema))),
                 Some((c.id, c.coordinator)),
             ),
-            None => (ViewTable::new(Arc::clone(&schema)).updating(&props), None, None, None),
+            None => (
+                ViewTable::new(Arc::clone(&schema)).updating(&props),
+                None,
+                None,
+                None,
+            ),
         };
         let table = Arc::new(table);
         let fanout = Arc::new(Fanout::new(Arc::clone(&table)));
@@ -236,12 +241,11 @@ async fn run_table(
                         newest = Some(seq);
                     }
                 }
-                if let Some(seq) = newest {
-                    if let (Some(log), Some(older)) = (writer.log(), last_committed.replace(seq))
-                        && let Err(e) = log.truncate_through(older).await
-                    {
-                        warn!(table = %writer.name(), error = %e, "old table log entries stay (deleted later)");
-                    }
+                if let Some(seq) = newest
+                    && let (Some(log), Some(older)) = (writer.log(), last_committed.replace(seq))
+                    && let Err(e) = log.truncate_through(older).await
+                {
+                    warn!(table = %writer.name(), error = %e, "old table log entries stay (deleted later)");
                 }
             }
         }

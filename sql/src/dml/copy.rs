@@ -8,9 +8,11 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch, StringArray, new_null_array};
-use datafusion::arrow::compute::kernels::cast::{CastOptions, cast_with_options};
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, RecordBatch, StringArray, new_null_array,
+};
 use datafusion::arrow::compute::concat_batches;
+use datafusion::arrow::compute::kernels::cast::{CastOptions, cast_with_options};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::execution::SessionState;
 use datafusion::sql::sqlparser::ast::{
@@ -158,9 +160,8 @@ impl CopyIn {
                 column = unescape_text(column.as_string::<i32>());
             }
             let field = schema.field(target);
-            columns[target] = cast_with_options(&column, field.data_type(), &options).map_err(|e| {
-                copy_error(&format!("column \"{}\": {e}", field.name()))
-            })?;
+            columns[target] = cast_with_options(&column, field.data_type(), &options)
+                .map_err(|e| copy_error(&format!("column \"{}\": {e}", field.name())))?;
         }
         for (field, column) in schema.fields().iter().zip(&columns) {
             if !field.is_nullable() && column.null_count() > 0 {
@@ -215,7 +216,10 @@ fn unescape_text(column: &StringArray) -> ArrayRef {
 }
 
 fn copy_error(message: &str) -> SqlError {
-    SqlError::new(SqlErrorKind::User, format!("COPY: invalid input: {message}"))
+    SqlError::new(
+        SqlErrorKind::User,
+        format!("COPY: invalid input: {message}"),
+    )
 }
 
 impl Session {
@@ -230,7 +234,10 @@ impl Session {
             values,
         } = statement
         else {
-            return Err(SqlError::new(SqlErrorKind::Internal, "not a COPY statement"));
+            return Err(SqlError::new(
+                SqlErrorKind::Internal,
+                "not a COPY statement",
+            ));
         };
         let unsupported = |what: &str| Err(SqlError::new(SqlErrorKind::FeatureNotSupported, what));
         if *to {
@@ -326,7 +333,8 @@ fn copy_format(options: &[CopyOption], legacy: &[CopyLegacyOption]) -> Result<(F
             CopyOption::Null(n) => null = Some(n.clone()),
             CopyOption::Quote(q) => quote = byte(q, "quote")?,
             CopyOption::Escape(e) => escape = Some(byte(e, "escape")?),
-            CopyOption::Encoding(e) if e.eq_ignore_ascii_case("utf8") || e.eq_ignore_ascii_case("utf-8") => {}
+            CopyOption::Encoding(e)
+                if e.eq_ignore_ascii_case("utf8") || e.eq_ignore_ascii_case("utf-8") => {}
             CopyOption::Freeze(_) | CopyOption::ForceNotNull(_) | CopyOption::ForceNull(_) => {}
             other => {
                 return Err(SqlError::new(
@@ -345,7 +353,8 @@ fn copy_format(options: &[CopyOption], legacy: &[CopyLegacyOption]) -> Result<(F
                         CopyLegacyCsvOption::Header => header = true,
                         CopyLegacyCsvOption::Quote(q) => quote = byte(q, "quote")?,
                         CopyLegacyCsvOption::Escape(e) => escape = Some(byte(e, "escape")?),
-                        CopyLegacyCsvOption::ForceNotNull(_) | CopyLegacyCsvOption::ForceQuote(_) => {}
+                        CopyLegacyCsvOption::ForceNotNull(_)
+                        | CopyLegacyCsvOption::ForceQuote(_) => {}
                     }
                 }
             }

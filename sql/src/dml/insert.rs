@@ -39,7 +39,7 @@ enum Action {
     Update {
         /// Column index → new value.
         assignments: Vec<(usize, SqlExpr)>,
-        selection: Option<SqlExpr>,
+        selection: Option<Box<SqlExpr>>,
     },
 }
 
@@ -127,7 +127,7 @@ impl OnConflictPlan {
                 }
                 Action::Update {
                     assignments,
-                    selection: update.selection,
+                    selection: update.selection.map(Box::new),
                 }
             }
         };
@@ -202,7 +202,7 @@ pub(super) async fn changes(
                 existing,
                 excluded,
                 assignments,
-                selection.as_ref(),
+                selection.as_deref(),
                 state,
             )?;
             let updated = old.num_rows();
@@ -260,7 +260,10 @@ fn updated_rows(
         let value = evaluate(expr)?;
         new_columns[*index] = cast(&value, schema.field(*index).data_type())?;
     }
-    let new = conform(writer, RecordBatch::try_new(Arc::clone(&schema), new_columns)?)?;
+    let new = conform(
+        writer,
+        RecordBatch::try_new(Arc::clone(&schema), new_columns)?,
+    )?;
     let Some(selection) = selection else {
         return Ok((existing, new));
     };
@@ -303,7 +306,10 @@ fn first_of_each_key(rows: &RecordBatch, key: &[usize]) -> Result<Vec<bool>> {
 pub(super) fn unique_violation(table: &TableWriter, rows: &RecordBatch, at: usize) -> SqlError {
     let key = table.key().unwrap_or_default();
     let schema = rows.schema();
-    let names: Vec<&str> = key.iter().map(|&k| schema.field(k).name().as_str()).collect();
+    let names: Vec<&str> = key
+        .iter()
+        .map(|&k| schema.field(k).name().as_str())
+        .collect();
     let values: Vec<String> = key
         .iter()
         .map(|&k| array_value_to_string(rows.column(k), at).unwrap_or_default())

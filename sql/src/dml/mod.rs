@@ -35,8 +35,8 @@ use weir_engine::catalog::Relation;
 use weir_engine::changes::Changes;
 use weir_engine::table::TableWriter;
 
-pub(crate) use self::insert::OnConflictPlan;
 pub use self::copy::CopyIn;
+pub(crate) use self::insert::OnConflictPlan;
 pub use self::transaction::Transaction;
 use crate::database::{QueryResult, Session};
 use crate::error::{Result, SqlError, SqlErrorKind};
@@ -54,7 +54,7 @@ pub struct DmlPlan {
 
 #[derive(Debug, Clone)]
 enum DmlKind {
-    Insert(Option<OnConflictPlan>),
+    Insert(Option<Box<OnConflictPlan>>),
     Update,
     Delete,
 }
@@ -116,7 +116,7 @@ impl Session {
         let (kind, input) = match op {
             WriteOp::Insert(_) => {
                 let on_conflict = on_conflict
-                    .map(|on| OnConflictPlan::plan(&table, &name, alias.clone(), on))
+                    .map(|on| OnConflictPlan::plan(&table, &name, alias.clone(), on).map(Box::new))
                     .transpose()?;
                 (DmlKind::Insert(on_conflict), input.as_ref().clone())
             }
@@ -138,11 +138,7 @@ impl Session {
                 ),
             ));
         }
-        Ok(DmlPlan {
-            table,
-            kind,
-            input,
-        })
+        Ok(DmlPlan { table, kind, input })
     }
 
     /// Runs a planned DML statement: its changes, committed now or with the transaction.
@@ -153,7 +149,9 @@ impl Session {
             DmlKind::Delete => "DELETE",
         };
         let rows = collect(state.clone(), plan.input.clone()).await?;
-        let count = self.write_rows(&state, &plan.table, &plan.kind, rows).await?;
+        let count = self
+            .write_rows(&state, &plan.table, &plan.kind, rows)
+            .await?;
         Ok(QueryResult::Command {
             tag: tag.to_string(),
             rows: Some(count),
@@ -176,13 +174,17 @@ impl Session {
             let mut write = txn.write_on(table).await?;
             let computed = match kind {
                 DmlKind::Insert(on_conflict) => {
-                    insert::changes(write.table(), table, rows, on_conflict.as_ref(), state).await
+                    insert::changes(write.table(), table, rows, on_conflict.as_deref(), state).await
                 }
                 DmlKind::Update => update::changes(write.table(), table, rows),
                 DmlKind::Delete => update::deletes(rows),
             };
             let applied = match computed {
-                Ok((changes, count)) => write.apply(changes).await.map(|_| count).map_err(Into::into),
+                Ok((changes, count)) => write
+                    .apply(changes)
+                    .await
+                    .map(|_| count)
+                    .map_err(Into::into),
                 Err(e) => Err(e),
             };
             txn.finish_statement(write, applied).await
@@ -277,10 +279,7 @@ fn target_name(statement: &Statement) -> Result<String> {
             }
         }
         _ => {
-            return Err(SqlError::new(
-                SqlErrorKind::Internal,
-                "not a DML statement",
-            ));
+            return Err(SqlError::new(SqlErrorKind::Internal, "not a DML statement"));
         }
     };
     normalize_name(name)

@@ -39,15 +39,24 @@ pub(super) fn with_old_rows(input: &LogicalPlan, table: &TableWriter) -> Result<
 }
 
 /// The changes of an `UPDATE` whose plan produced `rows` (new columns, then old ones).
-pub(super) fn changes(table: &ViewTable, writer: &TableWriter, rows: RecordBatch) -> Result<Computed> {
+pub(super) fn changes(
+    table: &ViewTable,
+    writer: &TableWriter,
+    rows: RecordBatch,
+) -> Result<Computed> {
     let n = table.schema_ref().fields().len();
     let count = rows.num_rows();
-    let new = conform(writer, RecordBatch::try_new(table.schema_ref(), rows.columns()[..n].to_vec())?)?;
+    let new = conform(
+        writer,
+        RecordBatch::try_new(table.schema_ref(), rows.columns()[..n].to_vec())?,
+    )?;
     let old = RecordBatch::try_new(table.schema_ref(), rows.columns()[n..].to_vec())?;
     let key = writer.key().unwrap_or_default();
     let old_keys = key_rows(&old, key)?;
     let new_keys = key_rows(&new, key)?;
-    let same: Vec<bool> = (0..count).map(|i| old_keys.row(i) == new_keys.row(i)).collect();
+    let same: Vec<bool> = (0..count)
+        .map(|i| old_keys.row(i) == new_keys.row(i))
+        .collect();
     if same.iter().all(|s| *s) {
         return Ok((pairs(&old, &new)?, count));
     }
