@@ -74,12 +74,14 @@ pub struct ViewEntry {
     pub pipeline: Mutex<Option<RunningPipeline>>,
     /// Set for a table (`CREATE TABLE`): written by statements, not computed by a query.
     pub writer: Option<Arc<TableWriter>>,
+    /// Set for a table whose rows a connector's messages write (`FORMAT UPSERT`): the format.
+    pub fed_by: Option<String>,
 }
 
 impl ViewEntry {
-    /// True for a table.
+    /// True for a table (written by statements, or by a topic's messages).
     pub fn is_table(&self) -> bool {
-        self.writer.is_some()
+        self.writer.is_some() || self.fed_by.is_some()
     }
 }
 

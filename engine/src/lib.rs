@@ -83,6 +83,15 @@
 //! once the caller has published the view, starts it. [`sink::SinkRuntime`] does the same for a
 //! sink over a view.
 //!
+//! ## Tables ([`table`])
+//!
+//! A table is a view without a query: the same [`view_table::ViewTable`] (keyed by the primary
+//! key, or append-only) and [`fanout::Fanout`], written by statements through a
+//! [`table::TableWriter`] (one writer at a time; changes published as a statement runs, undone on
+//! rollback) with a write-ahead log per table ([`table::log`]) that checkpoints fold in: the
+//! checkpoint records the log sequence its rows include, recovery replays the rest
+//! ([`table::runtime`]).
+//!
 //! ## Errors ([`error`])
 //!
 //! [`EngineError`] variants carry a kind ([`ErrorKind`]: user error, not found, outside failure,

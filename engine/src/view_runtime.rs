@@ -192,6 +192,7 @@ impl ViewRuntime {
             reader_metrics,
             pipeline: parking_lot::Mutex::new(None),
             writer: None,
+            fed_by: None,
         });
         Ok(Self {
             entry,
@@ -207,6 +208,18 @@ impl ViewRuntime {
     /// The view's catalog entry (its table is what queries read).
     pub fn entry(&self) -> &Arc<ViewEntry> {
         &self.entry
+    }
+
+    /// Makes the "view" a table fed by a connector's messages in `format` (`FORMAT UPSERT`): a
+    /// table to clients, not writable by statements. Before the entry is shared.
+    pub fn feeding_table(mut self, format: &str) -> Result<Self> {
+        let entry = Arc::get_mut(&mut self.entry).ok_or_else(|| {
+            crate::error::EngineError::Internal(
+                "a table's entry was shared before it was built".into(),
+            )
+        })?;
+        entry.fed_by = Some(format.to_string());
+        Ok(self)
     }
 
     /// Registers the view with the checkpoint coordinator and returns what starts its pipeline,

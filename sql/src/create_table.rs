@@ -6,26 +6,21 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use datafusion::arrow::datatypes::{Schema, SchemaRef};
-use datafusion::catalog::{Session as DfSession, TableProvider};
-use datafusion::common::{Constraint, Constraints};
-use datafusion::datasource::TableType;
-use datafusion::error::Result as DfResult;
-use datafusion::logical_expr::{DdlStatement, Expr, LogicalPlan, TableProviderFilterPushDown};
-use datafusion::physical_plan::ExecutionPlan;
+use datafusion::common::Constraint;
+use datafusion::logical_expr::{DdlStatement, Expr, LogicalPlan};
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::{CreateTable, CreateTableOptions, Statement};
 use tracing::info;
 use weir_engine::checkpoint::catalog_file::{CatalogObject, ObjectKind as PersistedKind};
 use weir_engine::table::runtime::TableRuntime;
 use weir_engine::view_runtime::ViewCheckpointing;
-use weir_engine::view_table::ViewTable;
 
 use crate::database::{QueryResult, Session, command};
 use crate::ddl::Publication;
 use crate::error::{Result, SqlError, SqlErrorKind};
 use crate::parser::normalize_name;
+use crate::tables::WritableTable;
 
 impl Session {
     pub(crate) async fn create_table(
@@ -55,15 +50,7 @@ impl Session {
             TableRuntime::build(&name, &sql, Arc::clone(&schema), key.clone(), checkpointing)
                 .await?;
         let entry = Arc::clone(runtime.entry());
-        let provider = WritableTable {
-            table: Arc::clone(&entry.table),
-            planned_schema: all_nullable(&schema),
-            defaults,
-            constraints: Constraints::new_unverified(
-                key.map(|k| vec![Constraint::PrimaryKey(k)])
-                    .unwrap_or_default(),
-            ),
-        };
+        let provider = WritableTable::new(Arc::clone(&entry.table), defaults, key);
         let mut publication = Publication::new(&self.db, &name);
         publication.add_to_catalog(|c| c.add_view(Arc::clone(&entry)))?;
         publication.register_table(Arc::new(provider))?;
@@ -81,7 +68,7 @@ impl Session {
     }
 
     /// The table's schema, primary key and column defaults, as DataFusion plans the column list.
-    async fn plan_columns(
+    pub(crate) async fn plan_columns(
         &self,
         create: &CreateTable,
     ) -> Result<(SchemaRef, Option<Vec<usize>>, HashMap<String, Expr>)> {
@@ -129,24 +116,6 @@ impl Session {
     }
 }
 
-impl WritableTable {
-    /// The table's rows.
-    pub fn rows(&self) -> &ViewTable {
-        &self.table
-    }
-}
-
-/// `schema` with every column nullable.
-fn all_nullable(schema: &Schema) -> SchemaRef {
-    Arc::new(Schema::new(
-        schema
-            .fields()
-            .iter()
-            .map(|f| Arc::new(f.as_ref().clone().with_nullable(true)))
-            .collect::<Vec<_>>(),
-    ))
-}
-
 /// What `CREATE TABLE` does not do (yet), said clearly rather than half done.
 fn refuse_unsupported(create: &CreateTable) -> Result<()> {
     let refuse = |what: &str| Err(SqlError::new(SqlErrorKind::FeatureNotSupported, what));
@@ -168,52 +137,4 @@ fn refuse_unsupported(create: &CreateTable) -> Result<()> {
         );
     }
     Ok(())
-}
-
-/// A table as DataFusion sees it: the rows of its [`ViewTable`], the column defaults `INSERT`
-/// fills in, and the primary key.
-#[derive(Debug)]
-pub struct WritableTable {
-    table: Arc<ViewTable>,
-    /// The schema DataFusion plans with: every column nullable, so a NULL for a NOT NULL column
-    /// reaches Weir's own check (PostgreSQL's 23502) instead of failing inside a plan.
-    planned_schema: SchemaRef,
-    defaults: HashMap<String, Expr>,
-    constraints: Constraints,
-}
-
-#[async_trait]
-impl TableProvider for WritableTable {
-    fn schema(&self) -> SchemaRef {
-        Arc::clone(&self.planned_schema)
-    }
-
-    fn table_type(&self) -> TableType {
-        TableType::Base
-    }
-
-    fn constraints(&self) -> Option<&Constraints> {
-        Some(&self.constraints)
-    }
-
-    fn get_column_default(&self, column: &str) -> Option<&Expr> {
-        self.defaults.get(column)
-    }
-
-    fn supports_filters_pushdown(
-        &self,
-        filters: &[&Expr],
-    ) -> DfResult<Vec<TableProviderFilterPushDown>> {
-        self.table.supports_filters_pushdown(filters)
-    }
-
-    async fn scan(
-        &self,
-        state: &dyn DfSession,
-        projection: Option<&Vec<usize>>,
-        filters: &[Expr],
-        limit: Option<usize>,
-    ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        self.table.scan(state, projection, filters, limit).await
-    }
 }

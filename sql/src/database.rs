@@ -380,7 +380,7 @@ pub fn rows(batch: RecordBatch) -> Result<QueryResult> {
 pub struct Session {
     pub(crate) db: Arc<Database>,
     /// `BEGIN` … `COMMIT` state and the table writes it holds.
-    pub(crate) txn: Arc<Mutex<crate::dml::Transaction>>,
+    pub(crate) txn: Arc<Mutex<crate::transaction::Transaction>>,
 }
 
 impl Session {
@@ -411,6 +411,7 @@ impl Session {
             WeirStatement::CreateSource(c) => self.create_source(c, None).await,
             WeirStatement::CreateView(v) => self.create_view(v, None).await,
             WeirStatement::CreateSink(c) => self.create_sink_as_select(c).await,
+            WeirStatement::CreateConnectorTable(t) => self.create_connector_table(t, None).await,
             WeirStatement::ShowSinks => {
                 self.run_sql(
                     "SELECT name, view, connector, format, status, rows_written, rows_pending, \
@@ -452,7 +453,7 @@ impl Session {
             }
             WeirStatement::Sql(statement) => match statement.as_ref() {
                 Statement::CreateTable(create) => self.create_table(create, None).await,
-                s if crate::dml::is_dml(s) => {
+                s @ (Statement::Insert(_) | Statement::Update(_) | Statement::Delete(_)) => {
                     self.execute_dml_statement(self.statement_state(), s).await
                 }
                 _ => self.execute_sql(statement).await,
@@ -496,6 +497,9 @@ impl Session {
             }
             (WeirStatement::CreateSink(c), PersistedKind::Sink) => {
                 self.create_sink(c, Some(object)).await?;
+            }
+            (WeirStatement::CreateConnectorTable(t), PersistedKind::Table) => {
+                self.create_connector_table(t, Some(object)).await?;
             }
             (WeirStatement::Sql(s), PersistedKind::Table) => match s.as_ref() {
                 Statement::CreateTable(t) => {

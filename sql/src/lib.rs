@@ -28,6 +28,9 @@
 //! - [`function_list`]: `weir_functions`, `SHOW FUNCTIONS`.
 //! - `sinks.rs`: `CREATE SINK` (options, format, recovery from the checkpoint, a sink's own
 //!   query view).
+//! - `create_table.rs`: `CREATE TABLE` (DataFusion plans the columns, key and defaults);
+//!   [`dml`]: `INSERT [… ON CONFLICT]`, `UPDATE`, `DELETE`, `COPY … FROM STDIN` and transactions,
+//!   turned into a table's changes under its write lock.
 //! - [`planner`]: the stream planner; refuses what it cannot run incrementally, naming it.
 //!   `planner/over.rs` plans `OVER (PARTITION BY … ORDER BY ts)` onto the engine's OVER operator.
 //! - [`functions`]: the ordered list of function libraries (the engine's `FunctionLibrary`);
@@ -69,7 +72,9 @@ pub mod planner;
 mod sinks;
 pub mod system_tables;
 pub mod tables;
+pub mod transaction;
 mod unresolved;
+mod upsert_table;
 
 pub use database::{
     Database, DatabaseBuilder, DatabaseExtension, DatabaseOptions, QueryResult, Session,

@@ -55,6 +55,24 @@ pub struct CreateSource {
     pub sql: String,
 }
 
+/// `CREATE TABLE name (…, PRIMARY KEY (…)) WITH (connector = …) FORMAT UPSERT ENCODE JSON`: a
+/// table whose rows a topic's messages write.
+#[derive(Debug, Clone)]
+pub struct CreateConnectorTable {
+    /// Normalised name.
+    pub name: String,
+    /// `IF NOT EXISTS`.
+    pub if_not_exists: bool,
+    /// The plain `CREATE TABLE` of its columns and key (what DataFusion plans).
+    pub columns: Box<Statement>,
+    /// `WITH (…)` pairs.
+    pub options: Vec<(String, String)>,
+    /// `FORMAT x ENCODE y`, upper case.
+    pub format: (String, String),
+    /// The statement's text.
+    pub sql: String,
+}
+
 /// `CREATE MATERIALIZED VIEW`.
 #[derive(Debug, Clone)]
 pub struct CreateView {
@@ -151,6 +169,8 @@ pub enum WeirStatement {
     },
     /// `CREATE SINK`.
     CreateSink(Box<CreateSink>),
+    /// `CREATE TABLE … WITH (connector = …) FORMAT …`.
+    CreateConnectorTable(Box<CreateConnectorTable>),
     /// `SHOW SINKS`.
     ShowSinks,
     /// `CHECKPOINT`: take a checkpoint now and wait until it is committed.
@@ -193,6 +213,7 @@ pub fn parse_statements(sql: &str) -> Result<Vec<WeirStatement>> {
         match &mut stmt {
             WeirStatement::CreateSource(s) => s.sql = text,
             WeirStatement::CreateSink(s) => s.sql = text,
+            WeirStatement::CreateConnectorTable(t) => t.sql = text,
             WeirStatement::CreateView(v) | WeirStatement::ExplainView(v) => v.sql = text,
             _ => {}
         }
@@ -299,6 +320,29 @@ fn consume_words(parser: &mut Parser, words: &[&str]) -> bool {
     }
 }
 
+/// True when the statement ahead has a `FORMAT` word outside parentheses (a `CREATE TABLE` fed by
+/// a connector, which the SQL parser does not know).
+fn has_format_clause(parser: &Parser) -> bool {
+    let mut depth = 0i32;
+    for n in 0.. {
+        match &parser.peek_nth_token(n).token {
+            Token::EOF => return false,
+            Token::SemiColon if depth == 0 => return false,
+            Token::LParen => depth += 1,
+            Token::RParen => depth -= 1,
+            Token::Word(w)
+                if depth == 0
+                    && w.quote_style.is_none()
+                    && w.value.eq_ignore_ascii_case("FORMAT") =>
+            {
+                return true;
+            }
+            _ => {}
+        }
+    }
+    false
+}
+
 fn expect_word(parser: &mut Parser, word: &str) -> Result<()> {
     if consume_words(parser, &[word]) {
         Ok(())
@@ -319,6 +363,12 @@ fn parse_one(parser: &mut Parser, emit_on_window_close: bool) -> Result<WeirStat
     if consume_words(parser, &["EXPLAIN", "CREATE", "MATERIALIZED", "VIEW"]) {
         return parse_create_view(parser, emit_on_window_close)
             .map(|v| WeirStatement::ExplainView(Box::new(v)));
+    }
+    if words_ahead(parser, &["CREATE", "TABLE"]) && has_format_clause(parser) {
+        parser.next_token();
+        parser.next_token();
+        return ddl::parse_create_connector_table(parser)
+            .map(|t| WeirStatement::CreateConnectorTable(Box::new(t)));
     }
     if consume_words(parser, &["CREATE", "SINK"]) {
         return parse_create_sink(parser, emit_on_window_close)

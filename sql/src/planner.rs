@@ -179,9 +179,7 @@ pub(crate) fn build(plan: &LogicalPlan, ctx: &PlanContext<'_>) -> Result<Stage> 
                 ViewInput::Source(entry)
             } else if let Some(table) = provider.downcast_ref::<ViewTable>() {
                 view_input(ctx, table)?
-            } else if let Some(table) =
-                provider.downcast_ref::<crate::create_table::WritableTable>()
-            {
+            } else if let Some(table) = provider.downcast_ref::<crate::tables::WritableTable>() {
                 view_input(ctx, table.rows())?
             } else if let Some(windowed) = provider.downcast_ref::<WindowedTable>() {
                 let w = windowed.windowed();

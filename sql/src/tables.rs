@@ -1,17 +1,20 @@
-//! Tables DataFusion sees besides views: sources (which are streams, read only by views) and the
-//! `TUMBLE(...)` and `HOP(...)` table functions. System tables are in `system_tables.rs`.
+//! Tables DataFusion sees besides views: sources (which are streams, read only by views), tables
+//! (`WritableTable`: a table's rows, defaults and primary key) and the `TUMBLE(...)` and `HOP(...)`
+//! table functions. System tables are in `system_tables.rs`.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::datatypes::{Schema, SchemaRef};
 use datafusion::catalog::{Session, TableFunctionArgs, TableFunctionImpl, TableProvider};
-use datafusion::common::ScalarValue;
+use datafusion::common::{Constraint, Constraints, ScalarValue};
 use datafusion::datasource::TableType;
 use datafusion::error::{DataFusionError, Result as DfResult};
-use datafusion::logical_expr::Expr;
+use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
 use weir_engine::catalog::{Catalog, Relation};
+use weir_engine::view_table::ViewTable;
 use weir_engine::window::{TumbleAssigner, TumbleSpec, WindowedInput, WindowedTable};
 
 /// A source as a table: plannable (views read it), but not scannable ad hoc.
@@ -168,5 +171,88 @@ impl TableFunctionImpl for TumbleFunction {
             input_schema,
             assigner,
         })))
+    }
+}
+
+impl WritableTable {
+    /// The provider of `table`'s rows, with column `defaults` and primary `key`.
+    pub fn new(
+        table: Arc<ViewTable>,
+        defaults: HashMap<String, Expr>,
+        key: Option<Vec<usize>>,
+    ) -> Self {
+        Self {
+            planned_schema: all_nullable(&table.schema_ref()),
+            table,
+            defaults,
+            constraints: Constraints::new_unverified(
+                key.map(|k| vec![Constraint::PrimaryKey(k)])
+                    .unwrap_or_default(),
+            ),
+        }
+    }
+
+    /// The table's rows.
+    pub fn rows(&self) -> &ViewTable {
+        &self.table
+    }
+}
+
+/// `schema` with every column nullable.
+fn all_nullable(schema: &Schema) -> SchemaRef {
+    Arc::new(Schema::new(
+        schema
+            .fields()
+            .iter()
+            .map(|f| Arc::new(f.as_ref().clone().with_nullable(true)))
+            .collect::<Vec<_>>(),
+    ))
+}
+
+/// A table as DataFusion sees it: the rows of its [`ViewTable`], the column defaults `INSERT`
+/// fills in, and the primary key.
+#[derive(Debug)]
+pub struct WritableTable {
+    table: Arc<ViewTable>,
+    /// The schema DataFusion plans with: every column nullable, so a NULL for a NOT NULL column
+    /// reaches Weir's own check (PostgreSQL's 23502) instead of failing inside a plan.
+    planned_schema: SchemaRef,
+    defaults: HashMap<String, Expr>,
+    constraints: Constraints,
+}
+
+#[async_trait]
+impl TableProvider for WritableTable {
+    fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.planned_schema)
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    fn constraints(&self) -> Option<&Constraints> {
+        Some(&self.constraints)
+    }
+
+    fn get_column_default(&self, column: &str) -> Option<&Expr> {
+        self.defaults.get(column)
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> DfResult<Vec<TableProviderFilterPushDown>> {
+        self.table.supports_filters_pushdown(filters)
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        self.table.scan(state, projection, filters, limit).await
     }
 }

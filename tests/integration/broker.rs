@@ -121,6 +121,8 @@ pub struct Record {
     pub key: Option<String>,
     pub timestamp_ms: Option<i64>,
     pub header: Option<(String, String)>,
+    /// Sent without a value (the payload is ignored).
+    pub tombstone: bool,
 }
 
 impl Record {
@@ -154,9 +156,10 @@ impl TestProducer {
     pub async fn send(&self, topic: &str, records: &[Record]) {
         for chunk in records.chunks(2000) {
             let deliveries = chunk.iter().map(|r| {
-                let mut record = FutureRecord::<String, [u8]>::to(topic)
-                    .payload(&r.payload)
-                    .partition(r.partition);
+                let mut record = FutureRecord::<String, [u8]>::to(topic).partition(r.partition);
+                if !r.tombstone {
+                    record = record.payload(&r.payload);
+                }
                 if let Some(k) = &r.key {
                     record = record.key(k);
                 }

@@ -253,3 +253,77 @@ async fn table_writes_survive_sigkill() {
         }
     }
 }
+
+/// An upsert table (`FORMAT UPSERT`) killed while its topic is being produced to: after the
+/// restarts it holds the latest value per key and its view agrees, as if it never stopped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upsert_table_resumes_after_sigkill() {
+    let broker = crate::broker::Broker::start();
+    broker.create_topic("latest", 1);
+    let producer = broker.producer();
+    let data = tempfile::tempdir().expect("tempdir");
+    let args = ["--no-demo", "--checkpoint-interval", "100ms"];
+    let server = Server::start_in(data.path(), &args);
+    let client = server.connect().await;
+    for sql in [
+        format!(
+            "CREATE TABLE latest (k BIGINT PRIMARY KEY, v BIGINT) WITH (connector = 'kafka', \
+               topic = 'latest', properties.bootstrap.server = '{}') FORMAT UPSERT ENCODE JSON",
+            broker.address
+        ),
+        "CREATE MATERIALIZED VIEW latest_sum AS SELECT count(*) AS n, sum(v) AS s FROM latest"
+            .into(),
+    ] {
+        client
+            .simple_query(&sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+    drop(client);
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    let mut model: BTreeMap<i64, i64> = BTreeMap::new();
+    let mut server = Some(server);
+    for round in 0..6 {
+        let records: Vec<crate::broker::Record> = (0..500)
+            .map(|_| {
+                let k = rng.random_range(0..100);
+                let mut r = crate::broker::Record::new(0, Vec::new());
+                r.key = Some(k.to_string());
+                if rng.random_bool(0.15) {
+                    r.tombstone = true;
+                    model.remove(&k);
+                } else {
+                    let v = rng.random_range(0..1000);
+                    r.payload = format!(r#"{{"v": {v}}}"#).into_bytes();
+                    model.insert(k, v);
+                }
+                r
+            })
+            .collect();
+        producer.send("latest", &records).await;
+        tokio::time::sleep(Duration::from_millis(rng.random_range(0..400))).await;
+        server.take().expect("server").kill();
+        server = Some(Server::start_in(data.path(), &args));
+        let _ = round;
+    }
+    let server = server.expect("server");
+    let client = server.connect().await;
+    let expected: Vec<String> = model.iter().map(|(k, v)| format!("{k} | {v}")).collect();
+    let sum: i64 = model.values().sum();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let rows = client_rows(&client, "SELECT k, v FROM latest ORDER BY k").await;
+        let view = client_rows(&client, "SELECT n, s FROM latest_sum").await;
+        if rows == expected && view == vec![format!("{} | {sum}", model.len())] {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "after restarts: {} rows (want {}), view {view:?} (want {} | {sum})",
+            rows.len(),
+            expected.len(),
+            model.len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -727,3 +727,99 @@ async fn readme_kafka_section_works() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// `CREATE TABLE … FORMAT UPSERT ENCODE JSON`: the latest value per message key, a tombstone
+/// deletes, keys as JSON objects or plain text; a view over the table retracts what changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upsert_topic_is_a_table_of_the_latest_value_per_key() {
+    let broker = Broker::start();
+    broker.create_topic("prices", 2);
+    let session = session();
+    exec(
+        &session,
+        &format!(
+            "CREATE TABLE prices (sym TEXT, price DOUBLE PRECISION, venue TEXT, PRIMARY KEY (sym)) \
+             WITH (connector = 'kafka', topic = 'prices', properties.bootstrap.server = '{}') \
+             FORMAT UPSERT ENCODE JSON",
+            broker.address
+        ),
+    )
+    .await;
+    exec(
+        &session,
+        "CREATE MATERIALIZED VIEW price_stats AS SELECT venue, count(*) AS n, sum(price) AS total, \
+           max(price) AS hi FROM prices GROUP BY venue",
+    )
+    .await;
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    let mut model: std::collections::BTreeMap<String, (i64, String)> = Default::default();
+    let mut records = Vec::new();
+    for _ in 0..3000 {
+        let sym = format!("S{:02}", rng.random_range(0..40));
+        // The same key always goes to the same partition, as a keyed producer would send it.
+        let partition = (sym.as_bytes()[2] % 2) as i32;
+        let key = if rng.random_bool(0.5) {
+            format!(r#"{{"sym": "{sym}"}}"#)
+        } else {
+            sym.clone()
+        };
+        let mut record = Record::new(partition, Vec::new());
+        record.key = Some(key);
+        if rng.random_bool(0.2) {
+            record.tombstone = true;
+            model.remove(&sym);
+        } else {
+            let price = rng.random_range(1..1000);
+            let venue = ["x", "y", "z"][rng.random_range(0..3)].to_string();
+            // The value may repeat the key column or leave it to the message key.
+            record.payload = if rng.random_bool(0.5) {
+                format!(r#"{{"sym": "{sym}", "price": {price}, "venue": "{venue}"}}"#)
+            } else {
+                format!(r#"{{"price": {price}, "venue": "{venue}"}}"#)
+            }
+            .into_bytes();
+            model.insert(sym, (price, venue));
+        }
+        records.push(record);
+    }
+    producer(&broker.address).send("prices", &records).await;
+    let expected: Vec<String> = model
+        .iter()
+        .map(|(sym, (price, venue))| format!("{sym} | {price} | {venue}"))
+        .collect();
+    wait_for(
+        &session,
+        "SELECT sym, price, venue FROM prices ORDER BY sym",
+        Duration::from_secs(60),
+        |rows| rows == expected.as_slice(),
+    )
+    .await;
+    let mut per_venue: std::collections::BTreeMap<&str, (i64, i64, i64)> = Default::default();
+    for (price, venue) in model.values() {
+        let e = per_venue.entry(venue.as_str()).or_insert((0, 0, 0));
+        e.0 += 1;
+        e.1 += price;
+        e.2 = e.2.max(*price);
+    }
+    let stats: Vec<String> = per_venue
+        .iter()
+        .map(|(v, (n, total, hi))| format!("{v} | {n} | {total} | {hi}"))
+        .collect();
+    wait_for(
+        &session,
+        "SELECT venue, n, total, hi FROM price_stats ORDER BY venue",
+        Duration::from_secs(30),
+        |rows| rows == stats.as_slice(),
+    )
+    .await;
+    let refused = session
+        .execute_all("INSERT INTO prices VALUES ('S00', 1, 'x')")
+        .await
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        refused.contains("its rows come from its topic"),
+        "{refused}"
+    );
+}

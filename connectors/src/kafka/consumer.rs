@@ -142,6 +142,8 @@ struct ReaderLoop {
     /// Index among header columns of each metadata column (headers only).
     header_columns: Vec<(usize, String)>,
     needs_key: bool,
+    /// Tombstones are rows (all payload columns NULL), flagged in their metadata column.
+    needs_tombstones: bool,
 }
 
 impl ReaderLoop {
@@ -164,6 +166,7 @@ impl ReaderLoop {
             .enumerate()
             .collect();
         let needs_key = config.metadata.iter().any(MetadataColumn::needs_key);
+        let needs_tombstones = config.metadata.iter().any(MetadataColumn::needs_tombstones);
         Ok(Self {
             config,
             context,
@@ -173,6 +176,7 @@ impl ReaderLoop {
             partitions: BTreeMap::new(),
             header_columns,
             needs_key,
+            needs_tombstones,
         })
     }
 
@@ -409,7 +413,12 @@ impl ReaderLoop {
             }
             state.skip_before_millis = None;
         }
-        let payload = message.payload().unwrap_or_default();
+        let payload = match message.payload() {
+            Some(p) => p,
+            // A JSON object without fields: the payload columns of a tombstone are NULL.
+            None if self.needs_tombstones => &b"{}"[..],
+            None => &[],
+        };
         if payload.len() > self.config.max_record_bytes {
             let bad = BadRecord::new(
                 payload,
@@ -429,6 +438,9 @@ impl ReaderLoop {
         state.metadata.timestamps.push(timestamp);
         if self.needs_key {
             state.metadata.keys.push(message.key().map(<[u8]>::to_vec));
+        }
+        if self.needs_tombstones {
+            state.metadata.tombstones.push(message.payload().is_none());
         }
         if !self.header_columns.is_empty() {
             state

@@ -4,7 +4,8 @@
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    ArrayRef, BinaryArray, Int32Array, Int64Array, StringArray, TimestampMillisecondArray,
+    ArrayRef, BinaryArray, BooleanArray, Int32Array, Int64Array, StringArray,
+    TimestampMillisecondArray,
 };
 use datafusion::arrow::datatypes::{DataType, Field, TimeUnit};
 use weir_engine::source::IncludeColumn;
@@ -24,6 +25,9 @@ pub enum MetadataColumn {
     },
     /// The message timestamp (`TIMESTAMPTZ`, millisecond precision).
     Timestamp,
+    /// True for a message without a value, a tombstone (`BOOLEAN`): what deletes a key of an
+    /// upsert topic. The payload columns of a tombstone are NULL.
+    Tombstone,
     /// The value of the first header with this name (`VARCHAR` by default, or `BYTEA`).
     Header {
         /// Header name.
@@ -51,6 +55,7 @@ impl MetadataColumn {
             ("partition", None) if !typed => (Self::Partition, "kafka_partition".to_string()),
             ("offset", None) if !typed => (Self::Offset, "kafka_offset".to_string()),
             ("timestamp", None) if !typed => (Self::Timestamp, "kafka_timestamp".to_string()),
+            ("tombstone", None) if !typed => (Self::Tombstone, "kafka_tombstone".to_string()),
             ("key", None) => (Self::Key { binary }, "kafka_key".to_string()),
             ("header", Some(name)) => (
                 Self::Header {
@@ -64,7 +69,7 @@ impl MetadataColumn {
                     "INCLUDE header needs the header's name: INCLUDE header 'name' AS col".into(),
                 ));
             }
-            ("partition" | "offset" | "timestamp", None) => {
+            ("partition" | "offset" | "timestamp" | "tombstone", None) => {
                 return Err(EngineError::User(format!(
                     "INCLUDE {} has a fixed type; drop the type",
                     include.kind
@@ -72,7 +77,7 @@ impl MetadataColumn {
             }
             (other, _) => {
                 return Err(EngineError::User(format!(
-                    "INCLUDE {other} is not available; Kafka sources include partition, offset, key, timestamp or header 'name'"
+                    "INCLUDE {other} is not available; Kafka sources include partition, offset, key, timestamp, tombstone or header 'name'"
                 )));
             }
         };
@@ -80,6 +85,7 @@ impl MetadataColumn {
         let data_type = match &column {
             Self::Partition => DataType::Int32,
             Self::Offset => DataType::Int64,
+            Self::Tombstone => DataType::Boolean,
             Self::Timestamp => DataType::Timestamp(TimeUnit::Millisecond, Some("+00:00".into())),
             Self::Key { binary } | Self::Header { binary, .. } => {
                 if *binary {
@@ -96,6 +102,11 @@ impl MetadataColumn {
     pub fn needs_key(&self) -> bool {
         matches!(self, Self::Key { .. })
     }
+
+    /// True when the column needs to know which messages have no value.
+    pub fn needs_tombstones(&self) -> bool {
+        matches!(self, Self::Tombstone)
+    }
 }
 
 /// Metadata of buffered messages, kept only for what the source includes.
@@ -107,6 +118,8 @@ pub struct MessageMetadata {
     pub timestamps: Vec<Option<i64>>,
     /// Keys, when included.
     pub keys: Vec<Option<Vec<u8>>>,
+    /// Per message: it had no value (when tombstones are included).
+    pub tombstones: Vec<bool>,
     /// Values of each included header, in `MetadataColumn` order of the header columns.
     pub headers: Vec<Vec<Option<Vec<u8>>>>,
 }
@@ -117,6 +130,7 @@ impl MessageMetadata {
         self.offsets.clear();
         self.timestamps.clear();
         self.keys.clear();
+        self.tombstones.clear();
         for h in &mut self.headers {
             h.clear();
         }
@@ -143,6 +157,7 @@ impl MessageMetadata {
                 TimestampMillisecondArray::from(self.timestamps.clone()).with_timezone("+00:00"),
             ),
             MetadataColumn::Key { binary } => bytes(&self.keys, *binary),
+            MetadataColumn::Tombstone => Arc::new(BooleanArray::from(self.tombstones.clone())),
             MetadataColumn::Header { binary, .. } => bytes(
                 self.headers
                     .get(header_index)

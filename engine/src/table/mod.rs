@@ -23,6 +23,7 @@
 
 pub mod log;
 pub mod runtime;
+pub mod upsert;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;

@@ -113,6 +113,7 @@ impl TableRuntime {
             reader_metrics: Vec::new(),
             pipeline: parking_lot::Mutex::new(None),
             writer: Some(Arc::clone(&writer)),
+            fed_by: None,
         });
         Ok(Self {
             entry,

@@ -37,7 +37,6 @@ use weir_engine::table::TableWriter;
 
 pub use self::copy::CopyIn;
 pub(crate) use self::insert::OnConflictPlan;
-pub use self::transaction::Transaction;
 use crate::database::{QueryResult, Session};
 use crate::error::{Result, SqlError, SqlErrorKind};
 use crate::parser::normalize_name;
@@ -211,6 +210,13 @@ impl Session {
         match self.db.catalog.relation(name) {
             Some(Relation::View(v)) => match &v.writer {
                 Some(w) => Ok(Arc::clone(w)),
+                None if v.fed_by.is_some() => Err(SqlError::new(
+                    SqlErrorKind::WrongObjectType,
+                    format!(
+                        "cannot change table \"{name}\": its rows come from its topic (FORMAT \
+                         UPSERT); produce to the topic instead"
+                    ),
+                )),
                 None => Err(SqlError::new(
                     SqlErrorKind::WrongObjectType,
                     format!(

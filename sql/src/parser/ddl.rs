@@ -8,8 +8,8 @@ use datafusion::sql::sqlparser::tokenizer::Token;
 use weir_engine::source::IncludeColumn;
 
 use super::{
-    CreateSink, CreateSource, CreateView, consume_words, expect_word, normalize_ident,
-    normalize_name, word_at, words_ahead,
+    CreateConnectorTable, CreateSink, CreateSource, CreateView, consume_words, expect_word,
+    normalize_ident, normalize_name, word_at, words_ahead,
 };
 use crate::error::{Result, SqlError};
 
@@ -261,4 +261,35 @@ fn parse_options(parser: &mut Parser) -> Result<Vec<(String, String)>> {
         let found = parser.peek_token();
         return parser.expected(", or )", found).map_err(SqlError::from);
     }
+}
+
+/// `CREATE TABLE [IF NOT EXISTS] name (columns, key) WITH (…) FORMAT f ENCODE e` (after `CREATE
+/// TABLE`).
+pub(super) fn parse_create_connector_table(parser: &mut Parser) -> Result<CreateConnectorTable> {
+    let if_not_exists = consume_words(parser, &["IF", "NOT", "EXISTS"]);
+    let object = parser.parse_object_name(false)?;
+    let name = normalize_name(&object)?;
+    let (columns, constraints) = parser.parse_columns()?;
+    let options = if consume_words(parser, &["WITH"]) {
+        parse_options(parser)?
+    } else {
+        Vec::new()
+    };
+    let format = parse_format(parser, true)?.unwrap_or_default();
+    let mut parts: Vec<String> = columns.iter().map(ToString::to_string).collect();
+    parts.extend(constraints.iter().map(ToString::to_string));
+    let plain = format!("CREATE TABLE {object} ({})", parts.join(", "));
+    let mut statements = Parser::parse_sql(&PostgreSqlDialect {}, &plain)?;
+    let columns = statements
+        .pop()
+        .filter(|_| statements.is_empty())
+        .ok_or_else(|| SqlError::syntax("invalid column list"))?;
+    Ok(CreateConnectorTable {
+        name,
+        if_not_exists,
+        columns: Box::new(columns),
+        options,
+        format,
+        sql: String::new(),
+    })
 }
