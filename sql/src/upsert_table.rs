@@ -1,7 +1,10 @@
-//! `CREATE TABLE t (…, PRIMARY KEY (k)) WITH (connector = 'kafka', …) FORMAT UPSERT ENCODE JSON`:
-//! a table whose rows an upsert topic writes, as RisingWave spells it. The message key names the
-//! row (a JSON object of the key columns, or a one-column key's text), the value is the row, and
-//! a message without a value (a tombstone) deletes it.
+//! Tables over a topic, as RisingWave spells them:
+//!
+//! - `CREATE TABLE t (…, PRIMARY KEY (k)) WITH (connector = 'kafka', …) FORMAT UPSERT ENCODE
+//!   JSON`: the message key names the row (a JSON object of the key columns, or a one-column
+//!   key's text), the value is the row, and a message without a value (a tombstone) deletes it;
+//! - `… FORMAT DEBEZIUM ENCODE JSON`: Debezium change events (`before`, `after`, `op`), which
+//!   are reshaped into the same upserts by the row's primary key.
 //!
 //! The table runs as a pipeline: a Kafka reader of its own (key and tombstone included as
 //! metadata columns), then the engine's [`UpsertOperator`], which turns messages into the table's
@@ -17,10 +20,12 @@ use datafusion::sql::sqlparser::ast::Statement;
 use tracing::info;
 use weir_engine::catalog::SourceEntry;
 use weir_engine::checkpoint::catalog_file::{CatalogObject, ObjectKind as PersistedKind};
+use weir_engine::operator::StreamOperator;
 use weir_engine::options::Options;
 use weir_engine::source::{FormatSpec, IncludeColumn, SourceSpec};
 use weir_engine::source_errors::BadRecords;
 use weir_engine::stream_props::{StreamKind, StreamProps};
+use weir_engine::table::debezium::{DebeziumToUpsert, event_schema};
 use weir_engine::table::upsert::UpsertOperator;
 use weir_engine::view_runtime::{
     PlannedInput, ViewCheckpointing, ViewInput, ViewPipeline, ViewRuntime,
@@ -48,12 +53,16 @@ impl Session {
                 "a connector table's columns are not a CREATE TABLE",
             ));
         };
-        match (c.format.0.as_str(), c.format.1.as_str()) {
-            ("UPSERT", "JSON") => {}
-            ("UPSERT", other) => {
+        let debezium = match (c.format.0.as_str(), c.format.1.as_str()) {
+            ("UPSERT", "JSON") => false,
+            ("DEBEZIUM", "JSON") => true,
+            ("UPSERT" | "DEBEZIUM", other) => {
                 return Err(SqlError::new(
                     SqlErrorKind::FeatureNotSupported,
-                    format!("FORMAT UPSERT ENCODE {other} is not supported (ENCODE JSON)"),
+                    format!(
+                        "FORMAT {} ENCODE {other} is not supported (ENCODE JSON)",
+                        c.format.0
+                    ),
                 ));
             }
             (other, _) => {
@@ -61,12 +70,13 @@ impl Session {
                     SqlErrorKind::FeatureNotSupported,
                     format!(
                         "CREATE TABLE … FORMAT {other} is not supported: FORMAT UPSERT ENCODE \
-                         JSON makes a table of a topic's latest value per key (for an append-only \
-                         stream, CREATE SOURCE … FORMAT PLAIN)"
+                         JSON makes a table of a topic's latest value per key, FORMAT DEBEZIUM \
+                         ENCODE JSON one of a topic of Debezium change events (for an \
+                         append-only stream, CREATE SOURCE … FORMAT PLAIN)"
                     ),
                 ));
             }
-        }
+        };
         let Some(_guard) = self
             .begin_create(&c.name, c.if_not_exists, |cat| {
                 cat.relation(&c.name).is_some()
@@ -109,13 +119,17 @@ impl Session {
             data_type: None,
             alias: Some(alias.into()),
         };
-        let value_columns = Arc::new(Schema::new(
-            schema
-                .fields()
-                .iter()
-                .map(|f| Arc::new(f.as_ref().clone().with_nullable(true)))
-                .collect::<Vec<_>>(),
-        ));
+        let value_columns = Arc::new(if debezium {
+            event_schema(&schema)
+        } else {
+            Schema::new(
+                schema
+                    .fields()
+                    .iter()
+                    .map(|f| Arc::new(f.as_ref().clone().with_nullable(true)))
+                    .collect::<Vec<_>>(),
+            )
+        });
         let mut spec = SourceSpec {
             name: c.name.clone(),
             columns: Some(value_columns),
@@ -150,17 +164,24 @@ impl Session {
             bad_records,
         });
         let upsert = UpsertOperator::try_new(Arc::clone(&schema), key.clone())?;
-        let explain = format!(
-            "Table {} (FORMAT UPSERT)\n  Source: {connector}\n  {}\n",
-            c.name,
-            weir_engine::operator::StreamOperator::describe(&upsert)
+        let mut operators: Vec<Box<dyn StreamOperator>> = Vec::new();
+        if debezium {
+            operators.push(Box::new(DebeziumToUpsert::new(Arc::clone(&schema))));
+        }
+        operators.push(Box::new(upsert));
+        let mut explain = format!(
+            "Table {} (FORMAT {})\n  Source: {connector}\n",
+            c.name, c.format.0
         );
+        for op in &operators {
+            explain.push_str(&format!("  {}\n", op.describe()));
+        }
         let pipeline = ViewPipeline {
             inputs: vec![PlannedInput {
                 input: ViewInput::Source(reader),
                 operators: Vec::new(),
             }],
-            operators: vec![Box::new(upsert)],
+            operators,
             props: StreamProps {
                 kind: StreamKind::Retract,
                 key: Some(key.clone()),
@@ -181,7 +202,7 @@ impl Session {
         let runtime =
             ViewRuntime::build(&c.name, &c.sql, pipeline, &self.db.catalog, checkpointing)
                 .await?
-                .feeding_table("UPSERT")?;
+                .feeding_table(&c.format.0)?;
         let entry = Arc::clone(runtime.entry());
         let provider = WritableTable::new(Arc::clone(&entry.table), HashMap::new(), Some(key));
         let mut publication = Publication::new(&self.db, &c.name);
@@ -197,7 +218,7 @@ impl Session {
                 None => start(),
             }
         }
-        info!(table = %c.name, connector = %connector, "upsert table created");
+        info!(table = %c.name, connector = %connector, format = %c.format.0, "table over a topic created");
         Ok(command("CREATE TABLE"))
     }
 }

@@ -21,6 +21,7 @@
 //!   checkpoint records the sequence its rows include, and recovery replays the entries after it
 //!   ([`runtime`]).
 
+pub mod debezium;
 pub mod log;
 pub mod runtime;
 pub mod upsert;

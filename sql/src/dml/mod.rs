@@ -214,7 +214,8 @@ impl Session {
                     SqlErrorKind::WrongObjectType,
                     format!(
                         "cannot change table \"{name}\": its rows come from its topic (FORMAT \
-                         UPSERT); produce to the topic instead"
+                         {}); produce to the topic instead",
+                        v.fed_by.as_deref().unwrap_or_default()
                     ),
                 )),
                 None => Err(SqlError::new(
