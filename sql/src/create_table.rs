@@ -50,7 +50,12 @@ impl Session {
             TableRuntime::build(&name, &sql, Arc::clone(&schema), key.clone(), checkpointing)
                 .await?;
         let entry = Arc::clone(runtime.entry());
-        let provider = WritableTable::new(Arc::clone(&entry.table), defaults, key);
+        let provider = WritableTable::new(
+            Arc::clone(&entry.table),
+            entry.writer.clone(),
+            defaults,
+            key,
+        );
         let mut publication = Publication::new(&self.db, &name);
         publication.add_to_catalog(|c| c.add_view(Arc::clone(&entry)))?;
         publication.register_table(Arc::new(provider))?;

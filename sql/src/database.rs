@@ -452,6 +452,17 @@ impl Session {
                 self.drop_object(*kind, name, *if_exists, *cascade).await
             }
             WeirStatement::Sql(statement) => match statement.as_ref() {
+                Statement::StartTransaction { .. } => {
+                    self.begin_transaction().await;
+                    Ok(command("BEGIN"))
+                }
+                Statement::Commit { .. } => Ok(command(self.commit_transaction().await?)),
+                Statement::Rollback {
+                    savepoint: None, ..
+                } => {
+                    self.rollback_transaction().await;
+                    Ok(command("ROLLBACK"))
+                }
                 Statement::CreateTable(create) => self.create_table(create, None).await,
                 s @ (Statement::Insert(_) | Statement::Update(_) | Statement::Delete(_)) => {
                     self.execute_dml_statement(self.statement_state(), s).await

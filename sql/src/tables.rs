@@ -14,6 +14,7 @@ use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
 use weir_engine::catalog::{Catalog, Relation};
+use weir_engine::table::TableWriter;
 use weir_engine::view_table::ViewTable;
 use weir_engine::window::{TumbleAssigner, TumbleSpec, WindowedInput, WindowedTable};
 
@@ -178,10 +179,12 @@ impl WritableTable {
     /// The provider of `table`'s rows, with column `defaults` and primary `key`.
     pub fn new(
         table: Arc<ViewTable>,
+        writer: Option<Arc<TableWriter>>,
         defaults: HashMap<String, Expr>,
         key: Option<Vec<usize>>,
     ) -> Self {
         Self {
+            writer,
             planned_schema: all_nullable(&table.schema_ref()),
             table,
             defaults,
@@ -219,6 +222,8 @@ pub struct WritableTable {
     planned_schema: SchemaRef,
     defaults: HashMap<String, Expr>,
     constraints: Constraints,
+    /// The writer of a table written by statements: scans wait until its log is replayed.
+    writer: Option<Arc<TableWriter>>,
 }
 
 #[async_trait]
@@ -253,6 +258,10 @@ impl TableProvider for WritableTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        // After a restart, every acknowledged write is in the table once its log is replayed.
+        if let Some(writer) = &self.writer {
+            writer.wait_replayed().await;
+        }
         self.table.scan(state, projection, filters, limit).await
     }
 }

@@ -204,7 +204,8 @@ impl Session {
                 .await?
                 .feeding_table(&c.format.0)?;
         let entry = Arc::clone(runtime.entry());
-        let provider = WritableTable::new(Arc::clone(&entry.table), HashMap::new(), Some(key));
+        let provider =
+            WritableTable::new(Arc::clone(&entry.table), None, HashMap::new(), Some(key));
         let mut publication = Publication::new(&self.db, &c.name);
         publication.add_to_catalog(|cat| cat.add_view(Arc::clone(&entry)))?;
         publication.register_table(Arc::new(provider))?;

@@ -18,6 +18,7 @@ mod harness;
 mod kafka;
 mod module_cycles;
 mod oracle;
+mod oracle_tables;
 mod postgres_server;
 mod robustness;
 mod sinks;

@@ -43,7 +43,14 @@ impl ChangelogChecker {
                         "checker key column {bad} is outside the schema"
                     )));
                 }
-                let converter = sort_fields(&mut columns.iter().copied())?;
+                // The empty key (at most one live row): every row has the same, constant key.
+                let converter = if columns.is_empty() {
+                    RowConverter::new(vec![SortField::new(
+                        datafusion::arrow::datatypes::DataType::Boolean,
+                    )])?
+                } else {
+                    sort_fields(&mut columns.iter().copied())?
+                };
                 Some((columns, converter))
             }
             None => None,
@@ -69,10 +76,19 @@ impl ChangelogChecker {
         let rows = self.rows.convert_columns(changes.rows().columns())?;
         let keys = match &self.key {
             Some((columns, converter)) => {
-                let key_columns: Vec<_> = columns
-                    .iter()
-                    .map(|c| changes.rows().column(*c).clone())
-                    .collect();
+                let key_columns: Vec<datafusion::arrow::array::ArrayRef> = if columns.is_empty() {
+                    vec![std::sync::Arc::new(
+                        datafusion::arrow::array::BooleanArray::from(vec![
+                            true;
+                            changes.num_rows()
+                        ]),
+                    )]
+                } else {
+                    columns
+                        .iter()
+                        .map(|c| changes.rows().column(*c).clone())
+                        .collect()
+                };
                 Some(converter.convert_columns(&key_columns)?)
             }
             None => None,

@@ -54,6 +54,9 @@ pub struct TableWriter {
     /// Set in a durable database.
     log: Option<TableLog>,
     state: Arc<Mutex<WriterState>>,
+    /// False until the log after the restored checkpoint is replayed: a query before that would
+    /// miss acknowledged writes.
+    replayed: tokio::sync::watch::Sender<bool>,
 }
 
 /// What the write lock protects.
@@ -78,7 +81,20 @@ impl TableWriter {
             key,
             log,
             state: Arc::new(Mutex::new(WriterState::default())),
+            replayed: tokio::sync::watch::Sender::new(false),
         }
+    }
+
+    /// Waits until the table holds every acknowledged write (its log is replayed after a
+    /// restart; at once otherwise).
+    pub async fn wait_replayed(&self) {
+        let mut ready = self.replayed.subscribe();
+        // An error means the writer is gone (the table was dropped): nothing to wait for.
+        let _ = ready.wait_for(|done| *done).await;
+    }
+
+    pub(crate) fn mark_replayed(&self) {
+        self.replayed.send_replace(true);
     }
 
     /// The table's name.

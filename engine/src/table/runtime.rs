@@ -176,19 +176,26 @@ async fn run_table(
 ) -> Result<()> {
     let fanout = Arc::clone(writer.fanout());
     let restored = guard.seq;
-    if let Some(log) = writer.log() {
-        let mut replayed = 0usize;
-        for (seq, entry) in log.read_after(guard.seq).await? {
-            for changes in &entry {
-                replayed += changes.num_rows();
-                writer.publish(changes).await?;
+    let replay = async {
+        if let Some(log) = writer.log() {
+            let mut replayed = 0usize;
+            for (seq, entry) in log.read_after(guard.seq).await? {
+                for changes in &entry {
+                    replayed += changes.num_rows();
+                    writer.publish(changes).await?;
+                }
+                guard.seq = seq;
             }
-            guard.seq = seq;
+            if replayed > 0 {
+                info!(table = %writer.name(), rows = replayed, through = guard.seq, "table log replayed");
+            }
         }
-        if replayed > 0 {
-            info!(table = %writer.name(), rows = replayed, through = guard.seq, "table log replayed");
-        }
+        Ok::<(), EngineError>(())
     }
+    .await;
+    // Queries wait for this; a failed replay has marked the table failed, which they then report.
+    writer.mark_replayed();
+    replay?;
     // A table has no event time: it never holds back the time of views that also read sources.
     if fanout.watermark().await.is_none() {
         fanout.publish(Message::Watermark(Watermark::Idle)).await?;
