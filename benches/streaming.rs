@@ -336,7 +336,8 @@ async fn latency(windowed: bool) -> Figures {
     let time_column = if windowed { 1 } else { 2 };
     while let Some(message) = live.recv().await {
         match message {
-            Message::Data(batch) => {
+            Message::Changes(changes) => {
+                let batch = changes.rows();
                 let now = now_millis();
                 let times = batch
                     .column(time_column)

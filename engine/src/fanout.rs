@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use tokio::sync::{Mutex, mpsc};
 
+use crate::changes::Changes;
 use crate::error::Result;
 use crate::message::{Message, Watermark};
 use crate::view_table::ViewTable;
@@ -21,7 +22,7 @@ pub const CHANNEL_CAPACITY: usize = 16;
 pub enum ReadMode {
     /// Every change, as the view's stream has it.
     Changes,
-    /// An updating view's final rows only, as appended `Data` when the watermark (or the end
+    /// An updating view's final rows only, as inserts when the watermark (or the end
     /// of the input) seals them. For an append-only view the same as `Changes`.
     Sealed,
 }
@@ -63,7 +64,6 @@ impl Fanout {
         let mut inner = self.inner.lock().await;
         let mut sealed = Vec::new();
         match &message {
-            Message::Data(batch) => self.table.append(batch.clone())?,
             Message::Changes(changes) => self.table.apply(changes.clone())?,
             Message::Watermark(w) => {
                 if let Watermark::EventTime(t) = w {
@@ -89,7 +89,8 @@ impl Fanout {
                     continue;
                 }
                 for rows in &sealed {
-                    if reader.tx.send(Message::Data(rows.clone())).await.is_err() {
+                    let sealed = Message::Changes(Changes::inserts(rows.clone()));
+                    if reader.tx.send(sealed).await.is_err() {
                         continue 'readers;
                     }
                 }
@@ -138,7 +139,7 @@ impl Fanout {
         rx
     }
 
-    /// A new change reader (a sink): final rows as `Data` and, in `Changes` mode, the rows that
+    /// A new change reader (a sink): final rows as inserts and, in `Changes` mode, the rows that
     /// can still change as inserts; the watermark; then a live receiver.
     pub async fn subscribe_changes(
         &self,
@@ -152,7 +153,7 @@ impl Fanout {
         self.subscribe_with(None).await
     }
 
-    /// The backfill (every current row as `Data`, or as changes when `changes`) and the live
+    /// The backfill (every current row as inserts, or as changes when `changes`) and the live
     /// receiver, taken under the lock the writer holds while publishing.
     async fn subscribe_with(
         &self,
@@ -172,7 +173,7 @@ impl Fanout {
                 .snapshot()
                 .await?
                 .into_iter()
-                .map(Message::Data)
+                .map(|rows| Message::Changes(Changes::inserts(rows)))
                 .collect()
         };
         if let Some(w) = inner.watermark {

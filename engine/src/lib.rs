@@ -15,9 +15,10 @@
 //! ```
 //!
 //! Stages are tokio tasks joined by bounded channels ([`fanout::CHANNEL_CAPACITY`]); backpressure
-//! is a full channel. Control is in-band: [`message::Message`] carries data (`Data` appends;
-//! `Changes`, the changelog: rows plus an op per row, inserts / update pairs / deletes, see
-//! [`changes`]), `Watermark`, `Barrier` and `End` in one ordered stream.
+//! is a full channel. Control is in-band: [`message::Message`] carries data (`Changes`, the
+//! changelog: rows plus an op per row, inserts / update pairs / deletes, see [`changes`]; an
+//! append-only stream's are inserts without an op array), `Watermark`, `Barrier` and `End` in
+//! one ordered stream.
 //!
 //! ## The changelog ([`changes`], [`stream_props`])
 //!

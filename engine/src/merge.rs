@@ -110,12 +110,6 @@ pub(crate) async fn merge_inputs(
             ));
         };
         let forward = match message {
-            Message::Data(ref rows) => {
-                if input.count_rows {
-                    rows_in(rows.num_rows());
-                }
-                Some(message)
-            }
             Message::Changes(ref changes) => {
                 if input.count_rows {
                     rows_in(changes.num_rows());
@@ -206,7 +200,7 @@ mod tests {
         messages
             .iter()
             .map(|m| match m {
-                Message::Data(rows) => format!("rows {}", rows.num_rows()),
+                Message::Changes(c) if c.is_inserts_only() => format!("rows {}", c.num_rows()),
                 Message::Watermark(Watermark::EventTime(t)) => format!("wm {t}"),
                 Message::Watermark(Watermark::Idle) => "idle".into(),
                 Message::Barrier(b) => format!("barrier {}", b.epoch),
@@ -231,7 +225,12 @@ mod tests {
                 counter.fetch_add(n as u64, Ordering::Relaxed);
             },
         ));
-        let rows = |n: usize| Message::Data(key_value_rows(&vec!["k"; n], &vec![1; n]));
+        let rows = |n: usize| {
+            Message::Changes(crate::changes::Changes::inserts(key_value_rows(
+                &vec!["k"; n],
+                &vec![1; n],
+            )))
+        };
         // A's time alone does not move the merged watermark: B has said nothing yet.
         a_tx.send(Message::Watermark(Watermark::EventTime(50)))
             .await

@@ -3,8 +3,6 @@
 //! Control travels in-band with the data, so an operator always sees a watermark after every row
 //! that preceded it at the source, and a barrier after every row of its epoch.
 
-use datafusion::arrow::record_batch::RecordBatch;
-
 use crate::changes::Changes;
 
 /// Event time in nanoseconds since the Unix epoch (UTC).
@@ -34,9 +32,9 @@ pub struct CheckpointBarrier {
 /// One item of a pipeline's stream.
 #[derive(Debug, Clone)]
 pub enum Message {
-    /// Rows appended to the stream (inserts; final results).
-    Data(RecordBatch),
-    /// Row-level changes: inserts, updates (as adjacent before/after pairs) and deletes.
+    /// Row-level changes: inserts, updates (as adjacent before/after pairs) and deletes. The one
+    /// data message: an append-only stream's are inserts without an op array
+    /// ([`Changes::inserts`]).
     Changes(Changes),
     /// Event-time progress.
     Watermark(Watermark),
@@ -50,7 +48,6 @@ impl Message {
     /// A short name for logs and errors.
     pub fn kind(&self) -> &'static str {
         match self {
-            Message::Data(_) => "data",
             Message::Changes(_) => "changes",
             Message::Watermark(_) => "watermark",
             Message::Barrier(_) => "barrier",

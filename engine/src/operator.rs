@@ -20,10 +20,10 @@ impl Collector {
         self.out.push(message);
     }
 
-    /// Emit appended rows (skipping empty batches).
+    /// Emit appended rows (skipping empty batches): inserts, without an op array.
     pub fn data(&mut self, batch: RecordBatch) {
         if batch.num_rows() > 0 {
-            self.out.push(Message::Data(batch));
+            self.out.push(Message::Changes(Changes::inserts(batch)));
         }
     }
 

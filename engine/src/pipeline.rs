@@ -476,14 +476,6 @@ async fn run_operator(
         };
         let mut end = false;
         match message {
-            Message::Data(batch) => {
-                if count_input {
-                    status
-                        .rows_in
-                        .fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
-                }
-                op.process_batch(batch, &mut out)?
-            }
             Message::Changes(changes) => {
                 if count_input {
                     status
@@ -624,7 +616,11 @@ mod tests {
             None,
         );
         for _ in 0..2 {
-            tx.send(Message::Data(batch.clone())).await.unwrap();
+            tx.send(Message::Changes(crate::changes::Changes::inserts(
+                batch.clone(),
+            )))
+            .await
+            .unwrap();
         }
         let why = failure_of(&status).await;
         assert!(

@@ -302,7 +302,12 @@ pub async fn run_source(
                     _ => None,
                 };
                 let rows = batch.num_rows();
-                if rows > 0 && tx.send(Message::Data(batch)).await.is_err() {
+                if rows > 0
+                    && tx
+                        .send(Message::Changes(crate::changes::Changes::inserts(batch)))
+                        .await
+                        .is_err()
+                {
                     return Ok(());
                 }
                 tracker.observe(partition, candidate);

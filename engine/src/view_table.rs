@@ -222,7 +222,7 @@ impl ViewTable {
     }
 
     /// The current rows as a change stream would deliver them: final rows (segments read back)
-    /// as `Data`, then, when `live`, the rows of an updating view that can still change as
+    /// as inserts, then, when `live`, the rows of an updating view that can still change as
     /// inserts.
     pub async fn snapshot_changes(&self, live: bool) -> Result<Vec<crate::message::Message>> {
         use crate::message::Message;
@@ -238,11 +238,15 @@ impl ViewTable {
         if let Some(store) = &self.segment_store {
             for segment in &segments {
                 for batch in store.store.read_batches(segment).await? {
-                    out.push(Message::Data(self.conform(batch)?));
+                    out.push(Message::Changes(Changes::inserts(self.conform(batch)?)));
                 }
             }
         }
-        out.extend(appended.into_iter().map(Message::Data));
+        out.extend(
+            appended
+                .into_iter()
+                .map(|rows| Message::Changes(Changes::inserts(rows))),
+        );
         out.extend(
             live.into_values()
                 .map(|rows| Message::Changes(Changes::inserts(rows))),

@@ -19,7 +19,7 @@
 //!   the window column). Pending changes are flushed before every checkpoint barrier, so at a
 //!   barrier the output equals the state and recovery recomputes "last emitted" from the state
 //!   instead of checkpointing it.
-//! - `OnWindowClose`: only final rows, as appended `Data`.
+//! - `OnWindowClose`: only final rows, as inserts.
 //!
 //! Reading current values must not consume state, but `GroupsAccumulator::evaluate` and
 //! `state` both do. A refresh therefore takes the partial state out once, merges it into a fresh

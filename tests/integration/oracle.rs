@@ -22,7 +22,7 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use datafusion::prelude::SessionContext;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use weir_engine::changes::{ChangelogChecker, Changes};
+use weir_engine::changes::ChangelogChecker;
 use weir_engine::fanout::ReadMode;
 use weir_engine::message::Message;
 use weir_sql::Session;
@@ -204,7 +204,6 @@ async fn follow(
         let mut checker = ChangelogChecker::new(schema, key).map_err(|e| e.to_string())?;
         let mut apply = |message: Message| -> Result<bool, String> {
             let changes = match message {
-                Message::Data(rows) => Changes::inserts(rows),
                 Message::Changes(changes) => changes,
                 Message::End => return Ok(false),
                 _ => return Ok(true),

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tokio::sync::oneshot;
-use weir_engine::changes::{ChangelogChecker, Changes};
+use weir_engine::changes::ChangelogChecker;
 use weir_engine::fanout::ReadMode;
 use weir_engine::message::Message;
 use weir_sql::Session;
@@ -144,7 +144,6 @@ async fn follow(
         let mut checker = ChangelogChecker::new(schema, key).map_err(|e| e.to_string())?;
         let mut apply = |message: Message| -> Result<(), String> {
             let changes = match message {
-                Message::Data(rows) => Changes::inserts(rows),
                 Message::Changes(changes) => changes,
                 _ => return Ok(()),
             };

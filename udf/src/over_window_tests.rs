@@ -122,7 +122,7 @@ fn sorted_output(out: &mut Collector) -> RecordBatch {
     let batches: Vec<RecordBatch> = out
         .drain()
         .filter_map(|m| match m {
-            Message::Data(b) => Some(b),
+            Message::Changes(c) => c.into_inserts(),
             _ => None,
         })
         .collect();
@@ -163,7 +163,7 @@ fn without_partition_by_the_whole_stream_is_one_key() {
     let emitted: usize = out
         .drain()
         .filter_map(|m| match m {
-            Message::Data(b) => Some(b.num_rows()),
+            Message::Changes(c) => Some(c.num_rows()),
             _ => None,
         })
         .sum();

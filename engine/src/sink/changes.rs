@@ -1,7 +1,7 @@
 //! A view's change stream as a sink's changes.
 //!
-//! PLAIN sinks write each final row once: they read appended rows (`Data`, and inserts-only
-//! `Changes`); of an updating view they read only rows the watermark sealed
+//! PLAIN sinks write each final row once: they read appended rows (inserts-only `Changes`); of
+//! an updating view they read only rows the watermark sealed
 //! ([`crate::fanout::ReadMode::Sealed`]), so an update or delete reaching one is a bug upstream.
 //! UPSERT sinks write every current value by key: inserts and update-afters are upserts,
 //! deletes are deletes, and an update-before is skipped because its update-after follows with
@@ -48,7 +48,6 @@ impl ChangeTracker {
     /// The changes `message` makes (none for control messages).
     pub fn changes(&mut self, message: &Message) -> Result<Vec<ChangeBatch>> {
         match message {
-            Message::Data(rows) => Ok(non_empty(ChangeOp::Upsert, rows.clone())),
             Message::Changes(changes) => op_changes(&self.format, changes),
             _ => Ok(Vec::new()),
         }
@@ -304,7 +303,9 @@ mod tests {
     #[test]
     fn plain_writes_appended_rows_and_refuses_retractions() {
         let mut t = ChangeTracker::new(SinkFormat::Plain, &schema()).unwrap();
-        let data = t.changes(&Message::Data(rows(&[("c", 1.0)]))).unwrap();
+        let data = t
+            .changes(&Message::Changes(Changes::inserts(rows(&[("c", 1.0)]))))
+            .unwrap();
         assert_eq!(written(&data), vec![(ChangeOp::Upsert, "c".to_string())]);
         let delete = Changes::from_ops(rows(&[("c", 1.0)]), &[Op::Delete]).unwrap();
         assert!(t.changes(&Message::Changes(delete)).is_err());
