@@ -221,6 +221,16 @@ impl PgSession {
                 self.session.rollback_transaction().await;
                 command("ROLLBACK")
             }
+            // Writes cannot be taken back to a savepoint: refused rather than kept silently.
+            Statement::Rollback {
+                savepoint: Some(_), ..
+            } if self.session.transaction_has_writes().await => {
+                return Err(SqlError::new(
+                    SqlErrorKind::FeatureNotSupported,
+                    "ROLLBACK TO SAVEPOINT after writing to a table is not supported: roll back \
+                     the whole transaction",
+                ));
+            }
             _ => return Ok(None),
         }))
     }

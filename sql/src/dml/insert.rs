@@ -10,10 +10,11 @@ use datafusion::arrow::compute::{
     cast, concat_batches, filter_record_batch, interleave_record_batch, take_record_batch,
 };
 use datafusion::arrow::datatypes::Field;
-use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::arrow::util::display::array_value_to_string;
 use datafusion::common::{DFSchema, TableReference};
 use datafusion::execution::SessionState;
+use datafusion::physical_plan::aggregates::group_values::new_group_values;
+use datafusion::physical_plan::aggregates::order::GroupOrdering;
 use datafusion::sql::sqlparser::ast::{
     AssignmentTarget, ConflictTarget, Expr as SqlExpr, OnConflictAction, OnInsert,
 };
@@ -289,17 +290,31 @@ fn updated_rows(
     ))
 }
 
-/// Per row: true for the first row of its key in `rows`.
+/// Per row: true for the first row of its key in `rows`. Keys are interned with DataFusion's
+/// `GroupValues` (one vectorised hash of the key columns): ids are handed out in first-seen order,
+/// so a row is its key's first exactly when it gets the next new id.
 fn first_of_each_key(rows: &RecordBatch, key: &[usize]) -> Result<Vec<bool>> {
-    let converter = RowConverter::new(
+    let schema = rows.schema();
+    let key_schema = Arc::new(datafusion::arrow::datatypes::Schema::new(
         key.iter()
-            .map(|&k| SortField::new(rows.schema().field(k).data_type().clone()))
-            .collect(),
-    )?;
+            .map(|&k| schema.field(k).clone())
+            .collect::<Vec<_>>(),
+    ));
+    let mut interner = new_group_values(key_schema, &GroupOrdering::None)?;
     let columns: Vec<ArrayRef> = key.iter().map(|&k| Arc::clone(rows.column(k))).collect();
-    let converted = converter.convert_columns(&columns)?;
-    let mut seen = std::collections::HashSet::with_capacity(rows.num_rows());
-    Ok(converted.iter().map(|r| seen.insert(r)).collect())
+    let mut ids = Vec::with_capacity(rows.num_rows());
+    interner.intern(&columns, &mut ids)?;
+    let mut next = 0usize;
+    Ok(ids
+        .iter()
+        .map(|&id| {
+            let first = id == next;
+            if first {
+                next += 1;
+            }
+            first
+        })
+        .collect())
 }
 
 /// PostgreSQL's duplicate-key error for row `at` of `rows`.

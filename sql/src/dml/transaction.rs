@@ -40,6 +40,11 @@ impl Session {
         txn.roll_back_writes().await;
     }
 
+    /// True when the open transaction has written to a table.
+    pub async fn transaction_has_writes(&self) -> bool {
+        !self.txn.lock().await.writes.is_empty()
+    }
+
     /// True inside `BEGIN` … `COMMIT`/`ROLLBACK`; the second value says whether it failed.
     pub async fn transaction_status(&self) -> (bool, bool) {
         let txn = self.txn.lock().await;
