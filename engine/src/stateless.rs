@@ -146,6 +146,11 @@ impl StreamOperator for StatelessOperator {
     }
 
     fn process_changes(&mut self, changes: Changes, out: &mut Collector) -> Result<()> {
+        // Inserts (every message of an append-only stream) take the batch path: one output
+        // message per input batch, as before the changelog.
+        if changes.ops().is_none() {
+            return self.process_batch(changes.into_parts().0, out);
+        }
         out.changes(self.apply_changes(changes)?);
         Ok(())
     }

@@ -577,8 +577,9 @@ impl Session {
             .map_err(|_| {
                 SqlError::new(
                     SqlErrorKind::FeatureNotSupported,
-                    "Weir has no writable tables: define a SOURCE and MATERIALIZED VIEWs \
-                     (CREATE SOURCE …, CREATE MATERIALIZED VIEW …)",
+                    "this statement is not supported: tables take INSERT, UPDATE, DELETE and \
+                     COPY … FROM STDIN; sources and views are defined with CREATE SOURCE, CREATE \
+                     MATERIALIZED VIEW and CREATE TABLE",
                 )
             })?;
         Ok(plan)
