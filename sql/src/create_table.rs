@@ -14,7 +14,6 @@ use datafusion::sql::sqlparser::ast::{CreateTable, CreateTableOptions, Statement
 use tracing::info;
 use weir_engine::checkpoint::catalog_file::{CatalogObject, ObjectKind as PersistedKind};
 use weir_engine::table::runtime::TableRuntime;
-use weir_engine::view_runtime::ViewCheckpointing;
 
 use crate::database::{QueryResult, Session, command};
 use crate::ddl::Publication;
@@ -40,12 +39,7 @@ impl Session {
         let sql = Statement::CreateTable(create.clone()).to_string();
         let id = self.object_id(replay);
         let durability = self.db.durability.clone();
-        let checkpointing = durability.as_ref().map(|d| ViewCheckpointing {
-            id: id.clone(),
-            coordinator: Arc::clone(&d.coordinator),
-            segments: d.segment_store(),
-            recovered: d.take_recovered(&name, &id),
-        });
+        let checkpointing = self.view_checkpointing(&name, &id);
         let runtime =
             TableRuntime::build(&name, &sql, Arc::clone(&schema), key.clone(), checkpointing)
                 .await?;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use tracing::info;
 use weir_engine::checkpoint::catalog_file::{CatalogObject, ObjectKind as PersistedKind};
-use weir_engine::view_runtime::{ViewCheckpointing, ViewRuntime};
+use weir_engine::view_runtime::ViewRuntime;
 
 use crate::database::{QueryResult, Session, command};
 use crate::ddl::Publication;
@@ -30,12 +30,7 @@ impl Session {
         let pipeline = self.plan_view(v).await?;
         let id = self.object_id(replay);
         let durability = self.db.durability.clone();
-        let checkpointing = durability.as_ref().map(|d| ViewCheckpointing {
-            id: id.clone(),
-            coordinator: Arc::clone(&d.coordinator),
-            segments: d.segment_store(),
-            recovered: d.take_recovered(&v.name, &id),
-        });
+        let checkpointing = self.view_checkpointing(&v.name, &id);
         let runtime =
             ViewRuntime::build(&v.name, &v.sql, pipeline, &self.db.catalog, checkpointing).await?;
         let entry = Arc::clone(runtime.entry());

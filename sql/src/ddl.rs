@@ -12,6 +12,7 @@ use tracing::warn;
 use weir_engine::catalog::Catalog;
 use weir_engine::checkpoint::catalog_file::{CatalogObject, ObjectKind};
 use weir_engine::source_metrics::now_millis;
+use weir_engine::view_runtime::ViewCheckpointing;
 
 use crate::database::{Database, Session};
 use crate::error::{Result, SqlError, SqlErrorKind};
@@ -31,6 +32,17 @@ impl Session {
         }
         self.db.catalog.ensure_name_free(name)?;
         Ok(Some(guard))
+    }
+
+    /// A view's (or table's) part in checkpoints, with what the recovered checkpoint holds for
+    /// it, when the database is durable.
+    pub(crate) fn view_checkpointing(&self, name: &str, id: &str) -> Option<ViewCheckpointing> {
+        self.db.durability.as_ref().map(|d| ViewCheckpointing {
+            id: id.to_string(),
+            coordinator: Arc::clone(&d.coordinator),
+            segments: d.segment_store(),
+            recovered: d.take_recovered(name, id),
+        })
     }
 
     /// The id of a new object: the persisted one when replaying the catalog at start-up.

@@ -27,9 +27,7 @@ use weir_engine::source_errors::BadRecords;
 use weir_engine::stream_props::{StreamKind, StreamProps};
 use weir_engine::table::debezium::{DebeziumToUpsert, event_schema};
 use weir_engine::table::upsert::UpsertOperator;
-use weir_engine::view_runtime::{
-    PlannedInput, ViewCheckpointing, ViewInput, ViewPipeline, ViewRuntime,
-};
+use weir_engine::view_runtime::{PlannedInput, ViewInput, ViewPipeline, ViewRuntime};
 
 use crate::database::{DEFAULT_IDLE_TIMEOUT, QueryResult, Session, command};
 use crate::ddl::{Publication, lookup_connector};
@@ -193,12 +191,7 @@ impl Session {
         };
         let id = self.object_id(replay);
         let durability = self.db.durability.clone();
-        let checkpointing = durability.as_ref().map(|d| ViewCheckpointing {
-            id: id.clone(),
-            coordinator: Arc::clone(&d.coordinator),
-            segments: d.segment_store(),
-            recovered: d.take_recovered(&c.name, &id),
-        });
+        let checkpointing = self.view_checkpointing(&c.name, &id);
         let runtime =
             ViewRuntime::build(&c.name, &c.sql, pipeline, &self.db.catalog, checkpointing)
                 .await?

@@ -246,19 +246,13 @@ impl CheckpointStore {
 
     /// Deletes the files under `prefix` for which `keep` is false.
     pub async fn delete_unless(&self, prefix: &str, keep: impl Fn(&str) -> bool) -> Result<usize> {
-        let listed: Vec<_> = self
-            .store
-            .list(Some(&Path::from(prefix)))
-            .try_collect()
-            .await
-            .map_err(|e| storage_error(&format!("cannot list {prefix}"), &e))?;
+        let listed = self.list_paths(prefix).await?;
         let mut deleted = 0;
-        for meta in listed {
-            let path = meta.location.to_string();
+        for path in listed {
             if keep(&path) {
                 continue;
             }
-            match self.store.delete(&meta.location).await {
+            match self.store.delete(&Path::from(path.as_str())).await {
                 Ok(()) | Err(datafusion::object_store::Error::NotFound { .. }) => deleted += 1,
                 Err(e) => return Err(storage_error(&format!("cannot delete {path}"), &e)),
             }
