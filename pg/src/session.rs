@@ -15,6 +15,7 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::execution::SessionState;
 use datafusion::logical_expr::{LogicalPlan, ScalarUDF};
 use datafusion::sql::sqlparser::ast::Statement;
+use futures::TryStreamExt;
 use weir_sql::database::command;
 use weir_sql::dml::{CopyIn, DmlPlan};
 use weir_sql::error::{Result, SqlError, SqlErrorKind};
@@ -174,6 +175,15 @@ impl PgSession {
 
     /// Runs one statement.
     pub async fn execute(&self, statement: &WeirStatement) -> Result<QueryResult> {
+        let result = self.execute_unfailed(statement).await;
+        if result.is_err() {
+            // As in PostgreSQL, any failed statement fails an open transaction.
+            self.session.fail_transaction().await;
+        }
+        result
+    }
+
+    async fn execute_unfailed(&self, statement: &WeirStatement) -> Result<QueryResult> {
         match statement {
             WeirStatement::Sql(statement) => {
                 if let Some(result) = self.transaction_statement(statement).await? {
@@ -287,9 +297,29 @@ impl PgSession {
         self.session.plan_statement_in(&state, &statement).await
     }
 
-    /// Executes a planned statement in this session.
+    /// Executes a planned statement in this session. Rows that fail while they are sent (a
+    /// division by zero in a row) fail an open transaction, as any failed statement does.
     pub async fn execute_plan(&self, plan: LogicalPlan) -> Result<QueryResult> {
-        self.session.execute_plan_in(self.state()?, plan).await
+        let result = self.session.execute_plan_in(self.state()?, plan).await;
+        match result {
+            Ok(QueryResult::Rows { schema, stream }) => {
+                let session = self.session.clone();
+                let stream = stream.inspect_err(move |_| session.fail_transaction_now());
+                Ok(QueryResult::Rows {
+                    schema: Arc::clone(&schema),
+                    stream: Box::pin(
+                        datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(
+                            schema, stream,
+                        ),
+                    ),
+                })
+            }
+            Err(e) => {
+                self.session.fail_transaction().await;
+                Err(e)
+            }
+            other => other,
+        }
     }
 
     /// The schema a statement's rows will have (None: it returns no rows).

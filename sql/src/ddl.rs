@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use datafusion::catalog::TableProvider;
+use datafusion::common::TableReference;
 use tokio::sync::MutexGuard;
 use tracing::warn;
 use weir_engine::catalog::Catalog;
@@ -105,7 +106,11 @@ impl<'a> Publication<'a> {
 
     /// Makes the object queryable under its name.
     pub(crate) fn register_table(&mut self, table: Arc<dyn TableProvider>) -> Result<()> {
-        self.db.ctx.register_table(self.name.as_str(), table)?;
+        // A bare reference: the name is already normalised (a quoted "MixedCase" keeps its case),
+        // and parsing it again as SQL would fold it to lower case.
+        self.db
+            .ctx
+            .register_table(TableReference::bare(self.name.as_str()), table)?;
         self.in_context = true;
         Ok(())
     }
@@ -146,7 +151,10 @@ impl Drop for Publication<'_> {
             return;
         }
         if self.in_context
-            && let Err(e) = self.db.ctx.deregister_table(self.name.as_str())
+            && let Err(e) = self
+                .db
+                .ctx
+                .deregister_table(TableReference::bare(self.name.as_str()))
         {
             warn!(object = %self.name, error = %e, "could not take back a table while undoing a CREATE");
         }

@@ -76,7 +76,9 @@ impl Session {
             {
                 tracing::warn!(table = %object, error = %e, "the dropped table's log stays on disk");
             }
-            self.db.ctx.deregister_table(object.as_str())?;
+            self.db
+                .ctx
+                .deregister_table(datafusion::common::TableReference::bare(object.as_str()))?;
             info!(object = %object, "dropped");
         }
         Ok(command(tag))

@@ -90,6 +90,14 @@ impl Transaction {
         }
     }
 
+    /// A statement failed where no await is possible (a query's rows failing while they are
+    /// sent): inside a transaction it is failed, and its writes are rolled back at its end.
+    pub fn mark_failed(&mut self) {
+        if self.open {
+            self.failed = true;
+        }
+    }
+
     /// A statement failed: inside a transaction, its writes are rolled back and it is failed.
     pub(crate) async fn fail(&mut self) {
         if !self.open {

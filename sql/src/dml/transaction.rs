@@ -40,6 +40,18 @@ impl Session {
         txn.roll_back_writes().await;
     }
 
+    /// Any statement failed: an open transaction fails with it, as in PostgreSQL.
+    pub async fn fail_transaction(&self) {
+        self.txn.lock().await.fail().await;
+    }
+
+    /// Fails an open transaction from a context that cannot wait (rows failing while sent).
+    pub fn fail_transaction_now(&self) {
+        if let Ok(mut txn) = self.txn.try_lock() {
+            txn.mark_failed();
+        }
+    }
+
     /// True when the open transaction has written to a table.
     pub async fn transaction_has_writes(&self) -> bool {
         !self.txn.lock().await.writes.is_empty()
