@@ -67,6 +67,13 @@ impl FormatConfig {
             Some(f) => (f.format.to_ascii_uppercase(), f.encode.to_ascii_uppercase()),
             None => ("PLAIN".to_string(), "JSON".to_string()),
         };
+        if format == "UPSERT" || format == "DEBEZIUM" {
+            // One reader per view would copy the key → row state: a changelog is a table.
+            return Err(EngineError::User(format!(
+                "FORMAT {format} describes a changelog, which is a table: CREATE TABLE name (…, \
+                 PRIMARY KEY (…)) WITH (connector = …) FORMAT {format} ENCODE JSON"
+            )));
+        }
         if format != "PLAIN" {
             return Err(EngineError::User(format!(
                 "FORMAT {format} is not supported for sources; use FORMAT PLAIN (ENCODE JSON or CSV)"
