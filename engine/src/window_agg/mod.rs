@@ -11,20 +11,17 @@
 //! specialised primitive hash table.
 //!
 //! Emission:
-//! - `OnUpdate` (the default): every `refresh` interval, each window that changed since its last
-//!   refresh is evaluated and compared with what it last emitted: new groups go out as inserts,
-//!   groups whose values changed as update pairs, unchanged groups not at all. When the
-//!   watermark passes the window's end the final values go out the same way, and the window's
-//!   rows are sealed downstream (the output stream is keyed by the group columns and sealed by
-//!   the window column). Pending changes are flushed before every checkpoint barrier, so at a
-//!   barrier the output equals the state and recovery recomputes "last emitted" from the state
-//!   instead of checkpointing it.
-//! - `OnWindowClose`: only final rows, as inserts.
-//!
-//! Reading current values must not consume state, but `GroupsAccumulator::evaluate` and
-//! `state` both do. A refresh therefore takes the partial state out once, merges it into a fresh
-//! live accumulator (which continues) and into a second one that is evaluated for output. Cost is
-//! O(groups of changed windows) per refresh.
+//! - `OnUpdate` (the default): every `refresh` interval, the groups each window took rows for
+//!   since its last refresh are evaluated and compared with what they last emitted: new groups go
+//!   out as inserts, groups whose values changed as update pairs, unchanged groups not at all.
+//!   When the watermark passes the window's end its last changes go out the same way, and the
+//!   window's rows are sealed downstream (the output stream is keyed by the group columns and
+//!   sealed by the window column). Pending changes are flushed before every checkpoint barrier,
+//!   so at a barrier the output equals the state and recovery recomputes "last emitted" from the
+//!   state instead of checkpointing it. The cost of a refresh is proportional to the groups it
+//!   touched, not to the window ([`settled`]).
+//! - `OnWindowClose`: only final rows, as inserts, and a window's state is one set of
+//!   accumulators evaluated once.
 //!
 //! Rows whose window is already closed are late: they are not folded into anything, but
 //! counted and kept in the late-row log (`weir_late_rows`).
@@ -45,7 +42,8 @@ use datafusion::physical_expr::{GroupsAccumulatorAdapter, PhysicalExpr};
 use datafusion::physical_plan::aggregates::group_values::{GroupValues, new_group_values};
 use datafusion::physical_plan::aggregates::order::GroupOrdering;
 
-use crate::changes::diff_by_position;
+mod partial_states;
+mod settled;
 use crate::checkpoint::OperatorState;
 use crate::error::{EngineError, Result};
 use crate::late_rows::LateRowLog;
@@ -116,14 +114,14 @@ pub struct WindowAggregateSpec {
 
 /// State of one open window.
 struct GroupState {
-    /// Interns group keys to dense ids.
+    /// Interns group keys to dense ids (`OnUpdate`: of the rows since the last refresh).
     group_values: Box<dyn GroupValues>,
     /// One accumulator per aggregate, indexed by group id.
     accumulators: Vec<Box<dyn GroupsAccumulator>>,
     /// Changed since the last refresh.
     dirty: bool,
-    /// `OnUpdate`: the rows last emitted, by group id (ids are stable while the window lives).
-    emitted: Option<RecordBatch>,
+    /// `OnUpdate`: every group as last emitted.
+    settled: Option<settled::Settled>,
 }
 
 /// The window aggregate operator.
@@ -213,7 +211,10 @@ impl WindowAggregate {
             group_values: new_group_values(Arc::clone(&self.key_schema), &GroupOrdering::None)?,
             accumulators: self.new_accumulators()?,
             dirty: true,
-            emitted: None,
+            settled: match self.spec.emit {
+                EmitMode::OnUpdate { .. } => Some(self.new_settled()?),
+                EmitMode::OnWindowClose => None,
+            },
         })
     }
 
@@ -363,21 +364,6 @@ impl WindowAggregate {
         Ok((keys, partials))
     }
 
-    /// Current rows of a window without losing its state (see the module docs).
-    fn current_rows(&self, start: i64, state: &mut GroupState) -> Result<RecordBatch> {
-        let (keys, partials) = self.take_partials(state)?;
-        let n = keys.first().map_or(0, |k| k.len());
-        let ids: Vec<usize> = (0..n).collect();
-        let mut columns = Vec::with_capacity(partials.len());
-        for (call, partial) in self.spec.aggregates.iter().zip(partials) {
-            let mut reader = new_accumulator(&call.function)?;
-            reader.merge_batch(&partial, &ids, n)?;
-            columns.push(reader.evaluate(EmitTo::All)?);
-        }
-        state.dirty = false;
-        self.output(start, &keys, columns)
-    }
-
     /// Folds checkpointed partial states (`window start, keys…, states…`) back into windows.
     fn restore_rows(&mut self, batch: &RecordBatch) -> Result<()> {
         let n_keys = self.key_schema.fields().len();
@@ -419,15 +405,9 @@ impl WindowAggregate {
     /// Emits final rows of every window in `closed`.
     fn emit_closed(&self, closed: BTreeMap<i64, GroupState>, out: &mut Collector) -> Result<()> {
         for (start, mut state) in closed {
-            let emitted = state.emitted.take();
-            let rows = self.final_rows(start, state)?;
             match self.spec.emit {
-                EmitMode::OnWindowClose => out.data(rows),
-                EmitMode::OnUpdate { .. } => out.changes(diff_by_position(
-                    emitted.as_ref(),
-                    &rows,
-                    self.value_columns(),
-                )?),
+                EmitMode::OnWindowClose => out.data(self.final_rows(start, state)?),
+                EmitMode::OnUpdate { .. } => out.changes(self.settle(start, &mut state)?),
             }
         }
         Ok(())
@@ -435,26 +415,16 @@ impl WindowAggregate {
 
     /// Emits what changed in every window that took rows since its last refresh.
     fn refresh(&mut self, out: &mut Collector) -> Result<()> {
-        let dirty: Vec<i64> = self
-            .windows
-            .iter()
-            .filter(|(_, s)| s.dirty)
-            .map(|(k, _)| *k)
-            .collect();
-        for start in dirty {
-            let Some(mut state) = self.windows.remove(&start) else {
-                continue;
-            };
-            let rows = self.current_rows(start, &mut state);
-            let changes = rows.and_then(|rows| {
-                let changes = diff_by_position(state.emitted.as_ref(), &rows, self.value_columns());
-                state.emitted = Some(rows);
-                changes
+        let mut windows = std::mem::take(&mut self.windows);
+        let settled = windows
+            .iter_mut()
+            .filter(|(_, state)| state.dirty)
+            .try_for_each(|(&start, state)| {
+                out.changes(self.settle(start, state)?);
+                Ok(())
             });
-            self.windows.insert(start, state);
-            out.changes(changes?);
-        }
-        Ok(())
+        self.windows = windows;
+        settled
     }
 
     /// Output columns holding aggregate values (after the group columns).
@@ -579,26 +549,12 @@ impl StreamOperator for WindowAggregate {
         if let Some(wm) = self.watermark {
             state.values.insert(WATERMARK_VALUE.into(), wm);
         }
-        let starts: Vec<i64> = self.windows.keys().copied().collect();
-        for start in starts {
-            let Some(mut window) = self.windows.remove(&start) else {
-                continue;
-            };
-            let taken = self.take_partials(&mut window);
-            self.windows.insert(start, window);
-            let (keys, partials) = taken?;
-            let rows = keys.first().map_or(0, |k| k.len());
-            if rows == 0 {
-                continue;
-            }
-            let mut columns: Vec<ArrayRef> = vec![Arc::new(Int64Array::from_value(start, rows))];
-            columns.extend(keys);
-            columns.extend(partials.into_iter().flatten());
-            let schema = state.schema.get_or_insert_with(|| state_schema(&columns));
-            state
-                .batches
-                .push(RecordBatch::try_new(Arc::clone(schema), columns)?);
-        }
+        let mut windows = std::mem::take(&mut self.windows);
+        let written = windows
+            .iter_mut()
+            .try_for_each(|(&start, window)| self.snapshot_window(start, window, &mut state));
+        self.windows = windows;
+        written?;
         Ok(state)
     }
 
@@ -608,18 +564,14 @@ impl StreamOperator for WindowAggregate {
             self.restore_rows(batch)?;
         }
         // Changes were flushed before the barrier, so downstream holds exactly the values of
-        // the restored state: that is what was last emitted.
+        // the restored state: settle it without emitting.
         if self.spec.emit != EmitMode::OnWindowClose {
-            let starts: Vec<i64> = self.windows.keys().copied().collect();
-            for start in starts {
-                let Some(mut window) = self.windows.remove(&start) else {
-                    continue;
-                };
-                let rows = self.current_rows(start, &mut window);
-                window.emitted = rows.as_ref().ok().cloned();
-                self.windows.insert(start, window);
-                rows?;
-            }
+            let mut windows = std::mem::take(&mut self.windows);
+            let settled = windows
+                .iter_mut()
+                .try_for_each(|(&start, window)| self.settle(start, window).map(drop));
+            self.windows = windows;
+            settled?;
         }
         Ok(())
     }
@@ -627,7 +579,11 @@ impl StreamOperator for WindowAggregate {
     fn state_size(&self) -> usize {
         self.windows
             .values()
-            .map(|s| s.group_values.size() + s.accumulators.iter().map(|a| a.size()).sum::<usize>())
+            .map(|s| {
+                s.group_values.size()
+                    + s.accumulators.iter().map(|a| a.size()).sum::<usize>()
+                    + s.settled.as_ref().map_or(0, settled::Settled::size)
+            })
             .sum()
     }
 
@@ -664,6 +620,35 @@ impl StreamOperator for WindowAggregate {
 }
 
 impl WindowAggregate {
+    /// Appends a window's checkpoint rows (`window start, keys…, states…`) to `state`: its
+    /// settled groups and whatever its delta holds (the same key may be in both; restoring
+    /// merges them).
+    fn snapshot_window(
+        &self,
+        start: i64,
+        window: &mut GroupState,
+        state: &mut OperatorState,
+    ) -> Result<()> {
+        let delta = Some(self.take_partials(window)?);
+        let settled = self
+            .settled_rows(window)?
+            .map(|(keys, states)| (keys, vec![states]));
+        for (keys, partials) in delta.into_iter().chain(settled) {
+            let rows = keys.first().map_or(0, |k| k.len());
+            if rows == 0 {
+                continue;
+            }
+            let mut columns: Vec<ArrayRef> = vec![Arc::new(Int64Array::from_value(start, rows))];
+            columns.extend(keys);
+            columns.extend(partials.into_iter().flatten());
+            let schema = state.schema.get_or_insert_with(|| state_schema(&columns));
+            state
+                .batches
+                .push(RecordBatch::try_new(Arc::clone(schema), columns)?);
+        }
+        Ok(())
+    }
+
     /// Splits a batch (no null windows) by window and folds each part in.
     ///
     /// In-order input, and the copies a hopping window makes, put rows of one window in a few
