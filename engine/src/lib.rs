@@ -155,6 +155,7 @@ pub mod options;
 pub mod over_window;
 pub mod pipeline;
 pub mod retract_agg;
+pub mod session_agg;
 pub mod sink;
 pub mod source;
 pub mod source_errors;

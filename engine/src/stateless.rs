@@ -12,7 +12,7 @@ use datafusion::physical_expr::PhysicalExpr;
 use crate::changes::Changes;
 use crate::error::{EngineError, Result};
 use crate::operator::{Collector, StreamOperator};
-use crate::window::TumbleAssigner;
+use crate::window::WindowAssigner;
 
 /// One step of a stateless stage.
 #[derive(Debug, Clone)]
@@ -26,8 +26,8 @@ pub enum Step {
         /// Output schema.
         schema: SchemaRef,
     },
-    /// Append `window_start` and `window_end` of the tumbling window each row falls in.
-    Tumble(TumbleAssigner),
+    /// Append `window_start` and `window_end` of each window a row is in (one copy per window).
+    AssignWindows(WindowAssigner),
 }
 
 impl Step {
@@ -53,7 +53,7 @@ impl Step {
                     &options,
                 )?)
             }
-            Step::Tumble(assigner) => assigner.assign(batch),
+            Step::AssignWindows(assigner) => assigner.assign(batch),
         }
     }
 
@@ -70,7 +70,7 @@ impl Step {
                 }
                 s
             }
-            Step::Tumble(t) => t.describe(),
+            Step::AssignWindows(t) => t.describe(),
         }
     }
 }
@@ -120,7 +120,7 @@ impl StatelessOperator {
                     })?;
                     changes.filter(mask)?
                 }
-                Step::Project { .. } | Step::Tumble(_) => {
+                Step::Project { .. } | Step::AssignWindows(_) => {
                     let rows = step.apply(changes.rows())?;
                     changes.with_rows(rows)?
                 }

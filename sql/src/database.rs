@@ -43,7 +43,7 @@ use crate::system_tables::{
     SystemTable, SystemTableInfo, SystemTables, sources_batch, sources_schema, views_batch,
     views_schema,
 };
-use crate::tables::TumbleFunction;
+use crate::tables::{WindowFunction, WindowKind};
 use crate::unresolved::planning_error;
 
 mod builder;
@@ -216,12 +216,11 @@ impl Database {
         let catalog = Arc::new(Catalog::default());
         // DataFusion 55 looks table functions up by the name as written, so register both
         // spellings users write.
-        let tumble = Arc::new(TumbleFunction::new(Arc::clone(&catalog)));
-        ctx.register_udtf("tumble", Arc::clone(&tumble) as _);
-        ctx.register_udtf("TUMBLE", tumble);
-        let hop = Arc::new(TumbleFunction::hop(Arc::clone(&catalog)));
-        ctx.register_udtf("hop", Arc::clone(&hop) as _);
-        ctx.register_udtf("HOP", hop);
+        for kind in WindowKind::ALL {
+            let function = Arc::new(WindowFunction::new(Arc::clone(&catalog), kind));
+            ctx.register_udtf(&kind.name().to_lowercase(), Arc::clone(&function) as _);
+            ctx.register_udtf(kind.name(), function);
+        }
         let functions = Functions::new(builder.functions);
         functions.register(&ctx)?;
         let db = Self {

@@ -33,11 +33,12 @@ use weir_engine::catalog::Catalog;
 use weir_engine::late_rows::LateRowLog;
 use weir_engine::operator::StreamOperator;
 use weir_engine::retract_agg::{RetractAggregate, RetractAggregateSpec};
+use weir_engine::session_agg::{SessionAggregate, SessionAggregateSpec};
 use weir_engine::stateless::{StatelessOperator, Step};
 use weir_engine::stream_props::{StreamKind, StreamProps};
 use weir_engine::view_runtime::{PlannedInput, ViewInput, ViewPipeline};
 use weir_engine::view_table::ViewTable;
-use weir_engine::window::{TumbleSpec, WINDOW_END, WINDOW_START, WindowedTable, humanize_nanos};
+use weir_engine::window::{WINDOW_END, WINDOW_START, WindowSpec, WindowedTable};
 use weir_engine::window_agg::{
     AggregateCall, EmitMode, WindowAggregate, WindowAggregateSpec, WindowKey,
 };
@@ -82,7 +83,7 @@ pub(crate) struct Stage {
     /// Stateless steps not yet fused into an operator.
     pending: Vec<Step>,
     /// The tumbling window applied, if any (until an aggregate consumes it).
-    window: Option<TumbleSpec>,
+    window: Option<WindowSpec>,
     /// An aggregate has been planned.
     aggregated: bool,
     /// An operator emits each window once, when it closes (`EMIT ON WINDOW CLOSE` is honoured).
@@ -116,6 +117,7 @@ impl Stage {
 /// Plans `plan` (already optimized) for view `ctx.view`.
 pub fn plan_view(plan: &LogicalPlan, ctx: &PlanContext<'_>) -> Result<ViewPipeline> {
     let mut stage = build(plan, ctx)?;
+    refuse_raw_sessions(&stage)?;
     stage.flush();
     if ctx.emit_on_window_close
         && stage.window.is_none()
@@ -148,6 +150,18 @@ pub fn plan_view(plan: &LogicalPlan, ctx: &PlanContext<'_>) -> Result<ViewPipeli
         schema,
         explain,
     })
+}
+
+/// Sessions are found by the aggregate that groups by them; rows of `SESSION(…)` that reach
+/// anything else would carry each row's own window instead of its session's.
+pub(crate) fn refuse_raw_sessions(stage: &Stage) -> Result<()> {
+    match stage.window {
+        Some(WindowSpec::Session { .. }) => Err(unsupported(
+            "SESSION(…) rows without an aggregate over them (sessions are found by GROUP BY window_start, \
+             window_end, keys… over SESSION(…))",
+        )),
+        _ => Ok(()),
+    }
 }
 
 pub(crate) fn physical(
@@ -196,7 +210,7 @@ pub(crate) fn build(plan: &LogicalPlan, ctx: &PlanContext<'_>) -> Result<Stage> 
                     }
                 };
                 window = Some(w.assigner.spec());
-                pending.push(Step::Tumble(w.assigner.clone()));
+                pending.push(Step::AssignWindows(w.assigner.clone()));
                 input
             } else {
                 return Err(unsupported(format!(
@@ -370,7 +384,7 @@ fn plan_aggregate(
     let updating_input = !stage.props.is_append_only();
     if updating_input && stage.window.is_some() {
         return Err(unsupported(
-            "TUMBLE(…) or HOP(…) over an updating view (group by its window columns instead)",
+            "TUMBLE(…), HOP(…), CUMULATE(…) or SESSION(…) over an updating view (group by its window columns instead)",
         ));
     }
     if stage.aggregated {
@@ -396,27 +410,50 @@ fn plan_aggregate(
     let agg_schema: SchemaRef = Arc::new(aggregate.schema.as_arrow().clone());
     let window = match stage.window {
         Some(spec) => {
-            let position = aggregate.group_expr.iter().position(
-                |e| matches!(e, Expr::Column(c) if c.name == WINDOW_START || c.name == WINDOW_END),
-            );
-            let Some(group_index) = position else {
-                return Err(unsupported(
-                    "an aggregate over TUMBLE(…) or HOP(…) must GROUP BY window_start or window_end",
-                ));
+            let position = |name: &str| {
+                aggregate
+                    .group_expr
+                    .iter()
+                    .position(|e| matches!(e, Expr::Column(c) if c.name == name))
             };
-            let is_end = matches!(&aggregate.group_expr[group_index], Expr::Column(c) if c.name == WINDOW_END);
+            // The end identifies every kind of window; the start only fixed-size ones.
+            let (group_index, is_end) = match (position(WINDOW_END), position(WINDOW_START)) {
+                (Some(i), _) => (i, true),
+                (None, Some(i)) if spec.fixed_size() => (i, false),
+                (None, Some(_)) => {
+                    return Err(unsupported(format!(
+                        "an aggregate over {}(…) grouped by window_start alone (its windows share \
+                         starts: GROUP BY window_start, window_end)",
+                        spec.function()
+                    )));
+                }
+                (None, None) => {
+                    return Err(unsupported(format!(
+                        "an aggregate over {}(…) must GROUP BY window_start or window_end",
+                        spec.function()
+                    )));
+                }
+            };
             Some(WindowKey {
                 group_index,
                 is_end,
-                size_nanos: spec.size_nanos,
+                spec,
             })
         }
         None => None,
     };
-    // The aggregate's output watermark is the input's minus the window size, so a window's
+    // The aggregate's output watermark is the input's minus the longest window, so a window's
     // rows are sealed once `window_start <= watermark`, i.e. `window_end <= watermark + size`.
+    // A session aggregate passes the watermark on: a session's row is final once its end is.
     let (sealed_by, seal_span) = match &window {
-        Some(w) if w.is_end => (Some(w.group_index), w.size_nanos),
+        Some(w) if matches!(w.spec, WindowSpec::Session { .. }) => {
+            let end = aggregate
+                .group_expr
+                .iter()
+                .position(|e| matches!(e, Expr::Column(c) if c.name == WINDOW_END));
+            (end, 0)
+        }
+        Some(w) if w.is_end => (Some(w.group_index), w.spec.max_size()),
         Some(w) => (Some(w.group_index), 0),
         None => (None, 0),
     };
@@ -465,7 +502,32 @@ fn plan_aggregate(
             refresh: ctx.refresh,
         }
     };
-    let operator: Box<dyn StreamOperator> = if updating_input {
+    let operator: Box<dyn StreamOperator> = if let Some(WindowKey {
+        spec: WindowSpec::Session { gap },
+        ..
+    }) = window
+    {
+        // The input keeps the window columns grouped on: `window_start` is the row's time,
+        // `window_end` its time plus the gap.
+        let (time, time_shift_nanos) = match input_arrow.index_of(WINDOW_START) {
+            Ok(i) => (i, 0),
+            Err(_) => (input_arrow.index_of(WINDOW_END)?, gap),
+        };
+        Box::new(SessionAggregate::try_new(
+            SessionAggregateSpec {
+                view: ctx.view.to_string(),
+                group_exprs,
+                time: Arc::new(Column::new(input_arrow.field(time).name(), time)),
+                time_shift_nanos,
+                time_type: input_arrow.field(time).data_type().clone(),
+                aggregates,
+                output_schema: Arc::clone(&output_schema),
+                gap_nanos: gap,
+                emit,
+            },
+            Arc::clone(&ctx.late_rows),
+        )?)
+    } else if updating_input {
         // Rows of an updating input come and go: each group's aggregates retract them.
         Box::new(RetractAggregate::try_new(
             RetractAggregateSpec {
@@ -491,7 +553,7 @@ fn plan_aggregate(
     };
     let mut line = operator.describe();
     if let Some(spec) = stage.window {
-        line.push_str(&format!(" window {}", humanize_nanos(spec.size_nanos)));
+        line.push_str(&format!(" window {} {}", spec.function(), spec.describe()));
     }
     stage.explain.push(line);
     stage.operators.push(operator);
@@ -500,7 +562,15 @@ fn plan_aggregate(
     // watermark passes their window.
     // Without aggregates (`SELECT DISTINCT`, `GROUP BY` alone) over append-only input a group's
     // row never changes once it exists: the output only ever inserts.
-    let inserts_only = aggregate.aggr_expr.is_empty() && !updating_input;
+    // (Not sessions: a growing session replaces its row.)
+    let is_session = matches!(
+        window,
+        Some(WindowKey {
+            spec: WindowSpec::Session { .. },
+            ..
+        })
+    );
+    let inserts_only = aggregate.aggr_expr.is_empty() && !updating_input && !is_session;
     stage.props = StreamProps {
         kind: if emit == EmitMode::OnWindowClose || inserts_only {
             StreamKind::AppendOnly

@@ -1,6 +1,6 @@
 //! Tables DataFusion sees besides views: sources (which are streams, read only by views), tables
-//! (`WritableTable`: a table's rows, defaults and primary key) and the `TUMBLE(...)` and `HOP(...)`
-//! table functions. System tables are in `system_tables.rs`.
+//! (`WritableTable`: a table's rows, defaults and primary key) and the windowing table functions
+//! (`TUMBLE`, `HOP`, `CUMULATE`, `SESSION`). System tables are in `system_tables.rs`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -16,7 +16,7 @@ use datafusion::physical_plan::ExecutionPlan;
 use weir_engine::catalog::{Catalog, Relation};
 use weir_engine::table::TableWriter;
 use weir_engine::view_table::ViewTable;
-use weir_engine::window::{TumbleAssigner, TumbleSpec, WindowedInput, WindowedTable};
+use weir_engine::window::{WindowAssigner, WindowSpec, WindowedInput, WindowedTable};
 
 /// A source as a table: plannable (views read it), but not scannable ad hoc.
 #[derive(Debug)]
@@ -58,38 +58,99 @@ impl TableProvider for SourceTable {
     }
 }
 
-/// `TUMBLE(relation, time_column, size [, offset])` and
-/// `HOP(relation, time_column, slide, size [, offset])`.
-#[derive(Debug)]
-pub struct TumbleFunction {
-    catalog: Arc<Catalog>,
-    hopping: bool,
+/// Which windowing relation a [`WindowFunction`] is.
+#[derive(Debug, Clone, Copy)]
+pub enum WindowKind {
+    /// `TUMBLE(relation, time_column, size [, offset])`
+    Tumble,
+    /// `HOP(relation, time_column, slide, size [, offset])`
+    Hop,
+    /// `CUMULATE(relation, time_column, step, max_size [, offset])`
+    Cumulate,
+    /// `SESSION(relation, time_column, gap)`
+    Session,
 }
 
-impl TumbleFunction {
-    /// `TUMBLE`, resolving relations in `catalog`.
-    pub fn new(catalog: Arc<Catalog>) -> Self {
-        Self {
-            catalog,
-            hopping: false,
+impl WindowKind {
+    /// Every kind, for registration.
+    pub const ALL: [WindowKind; 4] = [
+        WindowKind::Tumble,
+        WindowKind::Hop,
+        WindowKind::Cumulate,
+        WindowKind::Session,
+    ];
+
+    /// The SQL name.
+    pub fn name(self) -> &'static str {
+        match self {
+            WindowKind::Tumble => "TUMBLE",
+            WindowKind::Hop => "HOP",
+            WindowKind::Cumulate => "CUMULATE",
+            WindowKind::Session => "SESSION",
         }
     }
 
-    /// `HOP`, resolving relations in `catalog`.
-    pub fn hop(catalog: Arc<Catalog>) -> Self {
-        Self {
-            catalog,
-            hopping: true,
+    /// Interval arguments after the time column: required, then optional (the offset).
+    fn intervals(self) -> (usize, usize) {
+        match self {
+            WindowKind::Tumble => (1, 1),
+            WindowKind::Hop | WindowKind::Cumulate => (2, 1),
+            WindowKind::Session => (1, 0),
         }
+    }
+
+    fn usage(self) -> &'static str {
+        match self {
+            WindowKind::Tumble => {
+                "usage: TUMBLE(source_or_view, time_column, INTERVAL 'size' [, INTERVAL 'offset'])"
+            }
+            WindowKind::Hop => {
+                "usage: HOP(source_or_view, time_column, INTERVAL 'slide', INTERVAL 'size' [, INTERVAL 'offset'])"
+            }
+            WindowKind::Cumulate => {
+                "usage: CUMULATE(source_or_view, time_column, INTERVAL 'step', INTERVAL 'max size' [, INTERVAL 'offset'])"
+            }
+            WindowKind::Session => "usage: SESSION(source_or_view, time_column, INTERVAL 'gap')",
+        }
+    }
+
+    /// The spec from the interval arguments (checked for count by the caller).
+    fn spec(self, intervals: &[i64], offset: i64) -> WindowSpec {
+        match self {
+            WindowKind::Tumble => WindowSpec::Tumble {
+                size: intervals[0],
+                offset,
+            },
+            WindowKind::Hop => WindowSpec::Hop {
+                slide: intervals[0],
+                size: intervals[1],
+                offset,
+            },
+            WindowKind::Cumulate => WindowSpec::Cumulate {
+                step: intervals[0],
+                size: intervals[1],
+                offset,
+            },
+            WindowKind::Session => WindowSpec::Session { gap: intervals[0] },
+        }
+    }
+}
+
+/// A windowing relation (`TUMBLE`, `HOP`, `CUMULATE`, `SESSION`) over a source or view.
+#[derive(Debug)]
+pub struct WindowFunction {
+    catalog: Arc<Catalog>,
+    kind: WindowKind,
+}
+
+impl WindowFunction {
+    /// The `kind` relation, resolving relations in `catalog`.
+    pub fn new(catalog: Arc<Catalog>, kind: WindowKind) -> Self {
+        Self { catalog, kind }
     }
 
     fn usage(&self) -> DataFusionError {
-        DataFusionError::Plan(if self.hopping {
-            "usage: HOP(source_or_view, time_column, INTERVAL 'slide', INTERVAL 'size' [, INTERVAL 'offset'])".into()
-        } else {
-            "usage: TUMBLE(source_or_view, time_column, INTERVAL 'size' [, INTERVAL 'offset'])"
-                .into()
-        })
+        DataFusionError::Plan(self.kind.usage().into())
     }
 
     fn column_name(&self, expr: &Expr) -> DfResult<String> {
@@ -128,26 +189,24 @@ fn interval_nanos(expr: &Expr) -> Option<DfResult<i64>> {
     Some(Ok(nanos))
 }
 
-impl TableFunctionImpl for TumbleFunction {
+impl TableFunctionImpl for WindowFunction {
     fn call_with_args(&self, args: TableFunctionArgs) -> DfResult<Arc<dyn TableProvider>> {
         let exprs = args.exprs();
-        let intervals = if self.hopping { 2 } else { 1 };
-        if !(2 + intervals..=3 + intervals).contains(&exprs.len()) {
+        let (required, optional) = self.kind.intervals();
+        if !(2 + required..=2 + required + optional).contains(&exprs.len()) {
             return Err(self.usage());
         }
         let input = self.column_name(&exprs[0])?;
         let time_column = self.column_name(&exprs[1])?;
-        let size_nanos = self.interval_nanos(&exprs[1 + intervals])?;
-        let slide_nanos = if self.hopping {
-            self.interval_nanos(&exprs[2])?
-        } else {
-            size_nanos
-        };
-        let offset_nanos = match exprs.get(2 + intervals) {
+        let intervals = exprs[2..2 + required]
+            .iter()
+            .map(|e| self.interval_nanos(e))
+            .collect::<DfResult<Vec<i64>>>()?;
+        let offset = match exprs.get(2 + required) {
             Some(e) => self.interval_nanos(e)?,
             None => 0,
         };
-        let function = if self.hopping { "HOP" } else { "TUMBLE" };
+        let function = self.kind.name();
         let input_schema = match self.catalog.relation(&input) {
             Some(Relation::Source(s)) => s.schema(),
             Some(Relation::View(v)) => datafusion::catalog::TableProvider::schema(v.table.as_ref()),
@@ -157,14 +216,10 @@ impl TableFunctionImpl for TumbleFunction {
                 )));
             }
         };
-        let assigner = TumbleAssigner::try_new(
+        let assigner = WindowAssigner::try_new(
             &input_schema,
             &time_column,
-            TumbleSpec {
-                size_nanos,
-                offset_nanos,
-                slide_nanos,
-            },
+            self.kind.spec(&intervals, offset),
         )
         .map_err(|e| DataFusionError::Plan(e.to_string()))?;
         Ok(Arc::new(WindowedTable::new(WindowedInput {

@@ -1,7 +1,8 @@
-//! The window aggregate: `GROUP BY window_start, window_end, keys…` over a tumbling window (or no
-//! window at all, for an updating `GROUP BY`), computed with DataFusion's `GroupsAccumulator`s.
+//! The window aggregate: `GROUP BY window_start, window_end, keys…` over tumbling, hopping or
+//! cumulating windows (or no window at all, for an updating `GROUP BY`), computed with DataFusion's `GroupsAccumulator`s.
 //!
-//! State is one [`GroupState`] per open window (keyed by window start): DataFusion's
+//! State is one [`GroupState`] per open window (keyed by window end, which unlike the start is
+//! unique for cumulating windows too): DataFusion's
 //! `GroupValues` interns the group keys of whole batches to dense group ids, and one
 //! `GroupsAccumulator` per aggregate updates all groups of a batch at once. A window's state is
 //! dropped when its final rows are emitted. Inside one window's state `window_start` and
@@ -50,7 +51,7 @@ use crate::late_rows::LateRowLog;
 use crate::message::{CheckpointBarrier, Watermark};
 use crate::operator::{Collector, StreamOperator};
 use crate::time::{nanos_per_unit, timestamp_unit, timestamp_values};
-use crate::window::{WINDOW_END, WINDOW_START};
+use crate::window::{WINDOW_END, WINDOW_START, WindowSpec};
 
 /// Where an output group column comes from.
 #[derive(Debug, Clone, Copy)]
@@ -80,10 +81,10 @@ pub enum EmitMode {
 pub struct WindowKey {
     /// Index of the group expression that is `window_start` or `window_end`.
     pub group_index: usize,
-    /// True when that column is `window_end` (so start = end - size).
+    /// True when that column is `window_end`; `window_start` identifies only fixed-size windows.
     pub is_end: bool,
-    /// Window length in nanoseconds.
-    pub size_nanos: i64,
+    /// The windows (tumbling, hopping or cumulating).
+    pub spec: WindowSpec,
 }
 
 /// One aggregate with its optional `FILTER (WHERE …)`.
@@ -133,7 +134,7 @@ pub struct WindowAggregate {
     key_schema: SchemaRef,
     /// How output group columns are made, in output order.
     layout: Vec<GroupColumn>,
-    /// Open windows by start (nanoseconds); one entry keyed 0 when there is no window.
+    /// Open windows by end (nanoseconds); one entry keyed 0 when there is no window.
     windows: BTreeMap<i64, GroupState>,
     /// Highest input watermark seen (nanoseconds); windows ending at or before it are closed.
     watermark: Option<i64>,
@@ -156,6 +157,15 @@ impl WindowAggregate {
     /// Builds the operator.
     pub fn try_new(spec: WindowAggregateSpec, late: Arc<LateRowLog>) -> Result<Self> {
         let n_groups = spec.group_exprs.len();
+        if let Some(w) = spec.window
+            && (matches!(w.spec, WindowSpec::Session { .. }) || (!w.is_end && !w.spec.fixed_size()))
+        {
+            return Err(EngineError::Internal(format!(
+                "{} windows identified by their {}",
+                w.spec.function(),
+                if w.is_end { "end" } else { "start" }
+            )));
+        }
         if n_groups == 0 {
             return Err(EngineError::Internal(
                 "window aggregate without group columns".into(),
@@ -226,36 +236,39 @@ impl WindowAggregate {
             .collect()
     }
 
-    /// Window start (nanoseconds) of every row; nulls where the window column is null.
-    fn window_starts(&self, batch: &RecordBatch, window: WindowKey) -> Result<Int64Array> {
+    /// Window end (nanoseconds) of every row; nulls where the window column is null.
+    fn window_ends(&self, batch: &RecordBatch, window: WindowKey) -> Result<Int64Array> {
         let expr = &self.spec.group_exprs[window.group_index];
         let column = expr.evaluate(batch)?.into_array(batch.num_rows())?;
         let unit = timestamp_unit(column.data_type(), "window_start")?;
         let per = nanos_per_unit(unit);
         let values = timestamp_values(&column)?;
-        let shift = if window.is_end { window.size_nanos } else { 0 };
-        Ok(values.unary(|v| v.saturating_mul(per).saturating_sub(shift)))
+        let shift = if window.is_end {
+            0
+        } else {
+            window.spec.max_size()
+        };
+        Ok(values.unary(|v| v.saturating_mul(per).saturating_add(shift)))
     }
 
-    fn is_closed(&self, start: i64, window: WindowKey) -> bool {
-        self.watermark
-            .is_some_and(|wm| start.saturating_add(window.size_nanos) <= wm)
+    fn is_closed(&self, end: i64) -> bool {
+        self.watermark.is_some_and(|wm| end <= wm)
     }
 
-    /// Interns `keys` into window `start`'s state (created when new); the group ids land in
+    /// Interns `keys` into window `end`'s state (created when new); the group ids land in
     /// `self.group_ids`. Returns the window's number of groups.
-    fn intern_keys(&mut self, start: i64, keys: &[ArrayRef]) -> Result<usize> {
-        if !self.windows.contains_key(&start) {
+    fn intern_keys(&mut self, end: i64, keys: &[ArrayRef]) -> Result<usize> {
+        if !self.windows.contains_key(&end) {
             let state = self.new_state()?;
-            self.windows.insert(start, state);
+            self.windows.insert(end, state);
         }
-        let state = window_in(&mut self.windows, start)?;
+        let state = window_in(&mut self.windows, end)?;
         state.group_values.intern(keys, &mut self.group_ids)?;
         Ok(state.group_values.len())
     }
 
     /// Folds the rows of one window into its state.
-    fn accumulate(&mut self, start: i64, batch: &RecordBatch) -> Result<()> {
+    fn accumulate(&mut self, end: i64, batch: &RecordBatch) -> Result<()> {
         if batch.num_rows() == 0 {
             return Ok(());
         }
@@ -264,8 +277,8 @@ impl WindowAggregate {
             .iter()
             .map(|e| e.evaluate(batch)?.into_array(batch.num_rows()))
             .collect::<datafusion::error::Result<Vec<ArrayRef>>>()?;
-        let total_groups = self.intern_keys(start, &keys)?;
-        let state = window_in(&mut self.windows, start)?;
+        let total_groups = self.intern_keys(end, &keys)?;
+        let state = window_in(&mut self.windows, end)?;
         for (call, acc) in self
             .spec
             .aggregates
@@ -297,20 +310,20 @@ impl WindowAggregate {
     }
 
     /// Final rows of a window, consuming its state.
-    fn final_rows(&self, start: i64, mut state: GroupState) -> Result<RecordBatch> {
+    fn final_rows(&self, end: i64, mut state: GroupState) -> Result<RecordBatch> {
         let keys = state.group_values.emit(EmitTo::All)?;
         let mut values = Vec::with_capacity(state.accumulators.len());
         for acc in state.accumulators.iter_mut() {
             values.push(acc.evaluate(EmitTo::All)?);
         }
-        self.output(start, &keys, values)
+        self.output(end, &keys, values)
     }
 
     /// Output rows from interned keys and aggregate values, the window columns added back.
-    fn output(&self, start: i64, keys: &[ArrayRef], values: Vec<ArrayRef>) -> Result<RecordBatch> {
+    fn output(&self, end: i64, keys: &[ArrayRef], values: Vec<ArrayRef>) -> Result<RecordBatch> {
         let rows = keys.first().map_or(0, |k| k.len());
         let fields = self.spec.output_schema.fields();
-        let size = self.spec.window.map_or(0, |w| w.size_nanos);
+        let start = self.spec.window.map_or(end, |w| w.spec.start_of(end));
         let mut columns = Vec::with_capacity(fields.len());
         for (column, field) in self.layout.iter().zip(fields.iter()) {
             columns.push(match *column {
@@ -319,9 +332,7 @@ impl WindowAggregate {
                         .ok_or_else(|| EngineError::Internal("missing group key".into()))?,
                 ),
                 GroupColumn::WindowStart => constant_time(field.data_type(), start, rows)?,
-                GroupColumn::WindowEnd => {
-                    constant_time(field.data_type(), start.saturating_add(size), rows)?
-                }
+                GroupColumn::WindowEnd => constant_time(field.data_type(), end, rows)?,
             });
         }
         columns.extend(values);
@@ -364,7 +375,7 @@ impl WindowAggregate {
         Ok((keys, partials))
     }
 
-    /// Folds checkpointed partial states (`window start, keys…, states…`) back into windows.
+    /// Folds checkpointed partial states (`window end, keys…, states…`) back into windows.
     fn restore_rows(&mut self, batch: &RecordBatch) -> Result<()> {
         let n_keys = self.key_schema.fields().len();
         let expected = 1 + n_keys + self.state_widths.iter().sum::<usize>();
@@ -375,20 +386,25 @@ impl WindowAggregate {
                 batch.num_columns()
             )));
         }
-        let starts = batch
+        let ends = batch
             .column(0)
             .as_primitive_opt::<Int64Type>()
-            .ok_or_else(|| {
-                EngineError::Storage("checkpointed window starts are not BIGINT".into())
-            })?
+            .ok_or_else(|| EngineError::Storage("checkpointed window ends are not BIGINT".into()))?
             .clone();
-        let runs = runs_of(starts.values(), usize::MAX).unwrap_or_default();
-        for (start, offset, len) in runs {
+        // Older checkpoints keyed fixed-size windows by start.
+        let ends = match self.spec.window {
+            Some(w) if batch.schema().field(0).name() == "window_start" => {
+                ends.unary(|start| w.spec.end_of(start))
+            }
+            _ => ends,
+        };
+        let runs = runs_of(ends.values(), usize::MAX).unwrap_or_default();
+        for (end, offset, len) in runs {
             let part = batch.slice(offset, len);
             let keys = part.columns()[1..1 + n_keys].to_vec();
-            let total = self.intern_keys(start, &keys)?;
+            let total = self.intern_keys(end, &keys)?;
             let widths = &self.state_widths;
-            let state = window_in(&mut self.windows, start)?;
+            let state = window_in(&mut self.windows, end)?;
             let mut column = 1 + n_keys;
             for (acc, width) in state.accumulators.iter_mut().zip(widths) {
                 acc.merge_batch(
@@ -404,10 +420,10 @@ impl WindowAggregate {
 
     /// Emits final rows of every window in `closed`.
     fn emit_closed(&self, closed: BTreeMap<i64, GroupState>, out: &mut Collector) -> Result<()> {
-        for (start, mut state) in closed {
+        for (end, mut state) in closed {
             match self.spec.emit {
-                EmitMode::OnWindowClose => out.data(self.final_rows(start, state)?),
-                EmitMode::OnUpdate { .. } => out.changes(self.settle(start, &mut state)?),
+                EmitMode::OnWindowClose => out.data(self.final_rows(end, state)?),
+                EmitMode::OnUpdate { .. } => out.changes(self.settle(end, &mut state)?),
             }
         }
         Ok(())
@@ -419,8 +435,8 @@ impl WindowAggregate {
         let settled = windows
             .iter_mut()
             .filter(|(_, state)| state.dirty)
-            .try_for_each(|(&start, state)| {
-                out.changes(self.settle(start, state)?);
+            .try_for_each(|(&end, state)| {
+                out.changes(self.settle(end, state)?);
                 Ok(())
             });
         self.windows = windows;
@@ -479,16 +495,16 @@ impl StreamOperator for WindowAggregate {
         let Some(window) = self.spec.window else {
             return self.accumulate(0, &batch);
         };
-        let starts = self.window_starts(&batch, window)?;
-        if starts.null_count() > 0 {
-            let valid = datafusion::arrow::compute::is_not_null(&starts)?;
-            let nulls = datafusion::arrow::compute::is_null(&starts)?;
+        let ends = self.window_ends(&batch, window)?;
+        if ends.null_count() > 0 {
+            let valid = datafusion::arrow::compute::is_not_null(&ends)?;
+            let nulls = datafusion::arrow::compute::is_null(&ends)?;
             self.record_late(&filter_record_batch(&batch, &nulls)?, "event time is NULL")?;
             let batch = filter_record_batch(&batch, &valid)?;
-            let starts = datafusion::arrow::compute::filter(&starts, &valid)?;
-            return self.process_windows(&batch, starts.as_primitive());
+            let ends = datafusion::arrow::compute::filter(&ends, &valid)?;
+            return self.process_windows(&batch, ends.as_primitive());
         }
-        self.process_windows(&batch, &starts)
+        self.process_windows(&batch, &ends)
     }
 
     fn on_watermark(
@@ -506,15 +522,15 @@ impl StreamOperator for WindowAggregate {
         let Some(window) = self.spec.window else {
             return Ok(Some(watermark));
         };
-        // Windows with start + size <= wm are complete.
-        let first_open = wm.saturating_sub(window.size_nanos).saturating_add(1);
-        let open = self.windows.split_off(&first_open);
+        // Windows ending at or before wm are complete.
+        let open = self.windows.split_off(&wm.saturating_add(1));
         let closed = std::mem::replace(&mut self.windows, open);
         self.emit_closed(closed, out)?;
         // Rows emitted from now on belong to windows ending after wm, so they start after
-        // wm - size: that is the event time downstream can rely on for `window_start`.
+        // wm - (longest window): that is the event time downstream can rely on for
+        // `window_start`.
         Ok(Some(Watermark::EventTime(
-            wm.saturating_sub(window.size_nanos),
+            wm.saturating_sub(window.spec.max_size()),
         )))
     }
 
@@ -552,7 +568,7 @@ impl StreamOperator for WindowAggregate {
         let mut windows = std::mem::take(&mut self.windows);
         let written = windows
             .iter_mut()
-            .try_for_each(|(&start, window)| self.snapshot_window(start, window, &mut state));
+            .try_for_each(|(&end, window)| self.snapshot_window(end, window, &mut state));
         self.windows = windows;
         written?;
         Ok(state)
@@ -569,7 +585,7 @@ impl StreamOperator for WindowAggregate {
             let mut windows = std::mem::take(&mut self.windows);
             let settled = windows
                 .iter_mut()
-                .try_for_each(|(&start, window)| self.settle(start, window).map(drop));
+                .try_for_each(|(&end, window)| self.settle(end, window).map(drop));
             self.windows = windows;
             settled?;
         }
@@ -620,12 +636,12 @@ impl StreamOperator for WindowAggregate {
 }
 
 impl WindowAggregate {
-    /// Appends a window's checkpoint rows (`window start, keys…, states…`) to `state`: its
+    /// Appends a window's checkpoint rows (`window end, keys…, states…`) to `state`: its
     /// settled groups and whatever its delta holds (the same key may be in both; restoring
     /// merges them).
     fn snapshot_window(
         &self,
-        start: i64,
+        end: i64,
         window: &mut GroupState,
         state: &mut OperatorState,
     ) -> Result<()> {
@@ -638,7 +654,7 @@ impl WindowAggregate {
             if rows == 0 {
                 continue;
             }
-            let mut columns: Vec<ArrayRef> = vec![Arc::new(Int64Array::from_value(start, rows))];
+            let mut columns: Vec<ArrayRef> = vec![Arc::new(Int64Array::from_value(end, rows))];
             columns.extend(keys);
             columns.extend(partials.into_iter().flatten());
             let schema = state.schema.get_or_insert_with(|| state_schema(&columns));
@@ -654,36 +670,25 @@ impl WindowAggregate {
     /// In-order input, and the copies a hopping window makes, put rows of one window in a few
     /// contiguous runs: each run is folded as a zero-copy slice. Shuffled input (many short runs)
     /// is grouped by window with one sort and one `take` first.
-    fn process_windows(&mut self, batch: &RecordBatch, starts: &Int64Array) -> Result<()> {
-        let Some(window) = self.spec.window else {
-            return Ok(());
-        };
-        if let Some(runs) = runs_of(starts.values(), MAX_RUNS) {
-            return self.fold_runs(batch, &runs, window);
+    fn process_windows(&mut self, batch: &RecordBatch, ends: &Int64Array) -> Result<()> {
+        if let Some(runs) = runs_of(ends.values(), MAX_RUNS) {
+            return self.fold_runs(batch, &runs);
         }
-        let order = sort_to_indices(starts, None, None)?;
+        let order = sort_to_indices(ends, None, None)?;
         let sorted = take_record_batch(batch, &order)?;
-        let sorted_starts = take(starts, &order, None)?;
-        let runs = runs_of(
-            sorted_starts.as_primitive::<Int64Type>().values(),
-            usize::MAX,
-        )
-        .unwrap_or_default();
-        self.fold_runs(&sorted, &runs, window)
+        let sorted_ends = take(ends, &order, None)?;
+        let runs = runs_of(sorted_ends.as_primitive::<Int64Type>().values(), usize::MAX)
+            .unwrap_or_default();
+        self.fold_runs(&sorted, &runs)
     }
 
-    fn fold_runs(
-        &mut self,
-        batch: &RecordBatch,
-        runs: &[(i64, usize, usize)],
-        window: WindowKey,
-    ) -> Result<()> {
-        for &(start, offset, len) in runs {
+    fn fold_runs(&mut self, batch: &RecordBatch, runs: &[(i64, usize, usize)]) -> Result<()> {
+        for &(end, offset, len) in runs {
             let part = batch.slice(offset, len);
-            if self.is_closed(start, window) {
+            if self.is_closed(end) {
                 self.record_late(&part, "window already closed")?;
             } else {
-                self.accumulate(start, &part)?;
+                self.accumulate(end, &part)?;
             }
         }
         Ok(())
@@ -691,16 +696,20 @@ impl WindowAggregate {
 }
 
 /// The state of an open window.
-fn window_in(windows: &mut BTreeMap<i64, GroupState>, start: i64) -> Result<&mut GroupState> {
+fn window_in(windows: &mut BTreeMap<i64, GroupState>, end: i64) -> Result<&mut GroupState> {
     windows
-        .get_mut(&start)
+        .get_mut(&end)
         .ok_or_else(|| EngineError::Internal("window state vanished".into()))
 }
+
+/// Name of the checkpointed column of window ends. Checkpoints written before cumulating
+/// windows keyed windows by start in a column named `window_start`.
+const STATE_WINDOW_COLUMN: &str = "window_end";
 
 /// Name of the operator's watermark in checkpoints.
 const WATERMARK_VALUE: &str = "watermark";
 
-/// Schema of checkpointed state: `window_start`, then keys `k0…`, then partial states `s0…`;
+/// Schema of checkpointed state: `window_end`, then keys `k0…`, then partial states `s0…`;
 /// types from the arrays, everything nullable (partial states may hold nulls their fields don't
 /// declare).
 fn state_schema(columns: &[ArrayRef]) -> SchemaRef {
@@ -710,7 +719,7 @@ fn state_schema(columns: &[ArrayRef]) -> SchemaRef {
         .map(|(i, c)| {
             Field::new(
                 if i == 0 {
-                    "window_start".to_string()
+                    STATE_WINDOW_COLUMN.to_string()
                 } else {
                     format!("c{i}")
                 },

@@ -18,6 +18,7 @@ pub(crate) fn plan_window(
     ctx: &PlanContext<'_>,
 ) -> Result<Stage> {
     let mut stage = super::build(&window.input, ctx)?;
+    super::refuse_raw_sessions(&stage)?;
     if !stage.props.is_append_only() {
         return Err(unsupported(
             "OVER (…) over updating rows (make the aggregate EMIT ON WINDOW CLOSE)",

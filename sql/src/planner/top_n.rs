@@ -333,6 +333,7 @@ fn plan(
     ctx: &PlanContext<'_>,
 ) -> Result<Stage> {
     let mut stage = super::build(input, ctx)?;
+    super::refuse_raw_sessions(&stage)?;
     stage.flush();
     let input_schema = input.schema();
     let partition = partition_by
@@ -363,7 +364,7 @@ fn plan(
     let seal = match (stage.window, stage.props.sealed_by) {
         (Some(window), _) => column_index(WINDOW_END)
             .map(|i| (i, 0))
-            .or_else(|| column_index(WINDOW_START).map(|i| (i, -window.size_nanos))),
+            .or_else(|| column_index(WINDOW_START).map(|i| (i, -window.max_size()))),
         (None, Some(column)) => partition_by
             .iter()
             .any(|e| matches!(e, Expr::Column(c) if input_schema.index_of_column(c).ok() == Some(column)))

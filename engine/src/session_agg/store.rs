@@ -1,0 +1,262 @@
+//! Open sessions by key: finding the session a run of rows belongs to, merging sessions a run
+//! bridges, and handing out sessions as the watermark closes them.
+//!
+//! Keys are Arrow row-format bytes, interned to slots that are freed when a key's last session
+//! closes, so a key seen once does not cost memory forever. A key has few open sessions (those
+//! within the watermark delay), kept sorted by start in a small vector. Closing uses a min-heap of
+//! `(end, slot, session id)`; a session that grows pushes a new entry and leaves the old one to
+//! be skipped when popped (cheaper than removing it), so the heap holds at most one entry per
+//! extension since the watermark last passed.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+
+use datafusion::common::ScalarValue;
+use datafusion::logical_expr::Accumulator;
+
+use crate::error::{EngineError, Result};
+
+/// A session's row as last emitted (`OnUpdate`).
+#[derive(Debug, Clone)]
+pub(super) struct EmittedRow {
+    pub start: i64,
+    pub end: i64,
+    pub values: Vec<ScalarValue>,
+}
+
+/// One open session of one key.
+pub(super) struct Session {
+    pub id: u64,
+    /// Time of its first row.
+    pub start: i64,
+    /// Time of its last row plus the gap.
+    pub end: i64,
+    pub accumulators: Vec<Box<dyn Accumulator>>,
+    /// What downstream holds for it (`OnUpdate` only).
+    pub emitted: Option<EmittedRow>,
+    /// Changed since the last refresh (and queued in the dirty list).
+    pub dirty: bool,
+}
+
+struct Slot {
+    key: Box<[u8]>,
+    /// Open sessions, sorted by start, pairwise more than a gap apart.
+    sessions: Vec<Session>,
+}
+
+/// A session that ended, with its key.
+pub(super) struct Ended {
+    pub key: Box<[u8]>,
+    pub session: Session,
+}
+
+/// Every open session; see the module docs.
+#[derive(Default)]
+pub(super) struct SessionStore {
+    index: HashMap<Box<[u8]>, u32>,
+    slots: Vec<Option<Slot>>,
+    free: Vec<u32>,
+    closing: BinaryHeap<Reverse<(i64, u32, u64)>>,
+    next_id: u64,
+    /// Sessions changed since the last refresh, as `(slot, id)`.
+    dirty: Vec<(u32, u64)>,
+    /// Rows downstream holds for sessions merged into others since the last refresh.
+    retired: Vec<(Box<[u8]>, EmittedRow)>,
+    sessions: usize,
+}
+
+impl SessionStore {
+    /// The slot of `key`, created when new.
+    pub(super) fn slot_for(&mut self, key: &[u8]) -> u32 {
+        if let Some(&slot) = self.index.get(key) {
+            return slot;
+        }
+        let slot = Slot {
+            key: key.into(),
+            sessions: Vec::new(),
+        };
+        let id = match self.free.pop() {
+            Some(id) => {
+                self.slots[id as usize] = Some(slot);
+                id
+            }
+            None => {
+                self.slots.push(Some(slot));
+                (self.slots.len() - 1) as u32
+            }
+        };
+        self.index.insert(key.into(), id);
+        id
+    }
+
+    /// The session of `slot` that rows at `first..=last` (each less than `gap` from the next)
+    /// belong to: a new one, an existing one they reach, or the merge of every session they
+    /// bridge. `merge` folds a retired session's accumulators into the survivor's. The session
+    /// is marked dirty and its end re-queued; the caller folds the rows in.
+    pub(super) fn session_for(
+        &mut self,
+        slot: u32,
+        first: i64,
+        last: i64,
+        gap: i64,
+        new_accumulators: impl Fn() -> Result<Vec<Box<dyn Accumulator>>>,
+        merge: impl Fn(&mut Session, Session) -> Result<()>,
+    ) -> Result<&mut Session> {
+        let reach = last.saturating_add(gap);
+        let entry = self
+            .slots
+            .get_mut(slot as usize)
+            .and_then(Option::as_mut)
+            .ok_or_else(|| EngineError::Internal("session slot vanished".into()))?;
+        let sessions = &mut entry.sessions;
+        // Sessions overlapping [first, reach): a contiguous range of the sorted vector.
+        let lo = sessions.partition_point(|s| s.end <= first);
+        let hi = sessions.partition_point(|s| s.start < reach);
+        let position = if lo >= hi {
+            let id = self.next_id;
+            self.next_id += 1;
+            sessions.insert(
+                lo,
+                Session {
+                    id,
+                    start: first,
+                    end: reach,
+                    accumulators: new_accumulators()?,
+                    emitted: None,
+                    dirty: false,
+                },
+            );
+            self.sessions += 1;
+            lo
+        } else {
+            let absorbed: Vec<Session> = sessions.drain(lo + 1..hi).collect();
+            let survivor = &mut sessions[lo];
+            for other in absorbed {
+                survivor.start = survivor.start.min(other.start);
+                survivor.end = survivor.end.max(other.end);
+                if let Some(row) = other.emitted.clone() {
+                    self.retired.push((entry.key.clone(), row));
+                }
+                self.sessions -= 1;
+                merge(survivor, other)?;
+            }
+            lo
+        };
+        let session = &mut sessions[position];
+        session.start = session.start.min(first);
+        session.end = session.end.max(reach);
+        self.closing.push(Reverse((session.end, slot, session.id)));
+        if !session.dirty {
+            session.dirty = true;
+            self.dirty.push((slot, session.id));
+        }
+        Ok(session)
+    }
+
+    /// Removes and returns every session ending at or before `watermark`, earliest end first.
+    pub(super) fn close_until(&mut self, watermark: i64) -> Vec<Ended> {
+        let mut ended = Vec::new();
+        while let Some(&Reverse((end, slot, id))) = self.closing.peek() {
+            if end > watermark {
+                break;
+            }
+            self.closing.pop();
+            let Some(entry) = self.slots.get_mut(slot as usize).and_then(Option::as_mut) else {
+                continue;
+            };
+            // Stale entries: the session grew (a later entry holds its end) or was merged away.
+            let Some(i) = entry
+                .sessions
+                .iter()
+                .position(|s| s.id == id && s.end == end)
+            else {
+                continue;
+            };
+            let session = entry.sessions.remove(i);
+            self.sessions -= 1;
+            let key = if entry.sessions.is_empty() {
+                let key = std::mem::take(&mut entry.key);
+                self.index.remove(&key);
+                self.slots[slot as usize] = None;
+                self.free.push(slot);
+                key
+            } else {
+                entry.key.clone()
+            };
+            ended.push(Ended { key, session });
+        }
+        ended
+    }
+
+    /// Calls `f` on each session changed since the last call (still open), marking it clean.
+    pub(super) fn for_each_dirty(
+        &mut self,
+        mut f: impl FnMut(&[u8], &mut Session) -> Result<()>,
+    ) -> Result<()> {
+        for (slot, id) in std::mem::take(&mut self.dirty) {
+            let Some(entry) = self.slots.get_mut(slot as usize).and_then(Option::as_mut) else {
+                continue;
+            };
+            if let Some(session) = entry.sessions.iter_mut().find(|s| s.id == id && s.dirty) {
+                session.dirty = false;
+                f(&entry.key, session)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Rows of sessions merged away since the last call.
+    pub(super) fn take_retired(&mut self) -> Vec<(Box<[u8]>, EmittedRow)> {
+        std::mem::take(&mut self.retired)
+    }
+
+    /// Every open session with its key (checkpoints).
+    pub(super) fn all_mut(&mut self) -> impl Iterator<Item = (&[u8], &mut Session)> {
+        self.slots
+            .iter_mut()
+            .flatten()
+            .flat_map(|slot| slot.sessions.iter_mut().map(|s| (&*slot.key, s)))
+    }
+
+    /// Puts back a checkpointed session (no overlap checks: it was open and distinct).
+    pub(super) fn restore(&mut self, key: &[u8], mut session: Session) {
+        let slot = self.slot_for(key);
+        session.id = self.next_id;
+        self.next_id += 1;
+        self.closing.push(Reverse((session.end, slot, session.id)));
+        if let Some(entry) = self.slots[slot as usize].as_mut() {
+            let at = entry.sessions.partition_point(|s| s.start < session.start);
+            entry.sessions.insert(at, session);
+            self.sessions += 1;
+        }
+    }
+
+    /// Open sessions.
+    pub(super) fn len(&self) -> usize {
+        self.sessions
+    }
+
+    /// Bytes held, approximately (accumulators, keys, the index and the heap).
+    pub(super) fn size(&self) -> usize {
+        let sessions: usize = self
+            .slots
+            .iter()
+            .flatten()
+            .map(|slot| {
+                2 * slot.key.len()
+                    + slot
+                        .sessions
+                        .iter()
+                        .map(|s| {
+                            std::mem::size_of::<Session>()
+                                + s.accumulators.iter().map(|a| a.size()).sum::<usize>()
+                        })
+                        .sum::<usize>()
+            })
+            .sum();
+        sessions
+            + self.slots.capacity() * std::mem::size_of::<Option<Slot>>()
+            + self.index.capacity() * 24
+            + self.closing.capacity() * 24
+    }
+}
