@@ -1,5 +1,5 @@
 //! Crash recovery: Kafka-fed views using every stateful operator (tumbling windows emitted on
-//! close and on update, hopping windows, an updating GROUP BY, and a view reading a view) while
+//! close and on update, hopping windows, sessions, an updating GROUP BY, and a view reading a view) while
 //! the real `weir` binary is killed with SIGKILL at random moments and restarted on the same data
 //! directory. After the final watermark every view must equal a DataFusion batch query over the
 //! produced rows: no missing rows, no duplicates.
@@ -23,6 +23,20 @@ use crate::harness::{Server, client_rows};
 const T0: i64 = 1_704_067_200_000;
 const PARTITIONS: i32 = 3;
 const ROWS_PER_PARTITION: i64 = 4000;
+
+/// Sessions per key with a 150 ms gap, found in batch: a row starts a session unless the key's
+/// previous row is less than the gap before it.
+const SESSIONS_ORACLE: &str = "WITH marked AS (
+       SELECT k, v, ts, CASE WHEN lag(ts) OVER (PARTITION BY k ORDER BY ts)
+                                  > ts - INTERVAL '150 milliseconds' THEN 0 ELSE 1 END AS starts
+       FROM readings
+     ), numbered AS (
+       SELECT *, sum(starts) OVER (PARTITION BY k ORDER BY ts
+                                   ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS session
+       FROM marked
+     )
+     SELECT k, CAST(min(ts) AS BIGINT) AS ws, CAST(max(ts) AS BIGINT) + 150, count(*), sum(v)
+     FROM numbered GROUP BY k, session ORDER BY 1, 2";
 
 /// The views, each paired with the query reading it and the batch oracle computing the same rows.
 fn views() -> Vec<(&'static str, &'static str, &'static str)> {
@@ -53,6 +67,24 @@ fn views() -> Vec<(&'static str, &'static str, &'static str)> {
                  UNION ALL
                  SELECT to_unixtime(date_bin(INTERVAL '10 seconds', ts))::BIGINT - 10 AS w, k FROM readings
                ) GROUP BY w, k ORDER BY 1, 2",
+        ),
+        // Sessions (150 ms of inactivity) with rows up to 2 s out of order: sessions are
+        // created, extended and merged, and open ones are in every checkpoint.
+        (
+            "CREATE MATERIALIZED VIEW sessions AS
+               SELECT k, window_start, window_end, count(*) AS n, sum(v) AS s
+               FROM SESSION(readings, ts, INTERVAL '150 milliseconds')
+               WHERE k >= 0 GROUP BY k, window_start, window_end EMIT ON WINDOW CLOSE",
+            "SELECT k, CAST(window_start AS BIGINT), CAST(window_end AS BIGINT), n, s FROM sessions ORDER BY 1, 2",
+            SESSIONS_ORACLE,
+        ),
+        (
+            "CREATE MATERIALIZED VIEW live_sessions AS
+               SELECT k, window_start, window_end, count(*) AS n, sum(v) AS s
+               FROM SESSION(readings, ts, INTERVAL '150 milliseconds')
+               WHERE k >= 0 GROUP BY k, window_start, window_end",
+            "SELECT k, CAST(window_start AS BIGINT), CAST(window_end AS BIGINT), n, s FROM live_sessions ORDER BY 1, 2",
+            SESSIONS_ORACLE,
         ),
         (
             "CREATE MATERIALIZED VIEW totals AS

@@ -24,6 +24,8 @@
 mod checkpoint;
 mod output;
 mod store;
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 use std::time::Duration;
