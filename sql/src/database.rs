@@ -662,6 +662,9 @@ impl Session {
             v.options.clone(),
         )?;
         let state_ttl = options.take_duration("state_ttl")?;
+        let allowed_lateness = options
+            .take_duration("allowed_lateness")?
+            .unwrap_or_default();
         options.finish()?;
         plan_view(
             &plan,
@@ -670,9 +673,11 @@ impl Session {
                 state: &state,
                 catalog: &self.db.catalog,
                 emit_on_window_close: v.emit_on_window_close,
-                refresh: self.db.refresh,
+                refresh: v.emit_every.unwrap_or(self.db.refresh),
                 late_rows: Arc::clone(&self.db.catalog.late_rows),
                 state_ttl,
+                allowed_lateness,
+                lateness_applied: std::cell::Cell::new(false),
                 functions: &self.db.functions,
             },
         )

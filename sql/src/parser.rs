@@ -86,6 +86,8 @@ pub struct CreateView {
     pub query: Box<Query>,
     /// `EMIT ON WINDOW CLOSE`.
     pub emit_on_window_close: bool,
+    /// `EMIT EVERY INTERVAL '…'`: how often open windows' changes are emitted.
+    pub emit_every: Option<std::time::Duration>,
     /// The statement's text.
     pub sql: String,
 }
@@ -131,6 +133,7 @@ impl CreateSink {
             options: Vec::new(),
             query,
             emit_on_window_close: self.emit_on_window_close,
+            emit_every: None,
             sql,
         })
     }
@@ -195,7 +198,7 @@ pub fn parse_statements(sql: &str) -> Result<Vec<WeirStatement>> {
     let dialect = PostgreSqlDialect {};
     let tokens = Tokenizer::new(&dialect, sql).tokenize_with_location()?;
     complexity::check_expression_depth(&tokens)?;
-    let (tokens, eowc_statements) = strip_emit_clauses(tokens);
+    let (tokens, emits) = strip_emit_clauses(tokens)?;
     let mut parser = Parser::new(&dialect).with_tokens_with_locations(tokens);
     let mut out = Vec::new();
     let mut ordinal = 0usize;
@@ -207,7 +210,8 @@ pub fn parse_statements(sql: &str) -> Result<Vec<WeirStatement>> {
             break;
         }
         let start = parser.peek_token().span.start;
-        let mut stmt = parse_one(&mut parser, eowc_statements.contains(&ordinal))?;
+        let emit = emits.iter().find(|(o, _)| *o == ordinal).map(|(_, e)| *e);
+        let mut stmt = parse_one(&mut parser, emit)?;
         let end = parser.peek_token().span.start;
         let text = slice_text(sql, start, end);
         match &mut stmt {
@@ -228,9 +232,21 @@ pub fn parse_statements(sql: &str) -> Result<Vec<WeirStatement>> {
     Ok(out)
 }
 
-/// Removes top-level `EMIT ON WINDOW CLOSE` clauses (which would otherwise parse as a table
-/// alias) and returns the ordinals of the statements that had one.
-fn strip_emit_clauses(tokens: Vec<TokenWithSpan>) -> (Vec<TokenWithSpan>, Vec<usize>) {
+/// An `EMIT` clause at the end of a statement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EmitClause {
+    /// `EMIT ON WINDOW CLOSE`.
+    OnWindowClose,
+    /// `EMIT EVERY INTERVAL '…'`.
+    Every(std::time::Duration),
+}
+
+/// The `EMIT` clause of each statement that has one, by statement ordinal.
+type StatementEmits = Vec<(usize, EmitClause)>;
+
+/// Removes top-level `EMIT ON WINDOW CLOSE` and `EMIT EVERY INTERVAL '…'` clauses (which would
+/// otherwise parse as a table alias) and returns them with the ordinals of their statements.
+fn strip_emit_clauses(tokens: Vec<TokenWithSpan>) -> Result<(Vec<TokenWithSpan>, StatementEmits)> {
     let words: Vec<Option<String>> = tokens
         .iter()
         .map(|t| match &t.token {
@@ -251,17 +267,42 @@ fn strip_emit_clauses(tokens: Vec<TokenWithSpan>) -> (Vec<TokenWithSpan>, Vec<us
             Token::SemiColon if depth == 0 => ordinal += 1,
             _ => {}
         }
-        if depth == 0 && k + 3 < significant.len() {
-            let seq: Vec<Option<&str>> = (0..4)
-                .map(|j| words[significant[k + j]].as_deref())
-                .collect();
-            if seq == [Some("EMIT"), Some("ON"), Some("WINDOW"), Some("CLOSE")] {
-                for j in 0..4 {
-                    remove[significant[k + j]] = true;
-                }
-                statements.push(ordinal);
-            }
+        if depth != 0 || k + 1 >= significant.len() {
+            continue;
         }
+        let word = |j: usize| significant.get(k + j).and_then(|&t| words[t].as_deref());
+        if word(0) != Some("EMIT") {
+            continue;
+        }
+        let (clause, len) = match (word(1), word(2), word(3)) {
+            (Some("ON"), Some("WINDOW"), Some("CLOSE")) => (EmitClause::OnWindowClose, 4),
+            (Some("EVERY"), Some("INTERVAL"), _) => {
+                let text = match significant.get(k + 3).map(|&t| &tokens[t].token) {
+                    Some(Token::SingleQuotedString(text)) => text.clone(),
+                    _ => {
+                        return Err(SqlError::syntax(
+                            "EMIT EVERY takes an interval: EMIT EVERY INTERVAL '10 seconds'",
+                        ));
+                    }
+                };
+                let every = weir_engine::options::parse_duration(&text)
+                    .map_err(|e| SqlError::syntax(format!("EMIT EVERY INTERVAL '{text}': {e}")))?;
+                if every.is_zero() {
+                    return Err(SqlError::syntax("EMIT EVERY needs a positive interval"));
+                }
+                (EmitClause::Every(every), 4)
+            }
+            (Some("EVERY"), _, _) => {
+                return Err(SqlError::syntax(
+                    "EMIT EVERY takes an interval: EMIT EVERY INTERVAL '10 seconds'",
+                ));
+            }
+            _ => continue,
+        };
+        for j in 0..len {
+            remove[significant[k + j]] = true;
+        }
+        statements.push((ordinal, clause));
     }
     let kept = tokens
         .into_iter()
@@ -269,7 +310,7 @@ fn strip_emit_clauses(tokens: Vec<TokenWithSpan>) -> (Vec<TokenWithSpan>, Vec<us
         .filter(|(_, r)| !r)
         .map(|(t, _)| t)
         .collect();
-    (kept, statements)
+    Ok((kept, statements))
 }
 
 fn slice_text(
@@ -352,16 +393,21 @@ fn expect_word(parser: &mut Parser, word: &str) -> Result<()> {
     }
 }
 
-fn parse_one(parser: &mut Parser, emit_on_window_close: bool) -> Result<WeirStatement> {
+fn parse_one(parser: &mut Parser, emit: Option<EmitClause>) -> Result<WeirStatement> {
+    let emit_on_window_close = emit == Some(EmitClause::OnWindowClose);
+    let emit_every = match emit {
+        Some(EmitClause::Every(every)) => Some(every),
+        _ => None,
+    };
     if consume_words(parser, &["CREATE", "SOURCE"]) {
         return parse_create_source(parser).map(|c| WeirStatement::CreateSource(Box::new(c)));
     }
     if consume_words(parser, &["CREATE", "MATERIALIZED", "VIEW"]) {
-        return parse_create_view(parser, emit_on_window_close)
+        return parse_create_view(parser, emit_on_window_close, emit_every)
             .map(|v| WeirStatement::CreateView(Box::new(v)));
     }
     if consume_words(parser, &["EXPLAIN", "CREATE", "MATERIALIZED", "VIEW"]) {
-        return parse_create_view(parser, emit_on_window_close)
+        return parse_create_view(parser, emit_on_window_close, emit_every)
             .map(|v| WeirStatement::ExplainView(Box::new(v)));
     }
     if words_ahead(parser, &["CREATE", "TABLE"]) && has_format_clause(parser) {
@@ -369,6 +415,12 @@ fn parse_one(parser: &mut Parser, emit_on_window_close: bool) -> Result<WeirStat
         parser.next_token();
         return ddl::parse_create_connector_table(parser)
             .map(|t| WeirStatement::CreateConnectorTable(Box::new(t)));
+    }
+    if emit_every.is_some() {
+        return Err(SqlError::syntax(
+            "EMIT EVERY is only allowed at the end of CREATE MATERIALIZED VIEW (a sink delivers \
+             its view's changes as they come)",
+        ));
     }
     if consume_words(parser, &["CREATE", "SINK"]) {
         return parse_create_sink(parser, emit_on_window_close)

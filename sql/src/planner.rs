@@ -63,6 +63,10 @@ pub struct PlanContext<'a> {
     pub late_rows: Arc<LateRowLog>,
     /// `WITH (state_ttl = '…')`: OVER-window keys idle this long (event time) are forgotten.
     pub state_ttl: Option<Duration>,
+    /// `WITH (allowed_lateness = '…')`: windows stay open this long past the watermark.
+    pub allowed_lateness: Duration,
+    /// Set when a windowed aggregate took `allowed_lateness` (so a view without one says so).
+    pub lateness_applied: std::cell::Cell<bool>,
     /// The function libraries (incremental forms of `OVER` calls).
     pub functions: &'a Functions,
 }
@@ -118,6 +122,12 @@ impl Stage {
 pub fn plan_view(plan: &LogicalPlan, ctx: &PlanContext<'_>) -> Result<ViewPipeline> {
     let mut stage = build(plan, ctx)?;
     refuse_raw_sessions(&stage)?;
+    if !ctx.allowed_lateness.is_zero() && !ctx.lateness_applied.get() {
+        return Err(unsupported(
+            "allowed_lateness without a windowed aggregate (it keeps TUMBLE, HOP, CUMULATE and \
+             SESSION windows open past the watermark)",
+        ));
+    }
     stage.flush();
     if ctx.emit_on_window_close
         && stage.window.is_none()
@@ -150,6 +160,12 @@ pub fn plan_view(plan: &LogicalPlan, ctx: &PlanContext<'_>) -> Result<ViewPipeli
         schema,
         explain,
     })
+}
+
+/// `allowed_lateness` in nanoseconds, noting that a windowed aggregate took it.
+fn lateness_nanos(ctx: &PlanContext<'_>) -> i64 {
+    ctx.lateness_applied.set(true);
+    i64::try_from(ctx.allowed_lateness.as_nanos()).unwrap_or(i64::MAX)
 }
 
 /// Sessions are found by the aggregate that groups by them; rows of `SESSION(…)` that reach
@@ -523,6 +539,7 @@ fn plan_aggregate(
                 aggregates,
                 output_schema: Arc::clone(&output_schema),
                 gap_nanos: gap,
+                lateness_nanos: lateness_nanos(ctx),
                 emit,
             },
             Arc::clone(&ctx.late_rows),
@@ -546,6 +563,11 @@ fn plan_aggregate(
                 aggregates,
                 output_schema: Arc::clone(&output_schema),
                 window,
+                lateness_nanos: if window.is_some() {
+                    lateness_nanos(ctx)
+                } else {
+                    0
+                },
                 emit,
             },
             Arc::clone(&ctx.late_rows),

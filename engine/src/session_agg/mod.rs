@@ -7,8 +7,8 @@
 //! session holds one DataFusion `Accumulator` per aggregate (any aggregate: merging sessions
 //! merges their partial states), so percentiles and distinct counts work as they do in batch.
 //!
-//! A row is late when its own window `[ts, ts + gap)` ends at or before the watermark: it could
-//! only have joined sessions already emitted. Late rows go to `weir_late_rows`.
+//! A row is late when its own window `[ts, ts + gap)` ends at or before the watermark (less the
+//! allowed lateness): it could only have joined sessions already emitted. Late rows go to `weir_late_rows`.
 //!
 //! Emission:
 //! - `OnWindowClose`: a session is emitted once, as an insert, when the watermark passes its end.
@@ -73,6 +73,9 @@ pub struct SessionAggregateSpec {
     pub output_schema: SchemaRef,
     /// Inactivity that closes a session, in nanoseconds.
     pub gap_nanos: i64,
+    /// Allowed lateness: sessions close this long after the watermark passes their end, and
+    /// rows that late still join them.
+    pub lateness_nanos: i64,
     /// Emission policy.
     pub emit: EmitMode,
 }
@@ -296,6 +299,26 @@ impl SessionAggregate {
         self.emit(changes, out)
     }
 
+    /// Moves the (lateness-adjusted) watermark to `wm`: flushes pending changes, then emits the
+    /// sessions it closes.
+    fn advance(&mut self, wm: i64, out: &mut Collector) -> Result<()> {
+        self.watermark = Some(wm);
+        if let EmitMode::OnUpdate { .. } = self.spec.emit {
+            self.flush(out)?;
+        }
+        let mut changes = ChangeRows::default();
+        for mut ended in self.store.close_until(wm) {
+            let now = self.current(&mut ended.session)?;
+            match self.spec.emit {
+                EmitMode::OnWindowClose => changes.insert(ended.key, now),
+                EmitMode::OnUpdate { .. } => {
+                    changes.follow(&ended.key, ended.session.emitted.take(), now);
+                }
+            }
+        }
+        self.emit(changes, out)
+    }
+
     fn emit(&self, changes: ChangeRows, out: &mut Collector) -> Result<()> {
         if let Some(changes) = changes.finish(self)? {
             out.changes(changes);
@@ -373,25 +396,13 @@ impl StreamOperator for SessionAggregate {
         let Watermark::EventTime(wm) = watermark else {
             return Ok(Some(watermark));
         };
+        // Sessions close (and rows become late) `lateness` behind the watermark.
+        let wm = wm.saturating_sub(self.spec.lateness_nanos);
         if self.watermark.is_some_and(|w| w >= wm) {
             return Ok(None);
         }
-        self.watermark = Some(wm);
-        if let EmitMode::OnUpdate { .. } = self.spec.emit {
-            self.flush(out)?;
-        }
-        let mut changes = ChangeRows::default();
-        for mut ended in self.store.close_until(wm) {
-            let now = self.current(&mut ended.session)?;
-            match self.spec.emit {
-                EmitMode::OnWindowClose => changes.insert(ended.key, now),
-                EmitMode::OnUpdate { .. } => {
-                    changes.follow(&ended.key, ended.session.emitted.take(), now);
-                }
-            }
-        }
-        self.emit(changes, out)?;
-        Ok(Some(watermark))
+        self.advance(wm, out)?;
+        Ok(Some(Watermark::EventTime(wm)))
     }
 
     fn tick_interval(&self) -> Option<Duration> {
@@ -413,8 +424,7 @@ impl StreamOperator for SessionAggregate {
     }
 
     fn on_end(&mut self, out: &mut Collector) -> Result<()> {
-        self.on_watermark(Watermark::EventTime(i64::MAX), out)
-            .map(drop)
+        self.advance(i64::MAX, out)
     }
 
     fn snapshot(&mut self, _barrier: CheckpointBarrier) -> Result<OperatorState> {
@@ -447,6 +457,13 @@ impl StreamOperator for SessionAggregate {
                 format!("on update (refresh {}ms)", refresh.as_millis())
             }
             EmitMode::OnWindowClose => "on window close".into(),
+        };
+        let emit = match self.spec.lateness_nanos {
+            0 => emit,
+            lateness => format!(
+                "{emit} allowed lateness {}",
+                crate::window::humanize_nanos(lateness)
+            ),
         };
         format!(
             "SessionAggregate: group by [{}] aggregates [{}] gap={} emit {emit}",

@@ -69,6 +69,7 @@ fn operator(emit: EmitMode) -> Result<SessionAggregate> {
             aggregates: vec![aggregate(count_udaf(), "n")?, aggregate(sum_udaf(), "s")?],
             output_schema: output_schema(),
             gap_nanos: GAP_MS * 1_000_000,
+            lateness_nanos: 0,
             emit,
         },
         Arc::new(LateRowLog::default()),
@@ -92,8 +93,11 @@ fn batch(rows: &[(i64, i64, i64)]) -> Result<RecordBatch> {
     )?)
 }
 
-/// Sessions by brute force: `(k, start, end) -> (count, sum)`.
-fn expected(rows: &[(i64, i64, i64)]) -> BTreeMap<(i64, i64, i64), (i64, i64)> {
+/// `(k, start, end) -> (count, sum)`.
+type Sessions = BTreeMap<(i64, i64, i64), (i64, i64)>;
+
+/// Sessions by brute force.
+fn expected(rows: &[(i64, i64, i64)]) -> Sessions {
     let mut by_key: BTreeMap<i64, Vec<(i64, i64)>> = BTreeMap::new();
     for &(k, v, t) in rows {
         by_key.entry(k).or_default().push((t, v));
@@ -118,7 +122,7 @@ fn expected(rows: &[(i64, i64, i64)]) -> BTreeMap<(i64, i64, i64), (i64, i64)> {
     out
 }
 
-fn live(checker: &ChangelogChecker) -> Result<BTreeMap<(i64, i64, i64), (i64, i64)>> {
+fn live(checker: &ChangelogChecker) -> Result<Sessions> {
     let rows = checker.live_rows()?;
     let int = |i: usize| rows.column(i).as_primitive::<Int64Type>().clone();
     let time = |i: usize| {
@@ -162,7 +166,7 @@ fn run(emit: EmitMode, seed: u64) -> Result<()> {
     let mut op = operator(emit)?;
     let mut checker = ChangelogChecker::new(output_schema(), Some(vec![0, 1, 2]))?;
     let mut out = Collector::default();
-    let mut apply = |out: &mut Collector, checker: &mut ChangelogChecker| -> Result<()> {
+    let apply = |out: &mut Collector, checker: &mut ChangelogChecker| -> Result<()> {
         for message in out.drain() {
             if let Message::Changes(changes) = message {
                 checker.apply(&changes)?;

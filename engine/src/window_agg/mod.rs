@@ -109,6 +109,9 @@ pub struct WindowAggregateSpec {
     pub output_schema: SchemaRef,
     /// The window, or None for a non-windowed (updating) aggregate.
     pub window: Option<WindowKey>,
+    /// Allowed lateness: windows close this long after the watermark passes their end, and
+    /// rows that late still count.
+    pub lateness_nanos: i64,
     /// Emission policy.
     pub emit: EmitMode,
 }
@@ -515,6 +518,8 @@ impl StreamOperator for WindowAggregate {
         let Watermark::EventTime(wm) = watermark else {
             return Ok(Some(watermark));
         };
+        // Windows close (and rows become late) `lateness` behind the watermark.
+        let wm = wm.saturating_sub(self.spec.lateness_nanos);
         if self.watermark.is_some_and(|w| w >= wm) {
             return Ok(None);
         }
@@ -621,6 +626,13 @@ impl StreamOperator for WindowAggregate {
                 format!("on update (refresh {}ms)", refresh.as_millis())
             }
             EmitMode::OnWindowClose => "on window close".into(),
+        };
+        let emit = match self.spec.lateness_nanos {
+            0 => emit,
+            lateness => format!(
+                "{emit} allowed lateness {}",
+                crate::window::humanize_nanos(lateness)
+            ),
         };
         format!(
             "{}: group by [{}] aggregates [{}] emit {emit}",

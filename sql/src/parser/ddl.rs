@@ -172,6 +172,7 @@ fn parse_sink_query(parser: &mut Parser) -> Result<Box<Query>> {
 pub(super) fn parse_create_view(
     parser: &mut Parser,
     emit_on_window_close: bool,
+    emit_every: Option<std::time::Duration>,
 ) -> Result<CreateView> {
     let if_not_exists = consume_words(parser, &["IF", "NOT", "EXISTS"]);
     let name = normalize_name(&parser.parse_object_name(false)?)?;
@@ -188,6 +189,7 @@ pub(super) fn parse_create_view(
         options,
         query,
         emit_on_window_close,
+        emit_every,
         sql: String::new(),
     })
 }
