@@ -32,8 +32,6 @@
     clippy::print_stderr
 )]
 
-use std::collections::BTreeMap;
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -48,6 +46,9 @@ use weir_engine::message::Message;
 use weir_engine::pipeline::PipelineState;
 
 mod common;
+use common::child::{
+    KeyFigures as Figures, figure, millions, parse_pairs, per_cpu, result_line, run_child,
+};
 use common::{commit, cpu_seconds, machine, peak_rss_mb, rss_mb, today, write_section};
 
 const ALL: [&str; 10] = [
@@ -143,21 +144,6 @@ fn workload(name: &str, events: u64) -> Option<(String, &'static str, &'static s
         ),
         _ => return None,
     })
-}
-
-/// One child's figures, passed to the parent as `key=value` pairs on a `RESULT` line.
-type Figures = BTreeMap<String, String>;
-
-fn result_line(figures: &Figures) -> String {
-    let pairs: Vec<String> = figures
-        .iter()
-        .map(|(k, v)| format!("{k}={}", v.replace(' ', "_")))
-        .collect();
-    format!("RESULT {}", pairs.join(" "))
-}
-
-fn figure(figures: &Figures, key: &str) -> Option<f64> {
-    figures.get(key).and_then(|v| v.parse().ok())
 }
 
 /// Runs a throughput workload to the end of its input.
@@ -616,43 +602,9 @@ async fn topn_updates() -> Figures {
     f
 }
 
-/// Runs one workload in a fresh process and parses its figures.
-fn run_child(name: &str, events: u64) -> Option<Figures> {
-    let exe = std::env::current_exe().expect("current exe");
-    let out = Command::new(exe)
-        .args(["--child", name, "--events", &events.to_string()])
-        .output()
-        .expect("spawn");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let Some(line) = stdout.lines().find(|l| l.starts_with("RESULT ")) else {
-        eprintln!(
-            "{name} failed:\n{stdout}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        return None;
-    };
-    Some(
-        line.trim_start_matches("RESULT ")
-            .split_whitespace()
-            .filter_map(|kv| kv.split_once('='))
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-    )
-}
-
 /// Flink's figures from `scripts/bench-peers.sh`: `rows=… cpu=… wall=… startup_cpu=… startup_wall=…`.
 fn read_flink(path: &str) -> Option<Figures> {
-    let text = std::fs::read_to_string(path).ok()?;
-    Some(
-        text.split_whitespace()
-            .filter_map(|kv| kv.split_once('='))
-            .map(|(k, v)| (k.into(), v.into()))
-            .collect(),
-    )
-}
-
-fn per_cpu(f: &Figures) -> Option<f64> {
-    Some(figure(f, "events")? / figure(f, "cpu")?)
+    std::fs::read_to_string(path).ok().map(|t| parse_pairs(&t))
 }
 
 fn goal(name: &str) -> &'static str {
@@ -664,10 +616,6 @@ fn goal(name: &str) -> &'static str {
         "memory" => "≤ 200 B/group",
         _ => "",
     }
-}
-
-fn millions(v: Option<f64>) -> String {
-    v.map_or("–".into(), |v| format!("{:.2} M", v / 1e6))
 }
 
 fn report(

@@ -5,6 +5,8 @@
 #
 #   scripts/bench-peers.sh [ROWS] [MORE WORKLOADS…]     (ROWS default 10,000,000)
 #   scripts/bench-peers.sh 10000000 q0 q1 q2 q5 sensors memory latency latency_window
+#   scripts/bench-peers.sh 10000000 q11 hop tumble2s     (window kinds: the `windows` bench,
+#                                                        with Flink's q11 beside Weir's)
 #
 # Flink's CPU time is measured with /usr/bin/time over a run of ROWS rows minus a run of 1,000
 # rows, so its ~8 s of JVM start-up and job submission is not counted against it.
@@ -24,11 +26,12 @@ if [ ! -d "$FLINK/pyflink/lib" ]; then
 fi
 javac -cp "$FLINK/pyflink/lib/*" -d "$FLINK" "$ROOT/benches/peers/FlinkSqlBench.java"
 
-# Prints "cpu_seconds wall_seconds max_rss_kb" of one Flink run over $1 rows.
+# Prints "cpu_seconds wall_seconds max_rss_kb" of one Flink run of script $2 (default: the
+# tumble count) over $1 rows.
 flink_run() {
   local out
   out="$(/usr/bin/time -f "TIME %U %S %e %M" java -Xmx4g -cp "$FLINK/pyflink/lib/*:$FLINK" \
-    FlinkSqlBench "$ROOT/benches/peers/flink_tumble_count.sql" "$1" 1 2>&1)"
+    FlinkSqlBench "$ROOT/benches/peers/${2:-flink_tumble_count.sql}" "$1" 1 2>&1)"
   echo "$out" | grep -E "^RESULT" >&2 || { echo "$out" >&2; exit 1; }
   echo "$out" | awk '/^TIME/ { printf "%.2f %.2f %d\n", $2 + $3, $4, $5 }'
 }
@@ -41,5 +44,28 @@ result="$CACHE/flink-tumble-$ROWS.txt"
 echo "rows=$ROWS cpu=$cpu wall=$wall startup_cpu=$startup_cpu startup_wall=$startup_wall maxrss_mb=$((rss_kb / 1024))" \
   | tee "$result"
 
+# `q11` among the workloads: Flink's session windows over the same rows, beside Weir's
+# `windows` bench (which writes its own BENCHMARKS.md section).
+windows=()
+streaming=()
+for w in "$@"; do
+  case "$w" in
+    q11 | tumble2s | hop | cumulate | session_memory) windows+=("$w") ;;
+    *) streaming+=("$w") ;;
+  esac
+done
 cd "$ROOT"
-cargo bench --bench streaming -- generator ceiling tumble "$@" --events "$ROWS" --flink "$result"
+if [ "${#windows[@]}" -gt 0 ]; then
+  flink_q11=""
+  if printf '%s\n' "${windows[@]}" | grep -qx q11; then
+    echo "Flink 2.3, parallelism 1: q11 start-up run (1,000 rows)"
+    read -r q_startup_cpu q_startup_wall _ < <(flink_run 1000 flink_q11_session.sql)
+    echo "Flink 2.3, parallelism 1: q11, $ROWS rows"
+    read -r q_cpu q_wall q_rss_kb < <(flink_run "$ROWS" flink_q11_session.sql)
+    flink_q11="$CACHE/flink-q11-$ROWS.txt"
+    echo "rows=$ROWS cpu=$q_cpu wall=$q_wall startup_cpu=$q_startup_cpu startup_wall=$q_startup_wall maxrss_mb=$((q_rss_kb / 1024))" \
+      | tee "$flink_q11"
+  fi
+  cargo bench --bench windows -- "${windows[@]}" --events "$ROWS" ${flink_q11:+--flink-q11 "$flink_q11"}
+fi
+cargo bench --bench streaming -- generator ceiling tumble "${streaming[@]}" --events "$ROWS" --flink "$result"

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod accuracy;
+pub mod child;
 // The integration tests' tansu broker (started from the `.venv` that `scripts/test.sh` makes).
 #[path = "../../tests/integration/broker.rs"]
 pub mod broker;

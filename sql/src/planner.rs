@@ -484,8 +484,13 @@ fn plan_aggregate(
             &planning,
         )
         .build()?;
-        if !lowered.order_bys.is_empty() {
-            return Err(unsupported("ORDER BY inside an aggregate call"));
+        // Ordered aggregates (`first_value(x ORDER BY ts)`, `array_agg(x ORDER BY ts)`) order
+        // what they keep themselves, so rows may arrive in any order; they cannot retract.
+        if !lowered.order_bys.is_empty() && updating_input {
+            return Err(unsupported(
+                "ORDER BY inside an aggregate call over an updating input (ordered aggregates \
+                 cannot retract rows)",
+            ));
         }
         aggregates.push(AggregateCall {
             function: lowered.aggregate,

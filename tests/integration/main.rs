@@ -23,3 +23,4 @@ mod postgres_server;
 mod robustness;
 mod sinks;
 mod slt;
+mod window_oracle;

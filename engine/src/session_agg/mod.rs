@@ -223,8 +223,7 @@ impl SessionAggregate {
         let mut inputs = Vec::with_capacity(self.spec.aggregates.len());
         for call in &self.spec.aggregates {
             let args = call
-                .function
-                .expressions()
+                .inputs()
                 .iter()
                 .map(|e| Ok(take(&e.evaluate(batch)?.into_array(n)?, &indices, None)?))
                 .collect::<Result<Vec<ArrayRef>>>()?;

@@ -96,6 +96,17 @@ pub struct AggregateCall {
     pub filter: Option<Arc<dyn PhysicalExpr>>,
 }
 
+impl AggregateCall {
+    /// What the accumulator's `update_batch` takes, in DataFusion's order: the arguments, then
+    /// the `ORDER BY` expressions of an ordered aggregate (`first_value(x ORDER BY ts)`).
+    pub fn inputs(&self) -> Vec<Arc<dyn PhysicalExpr>> {
+        let all = self.function.all_expressions();
+        let mut inputs = all.args;
+        inputs.extend(all.order_by_exprs);
+        inputs
+    }
+}
+
 /// Everything needed to build a [`WindowAggregate`].
 #[derive(Debug, Clone)]
 pub struct WindowAggregateSpec {
@@ -289,8 +300,7 @@ impl WindowAggregate {
             .zip(state.accumulators.iter_mut())
         {
             let values = call
-                .function
-                .expressions()
+                .inputs()
                 .iter()
                 .map(|e| e.evaluate(batch)?.into_array(batch.num_rows()))
                 .collect::<datafusion::error::Result<Vec<ArrayRef>>>()?;

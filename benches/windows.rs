@@ -1,0 +1,267 @@
+//! Window kinds: sessions (Nexmark q11), cumulating and hopping windows, and the memory of open
+//! sessions, each in its own process, written to BENCHMARKS.md's `windows` section.
+//!
+//! `cargo bench --bench windows -- [WORKLOAD…] [--events N] [--flink-q11 FILE]`
+//!
+//! | workload | what |
+//! |---|---|
+//! | `q11` | Nexmark q11: bids per bidder session (10 s of inactivity closes one), the peers' bids (100,000 bidders, 10 bids per ms) |
+//! | `tumble2s` | bids per auction per 2 s tumbling window: the pane a 10 s / 2 s hop would be built from |
+//! | `hop` | bids per auction per 10 s window every 2 s (each row in 5 windows) |
+//! | `cumulate` | bids per auction so far in each 10 s cycle, every 2 s |
+//! | `session_memory` | 1,000,000 keys each with one session left open (1 hour gap): state bytes and RSS per open session |
+//!
+//! `--flink-q11 FILE` adds Flink 2.3's q11 over the same rows, measured by
+//! `scripts/bench-peers.sh … q11` (net of JVM start-up), and the per-CPU-second ratio.
+
+// A bench program: it prints its figures, and a failed expectation aborts the run.
+#![allow(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    clippy::panic,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use weir_engine::pipeline::PipelineState;
+
+mod common;
+use common::child::{KeyFigures, figure, millions, parse_pairs, per_cpu, result_line, run_child};
+use common::{commit, cpu_seconds, machine, peak_rss_mb, rss_mb, today, write_section};
+
+const ALL: [&str; 5] = ["q11", "tumble2s", "hop", "cumulate", "session_memory"];
+
+/// The peers' bids (as in the streaming bench and Flink's datagen table).
+fn bids(events: u64, extra: &str) -> String {
+    format!(
+        "CREATE SOURCE bids (id BIGINT, auction BIGINT, bidder BIGINT, price BIGINT, ts TIMESTAMP(3) WITH TIME ZONE,
+                             WATERMARK FOR ts AS ts - INTERVAL '4 seconds')
+         WITH (connector = 'datagen', generator = 'bids', events = {events},
+               start_time = '2024-01-01T00:00:00Z'{extra});"
+    )
+}
+
+/// (source DDL, view DDL) of a workload.
+fn workload(name: &str, events: u64) -> Option<(String, &'static str)> {
+    Some(match name {
+        "q11" => (
+            bids(events, ""),
+            "CREATE MATERIALIZED VIEW v AS SELECT bidder, count(*) AS bid_count, window_start, window_end
+             FROM SESSION(bids, ts, INTERVAL '10 seconds') GROUP BY bidder, window_start, window_end
+             EMIT ON WINDOW CLOSE",
+        ),
+        "tumble2s" => (
+            bids(events, ""),
+            "CREATE MATERIALIZED VIEW v AS SELECT auction, window_start, window_end, count(*) AS num
+             FROM TUMBLE(bids, ts, INTERVAL '2 seconds') GROUP BY auction, window_start, window_end
+             EMIT ON WINDOW CLOSE",
+        ),
+        "hop" => (
+            bids(events, ""),
+            "CREATE MATERIALIZED VIEW v AS SELECT auction, window_start, window_end, count(*) AS num
+             FROM HOP(bids, ts, INTERVAL '2 seconds', INTERVAL '10 seconds')
+             GROUP BY auction, window_start, window_end EMIT ON WINDOW CLOSE",
+        ),
+        "cumulate" => (
+            bids(events, ""),
+            "CREATE MATERIALIZED VIEW v AS SELECT auction, window_start, window_end, count(*) AS num
+             FROM CUMULATE(bids, ts, INTERVAL '2 seconds', INTERVAL '10 seconds')
+             GROUP BY auction, window_start, window_end EMIT ON WINDOW CLOSE",
+        ),
+        "session_memory" => (
+            bids(events, ", event_rate = 1000000"),
+            "CREATE MATERIALIZED VIEW v AS SELECT id, count(*) AS n, window_start, window_end
+             FROM SESSION(bids, ts, INTERVAL '1 hour') GROUP BY id, window_start, window_end
+             EMIT ON WINDOW CLOSE",
+        ),
+        _ => return None,
+    })
+}
+
+/// Runs a workload to the end of its input (every session closes when the input ends).
+async fn run(name: &str, events: u64) -> KeyFigures {
+    let (source, view) = workload(name, events).expect("known workload");
+    let db = weir::database().build().expect("database");
+    let session = db.session();
+    session.execute_all(&source).await.expect("create source");
+    let rss_before = rss_mb();
+    let (t, c) = (Instant::now(), cpu_seconds());
+    session.execute_all(view).await.expect("create view");
+    let entry = db.catalog().view("v").expect("view");
+    loop {
+        match entry.status.state() {
+            PipelineState::Running => tokio::time::sleep(Duration::from_millis(2)).await,
+            PipelineState::Finished => break,
+            PipelineState::Failed(e) => panic!("{name}: pipeline failed: {e}"),
+        }
+    }
+    let (wall, cpu) = (t.elapsed().as_secs_f64(), cpu_seconds() - c);
+    let (final_rows, open_rows, _) = entry.table.stats();
+    let mut f = KeyFigures::new();
+    f.insert("events".into(), events.to_string());
+    f.insert("rows_out".into(), (final_rows + open_rows).to_string());
+    f.insert("wall".into(), format!("{wall:.3}"));
+    f.insert("cpu".into(), format!("{cpu:.3}"));
+    f.insert("peak_rss_mb".into(), format!("{:.0}", peak_rss_mb()));
+    f.insert(
+        "rss_growth_mb".into(),
+        format!("{:.0}", peak_rss_mb() - rss_before),
+    );
+    f.insert(
+        "peak_state_bytes".into(),
+        entry
+            .status
+            .peak_state_bytes
+            .load(Ordering::Relaxed)
+            .to_string(),
+    );
+    f
+}
+
+fn goal(name: &str) -> &'static str {
+    match name {
+        "q11" => "≥ 0.5 M/CPU-s",
+        "session_memory" => "100 k windows well under 2 GB",
+        _ => "",
+    }
+}
+
+fn report(args: &str, results: &[(String, KeyFigures)], flink: Option<&KeyFigures>) -> String {
+    let mut s = format!(
+        "## Window kinds\n\n`cargo bench --bench windows --{args}` · commit {} · {} · {}\n\n\
+         Each run is the real engine (datagen source → pipeline → materialized view, `rate = 'unbounded'`, \
+         `EMIT ON WINDOW CLOSE`) in its own process; CPU is process CPU time over all threads (the generator \
+         included) until the view has every row.\n\n\
+         | workload | events | wall s | events per CPU-s | rows out | peak RSS MB | peak state MB | goal |\n\
+         |---|---:|---:|---:|---:|---:|---:|---|\n",
+        commit(),
+        today(),
+        machine()
+    );
+    let get = |n: &str| results.iter().find(|(name, _)| name == n).map(|(_, f)| f);
+    for (name, f) in results {
+        s.push_str(&format!(
+            "| {name} | {} | {} | {} | {} | {} | {:.1} | {} |\n",
+            f.get("events").map_or("–", String::as_str),
+            f.get("wall").map_or("–", String::as_str),
+            millions(per_cpu(f)),
+            f.get("rows_out").map_or("–", String::as_str),
+            f.get("peak_rss_mb").map_or("–", String::as_str),
+            figure(f, "peak_state_bytes").unwrap_or(f64::NAN) / 1e6,
+            goal(name)
+        ));
+    }
+    let flink_rate = flink.and_then(|fl| {
+        let net_cpu = figure(fl, "cpu")? - figure(fl, "startup_cpu")?;
+        Some(figure(fl, "rows")? / net_cpu)
+    });
+    if let Some(fl) = flink {
+        s.push_str(&format!(
+            "| Flink 2.3 q11 (p=1, net of start-up) | {} | {} | {} | – | {} | – | peer |\n",
+            fl.get("rows").map_or("–", String::as_str),
+            fl.get("wall").map_or("–", String::as_str),
+            millions(flink_rate),
+            fl.get("maxrss_mb").map_or("–", String::as_str),
+        ));
+    }
+    s.push('\n');
+    match (get("q11").and_then(per_cpu), flink_rate) {
+        (Some(weir), Some(flink)) => s.push_str(&format!(
+            "q11 (sessions), Weir / Flink per CPU-second: **{:.1}×**.\n",
+            weir / flink
+        )),
+        _ => s.push_str(
+            "Flink: not in this run (`scripts/bench-peers.sh 10000000 q11` runs it side by side).\n",
+        ),
+    }
+    if let (Some(hop), Some(pane)) = (
+        get("hop").and_then(per_cpu),
+        get("tumble2s").and_then(per_cpu),
+    ) {
+        s.push_str(&format!(
+            "HOP 10 s / 2 s costs {:.1}× a 2 s TUMBLE per event (each row is folded into 5 windows; panes \
+             would fold it once and merge per window).\n",
+            pane / hop
+        ));
+    }
+    if let Some(m) = get("session_memory")
+        && let (Some(state), Some(rss), Some(sessions)) = (
+            figure(m, "peak_state_bytes"),
+            figure(m, "rss_growth_mb"),
+            figure(m, "events"),
+        )
+    {
+        s.push_str(&format!(
+            "Open sessions: {sessions:.0} keys with one open session each held **{:.0} bytes per session** of \
+             operator state and {:.0} bytes per session of peak RSS growth (state, generator batches and the \
+             rows written to the view); 100,000 open sessions would take about {:.0} MB.\n",
+            state / sessions,
+            rss * 1024.0 * 1024.0 / sessions,
+            rss * 100_000.0 / sessions
+        ));
+    }
+    s
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
+    let value = |flag: &str| {
+        args.iter()
+            .position(|a| a == flag)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    let events: u64 = value("--events")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000_000);
+    if let Some(name) = value("--child") {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let figures = runtime.block_on(run(&name, events));
+        println!("{}", result_line(&figures));
+        return;
+    }
+    let flink = value("--flink-q11")
+        .and_then(|p| std::fs::read_to_string(p).ok())
+        .map(|t| parse_pairs(&t));
+    let mut names: Vec<String> = Vec::new();
+    let mut skip_next = false;
+    for a in &args {
+        if std::mem::take(&mut skip_next) {
+            continue;
+        }
+        if a.starts_with("--") {
+            skip_next = true;
+            continue;
+        }
+        names.push(a.clone());
+    }
+    if names.is_empty() {
+        names = ALL.iter().map(|s| (*s).to_string()).collect();
+    }
+    let mut results = Vec::new();
+    for name in &names {
+        let n = if name == "session_memory" {
+            1_000_000
+        } else {
+            events
+        };
+        println!("running {name} ({n} events)…");
+        if let Some(f) = run_child(name, n) {
+            println!("  {}", result_line(&f));
+            results.push((name.clone(), f));
+        }
+    }
+    let shown: Vec<String> = args.iter().map(|a| format!(" {a}")).collect();
+    let text = report(&shown.concat(), &results, flink.as_ref());
+    println!("\n{text}");
+    write_section("windows", &text);
+}
