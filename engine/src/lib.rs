@@ -33,6 +33,16 @@
 //! Operators over changes: [`retract_agg`] (GROUP BY over updating input), [`top_n`] (Top-N,
 //! DISTINCT ON, first row per key; per window when the partition includes a window column).
 //!
+//! ## Windows ([`window`], [`window_agg`], [`session_agg`])
+//!
+//! One [`window::WindowSpec`] (tumble, hop, cumulate, session) is shared by planning, the
+//! assigner, the aggregates and EXPLAIN. Clock-aligned windows are assigned row by row in
+//! vectorised copies ([`window::WindowAssigner`]) and aggregated per window, keyed by window end
+//! ([`window_agg`]); an updating window aggregate keeps what it emitted as settled partial states
+//! so a refresh costs the groups it touched. Sessions depend on the other rows of a key, so the
+//! [`session_agg`] operator finds and merges them. Both close windows `allowed_lateness` behind
+//! the watermark; later rows go to the late-row log.
+//!
 //! ## Several inputs (`UNION ALL`)
 //!
 //! A pipeline may have several inputs, each with the operators on its rows alone

@@ -28,7 +28,7 @@ mod store;
 mod tests;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, Int64Array, RecordBatch, UInt32Array,
@@ -101,7 +101,13 @@ pub struct SessionAggregate {
     late: Arc<LateRowLog>,
     /// Columns of partial state per aggregate.
     state_widths: Vec<usize>,
+    /// `state_size` is asked after every batch but walks every session: the last answer and
+    /// when it was computed.
+    size_cache: std::cell::Cell<Option<(Instant, usize)>>,
 }
+
+/// How long a computed state size is reused.
+const SIZE_CACHE_FOR: Duration = Duration::from_secs(2);
 
 impl std::fmt::Debug for SessionAggregate {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -149,6 +155,7 @@ impl SessionAggregate {
             watermark: None,
             late,
             state_widths,
+            size_cache: std::cell::Cell::new(None),
         })
     }
 
@@ -435,7 +442,14 @@ impl StreamOperator for SessionAggregate {
     }
 
     fn state_size(&self) -> usize {
-        self.store.size()
+        if let Some((at, size)) = self.size_cache.get()
+            && at.elapsed() < SIZE_CACHE_FOR
+        {
+            return size;
+        }
+        let size = self.store.size();
+        self.size_cache.set(Some((Instant::now(), size)));
+        size
     }
 
     fn describe(&self) -> String {

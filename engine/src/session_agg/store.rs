@@ -4,9 +4,9 @@
 //! Keys are Arrow row-format bytes, interned to slots that are freed when a key's last session
 //! closes, so a key seen once does not cost memory forever. A key has few open sessions (those
 //! within the watermark delay), kept sorted by start in a small vector. Closing uses a min-heap of
-//! `(end, slot, session id)`; a session that grows pushes a new entry and leaves the old one to
-//! be skipped when popped (cheaper than removing it), so the heap holds at most one entry per
-//! extension since the watermark last passed.
+//! `(end, slot, session id)` with one entry per session, pushed when it opens: a session that
+//! grew is found still open when its old entry is popped and is pushed again with its new end,
+//! and entries of sessions merged away are skipped. Growing a session costs nothing here.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -53,7 +53,7 @@ pub(super) struct Ended {
 /// Every open session; see the module docs.
 #[derive(Default)]
 pub(super) struct SessionStore {
-    index: HashMap<Box<[u8]>, u32>,
+    index: HashMap<Box<[u8]>, u32, ahash::RandomState>,
     slots: Vec<Option<Slot>>,
     free: Vec<u32>,
     closing: BinaryHeap<Reverse<(i64, u32, u64)>>,
@@ -143,9 +143,11 @@ impl SessionStore {
             lo
         };
         let session = &mut sessions[position];
+        if lo >= hi {
+            self.closing.push(Reverse((session.end, slot, session.id)));
+        }
         session.start = session.start.min(first);
         session.end = session.end.max(reach);
-        self.closing.push(Reverse((session.end, slot, session.id)));
         if !session.dirty {
             session.dirty = true;
             self.dirty.push((slot, session.id));
@@ -164,14 +166,16 @@ impl SessionStore {
             let Some(entry) = self.slots.get_mut(slot as usize).and_then(Option::as_mut) else {
                 continue;
             };
-            // Stale entries: the session grew (a later entry holds its end) or was merged away.
-            let Some(i) = entry
-                .sessions
-                .iter()
-                .position(|s| s.id == id && s.end == end)
-            else {
+            // A session merged away: nothing to close.
+            let Some(i) = entry.sessions.iter().position(|s| s.id == id) else {
                 continue;
             };
+            // A session that grew since its entry was pushed: queue it at its new end.
+            if entry.sessions[i].end > watermark {
+                self.closing
+                    .push(Reverse((entry.sessions[i].end, slot, id)));
+                continue;
+            }
             let session = entry.sessions.remove(i);
             self.sessions -= 1;
             let key = if entry.sessions.is_empty() {
