@@ -9,7 +9,7 @@
 //! and entries of sessions merged away are skipped. Growing a session costs nothing here.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::BinaryHeap;
 
 use datafusion::common::ScalarValue;
 use datafusion::logical_expr::Accumulator;
@@ -53,7 +53,8 @@ pub(super) struct Ended {
 /// Every open session; see the module docs.
 #[derive(Default)]
 pub(super) struct SessionStore {
-    index: HashMap<Box<[u8]>, u32, ahash::RandomState>,
+    /// DataFusion's hash map (hashbrown, a fast hasher): keys are hashed once per run of rows.
+    index: datafusion::common::HashMap<Box<[u8]>, u32>,
     slots: Vec<Option<Slot>>,
     free: Vec<u32>,
     closing: BinaryHeap<Reverse<(i64, u32, u64)>>,
