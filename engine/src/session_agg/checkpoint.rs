@@ -75,7 +75,7 @@ impl SessionAggregate {
 
     pub(super) fn restore_sessions(&mut self, state: OperatorState) -> Result<()> {
         self.watermark = state.values.get(WATERMARK_VALUE).copied();
-        self.store = SessionStore::default();
+        self.store = SessionStore::new(self.spec.gap_nanos);
         let n_keys = self.converter_width();
         let width: usize = self.state_widths.iter().sum();
         for batch in &state.batches {

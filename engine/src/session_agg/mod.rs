@@ -7,8 +7,10 @@
 //! session holds one DataFusion `Accumulator` per aggregate (any aggregate: merging sessions
 //! merges their partial states), so percentiles and distinct counts work as they do in batch.
 //!
-//! A row is late when its own window `[ts, ts + gap)` ends at or before the watermark (less the
-//! allowed lateness): it could only have joined sessions already emitted. Late rows go to `weir_late_rows`.
+//! A row is late when it is behind the watermark (less the allowed lateness): sessions close
+//! once the watermark passes their end, so only such a row could reach one already emitted.
+//! Rows at or after the watermark never do, which is also why closing a session a little after
+//! the watermark passes its end (see the store) changes nothing but when it is emitted. Late rows go to `weir_late_rows`.
 //!
 //! Emission:
 //! - `OnWindowClose`: a session is emitted once, as an insert, when the watermark passes its end.
@@ -145,13 +147,14 @@ impl SessionAggregate {
             .iter()
             .map(|a| Ok(a.function.state_fields()?.len()))
             .collect::<Result<Vec<usize>>>()?;
+        let store = SessionStore::new(spec.gap_nanos);
         Ok(Self {
             converter: RowConverter::new(key_fields)?,
             per: nanos_per_unit(unit),
             spec,
             key_exprs,
             layout,
-            store: SessionStore::default(),
+            store,
             watermark: None,
             late,
             state_widths,
@@ -175,10 +178,9 @@ impl SessionAggregate {
             .iter()
             .map(|v| v.saturating_mul(per).saturating_sub(shift))
             .collect();
-        let gap = self.spec.gap_nanos;
         let horizon = self.watermark.unwrap_or(i64::MIN);
         let on_time = BooleanArray::new(
-            BooleanBuffer::collect_bool(n, |i| nanos[i].saturating_add(gap) > horizon),
+            BooleanBuffer::collect_bool(n, |i| nanos[i] >= horizon),
             values.nulls().cloned(),
         );
         if on_time.true_count() == n {
@@ -187,12 +189,12 @@ impl SessionAggregate {
         let nulls = datafusion::arrow::compute::is_null(&values)?;
         self.record_late(&filter_record_batch(&batch, &nulls)?, "event time is NULL")?;
         let too_late = BooleanArray::new(
-            BooleanBuffer::collect_bool(n, |i| nanos[i].saturating_add(gap) <= horizon),
+            BooleanBuffer::collect_bool(n, |i| nanos[i] < horizon),
             values.nulls().cloned(),
         );
         self.record_late(
             &filter_record_batch(&batch, &too_late)?,
-            "session already closed",
+            "behind the watermark (its session may be closed)",
         )?;
         let kept = filter(&Int64Array::from(nanos), &on_time)?;
         Ok((
@@ -220,11 +222,13 @@ impl SessionAggregate {
             .map(|e| e.evaluate(batch)?.into_array(n))
             .collect::<datafusion::error::Result<Vec<ArrayRef>>>()?;
         let rows = self.converter.convert_columns(&keys)?;
+        // Each row's key slot (one hash lookup per row), then rows ordered by slot and time:
+        // integer comparisons, no key bytes compared while sorting.
+        let slots: Vec<u32> = (0..n)
+            .map(|i| self.store.slot_for(rows.row(i).as_ref()))
+            .collect();
         let mut order: Vec<u32> = (0..n as u32).collect();
-        order.sort_unstable_by(|&a, &b| {
-            let (a, b) = (a as usize, b as usize);
-            rows.row(a).cmp(&rows.row(b)).then(nanos[a].cmp(&nanos[b]))
-        });
+        order.sort_unstable_by_key(|&i| (slots[i as usize], nanos[i as usize]));
         let times: Vec<i64> = order.iter().map(|&i| nanos[i as usize]).collect();
         let indices = UInt32Array::from(order.clone());
         let mut inputs = Vec::with_capacity(self.spec.aggregates.len());
@@ -243,10 +247,9 @@ impl SessionAggregate {
         let gap = self.spec.gap_nanos;
         let mut first = 0;
         while first < n {
-            let key = rows.row(order[first] as usize);
-            let slot = self.store.slot_for(key.as_ref());
+            let slot = slots[order[first] as usize];
             let mut end = first + 1;
-            while end < n && rows.row(order[end] as usize) == key {
+            while end < n && slots[order[end] as usize] == slot {
                 end += 1;
             }
             // Chains of rows closer than the gap within this key's rows.

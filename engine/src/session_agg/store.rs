@@ -3,13 +3,15 @@
 //!
 //! Keys are Arrow row-format bytes, interned to slots that are freed when a key's last session
 //! closes, so a key seen once does not cost memory forever. A key has few open sessions (those
-//! within the watermark delay), kept sorted by start in a small vector. Closing uses a min-heap of
-//! `(end, slot, session id)` with one entry per session, pushed when it opens: a session that
-//! grew is found still open when its old entry is popped and is pushed again with its new end,
-//! and entries of sessions merged away are skipped. Growing a session costs nothing here.
+//! within the watermark delay), kept sorted by start in a small vector. Closing uses a calendar:
+//! `(slot, session id)` entries in buckets of end time (a sixteenth of the gap wide), one entry
+//! per session, queued when it opens. A bucket is checked once the watermark has passed all of
+//! it: a session that grew meanwhile is queued again at its new end, entries of sessions merged
+//! away are skipped. Growing a session costs nothing here, and queueing is a vector push. A
+//! session closes up to one bucket after the watermark passes its end; that changes nothing
+//! but when it is emitted, since rows behind the watermark cannot reach it.
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::BTreeMap;
 
 use datafusion::common::ScalarValue;
 use datafusion::logical_expr::Accumulator;
@@ -53,11 +55,14 @@ pub(super) struct Ended {
 /// Every open session; see the module docs.
 #[derive(Default)]
 pub(super) struct SessionStore {
+    /// Width of a closing bucket (nanoseconds, at least 1).
+    bucket_width: i64,
     /// DataFusion's hash map (hashbrown, a fast hasher): keys are hashed once per run of rows.
     index: datafusion::common::HashMap<Box<[u8]>, u32>,
     slots: Vec<Option<Slot>>,
     free: Vec<u32>,
-    closing: BinaryHeap<Reverse<(i64, u32, u64)>>,
+    /// `(slot, session id)` by bucket of the session's end when queued.
+    closing: BTreeMap<i64, Vec<(u32, u64)>>,
     next_id: u64,
     /// Sessions changed since the last refresh, as `(slot, id)`.
     dirty: Vec<(u32, u64)>,
@@ -67,6 +72,19 @@ pub(super) struct SessionStore {
 }
 
 impl SessionStore {
+    /// An empty store for sessions closed by `gap` of inactivity.
+    pub(super) fn new(gap: i64) -> Self {
+        Self {
+            bucket_width: (gap / 16).max(1),
+            ..Self::default()
+        }
+    }
+
+    fn queue(&mut self, end: i64, slot: u32, id: u64) {
+        let bucket = end.div_euclid(self.bucket_width.max(1));
+        self.closing.entry(bucket).or_default().push((slot, id));
+    }
+
     /// The slot of `key`, created when new.
     pub(super) fn slot_for(&mut self, key: &[u8]) -> u32 {
         if let Some(&slot) = self.index.get(key) {
@@ -144,51 +162,64 @@ impl SessionStore {
             lo
         };
         let session = &mut sessions[position];
-        if lo >= hi {
-            self.closing.push(Reverse((session.end, slot, session.id)));
-        }
         session.start = session.start.min(first);
         session.end = session.end.max(reach);
+        let (end, id, fresh) = (session.end, session.id, lo >= hi);
         if !session.dirty {
             session.dirty = true;
-            self.dirty.push((slot, session.id));
+            self.dirty.push((slot, id));
         }
-        Ok(session)
+        if fresh {
+            self.queue(end, slot, id);
+        }
+        self.slots
+            .get_mut(slot as usize)
+            .and_then(Option::as_mut)
+            .and_then(|entry| entry.sessions.get_mut(position))
+            .ok_or_else(|| EngineError::Internal("session vanished".into()))
     }
 
-    /// Removes and returns every session ending at or before `watermark`, earliest end first.
+    /// Removes and returns the sessions ending at or before `watermark` whose bucket the
+    /// watermark has passed entirely (every session, for the greatest watermark).
     pub(super) fn close_until(&mut self, watermark: i64) -> Vec<Ended> {
+        let width = self.bucket_width.max(1);
         let mut ended = Vec::new();
-        while let Some(&Reverse((end, slot, id))) = self.closing.peek() {
-            if end > watermark {
+        while let Some(entry) = self.closing.first_entry() {
+            let last_end = entry
+                .key()
+                .saturating_add(1)
+                .saturating_mul(width)
+                .saturating_sub(1);
+            if last_end > watermark && watermark != i64::MAX {
                 break;
             }
-            self.closing.pop();
-            let Some(entry) = self.slots.get_mut(slot as usize).and_then(Option::as_mut) else {
-                continue;
-            };
-            // A session merged away: nothing to close.
-            let Some(i) = entry.sessions.iter().position(|s| s.id == id) else {
-                continue;
-            };
-            // A session that grew since its entry was pushed: queue it at its new end.
-            if entry.sessions[i].end > watermark {
-                self.closing
-                    .push(Reverse((entry.sessions[i].end, slot, id)));
-                continue;
+            for (slot, id) in entry.remove() {
+                let Some(entry) = self.slots.get_mut(slot as usize).and_then(Option::as_mut) else {
+                    continue;
+                };
+                // A session merged away: nothing to close.
+                let Some(i) = entry.sessions.iter().position(|s| s.id == id) else {
+                    continue;
+                };
+                // A session that grew since it was queued: queue it at its new end.
+                let end = entry.sessions[i].end;
+                if end > watermark {
+                    self.queue(end, slot, id);
+                    continue;
+                }
+                let session = entry.sessions.remove(i);
+                self.sessions -= 1;
+                let key = if entry.sessions.is_empty() {
+                    let key = std::mem::take(&mut entry.key);
+                    self.index.remove(&key);
+                    self.slots[slot as usize] = None;
+                    self.free.push(slot);
+                    key
+                } else {
+                    entry.key.clone()
+                };
+                ended.push(Ended { key, session });
             }
-            let session = entry.sessions.remove(i);
-            self.sessions -= 1;
-            let key = if entry.sessions.is_empty() {
-                let key = std::mem::take(&mut entry.key);
-                self.index.remove(&key);
-                self.slots[slot as usize] = None;
-                self.free.push(slot);
-                key
-            } else {
-                entry.key.clone()
-            };
-            ended.push(Ended { key, session });
         }
         ended
     }
@@ -228,7 +259,7 @@ impl SessionStore {
         let slot = self.slot_for(key);
         session.id = self.next_id;
         self.next_id += 1;
-        self.closing.push(Reverse((session.end, slot, session.id)));
+        self.queue(session.end, slot, session.id);
         if let Some(entry) = self.slots[slot as usize].as_mut() {
             let at = entry.sessions.partition_point(|s| s.start < session.start);
             entry.sessions.insert(at, session);
@@ -262,6 +293,10 @@ impl SessionStore {
         sessions
             + self.slots.capacity() * std::mem::size_of::<Option<Slot>>()
             + self.index.capacity() * 24
-            + self.closing.capacity() * 24
+            + self
+                .closing
+                .values()
+                .map(|v| v.capacity() * 16)
+                .sum::<usize>()
     }
 }
