@@ -245,6 +245,8 @@ impl SessionAggregate {
             inputs.push((args, keep));
         }
         let gap = self.spec.gap_nanos;
+        // Reused for every chain's argument slices.
+        let mut scratch: Vec<ArrayRef> = Vec::new();
         let mut first = 0;
         while first < n {
             let slot = slots[order[first] as usize];
@@ -269,7 +271,7 @@ impl SessionAggregate {
                     fresh,
                     merge_sessions,
                 )?;
-                fold_slice(session, &inputs, chain, last + 1 - chain)?;
+                fold_slice(session, &inputs, chain, last + 1 - chain, &mut scratch)?;
                 chain = last + 1;
             }
             first = end;
@@ -343,26 +345,28 @@ fn new_accumulators(aggregates: &[AggregateCall]) -> Result<Vec<Box<dyn Accumula
         .collect()
 }
 
-/// Folds sorted rows `offset..offset + len` into `session`'s accumulators.
+/// Folds sorted rows `offset..offset + len` into `session`'s accumulators (`slices`: a reused
+/// buffer).
 fn fold_slice(
     session: &mut Session,
     inputs: &[(Vec<ArrayRef>, Option<ArrayRef>)],
     offset: usize,
     len: usize,
+    slices: &mut Vec<ArrayRef>,
 ) -> Result<()> {
     for (acc, (args, keep)) in session.accumulators.iter_mut().zip(inputs) {
-        let mut slices: Vec<ArrayRef> = args.iter().map(|a| a.slice(offset, len)).collect();
+        slices.clear();
+        slices.extend(args.iter().map(|a| a.slice(offset, len)));
         if let Some(keep) = keep {
             let keep = keep.slice(offset, len);
             let keep = keep
                 .as_boolean_opt()
                 .ok_or_else(|| EngineError::Internal("aggregate FILTER is not boolean".into()))?;
-            slices = slices
-                .iter()
-                .map(|s| Ok(filter(s, keep)?))
-                .collect::<Result<Vec<ArrayRef>>>()?;
+            for slice in slices.iter_mut() {
+                *slice = filter(slice, keep)?;
+            }
         }
-        acc.update_batch(&slices)?;
+        acc.update_batch(slices)?;
     }
     Ok(())
 }
