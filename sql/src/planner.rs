@@ -162,6 +162,57 @@ pub fn plan_view(plan: &LogicalPlan, ctx: &PlanContext<'_>) -> Result<ViewPipeli
     })
 }
 
+/// Makes an `EMIT ON WINDOW CLOSE` aggregate over `HOP` fold each row once, into its pane (the
+/// slide), instead of once per window: the stage's window assigner hands out panes, and the
+/// aggregate merges `size / slide` panes per window. Only when nothing between the assigner and
+/// the aggregate, and nothing in the aggregate but its `GROUP BY` columns, reads the window
+/// columns (they hold the pane there). Returns the pane length.
+fn hop_panes(stage: &mut Stage, aggregate: &datafusion::logical_expr::Aggregate) -> Option<i64> {
+    let Some(WindowSpec::Hop { size, slide, .. }) = stage.window else {
+        return None;
+    };
+    if size % slide != 0 || size == slide {
+        return None;
+    }
+    let at = stage
+        .pending
+        .iter()
+        .position(|s| matches!(s, Step::AssignWindows(_)))?;
+    let reads_window = |e: &Arc<dyn PhysicalExpr>| {
+        datafusion::physical_expr::utils::collect_columns(e)
+            .iter()
+            .any(|c| c.name() == WINDOW_START || c.name() == WINDOW_END)
+    };
+    let untouched = stage.pending[at + 1..].iter().all(|step| match step {
+        Step::Filter(predicate) => !reads_window(predicate),
+        Step::Project { exprs, .. } => exprs
+            .iter()
+            .all(|e| e.as_ref().downcast_ref::<Column>().is_some() || !reads_window(e)),
+        Step::AssignWindows(_) => false,
+    });
+    let window_column =
+        |e: &Expr| matches!(e, Expr::Column(c) if c.name == WINDOW_START || c.name == WINDOW_END);
+    let mentions_window = |e: &Expr| {
+        e.column_refs()
+            .iter()
+            .any(|c| c.name == WINDOW_START || c.name == WINDOW_END)
+    };
+    let group_ok = aggregate
+        .group_expr
+        .iter()
+        .all(|e| window_column(e) || !mentions_window(e));
+    let aggregates_ok = !aggregate.aggr_expr.iter().any(mentions_window);
+    if !(untouched && group_ok && aggregates_ok) {
+        return None;
+    }
+    let Step::AssignWindows(assigner) = &stage.pending[at] else {
+        return None;
+    };
+    let panes = assigner.panes()?;
+    stage.pending[at] = Step::AssignWindows(panes);
+    Some(slide)
+}
+
 /// `allowed_lateness` in nanoseconds, noting that a windowed aggregate took it.
 fn lateness_nanos(ctx: &PlanContext<'_>) -> i64 {
     ctx.lateness_applied.set(true);
@@ -415,6 +466,11 @@ fn plan_aggregate(
     {
         return Err(unsupported("GROUPING SETS / ROLLUP / CUBE"));
     }
+    let pane = if ctx.emit_on_window_close && !updating_input {
+        hop_panes(&mut stage, aggregate)
+    } else {
+        None
+    };
     stage.flush();
     let input_schema = aggregate.input.schema();
     let input_arrow = input_schema.as_arrow();
@@ -454,6 +510,7 @@ fn plan_aggregate(
                 group_index,
                 is_end,
                 spec,
+                pane,
             })
         }
         None => None,

@@ -33,6 +33,9 @@ pub struct WindowAssigner {
     /// Nanoseconds per unit of the time column.
     per: i64,
     spec: WindowSpec,
+    /// Set when this assigner hands out the slide-long panes of these hopping windows (the
+    /// aggregate merges them) rather than the windows.
+    panes_of: Option<WindowSpec>,
     output_schema: SchemaRef,
 }
 
@@ -70,7 +73,32 @@ impl WindowAssigner {
             time_type: field.data_type().clone(),
             per,
             spec,
+            panes_of: None,
             output_schema: Arc::new(Schema::new_with_metadata(fields, input.metadata().clone())),
+        })
+    }
+
+    /// For hopping windows whose slide divides their size and exceeds one window per slide:
+    /// the assigner of their panes (each row once, in the slide-long pane it falls in).
+    pub fn panes(&self) -> Option<WindowAssigner> {
+        let WindowSpec::Hop {
+            size,
+            slide,
+            offset,
+        } = self.spec
+        else {
+            return None;
+        };
+        if size % slide != 0 || size == slide {
+            return None;
+        }
+        Some(WindowAssigner {
+            spec: WindowSpec::Tumble {
+                size: slide,
+                offset,
+            },
+            panes_of: Some(self.spec),
+            ..self.clone()
         })
     }
 
@@ -174,6 +202,13 @@ impl WindowAssigner {
 
     /// One line for EXPLAIN.
     pub fn describe(&self) -> String {
+        if let Some(hop) = self.panes_of {
+            return format!(
+                "Hop panes: time={} {} (each row once, in its slide-long pane)",
+                self.time_column,
+                hop.describe()
+            );
+        }
         let function = self.spec.function();
         let name = format!("{}{}", &function[..1], function[1..].to_lowercase());
         format!("{name}: time={} {}", self.time_column, self.spec.describe())

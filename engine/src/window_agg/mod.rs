@@ -43,6 +43,7 @@ use datafusion::physical_expr::{GroupsAccumulatorAdapter, PhysicalExpr};
 use datafusion::physical_plan::aggregates::group_values::{GroupValues, new_group_values};
 use datafusion::physical_plan::aggregates::order::GroupOrdering;
 
+mod panes;
 mod partial_states;
 mod settled;
 use crate::checkpoint::OperatorState;
@@ -85,6 +86,9 @@ pub struct WindowKey {
     pub is_end: bool,
     /// The windows (tumbling, hopping or cumulating).
     pub spec: WindowSpec,
+    /// Hopping windows built from panes of this length (the slide; see [`panes`]): the window
+    /// column holds each row's pane, not its windows.
+    pub pane: Option<i64>,
 }
 
 /// One aggregate with its optional `FILTER (WHERE …)`.
@@ -157,6 +161,10 @@ pub struct WindowAggregate {
     group_ids: Vec<usize>,
     /// Columns of partial state per aggregate (`state_fields`), to split checkpointed state.
     state_widths: Vec<usize>,
+    /// Panes: complete panes by end, kept until their last window is emitted.
+    frozen: BTreeMap<i64, panes::FrozenPane>,
+    /// Panes: end of the last window emitted.
+    emitted_until: Option<i64>,
 }
 
 impl std::fmt::Debug for WindowAggregate {
@@ -171,6 +179,18 @@ impl WindowAggregate {
     /// Builds the operator.
     pub fn try_new(spec: WindowAggregateSpec, late: Arc<LateRowLog>) -> Result<Self> {
         let n_groups = spec.group_exprs.len();
+        if let Some(w) = spec.window
+            && let Some(pane) = w.pane
+            && !(matches!(w.spec, WindowSpec::Hop { size, slide, .. } if slide == pane && size % pane == 0)
+                && spec.emit == EmitMode::OnWindowClose)
+        {
+            return Err(EngineError::Internal(format!(
+                "panes of {} for {} windows emitted {:?}",
+                pane,
+                w.spec.function(),
+                spec.emit
+            )));
+        }
         if let Some(w) = spec.window
             && (matches!(w.spec, WindowSpec::Session { .. }) || (!w.is_end && !w.spec.fixed_size()))
         {
@@ -227,6 +247,8 @@ impl WindowAggregate {
             watermark: None,
             late,
             group_ids: Vec::new(),
+            frozen: BTreeMap::new(),
+            emitted_until: None,
         })
     }
 
@@ -260,7 +282,7 @@ impl WindowAggregate {
         let shift = if window.is_end {
             0
         } else {
-            window.spec.max_size()
+            window.pane.unwrap_or(window.spec.max_size())
         };
         Ok(values.unary(|v| v.saturating_mul(per).saturating_add(shift)))
     }
@@ -537,10 +559,14 @@ impl StreamOperator for WindowAggregate {
         let Some(window) = self.spec.window else {
             return Ok(Some(watermark));
         };
-        // Windows ending at or before wm are complete.
-        let open = self.windows.split_off(&wm.saturating_add(1));
-        let closed = std::mem::replace(&mut self.windows, open);
-        self.emit_closed(closed, out)?;
+        if self.pane().is_some() {
+            self.advance_panes(wm, out)?;
+        } else {
+            // Windows ending at or before wm are complete.
+            let open = self.windows.split_off(&wm.saturating_add(1));
+            let closed = std::mem::replace(&mut self.windows, open);
+            self.emit_closed(closed, out)?;
+        }
         // Rows emitted from now on belong to windows ending after wm, so they start after
         // wm - (longest window): that is the event time downstream can rely on for
         // `window_start`.
@@ -571,6 +597,9 @@ impl StreamOperator for WindowAggregate {
     }
 
     fn on_end(&mut self, out: &mut Collector) -> Result<()> {
+        if self.pane().is_some() {
+            return self.advance_panes(i64::MAX, out);
+        }
         let all = std::mem::take(&mut self.windows);
         self.emit_closed(all, out)
     }
@@ -580,17 +609,25 @@ impl StreamOperator for WindowAggregate {
         if let Some(wm) = self.watermark {
             state.values.insert(WATERMARK_VALUE.into(), wm);
         }
+        if let Some(until) = self.emitted_until {
+            state.values.insert(EMITTED_UNTIL_VALUE.into(), until);
+        }
         let mut windows = std::mem::take(&mut self.windows);
         let written = windows
             .iter_mut()
             .try_for_each(|(&end, window)| self.snapshot_window(end, window, &mut state));
         self.windows = windows;
         written?;
+        // Frozen panes come back as open panes; the next watermark freezes them again.
+        for (&end, pane) in &self.frozen {
+            self.push_state_rows(end, pane.keys.clone(), pane.states.clone(), &mut state)?;
+        }
         Ok(state)
     }
 
     fn restore(&mut self, state: OperatorState) -> Result<()> {
         self.watermark = state.values.get(WATERMARK_VALUE).copied();
+        self.emitted_until = state.values.get(EMITTED_UNTIL_VALUE).copied();
         for batch in &state.batches {
             self.restore_rows(batch)?;
         }
@@ -615,7 +652,12 @@ impl StreamOperator for WindowAggregate {
                     + s.accumulators.iter().map(|a| a.size()).sum::<usize>()
                     + s.settled.as_ref().map_or(0, settled::Settled::size)
             })
-            .sum()
+            .sum::<usize>()
+            + self
+                .frozen
+                .values()
+                .map(panes::FrozenPane::size)
+                .sum::<usize>()
     }
 
     fn describe(&self) -> String {
@@ -643,6 +685,10 @@ impl StreamOperator for WindowAggregate {
                 "{emit} allowed lateness {}",
                 crate::window::humanize_nanos(lateness)
             ),
+        };
+        let emit = match self.pane() {
+            Some(pane) => format!("{emit} from {} panes", crate::window::humanize_nanos(pane)),
+            None => emit,
         };
         format!(
             "{}: group by [{}] aggregates [{}] emit {emit}",
@@ -672,18 +718,31 @@ impl WindowAggregate {
             .settled_rows(window)?
             .map(|(keys, states)| (keys, vec![states]));
         for (keys, partials) in delta.into_iter().chain(settled) {
-            let rows = keys.first().map_or(0, |k| k.len());
-            if rows == 0 {
-                continue;
-            }
-            let mut columns: Vec<ArrayRef> = vec![Arc::new(Int64Array::from_value(end, rows))];
-            columns.extend(keys);
-            columns.extend(partials.into_iter().flatten());
-            let schema = state.schema.get_or_insert_with(|| state_schema(&columns));
-            state
-                .batches
-                .push(RecordBatch::try_new(Arc::clone(schema), columns)?);
+            let partials = partials.into_iter().flatten().collect();
+            self.push_state_rows(end, keys, partials, state)?;
         }
+        Ok(())
+    }
+
+    /// Appends checkpoint rows `end, keys…, states…` (nothing when there are no keys).
+    fn push_state_rows(
+        &self,
+        end: i64,
+        keys: Vec<ArrayRef>,
+        states: Vec<ArrayRef>,
+        state: &mut OperatorState,
+    ) -> Result<()> {
+        let rows = keys.first().map_or(0, |k| k.len());
+        if rows == 0 {
+            return Ok(());
+        }
+        let mut columns: Vec<ArrayRef> = vec![Arc::new(Int64Array::from_value(end, rows))];
+        columns.extend(keys);
+        columns.extend(states);
+        let schema = state.schema.get_or_insert_with(|| state_schema(&columns));
+        state
+            .batches
+            .push(RecordBatch::try_new(Arc::clone(schema), columns)?);
         Ok(())
     }
 
@@ -705,13 +764,21 @@ impl WindowAggregate {
     }
 
     fn fold_runs(&mut self, batch: &RecordBatch, runs: &[(i64, usize, usize)]) -> Result<()> {
+        let pane = self.pane();
         for &(end, offset, len) in runs {
             let part = batch.slice(offset, len);
-            if self.is_closed(end) {
+            let closed = match pane {
+                Some(pane) => self.pane_closed(end, pane),
+                None => self.is_closed(end),
+            };
+            if closed {
                 self.record_late(&part, "window already closed")?;
-            } else {
-                self.accumulate(end, &part)?;
+                continue;
             }
+            if pane.is_some() && self.frozen.contains_key(&end) {
+                self.thaw(end)?;
+            }
+            self.accumulate(end, &part)?;
         }
         Ok(())
     }
@@ -727,6 +794,9 @@ fn window_in(windows: &mut BTreeMap<i64, GroupState>, end: i64) -> Result<&mut G
 /// Name of the checkpointed column of window ends. Checkpoints written before cumulating
 /// windows keyed windows by start in a column named `window_start`.
 const STATE_WINDOW_COLUMN: &str = "window_end";
+
+/// Name of the end of the last window emitted from panes, in checkpoints.
+const EMITTED_UNTIL_VALUE: &str = "emitted_until";
 
 /// Name of the operator's watermark in checkpoints.
 const WATERMARK_VALUE: &str = "watermark";

@@ -1,0 +1,169 @@
+//! Hopping windows from panes: each row is folded once, into the slide-long pane it falls in,
+//! and a window is the merge of its `size / slide` panes' partial states when it closes.
+//!
+//! Used for `EMIT ON WINDOW CLOSE` over `HOP` whose slide divides its size (the planner makes the
+//! assigner hand out panes instead of one copy per window). Open panes are ordinary window states
+//! keyed by pane end. Once the watermark passes a pane's end it is *frozen*: its keys and partial
+//! states are taken out once as Arrow arrays, which every window containing it merges without
+//! consuming them. A row behind the watermark whose pane is frozen but still needed by an open
+//! window thaws the pane (its partials merged back into live accumulators); windows already
+//! emitted do not see it, exactly as when rows were copied per window. A pane is dropped once
+//! the last window containing it is emitted.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::ArrayRef;
+use datafusion::logical_expr::EmitTo;
+use datafusion::physical_plan::aggregates::group_values::new_group_values;
+use datafusion::physical_plan::aggregates::order::GroupOrdering;
+
+use super::{GroupState, WindowAggregate, new_accumulator};
+use crate::error::{EngineError, Result};
+use crate::operator::Collector;
+
+/// A complete pane's keys and partial states (flat: every aggregate's state columns in turn).
+#[derive(Debug)]
+pub(super) struct FrozenPane {
+    pub keys: Vec<ArrayRef>,
+    pub states: Vec<ArrayRef>,
+}
+
+impl FrozenPane {
+    pub(super) fn size(&self) -> usize {
+        self.keys
+            .iter()
+            .chain(&self.states)
+            .map(|a| a.get_array_memory_size())
+            .sum()
+    }
+}
+
+impl WindowAggregate {
+    /// Pane length when this aggregate builds hopping windows from panes.
+    pub(super) fn pane(&self) -> Option<i64> {
+        self.spec.window.and_then(|w| w.pane)
+    }
+
+    /// True when no open window can take rows of the pane ending at `pane_end` any more.
+    pub(super) fn pane_closed(&self, pane_end: i64, pane: i64) -> bool {
+        let size = self.spec.window.map_or(pane, |w| w.spec.max_size());
+        // The last window containing the pane ends `size - pane` after it.
+        self.watermark
+            .is_some_and(|wm| pane_end.saturating_add(size - pane) <= wm)
+    }
+
+    /// Moves a frozen pane back into live state (a late row for it arrived).
+    pub(super) fn thaw(&mut self, pane_end: i64) -> Result<()> {
+        let Some(frozen) = self.frozen.remove(&pane_end) else {
+            return Ok(());
+        };
+        let mut state = self.new_state()?;
+        let mut ids = Vec::new();
+        state.group_values.intern(&frozen.keys, &mut ids)?;
+        let groups = state.group_values.len();
+        let states = self.split_states(&frozen.states);
+        for (acc, partial) in state.accumulators.iter_mut().zip(states) {
+            acc.merge_batch(partial, &ids, groups)?;
+        }
+        self.windows.insert(pane_end, state);
+        Ok(())
+    }
+
+    /// The state columns of each aggregate within flat state columns.
+    fn split_states<'a>(&self, states: &'a [ArrayRef]) -> Vec<&'a [ArrayRef]> {
+        let mut out = Vec::with_capacity(self.state_widths.len());
+        let mut at = 0;
+        for &w in &self.state_widths {
+            out.push(&states[at.min(states.len())..(at + w).min(states.len())]);
+            at += w;
+        }
+        out
+    }
+
+    fn freeze(&self, mut state: GroupState) -> Result<FrozenPane> {
+        let keys = state.group_values.emit(EmitTo::All)?;
+        let mut states = Vec::new();
+        for acc in state.accumulators.iter_mut() {
+            states.extend(acc.state(EmitTo::All)?);
+        }
+        Ok(FrozenPane { keys, states })
+    }
+
+    /// Freezes panes ending at or before `wm`, emits every window ending at or before it, and
+    /// drops panes no window needs any more.
+    pub(super) fn advance_panes(&mut self, wm: i64, out: &mut Collector) -> Result<()> {
+        let (Some(pane), Some(window)) = (self.pane(), self.spec.window) else {
+            return Ok(());
+        };
+        let size = window.spec.max_size();
+        let open = self.windows.split_off(&wm.saturating_add(1));
+        let complete = std::mem::replace(&mut self.windows, open);
+        for (end, state) in complete {
+            let frozen = self.freeze(state)?;
+            self.frozen.insert(end, frozen);
+        }
+        // The next window to emit: after the last one emitted, and no earlier than the first
+        // window containing the oldest pane still kept.
+        while let Some((&oldest, _)) = self.frozen.first_key_value() {
+            let end = match self.emitted_until {
+                Some(last) => last.saturating_add(pane).max(oldest),
+                None => oldest,
+            };
+            if end > wm {
+                break;
+            }
+            let panes: Vec<&FrozenPane> = self
+                .frozen
+                .range(end.saturating_sub(size).saturating_add(1)..=end)
+                .map(|(_, p)| p)
+                .collect();
+            if !panes.is_empty() {
+                out.data(self.merge_panes(end, &panes)?);
+            }
+            self.emitted_until = Some(end);
+            // Panes whose last window is emitted.
+            let keep = self.frozen.split_off(
+                &end.saturating_sub(size)
+                    .saturating_add(pane)
+                    .saturating_add(1),
+            );
+            self.frozen = keep;
+        }
+        Ok(())
+    }
+
+    /// The final rows of the window ending at `end`, from its panes.
+    fn merge_panes(
+        &self,
+        end: i64,
+        panes: &[&FrozenPane],
+    ) -> Result<datafusion::arrow::array::RecordBatch> {
+        let mut keys = new_group_values(Arc::clone(&self.key_schema), &GroupOrdering::None)?;
+        let mut accumulators = self
+            .spec
+            .aggregates
+            .iter()
+            .map(|a| new_accumulator(&a.function))
+            .collect::<Result<Vec<_>>>()?;
+        let mut ids = Vec::new();
+        for pane in panes {
+            keys.intern(&pane.keys, &mut ids)?;
+            let groups = keys.len();
+            let states = self.split_states(&pane.states);
+            if states.len() != accumulators.len() {
+                return Err(EngineError::Internal(
+                    "pane state of the wrong shape".into(),
+                ));
+            }
+            for (acc, partial) in accumulators.iter_mut().zip(states) {
+                acc.merge_batch(partial, &ids, groups)?;
+            }
+        }
+        let out_keys = keys.emit(EmitTo::All)?;
+        let mut values = Vec::with_capacity(accumulators.len());
+        for acc in accumulators.iter_mut() {
+            values.push(acc.evaluate(EmitTo::All)?);
+        }
+        self.output(end, &out_keys, values)
+    }
+}
