@@ -7,7 +7,7 @@
 //! |---|---|
 //! | `q11` | Nexmark q11: bids per bidder session (10 s of inactivity closes one), the peers' bids (100,000 bidders, 10 bids per ms) |
 //! | `tumble2s` | bids per auction per 2 s tumbling window: the pane a 10 s / 2 s hop would be built from |
-//! | `hop` | bids per auction per 10 s window every 2 s (each row in 5 windows) |
+//! | `hop` | bids per auction per 10 s window every 2 s (each row in 5 windows; built from 2 s panes) |
 //! | `cumulate` | bids per auction so far in each 10 s cycle, every 2 s |
 //! | `session_memory` | 1,000,000 keys each with one session left open (1 hour gap): state bytes and RSS per open session |
 //!
@@ -182,8 +182,8 @@ fn report(args: &str, results: &[(String, KeyFigures)], flink: Option<&KeyFigure
         get("tumble2s").and_then(per_cpu),
     ) {
         s.push_str(&format!(
-            "HOP 10 s / 2 s costs {:.1}× a 2 s TUMBLE per event (each row is folded into 5 windows; panes \
-             would fold it once and merge per window).\n",
+            "HOP 10 s / 2 s costs {:.1}× a 2 s TUMBLE per event (built from 2 s panes: each row folded \
+             once into its pane, 5 panes merged per window).\n",
             pane / hop
         ));
     }
