@@ -393,6 +393,20 @@ impl ViewTable {
         (c.appended_rows, live, partitions)
     }
 
+    /// Bytes of the view's rows: `(in memory, in segments)`. Memory counts final rows not yet in
+    /// segments and the rows that can still change; segments are the committed Parquet files.
+    pub fn bytes(&self) -> (usize, u64) {
+        let c = self.contents.read();
+        let appended: usize = c
+            .appended
+            .iter()
+            .map(RecordBatch::get_array_memory_size)
+            .sum();
+        let live = c.live.as_ref().map_or(0, LiveRows::size);
+        let segments = c.segments.iter().map(|s| s.size).sum();
+        (appended + live, segments)
+    }
+
     /// Re-labels a batch with the view's schema (names and nullability come from the plan).
     fn conform(&self, batch: RecordBatch) -> Result<RecordBatch> {
         if batch.schema() == self.schema {

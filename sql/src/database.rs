@@ -324,7 +324,7 @@ impl Database {
         let catalog = Arc::clone(&self.catalog);
         self.register_system_table(
             "weir_views",
-            "materialized views: status, kind (append-only or retract) and key, rows in and out, late rows, state bytes, definition",
+            "materialized views: status, kind (append-only or retract) and key, rows in and out, late rows, state bytes, bytes of rows in memory and on disk, definition",
             SystemTable::new(views_schema(), move || views_batch(&catalog)),
         )?;
         let catalog = Arc::clone(&self.catalog);

@@ -177,6 +177,8 @@ pub(crate) fn views_schema() -> SchemaRef {
         Field::new("open_rows", DataType::UInt64, false),
         Field::new("late_rows", DataType::UInt64, false),
         Field::new("state_bytes", DataType::UInt64, false),
+        Field::new("memory_bytes", DataType::UInt64, false),
+        Field::new("disk_bytes", DataType::UInt64, false),
         Field::new("definition", DataType::Utf8, false),
     ]))
 }
@@ -189,6 +191,7 @@ pub(crate) fn views_batch(catalog: &Catalog) -> datafusion::error::Result<Record
         .collect();
     let names: Vec<String> = views.iter().map(|v| v.name.clone()).collect();
     let stats: Vec<(usize, usize, usize)> = views.iter().map(|v| v.table.stats()).collect();
+    let bytes: Vec<(usize, u64)> = views.iter().map(|v| v.table.bytes()).collect();
     let status = |v: &Arc<ViewEntry>| match v.status.state() {
         PipelineState::Running => "running".to_string(),
         PipelineState::Finished => "finished".to_string(),
@@ -227,6 +230,10 @@ pub(crate) fn views_batch(catalog: &Catalog) -> datafusion::error::Result<Record
                 .state_bytes
                 .load(std::sync::atomic::Ordering::Relaxed)
         }))),
+        Arc::new(UInt64Array::from_iter_values(
+            bytes.iter().map(|b| b.0 as u64),
+        )),
+        Arc::new(UInt64Array::from_iter_values(bytes.iter().map(|b| b.1))),
         Arc::new(StringArray::from_iter_values(
             views.iter().map(|v| v.sql.clone()),
         )),
