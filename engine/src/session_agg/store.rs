@@ -4,7 +4,7 @@
 //! Keys are Arrow row-format bytes, interned to slots that are freed when a key's last session
 //! closes, so a key seen once does not cost memory forever. A key has few open sessions (those
 //! within the watermark delay), kept sorted by start in a small vector. Closing uses a calendar:
-//! `(slot, session id)` entries in buckets of end time (a sixteenth of the gap wide), one entry
+//! `(slot, session id)` entries in buckets of end time (a sixteenth of the gap, at most 1 s), one entry
 //! per session, queued when it opens. A bucket is checked once the watermark has passed all of
 //! it: a session that grew meanwhile is queued again at its new end, entries of sessions merged
 //! away are skipped. Growing a session costs nothing here, and queueing is a vector push. A
@@ -17,6 +17,10 @@ use datafusion::common::ScalarValue;
 use datafusion::logical_expr::Accumulator;
 
 use crate::error::{EngineError, Result};
+
+/// The widest closing bucket: a session is emitted at most this long (in event time) after the
+/// watermark passes its end, however long the gap.
+const MAX_BUCKET_NANOS: i64 = 1_000_000_000;
 
 /// A session's row as last emitted (`OnUpdate`).
 #[derive(Debug, Clone)]
@@ -75,7 +79,7 @@ impl SessionStore {
     /// An empty store for sessions closed by `gap` of inactivity.
     pub(super) fn new(gap: i64) -> Self {
         Self {
-            bucket_width: (gap / 16).max(1),
+            bucket_width: (gap / 16).clamp(1, MAX_BUCKET_NANOS),
             ..Self::default()
         }
     }

@@ -43,6 +43,7 @@ use datafusion::physical_expr::{GroupsAccumulatorAdapter, PhysicalExpr};
 use datafusion::physical_plan::aggregates::group_values::{GroupValues, new_group_values};
 use datafusion::physical_plan::aggregates::order::GroupOrdering;
 
+mod checkpoint;
 mod panes;
 mod partial_states;
 mod settled;
@@ -377,82 +378,6 @@ impl WindowAggregate {
         )?)
     }
 
-    /// Takes a window's keys and partial aggregate states out and rebuilds its live state from
-    /// them (`GroupValues::emit` and `GroupsAccumulator::state` consume what they return).
-    fn take_partials(&self, state: &mut GroupState) -> Result<(Vec<ArrayRef>, Vec<Vec<ArrayRef>>)> {
-        let keys = state.group_values.emit(EmitTo::All)?;
-        let n = keys.first().map_or(0, |k| k.len());
-        let ids: Vec<usize> = (0..n).collect();
-        let mut live = new_group_values(Arc::clone(&self.key_schema), &GroupOrdering::None)?;
-        let mut reinterned = Vec::with_capacity(n);
-        live.intern(&keys, &mut reinterned)?;
-        if reinterned != ids {
-            return Err(EngineError::Internal(
-                "re-interning changed group ids".into(),
-            ));
-        }
-        let mut partials = Vec::with_capacity(state.accumulators.len());
-        let mut accumulators = Vec::with_capacity(state.accumulators.len());
-        for (call, acc) in self
-            .spec
-            .aggregates
-            .iter()
-            .zip(state.accumulators.iter_mut())
-        {
-            let partial = acc.state(EmitTo::All)?;
-            let mut continued = new_accumulator(&call.function)?;
-            continued.merge_batch(&partial, &ids, n)?;
-            partials.push(partial);
-            accumulators.push(continued);
-        }
-        state.group_values = live;
-        state.accumulators = accumulators;
-        Ok((keys, partials))
-    }
-
-    /// Folds checkpointed partial states (`window end, keys…, states…`) back into windows.
-    fn restore_rows(&mut self, batch: &RecordBatch) -> Result<()> {
-        let n_keys = self.key_schema.fields().len();
-        let expected = 1 + n_keys + self.state_widths.iter().sum::<usize>();
-        if batch.num_columns() != expected {
-            return Err(EngineError::Storage(format!(
-                "checkpointed state of {} has {} columns, the view's plan needs {expected}",
-                self.name(),
-                batch.num_columns()
-            )));
-        }
-        let ends = batch
-            .column(0)
-            .as_primitive_opt::<Int64Type>()
-            .ok_or_else(|| EngineError::Storage("checkpointed window ends are not BIGINT".into()))?
-            .clone();
-        // Older checkpoints keyed fixed-size windows by start.
-        let ends = match self.spec.window {
-            Some(w) if batch.schema().field(0).name() == "window_start" => {
-                ends.unary(|start| w.spec.end_of(start))
-            }
-            _ => ends,
-        };
-        let runs = runs_of(ends.values(), usize::MAX).unwrap_or_default();
-        for (end, offset, len) in runs {
-            let part = batch.slice(offset, len);
-            let keys = part.columns()[1..1 + n_keys].to_vec();
-            let total = self.intern_keys(end, &keys)?;
-            let widths = &self.state_widths;
-            let state = window_in(&mut self.windows, end)?;
-            let mut column = 1 + n_keys;
-            for (acc, width) in state.accumulators.iter_mut().zip(widths) {
-                acc.merge_batch(
-                    &part.columns()[column..column + width],
-                    &self.group_ids,
-                    total,
-                )?;
-                column += width;
-            }
-        }
-        Ok(())
-    }
-
     /// Emits final rows of every window in `closed`.
     fn emit_closed(&self, closed: BTreeMap<i64, GroupState>, out: &mut Collector) -> Result<()> {
         for (end, mut state) in closed {
@@ -605,43 +530,11 @@ impl StreamOperator for WindowAggregate {
     }
 
     fn snapshot(&mut self, _barrier: CheckpointBarrier) -> Result<OperatorState> {
-        let mut state = OperatorState::default();
-        if let Some(wm) = self.watermark {
-            state.values.insert(WATERMARK_VALUE.into(), wm);
-        }
-        if let Some(until) = self.emitted_until {
-            state.values.insert(EMITTED_UNTIL_VALUE.into(), until);
-        }
-        let mut windows = std::mem::take(&mut self.windows);
-        let written = windows
-            .iter_mut()
-            .try_for_each(|(&end, window)| self.snapshot_window(end, window, &mut state));
-        self.windows = windows;
-        written?;
-        // Frozen panes come back as open panes; the next watermark freezes them again.
-        for (&end, pane) in &self.frozen {
-            self.push_state_rows(end, pane.keys.clone(), pane.states.clone(), &mut state)?;
-        }
-        Ok(state)
+        self.snapshot_state()
     }
 
     fn restore(&mut self, state: OperatorState) -> Result<()> {
-        self.watermark = state.values.get(WATERMARK_VALUE).copied();
-        self.emitted_until = state.values.get(EMITTED_UNTIL_VALUE).copied();
-        for batch in &state.batches {
-            self.restore_rows(batch)?;
-        }
-        // Changes were flushed before the barrier, so downstream holds exactly the values of
-        // the restored state: settle it without emitting.
-        if self.spec.emit != EmitMode::OnWindowClose {
-            let mut windows = std::mem::take(&mut self.windows);
-            let settled = windows
-                .iter_mut()
-                .try_for_each(|(&end, window)| self.settle(end, window).map(drop));
-            self.windows = windows;
-            settled?;
-        }
-        Ok(())
+        self.restore_state(state)
     }
 
     fn state_size(&self) -> usize {
@@ -704,48 +597,6 @@ impl StreamOperator for WindowAggregate {
 }
 
 impl WindowAggregate {
-    /// Appends a window's checkpoint rows (`window end, keys…, states…`) to `state`: its
-    /// settled groups and whatever its delta holds (the same key may be in both; restoring
-    /// merges them).
-    fn snapshot_window(
-        &self,
-        end: i64,
-        window: &mut GroupState,
-        state: &mut OperatorState,
-    ) -> Result<()> {
-        let delta = Some(self.take_partials(window)?);
-        let settled = self
-            .settled_rows(window)?
-            .map(|(keys, states)| (keys, vec![states]));
-        for (keys, partials) in delta.into_iter().chain(settled) {
-            let partials = partials.into_iter().flatten().collect();
-            self.push_state_rows(end, keys, partials, state)?;
-        }
-        Ok(())
-    }
-
-    /// Appends checkpoint rows `end, keys…, states…` (nothing when there are no keys).
-    fn push_state_rows(
-        &self,
-        end: i64,
-        keys: Vec<ArrayRef>,
-        states: Vec<ArrayRef>,
-        state: &mut OperatorState,
-    ) -> Result<()> {
-        let rows = keys.first().map_or(0, |k| k.len());
-        if rows == 0 {
-            return Ok(());
-        }
-        let mut columns: Vec<ArrayRef> = vec![Arc::new(Int64Array::from_value(end, rows))];
-        columns.extend(keys);
-        columns.extend(states);
-        let schema = state.schema.get_or_insert_with(|| state_schema(&columns));
-        state
-            .batches
-            .push(RecordBatch::try_new(Arc::clone(schema), columns)?);
-        Ok(())
-    }
-
     /// Splits a batch (no null windows) by window and folds each part in.
     ///
     /// In-order input, and the copies a hopping window makes, put rows of one window in a few
@@ -789,38 +640,6 @@ fn window_in(windows: &mut BTreeMap<i64, GroupState>, end: i64) -> Result<&mut G
     windows
         .get_mut(&end)
         .ok_or_else(|| EngineError::Internal("window state vanished".into()))
-}
-
-/// Name of the checkpointed column of window ends. Checkpoints written before cumulating
-/// windows keyed windows by start in a column named `window_start`.
-const STATE_WINDOW_COLUMN: &str = "window_end";
-
-/// Name of the end of the last window emitted from panes, in checkpoints.
-const EMITTED_UNTIL_VALUE: &str = "emitted_until";
-
-/// Name of the operator's watermark in checkpoints.
-const WATERMARK_VALUE: &str = "watermark";
-
-/// Schema of checkpointed state: `window_end`, then keys `k0…`, then partial states `s0…`;
-/// types from the arrays, everything nullable (partial states may hold nulls their fields don't
-/// declare).
-fn state_schema(columns: &[ArrayRef]) -> SchemaRef {
-    let fields: Vec<Field> = columns
-        .iter()
-        .enumerate()
-        .map(|(i, c)| {
-            Field::new(
-                if i == 0 {
-                    STATE_WINDOW_COLUMN.to_string()
-                } else {
-                    format!("c{i}")
-                },
-                c.data_type().clone(),
-                true,
-            )
-        })
-        .collect();
-    Arc::new(Schema::new(fields))
 }
 
 /// Above this many runs per batch, sorting by window is cheaper than folding run by run.
