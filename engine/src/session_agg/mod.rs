@@ -460,35 +460,14 @@ impl StreamOperator for SessionAggregate {
     }
 
     fn describe(&self) -> String {
-        let aggs: Vec<String> = self
-            .spec
-            .aggregates
-            .iter()
-            .map(|a| a.function.name().to_string())
-            .collect();
-        let keys: Vec<String> = self
-            .spec
-            .group_exprs
-            .iter()
-            .map(|e| e.to_string())
-            .collect();
-        let emit = match self.spec.emit {
-            EmitMode::OnUpdate { refresh } => {
-                format!("on update (refresh {}ms)", refresh.as_millis())
-            }
-            EmitMode::OnWindowClose => "on window close".into(),
-        };
-        let emit = match self.spec.lateness_nanos {
-            0 => emit,
-            lateness => format!(
-                "{emit} allowed lateness {}",
-                crate::window::humanize_nanos(lateness)
-            ),
-        };
+        let (keys, aggs, emit) = crate::window_agg::describe_parts(
+            &self.spec.group_exprs,
+            &self.spec.aggregates,
+            self.spec.emit,
+            self.spec.lateness_nanos,
+        );
         format!(
-            "SessionAggregate: group by [{}] aggregates [{}] gap={} emit {emit}",
-            keys.join(", "),
-            aggs.join(", "),
+            "SessionAggregate: group by [{keys}] aggregates [{aggs}] gap={} emit {emit}",
             humanize_nanos(self.spec.gap_nanos)
         )
     }

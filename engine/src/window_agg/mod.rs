@@ -409,6 +409,33 @@ impl WindowAggregate {
     }
 }
 
+/// EXPLAIN's parts of a windowed aggregate: group keys, aggregate names and the emission
+/// (cadence and allowed lateness), shared with the session aggregate.
+pub(crate) fn describe_parts(
+    group_exprs: &[Arc<dyn PhysicalExpr>],
+    aggregates: &[AggregateCall],
+    emit: EmitMode,
+    lateness_nanos: i64,
+) -> (String, String, String) {
+    let keys: Vec<String> = group_exprs.iter().map(|e| e.to_string()).collect();
+    let aggs: Vec<String> = aggregates
+        .iter()
+        .map(|a| a.function.name().to_string())
+        .collect();
+    let emit = match emit {
+        EmitMode::OnUpdate { refresh } => format!("on update (refresh {}ms)", refresh.as_millis()),
+        EmitMode::OnWindowClose => "on window close".into(),
+    };
+    let emit = match lateness_nanos {
+        0 => emit,
+        lateness => format!(
+            "{emit} allowed lateness {}",
+            crate::window::humanize_nanos(lateness)
+        ),
+    };
+    (keys.join(", "), aggs.join(", "), emit)
+}
+
 /// A column of `rows` copies of the time `nanos`, in the unit and zone of `data_type`.
 fn constant_time(data_type: &DataType, nanos: i64, rows: usize) -> Result<ArrayRef> {
     let DataType::Timestamp(unit, zone) = data_type else {
@@ -554,44 +581,23 @@ impl StreamOperator for WindowAggregate {
     }
 
     fn describe(&self) -> String {
-        let aggs: Vec<String> = self
-            .spec
-            .aggregates
-            .iter()
-            .map(|a| a.function.name().to_string())
-            .collect();
-        let keys: Vec<String> = self
-            .spec
-            .group_exprs
-            .iter()
-            .map(|e| e.to_string())
-            .collect();
-        let emit = match self.spec.emit {
-            EmitMode::OnUpdate { refresh } => {
-                format!("on update (refresh {}ms)", refresh.as_millis())
-            }
-            EmitMode::OnWindowClose => "on window close".into(),
-        };
-        let emit = match self.spec.lateness_nanos {
-            0 => emit,
-            lateness => format!(
-                "{emit} allowed lateness {}",
-                crate::window::humanize_nanos(lateness)
-            ),
-        };
+        let (keys, aggs, emit) = describe_parts(
+            &self.spec.group_exprs,
+            &self.spec.aggregates,
+            self.spec.emit,
+            self.spec.lateness_nanos,
+        );
         let emit = match self.pane() {
             Some(pane) => format!("{emit} from {} panes", crate::window::humanize_nanos(pane)),
             None => emit,
         };
         format!(
-            "{}: group by [{}] aggregates [{}] emit {emit}",
+            "{}: group by [{keys}] aggregates [{aggs}] emit {emit}",
             if self.spec.window.is_some() {
                 "WindowAggregate"
             } else {
                 "Aggregate (updating)"
-            },
-            keys.join(", "),
-            aggs.join(", ")
+            }
         )
     }
 }
