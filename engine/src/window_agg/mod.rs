@@ -47,6 +47,8 @@ mod checkpoint;
 mod panes;
 mod partial_states;
 mod settled;
+#[cfg(test)]
+mod tests;
 use crate::checkpoint::OperatorState;
 use crate::error::{EngineError, Result};
 use crate::late_rows::LateRowLog;

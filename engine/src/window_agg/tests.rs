@@ -1,0 +1,121 @@
+//! Hopping windows from panes, including a late row thawing a frozen pane, against the windows
+//! the same rows give when copied per window.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{AsArray, Int64Array, RecordBatch, TimestampMillisecondArray};
+use datafusion::arrow::datatypes::{
+    DataType, Field, Int64Type, Schema, SchemaRef, TimeUnit, TimestampMillisecondType,
+};
+use datafusion::functions_aggregate::count::count_udaf;
+use datafusion::physical_expr::aggregate::AggregateExprBuilder;
+use datafusion::physical_expr::expressions::Column;
+
+use super::*;
+use crate::message::{Message, Watermark};
+use crate::window::WindowAssigner;
+
+const MS: i64 = 1_000_000;
+
+fn input() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("v", DataType::Int64, false),
+        Field::new(
+            "ts",
+            DataType::Timestamp(TimeUnit::Millisecond, None),
+            false,
+        ),
+    ]))
+}
+
+fn rows(times: &[i64]) -> Result<RecordBatch> {
+    Ok(RecordBatch::try_new(
+        input(),
+        vec![
+            Arc::new(Int64Array::from_iter_values(times.iter().map(|_| 1))),
+            Arc::new(TimestampMillisecondArray::from_iter_values(
+                times.iter().copied(),
+            )),
+        ],
+    )?)
+}
+
+/// `(window end in ms, count)` of every window, in order, for rows arriving in `arrivals`
+/// (batches with the watermark in ms after each), from panes or from copies.
+fn windows(arrivals: &[(&[i64], i64)], panes: bool) -> Result<Vec<(i64, i64)>> {
+    let hop = WindowSpec::Hop {
+        size: 30 * MS,
+        slide: 10 * MS,
+        offset: 0,
+    };
+    let copies = WindowAssigner::try_new(&input(), "ts", hop)?;
+    let assigner = if panes {
+        copies
+            .panes()
+            .ok_or_else(|| EngineError::Internal("no panes".into()))?
+    } else {
+        copies
+    };
+    let windowed = assigner.output_schema();
+    let end = windowed.index_of(WINDOW_END)?;
+    let function = AggregateExprBuilder::new(count_udaf(), vec![Arc::new(Column::new("v", 0))])
+        .schema(Arc::clone(&windowed))
+        .alias("n")
+        .build()?;
+    let output = Arc::new(Schema::new(vec![
+        windowed.field(end).clone(),
+        Field::new("n", DataType::Int64, false),
+    ]));
+    let mut op = WindowAggregate::try_new(
+        WindowAggregateSpec {
+            view: "hop".into(),
+            group_exprs: vec![Arc::new(Column::new(WINDOW_END, end))],
+            aggregates: vec![AggregateCall {
+                function: Arc::new(function),
+                filter: None,
+            }],
+            output_schema: output,
+            window: Some(WindowKey {
+                group_index: 0,
+                is_end: true,
+                spec: hop,
+                pane: panes.then_some(10 * MS),
+            }),
+            lateness_nanos: 0,
+            emit: EmitMode::OnWindowClose,
+        },
+        Arc::new(LateRowLog::default()),
+    )?;
+    let mut out = Collector::default();
+    for (times, watermark) in arrivals {
+        op.process_batch(assigner.assign(&rows(times)?)?, &mut out)?;
+        op.on_watermark(Watermark::EventTime(watermark * MS), &mut out)?;
+    }
+    op.on_end(&mut out)?;
+    let mut got = Vec::new();
+    for message in out.drain() {
+        if let Message::Changes(changes) = message {
+            let rows = changes.rows();
+            let ends = rows.column(0).as_primitive::<TimestampMillisecondType>();
+            let counts = rows.column(1).as_primitive::<Int64Type>();
+            got.extend((0..rows.num_rows()).map(|i| (ends.value(i), counts.value(i))));
+        }
+    }
+    got.sort_unstable();
+    Ok(got)
+}
+
+#[test]
+fn panes_give_the_windows_copies_give_with_a_late_row_in_a_frozen_pane() -> Result<()> {
+    // 7 arrives after the watermark passed its pane [0, 10) (frozen, window ending 10 emitted)
+    // while the windows ending 20 and 30 still need that pane; 1 arrives after every window
+    // holding it closed.
+    let arrivals: &[(&[i64], i64)] = &[(&[5, 25], 12), (&[7], 13), (&[33], 45), (&[1], 46)];
+    let from_panes = windows(arrivals, true)?;
+    assert_eq!(
+        from_panes,
+        vec![(10, 1), (20, 2), (30, 3), (40, 2), (50, 2), (60, 1)]
+    );
+    assert_eq!(from_panes, windows(arrivals, false)?);
+    Ok(())
+}
