@@ -33,7 +33,6 @@
 )]
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use datafusion::arrow::array::{AsArray, Int64Array, RecordBatch};
@@ -43,13 +42,13 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 use weir_connectors::datagen::Generator;
 use weir_connectors::datagen::uniform_bids::UniformBids;
 use weir_engine::message::Message;
-use weir_engine::pipeline::PipelineState;
 
 mod common;
 use common::child::{
-    KeyFigures as Figures, figure, millions, parse_pairs, per_cpu, result_line, run_child,
+    Args, KeyFigures as Figures, figure, millions, parse_pairs, per_cpu, result_line, run_child,
+    run_view,
 };
-use common::{commit, cpu_seconds, machine, peak_rss_mb, rss_mb, today, write_section};
+use common::{commit, cpu_seconds, machine, peak_rss_mb, today, write_section};
 
 const ALL: [&str; 10] = [
     "generator",
@@ -149,45 +148,7 @@ fn workload(name: &str, events: u64) -> Option<(String, &'static str, &'static s
 /// Runs a throughput workload to the end of its input.
 async fn throughput(name: &str, events: u64) -> Figures {
     let (source, view, _) = workload(name, events).expect("known workload");
-    let db = weir::database().build().expect("database");
-    let session = db.session();
-    session.execute_all(&source).await.expect("create source");
-    let rss_before = rss_mb();
-    let (t, c) = (Instant::now(), cpu_seconds());
-    session.execute_all(view).await.expect("create view");
-    let entry = db.catalog().view("v").expect("view");
-    loop {
-        match entry.status.state() {
-            PipelineState::Running => tokio::time::sleep(Duration::from_millis(2)).await,
-            PipelineState::Finished => break,
-            PipelineState::Failed(e) => panic!("{name}: pipeline failed: {e}"),
-        }
-    }
-    let (wall, cpu) = (t.elapsed().as_secs_f64(), cpu_seconds() - c);
-    let (final_rows, open_rows, _) = entry.table.stats();
-    let mut f = Figures::new();
-    f.insert("events".into(), events.to_string());
-    f.insert(
-        "rows_in".into(),
-        entry.status.rows_in.load(Ordering::Relaxed).to_string(),
-    );
-    f.insert("rows_out".into(), (final_rows + open_rows).to_string());
-    f.insert("wall".into(), format!("{wall:.3}"));
-    f.insert("cpu".into(), format!("{cpu:.3}"));
-    f.insert("peak_rss_mb".into(), format!("{:.0}", peak_rss_mb()));
-    f.insert(
-        "rss_growth_mb".into(),
-        format!("{:.0}", peak_rss_mb() - rss_before),
-    );
-    f.insert(
-        "peak_state_bytes".into(),
-        entry
-            .status
-            .peak_state_bytes
-            .load(Ordering::Relaxed)
-            .to_string(),
-    );
-    f
+    run_view(name, &source, view, events).await
 }
 
 /// The bids generator alone, every column, batches of 4096.
@@ -758,36 +719,14 @@ fn report(
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| a != "--bench")
-        .collect();
-    let value = |flag: &str| {
-        args.iter()
-            .position(|a| a == flag)
-            .and_then(|i| args.get(i + 1))
-            .cloned()
-    };
-    let events: u64 = value("--events")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(10_000_000);
-    if let Some(name) = value("--child") {
+    let args = Args::from_env();
+    let events = args.events();
+    if let Some(name) = args.value("--child") {
         child(&name, events);
         return;
     }
-    let flink = value("--flink").and_then(|p| read_flink(&p));
-    let mut skip_next = false;
-    let mut names: Vec<String> = Vec::new();
-    for a in &args {
-        if std::mem::take(&mut skip_next) {
-            continue;
-        }
-        if a.starts_with("--") {
-            skip_next = true;
-            continue;
-        }
-        names.push(a.clone());
-    }
+    let flink = args.value("--flink").and_then(|p| read_flink(&p));
+    let mut names = args.names();
     if names.is_empty() {
         names = ALL.iter().map(|s| (*s).to_string()).collect();
         names.push("latency_window".into());
@@ -808,8 +747,7 @@ fn main() {
             results.push((name.clone(), f));
         }
     }
-    let shown: Vec<String> = args.iter().map(|a| format!(" {a}")).collect();
-    let text = report(&shown.concat(), events, &results, flink.as_ref());
+    let text = report(&args.shown(), events, &results, flink.as_ref());
     println!("\n{text}");
     write_section("streaming", &text);
 }

@@ -23,14 +23,11 @@
     clippy::print_stderr
 )]
 
-use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
-
-use weir_engine::pipeline::PipelineState;
-
 mod common;
-use common::child::{KeyFigures, figure, millions, parse_pairs, per_cpu, result_line, run_child};
-use common::{commit, cpu_seconds, machine, peak_rss_mb, rss_mb, today, write_section};
+use common::child::{
+    Args, KeyFigures, figure, millions, parse_pairs, per_cpu, result_line, run_child, run_view,
+};
+use common::{commit, machine, today, write_section};
 
 const ALL: [&str; 5] = ["q11", "tumble2s", "hop", "cumulate", "session_memory"];
 
@@ -84,41 +81,7 @@ fn workload(name: &str, events: u64) -> Option<(String, &'static str)> {
 /// Runs a workload to the end of its input (every session closes when the input ends).
 async fn run(name: &str, events: u64) -> KeyFigures {
     let (source, view) = workload(name, events).expect("known workload");
-    let db = weir::database().build().expect("database");
-    let session = db.session();
-    session.execute_all(&source).await.expect("create source");
-    let rss_before = rss_mb();
-    let (t, c) = (Instant::now(), cpu_seconds());
-    session.execute_all(view).await.expect("create view");
-    let entry = db.catalog().view("v").expect("view");
-    loop {
-        match entry.status.state() {
-            PipelineState::Running => tokio::time::sleep(Duration::from_millis(2)).await,
-            PipelineState::Finished => break,
-            PipelineState::Failed(e) => panic!("{name}: pipeline failed: {e}"),
-        }
-    }
-    let (wall, cpu) = (t.elapsed().as_secs_f64(), cpu_seconds() - c);
-    let (final_rows, open_rows, _) = entry.table.stats();
-    let mut f = KeyFigures::new();
-    f.insert("events".into(), events.to_string());
-    f.insert("rows_out".into(), (final_rows + open_rows).to_string());
-    f.insert("wall".into(), format!("{wall:.3}"));
-    f.insert("cpu".into(), format!("{cpu:.3}"));
-    f.insert("peak_rss_mb".into(), format!("{:.0}", peak_rss_mb()));
-    f.insert(
-        "rss_growth_mb".into(),
-        format!("{:.0}", peak_rss_mb() - rss_before),
-    );
-    f.insert(
-        "peak_state_bytes".into(),
-        entry
-            .status
-            .peak_state_bytes
-            .load(Ordering::Relaxed)
-            .to_string(),
-    );
-    f
+    run_view(name, &source, view, events).await
 }
 
 fn goal(name: &str) -> &'static str {
@@ -207,20 +170,9 @@ fn report(args: &str, results: &[(String, KeyFigures)], flink: Option<&KeyFigure
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| a != "--bench")
-        .collect();
-    let value = |flag: &str| {
-        args.iter()
-            .position(|a| a == flag)
-            .and_then(|i| args.get(i + 1))
-            .cloned()
-    };
-    let events: u64 = value("--events")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(10_000_000);
-    if let Some(name) = value("--child") {
+    let args = Args::from_env();
+    let events = args.events();
+    if let Some(name) = args.value("--child") {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
@@ -229,21 +181,11 @@ fn main() {
         println!("{}", result_line(&figures));
         return;
     }
-    let flink = value("--flink-q11")
+    let flink = args
+        .value("--flink-q11")
         .and_then(|p| std::fs::read_to_string(p).ok())
         .map(|t| parse_pairs(&t));
-    let mut names: Vec<String> = Vec::new();
-    let mut skip_next = false;
-    for a in &args {
-        if std::mem::take(&mut skip_next) {
-            continue;
-        }
-        if a.starts_with("--") {
-            skip_next = true;
-            continue;
-        }
-        names.push(a.clone());
-    }
+    let mut names = args.names();
     if names.is_empty() {
         names = ALL.iter().map(|s| (*s).to_string()).collect();
     }
@@ -260,8 +202,7 @@ fn main() {
             results.push((name.clone(), f));
         }
     }
-    let shown: Vec<String> = args.iter().map(|a| format!(" {a}")).collect();
-    let text = report(&shown.concat(), &results, flink.as_ref());
+    let text = report(&args.shown(), &results, flink.as_ref());
     println!("\n{text}");
     write_section("windows", &text);
 }

@@ -4,6 +4,12 @@
 
 use std::collections::BTreeMap;
 use std::process::Command;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use weir_engine::pipeline::PipelineState;
+
+use super::{cpu_seconds, peak_rss_mb, rss_mb};
 
 /// One child's figures, by name.
 pub type KeyFigures = BTreeMap<String, String>;
@@ -56,4 +62,104 @@ pub fn parse_pairs(text: &str) -> KeyFigures {
         .filter_map(|kv| kv.split_once('='))
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect()
+}
+
+/// A bench binary's command line: workload names, `--events N`, `--child NAME` and other
+/// `--flag value` pairs.
+pub struct Args {
+    args: Vec<String>,
+}
+
+impl Args {
+    pub fn from_env() -> Self {
+        Self {
+            args: std::env::args()
+                .skip(1)
+                .filter(|a| a != "--bench")
+                .collect(),
+        }
+    }
+
+    /// The value after `flag`.
+    pub fn value(&self, flag: &str) -> Option<String> {
+        self.args
+            .iter()
+            .position(|a| a == flag)
+            .and_then(|i| self.args.get(i + 1))
+            .cloned()
+    }
+
+    /// `--events`, 10,000,000 by default.
+    pub fn events(&self) -> u64 {
+        self.value("--events")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(10_000_000)
+    }
+
+    /// The workload names (arguments not part of a `--flag value` pair).
+    pub fn names(&self) -> Vec<String> {
+        let mut skip_next = false;
+        let mut names = Vec::new();
+        for a in &self.args {
+            if std::mem::take(&mut skip_next) {
+                continue;
+            }
+            if a.starts_with("--") {
+                skip_next = true;
+                continue;
+            }
+            names.push(a.clone());
+        }
+        names
+    }
+
+    /// The command line as shown in BENCHMARKS.md (` arg arg …`).
+    pub fn shown(&self) -> String {
+        self.args.iter().map(|a| format!(" {a}")).collect()
+    }
+}
+
+/// Creates `source`, then view `v` from `view`, and runs it to the end of its input: wall and
+/// process CPU seconds from the view's creation, rows in and out, peak RSS and its growth, and
+/// the view's peak operator state.
+pub async fn run_view(name: &str, source: &str, view: &str, events: u64) -> KeyFigures {
+    let db = weir::database().build().expect("database");
+    let session = db.session();
+    session.execute_all(source).await.expect("create source");
+    let rss_before = rss_mb();
+    let (t, c) = (Instant::now(), cpu_seconds());
+    session.execute_all(view).await.expect("create view");
+    let entry = db.catalog().view("v").expect("view");
+    loop {
+        match entry.status.state() {
+            PipelineState::Running => tokio::time::sleep(Duration::from_millis(2)).await,
+            PipelineState::Finished => break,
+            PipelineState::Failed(e) => panic!("{name}: pipeline failed: {e}"),
+        }
+    }
+    let (wall, cpu) = (t.elapsed().as_secs_f64(), cpu_seconds() - c);
+    let (final_rows, open_rows, _) = entry.table.stats();
+    let mut f = KeyFigures::new();
+    f.insert("events".into(), events.to_string());
+    f.insert(
+        "rows_in".into(),
+        entry.status.rows_in.load(Ordering::Relaxed).to_string(),
+    );
+    f.insert("rows_out".into(), (final_rows + open_rows).to_string());
+    f.insert("wall".into(), format!("{wall:.3}"));
+    f.insert("cpu".into(), format!("{cpu:.3}"));
+    f.insert("peak_rss_mb".into(), format!("{:.0}", peak_rss_mb()));
+    f.insert(
+        "rss_growth_mb".into(),
+        format!("{:.0}", peak_rss_mb() - rss_before),
+    );
+    f.insert(
+        "peak_state_bytes".into(),
+        entry
+            .status
+            .peak_state_bytes
+            .load(Ordering::Relaxed)
+            .to_string(),
+    );
+    f
 }

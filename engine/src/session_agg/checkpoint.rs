@@ -76,7 +76,7 @@ impl SessionAggregate {
     pub(super) fn restore_sessions(&mut self, state: OperatorState) -> Result<()> {
         self.watermark = state.values.get(WATERMARK_VALUE).copied();
         self.store = SessionStore::new(self.spec.gap_nanos);
-        let n_keys = self.converter_width();
+        let n_keys = self.key_exprs.len();
         let width: usize = self.state_widths.iter().sum();
         for batch in &state.batches {
             if batch.num_columns() != n_keys + 2 + width {
@@ -121,9 +121,5 @@ impl SessionAggregate {
             }
         }
         Ok(())
-    }
-
-    fn converter_width(&self) -> usize {
-        self.key_exprs.len()
     }
 }

@@ -17,8 +17,9 @@
 //! - `OnUpdate`: every refresh emits the sessions that changed: inserts for new ones, update
 //!   pairs when only values changed, and a delete plus an insert when the session grew (its
 //!   `window_start`/`window_end`, part of the row's key, changed) or merged (the absorbed
-//!   session's row is deleted). Before a watermark is passed on, every pending change is
-//!   flushed, so rows downstream with `window_end <= watermark` are final.
+//!   session's row is deleted). Changes wait for the refresh, except that before a watermark is
+//!   passed on they are flushed if one would replace a row with `window_end <= watermark`, so
+//!   rows downstream are final once the watermark passes their end.
 //!
 //! The output watermark is the input's: every later row belongs to a session ending after it,
 //! so downstream the watermark holds for `window_end`, not `window_start`.
@@ -310,11 +311,12 @@ impl SessionAggregate {
         self.emit(changes, out)
     }
 
-    /// Moves the (lateness-adjusted) watermark to `wm`: flushes pending changes, then emits the
-    /// sessions it closes.
+    /// Moves the (lateness-adjusted) watermark to `wm`: flushes pending changes when one
+    /// replaces a row the watermark is about to make final (otherwise they wait for the refresh),
+    /// then emits the sessions it closes.
     fn advance(&mut self, wm: i64, out: &mut Collector) -> Result<()> {
         self.watermark = Some(wm);
-        if let EmitMode::OnUpdate { .. } = self.spec.emit {
+        if matches!(self.spec.emit, EmitMode::OnUpdate { .. }) && self.store.pending_before(wm) {
             self.flush(out)?;
         }
         let mut changes = ChangeRows::default();

@@ -73,6 +73,9 @@ pub(super) struct SessionStore {
     /// Rows downstream holds for sessions merged into others since the last refresh.
     retired: Vec<(Box<[u8]>, EmittedRow)>,
     sessions: usize,
+    /// The earliest `window_end` among rows downstream holds that pending changes replace
+    /// (dirty sessions' emitted rows, retired rows); `i64::MAX` when there are none.
+    pending_end: i64,
 }
 
 impl SessionStore {
@@ -80,6 +83,7 @@ impl SessionStore {
     pub(super) fn new(gap: i64) -> Self {
         Self {
             bucket_width: (gap / 16).clamp(1, MAX_BUCKET_NANOS),
+            pending_end: i64::MAX,
             ..Self::default()
         }
     }
@@ -158,6 +162,7 @@ impl SessionStore {
                 survivor.start = survivor.start.min(other.start);
                 survivor.end = survivor.end.max(other.end);
                 if let Some(row) = other.emitted.clone() {
+                    self.pending_end = self.pending_end.min(row.end);
                     self.retired.push((entry.key.clone(), row));
                 }
                 self.sessions -= 1;
@@ -172,6 +177,9 @@ impl SessionStore {
         if !session.dirty {
             session.dirty = true;
             self.dirty.push((slot, id));
+            if let Some(row) = &session.emitted {
+                self.pending_end = self.pending_end.min(row.end);
+            }
         }
         if fresh {
             self.queue(end, slot, id);
@@ -228,7 +236,15 @@ impl SessionStore {
         ended
     }
 
+    /// True when a pending change replaces a row downstream holds whose `window_end` is at or
+    /// before `watermark`: such rows become final once the watermark passes on, so the changes
+    /// must go out first.
+    pub(super) fn pending_before(&self, watermark: i64) -> bool {
+        self.pending_end <= watermark
+    }
+
     /// Calls `f` on each session changed since the last call (still open), marking it clean.
+    /// With [`Self::take_retired`] this drains every pending change.
     pub(super) fn for_each_dirty(
         &mut self,
         mut f: impl FnMut(&[u8], &mut Session) -> Result<()>,
@@ -242,6 +258,7 @@ impl SessionStore {
                 f(&entry.key, session)?;
             }
         }
+        self.pending_end = i64::MAX;
         Ok(())
     }
 

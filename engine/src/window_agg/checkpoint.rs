@@ -12,7 +12,9 @@ use datafusion::logical_expr::EmitTo;
 use datafusion::physical_plan::aggregates::group_values::new_group_values;
 use datafusion::physical_plan::aggregates::order::GroupOrdering;
 
-use super::{EmitMode, GroupState, WindowAggregate, new_accumulator, runs_of, window_in};
+use super::{
+    EmitMode, GroupState, WindowAggregate, new_accumulator, runs_of, split_states, window_in,
+};
 use crate::checkpoint::OperatorState;
 use crate::error::{EngineError, Result};
 use crate::operator::StreamOperator;
@@ -64,6 +66,12 @@ impl WindowAggregate {
         &self,
         state: &mut GroupState,
     ) -> Result<(Vec<ArrayRef>, Vec<Vec<ArrayRef>>)> {
+        // An empty state (an updating window's delta right after a refresh) has nothing to take,
+        // and DataFusion's accumulator adapter exports no columns at all for zero groups, which
+        // merging back would index.
+        if state.group_values.is_empty() {
+            return Ok((Vec::new(), Vec::new()));
+        }
         let keys = state.group_values.emit(EmitTo::All)?;
         let n = keys.first().map_or(0, |k| k.len());
         let ids: Vec<usize> = (0..n).collect();
@@ -122,16 +130,10 @@ impl WindowAggregate {
             let part = batch.slice(offset, len);
             let keys = part.columns()[1..1 + n_keys].to_vec();
             let total = self.intern_keys(end, &keys)?;
-            let widths = &self.state_widths;
+            let states = split_states(&part.columns()[1 + n_keys..], &self.state_widths);
             let state = window_in(&mut self.windows, end)?;
-            let mut column = 1 + n_keys;
-            for (acc, width) in state.accumulators.iter_mut().zip(widths) {
-                acc.merge_batch(
-                    &part.columns()[column..column + width],
-                    &self.group_ids,
-                    total,
-                )?;
-                column += width;
+            for (acc, partial) in state.accumulators.iter_mut().zip(states) {
+                acc.merge_batch(partial, &self.group_ids, total)?;
             }
         }
         Ok(())

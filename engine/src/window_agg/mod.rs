@@ -438,6 +438,18 @@ pub(crate) fn describe_parts(
     (keys.join(", "), aggs.join(", "), emit)
 }
 
+/// Each aggregate's columns within flat partial-state columns (`widths` per aggregate; an empty
+/// slice for an aggregate past the end, e.g. when there are no columns at all).
+fn split_states<'a>(states: &'a [ArrayRef], widths: &[usize]) -> Vec<&'a [ArrayRef]> {
+    let mut out = Vec::with_capacity(widths.len());
+    let mut at = 0;
+    for &w in widths {
+        out.push(&states[at.min(states.len())..(at + w).min(states.len())]);
+        at += w;
+    }
+    out
+}
+
 /// A column of `rows` copies of the time `nanos`, in the unit and zone of `data_type`.
 fn constant_time(data_type: &DataType, nanos: i64, rows: usize) -> Result<ArrayRef> {
     let DataType::Timestamp(unit, zone) = data_type else {

@@ -17,7 +17,7 @@ use datafusion::logical_expr::EmitTo;
 use datafusion::physical_plan::aggregates::group_values::new_group_values;
 use datafusion::physical_plan::aggregates::order::GroupOrdering;
 
-use super::{GroupState, WindowAggregate, new_accumulator};
+use super::{GroupState, WindowAggregate, new_accumulator, split_states};
 use crate::error::{EngineError, Result};
 use crate::operator::Collector;
 
@@ -61,23 +61,12 @@ impl WindowAggregate {
         let mut ids = Vec::new();
         state.group_values.intern(&frozen.keys, &mut ids)?;
         let groups = state.group_values.len();
-        let states = self.split_states(&frozen.states);
+        let states = split_states(&frozen.states, &self.state_widths);
         for (acc, partial) in state.accumulators.iter_mut().zip(states) {
             acc.merge_batch(partial, &ids, groups)?;
         }
         self.windows.insert(pane_end, state);
         Ok(())
-    }
-
-    /// The state columns of each aggregate within flat state columns.
-    fn split_states<'a>(&self, states: &'a [ArrayRef]) -> Vec<&'a [ArrayRef]> {
-        let mut out = Vec::with_capacity(self.state_widths.len());
-        let mut at = 0;
-        for &w in &self.state_widths {
-            out.push(&states[at.min(states.len())..(at + w).min(states.len())]);
-            at += w;
-        }
-        out
     }
 
     fn freeze(&self, mut state: GroupState) -> Result<FrozenPane> {
@@ -149,7 +138,7 @@ impl WindowAggregate {
         for pane in panes {
             keys.intern(&pane.keys, &mut ids)?;
             let groups = keys.len();
-            let states = self.split_states(&pane.states);
+            let states = split_states(&pane.states, &self.state_widths);
             if states.len() != accumulators.len() {
                 return Err(EngineError::Internal(
                     "pane state of the wrong shape".into(),

@@ -20,7 +20,7 @@ use datafusion::physical_plan::aggregates::group_values::{GroupValues, new_group
 use datafusion::physical_plan::aggregates::order::GroupOrdering;
 
 use super::partial_states::PartialStates;
-use super::{GroupState, WindowAggregate, new_accumulator};
+use super::{GroupState, WindowAggregate, new_accumulator, split_states};
 use crate::changes::{Changes, diff_by_position};
 use crate::error::{EngineError, Result};
 
@@ -48,6 +48,9 @@ impl WindowAggregate {
     /// for new groups, update pairs for groups whose values changed.
     pub(super) fn settle(&self, start: i64, state: &mut GroupState) -> Result<Changes> {
         state.dirty = false;
+        if state.group_values.is_empty() {
+            return Ok(Changes::empty(Arc::clone(&self.spec.output_schema)));
+        }
         let delta_keys = state.group_values.emit(EmitTo::All)?;
         state.group_values = new_group_values(Arc::clone(&self.key_schema), &GroupOrdering::None)?;
         let mut delta = Vec::with_capacity(state.accumulators.len());
@@ -77,14 +80,12 @@ impl WindowAggregate {
             slot[i as usize] = position;
         }
         let ordered_ids: Vec<usize> = order.iter().map(|&i| ids[i as usize]).collect();
-        let before = if existing > 0 {
-            split_states(
-                settled.states.gather(&ordered_ids[..existing])?,
-                &self.state_widths,
-            )
+        let gathered = if existing > 0 {
+            settled.states.gather(&ordered_ids[..existing])?
         } else {
-            vec![Vec::new(); self.state_widths.len()]
+            Vec::new()
         };
+        let before = split_states(&gathered, &self.state_widths);
         let firsts: Vec<usize> = (0..existing).collect();
         let all: Vec<usize> = (0..k).collect();
 
@@ -150,14 +151,4 @@ impl WindowAggregate {
         }
         Ok(Some((keys, settled.states.all()?)))
     }
-}
-
-/// Splits flat state columns into one group per aggregate.
-fn split_states(mut columns: Vec<ArrayRef>, widths: &[usize]) -> Vec<Vec<ArrayRef>> {
-    let mut split = Vec::with_capacity(widths.len());
-    for &width in widths {
-        let rest = columns.split_off(width.min(columns.len()));
-        split.push(std::mem::replace(&mut columns, rest));
-    }
-    split
 }
