@@ -43,6 +43,11 @@
 //! [`session_agg`] operator finds and merges them. Both close windows `allowed_lateness` behind
 //! the watermark; later rows go to the late-row log.
 //!
+//! A view's final rows may carry a retention ([`view_table::retention`]): scans filter rows past
+//! it at once; memory drops whole chunks, checkpoints whole segments and compactions the rest.
+//! Final rows keep absolute positions (expired ones counted in the manifest) so checkpoint
+//! writers always know which rows are new.
+//!
 //! ## Several inputs (`UNION ALL`)
 //!
 //! A pipeline may have several inputs, each with the operators on its rows alone

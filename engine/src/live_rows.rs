@@ -187,6 +187,7 @@ mod tests {
             key: Some(vec![0]),
             sealed_by: Some(0),
             seal_span: 0,
+            event_time: Some(0),
         };
         let mut live = LiveRows::new(rows(&[], &[]).schema(), &props);
         // One batch spanning three windows (1 s, 2 s, 3 s), then an update in the second.

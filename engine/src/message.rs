@@ -20,6 +20,14 @@ pub enum Watermark {
 impl Watermark {
     /// The watermark that closes everything: sent when an input ends.
     pub const MAX: Watermark = Watermark::EventTime(i64::MAX);
+
+    /// True for [`Watermark::MAX`] as it reaches a stage: `MAX`, or `MAX` shifted back by the
+    /// windows in between (at most a century); never a real event time, which `i64`
+    /// nanoseconds end long before (year 2262).
+    pub fn is_end_of_input(t: EventTime) -> bool {
+        const CENTURY_NANOS: i64 = 100 * 366 * 24 * 3600 * 1_000_000_000;
+        t > i64::MAX - CENTURY_NANOS
+    }
 }
 
 /// A checkpoint barrier (aligned across inputs before an operator snapshots its state).

@@ -48,6 +48,9 @@ pub struct StreamProps {
     /// stream's watermark already accounts for allowed lateness, so this is a property of the
     /// column (0 for `window_start`, the window size for `window_end`), not a lateness.
     pub seal_span: i64,
+    /// A column holding each row's event time, the time the watermark tracks: a source's
+    /// WATERMARK column passed through, a window's end. What `retention` ages rows by.
+    pub event_time: Option<usize>,
 }
 
 impl StreamProps {
@@ -58,6 +61,7 @@ impl StreamProps {
             key: None,
             sealed_by: None,
             seal_span: 0,
+            event_time: None,
         }
     }
 
@@ -85,6 +89,7 @@ impl StreamProps {
                 .and_then(|key| key.iter().map(|&k| position(k)).collect()),
             sealed_by: self.sealed_by.and_then(position),
             seal_span: self.seal_span,
+            event_time: self.event_time.and_then(position),
         }
     }
 
@@ -154,15 +159,18 @@ mod tests {
             key: Some(vec![0, 1]),
             sealed_by: Some(1),
             seal_span: 0,
+            event_time: Some(1),
         };
         // SELECT c, b, a: the key moves, the sealing column moves.
         let reordered = props.project(&[column("c", 2), column("b", 1), column("a", 0)]);
         assert_eq!(reordered.key, Some(vec![2, 1]));
         assert_eq!(reordered.sealed_by, Some(1));
+        assert_eq!(reordered.event_time, Some(1));
         // SELECT b, c: a key column is gone, so no key is known.
         let dropped = props.project(&[column("b", 1), column("c", 2)]);
         assert_eq!(dropped.key, None);
         assert_eq!(dropped.sealed_by, Some(0));
+        assert_eq!(dropped.event_time, Some(0));
         // The empty key of a global aggregate survives any projection.
         let single = StreamProps {
             key: Some(vec![]),
@@ -182,6 +190,7 @@ mod tests {
             key: Some(vec![0, 1]),
             sealed_by: Some(0),
             seal_span: 0,
+            event_time: Some(0),
         };
         assert_eq!(
             props.describe(&schema),

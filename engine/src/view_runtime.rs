@@ -19,6 +19,7 @@ use crate::checkpoint::recovery::RecoveredView;
 use crate::checkpoint::{CheckpointCoordinator, PipelineRestore};
 use crate::error::Result;
 use crate::fanout::{Fanout, ReadMode};
+use crate::message::Watermark;
 use crate::operator::StreamOperator;
 use crate::pipeline::{
     Durability, PipelineBranch, PipelineInput, PipelineStatus, RunningPipeline, spawn_pipeline,
@@ -27,6 +28,7 @@ use crate::pipeline::{
 use crate::source::{ReaderContext, SourceTaskConfig};
 use crate::source_metrics::ReaderMetrics;
 use crate::stream_props::StreamProps;
+use crate::view_table::retention::Retention;
 use crate::view_table::{SegmentStore, ViewTable};
 
 /// Where a view's rows come from.
@@ -68,6 +70,8 @@ pub struct ViewPipeline {
     pub schema: SchemaRef,
     /// EXPLAIN text.
     pub explain: String,
+    /// `WITH (retention = …)`: final rows leave this long behind the watermark.
+    pub retention: Option<Retention>,
 }
 
 /// A view's part in checkpoints, when the database has a data directory.
@@ -115,15 +119,20 @@ impl ViewRuntime {
             props,
             schema,
             explain,
+            retention,
         } = pipeline;
         let (table, recovered, checkpointing) = match checkpointing {
             Some(c) => (
-                ViewTable::with_segments(Arc::clone(&schema), c.segments).updating(&props),
+                ViewTable::with_segments(Arc::clone(&schema), c.segments)
+                    .updating(&props)
+                    .retaining(retention),
                 c.recovered,
                 Some((c.id, c.coordinator)),
             ),
             None => (
-                ViewTable::new(Arc::clone(&schema)).updating(&props),
+                ViewTable::new(Arc::clone(&schema))
+                    .updating(&props)
+                    .retaining(retention),
                 None,
                 None,
             ),
@@ -138,7 +147,10 @@ impl ViewRuntime {
         if let Some(r) = recovered {
             let watermark = r.watermark();
             ended = r.entry.ended;
-            table.restore(r.segments, r.provisional)?;
+            table.restore(r.segments, r.entry.view.expired_rows, r.provisional)?;
+            if let Some(Watermark::EventTime(t)) = watermark {
+                table.expire(t);
+            }
             fanout.restore(watermark, ended).await;
             status.rows_in.store(r.entry.rows_in, Ordering::Relaxed);
             restore = r.restore;

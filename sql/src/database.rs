@@ -665,6 +665,7 @@ impl Session {
         let allowed_lateness = options
             .take_duration("allowed_lateness")?
             .unwrap_or_default();
+        let retention = options.take_duration("retention")?;
         options.finish()?;
         plan_view(
             &plan,
@@ -678,6 +679,7 @@ impl Session {
                 state_ttl,
                 allowed_lateness,
                 lateness_applied: std::cell::Cell::new(false),
+                retention,
                 functions: &self.db.functions,
             },
         )

@@ -14,6 +14,7 @@
 //! ```
 
 mod over;
+mod retention;
 mod top_n;
 mod union;
 
@@ -67,6 +68,8 @@ pub struct PlanContext<'a> {
     pub allowed_lateness: Duration,
     /// Set when a windowed aggregate took `allowed_lateness` (so a view without one says so).
     pub lateness_applied: std::cell::Cell<bool>,
+    /// `WITH (retention = '…')`: final rows leave this long behind the watermark.
+    pub retention: Option<Duration>,
     /// The function libraries (incremental forms of `OVER` calls).
     pub functions: &'a Functions,
 }
@@ -153,12 +156,17 @@ pub fn plan_view(plan: &LogicalPlan, ctx: &PlanContext<'_>) -> Result<ViewPipeli
         ctx.view,
         stage.props.describe(&schema)
     ));
+    let retention = retention::retention(ctx, &stage.props, &schema)?;
+    if let Some(r) = &retention {
+        explain.push_str(&format!("\n  {}", r.describe(&schema)));
+    }
     Ok(ViewPipeline {
         inputs: stage.inputs,
         operators: stage.operators,
         props: stage.props,
         schema,
         explain,
+        retention,
     })
 }
 
@@ -307,7 +315,15 @@ pub(crate) fn build(plan: &LogicalPlan, ctx: &PlanContext<'_>) -> Result<Stage> 
                 });
             }
             let props = match &input {
-                ViewInput::Source(_) => StreamProps::append_only(),
+                // Rows are timed by the source's WATERMARK column (found in the full schema: the
+                // scan's projection follows as a step).
+                ViewInput::Source(s) => StreamProps {
+                    event_time: s
+                        .watermark
+                        .as_ref()
+                        .and_then(|w| provider.schema().index_of(&w.column).ok()),
+                    ..StreamProps::append_only()
+                },
                 ViewInput::View(v) => v.props.clone(),
             };
             let mut stage = Stage {
@@ -668,6 +684,8 @@ fn plan_aggregate(
         }),
         sealed_by,
         seal_span,
+        // A window's rows are timed by the window (its end, or its start when only that is kept).
+        event_time: sealed_by,
     };
     if hidden_key {
         let exprs = (1..output_schema.fields().len())

@@ -185,9 +185,11 @@ impl Session {
                 key: Some(key.clone()),
                 sealed_by: None,
                 seal_span: 0,
+                event_time: None,
             },
             schema: Arc::clone(&schema),
             explain,
+            retention: None,
         };
         let id = self.object_id(replay);
         let durability = self.db.durability.clone();

@@ -24,6 +24,13 @@ const T0: i64 = 1_704_067_200_000;
 const PARTITIONS: i32 = 3;
 const ROWS_PER_PARTITION: i64 = 4000;
 
+/// Windows of 10 s per key starting at T0 + 160 s or later (1 704 067 360 s since the epoch):
+/// the end marker at T0 + 300 s puts the watermark at T0 + 295 s, the aggregate's at 285 s, and a
+/// 120 s retention keeps window ends from 165 s on.
+const RECENT_WINDOWS_ORACLE: &str = "SELECT * FROM (
+       SELECT to_unixtime(date_bin(INTERVAL '10 seconds', ts))::BIGINT AS w, k, count(*)
+       FROM readings GROUP BY w, k) WHERE w >= 1704067360 ORDER BY 1, 2";
+
 /// Sessions per key with a 150 ms gap, found in batch: a row starts a session unless the key's
 /// previous row is less than the gap before it.
 const SESSIONS_ORACLE: &str = "WITH marked AS (
@@ -85,6 +92,23 @@ fn views() -> Vec<(&'static str, &'static str, &'static str)> {
                WHERE k >= 0 GROUP BY k, window_start, window_end",
             "SELECT k, CAST(window_start AS BIGINT), CAST(window_end AS BIGINT), n, s FROM live_sessions ORDER BY 1, 2",
             SESSIONS_ORACLE,
+        ),
+        // Retention (120 s behind a watermark that ends 285 s after T0, window ends aging the
+        // rows): windows expire during the run, across kills, in memory and in segments. What
+        // is left is exactly the windows starting from T0 + 160 s.
+        (
+            "CREATE MATERIALIZED VIEW recent_windows WITH (retention = '120 seconds') AS
+               SELECT window_start, window_end, k, count(*) AS n FROM TUMBLE(readings, ts, INTERVAL '10 seconds')
+               WHERE k >= 0 GROUP BY window_start, window_end, k EMIT ON WINDOW CLOSE",
+            "SELECT to_unixtime(window_start)::BIGINT, k, n FROM recent_windows ORDER BY 1, 2",
+            RECENT_WINDOWS_ORACLE,
+        ),
+        (
+            "CREATE MATERIALIZED VIEW recent_live WITH (retention = '120 seconds') AS
+               SELECT window_start, window_end, k, count(*) AS n FROM TUMBLE(readings, ts, INTERVAL '10 seconds')
+               WHERE k >= 0 GROUP BY window_start, window_end, k",
+            "SELECT to_unixtime(window_start)::BIGINT, k, n FROM recent_live ORDER BY 1, 2",
+            RECENT_WINDOWS_ORACLE,
         ),
         (
             "CREATE MATERIALIZED VIEW totals AS
@@ -344,8 +368,9 @@ async fn views_survive_sigkill_exactly_once() {
         "only {recovered} of {kills} restarts recovered from a checkpoint"
     );
 
-    // The end of the data: a row far ahead on every partition closes every window.
-    let end = T0 + 10_000_000;
+    // The end of the data: a row ahead on every partition closes every window (rows end near
+    // T0 + 210 s; the longest window is 20 s, the watermark 5 s behind).
+    let end = T0 + 300_000;
     let markers: Vec<Record> = (0..PARTITIONS)
         .map(|p| Record::new(p, format!(r#"{{"id": -1, "k": -1, "v": 0, "ts": {end}}}"#)))
         .collect();

@@ -255,7 +255,9 @@ impl CheckpointCoordinator {
                         .pipelines
                         .get(view)
                         .filter(|e| e.view_id == handle.view_id)
-                        && let Err(e) = handle.table.persisted(&entry.view.segments)
+                        && let Err(e) = handle
+                            .table
+                            .persisted(&entry.view.segments, entry.view.expired_rows)
                     {
                         warn!(view = %view, error = %e, "view rows stay in memory");
                     }

@@ -23,6 +23,10 @@ pub struct FileRef {
     pub crc32: u32,
     /// Rows in the file.
     pub rows: u64,
+    /// Newest event time among a view segment's rows (nanoseconds), for retention: the whole
+    /// file goes once the retention cutoff passes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_time: Option<i64>,
 }
 
 /// An operator's part of a checkpoint.
@@ -48,6 +52,10 @@ pub struct ViewCheckpoint {
     /// Final rows, in append order: segments written by successive checkpoints (merged in the
     /// background once there are many).
     pub segments: Vec<FileRef>,
+    /// Final rows retention dropped before or out of the segments; they keep their positions,
+    /// so the segments end at final row `expired_rows + rows in segments`.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub expired_rows: u64,
     /// Provisional rows of open partitions (a `__weir_partition` column first).
     pub provisional: Option<FileRef>,
     /// The view's watermark (nanoseconds), if it had one.
@@ -57,10 +65,15 @@ pub struct ViewCheckpoint {
 }
 
 impl ViewCheckpoint {
-    /// Rows in the segments.
+    /// Final rows up to the end of the segments (expired ones included): the position the next
+    /// segment starts at.
     pub fn appended_rows(&self) -> u64 {
-        self.segments.iter().map(|s| s.rows).sum()
+        self.expired_rows + self.segments.iter().map(|s| s.rows).sum::<u64>()
     }
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// One view's pipeline in a checkpoint.

@@ -140,6 +140,7 @@ impl CheckpointStore {
             size,
             crc32,
             rows,
+            max_time: None,
         })
     }
 

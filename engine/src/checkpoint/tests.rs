@@ -317,3 +317,131 @@ async fn the_catalog_round_trips_and_an_unwritable_directory_is_a_clear_error() 
     );
     Ok(())
 }
+
+/// Retention through checkpoints: whole segments past the cutoff leave the manifest, a
+/// compaction leaves expired rows behind, and positions stay consistent (the segments always end
+/// at the view's last final row), through many epochs and a recovery.
+#[tokio::test]
+async fn retention_drops_segments_and_compacts_expired_rows_away() -> Result<()> {
+    use crate::message::Watermark;
+    use crate::view_table::SegmentStore;
+    use crate::view_table::retention::Retention;
+    use datafusion::arrow::array::TimestampNanosecondArray;
+    use datafusion::arrow::datatypes::TimeUnit;
+    use datafusion::execution::object_store::ObjectStoreUrl;
+
+    let timed = Arc::new(Schema::new(vec![Field::new(
+        "t",
+        DataType::Timestamp(TimeUnit::Nanosecond, None),
+        false,
+    )]));
+    let dir = tempfile::tempdir().unwrap();
+    let store = CheckpointStore::local(dir.path())?;
+    let coordinator = CheckpointCoordinator::new(store.clone(), None, Duration::from_secs(5));
+    let retention = Retention {
+        column: 0,
+        horizon_nanos: 175,
+    };
+    let segments = SegmentStore {
+        store: store.clone(),
+        url: ObjectStoreUrl::parse("weir-test://").unwrap(),
+    };
+    let table =
+        Arc::new(ViewTable::with_segments(Arc::clone(&timed), segments).retaining(Some(retention)));
+    let link = coordinator.register(
+        "v",
+        "id-1",
+        Vec::new(),
+        0,
+        Arc::clone(&table),
+        Arc::new(PipelineStatus::default()),
+    );
+    let mut compacted = false;
+    for epoch in 1..=40u64 {
+        // Ten rows timed by their position, then the watermark at the newest.
+        let first = (epoch as i64 - 1) * 10;
+        let rows = TimestampNanosecondArray::from_iter_values(first..first + 10);
+        table.append(RecordBatch::try_new(Arc::clone(&timed), vec![Arc::new(rows)]).unwrap())?;
+        let watermark = first + 10;
+        table.seal(watermark)?;
+        let state = OperatorState {
+            schema: None,
+            batches: Vec::new(),
+            values: BTreeMap::new(),
+        };
+        link.reports
+            .send(CheckpointReport::Operator {
+                epoch,
+                stage: 1,
+                name: "op".into(),
+                state,
+            })
+            .unwrap();
+        let view = ViewState {
+            appended_rows: table.appended_rows(),
+            watermark: Some(Watermark::EventTime(watermark)),
+            ..ViewState::default()
+        };
+        link.reports
+            .send(CheckpointReport::View { epoch, state: view })
+            .unwrap();
+        coordinator.checkpoint().await?;
+
+        let recovered = recover(&store).await?.expect("a checkpoint");
+        let view = &recovered.views["v"];
+        let expired = view.entry.view.expired_rows as i64;
+        let mut kept = Vec::new();
+        for s in &view.segments {
+            for b in store.read_batches(s).await? {
+                kept.extend(
+                    b.column(0)
+                        .as_any()
+                        .downcast_ref::<TimestampNanosecondArray>()
+                        .unwrap()
+                        .values()
+                        .iter()
+                        .copied(),
+                );
+            }
+        }
+        // Rows are timed by position, so what is kept is exactly the positions after the
+        // expired ones, up to the last row appended; nothing kept is older than the cutoff
+        // by more than a segment, nothing newer ever goes.
+        assert_eq!(
+            kept,
+            (expired..watermark).collect::<Vec<_>>(),
+            "epoch {epoch}"
+        );
+        assert!(
+            expired <= retention.cutoff(watermark).max(0),
+            "epoch {epoch}"
+        );
+        assert!(view.segments.len() <= 17, "epoch {epoch}");
+        compacted |= view.segments.len() == 1 && expired > 0 && epoch > 17;
+        assert_eq!(table.memory_rows(), 0);
+    }
+    assert!(
+        compacted,
+        "a compaction happened and left expired rows behind"
+    );
+    let recovered = recover(&store).await?.expect("a checkpoint");
+    let view = &recovered.views["v"];
+    assert!(view.entry.view.expired_rows >= 400 - 175 - 10 * 17);
+
+    // A restart restores positions: the next rows are persisted after the kept ones.
+    let restored = ViewTable::with_segments(
+        timed,
+        SegmentStore {
+            store: store.clone(),
+            url: ObjectStoreUrl::parse("weir-test://").unwrap(),
+        },
+    )
+    .retaining(Some(retention));
+    restored.restore(
+        view.segments.clone(),
+        view.entry.view.expired_rows,
+        BTreeMap::new(),
+    )?;
+    assert_eq!(restored.appended_rows(), 400);
+    Ok(())
+}

@@ -55,6 +55,7 @@ impl TableRuntime {
                 key: Some(k.clone()),
                 sealed_by: None,
                 seal_span: 0,
+                event_time: None,
             },
             None => StreamProps::append_only(),
         };
@@ -78,7 +79,7 @@ impl TableRuntime {
         let mut seq = 0;
         if let Some(r) = recovered {
             let watermark = r.watermark();
-            table.restore(r.segments, r.provisional)?;
+            table.restore(r.segments, r.entry.view.expired_rows, r.provisional)?;
             fanout.restore(watermark, false).await;
             status.rows_in.store(r.entry.rows_in, Ordering::Relaxed);
             seq = r

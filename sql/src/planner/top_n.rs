@@ -408,6 +408,7 @@ fn plan(
         key: None,
         sealed_by: seal.map(|(column, _)| column),
         seal_span: seal.map_or(0, |(_, span)| span),
+        event_time: seal.map(|(column, _)| column),
     };
     Ok(stage)
 }

@@ -106,6 +106,7 @@ pub(crate) fn plan_union(union: &Union, ctx: &PlanContext<'_>) -> Result<Stage> 
             key: None,
             sealed_by: None,
             seal_span: 0,
+            event_time: None,
         },
         explain: lines,
     })

@@ -73,7 +73,25 @@ impl CheckpointCoordinator {
             .as_ref()
             .map(|p| p.view.segments.clone())
             .unwrap_or_default();
-        let persisted: u64 = segments.iter().map(|s| s.rows).sum();
+        let mut expired_rows = previous.as_ref().map_or(0, |p| p.view.expired_rows);
+        let persisted = expired_rows + segments.iter().map(|s| s.rows).sum::<u64>();
+        // Retention at the view's watermark as of the barrier: whole segments past it go, and
+        // rows written or rewritten now leave their expired ones behind.
+        let cutoff = match (handle.table.retention(), state.watermark) {
+            (Some(r), Some(Watermark::EventTime(t))) if !Watermark::is_end_of_input(t) => {
+                Some(r.cutoff(t))
+            }
+            _ => None,
+        };
+        if let Some(cutoff) = cutoff {
+            segments.retain(|s| match s.max_time {
+                Some(newest) if newest < cutoff => {
+                    expired_rows += s.rows;
+                    false
+                }
+                _ => true,
+            });
+        }
         if state.appended_rows > persisted || segments.len() > MAX_SEGMENTS {
             let mut rows = Vec::new();
             if segments.len() > MAX_SEGMENTS {
@@ -88,13 +106,35 @@ impl CheckpointCoordinator {
                     .table
                     .rows_range(persisted as usize, state.appended_rows as usize)?,
             );
-            let path = format!("views/{}/seg-{epoch:020}.parquet", handle.view_id);
-            let f = self
-                .store
-                .write_batches(&path, handle.table.schema_ref(), rows, Compress::Fast)
-                .await?;
-            bytes += f.size;
-            segments.push(f);
+            let mut max_time = None;
+            if let Some(r) = handle.table.retention() {
+                let mut kept = Vec::with_capacity(rows.len());
+                for batch in rows {
+                    let batch = match cutoff {
+                        Some(cutoff) => {
+                            let (batch, dropped) = r.retained(&batch, cutoff)?;
+                            expired_rows += dropped as u64;
+                            batch
+                        }
+                        None => batch,
+                    };
+                    if batch.num_rows() > 0 {
+                        max_time = max_time.max(r.max_time(&batch)?);
+                        kept.push(batch);
+                    }
+                }
+                rows = kept;
+            }
+            if rows.iter().any(|b| b.num_rows() > 0) {
+                let path = format!("views/{}/seg-{epoch:020}.parquet", handle.view_id);
+                let mut f = self
+                    .store
+                    .write_batches(&path, handle.table.schema_ref(), rows, Compress::Fast)
+                    .await?;
+                f.max_time = max_time;
+                bytes += f.size;
+                segments.push(f);
+            }
         }
         let provisional = match provisional_batch(&handle.table, &state.provisional)? {
             Some(batch) => {
@@ -117,6 +157,7 @@ impl CheckpointCoordinator {
             operators: checkpoints,
             view: ViewCheckpoint {
                 segments,
+                expired_rows,
                 provisional,
                 watermark: match state.watermark {
                     Some(Watermark::EventTime(t)) => Some(t),
