@@ -10,6 +10,7 @@
 //! | `hop` | bids per auction per 10 s window every 2 s (each row in 5 windows; built from 2 s panes) |
 //! | `cumulate` | bids per auction so far in each 10 s cycle, every 2 s |
 //! | `session_memory` | 1,000,000 keys each with one session left open (1 hour gap): state bytes and RSS per open session |
+//! | `tumble2s_retained` | `tumble2s` with `retention = '20 seconds'`: the view's memory stays bounded |
 //!
 //! `--flink-q11 FILE` adds Flink 2.3's q11 over the same rows, measured by
 //! `scripts/bench-peers.sh … q11` (net of JVM start-up), and the per-CPU-second ratio.
@@ -29,7 +30,14 @@ use common::child::{
 };
 use common::{commit, machine, today, write_section};
 
-const ALL: [&str; 5] = ["q11", "tumble2s", "hop", "cumulate", "session_memory"];
+const ALL: [&str; 6] = [
+    "q11",
+    "tumble2s",
+    "tumble2s_retained",
+    "hop",
+    "cumulate",
+    "session_memory",
+];
 
 /// The peers' bids (as in the streaming bench and Flink's datagen table).
 fn bids(events: u64, extra: &str) -> String {
@@ -53,6 +61,13 @@ fn workload(name: &str, events: u64) -> Option<(String, &'static str)> {
         "tumble2s" => (
             bids(events, ""),
             "CREATE MATERIALIZED VIEW v AS SELECT auction, window_start, window_end, count(*) AS num
+             FROM TUMBLE(bids, ts, INTERVAL '2 seconds') GROUP BY auction, window_start, window_end
+             EMIT ON WINDOW CLOSE",
+        ),
+        "tumble2s_retained" => (
+            bids(events, ""),
+            "CREATE MATERIALIZED VIEW v WITH (retention = '20 seconds') AS
+             SELECT auction, window_start, window_end, count(*) AS num
              FROM TUMBLE(bids, ts, INTERVAL '2 seconds') GROUP BY auction, window_start, window_end
              EMIT ON WINDOW CLOSE",
         ),
@@ -98,8 +113,8 @@ fn report(args: &str, results: &[(String, KeyFigures)], flink: Option<&KeyFigure
          Each run is the real engine (datagen source → pipeline → materialized view, `rate = 'unbounded'`, \
          `EMIT ON WINDOW CLOSE`) in its own process; CPU is process CPU time over all threads (the generator \
          included) until the view has every row.\n\n\
-         | workload | events | wall s | events per CPU-s | rows out | peak RSS MB | peak state MB | goal |\n\
-         |---|---:|---:|---:|---:|---:|---:|---|\n",
+         | workload | events | wall s | events per CPU-s | rows out | view rows in memory MB | peak RSS MB | peak state MB | goal |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|---|\n",
         commit(),
         today(),
         machine()
@@ -107,11 +122,12 @@ fn report(args: &str, results: &[(String, KeyFigures)], flink: Option<&KeyFigure
     let get = |n: &str| results.iter().find(|(name, _)| name == n).map(|(_, f)| f);
     for (name, f) in results {
         s.push_str(&format!(
-            "| {name} | {} | {} | {} | {} | {} | {:.1} | {} |\n",
+            "| {name} | {} | {} | {} | {} | {:.1} | {} | {:.1} | {} |\n",
             f.get("events").map_or("–", String::as_str),
             f.get("wall").map_or("–", String::as_str),
             millions(per_cpu(f)),
             f.get("rows_out").map_or("–", String::as_str),
+            figure(f, "view_memory_bytes").unwrap_or(f64::NAN) / 1e6,
             f.get("peak_rss_mb").map_or("–", String::as_str),
             figure(f, "peak_state_bytes").unwrap_or(f64::NAN) / 1e6,
             goal(name)
@@ -123,7 +139,7 @@ fn report(args: &str, results: &[(String, KeyFigures)], flink: Option<&KeyFigure
     });
     if let Some(fl) = flink {
         s.push_str(&format!(
-            "| Flink 2.3 q11 (p=1, net of start-up) | {} | {} | {} | – | {} | – | peer |\n",
+            "| Flink 2.3 q11 (p=1, net of start-up) | {} | {} | {} | – | – | {} | – | peer |\n",
             fl.get("rows").map_or("–", String::as_str),
             fl.get("wall").map_or("–", String::as_str),
             millions(flink_rate),
@@ -148,6 +164,23 @@ fn report(args: &str, results: &[(String, KeyFigures)], flink: Option<&KeyFigure
             "HOP 10 s / 2 s costs {:.1}× a 2 s TUMBLE per event (built from 2 s panes: each row folded \
              once into its pane, 5 panes merged per window).\n",
             pane / hop
+        ));
+    }
+    if let (Some(all), Some(kept)) = (get("tumble2s"), get("tumble2s_retained"))
+        && let (Some(all_rows), Some(kept_rows), Some(all_mb), Some(kept_mb)) = (
+            figure(all, "rows_out"),
+            figure(kept, "rows_out"),
+            figure(all, "view_memory_bytes"),
+            figure(kept, "view_memory_bytes"),
+        )
+    {
+        s.push_str(&format!(
+            "Retention: the 2 s TUMBLE view kept for 20 s holds {kept_rows:.0} rows ({:.1} MB) at the end \
+             against {all_rows:.0} ({:.1} MB) without, the last 20 s of a stream of any length; per event it \
+             costs {:.2}× the view without retention.\n",
+            kept_mb / 1e6,
+            all_mb / 1e6,
+            per_cpu(all).zip(per_cpu(kept)).map_or(f64::NAN, |(a, k)| a / k)
         ));
     }
     if let Some(m) = get("session_memory")

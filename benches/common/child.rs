@@ -146,6 +146,10 @@ pub async fn run_view(name: &str, source: &str, view: &str, events: u64) -> KeyF
         entry.status.rows_in.load(Ordering::Relaxed).to_string(),
     );
     f.insert("rows_out".into(), (final_rows + open_rows).to_string());
+    f.insert(
+        "view_memory_bytes".into(),
+        entry.table.bytes().0.to_string(),
+    );
     f.insert("wall".into(), format!("{wall:.3}"));
     f.insert("cpu".into(), format!("{cpu:.3}"));
     f.insert("peak_rss_mb".into(), format!("{:.0}", peak_rss_mb()));

@@ -170,18 +170,16 @@ pub fn plan_view(plan: &LogicalPlan, ctx: &PlanContext<'_>) -> Result<ViewPipeli
     })
 }
 
-/// Makes an `EMIT ON WINDOW CLOSE` aggregate over `HOP` fold each row once, into its pane (the
-/// slide), instead of once per window: the stage's window assigner hands out panes, and the
-/// aggregate merges `size / slide` panes per window. Only when nothing between the assigner and
-/// the aggregate, and nothing in the aggregate but its `GROUP BY` columns, reads the window
-/// columns (they hold the pane there). Returns the pane length.
+/// Makes an `EMIT ON WINDOW CLOSE` aggregate over `HOP` fold each row once, into its pane
+/// (`gcd(size, slide)`: the slide when it divides the size), instead of once per window: the
+/// stage's window assigner hands out panes, and the aggregate merges `size / pane` panes per
+/// window. Only when nothing between the assigner and the aggregate, and nothing in the
+/// aggregate but its `GROUP BY` columns, reads the window columns (they hold the pane there).
+/// Returns the pane length.
 fn hop_panes(stage: &mut Stage, aggregate: &datafusion::logical_expr::Aggregate) -> Option<i64> {
-    let Some(WindowSpec::Hop { size, slide, .. }) = stage.window else {
+    let Some(WindowSpec::Hop { .. }) = stage.window else {
         return None;
     };
-    if size % slide != 0 || size == slide {
-        return None;
-    }
     let at = stage
         .pending
         .iter()
@@ -217,8 +215,9 @@ fn hop_panes(stage: &mut Stage, aggregate: &datafusion::logical_expr::Aggregate)
         return None;
     };
     let panes = assigner.panes()?;
+    let pane = panes.spec().max_size();
     stage.pending[at] = Step::AssignWindows(panes);
-    Some(slide)
+    Some(pane)
 }
 
 /// `allowed_lateness` in nanoseconds, noting that a windowed aggregate took it.

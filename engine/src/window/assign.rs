@@ -78,8 +78,11 @@ impl WindowAssigner {
         })
     }
 
-    /// For hopping windows whose slide divides their size and exceeds one window per slide:
-    /// the assigner of their panes (each row once, in the slide-long pane it falls in).
+    /// For overlapping hopping windows: the assigner of their panes, each row once in the pane
+    /// it falls in. Panes are `gcd(size, slide)` long (the slide when it divides the size), so
+    /// every window is a whole number of panes. None when windows do not overlap, or when a
+    /// window would need many more panes merged than a row has copies (a tiny common divisor,
+    /// as for 1001 ms every 1000 ms), where copying rows is cheaper.
     pub fn panes(&self) -> Option<WindowAssigner> {
         let WindowSpec::Hop {
             size,
@@ -89,14 +92,16 @@ impl WindowAssigner {
         else {
             return None;
         };
-        if size % slide != 0 || size == slide {
+        if slide >= size {
+            return None;
+        }
+        let pane = gcd(size, slide);
+        let copies = (size + slide - 1) / slide;
+        if size / pane > MAX_PANES_PER_COPY * copies {
             return None;
         }
         Some(WindowAssigner {
-            spec: WindowSpec::Tumble {
-                size: slide,
-                offset,
-            },
+            spec: WindowSpec::Tumble { size: pane, offset },
             panes_of: Some(self.spec),
             ..self.clone()
         })
@@ -204,9 +209,10 @@ impl WindowAssigner {
     pub fn describe(&self) -> String {
         if let Some(hop) = self.panes_of {
             return format!(
-                "Hop panes: time={} {} (each row once, in its slide-long pane)",
+                "Hop panes: time={} {} (each row once, in its {} pane)",
                 self.time_column,
-                hop.describe()
+                hop.describe(),
+                super::humanize_nanos(self.spec.max_size())
             );
         }
         let function = self.spec.function();
@@ -355,4 +361,14 @@ mod tests {
         assert_eq!(windows(&out), vec![(1_000, 31_000)]);
         Ok(())
     }
+}
+
+/// Panes merged per window, at most, for each copy of a row panes save.
+const MAX_PANES_PER_COPY: i64 = 4;
+
+fn gcd(mut a: i64, mut b: i64) -> i64 {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a.abs()
 }

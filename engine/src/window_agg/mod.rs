@@ -184,7 +184,8 @@ impl WindowAggregate {
         let n_groups = spec.group_exprs.len();
         if let Some(w) = spec.window
             && let Some(pane) = w.pane
-            && !(matches!(w.spec, WindowSpec::Hop { size, slide, .. } if slide == pane && size % pane == 0)
+            && !(matches!(w.spec, WindowSpec::Hop { size, slide, .. }
+                    if pane > 0 && slide % pane == 0 && size % pane == 0 && slide < size)
                 && spec.emit == EmitMode::OnWindowClose)
         {
             return Err(EngineError::Internal(format!(
@@ -521,12 +522,12 @@ impl StreamOperator for WindowAggregate {
         if self.watermark.is_some_and(|w| w >= wm) {
             return Ok(None);
         }
-        self.watermark = Some(wm);
+        let previous = self.watermark.replace(wm);
         let Some(window) = self.spec.window else {
             return Ok(Some(watermark));
         };
         if self.pane().is_some() {
-            self.advance_panes(wm, out)?;
+            self.advance_panes(previous, wm, out)?;
         } else {
             // Windows ending at or before wm are complete.
             let open = self.windows.split_off(&wm.saturating_add(1));
@@ -564,7 +565,7 @@ impl StreamOperator for WindowAggregate {
 
     fn on_end(&mut self, out: &mut Collector) -> Result<()> {
         if self.pane().is_some() {
-            return self.advance_panes(i64::MAX, out);
+            return self.advance_panes(self.watermark, i64::MAX, out);
         }
         let all = std::mem::take(&mut self.windows);
         self.emit_closed(all, out)

@@ -49,6 +49,15 @@ fn windows(arrivals: &[(&[i64], i64)], panes: bool) -> Result<Vec<(i64, i64)>> {
         slide: 10 * MS,
         offset: 0,
     };
+    hop_windows(hop, arrivals, panes)
+}
+
+/// [`windows`] of any hopping windows.
+fn hop_windows(
+    hop: WindowSpec,
+    arrivals: &[(&[i64], i64)],
+    panes: bool,
+) -> Result<Vec<(i64, i64)>> {
     let copies = WindowAssigner::try_new(&input(), "ts", hop)?;
     let assigner = if panes {
         copies
@@ -80,7 +89,7 @@ fn windows(arrivals: &[(&[i64], i64)], panes: bool) -> Result<Vec<(i64, i64)>> {
                 group_index: 0,
                 is_end: true,
                 spec: hop,
-                pane: panes.then_some(10 * MS),
+                pane: panes.then(|| assigner.spec().max_size()),
             }),
             lateness_nanos: 0,
             emit: EmitMode::OnWindowClose,
@@ -118,6 +127,52 @@ fn panes_give_the_windows_copies_give_with_a_late_row_in_a_frozen_pane() -> Resu
         vec![(10, 1), (20, 2), (30, 3), (40, 2), (50, 2), (60, 1)]
     );
     assert_eq!(from_panes, windows(arrivals, false)?);
+    Ok(())
+}
+
+/// Panes of `gcd(size, slide)` when the slide does not divide the size (30 ms every 20 ms:
+/// 10 ms panes, windows every 2 panes), with an offset, against copies: rows out of order,
+/// some late for a frozen pane still needed, some late for every window.
+#[test]
+fn panes_of_a_common_divisor_give_the_windows_copies_give() -> Result<()> {
+    // A small deterministic generator (xorshift): the same arrivals on every run.
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move |below: i64| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % below as u64) as i64
+    };
+    for (size, slide, offset) in [(30, 20, 0), (30, 20, 5), (50, 20, 3), (12, 8, 0)] {
+        let hop = WindowSpec::Hop {
+            size: size * MS,
+            slide: slide * MS,
+            offset: offset * MS,
+        };
+        let assigner = WindowAssigner::try_new(&input(), "ts", hop)?;
+        let pane = assigner
+            .panes()
+            .ok_or_else(|| EngineError::Internal("no panes".into()))?
+            .spec()
+            .max_size();
+        assert_eq!(pane, (if size == 12 { 4 } else { 10 }) * MS);
+        let mut batches: Vec<(Vec<i64>, i64)> = Vec::new();
+        let mut watermark = 0;
+        for _ in 0..150 {
+            watermark += next(6);
+            let rows = (0..next(5)).map(|_| watermark + next(40) - 25).collect();
+            batches.push((rows, watermark));
+        }
+        let arrivals: Vec<(&[i64], i64)> =
+            batches.iter().map(|(r, w)| (r.as_slice(), *w)).collect();
+        let from_panes = hop_windows(hop, &arrivals, true)?;
+        assert!(from_panes.len() > 10, "{from_panes:?}");
+        assert_eq!(
+            from_panes,
+            hop_windows(hop, &arrivals, false)?,
+            "HOP {size} ms every {slide} ms, offset {offset} ms"
+        );
+    }
     Ok(())
 }
 
