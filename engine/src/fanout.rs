@@ -76,6 +76,11 @@ impl Fanout {
                 inner.ended = true;
             }
             Message::Barrier(_) => {}
+            Message::FromInput(..) => {
+                return Err(crate::error::EngineError::Internal(
+                    "a view received one input's rows of a join".into(),
+                ));
+            }
         }
         if inner.subscribers.is_empty() {
             return Ok(());

@@ -48,6 +48,15 @@
 //! Final rows keep absolute positions (expired ones counted in the manifest) so checkpoint
 //! writers always know which rows are new.
 //!
+//! ## Joins ([`join`])
+//!
+//! A join is an operator over two inputs: the merge of a pipeline's inputs tags each input's
+//! rows ([`message::Message::FromInput`]) for an operator that [`operator::StreamOperator::reads_inputs`].
+//! [`join::StreamJoin`] holds both inputs' rows under one key table, probes each batch against
+//! the other side, evaluates the rest of `ON` over the joined rows, and, given a time bound
+//! between the inputs' event times, lets rows go (and emits unmatched outer rows) as the
+//! watermark passes them.
+//!
 //! ## Several inputs (`UNION ALL`)
 //!
 //! A pipeline may have several inputs, each with the operators on its rows alone
@@ -159,6 +168,7 @@ pub mod checkpoint;
 pub mod error;
 pub mod fanout;
 pub mod function_library;
+pub mod join;
 pub mod keyed_rows;
 pub mod late_rows;
 pub mod live_rows;

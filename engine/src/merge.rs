@@ -1,6 +1,7 @@
-//! Merging the inputs of a multi-input pipeline (`UNION ALL`) into one ordered stream.
+//! Merging the inputs of a multi-input pipeline (`UNION ALL`, a join) into one ordered stream.
 //!
-//! - **Rows** pass through as they arrive, from whichever input has them.
+//! - **Rows** pass through as they arrive, from whichever input has them; for a join, tagged
+//!   with their input ([`Message::FromInput`]).
 //! - **Watermarks**: the merged watermark is the minimum over the inputs that have not ended; an
 //!   input that has sent none yet holds it back (its rows could be older than anything seen),
 //!   an idle input does not. It only moves forward.
@@ -59,10 +60,12 @@ fn merged_watermark(inputs: &[Input]) -> Option<Watermark> {
 }
 
 /// Merges `inputs` into `out` until all have ended or `out` is gone. `count_rows[i]` says
-/// whether rows of input `i` count as rows read by the pipeline (passed to `rows_in`).
+/// whether rows of input `i` count as rows read by the pipeline (passed to `rows_in`); `tag`
+/// sends rows as [`Message::FromInput`].
 pub(crate) async fn merge_inputs(
     inputs: Vec<mpsc::Receiver<Message>>,
     count_rows: Vec<bool>,
+    tag: bool,
     out: mpsc::Sender<Message>,
     rows_in: impl Fn(usize) + Send,
 ) -> Result<()> {
@@ -110,11 +113,20 @@ pub(crate) async fn merge_inputs(
             ));
         };
         let forward = match message {
-            Message::Changes(ref changes) => {
+            Message::Changes(changes) => {
                 if input.count_rows {
                     rows_in(changes.num_rows());
                 }
-                Some(message)
+                Some(if tag {
+                    Message::FromInput(index, changes)
+                } else {
+                    Message::Changes(changes)
+                })
+            }
+            Message::FromInput(..) => {
+                return Err(EngineError::Internal(
+                    "an input of a merge sent rows tagged for a join".into(),
+                ));
             }
             Message::Watermark(w) => {
                 input.time = match (input.time, w) {
@@ -206,6 +218,7 @@ mod tests {
                 Message::Barrier(b) => format!("barrier {}", b.epoch),
                 Message::End => "end".into(),
                 Message::Changes(_) => "changes".into(),
+                Message::FromInput(input, c) => format!("input {input} rows {}", c.num_rows()),
             })
             .collect()
     }
@@ -220,6 +233,7 @@ mod tests {
         let merge = tokio::spawn(merge_inputs(
             vec![a_rx, b_rx],
             vec![true, false],
+            false,
             out_tx,
             move |n| {
                 counter.fetch_add(n as u64, Ordering::Relaxed);
@@ -292,6 +306,7 @@ mod tests {
         let merge = tokio::spawn(merge_inputs(
             vec![a_rx, b_rx],
             vec![false, false],
+            false,
             out_tx,
             |_| {},
         ));
@@ -322,7 +337,8 @@ mod tests {
         let (_b_tx, b_rx) = mpsc::channel::<Message>(4);
         let (out_tx, _out_rx) = mpsc::channel(4);
         drop(a_tx);
-        let result = merge_inputs(vec![a_rx, b_rx], vec![false, false], out_tx, |_| {}).await;
+        let result =
+            merge_inputs(vec![a_rx, b_rx], vec![false, false], false, out_tx, |_| {}).await;
         assert!(result.is_err());
     }
 }

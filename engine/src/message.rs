@@ -44,6 +44,9 @@ pub enum Message {
     /// data message: an append-only stream's are inserts without an op array
     /// ([`Changes::inserts`]).
     Changes(Changes),
+    /// Changes from one input of a multi-input operator (a join): the merge of a join's inputs
+    /// sends these instead of [`Message::Changes`]; the operator consumes them.
+    FromInput(usize, Changes),
     /// Event-time progress.
     Watermark(Watermark),
     /// Checkpoint barrier.
@@ -57,6 +60,7 @@ impl Message {
     pub fn kind(&self) -> &'static str {
         match self {
             Message::Changes(_) => "changes",
+            Message::FromInput(..) => "changes of one input",
             Message::Watermark(_) => "watermark",
             Message::Barrier(_) => "barrier",
             Message::End => "end",

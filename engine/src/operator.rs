@@ -69,6 +69,22 @@ pub trait StreamOperator: Send {
         }
     }
 
+    /// True for an operator over several inputs (a join): the merge of its inputs tags each
+    /// input's rows ([`crate::message::Message::FromInput`]) for
+    /// [`StreamOperator::process_input`].
+    fn reads_inputs(&self) -> bool {
+        false
+    }
+
+    /// Process changes of input `input` (operators with [`StreamOperator::reads_inputs`]).
+    fn process_input(&mut self, input: usize, changes: Changes, out: &mut Collector) -> Result<()> {
+        let _ = (changes, out);
+        Err(EngineError::Internal(format!(
+            "{} received rows of input {input}; it reads one stream",
+            self.name()
+        )))
+    }
+
     /// Event time advanced. Returns the watermark to forward (None: hold it back).
     fn on_watermark(
         &mut self,

@@ -234,11 +234,13 @@ pub fn spawn_pipeline(
     } else {
         let (tx, merged) = mpsc::channel::<Message>(CHANNEL_CAPACITY);
         let counter = Arc::clone(&status);
-        let merge = crate::merge::merge_inputs(outputs, merge_counts, tx, move |rows| {
+        // A join reads rows by input: the merge says which input each batch came from.
+        let tag = operators.first().is_some_and(|op| op.reads_inputs());
+        let merge = crate::merge::merge_inputs(outputs, merge_counts, tag, tx, move |rows| {
             counter.rows_in.fetch_add(rows as u64, Ordering::Relaxed);
         });
         tasks.push(tokio::spawn(
-            supervised("union of inputs".to_string(), failure.clone(), merge)
+            supervised("merge of inputs".to_string(), failure.clone(), merge)
                 .instrument(info_span!("merge", view = %view)),
         ));
         merged
@@ -483,6 +485,14 @@ async fn run_operator(
                         .fetch_add(changes.num_rows() as u64, Ordering::Relaxed);
                 }
                 op.process_changes(changes, &mut out)?
+            }
+            Message::FromInput(input, changes) => {
+                if count_input {
+                    status
+                        .rows_in
+                        .fetch_add(changes.num_rows() as u64, Ordering::Relaxed);
+                }
+                op.process_input(input, changes, &mut out)?
             }
             Message::Watermark(w) => {
                 status.record_state(&mut state_bytes, op.state_size());

@@ -13,6 +13,7 @@
 //! Filter / Projection / SubqueryAlias …               → stateless steps (HAVING, output)
 //! ```
 
+mod join;
 mod over;
 mod retention;
 mod top_n;
@@ -372,7 +373,7 @@ pub(crate) fn build(plan: &LogicalPlan, ctx: &PlanContext<'_>) -> Result<Stage> 
         }
         LogicalPlan::SubqueryAlias(alias) => build(&alias.input, ctx),
         LogicalPlan::Aggregate(aggregate) => plan_aggregate(aggregate, ctx),
-        LogicalPlan::Join(_) => Err(unsupported("JOIN (joins arrive in a later release)")),
+        LogicalPlan::Join(join) => join::plan_join(join, ctx),
         LogicalPlan::Window(window) => over::plan_window(window, ctx),
         // `DISTINCT ON (k) … ORDER BY k, ts` sorts its groups by `k`: meaningless for a view's
         // rows, so only the first-row-per-group below it is planned.

@@ -202,11 +202,17 @@ impl FinalRows {
         self.end - self.start
     }
 
-    /// Bytes of the rows held.
+    /// Bytes of the rows held (a slice of a larger batch counts what it spans, not the whole
+    /// buffer it shares).
     pub(super) fn bytes(&self) -> usize {
         self.chunks
             .iter()
-            .map(|c| c.rows.get_array_memory_size())
+            .flat_map(|c| c.rows.columns())
+            .map(|a| {
+                a.to_data()
+                    .get_slice_memory_size()
+                    .unwrap_or_else(|_| a.get_array_memory_size())
+            })
             .sum()
     }
 }

@@ -15,7 +15,7 @@ use super::{PlanContext, Stage, describe_input, unsupported};
 use crate::error::Result;
 
 /// `text` with every line indented by `by` (explain entries span several lines).
-fn indent(text: &str, by: &str) -> String {
+pub(super) fn indent(text: &str, by: &str) -> String {
     format!("{by}{}", text.replace('\n', &format!("\n{by}")))
 }
 

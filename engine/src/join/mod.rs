@@ -1,0 +1,547 @@
+//! Joins of two append-only inputs: equi-joins, optionally bounded in time (interval joins, and
+//! window joins, which are interval joins on `window_end` with a zero-width interval).
+//!
+//! Each input's rows are held ([`side::JoinSide`]) under one shared key table, so a key id found
+//! for a row of either side indexes both sides' row lists. A batch from one input is probed
+//! against the other side's rows with its keys (vectorised: matched row pairs gathered with
+//! `take`/`interleave`), the rest of `ON` is evaluated over the joined rows, and the batch is
+//! then held for rows of the other input still to come.
+//!
+//! With a time bound (`left.t - right.t` within `[lower, upper]`), rows of the other input yet
+//! to come are on time (at or after the watermark), so a held left row can match none once the
+//! watermark passes `t - lower` (a right row, `t + upper`): it leaves, and if its side is
+//! preserved (`LEFT`/`RIGHT`/`FULL`) and it never joined, it is emitted NULL-padded then. Rows
+//! arriving behind the watermark are late and go to the late-row log. Without a bound every row
+//! is held for good (EXPLAIN says so) and outer joins are refused (they would retract).
+
+mod side;
+mod state;
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{
+    Array, ArrayRef, BooleanArray, RecordBatch, UInt32Array, new_null_array,
+};
+use datafusion::arrow::compute::{cast, filter_record_batch, interleave, take};
+use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_plan::aggregates::group_values::{GroupValues, new_group_values};
+use datafusion::physical_plan::aggregates::order::GroupOrdering;
+
+use crate::changes::Changes;
+use crate::checkpoint::OperatorState;
+use crate::error::{EngineError, Result};
+use crate::late_rows::LateRowLog;
+use crate::message::{CheckpointBarrier, Watermark};
+use crate::operator::{Collector, StreamOperator};
+use crate::time::timestamp_values;
+pub use side::TimeBound;
+use side::{JoinSide, Position};
+
+/// Joined rows go out in batches of at most this many.
+const OUTPUT_ROWS: usize = 8192;
+
+/// Which inputs' rows appear even without a match.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JoinKind {
+    /// Matched pairs only.
+    Inner,
+    /// Every left row.
+    Left,
+    /// Every right row.
+    Right,
+    /// Every row of both.
+    Full,
+}
+
+impl JoinKind {
+    /// Rows of input `side` (0 left, 1 right) appear unmatched.
+    pub fn preserves(self, side: usize) -> bool {
+        matches!(
+            (self, side),
+            (JoinKind::Left | JoinKind::Full, 0) | (JoinKind::Right | JoinKind::Full, 1)
+        )
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            JoinKind::Inner => "inner",
+            JoinKind::Left => "left",
+            JoinKind::Right => "right",
+            JoinKind::Full => "full",
+        }
+    }
+}
+
+/// `left.time - right.time` lies within `[lower, upper]` (nanoseconds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Interval {
+    /// The left input's event-time column.
+    pub left_time: usize,
+    /// The right input's event-time column.
+    pub right_time: usize,
+    pub lower: i64,
+    pub upper: i64,
+}
+
+/// What a join computes.
+pub struct JoinSpec {
+    /// The view (for the late-row log).
+    pub view: String,
+    pub kind: JoinKind,
+    /// Key expressions over each input's rows, in pairs.
+    pub left_keys: Vec<Arc<dyn PhysicalExpr>>,
+    pub right_keys: Vec<Arc<dyn PhysicalExpr>>,
+    /// The rest of `ON`, over a joined row (left columns, then right).
+    pub filter: Option<Arc<dyn PhysicalExpr>>,
+    pub left_schema: SchemaRef,
+    pub right_schema: SchemaRef,
+    /// Left columns, then right columns.
+    pub output_schema: SchemaRef,
+    /// The time bound, for an interval or window join.
+    pub interval: Option<Interval>,
+    /// Text of the condition for EXPLAIN.
+    pub condition: String,
+}
+
+/// A streaming join of two append-only inputs.
+pub struct StreamJoin {
+    spec: JoinSpec,
+    key_schema: SchemaRef,
+    keys: Box<dyn GroupValues>,
+    sides: [JoinSide; 2],
+    watermark: Option<i64>,
+    emitted_watermark: Option<i64>,
+    late: Arc<LateRowLog>,
+    scratch: Vec<usize>,
+}
+
+impl StreamJoin {
+    /// Builds the join; outer joins need a time bound.
+    pub fn try_new(spec: JoinSpec, late: Arc<LateRowLog>) -> Result<Self> {
+        if spec.left_keys.len() != spec.right_keys.len() || spec.left_keys.is_empty() {
+            return Err(EngineError::Internal(
+                "a join needs pairs of key expressions".into(),
+            ));
+        }
+        if spec.kind != JoinKind::Inner && spec.interval.is_none() {
+            return Err(EngineError::NotSupported(
+                "an outer join without a time bound between its inputs".into(),
+            ));
+        }
+        let fields = spec
+            .left_keys
+            .iter()
+            .enumerate()
+            .map(|(i, e)| {
+                Ok(Field::new(
+                    format!("k{i}"),
+                    e.data_type(&spec.left_schema)?,
+                    true,
+                ))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let key_schema = Arc::new(Schema::new(fields));
+        let keys = new_group_values(Arc::clone(&key_schema), &GroupOrdering::None)?;
+        let bound = |column: usize, reach: i64| TimeBound { column, reach };
+        let sides = [
+            JoinSide::new(
+                Arc::clone(&spec.left_schema),
+                spec.interval
+                    .map(|i| bound(i.left_time, i.lower.saturating_neg())),
+            ),
+            JoinSide::new(
+                Arc::clone(&spec.right_schema),
+                spec.interval.map(|i| bound(i.right_time, i.upper)),
+            ),
+        ];
+        Ok(Self {
+            spec,
+            key_schema,
+            keys,
+            sides,
+            watermark: None,
+            emitted_watermark: None,
+            late,
+            scratch: Vec::new(),
+        })
+    }
+
+    /// Key ids of `rows` of input `side` (`u32::MAX` where a key column is NULL).
+    fn key_ids(&mut self, side: usize, rows: &RecordBatch) -> Result<Vec<u32>> {
+        let exprs = if side == 0 {
+            &self.spec.left_keys
+        } else {
+            &self.spec.right_keys
+        };
+        let mut columns = Vec::with_capacity(exprs.len());
+        for (expr, field) in exprs.iter().zip(self.key_schema.fields()) {
+            let column = expr.evaluate(rows)?.into_array(rows.num_rows())?;
+            columns.push(if column.data_type() == field.data_type() {
+                column
+            } else {
+                cast(&column, field.data_type())?
+            });
+        }
+        let mut ids = std::mem::take(&mut self.scratch);
+        self.keys.intern(&columns, &mut ids)?;
+        let out = ids
+            .iter()
+            .enumerate()
+            .map(|(row, &id)| {
+                if columns.iter().any(|c| c.is_null(row)) {
+                    u32::MAX
+                } else {
+                    id as u32
+                }
+            })
+            .collect();
+        self.scratch = ids;
+        Ok(out)
+    }
+
+    /// Rows of `rows` at or after the watermark; the others go to the late-row log.
+    fn on_time(&self, side: usize, rows: RecordBatch) -> Result<RecordBatch> {
+        let (Some(bound), Some(wm)) = (self.sides[side].bound, self.watermark) else {
+            return Ok(rows);
+        };
+        let times = rows.column(bound.column);
+        let unit = match times.data_type() {
+            datafusion::arrow::datatypes::DataType::Timestamp(unit, _) => *unit,
+            _ => return Ok(rows),
+        };
+        let per = crate::time::nanos_per_unit(unit);
+        let values = timestamp_values(times)?;
+        let on_time: BooleanArray = values
+            .iter()
+            .map(|v| Some(v.is_none_or(|v| v.saturating_mul(per) >= wm)))
+            .collect();
+        if on_time.true_count() == rows.num_rows() {
+            return Ok(rows);
+        }
+        let late = filter_record_batch(&rows, &datafusion::arrow::compute::not(&on_time)?)?;
+        self.late
+            .record(&self.spec.view, &late, "behind the watermark of a join")?;
+        Ok(filter_record_batch(&rows, &on_time)?)
+    }
+
+    /// Joins rows of input `side` with the other input's held rows, then holds them.
+    fn probe(&mut self, side: usize, rows: RecordBatch, out: &mut Collector) -> Result<()> {
+        let rows = self.on_time(side, rows)?;
+        if rows.num_rows() == 0 {
+            return Ok(());
+        }
+        let ids = self.key_ids(side, &rows)?;
+        let other = 1 - side;
+        let mut matched = vec![false; rows.num_rows()];
+        let mut probe_rows: Vec<u32> = Vec::new();
+        let mut partners: Vec<Position> = Vec::new();
+        for (row, &id) in ids.iter().enumerate() {
+            if id == u32::MAX {
+                continue;
+            }
+            for &p in self.sides[other].positions(id as usize) {
+                probe_rows.push(row as u32);
+                partners.push(p);
+            }
+        }
+        for (rows_part, partners_part) in probe_rows
+            .chunks(OUTPUT_ROWS)
+            .zip(partners.chunks(OUTPUT_ROWS))
+        {
+            self.emit_pairs(side, &rows, rows_part, partners_part, &mut matched, out)?;
+        }
+        // Rows with a NULL key never match: a preserved side's go out now.
+        if self.spec.kind.preserves(side) {
+            let nulls: Vec<u32> = (0..rows.num_rows() as u32)
+                .filter(|&r| ids[r as usize] == u32::MAX)
+                .collect();
+            if !nulls.is_empty() {
+                for &r in &nulls {
+                    // Out already: not again when the row leaves.
+                    matched[r as usize] = true;
+                }
+                let nulls = take_rows(&rows, &nulls)?;
+                out.data(self.padded(side, &nulls)?);
+            }
+        }
+        self.sides[side].push(rows, ids, matched)?;
+        self.maybe_rebuild()
+    }
+
+    /// Emits the joined rows of `probe_rows` (of `rows`, from input `side`) and their partners
+    /// held by the other input that pass the rest of `ON`, marking who joined.
+    fn emit_pairs(
+        &mut self,
+        side: usize,
+        rows: &RecordBatch,
+        probe_rows: &[u32],
+        partners: &[Position],
+        matched: &mut [bool],
+        out: &mut Collector,
+    ) -> Result<()> {
+        if probe_rows.is_empty() {
+            return Ok(());
+        }
+        let probe = take_rows(rows, probe_rows)?;
+        let other = &self.sides[1 - side];
+        // The chunks the partners are in, numbered locally for `interleave`.
+        let mut local: HashMap<u64, usize> = HashMap::new();
+        let mut chunks = Vec::new();
+        let indices: Vec<(usize, usize)> = partners
+            .iter()
+            .map(|p| {
+                let index = *local.entry(p.seq).or_insert_with(|| {
+                    chunks.push(p.seq);
+                    chunks.len() - 1
+                });
+                (index, p.row as usize)
+            })
+            .collect();
+        let held: Vec<&RecordBatch> = chunks
+            .iter()
+            .map(|&seq| {
+                other
+                    .chunk(seq)
+                    .map(|c| &c.rows)
+                    .ok_or_else(|| EngineError::Internal("a join partner's rows are gone".into()))
+            })
+            .collect::<Result<_>>()?;
+        let mut partner_columns = Vec::with_capacity(other.schema.fields().len());
+        for column in 0..other.schema.fields().len() {
+            let arrays: Vec<&dyn Array> = held.iter().map(|b| b.column(column).as_ref()).collect();
+            partner_columns.push(interleave(&arrays, &indices)?);
+        }
+        let (left, right) = if side == 0 {
+            (probe.columns().to_vec(), partner_columns)
+        } else {
+            (partner_columns, probe.columns().to_vec())
+        };
+        let joined = RecordBatch::try_new(
+            Arc::clone(&self.spec.output_schema),
+            left.into_iter().chain(right).collect(),
+        )?;
+        let (joined, passed) = match &self.spec.filter {
+            Some(filter) => {
+                let mask = filter.evaluate(&joined)?.into_array(joined.num_rows())?;
+                let mask = mask
+                    .as_any()
+                    .downcast_ref::<BooleanArray>()
+                    .ok_or_else(|| EngineError::Internal("a join condition is not boolean".into()))?
+                    .clone();
+                (filter_record_batch(&joined, &mask)?, Some(mask))
+            }
+            None => (joined, None),
+        };
+        let joined_at = |i: usize| passed.as_ref().is_none_or(|m| m.is_valid(i) && m.value(i));
+        if self.spec.kind.preserves(side) {
+            for (i, &row) in probe_rows.iter().enumerate() {
+                if joined_at(i) {
+                    matched[row as usize] = true;
+                }
+            }
+        }
+        if self.spec.kind.preserves(1 - side) {
+            let other = &mut self.sides[1 - side];
+            for (i, p) in partners.iter().enumerate() {
+                if joined_at(i)
+                    && let Some(chunk) = other.chunk_mut(p.seq)
+                    && let Some(m) = chunk.matched.get_mut(p.row as usize)
+                {
+                    *m = true;
+                }
+            }
+        }
+        out.data(joined);
+        Ok(())
+    }
+
+    /// Rows of input `side` with the other input's columns NULL.
+    fn padded(&self, side: usize, rows: &RecordBatch) -> Result<RecordBatch> {
+        let other = &self.sides[1 - side].schema;
+        let nulls: Vec<ArrayRef> = other
+            .fields()
+            .iter()
+            .map(|f| new_null_array(f.data_type(), rows.num_rows()))
+            .collect();
+        let columns: Vec<ArrayRef> = if side == 0 {
+            rows.columns().iter().cloned().chain(nulls).collect()
+        } else {
+            nulls
+                .into_iter()
+                .chain(rows.columns().iter().cloned())
+                .collect()
+        };
+        Ok(RecordBatch::try_new(
+            Arc::clone(&self.spec.output_schema),
+            columns,
+        )?)
+    }
+
+    /// Rows of gone chunks that never joined, for preserved sides.
+    fn emit_unmatched(
+        &self,
+        side: usize,
+        chunks: &[side::Chunk],
+        out: &mut Collector,
+    ) -> Result<()> {
+        if !self.spec.kind.preserves(side) {
+            return Ok(());
+        }
+        for chunk in chunks {
+            if let Some(rows) = JoinSide::unmatched(chunk)? {
+                out.data(self.padded(side, &rows)?);
+            }
+        }
+        Ok(())
+    }
+
+    /// Rebuilds the key table once rows gone leave more behind than the rows held.
+    fn maybe_rebuild(&mut self) -> Result<()> {
+        let leftovers: usize = self.sides.iter().map(|s| s.leftovers).sum();
+        let held: usize = self.sides.iter().map(|s| s.rows).sum();
+        if leftovers < held.max(1 << 16) {
+            return Ok(());
+        }
+        self.keys = new_group_values(Arc::clone(&self.key_schema), &GroupOrdering::None)?;
+        for side in 0..2 {
+            let chunks: Vec<RecordBatch> = self.sides[side]
+                .chunks
+                .iter()
+                .map(|c| c.rows.clone())
+                .collect();
+            for (index, rows) in chunks.iter().enumerate() {
+                let ids = self.key_ids(side, rows)?;
+                if let Some(chunk) = self.sides[side].chunks.get_mut(index) {
+                    chunk.keys = ids;
+                }
+            }
+        }
+        let keys = self.keys.len();
+        for side in &mut self.sides {
+            side.reindex(keys);
+        }
+        Ok(())
+    }
+
+    /// The watermark to forward: rows still to come have the left time at least this.
+    fn output_watermark(&self, wm: i64) -> i64 {
+        let Some(interval) = self.spec.interval else {
+            return wm;
+        };
+        // A joined row pairs a row arriving now (time >= wm) with a held one within the
+        // interval; an unmatched left row waits in the left side's held rows.
+        let mut out = wm.saturating_add(interval.lower.min(0));
+        if self.spec.kind.preserves(0)
+            && let Some(oldest) = self.sides[0].oldest_time()
+        {
+            out = out.min(oldest);
+        }
+        out
+    }
+}
+
+/// `rows` at `indices`.
+fn take_rows(rows: &RecordBatch, indices: &[u32]) -> Result<RecordBatch> {
+    let indices = UInt32Array::from(indices.to_vec());
+    let columns = rows
+        .columns()
+        .iter()
+        .map(|c| take(c, &indices, None))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    Ok(RecordBatch::try_new(rows.schema(), columns)?)
+}
+
+impl StreamOperator for StreamJoin {
+    fn name(&self) -> String {
+        "StreamJoin".into()
+    }
+
+    fn reads_inputs(&self) -> bool {
+        true
+    }
+
+    fn process_batch(&mut self, _batch: RecordBatch, _out: &mut Collector) -> Result<()> {
+        Err(EngineError::Internal(
+            "a join received rows without their input".into(),
+        ))
+    }
+
+    fn process_input(&mut self, input: usize, changes: Changes, out: &mut Collector) -> Result<()> {
+        if input > 1 {
+            return Err(EngineError::Internal(format!(
+                "a join has no input {input}"
+            )));
+        }
+        match changes.into_inserts() {
+            Some(rows) => self.probe(input, rows, out),
+            None => Err(EngineError::NotSupported(
+                "a join over an input that updates or deletes rows".into(),
+            )),
+        }
+    }
+
+    fn on_watermark(
+        &mut self,
+        watermark: Watermark,
+        out: &mut Collector,
+    ) -> Result<Option<Watermark>> {
+        let Watermark::EventTime(wm) = watermark else {
+            return Ok(Some(watermark));
+        };
+        if self.watermark.is_some_and(|w| w >= wm) {
+            return Ok(None);
+        }
+        self.watermark = Some(wm);
+        if self.spec.interval.is_none() {
+            // A held row of any age can still join: no time downstream can rely on.
+            return Ok(None);
+        }
+        for side in 0..2 {
+            let gone = self.sides[side].expire(wm);
+            self.emit_unmatched(side, &gone, out)?;
+        }
+        self.maybe_rebuild()?;
+        let forward = self.output_watermark(wm);
+        if self.emitted_watermark.is_some_and(|w| w >= forward) {
+            return Ok(None);
+        }
+        self.emitted_watermark = Some(forward);
+        Ok(Some(Watermark::EventTime(forward)))
+    }
+
+    fn on_end(&mut self, out: &mut Collector) -> Result<()> {
+        for side in 0..2 {
+            let chunks: Vec<side::Chunk> = self.sides[side].chunks.drain(..).collect();
+            self.emit_unmatched(side, &chunks, out)?;
+        }
+        Ok(())
+    }
+
+    fn snapshot(&mut self, _barrier: CheckpointBarrier) -> Result<OperatorState> {
+        state::snapshot(self)
+    }
+
+    fn restore(&mut self, state: OperatorState) -> Result<()> {
+        state::restore(self, state)
+    }
+
+    fn state_size(&self) -> usize {
+        self.sides.iter().map(JoinSide::size).sum::<usize>() + self.keys.size()
+    }
+
+    fn describe(&self) -> String {
+        let state = match self.spec.interval {
+            Some(_) => "rows of each input until the watermark passes them",
+            None => "every row of both inputs: state grows without bound",
+        };
+        format!(
+            "StreamJoin: {} on {} (keeps {state})",
+            self.spec.kind.name(),
+            self.spec.condition
+        )
+    }
+}
