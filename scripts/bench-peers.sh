@@ -8,6 +8,7 @@
 #   scripts/bench-peers.sh 10000000 q11 tumble2s tumble2s_retained hop cumulate session_memory
 #                               (window kinds only: the `windows` bench with Flink's q11 beside
 #                                Weir's; the tumble count runs when other workloads are named)
+#   scripts/bench-peers.sh 10000000 q7 self_interval   (joins: the `joins` bench, Flink's q7 beside)
 #
 # Flink's CPU time is measured with /usr/bin/time over a run of ROWS rows minus a run of 1,000
 # rows, so its ~8 s of JVM start-up and job submission is not counted against it.
@@ -40,10 +41,12 @@ flink_run() {
 # `q11` among the workloads: Flink's session windows over the same rows, beside Weir's
 # `windows` bench (which writes its own BENCHMARKS.md section).
 windows=()
+joins=()
 streaming=()
 for w in "$@"; do
   case "$w" in
     q11 | tumble2s | tumble2s_retained | hop | cumulate | session_memory) windows+=("$w") ;;
+    q7 | self_interval) joins+=("$w") ;;
     *) streaming+=("$w") ;;
   esac
 done
@@ -61,8 +64,21 @@ if [ "${#windows[@]}" -gt 0 ]; then
   fi
   cargo bench --bench windows -- "${windows[@]}" --events "$ROWS" ${flink_q11:+--flink-q11 "$flink_q11"}
 fi
-# The tumble count (Flink, the ceiling, Weir), unless only window workloads were asked for.
-if [ "${#streaming[@]}" -gt 0 ] || [ "${#windows[@]}" -eq 0 ]; then
+if [ "${#joins[@]}" -gt 0 ]; then
+  flink_q7=""
+  if printf '%s\n' "${joins[@]}" | grep -qx q7; then
+    echo "Flink 2.3, parallelism 1: q7 start-up run (1,000 rows)"
+    read -r j_startup_cpu j_startup_wall _ < <(flink_run 1000 flink_q7_highest_bid.sql)
+    echo "Flink 2.3, parallelism 1: q7, $ROWS rows"
+    read -r j_cpu j_wall j_rss_kb < <(flink_run "$ROWS" flink_q7_highest_bid.sql)
+    flink_q7="$CACHE/flink-q7-$ROWS.txt"
+    echo "rows=$ROWS cpu=$j_cpu wall=$j_wall startup_cpu=$j_startup_cpu startup_wall=$j_startup_wall maxrss_mb=$((j_rss_kb / 1024))" \
+      | tee "$flink_q7"
+  fi
+  cargo bench --bench joins -- "${joins[@]}" --events "$ROWS" ${flink_q7:+--flink-q7 "$flink_q7"}
+fi
+# The tumble count (Flink, the ceiling, Weir), unless only window or join workloads were asked for.
+if [ "${#streaming[@]}" -gt 0 ] || [ "$(( ${#windows[@]} + ${#joins[@]} ))" -eq 0 ]; then
   echo "Flink 2.3, parallelism 1: start-up run (1,000 rows)"
   read -r startup_cpu startup_wall _ < <(flink_run 1000)
   echo "Flink 2.3, parallelism 1: $ROWS rows"

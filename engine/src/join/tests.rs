@@ -114,7 +114,10 @@ fn join(kind: JoinKind, lower: i64, upper: i64) -> StreamJoin {
 }
 
 /// `(left key, left time, right key, right time)` of every output row, sorted.
-fn collected(out: &mut Collector) -> Vec<(Option<i64>, Option<i64>, Option<i64>, Option<i64>)> {
+/// `(left key, left time, right key, right time)`.
+type Pair = (Option<i64>, Option<i64>, Option<i64>, Option<i64>);
+
+fn collected(out: &mut Collector) -> Vec<Pair> {
     let mut got = Vec::new();
     for message in out.drain() {
         if let Message::Changes(changes) = message {

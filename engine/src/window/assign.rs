@@ -229,6 +229,16 @@ fn reaches_past(starts: &Int64Array, ts: &Int64Array, length: i64) -> BooleanArr
     BooleanArray::new(values, ts.nulls().cloned())
 }
 
+/// Panes merged per window, at most, for each copy of a row panes save.
+const MAX_PANES_PER_COPY: i64 = 4;
+
+fn gcd(mut a: i64, mut b: i64) -> i64 {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a.abs()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -361,14 +371,4 @@ mod tests {
         assert_eq!(windows(&out), vec![(1_000, 31_000)]);
         Ok(())
     }
-}
-
-/// Panes merged per window, at most, for each copy of a row panes save.
-const MAX_PANES_PER_COPY: i64 = 4;
-
-fn gcd(mut a: i64, mut b: i64) -> i64 {
-    while b != 0 {
-        (a, b) = (b, a % b);
-    }
-    a.abs()
 }
