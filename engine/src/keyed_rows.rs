@@ -220,8 +220,32 @@ impl KeyedRows {
     /// `rows` that found one, and those live rows in the same order. One vectorised hash of the
     /// key columns, as for applying changes.
     pub fn live_versions(&self, rows: &RecordBatch) -> Result<(Vec<usize>, RecordBatch)> {
-        let keys = self.key_columns(rows);
-        let mut ids = Vec::with_capacity(rows.num_rows());
+        self.lookup(&self.key_columns(rows))
+    }
+
+    /// The live rows whose keys are given, column by key column (cast to the key's types): the
+    /// positions that found one, and those rows in the same order.
+    pub fn lookup(&self, keys: &[ArrayRef]) -> Result<(Vec<usize>, RecordBatch)> {
+        if keys.len() != self.key_schema.fields().len() {
+            return Err(EngineError::Internal(format!(
+                "{} key columns to look up rows keyed by {}",
+                keys.len(),
+                self.key_schema.fields().len()
+            )));
+        }
+        let keys = keys
+            .iter()
+            .zip(self.key_schema.fields())
+            .map(|(k, f)| {
+                if k.data_type() == f.data_type() {
+                    Ok(Arc::clone(k))
+                } else {
+                    Ok(datafusion::arrow::compute::cast(k, f.data_type())?)
+                }
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let rows = keys.first().map_or(0, |k| k.len());
+        let mut ids = Vec::with_capacity(rows);
         self.ids.lock().intern(&keys, &mut ids)?;
         let mut found = Vec::new();
         let mut positions = Vec::new();

@@ -55,7 +55,8 @@
 //! [`join::StreamJoin`] holds both inputs' rows under one key table, probes each batch against
 //! the other side, evaluates the rest of `ON` over the joined rows, and, given a time bound
 //! between the inputs' event times, lets rows go (and emits unmatched outer rows) as the
-//! watermark passes them.
+//! watermark passes them. [`join::lookup::LookupJoin`] (processing-time temporal joins) reads one
+//! stream and looks each row's key up in a table's keyed rows.
 //!
 //! ## Several inputs (`UNION ALL`)
 //!

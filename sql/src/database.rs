@@ -680,6 +680,7 @@ impl Session {
                 allowed_lateness,
                 lateness_applied: std::cell::Cell::new(false),
                 retention,
+                lookups: &v.lookups,
                 functions: &self.db.functions,
             },
         )

@@ -31,6 +31,7 @@ use crate::error::{Result, SqlError};
 
 mod complexity;
 mod ddl;
+mod temporal;
 pub use complexity::MAX_EXPRESSION_DEPTH;
 use ddl::{parse_create_sink, parse_create_source, parse_create_view};
 
@@ -88,6 +89,8 @@ pub struct CreateView {
     pub emit_on_window_close: bool,
     /// `EMIT EVERY INTERVAL '…'`: how often open windows' changes are emitted.
     pub emit_every: Option<std::time::Duration>,
+    /// Tables joined `FOR SYSTEM_TIME AS OF PROCTIME()` (looked up as rows pass).
+    pub lookups: Vec<String>,
     /// The statement's text.
     pub sql: String,
 }
@@ -134,6 +137,7 @@ impl CreateSink {
             query,
             emit_on_window_close: self.emit_on_window_close,
             emit_every: None,
+            lookups: Vec::new(),
             sql,
         })
     }
@@ -199,6 +203,7 @@ pub fn parse_statements(sql: &str) -> Result<Vec<WeirStatement>> {
     let tokens = Tokenizer::new(&dialect, sql).tokenize_with_location()?;
     complexity::check_expression_depth(&tokens)?;
     let (tokens, emits) = strip_emit_clauses(tokens)?;
+    let (tokens, lookups) = temporal::strip_temporal_clauses(tokens)?;
     let mut parser = Parser::new(&dialect).with_tokens_with_locations(tokens);
     let mut out = Vec::new();
     let mut ordinal = 0usize;
@@ -214,6 +219,22 @@ pub fn parse_statements(sql: &str) -> Result<Vec<WeirStatement>> {
         let mut stmt = parse_one(&mut parser, emit)?;
         let end = parser.peek_token().span.start;
         let text = slice_text(sql, start, end);
+        let tables: Vec<String> = lookups
+            .iter()
+            .filter(|(o, _)| *o == ordinal)
+            .map(|(_, t)| t.clone())
+            .collect();
+        match &mut stmt {
+            WeirStatement::CreateView(v) | WeirStatement::ExplainView(v) => v.lookups = tables,
+            WeirStatement::CreateSink(_) if !tables.is_empty() => {
+                return Err(SqlError::syntax(
+                    "FOR SYSTEM_TIME AS OF in a sink's query: create a materialized view with the \
+                     join, and a sink FROM it",
+                ));
+            }
+            // A query: the table's current rows are what it reads anyway.
+            _ => {}
+        }
         match &mut stmt {
             WeirStatement::CreateSource(s) => s.sql = text,
             WeirStatement::CreateSink(s) => s.sql = text,

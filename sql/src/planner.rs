@@ -14,6 +14,7 @@
 //! ```
 
 mod join;
+mod lookup;
 mod over;
 mod retention;
 mod top_n;
@@ -71,6 +72,8 @@ pub struct PlanContext<'a> {
     pub lateness_applied: std::cell::Cell<bool>,
     /// `WITH (retention = '…')`: final rows leave this long behind the watermark.
     pub retention: Option<Duration>,
+    /// Tables joined `FOR SYSTEM_TIME AS OF PROCTIME()`.
+    pub lookups: &'a [String],
     /// The function libraries (incremental forms of `OVER` calls).
     pub functions: &'a Functions,
 }

@@ -14,6 +14,7 @@
 //! arriving behind the watermark are late and go to the late-row log. Without a bound every row
 //! is held for good (EXPLAIN says so) and outer joins are refused (they would retract).
 
+pub mod lookup;
 mod side;
 mod state;
 #[cfg(test)]

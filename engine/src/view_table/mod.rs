@@ -363,6 +363,24 @@ impl ViewTable {
         }
     }
 
+    /// For a keyed table: the current rows with the given keys (one column per key column):
+    /// the positions that found one, and those rows in the same order.
+    pub fn lookup(
+        &self,
+        keys: &[datafusion::arrow::array::ArrayRef],
+    ) -> Result<(Vec<usize>, RecordBatch)> {
+        match self
+            .contents
+            .read()
+            .live
+            .as_ref()
+            .and_then(LiveRows::unsealed)
+        {
+            Some(keyed) => keyed.lookup(keys),
+            None => Ok((Vec::new(), RecordBatch::new_empty(Arc::clone(&self.schema)))),
+        }
+    }
+
     /// Rows that can still change, by partition (what a checkpoint keeps besides final rows).
     pub fn live_partitions(&self) -> Result<BTreeMap<i64, RecordBatch>> {
         match &self.contents.read().live {

@@ -190,6 +190,7 @@ pub(super) fn parse_create_view(
         query,
         emit_on_window_close,
         emit_every,
+        lookups: Vec::new(),
         sql: String::new(),
     })
 }

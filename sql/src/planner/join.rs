@@ -37,6 +37,9 @@ pub(crate) fn plan_join(join: &Join, ctx: &PlanContext<'_>) -> Result<Stage> {
             "a join without an equality between the inputs (ON a.k = b.k)",
         ));
     }
+    if let Some(input) = lookup_scan(&join.right, ctx) {
+        return super::lookup::plan_lookup_join(join, kind, input, ctx);
+    }
     let mut sides = Vec::with_capacity(2);
     let mut lines = Vec::new();
     for (name, plan) in [("Left", &join.left), ("Right", &join.right)] {
@@ -147,7 +150,7 @@ pub(crate) fn plan_join(join: &Join, ctx: &PlanContext<'_>) -> Result<Stage> {
 }
 
 /// `e` for EXPLAIN: DataFusion's SQL-like display, with fixed intervals written as SQL.
-fn shown(e: &Expr) -> String {
+pub(super) fn shown(e: &Expr) -> String {
     match e {
         Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
             let side = |x: &Expr| match x {
@@ -163,6 +166,63 @@ fn shown(e: &Expr) -> String {
             format!("INTERVAL '{}'", signed(nanos))
         }
         other => other.human_display().to_string(),
+    }
+}
+
+/// A table joined `FOR SYSTEM_TIME AS OF PROCTIME()`: its scan, the conditions on its own
+/// columns DataFusion left above the scan, and for each column the join sees, the table column.
+pub(super) struct LookupInput<'p> {
+    pub scan: &'p datafusion::logical_expr::TableScan,
+    pub conditions: Vec<Expr>,
+    pub columns: Vec<usize>,
+}
+
+/// The right input as a [`LookupInput`], when it is one (aliases, filters and column-only
+/// projections over the table's scan).
+fn lookup_scan<'p>(
+    plan: &'p datafusion::logical_expr::LogicalPlan,
+    ctx: &PlanContext<'_>,
+) -> Option<LookupInput<'p>> {
+    use datafusion::logical_expr::LogicalPlan;
+    match plan {
+        LogicalPlan::SubqueryAlias(alias) => lookup_scan(&alias.input, ctx),
+        LogicalPlan::Filter(filter) => {
+            let mut input = lookup_scan(&filter.input, ctx)?;
+            input.conditions.push(filter.predicate.clone());
+            Some(input)
+        }
+        LogicalPlan::Projection(projection) => {
+            let mut input = lookup_scan(&projection.input, ctx)?;
+            let columns = projection
+                .expr
+                .iter()
+                .map(|e| match e {
+                    Expr::Column(c) => projection
+                        .input
+                        .schema()
+                        .index_of_column(c)
+                        .ok()
+                        .and_then(|i| input.columns.get(i).copied()),
+                    _ => None,
+                })
+                .collect::<Option<Vec<_>>>()?;
+            input.columns = columns;
+            Some(input)
+        }
+        LogicalPlan::TableScan(scan)
+            if ctx.lookups.iter().any(|t| t == scan.table_name.table()) =>
+        {
+            let columns = scan
+                .projection
+                .clone()
+                .unwrap_or_else(|| (0..scan.source.schema().fields().len()).collect());
+            Some(LookupInput {
+                scan,
+                conditions: Vec::new(),
+                columns,
+            })
+        }
+        _ => None,
     }
 }
 
