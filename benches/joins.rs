@@ -50,7 +50,7 @@ fn workload(name: &str, events: u64) -> Option<(String, &'static str)> {
              CREATE MATERIALIZED VIEW v AS
                SELECT B.auction, B.price, B.bidder, B.ts FROM bids AS B JOIN top_prices AS B1
                  ON B.price = B1.maxprice
-                AND B.ts BETWEEN B1.window_end - INTERVAL '10 seconds' AND B1.window_end",
+                AND B.ts >= B1.window_end - INTERVAL '10 seconds' AND B.ts < B1.window_end",
         ),
         "self_interval" => (
             bids(events),

@@ -250,6 +250,7 @@ impl Database {
         Session {
             db: Arc::clone(self),
             txn: Arc::default(),
+            notices: Arc::default(),
         }
     }
 
@@ -380,6 +381,8 @@ pub struct Session {
     pub(crate) db: Arc<Database>,
     /// `BEGIN` … `COMMIT` state and the table writes it holds.
     pub(crate) txn: Arc<Mutex<crate::transaction::Transaction>>,
+    /// NOTICEs the statements run so far raised, for the client (PostgreSQL's `NoticeResponse`).
+    pub(crate) notices: Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Session {
@@ -393,6 +396,22 @@ impl Session {
     /// ([`Session::plan_statement_in`]).
     pub fn statement_state(&self) -> SessionState {
         self.db.ctx.state()
+    }
+
+    /// The NOTICEs raised since the last call (a join whose state grows without bound, …).
+    pub fn take_notices(&self) -> Vec<String> {
+        match self.notices.lock() {
+            Ok(mut n) => std::mem::take(&mut *n),
+            Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),
+        }
+    }
+
+    /// Adds a NOTICE for the client.
+    pub(crate) fn notice(&self, text: String) {
+        match self.notices.lock() {
+            Ok(mut n) => n.push(text),
+            Err(poisoned) => poisoned.into_inner().push(text),
+        }
     }
 
     /// Parses and runs every statement in `sql`, stopping at the first error.
@@ -667,7 +686,8 @@ impl Session {
             .unwrap_or_default();
         let retention = options.take_duration("retention")?;
         options.finish()?;
-        plan_view(
+        let notices = std::cell::RefCell::new(Vec::new());
+        let pipeline = plan_view(
             &plan,
             &PlanContext {
                 view: &v.name,
@@ -681,8 +701,13 @@ impl Session {
                 lateness_applied: std::cell::Cell::new(false),
                 retention,
                 lookups: &v.lookups,
+                notices: &notices,
                 functions: &self.db.functions,
             },
-        )
+        )?;
+        for notice in notices.into_inner() {
+            self.notice(notice);
+        }
+        Ok(pipeline)
     }
 }

@@ -14,6 +14,7 @@
 //! ```
 
 mod join;
+mod join_condition;
 mod lookup;
 mod over;
 mod retention;
@@ -74,6 +75,8 @@ pub struct PlanContext<'a> {
     pub retention: Option<Duration>,
     /// Tables joined `FOR SYSTEM_TIME AS OF PROCTIME()`.
     pub lookups: &'a [String],
+    /// NOTICEs for the client (state that grows without bound, …).
+    pub notices: &'a std::cell::RefCell<Vec<String>>,
     /// The function libraries (incremental forms of `OVER` calls).
     pub functions: &'a Functions,
 }

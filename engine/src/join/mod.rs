@@ -15,18 +15,16 @@
 //! is held for good (EXPLAIN says so) and outer joins are refused (they would retract).
 
 pub mod lookup;
+mod output;
 mod side;
 mod state;
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{
-    Array, ArrayRef, BooleanArray, RecordBatch, UInt32Array, new_null_array,
-};
-use datafusion::arrow::compute::{cast, filter_record_batch, interleave, take};
+use datafusion::arrow::array::{Array, BooleanArray, RecordBatch};
+use datafusion::arrow::compute::{cast, filter_record_batch};
 use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_plan::aggregates::group_values::{GroupValues, new_group_values};
@@ -39,6 +37,7 @@ use crate::late_rows::LateRowLog;
 use crate::message::{CheckpointBarrier, Watermark};
 use crate::operator::{Collector, StreamOperator};
 use crate::time::timestamp_values;
+use output::take_rows;
 pub use side::TimeBound;
 use side::{JoinSide, Position};
 
@@ -88,6 +87,17 @@ pub struct Interval {
     pub upper: i64,
 }
 
+/// How long a join without a time bound keeps rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ttl {
+    /// The left input's event-time column.
+    pub left_time: usize,
+    /// The right input's event-time column.
+    pub right_time: usize,
+    /// Nanoseconds behind the watermark.
+    pub nanos: i64,
+}
+
 /// What a join computes.
 pub struct JoinSpec {
     /// The view (for the late-row log).
@@ -104,6 +114,9 @@ pub struct JoinSpec {
     pub output_schema: SchemaRef,
     /// The time bound, for an interval or window join.
     pub interval: Option<Interval>,
+    /// `WITH (state_ttl = …)` on a join without a time bound: rows leave this long (event time)
+    /// behind the watermark, and a match arriving later is missed.
+    pub ttl: Option<Ttl>,
     /// Text of the condition for EXPLAIN.
     pub condition: String,
 }
@@ -148,15 +161,19 @@ impl StreamJoin {
         let key_schema = Arc::new(Schema::new(fields));
         let keys = new_group_values(Arc::clone(&key_schema), &GroupOrdering::None)?;
         let bound = |column: usize, reach: i64| TimeBound { column, reach };
+        let ttl = |time: fn(&Ttl) -> usize| spec.ttl.map(|t| bound(time(&t), t.nanos));
         let sides = [
             JoinSide::new(
                 Arc::clone(&spec.left_schema),
                 spec.interval
-                    .map(|i| bound(i.left_time, i.lower.saturating_neg())),
+                    .map(|i| bound(i.left_time, i.lower.saturating_neg()))
+                    .or_else(|| ttl(|t| t.left_time)),
             ),
             JoinSide::new(
                 Arc::clone(&spec.right_schema),
-                spec.interval.map(|i| bound(i.right_time, i.upper)),
+                spec.interval
+                    .map(|i| bound(i.right_time, i.upper))
+                    .or_else(|| ttl(|t| t.right_time)),
             ),
         ];
         Ok(Self {
@@ -206,7 +223,10 @@ impl StreamJoin {
 
     /// Rows of `rows` at or after the watermark; the others go to the late-row log.
     fn on_time(&self, side: usize, rows: RecordBatch) -> Result<RecordBatch> {
-        let (Some(bound), Some(wm)) = (self.sides[side].bound, self.watermark) else {
+        // Only a time bound in ON makes a row late; a TTL only says how long rows are kept.
+        let (Some(bound), Some(wm), Some(_)) =
+            (self.sides[side].bound, self.watermark, self.spec.interval)
+        else {
             return Ok(rows);
         };
         let times = rows.column(bound.column);
@@ -273,133 +293,6 @@ impl StreamJoin {
         self.maybe_rebuild()
     }
 
-    /// Emits the joined rows of `probe_rows` (of `rows`, from input `side`) and their partners
-    /// held by the other input that pass the rest of `ON`, marking who joined.
-    fn emit_pairs(
-        &mut self,
-        side: usize,
-        rows: &RecordBatch,
-        probe_rows: &[u32],
-        partners: &[Position],
-        matched: &mut [bool],
-        out: &mut Collector,
-    ) -> Result<()> {
-        if probe_rows.is_empty() {
-            return Ok(());
-        }
-        let probe = take_rows(rows, probe_rows)?;
-        let other = &self.sides[1 - side];
-        // The chunks the partners are in, numbered locally for `interleave`.
-        let mut local: HashMap<u64, usize> = HashMap::new();
-        let mut chunks = Vec::new();
-        let indices: Vec<(usize, usize)> = partners
-            .iter()
-            .map(|p| {
-                let index = *local.entry(p.seq).or_insert_with(|| {
-                    chunks.push(p.seq);
-                    chunks.len() - 1
-                });
-                (index, p.row as usize)
-            })
-            .collect();
-        let held: Vec<&RecordBatch> = chunks
-            .iter()
-            .map(|&seq| {
-                other
-                    .chunk(seq)
-                    .map(|c| &c.rows)
-                    .ok_or_else(|| EngineError::Internal("a join partner's rows are gone".into()))
-            })
-            .collect::<Result<_>>()?;
-        let mut partner_columns = Vec::with_capacity(other.schema.fields().len());
-        for column in 0..other.schema.fields().len() {
-            let arrays: Vec<&dyn Array> = held.iter().map(|b| b.column(column).as_ref()).collect();
-            partner_columns.push(interleave(&arrays, &indices)?);
-        }
-        let (left, right) = if side == 0 {
-            (probe.columns().to_vec(), partner_columns)
-        } else {
-            (partner_columns, probe.columns().to_vec())
-        };
-        let joined = RecordBatch::try_new(
-            Arc::clone(&self.spec.output_schema),
-            left.into_iter().chain(right).collect(),
-        )?;
-        let (joined, passed) = match &self.spec.filter {
-            Some(filter) => {
-                let mask = filter.evaluate(&joined)?.into_array(joined.num_rows())?;
-                let mask = mask
-                    .as_any()
-                    .downcast_ref::<BooleanArray>()
-                    .ok_or_else(|| EngineError::Internal("a join condition is not boolean".into()))?
-                    .clone();
-                (filter_record_batch(&joined, &mask)?, Some(mask))
-            }
-            None => (joined, None),
-        };
-        let joined_at = |i: usize| passed.as_ref().is_none_or(|m| m.is_valid(i) && m.value(i));
-        if self.spec.kind.preserves(side) {
-            for (i, &row) in probe_rows.iter().enumerate() {
-                if joined_at(i) {
-                    matched[row as usize] = true;
-                }
-            }
-        }
-        if self.spec.kind.preserves(1 - side) {
-            let other = &mut self.sides[1 - side];
-            for (i, p) in partners.iter().enumerate() {
-                if joined_at(i)
-                    && let Some(chunk) = other.chunk_mut(p.seq)
-                    && let Some(m) = chunk.matched.get_mut(p.row as usize)
-                {
-                    *m = true;
-                }
-            }
-        }
-        out.data(joined);
-        Ok(())
-    }
-
-    /// Rows of input `side` with the other input's columns NULL.
-    fn padded(&self, side: usize, rows: &RecordBatch) -> Result<RecordBatch> {
-        let other = &self.sides[1 - side].schema;
-        let nulls: Vec<ArrayRef> = other
-            .fields()
-            .iter()
-            .map(|f| new_null_array(f.data_type(), rows.num_rows()))
-            .collect();
-        let columns: Vec<ArrayRef> = if side == 0 {
-            rows.columns().iter().cloned().chain(nulls).collect()
-        } else {
-            nulls
-                .into_iter()
-                .chain(rows.columns().iter().cloned())
-                .collect()
-        };
-        Ok(RecordBatch::try_new(
-            Arc::clone(&self.spec.output_schema),
-            columns,
-        )?)
-    }
-
-    /// Rows of gone chunks that never joined, for preserved sides.
-    fn emit_unmatched(
-        &self,
-        side: usize,
-        chunks: &[side::Chunk],
-        out: &mut Collector,
-    ) -> Result<()> {
-        if !self.spec.kind.preserves(side) {
-            return Ok(());
-        }
-        for chunk in chunks {
-            if let Some(rows) = JoinSide::unmatched(chunk)? {
-                out.data(self.padded(side, &rows)?);
-            }
-        }
-        Ok(())
-    }
-
     /// Rebuilds the key table once rows gone leave more behind than the rows held.
     fn maybe_rebuild(&mut self) -> Result<()> {
         let leftovers: usize = self.sides.iter().map(|s| s.leftovers).sum();
@@ -445,17 +338,6 @@ impl StreamJoin {
     }
 }
 
-/// `rows` at `indices`.
-fn take_rows(rows: &RecordBatch, indices: &[u32]) -> Result<RecordBatch> {
-    let indices = UInt32Array::from(indices.to_vec());
-    let columns = rows
-        .columns()
-        .iter()
-        .map(|c| take(c, &indices, None))
-        .collect::<std::result::Result<Vec<_>, _>>()?;
-    Ok(RecordBatch::try_new(rows.schema(), columns)?)
-}
-
 impl StreamOperator for StreamJoin {
     fn name(&self) -> String {
         "StreamJoin".into()
@@ -498,7 +380,12 @@ impl StreamOperator for StreamJoin {
         }
         self.watermark = Some(wm);
         if self.spec.interval.is_none() {
-            // A held row of any age can still join: no time downstream can rely on.
+            // Rows past the TTL leave (an inner join: nothing to emit for them); a held row of
+            // any age could still have joined, so there is no time downstream can rely on.
+            for side in &mut self.sides {
+                side.expire(wm);
+            }
+            self.maybe_rebuild()?;
             return Ok(None);
         }
         for side in 0..2 {
@@ -535,9 +422,14 @@ impl StreamOperator for StreamJoin {
     }
 
     fn describe(&self) -> String {
-        let state = match self.spec.interval {
-            Some(_) => "rows of each input until the watermark passes them",
-            None => "every row of both inputs: state grows without bound",
+        let state = match (self.spec.interval, self.spec.ttl) {
+            (Some(_), _) => "rows of each input until the watermark passes them".to_string(),
+            (None, Some(ttl)) => format!(
+                "rows of each input for {} of event time behind the watermark; state_ttl: a \
+                 match arriving later is missed",
+                crate::window::humanize_nanos(ttl.nanos)
+            ),
+            (None, None) => "every row of both inputs: state grows without bound".to_string(),
         };
         format!(
             "StreamJoin: {} on {} (keeps {state})",

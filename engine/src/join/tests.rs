@@ -106,6 +106,7 @@ fn join(kind: JoinKind, lower: i64, upper: i64) -> StreamJoin {
                 lower: lower * MS,
                 upper: upper * MS,
             }),
+            ttl: None,
             condition: "test".into(),
         },
         Arc::new(LateRowLog::default()),

@@ -232,6 +232,7 @@ impl SimpleQueryHandler for WeirHandler {
                 }
             }
         }
+        startup::send_notices(client, self.session.sql_session().take_notices()).await?;
         startup::report_changes(client, self.session.info(), &before).await?;
         Ok(responses)
     }
@@ -418,6 +419,7 @@ impl ExtendedQueryHandler for WeirHandler {
             }
             (None, None) => self.session.execute(&prepared.statement).await,
         };
+        startup::send_notices(client, self.session.sql_session().take_notices()).await?;
         let result = result.map_err(|e| errors::to_pgwire(&e))?;
         let time_zone = self.session.info().display_time_zone();
         let response =

@@ -175,3 +175,18 @@ impl NoopStartupHandler for WeirHandler {
         report_changes(client, self.session.info(), &unknown).await
     }
 }
+
+/// Sends the NOTICEs the session's statements raised (before their results, as PostgreSQL does).
+pub(super) async fn send_notices<C>(client: &mut C, notices: Vec<String>) -> PgWireResult<()>
+where
+    C: Sink<PgWireBackendMessage> + Unpin + Send,
+    PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+{
+    for text in notices {
+        let info = pgwire::error::ErrorInfo::new("NOTICE".to_string(), "00000".to_string(), text);
+        client
+            .feed(PgWireBackendMessage::NoticeResponse(info.into()))
+            .await?;
+    }
+    Ok(())
+}

@@ -9,13 +9,12 @@
 
 use std::sync::Arc;
 
-use datafusion::common::ScalarValue;
-use datafusion::logical_expr::utils::split_conjunction;
-use datafusion::logical_expr::{BinaryExpr, Expr, JoinType, Operator, logical_plan::Join};
-use weir_engine::join::{Interval, JoinKind, JoinSpec, StreamJoin};
+use datafusion::logical_expr::{JoinType, logical_plan::Join};
+use weir_engine::join::{JoinKind, JoinSpec, StreamJoin, Ttl};
 use weir_engine::stream_props::{StreamKind, StreamProps};
 use weir_engine::view_runtime::PlannedInput;
 
+use super::join_condition::{interval, shown, signed};
 use super::{PlanContext, Stage, describe_input, physical, unsupported};
 use crate::error::Result;
 
@@ -37,7 +36,7 @@ pub(crate) fn plan_join(join: &Join, ctx: &PlanContext<'_>) -> Result<Stage> {
             "a join without an equality between the inputs (ON a.k = b.k)",
         ));
     }
-    if let Some(input) = lookup_scan(&join.right, ctx) {
+    if let Some(input) = super::lookup::lookup_scan(&join.right, ctx) {
         return super::lookup::plan_lookup_join(join, kind, input, ctx);
     }
     let mut sides = Vec::with_capacity(2);
@@ -81,6 +80,25 @@ pub(crate) fn plan_join(join: &Join, ctx: &PlanContext<'_>) -> Result<Stage> {
              b.k AND a.ts BETWEEN b.ts - INTERVAL '5 minutes' AND b.ts + INTERVAL '1 minute')",
         ));
     }
+    // `WITH (state_ttl = …)` bounds a join without a time bound, approximately.
+    let ttl = match (interval, ctx.state_ttl) {
+        (None, Some(ttl)) => match (left_time, right_time) {
+            (Some(left_time), Some(right_time)) => Some(Ttl {
+                left_time,
+                right_time,
+                nanos: i64::try_from(ttl.as_nanos()).unwrap_or(i64::MAX),
+            }),
+            _ => {
+                return Err(unsupported(
+                    "state_ttl on a join whose inputs' event-time columns are not among the \
+                     columns it reads (the TTL counts event time behind the watermark: select \
+                     both inputs' WATERMARK columns, e.g. b.date_time AS bid_time, \
+                     a.date_time AS created)",
+                ));
+            }
+        },
+        _ => None,
+    };
     let left_keys = join
         .on
         .iter()
@@ -116,10 +134,25 @@ pub(crate) fn plan_join(join: &Join, ctx: &PlanContext<'_>) -> Result<Stage> {
             right_schema: Arc::new(join.right.schema().as_arrow().clone()),
             output_schema: Arc::new(join.schema.as_arrow().clone()),
             interval,
+            ttl,
             condition,
         },
         Arc::clone(&ctx.late_rows),
     )?;
+    if interval.is_none() && ttl.is_none() {
+        ctx.notices.borrow_mut().push(format!(
+            "materialized view \"{}\": the join on {} keeps every row of both inputs, so its \
+             state grows without bound; a condition bounding the inputs' event times (e.g. \
+             a.ts BETWEEN b.ts - INTERVAL '1 hour' AND b.ts) lets rows go as the watermark passes, \
+             and WITH (state_ttl = '1 hour') keeps each row that long (missing later matches)",
+            ctx.view,
+            join.on
+                .iter()
+                .map(|(l, r)| format!("{} = {}", shown(l), shown(r)))
+                .collect::<Vec<_>>()
+                .join(" AND ")
+        ));
+    }
     let mut explain = vec![weir_engine::operator::StreamOperator::describe(&operator)];
     if let Some(i) = interval {
         explain.push(format!(
@@ -147,207 +180,4 @@ pub(crate) fn plan_join(join: &Join, ctx: &PlanContext<'_>) -> Result<Stage> {
         },
         explain,
     })
-}
-
-/// `e` for EXPLAIN: DataFusion's SQL-like display, with fixed intervals written as SQL.
-pub(super) fn shown(e: &Expr) -> String {
-    match e {
-        Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
-            let side = |x: &Expr| match x {
-                Expr::BinaryExpr(b) if b.op == Operator::And || b.op == Operator::Or => {
-                    format!("({})", shown(x))
-                }
-                _ => shown(x),
-            };
-            format!("{} {op} {}", side(left), side(right))
-        }
-        Expr::Literal(..) if interval_nanos(e).is_some() => {
-            let nanos = interval_nanos(e).unwrap_or_default();
-            format!("INTERVAL '{}'", signed(nanos))
-        }
-        other => other.human_display().to_string(),
-    }
-}
-
-/// A table joined `FOR SYSTEM_TIME AS OF PROCTIME()`: its scan, the conditions on its own
-/// columns DataFusion left above the scan, and for each column the join sees, the table column.
-pub(super) struct LookupInput<'p> {
-    pub scan: &'p datafusion::logical_expr::TableScan,
-    pub conditions: Vec<Expr>,
-    pub columns: Vec<usize>,
-}
-
-/// The right input as a [`LookupInput`], when it is one (aliases, filters and column-only
-/// projections over the table's scan).
-fn lookup_scan<'p>(
-    plan: &'p datafusion::logical_expr::LogicalPlan,
-    ctx: &PlanContext<'_>,
-) -> Option<LookupInput<'p>> {
-    use datafusion::logical_expr::LogicalPlan;
-    match plan {
-        LogicalPlan::SubqueryAlias(alias) => lookup_scan(&alias.input, ctx),
-        LogicalPlan::Filter(filter) => {
-            let mut input = lookup_scan(&filter.input, ctx)?;
-            input.conditions.push(filter.predicate.clone());
-            Some(input)
-        }
-        LogicalPlan::Projection(projection) => {
-            let mut input = lookup_scan(&projection.input, ctx)?;
-            let columns = projection
-                .expr
-                .iter()
-                .map(|e| match e {
-                    Expr::Column(c) => projection
-                        .input
-                        .schema()
-                        .index_of_column(c)
-                        .ok()
-                        .and_then(|i| input.columns.get(i).copied()),
-                    _ => None,
-                })
-                .collect::<Option<Vec<_>>>()?;
-            input.columns = columns;
-            Some(input)
-        }
-        LogicalPlan::TableScan(scan)
-            if ctx.lookups.iter().any(|t| t == scan.table_name.table()) =>
-        {
-            let columns = scan
-                .projection
-                .clone()
-                .unwrap_or_else(|| (0..scan.source.schema().fields().len()).collect());
-            Some(LookupInput {
-                scan,
-                conditions: Vec::new(),
-                columns,
-            })
-        }
-        _ => None,
-    }
-}
-
-fn signed(nanos: i64) -> String {
-    if nanos < 0 {
-        format!("-{}", weir_engine::window::humanize_nanos(-nanos))
-    } else {
-        weir_engine::window::humanize_nanos(nanos)
-    }
-}
-
-/// The bound on `left time - right time` that `ON` implies, when it bounds it from both sides
-/// (only the inputs' event-time columns count: the watermark says nothing of other columns).
-fn interval(join: &Join, left_time: Option<usize>, right_time: Option<usize>) -> Option<Interval> {
-    let (left_time, right_time) = (left_time?, right_time?);
-    let mut lower: Option<i64> = None;
-    let mut upper: Option<i64> = None;
-    let mut bound = |op: Operator, c: i64| {
-        // left - right `op` c
-        match op {
-            Operator::GtEq => lower = Some(lower.map_or(c, |l| l.max(c))),
-            Operator::Gt => lower = Some(lower.map_or(c + 1, |l| l.max(c + 1))),
-            Operator::LtEq => upper = Some(upper.map_or(c, |u| u.min(c))),
-            Operator::Lt => upper = Some(upper.map_or(c - 1, |u| u.min(c - 1))),
-            Operator::Eq => {
-                lower = Some(lower.map_or(c, |l| l.max(c)));
-                upper = Some(upper.map_or(c, |u| u.min(c)));
-            }
-            _ => {}
-        }
-    };
-    let time_of = |e: &Expr| -> Option<(usize, i64)> {
-        let (column, offset) = time_offset(e)?;
-        let Expr::Column(c) = column else {
-            return None;
-        };
-        if join.left.schema().index_of_column(c).ok() == Some(left_time)
-            && join.right.schema().index_of_column(c).is_err()
-        {
-            return Some((0, offset));
-        }
-        if join.right.schema().index_of_column(c).ok() == Some(right_time)
-            && join.left.schema().index_of_column(c).is_err()
-        {
-            return Some((1, offset));
-        }
-        None
-    };
-    let mut consider = |a: &Expr, op: Operator, b: &Expr| {
-        let (Some((sa, oa)), Some((sb, ob))) = (time_of(a), time_of(b)) else {
-            return;
-        };
-        match (sa, sb) {
-            // l + oa op r + ob  =>  l - r op ob - oa
-            (0, 1) => bound(op, ob - oa),
-            // r + oa op l + ob  =>  l - r (swapped op) oa - ob
-            (1, 0) => {
-                if let Some(swapped) = op.swap() {
-                    bound(swapped, oa - ob)
-                }
-            }
-            _ => {}
-        }
-    };
-    for (l, r) in &join.on {
-        consider(l, Operator::Eq, r);
-    }
-    if let Some(filter) = &join.filter {
-        for conjunct in split_conjunction(filter) {
-            match conjunct {
-                Expr::BinaryExpr(BinaryExpr { left, op, right }) => consider(left, *op, right),
-                Expr::Between(between) if !between.negated => {
-                    consider(&between.expr, Operator::GtEq, &between.low);
-                    consider(&between.expr, Operator::LtEq, &between.high);
-                }
-                _ => {}
-            }
-        }
-    }
-    match (lower, upper) {
-        (Some(lower), Some(upper)) if lower <= upper => Some(Interval {
-            left_time,
-            right_time,
-            lower,
-            upper,
-        }),
-        _ => None,
-    }
-}
-
-/// `column`, `column + interval` or `column - interval`, as the column and the offset in
-/// nanoseconds.
-fn time_offset(e: &Expr) -> Option<(&Expr, i64)> {
-    match e {
-        Expr::Column(_) => Some((e, 0)),
-        Expr::Cast(cast) => time_offset(&cast.expr),
-        Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
-            let (column, base) = time_offset(left)?;
-            let nanos = interval_nanos(right)?;
-            match op {
-                Operator::Plus => Some((column, base.checked_add(nanos)?)),
-                Operator::Minus => Some((column, base.checked_sub(nanos)?)),
-                _ => None,
-            }
-        }
-        _ => None,
-    }
-}
-
-/// A fixed-length interval literal in nanoseconds (months have no fixed length).
-fn interval_nanos(e: &Expr) -> Option<i64> {
-    let Expr::Literal(value, _) = e else {
-        return None;
-    };
-    match value {
-        ScalarValue::IntervalMonthDayNano(Some(v)) if v.months == 0 => i64::from(v.days)
-            .checked_mul(86_400_000_000_000)?
-            .checked_add(v.nanoseconds),
-        ScalarValue::IntervalDayTime(Some(v)) => i64::from(v.days)
-            .checked_mul(86_400_000_000_000)?
-            .checked_add(i64::from(v.milliseconds).checked_mul(1_000_000)?),
-        ScalarValue::DurationNanosecond(Some(v)) => Some(*v),
-        ScalarValue::DurationMicrosecond(Some(v)) => v.checked_mul(1_000),
-        ScalarValue::DurationMillisecond(Some(v)) => v.checked_mul(1_000_000),
-        ScalarValue::DurationSecond(Some(v)) => v.checked_mul(1_000_000_000),
-        _ => None,
-    }
 }

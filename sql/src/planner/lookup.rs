@@ -11,9 +11,66 @@ use datafusion::logical_expr::{Expr, logical_plan::Join};
 use weir_engine::join::JoinKind;
 use weir_engine::join::lookup::{LookupJoin, LookupSpec};
 
-use super::join::{LookupInput, shown};
+use super::join_condition::shown;
 use super::{PlanContext, Stage, physical, unsupported};
 use crate::error::{Result, SqlError, SqlErrorKind};
+
+/// A table joined `FOR SYSTEM_TIME AS OF PROCTIME()`: its scan, the conditions on its own
+/// columns DataFusion left above the scan, and for each column the join sees, the table column.
+pub(super) struct LookupInput<'p> {
+    pub scan: &'p datafusion::logical_expr::TableScan,
+    pub conditions: Vec<Expr>,
+    pub columns: Vec<usize>,
+}
+
+/// The right input as a [`LookupInput`], when it is one (aliases, filters and column-only
+/// projections over the table's scan).
+pub(super) fn lookup_scan<'p>(
+    plan: &'p datafusion::logical_expr::LogicalPlan,
+    ctx: &PlanContext<'_>,
+) -> Option<LookupInput<'p>> {
+    use datafusion::logical_expr::LogicalPlan;
+    match plan {
+        LogicalPlan::SubqueryAlias(alias) => lookup_scan(&alias.input, ctx),
+        LogicalPlan::Filter(filter) => {
+            let mut input = lookup_scan(&filter.input, ctx)?;
+            input.conditions.push(filter.predicate.clone());
+            Some(input)
+        }
+        LogicalPlan::Projection(projection) => {
+            let mut input = lookup_scan(&projection.input, ctx)?;
+            let columns = projection
+                .expr
+                .iter()
+                .map(|e| match e {
+                    Expr::Column(c) => projection
+                        .input
+                        .schema()
+                        .index_of_column(c)
+                        .ok()
+                        .and_then(|i| input.columns.get(i).copied()),
+                    _ => None,
+                })
+                .collect::<Option<Vec<_>>>()?;
+            input.columns = columns;
+            Some(input)
+        }
+        LogicalPlan::TableScan(scan)
+            if ctx.lookups.iter().any(|t| t == scan.table_name.table()) =>
+        {
+            let columns = scan
+                .projection
+                .clone()
+                .unwrap_or_else(|| (0..scan.source.schema().fields().len()).collect());
+            Some(LookupInput {
+                scan,
+                conditions: Vec::new(),
+                columns,
+            })
+        }
+        _ => None,
+    }
+}
 
 /// Plans `join`, whose right input is a table joined `FOR SYSTEM_TIME AS OF PROCTIME()`.
 pub(super) fn plan_lookup_join(

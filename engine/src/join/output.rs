@@ -1,0 +1,155 @@
+//! Building a join's output: matched pairs gathered from the probing batch and the other input's
+//! held chunks, the rest of `ON` applied, and NULL-padded rows of preserved inputs.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{
+    Array, ArrayRef, BooleanArray, RecordBatch, UInt32Array, new_null_array,
+};
+use datafusion::arrow::compute::{filter_record_batch, interleave, take};
+
+use super::StreamJoin;
+use super::side::{Chunk, JoinSide, Position};
+use crate::error::{EngineError, Result};
+use crate::operator::Collector;
+
+impl StreamJoin {
+    /// Emits the joined rows of `probe_rows` (of `rows`, from input `side`) and their partners
+    /// held by the other input that pass the rest of `ON`, marking who joined.
+    pub(super) fn emit_pairs(
+        &mut self,
+        side: usize,
+        rows: &RecordBatch,
+        probe_rows: &[u32],
+        partners: &[Position],
+        matched: &mut [bool],
+        out: &mut Collector,
+    ) -> Result<()> {
+        if probe_rows.is_empty() {
+            return Ok(());
+        }
+        let probe = take_rows(rows, probe_rows)?;
+        let other = &self.sides[1 - side];
+        // The chunks the partners are in, numbered locally for `interleave`.
+        let mut local: HashMap<u64, usize> = HashMap::new();
+        let mut chunks = Vec::new();
+        let indices: Vec<(usize, usize)> = partners
+            .iter()
+            .map(|p| {
+                let index = *local.entry(p.seq).or_insert_with(|| {
+                    chunks.push(p.seq);
+                    chunks.len() - 1
+                });
+                (index, p.row as usize)
+            })
+            .collect();
+        let held: Vec<&RecordBatch> = chunks
+            .iter()
+            .map(|&seq| {
+                other
+                    .chunk(seq)
+                    .map(|c| &c.rows)
+                    .ok_or_else(|| EngineError::Internal("a join partner's rows are gone".into()))
+            })
+            .collect::<Result<_>>()?;
+        let mut partner_columns = Vec::with_capacity(other.schema.fields().len());
+        for column in 0..other.schema.fields().len() {
+            let arrays: Vec<&dyn Array> = held.iter().map(|b| b.column(column).as_ref()).collect();
+            partner_columns.push(interleave(&arrays, &indices)?);
+        }
+        let (left, right) = if side == 0 {
+            (probe.columns().to_vec(), partner_columns)
+        } else {
+            (partner_columns, probe.columns().to_vec())
+        };
+        let joined = RecordBatch::try_new(
+            Arc::clone(&self.spec.output_schema),
+            left.into_iter().chain(right).collect(),
+        )?;
+        let (joined, passed) = match &self.spec.filter {
+            Some(filter) => {
+                let mask = filter.evaluate(&joined)?.into_array(joined.num_rows())?;
+                let mask = mask
+                    .as_any()
+                    .downcast_ref::<BooleanArray>()
+                    .ok_or_else(|| EngineError::Internal("a join condition is not boolean".into()))?
+                    .clone();
+                (filter_record_batch(&joined, &mask)?, Some(mask))
+            }
+            None => (joined, None),
+        };
+        let joined_at = |i: usize| passed.as_ref().is_none_or(|m| m.is_valid(i) && m.value(i));
+        if self.spec.kind.preserves(side) {
+            for (i, &row) in probe_rows.iter().enumerate() {
+                if joined_at(i) {
+                    matched[row as usize] = true;
+                }
+            }
+        }
+        if self.spec.kind.preserves(1 - side) {
+            let other = &mut self.sides[1 - side];
+            for (i, p) in partners.iter().enumerate() {
+                if joined_at(i)
+                    && let Some(chunk) = other.chunk_mut(p.seq)
+                    && let Some(m) = chunk.matched.get_mut(p.row as usize)
+                {
+                    *m = true;
+                }
+            }
+        }
+        out.data(joined);
+        Ok(())
+    }
+
+    /// Rows of input `side` with the other input's columns NULL.
+    pub(super) fn padded(&self, side: usize, rows: &RecordBatch) -> Result<RecordBatch> {
+        let other = &self.sides[1 - side].schema;
+        let nulls: Vec<ArrayRef> = other
+            .fields()
+            .iter()
+            .map(|f| new_null_array(f.data_type(), rows.num_rows()))
+            .collect();
+        let columns: Vec<ArrayRef> = if side == 0 {
+            rows.columns().iter().cloned().chain(nulls).collect()
+        } else {
+            nulls
+                .into_iter()
+                .chain(rows.columns().iter().cloned())
+                .collect()
+        };
+        Ok(RecordBatch::try_new(
+            Arc::clone(&self.spec.output_schema),
+            columns,
+        )?)
+    }
+
+    /// Rows of gone chunks that never joined, for preserved sides.
+    pub(super) fn emit_unmatched(
+        &self,
+        side: usize,
+        chunks: &[Chunk],
+        out: &mut Collector,
+    ) -> Result<()> {
+        if !self.spec.kind.preserves(side) {
+            return Ok(());
+        }
+        for chunk in chunks {
+            if let Some(rows) = JoinSide::unmatched(chunk)? {
+                out.data(self.padded(side, &rows)?);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `rows` at `indices`.
+pub(super) fn take_rows(rows: &RecordBatch, indices: &[u32]) -> Result<RecordBatch> {
+    let indices = UInt32Array::from(indices.to_vec());
+    let columns = rows
+        .columns()
+        .iter()
+        .map(|c| take(c, &indices, None))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    Ok(RecordBatch::try_new(rows.schema(), columns)?)
+}
