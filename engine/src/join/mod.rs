@@ -55,6 +55,10 @@ pub enum JoinKind {
     Right,
     /// Every row of both.
     Full,
+    /// Left rows with a match, once each (`IN (SELECT …)`, `EXISTS`): left columns only.
+    Semi,
+    /// Left rows that never find a match (`NOT EXISTS`), once they cannot any more.
+    Anti,
 }
 
 impl JoinKind {
@@ -62,8 +66,14 @@ impl JoinKind {
     pub fn preserves(self, side: usize) -> bool {
         matches!(
             (self, side),
-            (JoinKind::Left | JoinKind::Full, 0) | (JoinKind::Right | JoinKind::Full, 1)
+            (JoinKind::Left | JoinKind::Full | JoinKind::Anti, 0)
+                | (JoinKind::Right | JoinKind::Full, 1)
         )
+    }
+
+    /// Only the left input's columns come out.
+    pub fn left_only(self) -> bool {
+        matches!(self, JoinKind::Semi | JoinKind::Anti)
     }
 
     fn name(self) -> &'static str {
@@ -72,6 +82,8 @@ impl JoinKind {
             JoinKind::Left => "left",
             JoinKind::Right => "right",
             JoinKind::Full => "full",
+            JoinKind::Semi => "semi",
+            JoinKind::Anti => "anti",
         }
     }
 }
@@ -110,8 +122,10 @@ pub struct JoinSpec {
     pub filter: Option<Arc<dyn PhysicalExpr>>,
     pub left_schema: SchemaRef,
     pub right_schema: SchemaRef,
-    /// Left columns, then right columns.
+    /// Left columns, then right columns (the left's alone for semi and anti joins).
     pub output_schema: SchemaRef,
+    /// Left columns, then right columns: what the rest of `ON` is evaluated over.
+    pub joined_schema: SchemaRef,
     /// The time bound, for an interval or window join.
     pub interval: Option<Interval>,
     /// `WITH (state_ttl = …)` on a join without a time bound: rows leave this long (event time)
@@ -141,9 +155,9 @@ impl StreamJoin {
                 "a join needs pairs of key expressions".into(),
             ));
         }
-        if spec.kind != JoinKind::Inner && spec.interval.is_none() {
+        if (spec.kind.preserves(0) || spec.kind.preserves(1)) && spec.interval.is_none() {
             return Err(EngineError::NotSupported(
-                "an outer join without a time bound between its inputs".into(),
+                "an outer or anti join without a time bound between its inputs".into(),
             ));
         }
         let fields = spec

@@ -64,7 +64,7 @@ impl StreamJoin {
             (partner_columns, probe.columns().to_vec())
         };
         let joined = RecordBatch::try_new(
-            Arc::clone(&self.spec.output_schema),
+            Arc::clone(&self.spec.joined_schema),
             left.into_iter().chain(right).collect(),
         )?;
         let (joined, passed) = match &self.spec.filter {
@@ -80,6 +80,9 @@ impl StreamJoin {
             None => (joined, None),
         };
         let joined_at = |i: usize| passed.as_ref().is_none_or(|m| m.is_valid(i) && m.value(i));
+        if self.spec.kind.left_only() {
+            return self.left_matches(side, rows, probe_rows, partners, matched, &joined_at, out);
+        }
         if self.spec.kind.preserves(side) {
             for (i, &row) in probe_rows.iter().enumerate() {
                 if joined_at(i) {
@@ -98,12 +101,89 @@ impl StreamJoin {
                 }
             }
         }
-        out.data(joined);
+        // The output schema: the joined columns, nullable where an outer join pads them.
+        out.data(RecordBatch::try_new(
+            Arc::clone(&self.spec.output_schema),
+            joined.columns().to_vec(),
+        )?);
+        Ok(())
+    }
+
+    /// Semi and anti joins: marks the left rows that joined; a semi join emits the ones that
+    /// joined for the first time (each left row comes out once).
+    #[allow(clippy::too_many_arguments)]
+    fn left_matches(
+        &mut self,
+        side: usize,
+        rows: &RecordBatch,
+        probe_rows: &[u32],
+        partners: &[Position],
+        matched: &mut [bool],
+        joined_at: &dyn Fn(usize) -> bool,
+        out: &mut Collector,
+    ) -> Result<()> {
+        let semi = self.spec.kind == super::JoinKind::Semi;
+        if side == 0 {
+            let mut first: Vec<u32> = Vec::new();
+            for (i, &row) in probe_rows.iter().enumerate() {
+                if joined_at(i) && !matched[row as usize] {
+                    matched[row as usize] = true;
+                    first.push(row);
+                }
+            }
+            if semi && !first.is_empty() {
+                out.data(take_rows(rows, &first)?);
+            }
+            return Ok(());
+        }
+        let left = &mut self.sides[0];
+        let mut first: Vec<Position> = Vec::new();
+        for (i, p) in partners.iter().enumerate() {
+            if joined_at(i)
+                && let Some(chunk) = left.chunk_mut(p.seq)
+                && let Some(m) = chunk.matched.get_mut(p.row as usize)
+                && !*m
+            {
+                *m = true;
+                first.push(*p);
+            }
+        }
+        if semi && !first.is_empty() {
+            let mut local: HashMap<u64, usize> = HashMap::new();
+            let mut seqs = Vec::new();
+            let indices: Vec<(usize, usize)> = first
+                .iter()
+                .map(|p| {
+                    let index = *local.entry(p.seq).or_insert_with(|| {
+                        seqs.push(p.seq);
+                        seqs.len() - 1
+                    });
+                    (index, p.row as usize)
+                })
+                .collect();
+            let held: Vec<&RecordBatch> = seqs
+                .iter()
+                .filter_map(|&seq| left.chunk(seq).map(|c| &c.rows))
+                .collect();
+            if held.len() != seqs.len() {
+                return Err(EngineError::Internal("a held left row is gone".into()));
+            }
+            out.data(datafusion::arrow::compute::interleave_record_batch(
+                &held, &indices,
+            )?);
+        }
         Ok(())
     }
 
     /// Rows of input `side` with the other input's columns NULL.
     pub(super) fn padded(&self, side: usize, rows: &RecordBatch) -> Result<RecordBatch> {
+        if self.spec.kind.left_only() {
+            // An anti join's unmatched left rows come out as they are.
+            return Ok(RecordBatch::try_new(
+                Arc::clone(&self.spec.output_schema),
+                rows.columns().to_vec(),
+            )?);
+        }
         let other = &self.sides[1 - side].schema;
         let nulls: Vec<ArrayRef> = other
             .fields()

@@ -90,6 +90,11 @@ fn join(kind: JoinKind, lower: i64, upper: i64) -> StreamJoin {
     if kind != JoinKind::Inner {
         fields = fields.into_iter().map(|f| f.with_nullable(true)).collect();
     }
+    let output: Vec<Field> = if kind.left_only() {
+        left.fields().iter().map(|f| f.as_ref().clone()).collect()
+    } else {
+        fields.clone()
+    };
     StreamJoin::try_new(
         JoinSpec {
             view: "j".into(),
@@ -99,7 +104,8 @@ fn join(kind: JoinKind, lower: i64, upper: i64) -> StreamJoin {
             filter: Some(condition(lower, upper)),
             left_schema: left,
             right_schema: right,
-            output_schema: Arc::new(Schema::new(fields)),
+            output_schema: Arc::new(Schema::new(output)),
+            joined_schema: Arc::new(Schema::new(fields)),
             interval: Some(Interval {
                 left_time: 1,
                 right_time: 1,
@@ -128,7 +134,12 @@ fn collected(out: &mut Collector) -> Vec<Pair> {
                 a.is_valid(i).then(|| a.value(i))
             };
             for i in 0..rows.num_rows() {
-                got.push((value(0, i), value(2, i), value(3, i), value(5, i)));
+                if rows.num_columns() == 3 {
+                    // A semi or anti join: the left row alone.
+                    got.push((value(0, i), value(2, i), None, None));
+                } else {
+                    got.push((value(0, i), value(2, i), value(3, i), value(5, i)));
+                }
             }
         }
     }
@@ -149,6 +160,8 @@ fn interval_joins_equal_a_nested_loop_join_across_a_checkpoint() -> Result<()> {
         JoinKind::Left,
         JoinKind::Right,
         JoinKind::Full,
+        JoinKind::Semi,
+        JoinKind::Anti,
     ] {
         let (lower, upper) = (-5, 3);
         let (ls, rs) = (side_schema("l"), side_schema("r"));
@@ -216,14 +229,22 @@ fn interval_joins_equal_a_nested_loop_join_across_a_checkpoint() -> Result<()> {
                 }
             }
         }
-        if kind.preserves(0) {
+        if kind.left_only() {
+            // Each left row once: those that joined (semi) or those that never did (anti).
+            want = left
+                .iter()
+                .enumerate()
+                .filter(|(a, _)| left_joined[*a] == (kind == JoinKind::Semi))
+                .map(|(_, l)| (l.0, Some(l.1), None, None))
+                .collect();
+        } else if kind.preserves(0) {
             for (a, l) in left.iter().enumerate() {
                 if !left_joined[a] {
                     want.push((l.0, Some(l.1), None, None));
                 }
             }
         }
-        if kind.preserves(1) {
+        if kind.preserves(1) && !kind.left_only() {
             for (b, r) in right.iter().enumerate() {
                 if !right_joined[b] {
                     want.push((None, None, r.0, Some(r.1)));
@@ -231,7 +252,7 @@ fn interval_joins_equal_a_nested_loop_join_across_a_checkpoint() -> Result<()> {
             }
         }
         want.sort_unstable();
-        assert!(want.len() > 100, "{kind:?}: {}", want.len());
+        assert!(want.len() > 50, "{kind:?}: {}", want.len());
         assert_eq!(got, want, "{kind:?}");
     }
     Ok(())

@@ -25,6 +25,8 @@ pub(crate) fn plan_join(join: &Join, ctx: &PlanContext<'_>) -> Result<Stage> {
         JoinType::Left => JoinKind::Left,
         JoinType::Right => JoinKind::Right,
         JoinType::Full => JoinKind::Full,
+        JoinType::LeftSemi if !join.null_aware => JoinKind::Semi,
+        JoinType::LeftAnti if !join.null_aware => JoinKind::Anti,
         other => {
             return Err(unsupported(format!(
                 "{other} joins (IN / EXISTS subqueries)"
@@ -74,9 +76,10 @@ pub(crate) fn plan_join(join: &Join, ctx: &PlanContext<'_>) -> Result<Stage> {
     let left_time = sides[0].1;
     let right_time = sides[1].1;
     let interval = interval(join, left_time, right_time);
-    if kind != JoinKind::Inner && interval.is_none() {
+    if (kind.preserves(0) || kind.preserves(1)) && interval.is_none() {
         return Err(unsupported(
-            "an outer join without a time bound between the inputs' event times (e.g. ON a.k = \
+            "an outer join or NOT EXISTS without a time bound between the inputs' event times \
+             (a row's lack of a match is only known once the watermark passes it; e.g. ON a.k = \
              b.k AND a.ts BETWEEN b.ts - INTERVAL '5 minutes' AND b.ts + INTERVAL '1 minute')",
         ));
     }
@@ -109,10 +112,12 @@ pub(crate) fn plan_join(join: &Join, ctx: &PlanContext<'_>) -> Result<Stage> {
         .iter()
         .map(|(_, r)| physical(r, join.right.schema(), ctx))
         .collect::<Result<Vec<_>>>()?;
+    // The rest of ON sees both inputs' columns, whatever the join outputs.
+    let joined = join.left.schema().join(join.right.schema())?;
     let filter = join
         .filter
         .as_ref()
-        .map(|f| physical(f, &join.schema, ctx))
+        .map(|f| physical(f, &joined, ctx))
         .transpose()?;
     let mut condition: Vec<String> = join
         .on
@@ -133,6 +138,7 @@ pub(crate) fn plan_join(join: &Join, ctx: &PlanContext<'_>) -> Result<Stage> {
             left_schema: Arc::new(join.left.schema().as_arrow().clone()),
             right_schema: Arc::new(join.right.schema().as_arrow().clone()),
             output_schema: Arc::new(join.schema.as_arrow().clone()),
+            joined_schema: Arc::new(joined.as_arrow().clone()),
             interval,
             ttl,
             condition,
