@@ -98,11 +98,20 @@ pub(crate) async fn merge_inputs(
             }
             continue;
         }
+        // A join holds the rows of an input that runs ahead in event time until the other
+        // catches up, so it reads the inputs that are behind first (watermark alignment).
+        let ahead = if tag {
+            ahead_of_the_others(&inputs)
+        } else {
+            vec![false; inputs.len()]
+        };
         // One receive per readable input; the inputs are borrowed disjointly.
         let receives = inputs
             .iter_mut()
             .enumerate()
-            .filter(|(_, i)| i.time != InputTime::Ended && i.waiting.is_none())
+            .filter(|(index, i)| {
+                i.time != InputTime::Ended && i.waiting.is_none() && !ahead[*index]
+            })
             .map(|(index, i)| i.rx.recv().map(move |m| (index, m)).boxed())
             .collect::<Vec<_>>();
         let ((index, message), _, _) = select_all(receives).await;
@@ -151,6 +160,37 @@ pub(crate) async fn merge_inputs(
             return Ok(());
         }
     }
+}
+
+/// How far (nanoseconds of event time) a join's input may run ahead of the input furthest
+/// behind before it is not read: the rows it delivers meanwhile would only wait in the join's
+/// state for the other input's time to catch up.
+const MAX_INPUT_DRIFT_NANOS: i64 = 1_000_000_000;
+
+/// Which readable inputs are more than [`MAX_INPUT_DRIFT_NANOS`] ahead of the furthest-behind
+/// readable input with a known time. Inputs without a time yet, idle ones and ended ones hold
+/// nobody back (an input whose source has no watermark must not stall the others), and if
+/// every readable input would be skipped, none is.
+fn ahead_of_the_others(inputs: &[Input]) -> Vec<bool> {
+    let readable = |i: &Input| i.time != InputTime::Ended && i.waiting.is_none();
+    let behind = inputs
+        .iter()
+        .filter(|i| readable(i))
+        .filter_map(|i| match i.time {
+            InputTime::At(t) => Some(t),
+            _ => None,
+        })
+        .min();
+    let Some(behind) = behind else {
+        return vec![false; inputs.len()];
+    };
+    inputs
+        .iter()
+        .map(|i| {
+            readable(i)
+                && matches!(i.time, InputTime::At(t) if t > behind.saturating_add(MAX_INPUT_DRIFT_NANOS))
+        })
+        .collect()
 }
 
 /// Input `index` delivered barrier `b`. Inputs normally deliver the same barriers, but one that
@@ -296,6 +336,52 @@ mod tests {
         );
         // Only A's rows count as the pipeline's input here.
         assert_eq!(counted.load(Ordering::Relaxed), 4);
+    }
+
+    #[tokio::test]
+    async fn a_join_reads_the_input_that_is_behind_first() {
+        let (a_tx, a_rx) = mpsc::channel(16);
+        let (b_tx, b_rx) = mpsc::channel(16);
+        let (out_tx, mut out_rx) = mpsc::channel(64);
+        let merge = tokio::spawn(merge_inputs(
+            vec![a_rx, b_rx],
+            vec![false, false],
+            true,
+            out_tx,
+            |_| {},
+        ));
+        let rows = |n: usize| {
+            Message::Changes(crate::changes::Changes::inserts(key_value_rows(
+                &vec!["k"; n],
+                &vec![1; n],
+            )))
+        };
+        let second = 1_000_000_000;
+        b_tx.send(Message::Watermark(Watermark::EventTime(0)))
+            .await
+            .unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        // A is 10 s ahead: its rows wait while B, behind, is read.
+        a_tx.send(Message::Watermark(Watermark::EventTime(10 * second)))
+            .await
+            .unwrap();
+        a_tx.send(rows(5)).await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        b_tx.send(rows(3)).await.unwrap();
+        b_tx.send(Message::Watermark(Watermark::EventTime(20 * second)))
+            .await
+            .unwrap();
+        a_tx.send(Message::End).await.unwrap();
+        b_tx.send(Message::End).await.unwrap();
+        merge.await.unwrap().unwrap();
+        let mut seen = Vec::new();
+        while let Some(m) = out_rx.recv().await {
+            seen.push(m);
+        }
+        let seen = kinds(&seen);
+        let b_rows = seen.iter().position(|m| m == "input 1 rows 3").unwrap();
+        let a_rows = seen.iter().position(|m| m == "input 0 rows 5").unwrap();
+        assert!(b_rows < a_rows, "{seen:?}");
     }
 
     #[tokio::test]
