@@ -1,13 +1,12 @@
 //! Building a join's output: matched pairs gathered from the probing batch and the other input's
 //! held chunks, the rest of `ON` applied, and NULL-padded rows of preserved inputs.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
     Array, ArrayRef, BooleanArray, RecordBatch, UInt32Array, new_null_array,
 };
-use datafusion::arrow::compute::{filter_record_batch, interleave, take};
+use datafusion::arrow::compute::{filter_record_batch, take};
 
 use super::StreamJoin;
 use super::side::{Chunk, JoinSide, Position};
@@ -31,33 +30,7 @@ impl StreamJoin {
         }
         let probe = take_rows(rows, probe_rows)?;
         let other = &self.sides[1 - side];
-        // The chunks the partners are in, numbered locally for `interleave`.
-        let mut local: HashMap<u64, usize> = HashMap::new();
-        let mut chunks = Vec::new();
-        let indices: Vec<(usize, usize)> = partners
-            .iter()
-            .map(|p| {
-                let index = *local.entry(p.seq).or_insert_with(|| {
-                    chunks.push(p.seq);
-                    chunks.len() - 1
-                });
-                (index, p.row as usize)
-            })
-            .collect();
-        let held: Vec<&RecordBatch> = chunks
-            .iter()
-            .map(|&seq| {
-                other
-                    .chunk(seq)
-                    .map(|c| &c.rows)
-                    .ok_or_else(|| EngineError::Internal("a join partner's rows are gone".into()))
-            })
-            .collect::<Result<_>>()?;
-        let mut partner_columns = Vec::with_capacity(other.schema.fields().len());
-        for column in 0..other.schema.fields().len() {
-            let arrays: Vec<&dyn Array> = held.iter().map(|b| b.column(column).as_ref()).collect();
-            partner_columns.push(interleave(&arrays, &indices)?);
-        }
+        let partner_columns = other.gather(partners)?.columns().to_vec();
         let (left, right) = if side == 0 {
             (probe.columns().to_vec(), partner_columns)
         } else {
@@ -149,28 +122,7 @@ impl StreamJoin {
             }
         }
         if semi && !first.is_empty() {
-            let mut local: HashMap<u64, usize> = HashMap::new();
-            let mut seqs = Vec::new();
-            let indices: Vec<(usize, usize)> = first
-                .iter()
-                .map(|p| {
-                    let index = *local.entry(p.seq).or_insert_with(|| {
-                        seqs.push(p.seq);
-                        seqs.len() - 1
-                    });
-                    (index, p.row as usize)
-                })
-                .collect();
-            let held: Vec<&RecordBatch> = seqs
-                .iter()
-                .filter_map(|&seq| left.chunk(seq).map(|c| &c.rows))
-                .collect();
-            if held.len() != seqs.len() {
-                return Err(EngineError::Internal("a held left row is gone".into()));
-            }
-            out.data(datafusion::arrow::compute::interleave_record_batch(
-                &held, &indices,
-            )?);
+            out.data(left.gather(&first)?);
         }
         Ok(())
     }

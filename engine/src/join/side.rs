@@ -6,12 +6,15 @@
 //! list: a probe skips and drops them as it meets them, and the key lists are rebuilt once such
 //! leftovers outnumber the rows held (so memory follows the rows held, not the rows ever seen).
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, BooleanArray, RecordBatch};
 use datafusion::arrow::datatypes::SchemaRef;
 
-use crate::error::Result;
+use datafusion::arrow::compute::interleave_record_batch;
+
+use crate::error::{EngineError, Result};
 use crate::time::{max_nanos, timestamp_values};
 
 /// Where a held row is: its chunk's sequence number and its row in the chunk.
@@ -129,6 +132,35 @@ impl JoinSide {
     pub(super) fn chunk_mut(&mut self, seq: u64) -> Option<&mut Chunk> {
         let index = seq.checked_sub(self.first_seq)? as usize;
         self.chunks.get_mut(index)
+    }
+
+    /// The held rows at `positions`, in that order (one `interleave` over the chunks they are
+    /// in, numbered locally).
+    pub(super) fn gather(&self, positions: &[Position]) -> Result<RecordBatch> {
+        let mut local: HashMap<u64, usize> = HashMap::new();
+        let mut seqs = Vec::new();
+        let indices: Vec<(usize, usize)> = positions
+            .iter()
+            .map(|p| {
+                let index = *local.entry(p.seq).or_insert_with(|| {
+                    seqs.push(p.seq);
+                    seqs.len() - 1
+                });
+                (index, p.row as usize)
+            })
+            .collect();
+        if indices.is_empty() {
+            return Ok(RecordBatch::new_empty(Arc::clone(&self.schema)));
+        }
+        let held = seqs
+            .iter()
+            .map(|&seq| {
+                self.chunk(seq)
+                    .map(|c| &c.rows)
+                    .ok_or_else(|| EngineError::Internal("a held join row is gone".into()))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(interleave_record_batch(&held, &indices)?)
     }
 
     /// Takes out the leading chunks every row of which is past `watermark` by the bound.

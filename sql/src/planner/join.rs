@@ -14,7 +14,7 @@ use weir_engine::join::{JoinKind, JoinSpec, StreamJoin, Ttl};
 use weir_engine::stream_props::{StreamKind, StreamProps};
 use weir_engine::view_runtime::PlannedInput;
 
-use super::join_condition::{interval, shown, signed};
+use super::join_condition::{condition_text, interval, shown, signed};
 use super::{PlanContext, Stage, describe_input, physical, unsupported};
 use crate::error::Result;
 
@@ -119,15 +119,7 @@ pub(crate) fn plan_join(join: &Join, ctx: &PlanContext<'_>) -> Result<Stage> {
         .as_ref()
         .map(|f| physical(f, &joined, ctx))
         .transpose()?;
-    let mut condition: Vec<String> = join
-        .on
-        .iter()
-        .map(|(l, r)| format!("{} = {}", shown(l), shown(r)))
-        .collect();
-    if let Some(f) = &join.filter {
-        condition.push(shown(f));
-    }
-    let condition = condition.join(" AND ");
+    let condition = condition_text(join);
     let operator = StreamJoin::try_new(
         JoinSpec {
             view: ctx.view.to_string(),

@@ -155,3 +155,16 @@ fn interval_nanos(e: &Expr) -> Option<i64> {
         _ => None,
     }
 }
+
+/// `ON` for EXPLAIN: the equalities, then the rest.
+pub(super) fn condition_text(join: &Join) -> String {
+    let mut parts: Vec<String> = join
+        .on
+        .iter()
+        .map(|(l, r)| format!("{} = {}", shown(l), shown(r)))
+        .collect();
+    if let Some(f) = &join.filter {
+        parts.push(shown(f));
+    }
+    parts.join(" AND ")
+}

@@ -11,7 +11,7 @@ use datafusion::logical_expr::{Expr, logical_plan::Join};
 use weir_engine::join::JoinKind;
 use weir_engine::join::lookup::{LookupJoin, LookupSpec};
 
-use super::join_condition::shown;
+use super::join_condition::{condition_text, shown};
 use super::{PlanContext, Stage, physical, unsupported};
 use crate::error::{Result, SqlError, SqlErrorKind};
 
@@ -161,14 +161,7 @@ pub(super) fn plan_lookup_join(
         .as_ref()
         .map(|f| physical(f, &join.schema, ctx))
         .transpose()?;
-    let mut condition: Vec<String> = join
-        .on
-        .iter()
-        .map(|(l, r)| format!("{} = {}", shown(l), shown(r)))
-        .collect();
-    if let Some(f) = &join.filter {
-        condition.push(shown(f));
-    }
+
     let mut stage = super::build(&join.left, ctx)?;
     stage.flush();
     if !stage.props.is_append_only() {
@@ -190,7 +183,7 @@ pub(super) fn plan_lookup_join(
         table_columns: projected,
         filter,
         output_schema: Arc::new(join.schema.as_arrow().clone()),
-        condition: condition.join(" AND "),
+        condition: condition_text(join),
     })?;
     stage
         .explain
