@@ -134,6 +134,14 @@ fn views() -> Vec<(&'static str, &'static str, &'static str)> {
             "SELECT k, n, s FROM per_key ORDER BY 1",
             "SELECT k, count(*), sum(v) FROM readings GROUP BY k ORDER BY 1",
         ),
+        // A join of two updating views (retracting and re-emitting its rows as both change),
+        // its held rows and their degrees in every checkpoint.
+        (
+            "CREATE MATERIALIZED VIEW key_share AS
+               SELECT t.k, t.n, p.n AS windowed FROM totals AS t LEFT JOIN per_key AS p ON t.k = p.k",
+            "SELECT k, n, windowed FROM key_share ORDER BY 1",
+            "SELECT k, count(*) AS n, count(*) AS windowed FROM readings GROUP BY k ORDER BY 1",
+        ),
         // Views over an updating view: a filter that windows enter as they fill, and a
         // retracting aggregate over that (its state restored from checkpoints, its output
         // recomputed from the restored state).

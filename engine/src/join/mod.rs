@@ -1,5 +1,6 @@
-//! Joins of two append-only inputs: equi-joins, optionally bounded in time (interval joins, and
-//! window joins, which are interval joins on `window_end` with a zero-width interval).
+//! Streaming equi-joins: of append-only inputs, optionally bounded in time (interval joins, and
+//! window joins, which are interval joins on `window_end` with a zero-width interval), with
+//! append-only output; and joins whose output retracts ([`retracting`]).
 //!
 //! Each input's rows are held ([`side::JoinSide`]) under one shared key table, so a key id found
 //! for a row of either side indexes both sides' row lists. A batch from one input is probed
@@ -12,10 +13,14 @@
 //! watermark passes `t - lower` (a right row, `t + upper`): it leaves, and if its side is
 //! preserved (`LEFT`/`RIGHT`/`FULL`) and it never joined, it is emitted NULL-padded then. Rows
 //! arriving behind the watermark are late and go to the late-row log. Without a bound every row
-//! is held for good (EXPLAIN says so) and outer joins are refused (they would retract).
+//! is held for good (EXPLAIN says so), and outer joins emit their padded rows at once and
+//! retract them when a match arrives; so do joins of inputs that update ([`retracting`]).
 
 pub mod lookup;
 mod output;
+mod retracting;
+#[cfg(test)]
+mod retracting_tests;
 mod side;
 mod state;
 #[cfg(test)]
@@ -133,11 +138,26 @@ pub struct JoinSpec {
     pub ttl: Option<Ttl>,
     /// Text of the condition for EXPLAIN.
     pub condition: String,
+    /// Which inputs update or delete rows (their rows can be retracted).
+    pub updating: [bool; 2],
 }
 
-/// A streaming join of two append-only inputs.
+impl JoinSpec {
+    /// The join's output retracts rows: an input does, or an outer or anti join has no time
+    /// bound (its unmatched rows come out at once and are taken back when a match arrives).
+    pub fn retracts(&self) -> bool {
+        self.updating.iter().any(|&u| u)
+            || (self.interval.is_none() && (self.kind.preserves(0) || self.kind.preserves(1)))
+    }
+}
+
+/// A streaming join; see the module docs.
 pub struct StreamJoin {
     spec: JoinSpec,
+    /// See [`JoinSpec::retracts`].
+    retracting: bool,
+    /// Retractions of rows already gone under the TTL.
+    ttl_misses: u64,
     key_schema: SchemaRef,
     keys: Box<dyn GroupValues>,
     sides: [JoinSide; 2],
@@ -148,16 +168,18 @@ pub struct StreamJoin {
 }
 
 impl StreamJoin {
-    /// Builds the join; outer joins need a time bound.
+    /// Builds the join.
     pub fn try_new(spec: JoinSpec, late: Arc<LateRowLog>) -> Result<Self> {
         if spec.left_keys.len() != spec.right_keys.len() || spec.left_keys.is_empty() {
             return Err(EngineError::Internal(
                 "a join needs pairs of key expressions".into(),
             ));
         }
-        if (spec.kind.preserves(0) || spec.kind.preserves(1)) && spec.interval.is_none() {
-            return Err(EngineError::NotSupported(
-                "an outer or anti join without a time bound between its inputs".into(),
+        let retracting = spec.retracts();
+        if retracting && spec.interval.is_some() {
+            // Rows of an updating input can be retracted at any age: none may leave by time.
+            return Err(EngineError::Internal(
+                "a time bound on a join whose output retracts".into(),
             ));
         }
         let fields = spec
@@ -192,6 +214,8 @@ impl StreamJoin {
         ];
         Ok(Self {
             spec,
+            retracting,
+            ttl_misses: 0,
             key_schema,
             keys,
             sides,
@@ -200,6 +224,11 @@ impl StreamJoin {
             late,
             scratch: Vec::new(),
         })
+    }
+
+    /// The output retracts rows (see [`JoinSpec::retracts`]).
+    pub fn retracts(&self) -> bool {
+        self.retracting
     }
 
     /// Key ids of `rows` of input `side` (`u32::MAX` where a key column is NULL).
@@ -271,7 +300,7 @@ impl StreamJoin {
         }
         let ids = self.key_ids(side, &rows)?;
         let other = 1 - side;
-        let mut matched = vec![false; rows.num_rows()];
+        let mut degrees = vec![0u32; rows.num_rows()];
         let mut probe_rows: Vec<u32> = Vec::new();
         let mut partners: Vec<Position> = Vec::new();
         for (row, &id) in ids.iter().enumerate() {
@@ -287,7 +316,7 @@ impl StreamJoin {
             .chunks(OUTPUT_ROWS)
             .zip(partners.chunks(OUTPUT_ROWS))
         {
-            self.emit_pairs(side, &rows, rows_part, partners_part, &mut matched, out)?;
+            self.emit_pairs(side, &rows, rows_part, partners_part, &mut degrees, out)?;
         }
         // Rows with a NULL key never match: a preserved side's go out now.
         if self.spec.kind.preserves(side) {
@@ -297,13 +326,13 @@ impl StreamJoin {
             if !nulls.is_empty() {
                 for &r in &nulls {
                     // Out already: not again when the row leaves.
-                    matched[r as usize] = true;
+                    degrees[r as usize] = 1;
                 }
                 let nulls = take_rows(&rows, &nulls)?;
                 out.data(self.padded(side, &nulls)?);
             }
         }
-        self.sides[side].push(rows, ids, matched)?;
+        self.sides[side].push(rows, ids, degrees, Vec::new())?;
         self.maybe_rebuild()
     }
 
@@ -311,8 +340,12 @@ impl StreamJoin {
     fn maybe_rebuild(&mut self) -> Result<()> {
         let leftovers: usize = self.sides.iter().map(|s| s.leftovers).sum();
         let held: usize = self.sides.iter().map(|s| s.rows).sum();
-        if leftovers < held.max(1 << 16) {
+        if leftovers < held.max(side::REWRITE_AFTER) {
             return Ok(());
+        }
+        for side in &mut self.sides {
+            // Retracted rows are not interned again.
+            side.compact(0, true)?;
         }
         self.keys = new_group_values(Arc::clone(&self.key_schema), &GroupOrdering::None)?;
         for side in 0..2 {
@@ -373,10 +406,13 @@ impl StreamOperator for StreamJoin {
                 "a join has no input {input}"
             )));
         }
+        if self.retracting {
+            return self.process_changes(input, changes, out);
+        }
         match changes.into_inserts() {
             Some(rows) => self.probe(input, rows, out),
-            None => Err(EngineError::NotSupported(
-                "a join over an input that updates or deletes rows".into(),
+            None => Err(EngineError::Internal(
+                "an append-only join input retracted a row".into(),
             )),
         }
     }
@@ -416,6 +452,10 @@ impl StreamOperator for StreamJoin {
     }
 
     fn on_end(&mut self, out: &mut Collector) -> Result<()> {
+        if self.retracting {
+            // Unmatched rows came out when they arrived.
+            return Ok(());
+        }
         for side in 0..2 {
             let chunks: Vec<side::Chunk> = self.sides[side].chunks.drain(..).collect();
             self.emit_unmatched(side, &chunks, out)?;
@@ -445,8 +485,13 @@ impl StreamOperator for StreamJoin {
             ),
             (None, None) => "every row of both inputs: state grows without bound".to_string(),
         };
+        let output = if self.retracting {
+            "; retracts and re-emits rows as its inputs change"
+        } else {
+            ""
+        };
         format!(
-            "StreamJoin: {} on {} (keeps {state})",
+            "StreamJoin: {} on {} (keeps {state}{output})",
             self.spec.kind.name(),
             self.spec.condition
         )

@@ -15,14 +15,14 @@ use crate::operator::Collector;
 
 impl StreamJoin {
     /// Emits the joined rows of `probe_rows` (of `rows`, from input `side`) and their partners
-    /// held by the other input that pass the rest of `ON`, marking who joined.
+    /// held by the other input that pass the rest of `ON`, counting who joined.
     pub(super) fn emit_pairs(
         &mut self,
         side: usize,
         rows: &RecordBatch,
         probe_rows: &[u32],
         partners: &[Position],
-        matched: &mut [bool],
+        degrees: &mut [u32],
         out: &mut Collector,
     ) -> Result<()> {
         if probe_rows.is_empty() {
@@ -54,12 +54,12 @@ impl StreamJoin {
         };
         let joined_at = |i: usize| passed.as_ref().is_none_or(|m| m.is_valid(i) && m.value(i));
         if self.spec.kind.left_only() {
-            return self.left_matches(side, rows, probe_rows, partners, matched, &joined_at, out);
+            return self.left_matches(side, rows, probe_rows, partners, degrees, &joined_at, out);
         }
         if self.spec.kind.preserves(side) {
             for (i, &row) in probe_rows.iter().enumerate() {
                 if joined_at(i) {
-                    matched[row as usize] = true;
+                    degrees[row as usize] = degrees[row as usize].saturating_add(1);
                 }
             }
         }
@@ -68,9 +68,9 @@ impl StreamJoin {
             for (i, p) in partners.iter().enumerate() {
                 if joined_at(i)
                     && let Some(chunk) = other.chunk_mut(p.seq)
-                    && let Some(m) = chunk.matched.get_mut(p.row as usize)
+                    && let Some(d) = chunk.degrees.get_mut(p.row as usize)
                 {
-                    *m = true;
+                    *d = d.saturating_add(1);
                 }
             }
         }
@@ -91,7 +91,7 @@ impl StreamJoin {
         rows: &RecordBatch,
         probe_rows: &[u32],
         partners: &[Position],
-        matched: &mut [bool],
+        degrees: &mut [u32],
         joined_at: &dyn Fn(usize) -> bool,
         out: &mut Collector,
     ) -> Result<()> {
@@ -99,8 +99,8 @@ impl StreamJoin {
         if side == 0 {
             let mut first: Vec<u32> = Vec::new();
             for (i, &row) in probe_rows.iter().enumerate() {
-                if joined_at(i) && !matched[row as usize] {
-                    matched[row as usize] = true;
+                if joined_at(i) && degrees[row as usize] == 0 {
+                    degrees[row as usize] = 1;
                     first.push(row);
                 }
             }
@@ -114,10 +114,10 @@ impl StreamJoin {
         for (i, p) in partners.iter().enumerate() {
             if joined_at(i)
                 && let Some(chunk) = left.chunk_mut(p.seq)
-                && let Some(m) = chunk.matched.get_mut(p.row as usize)
-                && !*m
+                && let Some(d) = chunk.degrees.get_mut(p.row as usize)
+                && *d == 0
             {
-                *m = true;
+                *d = 1;
                 first.push(*p);
             }
         }

@@ -5,17 +5,26 @@
 //! the chunk by the join's time bound, so the positions of rows gone are a prefix of every key's
 //! list: a probe skips and drops them as it meets them, and the key lists are rebuilt once such
 //! leftovers outnumber the rows held (so memory follows the rows held, not the rows ever seen).
+//!
+//! A join over an updating input also removes single rows: a retraction finds its held copy
+//! (same key, same full-row hash, equal columns), which is marked dead and taken out of its key's
+//! list, and chunks are rewritten without their dead rows once those outnumber the live ones.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
-use datafusion::arrow::array::{ArrayRef, BooleanArray, RecordBatch};
+use datafusion::arrow::array::{ArrayRef, BooleanArray, RecordBatch, make_comparator};
+use datafusion::arrow::compute::SortOptions;
 use datafusion::arrow::datatypes::SchemaRef;
 
 use datafusion::arrow::compute::interleave_record_batch;
 
 use crate::error::{EngineError, Result};
 use crate::time::{max_nanos, timestamp_values};
+
+/// Dead rows (or stale key positions) below this many are left alone: rewriting costs more than
+/// they do. Tests use a small number so that rewriting happens all the time.
+pub(super) const REWRITE_AFTER: usize = if cfg!(test) { 8 } else { 1 << 16 };
 
 /// Where a held row is: its chunk's sequence number and its row in the chunk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,8 +42,13 @@ pub(super) struct Chunk {
     /// Newest and oldest event time of the rows (nanoseconds), when the side has a time bound.
     pub max_time: i64,
     pub min_time: i64,
-    /// Rows that joined at least once (kept for a side whose unmatched rows are emitted).
-    pub matched: Vec<bool>,
+    /// How many rows of the other input each row joins (a join without retractions only ever
+    /// counts up, so it reads as "joined at least once").
+    pub degrees: Vec<u32>,
+    /// Full-row hashes, for a side whose rows are retracted (empty otherwise).
+    pub hashes: Vec<u64>,
+    /// Rows not retracted yet.
+    pub live: Vec<bool>,
 }
 
 /// How long rows of a side are kept: until the watermark passes `time + reach`.
@@ -59,6 +73,8 @@ pub(super) struct JoinSide {
     pub rows: usize,
     /// Positions left in `by_key` of rows gone.
     pub leftovers: usize,
+    /// Rows retracted but still in their chunks.
+    pub dead: usize,
     pub bound: Option<TimeBound>,
 }
 
@@ -71,16 +87,19 @@ impl JoinSide {
             by_key: Vec::new(),
             rows: 0,
             leftovers: 0,
+            dead: 0,
             bound,
         }
     }
 
-    /// Holds `rows` (their key ids in `keys`), returning the new chunk's sequence number.
+    /// Holds `rows` (their key ids in `keys`, their degrees, and their hashes if the side's rows
+    /// can be retracted), returning the new chunk's sequence number.
     pub(super) fn push(
         &mut self,
         rows: RecordBatch,
         keys: Vec<u32>,
-        matched: Vec<bool>,
+        degrees: Vec<u32>,
+        hashes: Vec<u64>,
     ) -> Result<u64> {
         let seq = self.first_seq + self.chunks.len() as u64;
         let (min_time, max_time) = match self.bound {
@@ -101,14 +120,122 @@ impl JoinSide {
             });
         }
         self.rows += rows.num_rows();
+        let live = vec![true; rows.num_rows()];
         self.chunks.push_back(Chunk {
             rows,
             keys,
             max_time,
             min_time,
-            matched,
+            degrees,
+            hashes,
+            live,
         });
         Ok(seq)
+    }
+
+    /// The degree of the held row at `p`.
+    pub(super) fn degree_mut(&mut self, p: Position) -> Result<&mut u32> {
+        self.chunk_mut(p.seq)
+            .and_then(|c| c.degrees.get_mut(p.row as usize))
+            .ok_or_else(|| EngineError::Internal("a held join row is gone".into()))
+    }
+
+    /// Takes out one held row equal to `rows[row]` (key id `key`, full-row hash `hash`),
+    /// returning whether there was one.
+    pub(super) fn remove(
+        &mut self,
+        key: u32,
+        hash: u64,
+        rows: &RecordBatch,
+        row: usize,
+    ) -> Result<bool> {
+        let Some(list) = self.by_key.get(key as usize) else {
+            return Ok(false);
+        };
+        let mut found = None;
+        for (index, p) in list.iter().enumerate() {
+            let Some(chunk) = self
+                .chunks
+                .get((p.seq.wrapping_sub(self.first_seq)) as usize)
+            else {
+                continue;
+            };
+            let at = p.row as usize;
+            if p.seq >= self.first_seq
+                && chunk.live.get(at) == Some(&true)
+                && chunk.hashes.get(at) == Some(&hash)
+                && rows_equal(&chunk.rows, at, rows, row)?
+            {
+                found = Some((index, *p));
+                break;
+            }
+        }
+        let Some((index, p)) = found else {
+            return Ok(false);
+        };
+        if let Some(list) = self.by_key.get_mut(key as usize) {
+            // Order-preserving: rows gone by expiry stay a prefix of every list.
+            list.remove(index);
+        }
+        if let Some(live) = self
+            .chunk_mut(p.seq)
+            .and_then(|c| c.live.get_mut(p.row as usize))
+        {
+            *live = false;
+        }
+        self.rows -= 1;
+        self.dead += 1;
+        // Its key may have no rows left: counted toward rebuilding the key table.
+        self.leftovers += 1;
+        Ok(true)
+    }
+
+    /// Rewrites the chunks without their dead rows once those outnumber the live ones (or
+    /// whenever there are any, if `force`); the key lists are rebuilt (with `keys` key ids).
+    pub(super) fn compact(&mut self, keys: usize, force: bool) -> Result<()> {
+        if self.dead == 0 || (!force && self.dead < self.rows.max(REWRITE_AFTER)) {
+            return Ok(());
+        }
+        let mut kept = VecDeque::with_capacity(self.chunks.len());
+        for chunk in self.chunks.drain(..) {
+            if chunk.live.iter().all(|&l| l) {
+                kept.push_back(chunk);
+                continue;
+            }
+            let mask = BooleanArray::from(chunk.live.clone());
+            let rows = datafusion::arrow::compute::filter_record_batch(&chunk.rows, &mask)?;
+            if rows.num_rows() == 0 {
+                continue;
+            }
+            let pick = |values: &[u32]| -> Vec<u32> {
+                values
+                    .iter()
+                    .zip(&chunk.live)
+                    .filter(|(_, l)| **l)
+                    .map(|(v, _)| *v)
+                    .collect()
+            };
+            let hashes = chunk
+                .hashes
+                .iter()
+                .zip(&chunk.live)
+                .filter(|(_, l)| **l)
+                .map(|(h, _)| *h)
+                .collect();
+            kept.push_back(Chunk {
+                keys: pick(&chunk.keys),
+                degrees: pick(&chunk.degrees),
+                hashes,
+                live: vec![true; rows.num_rows()],
+                rows,
+                max_time: chunk.max_time,
+                min_time: chunk.min_time,
+            });
+        }
+        self.chunks = kept;
+        self.dead = 0;
+        self.reindex(keys);
+        Ok(())
     }
 
     /// The held positions of key `key`, dropping leftovers of rows gone first.
@@ -175,8 +302,15 @@ impl JoinSide {
             }
             if let Some(chunk) = self.chunks.pop_front() {
                 self.first_seq += 1;
-                self.rows -= chunk.rows.num_rows();
-                self.leftovers += chunk.keys.iter().filter(|&&k| k != u32::MAX).count();
+                let live = chunk.live.iter().filter(|&&l| l).count();
+                self.rows -= live;
+                self.dead -= chunk.rows.num_rows() - live;
+                self.leftovers += chunk
+                    .keys
+                    .iter()
+                    .zip(&chunk.live)
+                    .filter(|&(&k, &l)| k != u32::MAX && l)
+                    .count();
                 gone.push(chunk);
             }
         }
@@ -196,6 +330,9 @@ impl JoinSide {
         for (index, chunk) in self.chunks.iter().enumerate() {
             let seq = self.first_seq + index as u64;
             for (row, &key) in chunk.keys.iter().enumerate() {
+                if !chunk.live.get(row).copied().unwrap_or(false) {
+                    continue;
+                }
                 if let Some(list) = self.by_key.get_mut(key as usize) {
                     list.push(Position {
                         seq,
@@ -211,7 +348,13 @@ impl JoinSide {
         let rows: usize = self
             .chunks
             .iter()
-            .map(|c| c.rows.get_array_memory_size() + c.keys.len() * 4 + c.matched.len())
+            .map(|c| {
+                c.rows.get_array_memory_size()
+                    + c.keys.len() * 4
+                    + c.degrees.len() * 4
+                    + c.hashes.len() * 8
+                    + c.live.len()
+            })
             .sum();
         let lists: usize = self
             .by_key
@@ -223,13 +366,30 @@ impl JoinSide {
 
     /// The held rows that never joined, for a side whose unmatched rows are emitted.
     pub(super) fn unmatched(chunk: &Chunk) -> Result<Option<RecordBatch>> {
-        if chunk.matched.iter().all(|&m| m) {
+        let alone = |i: usize| chunk.degrees[i] == 0 && chunk.live[i];
+        if !(0..chunk.degrees.len()).any(alone) {
             return Ok(None);
         }
-        let keep = BooleanArray::from(chunk.matched.iter().map(|&m| !m).collect::<Vec<_>>());
+        let keep = BooleanArray::from((0..chunk.degrees.len()).map(alone).collect::<Vec<_>>());
         let rows = datafusion::arrow::compute::filter_record_batch(&chunk.rows, &keep)?;
         Ok(Some(rows))
     }
+}
+
+/// Row `a` of `left` equals row `b` of `right` in every column (NULL equal to NULL).
+pub(super) fn rows_equal(
+    left: &RecordBatch,
+    a: usize,
+    right: &RecordBatch,
+    b: usize,
+) -> Result<bool> {
+    for (l, r) in left.columns().iter().zip(right.columns()) {
+        let compare = make_comparator(l.as_ref(), r.as_ref(), SortOptions::default())?;
+        if compare(a, b) != std::cmp::Ordering::Equal {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 /// (oldest, newest) event time of a timestamp column in nanoseconds (nulls ignored; an all-null

@@ -22,7 +22,7 @@ use crate::operator::{Collector, StreamOperator};
 
 const MS: i64 = 1_000_000;
 
-fn side_schema(prefix: &str) -> SchemaRef {
+pub(super) fn side_schema(prefix: &str) -> SchemaRef {
     Arc::new(Schema::new(vec![
         Field::new(format!("{prefix}k"), DataType::Int64, true),
         Field::new(
@@ -35,7 +35,7 @@ fn side_schema(prefix: &str) -> SchemaRef {
     ]))
 }
 
-fn rows(schema: &SchemaRef, rows: &[(Option<i64>, i64)]) -> RecordBatch {
+pub(super) fn rows(schema: &SchemaRef, rows: &[(Option<i64>, i64)]) -> RecordBatch {
     RecordBatch::try_new(
         Arc::clone(schema),
         vec![
@@ -51,12 +51,12 @@ fn rows(schema: &SchemaRef, rows: &[(Option<i64>, i64)]) -> RecordBatch {
     .unwrap()
 }
 
-fn column(name: &str, index: usize) -> Arc<dyn PhysicalExpr> {
+pub(super) fn column(name: &str, index: usize) -> Arc<dyn PhysicalExpr> {
     Arc::new(Column::new(name, index))
 }
 
 /// `l.v - r.v BETWEEN lower AND upper` (in ms) over the joined row.
-fn condition(lower: i64, upper: i64) -> Arc<dyn PhysicalExpr> {
+pub(super) fn condition(lower: i64, upper: i64) -> Arc<dyn PhysicalExpr> {
     let diff: Arc<dyn PhysicalExpr> = Arc::new(BinaryExpr::new(
         column("lv", 2),
         Operator::Minus,
@@ -114,6 +114,7 @@ fn join(kind: JoinKind, lower: i64, upper: i64) -> StreamJoin {
             }),
             ttl: None,
             condition: "test".into(),
+            updating: [false, false],
         },
         Arc::new(LateRowLog::default()),
     )
@@ -122,7 +123,7 @@ fn join(kind: JoinKind, lower: i64, upper: i64) -> StreamJoin {
 
 /// `(left key, left time, right key, right time)` of every output row, sorted.
 /// `(left key, left time, right key, right time)`.
-type Pair = (Option<i64>, Option<i64>, Option<i64>, Option<i64>);
+pub(super) type Pair = (Option<i64>, Option<i64>, Option<i64>, Option<i64>);
 
 fn collected(out: &mut Collector) -> Vec<Pair> {
     let mut got = Vec::new();

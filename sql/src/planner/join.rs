@@ -1,5 +1,7 @@
-//! Planning joins of two append-only inputs: each input is planned as a stage of its own (one
-//! pipeline input with the operators on its rows), and a [`StreamJoin`] consumes both.
+//! Planning joins: each input is planned as a stage of its own (one pipeline input with the
+//! operators on its rows), and a [`StreamJoin`] consumes both. A join of append-only inputs with
+//! a time bound (or an inner join) outputs append-only rows; one over an updating input (a table,
+//! an updating view or aggregate), or an outer or anti join without a time bound, retracts.
 //!
 //! The time bound that makes an interval or window join is read off `ON`: conjuncts comparing
 //! the two inputs' event-time columns (`a.ts BETWEEN b.ts - INTERVAL '5 minutes' AND b.ts +
@@ -46,18 +48,12 @@ pub(crate) fn plan_join(join: &Join, ctx: &PlanContext<'_>) -> Result<Stage> {
     for (name, plan) in [("Left", &join.left), ("Right", &join.right)] {
         let mut stage = super::build(plan, ctx)?;
         stage.flush();
-        if !stage.props.is_append_only() {
-            return Err(unsupported(
-                "a join of an input that updates or deletes rows (an updating view or aggregate; \
-                 joins of append-only inputs, such as sources and EMIT ON WINDOW CLOSE views, run)",
-            ));
-        }
         if stage.inputs.len() != 1 {
             return Err(unsupported(
                 "a join whose input is itself a join or a UNION",
             ));
         }
-        let time = stage.props.event_time;
+        let props = stage.props.clone();
         let Some(single) = stage.inputs.pop() else {
             return Err(unsupported("a join input without a source or view"));
         };
@@ -70,19 +66,16 @@ pub(crate) fn plan_join(join: &Join, ctx: &PlanContext<'_>) -> Result<Stage> {
                 input: single.input,
                 operators,
             },
-            time,
+            props,
         ));
     }
-    let left_time = sides[0].1;
-    let right_time = sides[1].1;
-    let interval = interval(join, left_time, right_time);
-    if (kind.preserves(0) || kind.preserves(1)) && interval.is_none() {
-        return Err(unsupported(
-            "an outer join or NOT EXISTS without a time bound between the inputs' event times \
-             (a row's lack of a match is only known once the watermark passes it; e.g. ON a.k = \
-             b.k AND a.ts BETWEEN b.ts - INTERVAL '5 minutes' AND b.ts + INTERVAL '1 minute')",
-        ));
-    }
+    let left_time = sides[0].1.event_time;
+    let right_time = sides[1].1.event_time;
+    let updating = [!sides[0].1.is_append_only(), !sides[1].1.is_append_only()];
+    // Rows of an updating input can be retracted at any age, so a time bound releases nothing:
+    // the join keeps every row (ON still applies the bound to each pair).
+    let bound = interval(join, left_time, right_time);
+    let interval = bound.filter(|_| !updating.iter().any(|&u| u));
     // `WITH (state_ttl = …)` bounds a join without a time bound, approximately.
     let ttl = match (interval, ctx.state_ttl) {
         (None, Some(ttl)) => match (left_time, right_time) {
@@ -134,9 +127,11 @@ pub(crate) fn plan_join(join: &Join, ctx: &PlanContext<'_>) -> Result<Stage> {
             interval,
             ttl,
             condition,
+            updating,
         },
         Arc::clone(&ctx.late_rows),
     )?;
+    let retracts = operator.retracts();
     if interval.is_none() && ttl.is_none() {
         ctx.notices.borrow_mut().push(format!(
             "materialized view \"{}\": the join on {} keeps every row of both inputs, so its \
@@ -158,8 +153,21 @@ pub(crate) fn plan_join(join: &Join, ctx: &PlanContext<'_>) -> Result<Stage> {
             signed(i.lower),
             signed(i.upper)
         ));
+    } else if let Some(i) = bound {
+        explain.push(format!(
+            "  time bound: left - right event time in [{}, {}], checked per pair; it releases \
+             no rows, as an input updates",
+            signed(i.lower),
+            signed(i.upper)
+        ));
     }
     explain.extend(lines.iter().map(|l| super::union::indent(l, "  ")));
+    let key = output_key(
+        kind,
+        &sides[0].1,
+        &sides[1].1,
+        join.left.schema().fields().len(),
+    );
     let inputs = sides.into_iter().map(|(input, _)| input).collect();
     Ok(Stage {
         inputs,
@@ -169,8 +177,12 @@ pub(crate) fn plan_join(join: &Join, ctx: &PlanContext<'_>) -> Result<Stage> {
         aggregated: false,
         closes_windows: false,
         props: StreamProps {
-            kind: StreamKind::AppendOnly,
-            key: None,
+            kind: if retracts {
+                StreamKind::Retract
+            } else {
+                StreamKind::AppendOnly
+            },
+            key,
             sealed_by: None,
             seal_span: 0,
             // The left time, which the join's output watermark tracks (bounded joins only).
@@ -178,4 +190,26 @@ pub(crate) fn plan_join(join: &Join, ctx: &PlanContext<'_>) -> Result<Stage> {
         },
         explain,
     })
+}
+
+/// A unique key of the join's rows, when both inputs have one: a joined row is one left row with
+/// one right row (or NULLs), so the two keys together identify it. A semi or anti join's rows are
+/// left rows, unique on the left key.
+fn output_key(
+    kind: JoinKind,
+    left: &StreamProps,
+    right: &StreamProps,
+    left_width: usize,
+) -> Option<Vec<usize>> {
+    let left_key = left.key.clone()?;
+    if kind.left_only() {
+        return Some(left_key);
+    }
+    let right_key = right.key.as_ref()?;
+    Some(
+        left_key
+            .into_iter()
+            .chain(right_key.iter().map(|k| k + left_width))
+            .collect(),
+    )
 }
