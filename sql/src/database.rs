@@ -670,6 +670,7 @@ impl Session {
         let mut query = v.query.clone();
         crate::field_access::rewrite_field_access_in_query(&mut query);
         crate::named_args::resolve_in_query(&mut query, &self.db.functions)?;
+        crate::versioned_rewrite::bound_versions(&mut query, &v.versioned, &self.db.catalog)?;
         let statement = DfStatement::Statement(Box::new(Statement::Query(query)));
         let plan = state
             .statement_to_plan(statement.clone())
@@ -701,6 +702,7 @@ impl Session {
                 lateness_applied: std::cell::Cell::new(false),
                 retention,
                 lookups: &v.lookups,
+                versioned: &v.versioned,
                 notices: &notices,
                 functions: &self.db.functions,
             },

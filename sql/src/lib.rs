@@ -75,6 +75,7 @@ pub mod tables;
 pub mod transaction;
 mod unresolved;
 mod upsert_table;
+mod versioned_rewrite;
 
 pub use database::{
     Database, DatabaseBuilder, DatabaseExtension, DatabaseOptions, QueryResult, Session,

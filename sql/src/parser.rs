@@ -91,6 +91,9 @@ pub struct CreateView {
     pub emit_every: Option<std::time::Duration>,
     /// Tables joined `FOR SYSTEM_TIME AS OF PROCTIME()` (looked up as rows pass).
     pub lookups: Vec<String>,
+    /// Inputs joined `FOR SYSTEM_TIME AS OF column` (versions by event time): the input's name
+    /// and the column's name, qualifier first.
+    pub versioned: Vec<(String, Vec<String>)>,
     /// The statement's text.
     pub sql: String,
 }
@@ -138,6 +141,7 @@ impl CreateSink {
             emit_on_window_close: self.emit_on_window_close,
             emit_every: None,
             lookups: Vec::new(),
+            versioned: Vec::new(),
             sql,
         })
     }
@@ -219,17 +223,32 @@ pub fn parse_statements(sql: &str) -> Result<Vec<WeirStatement>> {
         let mut stmt = parse_one(&mut parser, emit)?;
         let end = parser.peek_token().span.start;
         let text = slice_text(sql, start, end);
-        let tables: Vec<String> = lookups
+        let clauses: Vec<&temporal::TemporalClause> =
+            lookups.iter().filter(|c| c.ordinal == ordinal).collect();
+        let tables: Vec<String> = clauses
             .iter()
-            .filter(|(o, _)| *o == ordinal)
-            .map(|(_, t)| t.clone())
+            .filter(|c| c.as_of.is_none())
+            .map(|c| c.table.clone())
+            .collect();
+        let versioned: Vec<(String, Vec<String>)> = clauses
+            .iter()
+            .filter_map(|c| Some((c.table.clone(), c.as_of.clone()?)))
             .collect();
         match &mut stmt {
-            WeirStatement::CreateView(v) | WeirStatement::ExplainView(v) => v.lookups = tables,
-            WeirStatement::CreateSink(_) if !tables.is_empty() => {
+            WeirStatement::CreateView(v) | WeirStatement::ExplainView(v) => {
+                v.lookups = tables;
+                v.versioned = versioned;
+            }
+            WeirStatement::CreateSink(_) if !clauses.is_empty() => {
                 return Err(SqlError::syntax(
                     "FOR SYSTEM_TIME AS OF in a sink's query: create a materialized view with the \
                      join, and a sink FROM it",
+                ));
+            }
+            _ if !versioned.is_empty() => {
+                return Err(SqlError::syntax(
+                    "FOR SYSTEM_TIME AS OF a column belongs in a materialized view's query (a \
+                     query reads what the view holds now)",
                 ));
             }
             // A query: the table's current rows are what it reads anyway.

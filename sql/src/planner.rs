@@ -20,6 +20,7 @@ mod over;
 mod retention;
 mod top_n;
 mod union;
+mod versioned_join;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -75,6 +76,8 @@ pub struct PlanContext<'a> {
     pub retention: Option<Duration>,
     /// Tables joined `FOR SYSTEM_TIME AS OF PROCTIME()`.
     pub lookups: &'a [String],
+    /// Inputs joined `FOR SYSTEM_TIME AS OF column`, with the column's name.
+    pub versioned: &'a [(String, Vec<String>)],
     /// NOTICEs for the client (state that grows without bound, …).
     pub notices: &'a std::cell::RefCell<Vec<String>>,
     /// The function libraries (incremental forms of `OVER` calls).

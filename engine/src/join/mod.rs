@@ -16,6 +16,7 @@
 //! is held for good (EXPLAIN says so), and outer joins emit their padded rows at once and
 //! retract them when a match arrives; so do joins of inputs that update ([`retracting`]).
 
+mod keys;
 pub mod lookup;
 mod output;
 mod retracting;
@@ -25,15 +26,14 @@ mod side;
 mod state;
 #[cfg(test)]
 mod tests;
+pub mod versioned;
 
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, BooleanArray, RecordBatch};
-use datafusion::arrow::compute::{cast, filter_record_batch};
-use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
+use datafusion::arrow::compute::filter_record_batch;
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::physical_expr::PhysicalExpr;
-use datafusion::physical_plan::aggregates::group_values::{GroupValues, new_group_values};
-use datafusion::physical_plan::aggregates::order::GroupOrdering;
 
 use crate::changes::Changes;
 use crate::checkpoint::OperatorState;
@@ -42,6 +42,7 @@ use crate::late_rows::LateRowLog;
 use crate::message::{CheckpointBarrier, Watermark};
 use crate::operator::{Collector, StreamOperator};
 use crate::time::timestamp_values;
+use keys::JoinKeys;
 use output::take_rows;
 pub use side::TimeBound;
 use side::{JoinSide, Position};
@@ -158,13 +159,11 @@ pub struct StreamJoin {
     retracting: bool,
     /// Retractions of rows already gone under the TTL.
     ttl_misses: u64,
-    key_schema: SchemaRef,
-    keys: Box<dyn GroupValues>,
+    keys: JoinKeys,
     sides: [JoinSide; 2],
     watermark: Option<i64>,
     emitted_watermark: Option<i64>,
     late: Arc<LateRowLog>,
-    scratch: Vec<usize>,
 }
 
 impl StreamJoin {
@@ -182,20 +181,7 @@ impl StreamJoin {
                 "a time bound on a join whose output retracts".into(),
             ));
         }
-        let fields = spec
-            .left_keys
-            .iter()
-            .enumerate()
-            .map(|(i, e)| {
-                Ok(Field::new(
-                    format!("k{i}"),
-                    e.data_type(&spec.left_schema)?,
-                    true,
-                ))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let key_schema = Arc::new(Schema::new(fields));
-        let keys = new_group_values(Arc::clone(&key_schema), &GroupOrdering::None)?;
+        let keys = JoinKeys::try_new(&spec.left_keys, &spec.left_schema)?;
         let bound = |column: usize, reach: i64| TimeBound { column, reach };
         let ttl = |time: fn(&Ttl) -> usize| spec.ttl.map(|t| bound(time(&t), t.nanos));
         let sides = [
@@ -216,13 +202,11 @@ impl StreamJoin {
             spec,
             retracting,
             ttl_misses: 0,
-            key_schema,
             keys,
             sides,
             watermark: None,
             emitted_watermark: None,
             late,
-            scratch: Vec::new(),
         })
     }
 
@@ -231,37 +215,14 @@ impl StreamJoin {
         self.retracting
     }
 
-    /// Key ids of `rows` of input `side` (`u32::MAX` where a key column is NULL).
+    /// Key ids of `rows` of input `side` ([`keys::NO_KEY`] where a key column is NULL).
     fn key_ids(&mut self, side: usize, rows: &RecordBatch) -> Result<Vec<u32>> {
         let exprs = if side == 0 {
             &self.spec.left_keys
         } else {
             &self.spec.right_keys
         };
-        let mut columns = Vec::with_capacity(exprs.len());
-        for (expr, field) in exprs.iter().zip(self.key_schema.fields()) {
-            let column = expr.evaluate(rows)?.into_array(rows.num_rows())?;
-            columns.push(if column.data_type() == field.data_type() {
-                column
-            } else {
-                cast(&column, field.data_type())?
-            });
-        }
-        let mut ids = std::mem::take(&mut self.scratch);
-        self.keys.intern(&columns, &mut ids)?;
-        let out = ids
-            .iter()
-            .enumerate()
-            .map(|(row, &id)| {
-                if columns.iter().any(|c| c.is_null(row)) {
-                    u32::MAX
-                } else {
-                    id as u32
-                }
-            })
-            .collect();
-        self.scratch = ids;
-        Ok(out)
+        self.keys.ids(exprs, rows)
     }
 
     /// Rows of `rows` at or after the watermark; the others go to the late-row log.
@@ -347,7 +308,7 @@ impl StreamJoin {
             // Retracted rows are not interned again.
             side.compact(0, true)?;
         }
-        self.keys = new_group_values(Arc::clone(&self.key_schema), &GroupOrdering::None)?;
+        self.keys.clear()?;
         for side in 0..2 {
             let chunks: Vec<RecordBatch> = self.sides[side]
                 .chunks

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use datafusion::arrow::array::{
     Array, ArrayRef, BooleanArray, RecordBatch, UInt32Array, new_null_array,
 };
-use datafusion::arrow::compute::{filter_record_batch, take};
+use datafusion::arrow::compute::{filter_record_batch, interleave, take};
+use datafusion::arrow::datatypes::SchemaRef;
 
 use super::StreamJoin;
 use super::side::{Chunk, JoinSide, Position};
@@ -184,4 +185,63 @@ pub(super) fn take_rows(rows: &RecordBatch, indices: &[u32]) -> Result<RecordBat
         .map(|c| take(c, &indices, None))
         .collect::<std::result::Result<Vec<_>, _>>()?;
     Ok(RecordBatch::try_new(rows.schema(), columns)?)
+}
+
+/// Columns of rows of `batches` at `positions`, NULL where a position is None (one `interleave`
+/// per column over the batches and a one-row NULL column).
+pub(super) fn gather_or_null(
+    schema: &SchemaRef,
+    batches: &[RecordBatch],
+    positions: &[Option<Position>],
+) -> Result<Vec<ArrayRef>> {
+    gather_from(schema, &|seq| batches.get(seq as usize), positions)
+}
+
+/// [`gather_or_null`] over batches found by a sequence number.
+pub(super) fn gather_from<'a>(
+    schema: &SchemaRef,
+    batch: &dyn Fn(u64) -> Option<&'a RecordBatch>,
+    positions: &[Option<Position>],
+) -> Result<Vec<ArrayRef>> {
+    let mut local: std::collections::HashMap<u64, usize> = std::collections::HashMap::new();
+    let mut sources: Vec<&RecordBatch> = Vec::new();
+    let mut indices = Vec::with_capacity(positions.len());
+    for p in positions {
+        indices.push(match p {
+            Some(p) => {
+                let index = match local.get(&p.seq) {
+                    Some(&i) => i,
+                    None => {
+                        let rows = batch(p.seq).ok_or_else(|| {
+                            EngineError::Internal("a held join row is gone".into())
+                        })?;
+                        sources.push(rows);
+                        local.insert(p.seq, sources.len() - 1);
+                        sources.len() - 1
+                    }
+                };
+                (index, p.row as usize)
+            }
+            // The NULL row comes after the batches.
+            None => (usize::MAX, 0),
+        });
+    }
+    let null_source = sources.len();
+    for index in &mut indices {
+        if index.0 == usize::MAX {
+            index.0 = null_source;
+        }
+    }
+    schema
+        .fields()
+        .iter()
+        .enumerate()
+        .map(|(column, field)| {
+            let null = new_null_array(field.data_type(), 1);
+            let mut arrays: Vec<&dyn Array> =
+                sources.iter().map(|b| b.column(column).as_ref()).collect();
+            arrays.push(null.as_ref());
+            Ok(interleave(&arrays, &indices)?)
+        })
+        .collect()
 }

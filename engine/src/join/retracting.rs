@@ -21,20 +21,18 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    Array, ArrayRef, BooleanArray, RecordBatch, UInt8Array, UInt32Array, new_null_array,
+    Array, ArrayRef, BooleanArray, RecordBatch, UInt8Array, UInt32Array,
 };
-use datafusion::arrow::compute::{filter_record_batch, interleave, take};
+use datafusion::arrow::compute::{filter_record_batch, take};
 use datafusion::common::hash_utils::{RandomState, create_hashes};
 
-use super::output::take_rows;
-use super::side::{JoinSide, Position};
+use super::keys::NO_KEY;
+use super::output::{gather_from, take_rows};
+use super::side::Position;
 use super::{JoinKind, OUTPUT_ROWS, StreamJoin};
 use crate::changes::{Changes, Op};
 use crate::error::{EngineError, Result};
 use crate::operator::Collector;
-
-/// A NULL join key: the row matches nothing.
-const NO_KEY: u32 = u32::MAX;
 
 /// The changes a batch makes, before their rows are gathered: for each output row its op, the
 /// probing batch's row and the other input's held row (None: that side's columns are NULL).
@@ -312,7 +310,11 @@ impl StreamJoin {
                 .iter()
                 .map(|c| take(c, &this_at, None))
                 .collect::<std::result::Result<_, _>>()?;
-            let held = gather_or_null(other, &plan.other[start..end])?;
+            let held = gather_from(
+                &other.schema,
+                &|seq| other.chunk(seq).map(|c| &c.rows),
+                &plan.other[start..end],
+            )?;
             let columns = match (side, left_only) {
                 (0, true) => this,
                 (_, true) => held,
@@ -325,50 +327,4 @@ impl StreamJoin {
         }
         Ok(())
     }
-}
-
-/// Columns of `side`'s held rows at `positions`, NULL where a position is None.
-fn gather_or_null(side: &JoinSide, positions: &[Option<Position>]) -> Result<Vec<ArrayRef>> {
-    let mut local: HashMap<u64, usize> = HashMap::new();
-    let mut seqs: Vec<u64> = Vec::new();
-    let mut indices = Vec::with_capacity(positions.len());
-    for p in positions {
-        indices.push(match p {
-            Some(p) => {
-                let index = *local.entry(p.seq).or_insert_with(|| {
-                    seqs.push(p.seq);
-                    seqs.len() - 1
-                });
-                (index, p.row as usize)
-            }
-            // The NULL row comes after the chunks; its index is fixed below.
-            None => (usize::MAX, 0),
-        });
-    }
-    let null_source = seqs.len();
-    for index in &mut indices {
-        if index.0 == usize::MAX {
-            index.0 = null_source;
-        }
-    }
-    let chunks = seqs
-        .iter()
-        .map(|&seq| {
-            side.chunk(seq)
-                .map(|c| &c.rows)
-                .ok_or_else(|| EngineError::Internal("a held join row is gone".into()))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    side.schema
-        .fields()
-        .iter()
-        .enumerate()
-        .map(|(column, field)| {
-            let null = new_null_array(field.data_type(), 1);
-            let mut sources: Vec<&dyn Array> =
-                chunks.iter().map(|c| c.column(column).as_ref()).collect();
-            sources.push(null.as_ref());
-            Ok(interleave(&sources, &indices)?)
-        })
-        .collect()
 }

@@ -57,7 +57,7 @@ fn join(kind: JoinKind, updating: [bool; 2]) -> StreamJoin {
 }
 
 /// Output rows as (left key, left value, right key, right value).
-fn as_tuples(batch: &RecordBatch) -> Vec<Pair> {
+pub(super) fn as_tuples(batch: &RecordBatch) -> Vec<Pair> {
     let value = |c: usize, i: usize| {
         let a = batch.column(c).as_primitive::<Int64Type>();
         a.is_valid(i).then(|| a.value(i))

@@ -191,6 +191,7 @@ pub(super) fn parse_create_view(
         emit_on_window_close,
         emit_every,
         lookups: Vec::new(),
+        versioned: Vec::new(),
         sql: String::new(),
     })
 }

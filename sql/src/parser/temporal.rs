@@ -1,18 +1,27 @@
-//! `FOR SYSTEM_TIME AS OF PROCTIME()` after a table in a view's query: a processing-time
-//! temporal join. PostgreSQL's dialect does not parse the clause (and DataFusion's planner would
-//! drop it), so it is taken out of the tokens here and the table's name kept for the planner.
+//! `FOR SYSTEM_TIME AS OF PROCTIME()` after a table in a view's query (a processing-time temporal
+//! join), or `FOR SYSTEM_TIME AS OF o.ts` (an event-time temporal join: the version valid at the
+//! left row's time). PostgreSQL's dialect does not parse the clause (and DataFusion's planner
+//! would drop it), so it is taken out of the tokens here and the table's name (and the column)
+//! kept for the planner.
 
 use datafusion::sql::sqlparser::tokenizer::{Token, TokenWithSpan};
 
 use crate::error::{Result, SqlError};
 
-/// The tables each statement joins `FOR SYSTEM_TIME AS OF PROCTIME()`, by statement ordinal.
-pub(super) type StatementLookups = Vec<(usize, String)>;
+/// A table joined `FOR SYSTEM_TIME AS OF …` in the statement numbered `ordinal`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct TemporalClause {
+    pub ordinal: usize,
+    pub table: String,
+    /// `AS OF column` (its name, qualifier first); None for `AS OF PROCTIME()`.
+    pub as_of: Option<Vec<String>>,
+}
 
-/// Removes every `FOR SYSTEM_TIME AS OF PROCTIME()` and returns the tables they followed.
+/// Removes every `FOR SYSTEM_TIME AS OF PROCTIME()` or `AS OF column` and returns the tables
+/// they followed.
 pub(super) fn strip_temporal_clauses(
     tokens: Vec<TokenWithSpan>,
-) -> Result<(Vec<TokenWithSpan>, StatementLookups)> {
+) -> Result<(Vec<TokenWithSpan>, Vec<TemporalClause>)> {
     let word = |t: &Token| match t {
         Token::Word(w) if w.quote_style.is_none() => Some(w.value.to_ascii_uppercase()),
         _ => None,
@@ -41,22 +50,41 @@ pub(super) fn strip_temporal_clauses(
                 "FOR SYSTEM_TIME AS OF must follow a table name",
             ));
         };
+        let name = |w: &datafusion::sql::sqlparser::tokenizer::Word| match w.quote_style {
+            Some(_) => w.value.clone(),
+            None => w.value.to_ascii_lowercase(),
+        };
         let proctime =
             is(4, "PROCTIME") && at(5) == Some(&Token::LParen) && at(6) == Some(&Token::RParen);
-        if !proctime {
-            return Err(SqlError::syntax(
-                "FOR SYSTEM_TIME AS OF takes PROCTIME() (joins with the table's current rows); \
-                 event-time versions (AS OF s.ts) are not supported yet",
-            ));
-        }
-        let name = match table.quote_style {
-            Some(_) => table.value.clone(),
-            None => table.value.to_ascii_lowercase(),
+        let (length, as_of) = if proctime {
+            (7, None)
+        } else {
+            // A column: name or qualifier.name.
+            let mut parts = Vec::new();
+            let mut j = 4;
+            while let Some(Token::Word(w)) = at(j) {
+                parts.push(name(w));
+                if at(j + 1) != Some(&Token::Period) {
+                    break;
+                }
+                j += 2;
+            }
+            if parts.is_empty() || at(j + 1) == Some(&Token::LParen) {
+                return Err(SqlError::syntax(
+                    "FOR SYSTEM_TIME AS OF takes PROCTIME() (the table's current rows) or the \
+                     left input's event-time column (AS OF o.ts: the version valid at that time)",
+                ));
+            }
+            (j + 1, Some(parts))
         };
-        for j in 0..7 {
+        for j in 0..length {
             remove[significant[k + j]] = true;
         }
-        found.push((ordinal, name));
+        found.push(TemporalClause {
+            ordinal,
+            table: name(table),
+            as_of,
+        });
     }
     let kept = tokens
         .into_iter()

@@ -106,3 +106,30 @@ fn syntax_errors_are_errors() {
     assert!(parse_statements("").unwrap().is_empty());
     assert!(parse_statements("-- just a comment").unwrap().is_empty());
 }
+
+#[test]
+fn temporal_clauses_are_taken_out_with_their_table_and_time() {
+    let s = parse_statements(
+        "CREATE MATERIALIZED VIEW a AS SELECT * FROM o JOIN Rates FOR SYSTEM_TIME AS OF o.ts AS r \
+           ON o.c = r.c JOIN eq FOR SYSTEM_TIME AS OF PROCTIME() e ON o.e = e.id; \
+         CREATE MATERIALIZED VIEW b AS SELECT * FROM o JOIN \"R\" FOR SYSTEM_TIME AS OF ts ON o.c = \"R\".c",
+    )
+    .unwrap();
+    let (WeirStatement::CreateView(a), WeirStatement::CreateView(b)) = (&s[0], &s[1]) else {
+        panic!("{s:?}")
+    };
+    assert_eq!(a.lookups, vec!["eq".to_string()]);
+    assert_eq!(
+        a.versioned,
+        vec![("rates".to_string(), vec!["o".to_string(), "ts".to_string()])]
+    );
+    assert_eq!(b.versioned, vec![("R".to_string(), vec!["ts".to_string()])]);
+    assert!(b.lookups.is_empty());
+    for bad in [
+        "CREATE MATERIALIZED VIEW c AS SELECT * FROM o JOIN r FOR SYSTEM_TIME AS OF now() ON o.c = r.c",
+        "CREATE MATERIALIZED VIEW c AS SELECT * FROM o JOIN r FOR SYSTEM_TIME AS OF 5 ON o.c = r.c",
+    ] {
+        let err = parse_statements(bad).expect_err(bad);
+        assert!(err.to_string().contains("takes PROCTIME()"), "{err}");
+    }
+}

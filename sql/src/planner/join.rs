@@ -12,6 +12,7 @@
 use std::sync::Arc;
 
 use datafusion::logical_expr::{JoinType, logical_plan::Join};
+use datafusion::physical_expr::PhysicalExpr;
 use weir_engine::join::{JoinKind, JoinSpec, StreamJoin, Ttl};
 use weir_engine::stream_props::{StreamKind, StreamProps};
 use weir_engine::view_runtime::PlannedInput;
@@ -43,32 +44,10 @@ pub(crate) fn plan_join(join: &Join, ctx: &PlanContext<'_>) -> Result<Stage> {
     if let Some(input) = super::lookup::lookup_scan(&join.right, ctx) {
         return super::lookup::plan_lookup_join(join, kind, input, ctx);
     }
-    let mut sides = Vec::with_capacity(2);
-    let mut lines = Vec::new();
-    for (name, plan) in [("Left", &join.left), ("Right", &join.right)] {
-        let mut stage = super::build(plan, ctx)?;
-        stage.flush();
-        if stage.inputs.len() != 1 {
-            return Err(unsupported(
-                "a join whose input is itself a join or a UNION",
-            ));
-        }
-        let props = stage.props.clone();
-        let Some(single) = stage.inputs.pop() else {
-            return Err(unsupported("a join input without a source or view"));
-        };
-        lines.push(format!("{name}: {}", describe_input(&single.input)));
-        lines.extend(stage.explain.iter().map(|l| super::union::indent(l, "  ")));
-        let mut operators = single.operators;
-        operators.extend(stage.operators);
-        sides.push((
-            PlannedInput {
-                input: single.input,
-                operators,
-            },
-            props,
-        ));
+    if let Some(as_of) = super::versioned_join::versioned_as_of(&join.right, ctx) {
+        return super::versioned_join::plan_versioned_join(join, kind, as_of, ctx);
     }
+    let (sides, lines) = plan_sides(join, ctx)?;
     let left_time = sides[0].1.event_time;
     let right_time = sides[1].1.event_time;
     let updating = [!sides[0].1.is_append_only(), !sides[1].1.is_append_only()];
@@ -95,23 +74,7 @@ pub(crate) fn plan_join(join: &Join, ctx: &PlanContext<'_>) -> Result<Stage> {
         },
         _ => None,
     };
-    let left_keys = join
-        .on
-        .iter()
-        .map(|(l, _)| physical(l, join.left.schema(), ctx))
-        .collect::<Result<Vec<_>>>()?;
-    let right_keys = join
-        .on
-        .iter()
-        .map(|(_, r)| physical(r, join.right.schema(), ctx))
-        .collect::<Result<Vec<_>>>()?;
-    // The rest of ON sees both inputs' columns, whatever the join outputs.
-    let joined = join.left.schema().join(join.right.schema())?;
-    let filter = join
-        .filter
-        .as_ref()
-        .map(|f| physical(f, &joined, ctx))
-        .transpose()?;
+    let (left_keys, right_keys, filter) = join_exprs(join, ctx)?;
     let condition = condition_text(join);
     let operator = StreamJoin::try_new(
         JoinSpec {
@@ -123,7 +86,13 @@ pub(crate) fn plan_join(join: &Join, ctx: &PlanContext<'_>) -> Result<Stage> {
             left_schema: Arc::new(join.left.schema().as_arrow().clone()),
             right_schema: Arc::new(join.right.schema().as_arrow().clone()),
             output_schema: Arc::new(join.schema.as_arrow().clone()),
-            joined_schema: Arc::new(joined.as_arrow().clone()),
+            joined_schema: Arc::new(
+                join.left
+                    .schema()
+                    .join(join.right.schema())?
+                    .as_arrow()
+                    .clone(),
+            ),
             interval,
             ttl,
             condition,
@@ -212,4 +181,71 @@ fn output_key(
             .chain(right_key.iter().map(|k| k + left_width))
             .collect(),
     )
+}
+
+/// A join's inputs, each planned as one pipeline input, with their stream properties.
+pub(super) type JoinInputs = Vec<(PlannedInput, StreamProps)>;
+
+/// Key expressions over one input's rows.
+type KeyExprs = Vec<Expr>;
+
+/// A physical expression.
+type Expr = Arc<dyn PhysicalExpr>;
+
+/// Each input of `join` planned as a stage of its own (one pipeline input with the operators on
+/// its rows alone) with its stream properties, and the EXPLAIN lines of both.
+pub(super) fn plan_sides(join: &Join, ctx: &PlanContext<'_>) -> Result<(JoinInputs, Vec<String>)> {
+    let mut sides = Vec::with_capacity(2);
+    let mut lines = Vec::new();
+    for (name, plan) in [("Left", &join.left), ("Right", &join.right)] {
+        let mut stage = super::build(plan, ctx)?;
+        stage.flush();
+        if stage.inputs.len() != 1 {
+            return Err(unsupported(
+                "a join whose input is itself a join or a UNION",
+            ));
+        }
+        let props = stage.props.clone();
+        let Some(single) = stage.inputs.pop() else {
+            return Err(unsupported("a join input without a source or view"));
+        };
+        lines.push(format!("{name}: {}", describe_input(&single.input)));
+        lines.extend(stage.explain.iter().map(|l| super::union::indent(l, "  ")));
+        let mut operators = single.operators;
+        operators.extend(stage.operators);
+        sides.push((
+            PlannedInput {
+                input: single.input,
+                operators,
+            },
+            props,
+        ));
+    }
+    Ok((sides, lines))
+}
+
+/// The key expressions over each input (the `ON` equalities) and the rest of `ON`, over a
+/// joined row of both inputs' columns.
+pub(super) fn join_exprs(
+    join: &Join,
+    ctx: &PlanContext<'_>,
+) -> Result<(KeyExprs, KeyExprs, Option<Expr>)> {
+    let left_keys = join
+        .on
+        .iter()
+        .map(|(l, _)| physical(l, join.left.schema(), ctx))
+        .collect::<Result<Vec<_>>>()?;
+    let right_keys = join
+        .on
+        .iter()
+        .map(|(_, r)| physical(r, join.right.schema(), ctx))
+        .collect::<Result<Vec<_>>>()?;
+    // The rest of ON sees both inputs' columns, whatever the join outputs.
+    let joined = join.left.schema().join(join.right.schema())?;
+    let filter = join
+        .filter
+        .as_ref()
+        .map(|f| physical(f, &joined, ctx))
+        .transpose()?;
+    Ok((left_keys, right_keys, filter))
 }
