@@ -15,6 +15,7 @@
 
 mod join;
 mod join_condition;
+mod join_inputs;
 mod lookup;
 mod over;
 mod retention;

@@ -13,6 +13,7 @@ mod crash;
 mod crash_tables;
 mod docs;
 mod e2e;
+mod examples;
 mod grafana;
 mod harness;
 mod kafka;

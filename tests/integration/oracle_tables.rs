@@ -1,7 +1,7 @@
 //! The oracle over tables: random INSERT / ON CONFLICT / UPDATE (moving keys and groups) /
 //! DELETE / COPY / rolled-back transactions into two keyed tables and an append-only one, under
-//! views stacked three deep, Top-N, DISTINCT, DISTINCT ON, UNION ALL and aggregates that must
-//! retract (min / max). Once the writes stop, every view equals its query run as a DataFusion
+//! views stacked three deep, Top-N, DISTINCT, DISTINCT ON, UNION ALL, aggregates that must
+//! retract (min / max) and joins of every kind over the updating tables. Once the writes stop, every view equals its query run as a DataFusion
 //! batch query over the tables' final rows, and every view's change stream, followed from before
 //! the first write through the changelog checker, replays to the view's rows.
 
@@ -61,6 +61,39 @@ const VIEWS: &[(&str, &str, &str)] = &[
         "both_sum",
         "SELECT g, sum(v) AS s, count(*) AS n FROM both GROUP BY g",
         "SELECT g, sum(v) AS s, count(*) AS n FROM (SELECT g, v FROM kv UNION ALL SELECT g, v FROM kw) t GROUP BY g",
+    ),
+    // Joins of updating inputs: every kind, retracting and re-emitting as either side changes
+    // (keys move between groups, rows are deleted, a join key changes under an update).
+    (
+        "kv_kw",
+        "SELECT kv.k, kv.v, kw.k AS wk, kw.v AS wv FROM kv JOIN kw ON kv.g = kw.g AND kv.v >= kw.v",
+        "SELECT kv.k, kv.v, kw.k AS wk, kw.v AS wv FROM kv JOIN kw ON kv.g = kw.g AND kv.v >= kw.v",
+    ),
+    (
+        "kv_left_kw",
+        "SELECT kv.k, kw.k AS wk FROM kv LEFT JOIN kw ON kv.g = kw.g AND kw.v > 50",
+        "SELECT kv.k, kw.k AS wk FROM kv LEFT JOIN kw ON kv.g = kw.g AND kw.v > 50",
+    ),
+    (
+        "kv_full_per_g",
+        "SELECT kv.k, p.g, p.n FROM kv FULL JOIN per_g AS p ON kv.g = p.g AND kv.v = p.hi",
+        "SELECT kv.k, p.g, p.n FROM kv FULL JOIN \
+           (SELECT g, count(*) AS n, max(v) AS hi FROM kv GROUP BY g) p ON kv.g = p.g AND kv.v = p.hi",
+    ),
+    (
+        "ev_right_kw",
+        "SELECT ev.v, kw.k FROM ev RIGHT JOIN kw ON ev.g = kw.g AND ev.v < kw.v",
+        "SELECT ev.v, kw.k FROM ev RIGHT JOIN kw ON ev.g = kw.g AND ev.v < kw.v",
+    ),
+    (
+        "kv_in_kw",
+        "SELECT k, g FROM kv WHERE g IN (SELECT g FROM kw WHERE v > 0)",
+        "SELECT k, g FROM kv WHERE g IN (SELECT g FROM kw WHERE v > 0)",
+    ),
+    (
+        "kv_not_in_kw",
+        "SELECT k, g FROM kv WHERE NOT EXISTS (SELECT 1 FROM kw WHERE kw.g = kv.g AND kw.v > 0)",
+        "SELECT k, g FROM kv WHERE NOT EXISTS (SELECT 1 FROM kw WHERE kw.g = kv.g AND kw.v > 0)",
     ),
     (
         "ev_stats",

@@ -14,8 +14,8 @@ use weir_engine::join::JoinKind;
 use weir_engine::join::versioned::{VersionedJoin, VersionedSpec};
 use weir_engine::stream_props::{StreamKind, StreamProps};
 
-use super::join::{join_exprs, plan_sides};
 use super::join_condition::condition_text;
+use super::join_inputs::{join_exprs, plan_sides};
 use super::{PlanContext, Stage, unsupported};
 use crate::error::Result;
 
