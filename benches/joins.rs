@@ -1,6 +1,7 @@
 //! Joins: Nexmark q7 (bids joined with their window's highest price: an interval join of a
-//! source and a windowed view) and an interval self-join, each in its own process, with the
-//! state they hold, written to BENCHMARKS.md's `joins` section.
+//! source and a windowed view), q3, q4, q8 and q9 over the Nexmark generator's persons,
+//! auctions and bids, an interval self-join and a join of an updating aggregate, each in its
+//! own process, with the state they hold, written to BENCHMARKS.md's `joins` section.
 //!
 //! `cargo bench --bench joins -- [WORKLOAD…] [--events N] [--flink-q7 FILE]`
 //!
@@ -8,6 +9,14 @@
 //! |---|---|
 //! | `q7` | Nexmark q7 over the peers' bids (10 bids per ms, prices uniform over 10⁸): the bids at the highest price of each 10 s window |
 //! | `self_interval` | bids of one auction less than 100 ms apart (10,000 auctions): an interval self-join |
+//! | `q3` | Nexmark q3: sellers in three states and their auctions in one category (a regular join, every person and matching auction held) |
+//! | `q4` | Nexmark q4: average winning price per category (interval join of auctions and bids, max per auction, avg of those over an updating input) |
+//! | `q8` | Nexmark q8: persons who opened auctions in the 10 s window they registered in (a window join of two windowed aggregates) |
+//! | `q9` | Nexmark q9: each auction's winning bid (interval join, then Top-1 per auction) |
+//! | `updating` | auctions joined with the highest bid so far on each (a regular join of a source and an updating aggregate: retract and re-emit) |
+//!
+//! The Nexmark workloads count Nexmark events (persons, auctions and bids together: 2 %, 6 % and
+//! 92 % of them), each source generating only its own table's rows.
 //!
 //! `--flink-q7 FILE` adds Flink 2.3's q7 over the same rows, measured by
 //! `scripts/bench-peers.sh … q7` (net of JVM start-up), and the per-CPU-second ratio.
@@ -27,7 +36,7 @@ use common::child::{
 };
 use common::{commit, machine, today, write_section};
 
-const ALL: [&str; 2] = ["q7", "self_interval"];
+const ALL: [&str; 7] = ["q7", "self_interval", "q3", "q4", "q8", "q9", "updating"];
 
 /// The peers' bids (as in the windows bench and Flink's datagen table).
 fn bids(events: u64) -> String {
@@ -37,6 +46,33 @@ fn bids(events: u64) -> String {
          WITH (connector = 'datagen', generator = 'bids', events = {events},
                start_time = '2024-01-01T00:00:00Z');"
     )
+}
+
+/// The Nexmark generator's three tables, `events` events in all.
+fn nexmark(events: u64) -> String {
+    let table = |name: &str, columns: &str| {
+        format!(
+            "CREATE SOURCE {name} ({columns}, WATERMARK FOR date_time AS date_time - INTERVAL '4 seconds')
+             WITH (connector = 'datagen', generator = 'nexmark', table = '{name}', rate = 'unbounded',
+                   events = '{events}', start_time = '2015-07-15T00:00:00Z');"
+        )
+    };
+    [
+        table(
+            "person",
+            "id BIGINT, name VARCHAR, city VARCHAR, state VARCHAR, date_time TIMESTAMPTZ",
+        ),
+        table(
+            "auction",
+            "id BIGINT, seller BIGINT, category BIGINT, initial_bid BIGINT, date_time TIMESTAMPTZ, \
+             expires TIMESTAMPTZ",
+        ),
+        table(
+            "bid",
+            "auction BIGINT, bidder BIGINT, price BIGINT, date_time TIMESTAMPTZ",
+        ),
+    ]
+    .join("\n")
 }
 
 /// (source DDL, views DDL; the last view is `v`) of a workload.
@@ -58,6 +94,52 @@ fn workload(name: &str, events: u64) -> Option<(String, &'static str)> {
                SELECT a.auction, a.id AS first, b.id AS second FROM bids AS a JOIN bids AS b
                  ON a.auction = b.auction AND b.ts > a.ts AND b.ts < a.ts + INTERVAL '100 milliseconds'",
         ),
+        "q3" => (
+            nexmark(events),
+            "CREATE MATERIALIZED VIEW v AS
+               SELECT P.name, P.city, P.state, A.id
+               FROM auction AS A INNER JOIN person AS P ON A.seller = P.id
+               WHERE A.category = 10 AND (P.state = 'OR' OR P.state = 'ID' OR P.state = 'CA')",
+        ),
+        "q4" => (
+            nexmark(events),
+            "CREATE MATERIALIZED VIEW v AS
+               SELECT category, avg(final) AS avg_final FROM (
+                 SELECT A.id, A.category, max(B.price) AS final
+                 FROM auction AS A JOIN bid AS B
+                   ON A.id = B.auction AND B.date_time BETWEEN A.date_time AND A.expires
+                 GROUP BY A.id, A.category) AS Q
+               GROUP BY category",
+        ),
+        "q8" => (
+            nexmark(events),
+            "CREATE MATERIALIZED VIEW new_people AS
+               SELECT id, name, window_start, window_end FROM TUMBLE(person, date_time, INTERVAL '10 seconds')
+               GROUP BY id, name, window_start, window_end EMIT ON WINDOW CLOSE;
+             CREATE MATERIALIZED VIEW new_sellers AS
+               SELECT seller, window_start, window_end FROM TUMBLE(auction, date_time, INTERVAL '10 seconds')
+               GROUP BY seller, window_start, window_end EMIT ON WINDOW CLOSE;
+             CREATE MATERIALIZED VIEW v AS
+               SELECT P.id, P.name, P.window_start FROM new_people AS P JOIN new_sellers AS A
+                 ON P.id = A.seller AND P.window_start = A.window_start AND P.window_end = A.window_end",
+        ),
+        "q9" => (
+            nexmark(events),
+            "CREATE MATERIALIZED VIEW v AS
+               SELECT id, seller, auction, bidder, price FROM (
+                 SELECT A.id, A.seller, B.auction, B.bidder, B.price,
+                        row_number() OVER (PARTITION BY A.id ORDER BY B.price DESC, B.date_time ASC) AS rn
+                 FROM auction AS A JOIN bid AS B
+                   ON A.id = B.auction AND B.date_time BETWEEN A.date_time AND A.expires)
+               WHERE rn = 1",
+        ),
+        "updating" => (
+            nexmark(events),
+            "CREATE MATERIALIZED VIEW v AS
+               SELECT A.id, A.seller, W.final
+               FROM auction AS A JOIN (SELECT auction, max(price) AS final FROM bid GROUP BY auction) AS W
+                 ON A.id = W.auction",
+        ),
         _ => return None,
     })
 }
@@ -70,6 +152,8 @@ async fn run(name: &str, events: u64) -> KeyFigures {
 fn goal(name: &str) -> &'static str {
     match name {
         "q7" => "≥ 0.5 M/CPU-s",
+        "q3" | "q8" => "≥ 1 M/CPU-s",
+        "q4" | "q9" => "≥ 0.3 M/CPU-s",
         _ => "",
     }
 }
@@ -78,9 +162,11 @@ fn report(args: &str, results: &[(String, KeyFigures)], flink: Option<&KeyFigure
     let mut s = format!(
         "## Joins\n\n`cargo bench --bench joins --{args}` · commit {} · {} · {}\n\n\
          Each run is the real engine (datagen source → pipeline(s) → materialized view, `rate = 'unbounded'`) \
-         in its own process; CPU is process CPU time over all threads (the generator and, for q7, the \
-         windowed view feeding the join included) until the view has every row. Peak state is the join's \
-         (held rows, key lists and key table) at its largest.\n\n\
+         in its own process; CPU is process CPU time over all threads (the generators and, for q7 and \
+         q8, the windowed views feeding the join included) until the view has every row. Peak state is \
+         the view pipeline's operators' at their largest (the join's held rows, key lists and key \
+         table, and for q4, q9 and `updating` the aggregates or Top-N after it; q7's and q8's \
+         windowed views are not in it).\n\n\
          | workload | events | wall s | events per CPU-s | rows out | peak RSS MB | peak state MB | goal |\n\
          |---|---:|---:|---:|---:|---:|---:|---|\n",
         commit(),
