@@ -8,7 +8,7 @@
 #   scripts/bench-peers.sh 10000000 q11 tumble2s tumble2s_retained hop cumulate session_memory
 #                               (window kinds only: the `windows` bench with Flink's q11 beside
 #                                Weir's; the tumble count runs when other workloads are named)
-#   scripts/bench-peers.sh 10000000 q7 self_interval   (joins: the `joins` bench, Flink's q7 beside)
+#   scripts/bench-peers.sh 10000000 q7 self_interval q3 q4 q8 q9 updating   (joins: the `joins` bench, Flink's q7 beside)
 #
 # Flink's CPU time is measured with /usr/bin/time over a run of ROWS rows minus a run of 1,000
 # rows, so its ~8 s of JVM start-up and job submission is not counted against it.
@@ -46,7 +46,7 @@ streaming=()
 for w in "$@"; do
   case "$w" in
     q11 | tumble2s | tumble2s_retained | hop | cumulate | session_memory) windows+=("$w") ;;
-    q7 | self_interval) joins+=("$w") ;;
+    q7 | self_interval | q3 | q4 | q8 | q9 | updating) joins+=("$w") ;;
     *) streaming+=("$w") ;;
   esac
 done
