@@ -37,6 +37,9 @@ use crate::message::{CheckpointBarrier, Message};
 use crate::operator::{Collector, StreamOperator};
 use crate::source::{Source, SourceCheckpointing, SourceTaskConfig, spawn_source};
 
+/// How often, at most, an operator's state size is read (at watermarks).
+const STATE_SAMPLE_EVERY: std::time::Duration = std::time::Duration::from_millis(50);
+
 /// Where a pipeline's rows come from.
 pub enum PipelineInput {
     /// A fresh reader of a source.
@@ -448,9 +451,12 @@ async fn run_operator(
     count_input: bool,
     stage: Stage,
 ) -> Result<()> {
-    // State size is sampled at watermarks and at the end, not per batch: it is what changes
-    // windows' lifetimes, and sampling stays off the per-batch path.
+    // State size is sampled at watermarks (at most every STATE_SAMPLE_EVERY) and at the end,
+    // not per batch: watermarks are what change windows' lifetimes, and an operator may count
+    // its state by walking it (every key of an aggregate or OVER window), which at every
+    // watermark made a join of a few hundred thousand keys spend most of its time counting.
     let mut state_bytes = 0u64;
+    let mut sampled: Option<std::time::Instant> = None;
     if let Some(state) = stage.restore {
         op.restore(state)?;
         status.record_state(&mut state_bytes, op.state_size());
@@ -495,7 +501,10 @@ async fn run_operator(
                 op.process_input(input, changes, &mut out)?
             }
             Message::Watermark(w) => {
-                status.record_state(&mut state_bytes, op.state_size());
+                if sampled.is_none_or(|t| t.elapsed() >= STATE_SAMPLE_EVERY) {
+                    status.record_state(&mut state_bytes, op.state_size());
+                    sampled = Some(std::time::Instant::now());
+                }
                 if let Some(w) = op.on_watermark(w, &mut out)? {
                     out.push(Message::Watermark(w));
                 }

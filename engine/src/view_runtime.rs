@@ -72,6 +72,9 @@ pub struct ViewPipeline {
     pub explain: String,
     /// `WITH (retention = …)`: final rows leave this long behind the watermark.
     pub retention: Option<Retention>,
+    /// Tables a temporal join looks up as rows pass (`FOR SYSTEM_TIME AS OF PROCTIME()`): not
+    /// read as inputs, but the view depends on them (a DROP of one is refused).
+    pub looked_up: Vec<String>,
 }
 
 /// A view's part in checkpoints, when the database has a data directory.
@@ -120,6 +123,7 @@ impl ViewRuntime {
             schema,
             explain,
             retention,
+            looked_up,
         } = pipeline;
         let (table, recovered, checkpointing) = match checkpointing {
             Some(c) => (
@@ -192,6 +196,7 @@ impl ViewRuntime {
                 operators,
             });
         }
+        input_names.extend(looked_up);
         let entry = Arc::new(ViewEntry {
             name: name.to_string(),
             sql: sql.to_string(),

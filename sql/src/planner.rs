@@ -178,6 +178,7 @@ pub fn plan_view(plan: &LogicalPlan, ctx: &PlanContext<'_>) -> Result<ViewPipeli
         schema,
         explain,
         retention,
+        looked_up: ctx.lookups.to_vec(),
     })
 }
 

@@ -190,6 +190,7 @@ impl Session {
             schema: Arc::clone(&schema),
             explain,
             retention: None,
+            looked_up: Vec::new(),
         };
         let id = self.object_id(replay);
         let durability = self.db.durability.clone();

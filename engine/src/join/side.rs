@@ -51,6 +51,17 @@ pub(super) struct Chunk {
     pub live: Vec<bool>,
 }
 
+impl Chunk {
+    /// Bytes of the rows and their per-row facts.
+    fn bytes(&self) -> usize {
+        self.rows.get_array_memory_size()
+            + self.keys.len() * 4
+            + self.degrees.len() * 4
+            + self.hashes.len() * 8
+            + self.live.len()
+    }
+}
+
 /// How long rows of a side are kept: until the watermark passes `time + reach`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TimeBound {
@@ -75,6 +86,10 @@ pub(super) struct JoinSide {
     pub leftovers: usize,
     /// Rows retracted but still in their chunks.
     pub dead: usize,
+    /// Bytes of the chunks (kept as they change: state size is read at every watermark).
+    chunk_bytes: usize,
+    /// Entries in the key lists.
+    positions: usize,
     pub bound: Option<TimeBound>,
 }
 
@@ -88,6 +103,8 @@ impl JoinSide {
             rows: 0,
             leftovers: 0,
             dead: 0,
+            chunk_bytes: 0,
+            positions: 0,
             bound,
         }
     }
@@ -118,10 +135,11 @@ impl JoinSide {
                 seq,
                 row: row as u32,
             });
+            self.positions += 1;
         }
         self.rows += rows.num_rows();
         let live = vec![true; rows.num_rows()];
-        self.chunks.push_back(Chunk {
+        let chunk = Chunk {
             rows,
             keys,
             max_time,
@@ -129,7 +147,9 @@ impl JoinSide {
             degrees,
             hashes,
             live,
-        });
+        };
+        self.chunk_bytes += chunk.bytes();
+        self.chunks.push_back(chunk);
         Ok(seq)
     }
 
@@ -176,6 +196,7 @@ impl JoinSide {
         if let Some(list) = self.by_key.get_mut(key as usize) {
             // Order-preserving: rows gone by expiry stay a prefix of every list.
             list.remove(index);
+            self.positions -= 1;
         }
         if let Some(live) = self
             .chunk_mut(p.seq)
@@ -233,6 +254,7 @@ impl JoinSide {
             });
         }
         self.chunks = kept;
+        self.chunk_bytes = self.chunks.iter().map(Chunk::bytes).sum();
         self.dead = 0;
         self.reindex(keys);
         Ok(())
@@ -246,6 +268,7 @@ impl JoinSide {
         let gone = list.partition_point(|p| p.seq < self.first_seq);
         if gone > 0 {
             list.drain(..gone);
+            self.positions -= gone;
             self.leftovers = self.leftovers.saturating_sub(gone);
         }
         list
@@ -303,6 +326,7 @@ impl JoinSide {
             if let Some(chunk) = self.chunks.pop_front() {
                 self.first_seq += 1;
                 let live = chunk.live.iter().filter(|&&l| l).count();
+                self.chunk_bytes -= chunk.bytes();
                 self.rows -= live;
                 self.dead -= chunk.rows.num_rows() - live;
                 self.leftovers += chunk
@@ -327,6 +351,7 @@ impl JoinSide {
     pub(super) fn reindex(&mut self, keys: usize) {
         self.by_key = vec![Vec::new(); keys];
         self.leftovers = 0;
+        self.positions = 0;
         for (index, chunk) in self.chunks.iter().enumerate() {
             let seq = self.first_seq + index as u64;
             for (row, &key) in chunk.keys.iter().enumerate() {
@@ -338,30 +363,18 @@ impl JoinSide {
                         seq,
                         row: row as u32,
                     });
+                    self.positions += 1;
                 }
             }
         }
     }
 
-    /// Bytes held.
+    /// Bytes held (kept as rows come and go, so reading it costs nothing: list capacity beyond
+    /// the entries is not counted).
     pub(super) fn size(&self) -> usize {
-        let rows: usize = self
-            .chunks
-            .iter()
-            .map(|c| {
-                c.rows.get_array_memory_size()
-                    + c.keys.len() * 4
-                    + c.degrees.len() * 4
-                    + c.hashes.len() * 8
-                    + c.live.len()
-            })
-            .sum();
-        let lists: usize = self
-            .by_key
-            .iter()
-            .map(|l| l.capacity() * std::mem::size_of::<Position>() + 24)
-            .sum();
-        rows + lists
+        self.chunk_bytes
+            + self.positions * std::mem::size_of::<Position>()
+            + self.by_key.len() * std::mem::size_of::<Vec<Position>>()
     }
 
     /// The held rows that never joined, for a side whose unmatched rows are emitted.

@@ -94,6 +94,8 @@ pub struct VersionedJoin {
     unsettled_flag: Vec<bool>,
     kept: usize,
     dropped: usize,
+    /// Bytes of `batches` (kept as they change: state size is read at every watermark).
+    batch_bytes: usize,
     watermark: Option<i64>,
     late: Arc<LateRowLog>,
 }
@@ -122,6 +124,7 @@ impl VersionedJoin {
             unsettled_flag: Vec::new(),
             kept: 0,
             dropped: 0,
+            batch_bytes: 0,
             watermark: None,
             late,
         })
@@ -194,6 +197,7 @@ impl VersionedJoin {
                 self.unsettled.push(id);
             }
         }
+        self.batch_bytes += rows.get_array_memory_size();
         self.batches.push(rows);
         Ok(())
     }
@@ -327,6 +331,11 @@ impl VersionedJoin {
             Arc::clone(&self.spec.right_schema),
             columns,
         )?];
+        self.batch_bytes = self
+            .batches
+            .iter()
+            .map(RecordBatch::get_array_memory_size)
+            .sum();
         self.dropped = 0;
         Ok(())
     }
@@ -404,18 +413,15 @@ impl StreamOperator for VersionedJoin {
     }
 
     fn state_size(&self) -> usize {
-        let rows: usize = self
+        // Waiting rows are bounded by the watermark delay; the rest is kept as it changes.
+        let waiting: usize = self
             .waiting
             .iter()
-            .chain(&self.batches)
             .map(RecordBatch::get_array_memory_size)
             .sum();
-        let lists: usize = self
-            .versions
-            .iter()
-            .map(|l| l.capacity() * std::mem::size_of::<(i64, Position)>() + 24)
-            .sum();
-        rows + lists + self.keys.size()
+        let lists = self.kept * std::mem::size_of::<(i64, Position)>()
+            + self.versions.len() * std::mem::size_of::<Vec<(i64, Position)>>();
+        waiting + self.batch_bytes + lists + self.keys.size()
     }
 
     fn describe(&self) -> String {
