@@ -421,7 +421,8 @@ pub(crate) fn describe_input(input: &ViewInput) -> String {
                 .map_or(String::new(), |w| format!(", watermark {}", w.text))
         ),
         ViewInput::View(v) => format!(
-            "View: {} ({})",
+            "{}: {} ({})",
+            if v.is_table() { "Table" } else { "View" },
             v.name,
             v.props.describe(&v.table.schema_ref())
         ),
