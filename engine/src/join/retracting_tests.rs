@@ -10,7 +10,7 @@ use std::sync::Arc;
 use datafusion::arrow::array::{Array, AsArray, RecordBatch};
 use datafusion::arrow::datatypes::{Field, Int64Type, Schema};
 
-use super::tests::{Pair, column, condition, rows, side_schema};
+use super::tests::{Pair, column, condition, draws, rows, side_schema};
 use super::{JoinKind, JoinSpec, StreamJoin};
 use crate::changes::{ChangelogChecker, Changes, Op};
 use crate::error::Result;
@@ -106,13 +106,7 @@ fn nested_loop(kind: JoinKind, left: &[Row], right: &[Row]) -> Vec<Pair> {
 
 #[test]
 fn retracting_joins_equal_a_nested_loop_join_of_the_live_rows() -> Result<()> {
-    let mut state = 0x2545_f491_4f6c_dd1du64;
-    let mut next = move |below: i64| {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        (state % below as u64) as i64
-    };
+    let mut next = draws(0x2545_f491_4f6c_dd1d);
     for kind in [
         JoinKind::Inner,
         JoinKind::Left,

@@ -22,6 +22,17 @@ use crate::operator::{Collector, StreamOperator};
 
 const MS: i64 = 1_000_000;
 
+/// A deterministic stream of draws below a bound (xorshift), one per call.
+pub(super) fn draws(seed: u64) -> impl FnMut(i64) -> i64 {
+    let mut state = seed;
+    move |below: i64| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % below as u64) as i64
+    }
+}
+
 pub(super) fn side_schema(prefix: &str) -> SchemaRef {
     Arc::new(Schema::new(vec![
         Field::new(format!("{prefix}k"), DataType::Int64, true),
@@ -149,13 +160,7 @@ fn collected(out: &mut Collector) -> Vec<Pair> {
 
 #[test]
 fn interval_joins_equal_a_nested_loop_join_across_a_checkpoint() -> Result<()> {
-    let mut state = 0x9e37_79b9_7f4a_7c15u64;
-    let mut next = move |below: i64| {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        (state % below as u64) as i64
-    };
+    let mut next = draws(0x9e37_79b9_7f4a_7c15);
     for kind in [
         JoinKind::Inner,
         JoinKind::Left,

@@ -16,7 +16,7 @@ use weir_engine::join::{JoinKind, JoinSpec, StreamJoin, Ttl};
 use weir_engine::stream_props::{StreamKind, StreamProps};
 
 use super::join_condition::{condition_text, interval, shown, signed};
-use super::join_inputs::{join_exprs, plan_sides};
+use super::join_inputs::{join_exprs, joined_schema, plan_sides};
 use super::{PlanContext, Stage, unsupported};
 use crate::error::Result;
 
@@ -85,13 +85,7 @@ pub(crate) fn plan_join(join: &Join, ctx: &PlanContext<'_>) -> Result<Stage> {
             left_schema: Arc::new(join.left.schema().as_arrow().clone()),
             right_schema: Arc::new(join.right.schema().as_arrow().clone()),
             output_schema: Arc::new(join.schema.as_arrow().clone()),
-            joined_schema: Arc::new(
-                join.left
-                    .schema()
-                    .join(join.right.schema())?
-                    .as_arrow()
-                    .clone(),
-            ),
+            joined_schema: joined_schema(join)?,
             interval,
             ttl,
             condition,

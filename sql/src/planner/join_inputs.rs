@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::logical_expr::logical_plan::Join;
 use datafusion::physical_expr::PhysicalExpr;
 use weir_engine::stream_props::StreamProps;
@@ -51,6 +52,17 @@ pub(super) fn plan_sides(join: &Join, ctx: &PlanContext<'_>) -> Result<(JoinInpu
         ));
     }
     Ok((sides, lines))
+}
+
+/// Left columns, then right columns: the rows the rest of `ON` is evaluated over.
+pub(super) fn joined_schema(join: &Join) -> Result<SchemaRef> {
+    Ok(Arc::new(
+        join.left
+            .schema()
+            .join(join.right.schema())?
+            .as_arrow()
+            .clone(),
+    ))
 }
 
 /// The key expressions over each input (the `ON` equalities) and the rest of `ON`, over a

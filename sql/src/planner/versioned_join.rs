@@ -15,7 +15,7 @@ use weir_engine::join::versioned::{VersionedJoin, VersionedSpec};
 use weir_engine::stream_props::{StreamKind, StreamProps};
 
 use super::join_condition::condition_text;
-use super::join_inputs::{join_exprs, plan_sides};
+use super::join_inputs::{join_exprs, joined_schema, plan_sides};
 use super::{PlanContext, Stage, unsupported};
 use crate::error::Result;
 
@@ -105,13 +105,7 @@ pub(super) fn plan_versioned_join(
             left_schema: Arc::new(join.left.schema().as_arrow().clone()),
             right_schema: Arc::new(join.right.schema().as_arrow().clone()),
             output_schema: Arc::new(join.schema.as_arrow().clone()),
-            joined_schema: Arc::new(
-                join.left
-                    .schema()
-                    .join(join.right.schema())?
-                    .as_arrow()
-                    .clone(),
-            ),
+            joined_schema: joined_schema(join)?,
             left_time,
             right_time,
             condition: condition_text(join),

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use datafusion::arrow::datatypes::{Field, Schema};
 
 use super::super::JoinKind;
-use super::super::tests::{Pair, column, condition, rows, side_schema};
+use super::super::tests::{Pair, column, condition, draws, rows, side_schema};
 use super::{VersionedJoin, VersionedSpec};
 use crate::changes::Changes;
 use crate::error::Result;
@@ -66,13 +66,7 @@ fn collected(out: &mut Collector) -> Vec<Pair> {
 
 #[test]
 fn each_row_joins_the_version_valid_at_its_time() -> Result<()> {
-    let mut state = 0x1234_5678_9abc_def1u64;
-    let mut next = move |below: i64| {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        (state % below as u64) as i64
-    };
+    let mut next = draws(0x1234_5678_9abc_def1);
     for kind in [JoinKind::Inner, JoinKind::Left] {
         // Versions of 4 keys every 3 ms (distinct times), left rows every 2 ms, each stream
         // out of order by up to 4 ms; the watermark is 10 ms behind the newest row of either.
