@@ -16,6 +16,7 @@ mod e2e;
 mod examples;
 mod grafana;
 mod harness;
+mod join_oracle;
 mod kafka;
 mod module_cycles;
 mod oracle;
