@@ -20,6 +20,12 @@
 //!
 //! `--flink-q7 FILE` adds Flink 2.3's q7 over the same rows, measured by
 //! `scripts/bench-peers.sh … q7` (net of JVM start-up), and the per-CPU-second ratio.
+//!
+//! Against Flink over the same rows: `q3_csv`, `q4_csv`, `q8_csv` and `q9_csv` are the same
+//! queries over Nexmark CSV files in `$WEIR_NEXMARK_CSV` (written by `--dump-nexmark DIR --events
+//! N` from the generator), which Flink 2.3 reads too (`scripts/bench-peers.sh … q3_csv`);
+//! `--flink-dir DIR` reads Flink's figures (`flink-q3-N.txt`, …) and the `joins_flink` section of
+//! BENCHMARKS.md gets both, with their ratios.
 
 // A bench program: it prints its figures, and a failed expectation aborts the run.
 #![allow(
@@ -34,6 +40,7 @@ mod common;
 use common::child::{
     Args, KeyFigures, figure, millions, parse_pairs, per_cpu, result_line, run_child, run_view,
 };
+use common::nexmark_csv;
 use common::{commit, machine, today, write_section};
 
 const ALL: [&str; 7] = ["q7", "self_interval", "q3", "q4", "q8", "q9", "updating"];
@@ -77,6 +84,11 @@ fn nexmark(events: u64) -> String {
 
 /// (source DDL, views DDL; the last view is `v`) of a workload.
 fn workload(name: &str, events: u64) -> Option<(String, &'static str)> {
+    if let Some(query) = name.strip_suffix("_csv") {
+        let dir = std::env::var("WEIR_NEXMARK_CSV").ok()?;
+        let (_, views) = workload(query, events)?;
+        return Some((nexmark_csv::sources(std::path::Path::new(&dir)), views));
+    }
     Some(match name {
         "q7" => (
             bids(events),
@@ -215,9 +227,66 @@ fn report(args: &str, results: &[(String, KeyFigures)], flink: Option<&KeyFigure
     s
 }
 
+/// The `joins_flink` section: Weir and Flink over the same CSV rows, and the ratios.
+fn report_flink(args: &str, results: &[(String, KeyFigures)], flink_dir: Option<&str>) -> String {
+    let mut s = format!(
+        "## Joins against Flink, same rows\n\n`WEIR_NEXMARK_CSV=… cargo bench --bench joins --{args}` · \
+         commit {} · {} · {}\n\n\
+         Nexmark q3, q4, q8 and q9 over the same persons, auctions and bids: CSV files written from \
+         Weir's `nexmark` generator (`--dump-nexmark`), read by Weir's file source and by Flink 2.3's \
+         filesystem connector (parallelism 1, an embedded MiniCluster, heap state, blackhole sink; \
+         `scripts/bench-peers.sh 10000000 q3_csv q4_csv q8_csv q9_csv`). Both parse the CSV; CPU is \
+         process CPU time, Flink's net of a 1,000-event run of the same query (JVM start-up and job \
+         submission).\n\n\
+         | query | events | Weir events per CPU-s | Weir peak RSS MB | Weir peak state MB | Flink events per CPU-s | Flink peak RSS MB | Weir / Flink |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|\n",
+        commit(),
+        today(),
+        machine()
+    );
+    for (name, f) in results {
+        let query = name.trim_end_matches("_csv");
+        let flink = flink_dir
+            .and_then(|d| {
+                let events = f.get("events")?;
+                std::fs::read_to_string(format!("{d}/flink-{query}-{events}.txt")).ok()
+            })
+            .map(|t| parse_pairs(&t));
+        let flink_rate = flink.as_ref().and_then(|fl| {
+            let net_cpu = figure(fl, "cpu")? - figure(fl, "startup_cpu")?;
+            Some(figure(fl, "rows")? / net_cpu)
+        });
+        let ratio = match (per_cpu(f), flink_rate) {
+            (Some(w), Some(fl)) => format!("**{:.1}×**", w / fl),
+            _ => "–".into(),
+        };
+        s.push_str(&format!(
+            "| {query} | {} | {} | {} | {:.1} | {} | {} | {ratio} |\n",
+            f.get("events").map_or("–", String::as_str),
+            millions(per_cpu(f)),
+            f.get("peak_rss_mb").map_or("–", String::as_str),
+            figure(f, "peak_state_bytes").unwrap_or(f64::NAN) / 1e6,
+            millions(flink_rate),
+            flink
+                .as_ref()
+                .and_then(|fl| fl.get("maxrss_mb").cloned())
+                .unwrap_or_else(|| "–".into()),
+        ));
+    }
+    s
+}
+
 fn main() {
     let args = Args::from_env();
     let events = args.events();
+    if let Some(dir) = args.value("--dump-nexmark") {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(nexmark_csv::dump(std::path::Path::new(&dir), events));
+        return;
+    }
     if let Some(name) = args.value("--child") {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
@@ -243,7 +312,16 @@ fn main() {
             results.push((name.clone(), f));
         }
     }
-    let text = report(&args.shown(), &results, flink.as_ref());
-    println!("\n{text}");
-    write_section("joins", &text);
+    let (csv, generated): (Vec<_>, Vec<_>) =
+        results.into_iter().partition(|(n, _)| n.ends_with("_csv"));
+    if !generated.is_empty() {
+        let text = report(&args.shown(), &generated, flink.as_ref());
+        println!("\n{text}");
+        write_section("joins", &text);
+    }
+    if !csv.is_empty() {
+        let text = report_flink(&args.shown(), &csv, args.value("--flink-dir").as_deref());
+        println!("\n{text}");
+        write_section("joins_flink", &text);
+    }
 }

@@ -9,6 +9,9 @@
 #                               (window kinds only: the `windows` bench with Flink's q11 beside
 #                                Weir's; the tumble count runs when other workloads are named)
 #   scripts/bench-peers.sh 10000000 q7 self_interval q3 q4 q8 q9 updating   (joins: the `joins` bench, Flink's q7 beside)
+#   scripts/bench-peers.sh 10000000 q3_csv q4_csv q8_csv q9_csv   (Nexmark joins, Weir and Flink over
+#                               the same CSV rows written from Weir's generator; FLINK_HEAP=8g for
+#                               Flink's heap, 4g by default)
 #
 # Flink's CPU time is measured with /usr/bin/time over a run of ROWS rows minus a run of 1,000
 # rows, so its ~8 s of JVM start-up and job submission is not counted against it.
@@ -32,7 +35,7 @@ javac -cp "$FLINK/pyflink/lib/*" -d "$FLINK" "$ROOT/benches/peers/FlinkSqlBench.
 # tumble count) over $1 rows.
 flink_run() {
   local out
-  out="$(/usr/bin/time -f "TIME %U %S %e %M" java -Xmx4g -cp "$FLINK/pyflink/lib/*:$FLINK" \
+  out="$(/usr/bin/time -f "TIME %U %S %e %M" java -Xmx"${FLINK_HEAP:-4g}" -cp "$FLINK/pyflink/lib/*:$FLINK" \
     FlinkSqlBench "$ROOT/benches/peers/${2:-flink_tumble_count.sql}" "$1" 1 2>&1)"
   echo "$out" | grep -E "^RESULT" >&2 || { echo "$out" >&2; exit 1; }
   echo "$out" | awk '/^TIME/ { printf "%.2f %.2f %d\n", $2 + $3, $4, $5 }'
@@ -42,11 +45,13 @@ flink_run() {
 # `windows` bench (which writes its own BENCHMARKS.md section).
 windows=()
 joins=()
+same_rows=()
 streaming=()
 for w in "$@"; do
   case "$w" in
     q11 | tumble2s | tumble2s_retained | hop | cumulate | session_memory) windows+=("$w") ;;
     q7 | self_interval | q3 | q4 | q8 | q9 | updating) joins+=("$w") ;;
+    q3_csv | q4_csv | q8_csv | q9_csv) same_rows+=("$w") ;;
     *) streaming+=("$w") ;;
   esac
 done
@@ -77,8 +82,27 @@ if [ "${#joins[@]}" -gt 0 ]; then
   fi
   cargo bench --bench joins -- "${joins[@]}" --events "$ROWS" ${flink_q7:+--flink-q7 "$flink_q7"}
 fi
+if [ "${#same_rows[@]}" -gt 0 ]; then
+  # The same rows for both: CSV files written once per size from Weir's Nexmark generator.
+  cargo build --release --bench joins
+  for n in 1000 "$ROWS"; do
+    if [ ! -s "$CACHE/nexmark-csv-$n/bid.csv" ]; then
+      cargo bench --bench joins -- --dump-nexmark "$CACHE/nexmark-csv-$n" --events "$n"
+    fi
+  done
+  for w in "${same_rows[@]}"; do
+    q="${w%_csv}"
+    echo "Flink 2.3, parallelism 1: $q start-up run (1,000 events)"
+    read -r s_cpu s_wall _ < <(WEIR_NEXMARK_CSV="$CACHE/nexmark-csv-1000" flink_run 1000 "flink_nexmark_csv.sql,flink_$q.sql")
+    echo "Flink 2.3, parallelism 1: $q, $ROWS events"
+    read -r f_cpu f_wall f_rss_kb < <(WEIR_NEXMARK_CSV="$CACHE/nexmark-csv-$ROWS" flink_run "$ROWS" "flink_nexmark_csv.sql,flink_$q.sql")
+    echo "rows=$ROWS cpu=$f_cpu wall=$f_wall startup_cpu=$s_cpu startup_wall=$s_wall maxrss_mb=$((f_rss_kb / 1024))" \
+      | tee "$CACHE/flink-$q-$ROWS.txt"
+  done
+  WEIR_NEXMARK_CSV="$CACHE/nexmark-csv-$ROWS" cargo bench --bench joins -- "${same_rows[@]}" --events "$ROWS" --flink-dir "$CACHE"
+fi
 # The tumble count (Flink, the ceiling, Weir), unless only window or join workloads were asked for.
-if [ "${#streaming[@]}" -gt 0 ] || [ "$(( ${#windows[@]} + ${#joins[@]} ))" -eq 0 ]; then
+if [ "${#streaming[@]}" -gt 0 ] || [ "$(( ${#windows[@]} + ${#joins[@]} + ${#same_rows[@]} ))" -eq 0 ]; then
   echo "Flink 2.3, parallelism 1: start-up run (1,000 rows)"
   read -r startup_cpu startup_wall _ < <(flink_run 1000)
   echo "Flink 2.3, parallelism 1: $ROWS rows"

@@ -5,6 +5,7 @@
 
 pub mod accuracy;
 pub mod child;
+pub mod nexmark_csv;
 // The integration tests' tansu broker (started from the `.venv` that `scripts/test.sh` makes).
 #[path = "../../tests/integration/broker.rs"]
 pub mod broker;
