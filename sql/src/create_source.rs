@@ -94,49 +94,19 @@ impl Session {
         }
         spec.options.finish()?;
         let schema = provider.schema();
-        let watermark = match &c.watermark {
-            None => None,
-            Some((column, expr)) => {
-                let field = schema.field_with_name(column).map_err(|_| {
-                    SqlError::new(
-                        SqlErrorKind::UndefinedColumn,
-                        format!(
-                            "WATERMARK FOR \"{column}\": source \"{}\" has no such column",
-                            c.name
-                        ),
-                    )
-                })?;
-                if !matches!(field.data_type(), DataType::Timestamp(..)) {
-                    return Err(SqlError::new(
-                        SqlErrorKind::InvalidParameter,
-                        format!(
-                            "WATERMARK FOR \"{column}\": the column must be a TIMESTAMP or TIMESTAMPTZ, not {}",
-                            field.data_type()
-                        ),
-                    ));
-                }
-                let df_schema = DFSchema::try_from(schema.as_ref().clone())?;
-                let logical = state.create_logical_expr_from_sql_expr(
-                    ExprWithAlias {
-                        expr: expr.clone(),
-                        alias: None,
-                    },
-                    &df_schema,
-                )?;
-                let physical = state.create_physical_expr(logical, &df_schema)?;
-                if !matches!(physical.data_type(&schema)?, DataType::Timestamp(..)) {
-                    return Err(SqlError::new(
-                        SqlErrorKind::InvalidParameter,
-                        format!("the WATERMARK expression \"{expr}\" must produce a timestamp"),
-                    ));
-                }
-                Some(WatermarkSpec {
-                    column: column.clone(),
-                    expr: physical,
-                    text: expr.to_string(),
-                })
-            }
-        };
+        let watermark = c
+            .watermark
+            .as_ref()
+            .map(|(column, expr)| {
+                plan_watermark(
+                    self,
+                    &schema,
+                    &format!("source \"{}\"", c.name),
+                    column,
+                    expr,
+                )
+            })
+            .transpose()?;
         let entry = SourceEntry {
             name: c.name.clone(),
             sql: c.sql.clone(),
@@ -159,4 +129,51 @@ impl Session {
         info!(source = %c.name, connector = %connector, "source created");
         Ok(command("CREATE SOURCE"))
     }
+}
+
+/// Plans `WATERMARK FOR column AS expr` against `schema` (of a source, or of a table over a
+/// topic): the column must be a timestamp, and so must the expression.
+pub(crate) fn plan_watermark(
+    session: &Session,
+    schema: &datafusion::arrow::datatypes::SchemaRef,
+    owner: &str,
+    column: &str,
+    expr: &datafusion::sql::sqlparser::ast::Expr,
+) -> Result<WatermarkSpec> {
+    let state = session.db.ctx.state();
+    let field = schema.field_with_name(column).map_err(|_| {
+        SqlError::new(
+            SqlErrorKind::UndefinedColumn,
+            format!("WATERMARK FOR \"{column}\": {owner} has no such column"),
+        )
+    })?;
+    if !matches!(field.data_type(), DataType::Timestamp(..)) {
+        return Err(SqlError::new(
+            SqlErrorKind::InvalidParameter,
+            format!(
+                "WATERMARK FOR \"{column}\": the column must be a TIMESTAMP or TIMESTAMPTZ, not {}",
+                field.data_type()
+            ),
+        ));
+    }
+    let df_schema = DFSchema::try_from(schema.as_ref().clone())?;
+    let logical = state.create_logical_expr_from_sql_expr(
+        ExprWithAlias {
+            expr: expr.clone(),
+            alias: None,
+        },
+        &df_schema,
+    )?;
+    let physical = state.create_physical_expr(logical, &df_schema)?;
+    if !matches!(physical.data_type(schema)?, DataType::Timestamp(..)) {
+        return Err(SqlError::new(
+            SqlErrorKind::InvalidParameter,
+            format!("the WATERMARK expression \"{expr}\" must produce a timestamp"),
+        ));
+    }
+    Ok(WatermarkSpec {
+        column: column.to_string(),
+        expr: physical,
+        text: expr.to_string(),
+    })
 }

@@ -66,6 +66,8 @@ pub struct CreateConnectorTable {
     pub if_not_exists: bool,
     /// The plain `CREATE TABLE` of its columns and key (what DataFusion plans).
     pub columns: Box<Statement>,
+    /// `WATERMARK FOR column AS expr`: each message is its key's version from that time on.
+    pub watermark: Option<(String, SqlExpr)>,
     /// `WITH (…)` pairs.
     pub options: Vec<(String, String)>,
     /// `FORMAT x ENCODE y`, upper case.

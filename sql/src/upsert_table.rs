@@ -6,6 +6,10 @@
 //! - `… FORMAT DEBEZIUM ENCODE JSON`: Debezium change events (`before`, `after`, `op`), which
 //!   are reshaped into the same upserts by the row's primary key.
 //!
+//! With `WATERMARK FOR ts AS …` among the columns (FORMAT UPSERT only) the table is also a
+//! history of versions by event time, as Flink's versioned tables: each message is its key's
+//! version from its `ts` on, and views join it `FOR SYSTEM_TIME AS OF o.ts`.
+//!
 //! The table runs as a pipeline: a Kafka reader of its own (key and tombstone included as
 //! metadata columns), then the engine's [`UpsertOperator`], which turns messages into the table's
 //! changes against the rows live per key; checkpoints hold those rows with the topic offsets, so
@@ -29,6 +33,7 @@ use weir_engine::table::debezium::{DebeziumToUpsert, event_schema};
 use weir_engine::table::upsert::UpsertOperator;
 use weir_engine::view_runtime::{PlannedInput, ViewInput, ViewPipeline, ViewRuntime};
 
+use crate::create_source::plan_watermark;
 use crate::database::{DEFAULT_IDLE_TIMEOUT, QueryResult, Session, command};
 use crate::ddl::{Publication, lookup_connector};
 use crate::error::{Result, SqlError, SqlErrorKind};
@@ -105,6 +110,9 @@ impl Session {
         ));
         let mut options = Options::new(format!("table \"{}\"", c.name), c.options.clone())?;
         let connector = options.take_required("connector")?;
+        let idle_timeout = options
+            .take_duration("source.idle_timeout")?
+            .unwrap_or(DEFAULT_IDLE_TIMEOUT);
         let bad_records = options
             .take("bad_records")
             .map(|v| BadRecords::parse(&v))
@@ -152,16 +160,41 @@ impl Session {
             ));
         }
         spec.options.finish()?;
+        // The reader's rows are the value columns (the table's, in order) and then the metadata,
+        // so a watermark planned over the table's columns reads them.
+        let watermark = match (&c.watermark, debezium) {
+            (None, _) => None,
+            (Some(_), true) => {
+                return Err(SqlError::new(
+                    SqlErrorKind::FeatureNotSupported,
+                    "a WATERMARK on a FORMAT DEBEZIUM table (versions by event time come from \
+                     FORMAT UPSERT tables)",
+                ));
+            }
+            (Some((column, expr)), false) => Some(plan_watermark(
+                self,
+                &schema,
+                &format!("table \"{}\"", c.name),
+                column,
+                expr,
+            )?),
+        };
+        let event_time = watermark
+            .as_ref()
+            .and_then(|w| schema.index_of(&w.column).ok());
         let reader = Arc::new(SourceEntry {
             name: c.name.clone(),
             sql: c.sql.clone(),
             provider,
-            watermark: None,
-            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            watermark,
+            idle_timeout,
             max_future: None,
             bad_records,
         });
-        let upsert = UpsertOperator::try_new(Arc::clone(&schema), key.clone())?;
+        let mut upsert = UpsertOperator::try_new(Arc::clone(&schema), key.clone())?;
+        if event_time.is_some() {
+            upsert = upsert.keeping_every_version();
+        }
         let mut operators: Vec<Box<dyn StreamOperator>> = Vec::new();
         if debezium {
             operators.push(Box::new(DebeziumToUpsert::new(Arc::clone(&schema))));
@@ -185,7 +218,7 @@ impl Session {
                 key: Some(key.clone()),
                 sealed_by: None,
                 seal_span: 0,
-                event_time: None,
+                event_time,
             },
             schema: Arc::clone(&schema),
             explain,

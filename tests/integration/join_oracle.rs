@@ -6,7 +6,8 @@
 //! on every partition, which close everything.
 //!
 //! Views: an outer interval join, an interval self-join, a window join of two windowed views, an
-//! event-time temporal join, a regular join with the table and an aggregate over it (both
+//! event-time temporal join with an append-only source and one with an upsert table (versions
+//! updated and deleted by key), a regular join with the table and an aggregate over it (both
 //! revised as the table changes), and a processing-time temporal join with the table.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -101,6 +102,9 @@ struct Stream {
     tiers: Vec<Tier>,
     /// Upsert messages in order: `(cust, Some((name, region)))` or a tombstone.
     customers: Vec<(i64, Option<(String, String)>)>,
+    /// Messages of an upsert table with a WATERMARK, in time order on one partition:
+    /// `(cust, Some(level), ts)`, or a tombstone `(cust, None, ts)` (`ts` only orders it).
+    levels: Vec<(i64, Option<i64>, i64)>,
 }
 
 fn generate(rng: &mut ChaCha8Rng) -> Stream {
@@ -173,11 +177,19 @@ fn generate(rng: &mut ChaCha8Rng) -> Stream {
             }
         })
         .collect();
+    let mut levels = Vec::new();
+    for i in 0..150 {
+        let cust = rng.random_range(0..CUSTOMERS);
+        let ts = T0 + i * span / 150;
+        let level = (!rng.random_bool(0.15)).then(|| rng.random_range(1..10));
+        levels.push((cust, level, ts));
+    }
     Stream {
         orders,
         payments,
         tiers,
         customers,
+        levels,
     }
 }
 
@@ -191,6 +203,60 @@ fn customer_record(cust: i64, row: &Option<(String, String)>) -> Record {
         None => record.tombstone = true,
     }
     record
+}
+
+fn level_record(&(cust, level, ts): &(i64, Option<i64>, i64)) -> Record {
+    let mut record = Record::new(0, Vec::new());
+    record.key = Some(cust.to_string());
+    match level {
+        Some(level) => {
+            record.payload = format!(r#"{{"level": {level}, "ts": {ts}}}"#).into_bytes();
+        }
+        None => record.tombstone = true,
+    }
+    record
+}
+
+/// The upsert table's history as the join reads it: `(cust, level or NULL, start, seq)`, a
+/// message a version from its time, a tombstone the end of its key's versions from the newest
+/// time the table had shown (one partition: that is the newest before it in the topic).
+fn level_history(levels: &[(i64, Option<i64>, i64)]) -> Vec<String> {
+    let mut live = BTreeSet::new();
+    let mut clock = i64::MIN;
+    let mut out = Vec::new();
+    for (seq, &(cust, level, ts)) in levels.iter().enumerate() {
+        match level {
+            Some(level) => {
+                clock = clock.max(ts);
+                live.insert(cust);
+                out.push(format!(
+                    "({cust}, {level}, to_timestamp_millis({ts}), {seq})"
+                ));
+            }
+            // A tombstone for a key with no row changes nothing.
+            None if live.remove(&cust) => {
+                out.push(format!(
+                    "({cust}, NULL, to_timestamp_millis({clock}), {seq})"
+                ));
+            }
+            None => {}
+        }
+    }
+    out
+}
+
+/// The rows of changes the upsert table sends for `levels`: an insert, an update's two rows,
+/// a delete of a live key.
+fn level_changes(levels: &[(i64, Option<i64>, i64)]) -> usize {
+    let mut live = BTreeSet::new();
+    levels
+        .iter()
+        .map(|&(cust, level, _)| match level {
+            Some(_) if !live.insert(cust) => 2,
+            Some(_) => 1,
+            None => usize::from(live.remove(&cust)),
+        })
+        .sum()
 }
 
 /// `rows` split into `ROUNDS` nearly equal chunks; chunk `round`.
@@ -244,6 +310,9 @@ CREATE MATERIALIZED VIEW windows_joined AS
 CREATE MATERIALIZED VIEW tiered AS
   SELECT o.id, o.cust, t.tier
   FROM orders AS o LEFT JOIN tiers FOR SYSTEM_TIME AS OF o.ts AS t ON o.cust = t.cust;
+CREATE MATERIALIZED VIEW leveled AS
+  SELECT o.id, o.cust, l.level
+  FROM orders AS o LEFT JOIN levels FOR SYSTEM_TIME AS OF o.ts AS l ON o.cust = l.cust;
 CREATE MATERIALIZED VIEW with_customer AS
   SELECT o.id, o.amount, c.name, c.region
   FROM orders AS o JOIN customers AS c ON o.cust = c.cust;
@@ -256,7 +325,7 @@ CREATE MATERIALIZED VIEW stamped AS
     ON o.cust = c.cust;";
 
 /// The batch queries the views must equal (DataFusion over the rows the views accepted).
-const ORACLES: [(&str, &str, &str); 6] = [
+const ORACLES: [(&str, &str, &str); 7] = [
     (
         "SELECT id, cust, amount, payment, paid FROM paid WHERE id >= 0",
         "on_time",
@@ -290,6 +359,15 @@ const ORACLES: [(&str, &str, &str); 6] = [
          WHERE rn = 1",
     ),
     (
+        "SELECT id, cust, level FROM leveled WHERE id >= 0",
+        "on_time",
+        "SELECT id, cust, level FROM (
+           SELECT o.id, o.cust, l.level,
+                  row_number() OVER (PARTITION BY o.id ORDER BY l.start DESC, l.seq DESC) AS rn
+           FROM orders AS o LEFT JOIN levels AS l ON o.cust = l.cust AND l.start <= o.ts)
+         WHERE rn = 1",
+    ),
+    (
         "SELECT id, amount, name, region FROM with_customer",
         "all",
         "SELECT o.id, o.amount, c.name, c.region FROM orders AS o JOIN customers AS c
@@ -309,6 +387,7 @@ async fn oracle_context(
     payments: &[Payment],
     tiers: &[Tier],
     customers: &BTreeMap<i64, (String, String)>,
+    levels: &[String],
 ) -> datafusion::prelude::SessionContext {
     let ctx = datafusion::prelude::SessionContext::new();
     let ms = |ts: i64| format!("to_timestamp_millis({ts})");
@@ -348,6 +427,7 @@ async fn oracle_context(
                 .map(|(c, (name, region))| format!("({c}, '{name}', '{region}')"))
                 .collect(),
         ),
+        ("levels", "cust, level, start, seq", levels.to_vec()),
     ];
     for (name, columns, values) in tables {
         ctx.sql(&format!(
@@ -381,6 +461,7 @@ async fn every_join_kind_over_kafka_matches_the_batch_oracle() {
         ("payments", PARTITIONS),
         ("tiers", 1),
         ("customers", PARTITIONS),
+        ("levels", 1),
     ] {
         broker.create_topic(topic, partitions as u32);
     }
@@ -405,10 +486,16 @@ async fn every_join_kind_over_kafka_matches_the_batch_oracle() {
          CREATE TABLE customers (cust BIGINT, name TEXT, region TEXT, PRIMARY KEY (cust))
            WITH (connector = 'kafka', topic = 'customers', properties.bootstrap.server = '{}')
            FORMAT UPSERT ENCODE JSON;
+         CREATE TABLE levels (cust BIGINT, level BIGINT, ts TIMESTAMP(3) WITH TIME ZONE,
+                              WATERMARK FOR ts AS ts - INTERVAL '3 seconds', PRIMARY KEY (cust))
+           WITH (connector = 'kafka', topic = 'levels', properties.bootstrap.server = '{}',
+                 source.idle_timeout = '60s')
+           FORMAT UPSERT ENCODE JSON;
          {VIEWS}",
         kafka("orders"),
         kafka("payments"),
         kafka("tiers"),
+        broker.address,
         broker.address
     ))
     .await
@@ -435,6 +522,11 @@ async fn every_join_kind_over_kafka_matches_the_batch_oracle() {
             .map(|(c, row)| customer_record(*c, row))
             .collect();
         producer.send("customers", &customers).await;
+        let levels: Vec<Record> = chunk(&stream.levels, round)
+            .iter()
+            .map(level_record)
+            .collect();
+        producer.send("levels", &levels).await;
     }
     // Every event-time view has read the stream before the late rows are sent (lateness is
     // judged against the watermark a row meets).
@@ -446,6 +538,7 @@ async fn every_join_kind_over_kafka_matches_the_batch_oracle() {
         ("order_windows", orders_in),
         ("payment_windows", payments_in),
         ("tiered", orders_in + stream.tiers.len()),
+        ("leveled", orders_in + level_changes(&stream.levels)),
     ] {
         wait_until(
             &s,
@@ -511,6 +604,9 @@ async fn every_join_kind_over_kafka_matches_the_batch_oracle() {
     producer
         .send("tiers", &[tier_record(late_tier), tier_record(end_tier)])
         .await;
+    producer
+        .send("levels", &[level_record(&(-1, Some(0), END))])
+        .await;
 
     // The oracle's rows: the stream's (event-time joins) or every order sent (regular joins).
     let on_time_orders: Vec<Order> = stream.orders.iter().flatten().copied().collect();
@@ -522,17 +618,26 @@ async fn every_join_kind_over_kafka_matches_the_batch_oracle() {
             None => customers.remove(cust),
         };
     }
+    let levels = level_history(&stream.levels);
     let on_time = oracle_context(
         &on_time_orders,
         &on_time_payments,
         &stream.tiers,
         &customers,
+        &levels,
     )
     .await;
     let mut all_orders = on_time_orders.clone();
     all_orders.extend(late_orders.iter().copied());
     all_orders.push(end);
-    let all = oracle_context(&all_orders, &on_time_payments, &stream.tiers, &customers).await;
+    let all = oracle_context(
+        &all_orders,
+        &on_time_payments,
+        &stream.tiers,
+        &customers,
+        &levels,
+    )
+    .await;
     for (view_sql, rows, oracle_sql) in ORACLES {
         let ctx = if rows == "all" { &all } else { &on_time };
         let want = oracle_rows(ctx, oracle_sql).await;
@@ -546,13 +651,14 @@ async fn every_join_kind_over_kafka_matches_the_batch_oracle() {
         &s,
         "SELECT name, late_rows FROM weir_views
          WHERE name IN ('paid', 'repeat_orders', 'order_windows', 'payment_windows', 'tiered',
-                        'windows_joined', 'with_customer', 'stamped')
+                        'leveled', 'windows_joined', 'with_customer', 'stamped')
          ORDER BY name",
     )
     .await;
     assert_eq!(
         late,
         vec![
+            "leveled | 4",
             "order_windows | 4",
             "paid | 8",
             "payment_windows | 4",
@@ -562,6 +668,21 @@ async fn every_join_kind_over_kafka_matches_the_batch_oracle() {
             "windows_joined | 0",
             "with_customer | 0",
         ]
+    );
+
+    // An upsert table's rows are versions of its primary key: joined on anything else, refused.
+    let refused = s
+        .execute_all(
+            "CREATE MATERIALIZED VIEW by_level AS SELECT o.id, l.cust FROM orders AS o
+             JOIN levels FOR SYSTEM_TIME AS OF o.ts AS l ON o.amount = l.level",
+        )
+        .await
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        refused.contains("join it on exactly its primary key columns"),
+        "{refused}"
     );
 
     // The processing-time join: every order once, each with a region its customer had at some

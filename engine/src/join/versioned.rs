@@ -3,6 +3,12 @@
 //! from the row's event time on. A left row joins the version of its key valid at the left row's
 //! event time (the newest with a time at or before it), or none (`LEFT`: NULL-padded).
 //!
+//! The right input may also be a table that updates by key (a table over an upsert topic with a
+//! WATERMARK, joined on its primary key): an insert or an update's new row is its key's version
+//! from its time on; an update's old row says nothing more; a delete ends the key's versions
+//! from the newest time the right input has shown (a tombstone carries no time of its own), so
+//! left rows from then on join nothing (`LEFT`: NULL-padded) until a new version starts.
+//!
 //! A left row waits until the watermark (the slower input's: the merge forwards the minimum)
 //! passes its time, so every version that could apply has arrived; then it is joined, once,
 //! and the output is append-only with the left row's time. Versions a left row still to come can
@@ -19,7 +25,7 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::physical_expr::PhysicalExpr;
 
 use super::JoinKind;
-use super::keys::{JoinKeys, NO_KEY};
+use super::keys::JoinKeys;
 use super::output::gather_or_null;
 use super::side::Position;
 use crate::changes::Changes;
@@ -30,6 +36,7 @@ use crate::message::{CheckpointBarrier, Watermark};
 use crate::operator::{Collector, StreamOperator};
 use crate::time::{nanos_per_unit, timestamp_values};
 
+mod history;
 mod state;
 #[cfg(test)]
 mod tests;
@@ -87,8 +94,8 @@ pub struct VersionedJoin {
     waiting: Vec<RecordBatch>,
     /// Batches of versions (a version's `Position::seq` indexes this).
     batches: Vec<RecordBatch>,
-    /// Per key id: (start, where) of its versions kept, oldest first.
-    versions: Vec<Vec<(i64, Position)>>,
+    /// Per key id: its versions kept, oldest first.
+    versions: Vec<Vec<Version>>,
     /// Keys with versions at or after the watermark (older ones may become droppable).
     unsettled: Vec<u32>,
     unsettled_flag: Vec<bool>,
@@ -97,7 +104,18 @@ pub struct VersionedJoin {
     /// Bytes of `batches` (kept as they change: state size is read at every watermark).
     batch_bytes: usize,
     watermark: Option<i64>,
+    /// The newest time of a version so far: when a delete takes effect.
+    clock: i64,
     late: Arc<LateRowLog>,
+}
+
+/// One of a key's versions: from `start` on, the row at `at`, or none if `ends` (the row at `at`
+/// is then the one deleted).
+#[derive(Debug, Clone, Copy)]
+struct Version {
+    start: i64,
+    at: Position,
+    ends: bool,
 }
 
 impl VersionedJoin {
@@ -126,6 +144,7 @@ impl VersionedJoin {
             dropped: 0,
             batch_bytes: 0,
             watermark: None,
+            clock: i64::MIN,
             late,
         })
     }
@@ -159,47 +178,6 @@ impl VersionedJoin {
             reason,
         )?;
         Ok(filter_record_batch(&rows, &on_time)?)
-    }
-
-    /// Keeps a batch of versions (those on time).
-    fn add_versions(&mut self, rows: RecordBatch) -> Result<()> {
-        let rows = self.on_time(1, rows)?;
-        self.keep_versions(rows)
-    }
-
-    fn keep_versions(&mut self, rows: RecordBatch) -> Result<()> {
-        if rows.num_rows() == 0 {
-            return Ok(());
-        }
-        let ids = self.keys.ids(&self.spec.right_keys, &rows)?;
-        let starts = times(&rows, self.spec.right_time)?;
-        let seq = self.batches.len() as u64;
-        for (row, (&id, &start)) in ids.iter().zip(&starts).enumerate() {
-            if id == NO_KEY {
-                continue;
-            }
-            let key = id as usize;
-            if self.versions.len() <= key {
-                self.versions.resize_with(key + 1, Vec::new);
-                self.unsettled_flag.resize(key + 1, false);
-            }
-            let list = &mut self.versions[key];
-            // Versions mostly arrive in time order: usually this appends.
-            let at = list.partition_point(|v| v.0 <= start);
-            let position = Position {
-                seq,
-                row: row as u32,
-            };
-            list.insert(at, (start, position));
-            self.kept += 1;
-            if !self.unsettled_flag[key] {
-                self.unsettled_flag[key] = true;
-                self.unsettled.push(id);
-            }
-        }
-        self.batch_bytes += rows.get_array_memory_size();
-        self.batches.push(rows);
-        Ok(())
     }
 
     /// Joins the waiting left rows older than `until` and emits them.
@@ -241,8 +219,9 @@ impl VersionedJoin {
             .zip(&times)
             .map(|(&id, &t)| {
                 let list = self.versions.get(id as usize)?;
-                let valid = list.partition_point(|v| v.0 <= t);
-                valid.checked_sub(1).map(|i| list[i].1)
+                let valid = list.partition_point(|v| v.start <= t);
+                let version = list.get(valid.checked_sub(1)?)?;
+                (!version.ends).then_some(version.at)
             })
             .collect();
         let left = self.spec.kind == JoinKind::Left;
@@ -284,61 +263,6 @@ impl VersionedJoin {
             rows.columns().iter().cloned().chain(right).collect(),
         )?)
     }
-
-    /// Drops versions no left row still to come can use: per unsettled key, all but the newest
-    /// before `watermark`.
-    fn settle(&mut self, watermark: i64) -> Result<()> {
-        let mut still = Vec::new();
-        for id in std::mem::take(&mut self.unsettled) {
-            let key = id as usize;
-            let Some(list) = self.versions.get_mut(key) else {
-                continue;
-            };
-            let before = list.partition_point(|v| v.0 < watermark);
-            if before > 1 {
-                list.drain(..before - 1);
-                self.kept -= before - 1;
-                self.dropped += before - 1;
-            }
-            if list.last().is_some_and(|v| v.0 >= watermark) {
-                still.push(id);
-            } else if let Some(flag) = self.unsettled_flag.get_mut(key) {
-                *flag = false;
-            }
-        }
-        self.unsettled = still;
-        if self.dropped >= self.kept.max(REWRITE_AFTER) {
-            self.rewrite()?;
-        }
-        Ok(())
-    }
-
-    /// Rewrites the kept versions into one batch, leaving the dropped ones behind.
-    fn rewrite(&mut self) -> Result<()> {
-        let mut order: Vec<Option<Position>> = Vec::with_capacity(self.kept);
-        for list in &mut self.versions {
-            for version in list.iter_mut() {
-                let position = version.1;
-                version.1 = Position {
-                    seq: 0,
-                    row: order.len() as u32,
-                };
-                order.push(Some(position));
-            }
-        }
-        let columns = gather_or_null(&self.spec.right_schema, &self.batches, &order)?;
-        self.batches = vec![RecordBatch::try_new(
-            Arc::clone(&self.spec.right_schema),
-            columns,
-        )?];
-        self.batch_bytes = self
-            .batches
-            .iter()
-            .map(RecordBatch::get_array_memory_size)
-            .sum();
-        self.dropped = 0;
-        Ok(())
-    }
 }
 
 impl StreamOperator for VersionedJoin {
@@ -362,6 +286,9 @@ impl StreamOperator for VersionedJoin {
         changes: Changes,
         _out: &mut Collector,
     ) -> Result<()> {
+        if input == 1 && !changes.is_inserts_only() {
+            return self.apply_changes(&changes);
+        }
         let Some(rows) = changes.into_inserts() else {
             return Err(EngineError::Internal(
                 "an append-only temporal join input retracted a row".into(),
@@ -419,8 +346,8 @@ impl StreamOperator for VersionedJoin {
             .iter()
             .map(RecordBatch::get_array_memory_size)
             .sum();
-        let lists = self.kept * std::mem::size_of::<(i64, Position)>()
-            + self.versions.len() * std::mem::size_of::<Vec<(i64, Position)>>();
+        let lists = self.kept * std::mem::size_of::<Version>()
+            + self.versions.len() * std::mem::size_of::<Vec<Version>>();
         waiting + self.batch_bytes + lists + self.keys.size()
     }
 

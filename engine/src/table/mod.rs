@@ -25,6 +25,8 @@ pub mod debezium;
 pub mod log;
 pub mod runtime;
 pub mod upsert;
+#[cfg(test)]
+mod upsert_tests;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;

@@ -6,7 +6,9 @@
 //! Input rows are the table's columns, then the message key as text, then the tombstone flag.
 //! The key columns come from the message key (a JSON object of them, or, for a one-column key,
 //! the key's text), or from the value when a message has no key. Within a batch only the last
-//! message per key counts: the changes of the earlier ones would be taken back in the same batch.
+//! message per key counts: the changes of the earlier ones would be taken back in the same batch;
+//! unless every message is a version by event time ([`UpsertOperator::keeping_every_version`]),
+//! when all count, in order.
 
 use std::sync::Arc;
 
@@ -37,6 +39,9 @@ pub struct UpsertOperator {
     live: KeyedRows,
     /// Messages dropped because they had no key at all.
     keyless: u64,
+    /// Every message is a change (a versioned table: each is a version), not only the last
+    /// of its key in a batch.
+    every_version: bool,
 }
 
 impl UpsertOperator {
@@ -52,7 +57,15 @@ impl UpsertOperator {
             table_schema,
             key,
             keyless: 0,
+            every_version: false,
         })
+    }
+
+    /// Emits every message's change, also when a batch holds several of one key (a table with
+    /// a WATERMARK, whose messages are versions by event time).
+    pub fn keeping_every_version(mut self) -> Self {
+        self.every_version = true;
+        self
     }
 
     /// The key columns of each message, from its key text: a JSON object of the key columns, or
@@ -111,7 +124,7 @@ impl UpsertOperator {
     }
 
     /// The changes of one batch of messages.
-    fn changes(&mut self, batch: &RecordBatch) -> Result<Option<Changes>> {
+    fn changes(&mut self, batch: &RecordBatch) -> Result<Vec<Changes>> {
         let n = self.table_schema.fields().len();
         if batch.num_columns() != n + 2 {
             return Err(EngineError::Internal(format!(
@@ -154,9 +167,10 @@ impl UpsertOperator {
             (rows, tombstones.clone())
         };
         if rows.num_rows() == 0 {
-            return Ok(None);
+            return Ok(Vec::new());
         }
-        // The last message of each key.
+        // Which rows count: the last message of each key, or (every version kept) all of them,
+        // in runs where no key repeats so each run's changes see the one before applied.
         let key_columns: Vec<ArrayRef> = self
             .key
             .iter()
@@ -171,20 +185,50 @@ impl UpsertOperator {
         let mut interner = new_group_values(key_schema, &GroupOrdering::None)?;
         let mut ids = Vec::with_capacity(rows.num_rows());
         interner.intern(&key_columns, &mut ids)?;
-        let mut last = vec![u32::MAX; interner.len()];
-        for (row, id) in ids.iter().enumerate() {
-            last[*id] = row as u32;
+        let runs: Vec<Vec<u32>> = if self.every_version {
+            let mut runs: Vec<Vec<u32>> = vec![Vec::new()];
+            // The run each key was last in: a key seen in the current run starts the next.
+            let mut run_of = vec![usize::MAX; interner.len()];
+            for (row, &id) in ids.iter().enumerate() {
+                if run_of[id] == runs.len() - 1 {
+                    runs.push(Vec::new());
+                }
+                run_of[id] = runs.len() - 1;
+                if let Some(run) = runs.last_mut() {
+                    run.push(row as u32);
+                }
+            }
+            runs
+        } else {
+            let mut last = vec![u32::MAX; interner.len()];
+            for (row, id) in ids.iter().enumerate() {
+                last[*id] = row as u32;
+            }
+            let mut keep: Vec<u32> = last.into_iter().filter(|r| *r != u32::MAX).collect();
+            keep.sort_unstable();
+            vec![keep]
+        };
+        let rows = RecordBatch::try_new(Arc::clone(&self.table_schema), rows.columns().to_vec())?;
+        let mut out = Vec::with_capacity(runs.len());
+        for keep in runs {
+            let keep = UInt32Array::from(keep);
+            let run = take_record_batch(&rows, &keep)?;
+            let run_tombstones = datafusion::arrow::compute::take(&tombstones, &keep, None)?;
+            if let Some(changes) = self.run_changes(&run, run_tombstones.as_boolean())? {
+                self.live.apply(&changes)?;
+                out.push(changes);
+            }
         }
-        let mut keep: Vec<u32> = last.into_iter().filter(|r| *r != u32::MAX).collect();
-        keep.sort_unstable();
-        let keep = UInt32Array::from(keep);
-        let rows = RecordBatch::try_new(
-            Arc::clone(&self.table_schema),
-            take_record_batch(&rows, &keep)?.columns().to_vec(),
-        )?;
-        let tombstones = datafusion::arrow::compute::take(&tombstones, &keep, None)?;
-        let tombstones = tombstones.as_boolean();
-        let (found, existing) = self.live.live_versions(&rows)?;
+        Ok(out)
+    }
+
+    /// The changes of messages of distinct keys against the rows live.
+    fn run_changes(
+        &mut self,
+        rows: &RecordBatch,
+        tombstones: &BooleanArray,
+    ) -> Result<Option<Changes>> {
+        let (found, existing) = self.live.live_versions(rows)?;
         let mut had_row = vec![false; rows.num_rows()];
         for &i in &found {
             had_row[i] = true;
@@ -199,13 +243,13 @@ impl UpsertOperator {
                 .map(|&i| i as u32),
         );
         let old = filter_record_batch(&existing, &not(&deleted_mask)?)?;
-        let new = take_record_batch(&rows, &updated_positions)?;
+        let new = take_record_batch(rows, &updated_positions)?;
         let inserted = BooleanArray::from(
             (0..rows.num_rows())
                 .map(|i| !had_row[i] && !tombstones.value(i))
                 .collect::<Vec<_>>(),
         );
-        let inserts = filter_record_batch(&rows, &inserted)?;
+        let inserts = filter_record_batch(rows, &inserted)?;
         let pairs: Vec<(usize, usize)> =
             (0..old.num_rows()).flat_map(|i| [(0, i), (1, i)]).collect();
         let updates = interleave_record_batch(&[&old, &new], &pairs)?;
@@ -219,7 +263,28 @@ impl UpsertOperator {
             ops.push(Op::UpdateAfter);
         }
         ops.resize(all.num_rows(), Op::Insert);
-        Ok(Some(Changes::from_ops(all, &ops)?))
+        if !self.every_version {
+            return Ok(Some(Changes::from_ops(all, &ops)?));
+        }
+        // Versions by event time: the changes in the messages' order (a delete takes effect
+        // at the newest time shown before it).
+        let mut origin: Vec<usize> = found
+            .iter()
+            .copied()
+            .filter(|&i| tombstones.value(i))
+            .collect();
+        for &i in found.iter().filter(|&&i| !tombstones.value(i)) {
+            origin.extend([i, i]);
+        }
+        origin.extend((0..rows.num_rows()).filter(|&i| inserted.value(i)));
+        let mut order: Vec<u32> = (0..all.num_rows() as u32).collect();
+        order.sort_by_key(|&r| origin.get(r as usize).copied().unwrap_or(usize::MAX));
+        let order = UInt32Array::from(order);
+        let ops: Vec<Op> = order.values().iter().map(|&r| ops[r as usize]).collect();
+        Ok(Some(Changes::from_ops(
+            take_record_batch(&all, &order)?,
+            &ops,
+        )?))
     }
 }
 
@@ -229,8 +294,7 @@ impl StreamOperator for UpsertOperator {
     }
 
     fn process_batch(&mut self, batch: RecordBatch, out: &mut Collector) -> Result<()> {
-        if let Some(changes) = self.changes(&batch)? {
-            self.live.apply(&changes)?;
+        for changes in self.changes(&batch)? {
             for chunk in changes.chunks(MAX_CHANGES_ROWS) {
                 out.changes(chunk);
             }

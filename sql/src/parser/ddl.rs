@@ -1,7 +1,7 @@
 //! The bodies of `CREATE SOURCE`, `CREATE MATERIALIZED VIEW` and `CREATE SINK`, and the
 //! `WITH (…)` and `FORMAT … ENCODE …` clauses they share.
 
-use datafusion::sql::sqlparser::ast::Query;
+use datafusion::sql::sqlparser::ast::{Expr, Query};
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 use datafusion::sql::sqlparser::tokenizer::Token;
@@ -20,14 +20,7 @@ pub(super) fn parse_create_source(parser: &mut Parser) -> Result<CreateSource> {
     let mut watermark = None;
     if parser.consume_token(&Token::LParen) {
         loop {
-            if consume_words(parser, &["WATERMARK", "FOR"]) {
-                if watermark.is_some() {
-                    return Err(SqlError::syntax("a source can have one WATERMARK"));
-                }
-                let column = normalize_ident(&parser.parse_identifier()?);
-                expect_word(parser, "AS")?;
-                watermark = Some((column, parser.parse_expr()?));
-            } else {
+            if !parse_watermark(parser, &mut watermark)? {
                 columns.push(parser.parse_column_def()?);
             }
             if parser.consume_token(&Token::Comma) {
@@ -60,6 +53,20 @@ pub(super) fn parse_create_source(parser: &mut Parser) -> Result<CreateSource> {
         format,
         sql: String::new(),
     })
+}
+
+/// `WATERMARK FOR column AS expr` in a column list, if that comes next (false if not).
+fn parse_watermark(parser: &mut Parser, watermark: &mut Option<(String, Expr)>) -> Result<bool> {
+    if !consume_words(parser, &["WATERMARK", "FOR"]) {
+        return Ok(false);
+    }
+    if watermark.is_some() {
+        return Err(SqlError::syntax("a column list can have one WATERMARK"));
+    }
+    let column = normalize_ident(&parser.parse_identifier()?);
+    expect_word(parser, "AS")?;
+    *watermark = Some((column, parser.parse_expr()?));
+    Ok(true)
 }
 
 /// `INCLUDE kind ['header name'] [type] [AS column]`.
@@ -273,7 +280,28 @@ pub(super) fn parse_create_connector_table(parser: &mut Parser) -> Result<Create
     let if_not_exists = consume_words(parser, &["IF", "NOT", "EXISTS"]);
     let object = parser.parse_object_name(false)?;
     let name = normalize_name(&object)?;
-    let (columns, constraints) = parser.parse_columns()?;
+    // sqlparser's column list, plus a WATERMARK (versions by event time; see `upsert_table`).
+    let (mut columns, mut constraints, mut watermark) = (Vec::new(), Vec::new(), None);
+    if !parser.consume_token(&Token::LParen) {
+        let found = parser.peek_token();
+        return parser.expected("(", found).map_err(SqlError::from);
+    }
+    loop {
+        if !parse_watermark(parser, &mut watermark)? {
+            match parser.parse_optional_table_constraint()? {
+                Some(constraint) => constraints.push(constraint),
+                None => columns.push(parser.parse_column_def()?),
+            }
+        }
+        if parser.consume_token(&Token::Comma) {
+            continue;
+        }
+        if parser.consume_token(&Token::RParen) {
+            break;
+        }
+        let found = parser.peek_token();
+        return parser.expected(", or )", found).map_err(SqlError::from);
+    }
     let options = if consume_words(parser, &["WITH"]) {
         parse_options(parser)?
     } else {
@@ -292,6 +320,7 @@ pub(super) fn parse_create_connector_table(parser: &mut Parser) -> Result<Create
         name,
         if_not_exists,
         columns: Box::new(columns),
+        watermark,
         options,
         format,
         sql: String::new(),

@@ -1,6 +1,7 @@
 //! Planning event-time temporal joins: `JOIN rates FOR SYSTEM_TIME AS OF o.ts AS r ON
 //! o.currency = r.currency`. The right input is a history of versions (a source or an
-//! append-only view with an event time: each row is its key's version from its time on); each
+//! append-only view with an event time: each row is its key's version from its time on; or a
+//! table over an upsert topic with a WATERMARK, joined on its primary key); each
 //! left row joins the version valid at its `AS OF` time, which must be the left input's event
 //! time (its WATERMARK column), so that the watermark says when every version that could apply
 //! has arrived.
@@ -10,6 +11,7 @@ use std::sync::Arc;
 use datafusion::common::Column;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::logical_expr::logical_plan::Join;
+use datafusion::physical_expr::expressions::Column as PhysicalColumn;
 use weir_engine::join::JoinKind;
 use weir_engine::join::versioned::{VersionedJoin, VersionedSpec};
 use weir_engine::stream_props::{StreamKind, StreamProps};
@@ -68,12 +70,12 @@ pub(super) fn plan_versioned_join(
     let (sides, lines) = plan_sides(join, ctx)?;
     let (left, right) = (&sides[0].1, &sides[1].1);
     // The versions' time first: without it the left time is not kept either.
-    let Some(right_time) = right.event_time.filter(|_| right.is_append_only()) else {
+    let Some(right_time) = right.event_time else {
         return Err(unsupported(format!(
-            "FOR SYSTEM_TIME AS OF {shown} against an input without an event time or one that \
-             updates rows: versions by event time come from an append-only source with a \
-             WATERMARK (each row its key's version from its time on); a table's current rows are \
-             joined FOR SYSTEM_TIME AS OF PROCTIME()"
+            "FOR SYSTEM_TIME AS OF {shown} against an input without an event time: versions by \
+             event time come from an append-only source with a WATERMARK (each row its key's \
+             version from its time on) or a table over an upsert topic with a WATERMARK; a \
+             table's current rows are joined FOR SYSTEM_TIME AS OF PROCTIME()"
         )));
     };
     let Some(left_time) = left.event_time.filter(|_| left.is_append_only()) else {
@@ -95,6 +97,29 @@ pub(super) fn plan_versioned_join(
         )));
     }
     let (left_keys, right_keys, filter) = join_exprs(join, ctx)?;
+    if !right.is_append_only() {
+        // Versions are per join key: a table's rows are versions of its primary key only.
+        let joined_on: Option<Vec<usize>> = right_keys
+            .iter()
+            .map(|k| {
+                k.as_ref()
+                    .downcast_ref::<PhysicalColumn>()
+                    .map(PhysicalColumn::index)
+            })
+            .collect();
+        let mut joined_on = joined_on.unwrap_or_default();
+        joined_on.sort_unstable();
+        joined_on.dedup();
+        let mut key = right.key.clone().unwrap_or_default();
+        key.sort_unstable();
+        if key.is_empty() || joined_on != key {
+            return Err(unsupported(format!(
+                "FOR SYSTEM_TIME AS OF {shown} against an input that updates rows, joined on \
+                 other columns than its primary key: each of its rows is a version of its key, \
+                 so join it on exactly its primary key columns"
+            )));
+        }
+    }
     let operator = VersionedJoin::try_new(
         VersionedSpec {
             view: ctx.view.to_string(),
