@@ -142,6 +142,28 @@ fn views() -> Vec<(&'static str, &'static str, &'static str)> {
             "SELECT k, n, windowed FROM key_share ORDER BY 1",
             "SELECT k, count(*) AS n, count(*) AS windowed FROM readings GROUP BY k ORDER BY 1",
         ),
+        // An event-time temporal join: each reading with the newest mark (every 7th reading) of
+        // its key at or before it; waiting rows and kept versions in every checkpoint. The mark's
+        // time is what is joined, so readings of a key at one instant cannot make it ambiguous.
+        (
+            "CREATE MATERIALIZED VIEW marks AS SELECT k, ts FROM readings WHERE id % 7 = 0",
+            "SELECT count(*) FROM marks",
+            "SELECT count(*) FROM readings WHERE id % 7 = 0",
+        ),
+        (
+            "CREATE MATERIALIZED VIEW marked AS
+               SELECT r.id, r.k, m.ts AS mark
+               FROM readings AS r LEFT JOIN marks FOR SYSTEM_TIME AS OF r.ts AS m ON r.k = m.k
+               WHERE r.k >= 0",
+            "SELECT id, k, CAST(mark AS BIGINT) FROM marked ORDER BY 1",
+            "SELECT id, k, mark FROM (
+               SELECT r.id, r.k, CAST(m.ts AS BIGINT) AS mark,
+                      row_number() OVER (PARTITION BY r.id ORDER BY m.ts DESC) AS rn
+               FROM readings AS r LEFT JOIN (SELECT k, ts FROM readings WHERE id % 7 = 0) AS m
+                 ON r.k = m.k AND m.ts <= r.ts
+               WHERE r.k >= 0)
+             WHERE rn = 1 ORDER BY 1",
+        ),
         // Views over an updating view: a filter that windows enter as they fill, and a
         // retracting aggregate over that (its state restored from checkpoints, its output
         // recomputed from the restored state).
