@@ -127,6 +127,11 @@ pub trait SourceProvider: Send + Sync + std::fmt::Debug {
     fn pinned_options(&self) -> Vec<(String, String)> {
         Vec::new()
     }
+
+    /// Something the user should know about the source as created (sent as a NOTICE).
+    fn creation_notice(&self) -> Option<String> {
+        None
+    }
 }
 
 /// The `WATERMARK FOR col AS expr` of a source.

@@ -83,6 +83,10 @@ impl Session {
             include: c.include.clone(),
         };
         let provider = factory.create_source(&mut spec).await?;
+        if let Some(text) = provider.creation_notice() {
+            tracing::warn!(source = %c.name, "{text}");
+            self.notice(format!("source \"{}\": {text}", c.name));
+        }
         if let Some(include) = spec.include.first() {
             return Err(SqlError::new(
                 SqlErrorKind::FeatureNotSupported,

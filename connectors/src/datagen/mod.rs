@@ -9,9 +9,15 @@
 //! Every row is a pure function of `(seed, index)` ([`random::Draws`]), so every view reading a
 //! source sees the same rows, a reader can start at any index, and columns nobody declared are
 //! not generated at all. Options every generator shares: `seed`, `events` (stop after this many
-//! row indexes; default: never), `start_time` (RFC 3339 event time of index 0; default: when the
-//! source was created), `batch_size` (rows per batch at most) and `rate` (row indexes per
-//! wall-clock second, or `'unbounded'` for as fast as the pipeline takes them).
+//! row indexes; default: never), `start_time` (RFC 3339 event time of index 0), `batch_size`
+//! (rows per batch at most) and `rate` (row indexes per wall-clock second, or `'unbounded'` for
+//! as fast as the pipeline takes them).
+//!
+//! Without `start_time`, event time starts when the source is created, unless the generator runs
+//! faster than its own event time (`rate = 'unbounded'`, or a rate above the event rate): then a
+//! bounded generator (`events`) starts as far in the past as its rows span, so its last row is
+//! stamped "now" and none lands in `weir_source_errors` as too far in the future; an unbounded one
+//! starts now and says at creation (a NOTICE) that its event time will run ahead of the clock.
 
 pub mod nexmark;
 mod nexmark_text;
@@ -50,6 +56,8 @@ pub struct CommonOptions {
     pub events: Option<u64>,
     /// Event time of index 0, in nanoseconds since the epoch.
     pub start_nanos: i64,
+    /// `start_time` was given (else [`CommonOptions::settle_start`] may move it).
+    start_given: bool,
     /// Rows per batch at most.
     pub batch_size: usize,
 }
@@ -64,7 +72,9 @@ impl CommonOptions {
         };
         let seed = o.take_parsed::<u64>("seed")?.unwrap_or(42);
         let events = o.take_parsed::<u64>("events")?;
-        let start_nanos = match o.take("start_time") {
+        let given = o.take("start_time");
+        let start_given = given.is_some();
+        let start_nanos = match given {
             Some(t) => chrono::DateTime::parse_from_rfc3339(t.trim())
                 .map_err(|e| EngineError::User(format!("invalid start_time '{t}': {e}")))?
                 .timestamp_nanos_opt()
@@ -80,8 +90,31 @@ impl CommonOptions {
             seed,
             events,
             start_nanos,
+            start_given,
             batch_size,
         })
+    }
+
+    /// Settles the default start for a generator whose rows are `per_second` row indexes per
+    /// second of event time (see the module docs); what to tell the user, if anything.
+    pub fn settle_start(&mut self, per_second: f64) -> Option<String> {
+        let outruns_the_clock = self.rate.is_none_or(|r| r > per_second * (1.0 + 1e-9));
+        if self.start_given || !outruns_the_clock {
+            return None;
+        }
+        match self.events {
+            Some(events) => {
+                let span_nanos = events as f64 / per_second * 1e9;
+                self.start_nanos = self.start_nanos.saturating_sub(span_nanos as i64);
+                None
+            }
+            None => Some(format!(
+                "this generator makes {per_second} rows per second of event time, faster than \
+                 that in real time, without end: its event time starts now and runs ahead of the \
+                 clock, and rows beyond source.max_future (1 hour by default) go to \
+                 weir_source_errors; give start_time (in the past), events, or a rate"
+            )),
+        }
     }
 }
 
@@ -147,6 +180,8 @@ pub struct GeneratorProvider<G> {
     common: CommonOptions,
     /// Wall-clock origin of pacing for new readers: index `i` is due at `created + i / rate`.
     created: Instant,
+    /// What to tell the user at creation (see [`CommonOptions::settle_start`]).
+    notice: Option<String>,
 }
 
 impl<G: Generator> GeneratorProvider<G> {
@@ -156,7 +191,14 @@ impl<G: Generator> GeneratorProvider<G> {
             generator: Arc::new(generator),
             common,
             created: Instant::now(),
+            notice: None,
         }
+    }
+
+    /// With what to tell the user at creation.
+    pub fn with_notice(mut self, notice: Option<String>) -> Self {
+        self.notice = notice;
+        self
     }
 }
 
@@ -167,6 +209,10 @@ impl<G: Generator> SourceProvider for GeneratorProvider<G> {
 
     fn schema(&self) -> SchemaRef {
         self.generator.schema()
+    }
+
+    fn creation_notice(&self) -> Option<String> {
+        self.notice.clone()
     }
 
     fn pinned_options(&self) -> Vec<(String, String)> {
@@ -259,5 +305,49 @@ impl<G: Generator> Source for GeneratorReader<G> {
         Some(SourcePosition {
             offsets: [(0, self.next as i64)].into(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::CommonOptions;
+    use weir_engine::options::Options;
+
+    fn common(pairs: &[(&str, &str)]) -> CommonOptions {
+        let pairs = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+            .collect();
+        CommonOptions::take(&mut Options::new("test", pairs).unwrap(), Some(10.0), 64).unwrap()
+    }
+
+    #[test]
+    fn a_default_start_keeps_event_time_out_of_the_future() {
+        let now = chrono::Utc::now().timestamp_nanos_opt().unwrap();
+        // Bounded and faster than event time: starts as far back as the rows span (1,000 s).
+        let mut bounded = common(&[("rate", "unbounded"), ("events", "100000")]);
+        assert_eq!(bounded.settle_start(100.0), None);
+        let last = bounded.start_nanos + 1_000_000_000_000;
+        assert!(
+            (last - now).abs() < 5_000_000_000,
+            "last row at {last}, now {now}"
+        );
+        // Unbounded: starts now, and says so.
+        let mut endless = common(&[("rate", "unbounded")]);
+        let notice = endless.settle_start(100.0).unwrap();
+        assert!(notice.contains("runs ahead of the clock"), "{notice}");
+        assert!((endless.start_nanos - now).abs() < 5_000_000_000);
+        // Paced at the event rate, or started where the user said: untouched.
+        let mut paced = common(&[("events", "100000")]);
+        assert_eq!(paced.settle_start(10.0), None);
+        assert!((paced.start_nanos - now).abs() < 5_000_000_000);
+        let mut given = common(&[
+            ("rate", "unbounded"),
+            ("start_time", "2024-01-01T00:00:00Z"),
+        ]);
+        assert_eq!(given.settle_start(100.0), None);
+        assert_eq!(given.start_nanos, 1_704_067_200_000_000_000);
     }
 }

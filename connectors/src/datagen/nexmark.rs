@@ -176,7 +176,8 @@ pub(super) fn provider(spec: &mut SourceSpec) -> Result<Arc<dyn SourceProvider>>
     let hot_seller_ratio = ratio("hot_seller_ratio", 4)?;
     let active_people = ratio("active_people", 1000)?;
     let in_flight_auctions = ratio("in_flight_auctions", 100)?;
-    let common = CommonOptions::take(o, Some(event_rate), 1024)?;
+    let mut common = CommonOptions::take(o, Some(event_rate), 1024)?;
+    let notice = common.settle_start(event_rate);
     let config = NexmarkConfig {
         seed: common.seed,
         base_millis: common.start_nanos.div_euclid(1_000_000),
@@ -191,10 +192,10 @@ pub(super) fn provider(spec: &mut SourceSpec) -> Result<Arc<dyn SourceProvider>>
     let natural = table.schema();
     let context = "datagen 'nexmark'";
     let projection = Projection::declared_or_all(&natural, spec.columns.as_ref(), context)?;
-    Ok(Arc::new(GeneratorProvider::new(
-        NexmarkGenerator::new(config, table, projection),
-        common,
-    )))
+    Ok(Arc::new(
+        GeneratorProvider::new(NexmarkGenerator::new(config, table, projection), common)
+            .with_notice(notice),
+    ))
 }
 
 /// Generates one Nexmark table's rows by event number.

@@ -90,7 +90,9 @@ pub(super) fn provider(spec: &mut SourceSpec) -> Result<Arc<dyn SourceProvider>>
             "datagen: sensors must be at least 1".into(),
         ));
     }
-    let common = CommonOptions::take(o, Some(1000.0), 1024)?;
+    let mut common = CommonOptions::take(o, Some(1000.0), 1024)?;
+    // Each sensor reads once per second of event time unless a rate paces it.
+    let notice = common.settle_start(common.rate.unwrap_or(sensors as f64));
     let out_of_order = o.take_duration("out_of_order")?.unwrap_or(Duration::ZERO);
     let anomaly_rate = o.take_parsed::<f64>("anomaly_rate")?.unwrap_or(0.001);
     if !(0.0..=1.0).contains(&anomaly_rate) {
@@ -114,7 +116,9 @@ pub(super) fn provider(spec: &mut SourceSpec) -> Result<Arc<dyn SourceProvider>>
         generator: SensorGenerator::new(config),
         projection,
     };
-    Ok(Arc::new(GeneratorProvider::new(table, common)))
+    Ok(Arc::new(
+        GeneratorProvider::new(table, common).with_notice(notice),
+    ))
 }
 
 /// The sensor generator fitted to a source's declared columns.

@@ -48,7 +48,8 @@ pub(super) fn provider(spec: &mut SourceSpec) -> Result<Arc<dyn SourceProvider>>
         ));
     }
     let event_rate = take_event_rate(o)?;
-    let common = CommonOptions::take(o, None, 4096)?;
+    let mut common = CommonOptions::take(o, None, 4096)?;
+    let notice = common.settle_start(event_rate);
     let mut generator = UniformBids::new(
         common.seed,
         auctions,
@@ -57,7 +58,9 @@ pub(super) fn provider(spec: &mut SourceSpec) -> Result<Arc<dyn SourceProvider>>
     )?;
     generator.projection =
         Projection::declared_or_all(&bid_schema(), spec.columns.as_ref(), "datagen 'bids'")?;
-    Ok(Arc::new(GeneratorProvider::new(generator, common)))
+    Ok(Arc::new(
+        GeneratorProvider::new(generator, common).with_notice(notice),
+    ))
 }
 
 /// Uniform bids by index.
