@@ -134,6 +134,10 @@ pub trait SourceProvider: Send + Sync + std::fmt::Debug {
     }
 }
 
+/// Field metadata marking a column that holds JSON text (`JSON`/`JSONB`): decoders put a value's
+/// JSON there as it was written (objects and arrays included) instead of converting it.
+pub const JSON_TYPE_KEY: &str = "weir.type";
+
 /// The `WATERMARK FOR col AS expr` of a source.
 #[derive(Debug, Clone)]
 pub struct WatermarkSpec {

@@ -5,14 +5,15 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::common::DFSchema;
 use datafusion::logical_expr::{DdlStatement, LogicalPlan};
-use datafusion::sql::sqlparser::ast::ExprWithAlias;
+use datafusion::sql::sqlparser::ast::{ColumnDef, DataType as SqlType, ExprWithAlias};
 use tracing::info;
 use weir_engine::catalog::SourceEntry;
 use weir_engine::checkpoint::catalog_file::{CatalogObject, ObjectKind as PersistedKind};
 use weir_engine::options::Options;
+use weir_engine::source::JSON_TYPE_KEY;
 use weir_engine::source::{FormatSpec, SourceSpec, WatermarkSpec};
 use weir_engine::source_errors::BadRecords;
 
@@ -40,16 +41,7 @@ impl Session {
         let columns = if c.columns.is_empty() {
             None
         } else {
-            let defs: Vec<String> = c.columns.iter().map(|d| d.to_string()).collect();
-            let sql = format!("CREATE TABLE weir_declared_columns ({})", defs.join(", "));
-            let plan = state.create_logical_plan(&sql).await?;
-            let LogicalPlan::Ddl(DdlStatement::CreateMemoryTable(table)) = plan else {
-                return Err(SqlError::new(
-                    SqlErrorKind::Internal,
-                    "could not plan the column list",
-                ));
-            };
-            Some(Arc::new(table.input.schema().as_arrow().clone()))
+            Some(plan_columns(&state, &c.columns).await?)
         };
         let mut options = Options::new(format!("source \"{}\"", c.name), c.options.clone())?;
         let connector = options.take_required("connector")?;
@@ -180,4 +172,62 @@ pub(crate) fn plan_watermark(
         expr: physical,
         text: expr.to_string(),
     })
+}
+
+/// The Arrow schema of a source's declared columns. `JSON`/`JSONB` columns hold a value's JSON
+/// text (marked with [`JSON_TYPE_KEY`] metadata, so decoders keep the raw text); `STRUCT<…>`
+/// columns need the generic dialect to plan (PostgreSQL's has no such type).
+pub(crate) async fn plan_columns(
+    state: &datafusion::execution::SessionState,
+    columns: &[ColumnDef],
+) -> Result<datafusion::arrow::datatypes::SchemaRef> {
+    let mut json = Vec::new();
+    let mut nested = false;
+    let defs: Vec<String> = columns
+        .iter()
+        .map(|d| {
+            let mut d = d.clone();
+            match d.data_type {
+                SqlType::JSON | SqlType::JSONB => {
+                    json.push(d.name.value.clone());
+                    d.data_type = SqlType::Text;
+                }
+                SqlType::Struct(..) => nested = true,
+                _ => {}
+            }
+            d.to_string()
+        })
+        .collect();
+    let sql = format!("CREATE TABLE weir_declared_columns ({})", defs.join(", "));
+    let dialect = if nested {
+        datafusion::config::Dialect::Generic
+    } else {
+        datafusion::config::Dialect::PostgreSQL
+    };
+    let statement = state.sql_to_statement(&sql, &dialect)?;
+    let plan = state.statement_to_plan(statement).await?;
+    let LogicalPlan::Ddl(DdlStatement::CreateMemoryTable(table)) = plan else {
+        return Err(SqlError::new(
+            SqlErrorKind::Internal,
+            "could not plan the column list",
+        ));
+    };
+    let schema = table.input.schema().as_arrow();
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| {
+            let f = f.as_ref().clone();
+            if json.iter().any(|name| name == f.name()) {
+                f.with_metadata(
+                    [(JSON_TYPE_KEY.to_string(), "jsonb".to_string())]
+                        .into_iter()
+                        .collect(),
+                )
+            } else {
+                f
+            }
+        })
+        .collect();
+    Ok(Arc::new(Schema::new(fields)))
 }

@@ -212,7 +212,9 @@ impl Database {
                 .with_config(config)
                 .with_default_features(),
         );
-        let ctx = SessionContext::new_with_state(state.build());
+        let state = crate::json_operators::install(state.build())?;
+        let ctx = SessionContext::new_with_state(state);
+        ctx.register_udf(crate::proctime::proctime_udf());
         let catalog = Arc::new(Catalog::default());
         // DataFusion 55 looks table functions up by the name as written, so register both
         // spellings users write.

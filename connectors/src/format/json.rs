@@ -1,10 +1,18 @@
 //! JSON decoding straight to Arrow with arrow-json's tape decoder: whole runs of records become
 //! record batches in the declared schema, with no per-row `serde_json::Value` trees. Numbers given
 //! as strings are coerced by the decoder, timestamps (RFC 3339 strings or epoch numbers) by
-//! [`super::time`]; missing fields become NULL; fields not declared are ignored.
+//! [`super::time`]; missing fields become NULL; fields not declared are ignored. Columns declared
+//! `JSON`/`JSONB` (marked with [`JSON_TYPE_KEY`]) keep each value's JSON text as written: those
+//! records are also read as a map of raw values (no tree), which only such sources pay for.
 
-use datafusion::arrow::datatypes::SchemaRef;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{ArrayRef, StringArray};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
+use serde_json::value::RawValue;
+use weir_engine::source::JSON_TYPE_KEY;
 use weir_engine::{EngineError, Result};
 
 use super::time::TimestampColumns;
@@ -16,6 +24,8 @@ pub struct JsonDecoder {
     timestamps: TimestampColumns,
     max_records: usize,
     decoder: arrow_json::reader::Decoder,
+    /// JSON-text columns: (position in `schema`, name, the values of the buffered records).
+    raw: Vec<(usize, String, Vec<Option<String>>)>,
 }
 
 impl std::fmt::Debug for JsonDecoder {
@@ -37,15 +47,67 @@ fn build(schema: &SchemaRef, batch_size: usize) -> Result<arrow_json::reader::De
 impl JsonDecoder {
     /// A decoder for runs of at most `max_records` records of `schema`.
     pub fn try_new(schema: SchemaRef, max_records: usize) -> Result<Self> {
+        let raw: Vec<(usize, String, Vec<Option<String>>)> = schema
+            .fields()
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| f.metadata().contains_key(JSON_TYPE_KEY))
+            .map(|(i, f)| (i, f.name().clone(), Vec::new()))
+            .collect();
+        // arrow-json reads the other columns (and ignores the JSON-text ones).
+        let typed = Arc::new(Schema::new(
+            schema
+                .fields()
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| !raw.iter().any(|r| r.0 == *i))
+                .map(|(_, f)| Arc::clone(f))
+                .collect::<Vec<_>>(),
+        ));
         // One row of headroom so a record holding two values is seen as such, not cut off.
-        let timestamps = TimestampColumns::new(&schema);
+        let timestamps = TimestampColumns::new(&typed);
         let decoder = build(&timestamps.text_schema(), max_records + 1)?;
         Ok(Self {
             schema,
             timestamps,
             max_records,
             decoder,
+            raw,
         })
+    }
+
+    /// Keeps the JSON text of the JSON-text columns of `record` (already decoded as one value).
+    fn keep_raw(&mut self, record: &[u8]) -> std::result::Result<(), String> {
+        let values: std::collections::HashMap<String, &RawValue> =
+            serde_json::from_slice(record).map_err(|e| e.to_string())?;
+        for (_, name, column) in &mut self.raw {
+            column.push(values.get(name.as_str()).map(|v| v.get().to_string()));
+        }
+        Ok(())
+    }
+
+    /// `typed` (the columns arrow-json read) with the JSON-text columns put back in place.
+    fn with_raw(&mut self, typed: RecordBatch) -> std::result::Result<RecordBatch, String> {
+        if self.raw.is_empty() {
+            return Ok(typed);
+        }
+        let mut typed_columns = typed.columns().iter();
+        let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.schema.fields().len());
+        for i in 0..self.schema.fields().len() {
+            match self.raw.iter_mut().find(|r| r.0 == i) {
+                Some((_, _, values)) => {
+                    let text = StringArray::from(std::mem::take(values));
+                    let target = self.schema.field(i).data_type();
+                    columns.push(cast(&text, target).map_err(|e| e.to_string())?);
+                }
+                None => columns.push(Arc::clone(
+                    typed_columns
+                        .next()
+                        .ok_or("a decoded batch lost a column")?,
+                )),
+            }
+        }
+        RecordBatch::try_new(SchemaRef::clone(&self.schema), columns).map_err(|e| e.to_string())
     }
 }
 
@@ -63,20 +125,27 @@ impl RecordDecoder for JsonDecoder {
             return Err("incomplete record: the JSON value is cut off".to_string());
         }
         match self.decoder.len() - before {
-            1 => Ok(()),
+            1 if self.raw.is_empty() => Ok(()),
+            1 => self.keep_raw(record),
             n => Err(row_count_error(n)),
         }
     }
 
     fn flush(&mut self) -> std::result::Result<RecordBatch, String> {
         match self.decoder.flush().map_err(|e| e.to_string())? {
-            Some(batch) => self.timestamps.convert(batch),
+            Some(batch) => {
+                let typed = self.timestamps.convert(batch)?;
+                self.with_raw(typed)
+            }
             None => Ok(RecordBatch::new_empty(SchemaRef::clone(&self.schema))),
         }
     }
 
     fn reset(&mut self) -> Result<()> {
         self.decoder = build(&self.timestamps.text_schema(), self.max_records + 1)?;
+        for (_, _, values) in &mut self.raw {
+            values.clear();
+        }
         Ok(())
     }
 

@@ -1,8 +1,8 @@
 //! The bodies of `CREATE SOURCE`, `CREATE MATERIALIZED VIEW` and `CREATE SINK`, and the
 //! `WITH (…)` and `FORMAT … ENCODE …` clauses they share.
 
-use datafusion::sql::sqlparser::ast::{Expr, Query};
-use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+use datafusion::sql::sqlparser::ast::{ColumnDef, Expr, Query};
+use datafusion::sql::sqlparser::dialect::{GenericDialect, PostgreSqlDialect};
 use datafusion::sql::sqlparser::parser::Parser;
 use datafusion::sql::sqlparser::tokenizer::Token;
 use weir_engine::source::IncludeColumn;
@@ -21,7 +21,7 @@ pub(super) fn parse_create_source(parser: &mut Parser) -> Result<CreateSource> {
     if parser.consume_token(&Token::LParen) {
         loop {
             if !parse_watermark(parser, &mut watermark)? {
-                columns.push(parser.parse_column_def()?);
+                columns.push(parse_source_column(parser)?);
             }
             if parser.consume_token(&Token::Comma) {
                 continue;
@@ -52,6 +52,46 @@ pub(super) fn parse_create_source(parser: &mut Parser) -> Result<CreateSource> {
         options,
         format,
         sql: String::new(),
+    })
+}
+
+/// A source's column definition. A `STRUCT<name type, …>` type (nested JSON objects, as
+/// RisingWave spells it), which PostgreSQL's grammar lacks, is read with the generic dialect.
+fn parse_source_column(parser: &mut Parser) -> Result<ColumnDef> {
+    if !(word_at(parser, 1, "STRUCT") && parser.peek_nth_token(2).token == Token::Lt) {
+        return Ok(parser.parse_column_def()?);
+    }
+    let name = parser.parse_identifier()?;
+    let mut tokens = vec![parser.next_token()];
+    let mut depth = 0i32;
+    loop {
+        let token = parser.next_token();
+        match &token.token {
+            Token::Lt => depth += 1,
+            Token::Gt => depth -= 1,
+            Token::ShiftRight => depth -= 2,
+            Token::EOF => return Err(SqlError::syntax("a STRUCT<…> type is not closed")),
+            _ => {}
+        }
+        tokens.push(token);
+        if depth <= 0 {
+            break;
+        }
+    }
+    // `STRUCT<…>[]`: an array of them.
+    while parser.peek_token().token == Token::LBracket
+        && parser.peek_nth_token(1).token == Token::RBracket
+    {
+        tokens.push(parser.next_token());
+        tokens.push(parser.next_token());
+    }
+    let data_type = Parser::new(&GenericDialect {})
+        .with_tokens_with_locations(tokens)
+        .parse_data_type()?;
+    Ok(ColumnDef {
+        name,
+        data_type,
+        options: Vec::new(),
     })
 }
 
