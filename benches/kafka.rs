@@ -12,6 +12,9 @@
 //!
 //! Each prints wall time, records per second and records per CPU-second (process CPU time, all
 //! threads: librdkafka's included), and the figures go to BENCHMARKS.md with machine and commit.
+//!
+//! `cargo bench --bench kafka -- latency`: produce → visible latency at 100,000 records/s, a bare
+//! consumer beside Weir ([`common::kafka_latency`]), in BENCHMARKS.md's `kafka_latency` section.
 
 // A bench program: it prints its figures, and a failed expectation aborts the run.
 #![allow(
@@ -194,7 +197,70 @@ fn write_report(records: u64, figures: &[Figures], rss: f64) {
     write_section("kafka", &section);
 }
 
+/// The latency runs and their section.
+fn latency(broker: &Broker) {
+    use common::kafka_latency::{RATE, SECONDS, bare, percentiles, produce_paced, weir};
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mut rows = Vec::new();
+    for (name, topic) in [
+        ("bare librdkafka consumer", "lat-bare"),
+        ("weir: pass-through view", "lat-weir"),
+    ] {
+        broker.create_topic(topic, 1);
+        let address = broker.address.clone();
+        let producer = std::thread::spawn({
+            let topic = topic.to_string();
+            move || produce_paced(&address, &topic)
+        });
+        let mut latencies = if topic == "lat-bare" {
+            bare(&broker.address, topic)
+        } else {
+            runtime.block_on(weir(&broker.address, topic))
+        };
+        producer.join().expect("producer");
+        let (p50, p99, max) = percentiles(&mut latencies);
+        println!(
+            "{name:<30} {} records  p50 {p50:.1} ms  p99 {p99:.1} ms  max {max:.1} ms",
+            latencies.len()
+        );
+        rows.push((name, latencies.len(), p50, p99, max));
+    }
+    let mut section = format!(
+        "## Kafka produce → visible latency\n\n`cargo bench --bench kafka -- latency` · commit {} · {} · {}\n\n\
+         {RATE} records/s for {SECONDS} s into one partition of a tansu broker on loopback (producer \
+         linger 5 ms), each carrying its send time; read by a bare librdkafka consumer and by Weir \
+         (a Kafka source and a pass-through view; a row counts when the view's changes carry it), \
+         both with fetch wait 10 ms, one after the other on fresh topics. The first second is \
+         warm-up and not counted.\n\n\
+         | reader | records | p50 ms | p99 ms | max ms |\n|---|---:|---:|---:|---:|\n",
+        commit(),
+        today(),
+        machine()
+    );
+    for (name, n, p50, p99, max) in &rows {
+        section.push_str(&format!(
+            "| {name} | {n} | {p50:.1} | {p99:.1} | {max:.1} |\n"
+        ));
+    }
+    if let [(_, _, b50, b99, _), (_, _, w50, w99, _)] = rows.as_slice() {
+        section.push_str(&format!(
+            "\nWeir above the bare consumer: p50 +{:.1} ms, p99 +{:.1} ms (goal: p99 ≤ +20 ms).\n",
+            w50 - b50,
+            w99 - b99
+        ));
+    }
+    write_section("kafka_latency", &section);
+}
+
 fn main() {
+    if std::env::args().any(|a| a == "latency") {
+        let broker = Broker::start();
+        latency(&broker);
+        return;
+    }
     let records: u64 = std::env::args()
         .skip(1)
         .find_map(|a| a.parse().ok())

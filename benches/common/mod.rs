@@ -5,6 +5,7 @@
 
 pub mod accuracy;
 pub mod child;
+pub mod kafka_latency;
 pub mod nexmark_csv;
 // The integration tests' tansu broker (started from the `.venv` that `scripts/test.sh` makes).
 #[path = "../../tests/integration/broker.rs"]

@@ -33,7 +33,8 @@ use super::metadata_columns::{MessageMetadata, MetadataColumn};
 use super::{KafkaSourceConfig, StartupMode};
 use crate::format::{RecordBuffer, RecordDecoder, decode_records, decoded_span};
 
-/// A partition's records wait at most this long for more before they are decoded and sent.
+/// A partition's records wait at most this long for more before they are decoded and sent (while
+/// the client keeps delivering; they go at once when its queue runs dry).
 const LINGER: Duration = Duration::from_millis(10);
 /// How long one poll waits for a message.
 const POLL: Duration = Duration::from_millis(20);
@@ -216,12 +217,19 @@ impl ReaderLoop {
         let mut last_commit = Instant::now();
         let mut last_linger_check = Instant::now();
         let mut since_clock_check = 0u32;
+        // Records are buffered that the pipeline has not been handed yet.
+        let mut buffered = false;
         while !self.stopped() {
-            match consumer.poll(POLL) {
+            // While records are buffered, take only what the client already holds: once its
+            // queue is empty they go on at once, instead of waiting out the linger (which then
+            // only bounds how long a steady stream is batched).
+            let wait = if buffered { Duration::ZERO } else { POLL };
+            match consumer.poll(wait) {
                 Some(Ok(message)) => {
                     if !self.on_message(&message)? {
                         return Ok(());
                     }
+                    buffered = true;
                     // Reading the clock per message shows up in profiles; every 64 messages
                     // is often enough for a 10 ms linger.
                     since_clock_check += 1;
@@ -234,6 +242,7 @@ impl ReaderLoop {
                     debug!(source = %self.config.source, error = %e, "Kafka poll error");
                 }
                 None => {
+                    buffered = false;
                     if !self.flush_all(Duration::ZERO)? {
                         return Ok(());
                     }
