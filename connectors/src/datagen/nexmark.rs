@@ -42,8 +42,8 @@ use weir_engine::source::{SourceProvider, SourceSpec};
 use weir_engine::{EngineError, Result};
 
 use super::nexmark_text::{
-    US_CITIES, US_STATES, credit_card, email, extra, long, millis, person_name, price, strings,
-    words,
+    LetterPool, US_CITIES, US_STATES, credit_card, email, extra, long, millis, person_name, price,
+    strings, words,
 };
 use super::random::Draws;
 use super::{CommonOptions, Generator, GeneratorProvider, take_event_rate};
@@ -207,6 +207,8 @@ pub struct NexmarkGenerator {
     /// Channel names and URLs: 10,000 numbered channels, then the hot ones.
     channels: Vec<String>,
     urls: Vec<String>,
+    /// What `extra` padding is cut from.
+    pool: LetterPool,
 }
 
 impl NexmarkGenerator {
@@ -230,6 +232,7 @@ impl NexmarkGenerator {
             })
             .collect();
         Self {
+            pool: LetterPool::new(config.seed),
             config,
             table,
             projection,
@@ -330,7 +333,9 @@ impl NexmarkGenerator {
                 strings(ids, |id, out| out.push_str(&names[self.channel(id)]))
             }
             "date_time" => self.timestamps(ids),
-            "extra" => strings(ids, |id, out| extra(&mut self.draws(id, 4), 32, 100, out)),
+            "extra" => strings(ids, |id, out| {
+                extra(&mut self.draws(id, 4), &self.pool, 32, 100, out)
+            }),
             other => return Err(unknown_column(other)),
         })
     }
@@ -378,7 +383,13 @@ impl NexmarkGenerator {
                 let mut texts = String::new();
                 words(&mut self.draws(id, 5), 20, &mut texts);
                 words(&mut self.draws(id, 6), 100, &mut texts);
-                extra(&mut self.draws(id, 7), 48 + texts.len(), 500, out)
+                extra(
+                    &mut self.draws(id, 7),
+                    &self.pool,
+                    48 + texts.len(),
+                    500,
+                    out,
+                )
             }),
             other => return Err(unknown_column(other)),
         })
@@ -407,7 +418,13 @@ impl NexmarkGenerator {
                 credit_card(&mut self.draws(id, 2), &mut fixed);
                 fixed.push_str(US_CITIES[pick(id, 3, &US_CITIES)]);
                 fixed.push_str(US_STATES[pick(id, 4, &US_STATES)]);
-                extra(&mut self.draws(id, 5), 8 + fixed.len(), 200, out)
+                extra(
+                    &mut self.draws(id, 5),
+                    &self.pool,
+                    8 + fixed.len(),
+                    200,
+                    out,
+                )
             }),
             other => return Err(unknown_column(other)),
         })

@@ -70,8 +70,45 @@ pub(super) fn words(d: &mut Draws, max_len: u64, out: &mut String) {
     out.push_str(&trimmed);
 }
 
+/// Bytes of the letter pool padding is cut from.
+const POOL_BYTES: usize = 1 << 16;
+
+/// Random lowercase letters made once per generator; padding is a slice of them at a random
+/// place (one draw and a copy per value instead of a draw per 8 letters: padding is most of a
+/// Nexmark event's bytes, and making it was the generator's largest cost).
+#[derive(Debug)]
+pub(super) struct LetterPool {
+    text: String,
+}
+
+impl LetterPool {
+    pub(super) fn new(seed: u64) -> Self {
+        let mut text = String::with_capacity(POOL_BYTES);
+        Draws::new(seed, u64::MAX, 0x9001).letters(POOL_BYTES, &mut text);
+        Self { text }
+    }
+
+    /// Appends `len` letters from a random place in the pool.
+    fn take(&self, d: &mut Draws, len: usize, out: &mut String) {
+        let mut left = len;
+        while left > 0 {
+            let take = left.min(POOL_BYTES / 2);
+            let start = d.below((POOL_BYTES - take + 1) as u64) as usize;
+            // The pool is ASCII: every index is a character boundary.
+            out.push_str(self.text.get(start..start + take).unwrap_or_default());
+            left -= take;
+        }
+    }
+}
+
 /// Padding so that `current + padding` is `average` bytes on average (± 20%).
-pub(super) fn extra(d: &mut Draws, current: usize, average: usize, out: &mut String) {
+pub(super) fn extra(
+    d: &mut Draws,
+    pool: &LetterPool,
+    current: usize,
+    average: usize,
+    out: &mut String,
+) {
     let Some(wanted) = average.checked_sub(current) else {
         return;
     };
@@ -82,7 +119,7 @@ pub(super) fn extra(d: &mut Draws, current: usize, average: usize, out: &mut Str
         } else {
             d.below(2 * delta as u64) as usize
         };
-    d.letters(len, out);
+    pool.take(d, len, out);
 }
 
 pub(super) fn person_name(d: &mut Draws, out: &mut String) {
@@ -104,5 +141,27 @@ pub(super) fn credit_card(d: &mut Draws, out: &mut String) {
             out.push(' ');
         }
         out.push_str(&format!("{:04}", d.below(10_000)));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn padding_from_the_pool_has_the_length_asked_and_varies() {
+        let pool = LetterPool::new(7);
+        let mut a = String::new();
+        pool.take(&mut Draws::new(7, 1, 4), 100_000, &mut a);
+        assert_eq!(a.len(), 100_000);
+        assert!(a.bytes().all(|b| b.is_ascii_lowercase()));
+        let (mut b, mut c) = (String::new(), String::new());
+        pool.take(&mut Draws::new(7, 2, 4), 90, &mut b);
+        pool.take(&mut Draws::new(7, 3, 4), 90, &mut c);
+        assert_ne!(b, c);
+        // A pure function of its draws.
+        let mut again = String::new();
+        pool.take(&mut Draws::new(7, 2, 4), 90, &mut again);
+        assert_eq!(b, again);
     }
 }
