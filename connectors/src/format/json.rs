@@ -191,4 +191,47 @@ mod tests {
         assert_eq!(ts.value(1), 1_704_067_202_000_000_000);
         Ok(())
     }
+
+    #[test]
+    fn json_text_columns_stay_with_their_rows_past_bad_records() -> Result<()> {
+        use datafusion::arrow::array::Array;
+        use std::collections::HashMap;
+        let json_field = Field::new("meta", DataType::Utf8, true).with_metadata(HashMap::from([(
+            JSON_TYPE_KEY.to_string(),
+            "jsonb".to_string(),
+        )]));
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, true),
+            json_field,
+            Field::new("n", DataType::Int64, true),
+        ]));
+        let mut d = JsonDecoder::try_new(schema, 1024)?;
+        let lines: [&[u8]; 5] = [
+            br#"{"id": 1, "meta": {"a": [1, 2]}, "n": 1}"#,
+            br#"{"id": 2, "meta": "text", "n": "not a number"}"#,
+            br#"{"id": 3, "n": 3}"#,
+            br#"{"id": 4, "meta": [true, null], "n": 4"#,
+            br#"{"id": 5, "meta": null, "n": 5}"#,
+        ];
+        let mut buffer = super::super::RecordBuffer::default();
+        for line in lines {
+            buffer.push(line);
+        }
+        let decoded = super::super::decode_records(&mut d, &buffer)?;
+        let bad: Vec<usize> = decoded.bad.iter().map(|(i, _)| *i).collect();
+        assert_eq!(bad, vec![1, 3]);
+        let batch = decoded.batch;
+        let ids = batch
+            .column(0)
+            .as_primitive::<datafusion::arrow::datatypes::Int64Type>();
+        let meta = batch.column(1).as_string::<i32>();
+        let rows: Vec<(i64, Option<&str>)> = (0..batch.num_rows())
+            .map(|i| (ids.value(i), meta.is_valid(i).then(|| meta.value(i))))
+            .collect();
+        assert_eq!(
+            rows,
+            vec![(1, Some(r#"{"a": [1, 2]}"#)), (3, None), (5, Some("null"))]
+        );
+        Ok(())
+    }
 }
