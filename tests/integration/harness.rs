@@ -225,3 +225,15 @@ pub fn render(batches: &[datafusion::arrow::record_batch::RecordBatch]) -> Vec<S
     }
     out
 }
+
+/// `sql`'s rows in a DataFusion context (a batch oracle), rendered as [`render`] does.
+pub async fn batch_rows(ctx: &datafusion::prelude::SessionContext, sql: &str) -> Vec<String> {
+    let batches = ctx
+        .sql(sql)
+        .await
+        .unwrap_or_else(|e| panic!("oracle {sql}: {e}"))
+        .collect()
+        .await
+        .unwrap_or_else(|e| panic!("oracle {sql}: {e}"));
+    render(&batches)
+}

@@ -18,7 +18,7 @@ use rand_chacha::ChaCha8Rng;
 use weir_sql::Session;
 
 use crate::broker::{Broker, Record};
-use crate::harness::{query_rows, render};
+use crate::harness::{batch_rows, query_rows};
 
 /// 2024-01-01T00:00:00Z in milliseconds.
 const T0: i64 = 1_704_067_200_000;
@@ -440,19 +440,6 @@ async fn oracle_context(
     ctx
 }
 
-async fn oracle_rows(ctx: &datafusion::prelude::SessionContext, sql: &str) -> Vec<String> {
-    let batches = ctx
-        .sql(sql)
-        .await
-        .expect("oracle sql")
-        .collect()
-        .await
-        .expect("oracle rows");
-    let mut rows = render(&batches);
-    rows.sort();
-    rows
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_join_kind_over_kafka_matches_the_batch_oracle() {
     let broker = Broker::start();
@@ -640,7 +627,8 @@ async fn every_join_kind_over_kafka_matches_the_batch_oracle() {
     .await;
     for (view_sql, rows, oracle_sql) in ORACLES {
         let ctx = if rows == "all" { &all } else { &on_time };
-        let want = oracle_rows(ctx, oracle_sql).await;
+        let mut want = batch_rows(ctx, oracle_sql).await;
+        want.sort();
         assert!(want.len() >= 3, "{oracle_sql}: only {} rows", want.len());
         wait_until(&s, view_sql, &want).await;
     }

@@ -11,6 +11,7 @@ mod clients;
 mod committed_reader;
 mod crash;
 mod crash_tables;
+mod crash_views;
 mod docs;
 mod e2e;
 mod examples;

@@ -158,16 +158,7 @@ async fn sessions_and_cumulate_with_lateness_match_the_batch_oracle() {
     .expect("oracle table");
     let oracle = |sql: &'static str| {
         let ctx = ctx.clone();
-        async move {
-            let batches = ctx
-                .sql(sql)
-                .await
-                .expect("oracle sql")
-                .collect()
-                .await
-                .expect("oracle rows");
-            crate::harness::render(&batches)
-        }
+        async move { crate::harness::batch_rows(&ctx, sql).await }
     };
     let sessions = oracle(SESSIONS).await;
     for view in ["sessions", "live_sessions"] {

@@ -23,14 +23,9 @@ pub(super) fn parse_create_source(parser: &mut Parser) -> Result<CreateSource> {
             if !parse_watermark(parser, &mut watermark)? {
                 columns.push(parse_source_column(parser)?);
             }
-            if parser.consume_token(&Token::Comma) {
-                continue;
-            }
-            if parser.consume_token(&Token::RParen) {
+            if !more_in_list(parser)? {
                 break;
             }
-            let found = parser.peek_token();
-            return parser.expected(", or )", found).map_err(SqlError::from);
         }
     }
     let mut include = Vec::new();
@@ -53,6 +48,19 @@ pub(super) fn parse_create_source(parser: &mut Parser) -> Result<CreateSource> {
         format,
         sql: String::new(),
     })
+}
+
+/// After an item of a parenthesised list: `,` (true: more follow) or `)` (false: the list is
+/// done); anything else is a syntax error.
+fn more_in_list(parser: &mut Parser) -> Result<bool> {
+    if parser.consume_token(&Token::Comma) {
+        return Ok(true);
+    }
+    if parser.consume_token(&Token::RParen) {
+        return Ok(false);
+    }
+    let found = parser.peek_token();
+    parser.expected(", or )", found).map_err(SqlError::from)
 }
 
 /// A source's column definition. A `STRUCT<name type, …>` type (nested JSON objects, as
@@ -303,14 +311,9 @@ fn parse_options(parser: &mut Parser) -> Result<Vec<(String, String)>> {
             }
         };
         out.push((key.to_ascii_lowercase(), value));
-        if parser.consume_token(&Token::Comma) {
-            continue;
-        }
-        if parser.consume_token(&Token::RParen) {
+        if !more_in_list(parser)? {
             return Ok(out);
         }
-        let found = parser.peek_token();
-        return parser.expected(", or )", found).map_err(SqlError::from);
     }
 }
 
@@ -333,14 +336,9 @@ pub(super) fn parse_create_connector_table(parser: &mut Parser) -> Result<Create
                 None => columns.push(parser.parse_column_def()?),
             }
         }
-        if parser.consume_token(&Token::Comma) {
-            continue;
-        }
-        if parser.consume_token(&Token::RParen) {
+        if !more_in_list(parser)? {
             break;
         }
-        let found = parser.peek_token();
-        return parser.expected(", or )", found).map_err(SqlError::from);
     }
     let options = if consume_words(parser, &["WITH"]) {
         parse_options(parser)?

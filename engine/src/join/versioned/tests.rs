@@ -64,6 +64,29 @@ fn collected(out: &mut Collector) -> Vec<Pair> {
     got
 }
 
+/// After a step of input: the watermark 10 ms behind the slower input's newest row, and when
+/// `checkpoint`, a snapshot restored into a fresh join (what was out so far moved to `got`).
+fn after_step(
+    op: &mut VersionedJoin,
+    kind: JoinKind,
+    newest: [i64; 2],
+    checkpoint: bool,
+    out: &mut Collector,
+    got: &mut Vec<Pair>,
+) -> Result<()> {
+    let slowest = newest[0].min(newest[1]);
+    if slowest > i64::MIN {
+        op.on_watermark(Watermark::EventTime((slowest - 10) * MS), out)?;
+    }
+    if checkpoint {
+        let state = op.snapshot(CheckpointBarrier { epoch: 1 })?;
+        got.extend(collected(out));
+        *op = join(kind);
+        op.restore(state)?;
+    }
+    Ok(())
+}
+
 #[test]
 fn each_row_joins_the_version_valid_at_its_time() -> Result<()> {
     let mut next = draws(0x1234_5678_9abc_def1);
@@ -104,17 +127,8 @@ fn each_row_joins_the_version_valid_at_its_time() -> Result<()> {
             *at += part.len();
             newest[side] = newest[side].max(part.iter().map(|r| r.1).max().unwrap_or(i64::MIN));
             op.process_input(side, Changes::inserts(rows(schema, part)), &mut out)?;
-            let slowest = newest[0].min(newest[1]);
-            if slowest > i64::MIN {
-                op.on_watermark(Watermark::EventTime((slowest - 10) * MS), &mut out)?;
-            }
             steps += 1;
-            if steps == 100 {
-                let state = op.snapshot(CheckpointBarrier { epoch: 1 })?;
-                got.extend(collected(&mut out));
-                op = join(kind);
-                op.restore(state)?;
-            }
+            after_step(&mut op, kind, newest, steps == 100, &mut out, &mut got)?;
         }
         op.on_end(&mut out)?;
         got.extend(collected(&mut out));
@@ -210,17 +224,8 @@ fn a_table_that_updates_is_versioned_by_its_changes() -> Result<()> {
                 newest[1] = newest[1].max(part.iter().map(|c| c.2).max().unwrap_or(i64::MIN));
                 op.process_input(1, Changes::from_ops(rows(&rs, &batch), &ops)?, &mut out)?;
             }
-            let slowest = newest[0].min(newest[1]);
-            if slowest > i64::MIN {
-                op.on_watermark(Watermark::EventTime((slowest - 10) * MS), &mut out)?;
-            }
             steps += 1;
-            if steps == 150 {
-                let state = op.snapshot(CheckpointBarrier { epoch: 1 })?;
-                got.extend(collected(&mut out));
-                op = join(kind);
-                op.restore(state)?;
-            }
+            after_step(&mut op, kind, newest, steps == 150, &mut out, &mut got)?;
         }
         op.on_end(&mut out)?;
         got.extend(collected(&mut out));
