@@ -15,6 +15,7 @@
 //! | `generator` | the bids generator alone (what every `tumble` row costs before the engine) |
 //! | `updating` | an updating `GROUP BY` over 1 M groups, 1 % touched per refresh: rows emitted per refresh, CPU per changed group |
 //! | `topn` | top 10 bids by price per auction over 10,000 auctions (append-only input), 1 M bids |
+//! | `scaling` | `tumble`, `q5` and `sensors` on 1 and then 2 workers (threads and shards), alone: the speed-up (section `scaling`) |
 //! | `topn_updates` | the Top-N operator alone: top 10 per key over 10,000 keys of 100 rows, then 1 M updates (update pairs), beside a batch `row_number()` over the final rows |
 //!
 //! Each workload runs in its own child process (so peak RSS and CPU time are its own) with
@@ -328,10 +329,7 @@ async fn latency(windowed: bool) -> Figures {
 }
 
 fn child(name: &str, events: u64) {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let runtime = common::child::runtime();
     let figures = match name {
         "generator" => generator(events),
         "ceiling" => runtime.block_on(ceiling(events)),
@@ -727,6 +725,19 @@ fn main() {
     }
     let flink = args.value("--flink").and_then(|p| read_flink(&p));
     let mut names = args.names();
+    if names == ["scaling"] {
+        let workloads: Vec<(&str, u64, &str)> = ["tumble", "q5", "sensors"]
+            .into_iter()
+            .filter_map(|n| Some((n, events, workload(n, events)?.2)))
+            .collect();
+        let text = common::scaling::scaling_report(
+            &format!("cargo bench --bench streaming --{}", args.shown()),
+            &workloads,
+        );
+        println!("\n{text}");
+        write_section("scaling", &text);
+        return;
+    }
     if names.is_empty() {
         names = ALL.iter().map(|s| (*s).to_string()).collect();
         names.push("latency_window".into());

@@ -33,7 +33,11 @@ fn main() -> std::process::ExitCode {
     let Some(serve) = cli.serve_options() else {
         return std::process::ExitCode::FAILURE;
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(workers) = serve.workers {
+        builder.worker_threads(usize::from(workers));
+    }
+    let runtime = match builder
         .enable_all()
         .thread_stack_size(THREAD_STACK_BYTES)
         .build()

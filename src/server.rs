@@ -47,7 +47,11 @@ pub async fn run(args: ServeArgs) -> Result<(), ServerError> {
     let mut options = DatabaseOptions::new(&args.data_dir);
     options.checkpoint_interval = args.checkpoint_interval;
     options.storage_url = args.checkpoint_url.clone();
-    let (frontend, persisted) = PgFrontend::open(weir::database(), options).await?;
+    let mut database = weir::database();
+    if let Some(workers) = args.workers {
+        database = database.workers(usize::from(workers));
+    }
+    let (frontend, persisted) = PgFrontend::open(database, options).await?;
     let db = Arc::clone(frontend.database());
     if persisted == 0 && !args.no_demo {
         let script = match &args.demo_script {

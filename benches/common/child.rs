@@ -40,11 +40,19 @@ pub fn millions(v: Option<f64>) -> String {
 
 /// Runs one workload in a fresh process and parses its figures.
 pub fn run_child(name: &str, events: u64) -> Option<KeyFigures> {
+    run_child_on(name, events, None)
+}
+
+/// [`run_child`] on `workers` threads and shards (None: one per core).
+pub fn run_child_on(name: &str, events: u64, workers: Option<usize>) -> Option<KeyFigures> {
     let exe = std::env::current_exe().expect("current exe");
-    let out = Command::new(exe)
-        .args(["--child", name, "--events", &events.to_string()])
-        .output()
-        .expect("spawn");
+    let mut command = Command::new(exe);
+    command.args(["--child", name, "--events", &events.to_string()]);
+    match workers {
+        Some(w) => command.env(WORKERS_VAR, w.to_string()),
+        None => command.env_remove(WORKERS_VAR),
+    };
+    let out = command.output().expect("spawn");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let Some(line) = stdout.lines().find(|l| l.starts_with("RESULT ")) else {
         eprintln!(
@@ -54,6 +62,32 @@ pub fn run_child(name: &str, events: u64) -> Option<KeyFigures> {
         return None;
     };
     Some(parse_pairs(line.trim_start_matches("RESULT ")))
+}
+
+/// Where a child learns its worker count.
+const WORKERS_VAR: &str = "WEIR_WORKERS";
+
+/// The child's worker count, when the parent set one.
+pub fn workers() -> Option<usize> {
+    std::env::var(WORKERS_VAR).ok().and_then(|w| w.parse().ok())
+}
+
+/// A runtime on the child's workers (one thread per core unless the parent said otherwise).
+pub fn runtime() -> tokio::runtime::Runtime {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(w) = workers() {
+        builder.worker_threads(w);
+    }
+    builder.enable_all().build().expect("runtime")
+}
+
+/// A database with the child's workers.
+pub fn database() -> std::sync::Arc<weir_sql::Database> {
+    let mut builder = weir::database();
+    if let Some(w) = workers() {
+        builder = builder.workers(w);
+    }
+    builder.build().expect("database")
 }
 
 /// `key=value` pairs separated by whitespace (a child's line, or a peer's result file).
@@ -123,7 +157,7 @@ impl Args {
 /// process CPU seconds from the view's creation, rows in and out, peak RSS and its growth, and
 /// the view's peak operator state.
 pub async fn run_view(name: &str, source: &str, view: &str, events: u64) -> KeyFigures {
-    let db = weir::database().build().expect("database");
+    let db = database();
     let session = db.session();
     session.execute_all(source).await.expect("create source");
     let rss_before = rss_mb();

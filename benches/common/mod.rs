@@ -13,6 +13,7 @@ pub mod broker;
 // The integration tests' throwaway PostgreSQL server.
 #[path = "../../tests/integration/postgres_server.rs"]
 pub mod postgres_server;
+pub mod scaling;
 pub mod sensors;
 
 use std::path::PathBuf;

@@ -68,7 +68,17 @@
 //! the checkpoint; a source input that ends reports its final position, which later
 //! checkpoints keep while the others go on.
 //!
-//! ## Checkpoints ([`checkpoint`])
+//! ## All the cores ([`shards`])
+
+A view's first keyed operator (a grouped aggregate: [`operator::StreamOperator::partition_key`])
+and the stateless operators after it run as one shard per worker, each on its own task: a hash
+exchange routes rows by key (watermarks, barriers and the end to every shard) and a merge joins
+the shards again (least watermark, barriers aligned). The SQL layer plans the view once per
+worker to get each shard its own operators. A key hashes to one of [`shards::KEY_GROUPS`] key
+groups and each shard owns a range of them; the shards' states are checkpointed as one stage's
+and split by key group at restore, so a restart with another worker count redistributes them.
+
+## Checkpoints ([`checkpoint`])
 //!
 //! ```text
 //!  coordinator ──barrier──▶ source task ──▶ operators ──▶ view writer ──▶ views reading the view
@@ -182,6 +192,7 @@ pub mod over_window;
 pub mod pipeline;
 pub mod retract_agg;
 pub mod session_agg;
+pub mod shards;
 pub mod sink;
 pub mod source;
 pub mod source_errors;

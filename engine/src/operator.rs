@@ -1,5 +1,6 @@
 //! The operator trait: one required method, new capabilities as defaulted hooks.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::changes::Changes;
@@ -7,6 +8,7 @@ use crate::checkpoint::OperatorState;
 use crate::error::{EngineError, Result};
 use crate::message::{CheckpointBarrier, Message, Watermark};
 use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::physical_expr::PhysicalExpr;
 
 /// Where an operator puts what it produces; the runner forwards it downstream in order.
 #[derive(Debug, Default)]
@@ -141,6 +143,27 @@ pub trait StreamOperator: Send {
     /// Approximate bytes of state held, for system tables.
     fn state_size(&self) -> usize {
         0
+    }
+
+    /// A keyed operator that can run as several shards ([`crate::shards`]): expressions over its
+    /// input rows whose values say which shard a row belongs to (rows with equal values must meet
+    /// in one shard, and each shard then holds only its keys' state). None, the default: the
+    /// operator sees every row.
+    fn partition_key(&self) -> Option<Vec<Arc<dyn PhysicalExpr>>> {
+        None
+    }
+
+    /// For an operator with a [`StreamOperator::partition_key`]: the columns of its checkpointed
+    /// state batches that hold the key's values, in the key's order and types, so a restore
+    /// with another number of shards hands each shard the state of its own keys.
+    fn state_key_columns(&self) -> Vec<usize> {
+        Vec::new()
+    }
+
+    /// True for an operator without state (filters, projections): it can run inside each shard
+    /// after a sharded operator.
+    fn is_stateless(&self) -> bool {
+        false
     }
 
     /// One line describing the operator for EXPLAIN.

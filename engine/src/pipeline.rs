@@ -183,11 +183,14 @@ impl PipelineBranch {
 }
 
 /// Starts a pipeline for `view`: each branch's input and operators, the merge of the branches
-/// when there are several ([`crate::merge`]), then `operators`, then the view writer.
+/// when there are several ([`crate::merge`]), then `operators`, then the view writer. `copies`
+/// holds more copies of `operators`, planned alike, for a run with a keyed operator in as many
+/// more shards ([`crate::shards`]); empty, every operator runs once.
 pub fn spawn_pipeline(
     view: &str,
     branches: Vec<PipelineBranch>,
     operators: Vec<Box<dyn StreamOperator>>,
+    copies: Vec<Vec<Box<dyn StreamOperator>>>,
     fanout: Arc<Fanout>,
     status: Arc<PipelineStatus>,
     durability: Option<Durability>,
@@ -248,10 +251,7 @@ pub fn spawn_pipeline(
         ));
         merged
     };
-    for (i, op) in operators.into_iter().enumerate() {
-        let count = single && i == 0 && !counted_before;
-        rx = chain.spawn(op, rx, count, &mut tasks);
-    }
+    rx = chain.spawn_all(operators, copies, rx, single && !counted_before, &mut tasks);
     let span = info_span!("view_writer", view = %view);
     let writer = async move {
         while let Some(m) = rx.recv().await {
@@ -349,7 +349,7 @@ struct OperatorChain {
 }
 
 impl OperatorChain {
-    /// Spawns `op` reading `rx`; returns the receiver of its output.
+    /// Spawns `op` reading `rx` as the next stage; returns the receiver of its output.
     fn spawn(
         &mut self,
         op: Box<dyn StreamOperator>,
@@ -357,15 +357,107 @@ impl OperatorChain {
         count_input: bool,
         tasks: &mut Vec<JoinHandle<()>>,
     ) -> mpsc::Receiver<Message> {
-        let (tx, next_rx) = mpsc::channel::<Message>(CHANNEL_CAPACITY);
         let index = self.next_stage;
         self.next_stage += 1;
+        let restore = self.restore.remove(&index);
+        self.spawn_stage(op, rx, count_input, (index, restore, None), tasks)
+    }
+
+    /// Spawns `operators` in order reading `rx` (the first counting the pipeline's input when
+    /// `count_first`). With `copies`, the first keyed operator and the stateless ones after it
+    /// run as one shard per copy (the originals being shard 0) behind a hash exchange, and a
+    /// merge joins the shards before the rest.
+    fn spawn_all(
+        &mut self,
+        mut operators: Vec<Box<dyn StreamOperator>>,
+        copies: Vec<Vec<Box<dyn StreamOperator>>>,
+        mut rx: mpsc::Receiver<Message>,
+        count_first: bool,
+        tasks: &mut Vec<JoinHandle<()>>,
+    ) -> mpsc::Receiver<Message> {
+        let (start, end, key) = match crate::shards::sharded_segment(&operators, &copies) {
+            Some(s) => (s.start, s.end, s.key),
+            None => (operators.len(), operators.len(), Vec::new()),
+        };
+        let after = operators.split_off(end);
+        let sharded = operators.split_off(start);
+        for (i, op) in operators.into_iter().enumerate() {
+            rx = self.spawn(op, rx, count_first && i == 0, tasks);
+        }
+        if sharded.is_empty() {
+            return rx;
+        }
+        let mut shard_operators = vec![sharded];
+        for mut copy in copies {
+            let mut own = copy.split_off(start);
+            own.truncate(end - start);
+            shard_operators.push(own);
+        }
+        let shards = shard_operators.len();
+        let (senders, receivers): (Vec<_>, Vec<_>) = (0..shards)
+            .map(|_| mpsc::channel::<Message>(CHANNEL_CAPACITY))
+            .unzip();
+        let counter = Arc::clone(&self.status);
+        let count_exchange = count_first && start == 0;
+        let exchange = crate::shards::exchange(rx, key, senders, move |rows| {
+            if count_exchange {
+                counter.rows_in.fetch_add(rows as u64, Ordering::Relaxed);
+            }
+        });
+        tasks.push(tokio::spawn(
+            supervised("exchange".to_string(), self.failure.clone(), exchange)
+                .instrument(info_span!("exchange", view = %self.view, shards)),
+        ));
+        // Every shard's copy of an operator is the same stage: one state in checkpoints, split
+        // by key group when restored.
+        let first = self.next_stage;
+        self.next_stage += end - start;
+        let restores: Vec<Option<OperatorState>> = (first..self.next_stage)
+            .map(|index| self.restore.remove(&index))
+            .collect();
+        let mut outputs = Vec::with_capacity(shards);
+        for (shard, (own, mut shard_rx)) in shard_operators.into_iter().zip(receivers).enumerate() {
+            for (k, op) in own.into_iter().enumerate() {
+                let stage = (first + k, restores[k].clone(), Some((shard, shards)));
+                shard_rx = self.spawn_stage(op, shard_rx, false, stage, tasks);
+            }
+            outputs.push(shard_rx);
+        }
+        let (tx, merged) = mpsc::channel::<Message>(CHANNEL_CAPACITY);
+        let merge = crate::merge::merge_inputs(outputs, vec![false; shards], false, tx, |_| {});
+        tasks.push(tokio::spawn(
+            supervised("merge of shards".to_string(), self.failure.clone(), merge)
+                .instrument(info_span!("merge", view = %self.view)),
+        ));
+        rx = merged;
+        for op in after {
+            rx = self.spawn(op, rx, false, tasks);
+        }
+        rx
+    }
+
+    /// Spawns `op` reading `rx` as stage `(index, state to restore, (shard, of shards))`.
+    fn spawn_stage(
+        &mut self,
+        op: Box<dyn StreamOperator>,
+        rx: mpsc::Receiver<Message>,
+        count_input: bool,
+        (index, restore, shard): (usize, Option<OperatorState>, Option<(usize, usize)>),
+        tasks: &mut Vec<JoinHandle<()>>,
+    ) -> mpsc::Receiver<Message> {
+        let (tx, next_rx) = mpsc::channel::<Message>(CHANNEL_CAPACITY);
         let name = op.name();
-        let span = info_span!("operator", view = %self.view, index, name = %name);
+        let span = match shard {
+            Some((shard, _)) => {
+                info_span!("operator", view = %self.view, index, shard, name = %name)
+            }
+            None => info_span!("operator", view = %self.view, index, name = %name),
+        };
         let stage = Stage {
             index,
             reports: self.reports.clone(),
-            restore: self.restore.remove(&index),
+            restore,
+            shard,
         };
         let run = run_operator(op, rx, tx, Arc::clone(&self.status), count_input, stage);
         tasks.push(tokio::spawn(
@@ -439,7 +531,10 @@ pub async fn view_state(fanout: &Fanout, status: &PipelineStatus) -> Result<View
 struct Stage {
     index: usize,
     reports: Option<mpsc::UnboundedSender<CheckpointReport>>,
+    /// The stage's whole state (every shard's, when sharded).
     restore: Option<OperatorState>,
+    /// `(shard, of shards)` when the operator is one shard of a keyed stage.
+    shard: Option<(usize, usize)>,
 }
 
 /// Runs one operator until its input ends or its output goes away.
@@ -458,6 +553,12 @@ async fn run_operator(
     let mut state_bytes = 0u64;
     let mut sampled: Option<std::time::Instant> = None;
     if let Some(state) = stage.restore {
+        let state = match stage.shard {
+            Some((shard, shards)) => {
+                crate::shards::state_for_shard(&state, &op.state_key_columns(), shard, shards)?
+            }
+            None => state,
+        };
         op.restore(state)?;
         status.record_state(&mut state_bytes, op.state_size());
     }
@@ -618,6 +719,7 @@ mod tests {
                 live: downstream_live,
             })],
             vec![Box::new(Buggy { seen: 10 })],
+            Vec::new(),
             Arc::new(Fanout::new(Arc::clone(&downstream_table))),
             Arc::clone(&downstream_status),
             None,
@@ -630,6 +732,7 @@ mod tests {
                 live,
             })],
             vec![Box::new(Buggy { seen: 0 })],
+            Vec::new(),
             fanout,
             Arc::clone(&status),
             None,

@@ -140,6 +140,10 @@ impl StreamOperator for StatelessOperator {
         "stateless".to_string()
     }
 
+    fn is_stateless(&self) -> bool {
+        true
+    }
+
     fn process_batch(&mut self, batch: RecordBatch, out: &mut Collector) -> Result<()> {
         out.data(self.apply(batch)?);
         Ok(())

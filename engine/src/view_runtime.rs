@@ -64,6 +64,9 @@ pub struct ViewPipeline {
     pub inputs: Vec<PlannedInput>,
     /// Operators in order, after the inputs merge.
     pub operators: Vec<Box<dyn StreamOperator>>,
+    /// More copies of `operators`, planned alike, one per extra worker: a keyed operator among
+    /// them runs as that many shards ([`crate::shards`]). Empty: each operator runs once.
+    pub copies: Vec<Vec<Box<dyn StreamOperator>>>,
     /// What the view's stream promises: kind, key, sealing column.
     pub props: StreamProps,
     /// Output schema.
@@ -102,6 +105,7 @@ pub struct ViewRuntime {
     /// The views among the inputs.
     upstream_views: Vec<String>,
     operators: Vec<Box<dyn StreamOperator>>,
+    copies: Vec<Vec<Box<dyn StreamOperator>>>,
     checkpointing: Option<(String, Arc<CheckpointCoordinator>)>,
     restore: PipelineRestore,
 }
@@ -119,6 +123,7 @@ impl ViewRuntime {
         let ViewPipeline {
             inputs: planned,
             operators,
+            copies,
             props,
             schema,
             explain,
@@ -217,6 +222,7 @@ impl ViewRuntime {
             source_inputs,
             upstream_views,
             operators,
+            copies,
             checkpointing,
             restore,
         })
@@ -248,6 +254,7 @@ impl ViewRuntime {
             source_inputs,
             upstream_views,
             operators,
+            copies,
             checkpointing,
             restore,
         } = self;
@@ -287,6 +294,7 @@ impl ViewRuntime {
                 &entry.name,
                 branches,
                 operators,
+                copies,
                 Arc::clone(&entry.fanout),
                 Arc::clone(&entry.status),
                 durability,

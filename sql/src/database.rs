@@ -106,6 +106,8 @@ pub struct Database {
     /// Function libraries (named parameters, incremental OVER calls).
     pub(crate) functions: Functions,
     pub(crate) refresh: Duration,
+    /// Shards per keyed operator of a view.
+    pub(crate) workers: usize,
     /// DDL runs one statement at a time, so name checks and registration cannot interleave.
     pub(crate) ddl: Mutex<()>,
     /// Checkpoints and the persisted catalog (None: an in-memory database, for tests and
@@ -236,6 +238,7 @@ impl Database {
             sinks: builder.sinks.into_iter().map(|c| (c.name(), c)).collect(),
             functions,
             refresh: builder.refresh,
+            workers: builder.workers,
             ddl: Mutex::new(()),
             durability,
             system_tables: Arc::new(SystemTables::default()),
@@ -690,28 +693,54 @@ impl Session {
         let retention = options.take_duration("retention")?;
         options.finish()?;
         let notices = std::cell::RefCell::new(Vec::new());
-        let pipeline = plan_view(
-            &plan,
-            &PlanContext {
-                view: &v.name,
-                state: &state,
-                catalog: &self.db.catalog,
-                emit_on_window_close: v.emit_on_window_close,
-                refresh: v.emit_every.unwrap_or(self.db.refresh),
-                late_rows: Arc::clone(&self.db.catalog.late_rows),
-                state_ttl,
-                allowed_lateness,
-                lateness_applied: std::cell::Cell::new(false),
-                retention,
-                lookups: &v.lookups,
-                versioned: &v.versioned,
-                notices: &notices,
-                functions: &self.db.functions,
-            },
-        )?;
+        let ctx = PlanContext {
+            view: &v.name,
+            state: &state,
+            catalog: &self.db.catalog,
+            emit_on_window_close: v.emit_on_window_close,
+            refresh: v.emit_every.unwrap_or(self.db.refresh),
+            late_rows: Arc::clone(&self.db.catalog.late_rows),
+            state_ttl,
+            allowed_lateness,
+            lateness_applied: std::cell::Cell::new(false),
+            retention,
+            lookups: &v.lookups,
+            versioned: &v.versioned,
+            notices: &notices,
+            functions: &self.db.functions,
+        };
+        let mut pipeline = plan_view(&plan, &ctx)?;
+        if let Some(segment) = weir_engine::shards::keyed_segment(&pipeline.operators) {
+            // Planning is deterministic: each further worker's shard gets operators planned
+            // alike. The copies' notices repeat the first plan's.
+            let said = notices.borrow().len();
+            for _ in 1..self.db.workers {
+                pipeline.copies.push(plan_view(&plan, &ctx)?.operators);
+            }
+            notices.borrow_mut().truncate(said);
+            describe_shards(&mut pipeline, &segment);
+        }
         for notice in notices.into_inner() {
             self.notice(notice);
         }
         Ok(pipeline)
+    }
+}
+
+/// Says in a view's EXPLAIN which of its operators run once per worker, and by what key.
+fn describe_shards(pipeline: &mut ViewPipeline, segment: &weir_engine::shards::KeyedSegment) {
+    let names: Vec<String> = pipeline.operators[segment.start..segment.end]
+        .iter()
+        .map(|op| op.name())
+        .collect();
+    let key: Vec<String> = segment.key.iter().map(|k| k.to_string()).collect();
+    let line = format!(
+        "  Parallel: {} in one shard per worker, rows by hash of ({})\n",
+        names.join(" → "),
+        key.join(", ")
+    );
+    match pipeline.explain.find("  Sink: view") {
+        Some(at) => pipeline.explain.insert_str(at, &line),
+        None => pipeline.explain.push_str(&line),
     }
 }

@@ -174,6 +174,7 @@ pub fn plan_view(plan: &LogicalPlan, ctx: &PlanContext<'_>) -> Result<ViewPipeli
     Ok(ViewPipeline {
         inputs: stage.inputs,
         operators: stage.operators,
+        copies: Vec::new(),
         props: stage.props,
         schema,
         explain,

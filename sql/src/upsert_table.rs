@@ -213,6 +213,7 @@ impl Session {
                 operators: Vec::new(),
             }],
             operators,
+            copies: Vec::new(),
             props: StreamProps {
                 kind: StreamKind::Retract,
                 key: Some(key.clone()),

@@ -24,6 +24,7 @@ mod oracle;
 mod oracle_tables;
 mod postgres_server;
 mod robustness;
+mod shards;
 mod sinks;
 mod slt;
 mod window_oracle;

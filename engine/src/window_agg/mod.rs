@@ -146,6 +146,9 @@ struct GroupState {
     settled: Option<settled::Settled>,
 }
 
+/// The interned key of an aggregate grouped by window columns alone (one group per window).
+const WINDOW_ONLY_KEY: &str = "__weir_window";
+
 /// The window aggregate operator.
 pub struct WindowAggregate {
     spec: WindowAggregateSpec,
@@ -234,7 +237,7 @@ impl WindowAggregate {
         if key_exprs.is_empty() {
             // Only window columns: every row of a window is one group.
             key_exprs.push(Arc::new(Literal::new(ScalarValue::Int8(Some(0)))));
-            key_fields.push(Arc::new(Field::new("__weir_window", DataType::Int8, false)));
+            key_fields.push(Arc::new(Field::new(WINDOW_ONLY_KEY, DataType::Int8, false)));
         }
         let state_widths = spec
             .aggregates
@@ -593,6 +596,19 @@ impl StreamOperator for WindowAggregate {
                 .values()
                 .map(panes::FrozenPane::size)
                 .sum::<usize>()
+    }
+
+    fn partition_key(&self) -> Option<Vec<Arc<dyn PhysicalExpr>>> {
+        // Grouped by window columns alone, every row of a window meets in one group: no key
+        // to split by.
+        let window_only = self.key_schema.fields().len() == 1
+            && self.key_schema.field(0).name() == WINDOW_ONLY_KEY;
+        (!window_only).then(|| self.key_exprs.clone())
+    }
+
+    fn state_key_columns(&self) -> Vec<usize> {
+        // State rows are `window end, keys…, partial states…` (see checkpoint.rs).
+        (1..=self.key_exprs.len()).collect()
     }
 
     fn describe(&self) -> String {

@@ -19,6 +19,7 @@ pub struct DatabaseBuilder {
     pub(super) sinks: Vec<Arc<dyn SinkFactory>>,
     pub(super) functions: Vec<Arc<dyn FunctionLibrary>>,
     pub(super) refresh: Duration,
+    pub(super) workers: usize,
     pub(super) extensions: Vec<Arc<dyn DatabaseExtension>>,
 }
 
@@ -43,6 +44,7 @@ impl std::fmt::Debug for DatabaseBuilder {
             )
             .field("functions", &self.functions)
             .field("refresh", &self.refresh)
+            .field("workers", &self.workers)
             .field("extensions", &self.extensions.len())
             .finish()
     }
@@ -55,6 +57,7 @@ impl Default for DatabaseBuilder {
             sinks: Vec::new(),
             functions: Vec::new(),
             refresh: DEFAULT_REFRESH,
+            workers: default_workers(),
             extensions: Vec::new(),
         }
     }
@@ -95,6 +98,13 @@ impl DatabaseBuilder {
         self
     }
 
+    /// How many shards a view's keyed operator (a grouped aggregate) runs in, each on its own
+    /// task: by default one per core the process may use.
+    pub fn workers(mut self, workers: usize) -> Self {
+        self.workers = workers.max(1);
+        self
+    }
+
     /// An in-memory database (for tests and embedding): nothing survives the process.
     pub fn build(self) -> Result<Arc<Database>> {
         Database::build(self, None)
@@ -107,4 +117,9 @@ impl DatabaseBuilder {
     pub async fn open(self, options: DatabaseOptions) -> Result<(Arc<Database>, usize)> {
         Database::open(self, options).await
     }
+}
+
+/// One worker per core the process may use.
+pub fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
 }

@@ -103,7 +103,13 @@ pub(super) async fn collect(
                 stage,
                 name,
                 state,
-            } if e == epoch => operators.push((stage, name, state)),
+            } if e == epoch => {
+                // A sharded operator reports once per shard: one state, split again at restore.
+                match operators.iter_mut().find(|(s, _, _)| *s == stage) {
+                    Some((_, _, into)) => crate::shards::merge_shard_state(into, state),
+                    None => operators.push((stage, name, state)),
+                }
+            }
             CheckpointReport::View { epoch: e, state } if e == epoch => {
                 return Ok(Outcome::Barrier {
                     sources,

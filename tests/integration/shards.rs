@@ -1,0 +1,116 @@
+//! Keyed operators split into shards (`--workers`): the same rows as one worker, and state that
+//! follows its keys when a restart brings another number of workers.
+
+use std::time::{Duration, Instant};
+
+use crate::harness::query_rows;
+
+/// A bounded, paced generator and two views keyed on `auction % 50`: an updating windowed
+/// aggregate and one emitted when windows close, with a filter after it in each shard.
+const STATEMENTS: &str = "
+    CREATE SOURCE bids (auction BIGINT, price BIGINT, ts TIMESTAMP(3),
+        WATERMARK FOR ts AS ts - INTERVAL '1 second')
+      WITH (connector = 'datagen', generator = 'bids', rate = '40000', events = '60000');
+    CREATE MATERIALIZED VIEW per_key AS
+      SELECT auction % 50 AS k, window_start, count(*) AS n, sum(price) AS p, max(price) AS top
+      FROM TUMBLE(bids, ts, INTERVAL '1 second') GROUP BY auction % 50, window_start;
+    CREATE MATERIALIZED VIEW closed AS
+      SELECT auction % 50 AS k, window_end, count(*) AS n
+      FROM TUMBLE(bids, ts, INTERVAL '1 second') GROUP BY auction % 50, window_end
+      HAVING count(*) > 0 EMIT ON WINDOW CLOSE;";
+
+const PER_KEY: &str = "SELECT k, to_unixtime(window_start) - (SELECT min(to_unixtime(window_start)) FROM per_key), n, p, top \
+                       FROM per_key ORDER BY 1, 2";
+const CLOSED: &str = "SELECT k, to_unixtime(window_end) - (SELECT min(to_unixtime(window_end)) FROM closed), n \
+                      FROM closed ORDER BY 1, 2";
+
+async fn wait_for(session: &weir_sql::Session, sql: &str, want: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let got = query_rows(session, sql).await;
+        if got.first().map(String::as_str) == Some(want) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{sql}: {got:?}, want {want}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Both views' rows once every event is in, on a database built by `open`.
+async fn results(session: &weir_sql::Session) -> (Vec<String>, Vec<String>) {
+    wait_for(session, "SELECT sum(n) FROM per_key", "60000").await;
+    wait_for(
+        session,
+        "SELECT status FROM weir_views WHERE name = 'closed'",
+        "finished",
+    )
+    .await;
+    (
+        query_rows(session, PER_KEY).await,
+        query_rows(session, CLOSED).await,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sharded_views_match_one_worker_and_their_state_follows_keys_to_other_worker_counts() {
+    // One worker: the reference.
+    let single = weir::database().workers(1).build().expect("database");
+    let session = single.session();
+    session.execute_all(STATEMENTS).await.expect("statements");
+    let want = results(&session).await;
+    assert_eq!(want.1.len(), want.0.len(), "every window closed");
+    drop(session);
+    drop(single);
+
+    // Two shards; EXPLAIN says which operators run in each.
+    let data = tempfile::tempdir().expect("tempdir");
+    let (db, _) = weir::database()
+        .workers(2)
+        .open(weir_sql::DatabaseOptions::new(data.path()))
+        .await
+        .expect("open");
+    let session = db.session();
+    session.execute_all(STATEMENTS).await.expect("statements");
+    let explain = query_rows(
+        &session,
+        "EXPLAIN CREATE MATERIALIZED VIEW x AS SELECT auction % 50 AS k, window_end, count(*) AS n
+         FROM TUMBLE(bids, ts, INTERVAL '1 second') GROUP BY auction % 50, window_end
+         HAVING count(*) > 0 EMIT ON WINDOW CLOSE",
+    )
+    .await
+    .join("\n");
+    assert!(
+        explain.contains(
+            "Parallel: window aggregate → stateless in one shard per worker, rows by hash of"
+        ),
+        "{explain}"
+    );
+    // Part-way through, a checkpoint holds both shards' open windows.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    session.execute_all("CHECKPOINT").await.expect("checkpoint");
+    let state = query_rows(
+        &session,
+        "SELECT sum(rows) FROM weir_checkpoint_state WHERE view = 'per_key'",
+    )
+    .await;
+    assert!(
+        state.first().and_then(|s| s.parse::<u64>().ok()) > Some(0),
+        "the checkpoint holds open windows: {state:?}"
+    );
+    drop(session);
+    drop(db);
+
+    // Three workers now: every key's state must reach the shard that owns it, once.
+    let (db, _) = weir::database()
+        .workers(3)
+        .open(weir_sql::DatabaseOptions::new(data.path()))
+        .await
+        .expect("reopen");
+    let session = db.session();
+    let got = results(&session).await;
+    assert_eq!(
+        got.0, want.0,
+        "per_key after 2 → 3 workers (checkpointed state rows: {state:?})"
+    );
+    assert_eq!(got.1, want.1, "closed after 2 → 3 workers");
+}
