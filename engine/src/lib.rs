@@ -69,16 +69,21 @@
 //! checkpoints keep while the others go on.
 //!
 //! ## All the cores ([`shards`])
-
-A view's first keyed operator (a grouped aggregate: [`operator::StreamOperator::partition_key`])
-and the stateless operators after it run as one shard per worker, each on its own task: a hash
-exchange routes rows by key (watermarks, barriers and the end to every shard) and a merge joins
-the shards again (least watermark, barriers aligned). The SQL layer plans the view once per
-worker to get each shard its own operators. A key hashes to one of [`shards::KEY_GROUPS`] key
-groups and each shard owns a range of them; the shards' states are checkpointed as one stage's
-and split by key group at restore, so a restart with another worker count redistributes them.
-
-## Checkpoints ([`checkpoint`])
+//!
+//! A view's first keyed operator (a grouped aggregate: [`operator::StreamOperator::partition_key`])
+//! and the stateless operators after it run as one shard per worker, each on its own task: a hash
+//! exchange routes rows by key (watermarks, barriers and the end to every shard) and a merge joins
+//! the shards again (least watermark, barriers aligned). The SQL layer plans the view once per
+//! worker to get each shard its own operators. A key hashes to one of [`shards::KEY_GROUPS`] key
+//! groups and each shard owns a range of them; the shards' states are checkpointed as one stage's
+//! and split by key group at restore, so a restart with another worker count redistributes them.
+//! A view whose only input is a source with several partitions
+//! ([`source::SourceProvider::partitions`]) reads it with one reader per worker, each owning some
+//! partitions ([`source::Split`]) and running its own copy of the stateless operators before the
+//! exchange; the readers are merged like a union's inputs, and their checkpoint states are one
+//! input's ([`checkpoint::SourceState::merge`]), split again by partition when they resume.
+//!
+//! ## Checkpoints ([`checkpoint`])
 //!
 //! ```text
 //!  coordinator ──barrier──▶ source task ──▶ operators ──▶ view writer ──▶ views reading the view

@@ -7,6 +7,7 @@ use crate::changes::Changes;
 use crate::checkpoint::OperatorState;
 use crate::error::{EngineError, Result};
 use crate::message::{CheckpointBarrier, Message, Watermark};
+use datafusion::arrow::array::ArrayRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::physical_expr::PhysicalExpr;
 
@@ -153,11 +154,15 @@ pub trait StreamOperator: Send {
         None
     }
 
-    /// For an operator with a [`StreamOperator::partition_key`]: the columns of its checkpointed
-    /// state batches that hold the key's values, in the key's order and types, so a restore
-    /// with another number of shards hands each shard the state of its own keys.
-    fn state_key_columns(&self) -> Vec<usize> {
-        Vec::new()
+    /// For an operator with a [`StreamOperator::partition_key`]: the key's values for each row
+    /// of a batch of its checkpointed state, in the key's order and types, so a restore with
+    /// another number of shards hands each shard the state of its own keys.
+    fn state_keys(&self, state_rows: &RecordBatch) -> Result<Vec<ArrayRef>> {
+        let _ = state_rows;
+        Err(EngineError::Internal(format!(
+            "{} has no keyed state to split between shards",
+            self.name()
+        )))
     }
 
     /// True for an operator without state (filters, projections): it can run inside each shard

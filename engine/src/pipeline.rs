@@ -44,6 +44,9 @@ const STATE_SAMPLE_EVERY: std::time::Duration = std::time::Duration::from_millis
 pub enum PipelineInput {
     /// A fresh reader of a source.
     Source {
+        /// Which of the view's inputs it reads, for checkpoints: a source read by one reader per
+        /// worker is one input, whose state is its readers' together.
+        input: usize,
         /// Reader settings (watermarks, idleness).
         config: SourceTaskConfig,
         /// The reader.
@@ -170,6 +173,9 @@ pub struct PipelineBranch {
     pub input: PipelineInput,
     /// Operators on this input's rows only.
     pub operators: Vec<Box<dyn StreamOperator>>,
+    /// Another reader of the previous branch's input, with copies of its operators (a source
+    /// read by one reader per worker): the copies are the same stages in checkpoints.
+    pub lane: bool,
 }
 
 impl PipelineBranch {
@@ -178,6 +184,7 @@ impl PipelineBranch {
         Self {
             input,
             operators: Vec::new(),
+            lane: false,
         }
     }
 }
@@ -218,11 +225,15 @@ pub fn spawn_pipeline(
     let mut outputs = Vec::with_capacity(branches.len());
     // Per branch: whether the merge counts its rows (no operator of its own did).
     let mut merge_counts = Vec::with_capacity(branches.len());
-    for (index, branch) in branches.into_iter().enumerate() {
+    // Stage of the first operator of the branch the current lanes copy.
+    let mut lane_base = chain.next_stage;
+    for branch in branches {
+        if !branch.lane {
+            lane_base = chain.next_stage;
+        }
         let (input_tx, mut rx) = mpsc::channel::<Message>(CHANNEL_CAPACITY);
         tasks.push(spawn_input(
             branch.input,
-            index,
             input_tx,
             &mut barriers,
             reports.as_ref(),
@@ -230,7 +241,12 @@ pub fn spawn_pipeline(
         ));
         merge_counts.push(branch.operators.is_empty());
         for (i, op) in branch.operators.into_iter().enumerate() {
-            rx = chain.spawn(op, rx, i == 0, &mut tasks);
+            rx = if branch.lane {
+                let restore = chain.restore.remove(&(lane_base + i));
+                chain.spawn_stage(op, rx, i == 0, (lane_base + i, restore, None), &mut tasks)
+            } else {
+                chain.spawn(op, rx, i == 0, &mut tasks)
+            };
         }
         outputs.push(rx);
     }
@@ -292,18 +308,21 @@ pub fn spawn_pipeline(
 /// checkpointing), or the relay of an upstream view's stream.
 fn spawn_input(
     input: PipelineInput,
-    index: usize,
     input_tx: mpsc::Sender<Message>,
     barriers: &mut impl Iterator<Item = mpsc::Receiver<CheckpointBarrier>>,
     reports: Option<&mpsc::UnboundedSender<CheckpointReport>>,
     failure: &Failure,
 ) -> JoinHandle<()> {
     match input {
-        PipelineInput::Source { config, reader } => {
+        PipelineInput::Source {
+            input,
+            config,
+            reader,
+        } => {
             let failure = failure.clone();
             let checkpointing = match (barriers.next(), reports) {
                 (Some(barriers), Some(reports)) => Some(SourceCheckpointing {
-                    input: index,
+                    input,
                     barriers,
                     reports: reports.clone(),
                 }),
@@ -555,7 +574,7 @@ async fn run_operator(
     if let Some(state) = stage.restore {
         let state = match stage.shard {
             Some((shard, shards)) => {
-                crate::shards::state_for_shard(&state, &op.state_key_columns(), shard, shards)?
+                crate::shards::state_for_shard(&state, op.as_ref(), shard, shards)?
             }
             None => state,
         };

@@ -337,6 +337,15 @@ impl StreamOperator for RetractAggregate {
         "retracting aggregate".into()
     }
 
+    fn partition_key(&self) -> Option<Vec<Arc<dyn PhysicalExpr>>> {
+        (!self.spec.group_exprs.is_empty()).then(|| self.spec.group_exprs.clone())
+    }
+
+    fn state_keys(&self, state_rows: &RecordBatch) -> Result<Vec<ArrayRef>> {
+        // State rows are `keys…, live rows, accumulator states…` (see `snapshot`).
+        crate::shards::state_columns(state_rows, 0..self.key_schema.fields().len())
+    }
+
     fn process_batch(&mut self, batch: RecordBatch, out: &mut Collector) -> Result<()> {
         self.process_changes(Changes::inserts(batch), out)
     }

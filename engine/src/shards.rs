@@ -191,19 +191,17 @@ fn split(
 /// every shard.
 pub(crate) fn state_for_shard(
     state: &OperatorState,
-    key_columns: &[usize],
+    op: &dyn StreamOperator,
     shard: usize,
     shards: usize,
 ) -> Result<OperatorState> {
-    if state.rows() > 0 && key_columns.is_empty() {
-        return Err(EngineError::Internal(
-            "a sharded operator's state has rows but no key columns".into(),
-        ));
-    }
     let batches = state
         .batches
         .iter()
-        .map(|batch| rows_of_shard(batch, key_columns, shard, shards))
+        .map(|batch| {
+            let keys = op.state_keys(batch)?;
+            rows_of_shard(batch, &keys, shard, shards)
+        })
         .collect::<Result<Vec<_>>>()?;
     Ok(OperatorState {
         schema: state.schema.clone(),
@@ -212,24 +210,39 @@ pub(crate) fn state_for_shard(
     })
 }
 
-fn rows_of_shard(
-    batch: &RecordBatch,
-    key_columns: &[usize],
-    shard: usize,
-    shards: usize,
-) -> Result<RecordBatch> {
-    let keys = key_columns
-        .iter()
-        .map(|&c| {
-            batch.columns().get(c).cloned().ok_or_else(|| {
+/// Columns `columns` of `rows`: the key of a state whose rows hold it as plain columns.
+pub fn state_columns(
+    rows: &RecordBatch,
+    columns: impl IntoIterator<Item = usize>,
+) -> Result<Vec<ArrayRef>> {
+    columns
+        .into_iter()
+        .map(|c| {
+            rows.columns().get(c).cloned().ok_or_else(|| {
                 EngineError::Storage(format!(
                     "checkpointed state has {} columns; its key is column {c}",
-                    batch.num_columns()
+                    rows.num_columns()
                 ))
             })
         })
-        .collect::<Result<Vec<_>>>()?;
-    let owners = shards_of_rows(&keys, batch.num_rows(), shards)?;
+        .collect()
+}
+
+fn rows_of_shard(
+    batch: &RecordBatch,
+    keys: &[ArrayRef],
+    shard: usize,
+    shards: usize,
+) -> Result<RecordBatch> {
+    if batch.num_rows() == 0 {
+        return Ok(batch.clone());
+    }
+    if keys.is_empty() {
+        return Err(EngineError::Internal(
+            "a sharded operator's state has rows but no key".into(),
+        ));
+    }
+    let owners = shards_of_rows(keys, batch.num_rows(), shards)?;
     let mask: BooleanArray = owners.iter().map(|o| *o == shard).collect();
     Ok(filter_record_batch(batch, &mask)?)
 }
@@ -259,6 +272,27 @@ mod tests {
     use datafusion::arrow::array::AsArray;
     use datafusion::arrow::datatypes::Int64Type;
     use datafusion::physical_expr::expressions::Column;
+
+    /// An operator whose state rows hold their key in column 0.
+    struct KeyedByK;
+
+    impl StreamOperator for KeyedByK {
+        fn name(&self) -> String {
+            "keyed".into()
+        }
+
+        fn process_batch(
+            &mut self,
+            _batch: RecordBatch,
+            _out: &mut crate::operator::Collector,
+        ) -> Result<()> {
+            Ok(())
+        }
+
+        fn state_keys(&self, state_rows: &RecordBatch) -> Result<Vec<ArrayRef>> {
+            state_columns(state_rows, [0])
+        }
+    }
 
     fn key() -> Vec<Arc<dyn PhysicalExpr>> {
         vec![Arc::new(Column::new("k", 0))]
@@ -331,7 +365,7 @@ mod tests {
         for shards in [1, 2, 3, 8] {
             let mut merged = OperatorState::default();
             for shard in 0..shards {
-                let part = state_for_shard(&state, &[0], shard, shards).unwrap();
+                let part = state_for_shard(&state, &KeyedByK, shard, shards).unwrap();
                 // The exchange sends the same keys to this shard.
                 let routed =
                     split(&Changes::inserts(part.batches[0].clone()), &key(), shards).unwrap();

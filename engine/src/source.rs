@@ -81,6 +81,28 @@ pub struct ReaderContext {
     pub bad_records: BadRecords,
     /// Recovery: continue from this position instead of the connector's start.
     pub resume: Option<SourcePosition>,
+    /// The partitions this reader reads, when a view reads the source with one reader per
+    /// worker ([`SourceProvider::partitions`]).
+    pub split: Split,
+}
+
+/// Which partitions a reader owns: partition `p` belongs to reader `p % count`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Split {
+    /// This reader.
+    pub index: usize,
+    /// Readers of the source in the pipeline.
+    pub count: usize,
+}
+
+impl Split {
+    /// The only reader: every partition.
+    pub const WHOLE: Split = Split { index: 0, count: 1 };
+
+    /// True when `partition` is this reader's.
+    pub fn owns(&self, partition: u32) -> bool {
+        partition as usize % self.count.max(1) == self.index
+    }
 }
 
 impl ReaderContext {
@@ -131,6 +153,13 @@ pub trait SourceProvider: Send + Sync + std::fmt::Debug {
     /// Something the user should know about the source as created (sent as a NOTICE).
     fn creation_notice(&self) -> Option<String> {
         None
+    }
+
+    /// How many partitions the source has, when its readers can split them
+    /// ([`ReaderContext::split`]: each reads only the partitions it owns). A view then reads the
+    /// source with up to this many readers, one per worker. 1: one reader reads everything.
+    fn partitions(&self) -> usize {
+        1
     }
 }
 
@@ -241,9 +270,16 @@ pub async fn run_source(
     let mut tracker = WatermarkTracker::default();
     let mut clocks: BTreeMap<u32, PartitionClock> = BTreeMap::new();
     if let Some(restored) = &config.restore {
-        tracker.restore(&restored.partition_watermarks, restored.watermark);
+        // One reader of several holds back time only for its own partitions.
+        let own: BTreeMap<u32, i64> = restored
+            .partition_watermarks
+            .iter()
+            .filter(|(p, _)| ctx.split.owns(**p))
+            .map(|(p, w)| (*p, *w))
+            .collect();
+        tracker.restore(&own, restored.watermark);
         let now = Instant::now();
-        for p in restored.partition_watermarks.keys() {
+        for p in own.keys() {
             clocks.insert(
                 *p,
                 PartitionClock {

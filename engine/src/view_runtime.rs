@@ -25,7 +25,7 @@ use crate::pipeline::{
     Durability, PipelineBranch, PipelineInput, PipelineStatus, RunningPipeline, spawn_pipeline,
     view_state,
 };
-use crate::source::{ReaderContext, SourceTaskConfig};
+use crate::source::{ReaderContext, SourceTaskConfig, Split};
 use crate::source_metrics::ReaderMetrics;
 use crate::stream_props::StreamProps;
 use crate::view_table::retention::Retention;
@@ -80,6 +80,14 @@ pub struct ViewPipeline {
     pub looked_up: Vec<String>,
 }
 
+impl ViewPipeline {
+    /// How many readers the view reads its input with on `workers` workers (see
+    /// [`SourceProvider::partitions`](crate::source::SourceProvider::partitions)).
+    pub fn source_readers(&self, workers: usize) -> usize {
+        split_readers(&self.inputs, workers)
+    }
+}
+
 /// A view's part in checkpoints, when the database has a data directory.
 pub struct ViewCheckpointing {
     /// The view's id (its incarnation: a view dropped and re-created gets a new one).
@@ -122,8 +130,8 @@ impl ViewRuntime {
     ) -> Result<Self> {
         let ViewPipeline {
             inputs: planned,
-            operators,
-            copies,
+            mut operators,
+            mut copies,
             props,
             schema,
             explain,
@@ -170,7 +178,15 @@ impl ViewRuntime {
         let mut input_names = Vec::with_capacity(planned.len());
         let mut upstream_views = Vec::new();
         let mut source_inputs = 0;
-        for (index, PlannedInput { input, operators }) in planned.into_iter().enumerate() {
+        let readers = split_readers(&planned, copies.len() + 1);
+        for (
+            index,
+            PlannedInput {
+                input,
+                operators: own,
+            },
+        ) in planned.into_iter().enumerate()
+        {
             input_names.push(input.name().to_string());
             match &input {
                 ViewInput::Source(_) => source_inputs += 1,
@@ -180,10 +196,38 @@ impl ViewRuntime {
                 continue;
             }
             let opened = match &input {
+                ViewInput::Source(source) if readers > 1 => {
+                    // One reader per worker, each with its partitions and its own copy of the
+                    // stateless operators before the first keyed one.
+                    let metrics = catalog.source_metrics.register(&source.name, name);
+                    reader_metrics.push(Arc::clone(&metrics));
+                    source_inputs += readers - 1;
+                    let lane = operators.iter().take_while(|op| op.is_stateless()).count();
+                    let mut lanes = vec![operators.drain(..lane).collect::<Vec<_>>()];
+                    for (i, copy) in copies.iter_mut().enumerate() {
+                        let ops: Vec<_> = copy.drain(..lane.min(copy.len())).collect();
+                        if i + 1 < readers {
+                            lanes.push(ops);
+                        }
+                    }
+                    for (i, lane_operators) in lanes.into_iter().enumerate() {
+                        let split = Split {
+                            index: i,
+                            count: readers,
+                        };
+                        let reader = open_source(source, index, name, &metrics, catalog, &restore);
+                        branches.push(PipelineBranch {
+                            input: reader(split)?,
+                            operators: lane_operators,
+                            lane: i > 0,
+                        });
+                    }
+                    continue;
+                }
                 ViewInput::Source(source) => {
                     let metrics = catalog.source_metrics.register(&source.name, name);
                     reader_metrics.push(Arc::clone(&metrics));
-                    open_source(source, index, name, metrics, catalog, &restore)?
+                    open_source(source, index, name, &metrics, catalog, &restore)(Split::WHOLE)?
                 }
                 // A recovered view already holds what the upstream view had at the checkpoint.
                 ViewInput::View(upstream) if resumed => PipelineInput::View {
@@ -198,7 +242,8 @@ impl ViewRuntime {
             };
             branches.push(PipelineBranch {
                 input: opened,
-                operators,
+                operators: own,
+                lane: false,
             });
         }
         input_names.extend(looked_up);
@@ -304,32 +349,50 @@ impl ViewRuntime {
     }
 }
 
-/// A reader of the view's own on `source` (its input `index`), resuming where the checkpoint
-/// left it.
-fn open_source(
-    source: &SourceEntry,
+/// How many readers a view reads its input with: one per worker (`workers`) up to the source's
+/// partitions, when its only input is a source whose readers can split them; else 1.
+fn split_readers(planned: &[PlannedInput], workers: usize) -> usize {
+    match planned {
+        [
+            PlannedInput {
+                input: ViewInput::Source(source),
+                ..
+            },
+        ] => workers.min(source.provider.partitions()).max(1),
+        _ => 1,
+    }
+}
+
+/// Opens readers of the view's own on `source` (its input `index`), resuming where the
+/// checkpoint left it: the reader of the partitions a [`Split`] owns.
+fn open_source<'a>(
+    source: &'a SourceEntry,
     index: usize,
-    view: &str,
-    metrics: Arc<ReaderMetrics>,
-    catalog: &Catalog,
-    restore: &PipelineRestore,
-) -> Result<PipelineInput> {
-    let context = ReaderContext {
-        source: source.name.clone(),
-        metrics,
-        errors: Arc::clone(&catalog.source_errors),
-        bad_records: source.bad_records,
-        resume: restore.sources.get(&index).and_then(|r| r.position.clone()),
-    };
-    tracing::debug!(view, source = %source.name, "opening a source reader");
-    Ok(PipelineInput::Source {
-        reader: source.provider.open(context.clone())?,
-        config: SourceTaskConfig {
-            watermark: source.watermark.clone(),
-            idle_timeout: source.idle_timeout,
-            max_future: source.max_future,
-            context,
-            restore: restore.sources.get(&index).cloned().map(Box::new),
-        },
-    })
+    view: &'a str,
+    metrics: &'a Arc<ReaderMetrics>,
+    catalog: &'a Catalog,
+    restore: &'a PipelineRestore,
+) -> impl Fn(Split) -> Result<PipelineInput> + 'a {
+    move |split| {
+        let context = ReaderContext {
+            source: source.name.clone(),
+            metrics: Arc::clone(metrics),
+            errors: Arc::clone(&catalog.source_errors),
+            bad_records: source.bad_records,
+            resume: restore.sources.get(&index).and_then(|r| r.position.clone()),
+            split,
+        };
+        tracing::debug!(view, source = %source.name, split = split.index, "opening a source reader");
+        Ok(PipelineInput::Source {
+            input: index,
+            reader: source.provider.open(context.clone())?,
+            config: SourceTaskConfig {
+                watermark: source.watermark.clone(),
+                idle_timeout: source.idle_timeout,
+                max_future: source.max_future,
+                context,
+                restore: restore.sources.get(&index).cloned().map(Box::new),
+            },
+        })
+    }
 }

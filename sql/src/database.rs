@@ -710,15 +710,29 @@ impl Session {
             functions: &self.db.functions,
         };
         let mut pipeline = plan_view(&plan, &ctx)?;
-        if let Some(segment) = weir_engine::shards::keyed_segment(&pipeline.operators) {
-            // Planning is deterministic: each further worker's shard gets operators planned
-            // alike. The copies' notices repeat the first plan's.
+        let segment = weir_engine::shards::keyed_segment(&pipeline.operators);
+        let readers = pipeline.source_readers(self.db.workers);
+        if segment.is_some() || readers > 1 {
+            // Planning is deterministic: each further worker's shard (or reader) gets operators
+            // planned alike. The copies' notices repeat the first plan's.
             let said = notices.borrow().len();
             for _ in 1..self.db.workers {
                 pipeline.copies.push(plan_view(&plan, &ctx)?.operators);
             }
             notices.borrow_mut().truncate(said);
-            describe_shards(&mut pipeline, &segment);
+        }
+        let partitions = pipeline.source_readers(usize::MAX);
+        if partitions > 1 {
+            insert_before_sink(
+                &mut pipeline.explain,
+                &format!(
+                    "  Parallel: one reader per worker over the source's {partitions} partitions, \
+                     each with its own stateless operators up to the first keyed one\n"
+                ),
+            );
+        }
+        if let Some(segment) = &segment {
+            describe_shards(&mut pipeline, segment);
         }
         for notice in notices.into_inner() {
             self.notice(notice);
@@ -739,8 +753,13 @@ fn describe_shards(pipeline: &mut ViewPipeline, segment: &weir_engine::shards::K
         names.join(" → "),
         key.join(", ")
     );
-    match pipeline.explain.find("  Sink: view") {
-        Some(at) => pipeline.explain.insert_str(at, &line),
-        None => pipeline.explain.push_str(&line),
+    insert_before_sink(&mut pipeline.explain, &line);
+}
+
+/// Puts `line` in an EXPLAIN text just before its `Sink:` line.
+fn insert_before_sink(explain: &mut String, line: &str) {
+    match explain.find("  Sink: view") {
+        Some(at) => explain.insert_str(at, line),
+        None => explain.push_str(line),
     }
 }

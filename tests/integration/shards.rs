@@ -1,5 +1,7 @@
 //! Keyed operators split into shards (`--workers`): the same rows as one worker, and state that
-//! follows its keys when a restart brings another number of workers.
+//! follows its keys when a restart brings another number of workers. Window aggregates (updating
+//! and closing) over a source of three partitions (read by one reader per worker), and a
+//! retracting aggregate over an updating view.
 
 use std::time::{Duration, Instant};
 
@@ -10,17 +12,21 @@ use crate::harness::query_rows;
 const STATEMENTS: &str = "
     CREATE SOURCE bids (auction BIGINT, price BIGINT, ts TIMESTAMP(3),
         WATERMARK FOR ts AS ts - INTERVAL '1 second')
-      WITH (connector = 'datagen', generator = 'bids', rate = '40000', events = '60000');
+      WITH (connector = 'datagen', generator = 'bids', rate = '40000', events = '60000',
+            partitions = '3', batch_size = '1000');
     CREATE MATERIALIZED VIEW per_key AS
       SELECT auction % 50 AS k, window_start, count(*) AS n, sum(price) AS p, max(price) AS top
       FROM TUMBLE(bids, ts, INTERVAL '1 second') GROUP BY auction % 50, window_start;
     CREATE MATERIALIZED VIEW closed AS
       SELECT auction % 50 AS k, window_end, count(*) AS n
       FROM TUMBLE(bids, ts, INTERVAL '1 second') GROUP BY auction % 50, window_end
-      HAVING count(*) > 0 EMIT ON WINDOW CLOSE;";
+      HAVING count(*) > 0 EMIT ON WINDOW CLOSE;
+    CREATE MATERIALIZED VIEW totals AS
+      SELECT k % 7 AS g, sum(n) AS n, count(*) AS windows, max(top) AS top FROM per_key GROUP BY k % 7;";
 
 const PER_KEY: &str = "SELECT k, to_unixtime(window_start) - (SELECT min(to_unixtime(window_start)) FROM per_key), n, p, top \
                        FROM per_key ORDER BY 1, 2";
+const TOTALS: &str = "SELECT g, n, windows, top FROM totals ORDER BY g";
 const CLOSED: &str = "SELECT k, to_unixtime(window_end) - (SELECT min(to_unixtime(window_end)) FROM closed), n \
                       FROM closed ORDER BY 1, 2";
 
@@ -36,9 +42,10 @@ async fn wait_for(session: &weir_sql::Session, sql: &str, want: &str) {
     }
 }
 
-/// Both views' rows once every event is in, on a database built by `open`.
-async fn results(session: &weir_sql::Session) -> (Vec<String>, Vec<String>) {
+/// The views' rows once every event is in.
+async fn results(session: &weir_sql::Session) -> (Vec<String>, Vec<String>, Vec<String>) {
     wait_for(session, "SELECT sum(n) FROM per_key", "60000").await;
+    wait_for(session, "SELECT sum(n) FROM totals", "60000").await;
     wait_for(
         session,
         "SELECT status FROM weir_views WHERE name = 'closed'",
@@ -48,6 +55,7 @@ async fn results(session: &weir_sql::Session) -> (Vec<String>, Vec<String>) {
     (
         query_rows(session, PER_KEY).await,
         query_rows(session, CLOSED).await,
+        query_rows(session, TOTALS).await,
     )
 }
 
@@ -85,6 +93,10 @@ async fn sharded_views_match_one_worker_and_their_state_follows_keys_to_other_wo
         ),
         "{explain}"
     );
+    assert!(
+        explain.contains("Parallel: one reader per worker over the source's 3 partitions"),
+        "{explain}"
+    );
     // Part-way through, a checkpoint holds both shards' open windows.
     tokio::time::sleep(Duration::from_millis(700)).await;
     session.execute_all("CHECKPOINT").await.expect("checkpoint");
@@ -113,4 +125,8 @@ async fn sharded_views_match_one_worker_and_their_state_follows_keys_to_other_wo
         "per_key after 2 → 3 workers (checkpointed state rows: {state:?})"
     );
     assert_eq!(got.1, want.1, "closed after 2 → 3 workers");
+    assert_eq!(
+        got.2, want.2,
+        "totals (a retracting aggregate) after 2 → 3 workers"
+    );
 }

@@ -11,7 +11,9 @@
 //! not generated at all. Options every generator shares: `seed`, `events` (stop after this many
 //! row indexes; default: never), `start_time` (RFC 3339 event time of index 0), `batch_size`
 //! (rows per batch at most) and `rate` (row indexes per wall-clock second, or `'unbounded'` for
-//! as fast as the pipeline takes them).
+//! as fast as the pipeline takes them), `partitions` (1 by default: blocks of `batch_size`
+//! indexes dealt round-robin to this many partitions, which a view reads with one reader per
+//! worker; each partition has its own watermark).
 //!
 //! Without `start_time`, event time starts when the source is created, unless the generator runs
 //! faster than its own event time (`rate = 'unbounded'`, or a rate above the event rate): then a
@@ -25,6 +27,7 @@ pub mod random;
 pub mod sensors;
 pub mod uniform_bids;
 
+use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -58,8 +61,11 @@ pub struct CommonOptions {
     pub start_nanos: i64,
     /// `start_time` was given (else [`CommonOptions::settle_start`] may move it).
     start_given: bool,
-    /// Rows per batch at most.
+    /// Rows per batch at most, and the length of a partition's blocks of indexes.
     pub batch_size: usize,
+    /// Partitions: index blocks of `batch_size` rows dealt round-robin (block `b` is partition
+    /// `b % partitions`), so a view can read them with one reader per worker.
+    pub partitions: u32,
 }
 
 impl CommonOptions {
@@ -85,6 +91,12 @@ impl CommonOptions {
             .take_parsed::<usize>("batch_size")?
             .unwrap_or(default_batch)
             .clamp(1, 1 << 20);
+        let partitions = o.take_parsed::<u32>("partitions")?.unwrap_or(1);
+        if !(1..=1024).contains(&partitions) {
+            return Err(EngineError::User(format!(
+                "invalid value '{partitions}' for option \"partitions\": 1 to 1024"
+            )));
+        }
         Ok(Self {
             rate,
             seed,
@@ -92,6 +104,7 @@ impl CommonOptions {
             start_nanos,
             start_given,
             batch_size,
+            partitions,
         })
     }
 
@@ -223,24 +236,39 @@ impl<G: Generator> SourceProvider for GeneratorProvider<G> {
         )]
     }
 
+    fn partitions(&self) -> usize {
+        self.common.partitions as usize
+    }
+
     fn open(&self, context: ReaderContext) -> Result<Box<dyn Source>> {
-        // A resumed reader continues at its checkpointed index, paced from now: rows are a pure
-        // function of their index, so the rows after the checkpoint come out exactly as before.
-        let (next, origin) = match context.resume.as_ref().and_then(|p| p.offsets.get(&0)) {
-            Some(&index) => (u64::try_from(index).unwrap_or(0), Instant::now()),
-            None => (0, self.created),
+        // A resumed reader continues at its checkpointed indexes, paced from now: rows are a
+        // pure function of their index, so the rows after the checkpoint come out as before.
+        let block = self.common.batch_size as u64;
+        let next: BTreeMap<u32, u64> = (0..self.common.partitions)
+            .filter(|p| context.split.owns(*p))
+            .map(|p| {
+                let resumed = context.resume.as_ref().and_then(|r| r.offsets.get(&p));
+                let first =
+                    resumed.map_or(u64::from(p) * block, |&i| u64::try_from(i).unwrap_or(0));
+                (p, first)
+            })
+            .collect();
+        let (origin, origin_index) = match &context.resume {
+            Some(_) => (Instant::now(), next.values().copied().min().unwrap_or(0)),
+            None => (self.created, 0),
         };
         Ok(Box::new(GeneratorReader {
             generator: Arc::clone(&self.generator),
             common: self.common.clone(),
             origin,
-            origin_index: next,
+            origin_index,
             next,
         }))
     }
 }
 
-/// One pipeline's reader: releases indexes as they fall due.
+/// One pipeline's reader of some of a generator's partitions: releases indexes as they fall
+/// due, from the partition furthest behind.
 #[derive(Debug)]
 struct GeneratorReader<G> {
     generator: Arc<G>,
@@ -248,54 +276,69 @@ struct GeneratorReader<G> {
     /// Pacing: index `origin_index + k` is due at `origin + k / rate`.
     origin: Instant,
     origin_index: u64,
-    /// Next index to generate.
-    next: u64,
+    /// Next index to generate, per partition read.
+    next: BTreeMap<u32, u64>,
 }
 
 impl<G: Generator> GeneratorReader<G> {
-    /// How many indexes to produce now (0: none due before `max_wait`).
-    async fn due(&mut self, max_wait: Duration) -> usize {
-        let batch_size = self.common.batch_size;
-        let left = self
-            .common
-            .events
-            .map_or(u64::MAX, |e| e.saturating_sub(self.next));
-        let cap = (batch_size as u64).min(left);
+    /// The partition to read next (the one furthest behind that has indexes left) and its next
+    /// index; None when every partition is done.
+    fn behind(&self) -> Option<(u32, u64)> {
+        let events = self.common.events.unwrap_or(u64::MAX);
+        self.next
+            .iter()
+            .filter(|(_, next)| **next < events)
+            .min_by_key(|(_, next)| **next)
+            .map(|(p, next)| (*p, *next))
+    }
+
+    /// How many indexes from `next` to produce now (0: none due before `max_wait`), at most to
+    /// the end of its block.
+    async fn due(&mut self, next: u64, max_wait: Duration) -> usize {
+        let block = self.common.batch_size as u64;
+        let block_end = (next / block + 1) * block;
+        let left = self.common.events.unwrap_or(u64::MAX).min(block_end) - next;
         let Some(rate) = self.common.rate else {
             // Let other tasks run between batches even when unpaced.
             tokio::task::yield_now().await;
-            return cap as usize;
+            return left as usize;
         };
         // Release rows in batches of about 10 ms worth, not one wake-up per row: a thousand
         // one-row batches a second would cost more than the rows themselves.
-        let min_rows = ((rate * 0.01).ceil() as u64).clamp(1, cap.max(1));
+        let min_rows = ((rate * 0.01).ceil() as u64).clamp(1, left.max(1));
         let due = self.origin_index + (self.origin.elapsed().as_secs_f64() * rate) as u64;
-        if due < self.next + min_rows {
-            let wait = Duration::from_secs_f64((self.next + min_rows - due) as f64 / rate);
+        if due < next + min_rows {
+            let wait = Duration::from_secs_f64((next + min_rows - due) as f64 / rate);
             tokio::time::sleep(wait.min(max_wait)).await;
         }
         let due = self.origin_index + (self.origin.elapsed().as_secs_f64() * rate) as u64;
-        due.saturating_sub(self.next).min(cap) as usize
+        due.saturating_sub(next).min(left) as usize
     }
 }
 
 #[async_trait]
 impl<G: Generator> Source for GeneratorReader<G> {
     async fn next_event(&mut self, max_wait: Duration) -> Result<SourceEvent> {
-        if self.common.events.is_some_and(|e| self.next >= e) {
+        let Some((partition, next)) = self.behind() else {
             return Ok(SourceEvent::End);
-        }
-        let n = self.due(max_wait).await;
+        };
+        let n = self.due(next, max_wait).await;
         if n == 0 {
             return Ok(SourceEvent::Idle);
         }
-        let batch = self.generator.rows(self.next, n)?;
-        self.next += n as u64;
+        let batch = self.generator.rows(next, n)?;
+        // Past the end of its block, a partition goes on at its next block.
+        let block = self.common.batch_size as u64;
+        let mut advanced = next + n as u64;
+        if advanced.is_multiple_of(block) {
+            advanced += (u64::from(self.common.partitions) - 1) * block;
+        }
+        self.next.insert(partition, advanced);
         if batch.num_rows() == 0 {
             return Ok(SourceEvent::Idle);
         }
         Ok(SourceEvent::Data {
-            partition: 0,
+            partition,
             batch,
             offsets: None,
         })
@@ -303,7 +346,11 @@ impl<G: Generator> Source for GeneratorReader<G> {
 
     fn position(&self) -> Option<SourcePosition> {
         Some(SourcePosition {
-            offsets: [(0, self.next as i64)].into(),
+            offsets: self
+                .next
+                .iter()
+                .map(|(p, next)| (*p, i64::try_from(*next).unwrap_or(i64::MAX)))
+                .collect(),
         })
     }
 }
@@ -321,6 +368,91 @@ mod tests {
             .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
             .collect();
         CommonOptions::take(&mut Options::new("test", pairs).unwrap(), Some(10.0), 64).unwrap()
+    }
+
+    /// Every `id` a reader of `provider` owning `split` delivers, and its final position.
+    async fn read_split(
+        provider: &super::GeneratorProvider<super::uniform_bids::UniformBids>,
+        split: weir_engine::source::Split,
+        resume: Option<weir_engine::checkpoint::SourcePosition>,
+        stop_after: usize,
+    ) -> (
+        Vec<i64>,
+        Vec<u32>,
+        Option<weir_engine::checkpoint::SourcePosition>,
+    ) {
+        use super::{SourceEvent, SourceProvider};
+        use datafusion::arrow::array::AsArray;
+        use datafusion::arrow::datatypes::Int64Type;
+        let context = super::ReaderContext {
+            source: "bids".into(),
+            metrics: weir_engine::source_metrics::SourceMetricsRegistry::default()
+                .register("bids", "v"),
+            errors: std::sync::Arc::default(),
+            bad_records: Default::default(),
+            resume,
+            split,
+        };
+        let mut reader = provider.open(context).unwrap();
+        let (mut ids, mut partitions) = (Vec::new(), Vec::new());
+        for _ in 0..stop_after {
+            match reader
+                .next_event(std::time::Duration::from_millis(10))
+                .await
+                .unwrap()
+            {
+                SourceEvent::Data {
+                    partition, batch, ..
+                } => {
+                    let id = batch
+                        .column_by_name("id")
+                        .unwrap()
+                        .as_primitive::<Int64Type>();
+                    ids.extend(id.values().iter().copied());
+                    partitions.push(partition);
+                }
+                SourceEvent::End => break,
+                _ => {}
+            }
+        }
+        (ids, partitions, reader.position())
+    }
+
+    #[tokio::test]
+    async fn partitions_deal_blocks_to_readers_that_together_read_every_row_once() {
+        use weir_engine::source::Split;
+        let mut options = common(&[
+            ("rate", "unbounded"),
+            ("events", "1000"),
+            ("partitions", "3"),
+            ("start_time", "2024-01-01T00:00:00Z"),
+        ]);
+        options.batch_size = 64;
+        let bids =
+            super::uniform_bids::UniformBids::new(42, 100, 1_704_067_200_000, 10_000.0).unwrap();
+        let provider = super::GeneratorProvider::new(bids, options);
+        let mut all = Vec::new();
+        for index in 0..2 {
+            let split = Split { index, count: 2 };
+            let (ids, partitions, _) = read_split(&provider, split, None, usize::MAX).await;
+            // Split 0 owns partitions 0 and 2, split 1 partition 1: blocks of 64 ids each.
+            assert!(partitions.iter().all(|p| split.owns(*p)), "{partitions:?}");
+            // Row `i` has id `i + 1`.
+            assert!(
+                ids.iter()
+                    .all(|id| split.owns((((id - 1) / 64) % 3) as u32))
+            );
+            all.extend(ids);
+        }
+        all.sort_unstable();
+        assert_eq!(all, (1..=1000).collect::<Vec<i64>>());
+        // A reader stopped part-way resumes at its position: the rest, once.
+        let whole = Split::WHOLE;
+        let (first, _, position) = read_split(&provider, whole, None, 5).await;
+        let (rest, _, _) = read_split(&provider, whole, position, usize::MAX).await;
+        let mut both: Vec<i64> = first.into_iter().chain(rest).collect();
+        both.sort_unstable();
+        assert_eq!(both, (1..=1000).collect::<Vec<i64>>());
     }
 
     #[test]

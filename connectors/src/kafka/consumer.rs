@@ -303,7 +303,15 @@ impl ReaderLoop {
                         .collect::<Vec<i32>>())
                 });
             match found {
-                Ok(p) if !p.is_empty() => return Some(p),
+                // A reader of several reads only its own partitions.
+                Ok(p) if !p.is_empty() => {
+                    let split = self.context.split;
+                    return Some(
+                        p.into_iter()
+                            .filter(|p| u32::try_from(*p).is_ok_and(|p| split.owns(p)))
+                            .collect(),
+                    );
+                }
                 Ok(_) => debug!(source = %self.config.source, "topic has no partitions yet"),
                 Err(e) => {
                     warn!(source = %self.config.source, topic = %self.config.topic, error = %e, "cannot describe the Kafka topic");

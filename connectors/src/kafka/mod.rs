@@ -302,7 +302,7 @@ impl ConnectorFactory for KafkaConnector {
                 source,
             })??;
         info!(source = %config.source, topic = %config.topic, partitions, "Kafka topic found");
-        Ok(Arc::new(KafkaProvider { config }))
+        Ok(Arc::new(KafkaProvider { config, partitions }))
     }
 }
 
@@ -310,6 +310,9 @@ impl ConnectorFactory for KafkaConnector {
 #[derive(Debug)]
 pub struct KafkaProvider {
     config: Arc<KafkaSourceConfig>,
+    /// Partitions of the topic when the source was created: a view reads it with up to this
+    /// many readers (partitions added later go to the reader owning their number).
+    partitions: usize,
 }
 
 impl SourceProvider for KafkaProvider {
@@ -319,6 +322,10 @@ impl SourceProvider for KafkaProvider {
 
     fn schema(&self) -> SchemaRef {
         Arc::clone(&self.config.schema)
+    }
+
+    fn partitions(&self) -> usize {
+        self.partitions
     }
 
     fn open(&self, context: ReaderContext) -> Result<Box<dyn Source>> {

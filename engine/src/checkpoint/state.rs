@@ -64,6 +64,33 @@ pub struct SourceState {
     pub watermark: Option<i64>,
 }
 
+impl SourceState {
+    /// Folds in the state of another reader of the same input (one reader per worker, each with
+    /// its own partitions): positions and partition watermarks together (the later of two for
+    /// one partition), and the least of the watermarks forwarded.
+    pub fn merge(&mut self, other: SourceState) {
+        self.position = match (self.position.take(), other.position) {
+            (Some(mut mine), Some(theirs)) => {
+                for (p, offset) in theirs.offsets {
+                    let entry = mine.offsets.entry(p).or_insert(offset);
+                    *entry = (*entry).max(offset);
+                }
+                Some(mine)
+            }
+            // A reader that cannot resume makes the input start over.
+            _ => None,
+        };
+        for (p, w) in other.partition_watermarks {
+            let entry = self.partition_watermarks.entry(p).or_insert(w);
+            *entry = (*entry).max(w);
+        }
+        self.watermark = match (self.watermark, other.watermark) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+    }
+}
+
 /// The view's side of a barrier: how far its appended rows go, and its provisional rows.
 #[derive(Debug, Clone, Default)]
 pub struct ViewState {

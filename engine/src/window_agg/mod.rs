@@ -606,9 +606,9 @@ impl StreamOperator for WindowAggregate {
         (!window_only).then(|| self.key_exprs.clone())
     }
 
-    fn state_key_columns(&self) -> Vec<usize> {
+    fn state_keys(&self, state_rows: &RecordBatch) -> Result<Vec<ArrayRef>> {
         // State rows are `window end, keys…, partial states…` (see checkpoint.rs).
-        (1..=self.key_exprs.len()).collect()
+        crate::shards::state_columns(state_rows, 1..=self.key_exprs.len())
     }
 
     fn describe(&self) -> String {

@@ -91,12 +91,10 @@ pub(super) async fn collect(
                 epoch: e,
                 input,
                 state,
-            } if e == epoch => {
-                sources.insert(input, state);
-            }
+            } if e == epoch => merge_source(&mut sources, input, state),
             CheckpointReport::SourceEnded { input, state } => {
-                h.ended_sources.lock().insert(input, state.clone());
-                sources.insert(input, state);
+                merge_source(&mut h.ended_sources.lock(), input, state.clone());
+                merge_source(&mut sources, input, state);
             }
             CheckpointReport::Operator {
                 epoch: e,
@@ -127,6 +125,21 @@ pub(super) async fn collect(
             }
             // Reports of an earlier attempt that timed out.
             _ => {}
+        }
+    }
+}
+
+/// Adds a reader's state of input `input`: an input read by one reader per worker reports once
+/// per reader, and its state is theirs together.
+fn merge_source(
+    sources: &mut std::collections::BTreeMap<usize, crate::checkpoint::SourceState>,
+    input: usize,
+    state: crate::checkpoint::SourceState,
+) {
+    match sources.get_mut(&input) {
+        Some(known) => known.merge(state),
+        None => {
+            sources.insert(input, state);
         }
     }
 }
