@@ -64,6 +64,14 @@ const ALL: [&str; 10] = [
     "latency",
 ];
 
+/// Partitions of the generators: 2 (one per worker on this 2-core box), or `WEIR_BENCH_PARTITIONS`.
+fn partitions() -> u32 {
+    std::env::var("WEIR_BENCH_PARTITIONS")
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(2)
+}
+
 /// Nexmark's `bid` table as every Nexmark workload declares it.
 fn nexmark_bid(events: u64) -> String {
     format!(
@@ -71,7 +79,8 @@ fn nexmark_bid(events: u64) -> String {
                             date_time TIMESTAMP(3) WITH TIME ZONE, extra VARCHAR,
                             WATERMARK FOR date_time AS date_time - INTERVAL '4 seconds')
          WITH (connector = 'datagen', generator = 'nexmark', table = 'bid', rate = 'unbounded',
-               events = {events}, batch_size = 4096, partitions = 2, start_time = '2015-07-15T00:00:00Z');"
+               events = {events}, batch_size = 4096, partitions = {p}, start_time = '2015-07-15T00:00:00Z');",
+        p = partitions()
     )
 }
 
@@ -80,8 +89,9 @@ fn uniform_bids(events: u64, extra: &str) -> String {
     format!(
         "CREATE SOURCE bids (id BIGINT, auction BIGINT, bidder BIGINT, price BIGINT, ts TIMESTAMP(3) WITH TIME ZONE,
                              WATERMARK FOR ts AS ts - INTERVAL '4 seconds')
-         WITH (connector = 'datagen', generator = 'bids', events = {events}, partitions = 2,
-               start_time = '2024-01-01T00:00:00Z'{extra});"
+         WITH (connector = 'datagen', generator = 'bids', events = {events}, partitions = {p},
+               start_time = '2024-01-01T00:00:00Z'{extra});",
+        p = partitions()
     )
 }
 
@@ -122,7 +132,8 @@ fn workload(name: &str, events: u64) -> Option<(String, &'static str, &'static s
                 "CREATE SOURCE readings (sensor_id VARCHAR, temperature DOUBLE, vibration DOUBLE, ts TIMESTAMP WITH TIME ZONE,
                                          WATERMARK FOR ts AS ts - INTERVAL '10 seconds')
                  WITH (connector = 'datagen', generator = 'sensors', sensors = 10000, rate = 'unbounded',
-                       events = {events}, batch_size = 4096, partitions = 2, start_time = '2024-01-01T00:00:00Z');"
+                       events = {events}, batch_size = 4096, partitions = {p}, start_time = '2024-01-01T00:00:00Z');",
+                p = partitions()
             ),
             "CREATE MATERIALIZED VIEW v AS SELECT sensor_id, window_start, count(*) AS n, avg(temperature) AS avg_t,
                     min(temperature) AS min_t, max(temperature) AS max_t, max(vibration) AS max_vibration
