@@ -376,20 +376,8 @@ async fn views_survive_sigkill_exactly_once() {
 async fn crash_free(statements: &str, query: &str, total: &str) -> Vec<String> {
     let session = weir::database().build().expect("database").session();
     session.execute_all(statements).await.expect("statements");
-    wait_rows(&session, "SELECT sum(n) FROM counts", total).await;
+    crate::harness::wait_first_row(&session, "SELECT sum(n) FROM counts", total).await;
     crate::harness::query_rows(&session, query).await
-}
-
-async fn wait_rows(session: &weir_sql::Session, sql: &str, want: &str) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let got = crate::harness::query_rows(session, sql).await;
-        if got.first().map(String::as_str) == Some(want) {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{sql}: {got:?}, want {want}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -450,10 +438,10 @@ async fn a_datagen_view_resumes_mid_stream_like_a_run_that_never_stopped() {
         resumed.first().and_then(|r| r.parse::<u64>().ok()) > Some(0),
         "restored rows_in {resumed:?} (had {before:?})"
     );
-    wait_rows(&session, "SELECT sum(n) FROM counts", "60000").await;
+    crate::harness::wait_first_row(&session, "SELECT sum(n) FROM counts", "60000").await;
     let got = crate::harness::query_rows(&session, query).await;
     // The re-created `doomed` started over from the source's beginning, not from the old state.
-    wait_rows(&session, "SELECT n FROM doomed", "60000").await;
+    crate::harness::wait_first_row(&session, "SELECT n FROM doomed", "60000").await;
     let want = crash_free(statements, query, "60000").await;
     assert_eq!(got, want);
     // Once a checkpoint has the final rows in segments they leave memory; queries read the files.
@@ -636,14 +624,14 @@ async fn anomaly_detector_state_resumes_from_a_checkpoint_like_a_run_that_never_
         .expect("reopen");
     assert_eq!(persisted, 4);
     let session = db.session();
-    wait_rows(&session, "SELECT n FROM counts", "40000").await;
+    crate::harness::wait_first_row(&session, "SELECT n FROM counts", "40000").await;
     let got = crate::harness::query_rows(&session, query).await;
     let got_alerts = crate::harness::query_rows(&session, alerts).await;
     assert_eq!(got.len(), 40000);
 
     let fresh = weir::database().build().expect("database").session();
     fresh.execute_all(statements).await.expect("statements");
-    wait_rows(&fresh, "SELECT n FROM counts", "40000").await;
+    crate::harness::wait_first_row(&fresh, "SELECT n FROM counts", "40000").await;
     let want = crate::harness::query_rows(&fresh, query).await;
     let first_difference = got.iter().zip(&want).position(|(a, b)| a != b);
     assert_eq!(

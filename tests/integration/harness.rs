@@ -209,6 +209,22 @@ pub async fn query_rows(session: &weir_sql::Session, sql: &str) -> Vec<String> {
     render(&batches)
 }
 
+/// Polls `sql` in-process until its first row is `want`; fails after 60 s with the last rows.
+pub async fn wait_first_row(session: &weir_sql::Session, sql: &str, want: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let rows = query_rows(session, sql).await;
+        if rows.first().map(String::as_str) == Some(want) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {sql} = {want}; last {rows:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Renders batches as `a | b | …` lines.
 pub fn render(batches: &[datafusion::arrow::record_batch::RecordBatch]) -> Vec<String> {
     let mut out = Vec::new();

@@ -3,7 +3,7 @@
 //! and closing) over a source of three partitions (read by one reader per worker), and a
 //! retracting aggregate over an updating view.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::harness::query_rows;
 
@@ -30,23 +30,11 @@ const TOTALS: &str = "SELECT g, n, windows, top FROM totals ORDER BY g";
 const CLOSED: &str = "SELECT k, to_unixtime(window_end) - (SELECT min(to_unixtime(window_end)) FROM closed), n \
                       FROM closed ORDER BY 1, 2";
 
-async fn wait_for(session: &weir_sql::Session, sql: &str, want: &str) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let got = query_rows(session, sql).await;
-        if got.first().map(String::as_str) == Some(want) {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{sql}: {got:?}, want {want}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// The views' rows once every event is in.
 async fn results(session: &weir_sql::Session) -> (Vec<String>, Vec<String>, Vec<String>) {
-    wait_for(session, "SELECT sum(n) FROM per_key", "60000").await;
-    wait_for(session, "SELECT sum(n) FROM totals", "60000").await;
-    wait_for(
+    crate::harness::wait_first_row(session, "SELECT sum(n) FROM per_key", "60000").await;
+    crate::harness::wait_first_row(session, "SELECT sum(n) FROM totals", "60000").await;
+    crate::harness::wait_first_row(
         session,
         "SELECT status FROM weir_views WHERE name = 'closed'",
         "finished",

@@ -3,11 +3,8 @@
 //! disorder is covered only by `allowed_lateness = '5 seconds'`), then rows a minute too late
 //! that must land in `weir_late_rows` and nowhere else.
 
-use std::time::{Duration, Instant};
-
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use weir_sql::Session;
 
 use crate::broker::{Broker, Record};
 use crate::harness::query_rows;
@@ -39,21 +36,6 @@ fn record(p: i32, (id, k, v, ts): (i64, i64, i64, i64)) -> Record {
         p,
         format!(r#"{{"id": {id}, "k": {k}, "v": {v}, "ts": {ts}}}"#),
     )
-}
-
-async fn wait_for(session: &Session, sql: &str, want: &str) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let rows = query_rows(session, sql).await;
-        if rows.first().map(String::as_str) == Some(want) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {sql} = {want}; last {rows:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// Sessions per key with a 2 s gap, found in batch.
@@ -132,11 +114,11 @@ async fn sessions_and_cumulate_with_lateness_match_the_batch_oracle() {
     let producer = broker.producer();
     producer.send("late", &records).await;
     let accepted = (PARTITIONS as i64 * ROWS_PER_PARTITION).to_string();
-    wait_for(&s, "SELECT min(rows_in) FROM weir_views", &accepted).await;
+    crate::harness::wait_first_row(&s, "SELECT min(rows_in) FROM weir_views", &accepted).await;
     producer.send("late", &after).await;
-    wait_for(&s, "SELECT sum(n) FROM sessions", &accepted).await;
-    wait_for(&s, "SELECT sum(n) FROM live_sessions", &accepted).await;
-    wait_for(
+    crate::harness::wait_first_row(&s, "SELECT sum(n) FROM sessions", &accepted).await;
+    crate::harness::wait_first_row(&s, "SELECT sum(n) FROM live_sessions", &accepted).await;
+    crate::harness::wait_first_row(
         &s,
         "SELECT sum(n) FROM so_far WHERE window_end - window_start = INTERVAL '20 seconds'",
         &accepted,
