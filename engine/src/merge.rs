@@ -4,7 +4,8 @@
 //!   with their input ([`Message::FromInput`]).
 //! - **Watermarks**: the merged watermark is the minimum over the inputs that have not ended; an
 //!   input that has sent none yet holds it back (its rows could be older than anything seen),
-//!   an idle input does not. It only moves forward.
+//!   an idle input does not. When every input is idle, the least time the idle inputs had
+//!   reached still counts (their rows up to it are delivered). It only moves forward.
 //! - **Barriers** are aligned: once an input delivers barrier `n`, it is not read again until
 //!   every input that has not ended has delivered `n`; then one barrier `n` goes downstream. So
 //!   every row before the barrier on any input precedes it in the merged stream, and none after.
@@ -24,8 +25,10 @@ enum InputTime {
     Unknown,
     /// Event time up to here is complete.
     At(i64),
-    /// No data for a while: does not hold the merged watermark back.
-    Idle,
+    /// No data for a while: does not hold the merged watermark back. Keeps the time it had
+    /// reached, which counts once every input is idle: a reader whose partition went quiet
+    /// after its last rows must still let the windows of those rows close.
+    Idle(Option<i64>),
     /// The input ended.
     Ended,
 }
@@ -40,21 +43,36 @@ struct Input {
     count_rows: bool,
 }
 
-/// The merged watermark of `inputs`, if one can be given.
-fn merged_watermark(inputs: &[Input]) -> Option<Watermark> {
-    let mut low: Option<i64> = None;
+/// Where the merged stream's event time stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum MergedTime {
+    /// Complete up to here (the least over the active inputs).
+    At(i64),
+    /// Every input still running is idle; the least time those with one had reached.
+    Idle(Option<i64>),
+}
+
+/// The merged time of `inputs`, if one can be given.
+fn merged_time(inputs: &[Input]) -> Option<MergedTime> {
+    let mut active: Option<i64> = None;
+    let mut reached: Option<i64> = None;
     let mut idle = false;
     for input in inputs {
         match input.time {
             InputTime::Unknown => return None,
-            InputTime::At(t) => low = Some(low.map_or(t, |l| l.min(t))),
-            InputTime::Idle => idle = true,
+            InputTime::At(t) => active = Some(active.map_or(t, |l| l.min(t))),
+            InputTime::Idle(t) => {
+                idle = true;
+                if let Some(t) = t {
+                    reached = Some(reached.map_or(t, |r| r.min(t)));
+                }
+            }
             InputTime::Ended => {}
         }
     }
-    match (low, idle) {
-        (Some(t), _) => Some(Watermark::EventTime(t)),
-        (None, true) => Some(Watermark::Idle),
+    match (active, idle) {
+        (Some(t), _) => Some(MergedTime::At(t)),
+        (None, true) => Some(MergedTime::Idle(reached)),
         (None, false) => None,
     }
 }
@@ -80,6 +98,7 @@ pub(crate) async fn merge_inputs(
         })
         .collect();
     let mut forwarded = Forwarded::default();
+    let mut outbox: Vec<Message> = Vec::with_capacity(2);
     loop {
         let readable = inputs
             .iter()
@@ -121,16 +140,16 @@ pub(crate) async fn merge_inputs(
                 "an input of the union stopped on a failure (see weir_views)".into(),
             ));
         };
-        let forward = match message {
+        match message {
             Message::Changes(changes) => {
                 if input.count_rows {
                     rows_in(changes.num_rows());
                 }
-                Some(if tag {
+                outbox.push(if tag {
                     Message::FromInput(index, changes)
                 } else {
                     Message::Changes(changes)
-                })
+                });
             }
             Message::FromInput(..) => {
                 return Err(EngineError::Internal(
@@ -139,25 +158,27 @@ pub(crate) async fn merge_inputs(
             }
             Message::Watermark(w) => {
                 input.time = match (input.time, w) {
-                    (InputTime::At(old), Watermark::EventTime(t)) => InputTime::At(old.max(t)),
+                    (InputTime::At(old) | InputTime::Idle(Some(old)), Watermark::EventTime(t)) => {
+                        InputTime::At(old.max(t))
+                    }
                     (_, Watermark::EventTime(t)) => InputTime::At(t),
-                    (_, Watermark::Idle) => InputTime::Idle,
+                    (InputTime::At(t) | InputTime::Idle(Some(t)), Watermark::Idle) => {
+                        InputTime::Idle(Some(t))
+                    }
+                    (_, Watermark::Idle) => InputTime::Idle(None),
                 };
-                advanced(&inputs, &mut forwarded)
+                advanced(&inputs, &mut forwarded, &mut outbox);
             }
-            Message::Barrier(b) => {
-                wait_at_barrier(&mut inputs, index, b);
-                None
-            }
+            Message::Barrier(b) => wait_at_barrier(&mut inputs, index, b),
             Message::End => {
                 input.time = InputTime::Ended;
-                advanced(&inputs, &mut forwarded)
+                advanced(&inputs, &mut forwarded, &mut outbox);
             }
-        };
-        if let Some(message) = forward
-            && out.send(message).await.is_err()
-        {
-            return Ok(());
+        }
+        for message in outbox.drain(..) {
+            if out.send(message).await.is_err() {
+                return Ok(());
+            }
         }
     }
 }
@@ -222,20 +243,30 @@ struct Forwarded {
     idle: bool,
 }
 
-/// The merged watermark as a message, when it says something new: a later time (never an
-/// earlier one, e.g. when an input comes back from idle behind the others), or idleness.
-fn advanced(inputs: &[Input], forwarded: &mut Forwarded) -> Option<Message> {
-    match merged_watermark(inputs)? {
-        Watermark::EventTime(t) if forwarded.time.is_none_or(|old| t > old) => {
-            forwarded.time = Some(t);
-            forwarded.idle = false;
-            Some(Message::Watermark(Watermark::EventTime(t)))
-        }
-        Watermark::Idle if !forwarded.idle => {
-            forwarded.idle = true;
-            Some(Message::Watermark(Watermark::Idle))
-        }
-        _ => None,
+/// Pushes the merged watermark to `outbox` when it says something new: a later time (never an
+/// earlier one, e.g. when an input comes back from idle behind the others), or idleness. When
+/// every input went idle, the time they had reached goes first, then the idleness.
+fn advanced(inputs: &[Input], forwarded: &mut Forwarded, outbox: &mut Vec<Message>) {
+    let Some(merged) = merged_time(inputs) else {
+        return;
+    };
+    let (time, idle) = match merged {
+        MergedTime::At(t) => (Some(t), false),
+        MergedTime::Idle(reached) => (reached, true),
+    };
+    if let Some(t) = time
+        && forwarded.time.is_none_or(|old| t > old)
+    {
+        forwarded.time = Some(t);
+        forwarded.idle = false;
+        outbox.push(Message::Watermark(Watermark::EventTime(t)));
+    }
+    if idle && !forwarded.idle {
+        forwarded.idle = true;
+        outbox.push(Message::Watermark(Watermark::Idle));
+    }
+    if !idle {
+        forwarded.idle = false;
     }
 }
 
@@ -415,6 +446,48 @@ mod tests {
             seen.push(m);
         }
         assert_eq!(kinds(&seen), ["barrier 2", "end"]);
+    }
+
+    #[tokio::test]
+    async fn inputs_gone_idle_release_the_time_they_reached() {
+        let (a_tx, a_rx) = mpsc::channel(16);
+        let (b_tx, b_rx) = mpsc::channel(16);
+        let (out_tx, mut out_rx) = mpsc::channel(64);
+        let merge = tokio::spawn(merge_inputs(
+            vec![a_rx, b_rx],
+            vec![false, false],
+            false,
+            out_tx,
+            |_| {},
+        ));
+        // A reached 14 and went quiet before B (a reader of an empty partition) said anything;
+        // then B went idle too. A's 14 must come out, then the idleness.
+        a_tx.send(Message::Watermark(Watermark::EventTime(14)))
+            .await
+            .unwrap();
+        a_tx.send(Message::Watermark(Watermark::Idle))
+            .await
+            .unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        b_tx.send(Message::Watermark(Watermark::Idle))
+            .await
+            .unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        // A comes back behind its old time: the merged time does not step back.
+        a_tx.send(Message::Watermark(Watermark::EventTime(9)))
+            .await
+            .unwrap();
+        a_tx.send(Message::Watermark(Watermark::EventTime(20)))
+            .await
+            .unwrap();
+        a_tx.send(Message::End).await.unwrap();
+        b_tx.send(Message::End).await.unwrap();
+        merge.await.unwrap().unwrap();
+        let mut seen = Vec::new();
+        while let Some(m) = out_rx.recv().await {
+            seen.push(m);
+        }
+        assert_eq!(kinds(&seen), ["wm 14", "idle", "wm 20", "idle", "end"]);
     }
 
     #[tokio::test]
