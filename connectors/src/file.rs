@@ -41,6 +41,13 @@ impl ConnectorFactory for FileConnector {
             .unwrap_or(8192)
             .clamp(1, 1 << 20);
         let format = FormatConfig::from_spec(spec.format.as_ref(), &mut spec.options)?;
+        if format.is_binary() {
+            return Err(EngineError::User(format!(
+                "source \"{}\": a file is read as lines of text (ENCODE JSON or CSV); binary \
+                 records such as Avro need a transport that frames them, like Kafka",
+                spec.name
+            )));
+        }
         let schema = spec.columns.clone().ok_or_else(|| {
             EngineError::User(format!(
                 "source \"{}\": a file source needs its columns declared",

@@ -213,8 +213,8 @@ impl SourceErrorLog {
         ]))
     }
 
-    /// The kept records as a batch of [`SourceErrorLog::schema`]; `raw` is shown as text with
-    /// invalid UTF-8 replaced.
+    /// The kept records as a batch of [`SourceErrorLog::schema`]; `raw` is shown as text, or in
+    /// PostgreSQL's hex form for `bytea` (`\x…`) when it is binary ([`shown_raw`]).
     pub fn to_batch(&self) -> Result<RecordBatch> {
         let columns: Vec<ArrayRef> = self.log.with_kept(|r| -> Vec<ArrayRef> {
             vec![
@@ -236,7 +236,7 @@ impl SourceErrorLog {
                     .with_timezone("+00:00"),
                 ),
                 Arc::new(StringArray::from_iter_values(
-                    r.iter().map(|l| String::from_utf8_lossy(&l.entry.raw)),
+                    r.iter().map(|l| shown_raw(&l.entry.raw)),
                 )),
                 Arc::new(StringArray::from_iter_values(
                     r.iter().map(|l| l.entry.error.as_str()),
@@ -247,9 +247,49 @@ impl SourceErrorLog {
     }
 }
 
+/// A bad record's bytes as the `raw` column shows them: as text when they are text (a record cut
+/// at [`RAW_BYTES_KEPT`] mid-character still is), else hex as PostgreSQL shows `bytea`, so a
+/// binary record (Avro, Protobuf) can be read back exactly.
+fn shown_raw(raw: &[u8]) -> std::borrow::Cow<'_, str> {
+    use std::fmt::Write;
+    let text = match std::str::from_utf8(raw) {
+        Ok(text) => Some(text),
+        // Only the last character is incomplete: the cut, not the record.
+        Err(e) if e.error_len().is_none() => std::str::from_utf8(&raw[..e.valid_up_to()]).ok(),
+        Err(_) => None,
+    };
+    match text {
+        Some(text)
+            if !text
+                .chars()
+                .any(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r')) =>
+        {
+            std::borrow::Cow::Borrowed(text)
+        }
+        _ => {
+            let mut hex = String::with_capacity(2 + raw.len() * 2);
+            hex.push_str("\\x");
+            for byte in raw {
+                let _ = write!(hex, "{byte:02x}");
+            }
+            std::borrow::Cow::Owned(hex)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn binary_records_are_shown_in_hex_text_as_text() {
+        assert_eq!(shown_raw(b"{\"a\": 1}\tx"), "{\"a\": 1}\tx");
+        assert_eq!(shown_raw(&[0, 0, 0, 0, 99, 6]), "\\x000000006306");
+        assert_eq!(shown_raw(&[0xff, b'a']), "\\xff61");
+        // Cut mid-character by the size limit: still text.
+        let cut = "é".repeat(3).into_bytes();
+        assert_eq!(shown_raw(&cut[..5]), "éé");
+    }
 
     #[test]
     fn bounded_but_counted_and_truncated() -> Result<()> {

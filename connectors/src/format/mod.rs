@@ -7,13 +7,16 @@
 //! |---|---|
 //! | `PLAIN JSON` (the default) | [`json::JsonDecoder`], arrow-json's tape decoder |
 //! | `PLAIN CSV` | [`csv::CsvDecoder`], arrow-csv's decoder (no header, `csv.delimiter`) |
+//! | `PLAIN AVRO (schema = … \| schema.registry = …)` | [`avro::AvroDecoder`], arrow-avro's decoder; Confluent framing with a [`registry`] |
 //!
 //! Sinks encode the other way: [`json_encode::json_rows`] turns a batch into one JSON document
 //! per row.
 
+pub mod avro;
 pub mod csv;
 pub mod json;
 pub mod json_encode;
+pub mod registry;
 pub mod time;
 
 use datafusion::arrow::array::{ArrayRef, BooleanArray};
@@ -30,6 +33,12 @@ use weir_engine::{EngineError, Result};
 /// value is caught at its own boundary; conversion to Arrow happens once per batch at
 /// [`RecordDecoder::flush`].
 pub trait RecordDecoder: Send {
+    /// Called with each run of records before they are fed: a decoder that learns schemas as
+    /// it goes (a schema registry) fetches the ones the run needs. An error stops the reader.
+    fn prepare(&mut self, _records: &RecordBuffer) -> Result<()> {
+        Ok(())
+    }
+
     /// Feeds one record followed by a newline. Succeeds only when the record was exactly one
     /// complete value and the decoder is back at a record boundary; anything else (a parse
     /// error, no value, several values, a value cut off) is an error naming the problem. After
@@ -49,7 +58,7 @@ pub trait RecordDecoder: Send {
 
 /// A source's `FORMAT … ENCODE …` with its options, validated once; every reader makes its own
 /// decoder from it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum FormatConfig {
     /// `FORMAT PLAIN ENCODE JSON` (the default).
     Json,
@@ -58,6 +67,9 @@ pub enum FormatConfig {
         /// Field delimiter.
         delimiter: u8,
     },
+    /// `FORMAT PLAIN ENCODE AVRO (schema = '…' | schema.registry = '…')`; its schema is settled
+    /// by [`FormatConfig::resolve`].
+    Avro(std::sync::Arc<avro::AvroFormat>),
 }
 
 impl FormatConfig {
@@ -94,9 +106,32 @@ impl FormatConfig {
                 };
                 Ok(Self::Csv { delimiter })
             }
-            other => Err(EngineError::User(format!(
-                "ENCODE {other} is not supported; sources read ENCODE JSON or ENCODE CSV"
+            "AVRO" => Ok(Self::Avro(std::sync::Arc::new(
+                avro::AvroFormat::from_options(options)?,
             ))),
+            other => Err(EngineError::User(format!(
+                "ENCODE {other} is not supported; sources read ENCODE JSON, CSV or AVRO"
+            ))),
+        }
+    }
+
+    /// True for binary formats, whose records need a transport that frames them (Kafka), not
+    /// lines of a file.
+    pub fn is_binary(&self) -> bool {
+        matches!(self, Self::Avro(_))
+    }
+
+    /// Settles what the format learns at creation (a registry's schema) and returns the
+    /// payload's columns: `declared`, or those the format's schema gives when none were
+    /// declared. `topic` names the registry subject by default.
+    pub async fn resolve(
+        &self,
+        declared: Option<SchemaRef>,
+        topic: &str,
+    ) -> Result<Option<SchemaRef>> {
+        match self {
+            Self::Avro(avro) => Ok(Some(avro.resolve(declared, topic).await?)),
+            Self::Json | Self::Csv { .. } => Ok(declared),
         }
     }
 
@@ -107,6 +142,11 @@ impl FormatConfig {
             Self::Csv { delimiter } => {
                 Box::new(csv::CsvDecoder::try_new(schema, max_records, *delimiter)?)
             }
+            Self::Avro(format) => Box::new(avro::AvroDecoder::try_new(
+                std::sync::Arc::clone(format),
+                schema,
+                max_records,
+            )?),
         })
     }
 }
@@ -222,6 +262,7 @@ pub fn decoded_span(partition: i32, offsets: &[i64]) -> Option<CheckedSpan> {
 /// (a value that does not fit its column) is split in halves, recursively, so k such records
 /// among n cost O(k log n) extra conversions.
 pub fn decode_records(decoder: &mut dyn RecordDecoder, buffer: &RecordBuffer) -> Result<Decoded> {
+    decoder.prepare(buffer)?;
     let mut batches = Vec::new();
     let mut bad: Vec<(usize, String)> = Vec::new();
     let mut segment: Vec<usize> = Vec::new();

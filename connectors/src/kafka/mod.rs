@@ -163,12 +163,18 @@ impl KafkaSourceConfig {
             properties.insert(k, v);
         }
 
-        let payload_schema = spec.columns.clone().ok_or_else(|| {
-            EngineError::User(format!(
-                "source \"{}\": a Kafka source needs its columns declared",
-                spec.name
-            ))
-        })?;
+        let payload_schema = match spec.columns.clone() {
+            Some(columns) => columns,
+            // Settled by `resolve_format` from the format's schema.
+            None if format.is_binary() => Arc::new(Schema::empty()),
+            None => {
+                return Err(EngineError::User(format!(
+                    "source \"{}\": a Kafka source needs its columns declared (or a format \
+                     with a schema, such as ENCODE AVRO)",
+                    spec.name
+                )));
+            }
+        };
         let mut fields: Vec<_> = payload_schema
             .fields()
             .iter()
@@ -201,6 +207,32 @@ impl KafkaSourceConfig {
             max_record_bytes,
             discovery_interval,
         })
+    }
+
+    /// Settles the format's schema (a registry lookup for Avro) and, when no columns were
+    /// declared, takes the payload's columns from it (the `INCLUDE` columns stay after them).
+    async fn resolve_format(&mut self, declared: Option<SchemaRef>) -> Result<()> {
+        let Some(payload) = self.format.resolve(declared, &self.topic).await? else {
+            return Ok(());
+        };
+        let metadata_fields = self.schema.fields()[self.payload_schema.fields().len()..].to_vec();
+        for field in payload.fields() {
+            if metadata_fields.iter().any(|m| m.name() == field.name()) {
+                return Err(EngineError::User(format!(
+                    "INCLUDE column \"{}\" is also a field of the payload; name it with AS",
+                    field.name()
+                )));
+            }
+        }
+        let fields: Vec<_> = payload
+            .fields()
+            .iter()
+            .chain(metadata_fields.iter())
+            .cloned()
+            .collect();
+        self.schema = Arc::new(Schema::new(fields));
+        self.payload_schema = payload;
+        Ok(())
     }
 
     /// librdkafka configuration for a consumer of this source.
@@ -293,7 +325,9 @@ impl ConnectorFactory for KafkaConnector {
     }
 
     async fn create_source(&self, spec: &mut SourceSpec) -> Result<Arc<dyn SourceProvider>> {
-        let config = Arc::new(KafkaSourceConfig::from_spec(spec)?);
+        let mut config = KafkaSourceConfig::from_spec(spec)?;
+        config.resolve_format(spec.columns.clone()).await?;
+        let config = Arc::new(config);
         let probe = Arc::clone(&config);
         let partitions = tokio::task::spawn_blocking(move || probe.probe())
             .await

@@ -32,12 +32,12 @@ pub(super) fn parse_create_source(parser: &mut Parser) -> Result<CreateSource> {
     while consume_words(parser, &["INCLUDE"]) {
         include.push(parse_include(parser)?);
     }
-    let options = if consume_words(parser, &["WITH"]) {
+    let mut options = if consume_words(parser, &["WITH"]) {
         parse_options(parser)?
     } else {
         Vec::new()
     };
-    let format = parse_format(parser, true)?;
+    let format = parse_format(parser, true, &mut options)?;
     Ok(CreateSource {
         name,
         if_not_exists,
@@ -169,13 +169,13 @@ pub(super) fn parse_create_sink(
              CLOSE, or on the view the sink reads",
         ));
     }
-    let options = if consume_words(parser, &["WITH"]) {
+    let mut options = if consume_words(parser, &["WITH"]) {
         parse_options(parser)?
     } else {
         Vec::new()
     };
     // ENCODE is optional for sinks: a table or Parquet sink has no payload encoding to choose.
-    let format = parse_format(parser, false)?;
+    let format = parse_format(parser, false, &mut options)?;
     Ok(CreateSink {
         name,
         if_not_exists,
@@ -251,9 +251,14 @@ pub(super) fn parse_create_view(
     })
 }
 
-/// `[FORMAT x ENCODE y]`, upper case; without `encode_required`, `ENCODE y` may be left out
-/// (an empty encoding).
-fn parse_format(parser: &mut Parser, encode_required: bool) -> Result<Option<(String, String)>> {
+/// `[FORMAT x ENCODE y [(key = value, …)]]`, upper case; without `encode_required`, `ENCODE y`
+/// may be left out (an empty encoding). The encoding's options (`ENCODE AVRO (schema.registry =
+/// …)`, as RisingWave spells them) join the `WITH` options in `options`.
+fn parse_format(
+    parser: &mut Parser,
+    encode_required: bool,
+    options: &mut Vec<(String, String)>,
+) -> Result<Option<(String, String)>> {
     if !consume_words(parser, &["FORMAT"]) {
         return Ok(None);
     }
@@ -264,6 +269,9 @@ fn parse_format(parser: &mut Parser, encode_required: bool) -> Result<Option<(St
     } else {
         String::new()
     };
+    if parser.peek_token().token == Token::LParen {
+        options.extend(parse_options(parser)?);
+    }
     Ok(Some((
         format.to_ascii_uppercase(),
         encode.to_ascii_uppercase(),
@@ -340,12 +348,12 @@ pub(super) fn parse_create_connector_table(parser: &mut Parser) -> Result<Create
             break;
         }
     }
-    let options = if consume_words(parser, &["WITH"]) {
+    let mut options = if consume_words(parser, &["WITH"]) {
         parse_options(parser)?
     } else {
         Vec::new()
     };
-    let format = parse_format(parser, true)?.unwrap_or_default();
+    let format = parse_format(parser, true, &mut options)?.unwrap_or_default();
     let mut parts: Vec<String> = columns.iter().map(ToString::to_string).collect();
     parts.extend(constraints.iter().map(ToString::to_string));
     let plain = format!("CREATE TABLE {object} ({})", parts.join(", "));

@@ -24,6 +24,28 @@ fn parses_source_with_watermark_and_dotted_options() {
 }
 
 #[test]
+fn encode_options_join_the_with_options() {
+    let s = parse_statements(
+        "CREATE SOURCE r (WATERMARK FOR ts AS ts) WITH (connector = 'kafka') \
+         FORMAT PLAIN ENCODE AVRO (schema.registry = 'http://r:8081', Schema.Registry.Subject = s)",
+    )
+    .unwrap();
+    let WeirStatement::CreateSource(c) = &s[0] else {
+        panic!("{s:?}")
+    };
+    assert!(c.columns.is_empty());
+    assert_eq!(c.format, Some(("PLAIN".into(), "AVRO".into())));
+    assert_eq!(
+        c.options,
+        [
+            ("connector".to_string(), "kafka".to_string()),
+            ("schema.registry".into(), "http://r:8081".into()),
+            ("schema.registry.subject".into(), "s".into()),
+        ]
+    );
+}
+
+#[test]
 fn emit_on_window_close_only_for_its_statement() {
     let s = parse_statements(
         "CREATE MATERIALIZED VIEW a AS SELECT * FROM s; \
