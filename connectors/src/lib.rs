@@ -12,8 +12,8 @@
 //! | `file` | JSON or CSV lines from a file (replay, tests) | [`file`] |
 //! | `kafka` | a Kafka topic, every partition, offsets kept by Weir | [`kafka`] |
 //!
-//! Formats ([`format`]: `ENCODE JSON`, `ENCODE CSV`, `ENCODE AVRO` with an inline schema or a
-//! Confluent-compatible schema registry) decode runs of records straight to Arrow and isolate bad
+//! Formats ([`format`]: `ENCODE JSON`, `ENCODE CSV`, `ENCODE AVRO` and `ENCODE PROTOBUF` with an
+//! inline schema or a Confluent-compatible schema registry) decode runs of records straight to Arrow and isolate bad
 //! records, which go to `weir_source_errors` instead of stopping the source.
 //!
 //! Sinks implement [`weir_engine::sink::SinkFactory`]:

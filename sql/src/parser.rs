@@ -5,7 +5,7 @@
 //! ```sql
 //! CREATE SOURCE [IF NOT EXISTS] name [(col type, …, WATERMARK FOR col AS expr)]
 //!     [INCLUDE partition | offset | key | timestamp | header 'name' [type] [AS col] …]
-//!     WITH (key = 'value', …) [FORMAT PLAIN ENCODE JSON | CSV | AVRO [(key = 'value', …)]]
+//!     WITH (key = 'value', …) [FORMAT PLAIN ENCODE JSON | CSV | AVRO | PROTOBUF [(key = 'value', …)]]
 //! CREATE MATERIALIZED VIEW [IF NOT EXISTS] name [WITH (…)] AS query [EMIT ON WINDOW CLOSE]
 //! EXPLAIN CREATE MATERIALIZED VIEW …
 //! CREATE SINK [IF NOT EXISTS] name { FROM view | AS query [EMIT ON WINDOW CLOSE] }

@@ -6,7 +6,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
 mod anomaly_accuracy;
-mod avro;
+mod binary_formats;
 mod broker;
 mod clients;
 mod committed_reader;

@@ -8,6 +8,7 @@
 //! | `PLAIN JSON` (the default) | [`json::JsonDecoder`], arrow-json's tape decoder |
 //! | `PLAIN CSV` | [`csv::CsvDecoder`], arrow-csv's decoder (no header, `csv.delimiter`) |
 //! | `PLAIN AVRO (schema = … \| schema.registry = …)` | [`avro::AvroDecoder`], arrow-avro's decoder; Confluent framing with a [`registry`] |
+//! | `PLAIN PROTOBUF (message = …, schema = … \| schema.registry = …)` | [`protobuf::ProtobufDecoder`], the wire format read into Arrow buffers ([`protobuf_wire`]) |
 //!
 //! Sinks encode the other way: [`json_encode::json_rows`] turns a batch into one JSON document
 //! per row.
@@ -16,6 +17,8 @@ pub mod avro;
 pub mod csv;
 pub mod json;
 pub mod json_encode;
+pub mod protobuf;
+pub mod protobuf_wire;
 pub mod registry;
 pub mod time;
 
@@ -70,6 +73,9 @@ pub enum FormatConfig {
     /// `FORMAT PLAIN ENCODE AVRO (schema = '…' | schema.registry = '…')`; its schema is settled
     /// by [`FormatConfig::resolve`].
     Avro(std::sync::Arc<avro::AvroFormat>),
+    /// `FORMAT PLAIN ENCODE PROTOBUF (message = '…', schema = '…' | schema.registry = '…')`;
+    /// settled by [`FormatConfig::resolve`].
+    Protobuf(std::sync::Arc<protobuf::ProtobufFormat>),
 }
 
 impl FormatConfig {
@@ -109,8 +115,11 @@ impl FormatConfig {
             "AVRO" => Ok(Self::Avro(std::sync::Arc::new(
                 avro::AvroFormat::from_options(options)?,
             ))),
+            "PROTOBUF" => Ok(Self::Protobuf(std::sync::Arc::new(
+                protobuf::ProtobufFormat::from_options(options)?,
+            ))),
             other => Err(EngineError::User(format!(
-                "ENCODE {other} is not supported; sources read ENCODE JSON, CSV or AVRO"
+                "ENCODE {other} is not supported; sources read ENCODE JSON, CSV, AVRO or PROTOBUF"
             ))),
         }
     }
@@ -118,7 +127,7 @@ impl FormatConfig {
     /// True for binary formats, whose records need a transport that frames them (Kafka), not
     /// lines of a file.
     pub fn is_binary(&self) -> bool {
-        matches!(self, Self::Avro(_))
+        matches!(self, Self::Avro(_) | Self::Protobuf(_))
     }
 
     /// Settles what the format learns at creation (a registry's schema) and returns the
@@ -131,6 +140,7 @@ impl FormatConfig {
     ) -> Result<Option<SchemaRef>> {
         match self {
             Self::Avro(avro) => Ok(Some(avro.resolve(declared, topic).await?)),
+            Self::Protobuf(protobuf) => Ok(Some(protobuf.resolve(declared, topic).await?)),
             Self::Json | Self::Csv { .. } => Ok(declared),
         }
     }
@@ -147,6 +157,7 @@ impl FormatConfig {
                 schema,
                 max_records,
             )?),
+            Self::Protobuf(format) => Box::new(protobuf::ProtobufDecoder::try_new(format, schema)?),
         })
     }
 }

@@ -1,5 +1,5 @@
-//! Avro sources against a real broker: bare datums with an inline schema, and the Confluent wire
-//! format with a schema registry. The registry here is a minimal one on loopback serving the
+//! Avro and Protobuf sources against a real broker: bare records with an inline schema, and the
+//! Confluent wire format with a schema registry. The registry here is a minimal one on loopback serving the
 //! two endpoints readers use (`/subjects/{subject}/versions/latest`, `/schemas/ids/{id}`); the
 //! records are encoded by hand from the Avro specification, independently of the decoder.
 
@@ -14,11 +14,11 @@ use weir_sql::Session;
 use crate::broker::{Broker, Record};
 use crate::harness::query_rows;
 
-/// Subjects (name → (id, schema)) and schemas by id.
+/// Subjects (name → (id, schema)) and schemas by id, each with its type.
 #[derive(Default)]
 struct Schemas {
     subjects: BTreeMap<String, (u32, String)>,
-    ids: BTreeMap<u32, String>,
+    ids: BTreeMap<u32, (String, &'static str)>,
 }
 
 /// A schema registry answering the two lookups Weir makes.
@@ -73,13 +73,17 @@ impl Registry {
         }
     }
 
-    /// Registers `schema` under `id`, as the newest version of `subject`.
+    /// Registers the Avro `schema` under `id`, as the newest version of `subject`.
     fn register(&self, subject: &str, id: u32, schema: &str) {
+        self.register_typed(subject, id, schema, "AVRO");
+    }
+
+    fn register_typed(&self, subject: &str, id: u32, schema: &str, schema_type: &'static str) {
         let mut schemas = self.schemas.lock().unwrap();
         schemas
             .subjects
             .insert(subject.to_string(), (id, schema.to_string()));
-        schemas.ids.insert(id, schema.to_string());
+        schemas.ids.insert(id, (schema.to_string(), schema_type));
     }
 }
 
@@ -93,14 +97,16 @@ fn answer(schemas: &Schemas, path: &str) -> Option<String> {
     if let Some(rest) = path.strip_prefix("/subjects/") {
         let subject = rest.strip_suffix("/versions/latest")?;
         let (id, schema) = schemas.subjects.get(subject)?;
+        let (_, schema_type) = schemas.ids.get(id)?;
         return Some(
-            serde_json::json!({"subject": subject, "version": 1, "id": id, "schema": schema})
-                .to_string(),
+            serde_json::json!({"subject": subject, "version": 1, "id": id, "schema": schema,
+                               "schemaType": schema_type})
+            .to_string(),
         );
     }
     let id: u32 = path.strip_prefix("/schemas/ids/")?.parse().ok()?;
-    let schema = schemas.ids.get(&id)?;
-    Some(serde_json::json!({ "schema": schema }).to_string())
+    let (schema, schema_type) = schemas.ids.get(&id)?;
+    Some(serde_json::json!({ "schema": schema, "schemaType": schema_type }).to_string())
 }
 
 /// Avro's zig-zag varint encoding of a long (and an int).
@@ -364,4 +370,126 @@ async fn inline_schema_with_declared_columns_and_clear_errors() {
     }
     let rows = query_rows(&s, "SELECT count(*) FROM per_sensor").await;
     assert_eq!(rows, ["3"]);
+}
+
+const READING_PROTO: &str = r#"syntax = "proto3";
+package plant;
+import "google/protobuf/timestamp.proto";
+message Reading {
+  string sensor = 1;
+  optional double value = 2;
+  google.protobuf.Timestamp ts = 3;
+  Location loc = 4;
+  repeated string tags = 5;
+}
+message Location { int32 bay = 1; }"#;
+
+fn pb_key(out: &mut Vec<u8>, number: u64, wire_type: u64) {
+    pb_varint(out, (number << 3) | wire_type);
+}
+
+fn pb_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn pb_bytes(out: &mut Vec<u8>, number: u64, value: &[u8]) {
+    pb_key(out, number, 2);
+    pb_varint(out, value.len() as u64);
+    out.extend_from_slice(value);
+}
+
+/// A `plant.Reading` in the Protobuf wire format.
+fn pb_reading(sensor: &str, value: f64, ts_ms: i64, bay: i32, tags: &[&str]) -> Vec<u8> {
+    let mut out = Vec::new();
+    pb_bytes(&mut out, 1, sensor.as_bytes());
+    pb_key(&mut out, 2, 1);
+    out.extend_from_slice(&value.to_le_bytes());
+    let mut ts = Vec::new();
+    pb_key(&mut ts, 1, 0);
+    pb_varint(&mut ts, (ts_ms / 1000) as u64);
+    pb_key(&mut ts, 2, 0);
+    pb_varint(&mut ts, ((ts_ms % 1000) * 1_000_000) as u64);
+    pb_bytes(&mut out, 3, &ts);
+    let mut loc = Vec::new();
+    pb_key(&mut loc, 1, 0);
+    pb_varint(&mut loc, bay as u64);
+    pb_bytes(&mut out, 4, &loc);
+    for tag in tags {
+        pb_bytes(&mut out, 5, tag.as_bytes());
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn protobuf_records_inline_and_from_a_registry() {
+    let broker = Broker::start();
+    broker.create_topic("pb", 1);
+    broker.create_topic("pb_bare", 1);
+    let registry = Registry::start().await;
+    registry.register_typed("pb-value", 5, READING_PROTO, "PROTOBUF");
+    // Confluent framing: magic byte, schema id, message-index path (a lone 0: the first message).
+    let framed_pb = |body: Vec<u8>| {
+        let mut out = vec![0, 0, 0, 0, 5, 0];
+        out.extend(body);
+        out
+    };
+    let mut framed_records: Vec<Record> = (0..20)
+        .map(|i| {
+            Record::new(
+                0,
+                framed_pb(pb_reading(
+                    &format!("s{}", i % 2),
+                    i as f64,
+                    T0 + i * 500,
+                    (i % 3) as i32,
+                    &["a", "b"][..(i % 3) as usize],
+                )),
+            )
+        })
+        .collect();
+    framed_records.insert(5, Record::new(0, vec![0, 0, 0, 0, 5, 0, 0x0a, 0x50, 1]));
+    broker.producer().send("pb", &framed_records).await;
+    let bare: Vec<Record> = (0..4)
+        .map(|i| Record::new(0, pb_reading("bare", i as f64, T0, 1, &[])))
+        .collect();
+    broker.producer().send("pb_bare", &bare).await;
+    let s = session();
+    let proto = READING_PROTO.replace('\'', "''");
+    exec(
+        &s,
+        &format!(
+            "CREATE SOURCE pb (WATERMARK FOR ts AS ts - INTERVAL '1 second') \
+             WITH (connector = 'kafka', topic = 'pb', properties.bootstrap.server = '{}') \
+             FORMAT PLAIN ENCODE PROTOBUF (message = 'plant.Reading', schema.registry = '{}');
+             CREATE MATERIALIZED VIEW pb_stats AS
+               SELECT sensor, count(*) AS n, sum(value) AS total, max(loc['bay']) AS top_bay,
+                      sum(array_length(tags, 1)) AS tags
+               FROM pb GROUP BY sensor;
+             CREATE SOURCE pb_bare (value DOUBLE, sensor TEXT)
+             WITH (connector = 'kafka', topic = 'pb_bare', properties.bootstrap.server = '{}')
+             FORMAT PLAIN ENCODE PROTOBUF (schema = '{proto}');
+             CREATE MATERIALIZED VIEW bare_total AS SELECT sensor, sum(value) AS total FROM pb_bare GROUP BY sensor;",
+            broker.address, registry.url, broker.address
+        ),
+    )
+    .await;
+    wait_rows(
+        &s,
+        "SELECT sensor, n, total, top_bay, tags FROM pb_stats ORDER BY sensor",
+        &["s0 | 10 | 90 | 2 | 9", "s1 | 10 | 100 | 2 | 10"],
+    )
+    .await;
+    wait_rows(&s, "SELECT sensor, total FROM bare_total", &["bare | 6"]).await;
+    // The record cut off mid-string is a bad record of its own.
+    let errors = query_rows(
+        &s,
+        "SELECT \"offset\", error FROM weir_source_errors WHERE source_name = 'pb'",
+    )
+    .await;
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    assert!(errors[0].starts_with("5 | truncated"), "{errors:#?}");
 }
