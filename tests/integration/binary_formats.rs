@@ -268,6 +268,31 @@ async fn registry_framed_records_follow_schema_evolution() {
     )
     .await;
     assert!(raw[0].starts_with("\\x0000000063"), "{raw:?}");
+    // A source pinned to version 1 (what the catalog keeps for a restart, under the same option)
+    // reads every version with version 1's columns.
+    exec(
+        &s,
+        &format!(
+            "CREATE SOURCE readings_v1 \
+             WITH (connector = 'kafka', topic = 'readings', properties.bootstrap.server = '{}') \
+             FORMAT PLAIN ENCODE AVRO (schema.registry = '{}', schema.registry.schema_id = 1);
+             CREATE MATERIALIZED VIEW r1 AS SELECT id, sensor FROM readings_v1;",
+            broker.address, registry.url
+        ),
+    )
+    .await;
+    wait_rows(
+        &s,
+        "SELECT id, sensor FROM r1 ORDER BY id",
+        &["1 | press-1", "2 | press-2", "5 | press-5"],
+    )
+    .await;
+    let err = s
+        .execute_all("CREATE MATERIALIZED VIEW no_v AS SELECT v FROM readings_v1")
+        .await
+        .expect_err("v is not in version 1")
+        .to_string();
+    assert!(err.contains('v'), "{err}");
     // A producer moves to a version registered after the source was created: the reader
     // fetches it by id and resolves it against the source's schema (the new field is not a
     // column).
@@ -288,6 +313,7 @@ async fn registry_framed_records_follow_schema_evolution() {
         &["6 | press-6 | 6.5"],
     )
     .await;
+    wait_rows(&s, "SELECT id FROM r1 WHERE id > 5", &["6"]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -42,6 +42,8 @@ enum SchemaSource {
     Registry {
         registry: SchemaRegistry,
         subject: Option<String>,
+        /// `schema.registry.schema_id`: this version instead of the subject's newest.
+        pinned: Option<u32>,
     },
 }
 
@@ -61,6 +63,8 @@ struct Resolved {
 pub struct AvroFormat {
     source: SchemaSource,
     resolved: OnceLock<Resolved>,
+    /// The registry id of the schema read with, once resolved.
+    registry_id: OnceLock<u32>,
 }
 
 impl AvroFormat {
@@ -69,11 +73,15 @@ impl AvroFormat {
         let inline = options.take("schema");
         let registry = options.take("schema.registry");
         let subject = options.take("schema.registry.subject");
+        let pinned = super::registry::take_schema_id(options)?;
         let source = match (inline, registry) {
-            (Some(text), None) if subject.is_none() => SchemaSource::Inline(text),
+            (Some(text), None) if subject.is_none() && pinned.is_none() => {
+                SchemaSource::Inline(text)
+            }
             (None, Some(url)) => SchemaSource::Registry {
                 registry: SchemaRegistry::new(&url)?,
                 subject,
+                pinned,
             },
             (Some(_), Some(_)) => {
                 return Err(EngineError::User(
@@ -82,7 +90,8 @@ impl AvroFormat {
             }
             (Some(_), None) => {
                 return Err(EngineError::User(
-                    "schema.registry.subject goes with schema.registry".into(),
+                    "schema.registry.subject and schema.registry.schema_id go with schema.registry"
+                        .into(),
                 ));
             }
             (None, None) => {
@@ -96,7 +105,22 @@ impl AvroFormat {
         Ok(Self {
             source,
             resolved: OnceLock::new(),
+            registry_id: OnceLock::new(),
         })
+    }
+
+    /// The registry schema id the source was created with, to keep in the catalog
+    /// ([`super::registry::SCHEMA_ID_OPTION`]).
+    pub fn pinned_options(&self) -> Vec<(String, String)> {
+        self.registry_id
+            .get()
+            .map(|id| {
+                vec![(
+                    super::registry::SCHEMA_ID_OPTION.to_string(),
+                    id.to_string(),
+                )]
+            })
+            .unwrap_or_default()
     }
 
     /// Settles the reader schema (asking the registry for `topic`'s subject when there is one)
@@ -104,12 +128,14 @@ impl AvroFormat {
     pub async fn resolve(&self, declared: Option<SchemaRef>, topic: &str) -> Result<SchemaRef> {
         let (reader, reader_id) = match &self.source {
             SchemaSource::Inline(text) => (text.clone(), INLINE_ID),
-            SchemaSource::Registry { registry, subject } => {
+            SchemaSource::Registry {
+                registry,
+                subject,
+                pinned,
+            } => {
                 let subject = subject.clone().unwrap_or_else(|| format!("{topic}-value"));
-                let latest = registry
-                    .latest(&subject)
-                    .await
-                    .map_err(|e| EngineError::User(e.to_string()))?;
+                let latest = super::registry::reader_schema(registry, &subject, *pinned).await?;
+                let _ = self.registry_id.set(latest.id);
                 if latest.schema_type != "AVRO" {
                     return Err(EngineError::User(format!(
                         "subject \"{subject}\" holds a {} schema, not Avro",
@@ -580,8 +606,10 @@ mod tests {
             source: SchemaSource::Registry {
                 registry: SchemaRegistry::new("http://127.0.0.1:1")?,
                 subject: None,
+                pinned: None,
             },
             resolved: OnceLock::new(),
+            registry_id: OnceLock::new(),
         });
         let full = arrow_fields(READING)?;
         let _ = format.resolved.set(Resolved {

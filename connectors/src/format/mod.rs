@@ -124,6 +124,15 @@ impl FormatConfig {
         }
     }
 
+    /// Options the catalog keeps so the source comes back the same (the registry schema id).
+    pub fn pinned_options(&self) -> Vec<(String, String)> {
+        match self {
+            Self::Avro(avro) => avro.pinned_options(),
+            Self::Protobuf(protobuf) => protobuf.pinned_options(),
+            Self::Json | Self::Csv { .. } => Vec::new(),
+        }
+    }
+
     /// True for binary formats, whose records need a transport that frames them (Kafka), not
     /// lines of a file.
     pub fn is_binary(&self) -> bool {

@@ -35,6 +35,8 @@ enum SchemaSource {
     Registry {
         registry: SchemaRegistry,
         subject: Option<String>,
+        /// `schema.registry.schema_id`: this version instead of the subject's newest.
+        pinned: Option<u32>,
     },
 }
 
@@ -45,6 +47,8 @@ pub struct ProtobufFormat {
     source: SchemaSource,
     /// The columns read, settled at `CREATE SOURCE`.
     layout: OnceLock<Arc<MessageLayout>>,
+    /// The registry id of the schema read with, once resolved.
+    registry_id: OnceLock<u32>,
 }
 
 impl ProtobufFormat {
@@ -54,11 +58,15 @@ impl ProtobufFormat {
         let inline = options.take("schema");
         let registry = options.take("schema.registry");
         let subject = options.take("schema.registry.subject");
+        let pinned = super::registry::take_schema_id(options)?;
         let source = match (inline, registry) {
-            (Some(text), None) if subject.is_none() => SchemaSource::Inline(text),
+            (Some(text), None) if subject.is_none() && pinned.is_none() => {
+                SchemaSource::Inline(text)
+            }
             (None, Some(url)) => SchemaSource::Registry {
                 registry: SchemaRegistry::new(&url)?,
                 subject,
+                pinned,
             },
             (Some(_), Some(_)) => {
                 return Err(EngineError::User(
@@ -68,7 +76,8 @@ impl ProtobufFormat {
             }
             (Some(_), None) => {
                 return Err(EngineError::User(
-                    "schema.registry.subject goes with schema.registry".into(),
+                    "schema.registry.subject and schema.registry.schema_id go with schema.registry"
+                        .into(),
                 ));
             }
             (None, None) => {
@@ -83,11 +92,26 @@ impl ProtobufFormat {
             message,
             source,
             layout: OnceLock::new(),
+            registry_id: OnceLock::new(),
         })
     }
 
     fn framed(&self) -> bool {
         matches!(self.source, SchemaSource::Registry { .. })
+    }
+
+    /// The registry schema id the source was created with, to keep in the catalog
+    /// ([`super::registry::SCHEMA_ID_OPTION`]).
+    pub fn pinned_options(&self) -> Vec<(String, String)> {
+        self.registry_id
+            .get()
+            .map(|id| {
+                vec![(
+                    super::registry::SCHEMA_ID_OPTION.to_string(),
+                    id.to_string(),
+                )]
+            })
+            .unwrap_or_default()
     }
 
     /// Compiles the schema (from the registry for `topic`'s subject when there is one), finds
@@ -96,12 +120,14 @@ impl ProtobufFormat {
     pub async fn resolve(&self, declared: Option<SchemaRef>, topic: &str) -> Result<SchemaRef> {
         let text = match &self.source {
             SchemaSource::Inline(text) => text.clone(),
-            SchemaSource::Registry { registry, subject } => {
+            SchemaSource::Registry {
+                registry,
+                subject,
+                pinned,
+            } => {
                 let subject = subject.clone().unwrap_or_else(|| format!("{topic}-value"));
-                let latest = registry
-                    .latest(&subject)
-                    .await
-                    .map_err(|e| EngineError::User(e.to_string()))?;
+                let latest = super::registry::reader_schema(registry, &subject, *pinned).await?;
+                let _ = self.registry_id.set(latest.id);
                 if latest.schema_type != "PROTOBUF" {
                     return Err(EngineError::User(format!(
                         "subject \"{subject}\" holds a {} schema, not Protobuf",

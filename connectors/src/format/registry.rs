@@ -192,6 +192,29 @@ fn parse_schema(
     })
 }
 
+/// The option that pins a registry source to one schema id instead of the subject's newest: a
+/// user may give it, and the catalog keeps the id a source was created with under it, so a
+/// restart reads with the same columns however the subject moved on.
+pub const SCHEMA_ID_OPTION: &str = "schema.registry.schema_id";
+
+/// Takes [`SCHEMA_ID_OPTION`] from `options`.
+pub fn take_schema_id(options: &mut weir_engine::options::Options) -> Result<Option<u32>> {
+    options.take_parsed::<u32>(SCHEMA_ID_OPTION)
+}
+
+/// The schema a registry source reads with: the one with `pinned` id, or `subject`'s newest.
+pub async fn reader_schema(
+    registry: &SchemaRegistry,
+    subject: &str,
+    pinned: Option<u32>,
+) -> Result<RegisteredSchema> {
+    let found = match pinned {
+        Some(id) => registry.by_id(id).await,
+        None => registry.latest(subject).await,
+    };
+    found.map_err(|e| EngineError::User(e.to_string()))
+}
+
 /// The schema id of a record in the Confluent wire format, and the bytes after the frame
 /// header; an error saying what is wrong otherwise.
 pub fn confluent_frame(record: &[u8]) -> std::result::Result<(u32, &[u8]), String> {

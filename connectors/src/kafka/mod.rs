@@ -362,6 +362,10 @@ impl SourceProvider for KafkaProvider {
         self.partitions
     }
 
+    fn pinned_options(&self) -> Vec<(String, String)> {
+        self.config.format.pinned_options()
+    }
+
     fn open(&self, context: ReaderContext) -> Result<Box<dyn Source>> {
         Ok(Box::new(consumer::KafkaReader::start(
             Arc::clone(&self.config),
