@@ -8,7 +8,10 @@
 //!    its payload: what any Kafka reader on this machine pays before decoding anything;
 //! 2. **weir**: `CREATE SOURCE … FORMAT PLAIN ENCODE JSON` and a 10-second tumbling
 //!    `count`/`avg`/`max` per sensor over 10,000 sensors, until the source has delivered every
-//!    record and the final watermark has closed every window.
+//!    record and the final watermark has closed every window;
+//! 3. the same readings and view with `ENCODE AVRO` (bare datums, inline schema) and
+//!    `ENCODE PROTOBUF` (inline `.proto`, the time a `google.protobuf.Timestamp`), each from its
+//!    own topic.
 //!
 //! Each prints wall time, records per second and records per CPU-second (process CPU time, all
 //! threads: librdkafka's included), and the figures go to BENCHMARKS.md with machine and commit.
@@ -40,7 +43,96 @@ const SENSORS: u64 = 10_000;
 const T0_MS: i64 = 1_704_067_200_000;
 const RECORDS_PER_MS: u64 = 10;
 
-fn produce(bootstrap: &str, records: u64) {
+/// The payload of reading `i` in one of the benchmarked encodings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Encoding {
+    Json,
+    Avro,
+    Protobuf,
+}
+
+const AVRO_SCHEMA: &str = r#"{"type": "record", "name": "reading", "fields": [
+  {"name": "sensor_id", "type": "string"}, {"name": "temperature", "type": "double"},
+  {"name": "ts", "type": {"type": "long", "logicalType": "timestamp-millis"}}]}"#;
+
+const PROTO_SCHEMA: &str = r#"syntax = "proto3";
+import "google/protobuf/timestamp.proto";
+message Reading { string sensor_id = 1; double temperature = 2; google.protobuf.Timestamp ts = 3; }"#;
+
+impl Encoding {
+    fn topic(self) -> &'static str {
+        match self {
+            Encoding::Json => "bench",
+            Encoding::Avro => "bench_avro",
+            Encoding::Protobuf => "bench_pb",
+        }
+    }
+
+    fn clause(self) -> String {
+        match self {
+            Encoding::Json => "ENCODE JSON".into(),
+            Encoding::Avro => format!("ENCODE AVRO (schema = '{AVRO_SCHEMA}')"),
+            Encoding::Protobuf => format!("ENCODE PROTOBUF (schema = '{PROTO_SCHEMA}')"),
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Encoding::Json => "JSON",
+            Encoding::Avro => "Avro",
+            Encoding::Protobuf => "Protobuf",
+        }
+    }
+
+    /// Writes reading (`sensor`, `temperature`, `ts_ms`) into `out`.
+    fn encode(self, out: &mut Vec<u8>, sensor: &str, temperature: f64, ts_ms: i64) {
+        use std::io::Write as _;
+        out.clear();
+        match self {
+            Encoding::Json => {
+                let _ = write!(
+                    out,
+                    r#"{{"sensor_id":"{sensor}","temperature":{temperature},"ts":{ts_ms}}}"#
+                );
+            }
+            Encoding::Avro => {
+                zigzag(out, sensor.len() as i64);
+                out.extend_from_slice(sensor.as_bytes());
+                out.extend_from_slice(&temperature.to_le_bytes());
+                zigzag(out, ts_ms);
+            }
+            Encoding::Protobuf => {
+                out.push(0x0a);
+                varint(out, sensor.len() as u64);
+                out.extend_from_slice(sensor.as_bytes());
+                out.push(0x11);
+                out.extend_from_slice(&temperature.to_le_bytes());
+                let mut ts = Vec::with_capacity(12);
+                ts.push(0x08);
+                varint(&mut ts, (ts_ms / 1000) as u64);
+                ts.push(0x10);
+                varint(&mut ts, ((ts_ms % 1000) * 1_000_000) as u64);
+                out.push(0x1a);
+                varint(out, ts.len() as u64);
+                out.extend_from_slice(&ts);
+            }
+        }
+    }
+}
+
+fn varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn zigzag(out: &mut Vec<u8>, v: i64) {
+    varint(out, ((v << 1) ^ (v >> 63)) as u64);
+}
+
+fn produce(bootstrap: &str, records: u64, encoding: Encoding) {
     let producer: BaseProducer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("linger.ms", "20")
@@ -48,22 +140,24 @@ fn produce(bootstrap: &str, records: u64) {
         .set("queue.buffering.max.messages", "1000000")
         .create()
         .expect("producer");
-    let mut payload = String::with_capacity(128);
+    let topic = encoding.topic();
+    let mut payload = Vec::with_capacity(128);
+    let mut sensor = String::with_capacity(16);
     for i in 0..records {
         use std::fmt::Write as _;
-        payload.clear();
-        let _ = write!(
-            payload,
-            r#"{{"sensor_id":"sensor-{}","temperature":{}.{},"ts":{}}}"#,
-            i * 7919 % SENSORS,
-            15 + i % 20,
-            i % 10,
-            T0_MS + (i / RECORDS_PER_MS) as i64
+        sensor.clear();
+        let _ = write!(sensor, "sensor-{}", i * 7919 % SENSORS);
+        let temperature = (15 + i % 20) as f64 + (i % 10) as f64 / 10.0;
+        encoding.encode(
+            &mut payload,
+            &sensor,
+            temperature,
+            T0_MS + (i / RECORDS_PER_MS) as i64,
         );
         loop {
             match producer.send(
-                BaseRecord::<(), str>::to("bench")
-                    .payload(payload.as_str())
+                BaseRecord::<(), [u8]>::to(topic)
+                    .payload(payload.as_slice())
                     .partition(0),
             ) {
                 Ok(()) => break,
@@ -75,14 +169,16 @@ fn produce(bootstrap: &str, records: u64) {
     }
     producer.flush(Duration::from_secs(300)).expect("flush");
     // One record far ahead closes every window.
-    let end = format!(
-        r#"{{"sensor_id":"end","temperature":0,"ts":{}}}"#,
-        T0_MS + (records / RECORDS_PER_MS) as i64 + 3_600_000
+    encoding.encode(
+        &mut payload,
+        "end",
+        0.0,
+        T0_MS + (records / RECORDS_PER_MS) as i64 + 3_600_000,
     );
     producer
         .send(
-            BaseRecord::<(), str>::to("bench")
-                .payload(end.as_str())
+            BaseRecord::<(), [u8]>::to(topic)
+                .payload(payload.as_slice())
                 .partition(0),
         )
         .map_err(|(e, _)| e)
@@ -122,15 +218,16 @@ fn ceiling(bootstrap: &str, records: u64) -> Figures {
     }
 }
 
-async fn weir(bootstrap: &str, records: u64) -> Figures {
+async fn weir(bootstrap: &str, records: u64, encoding: Encoding) -> Figures {
     let db = weir::database().build().expect("database");
     let s = db.session();
     let (t, c) = (Instant::now(), cpu_seconds());
+    let (topic, clause) = (encoding.topic(), encoding.clause());
     s.execute_all(&format!(
         "CREATE SOURCE readings (sensor_id VARCHAR, temperature DOUBLE, ts TIMESTAMP(3) WITH TIME ZONE,
                                  WATERMARK FOR ts AS ts - INTERVAL '2 seconds')
-         WITH (connector = 'kafka', topic = 'bench', properties.bootstrap.server = '{bootstrap}')
-         FORMAT PLAIN ENCODE JSON;
+         WITH (connector = 'kafka', topic = '{topic}', properties.bootstrap.server = '{bootstrap}')
+         FORMAT PLAIN {clause};
          CREATE MATERIALIZED VIEW stats AS
            SELECT sensor_id, window_start, count(*) AS n, avg(temperature) AS avg_t, max(temperature) AS max_t
            FROM TUMBLE(readings, ts, INTERVAL '10 seconds') GROUP BY sensor_id, window_start
@@ -157,7 +254,7 @@ async fn weir(bootstrap: &str, records: u64) -> Figures {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let figures = Figures {
-        name: "weir: Kafka JSON → 10 s tumbling view".into(),
+        name: format!("weir: Kafka {} → 10 s tumbling view", encoding.label()),
         wall: t.elapsed().as_secs_f64(),
         cpu: cpu_seconds() - c,
         items: records,
@@ -171,7 +268,8 @@ fn write_report(records: u64, figures: &[Figures], rss: f64) {
     let mut section = format!(
         "## Kafka JSON → tumbling view\n\n`cargo bench --bench kafka -- {records}` · commit {} · {} · {}\n\n\
          {records} JSON records (~70 bytes, 10 per millisecond of event time) in one partition of a tansu broker \
-         on loopback; the view is a 10 s tumbling count/avg/max per sensor over 10,000 sensors (10 records per \
+         on loopback, and the same readings as bare Avro datums and as Protobuf messages (each in a topic of its \
+         own, read by a fresh database); the view is a 10 s tumbling count/avg/max per sensor over 10,000 sensors (10 records per \
          sensor and window). Process CPU time includes librdkafka's threads; the broker runs on the same 2 cores \
          and is not counted.\n\n\
          | run | wall s | records/s | records per CPU-second |\n|---|---:|---:|---:|\n",
@@ -188,11 +286,20 @@ fn write_report(records: u64, figures: &[Figures], rss: f64) {
             f.per_cpu_second()
         ));
     }
-    if let [ceiling, weir] = figures {
+    if let [ceiling, json, others @ ..] = figures {
         section.push_str(&format!(
-            "\nWeir / ceiling, per CPU-second: **{:.2}**. Peak RSS of the bench process: {rss:.0} MB.\n",
-            weir.per_cpu_second() / ceiling.per_cpu_second()
+            "\nWeir (JSON) / ceiling, per CPU-second: **{:.2}**. Peak RSS of the bench process: {rss:.0} MB.\n",
+            json.per_cpu_second() / ceiling.per_cpu_second()
         ));
+        for other in others {
+            section.push_str(&format!(
+                "{} / JSON per CPU-second: **{:.2}**; / ceiling: {:.2}. Avro and Protobuf records are \
+                 smaller (~30 bytes against ~70), so the ceiling's cost per record is an upper bound for them.\n",
+                other.name,
+                other.per_cpu_second() / json.per_cpu_second(),
+                other.per_cpu_second() / ceiling.per_cpu_second()
+            ));
+        }
     }
     write_section("kafka", &section);
 }
@@ -266,20 +373,26 @@ fn main() {
         .find_map(|a| a.parse().ok())
         .unwrap_or(1_000_000);
     let broker = Broker::start();
-    broker.create_topic("bench", 1);
-    let t = Instant::now();
-    produce(&broker.address, records);
-    println!(
-        "produced {records} records in {:.1} s",
-        t.elapsed().as_secs_f64()
-    );
+    let encodings = [Encoding::Json, Encoding::Avro, Encoding::Protobuf];
+    for encoding in encodings {
+        broker.create_topic(encoding.topic(), 1);
+        let t = Instant::now();
+        produce(&broker.address, records, encoding);
+        println!(
+            "produced {records} {} records in {:.1} s",
+            encoding.label(),
+            t.elapsed().as_secs_f64()
+        );
+    }
     let ceiling = ceiling(&broker.address, records + 1);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("runtime");
-    let weir = runtime.block_on(weir(&broker.address, records));
-    let figures = [ceiling, weir];
+    let mut figures = vec![ceiling];
+    for encoding in encodings {
+        figures.push(runtime.block_on(weir(&broker.address, records, encoding)));
+    }
     for f in &figures {
         println!(
             "{:<45} {:>7.2} s wall  {:>12.0} records/s  {:>12.0} records/CPU-s",
