@@ -80,8 +80,10 @@
 //! A view whose only input is a source with several partitions
 //! ([`source::SourceProvider::partitions`]) reads it with one reader per worker, each owning some
 //! partitions ([`source::Split`]) and running its own copy of the stateless operators before the
-//! exchange; the readers are merged like a union's inputs, and their checkpoint states are one
-//! input's ([`checkpoint::SourceState::merge`]), split again by partition when they resume.
+//! exchange. Each reader then hashes its own rows to every shard (one exchange per reader), and
+//! each shard merges what the readers send it like a union's inputs, so no single task sees every
+//! row. The readers' checkpoint states are one input's ([`checkpoint::SourceState::merge`]),
+//! split again by partition when they resume.
 //!
 //! ## Checkpoints ([`checkpoint`])
 //!

@@ -222,6 +222,9 @@ pub fn spawn_pipeline(
         next_stage: 0,
     };
     let single = branches.len() == 1;
+    // Readers of one source (a lane per worker), each with its own copy of the operators before
+    // the exchange: with a keyed operator first, each lane hashes its own rows to the shards.
+    let only_lanes = branches.len() > 1 && branches.iter().skip(1).all(|b| b.lane);
     let mut outputs = Vec::with_capacity(branches.len());
     // Per branch: whether the merge counts its rows (no operator of its own did).
     let mut merge_counts = Vec::with_capacity(branches.len());
@@ -251,23 +254,33 @@ pub fn spawn_pipeline(
         outputs.push(rx);
     }
     let counted_before = !merge_counts.iter().all(|c| *c);
-    let mut rx = if single && let Some(rx) = outputs.pop() {
-        rx
+    let lane_exchange = if only_lanes {
+        crate::shards::sharded_segment(&operators, &copies).filter(|s| s.start == 0)
     } else {
-        let (tx, merged) = mpsc::channel::<Message>(CHANNEL_CAPACITY);
-        let counter = Arc::clone(&status);
-        // A join reads rows by input: the merge says which input each batch came from.
-        let tag = operators.first().is_some_and(|op| op.reads_inputs());
-        let merge = crate::merge::merge_inputs(outputs, merge_counts, tag, tx, move |rows| {
-            counter.rows_in.fetch_add(rows as u64, Ordering::Relaxed);
-        });
-        tasks.push(tokio::spawn(
-            supervised("merge of inputs".to_string(), failure.clone(), merge)
-                .instrument(info_span!("merge", view = %view)),
-        ));
-        merged
+        None
     };
-    rx = chain.spawn_all(operators, copies, rx, single && !counted_before, &mut tasks);
+    let mut rx = if let Some(segment) = lane_exchange {
+        let lanes = outputs.into_iter().zip(merge_counts).collect();
+        chain.spawn_lane_shards(operators, copies, lanes, segment, &mut tasks)
+    } else {
+        let rx = if single && let Some(rx) = outputs.pop() {
+            rx
+        } else {
+            let (tx, merged) = mpsc::channel::<Message>(CHANNEL_CAPACITY);
+            let counter = Arc::clone(&status);
+            // A join reads rows by input: the merge says which input each batch came from.
+            let tag = operators.first().is_some_and(|op| op.reads_inputs());
+            let merge = crate::merge::merge_inputs(outputs, merge_counts, tag, tx, move |rows| {
+                counter.rows_in.fetch_add(rows as u64, Ordering::Relaxed);
+            });
+            tasks.push(tokio::spawn(
+                supervised("merge of inputs".to_string(), failure.clone(), merge)
+                    .instrument(info_span!("merge", view = %view)),
+            ));
+            merged
+        };
+        chain.spawn_all(operators, copies, rx, single && !counted_before, &mut tasks)
+    };
     let span = info_span!("view_writer", view = %view);
     let writer = async move {
         while let Some(m) = rx.recv().await {
@@ -427,10 +440,24 @@ impl OperatorChain {
             supervised("exchange".to_string(), self.failure.clone(), exchange)
                 .instrument(info_span!("exchange", view = %self.view, shards)),
         ));
+        self.spawn_shards(shard_operators, receivers, after, tasks)
+    }
+
+    /// Each shard's operators (`shard_operators[shard]`, reading `receivers[shard]`), a merge of
+    /// the shards, then the operators `after` them; returns the receiver of the last.
+    fn spawn_shards(
+        &mut self,
+        shard_operators: Vec<Vec<Box<dyn StreamOperator>>>,
+        receivers: Vec<mpsc::Receiver<Message>>,
+        after: Vec<Box<dyn StreamOperator>>,
+        tasks: &mut Vec<JoinHandle<()>>,
+    ) -> mpsc::Receiver<Message> {
+        let shards = shard_operators.len();
+        let stages = shard_operators.first().map_or(0, Vec::len);
         // Every shard's copy of an operator is the same stage: one state in checkpoints, split
         // by key group when restored.
         let first = self.next_stage;
-        self.next_stage += end - start;
+        self.next_stage += stages;
         let restores: Vec<Option<OperatorState>> = (first..self.next_stage)
             .map(|index| self.restore.remove(&index))
             .collect();
@@ -448,11 +475,69 @@ impl OperatorChain {
             supervised("merge of shards".to_string(), self.failure.clone(), merge)
                 .instrument(info_span!("merge", view = %self.view)),
         ));
-        rx = merged;
+        let mut rx = merged;
         for op in after {
             rx = self.spawn(op, rx, false, tasks);
         }
         rx
+    }
+
+    /// The sharded `segment` at the head of `operators` behind one exchange per reader lane:
+    /// each lane (with `count` set when no operator of its own counted its rows as the view's
+    /// input) hashes its rows to every shard, and each shard merges what the lanes send it (the
+    /// least watermark, barriers aligned). So no single task handles every row between the
+    /// readers and the shards.
+    fn spawn_lane_shards(
+        &mut self,
+        mut operators: Vec<Box<dyn StreamOperator>>,
+        copies: Vec<Vec<Box<dyn StreamOperator>>>,
+        lanes: Vec<(mpsc::Receiver<Message>, bool)>,
+        segment: crate::shards::KeyedSegment,
+        tasks: &mut Vec<JoinHandle<()>>,
+    ) -> mpsc::Receiver<Message> {
+        let after = operators.split_off(segment.end);
+        let mut shard_operators = vec![operators];
+        for mut copy in copies {
+            copy.truncate(segment.end);
+            shard_operators.push(copy);
+        }
+        let shards = shard_operators.len();
+        let mut shard_inputs: Vec<Vec<mpsc::Receiver<Message>>> = (0..shards)
+            .map(|_| Vec::with_capacity(lanes.len()))
+            .collect();
+        for (lane, (rx, count)) in lanes.into_iter().enumerate() {
+            let (senders, receivers): (Vec<_>, Vec<_>) = (0..shards)
+                .map(|_| mpsc::channel::<Message>(CHANNEL_CAPACITY))
+                .unzip();
+            for (inputs, receiver) in shard_inputs.iter_mut().zip(receivers) {
+                inputs.push(receiver);
+            }
+            let counter = Arc::clone(&self.status);
+            let exchange = crate::shards::exchange(rx, segment.key.clone(), senders, move |rows| {
+                if count {
+                    counter.rows_in.fetch_add(rows as u64, Ordering::Relaxed);
+                }
+            });
+            tasks.push(tokio::spawn(
+                supervised("exchange".to_string(), self.failure.clone(), exchange)
+                    .instrument(info_span!("exchange", view = %self.view, lane, shards)),
+            ));
+        }
+        let receivers = shard_inputs
+            .into_iter()
+            .map(|inputs| {
+                let lanes = inputs.len();
+                let (tx, merged) = mpsc::channel::<Message>(CHANNEL_CAPACITY);
+                let merge =
+                    crate::merge::merge_inputs(inputs, vec![false; lanes], false, tx, |_| {});
+                tasks.push(tokio::spawn(
+                    supervised("merge of lanes".to_string(), self.failure.clone(), merge)
+                        .instrument(info_span!("merge", view = %self.view)),
+                ));
+                merged
+            })
+            .collect();
+        self.spawn_shards(shard_operators, receivers, after, tasks)
     }
 
     /// Spawns `op` reading `rx` as stage `(index, state to restore, (shard, of shards))`.

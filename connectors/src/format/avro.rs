@@ -28,24 +28,12 @@ use weir_engine::options::Options;
 use weir_engine::{EngineError, Result};
 
 use super::RecordDecoder;
-use super::registry::{LookupError, SchemaRegistry, confluent_frame};
+use super::registry::{LookupError, SchemaOrigin, confluent_frame};
 
 /// The schema id bare datums are decoded under (an inline schema has no registry id).
 const INLINE_ID: u32 = 0;
 /// The frame header fed before each bare datum, naming [`INLINE_ID`].
 const INLINE_FRAME: [u8; 5] = [0, 0, 0, 0, 0];
-
-/// Where the Avro schema comes from.
-#[derive(Debug, Clone)]
-enum SchemaSource {
-    Inline(String),
-    Registry {
-        registry: SchemaRegistry,
-        subject: Option<String>,
-        /// `schema.registry.schema_id`: this version instead of the subject's newest.
-        pinned: Option<u32>,
-    },
-}
 
 /// The reader schema and columns, settled at `CREATE SOURCE`.
 #[derive(Debug, Clone)]
@@ -61,90 +49,33 @@ struct Resolved {
 /// A source's `ENCODE AVRO (…)`, shared by its readers.
 #[derive(Debug)]
 pub struct AvroFormat {
-    source: SchemaSource,
+    origin: SchemaOrigin,
     resolved: OnceLock<Resolved>,
-    /// The registry id of the schema read with, once resolved.
-    registry_id: OnceLock<u32>,
 }
 
 impl AvroFormat {
-    /// Takes `schema`, or `schema.registry` and `schema.registry.subject`, from `options`.
+    /// Takes `schema`, or `schema.registry` and its options, from `options`.
     pub fn from_options(options: &mut Options) -> Result<Self> {
-        let inline = options.take("schema");
-        let registry = options.take("schema.registry");
-        let subject = options.take("schema.registry.subject");
-        let pinned = super::registry::take_schema_id(options)?;
-        let source = match (inline, registry) {
-            (Some(text), None) if subject.is_none() && pinned.is_none() => {
-                SchemaSource::Inline(text)
-            }
-            (None, Some(url)) => SchemaSource::Registry {
-                registry: SchemaRegistry::new(&url)?,
-                subject,
-                pinned,
-            },
-            (Some(_), Some(_)) => {
-                return Err(EngineError::User(
-                    "ENCODE AVRO takes schema (inline) or schema.registry, not both".into(),
-                ));
-            }
-            (Some(_), None) => {
-                return Err(EngineError::User(
-                    "schema.registry.subject and schema.registry.schema_id go with schema.registry"
-                        .into(),
-                ));
-            }
-            (None, None) => {
-                return Err(EngineError::User(
-                    "ENCODE AVRO needs its schema: ENCODE AVRO (schema = '{\"type\": \"record\", …}') \
-                     or ENCODE AVRO (schema.registry = 'http://host:8081')"
-                        .into(),
-                ));
-            }
-        };
         Ok(Self {
-            source,
+            origin: SchemaOrigin::from_options(
+                options,
+                "AVRO",
+                "schema = '{\"type\": \"record\", …}'",
+            )?,
             resolved: OnceLock::new(),
-            registry_id: OnceLock::new(),
         })
     }
 
-    /// The registry schema id the source was created with, to keep in the catalog
-    /// ([`super::registry::SCHEMA_ID_OPTION`]).
+    /// The registry schema id the source was created with, for the catalog to keep.
     pub fn pinned_options(&self) -> Vec<(String, String)> {
-        self.registry_id
-            .get()
-            .map(|id| {
-                vec![(
-                    super::registry::SCHEMA_ID_OPTION.to_string(),
-                    id.to_string(),
-                )]
-            })
-            .unwrap_or_default()
+        self.origin.pinned_options()
     }
 
     /// Settles the reader schema (asking the registry for `topic`'s subject when there is one)
     /// and the columns: `declared`, each matched to a field by name, or all the schema's fields.
     pub async fn resolve(&self, declared: Option<SchemaRef>, topic: &str) -> Result<SchemaRef> {
-        let (reader, reader_id) = match &self.source {
-            SchemaSource::Inline(text) => (text.clone(), INLINE_ID),
-            SchemaSource::Registry {
-                registry,
-                subject,
-                pinned,
-            } => {
-                let subject = subject.clone().unwrap_or_else(|| format!("{topic}-value"));
-                let latest = super::registry::reader_schema(registry, &subject, *pinned).await?;
-                let _ = self.registry_id.set(latest.id);
-                if latest.schema_type != "AVRO" {
-                    return Err(EngineError::User(format!(
-                        "subject \"{subject}\" holds a {} schema, not Avro",
-                        latest.schema_type
-                    )));
-                }
-                (latest.schema, latest.id)
-            }
-        };
+        let (reader, id) = self.origin.schema_text(topic, "AVRO").await?;
+        let reader_id = id.unwrap_or(INLINE_ID);
         let full = arrow_fields(&reader)?;
         let (projection, columns) = match declared {
             Some(declared) => {
@@ -289,7 +220,7 @@ impl AvroDecoder {
     }
 
     fn inline(&self) -> bool {
-        matches!(self.format.source, SchemaSource::Inline(_))
+        self.format.origin.registry().is_none()
     }
 
     /// Casts a decoded batch to the source's columns.
@@ -330,7 +261,7 @@ fn build(resolved: &Resolved, writers: &BTreeMap<u32, String>, max: usize) -> Re
 
 impl RecordDecoder for AvroDecoder {
     fn prepare(&mut self, records: &super::RecordBuffer) -> Result<()> {
-        let SchemaSource::Registry { registry, .. } = &self.format.source else {
+        let Some(registry) = self.format.origin.registry() else {
             return Ok(());
         };
         let new: BTreeSet<u32> = (0..records.len())
@@ -602,15 +533,11 @@ mod tests {
             {"name": "id", "type": "long"},
             {"name": "sensor", "type": "string"},
             {"name": "ts", "type": {"type": "long", "logicalType": "timestamp-millis"}}]}"#;
-        let format = Arc::new(AvroFormat {
-            source: SchemaSource::Registry {
-                registry: SchemaRegistry::new("http://127.0.0.1:1")?,
-                subject: None,
-                pinned: None,
-            },
-            resolved: OnceLock::new(),
-            registry_id: OnceLock::new(),
-        });
+        let mut options = Options::new(
+            "test",
+            vec![("schema.registry".into(), "http://127.0.0.1:1".into())],
+        )?;
+        let format = Arc::new(AvroFormat::from_options(&mut options)?);
         let full = arrow_fields(READING)?;
         let _ = format.resolved.set(Resolved {
             reader: READING.into(),

@@ -24,119 +24,48 @@ use weir_engine::{EngineError, Result};
 
 use super::RecordDecoder;
 use super::protobuf_wire::{Column, FieldLayout, Kind, MAX_DEPTH, MessageLayout, read_message};
-use super::registry::{SchemaRegistry, confluent_frame};
+use super::registry::{SchemaOrigin, confluent_frame};
 
 /// The name the inline or registry schema is compiled under.
 const FILE_NAME: &str = "weir_source.proto";
-
-#[derive(Debug, Clone)]
-enum SchemaSource {
-    Inline(String),
-    Registry {
-        registry: SchemaRegistry,
-        subject: Option<String>,
-        /// `schema.registry.schema_id`: this version instead of the subject's newest.
-        pinned: Option<u32>,
-    },
-}
 
 /// A source's `ENCODE PROTOBUF (…)`, shared by its readers.
 #[derive(Debug)]
 pub struct ProtobufFormat {
     message: Option<String>,
-    source: SchemaSource,
+    origin: SchemaOrigin,
     /// The columns read, settled at `CREATE SOURCE`.
     layout: OnceLock<Arc<MessageLayout>>,
-    /// The registry id of the schema read with, once resolved.
-    registry_id: OnceLock<u32>,
 }
 
 impl ProtobufFormat {
-    /// Takes `message` and `schema`, or `schema.registry` (and its subject), from `options`.
+    /// Takes `message` and `schema`, or `schema.registry` and its options, from `options`.
     pub fn from_options(options: &mut Options) -> Result<Self> {
-        let message = options.take("message");
-        let inline = options.take("schema");
-        let registry = options.take("schema.registry");
-        let subject = options.take("schema.registry.subject");
-        let pinned = super::registry::take_schema_id(options)?;
-        let source = match (inline, registry) {
-            (Some(text), None) if subject.is_none() && pinned.is_none() => {
-                SchemaSource::Inline(text)
-            }
-            (None, Some(url)) => SchemaSource::Registry {
-                registry: SchemaRegistry::new(&url)?,
-                subject,
-                pinned,
-            },
-            (Some(_), Some(_)) => {
-                return Err(EngineError::User(
-                    "ENCODE PROTOBUF takes schema (inline .proto source) or schema.registry, not both"
-                        .into(),
-                ));
-            }
-            (Some(_), None) => {
-                return Err(EngineError::User(
-                    "schema.registry.subject and schema.registry.schema_id go with schema.registry"
-                        .into(),
-                ));
-            }
-            (None, None) => {
-                return Err(EngineError::User(
-                    "ENCODE PROTOBUF needs its schema: ENCODE PROTOBUF (message = 'pkg.Name', \
-                     schema = 'syntax = \"proto3\"; …') or (message = …, schema.registry = 'http://host:8081')"
-                        .into(),
-                ));
-            }
-        };
         Ok(Self {
-            message,
-            source,
+            message: options.take("message"),
+            origin: SchemaOrigin::from_options(
+                options,
+                "PROTOBUF",
+                "message = 'pkg.Name', schema = 'syntax = \"proto3\"; …'",
+            )?,
             layout: OnceLock::new(),
-            registry_id: OnceLock::new(),
         })
     }
 
-    fn framed(&self) -> bool {
-        matches!(self.source, SchemaSource::Registry { .. })
+    /// The registry schema id the source was created with, for the catalog to keep.
+    pub fn pinned_options(&self) -> Vec<(String, String)> {
+        self.origin.pinned_options()
     }
 
-    /// The registry schema id the source was created with, to keep in the catalog
-    /// ([`super::registry::SCHEMA_ID_OPTION`]).
-    pub fn pinned_options(&self) -> Vec<(String, String)> {
-        self.registry_id
-            .get()
-            .map(|id| {
-                vec![(
-                    super::registry::SCHEMA_ID_OPTION.to_string(),
-                    id.to_string(),
-                )]
-            })
-            .unwrap_or_default()
+    fn framed(&self) -> bool {
+        self.origin.registry().is_some()
     }
 
     /// Compiles the schema (from the registry for `topic`'s subject when there is one), finds
     /// the message and settles the columns: `declared`, matched to fields by name, or all of
     /// the message's fields.
     pub async fn resolve(&self, declared: Option<SchemaRef>, topic: &str) -> Result<SchemaRef> {
-        let text = match &self.source {
-            SchemaSource::Inline(text) => text.clone(),
-            SchemaSource::Registry {
-                registry,
-                subject,
-                pinned,
-            } => {
-                let subject = subject.clone().unwrap_or_else(|| format!("{topic}-value"));
-                let latest = super::registry::reader_schema(registry, &subject, *pinned).await?;
-                let _ = self.registry_id.set(latest.id);
-                if latest.schema_type != "PROTOBUF" {
-                    return Err(EngineError::User(format!(
-                        "subject \"{subject}\" holds a {} schema, not Protobuf",
-                        latest.schema_type
-                    )));
-                }
-                latest.schema
-            }
-        };
+        let (text, _) = self.origin.schema_text(topic, "PROTOBUF").await?;
         let pool = compile(&text)?;
         let message = match &self.message {
             Some(name) => pool.get_message_by_name(name).ok_or_else(|| {

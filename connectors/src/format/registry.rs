@@ -10,11 +10,12 @@
 //! ([`SchemaRegistry::by_id_blocking`], on a small runtime of its own); `CREATE SOURCE` awaits.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use parking_lot::Mutex;
 use serde_json::Value;
+use weir_engine::options::Options;
 use weir_engine::{EngineError, Result};
 
 /// How long one registry request may take.
@@ -197,22 +198,113 @@ fn parse_schema(
 /// restart reads with the same columns however the subject moved on.
 pub const SCHEMA_ID_OPTION: &str = "schema.registry.schema_id";
 
-/// Takes [`SCHEMA_ID_OPTION`] from `options`.
-pub fn take_schema_id(options: &mut weir_engine::options::Options) -> Result<Option<u32>> {
-    options.take_parsed::<u32>(SCHEMA_ID_OPTION)
+/// Where a binary format's schema comes from.
+#[derive(Debug, Clone)]
+enum Origin {
+    /// `schema = '…'`: the schema's text; records carry no frame.
+    Inline(String),
+    /// `schema.registry = '…'` (with `schema.registry.subject`, default `<topic>-value`, and
+    /// [`SCHEMA_ID_OPTION`]): records carry the Confluent frame.
+    Registry {
+        registry: SchemaRegistry,
+        subject: Option<String>,
+        pinned: Option<u32>,
+    },
 }
 
-/// The schema a registry source reads with: the one with `pinned` id, or `subject`'s newest.
-pub async fn reader_schema(
-    registry: &SchemaRegistry,
-    subject: &str,
-    pinned: Option<u32>,
-) -> Result<RegisteredSchema> {
-    let found = match pinned {
-        Some(id) => registry.by_id(id).await,
-        None => registry.latest(subject).await,
-    };
-    found.map_err(|e| EngineError::User(e.to_string()))
+/// A source's schema origin (`ENCODE AVRO (…)`, `ENCODE PROTOBUF (…)`), and the registry id it
+/// was resolved to.
+#[derive(Debug)]
+pub struct SchemaOrigin {
+    origin: Origin,
+    registry_id: OnceLock<u32>,
+}
+
+impl SchemaOrigin {
+    /// Takes `schema`, or `schema.registry` with its subject and schema id, from `options`;
+    /// `encode` and `example` name the format in errors.
+    pub fn from_options(options: &mut Options, encode: &str, example: &str) -> Result<Self> {
+        let inline = options.take("schema");
+        let registry = options.take("schema.registry");
+        let subject = options.take("schema.registry.subject");
+        let pinned = options.take_parsed::<u32>(SCHEMA_ID_OPTION)?;
+        let origin = match (inline, registry) {
+            (Some(text), None) if subject.is_none() && pinned.is_none() => Origin::Inline(text),
+            (None, Some(url)) => Origin::Registry {
+                registry: SchemaRegistry::new(&url)?,
+                subject,
+                pinned,
+            },
+            (Some(_), Some(_)) => {
+                return Err(EngineError::User(format!(
+                    "ENCODE {encode} takes schema (inline) or schema.registry, not both"
+                )));
+            }
+            (Some(_), None) => {
+                return Err(EngineError::User(
+                    "schema.registry.subject and schema.registry.schema_id go with schema.registry"
+                        .into(),
+                ));
+            }
+            (None, None) => {
+                return Err(EngineError::User(format!(
+                    "ENCODE {encode} needs its schema: ENCODE {encode} ({example}) or ENCODE \
+                     {encode} (schema.registry = 'http://host:8081')"
+                )));
+            }
+        };
+        Ok(Self {
+            origin,
+            registry_id: OnceLock::new(),
+        })
+    }
+
+    /// The registry, when records come framed with schema ids.
+    pub fn registry(&self) -> Option<&SchemaRegistry> {
+        match &self.origin {
+            Origin::Registry { registry, .. } => Some(registry),
+            Origin::Inline(_) => None,
+        }
+    }
+
+    /// The schema's text and its registry id (None inline): for a registry, the pinned
+    /// version or the newest of `topic`'s subject, which must be of `schema_type`.
+    pub async fn schema_text(
+        &self,
+        topic: &str,
+        schema_type: &str,
+    ) -> Result<(String, Option<u32>)> {
+        let (registry, subject, pinned) = match &self.origin {
+            Origin::Inline(text) => return Ok((text.clone(), None)),
+            Origin::Registry {
+                registry,
+                subject,
+                pinned,
+            } => (registry, subject, pinned),
+        };
+        let subject = subject.clone().unwrap_or_else(|| format!("{topic}-value"));
+        let found = match pinned {
+            Some(id) => registry.by_id(*id).await,
+            None => registry.latest(&subject).await,
+        }
+        .map_err(|e| EngineError::User(e.to_string()))?;
+        if found.schema_type != schema_type {
+            return Err(EngineError::User(format!(
+                "schema {} of subject \"{subject}\" is a {} schema, not {schema_type}",
+                found.id, found.schema_type
+            )));
+        }
+        let _ = self.registry_id.set(found.id);
+        Ok((found.schema, Some(found.id)))
+    }
+
+    /// The registry schema id the source was created with, for the catalog to keep.
+    pub fn pinned_options(&self) -> Vec<(String, String)> {
+        self.registry_id
+            .get()
+            .map(|id| vec![(SCHEMA_ID_OPTION.to_string(), id.to_string())])
+            .unwrap_or_default()
+    }
 }
 
 /// The schema id of a record in the Confluent wire format, and the bytes after the frame
