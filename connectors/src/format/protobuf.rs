@@ -84,30 +84,35 @@ impl ProtobufFormat {
                 .and_then(|f| f.messages().next())
                 .ok_or_else(|| EngineError::User("the Protobuf schema has no message".into()))?,
         };
-        let full = message_fields(&message, 0)?;
         let (fields, columns) = match declared {
             Some(declared) => {
+                // Only the declared fields' types are built, so a recursive message whose
+                // recursion is left out can be read.
+                let descriptors: Vec<FieldDescriptor> = message.fields().collect();
                 let mut fields = Vec::with_capacity(declared.fields().len());
                 for column in declared.fields() {
-                    let field = full
+                    let descriptor = descriptors
                         .iter()
-                        .find(|f| f.name == *column.name())
+                        .find(|f| f.name() == column.name())
                         .or_else(|| {
-                            full.iter()
-                                .find(|f| f.name.eq_ignore_ascii_case(column.name()))
+                            descriptors
+                                .iter()
+                                .find(|f| f.name().eq_ignore_ascii_case(column.name()))
                         })
                         .ok_or_else(|| {
                             EngineError::User(format!(
                                 "column \"{}\" is not a field of {} (fields: {})",
                                 column.name(),
                                 message.full_name(),
-                                full.iter()
-                                    .map(|f| f.name.as_str())
+                                descriptors
+                                    .iter()
+                                    .map(FieldDescriptor::name)
                                     .collect::<Vec<_>>()
                                     .join(", ")
                             ))
                         })?;
-                    let wire_type = super::protobuf_wire::arrow_field(field);
+                    let field = field_layout(descriptor, 0)?;
+                    let wire_type = super::protobuf_wire::arrow_field(&field);
                     if !can_cast_types(wire_type.data_type(), column.data_type()) {
                         return Err(EngineError::User(format!(
                             "column \"{}\": the Protobuf field is {}, which cannot be read as {}",
@@ -116,11 +121,12 @@ impl ProtobufFormat {
                             column.data_type()
                         )));
                     }
-                    fields.push(field.clone());
+                    fields.push(field);
                 }
                 (fields, declared)
             }
             None => {
+                let full = message_fields(&message, 0)?;
                 let layout = MessageLayout::new(full.clone());
                 (full, Arc::new(Schema::new(layout.arrow_fields())))
             }
@@ -518,6 +524,20 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("demo.Location"), "{err}");
+        // A recursive message is read when the declared columns leave the recursion out.
+        let mut tree = Options::new(
+            "t",
+            vec![(
+                "schema".into(),
+                "syntax = \"proto3\"; message Node { repeated Node child = 1; int32 a = 2; }"
+                    .into(),
+            )],
+        )?;
+        let tree = ProtobufFormat::from_options(&mut tree)?;
+        let only_a = Arc::new(Schema::new(vec![Field::new("a", DataType::Int32, true)]));
+        assert_eq!(tree.resolve(Some(Arc::clone(&only_a)), "t").await?, only_a);
+        let err = tree.resolve(None, "t").await.unwrap_err().to_string();
+        assert!(err.contains("recursive"), "{err}");
         let mut bad = Options::new("t", vec![("schema".into(), "message {".into())])?;
         let err = ProtobufFormat::from_options(&mut bad)?
             .resolve(None, "t")
