@@ -16,6 +16,9 @@
 //! Each prints wall time, records per second and records per CPU-second (process CPU time, all
 //! threads: librdkafka's included), and the figures go to BENCHMARKS.md with machine and commit.
 //!
+//! `cargo bench --bench kafka -- scaling`: the JSON run from a topic of two partitions on one
+//! worker and on two, the speed-up in BENCHMARKS.md's `kafka_scaling` section.
+//!
 //! `cargo bench --bench kafka -- latency`: produce → visible latency at 100,000 records/s, a bare
 //! consumer beside Weir ([`common::kafka_latency`]), in BENCHMARKS.md's `kafka_latency` section.
 
@@ -132,7 +135,9 @@ fn zigzag(out: &mut Vec<u8>, v: i64) {
     varint(out, ((v << 1) ^ (v >> 63)) as u64);
 }
 
-fn produce(bootstrap: &str, records: u64, encoding: Encoding) {
+/// Produces `records` readings in `encoding` to `topic`, dealt round-robin over its
+/// `partitions`, then one far-ahead record per partition that closes every window.
+fn produce(bootstrap: &str, records: u64, encoding: Encoding, topic: &str, partitions: i32) {
     let producer: BaseProducer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("linger.ms", "20")
@@ -140,7 +145,6 @@ fn produce(bootstrap: &str, records: u64, encoding: Encoding) {
         .set("queue.buffering.max.messages", "1000000")
         .create()
         .expect("producer");
-    let topic = encoding.topic();
     let mut payload = Vec::with_capacity(128);
     let mut sensor = String::with_capacity(16);
     for i in 0..records {
@@ -158,7 +162,7 @@ fn produce(bootstrap: &str, records: u64, encoding: Encoding) {
             match producer.send(
                 BaseRecord::<(), [u8]>::to(topic)
                     .payload(payload.as_slice())
-                    .partition(0),
+                    .partition((i % partitions as u64) as i32),
             ) {
                 Ok(()) => break,
                 Err((_, _)) => {
@@ -168,21 +172,23 @@ fn produce(bootstrap: &str, records: u64, encoding: Encoding) {
         }
     }
     producer.flush(Duration::from_secs(300)).expect("flush");
-    // One record far ahead closes every window.
+    // One record far ahead in each partition closes every window.
     encoding.encode(
         &mut payload,
         "end",
         0.0,
         T0_MS + (records / RECORDS_PER_MS) as i64 + 3_600_000,
     );
-    producer
-        .send(
-            BaseRecord::<(), [u8]>::to(topic)
-                .payload(payload.as_slice())
-                .partition(0),
-        )
-        .map_err(|(e, _)| e)
-        .unwrap();
+    for partition in 0..partitions {
+        producer
+            .send(
+                BaseRecord::<(), [u8]>::to(topic)
+                    .payload(payload.as_slice())
+                    .partition(partition),
+            )
+            .map_err(|(e, _)| e)
+            .unwrap();
+    }
     producer.flush(Duration::from_secs(300)).expect("flush");
 }
 
@@ -218,11 +224,23 @@ fn ceiling(bootstrap: &str, records: u64) -> Figures {
     }
 }
 
-async fn weir(bootstrap: &str, records: u64, encoding: Encoding) -> Figures {
-    let db = weir::database().build().expect("database");
+/// Where a Weir run reads: the topic, its partitions, and the workers (None: one per core).
+#[derive(Debug, Clone, Copy)]
+struct Run<'a> {
+    topic: &'a str,
+    partitions: u64,
+    workers: Option<usize>,
+}
+
+async fn weir(bootstrap: &str, records: u64, encoding: Encoding, run: Run<'_>) -> Figures {
+    let mut builder = weir::database();
+    if let Some(workers) = run.workers {
+        builder = builder.workers(workers);
+    }
+    let db = builder.build().expect("database");
     let s = db.session();
     let (t, c) = (Instant::now(), cpu_seconds());
-    let (topic, clause) = (encoding.topic(), encoding.clause());
+    let (topic, clause) = (run.topic, encoding.clause());
     s.execute_all(&format!(
         "CREATE SOURCE readings (sensor_id VARCHAR, temperature DOUBLE, ts TIMESTAMP(3) WITH TIME ZONE,
                                  WATERMARK FOR ts AS ts - INTERVAL '2 seconds')
@@ -235,7 +253,7 @@ async fn weir(bootstrap: &str, records: u64, encoding: Encoding) -> Figures {
     ))
     .await
     .expect("create");
-    let total = records + 1;
+    let total = records + run.partitions;
     // Every sensor appears in every window, so all windows are final at this many rows. The
     // progress queries read system tables only, so polling costs next to nothing.
     let final_rows = records.div_ceil(10_000 * RECORDS_PER_MS) * SENSORS;
@@ -309,6 +327,64 @@ fn write_report(records: u64, figures: &[Figures], rss: f64) {
     write_section("kafka", &section);
 }
 
+/// Rounds per worker count in the scaling runs (medians are reported).
+const SCALING_ROUNDS: usize = 3;
+
+/// `-- scaling`: the JSON readings from a topic of two partitions on one worker (one runtime
+/// thread, one reader, one shard) and on two (two threads, a reader per partition, two shards),
+/// alternately; the BENCHMARKS.md section `kafka_scaling`.
+fn scaling(records: u64) {
+    let broker = Broker::start();
+    let topic = "bench_scaling";
+    broker.create_topic(topic, 2);
+    produce(&broker.address, records, Encoding::Json, topic, 2);
+    let mut rates: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+    let mut cpus: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+    for round in 0..SCALING_ROUNDS {
+        for (slot, workers) in [1usize, 2].into_iter().enumerate() {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(workers)
+                .enable_all()
+                .build()
+                .expect("runtime");
+            let run = Run {
+                topic,
+                partitions: 2,
+                workers: Some(workers),
+            };
+            let f = runtime.block_on(weir(&broker.address, records, Encoding::Json, run));
+            println!(
+                "round {round}: {workers} worker(s) {:.2} s wall, {:.0} records/s, {:.2} CPU-s",
+                f.wall,
+                f.per_second(),
+                f.cpu
+            );
+            rates[slot].push(f.per_second());
+            cpus[slot].push(f.cpu);
+        }
+    }
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let [r1, r2] = rates.map(median);
+    let [c1, c2] = cpus.map(median);
+    let section = format!(
+        "## Kafka JSON, 1 → 2 workers\n\n`cargo bench --bench kafka -- scaling {records}` · commit {commit} · {today} · {machine}\n\n\
+         {records} JSON readings in a topic of two partitions (tansu on loopback, on the same 2 cores), the \
+         10 s tumbling view of the Kafka section; one worker (one runtime thread, one reader, one shard) and two \
+         (two threads, a reader per partition, two shards), alternately, {SCALING_ROUNDS} rounds each, medians.\n\n\
+         | workers | records/s | CPU-s |\n|---|---:|---:|\n| 1 | {r1:.0} | {c1:.2} |\n| 2 | {r2:.0} | {c2:.2} |\n\n\
+         Speed-up: **{speedup:.2}×** (goal ≥ 1.7×).\n",
+        speedup = r2 / r1,
+        commit = commit(),
+        today = today(),
+        machine = machine()
+    );
+    println!("{section}");
+    write_section("kafka_scaling", &section);
+}
+
 /// The latency runs and their section.
 fn latency(broker: &Broker) {
     use common::kafka_latency::{RATE, SECONDS, bare, percentiles, produce_paced, weir};
@@ -377,12 +453,16 @@ fn main() {
         .skip(1)
         .find_map(|a| a.parse().ok())
         .unwrap_or(1_000_000);
+    if std::env::args().any(|a| a == "scaling") {
+        scaling(records);
+        return;
+    }
     let broker = Broker::start();
     let encodings = [Encoding::Json, Encoding::Avro, Encoding::Protobuf];
     for encoding in encodings {
         broker.create_topic(encoding.topic(), 1);
         let t = Instant::now();
-        produce(&broker.address, records, encoding);
+        produce(&broker.address, records, encoding, encoding.topic(), 1);
         println!(
             "produced {records} {} records in {:.1} s",
             encoding.label(),
@@ -396,7 +476,12 @@ fn main() {
         .expect("runtime");
     let mut figures = vec![ceiling];
     for encoding in encodings {
-        figures.push(runtime.block_on(weir(&broker.address, records, encoding)));
+        let run = Run {
+            topic: encoding.topic(),
+            partitions: 1,
+            workers: None,
+        };
+        figures.push(runtime.block_on(weir(&broker.address, records, encoding, run)));
     }
     for f in &figures {
         println!(
