@@ -446,6 +446,18 @@ impl StreamOperator for SessionAggregate {
         self.snapshot_sessions()
     }
 
+    fn partition_key(&self) -> Option<Vec<Arc<dyn PhysicalExpr>>> {
+        // A key's sessions depend only on that key's rows, so keys can go to different shards;
+        // sessions of the whole stream (the constant key) cannot be split.
+        let whole_stream = matches!(self.key_exprs.as_slice(), [only] if only.as_ref().downcast_ref::<Literal>().is_some());
+        (!whole_stream).then(|| self.key_exprs.clone())
+    }
+
+    fn state_keys(&self, state_rows: &RecordBatch) -> Result<Vec<ArrayRef>> {
+        // State rows are `keys…, start, end, partial states…` (see checkpoint.rs).
+        crate::shards::state_columns(state_rows, 0..self.key_exprs.len())
+    }
+
     fn restore(&mut self, state: OperatorState) -> Result<()> {
         self.restore_sessions(state)
     }
