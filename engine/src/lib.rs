@@ -70,8 +70,8 @@
 //!
 //! ## All the cores ([`shards`])
 //!
-//! A view's first keyed operator (a grouped aggregate or sessions by key:
-//! [`operator::StreamOperator::partition_key`])
+//! A view's first keyed operator (a grouped aggregate, sessions by key, a Top-N with PARTITION
+//! BY: [`operator::StreamOperator::partition_key`])
 //! and the stateless operators after it run as one shard per worker, each on its own task: a hash
 //! exchange routes rows by key (watermarks, barriers and the end to every shard) and a merge joins
 //! the shards again (least watermark, barriers aligned). The SQL layer plans the view once per

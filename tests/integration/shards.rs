@@ -1,7 +1,7 @@
 //! Keyed operators split into shards (`--workers`): the same rows as one worker, and state that
 //! follows its keys when a restart brings another number of workers. Window aggregates (updating
 //! and closing) and sessions over a source of three partitions (read by one reader per worker),
-//! and a retracting aggregate over an updating view.
+//! and a retracting aggregate and a Top-N over an updating view.
 
 use std::time::Duration;
 
@@ -25,12 +25,16 @@ const STATEMENTS: &str = "
       SELECT auction % 50 AS k, window_start, window_end, count(*) AS n, sum(price) AS p
       FROM SESSION(bids, ts, INTERVAL '5 milliseconds') GROUP BY auction % 50, window_start, window_end
       EMIT ON WINDOW CLOSE;
+    CREATE MATERIALIZED VIEW leaders AS
+      SELECT k, n, rn FROM (SELECT k, n, row_number() OVER (PARTITION BY k ORDER BY n DESC, window_start) AS rn
+                            FROM per_key) WHERE rn <= 2;
     CREATE MATERIALIZED VIEW totals AS
       SELECT k % 7 AS g, sum(n) AS n, count(*) AS windows, max(top) AS top FROM per_key GROUP BY k % 7;";
 
 const PER_KEY: &str = "SELECT k, to_unixtime(window_start) - (SELECT min(to_unixtime(window_start)) FROM per_key), n, p, top \
                        FROM per_key ORDER BY 1, 2";
 const TOTALS: &str = "SELECT g, n, windows, top FROM totals ORDER BY g";
+const LEADERS: &str = "SELECT k, n, rn FROM leaders ORDER BY k, rn";
 const SESSIONS: &str = "SELECT k, CAST(window_start AS BIGINT) - (SELECT min(CAST(window_start AS BIGINT)) FROM sessions), \
                         CAST(window_end AS BIGINT) - CAST(window_start AS BIGINT), n, p FROM sessions ORDER BY 1, 2, 3, 4, 5";
 const CLOSED: &str = "SELECT k, to_unixtime(window_end) - (SELECT min(to_unixtime(window_end)) FROM closed), n \
@@ -39,7 +43,13 @@ const CLOSED: &str = "SELECT k, to_unixtime(window_end) - (SELECT min(to_unixtim
 /// The views' rows once every event is in.
 async fn results(
     session: &weir_sql::Session,
-) -> (Vec<String>, Vec<String>, Vec<String>, Vec<String>) {
+) -> (
+    Vec<String>,
+    Vec<String>,
+    Vec<String>,
+    Vec<String>,
+    Vec<String>,
+) {
     crate::harness::wait_first_row(session, "SELECT sum(n) FROM per_key", "60000").await;
     crate::harness::wait_first_row(session, "SELECT sum(n) FROM totals", "60000").await;
     crate::harness::wait_first_row(
@@ -48,17 +58,20 @@ async fn results(
         "finished",
     )
     .await;
-    crate::harness::wait_first_row(
-        session,
-        "SELECT status FROM weir_views WHERE name = 'sessions'",
-        "finished",
-    )
-    .await;
+    for view in ["sessions", "leaders"] {
+        crate::harness::wait_first_row(
+            session,
+            &format!("SELECT status FROM weir_views WHERE name = '{view}'"),
+            "finished",
+        )
+        .await;
+    }
     (
         query_rows(session, PER_KEY).await,
         query_rows(session, CLOSED).await,
         query_rows(session, TOTALS).await,
         query_rows(session, SESSIONS).await,
+        query_rows(session, LEADERS).await,
     )
 }
 
@@ -134,4 +147,6 @@ async fn sharded_views_match_one_worker_and_their_state_follows_keys_to_other_wo
     );
     assert!(want.3.len() > 50, "sessions: {}", want.3.len());
     assert_eq!(got.3, want.3, "sessions after 2 → 3 workers");
+    assert_eq!(want.4.len(), 100, "two leaders per key: {:?}", want.4);
+    assert_eq!(got.4, want.4, "Top-N after 2 → 3 workers");
 }

@@ -475,6 +475,25 @@ impl StreamOperator for TopN {
                 .sum::<usize>()
     }
 
+    fn partition_key(&self) -> Option<Vec<Arc<dyn PhysicalExpr>>> {
+        // Each partition's top depends on its own rows only; without PARTITION BY there is one.
+        (!self.spec.partition_by.is_empty()).then(|| self.spec.partition_by.clone())
+    }
+
+    fn state_keys(&self, state_rows: &RecordBatch) -> Result<Vec<ArrayRef>> {
+        // State rows are the held input rows followed by their count (see checkpoint.rs).
+        let width = self.spec.input_schema.fields().len();
+        let rows = RecordBatch::try_new(
+            Arc::clone(&self.spec.input_schema),
+            state_rows.columns()[..width.min(state_rows.num_columns())].to_vec(),
+        )?;
+        self.spec
+            .partition_by
+            .iter()
+            .map(|e| Ok(e.evaluate(&rows)?.into_array(rows.num_rows())?))
+            .collect()
+    }
+
     fn describe(&self) -> String {
         let partition: Vec<String> = self
             .spec
