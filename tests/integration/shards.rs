@@ -150,3 +150,85 @@ async fn sharded_views_match_one_worker_and_their_state_follows_keys_to_other_wo
     assert_eq!(want.4.len(), 100, "two leaders per key: {:?}", want.4);
     assert_eq!(got.4, want.4, "Top-N after 2 → 3 workers");
 }
+
+/// A source of two partitions read by two readers, one of which has had no rows when a checkpoint
+/// is taken: after recovery that reader must hold time back for its own partition, not take up
+/// the time the other reader had reached (its rows would all be late).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_without_rows_at_a_checkpoint_keeps_its_own_time_after_recovery() {
+    const T0: i64 = 1_704_067_200_000;
+    let broker = crate::broker::Broker::start();
+    broker.create_topic("two", 2);
+    let producer = broker.producer();
+    let rows = |partition: i32, seconds: std::ops::Range<i64>| -> Vec<crate::broker::Record> {
+        seconds
+            .map(|s| {
+                crate::broker::Record::new(
+                    partition,
+                    format!(r#"{{"k": {s}, "ts": {}}}"#, T0 + s * 1000),
+                )
+            })
+            .collect()
+    };
+    let statements = format!(
+        "CREATE SOURCE two (k BIGINT, ts TIMESTAMP(3) WITH TIME ZONE,
+             WATERMARK FOR ts AS ts - INTERVAL '1 second')
+           WITH (connector = 'kafka', topic = 'two', properties.bootstrap.server = '{}',
+                 source.idle_timeout = '1h') FORMAT PLAIN ENCODE JSON;
+         CREATE MATERIALIZED VIEW per_second AS
+           SELECT window_start, count(*) AS n FROM TUMBLE(two, ts, INTERVAL '1 second')
+           GROUP BY window_start EMIT ON WINDOW CLOSE;",
+        broker.address
+    );
+    let data = tempfile::tempdir().expect("tempdir");
+    let (db, _) = weir::database()
+        .workers(2)
+        .open(weir_sql::DatabaseOptions::new(data.path()))
+        .await
+        .expect("open");
+    let session = db.session();
+    session.execute_all(&statements).await.expect("statements");
+    // Partition 0 is 100 s ahead; partition 1 has nothing yet, so time stands still.
+    producer.send("two", &rows(0, 100..110)).await;
+    crate::harness::wait_first_row(
+        &session,
+        "SELECT sum(records) FROM weir_source_partitions",
+        "10",
+    )
+    .await;
+    session.execute_all("CHECKPOINT").await.expect("checkpoint");
+    drop(session);
+    drop(db);
+
+    let (db, _) = weir::database()
+        .workers(2)
+        .open(weir_sql::DatabaseOptions::new(data.path()))
+        .await
+        .expect("reopen");
+    let session = db.session();
+    // Two batches: rows sent after the reader's first watermark are the ones that could be late.
+    producer.send("two", &rows(1, 1..6)).await;
+    crate::harness::wait_first_row(
+        &session,
+        "SELECT records FROM weir_source_partitions WHERE partition = 1",
+        "5",
+    )
+    .await;
+    producer.send("two", &rows(1, 6..11)).await;
+    producer
+        .send("two", &[rows(0, 300..301), rows(1, 300..301)].concat())
+        .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let late = query_rows(&session, "SELECT sum(late_rows) FROM weir_views").await;
+        assert_eq!(late, vec!["0".to_string()], "late rows after recovery");
+        if query_rows(&session, "SELECT sum(n) FROM per_second").await == vec!["20".to_string()] {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "per_second did not reach 20 rows"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

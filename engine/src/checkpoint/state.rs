@@ -67,7 +67,7 @@ pub struct SourceState {
 impl SourceState {
     /// Folds in the state of another reader of the same input (one reader per worker, each with
     /// its own partitions): positions and partition watermarks together (the later of two for
-    /// one partition), and the least of the watermarks forwarded.
+    /// one partition), and the least of the watermarks forwarded (none when a reader forwarded none).
     pub fn merge(&mut self, other: SourceState) {
         self.position = match (self.position.take(), other.position) {
             (Some(mut mine), Some(theirs)) => {
@@ -84,9 +84,12 @@ impl SourceState {
             let entry = self.partition_watermarks.entry(p).or_insert(w);
             *entry = (*entry).max(w);
         }
+        // A reader that has forwarded no time yet stands before every time: at recovery each
+        // reader starts from this watermark, and one whose partitions had no rows must not take
+        // up the time another reader had reached (its own rows would all be late).
         self.watermark = match (self.watermark, other.watermark) {
             (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
+            _ => None,
         };
     }
 }
@@ -160,4 +163,45 @@ pub struct PipelineRestore {
     pub sources: BTreeMap<usize, SourceState>,
     /// Operator state by stage.
     pub operators: BTreeMap<usize, OperatorState>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reader(
+        offsets: &[(u32, i64)],
+        watermarks: &[(u32, i64)],
+        forwarded: Option<i64>,
+    ) -> SourceState {
+        SourceState {
+            position: Some(SourcePosition {
+                offsets: offsets.iter().copied().collect(),
+            }),
+            partition_watermarks: watermarks.iter().copied().collect(),
+            watermark: forwarded,
+        }
+    }
+
+    #[test]
+    fn readers_fold_into_one_input_state() {
+        let mut state = reader(&[(0, 10)], &[(0, 500)], Some(500));
+        state.merge(reader(&[(1, 7)], &[(1, 300)], Some(300)));
+        assert_eq!(
+            state,
+            reader(&[(0, 10), (1, 7)], &[(0, 500), (1, 300)], Some(300))
+        );
+    }
+
+    #[test]
+    fn a_reader_that_forwarded_no_time_leaves_the_input_without_one() {
+        // Reader 1 has had no rows: the time reader 0 reached is not the input's.
+        let mut state = reader(&[(0, 10)], &[(0, 500)], Some(500));
+        state.merge(reader(&[(1, 0)], &[], None));
+        assert_eq!(state.watermark, None);
+        let mut state = reader(&[(1, 0)], &[], None);
+        state.merge(reader(&[(0, 10)], &[(0, 500)], Some(500)));
+        assert_eq!(state.watermark, None);
+        assert_eq!(state.partition_watermarks, [(0, 500)].into());
+    }
 }
