@@ -120,6 +120,8 @@ pub struct Catalog {
     pub source_errors: Arc<SourceErrorLog>,
     /// Per-partition figures of every source reader (`weir_source_partitions`).
     pub source_metrics: Arc<SourceMetricsRegistry>,
+    /// The readers views share, by source and split.
+    pub shared_sources: Arc<crate::source_group::SharedSources>,
 }
 
 /// What a relation name refers to.

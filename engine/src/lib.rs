@@ -86,6 +86,13 @@
 //! row. The readers' checkpoint states are one input's ([`checkpoint::SourceState::merge`]),
 //! split again by partition when they resume.
 //!
+//! Views on one source share its readers ([`source_group`]): a view's reader starts where its
+//! checkpoint left it (or at the connector's start) and, once close behind the reader the
+//! source's other views use for the same partitions, reads on to exactly that reader's position
+//! and hands its view over. So a new view backfills history on its own while the others follow
+//! the head, each record is decoded once for all views, and each view still gets its own
+//! barriers (its checkpoint holds the shared reader's position when its barrier passed).
+//!
 //! ## Checkpoints ([`checkpoint`])
 //!
 //! ```text
@@ -123,7 +130,8 @@
 //!
 //! The SQL layer hands the engine a [`view_runtime::ViewPipeline`] (inputs, operators, schema);
 //! [`view_runtime::ViewRuntime`] builds the view's table and fan-out, restores its checkpointed
-//! state, opens its input (a reader of its own, or a subscription to the upstream view) and,
+//! state, opens its input (a reader that joins the source's shared one, or a subscription to the
+//! upstream view) and,
 //! once the caller has published the view, starts it. [`sink::SinkRuntime`] does the same for a
 //! sink over a view.
 //!
@@ -204,6 +212,7 @@ pub mod shards;
 pub mod sink;
 pub mod source;
 pub mod source_errors;
+pub mod source_group;
 pub mod source_metrics;
 pub mod stateless;
 pub mod stream_props;

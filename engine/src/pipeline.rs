@@ -38,7 +38,8 @@ use crate::error::{EngineError, Result, panic_message};
 use crate::fanout::{CHANNEL_CAPACITY, Fanout};
 use crate::message::{CheckpointBarrier, Message};
 use crate::operator::{Collector, StreamOperator};
-use crate::source::{Source, SourceCheckpointing, SourceTaskConfig, spawn_source};
+use crate::source::{Source, SourceCheckpointing, SourceTaskConfig};
+use crate::source_group::{Sharing, Subscriber, spawn_group};
 
 /// How often, at most, an operator's state size is read (at watermarks).
 const STATE_SAMPLE_EVERY: std::time::Duration = std::time::Duration::from_millis(50);
@@ -54,6 +55,8 @@ pub enum PipelineInput {
         config: SourceTaskConfig,
         /// The reader.
         reader: Box<dyn Source>,
+        /// Other views' readers of the source it may share (None: it reads alone).
+        sharing: Option<Box<Sharing>>,
     },
     /// Another view's stream: its current contents first, then live messages.
     View {
@@ -334,6 +337,7 @@ fn spawn_input(
             input,
             config,
             reader,
+            sharing,
         } => {
             let failure = failure.clone();
             let checkpointing = match (barriers.next(), reports) {
@@ -344,9 +348,11 @@ fn spawn_input(
                 }),
                 _ => None,
             };
-            spawn_source(config, reader, input_tx, checkpointing, move |e| {
-                failure.fail("source reader", &e)
-            })
+            let view = failure.view().to_string();
+            let subscriber = Subscriber::new(&view, input_tx, checkpointing, move |e| {
+                failure.fail("source reader", e)
+            });
+            spawn_group(config, reader, subscriber, sharing.map(|s| *s))
         }
         PipelineInput::View { backfill, mut live } => {
             let reader = async move {
@@ -390,6 +396,11 @@ impl Failure {
             status: Arc::clone(status),
             fanout: Arc::clone(fanout),
         }
+    }
+
+    /// The view whose tasks these are.
+    pub(crate) fn view(&self) -> &str {
+        &self.view
     }
 
     /// Stops the view on `error`, raised by `stage`.

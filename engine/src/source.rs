@@ -1,14 +1,12 @@
-//! Sources: the traits connectors implement, and the task that runs one source reader for a
-//! pipeline, deriving watermarks from the source's `WATERMARK FOR` expression.
+//! Sources: the traits connectors implement, watermarks from the source's `WATERMARK FOR`
+//! expression, and rows too far in the future.
 //!
-//! A source definition (`CREATE SOURCE`) is a [`SourceProvider`]; every pipeline reading it opens
-//! its own [`Source`] reader (as every Flink job and RisingWave view has its own reader), so views
-//! are independent and deterministic for deterministic connectors.
+//! A source definition (`CREATE SOURCE`) is a [`SourceProvider`]; a [`Source`] reader is opened
+//! per pipeline and views at the same position then share one ([`crate::source_group`] runs the
+//! readers).
 
-use std::collections::BTreeMap;
-use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, Int64Array};
@@ -18,17 +16,15 @@ use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::logical_expr::Operator;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::expressions::{BinaryExpr, Column, Literal};
-use futures::FutureExt;
 use tokio::sync::mpsc;
-use tracing::{debug, warn};
+use tracing::debug;
 
 use crate::checkpoint::{CheckpointReport, SourcePosition, SourceState};
 use crate::error::{EngineError, Result};
-use crate::message::{CheckpointBarrier, Message, Watermark};
+use crate::message::CheckpointBarrier;
 use crate::source_errors::{BadRecord, BadRecords, Check, CheckedSpan, SourceErrorLog};
 use crate::source_metrics::{ReaderMetrics, now_millis};
 use crate::time::{max_nanos, nanos_to_unit, timestamp_values};
-use crate::watermark::WatermarkTracker;
 use crate::window::humanize_nanos;
 
 /// What a source reader returns.
@@ -161,6 +157,14 @@ pub trait SourceProvider: Send + Sync + std::fmt::Debug {
     fn partitions(&self) -> usize {
         1
     }
+
+    /// True when the offsets a reader gives its rows ([`SourceEvent::Data`]) are positions: a row
+    /// at offset `o` of partition `p` comes before position `{p: o + 1}` and at or after `{p: o}`.
+    /// Then a reader can stop at another reader's position exactly, and views reading from
+    /// different positions can come to share one reader ([`crate::source_group`]).
+    fn positions_are_offsets(&self) -> bool {
+        false
+    }
 }
 
 /// Field metadata marking a column that holds JSON text (`JSON`/`JSONB`): decoders put a value's
@@ -252,173 +256,9 @@ pub struct SourceCheckpointing {
     pub reports: mpsc::UnboundedSender<CheckpointReport>,
 }
 
-/// Per-partition liveness as the source task sees it.
-#[derive(Debug, Clone, Copy)]
-struct PartitionClock {
-    last_data: Instant,
-    idle: bool,
-}
-
-/// Runs `source` until it ends or the pipeline goes away, sending data and watermarks to `tx`.
-pub async fn run_source(
-    config: SourceTaskConfig,
-    mut source: Box<dyn Source>,
-    tx: mpsc::Sender<Message>,
-    mut checkpointing: Option<SourceCheckpointing>,
-) -> Result<()> {
-    let ctx = &config.context;
-    let mut tracker = WatermarkTracker::default();
-    let mut clocks: BTreeMap<u32, PartitionClock> = BTreeMap::new();
-    if let Some(restored) = &config.restore {
-        // One reader of several holds back time only for its own partitions.
-        let own: BTreeMap<u32, i64> = restored
-            .partition_watermarks
-            .iter()
-            .filter(|(p, _)| ctx.split.owns(**p))
-            .map(|(p, w)| (*p, *w))
-            .collect();
-        tracker.restore(&own, restored.watermark);
-        let now = Instant::now();
-        for p in own.keys() {
-            clocks.insert(
-                *p,
-                PartitionClock {
-                    last_data: now,
-                    idle: false,
-                },
-            );
-        }
-    }
-    let mut emitted: Option<Watermark> = None;
-    let mut delivering = false;
-    let poll = config
-        .idle_timeout
-        .min(Duration::from_millis(200))
-        .max(Duration::from_millis(10));
-    loop {
-        // Barriers go between two events, so the position and watermarks reported are exactly
-        // those of the rows sent before the barrier.
-        if let Some(link) = checkpointing.as_mut() {
-            while let Ok(barrier) = link.barriers.try_recv() {
-                let state = SourceState {
-                    position: source.position(),
-                    partition_watermarks: tracker.input_watermarks(),
-                    watermark: tracker.combined(),
-                };
-                let _ = link.reports.send(CheckpointReport::Source {
-                    epoch: barrier.epoch,
-                    input: link.input,
-                    state,
-                });
-                if tx.send(Message::Barrier(barrier)).await.is_err() {
-                    return Ok(());
-                }
-            }
-        }
-        let event = source.next_event(poll).await?;
-        let now = Instant::now();
-        match event {
-            SourceEvent::Data {
-                partition,
-                batch,
-                offsets,
-            } => {
-                if !delivering {
-                    // Connectors with a connection report their own status; for the others,
-                    // rows arriving is what "running" means.
-                    delivering = true;
-                    if ctx.metrics.status() == "starting" {
-                        ctx.metrics.set_status("running");
-                    }
-                }
-                clocks.insert(
-                    partition,
-                    PartitionClock {
-                        last_data: now,
-                        idle: false,
-                    },
-                );
-                let batch = match &config.watermark {
-                    Some(spec) => reject_future_rows(&config, spec, partition, batch, offsets)?,
-                    None => batch,
-                };
-                let candidate = match &config.watermark {
-                    Some(spec) if batch.num_rows() > 0 => spec.candidate(&batch)?,
-                    _ => None,
-                };
-                let rows = batch.num_rows();
-                if rows > 0
-                    && tx
-                        .send(Message::Changes(crate::changes::Changes::inserts(batch)))
-                        .await
-                        .is_err()
-                {
-                    return Ok(());
-                }
-                tracker.observe(partition, candidate);
-                let partition_watermark = tracker.input_watermark(partition);
-                ctx.metrics.update(partition, |m| {
-                    m.records += rows as u64;
-                    m.last_record_millis = Some(now_millis());
-                    m.watermark = partition_watermark;
-                    m.idle = false;
-                });
-            }
-            SourceEvent::Partitions(partitions) => {
-                for p in partitions {
-                    clocks.entry(p).or_insert_with(|| {
-                        tracker.observe(p, None);
-                        PartitionClock {
-                            last_data: now,
-                            idle: false,
-                        }
-                    });
-                    ctx.metrics.update(p, |_| ());
-                }
-            }
-            SourceEvent::Idle => {}
-            SourceEvent::End => {
-                debug!(source = %ctx.source, "source ended");
-                ctx.metrics.set_status("finished");
-                // Before the end goes downstream: a checkpoint that sees this input ended
-                // must also know where it ended.
-                if let Some(link) = &checkpointing {
-                    let _ = link.reports.send(CheckpointReport::SourceEnded {
-                        input: link.input,
-                        state: SourceState {
-                            position: source.position(),
-                            partition_watermarks: tracker.input_watermarks(),
-                            watermark: tracker.combined(),
-                        },
-                    });
-                }
-                let _ = tx.send(Message::Watermark(Watermark::MAX)).await;
-                let _ = tx.send(Message::End).await;
-                return Ok(());
-            }
-        }
-        for (p, clock) in clocks.iter_mut() {
-            if !clock.idle && now.duration_since(clock.last_data) >= config.idle_timeout {
-                clock.idle = true;
-                tracker.mark_idle(*p);
-                ctx.metrics.update(*p, |m| m.idle = true);
-            }
-        }
-        let current = tracker.current();
-        if let Some(wm) = current
-            && emitted != Some(wm)
-        {
-            emitted = Some(wm);
-            if tx.send(Message::Watermark(wm)).await.is_err() {
-                return Ok(());
-            }
-        }
-    }
-}
-
 /// Splits off rows whose event time is beyond `max_future` past the wall clock and hands them to
 /// the bad-record log. Vectorised; the common case (nothing in the future) costs one `max`.
-fn reject_future_rows(
+pub(crate) fn reject_future_rows(
     config: &SourceTaskConfig,
     spec: &WatermarkSpec,
     partition: u32,
@@ -485,32 +325,6 @@ fn reject_future_rows(
         &batch,
         &compute::not(&future)?,
     )?)
-}
-
-/// Spawns [`run_source`]; its error, or its panic, goes to `on_error` (and the reader's status).
-pub fn spawn_source(
-    config: SourceTaskConfig,
-    source: Box<dyn Source>,
-    tx: mpsc::Sender<Message>,
-    checkpointing: Option<SourceCheckpointing>,
-    on_error: impl FnOnce(EngineError) + Send + 'static,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let name = config.context.source.clone();
-        let metrics = Arc::clone(&config.context.metrics);
-        let run = AssertUnwindSafe(run_source(config, source, tx, checkpointing));
-        let error = match run.catch_unwind().await {
-            Ok(Ok(())) => return,
-            Ok(Err(e)) => e,
-            Err(panic) => EngineError::Internal(format!(
-                "source reader panicked: {}",
-                crate::error::panic_message(&*panic)
-            )),
-        };
-        warn!(source = %name, error = %error, "source failed");
-        metrics.set_status(format!("failed: {error}"));
-        on_error(error);
-    })
 }
 
 /// `FORMAT … ENCODE …` of a source.

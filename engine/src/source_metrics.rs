@@ -2,9 +2,10 @@
 //! reader is (offset, lag behind the broker's high watermark), how far its event time has come,
 //! what it has read and rejected, and whether it is connected.
 //!
-//! Every view has its own reader of a source, so rows are per (source, view, partition). A reader
-//! and its pipeline share one [`ReaderMetrics`]; the registry only holds weak references, so a
-//! dropped view's rows disappear with it.
+//! Rows are per (source, view, partition). Views that share a reader (see
+//! [`crate::source_group`]) show its figures each; a reader and its pipelines share one
+//! [`ReaderMetrics`], and the registry only holds weak references, so a dropped view's rows
+//! disappear with it.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Weak};
@@ -40,15 +41,17 @@ pub struct PartitionMetrics {
 
 #[derive(Debug, Default)]
 struct ReaderState {
+    /// The views the reader reads for (several when they share it; none once its views moved
+    /// to another reader).
+    views: Vec<String>,
     status: String,
     partitions: BTreeMap<u32, PartitionMetrics>,
 }
 
-/// Figures of one reader (one view's reader of one source).
+/// Figures of one reader of one source.
 #[derive(Debug)]
 pub struct ReaderMetrics {
     source: String,
-    view: String,
     state: Mutex<ReaderState>,
 }
 
@@ -61,6 +64,21 @@ impl ReaderMetrics {
     /// The current status.
     pub fn status(&self) -> String {
         self.state.lock().status.clone()
+    }
+
+    /// Takes over the views of `other` (a reader whose views now read through this one); `other`
+    /// shows no rows from then on.
+    pub fn adopt_views(&self, other: &ReaderMetrics) {
+        if std::ptr::eq(self, other) {
+            return;
+        }
+        let moved = std::mem::take(&mut other.state.lock().views);
+        self.state.lock().views.extend(moved);
+    }
+
+    /// The views the reader reads for.
+    pub fn views(&self) -> Vec<String> {
+        self.state.lock().views.clone()
     }
 
     /// Updates one partition's figures (creating its row).
@@ -80,8 +98,8 @@ impl SourceMetricsRegistry {
     pub fn register(&self, source: &str, view: &str) -> Arc<ReaderMetrics> {
         let metrics = Arc::new(ReaderMetrics {
             source: source.to_string(),
-            view: view.to_string(),
             state: Mutex::new(ReaderState {
+                views: vec![view.to_string()],
                 status: "starting".into(),
                 partitions: BTreeMap::new(),
             }),
@@ -129,14 +147,16 @@ impl SourceMetricsRegistry {
         let mut rows: Vec<(String, String, u32, PartitionMetrics, String)> = Vec::new();
         for r in &readers {
             let state = r.state.lock();
-            for (p, m) in &state.partitions {
-                rows.push((
-                    r.source.clone(),
-                    r.view.clone(),
-                    *p,
-                    m.clone(),
-                    state.status.clone(),
-                ));
+            for view in &state.views {
+                for (p, m) in &state.partitions {
+                    rows.push((
+                        r.source.clone(),
+                        view.clone(),
+                        *p,
+                        m.clone(),
+                        state.status.clone(),
+                    ));
+                }
             }
         }
         rows.sort_by(|a, b| (&a.0, &a.1, a.2).cmp(&(&b.0, &b.1, b.2)));

@@ -26,6 +26,7 @@ use crate::pipeline::{
     view_state,
 };
 use crate::source::{ReaderContext, SourceTaskConfig, Split};
+use crate::source_group::{GroupKey, Sharing};
 use crate::source_metrics::ReaderMetrics;
 use crate::stream_props::StreamProps;
 use crate::view_table::retention::Retention;
@@ -34,7 +35,7 @@ use crate::view_table::{SegmentStore, ViewTable};
 /// Where a view's rows come from.
 #[derive(Debug, Clone)]
 pub enum ViewInput {
-    /// A source, read by a reader of the view's own.
+    /// A source, read by a reader of the view's own until it can share one.
     Source(Arc<SourceEntry>),
     /// Another (append-only) view.
     View(Arc<ViewEntry>),
@@ -364,7 +365,8 @@ fn split_readers(planned: &[PlannedInput], workers: usize) -> usize {
 }
 
 /// Opens readers of the view's own on `source` (its input `index`), resuming where the
-/// checkpoint left it: the reader of the partitions a [`Split`] owns.
+/// checkpoint left it: the reader of the partitions a [`Split`] owns. It joins the other views'
+/// reader of the same partitions once it is where that one is ([`crate::source_group`]).
 fn open_source<'a>(
     source: &'a SourceEntry,
     index: usize,
@@ -386,6 +388,14 @@ fn open_source<'a>(
         Ok(PipelineInput::Source {
             input: index,
             reader: source.provider.open(context.clone())?,
+            sharing: Some(Box::new(Sharing {
+                registry: Arc::clone(&catalog.shared_sources),
+                key: GroupKey {
+                    source: source.name.clone(),
+                    split: (split.index, split.count),
+                },
+                provider: Arc::clone(&source.provider),
+            })),
             config: SourceTaskConfig {
                 watermark: source.watermark.clone(),
                 idle_timeout: source.idle_timeout,

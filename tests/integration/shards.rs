@@ -232,3 +232,88 @@ async fn a_reader_without_rows_at_a_checkpoint_keeps_its_own_time_after_recovery
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// Views over one topic share its reader: a view created when the others are far ahead reads the
+/// history with a reader of its own, then joins theirs. Every view has every row once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn views_over_one_topic_come_to_share_its_readers() {
+    const T0: i64 = 1_704_067_200_000;
+    let broker = crate::broker::Broker::start();
+    broker.create_topic("shared", 2);
+    let producer = broker.producer();
+    let rows = |from: i64, to: i64| -> Vec<crate::broker::Record> {
+        (from..to)
+            .map(|i| {
+                crate::broker::Record::new(
+                    (i % 2) as i32,
+                    format!(r#"{{"k": {}, "v": {i}, "ts": {}}}"#, i % 7, T0 + i * 10),
+                )
+            })
+            .collect()
+    };
+    for workers in [1, 2] {
+        let db = weir::database().workers(workers).build().expect("database");
+        let session = db.session();
+        session
+            .execute_all(&format!(
+                "CREATE SOURCE s{workers} (k BIGINT, v BIGINT, ts TIMESTAMP(3) WITH TIME ZONE,
+                     WATERMARK FOR ts AS ts - INTERVAL '1 second')
+                   WITH (connector = 'kafka', topic = 'shared', properties.bootstrap.server = '{}',
+                         source.idle_timeout = '1h') FORMAT PLAIN ENCODE JSON;
+                 CREATE MATERIALIZED VIEW a{workers} AS SELECT k, count(*) AS n, sum(v) AS s FROM s{workers} GROUP BY k;",
+                broker.address
+            ))
+            .await
+            .expect("statements");
+        if workers == 1 {
+            producer.send("shared", &rows(0, 4000)).await;
+        }
+        // The second round reads the topic as the first left it.
+        let first = if workers == 1 { "4000" } else { "6000" };
+        crate::harness::wait_first_row(&session, &format!("SELECT sum(n) FROM a{workers}"), first)
+            .await;
+        // Two more views, far behind: they catch up and join the first one's readers.
+        session
+            .execute_all(&format!(
+                "CREATE MATERIALIZED VIEW b{workers} AS SELECT k, count(*) AS n, sum(v) AS s FROM s{workers} GROUP BY k;
+                 CREATE MATERIALIZED VIEW c{workers} AS SELECT window_start, count(*) AS n
+                   FROM TUMBLE(s{workers}, ts, INTERVAL '1 second') GROUP BY window_start;"
+            ))
+            .await
+            .expect("more views");
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        let readers = || db.catalog().shared_sources.readers();
+        while readers() > workers {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{} readers for 3 views on {workers} workers",
+                readers()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        if workers == 1 {
+            producer.send("shared", &rows(4000, 6000)).await;
+        }
+        for view in ["a", "b", "c"] {
+            crate::harness::wait_first_row(
+                &session,
+                &format!("SELECT sum(n) FROM {view}{workers}"),
+                "6000",
+            )
+            .await;
+        }
+        let a = query_rows(&session, &format!("SELECT * FROM a{workers} ORDER BY k")).await;
+        let b = query_rows(&session, &format!("SELECT * FROM b{workers} ORDER BY k")).await;
+        assert_eq!(a, b, "{workers} workers");
+        // Each view still has its own row per partition in weir_source_partitions.
+        let partitions = query_rows(
+            &session,
+            &format!(
+                "SELECT view_name, count(*), sum(records) FROM weir_source_partitions \
+                 WHERE source_name = 's{workers}' GROUP BY view_name ORDER BY 1"
+            ),
+        )
+        .await;
+        assert_eq!(partitions.len(), 3, "{partitions:?}");
+    }
+}

@@ -362,6 +362,12 @@ impl SourceProvider for KafkaProvider {
         self.partitions
     }
 
+    fn positions_are_offsets(&self) -> bool {
+        // A row's offset is its record offset, and a partition's position the offset after
+        // the last record delivered.
+        true
+    }
+
     fn pinned_options(&self) -> Vec<(String, String)> {
         self.config.format.pinned_options()
     }

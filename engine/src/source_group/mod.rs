@@ -1,0 +1,687 @@
+//! Source readers shared by views: one reader of a (source, split) serves every view on it, so
+//! ten views over a topic decode each record once, not ten times.
+//!
+//! Each view's pipeline starts its own reader *group* where its checkpoint left it (or at the
+//! connector's start). The first group of a (source, split) is the canonical one
+//! ([`SharedSources`]). Any other group, once it is close behind the canonical group, joins it:
+//!
+//! 1. it asks with its position; the canonical group, when it is at or past that position on
+//!    every partition, stops reading at its own position `P` and answers with `P` (it still
+//!    passes barriers while it waits);
+//! 2. the asking group reads on up to exactly `P` (rows at or past `P` are cut off, and the
+//!    position it reports at a barrier never passes `P`), answers its pending barriers, and hands
+//!    its views over; it ends, and the canonical group reads on for all of them.
+//!
+//! So a new view backfills the source's history with a reader of its own while the others follow
+//! the head, and joins them when it has caught up; after a restart, views that checkpointed the
+//! same position share at once. Every view keeps its own barriers: its checkpoint records the
+//! shared reader's position when its barrier passed, and its watermarks never step back. Cutting
+//! at `P` needs each row's offset to be its position ([`SourceProvider::positions_are_offsets`]);
+//! a source without that shares only between groups at the same position. A slow view slows the
+//! reader it shares (backpressure), as in RisingWave's shared sources.
+
+mod registry;
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use datafusion::arrow::array::{Array, Int64Array};
+use datafusion::arrow::compute;
+use datafusion::arrow::record_batch::RecordBatch;
+use futures::FutureExt;
+use tokio::sync::{mpsc, oneshot, watch};
+use tracing::{debug, info, warn};
+
+use registry::{CanonicalLink, Handover, Join, capped, covers, distance};
+pub use registry::{GroupKey, SharedSources};
+
+use crate::checkpoint::{CheckpointReport, SourcePosition, SourceState};
+use crate::error::{EngineError, Result};
+use crate::message::{Message, Watermark};
+use crate::source::{
+    Source, SourceCheckpointing, SourceEvent, SourceProvider, SourceTaskConfig, reject_future_rows,
+};
+use crate::source_metrics::now_millis;
+use crate::watermark::WatermarkTracker;
+
+/// A group asks to join once it is at most this many records behind the canonical group (or has
+/// caught up with the source): the canonical group then waits while it reads them.
+const JOIN_DISTANCE: i64 = 50_000;
+/// How often a group not yet sharing looks at the canonical group.
+const JOIN_CHECK_EVERY: Duration = Duration::from_millis(100);
+/// A joining group that has not reached the canonical group's position by then gives up (and
+/// reads on alone, from exactly where it had delivered).
+const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(10);
+/// After giving up, a group waits this long before asking again.
+const RETRY_AFTER: Duration = Duration::from_secs(30);
+
+/// One view's input fed by a reader group.
+pub struct Subscriber {
+    /// The view (logs).
+    pub view: String,
+    /// Where its rows, watermarks and barriers go.
+    pub tx: mpsc::Sender<Message>,
+    /// Its barriers and where to report the reader's state at them.
+    pub checkpointing: Option<SourceCheckpointing>,
+    /// Stops the view when the reader fails.
+    pub on_error: Box<dyn Fn(&EngineError) + Send>,
+    /// Event time last sent: a view's watermarks never step back, whichever group feeds it.
+    time: Option<i64>,
+    /// The last watermark message sent.
+    last: Option<Watermark>,
+}
+
+impl Subscriber {
+    /// A view's input.
+    pub fn new(
+        view: &str,
+        tx: mpsc::Sender<Message>,
+        checkpointing: Option<SourceCheckpointing>,
+        on_error: impl Fn(&EngineError) + Send + 'static,
+    ) -> Self {
+        Self {
+            view: view.to_string(),
+            tx,
+            checkpointing,
+            on_error: Box::new(on_error),
+            time: None,
+            last: None,
+        }
+    }
+
+    /// What of `wm` this view has not been told yet.
+    fn news(&mut self, wm: Watermark) -> Option<Watermark> {
+        let next = match wm {
+            Watermark::Idle => Watermark::Idle,
+            Watermark::EventTime(t) => {
+                let t = self.time.map_or(t, |s| s.max(t));
+                self.time = Some(t);
+                Watermark::EventTime(t)
+            }
+        };
+        (self.last != Some(next)).then(|| {
+            self.last = Some(next);
+            next
+        })
+    }
+}
+
+/// What lets a group share: the registry, its key, and the source definition (to reopen its
+/// reader at an exact position when a join is abandoned).
+pub struct Sharing {
+    /// Every source's canonical groups.
+    pub registry: Arc<SharedSources>,
+    /// The (source, split) read.
+    pub key: GroupKey,
+    /// The source.
+    pub provider: Arc<dyn SourceProvider>,
+}
+
+/// A joining group's progress towards the canonical group's position.
+struct CatchUp {
+    target: SourcePosition,
+    handover: oneshot::Sender<Handover>,
+    deadline: Instant,
+}
+
+/// A group's part in sharing.
+struct Shared {
+    link: Sharing,
+    _running: registry::Running,
+    own: CanonicalLink,
+    joins: mpsc::UnboundedReceiver<Join>,
+    position: watch::Sender<Option<SourcePosition>>,
+    canonical: bool,
+    next_check: Instant,
+    catch_up: Option<CatchUp>,
+}
+
+/// Per-partition liveness as the group sees it.
+#[derive(Debug, Clone, Copy)]
+struct PartitionClock {
+    last_data: Instant,
+    idle: bool,
+}
+
+/// One reader and the views it feeds.
+struct Group {
+    config: SourceTaskConfig,
+    source: Box<dyn Source>,
+    subscribers: Vec<Subscriber>,
+    tracker: WatermarkTracker,
+    clocks: BTreeMap<u32, PartitionClock>,
+    emitted: Option<Watermark>,
+    delivering: bool,
+    shared: Option<Shared>,
+}
+
+/// Spawns a reader group for `first` on `source`; with `sharing`, other views' groups may join it
+/// or it may join theirs. A failure (or panic) of the reader stops every view it feeds.
+pub fn spawn_group(
+    config: SourceTaskConfig,
+    source: Box<dyn Source>,
+    first: Subscriber,
+    sharing: Option<Sharing>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let name = config.context.source.clone();
+        let metrics = Arc::clone(&config.context.metrics);
+        let mut group = Group::new(config, source, first, sharing);
+        let run = AssertUnwindSafe(group.run());
+        let error = match run.catch_unwind().await {
+            Ok(Ok(())) => return,
+            Ok(Err(e)) => e,
+            Err(panic) => EngineError::Internal(format!(
+                "source reader panicked: {}",
+                crate::error::panic_message(&*panic)
+            )),
+        };
+        warn!(source = %name, error = %error, "source failed");
+        metrics.set_status(format!("failed: {error}"));
+        for s in &group.subscribers {
+            (s.on_error)(&error);
+        }
+    })
+}
+
+impl Group {
+    fn new(
+        config: SourceTaskConfig,
+        source: Box<dyn Source>,
+        first: Subscriber,
+        sharing: Option<Sharing>,
+    ) -> Self {
+        let mut tracker = WatermarkTracker::default();
+        let mut clocks = BTreeMap::new();
+        if let Some(restored) = &config.restore {
+            // One reader of several holds back time only for its own partitions.
+            let own: BTreeMap<u32, i64> = restored
+                .partition_watermarks
+                .iter()
+                .filter(|(p, _)| config.context.split.owns(**p))
+                .map(|(p, w)| (*p, *w))
+                .collect();
+            tracker.restore(&own, restored.watermark);
+            let now = Instant::now();
+            for p in own.keys() {
+                clocks.insert(
+                    *p,
+                    PartitionClock {
+                        last_data: now,
+                        idle: false,
+                    },
+                );
+            }
+        }
+        let shared = sharing.map(|link| {
+            let (joins_tx, joins) = mpsc::unbounded_channel();
+            let (position, position_rx) = watch::channel(source.position());
+            let own = CanonicalLink {
+                joins: joins_tx,
+                position: position_rx,
+            };
+            let canonical = link.registry.claim(&link.key, &link.provider, &own);
+            Shared {
+                _running: link.registry.running(),
+                link,
+                own,
+                joins,
+                position,
+                canonical,
+                next_check: Instant::now(),
+                catch_up: None,
+            }
+        });
+        Self {
+            config,
+            source,
+            subscribers: vec![first],
+            tracker,
+            clocks,
+            emitted: None,
+            delivering: false,
+            shared,
+        }
+    }
+
+    async fn run(&mut self) -> Result<()> {
+        let poll = self
+            .config
+            .idle_timeout
+            .min(Duration::from_millis(200))
+            .max(Duration::from_millis(10));
+        loop {
+            // Barriers go between two events, so the position and watermarks reported are
+            // exactly those of the rows sent before the barrier.
+            self.answer_barriers().await;
+            if self.subscribers.is_empty() {
+                return Ok(());
+            }
+            self.serve_joins().await;
+            let before = self.catching_up().then(|| self.source.position());
+            let event = self.source.next_event(poll).await?;
+            let now = Instant::now();
+            let mut caught_up_with_source = false;
+            match event {
+                SourceEvent::Data {
+                    partition,
+                    batch,
+                    offsets,
+                } => {
+                    // Rows cut off while catching up are not delivered, but the position they
+                    // reached still counts towards the handover below.
+                    if let Some((batch, offsets)) = self.cut(partition, batch, offsets, before)? {
+                        self.deliver(partition, batch, offsets, now).await?;
+                    }
+                }
+                SourceEvent::Partitions(partitions) => {
+                    for p in partitions {
+                        let tracker = &mut self.tracker;
+                        self.clocks.entry(p).or_insert_with(|| {
+                            tracker.observe(p, None);
+                            PartitionClock {
+                                last_data: now,
+                                idle: false,
+                            }
+                        });
+                        self.config.context.metrics.update(p, |_| ());
+                    }
+                }
+                SourceEvent::Idle => caught_up_with_source = true,
+                SourceEvent::End => return self.end().await,
+            }
+            for (p, clock) in self.clocks.iter_mut() {
+                if !clock.idle && now.duration_since(clock.last_data) >= self.config.idle_timeout {
+                    clock.idle = true;
+                    self.tracker.mark_idle(*p);
+                    self.config.context.metrics.update(*p, |m| m.idle = true);
+                }
+            }
+            if let Some(wm) = self.tracker.current()
+                && self.emitted != Some(wm)
+            {
+                self.emitted = Some(wm);
+                self.send_watermark(wm).await;
+            }
+            if self.share(caught_up_with_source).await? {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Hands rows of `partition` to every view.
+    async fn deliver(
+        &mut self,
+        partition: u32,
+        batch: RecordBatch,
+        offsets: Option<Int64Array>,
+        now: Instant,
+    ) -> Result<()> {
+        let ctx = &self.config.context;
+        if !self.delivering {
+            // Connectors with a connection report their own status; for the others, rows
+            // arriving is what "running" means.
+            self.delivering = true;
+            if ctx.metrics.status() == "starting" {
+                ctx.metrics.set_status("running");
+            }
+        }
+        self.clocks.insert(
+            partition,
+            PartitionClock {
+                last_data: now,
+                idle: false,
+            },
+        );
+        let batch = match &self.config.watermark {
+            Some(spec) => reject_future_rows(&self.config, spec, partition, batch, offsets)?,
+            None => batch,
+        };
+        let candidate = match &self.config.watermark {
+            Some(spec) if batch.num_rows() > 0 => spec.candidate(&batch)?,
+            _ => None,
+        };
+        let rows = batch.num_rows();
+        if rows > 0 {
+            let message = Message::Changes(crate::changes::Changes::inserts(batch));
+            for s in &mut self.subscribers {
+                // A view gone (dropped, failed) leaves the group at the next barrier check.
+                let _ = s.tx.send(message.clone()).await;
+            }
+        }
+        self.tracker.observe(partition, candidate);
+        let partition_watermark = self.tracker.input_watermark(partition);
+        self.config.context.metrics.update(partition, |m| {
+            m.records += rows as u64;
+            m.last_record_millis = Some(now_millis());
+            m.watermark = partition_watermark;
+            m.idle = false;
+        });
+        Ok(())
+    }
+
+    async fn send_watermark(&mut self, wm: Watermark) {
+        for s in &mut self.subscribers {
+            if let Some(news) = s.news(wm) {
+                let _ = s.tx.send(Message::Watermark(news)).await;
+            }
+        }
+    }
+
+    /// The reader's state as a checkpoint records it.
+    fn state(&self) -> SourceState {
+        let position = self.source.position();
+        let position = match self.shared.as_ref().and_then(|s| s.catch_up.as_ref()) {
+            Some(c) => position.map(|p| capped(&p, &c.target)),
+            None => position,
+        };
+        SourceState {
+            position,
+            partition_watermarks: self.tracker.input_watermarks(),
+            watermark: self.tracker.combined(),
+        }
+    }
+
+    /// Reports the state at every view's pending barriers and passes them on; drops views that
+    /// are gone.
+    async fn answer_barriers(&mut self) {
+        self.subscribers.retain(|s| !s.tx.is_closed());
+        if !self.subscribers.iter().any(|s| {
+            s.checkpointing
+                .as_ref()
+                .is_some_and(|c| !c.barriers.is_empty())
+        }) {
+            return;
+        }
+        let state = self.state();
+        for s in &mut self.subscribers {
+            let Some(link) = s.checkpointing.as_mut() else {
+                continue;
+            };
+            while let Ok(barrier) = link.barriers.try_recv() {
+                let _ = link.reports.send(CheckpointReport::Source {
+                    epoch: barrier.epoch,
+                    input: link.input,
+                    state: state.clone(),
+                });
+                let _ = s.tx.send(Message::Barrier(barrier)).await;
+            }
+        }
+    }
+
+    /// The source ended: every view learns where, then gets the end.
+    async fn end(&mut self) -> Result<()> {
+        debug!(source = %self.config.context.source, "source ended");
+        self.config.context.metrics.set_status("finished");
+        let state = self.state();
+        for s in &mut self.subscribers {
+            // Before the end goes downstream: a checkpoint that sees this input ended must also
+            // know where it ended.
+            if let Some(link) = &s.checkpointing {
+                let _ = link.reports.send(CheckpointReport::SourceEnded {
+                    input: link.input,
+                    state: state.clone(),
+                });
+            }
+            let _ = s.tx.send(Message::Watermark(Watermark::MAX)).await;
+            let _ = s.tx.send(Message::End).await;
+        }
+        Ok(())
+    }
+
+    fn catching_up(&self) -> bool {
+        self.shared.as_ref().is_some_and(|s| s.catch_up.is_some())
+    }
+
+    /// While catching up: the rows of a batch before the target position (None: none). A batch
+    /// whose rows have no offsets cannot be cut; if it reaches past the target, the join is
+    /// abandoned and the reader reopened where it was before the batch.
+    fn cut(
+        &mut self,
+        partition: u32,
+        batch: RecordBatch,
+        offsets: Option<Int64Array>,
+        before: Option<Option<SourcePosition>>,
+    ) -> Result<Option<(RecordBatch, Option<Int64Array>)>> {
+        let Some(catch_up) = self.shared.as_ref().and_then(|s| s.catch_up.as_ref()) else {
+            return Ok(Some((batch, offsets)));
+        };
+        let Some(&end) = catch_up.target.offsets.get(&partition) else {
+            // The canonical group has not read this partition: it delivers all of it.
+            return Ok(None);
+        };
+        let Some(offsets) = offsets else {
+            let after = self.source.position();
+            let within = after
+                .as_ref()
+                .and_then(|a| a.offsets.get(&partition))
+                .is_some_and(|a| *a <= end);
+            if within {
+                return Ok(Some((batch, None)));
+            }
+            let reopen_at = before.flatten().map(|b| capped(&b, &catch_up.target));
+            self.abandon_join(reopen_at)?;
+            return Ok(None);
+        };
+        if offsets.null_count() == 0 && compute::max(&offsets).is_none_or(|m| m < end) {
+            return Ok(Some((batch, Some(offsets))));
+        }
+        let keep = compute::kernels::cmp::lt(&offsets, &Int64Array::new_scalar(end))?;
+        let keep = if keep.null_count() > 0 {
+            compute::prep_null_mask_filter(&keep)
+        } else {
+            keep
+        };
+        if keep.true_count() == 0 {
+            return Ok(None);
+        }
+        let batch = compute::filter_record_batch(&batch, &keep)?;
+        let offsets = compute::filter(&offsets, &keep)?;
+        let offsets = offsets
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .cloned()
+            .ok_or_else(|| EngineError::Internal("row offsets are not BIGINT".into()))?;
+        Ok(Some((batch, Some(offsets))))
+    }
+
+    /// Gives up a join: the canonical group reads on (its wait ends when the handover is
+    /// dropped), and this group reopens its reader exactly where it had delivered.
+    fn abandon_join(&mut self, at: Option<SourcePosition>) -> Result<()> {
+        let Some(shared) = self.shared.as_mut() else {
+            return Ok(());
+        };
+        let Some(catch_up) = shared.catch_up.take() else {
+            return Ok(());
+        };
+        let at = at.or_else(|| self.source.position().map(|p| capped(&p, &catch_up.target)));
+        drop(catch_up);
+        shared.next_check = Instant::now() + RETRY_AFTER;
+        info!(source = %self.config.context.source, "reader gave up joining the shared reader; reads on alone");
+        let mut context = self.config.context.clone();
+        context.resume = at;
+        self.source = shared.link.provider.open(context)?;
+        Ok(())
+    }
+
+    /// The canonical group: answers groups asking to join. When one is not ahead of it, it stands
+    /// still at its position (passing barriers) until that group hands its views over.
+    async fn serve_joins(&mut self) {
+        let Some(shared) = self.shared.as_mut() else {
+            return;
+        };
+        if !shared.canonical {
+            return;
+        }
+        let _ = shared.position.send(self.source.position());
+        let mut asked = Vec::new();
+        while let Ok(join) = shared.joins.try_recv() {
+            asked.push(join);
+        }
+        for join in asked {
+            let Some(here) = self.source.position() else {
+                continue;
+            };
+            // Ahead of this group (or, for a source that cannot cut at a position, anywhere
+            // else than where it is): it asks again later.
+            let agreed = if join.exact {
+                here == join.position
+            } else {
+                covers(&here, &join.position)
+            };
+            if !agreed || join.reply.send(here).is_err() {
+                continue;
+            }
+            let mut handover = join.handover;
+            let deadline = tokio::time::Instant::now() + CATCH_UP_TIMEOUT + Duration::from_secs(2);
+            loop {
+                tokio::select! {
+                    views = &mut handover => {
+                        if let Ok(views) = views {
+                            self.adopt(views).await;
+                        }
+                        break;
+                    }
+                    _ = tokio::time::sleep(Duration::from_millis(5)) => {
+                        self.answer_barriers().await;
+                        if tokio::time::Instant::now() >= deadline {
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Takes over views handed over by a group that caught up with this one.
+    async fn adopt(&mut self, views: Handover) {
+        self.config.context.metrics.adopt_views(&views.metrics);
+        let names: Vec<&str> = views.subscribers.iter().map(|s| s.view.as_str()).collect();
+        info!(source = %self.config.context.source, views = ?names, "views now share a reader");
+        for mut s in views.subscribers {
+            if let Some(wm) = self.emitted
+                && let Some(news) = s.news(wm)
+            {
+                let _ = s.tx.send(Message::Watermark(news)).await;
+            }
+            self.subscribers.push(s);
+        }
+    }
+
+    /// A group that is not canonical: joins the canonical group when close behind it, and
+    /// hands its views over once it has reached the agreed position. True when it has (the group
+    /// ends). `at_head`: the source had nothing more just now.
+    async fn share(&mut self, at_head: bool) -> Result<bool> {
+        let Some(shared) = self.shared.as_mut() else {
+            return Ok(false);
+        };
+        if shared.canonical {
+            return Ok(false);
+        }
+        if let Some(catch_up) = &shared.catch_up {
+            let here = self.source.position();
+            let reached = here.as_ref().is_some_and(|h| covers(h, &catch_up.target));
+            if reached {
+                return self.hand_over().await;
+            }
+            if Instant::now() >= catch_up.deadline {
+                self.abandon_join(None)?;
+            }
+            return Ok(false);
+        }
+        let now = Instant::now();
+        if now < shared.next_check {
+            return Ok(false);
+        }
+        shared.next_check = now + JOIN_CHECK_EVERY;
+        let Some(canonical) = shared
+            .link
+            .registry
+            .canonical(&shared.link.key, &shared.link.provider)
+        else {
+            shared.canonical =
+                shared
+                    .link
+                    .registry
+                    .claim(&shared.link.key, &shared.link.provider, &shared.own);
+            return Ok(false);
+        };
+        let (Some(mine), Some(theirs)) =
+            (self.source.position(), canonical.position.borrow().clone())
+        else {
+            return Ok(false);
+        };
+        // Without offsets that are positions, rows cannot be cut at the canonical group's
+        // position: only a group already there joins.
+        let exact = !shared.link.provider.positions_are_offsets();
+        let close = if exact {
+            theirs == mine
+        } else {
+            covers(&theirs, &mine) && (at_head || distance(&theirs, &mine) <= JOIN_DISTANCE)
+        };
+        if !close {
+            return Ok(false);
+        }
+        let (reply_tx, reply) = oneshot::channel();
+        let (handover, handover_rx) = oneshot::channel();
+        let asked = Join {
+            exact,
+            position: mine,
+            reply: reply_tx,
+            handover: handover_rx,
+        };
+        if canonical.joins.send(asked).is_err() {
+            return Ok(false);
+        }
+        // The canonical group answers between two of its events.
+        let Ok(Ok(target)) = tokio::time::timeout(Duration::from_secs(1), reply).await else {
+            return Ok(false);
+        };
+        debug!(source = %self.config.context.source, ?target, "reader catching up with the shared reader");
+        shared.catch_up = Some(CatchUp {
+            target,
+            handover,
+            deadline: Instant::now() + CATCH_UP_TIMEOUT,
+        });
+        // Already there (the same checkpointed position): hand over at once.
+        let here = self.source.position();
+        let reached = match (&here, shared.catch_up.as_ref()) {
+            (Some(h), Some(c)) => covers(h, &c.target),
+            _ => false,
+        };
+        if reached {
+            return self.hand_over().await;
+        }
+        Ok(false)
+    }
+
+    /// Answers pending barriers (at this group's position), then hands the views over.
+    async fn hand_over(&mut self) -> Result<bool> {
+        self.answer_barriers().await;
+        let Some(catch_up) = self.shared.as_mut().and_then(|s| s.catch_up.take()) else {
+            return Ok(false);
+        };
+        let views = Handover {
+            subscribers: std::mem::take(&mut self.subscribers),
+            metrics: Arc::clone(&self.config.context.metrics),
+        };
+        match catch_up.handover.send(views) {
+            Ok(()) => Ok(true),
+            Err(views) => {
+                // The canonical group stopped waiting: read on alone from the agreed position.
+                self.subscribers = views.subscribers;
+                let mut context = self.config.context.clone();
+                context.resume = Some(catch_up.target);
+                if let Some(shared) = self.shared.as_mut() {
+                    shared.next_check = Instant::now() + RETRY_AFTER;
+                    self.source = shared.link.provider.open(context)?;
+                }
+                Ok(false)
+            }
+        }
+    }
+}
