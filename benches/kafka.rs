@@ -19,6 +19,10 @@
 //! `cargo bench --bench kafka -- scaling`: the JSON run from a topic of two partitions on one
 //! worker and on two, the speed-up in BENCHMARKS.md's `kafka_scaling` section.
 //!
+//! `cargo bench --bench kafka -- views`: the JSON readings read by one view (the tumbling view)
+//! and by ten (the same view and nine alert filters), which share one reader of the topic; the
+//! cost ratio is in BENCHMARKS.md's `kafka_views` section.
+//!
 //! `cargo bench --bench kafka -- latency`: produce → visible latency at 100,000 records/s, a bare
 //! consumer beside Weir ([`common::kafka_latency`]), in BENCHMARKS.md's `kafka_latency` section.
 
@@ -385,6 +389,110 @@ fn scaling(records: u64) {
     write_section("kafka_scaling", &section);
 }
 
+/// One database with the tumbling view and `views - 1` alert filters over the JSON topic `topic`,
+/// until every view has taken in every record and every window has closed.
+async fn views_run(bootstrap: &str, records: u64, topic: &str, views: usize) -> Figures {
+    let db = weir::database().build().expect("database");
+    let s = db.session();
+    let (t, c) = (Instant::now(), cpu_seconds());
+    let mut statements = format!(
+        "CREATE SOURCE readings (sensor_id VARCHAR, temperature DOUBLE, ts TIMESTAMP(3) WITH TIME ZONE,
+                                 WATERMARK FOR ts AS ts - INTERVAL '2 seconds')
+         WITH (connector = 'kafka', topic = '{topic}', properties.bootstrap.server = '{bootstrap}')
+         FORMAT PLAIN ENCODE JSON;
+         CREATE MATERIALIZED VIEW stats AS
+           SELECT sensor_id, window_start, count(*) AS n, avg(temperature) AS avg_t, max(temperature) AS max_t
+           FROM TUMBLE(readings, ts, INTERVAL '10 seconds') GROUP BY sensor_id, window_start
+           EMIT ON WINDOW CLOSE;"
+    );
+    for i in 1..views {
+        statements.push_str(&format!(
+            "CREATE MATERIALIZED VIEW alerts_{i} AS SELECT sensor_id, temperature, ts FROM readings
+               WHERE temperature > {:.1};",
+            34.0 + i as f64 / 10.0
+        ));
+    }
+    s.execute_all(&statements).await.expect("create");
+    let total = records + 1;
+    let final_rows = records.div_ceil(10_000 * RECORDS_PER_MS) * SENSORS;
+    loop {
+        let taken: u64 = scalar(&s, "SELECT min(rows_in) FROM weir_views")
+            .await
+            .parse()
+            .unwrap_or(0);
+        let closed: u64 = scalar(&s, "SELECT final_rows FROM weir_views WHERE name = 'stats'")
+            .await
+            .parse()
+            .unwrap_or(0);
+        if taken >= total && closed >= final_rows {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let figures = Figures {
+        name: format!("{views} view(s)"),
+        wall: t.elapsed().as_secs_f64(),
+        cpu: cpu_seconds() - c,
+        items: records,
+    };
+    assert_eq!(
+        scalar(&s, "SELECT sum(n) FROM stats").await,
+        records.to_string(),
+        "every record counted once"
+    );
+    let readers = db.catalog().shared_sources.readers();
+    println!("{views} view(s): {readers} reader(s) at the end");
+    figures
+}
+
+/// `-- views`: one view, then ten, over the same topic, alternately; the BENCHMARKS.md section
+/// `kafka_views`.
+fn views(records: u64) {
+    let broker = Broker::start();
+    let topic = "bench_views";
+    broker.create_topic(topic, 1);
+    produce(&broker.address, records, Encoding::Json, topic, 1);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mut cpus: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+    let mut walls: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+    for round in 0..SCALING_ROUNDS {
+        for (slot, n) in [1usize, 10].into_iter().enumerate() {
+            let f = runtime.block_on(views_run(&broker.address, records, topic, n));
+            println!(
+                "round {round}: {n} view(s) {:.2} s wall, {:.2} CPU-s",
+                f.wall, f.cpu
+            );
+            cpus[slot].push(f.cpu);
+            walls[slot].push(f.wall);
+        }
+    }
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let [c1, c10] = cpus.map(median);
+    let [w1, w10] = walls.map(median);
+    let section = format!(
+        "## Ten views over one Kafka topic\n\n`cargo bench --bench kafka -- views {records}` · commit {commit} · {today} · {machine}\n\n\
+         {records} JSON readings in one partition (tansu on loopback, on the same 2 cores). One view: the 10 s \
+         tumbling view of the Kafka section. Ten views: that view and nine alert filters \
+         (`WHERE temperature > 34.1 … 34.9`), created together; they share one reader of the topic, so each \
+         record is fetched and decoded once. Alternately, {SCALING_ROUNDS} rounds each, medians; CPU is the \
+         process's, librdkafka's threads included.\n\n\
+         | views | wall s | CPU-s |\n|---|---:|---:|\n| 1 | {w1:.2} | {c1:.2} |\n| 10 | {w10:.2} | {c10:.2} |\n\n\
+         Ten views cost **{ratio:.2}×** one in CPU (goal < 2×).\n",
+        ratio = c10 / c1,
+        commit = commit(),
+        today = today(),
+        machine = machine()
+    );
+    println!("{section}");
+    write_section("kafka_views", &section);
+}
+
 /// The latency runs and their section.
 fn latency(broker: &Broker) {
     use common::kafka_latency::{RATE, SECONDS, bare, percentiles, produce_paced, weir};
@@ -455,6 +563,10 @@ fn main() {
         .unwrap_or(1_000_000);
     if std::env::args().any(|a| a == "scaling") {
         scaling(records);
+        return;
+    }
+    if std::env::args().any(|a| a == "views") {
+        views(records);
         return;
     }
     let broker = Broker::start();

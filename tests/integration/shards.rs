@@ -317,3 +317,64 @@ async fn views_over_one_topic_come_to_share_its_readers() {
         assert_eq!(partitions.len(), 3, "{partitions:?}");
     }
 }
+
+/// A view created while another is part-way through a generator catches up with it: where every
+/// index gives a row (`bids`) it joins the other's reader; where rows have no offsets (Nexmark
+/// bids, one event kind of three) it cannot cut there, gives up and reads on alone. Either way
+/// both views hold every row once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_view_on_a_generator_ends_with_the_same_rows() {
+    let db = weir::database().workers(1).build().expect("database");
+    let session = db.session();
+    for (source, options, time) in [
+        ("plain_bids", "generator = 'bids'", "ts"),
+        (
+            "nexmark_bids",
+            "generator = 'nexmark', table = 'bid'",
+            "date_time",
+        ),
+    ] {
+        session
+            .execute_all(&format!(
+                "CREATE SOURCE {source} (auction BIGINT, price BIGINT, {time} TIMESTAMPTZ,
+                     WATERMARK FOR {time} AS {time} - INTERVAL '1 second')
+                   WITH (connector = 'datagen', {options}, rate = '30000', events = '60000',
+                         batch_size = '700', start_time = '2015-07-15T00:00:00Z');
+                 CREATE MATERIALIZED VIEW {source}_a AS
+                   SELECT auction % 10 AS k, count(*) AS n, sum(price) AS p FROM {source} GROUP BY auction % 10;"
+            ))
+            .await
+            .expect("source");
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        session
+            .execute_all(&format!(
+                "CREATE MATERIALIZED VIEW {source}_b AS
+                   SELECT auction % 10 AS k, count(*) AS n, sum(price) AS p FROM {source} GROUP BY auction % 10;"
+            ))
+            .await
+            .expect("late view");
+        if source == "plain_bids" {
+            // It caught up and shares the first view's reader before the generator ends.
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            while db.catalog().shared_sources.readers() > 1 {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "{source}: no shared reader"
+                );
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+        for view in ["a", "b"] {
+            crate::harness::wait_first_row(
+                &session,
+                &format!("SELECT status FROM weir_views WHERE name = '{source}_{view}'"),
+                "finished",
+            )
+            .await;
+        }
+        let a = query_rows(&session, &format!("SELECT * FROM {source}_a ORDER BY k")).await;
+        let b = query_rows(&session, &format!("SELECT * FROM {source}_b ORDER BY k")).await;
+        assert_eq!(a.len(), 10, "{source}: {a:?}");
+        assert_eq!(a, b, "{source}");
+    }
+}
