@@ -1,9 +1,10 @@
-//! Command-line interface. Every flag has a `WEIR_…` environment variable.
+//! Command-line interface. Every flag has a `WEIR_…` environment variable, and every flag of
+//! `weir serve` a key in the `--config` file ([`crate::config`]).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 /// Weir: a streaming SQL database for sensor and event data.
 #[derive(Debug, Parser)]
@@ -16,6 +17,10 @@ pub struct Cli {
     /// Log filter (error, warn, info, debug, trace, or a tracing directive list).
     #[arg(long, global = true, env = "WEIR_LOG_LEVEL", default_value = "info")]
     pub log_level: String,
+    /// Settings file (TOML): every serve flag as a key of the same name (`data-dir = "…"`);
+    /// flags and WEIR_… variables override it. See examples/weir.toml.
+    #[arg(long, global = true, env = "WEIR_CONFIG")]
+    pub config: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -113,6 +118,21 @@ impl ServeArgs {
 }
 
 impl Cli {
+    /// Parses the command line (exiting with clap's message on a bad one), with the matches
+    /// that say which flags were given.
+    pub fn parse_with_matches() -> (Cli, ArgMatches) {
+        let matches = Cli::command().get_matches();
+        match Cli::from_arg_matches(&matches) {
+            Ok(cli) => (cli, matches),
+            Err(e) => e.exit(),
+        }
+    }
+
+    /// The matches of the serve flags within `matches`.
+    pub fn serve_matches(matches: &ArgMatches) -> &ArgMatches {
+        matches.subcommand_matches("serve").unwrap_or(matches)
+    }
+
     /// The serve flags, from `weir serve …` or plain `weir …`; None for other commands.
     pub fn serve_options(&self) -> Option<ServeArgs> {
         match &self.command {

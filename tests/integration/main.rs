@@ -10,6 +10,7 @@ mod binary_formats;
 mod broker;
 mod clients;
 mod committed_reader;
+mod config_file;
 mod crash;
 mod crash_tables;
 mod crash_views;
