@@ -85,6 +85,9 @@ pub struct ServeArgs {
     /// TLS private key (PEM) for --tls-cert.
     #[arg(long, env = "WEIR_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// Serve HTTP on this address: `GET /metrics` for Prometheus (off unless given).
+    #[arg(long, env = "WEIR_HTTP")]
+    pub http: Option<SocketAddr>,
     /// Threads the server runs on, and shards each view's keyed operator (a grouped aggregate)
     /// is split into (default: one per core).
     #[arg(long, env = "WEIR_WORKERS", value_parser = clap::value_parser!(u16).range(1..=1024))]

@@ -31,6 +31,7 @@ pub struct FileConfig {
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     workers: Option<u16>,
+    http: Option<SocketAddr>,
     log_level: Option<String>,
 }
 
@@ -148,6 +149,11 @@ impl FileConfig {
             && unset("workers")
         {
             serve.workers = Some(v);
+        }
+        if let Some(v) = self.http
+            && unset("http")
+        {
+            serve.http = Some(v);
         }
         if serve.tls_cert.is_some() != serve.tls_key.is_some() {
             return Err("tls-cert and tls-key go together".into());

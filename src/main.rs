@@ -4,6 +4,8 @@
 
 mod cli;
 mod config;
+mod http;
+mod metrics;
 mod produce;
 mod server;
 

@@ -89,6 +89,29 @@ pub async fn run(args: ServeArgs) -> Result<(), ServerError> {
         "client authentication"
     );
     let server = Arc::new(WireServer::new(frontend, security));
+    let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
+    let http = match args.http {
+        Some(addr) => {
+            let listener = TcpListener::bind(addr)
+                .await
+                .map_err(|source| ServerError::Bind { addr, source })?;
+            info!(address = %listener.local_addr().unwrap_or(addr), "metrics at /metrics");
+            let serving = crate::http::serve(
+                listener,
+                Arc::clone(&db),
+                Arc::clone(server.stats()),
+                async move {
+                    let _ = http_stopped.await;
+                },
+            );
+            Some(tokio::spawn(async move {
+                if let Err(e) = serving.await {
+                    error!(error = %e, "HTTP listener stopped");
+                }
+            }))
+        }
+        None => None,
+    };
     let mut connections = tokio::task::JoinSet::new();
     let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
@@ -116,6 +139,10 @@ pub async fn run(args: ServeArgs) -> Result<(), ServerError> {
         }
     }
     info!(open = connections.len(), "shutting down");
+    let _ = stop_http.send(());
+    if let Some(http) = http {
+        let _ = tokio::time::timeout(Duration::from_secs(2), http).await;
+    }
     // A last checkpoint, so the next start has nothing to replay.
     if let Some(durability) = db.durability() {
         match tokio::time::timeout(Duration::from_secs(10), durability.coordinator.checkpoint())

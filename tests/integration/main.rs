@@ -21,6 +21,7 @@ mod grafana;
 mod harness;
 mod join_oracle;
 mod kafka;
+mod metrics_http;
 mod module_cycles;
 mod oracle;
 mod oracle_tables;

@@ -19,6 +19,7 @@ mod errors;
 mod frames;
 mod params;
 mod startup;
+mod stats;
 mod time_zone;
 
 use std::fmt::Debug;
@@ -50,6 +51,7 @@ use crate::auth::Security;
 use crate::session::{PgFrontend, PgSession};
 pub use connection::serve_connection;
 use startup::{Scram, SessionParameters, WeirStartup};
+pub use stats::{WireFigures, WireStats};
 
 /// Shared server state: the database, pgwire's connection registry (for cancel requests) and
 /// who may connect.
@@ -58,6 +60,7 @@ pub struct WireServer {
     manager: Arc<ConnectionManager>,
     cancel: Arc<DefaultCancelHandler>,
     security: Security,
+    stats: Arc<WireStats>,
 }
 
 impl WireServer {
@@ -70,7 +73,13 @@ impl WireServer {
             manager,
             cancel,
             security,
+            stats: Arc::default(),
         }
+    }
+
+    /// Connection and statement counters (`/metrics`).
+    pub fn stats(&self) -> &Arc<WireStats> {
+        &self.stats
     }
 
     /// The SCRAM handshakes for one connection, when passwords are required.
@@ -107,6 +116,8 @@ impl WireServer {
             session,
             manager: Arc::clone(&self.manager),
             parser,
+            stats: Arc::clone(&self.stats),
+            _open: self.stats.connection(),
         });
         Arc::new(Handlers {
             startup: Arc::new(WeirStartup {
@@ -199,6 +210,9 @@ pub struct WeirHandler {
     session: PgSession,
     manager: Arc<ConnectionManager>,
     parser: Arc<WeirQueryParser>,
+    stats: Arc<WireStats>,
+    /// Counts the connection open while its handler lives.
+    _open: stats::ConnectionGuard,
 }
 
 #[async_trait]
@@ -217,7 +231,9 @@ impl SimpleQueryHandler for WeirHandler {
         let before = startup::reported_values(self.session.info());
         let mut responses = Vec::with_capacity(statements.len());
         for statement in &statements {
-            match self.session.execute(statement).await {
+            let result = self.session.execute(statement).await;
+            self.stats.statement(result.is_err());
+            match result {
                 Ok(result) => {
                     let time_zone = self.session.info().display_time_zone();
                     responses.push(
@@ -419,6 +435,7 @@ impl ExtendedQueryHandler for WeirHandler {
             }
             (None, None) => self.session.execute(&prepared.statement).await,
         };
+        self.stats.statement(result.is_err());
         startup::send_notices(client, self.session.sql_session().take_notices()).await?;
         let result = result.map_err(|e| errors::to_pgwire(&e))?;
         let time_zone = self.session.info().display_time_zone();
