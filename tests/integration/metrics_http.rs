@@ -89,4 +89,29 @@ async fn metrics_show_sources_views_sinks_checkpoints_and_clients() {
         assert!(body.contains(expected), "no {expected} in {body}");
     }
     assert!(get(http, "/nothing").starts_with("HTTP/1.1 404"));
+
+    // The Grafana dashboard of Weir's own metrics names only metrics Weir serves.
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples/grafana/dashboards/weir-metrics.json");
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("dashboard")).expect("JSON");
+    let mut named = 0;
+    for panel in dashboard["panels"].as_array().expect("panels") {
+        for target in panel["targets"].as_array().expect("targets") {
+            let expr = target["expr"].as_str().expect("expr");
+            for name in expr
+                .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .filter(|w| w.starts_with("weir_"))
+            {
+                let family = name.strip_suffix("_total").unwrap_or(name);
+                assert!(
+                    body.contains(&format!("# TYPE {family} ")),
+                    "{}: {name} is not served",
+                    panel["title"]
+                );
+                named += 1;
+            }
+        }
+    }
+    assert!(named >= 15, "{named} metrics named");
 }
