@@ -76,6 +76,14 @@ impl ReaderMetrics {
         self.state.lock().views.extend(moved);
     }
 
+    /// Stops showing `view` (it reads through another reader now).
+    pub fn remove_view(&self, view: &str) {
+        let mut state = self.state.lock();
+        if let Some(i) = state.views.iter().position(|v| v == view) {
+            state.views.remove(i);
+        }
+    }
+
     /// The views the reader reads for.
     pub fn views(&self) -> Vec<String> {
         self.state.lock().views.clone()

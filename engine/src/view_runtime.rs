@@ -395,6 +395,7 @@ fn open_source<'a>(
                     split: (split.index, split.count),
                 },
                 provider: Arc::clone(&source.provider),
+                metrics: Arc::clone(&catalog.source_metrics),
             })),
             config: SourceTaskConfig {
                 watermark: source.watermark.clone(),

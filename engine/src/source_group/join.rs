@@ -27,7 +27,7 @@ const JOIN_CHECK_EVERY: Duration = Duration::from_millis(100);
 /// reads on alone, from exactly where it had delivered).
 const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(10);
 /// After giving up, a group waits this long before asking again.
-const RETRY_AFTER: Duration = Duration::from_secs(30);
+pub(super) const RETRY_AFTER: Duration = Duration::from_secs(30);
 
 /// A joining group's progress towards the canonical group's position.
 pub(super) struct CatchUp {

@@ -17,11 +17,13 @@
 //! same position share at once. Every view keeps its own barriers: its checkpoint records the
 //! shared reader's position when its barrier passed, and its watermarks never step back. Cutting
 //! at `P` needs each row's offset to be its position ([`SourceProvider::positions_are_offsets`]);
-//! a source without that shares only between groups at the same position. A slow view slows the
-//! reader it shares (backpressure), as in RisingWave's shared sources.
+//! a source without that shares only between groups at the same position. A view that stops
+//! taking rows is split off onto a reader of its own (`stall.rs`), so it never holds the others
+//! back.
 
 mod join;
 mod registry;
+mod stall;
 #[cfg(test)]
 mod tests;
 
@@ -62,6 +64,8 @@ pub struct Subscriber {
     time: Option<i64>,
     /// The last watermark message sent.
     last: Option<Watermark>,
+    /// Messages not delivered because the view stopped taking them (see `stall.rs`).
+    backlog: Vec<Message>,
 }
 
 impl Subscriber {
@@ -79,6 +83,7 @@ impl Subscriber {
             on_error: Box::new(on_error),
             time: None,
             last: None,
+            backlog: Vec::new(),
         }
     }
 
@@ -108,6 +113,8 @@ pub struct Sharing {
     pub key: GroupKey,
     /// The source.
     pub provider: Arc<dyn SourceProvider>,
+    /// Where a reader split off for a view registers its figures.
+    pub metrics: Arc<crate::source_metrics::SourceMetricsRegistry>,
 }
 
 /// A group's part in sharing.
@@ -218,7 +225,12 @@ impl Group {
                 position,
                 canonical,
                 exact_only: false,
-                next_check: Instant::now(),
+                // A view split off for not keeping up waits before joining again.
+                next_check: if first.backlog.is_empty() {
+                    Instant::now()
+                } else {
+                    Instant::now() + join::RETRY_AFTER
+                },
                 catch_up: None,
             }
         });
@@ -235,6 +247,12 @@ impl Group {
     }
 
     async fn run(&mut self) -> Result<()> {
+        // A view split off a shared reader first gets what it had not taken.
+        for s in &mut self.subscribers {
+            for message in std::mem::take(&mut s.backlog) {
+                let _ = s.tx.send(message).await;
+            }
+        }
         let poll = self
             .config
             .idle_timeout
@@ -293,6 +311,7 @@ impl Group {
                 self.emitted = Some(wm);
                 self.send_watermark(wm).await;
             }
+            self.split_off_stalled()?;
             if self.share(caught_up_with_source).await? {
                 return Ok(());
             }
@@ -334,9 +353,10 @@ impl Group {
         let rows = batch.num_rows();
         if rows > 0 {
             let message = Message::Changes(crate::changes::Changes::inserts(batch));
+            let alone = self.alone();
             for s in &mut self.subscribers {
                 // A view gone (dropped, failed) leaves the group at the next barrier check.
-                let _ = s.tx.send(message.clone()).await;
+                stall::offer(s, message.clone(), alone).await;
             }
         }
         self.tracker.observe(partition, candidate);
@@ -351,9 +371,10 @@ impl Group {
     }
 
     async fn send_watermark(&mut self, wm: Watermark) {
+        let alone = self.alone();
         for s in &mut self.subscribers {
             if let Some(news) = s.news(wm) {
-                let _ = s.tx.send(Message::Watermark(news)).await;
+                stall::offer(s, Message::Watermark(news), alone).await;
             }
         }
     }
@@ -384,17 +405,21 @@ impl Group {
             return;
         }
         let state = self.state();
+        let alone = self.alone();
         for s in &mut self.subscribers {
-            let Some(link) = s.checkpointing.as_mut() else {
-                continue;
-            };
-            while let Ok(barrier) = link.barriers.try_recv() {
-                let _ = link.reports.send(CheckpointReport::Source {
-                    epoch: barrier.epoch,
-                    input: link.input,
-                    state: state.clone(),
-                });
-                let _ = s.tx.send(Message::Barrier(barrier)).await;
+            let mut barriers = Vec::new();
+            if let Some(link) = s.checkpointing.as_mut() {
+                while let Ok(barrier) = link.barriers.try_recv() {
+                    let _ = link.reports.send(CheckpointReport::Source {
+                        epoch: barrier.epoch,
+                        input: link.input,
+                        state: state.clone(),
+                    });
+                    barriers.push(barrier);
+                }
+            }
+            for barrier in barriers {
+                stall::offer(s, Message::Barrier(barrier), alone).await;
             }
         }
     }
@@ -404,7 +429,7 @@ impl Group {
         debug!(source = %self.config.context.source, "source ended");
         self.config.context.metrics.set_status("finished");
         let state = self.state();
-        for s in &mut self.subscribers {
+        for s in &self.subscribers {
             // Before the end goes downstream: a checkpoint that sees this input ended must also
             // know where it ended.
             if let Some(link) = &s.checkpointing {
@@ -413,8 +438,21 @@ impl Group {
                     state: state.clone(),
                 });
             }
-            let _ = s.tx.send(Message::Watermark(Watermark::MAX)).await;
-            let _ = s.tx.send(Message::End).await;
+        }
+        // Each view gets what it had not taken yet, then the end, at its own pace: one slow
+        // view does not hold back the others' end.
+        for s in std::mem::take(&mut self.subscribers) {
+            tokio::spawn(async move {
+                let Subscriber { tx, backlog, .. } = s;
+                for message in backlog
+                    .into_iter()
+                    .chain([Message::Watermark(Watermark::MAX), Message::End])
+                {
+                    if tx.send(message).await.is_err() {
+                        return;
+                    }
+                }
+            });
         }
         Ok(())
     }

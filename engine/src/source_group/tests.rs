@@ -120,7 +120,7 @@ struct Started {
 fn start(
     provider: &Arc<FeedProvider>,
     registry: &Arc<SharedSources>,
-    metrics: &SourceMetricsRegistry,
+    metrics: &Arc<SourceMetricsRegistry>,
     view: &str,
 ) -> Started {
     let reader_metrics = metrics.register("feed", view);
@@ -152,6 +152,7 @@ fn start(
                 split: (0, 1),
             },
             provider: dyn_provider,
+            metrics: Arc::clone(metrics),
         }),
     );
     Started {
@@ -190,7 +191,7 @@ async fn a_view_that_starts_behind_catches_up_and_shares_the_reader() {
         schema: Arc::new(Schema::new(vec![Field::new("v", DataType::Int64, false)])),
     });
     let registry = Arc::new(SharedSources::default());
-    let metrics = SourceMetricsRegistry::default();
+    let metrics = Arc::new(SourceMetricsRegistry::default());
 
     feed.available.store(600, Ordering::SeqCst);
     let first = start(&provider, &registry, &metrics, "first");
@@ -257,4 +258,39 @@ fn a_view_never_sees_time_step_back() {
         s.news(Watermark::EventTime(12)),
         Some(Watermark::EventTime(12))
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_view_that_stops_taking_rows_does_not_stop_the_others() {
+    let feed = Arc::new(Feed::default());
+    let provider = Arc::new(FeedProvider {
+        feed: Arc::clone(&feed),
+        schema: Arc::new(Schema::new(vec![Field::new("v", DataType::Int64, false)])),
+    });
+    let registry = Arc::new(SharedSources::default());
+    let metrics = Arc::new(SourceMetricsRegistry::default());
+    // Both start at the beginning with nothing to read: they share at once.
+    feed.available.store(0, Ordering::SeqCst);
+    let first = start(&provider, &registry, &metrics, "first");
+    let first_rows = tokio::spawn(drain(first.rows));
+    let second = start(&provider, &registry, &metrics, "second");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    // Shared: one reader shows both views.
+    while first.metrics.views().len() + second.metrics.views().len() != 2
+        || !(first.metrics.views().is_empty() || second.metrics.views().is_empty())
+    {
+        assert!(std::time::Instant::now() < deadline, "never shared");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // The second view takes nothing for now: the first must still get everything.
+    feed.available.store(900, Ordering::SeqCst);
+    feed.ended.store(true, Ordering::SeqCst);
+    let want: BTreeMap<i64, Vec<i64>> = [(0, (0..900).collect()), (1, (0..900).collect())].into();
+    let first_got = tokio::time::timeout(Duration::from_secs(30), first_rows)
+        .await
+        .expect("the first view was held up by the second")
+        .unwrap();
+    assert_eq!(first_got, want, "first view");
+    // Split off with what it had not taken, the second view then reads every row once.
+    assert_eq!(drain(second.rows).await, want, "second view");
 }
