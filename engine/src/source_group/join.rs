@@ -170,10 +170,12 @@ impl Group {
         let names: Vec<&str> = views.subscribers.iter().map(|s| s.view.as_str()).collect();
         info!(source = %self.config.context.source, views = ?names, "views now share a reader");
         for mut s in views.subscribers {
+            // After anything the view had not taken yet (it then stays behind, and is split off);
+            // never waited on for long: the other views are waiting too.
             if let Some(wm) = self.emitted
                 && let Some(news) = s.news(wm)
             {
-                let _ = s.tx.send(Message::Watermark(news)).await;
+                super::stall::offer(&mut s, Message::Watermark(news), false).await;
             }
             self.subscribers.push(s);
         }
