@@ -228,6 +228,21 @@ fn ceiling(bootstrap: &str, records: u64) -> Figures {
     }
 }
 
+/// The source over `topic` in encoding `clause` and the benchmarked view: a 10 s tumbling
+/// count/avg/max per sensor, emitted when windows close.
+fn source_and_stats(bootstrap: &str, topic: &str, clause: &str) -> String {
+    format!(
+        "CREATE SOURCE readings (sensor_id VARCHAR, temperature DOUBLE, ts TIMESTAMP(3) WITH TIME ZONE,
+                                 WATERMARK FOR ts AS ts - INTERVAL '2 seconds')
+         WITH (connector = 'kafka', topic = '{topic}', properties.bootstrap.server = '{bootstrap}')
+         FORMAT PLAIN {clause};
+         CREATE MATERIALIZED VIEW stats AS
+           SELECT sensor_id, window_start, count(*) AS n, avg(temperature) AS avg_t, max(temperature) AS max_t
+           FROM TUMBLE(readings, ts, INTERVAL '10 seconds') GROUP BY sensor_id, window_start
+           EMIT ON WINDOW CLOSE;"
+    )
+}
+
 /// Where a Weir run reads: the topic, its partitions, and the workers (None: one per core).
 #[derive(Debug, Clone, Copy)]
 struct Run<'a> {
@@ -245,18 +260,9 @@ async fn weir(bootstrap: &str, records: u64, encoding: Encoding, run: Run<'_>) -
     let s = db.session();
     let (t, c) = (Instant::now(), cpu_seconds());
     let (topic, clause) = (run.topic, encoding.clause());
-    s.execute_all(&format!(
-        "CREATE SOURCE readings (sensor_id VARCHAR, temperature DOUBLE, ts TIMESTAMP(3) WITH TIME ZONE,
-                                 WATERMARK FOR ts AS ts - INTERVAL '2 seconds')
-         WITH (connector = 'kafka', topic = '{topic}', properties.bootstrap.server = '{bootstrap}')
-         FORMAT PLAIN {clause};
-         CREATE MATERIALIZED VIEW stats AS
-           SELECT sensor_id, window_start, count(*) AS n, avg(temperature) AS avg_t, max(temperature) AS max_t
-           FROM TUMBLE(readings, ts, INTERVAL '10 seconds') GROUP BY sensor_id, window_start
-           EMIT ON WINDOW CLOSE;"
-    ))
-    .await
-    .expect("create");
+    s.execute_all(&source_and_stats(bootstrap, topic, &clause))
+        .await
+        .expect("create");
     let total = records + run.partitions;
     // Every sensor appears in every window, so all windows are final at this many rows. The
     // progress queries read system tables only, so polling costs next to nothing.
@@ -395,16 +401,7 @@ async fn views_run(bootstrap: &str, records: u64, topic: &str, views: usize) -> 
     let db = weir::database().build().expect("database");
     let s = db.session();
     let (t, c) = (Instant::now(), cpu_seconds());
-    let mut statements = format!(
-        "CREATE SOURCE readings (sensor_id VARCHAR, temperature DOUBLE, ts TIMESTAMP(3) WITH TIME ZONE,
-                                 WATERMARK FOR ts AS ts - INTERVAL '2 seconds')
-         WITH (connector = 'kafka', topic = '{topic}', properties.bootstrap.server = '{bootstrap}')
-         FORMAT PLAIN ENCODE JSON;
-         CREATE MATERIALIZED VIEW stats AS
-           SELECT sensor_id, window_start, count(*) AS n, avg(temperature) AS avg_t, max(temperature) AS max_t
-           FROM TUMBLE(readings, ts, INTERVAL '10 seconds') GROUP BY sensor_id, window_start
-           EMIT ON WINDOW CLOSE;"
-    );
+    let mut statements = source_and_stats(bootstrap, topic, "ENCODE JSON");
     for i in 1..views {
         statements.push_str(&format!(
             "CREATE MATERIALIZED VIEW alerts_{i} AS SELECT sensor_id, temperature, ts FROM readings

@@ -99,16 +99,21 @@ impl Group {
     /// Gives up a join: the canonical group reads on (its wait ends when the handover is
     /// dropped), and this group reopens its reader exactly where it had delivered.
     fn abandon_join(&mut self, at: Option<SourcePosition>) -> Result<()> {
-        let Some(shared) = self.shared.as_mut() else {
-            return Ok(());
-        };
-        let Some(catch_up) = shared.catch_up.take() else {
+        let Some(catch_up) = self.shared.as_mut().and_then(|s| s.catch_up.take()) else {
             return Ok(());
         };
         let at = at.or_else(|| self.source.position().map(|p| capped(&p, &catch_up.target)));
-        drop(catch_up);
-        shared.next_check = Instant::now() + RETRY_AFTER;
         info!(source = %self.config.context.source, "reader gave up joining the shared reader; reads on alone");
+        self.read_alone_from(at)
+    }
+
+    /// Reopens the reader at `at` (where this group's views have every row before) and waits
+    /// [`RETRY_AFTER`] before asking to join again.
+    fn read_alone_from(&mut self, at: Option<SourcePosition>) -> Result<()> {
+        let Some(shared) = self.shared.as_mut() else {
+            return Ok(());
+        };
+        shared.next_check = Instant::now() + RETRY_AFTER;
         let mut context = self.config.context.clone();
         context.resume = at;
         self.source = shared.link.provider.open(context)?;
@@ -283,12 +288,7 @@ impl Group {
             Err(views) => {
                 // The canonical group stopped waiting: read on alone from the agreed position.
                 self.subscribers = views.subscribers;
-                let mut context = self.config.context.clone();
-                context.resume = Some(catch_up.target);
-                if let Some(shared) = self.shared.as_mut() {
-                    shared.next_check = Instant::now() + RETRY_AFTER;
-                    self.source = shared.link.provider.open(context)?;
-                }
+                self.read_alone_from(Some(catch_up.target))?;
                 Ok(false)
             }
         }

@@ -161,6 +161,26 @@ fn start(
     }
 }
 
+/// An empty feed, its provider, a registry of shared readers and one of reader figures.
+fn setup() -> (
+    Arc<Feed>,
+    Arc<FeedProvider>,
+    Arc<SharedSources>,
+    Arc<SourceMetricsRegistry>,
+) {
+    let feed = Arc::new(Feed::default());
+    let provider = Arc::new(FeedProvider {
+        feed: Arc::clone(&feed),
+        schema: Arc::new(Schema::new(vec![Field::new("v", DataType::Int64, false)])),
+    });
+    (
+        feed,
+        provider,
+        Arc::new(SharedSources::default()),
+        Arc::new(SourceMetricsRegistry::default()),
+    )
+}
+
 /// Every value a view received, per partition (values tell it), until its end.
 async fn drain(mut rows: mpsc::Receiver<Message>) -> BTreeMap<i64, Vec<i64>> {
     let mut got: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
@@ -185,13 +205,7 @@ async fn drain(mut rows: mpsc::Receiver<Message>) -> BTreeMap<i64, Vec<i64>> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_view_that_starts_behind_catches_up_and_shares_the_reader() {
-    let feed = Arc::new(Feed::default());
-    let provider = Arc::new(FeedProvider {
-        feed: Arc::clone(&feed),
-        schema: Arc::new(Schema::new(vec![Field::new("v", DataType::Int64, false)])),
-    });
-    let registry = Arc::new(SharedSources::default());
-    let metrics = Arc::new(SourceMetricsRegistry::default());
+    let (feed, provider, registry, metrics) = setup();
 
     feed.available.store(600, Ordering::SeqCst);
     let first = start(&provider, &registry, &metrics, "first");
@@ -262,13 +276,7 @@ fn a_view_never_sees_time_step_back() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_view_that_stops_taking_rows_does_not_stop_the_others() {
-    let feed = Arc::new(Feed::default());
-    let provider = Arc::new(FeedProvider {
-        feed: Arc::clone(&feed),
-        schema: Arc::new(Schema::new(vec![Field::new("v", DataType::Int64, false)])),
-    });
-    let registry = Arc::new(SharedSources::default());
-    let metrics = Arc::new(SourceMetricsRegistry::default());
+    let (feed, provider, registry, metrics) = setup();
     // Both start at the beginning with nothing to read: they share at once.
     feed.available.store(0, Ordering::SeqCst);
     let first = start(&provider, &registry, &metrics, "first");
