@@ -28,7 +28,9 @@
 //! changed (`diff_by_position`), as update pairs; its view holds the rows that can still change
 //! in [`live_rows::LiveRows`] (keyed, vectorised, [`keyed_rows::KeyedRows`]) and the watermark
 //! seals whole partitions (windows) into final rows. Readers follow every change, or only
-//! sealed rows ([`fanout::ReadMode`]): what a PLAIN sink writes.
+//! sealed rows ([`fanout::ReadMode`]): what a PLAIN sink writes. A client's `SUBSCRIBE` is a
+//! [`subscription::Subscription`]: a reader whose changes are queued (bounded by bytes) so a
+//! slow client never holds back the view.
 //!
 //! Operators over changes: [`retract_agg`] (GROUP BY over updating input), [`top_n`] (Top-N,
 //! DISTINCT ON, first row per key; per window when the partition includes a window column).
@@ -216,6 +218,7 @@ pub mod source_group;
 pub mod source_metrics;
 pub mod stateless;
 pub mod stream_props;
+pub mod subscription;
 pub mod table;
 pub mod time;
 pub mod top_n;

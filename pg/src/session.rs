@@ -19,7 +19,7 @@ use futures::TryStreamExt;
 use weir_sql::database::command;
 use weir_sql::dml::{CopyIn, DmlPlan};
 use weir_sql::error::{Result, SqlError, SqlErrorKind};
-use weir_sql::parser::{WeirStatement, parse_statements};
+use weir_sql::parser::{CursorQuery, WeirStatement, parse_statements};
 use weir_sql::{
     Database, DatabaseBuilder, DatabaseExtension, DatabaseOptions, QueryResult, Session,
 };
@@ -189,6 +189,9 @@ impl PgSession {
                 if let Some(result) = self.transaction_statement(statement).await? {
                     return Ok(result);
                 }
+                if let Statement::Discard { .. } = statement.as_ref() {
+                    self.session.close_all_cursors().await;
+                }
                 if let Some(result) =
                     crate::session_statements::execute(&self.info, &self.session, statement)?
                 {
@@ -213,6 +216,16 @@ impl PgSession {
                 let plan = self.plan_statement(statement).await?;
                 self.execute_plan(plan).await
             }
+            WeirStatement::DeclareCursor(declare) => match &declare.query {
+                // The cursor's query is planned as this session's queries are (rewrites,
+                // session functions).
+                CursorQuery::Query(query) => {
+                    let plan = self.plan_statement(query).await?;
+                    let result = self.execute_plan(plan).await?;
+                    self.session.declare_query_cursor(declare, result).await
+                }
+                CursorQuery::Subscribe(_) => self.session.execute(statement).await,
+            },
             weir => self.session.execute(weir).await,
         }
     }

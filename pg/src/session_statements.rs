@@ -1,5 +1,5 @@
 //! Session and transaction statements clients send around their queries: `SET`, `SHOW`,
-//! `RESET`, `DISCARD ALL`, `BEGIN`/`COMMIT`/`ROLLBACK`, `SAVEPOINT`/`RELEASE`, `CLOSE ALL`,
+//! `RESET`, `DISCARD ALL`, `BEGIN`/`COMMIT`/`ROLLBACK`, `SAVEPOINT`/`RELEASE`,
 //! `UNLISTEN *`, `DEALLOCATE`.
 //!
 //! Weir's tables are views maintained by pipelines, so transactions are read-only and need no
@@ -83,7 +83,6 @@ pub fn execute(
             info.reset_all();
             command("DISCARD ALL")
         }
-        Statement::Close { .. } => command("CLOSE CURSOR ALL"),
         Statement::UNLISTEN { .. } => command("UNLISTEN"),
         Statement::Deallocate { .. } => command("DEALLOCATE"),
         Statement::LISTEN { .. } | Statement::NOTIFY { .. } => {

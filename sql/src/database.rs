@@ -256,6 +256,7 @@ impl Database {
             db: Arc::clone(self),
             txn: Arc::default(),
             notices: Arc::default(),
+            cursors: Arc::default(),
         }
     }
 
@@ -388,6 +389,8 @@ pub struct Session {
     pub(crate) txn: Arc<Mutex<crate::transaction::Transaction>>,
     /// NOTICEs the statements run so far raised, for the client (PostgreSQL's `NoticeResponse`).
     pub(crate) notices: Arc<std::sync::Mutex<Vec<String>>>,
+    /// Open cursors (`DECLARE`), by name.
+    pub(crate) cursors: Arc<Mutex<crate::cursor::Cursors>>,
 }
 
 impl Session {
@@ -443,6 +446,12 @@ impl Session {
                 .await
             }
             WeirStatement::Checkpoint => self.checkpoint().await,
+            WeirStatement::Subscribe(subscribe) | WeirStatement::CopySubscribe(subscribe) => {
+                self.subscribe_rows(subscribe).await
+            }
+            WeirStatement::DeclareCursor(declare) => self.declare_cursor(declare).await,
+            WeirStatement::Fetch(fetch) => self.fetch(fetch).await,
+            WeirStatement::CloseCursor(name) => self.close_cursor(name.as_deref()).await,
             WeirStatement::ExplainView(v) => {
                 let plan = self.plan_view(v).await?;
                 let schema = Arc::new(Schema::new(vec![Field::new("pipeline", DataType::Utf8, false)]));
@@ -627,7 +636,7 @@ impl Session {
         })
     }
 
-    async fn execute_sql(&self, statement: &Statement) -> Result<QueryResult> {
+    pub(crate) async fn execute_sql(&self, statement: &Statement) -> Result<QueryResult> {
         let plan = self.plan_statement(statement).await?;
         self.execute_plan(plan).await
     }
@@ -647,6 +656,8 @@ impl Session {
                 DataType::Utf8,
                 false,
             )]))),
+            WeirStatement::Subscribe(subscribe) => Some(self.subscription_schema(&subscribe.view)?),
+            WeirStatement::Fetch(fetch) => Some(self.cursor_schema(&fetch.cursor).await?),
             WeirStatement::ShowSources => {
                 let s = sources_schema();
                 Some(Arc::new(s.project(&[0, 1, 2, 3, 4])?))

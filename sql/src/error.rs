@@ -54,6 +54,12 @@ pub enum SqlErrorKind {
     WrongObjectType,
     /// ON CONFLICT names no key of the table.
     InvalidConflictTarget,
+    /// No cursor of that name.
+    UndefinedCursor,
+    /// A cursor of that name is open.
+    DuplicateCursor,
+    /// The statement needs a transaction block (`DECLARE` without `HOLD`).
+    NoActiveTransaction,
     /// Bugs.
     Internal,
 }

@@ -19,7 +19,7 @@
 //!
 //! - [`parser`]: `CREATE SOURCE`, `CREATE MATERIALIZED VIEW … [EMIT ON WINDOW CLOSE]`,
 //!   `EXPLAIN CREATE MATERIALIZED VIEW`, `CREATE SINK … FROM view | AS query`, `SHOW SOURCES |
-//!   MATERIALIZED VIEWS | SINKS`, `DROP …`, `CHECKPOINT`.
+//!   MATERIALIZED VIEWS | SINKS`, `DROP …`, `CHECKPOINT`, `SUBSCRIBE`, `DECLARE`/`FETCH`/`CLOSE`.
 //! - `create_source.rs`, `create_view.rs`, `drop.rs`: the DDL statements; `ddl.rs` what they
 //!   share: the DDL lock and `IF NOT EXISTS`, object ids, the connector lookup, and
 //!   `Publication`, the one rollback path (catalog, query context, persisted definition).
@@ -45,6 +45,9 @@
 //!   [`database::Database::open`] for a durable database in a data directory.
 //! - `apply`: subqueries DataFusion cannot turn into joins (psql's `= ANY(outer array)`,
 //!   correlations through functions, `IN (…)` in a select list) run per distinct outer tuple.
+//! - [`cursor`]: `SUBSCRIBE` (a view's rows, then its changes, through the engine's
+//!   `Subscription`), `DECLARE … CURSOR FOR SUBSCRIBE | query`, `FETCH`, `CLOSE`; cursors
+//!   without `WITH HOLD` close with their transaction.
 //! - [`durable`]: the persisted catalog, replayed at start with each view's checkpointed state,
 //!   `CHECKPOINT`, and `weir_checkpoints` / `weir_checkpoint_state`.
 //!
@@ -57,6 +60,7 @@ mod apply;
 mod create_source;
 pub mod create_table;
 mod create_view;
+pub mod cursor;
 pub mod database;
 mod ddl;
 pub mod dml;

@@ -30,9 +30,11 @@ use weir_engine::source::IncludeColumn;
 use crate::error::{Result, SqlError};
 
 mod complexity;
+mod cursor;
 mod ddl;
 mod temporal;
 pub use complexity::MAX_EXPRESSION_DEPTH;
+pub use cursor::{CursorQuery, DeclareCursor, Fetch, FetchCount, Subscribe};
 use ddl::{parse_create_sink, parse_create_source, parse_create_view};
 
 /// `CREATE SOURCE`.
@@ -199,6 +201,16 @@ pub enum WeirStatement {
         /// `CASCADE`.
         cascade: bool,
     },
+    /// `SUBSCRIBE [TO] view …`: the view's rows, then its changes, without end.
+    Subscribe(Subscribe),
+    /// `COPY (SUBSCRIBE …) TO STDOUT`: the same rows as COPY text lines.
+    CopySubscribe(Subscribe),
+    /// `DECLARE name CURSOR … FOR …`.
+    DeclareCursor(Box<DeclareCursor>),
+    /// `FETCH … FROM name`.
+    Fetch(Fetch),
+    /// `CLOSE name` (None: `CLOSE ALL`).
+    CloseCursor(Option<String>),
     /// Anything else: planned by DataFusion.
     Sql(Box<Statement>),
 }
@@ -487,6 +499,21 @@ fn parse_one(parser: &mut Parser, emit: Option<EmitClause>) -> Result<WeirStatem
     }
     if consume_words(parser, &["CHECKPOINT"]) {
         return Ok(WeirStatement::Checkpoint);
+    }
+    if consume_words(parser, &["SUBSCRIBE"]) {
+        return cursor::parse_subscribe(parser).map(WeirStatement::Subscribe);
+    }
+    if cursor::is_copy_subscribe(parser) {
+        return cursor::parse_copy_subscribe(parser).map(WeirStatement::CopySubscribe);
+    }
+    if consume_words(parser, &["DECLARE"]) {
+        return cursor::parse_declare(parser).map(|d| WeirStatement::DeclareCursor(Box::new(d)));
+    }
+    if consume_words(parser, &["FETCH"]) {
+        return cursor::parse_fetch(parser).map(WeirStatement::Fetch);
+    }
+    if consume_words(parser, &["CLOSE"]) {
+        return cursor::parse_close(parser).map(WeirStatement::CloseCursor);
     }
     if words_ahead(parser, &["DROP", "SOURCE"])
         || words_ahead(parser, &["DROP", "SINK"])

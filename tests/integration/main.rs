@@ -30,4 +30,5 @@ mod robustness;
 mod shards;
 mod sinks;
 mod slt;
+mod subscribe;
 mod window_oracle;

@@ -122,32 +122,7 @@ pub async fn response(
         QueryResult::Rows { schema, mut stream } => {
             let first = stream.next().await;
             let stream = futures::stream::iter(first).chain(stream);
-            let wire_schema = wire_schema(&schema);
-            let fields = Arc::new(wire_fields(&wire_schema, format)?);
-            let zone = DisplayZone::new(time_zone, &wire_schema, &fields);
-            let row_fields = Arc::clone(&fields);
-            let rows = stream
-                .map(move |batch| {
-                    let batch = batch.and_then(|b| {
-                        let b = to_wire(b, &wire_schema)?;
-                        Ok(match &zone {
-                            Some(zone) => zone.apply(b)?,
-                            None => b,
-                        })
-                    });
-                    let rows: Box<dyn Iterator<Item = PgWireResult<_>> + Send> = match batch {
-                        Ok(batch) => {
-                            arrow_pg::datatypes::encode_recordbatch(Arc::clone(&row_fields), batch)
-                        }
-                        // Errors while running keep their kind (a function's 42704, a 22012 …).
-                        Err(e) => Box::new(std::iter::once(Err(super::errors::to_pgwire(
-                            &weir_sql::SqlError::from(e),
-                        )))),
-                    };
-                    futures::stream::iter(rows)
-                })
-                .flatten();
-            Ok(Response::Query(QueryResponse::new(fields, rows)))
+            rows_response(schema, stream, format, time_zone)
         }
         QueryResult::CopyIn { columns } => Ok(Response::CopyIn(CopyResponse::new(
             0,
@@ -166,4 +141,42 @@ pub async fn response(
             })
         }
     }
+}
+
+/// Rows of `schema` as a pgwire response, encoded as they are polled.
+pub fn rows_response<S>(
+    schema: SchemaRef,
+    stream: S,
+    format: &Format,
+    time_zone: Option<&str>,
+) -> PgWireResult<Response>
+where
+    S: futures::Stream<Item = datafusion::error::Result<RecordBatch>> + Send + 'static,
+{
+    let wire_schema = wire_schema(&schema);
+    let fields = Arc::new(wire_fields(&wire_schema, format)?);
+    let zone = DisplayZone::new(time_zone, &wire_schema, &fields);
+    let row_fields = Arc::clone(&fields);
+    let rows = stream
+        .map(move |batch| {
+            let batch = batch.and_then(|b| {
+                let b = to_wire(b, &wire_schema)?;
+                Ok(match &zone {
+                    Some(zone) => zone.apply(b)?,
+                    None => b,
+                })
+            });
+            let rows: Box<dyn Iterator<Item = PgWireResult<_>> + Send> = match batch {
+                Ok(batch) => {
+                    arrow_pg::datatypes::encode_recordbatch(Arc::clone(&row_fields), batch)
+                }
+                // Errors while running keep their kind (a function's 42704, a 22012 …).
+                Err(e) => Box::new(std::iter::once(Err(super::errors::to_pgwire(
+                    &weir_sql::SqlError::from(e),
+                )))),
+            };
+            futures::stream::iter(rows)
+        })
+        .flatten();
+    Ok(Response::Query(QueryResponse::new(fields, rows)))
 }

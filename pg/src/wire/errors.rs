@@ -29,6 +29,9 @@ pub fn sqlstate(kind: SqlErrorKind) -> &'static str {
         SqlErrorKind::InFailedTransaction => "25P02",
         SqlErrorKind::WrongObjectType => "42809",
         SqlErrorKind::InvalidConflictTarget => "42P10",
+        SqlErrorKind::UndefinedCursor => "34000",
+        SqlErrorKind::DuplicateCursor => "42P03",
+        SqlErrorKind::NoActiveTransaction => "25P01",
         SqlErrorKind::Internal => "XX000",
     }
 }

@@ -8,6 +8,8 @@
 //!   answers from the plan, Execute binds parameters (text or binary) and runs it with the
 //!   result formats the client asked for.
 //! - Cancel requests are matched to connections by pgwire's connection manager.
+//! - `SUBSCRIBE` and `COPY (SUBSCRIBE …) TO STDOUT` ([`subscribe`]) send their rows from inside
+//!   the handler, flushed as they come, so a cancel request stops them.
 //! - Start-up ([`startup`]): trust or SCRAM-SHA-256, the session's identity, ParameterStatus.
 //! - Each connection ([`connection`]) reads through a guard ([`frames`]) that checks every
 //!   frontend message's layout before pgwire decodes it: a malformed one is answered with
@@ -20,6 +22,7 @@ mod frames;
 mod params;
 mod startup;
 mod stats;
+mod subscribe;
 mod time_zone;
 
 use std::fmt::Debug;
@@ -228,6 +231,23 @@ impl SimpleQueryHandler for WeirHandler {
         if statements.is_empty() {
             return Ok(vec![Response::EmptyQuery]);
         }
+        if let Some(subscribe) = statements.iter().find(|s| {
+            matches!(
+                s,
+                WeirStatement::Subscribe(_) | WeirStatement::CopySubscribe(_)
+            )
+        }) {
+            if statements.len() > 1 {
+                return Err(errors::to_pgwire(&SqlError::new(
+                    SqlErrorKind::FeatureNotSupported,
+                    "SUBSCRIBE must be sent as a query of its own (its rows do not end)",
+                )));
+            }
+            let response = self
+                .subscribe(client, subscribe, true, &Format::UnifiedText)
+                .await?;
+            return Ok(vec![response]);
+        }
         let before = startup::reported_values(self.session.info());
         let mut responses = Vec::with_capacity(statements.len());
         for statement in &statements {
@@ -236,10 +256,10 @@ impl SimpleQueryHandler for WeirHandler {
             match result {
                 Ok(result) => {
                     let time_zone = self.session.info().display_time_zone();
-                    responses.push(
+                    let response =
                         encode::response(result, &Format::UnifiedText, time_zone.as_deref())
-                            .await?,
-                    )
+                            .await?;
+                    responses.push(tagged(statement, response))
                 }
                 Err(e) => {
                     // Earlier statements' results are sent, then the error, as PostgreSQL does.
@@ -252,6 +272,15 @@ impl SimpleQueryHandler for WeirHandler {
         startup::report_changes(client, self.session.info(), &before).await?;
         Ok(responses)
     }
+}
+
+/// `response` with the command tag PostgreSQL gives `statement`'s rows where it is not
+/// `SELECT n` (`FETCH n`).
+fn tagged(statement: &WeirStatement, mut response: Response) -> Response {
+    if let (WeirStatement::Fetch(_), Response::Query(rows)) = (statement, &mut response) {
+        rows.set_command_tag("FETCH");
+    }
+    response
 }
 
 /// A statement prepared by Parse.
@@ -408,6 +437,16 @@ impl ExtendedQueryHandler for WeirHandler {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let prepared = &portal.statement.statement;
+        if let WeirStatement::Subscribe(_) | WeirStatement::CopySubscribe(_) = &prepared.statement {
+            return self
+                .subscribe(
+                    client,
+                    &prepared.statement,
+                    false,
+                    &portal.result_column_format,
+                )
+                .await;
+        }
         let before = startup::reported_values(self.session.info());
         let result = match (&prepared.plan, &prepared.dml) {
             (_, Some(dml)) => {
@@ -442,6 +481,6 @@ impl ExtendedQueryHandler for WeirHandler {
         let response =
             encode::response(result, &portal.result_column_format, time_zone.as_deref()).await?;
         startup::report_changes(client, self.session.info(), &before).await?;
-        Ok(response)
+        Ok(tagged(&prepared.statement, response))
     }
 }

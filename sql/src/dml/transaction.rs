@@ -11,6 +11,7 @@ impl Session {
 
     /// `COMMIT`: the command tag to answer (`ROLLBACK` for a failed transaction).
     pub async fn commit_transaction(&self) -> Result<&'static str> {
+        self.cursors.lock().await.end_transaction();
         let mut txn = self.txn.lock().await;
         let failed = txn.failed;
         txn.open = false;
@@ -34,6 +35,7 @@ impl Session {
 
     /// `ROLLBACK`.
     pub async fn rollback_transaction(&self) {
+        self.cursors.lock().await.end_transaction();
         let mut txn = self.txn.lock().await;
         txn.open = false;
         txn.failed = false;

@@ -289,6 +289,15 @@ fn parse_word(parser: &mut Parser) -> Result<String> {
 /// `( key = value, … )` where a key may be dotted (`properties.bootstrap.server`) and a value is
 /// a string, number or word.
 fn parse_options(parser: &mut Parser) -> Result<Vec<(String, String)>> {
+    parse_option_list(parser, false)
+}
+
+/// As [`parse_options`]; with `bare_flags`, a key without a value (`WITH (PROGRESS)`) means
+/// `true`.
+pub(super) fn parse_option_list(
+    parser: &mut Parser,
+    bare_flags: bool,
+) -> Result<Vec<(String, String)>> {
     if !parser.consume_token(&Token::LParen) {
         let found = parser.peek_token();
         return parser.expected("(", found).map_err(SqlError::from);
@@ -302,6 +311,13 @@ fn parse_options(parser: &mut Parser) -> Result<Vec<(String, String)>> {
         while parser.consume_token(&Token::Period) {
             key.push('.');
             key.push_str(&parse_word(parser)?);
+        }
+        if bare_flags && matches!(parser.peek_token().token, Token::Comma | Token::RParen) {
+            out.push((key.to_ascii_lowercase(), "true".to_string()));
+            if !more_in_list(parser)? {
+                return Ok(out);
+            }
+            continue;
         }
         if !parser.consume_token(&Token::Eq) {
             let found = parser.peek_token();

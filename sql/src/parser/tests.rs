@@ -1,6 +1,7 @@
 //! Parser tests: Weir's statements, their clauses, and what passes through to sqlparser.
 
 use super::*;
+use weir_engine::subscription::SubscribeOptions;
 
 #[test]
 fn parses_source_with_watermark_and_dotted_options() {
@@ -153,5 +154,88 @@ fn temporal_clauses_are_taken_out_with_their_table_and_time() {
     ] {
         let err = parse_statements(bad).expect_err(bad);
         assert!(err.to_string().contains("takes PROCTIME()"), "{err}");
+    }
+}
+
+#[test]
+fn subscribe_cursor_fetch_and_close() {
+    let parsed = parse_statements(
+        "SUBSCRIBE TO v; SUBSCRIBE public.\"V\" WITH (SNAPSHOT = false, PROGRESS); \
+         COPY (SUBSCRIBE v) TO STDOUT WITH (FORMAT text); \
+         DECLARE \"C\" NO SCROLL CURSOR WITH HOLD FOR SUBSCRIBE v; \
+         DECLARE c CURSOR FOR SELECT 1; \
+         FETCH 10 FROM c; FETCH ALL c WITH (timeout = '1s'); FETCH NEXT IN c; FETCH FORWARD c; \
+         CLOSE c; CLOSE ALL",
+    )
+    .unwrap();
+    let defaults = SubscribeOptions::default();
+    assert!(
+        matches!(&parsed[0], WeirStatement::Subscribe(s) if s.view == "v" && s.options == defaults)
+    );
+    match &parsed[1] {
+        WeirStatement::Subscribe(s) => {
+            assert_eq!(s.view, "V");
+            assert!(!s.options.snapshot && s.options.progress);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(&parsed[2], WeirStatement::CopySubscribe(s) if s.view == "v"));
+    match &parsed[3] {
+        WeirStatement::DeclareCursor(d) => {
+            assert_eq!(d.name, "C");
+            assert!(d.hold);
+            assert!(matches!(&d.query, CursorQuery::Subscribe(s) if s.view == "v"));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        matches!(&parsed[4], WeirStatement::DeclareCursor(d) if !d.hold && matches!(d.query, CursorQuery::Query(_)))
+    );
+    let fetches: Vec<(FetchCount, Option<std::time::Duration>)> = parsed[5..9]
+        .iter()
+        .map(|s| match s {
+            WeirStatement::Fetch(f) => {
+                assert_eq!(f.cursor, "c");
+                (f.count, f.timeout)
+            }
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        fetches,
+        vec![
+            (FetchCount::Rows(10), None),
+            (FetchCount::All, Some(std::time::Duration::from_secs(1))),
+            (FetchCount::Rows(1), None),
+            (FetchCount::Rows(1), None),
+        ]
+    );
+    assert!(matches!(&parsed[9], WeirStatement::CloseCursor(Some(c)) if c == "c"));
+    assert!(matches!(&parsed[10], WeirStatement::CloseCursor(None)));
+}
+
+#[test]
+fn subscribe_refuses_what_it_cannot_do_by_name() {
+    for (sql, says) in [
+        ("SUBSCRIBE (SELECT 1)", "not a query"),
+        (
+            "SUBSCRIBE v WITH (snapshots = false)",
+            "unknown option \"snapshots\"",
+        ),
+        (
+            "SUBSCRIBE v WITH (snapshot = maybe)",
+            "invalid value 'maybe'",
+        ),
+        (
+            "COPY (SUBSCRIBE v) TO STDOUT WITH (FORMAT csv)",
+            "text only",
+        ),
+        ("DECLARE c SCROLL CURSOR FOR SELECT 1", "forward only"),
+        ("DECLARE c BINARY CURSOR FOR SELECT 1", "BINARY"),
+        ("FETCH PRIOR FROM c", "forward only"),
+        ("FETCH ALL c WITH (timeout = 'soon')", "invalid duration"),
+    ] {
+        let error = parse_statements(sql).unwrap_err().to_string();
+        assert!(error.contains(says), "{sql}: {error}");
     }
 }
