@@ -45,9 +45,9 @@
 //!   [`database::Database::open`] for a durable database in a data directory.
 //! - `apply`: subqueries DataFusion cannot turn into joins (psql's `= ANY(outer array)`,
 //!   correlations through functions, `IN (…)` in a select list) run per distinct outer tuple.
-//! - [`cursor`]: `SUBSCRIBE` (a view's rows, then its changes, through the engine's
-//!   `Subscription`), `DECLARE … CURSOR FOR SUBSCRIBE | query`, `FETCH`, `CLOSE`; cursors
-//!   without `WITH HOLD` close with their transaction.
+//! - `cursor_statements.rs`: `SUBSCRIBE` (a view's rows, then its changes, through the engine's
+//!   `Subscription`), `DECLARE … CURSOR FOR SUBSCRIBE | query`, `FETCH`, `CLOSE`; [`cursor`]
+//!   holds a session's open cursors, which close with their transaction unless `WITH HOLD`.
 //! - [`durable`]: the persisted catalog, replayed at start with each view's checkpointed state,
 //!   `CHECKPOINT`, and `weir_checkpoints` / `weir_checkpoint_state`.
 //!
@@ -61,6 +61,7 @@ mod create_source;
 pub mod create_table;
 mod create_view;
 pub mod cursor;
+mod cursor_statements;
 pub mod database;
 mod ddl;
 pub mod dml;
