@@ -37,6 +37,13 @@ if ! .venv/bin/python -c "import asyncpg, psycopg, psycopg2, sqlalchemy, pgcli" 
     echo "installing the Python PostgreSQL clients (asyncpg, psycopg, psycopg2, SQLAlchemy, pgcli) into .venv"
     .venv/bin/pip install --quiet --disable-pip-version-check asyncpg 'psycopg[binary]' psycopg2-binary 'sqlalchemy>=2' pgcli
 fi
+# dbt in a virtualenv of its own (its pins are its own): dbt-core 1.10 with the stock
+# dbt-postgres 1.9 adapter. Later dbt-core releases fetch a binary at install time.
+if [ ! -x .venv-dbt/bin/dbt ]; then
+    echo "installing dbt-core 1.10 and dbt-postgres 1.9 into .venv-dbt for the dbt test"
+    python3 -m venv .venv-dbt
+    .venv-dbt/bin/pip install --quiet --disable-pip-version-check 'dbt-core>=1.10,<1.11' 'dbt-postgres>=1.9,<1.10'
+fi
 if [ ! -d tests/clients/node_modules/pg ]; then
     echo "installing node-postgres for the client tests"
     (cd tests/clients && npm install --silent --no-audit --no-fund)

@@ -366,6 +366,10 @@ pub fn all(pg: &Arc<PgCatalog>, session: &Arc<SessionInfo>) -> Vec<ScalarUDF> {
         Boolean,
         |_| Ok(ScalarValue::Boolean(Some(false))),
     ));
+    // Weir has no temporary schemas (dbt's catalog query filters other sessions' out).
+    out.push(function("pg_is_other_temp_schema", Stable, Boolean, |_| {
+        Ok(ScalarValue::Boolean(Some(false)))
+    }));
     out.push(function("pg_is_in_recovery", Stable, Boolean, |_| {
         Ok(ScalarValue::Boolean(Some(false)))
     }));

@@ -209,6 +209,9 @@ impl PgSession {
                         .execute(&WeirStatement::Sql(statement.clone()))
                         .await;
                 }
+                if let Statement::Truncate(truncate) = statement.as_ref() {
+                    return self.truncate(truncate).await;
+                }
                 if weir_sql::dml::is_dml(statement) {
                     let plan = self.plan_dml(statement).await?;
                     return self.execute_dml(plan).await;
@@ -256,6 +259,24 @@ impl PgSession {
             }
             _ => return Ok(None),
         }))
+    }
+
+    /// `TRUNCATE [TABLE] t, …` (dbt's re-seed): every row of each table deleted, as `DELETE
+    /// FROM t` is (so views over the tables retract them).
+    async fn truncate(
+        &self,
+        truncate: &datafusion::sql::sqlparser::ast::Truncate,
+    ) -> Result<QueryResult> {
+        for target in &truncate.table_names {
+            for statement in parse_statements(&format!("DELETE FROM {}", target.name))? {
+                let WeirStatement::Sql(delete) = statement else {
+                    continue;
+                };
+                let plan = self.plan_dml(&delete).await?;
+                self.execute_dml(plan).await?;
+            }
+        }
+        Ok(command("TRUNCATE TABLE"))
     }
 
     /// Data of the `COPY … FROM STDIN` in progress. An error is kept for the end of the copy.

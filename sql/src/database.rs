@@ -88,6 +88,10 @@ impl std::fmt::Debug for QueryResult {
     }
 }
 
+/// The name of Weir's one database (PostgreSQL's `current_database()`); any name a client
+/// connects with reaches it.
+pub const DATABASE_NAME: &str = "weir";
+
 /// A command result: `tag`, no row count.
 pub fn command(tag: &str) -> QueryResult {
     QueryResult::Command {
@@ -204,7 +208,10 @@ impl Database {
         durability: Option<Arc<Durability>>,
     ) -> Result<Arc<Self>> {
         // information_schema is Weir's own (PostgreSQL's spellings), see `pg`.
+        // The catalog is named as the one database clients see (`current_database()`), so
+        // three-part names (`weir.public.v`, as dbt writes them) resolve.
         let config = SessionConfig::new()
+            .with_default_catalog_and_schema(DATABASE_NAME, "public")
             .with_information_schema(false)
             .set_str("datafusion.sql_parser.dialect", "PostgreSQL")
             .set_str("datafusion.execution.time_zone", "+00:00");
@@ -479,6 +486,10 @@ impl Session {
                      FROM weir_views ORDER BY name",
                 )
                 .await
+            }
+            WeirStatement::RefreshView(name) => self.refresh_view(name).await,
+            WeirStatement::DropIndex { names, if_exists } => {
+                self.drop_index(names, *if_exists).await
             }
             WeirStatement::Drop { kind, name, if_exists, cascade } => {
                 self.drop_object(*kind, name, *if_exists, *cascade).await

@@ -48,6 +48,8 @@
 //! - `cursor_statements.rs`: `SUBSCRIBE` (a view's rows, then its changes, through the engine's
 //!   `Subscription`), `DECLARE … CURSOR FOR SUBSCRIBE | query`, `FETCH`, `CLOSE`; [`cursor`]
 //!   holds a session's open cursors, which close with their transaction unless `WITH HOLD`.
+//! - `view_maintenance.rs`: `REFRESH MATERIALIZED VIEW` and `DROP INDEX` of a view's key index,
+//!   answered by what Weir's views are (always current; the key goes with the view).
 //! - [`durable`]: the persisted catalog, replayed at start with each view's checkpointed state,
 //!   `CHECKPOINT`, and `weir_checkpoints` / `weir_checkpoint_state`.
 //!
@@ -83,6 +85,7 @@ pub mod transaction;
 mod unresolved;
 mod upsert_table;
 mod versioned_rewrite;
+mod view_maintenance;
 
 pub use database::{
     Database, DatabaseBuilder, DatabaseExtension, DatabaseOptions, QueryResult, Session,

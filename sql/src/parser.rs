@@ -211,6 +211,15 @@ pub enum WeirStatement {
     Fetch(Fetch),
     /// `CLOSE name` (None: `CLOSE ALL`).
     CloseCursor(Option<String>),
+    /// `REFRESH MATERIALIZED VIEW name`.
+    RefreshView(String),
+    /// `DROP INDEX [IF EXISTS] name, …`.
+    DropIndex {
+        /// Normalised names.
+        names: Vec<String>,
+        /// `IF EXISTS`.
+        if_exists: bool,
+    },
     /// Anything else: planned by DataFusion.
     Sql(Box<Statement>),
 }
@@ -515,6 +524,26 @@ fn parse_one(parser: &mut Parser, emit: Option<EmitClause>) -> Result<WeirStatem
     if consume_words(parser, &["CLOSE"]) {
         return cursor::parse_close(parser).map(WeirStatement::CloseCursor);
     }
+    if consume_words(parser, &["REFRESH", "MATERIALIZED", "VIEW"]) {
+        consume_words(parser, &["CONCURRENTLY"]);
+        let name = normalize_name(&parser.parse_object_name(false)?)?;
+        if !consume_words(parser, &["WITH", "DATA"]) {
+            consume_words(parser, &["WITH", "NO", "DATA"]);
+        }
+        return Ok(WeirStatement::RefreshView(name));
+    }
+    if consume_words(parser, &["DROP", "INDEX"]) {
+        consume_words(parser, &["CONCURRENTLY"]);
+        let if_exists = consume_words(parser, &["IF", "EXISTS"]);
+        let mut names = vec![normalize_name(&parser.parse_object_name(false)?)?];
+        while parser.consume_token(&Token::Comma) {
+            names.push(normalize_name(&parser.parse_object_name(false)?)?);
+        }
+        if !consume_words(parser, &["CASCADE"]) {
+            consume_words(parser, &["RESTRICT"]);
+        }
+        return Ok(WeirStatement::DropIndex { names, if_exists });
+    }
     if words_ahead(parser, &["DROP", "SOURCE"])
         || words_ahead(parser, &["DROP", "SINK"])
         || words_ahead(parser, &["DROP", "TABLE"])
@@ -571,6 +600,20 @@ pub fn normalize_name(name: &ObjectName) -> Result<String> {
     match parts.as_slice() {
         [one] => Ok(one.clone()),
         [schema, one] if schema == "public" => Ok(one.clone()),
+        // Weir has one database: `weir.public.v` is `v` (dbt writes names so).
+        [database, schema, one]
+            if database == crate::database::DATABASE_NAME && schema == "public" =>
+        {
+            Ok(one.clone())
+        }
+        [database, _, _] if database != crate::database::DATABASE_NAME => Err(SqlError::new(
+            crate::error::SqlErrorKind::FeatureNotSupported,
+            format!(
+                "cross-database references are not implemented: \"{name}\" (Weir's one database \
+                 is {})",
+                crate::database::DATABASE_NAME
+            ),
+        )),
         _ => Err(SqlError::new(
             crate::error::SqlErrorKind::InvalidParameter,
             format!("invalid name \"{name}\": sources and views live in schema public"),

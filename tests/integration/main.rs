@@ -14,6 +14,7 @@ mod config_file;
 mod crash;
 mod crash_tables;
 mod crash_views;
+mod dbt;
 mod docs;
 mod e2e;
 mod examples;

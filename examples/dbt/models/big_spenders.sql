@@ -1,0 +1,1 @@
+select customer, spent from {{ ref('spend') }} where spent > 10

@@ -1,0 +1,3 @@
+select customer, sum(amount) as spent, count(*) as orders
+from {{ ref('orders') }}
+group by customer
