@@ -205,6 +205,7 @@ mod merge;
 pub mod message;
 pub mod multiset_extreme;
 pub mod operator;
+pub mod operator_metrics;
 pub mod options;
 pub mod over_window;
 pub mod pipeline;

@@ -45,6 +45,11 @@ impl Collector {
         }
     }
 
+    /// What was emitted so far, not yet taken.
+    pub fn messages(&self) -> &[Message] {
+        &self.out
+    }
+
     /// Take everything emitted so far.
     pub fn drain(&mut self) -> std::vec::Drain<'_, Message> {
         self.out.drain(..)

@@ -38,6 +38,7 @@ use crate::error::{EngineError, Result, panic_message};
 use crate::fanout::{CHANNEL_CAPACITY, Fanout};
 use crate::message::{CheckpointBarrier, Message};
 use crate::operator::{Collector, StreamOperator};
+use crate::operator_metrics::{OperatorFigures, OperatorMetrics};
 use crate::source::{Source, SourceCheckpointing, SourceTaskConfig};
 use crate::source_group::{Sharing, Subscriber, spawn_group};
 
@@ -88,6 +89,8 @@ pub struct PipelineStatus {
     pub state_bytes: AtomicU64,
     /// The most state held at any watermark or at the end of input.
     pub peak_state_bytes: AtomicU64,
+    /// Each running operator's figures (`EXPLAIN ANALYZE MATERIALIZED VIEW`).
+    operators: Mutex<Vec<Arc<OperatorMetrics>>>,
 }
 
 impl Default for PipelineStatus {
@@ -97,11 +100,28 @@ impl Default for PipelineStatus {
             rows_in: AtomicU64::new(0),
             state_bytes: AtomicU64::new(0),
             peak_state_bytes: AtomicU64::new(0),
+            operators: Mutex::new(Vec::new()),
         }
     }
 }
 
 impl PipelineStatus {
+    /// The figures of each operator, by stage and shard.
+    pub fn operators(&self) -> Vec<OperatorFigures> {
+        let mut figures: Vec<OperatorFigures> =
+            self.operators.lock().iter().map(|m| m.figures()).collect();
+        figures.sort_by_key(|f| (f.stage, f.shard));
+        figures
+    }
+
+    /// Counts `metrics` among the pipeline's operators (replacing an earlier run of the same
+    /// stage and shard).
+    fn add_operator(&self, metrics: Arc<OperatorMetrics>) {
+        let mut operators = self.operators.lock();
+        operators.retain(|m| (m.stage, m.shard) != (metrics.stage, metrics.shard));
+        operators.push(metrics);
+    }
+
     /// Current state.
     pub fn state(&self) -> PipelineState {
         self.state.lock().clone()
@@ -469,6 +489,12 @@ async fn run_operator(
     // watermark made a join of a few hundred thousand keys spend most of its time counting.
     let mut state_bytes = 0u64;
     let mut sampled: Option<std::time::Instant> = None;
+    let metrics = Arc::new(OperatorMetrics::new(stage.index, stage.shard, op.name()));
+    status.add_operator(Arc::clone(&metrics));
+    let record_state = |state_bytes: &mut u64, size: usize| {
+        status.record_state(state_bytes, size);
+        metrics.state(size);
+    };
     if let Some(state) = stage.restore {
         let state = match stage.shard {
             Some((shard, shards)) => {
@@ -477,7 +503,7 @@ async fn run_operator(
             None => state,
         };
         op.restore(state)?;
-        status.record_state(&mut state_bytes, op.state_size());
+        record_state(&mut state_bytes, op.state_size());
     }
     let mut out = Collector::default();
     let mut ticker = op.tick_interval().map(|period| {
@@ -490,7 +516,10 @@ async fn run_operator(
             Some(t) => tokio::select! {
                 m = rx.recv() => m,
                 _ = t.tick() => {
+                    let started = std::time::Instant::now();
                     op.on_tick(&mut out)?;
+                    metrics.busy(started.elapsed());
+                    metrics.produced(out.messages());
                     if !forward(&mut out, &tx).await { return Ok(()) }
                     continue;
                 }
@@ -500,6 +529,8 @@ async fn run_operator(
         let Some(message) = message else {
             return Ok(());
         };
+        metrics.received(&message);
+        let started = std::time::Instant::now();
         let mut end = false;
         match message {
             Message::Changes(changes) => {
@@ -520,7 +551,7 @@ async fn run_operator(
             }
             Message::Watermark(w) => {
                 if sampled.is_none_or(|t| t.elapsed() >= STATE_SAMPLE_EVERY) {
-                    status.record_state(&mut state_bytes, op.state_size());
+                    record_state(&mut state_bytes, op.state_size());
                     sampled = Some(std::time::Instant::now());
                 }
                 if let Some(w) = op.on_watermark(w, &mut out)? {
@@ -543,13 +574,15 @@ async fn run_operator(
                 out.push(Message::Barrier(b));
             }
             Message::End => {
-                status.record_state(&mut state_bytes, op.state_size());
+                record_state(&mut state_bytes, op.state_size());
                 op.on_end(&mut out)?;
-                status.record_state(&mut state_bytes, op.state_size());
+                record_state(&mut state_bytes, op.state_size());
                 out.push(Message::End);
                 end = true;
             }
         }
+        metrics.busy(started.elapsed());
+        metrics.produced(out.messages());
         if !forward(&mut out, &tx).await || end {
             return Ok(());
         }

@@ -88,10 +88,6 @@ impl std::fmt::Debug for QueryResult {
     }
 }
 
-/// The name of Weir's one database (PostgreSQL's `current_database()`); any name a client
-/// connects with reaches it.
-pub const DATABASE_NAME: &str = "weir";
-
 /// A command result: `tag`, no row count.
 pub fn command(tag: &str) -> QueryResult {
     QueryResult::Command {
@@ -211,7 +207,7 @@ impl Database {
         // The catalog is named as the one database clients see (`current_database()`), so
         // three-part names (`weir.public.v`, as dbt writes them) resolve.
         let config = SessionConfig::new()
-            .with_default_catalog_and_schema(DATABASE_NAME, "public")
+            .with_default_catalog_and_schema(crate::parser::DATABASE_NAME, "public")
             .with_information_schema(false)
             .set_str("datafusion.sql_parser.dialect", "PostgreSQL")
             .set_str("datafusion.execution.time_zone", "+00:00");
@@ -488,6 +484,7 @@ impl Session {
                 .await
             }
             WeirStatement::RefreshView(name) => self.refresh_view(name).await,
+            WeirStatement::ExplainAnalyzeView(name) => self.explain_analyze_view(name),
             WeirStatement::DropIndex { names, if_exists } => {
                 self.drop_index(names, *if_exists).await
             }
@@ -669,6 +666,7 @@ impl Session {
             )]))),
             WeirStatement::Subscribe(subscribe) => Some(self.subscription_schema(&subscribe.view)?),
             WeirStatement::Fetch(fetch) => Some(self.cursor_schema(&fetch.cursor).await?),
+            WeirStatement::ExplainAnalyzeView(_) => Some(self.explain_analyze_columns()),
             WeirStatement::ShowSources => {
                 let s = sources_schema();
                 Some(Arc::new(s.project(&[0, 1, 2, 3, 4])?))

@@ -48,6 +48,8 @@
 //! - `cursor_statements.rs`: `SUBSCRIBE` (a view's rows, then its changes, through the engine's
 //!   `Subscription`), `DECLARE … CURSOR FOR SUBSCRIBE | query`, `FETCH`, `CLOSE`; [`cursor`]
 //!   holds a session's open cursors, which close with their transaction unless `WITH HOLD`.
+//! - `explain_analyze.rs`: `EXPLAIN ANALYZE MATERIALIZED VIEW`, the running view's operators
+//!   with the figures the engine keeps per operator.
 //! - `view_maintenance.rs`: `REFRESH MATERIALIZED VIEW` and `DROP INDEX` of a view's key index,
 //!   answered by what Weir's views are (always current; the key goes with the view).
 //! - [`durable`]: the persisted catalog, replayed at start with each view's checkpointed state,
@@ -70,6 +72,7 @@ pub mod dml;
 mod drop;
 pub mod durable;
 pub mod error;
+mod explain_analyze;
 mod field_access;
 pub mod function_list;
 pub mod functions;

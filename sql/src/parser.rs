@@ -173,6 +173,8 @@ pub enum WeirStatement {
     CreateView(Box<CreateView>),
     /// `EXPLAIN CREATE MATERIALIZED VIEW`.
     ExplainView(Box<CreateView>),
+    /// `EXPLAIN ANALYZE MATERIALIZED VIEW name`: a running view's operators and their figures.
+    ExplainAnalyzeView(String),
     /// `SHOW SOURCES`.
     ShowSources,
     /// `SHOW MATERIALIZED VIEWS`.
@@ -469,6 +471,10 @@ fn parse_one(parser: &mut Parser, emit: Option<EmitClause>) -> Result<WeirStatem
         return parse_create_view(parser, emit_on_window_close, emit_every)
             .map(|v| WeirStatement::CreateView(Box::new(v)));
     }
+    if consume_words(parser, &["EXPLAIN", "ANALYZE", "MATERIALIZED", "VIEW"]) {
+        let name = normalize_name(&parser.parse_object_name(false)?)?;
+        return Ok(WeirStatement::ExplainAnalyzeView(name));
+    }
     if consume_words(parser, &["EXPLAIN", "CREATE", "MATERIALIZED", "VIEW"]) {
         return parse_create_view(parser, emit_on_window_close, emit_every)
             .map(|v| WeirStatement::ExplainView(Box::new(v)));
@@ -581,6 +587,10 @@ fn parse_one(parser: &mut Parser, emit: Option<EmitClause>) -> Result<WeirStatem
     Ok(WeirStatement::Sql(Box::new(parser.parse_statement()?)))
 }
 
+/// The name of Weir's one database (PostgreSQL's `current_database()`, the first part of a
+/// three-part name); any database name a client connects with reaches it.
+pub const DATABASE_NAME: &str = "weir";
+
 /// PostgreSQL's rule: unquoted identifiers fold to lower case.
 pub fn normalize_ident(ident: &Ident) -> String {
     if ident.quote_style.is_some() {
@@ -601,17 +611,15 @@ pub fn normalize_name(name: &ObjectName) -> Result<String> {
         [one] => Ok(one.clone()),
         [schema, one] if schema == "public" => Ok(one.clone()),
         // Weir has one database: `weir.public.v` is `v` (dbt writes names so).
-        [database, schema, one]
-            if database == crate::database::DATABASE_NAME && schema == "public" =>
-        {
+        [database, schema, one] if database == DATABASE_NAME && schema == "public" => {
             Ok(one.clone())
         }
-        [database, _, _] if database != crate::database::DATABASE_NAME => Err(SqlError::new(
+        [database, _, _] if database != DATABASE_NAME => Err(SqlError::new(
             crate::error::SqlErrorKind::FeatureNotSupported,
             format!(
                 "cross-database references are not implemented: \"{name}\" (Weir's one database \
                  is {})",
-                crate::database::DATABASE_NAME
+                DATABASE_NAME
             ),
         )),
         _ => Err(SqlError::new(

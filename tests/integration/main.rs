@@ -18,6 +18,7 @@ mod dbt;
 mod docs;
 mod e2e;
 mod examples;
+mod explain_analyze;
 mod grafana;
 mod harness;
 mod join_oracle;
