@@ -1,5 +1,7 @@
-//! The HTTP listener (`--http`): `GET /metrics` for Prometheus. Off unless asked for; it serves
-//! no data a client could not read over SQL, but a scrape port is best opened on purpose.
+//! The HTTP listener (`--http`): `GET /metrics` for Prometheus and the JSON API under `/api`
+//! ([`crate::http_api`]). Off unless asked for; it serves no data a client could not read over
+//! SQL, but a port is best opened on purpose. The API honours `--auth`; `/metrics` is open to
+//! whoever reaches the port (as scrapers expect).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -8,7 +10,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use tokio::net::TcpListener;
 use weir_pg::wire::WireStats;
 use weir_sql::Database;
@@ -25,11 +27,19 @@ pub async fn serve(
     listener: TcpListener,
     db: Arc<Database>,
     wire: Arc<WireStats>,
+    api: crate::http_api::Api,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    use crate::http_api::{graph, listing, query};
+    let api_routes = Router::new()
+        .route("/api/graph", get(graph))
+        .route("/api/query", post(query))
+        .route("/api/{listing}", get(listing))
+        .with_state(api);
     let app = Router::new()
         .route("/metrics", get(metrics))
-        .with_state(Shared { db, wire });
+        .with_state(Shared { db, wire })
+        .merge(api_routes);
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await

@@ -5,6 +5,8 @@
 mod cli;
 mod config;
 mod http;
+mod http_api;
+mod http_graph;
 mod metrics;
 mod produce;
 mod server;

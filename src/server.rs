@@ -44,6 +44,14 @@ pub enum ServerError {
 pub async fn run(args: ServeArgs) -> Result<(), ServerError> {
     // Checked before anything starts: an unsafe listen address is refused, not half-served.
     let security = Security::from_settings(&args.security_settings())?;
+    // The HTTP API runs queries: the same rule as for PostgreSQL clients.
+    if let Some(http) = args.http
+        && security.users.is_none()
+        && !http.ip().is_loopback()
+        && !args.allow_unauthenticated_network
+    {
+        return Err(weir_pg::auth::AuthError::OpenToNetwork(http).into());
+    }
     let mut options = DatabaseOptions::new(&args.data_dir);
     options.checkpoint_interval = args.checkpoint_interval;
     options.storage_url = args.checkpoint_url.clone();
@@ -88,6 +96,10 @@ pub async fn run(args: ServeArgs) -> Result<(), ServerError> {
         tls = tls.is_some(),
         "client authentication"
     );
+    let api = crate::http_api::Api {
+        frontend: Arc::clone(&frontend),
+        users: security.users.clone(),
+    };
     let server = Arc::new(WireServer::new(frontend, security));
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
     let http = match args.http {
@@ -95,11 +107,12 @@ pub async fn run(args: ServeArgs) -> Result<(), ServerError> {
             let listener = TcpListener::bind(addr)
                 .await
                 .map_err(|source| ServerError::Bind { addr, source })?;
-            info!(address = %listener.local_addr().unwrap_or(addr), "metrics at /metrics");
+            info!(address = %listener.local_addr().unwrap_or(addr), "HTTP: /metrics, /api");
             let serving = crate::http::serve(
                 listener,
                 Arc::clone(&db),
                 Arc::clone(server.stats()),
+                api,
                 async move {
                     let _ = http_stopped.await;
                 },

@@ -154,6 +154,25 @@ impl Users {
         }
         Ok(Self { salted })
     }
+
+    /// Whether `password` is `user`'s (HTTP Basic credentials of the JSON API): salted and
+    /// hashed as the stored one was, compared without stopping at the first difference.
+    pub fn verify(&self, user: &str, password: &str) -> bool {
+        let Some(stored) = self.salted.get(user) else {
+            return false;
+        };
+        let Some(salt) = stored.salt() else {
+            return false;
+        };
+        let hashed = gen_salted_password(password, salt, SCRAM_ITERATIONS);
+        let expected = stored.password();
+        hashed.len() == expected.len()
+            && hashed
+                .iter()
+                .zip(expected)
+                .fold(0u8, |diff, (a, b)| diff | (a ^ b))
+                == 0
+    }
 }
 
 #[async_trait]
@@ -195,6 +214,15 @@ fn tls_acceptor(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_users_password_verifies_and_no_other_does() {
+        let users = Users::parse("alice:s3cret\nbob:hunter2\n").unwrap();
+        assert!(users.verify("alice", "s3cret"));
+        assert!(!users.verify("alice", "hunter2"));
+        assert!(!users.verify("carol", "s3cret"));
+        assert!(!users.verify("alice", ""));
+    }
 
     #[test]
     fn users_file_lines() {

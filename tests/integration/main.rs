@@ -21,6 +21,7 @@ mod examples;
 mod explain_analyze;
 mod grafana;
 mod harness;
+mod http_api;
 mod join_oracle;
 mod kafka;
 mod metrics_http;

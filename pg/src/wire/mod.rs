@@ -53,6 +53,7 @@ use weir_sql::{SqlError, SqlErrorKind};
 use crate::auth::Security;
 use crate::session::{PgFrontend, PgSession};
 pub use connection::serve_connection;
+pub use errors::sqlstate;
 use startup::{Scram, SessionParameters, WeirStartup};
 pub use stats::{WireFigures, WireStats};
 
