@@ -44,6 +44,18 @@ if [ ! -x .venv-dbt/bin/dbt ]; then
     python3 -m venv .venv-dbt
     .venv-dbt/bin/pip install --quiet --disable-pip-version-check 'dbt-core>=1.10,<1.11' 'dbt-postgres>=1.9,<1.10'
 fi
+# The web console is tested in a real browser: Playwright (Python) driving Debian's Chromium.
+if ! .venv/bin/python -c "import playwright" >/dev/null 2>&1; then
+    echo "installing playwright (Python) into .venv for the console test"
+    .venv/bin/pip install --quiet --disable-pip-version-check playwright
+fi
+if [ ! -x /usr/bin/chromium ]; then
+    echo "installing chromium for the console test"
+    SUDO=""
+    if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+    $SUDO apt-get update -qq
+    $SUDO apt-get install -y -qq chromium >/dev/null
+fi
 if [ ! -d tests/clients/node_modules/pg ]; then
     echo "installing node-postgres for the client tests"
     (cd tests/clients && npm install --silent --no-audit --no-fund)

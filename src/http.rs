@@ -30,8 +30,9 @@ pub async fn serve(
     api: crate::http_api::Api,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    use crate::http_api::{graph, listing, query};
+    use crate::http_api::{console, graph, listing, query};
     let api_routes = Router::new()
+        .route("/", get(console))
         .route("/api/graph", get(graph))
         .route("/api/query", post(query))
         .route("/api/{listing}", get(listing))

@@ -1,4 +1,6 @@
-//! The JSON API on the HTTP listener (`--http`), for scripts and the web console:
+//! The JSON API on the HTTP listener (`--http`), for scripts and the web console (`GET /`,
+//! `console.html`: the pipeline graph, a SQL box with results and a chart, source errors and
+//! late rows):
 //!
 //! - `GET /api/sources`, `/api/views`, `/api/sinks`, `/api/checkpoints`, `/api/partitions`,
 //!   `/api/source_errors`, `/api/late_rows`: the system tables' rows as JSON objects;
@@ -99,6 +101,22 @@ pub async fn query(
         Ok(results) => (StatusCode::OK, axum::Json(json!({ "results": results }))).into_response(),
         Err(e) => statement_error(&e),
     }
+}
+
+/// The web console: one page, embedded in the binary, drawing what `/api` returns.
+const CONSOLE: &str = include_str!("console.html");
+
+/// `GET /`: the web console (behind the same authentication as the API, so the browser asks
+/// once and sends the credentials with the page's API calls).
+pub async fn console(State(api): State<Api>, headers: HeaderMap) -> Response {
+    if let Some(denied) = api.authorize(&headers) {
+        return denied;
+    }
+    (
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        CONSOLE,
+    )
+        .into_response()
 }
 
 /// `GET /api/graph`.

@@ -171,6 +171,10 @@ fn the_api_asks_for_the_users_passwords_and_metrics_stay_open() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["results"][0]["rows"][0]["one"], 1, "{body}");
     assert_eq!(request(http, "GET", "/api/graph", Some(right), "").0, 200);
+    // The console page asks for the same credentials (the browser then sends them with its
+    // API calls).
+    assert_eq!(request(http, "GET", "/", None, "").0, 401);
+    assert_eq!(request(http, "GET", "/", Some(right), "").0, 200);
 
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", http)).expect("connect");
     write!(

@@ -11,6 +11,7 @@ mod broker;
 mod clients;
 mod committed_reader;
 mod config_file;
+mod console;
 mod crash;
 mod crash_tables;
 mod crash_views;
