@@ -30,7 +30,8 @@ pub async fn serve(
     api: crate::http_api::Api,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    use crate::http_api::{console, graph, listing, query};
+    use crate::http_api::{console, listing, query};
+    use crate::http_graph::graph;
     let api_routes = Router::new()
         .route("/", get(console))
         .route("/api/graph", get(graph))

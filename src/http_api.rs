@@ -119,21 +119,10 @@ pub async fn console(State(api): State<Api>, headers: HeaderMap) -> Response {
         .into_response()
 }
 
-/// `GET /api/graph`.
-pub async fn graph(State(api): State<Api>, headers: HeaderMap) -> Response {
-    if let Some(denied) = api.authorize(&headers) {
-        return denied;
-    }
-    match crate::http_graph::graph(&api).await {
-        Ok(graph) => (StatusCode::OK, axum::Json(graph)).into_response(),
-        Err(e) => statement_error(&e),
-    }
-}
-
 impl Api {
     /// Checks the request's credentials: None when they are good (or none are needed), else
     /// the response refusing it.
-    fn authorize(&self, headers: &HeaderMap) -> Option<Response> {
+    pub(crate) fn authorize(&self, headers: &HeaderMap) -> Option<Response> {
         let users = self.users.as_ref()?;
         let credentials = headers
             .get(header::AUTHORIZATION)
@@ -244,7 +233,7 @@ fn batch_json(batch: &RecordBatch) -> Result<Vec<Value>, SqlError> {
         .map_err(|e| SqlError::new(SqlErrorKind::Internal, format!("rows as JSON: {e}")))
 }
 
-fn statement_error(e: &SqlError) -> Response {
+pub(crate) fn statement_error(e: &SqlError) -> Response {
     let status = match e.kind() {
         SqlErrorKind::Internal
         | SqlErrorKind::External

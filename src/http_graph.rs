@@ -5,6 +5,9 @@
 //! ANALYZE MATERIALIZED VIEW` shows), and an edge from everything a view or sink reads. The web
 //! console draws it; rates are the differences between two reads.
 
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use weir_engine::catalog::Relation;
 use weir_engine::operator_metrics::OperatorFigures;
@@ -13,8 +16,19 @@ use weir_sql::SqlError;
 
 use crate::http_api::Api;
 
+/// `GET /api/graph`.
+pub async fn graph(State(api): State<Api>, headers: HeaderMap) -> Response {
+    if let Some(denied) = api.authorize(&headers) {
+        return denied;
+    }
+    match graph_json(&api).await {
+        Ok(graph) => (StatusCode::OK, axum::Json(graph)).into_response(),
+        Err(e) => crate::http_api::statement_error(&e),
+    }
+}
+
 /// The graph as JSON.
-pub async fn graph(api: &Api) -> Result<Value, SqlError> {
+async fn graph_json(api: &Api) -> Result<Value, SqlError> {
     let sources = api.rows("SELECT * FROM weir_sources ORDER BY name").await?;
     let views = api.rows("SELECT * FROM weir_views ORDER BY name").await?;
     let sinks = api.rows("SELECT * FROM weir_sinks ORDER BY name").await?;

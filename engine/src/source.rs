@@ -165,6 +165,13 @@ pub trait SourceProvider: Send + Sync + std::fmt::Debug {
     fn positions_are_offsets(&self) -> bool {
         false
     }
+
+    /// True when the source has history a new reader works through, and its readers report
+    /// where its end was (each partition's high watermark in [`crate::source_metrics`]):
+    /// creating a view over it then waits, reporting progress, until the view has read it.
+    fn has_backlog(&self) -> bool {
+        false
+    }
 }
 
 /// Field metadata marking a column that holds JSON text (`JSON`/`JSONB`): decoders put a value's

@@ -37,7 +37,13 @@ pub struct PartitionMetrics {
     pub errors: u64,
     /// Wall-clock time the last record arrived (milliseconds since the epoch).
     pub last_record_millis: Option<i64>,
+    /// The first high watermark this reader saw: the end of the history it started with
+    /// (`weir_progress`). Set by [`ReaderMetrics::update`], not by readers.
+    pub target_offset: Option<i64>,
 }
+
+mod progress;
+pub use progress::ViewProgress;
 
 #[derive(Debug, Default)]
 struct ReaderState {
@@ -91,7 +97,13 @@ impl ReaderMetrics {
 
     /// Updates one partition's figures (creating its row).
     pub fn update<R>(&self, partition: u32, f: impl FnOnce(&mut PartitionMetrics) -> R) -> R {
-        f(self.state.lock().partitions.entry(partition).or_default())
+        let mut state = self.state.lock();
+        let metrics = state.partitions.entry(partition).or_default();
+        let result = f(metrics);
+        if metrics.target_offset.is_none() {
+            metrics.target_offset = metrics.high_watermark;
+        }
+        result
     }
 }
 
@@ -144,14 +156,18 @@ impl SourceMetricsRegistry {
         ]))
     }
 
-    /// One row per (reader, partition).
-    pub fn to_batch(&self) -> Result<RecordBatch> {
-        let readers: Vec<Arc<ReaderMetrics>> = self
-            .readers
+    /// The readers still running.
+    fn live_readers(&self) -> Vec<Arc<ReaderMetrics>> {
+        self.readers
             .lock()
             .iter()
             .filter_map(Weak::upgrade)
-            .collect();
+            .collect()
+    }
+
+    /// One row per (reader, partition).
+    pub fn to_batch(&self) -> Result<RecordBatch> {
+        let readers = self.live_readers();
         let mut rows: Vec<(String, String, u32, PartitionMetrics, String)> = Vec::new();
         for r in &readers {
             let state = r.state.lock();

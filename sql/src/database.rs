@@ -325,6 +325,16 @@ impl Database {
                     .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))
             }),
         )?;
+        let metrics = Arc::clone(&self.catalog.source_metrics);
+        self.register_system_table(
+            "weir_progress",
+            "per view and source: rows read of the history the source held when the view's reader started, rows to go, share, caught up",
+            SystemTable::new(SourceMetricsRegistry::progress_schema(), move || {
+                metrics
+                    .progress_batch()
+                    .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))
+            }),
+        )?;
         let catalog = Arc::clone(&self.catalog);
         self.register_system_table(
             "weir_sources",
@@ -711,6 +721,8 @@ impl Session {
             .take_duration("allowed_lateness")?
             .unwrap_or_default();
         let retention = options.take_duration("retention")?;
+        // Read by the front end: CREATE returns at once instead of waiting for the backfill.
+        options.take_parsed::<bool>("background")?;
         options.finish()?;
         let notices = std::cell::RefCell::new(Vec::new());
         let ctx = PlanContext {

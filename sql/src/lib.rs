@@ -50,6 +50,8 @@
 //!   holds a session's open cursors, which close with their transaction unless `WITH HOLD`.
 //! - `explain_analyze.rs`: `EXPLAIN ANALYZE MATERIALIZED VIEW`, the running view's operators
 //!   with the figures the engine keeps per operator.
+//! - `backfill.rs`: which `CREATE MATERIALIZED VIEW` waits for its view to read its sources'
+//!   history (`WITH (background = true)` does not), and the view's progress (`weir_progress`).
 //! - `view_maintenance.rs`: `REFRESH MATERIALIZED VIEW` and `DROP INDEX` of a view's key index,
 //!   answered by what Weir's views are (always current; the key goes with the view).
 //! - [`durable`]: the persisted catalog, replayed at start with each view's checkpointed state,
@@ -61,6 +63,7 @@
 //! turns kinds into SQLSTATEs.
 
 mod apply;
+mod backfill;
 mod create_source;
 pub mod create_table;
 mod create_view;

@@ -2,11 +2,9 @@
 //! add up (the first operator saw every generated row; rows flow from one stage to the next),
 //! the window aggregate's watermark and state, and busy time; over the wire from psql too.
 
-use std::process::Command;
-
 use futures::TryStreamExt;
 
-use crate::harness::{Server, wait_first_row};
+use crate::harness::{Server, psql_command, wait_first_row};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_running_views_operators_show_rows_time_state_and_watermark() {
@@ -83,18 +81,7 @@ async fn a_running_views_operators_show_rows_time_state_and_watermark() {
 #[test]
 fn explain_analyze_over_the_wire() {
     let server = Server::start(&[]);
-    let out = Command::new("psql")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &server.port.to_string(),
-            "-U",
-            "weir",
-            "-d",
-            "weir",
-            "-X",
-        ])
+    let out = psql_command(&server)
         .args(["-c", "EXPLAIN ANALYZE MATERIALIZED VIEW sensor_stats_10s"])
         .output()
         .expect("psql");

@@ -108,6 +108,23 @@ impl Drop for Server {
     }
 }
 
+/// psql connecting to `server` as weir, without a psqlrc; the caller adds the rest.
+pub fn psql_command(server: &Server) -> Command {
+    let mut command = Command::new("psql");
+    command.args([
+        "-h",
+        "127.0.0.1",
+        "-p",
+        &server.port.to_string(),
+        "-U",
+        "weir",
+        "-d",
+        "weir",
+        "-X",
+    ]);
+    command
+}
+
 /// A free TCP port on 127.0.0.1.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")

@@ -6,6 +6,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
 mod anomaly_accuracy;
+mod backfill;
 mod binary_formats;
 mod broker;
 mod clients;

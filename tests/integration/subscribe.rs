@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::harness::{Server, client_rows};
+use crate::harness::{Server, client_rows, psql_command};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -31,21 +31,10 @@ fn psycopg_follows_a_view_by_cursor_stream_and_copy() {
     assert!(out.status.success(), "subscribe_clients.py failed:\n{text}");
 }
 
+/// Unaligned, tuples only.
 fn psql(server: &Server) -> Command {
-    let mut command = Command::new("psql");
-    command.args([
-        "-h",
-        "127.0.0.1",
-        "-p",
-        &server.port.to_string(),
-        "-U",
-        "weir",
-        "-d",
-        "weir",
-        "-X",
-        "-A",
-        "-t",
-    ]);
+    let mut command = psql_command(server);
+    command.args(["-A", "-t"]);
     command
 }
 

@@ -362,6 +362,10 @@ impl SourceProvider for KafkaProvider {
         self.partitions
     }
 
+    fn has_backlog(&self) -> bool {
+        true
+    }
+
     fn positions_are_offsets(&self) -> bool {
         // A row's offset is its record offset, and a partition's position the offset after
         // the last record delivered.

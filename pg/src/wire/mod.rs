@@ -15,6 +15,7 @@
 //!   frontend message's layout before pgwire decodes it: a malformed one is answered with
 //!   ErrorResponse 08P01 and a clean close, never a dropped socket.
 
+mod backfill;
 mod connection;
 mod encode;
 mod errors;
@@ -256,6 +257,7 @@ impl SimpleQueryHandler for WeirHandler {
             self.stats.statement(result.is_err());
             match result {
                 Ok(result) => {
+                    self.wait_for_backfill(client, statement).await?;
                     let time_zone = self.session.info().display_time_zone();
                     let response =
                         encode::response(result, &Format::UnifiedText, time_zone.as_deref())
@@ -476,6 +478,9 @@ impl ExtendedQueryHandler for WeirHandler {
             (None, None) => self.session.execute(&prepared.statement).await,
         };
         self.stats.statement(result.is_err());
+        if result.is_ok() {
+            self.wait_for_backfill(client, &prepared.statement).await?;
+        }
         startup::send_notices(client, self.session.sql_session().take_notices()).await?;
         let result = result.map_err(|e| errors::to_pgwire(&e))?;
         let time_zone = self.session.info().display_time_zone();

@@ -73,12 +73,7 @@ where
     C::Error: Debug,
     PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
 {
-    let Response::Query(mut query) = response else {
-        return Err(errors::to_pgwire(&SqlError::new(
-            SqlErrorKind::Internal,
-            "a subscription did not answer with rows",
-        )));
-    };
+    let mut query = rows_of(response)?;
     if describe {
         let fields = query.row_schema();
         let description = RowDescription::new(fields.iter().map(Into::into).collect());
@@ -106,12 +101,7 @@ where
     C::Error: Debug,
     PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
 {
-    let Response::Query(mut query) = response else {
-        return Err(errors::to_pgwire(&SqlError::new(
-            SqlErrorKind::Internal,
-            "a subscription did not answer with rows",
-        )));
-    };
+    let mut query = rows_of(response)?;
     let columns = query.row_schema().len();
     let start = CopyOutResponse::new(0, columns as i16, vec![0; columns]);
     client
@@ -133,6 +123,17 @@ where
         .send(PgWireBackendMessage::CopyDone(CopyDone::new()))
         .await?;
     Ok(Tag::new("COPY").with_rows(sent))
+}
+
+/// The rows of a subscription's response.
+fn rows_of(response: Response) -> PgWireResult<pgwire::api::results::QueryResponse> {
+    match response {
+        Response::Query(query) => Ok(query),
+        _ => Err(errors::to_pgwire(&SqlError::new(
+            SqlErrorKind::Internal,
+            "a subscription did not answer with rows",
+        ))),
+    }
 }
 
 /// A text DataRow as a COPY text line: fields separated by tabs, NULL as `\N`, backslash, tab,
