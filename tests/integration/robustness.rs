@@ -184,13 +184,30 @@ async fn malformed_records_cost_only_themselves_and_are_counted_once() {
     )
     .await;
 
-    // A view that fails (here: bad_records = 'fail') says so in weir_views and to queries on
-    // it; the other views keep running.
-    client
+    // A CREATE that waits for the topic's history fails with the reason (here: bad_records =
+    // 'fail') and leaves no view behind.
+    let err = client
         .batch_execute(&format!(
-            "{}; CREATE MATERIALIZED VIEW strict_ids AS SELECT id FROM strict",
+            "{}; CREATE MATERIALIZED VIEW strict_first AS SELECT id FROM strict",
             source("strict", "dirty", ", bad_records = 'fail'", "JSON")
         ))
+        .await
+        .expect_err("the history has a bad record");
+    assert_eq!(sqlstate(&err), "55000", "{err:?}");
+    assert!(format!("{err:?}").contains("bad record"), "{err:?}");
+    wait_for(
+        &client,
+        "SELECT count(*) FROM weir_views WHERE name = 'strict_first'",
+        Duration::from_secs(10),
+        |r| r == ["0"],
+    )
+    .await;
+    // A view that fails while running (created in the background) says so in weir_views and to
+    // queries on it; the other views keep running.
+    client
+        .batch_execute(
+            "CREATE MATERIALIZED VIEW strict_ids WITH (background = true) AS SELECT id FROM strict",
+        )
         .await
         .expect("strict");
     wait_for(
