@@ -104,12 +104,12 @@ fn operator(figures: &OperatorFigures) -> Value {
     json!({
         "stage": figures.stage,
         "operator": figures.name,
-        "shard": figures.shard.map(|(shard, of)| format!("{} of {of}", shard + 1)),
+        "shard": figures.shard_label(),
         "rows_in": figures.rows_in,
         "rows_out": figures.rows_out,
         "batches_in": figures.batches_in,
         "batches_out": figures.batches_out,
-        "busy_ms": figures.busy.as_micros() as f64 / 1e3,
+        "busy_ms": figures.busy_ms(),
         "state_bytes": figures.state_bytes,
         "watermark_ns": figures.watermark,
     })

@@ -56,6 +56,19 @@ pub struct OperatorFigures {
     pub watermark: Option<i64>,
 }
 
+impl OperatorFigures {
+    /// The shard as shown to users (`2 of 4`), None for an unsharded stage.
+    pub fn shard_label(&self) -> Option<String> {
+        self.shard
+            .map(|(shard, of)| format!("{} of {of}", shard + 1))
+    }
+
+    /// Busy time in milliseconds, to the microsecond.
+    pub fn busy_ms(&self) -> f64 {
+        self.busy.as_micros() as f64 / 1e3
+    }
+}
+
 impl OperatorMetrics {
     /// Figures for `name` at `stage`, all zero.
     pub fn new(stage: usize, shard: Option<(usize, usize)>, name: String) -> Self {

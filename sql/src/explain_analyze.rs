@@ -60,15 +60,15 @@ impl Session {
             Arc::new(StringArray::from_iter_values(
                 figures.iter().map(|o| o.name.clone()),
             )),
-            Arc::new(StringArray::from_iter(figures.iter().map(|o| {
-                o.shard.map(|(shard, of)| format!("{} of {of}", shard + 1))
-            }))),
+            Arc::new(StringArray::from_iter(
+                figures.iter().map(|o| o.shard_label()),
+            )),
             int(&|o| o.rows_in),
             int(&|o| o.rows_out),
             int(&|o| o.batches_in),
             int(&|o| o.batches_out),
             Arc::new(Float64Array::from_iter_values(
-                figures.iter().map(|o| o.busy.as_micros() as f64 / 1e3),
+                figures.iter().map(|o| o.busy_ms()),
             )),
             int(&|o| o.state_bytes),
             Arc::new(

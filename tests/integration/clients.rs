@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use crate::harness::Server;
+use crate::harness::{Server, psql_command};
 
 fn clients_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/clients")
@@ -27,18 +27,7 @@ fn run(what: &str, command: &mut Command) {
 }
 
 fn psql(server: &Server, command: &str) -> String {
-    let out = Command::new("psql")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &server.port.to_string(),
-            "-U",
-            "weir",
-            "-d",
-            "weir",
-            "-X",
-        ])
+    let out = psql_command(server)
         .args(["-v", "ON_ERROR_STOP=1", "-c", command])
         .output()
         .expect("psql");

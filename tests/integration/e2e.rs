@@ -2,10 +2,9 @@
 //! tokio-postgres over the simple and extended protocols; bad input and vanishing clients leave
 //! the server serving.
 
-use std::process::Command;
 use std::time::Duration;
 
-use crate::harness::Server;
+use crate::harness::{Server, psql_command};
 
 /// The SQL statements of the README walkthrough (the block between the walkthrough markers).
 fn walkthrough_statements() -> Vec<String> {
@@ -34,18 +33,8 @@ fn walkthrough_statements() -> Vec<String> {
 }
 
 fn psql(server: &Server, sql: &str) -> (bool, String) {
-    let out = Command::new("psql")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &server.port.to_string(),
-            "-U",
-            "weir",
-            "-d",
-            "weir",
-        ])
-        .args(["-v", "ON_ERROR_STOP=1", "-X", "-c", sql])
+    let out = psql_command(server)
+        .args(["-v", "ON_ERROR_STOP=1", "-c", sql])
         .output()
         .expect("psql must be installed (the test command installs postgresql-client)");
     let text = format!(
